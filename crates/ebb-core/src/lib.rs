@@ -1,0 +1,42 @@
+//! # ebb-core: Ebb's decision core
+//!
+//! Pure: no I/O, no async, no clock. Time and observations come in as values; a [`Decision`]
+//! (desired replicas, each metric's proposal, the reasons, and the next [`State`]) comes out.
+//! The Kubernetes controller, the local runtime and the simulator all call [`decide`], so a
+//! policy behaves the same in a test, a simulation and production.
+//!
+//! ```
+//! use ebb_core::{decide, Observation, Policy, State, Time};
+//! let policy = Policy::from_yaml("maxReplicas: 10\nexternalCount: {mode: desiredReplicas}").unwrap();
+//! let obs = Observation {
+//!     current_replicas: 2,
+//!     external_count: Some(ebb_core::Sample { value: 5.0, at: Time::from_secs(100) }),
+//!     ..Default::default()
+//! };
+//! let d = decide(&policy, &obs, &State::default(), Time::from_secs(100));
+//! assert_eq!(d.desired_replicas, 5);
+//! ```
+
+pub mod behavior;
+pub mod calculator;
+pub mod conformance;
+mod decide;
+pub mod observation;
+pub mod policy;
+pub mod quantity;
+pub mod reason;
+pub mod sanitize;
+pub mod signals;
+pub mod state;
+pub mod time;
+pub mod victims;
+
+pub use decide::{decide, Decision, Proposal};
+pub use observation::{
+    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample, TrafficSample,
+};
+pub use policy::{Policy, PolicyError};
+pub use reason::{LimitReason, Reason};
+pub use state::State;
+pub use time::Time;
+pub use victims::rank_victims;

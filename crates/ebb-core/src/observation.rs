@@ -1,0 +1,149 @@
+//! What drivers saw, as plain values: pods, metric samples, proxy counters, an external count.
+//!
+//! Drivers pass what they measured, as they measured it; the core decides what is usable.
+//! A NaN, infinite, negative or stale value is treated as missing, never as zero load.
+
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything a driver observed for one target at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// The target's current replica count (`/scale` spec.replicas, or processes running).
+    pub current_replicas: u32,
+    /// The target's pods (or local replicas), for the HPA calculator and victim choice.
+    #[serde(default)]
+    pub pods: Vec<Pod>,
+    /// Samples of the policy's HPA metrics, by metric name.
+    #[serde(default)]
+    pub metrics: Vec<MetricObservation>,
+    /// Proxy or pod-scrape counters for Ebb's concurrency, rate and lag signals.
+    #[serde(default)]
+    pub traffic: Option<TrafficSample>,
+    /// The externally supplied count or backlog.
+    #[serde(default)]
+    pub external_count: Option<ExternalSample>,
+}
+
+/// Kubernetes pod phases (local replicas use Running and Pending).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    /// Scheduled or starting.
+    Pending,
+    /// Running.
+    #[default]
+    Running,
+    /// Exited successfully.
+    Succeeded,
+    /// Exited with failure.
+    Failed,
+}
+
+/// One pod (or local replica).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    /// Unique name.
+    pub name: String,
+    /// Phase.
+    #[serde(default)]
+    pub phase: PodPhase,
+    /// Whether the Ready condition is true.
+    pub ready: bool,
+    /// Whether deletion has begun (a deletionTimestamp is set).
+    #[serde(default)]
+    pub deleting: bool,
+    /// When the pod started; `None` means unknown (treated as unready for CPU, as HPA does).
+    #[serde(default)]
+    pub started_at: Option<Time>,
+    /// When the Ready condition last changed; `None` means unknown.
+    #[serde(default)]
+    pub ready_changed_at: Option<Time>,
+    /// Resource requests in milli-units, keyed like metric names ("cpu", "container/cpu").
+    #[serde(default)]
+    pub requests: BTreeMap<String, i64>,
+    /// Requests in flight on this pod, where the driver knows it (proxy, pod scrape).
+    #[serde(default)]
+    pub in_flight: Option<f64>,
+}
+
+/// Samples of one HPA metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricObservation {
+    /// The metric's name in the policy ([`crate::policy::Metric::name`]).
+    pub name: String,
+    /// The samples.
+    pub values: MetricValues,
+}
+
+/// The shape of a metric's samples, by HPA metric type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MetricValues {
+    /// Resource and Pods metrics: one sample per pod.
+    PerPod(Vec<PodSample>),
+    /// Object metrics: one value.
+    Object(Sample),
+    /// External metrics: the values of every matching series (summed, as HPA does).
+    External {
+        /// Series values.
+        values: Vec<f64>,
+        /// When they were read.
+        at: Time,
+    },
+}
+
+/// A single timestamped value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The value in the metric's unit (not milli-units).
+    pub value: f64,
+    /// When it was measured.
+    pub at: Time,
+}
+
+/// One pod's sample of a per-pod metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSample {
+    /// The pod's name.
+    pub pod: String,
+    /// The value in the metric's unit (cores for cpu, bytes for memory).
+    pub value: f64,
+    /// When the sample's window ended.
+    pub at: Time,
+    /// The sample's window in milliseconds (metrics-server reports one).
+    #[serde(default)]
+    pub window_ms: i64,
+}
+
+/// Cumulative traffic counters at one moment, from Ebb's proxy or a pod scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSample {
+    /// When the counters were read.
+    pub at: Time,
+    /// Requests in flight (forwarded or queued), averaged over the interval since the previous
+    /// sample where the driver can, else the instant value.
+    pub in_flight: f64,
+    /// Requests that have arrived since the counter started.
+    pub arrivals_total: f64,
+    /// Requests that have completed since the counter started.
+    pub completions_total: f64,
+}
+
+/// The externally supplied value at one moment.
+pub type ExternalSample = Sample;
+
+/// Whether a measured value can stand for load: finite and not negative.
+pub fn is_usable(value: f64) -> bool {
+    value.is_finite() && value >= 0.0
+}
+
+/// Whether a sample taken at `at` is still fresh at `now`.
+pub fn is_fresh(at: Time, now: Time, stale_after_ms: i64) -> bool {
+    now.millis_since(at) <= stale_after_ms
+}

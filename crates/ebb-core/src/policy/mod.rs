@@ -1,0 +1,401 @@
+//! The autoscaling policy: HPA `autoscaling/v2` semantics plus Ebb's own signal blocks.
+//!
+//! [`spec`] holds the document as written; [`Policy`] is the validated form with every default
+//! filled in, which is all the decision code ever reads. Validation collects every problem with
+//! the field path it concerns, so a user fixes a file in one pass.
+
+pub mod spec;
+mod validate;
+
+use crate::quantity::Quantity;
+use serde::Serialize;
+use std::fmt;
+pub use validate::{FieldError, PolicyError};
+
+/// HPA's default tolerance around a usage ratio of 1.0.
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+/// HPA's default scale-down stabilization (`--horizontal-pod-autoscaler-downscale-stabilization`).
+pub const DEFAULT_SCALE_DOWN_WINDOW_SECONDS: u32 = 300;
+/// HPA's default CPU initialization period.
+pub const DEFAULT_CPU_INITIALIZATION_PERIOD_SECONDS: u32 = 300;
+/// HPA's default initial readiness delay.
+pub const DEFAULT_INITIAL_READINESS_DELAY_SECONDS: u32 = 30;
+/// Samples older than this count as missing unless the policy says otherwise.
+pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 120.0;
+
+/// A validated policy. Build one with [`Policy::from_yaml`] or [`Policy::from_spec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Lower bound on replicas while the target is active.
+    pub min_replicas: u32,
+    /// Upper bound on replicas.
+    pub max_replicas: u32,
+    /// The HPA metrics (possibly HPA's default of CPU at 80%).
+    pub metrics: Vec<Metric>,
+    /// Tolerance of the replica calculator, per direction.
+    pub tolerance: Tolerance,
+    /// Stabilization windows and rate policies.
+    pub behavior: Behavior,
+    /// Knative-style concurrency or request-rate target with panic mode.
+    pub concurrency: Option<Concurrency>,
+    /// Seldon-style inference lag.
+    pub inference_lag: Option<InferenceLag>,
+    /// Externally supplied count or backlog.
+    pub external_count: Option<ExternalCount>,
+    /// Scale to zero when idle.
+    pub scale_to_zero: Option<ScaleToZero>,
+    /// Samples older than this (milliseconds) count as missing.
+    pub stale_after_ms: i64,
+    /// HPA controller settings for CPU readiness.
+    pub readiness: Readiness,
+}
+
+/// Tolerance around a usage ratio of 1.0, per direction (Kubernetes 1.33 semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tolerance {
+    /// A ratio up to `1 + scale_up` proposes no change.
+    pub scale_up: f64,
+    /// A ratio down to `1 - scale_down` proposes no change.
+    pub scale_down: f64,
+}
+
+impl Tolerance {
+    /// The same tolerance both ways.
+    pub const fn both(t: f64) -> Tolerance {
+        Tolerance {
+            scale_up: t,
+            scale_down: t,
+        }
+    }
+
+    /// Whether `usage_ratio` is close enough to 1.0 that HPA keeps the current count.
+    pub fn is_within(&self, usage_ratio: f64) -> bool {
+        (1.0 - self.scale_down) <= usage_ratio && usage_ratio <= (1.0 + self.scale_up)
+    }
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance::both(DEFAULT_TOLERANCE)
+    }
+}
+
+/// One HPA metric with its target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The name observations use for this metric: the resource name for `Resource`
+    /// ("cpu"), `container/resource` for `ContainerResource`, the metric name otherwise.
+    pub name: String,
+    /// Where the metric comes from.
+    pub source: MetricSource,
+    /// What value it should have.
+    pub target: Target,
+}
+
+/// HPA metric types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSource {
+    /// A resource of the pods (requests-relative utilization or raw average).
+    Resource {
+        /// Resource name.
+        resource: String,
+    },
+    /// A resource of one container of each pod.
+    ContainerResource {
+        /// Resource name.
+        resource: String,
+        /// Container name.
+        container: String,
+    },
+    /// A per-pod custom metric.
+    Pods {
+        /// Selector passed to the source.
+        selector: Option<spec::LabelSelectorSpec>,
+    },
+    /// A metric describing one object.
+    Object {
+        /// The object.
+        described_object: spec::ObjectRefSpec,
+        /// Selector passed to the source.
+        selector: Option<spec::LabelSelectorSpec>,
+    },
+    /// A metric from outside the cluster.
+    External {
+        /// Selector passed to the source.
+        selector: Option<spec::LabelSelectorSpec>,
+    },
+}
+
+impl MetricSource {
+    /// HPA's name for the type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MetricSource::Resource { .. } => "Resource",
+            MetricSource::ContainerResource { .. } => "ContainerResource",
+            MetricSource::Pods { .. } => "Pods",
+            MetricSource::Object { .. } => "Object",
+            MetricSource::External { .. } => "External",
+        }
+    }
+}
+
+/// HPA metric targets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Percent of the pods' resource requests.
+    Utilization(i32),
+    /// Average value per pod.
+    AverageValue(Quantity),
+    /// Total value.
+    Value(Quantity),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Utilization(p) => write!(f, "{p}% utilization"),
+            Target::AverageValue(q) => write!(f, "{q} per pod"),
+            Target::Value(q) => write!(f, "{q}"),
+        }
+    }
+}
+
+/// Scale-up and scale-down rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    /// Rules when the recommendation is above the current count.
+    pub scale_up: ScalingRules,
+    /// Rules when the recommendation is below the current count.
+    pub scale_down: ScalingRules,
+}
+
+impl Default for Behavior {
+    /// Kubernetes' defaults: scale up by max(4 pods, 100%) per 15 s with no window; scale
+    /// down by 100% per 15 s after a 300 s window.
+    fn default() -> Self {
+        Behavior {
+            scale_up: ScalingRules {
+                stabilization_window_seconds: 0,
+                select_policy: SelectPolicy::Max,
+                policies: vec![
+                    ScalingPolicy {
+                        kind: ScalingPolicyKind::Pods,
+                        value: 4,
+                        period_seconds: 15,
+                    },
+                    ScalingPolicy {
+                        kind: ScalingPolicyKind::Percent,
+                        value: 100,
+                        period_seconds: 15,
+                    },
+                ],
+            },
+            scale_down: ScalingRules {
+                stabilization_window_seconds: DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
+                select_policy: SelectPolicy::Max,
+                policies: vec![ScalingPolicy {
+                    kind: ScalingPolicyKind::Percent,
+                    value: 100,
+                    period_seconds: 15,
+                }],
+            },
+        }
+    }
+}
+
+/// HPA's `HPAScalingRules`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingRules {
+    /// Window over which past recommendations bound this one.
+    pub stabilization_window_seconds: u32,
+    /// How the policies' limits combine.
+    pub select_policy: SelectPolicy,
+    /// Rate policies.
+    pub policies: Vec<ScalingPolicy>,
+}
+
+impl ScalingRules {
+    /// The longest policy period, which bounds how long scale events must be remembered.
+    pub fn longest_period_seconds(&self) -> u32 {
+        self.policies
+            .iter()
+            .map(|p| p.period_seconds)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// HPA's `selectPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SelectPolicy {
+    /// The policy allowing the largest change wins.
+    Max,
+    /// The policy allowing the smallest change wins.
+    Min,
+    /// No scaling in this direction.
+    Disabled,
+}
+
+/// One rate policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScalingPolicy {
+    /// Pods or Percent.
+    pub kind: ScalingPolicyKind,
+    /// How many pods or percent per period.
+    pub value: u32,
+    /// Period length.
+    pub period_seconds: u32,
+}
+
+impl fmt::Display for ScalingPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ScalingPolicyKind::Pods => write!(f, "Pods {}/{}s", self.value, self.period_seconds),
+            ScalingPolicyKind::Percent => {
+                write!(f, "Percent {}%/{}s", self.value, self.period_seconds)
+            }
+        }
+    }
+}
+
+/// Kinds of rate policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ScalingPolicyKind {
+    /// An absolute number of pods.
+    Pods,
+    /// A percentage of the replicas at the start of the period.
+    Percent,
+}
+
+/// Which traffic quantity the concurrency block targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyMetric {
+    /// Requests in flight per replica.
+    Concurrency,
+    /// Requests per second per replica.
+    Rps,
+}
+
+impl ConcurrencyMetric {
+    /// The policy's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyMetric::Concurrency => "concurrency",
+            ConcurrencyMetric::Rps => "rps",
+        }
+    }
+}
+
+/// Knative-style concurrency or rate target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    /// Concurrency or rps.
+    pub metric: ConcurrencyMetric,
+    /// Target per replica.
+    pub target_per_replica: f64,
+    /// Stable averaging window.
+    pub stable_window_ms: i64,
+    /// Panic averaging window.
+    pub panic_window_ms: i64,
+    /// Panic when panic-window demand is at least this fraction of ready capacity (2.0 = 200%).
+    pub panic_threshold: f64,
+}
+
+/// Seldon-style inference lag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferenceLag {
+    /// Outstanding requests per replica above which the model scales up.
+    pub threshold_per_replica: f64,
+    /// Measurement window, and the lag-free time a scale-down needs.
+    pub window_ms: i64,
+}
+
+/// How an external value is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExternalCountMode {
+    /// The value is the desired replica count.
+    DesiredReplicas,
+    /// The value is a backlog of items to process.
+    Backlog {
+        /// Items one replica completes per second.
+        items_per_replica_per_second: f64,
+        /// Time in which the backlog should be cleared.
+        drain_seconds: f64,
+    },
+}
+
+/// Externally supplied count or backlog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalCount {
+    /// How to read the value.
+    pub mode: ExternalCountMode,
+}
+
+/// Scale to zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleToZero {
+    /// Idle time before scaling to zero.
+    pub idle_ms: i64,
+    /// Waiting requests (or backlog items) that bring the target back from zero.
+    pub activation_threshold: f64,
+}
+
+/// HPA controller settings for CPU readiness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Readiness {
+    /// Period after a pod's start during which its CPU samples need care.
+    pub cpu_initialization_period_ms: i64,
+    /// Delay after start within which an unready pod is taken as initializing.
+    pub initial_readiness_delay_ms: i64,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            cpu_initialization_period_ms: i64::from(DEFAULT_CPU_INITIALIZATION_PERIOD_SECONDS)
+                * 1000,
+            initial_readiness_delay_ms: i64::from(DEFAULT_INITIAL_READINESS_DELAY_SECONDS) * 1000,
+        }
+    }
+}
+
+impl Policy {
+    /// Parses and validates a YAML (or JSON) policy document.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let spec = validate::parse_spec(text)?;
+        Policy::from_spec(&spec)
+    }
+
+    /// Validates a parsed document, filling in defaults.
+    pub fn from_spec(spec: &spec::PolicySpec) -> Result<Policy, PolicyError> {
+        validate::validate(spec)
+    }
+
+    /// A policy with HPA defaults and the given metrics; convenient in tests and drivers.
+    pub fn hpa(min_replicas: u32, max_replicas: u32, metrics: Vec<Metric>) -> Policy {
+        Policy {
+            min_replicas,
+            max_replicas,
+            metrics,
+            tolerance: Tolerance::default(),
+            behavior: Behavior::default(),
+            concurrency: None,
+            inference_lag: None,
+            external_count: None,
+            scale_to_zero: None,
+            stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,
+            readiness: Readiness::default(),
+        }
+    }
+
+    /// The normalized document: every default written out, ready to print.
+    pub fn to_spec(&self) -> spec::PolicySpec {
+        validate::to_spec(self)
+    }
+
+    /// Whether any Ebb traffic signal (concurrency, lag) is configured.
+    pub fn uses_traffic(&self) -> bool {
+        self.concurrency.is_some() || self.inference_lag.is_some() || self.scale_to_zero.is_some()
+    }
+}

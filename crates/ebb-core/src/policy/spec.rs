@@ -1,0 +1,291 @@
+//! The policy document as users write it: HPA's `autoscaling/v2` field names and nesting, plus
+//! Ebb's own optional blocks. Everything is optional here so that a wrong or missing field is
+//! reported by validation with its path, not by a bare serde error.
+
+use crate::quantity::Quantity;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A policy document as written (YAML or JSON). Validate it with [`crate::Policy::from_spec`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Lower bound on replicas (HPA default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i64>,
+    /// Upper bound on replicas (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i64>,
+    /// Tolerance around a usage ratio of 1.0 within which no change is proposed (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<ToleranceSpec>,
+    /// HPA metrics; several combine by taking the largest proposal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSpec>,
+    /// HPA scaling behavior (stabilization windows and rate policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<BehaviorSpec>,
+    /// Ebb: per-replica concurrency or request-rate target with a panic mode (Knative's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
+    /// Ebb: inference lag, incoming minus completed requests (Seldon Core 2's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_lag: Option<InferenceLagSpec>,
+    /// Ebb: an externally supplied desired count or backlog (e.g. a Redis key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_count: Option<ExternalCountSpec>,
+    /// Ebb: scale to zero after an idle period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_to_zero: Option<ScaleToZeroSpec>,
+    /// Ebb: samples older than this many seconds count as missing (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after_seconds: Option<f64>,
+    /// HPA controller settings that the calculator depends on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ReadinessSpec>,
+}
+
+/// A tolerance: one number for both directions, or one per direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToleranceSpec {
+    /// The same tolerance both ways.
+    Both(f64),
+    /// Separate tolerances.
+    PerDirection {
+        /// Tolerance above 1.0.
+        #[serde(rename = "scaleUp", default, skip_serializing_if = "Option::is_none")]
+        scale_up: Option<f64>,
+        /// Tolerance below 1.0.
+        #[serde(rename = "scaleDown", default, skip_serializing_if = "Option::is_none")]
+        scale_down: Option<f64>,
+    },
+}
+
+/// HPA's `MetricSpec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Resource | ContainerResource | Pods | Object | External.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For `type: Resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceMetricSpec>,
+    /// For `type: ContainerResource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_resource: Option<ResourceMetricSpec>,
+    /// For `type: Pods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<NamedMetricSpec>,
+    /// For `type: Object`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<NamedMetricSpec>,
+    /// For `type: External`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<NamedMetricSpec>,
+}
+
+/// `resource:` / `containerResource:` of a metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceMetricSpec {
+    /// Resource name (cpu, memory, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Container name (ContainerResource only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
+}
+
+/// `pods:` / `object:` / `external:` of a metric.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedMetricSpec {
+    /// The metric's identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricIdentifierSpec>,
+    /// The object the metric describes (Object only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub described_object: Option<ObjectRefSpec>,
+    /// The target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
+}
+
+/// HPA's `MetricIdentifier`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricIdentifierSpec {
+    /// Metric name; observations carry the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Label selector, kept for the sources that query the metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelectorSpec>,
+}
+
+/// A Kubernetes label selector (only passed through to metric sources).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorSpec {
+    /// Exact label matches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Set-based requirements, passed through verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<serde_yaml::Value>,
+}
+
+/// HPA's `CrossVersionObjectReference`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectRefSpec {
+    /// API version of the referent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind of the referent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name of the referent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// HPA's `MetricTarget`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Utilization | AverageValue | Value.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Percent of the resource request (Utilization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_utilization: Option<i64>,
+    /// Per-pod average (AverageValue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_value: Option<Quantity>,
+    /// Total value (Value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Quantity>,
+}
+
+/// HPA's `HorizontalPodAutoscalerBehavior`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BehaviorSpec {
+    /// Rules for scaling up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScalingRulesSpec>,
+    /// Rules for scaling down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScalingRulesSpec>,
+}
+
+/// HPA's `HPAScalingRules`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingRulesSpec {
+    /// Window over which past recommendations are considered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stabilization_window_seconds: Option<i64>,
+    /// Max | Min | Disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_policy: Option<String>,
+    /// Rate policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<ScalingPolicySpec>>,
+    /// Per-direction tolerance (Kubernetes 1.33+); overrides the top-level `tolerance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Quantity>,
+}
+
+/// HPA's `HPAScalingPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingPolicySpec {
+    /// Pods | Percent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Pods or percent allowed per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// Period length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<i64>,
+}
+
+/// Ebb's concurrency / request-rate block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConcurrencySpec {
+    /// `concurrency` (in-flight requests) or `rps` (requests per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Target per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_per_replica: Option<f64>,
+    /// Averaging window for normal operation (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_window_seconds: Option<f64>,
+    /// Short averaging window that detects spikes (default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_window_seconds: Option<f64>,
+    /// Panic when short-window demand exceeds this percent of ready capacity (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_threshold_percent: Option<f64>,
+}
+
+/// Ebb's inference-lag block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InferenceLagSpec {
+    /// Scale up when lag per replica exceeds this many requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_per_replica: Option<f64>,
+    /// Lag is measured over this window, and a scale-down needs this long without lag (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+}
+
+/// Ebb's external count / backlog block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalCountSpec {
+    /// `desiredReplicas` (the value is a replica count) or `backlog` (the value is work items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Backlog mode: items one replica completes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_per_replica_per_second: Option<f64>,
+    /// Backlog mode: the time in which the backlog should be cleared (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<f64>,
+}
+
+/// Ebb's scale-to-zero block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleToZeroSpec {
+    /// Scale to zero after this long with no traffic (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_seconds: Option<f64>,
+    /// Come back from zero when this many requests (or backlog items) are waiting (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_threshold: Option<f64>,
+}
+
+/// HPA controller flags the calculator honours for CPU readiness.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadinessSpec {
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_initialization_period_seconds: Option<i64>,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_readiness_delay_seconds: Option<i64>,
+}

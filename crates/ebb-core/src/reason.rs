@@ -1,0 +1,314 @@
+//! Why a decision came out as it did, in words a user can read.
+//!
+//! Every driver shows these same reasons: the controller in status and Events, the local
+//! runtime in its terminal view, the simulator in its report. Each has a stable code (like
+//! HPA's condition reasons) for machines and a sentence for people.
+
+use crate::time::fmt_window;
+use serde::Serialize;
+use std::fmt;
+
+/// One reason that shaped a decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "camelCase")]
+pub enum Reason {
+    /// A metric or signal proposed a replica count.
+    MetricProposal {
+        /// Metric or signal name.
+        metric: String,
+        /// Its current value, formatted.
+        value: String,
+        /// Its target, formatted.
+        target: String,
+        /// The replicas it proposed.
+        replicas: u32,
+    },
+    /// A metric's usage ratio was within tolerance, so it proposed the current count.
+    WithinTolerance {
+        /// Metric name.
+        metric: String,
+        /// Usage ratio.
+        ratio: f64,
+    },
+    /// A metric or signal could not be used.
+    MetricMissing {
+        /// Metric or signal name.
+        metric: String,
+        /// Why.
+        why: String,
+    },
+    /// Some metrics were missing and the others proposed fewer replicas: held.
+    ScaleDownBlockedByMissing {
+        /// The missing metrics.
+        metrics: Vec<String>,
+        /// The count held.
+        held: u32,
+    },
+    /// No metric or signal was usable: replicas held.
+    NoUsableMetric {
+        /// The count held.
+        held: u32,
+    },
+    /// The panic window's demand is over the threshold: scaling up at once.
+    Panic {
+        /// Panic-window demand as a percentage of ready capacity.
+        demand_percent: f64,
+        /// Replicas panic mode asks for.
+        replicas: u32,
+    },
+    /// Panic mode forbids scaling down.
+    PanicHoldsScaleDown {
+        /// The count held.
+        held: u32,
+    },
+    /// Panic mode ended after a stable window without a spike.
+    PanicEnded,
+    /// Scale-up held to the lowest recommendation within the scale-up window.
+    ScaleUpStabilized {
+        /// Window length, ms.
+        window_ms: i64,
+        /// The stabilized count.
+        replicas: u32,
+    },
+    /// Scale-down held to the highest recommendation within the scale-down window.
+    ScaleDownStabilized {
+        /// Window length, ms.
+        window_ms: i64,
+        /// The stabilized count.
+        replicas: u32,
+    },
+    /// A scale-up rate policy limited the change.
+    ScaleUpLimit {
+        /// The policies, formatted.
+        policies: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// A scale-down rate policy limited the change.
+    ScaleDownLimit {
+        /// The policies, formatted.
+        policies: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// `selectPolicy: Disabled` for scale-up.
+    ScaleUpDisabled,
+    /// `selectPolicy: Disabled` for scale-down.
+    ScaleDownDisabled,
+    /// Clamped to maxReplicas.
+    TooManyReplicas {
+        /// maxReplicas.
+        max: u32,
+    },
+    /// Clamped to minReplicas.
+    TooFewReplicas {
+        /// minReplicas.
+        min: u32,
+    },
+    /// The target had more replicas than maxReplicas: brought down to max at once.
+    CurrentAboveMax {
+        /// maxReplicas.
+        max: u32,
+    },
+    /// The target had fewer replicas than minReplicas: brought up to min at once.
+    CurrentBelowMin {
+        /// minReplicas.
+        min: u32,
+    },
+    /// The target is at zero and the policy has no scale-to-zero: HPA leaves it alone.
+    ScalingDisabled,
+    /// No traffic for the idle period: scaling to zero.
+    ScaleToZero {
+        /// Idle time, ms.
+        idle_ms: i64,
+    },
+    /// At zero and demand reached the activation threshold: scaling up from zero.
+    Activated {
+        /// What woke it.
+        signal: String,
+        /// Its value.
+        value: f64,
+    },
+    /// At zero and demand is below the activation threshold.
+    StaysAtZero,
+    /// These pods were ranked first to remove on scale-in.
+    Victims {
+        /// Pod names, in removal order.
+        pods: Vec<String>,
+    },
+}
+
+impl Reason {
+    /// Every code a decision can carry; a test checks each is produced and asserted.
+    pub const ALL_CODES: &'static [&'static str] = &[
+        "MetricProposal",
+        "WithinTolerance",
+        "MetricMissing",
+        "ScaleDownBlockedByMissing",
+        "NoUsableMetric",
+        "Panic",
+        "PanicHoldsScaleDown",
+        "PanicEnded",
+        "ScaleUpStabilized",
+        "ScaleDownStabilized",
+        "ScaleUpLimit",
+        "ScaleDownLimit",
+        "ScaleUpDisabled",
+        "ScaleDownDisabled",
+        "TooManyReplicas",
+        "TooFewReplicas",
+        "CurrentAboveMax",
+        "CurrentBelowMin",
+        "ScalingDisabled",
+        "ScaleToZero",
+        "Activated",
+        "StaysAtZero",
+        "Victims",
+    ];
+
+    /// A stable, machine-readable code, like HPA's condition reasons.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::MetricProposal { .. } => "MetricProposal",
+            Reason::WithinTolerance { .. } => "WithinTolerance",
+            Reason::MetricMissing { .. } => "MetricMissing",
+            Reason::ScaleDownBlockedByMissing { .. } => "ScaleDownBlockedByMissing",
+            Reason::NoUsableMetric { .. } => "NoUsableMetric",
+            Reason::Panic { .. } => "Panic",
+            Reason::PanicHoldsScaleDown { .. } => "PanicHoldsScaleDown",
+            Reason::PanicEnded => "PanicEnded",
+            Reason::ScaleUpStabilized { .. } => "ScaleUpStabilized",
+            Reason::ScaleDownStabilized { .. } => "ScaleDownStabilized",
+            Reason::ScaleUpLimit { .. } => "ScaleUpLimit",
+            Reason::ScaleDownLimit { .. } => "ScaleDownLimit",
+            Reason::ScaleUpDisabled => "ScaleUpDisabled",
+            Reason::ScaleDownDisabled => "ScaleDownDisabled",
+            Reason::TooManyReplicas { .. } => "TooManyReplicas",
+            Reason::TooFewReplicas { .. } => "TooFewReplicas",
+            Reason::CurrentAboveMax { .. } => "CurrentAboveMax",
+            Reason::CurrentBelowMin { .. } => "CurrentBelowMin",
+            Reason::ScalingDisabled => "ScalingDisabled",
+            Reason::ScaleToZero { .. } => "ScaleToZero",
+            Reason::Activated { .. } => "Activated",
+            Reason::StaysAtZero => "StaysAtZero",
+            Reason::Victims { .. } => "Victims",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::MetricProposal {
+                metric,
+                value,
+                target,
+                replicas,
+            } => write!(
+                f,
+                "metric {metric} proposed {replicas} (current {value}, target {target})"
+            ),
+            Reason::WithinTolerance { metric, ratio } => write!(
+                f,
+                "metric {metric} within tolerance (usage ratio {ratio:.3}): no change"
+            ),
+            Reason::MetricMissing { metric, why } => {
+                write!(f, "metric {metric} missing: no scale-down ({why})")
+            }
+            Reason::ScaleDownBlockedByMissing { metrics, held } => write!(
+                f,
+                "scale-down blocked: metric{} {} missing, holding {held}",
+                if metrics.len() == 1 { "" } else { "s" },
+                metrics.join(", ")
+            ),
+            Reason::NoUsableMetric { held } => {
+                write!(f, "no usable metric: holding {held} replicas")
+            }
+            Reason::Panic {
+                demand_percent,
+                replicas,
+            } => write!(
+                f,
+                "panic mode: short-window demand at {demand_percent:.0}% of ready capacity, scaling to {replicas} at once"
+            ),
+            Reason::PanicHoldsScaleDown { held } => {
+                write!(f, "panic mode: no scale-down, holding {held}")
+            }
+            Reason::PanicEnded => write!(f, "panic mode ended: a stable window passed without a spike"),
+            Reason::ScaleUpStabilized { window_ms, replicas } => write!(
+                f,
+                "held by scale-up stabilization window {}: lowest recent recommendation {replicas}",
+                fmt_window(*window_ms)
+            ),
+            Reason::ScaleDownStabilized { window_ms, replicas } => write!(
+                f,
+                "held by scale-down stabilization window {}: highest recent recommendation {replicas}",
+                fmt_window(*window_ms)
+            ),
+            Reason::ScaleUpLimit { policies, limit } => {
+                write!(f, "scale-up limited by policy {policies} to {limit}")
+            }
+            Reason::ScaleDownLimit { policies, limit } => {
+                write!(f, "scale-down limited by policy {policies} to {limit}")
+            }
+            Reason::ScaleUpDisabled => write!(f, "scale-up disabled by selectPolicy: Disabled"),
+            Reason::ScaleDownDisabled => {
+                write!(f, "scale-down disabled by selectPolicy: Disabled")
+            }
+            Reason::TooManyReplicas { max } => write!(f, "clamped to maxReplicas {max}"),
+            Reason::TooFewReplicas { min } => write!(f, "clamped to minReplicas {min}"),
+            Reason::CurrentAboveMax { max } => {
+                write!(f, "current replicas above maxReplicas: scaling to {max}")
+            }
+            Reason::CurrentBelowMin { min } => {
+                write!(f, "current replicas below minReplicas: scaling to {min}")
+            }
+            Reason::ScalingDisabled => write!(
+                f,
+                "target scaled to zero by someone else and the policy has no scaleToZero: autoscaling paused"
+            ),
+            Reason::ScaleToZero { idle_ms } => {
+                write!(f, "idle for {}: scaling to zero", fmt_window(*idle_ms))
+            }
+            Reason::Activated { signal, value } => {
+                write!(f, "activated from zero by {signal} {value}")
+            }
+            Reason::StaysAtZero => write!(f, "at zero and below the activation threshold"),
+            Reason::Victims { pods } => write!(f, "scale-in removes first: {}", pods.join(", ")),
+        }
+    }
+}
+
+/// HPA's `ScalingLimited` condition reason: where normalization bounded the recommendation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LimitReason {
+    /// Not limited.
+    DesiredWithinRange,
+    /// Limited by a scale-up rate policy.
+    ScaleUpLimit,
+    /// Limited by a scale-down rate policy.
+    ScaleDownLimit,
+    /// Limited by maxReplicas.
+    TooManyReplicas,
+    /// Limited by minReplicas.
+    TooFewReplicas,
+}
+
+impl LimitReason {
+    /// HPA's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReason::DesiredWithinRange => "DesiredWithinRange",
+            LimitReason::ScaleUpLimit => "ScaleUpLimit",
+            LimitReason::ScaleDownLimit => "ScaleDownLimit",
+            LimitReason::TooManyReplicas => "TooManyReplicas",
+            LimitReason::TooFewReplicas => "TooFewReplicas",
+        }
+    }
+}
+
+impl fmt::Display for LimitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,68 @@
+//! The `ebb` command line: each subcommand parses its arguments and calls the crates.
+
+mod check;
+mod conformance;
+mod decide_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Ebb: an autoscaler for machine-learning inference serving.
+#[derive(Parser)]
+#[command(name = "ebb", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a policy file and print its normalized form with every default filled in.
+    Check {
+        /// The policy (YAML or JSON).
+        policy: PathBuf,
+    },
+    /// Run every conformance case under DIR; prints failures and "N passed, N failed".
+    Conformance {
+        /// A directory of case files (searched recursively), or one case file.
+        dir: PathBuf,
+    },
+    /// Make one decision from a policy, an observation and (optionally) a state, and print it
+    /// as JSON.
+    Decide {
+        /// The policy (YAML or JSON).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The observation (YAML or JSON, the `Observation` type).
+        #[arg(long)]
+        observation: PathBuf,
+        /// The state carried from the previous decision.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Now, in milliseconds since the epoch of the observation's timestamps.
+        #[arg(long)]
+        now_ms: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { policy } => check::run(&policy),
+        Command::Conformance { dir } => conformance::run(&dir),
+        Command::Decide {
+            policy,
+            observation,
+            state,
+            now_ms,
+        } => decide_cmd::run(&policy, &observation, state.as_deref(), now_ms),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
