@@ -334,7 +334,10 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         recommendation = current;
     }
     if let Some((panic_replicas, _)) = panic {
-        recommendation = recommendation.max(panic_replicas);
+        if recommendation < current {
+            b.reasons.push(Reason::PanicHoldsScaleDown { held: current });
+        }
+        recommendation = recommendation.max(panic_replicas).max(current);
     }
 
     // 4. Behaviors.
@@ -360,9 +363,6 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     if let Some((panic_replicas, demand_percent)) = panic {
         b.panic = true;
         let target = panic_replicas.min(policy.max_replicas).max(current);
-        if desired < current {
-            b.reasons.push(Reason::PanicHoldsScaleDown { held: current });
-        }
         if target > desired {
             b.reasons.push(Reason::Panic {
                 demand_percent,

@@ -45,7 +45,10 @@ impl Quantity {
         let text = if milli % 1000 == 0 {
             format!("{}", milli / 1000)
         } else {
-            format!("{milli}m")
+            let sign = if milli < 0 { "-" } else { "" };
+            let abs = milli.unsigned_abs();
+            let frac = format!("{:03}", abs % 1000);
+            format!("{sign}{}.{}", abs / 1000, frac.trim_end_matches('0'))
         };
         Quantity { milli, text }
     }
@@ -264,6 +267,14 @@ mod tests {
             parse_milli("99999999999999999999999999999999999"),
             Err(QuantityError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn prints_decimals() {
+        assert_eq!(Quantity::from_milli(100).to_string(), "0.1");
+        assert_eq!(Quantity::from_milli(20666).to_string(), "20.666");
+        assert_eq!(Quantity::from_milli(-1500).to_string(), "-1.5");
+        assert_eq!(Quantity::from_milli(3000).to_string(), "3");
     }
 
     #[test]

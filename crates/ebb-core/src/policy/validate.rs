@@ -61,7 +61,13 @@ pub(super) fn parse_spec(text: &str) -> Result<PolicySpec, PolicyError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        PolicyError::single(path, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // serde_yaml prefixes nested errors with its own (shorter) path: keep ours only.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
+            _ => message,
+        };
+        PolicyError::single(path, message)
     })
 }
 

@@ -1,0 +1,391 @@
+//! One scenario per reason a decision can carry, each asserting its reason and its outcome,
+//! and a check that no reason code is left without a scenario.
+
+mod common;
+use common::*;
+use ebb_core::*;
+
+fn metric_proposal() -> Decision {
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(3, vec![per_pod("rps", &[20.0, 20.0, 20.0], t(100))]),
+        &State::default(),
+        t(100),
+    );
+    assert_eq!(d.desired_replicas, 6);
+    assert!(d.has_reason("MetricProposal"), "{:?}", d.reasons);
+    assert_eq!(d.reasons[0].to_string(), "metric rps proposed 6 (current 20, target 10 per pod)");
+    assert_eq!(d.limit, LimitReason::DesiredWithinRange);
+    d
+}
+
+fn within_tolerance() -> Decision {
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(3, vec![per_pod("rps", &[10.5, 10.5, 10.5], t(100))]),
+        &State::default(),
+        t(100),
+    );
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.has_reason("WithinTolerance"));
+    d
+}
+
+fn metric_missing_and_no_usable_metric() -> Decision {
+    let d = decide(&policy(RPS_POLICY), &obs(5, vec![]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has_reason("MetricMissing"));
+    assert!(d.has_reason("NoUsableMetric"));
+    assert!(d.reasons[0].to_string().starts_with("metric rps missing: no scale-down"));
+    d
+}
+
+fn scale_down_blocked_by_missing() -> Decision {
+    let p = policy(
+        r#"
+maxReplicas: 20
+behavior: {scaleDown: {stabilizationWindowSeconds: 0}}
+metrics:
+- type: Pods
+  pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: "10"}}
+- type: Pods
+  pods: {metric: {name: gpu}, target: {type: AverageValue, averageValue: "35"}}
+"#,
+    );
+    // rps alone would scale 8 -> 1; gpu returned NaN for every pod.
+    let d = decide(
+        &p,
+        &obs(
+            8,
+            vec![
+                per_pod("rps", &[1.0; 8], t(100)),
+                per_pod("gpu", &[f64::NAN; 8], t(100)),
+            ],
+        ),
+        &State::default(),
+        t(100),
+    );
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.has_reason("ScaleDownBlockedByMissing"));
+    assert!(d.reasons.iter().any(|r| r.to_string().contains("metric gpu missing")));
+    d
+}
+
+const PANIC_POLICY: &str = r#"
+maxReplicas: 50
+concurrency: {targetPerReplica: 10}
+behavior:
+  scaleUp: {policies: [{type: Pods, value: 1, periodSeconds: 60}]}
+  scaleDown: {stabilizationWindowSeconds: 0}
+"#;
+
+fn panic_scales_at_once() -> Decision {
+    // 50 s of calm at 15 in flight on 2 replicas, then a spike to 60 in flight.
+    let mut history = steady(0, 50, 15.0);
+    let last = *history.last().unwrap();
+    for s in 51..=56 {
+        history.push(traffic(t(s), 60.0, last.arrivals_total + 60.0 * (s - 50) as f64, last.completions_total));
+    }
+    let state = State {
+        traffic: history,
+        ..Default::default()
+    };
+    let mut o = obs(2, vec![]);
+    o.traffic = state.traffic.last().copied();
+    let d = decide(&policy(PANIC_POLICY), &o, &state, t(56));
+    // Panic window (6 s) demand 60 / 10 = 6 replicas = 300% of 2: straight to 6, past the
+    // Pods 1/60s scale-up policy.
+    assert!(d.panic);
+    assert_eq!(d.desired_replicas, 6);
+    assert!(d.has_reason("Panic"));
+    assert!(d.has_reason("ScaleUpLimit"), "the policy limit is reported, then bypassed");
+    d
+}
+
+fn panic_holds_scale_down() -> Decision {
+    let state = State {
+        traffic: steady(0, 60, 1.0),
+        panic: Some(ebb_core::state::PanicState {
+            since: t(40),
+            last_over_threshold: t(50),
+            max_replicas: 6,
+        }),
+        ..Default::default()
+    };
+    let mut o = obs(6, vec![]);
+    o.traffic = state.traffic.last().copied();
+    let d = decide(&policy(PANIC_POLICY), &o, &state, t(60));
+    assert!(d.panic);
+    assert_eq!(d.desired_replicas, 6);
+    assert!(d.has_reason("PanicHoldsScaleDown"));
+    d
+}
+
+fn panic_ends() -> Decision {
+    let state = State {
+        traffic: steady(0, 120, 10.0),
+        panic: Some(ebb_core::state::PanicState {
+            since: t(40),
+            last_over_threshold: t(59),
+            max_replicas: 6,
+        }),
+        ..Default::default()
+    };
+    let mut o = obs(6, vec![]);
+    o.traffic = state.traffic.last().copied();
+    let d = decide(&policy(PANIC_POLICY), &o, &state, t(120));
+    assert!(!d.panic);
+    assert!(d.has_reason("PanicEnded"));
+    // 10 in flight / 10 per replica = 1, scale-down window 0, default 100%/15s policy.
+    assert_eq!(d.desired_replicas, 1);
+    d
+}
+
+fn scale_up_stabilized() -> Decision {
+    let p = policy(&format!("{RPS_POLICY}behavior: {{scaleUp: {{stabilizationWindowSeconds: 60}}}}\n"));
+    let state = State {
+        recommendations: vec![ebb_core::state::Recommendation { at: t(70), replicas: 4 }],
+        ..Default::default()
+    };
+    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &state, t(100));
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has_reason("ScaleUpStabilized"));
+    d
+}
+
+fn scale_down_stabilized() -> Decision {
+    let state = State {
+        recommendations: vec![ebb_core::state::Recommendation { at: t(0), replicas: 10 }],
+        ..Default::default()
+    };
+    let d = decide(&policy(RPS_POLICY), &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &state, t(100));
+    assert_eq!(d.desired_replicas, 10);
+    assert!(d.has_reason("ScaleDownStabilized"));
+    assert!(d.summary().contains("held by scale-down stabilization window 300s"));
+    d
+}
+
+fn scale_up_limit() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleUp: {{policies: [{{type: Pods, value: 1, periodSeconds: 60}}]}}}}\n"
+    ));
+    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 4);
+    assert_eq!(d.limit, LimitReason::ScaleUpLimit);
+    assert!(d.summary().contains("scale-up limited by policy Pods 1/60s to 4"));
+    d
+}
+
+fn scale_down_limit() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0, policies: [{{type: Pods, value: 1, periodSeconds: 60}}]}}}}\n"
+    ));
+    let d = decide(&p, &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 9);
+    assert!(d.has_reason("ScaleDownLimit"));
+    d
+}
+
+fn scale_up_disabled() -> Decision {
+    let p = policy(&format!("{RPS_POLICY}behavior: {{scaleUp: {{selectPolicy: Disabled}}}}\n"));
+    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.has_reason("ScaleUpDisabled"));
+    d
+}
+
+fn scale_down_disabled() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{selectPolicy: Disabled, stabilizationWindowSeconds: 0}}}}\n"
+    ));
+    let d = decide(&p, &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 10);
+    assert!(d.has_reason("ScaleDownDisabled"));
+    d
+}
+
+fn too_many_replicas() -> Decision {
+    let p = policy(&RPS_POLICY.replace("maxReplicas: 20", "maxReplicas: 5"));
+    let d = decide(&p, &obs(4, vec![per_pod("rps", &[50.0; 4], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has_reason("TooManyReplicas"));
+    assert!(d.summary().contains("clamped to maxReplicas 5"));
+    d
+}
+
+fn too_few_replicas() -> Decision {
+    let p = policy(&format!(
+        "{}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n",
+        RPS_POLICY.replace("minReplicas: 1", "minReplicas: 3")
+    ));
+    let d = decide(&p, &obs(4, vec![per_pod("rps", &[1.0; 4], t(100))]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.has_reason("TooFewReplicas"));
+    d
+}
+
+fn current_above_max() -> Decision {
+    let d = decide(&policy(RPS_POLICY), &obs(25, vec![]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 20);
+    assert!(d.has_reason("CurrentAboveMax"));
+    d
+}
+
+fn current_below_min() -> Decision {
+    let p = policy(&RPS_POLICY.replace("minReplicas: 1", "minReplicas: 3"));
+    let d = decide(&p, &obs(1, vec![]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.has_reason("CurrentBelowMin"));
+    d
+}
+
+fn scaling_disabled() -> Decision {
+    let d = decide(&policy(RPS_POLICY), &obs(0, vec![]), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 0);
+    assert!(d.has_reason("ScalingDisabled"));
+    d
+}
+
+const ZERO_POLICY: &str = r#"
+minReplicas: 0
+maxReplicas: 10
+concurrency: {targetPerReplica: 4}
+scaleToZero: {idleSeconds: 60, activationThreshold: 1}
+"#;
+
+fn scale_to_zero() -> Decision {
+    let state = State {
+        traffic: steady(0, 100, 0.0),
+        last_active_at: Some(t(30)),
+        ..Default::default()
+    };
+    let mut o = obs(2, vec![]);
+    o.traffic = state.traffic.last().copied();
+    let d = decide(&policy(ZERO_POLICY), &o, &state, t(100));
+    assert_eq!(d.desired_replicas, 0);
+    assert!(d.has_reason("ScaleToZero"));
+    d
+}
+
+fn activated() -> Decision {
+    let state = State {
+        traffic: steady(0, 99, 0.0),
+        last_active_at: Some(t(0)),
+        ..Default::default()
+    };
+    let mut o = obs(0, vec![]);
+    o.traffic = Some(traffic(t(100), 9.0, 9.0, 0.0));
+    let d = decide(&policy(ZERO_POLICY), &o, &state, t(100));
+    assert!(d.desired_replicas >= 1);
+    assert!(d.has_reason("Activated"));
+    assert_eq!(d.state.last_active_at, Some(t(100)));
+    d
+}
+
+fn stays_at_zero() -> Decision {
+    let state = State {
+        traffic: steady(0, 99, 0.0),
+        ..Default::default()
+    };
+    let mut o = obs(0, vec![]);
+    o.traffic = Some(traffic(t(100), 0.0, 0.0, 0.0));
+    let d = decide(&policy(ZERO_POLICY), &o, &state, t(100));
+    assert_eq!(d.desired_replicas, 0);
+    assert!(d.has_reason("StaysAtZero"));
+    d
+}
+
+fn victims() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ));
+    let mut o = obs(4, vec![per_pod("rps", &[1.0, 1.0, 1.0, 1.0], t(100))]);
+    for (pod, inflight) in o.pods.iter_mut().zip([3.0, 0.0, 5.0, 1.0]) {
+        pod.in_flight = Some(inflight);
+    }
+    let d = decide(&p, &o, &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 1);
+    assert_eq!(d.victims, ["pod-1", "pod-3", "pod-0"]);
+    assert!(d.has_reason("Victims"));
+    d
+}
+
+fn all_scenarios() -> Vec<(&'static str, Decision)> {
+    vec![
+        ("metric_proposal", metric_proposal()),
+        ("within_tolerance", within_tolerance()),
+        ("metric_missing", metric_missing_and_no_usable_metric()),
+        ("scale_down_blocked_by_missing", scale_down_blocked_by_missing()),
+        ("panic", panic_scales_at_once()),
+        ("panic_holds", panic_holds_scale_down()),
+        ("panic_ends", panic_ends()),
+        ("scale_up_stabilized", scale_up_stabilized()),
+        ("scale_down_stabilized", scale_down_stabilized()),
+        ("scale_up_limit", scale_up_limit()),
+        ("scale_down_limit", scale_down_limit()),
+        ("scale_up_disabled", scale_up_disabled()),
+        ("scale_down_disabled", scale_down_disabled()),
+        ("too_many", too_many_replicas()),
+        ("too_few", too_few_replicas()),
+        ("above_max", current_above_max()),
+        ("below_min", current_below_min()),
+        ("scaling_disabled", scaling_disabled()),
+        ("scale_to_zero", scale_to_zero()),
+        ("activated", activated()),
+        ("stays_at_zero", stays_at_zero()),
+        ("victims", victims()),
+    ]
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident),* $(,)?) => {
+        $( #[test] fn $name() { super::$name(); } )*
+    };
+}
+
+mod each {
+    scenario_tests!(
+        metric_proposal,
+        within_tolerance,
+        metric_missing_and_no_usable_metric,
+        scale_down_blocked_by_missing,
+        panic_scales_at_once,
+        panic_holds_scale_down,
+        panic_ends,
+        scale_up_stabilized,
+        scale_down_stabilized,
+        scale_up_limit,
+        scale_down_limit,
+        scale_up_disabled,
+        scale_down_disabled,
+        too_many_replicas,
+        too_few_replicas,
+        current_above_max,
+        current_below_min,
+        scaling_disabled,
+        scale_to_zero,
+        activated,
+        stays_at_zero,
+        victims,
+    );
+}
+
+#[test]
+fn every_reason_code_has_a_scenario() {
+    let seen: std::collections::BTreeSet<&str> = all_scenarios()
+        .iter()
+        .flat_map(|(_, d)| codes(d))
+        .collect();
+    let missing: Vec<&&str> = Reason::ALL_CODES.iter().filter(|c| !seen.contains(*c)).collect();
+    assert!(missing.is_empty(), "reason codes no scenario produces: {missing:?}");
+}
+
+#[test]
+fn every_reason_prints_a_sentence() {
+    for (name, d) in all_scenarios() {
+        for r in &d.reasons {
+            let text = r.to_string();
+            assert!(text.len() > 10, "{name}: reason {} prints too little: {text:?}", r.code());
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Policy parsing and validation: defaults, and errors that name the field and the reason.
+
+use ebb_core::policy::{SelectPolicy, Target};
+use ebb_core::Policy;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match Policy::from_yaml(yaml) {
+        Ok(p) => panic!("expected an error, got {p:?}"),
+        Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn hpa_defaults_are_filled_in() {
+    let p = Policy::from_yaml("maxReplicas: 10").unwrap();
+    assert_eq!(p.min_replicas, 1);
+    assert_eq!(p.metrics.len(), 1, "HPA's default metric: CPU at 80%");
+    assert_eq!(p.metrics[0].target, Target::Utilization(80));
+    assert_eq!(p.behavior.scale_down.stabilization_window_seconds, 300);
+    assert_eq!(p.behavior.scale_up.policies.len(), 2);
+    assert_eq!(p.behavior.scale_up.select_policy, SelectPolicy::Max);
+    assert_eq!(p.tolerance.scale_up, 0.1);
+}
+
+#[test]
+fn a_pasted_hpa_spec_parses() {
+    let p = Policy::from_yaml(
+        r#"
+minReplicas: 2
+maxReplicas: 30
+metrics:
+- type: Resource
+  resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+- type: Object
+  object:
+    describedObject: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: main-route}
+    metric: {name: requests-per-second}
+    target: {type: Value, value: 10k}
+- type: External
+  external:
+    metric: {name: queue_messages_ready, selector: {matchLabels: {queue: worker_tasks}}}
+    target: {type: AverageValue, averageValue: 30}
+behavior:
+  scaleDown:
+    stabilizationWindowSeconds: 60
+    policies: [{type: Percent, value: 10, periodSeconds: 60}]
+  scaleUp:
+    tolerance: 0.05
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.metrics.len(), 3);
+    assert_eq!(p.metrics[1].name, "requests-per-second");
+    assert_eq!(p.tolerance.scale_up, 0.05);
+    assert_eq!(p.tolerance.scale_down, 0.1);
+    assert_eq!(p.behavior.scale_up.stabilization_window_seconds, 0);
+}
+
+#[test]
+fn max_below_min_is_named() {
+    assert_eq!(
+        errors("minReplicas: 5\nmaxReplicas: 2"),
+        ["maxReplicas: must be at least minReplicas (5), got 2"]
+    );
+}
+
+#[test]
+fn missing_max_is_named() {
+    assert_eq!(errors("minReplicas: 1"), ["maxReplicas: is required"]);
+}
+
+#[test]
+fn unknown_metric_type_is_named() {
+    let e = errors("maxReplicas: 3\nmetrics: [{type: Gpu}]");
+    assert!(e[0].starts_with("metrics[0].type: unknown metric type 'Gpu'"), "{e:?}");
+}
+
+#[test]
+fn negative_target_is_named() {
+    let e = errors(
+        "maxReplicas: 3\nmetrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: -5}}}]",
+    );
+    assert_eq!(e, ["metrics[0].pods.target.averageValue: must be greater than 0, got -5"]);
+}
+
+#[test]
+fn negative_window_is_named() {
+    let e = errors("maxReplicas: 3\nbehavior: {scaleDown: {stabilizationWindowSeconds: -1}}");
+    assert_eq!(e, ["behavior.scaleDown.stabilizationWindowSeconds: must be between 0 and 3600, got -1"]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        r#"
+maxReplicas: 0
+behavior:
+  scaleUp:
+    selectPolicy: Fastest
+    policies: [{type: Pods, value: 0, periodSeconds: 4000}]
+concurrency: {targetPerReplica: 0, panicWindowSeconds: 90}
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "maxReplicas: must be between 1 and 2147483647, got 0",
+            "behavior.scaleUp.selectPolicy: must be Max, Min or Disabled, got 'Fastest'",
+            "behavior.scaleUp.policies[0].value: must be between 1 and 2147483647, got 0",
+            "behavior.scaleUp.policies[0].periodSeconds: must be between 1 and 1800, got 4000",
+            "concurrency.targetPerReplica: must be a positive number, got 0",
+            "concurrency.panicWindowSeconds: must not exceed stableWindowSeconds (60), got 90",
+        ]
+    );
+}
+
+#[test]
+fn wrong_target_type_for_metric_is_named() {
+    let e = errors(
+        "maxReplicas: 3\nmetrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: Utilization, averageUtilization: 50}}}]",
+    );
+    assert_eq!(e, ["metrics[0].pods.target.type: 'Utilization' is not allowed here (allowed: AverageValue)"]);
+}
+
+#[test]
+fn unknown_fields_and_bad_types_name_their_path() {
+    let e = errors("maxReplicas: 3\nbehavior: {scaleUp: {stabilisationWindowSeconds: 10}}");
+    assert!(
+        e[0].starts_with("behavior.scaleUp.stabilisationWindowSeconds: unknown field `stabilisationWindowSeconds`, expected one of"),
+        "{e:?}"
+    );
+    let e = errors("maxReplicas: many");
+    assert!(e[0].starts_with("maxReplicas: invalid type"), "{e:?}");
+    let e = errors(
+        "maxReplicas: 3\nmetrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5x}}}]",
+    );
+    assert!(e[0].starts_with("metrics[0].pods.target.averageValue: unknown suffix"), "{e:?}");
+}
+
+#[test]
+fn min_zero_needs_scale_to_zero() {
+    let e = errors("minReplicas: 0\nmaxReplicas: 3\nconcurrency: {targetPerReplica: 5}");
+    assert!(e[0].starts_with("minReplicas: 0 needs a scaleToZero block"), "{e:?}");
+    let e = errors("maxReplicas: 3\nscaleToZero: {idleSeconds: 60}");
+    assert!(e[0].starts_with("scaleToZero: needs a traffic signal"), "{e:?}");
+}
+
+#[test]
+fn duplicate_metric_names_are_rejected() {
+    let m = "{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5}}}";
+    let e = errors(&format!("maxReplicas: 3\nmetrics: [{m}, {m}]"));
+    assert_eq!(e, ["metrics[1]: duplicate metric 'rps': each metric needs its own name"]);
+}
+
+#[test]
+fn normalized_form_round_trips() {
+    let p = Policy::from_yaml(
+        "maxReplicas: 8\nconcurrency: {targetPerReplica: 4}\nscaleToZero: {idleSeconds: 120}\nminReplicas: 0\n",
+    )
+    .unwrap();
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    let again = Policy::from_yaml(&text).unwrap();
+    assert_eq!(p, again, "normalized form:\n{text}");
+}
+
+#[test]
+fn shipped_example_policies_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        Policy::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 4, "expected the seed examples in {}", dir.display());
+}
