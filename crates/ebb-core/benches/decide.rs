@@ -1,1 +1,111 @@
-fn main(){}
+//! Decisions for 10,000 independent targets, each with 3 metrics and a 300 s history of
+//! recommendations (one a second, as a fast control loop keeps) and scale events.
+//!
+//! Run: `cargo bench -p ebb-core --bench decide`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ebb_core::state::{Recommendation, ScaleEvent};
+use ebb_core::*;
+use std::hint::black_box;
+
+const TARGETS: usize = 10_000;
+const PODS: usize = 6;
+
+const POLICY: &str = r#"
+minReplicas: 1
+maxReplicas: 50
+metrics:
+- type: Pods
+  pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: "10"}}
+- type: Pods
+  pods: {metric: {name: gpu}, target: {type: AverageValue, averageValue: "35"}}
+- type: External
+  external: {metric: {name: queue}, target: {type: AverageValue, averageValue: "30"}}
+"#;
+
+fn target(i: usize, now: Time) -> (Observation, State) {
+    let load = 5.0 + (i % 17) as f64;
+    let per_pod = |name: &str, scale: f64| MetricObservation {
+        name: name.into(),
+        values: MetricValues::PerPod {
+            samples: (0..PODS)
+                .map(|p| PodSample {
+                    pod: format!("t{i}-pod-{p}"),
+                    value: load * scale + p as f64,
+                    at: now,
+                    window_ms: 15_000,
+                })
+                .collect(),
+        },
+    };
+    let obs = Observation {
+        current_replicas: PODS as u32,
+        pods: (0..PODS)
+            .map(|p| Pod {
+                name: format!("t{i}-pod-{p}"),
+                ready: true,
+                started_at: Some(Time::ZERO),
+                ready_changed_at: Some(Time::ZERO),
+                in_flight: Some(p as f64),
+                ..Default::default()
+            })
+            .collect(),
+        metrics: vec![
+            per_pod("rps", 1.0),
+            per_pod("gpu", 4.0),
+            MetricObservation {
+                name: "queue".into(),
+                values: MetricValues::External {
+                    values: vec![load * 20.0],
+                    at: now,
+                },
+            },
+        ],
+        ..Default::default()
+    };
+    let state = State {
+        recommendations: (1..=300)
+            .map(|s| Recommendation {
+                at: now.minus_millis(s * 1000),
+                replicas: (PODS as i64 + (s % 5) - 2) as u32,
+            })
+            .collect(),
+        scale_up_events: vec![ScaleEvent {
+            at: now.minus_millis(10_000),
+            change: 1,
+        }],
+        scale_down_events: vec![ScaleEvent {
+            at: now.minus_millis(100_000),
+            change: 2,
+        }],
+        ..Default::default()
+    };
+    (obs, state)
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = Policy::from_yaml(POLICY).expect("benchmark policy");
+    let now = Time::from_secs(10_000);
+    let targets: Vec<(Observation, State)> = (0..TARGETS).map(|i| target(i, now)).collect();
+    let mut group = c.benchmark_group("decide");
+    group.throughput(Throughput::Elements(TARGETS as u64));
+    group.sample_size(20);
+    group.bench_function("10k_targets_3_metrics_300s_history", |b| {
+        b.iter_batched_ref(
+            || (),
+            |_| {
+                let mut scaled = 0u32;
+                for (obs, state) in &targets {
+                    let d = decide(&policy, black_box(obs), black_box(state), now);
+                    scaled += d.desired_replicas;
+                }
+                black_box(scaled)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -34,13 +34,17 @@ pub struct Normalized {
     pub limit: LimitReason,
     /// Human-readable reasons for any change from the recommendation.
     pub reasons: Vec<Reason>,
+    /// The recommendation history to carry forward.
+    pub recommendations: Vec<Recommendation>,
 }
 
-/// Applies stabilization then rate limits, and records the recommendation in `state`
-/// (as HPA records it in its in-memory history).
-pub fn normalize(input: &NormalizeInput<'_>, state: &mut State) -> Normalized {
+/// Applies stabilization then rate limits. `history` supplies the past recommendations and
+/// scale events; the returned [`Normalized::recommendations`] is the history to keep next
+/// (pruned to what the windows can see, with this recommendation added).
+pub fn normalize(input: &NormalizeInput<'_>, history: &State) -> Normalized {
     let mut reasons = Vec::new();
-    let stabilized = stabilize(input, state);
+    let (stabilized, recommendations) = stabilize(input, &history.recommendations);
+    let state = history;
     if stabilized != input.recommendation {
         let reason = if input.recommendation >= input.current_replicas {
             Reason::ScaleUpStabilized {
@@ -49,8 +53,7 @@ pub fn normalize(input: &NormalizeInput<'_>, state: &mut State) -> Normalized {
             }
         } else {
             Reason::ScaleDownStabilized {
-                window_ms: i64::from(input.behavior.scale_down.stabilization_window_seconds)
-                    * 1000,
+                window_ms: i64::from(input.behavior.scale_down.stabilization_window_seconds) * 1000,
                 replicas: stabilized,
             }
         };
@@ -62,11 +65,12 @@ pub fn normalize(input: &NormalizeInput<'_>, state: &mut State) -> Normalized {
         desired,
         limit,
         reasons,
+        recommendations,
     }
 }
 
-/// The stabilization step alone; records the recommendation.
-fn stabilize(input: &NormalizeInput<'_>, state: &mut State) -> u32 {
+/// The stabilization step alone: the stabilized count and the history to keep.
+fn stabilize(input: &NormalizeInput<'_>, history: &[Recommendation]) -> (u32, Vec<Recommendation>) {
     let up_window_ms = i64::from(input.behavior.scale_up.stabilization_window_seconds) * 1000;
     let down_window_ms = i64::from(input.behavior.scale_down.stabilization_window_seconds) * 1000;
     let up_cutoff = input.now.minus_millis(up_window_ms);
@@ -74,7 +78,12 @@ fn stabilize(input: &NormalizeInput<'_>, state: &mut State) -> u32 {
 
     let mut up_recommendation = input.recommendation;
     let mut down_recommendation = input.recommendation;
-    for rec in &state.recommendations {
+    let oldest_cutoff = up_cutoff.min(down_cutoff);
+    let mut kept = Vec::with_capacity(history.len() + 1);
+    for rec in history {
+        if rec.at > oldest_cutoff {
+            kept.push(*rec);
+        }
         if rec.at > up_cutoff {
             up_recommendation = up_recommendation.min(rec.replicas);
         }
@@ -90,14 +99,11 @@ fn stabilize(input: &NormalizeInput<'_>, state: &mut State) -> u32 {
         stabilized = down_recommendation;
     }
 
-    // Keep only what either window can still see, then record this recommendation.
-    let oldest_cutoff = up_cutoff.min(down_cutoff);
-    state.recommendations.retain(|r| r.at > oldest_cutoff);
-    state.recommendations.push(Recommendation {
+    kept.push(Recommendation {
         at: input.now,
         replicas: input.recommendation,
     });
-    stabilized
+    (stabilized, kept)
 }
 
 /// Replicas changed by events within `period_seconds` before `now` (strictly after the cutoff).

@@ -22,11 +22,12 @@ pub struct PodMetric {
     pub window_ms: i64,
 }
 
-/// Usable samples of one metric, in milli-units.
+/// Usable samples of one metric, in milli-units, keyed by pod names borrowed from the
+/// observation (no copies on the hot path).
 #[derive(Debug, Clone, PartialEq)]
-pub enum MetricInput {
+pub enum MetricInput<'a> {
     /// Per-pod samples by pod name.
-    PerPod(BTreeMap<String, PodMetric>),
+    PerPod(BTreeMap<&'a str, PodMetric>),
     /// An object's value.
     Object(i64),
     /// External series values.
@@ -95,12 +96,12 @@ pub enum CalcError {
 const CPU: &str = "cpu";
 
 /// Computes one metric's proposal with HPA's semantics.
-pub fn replicas_for_metric(
+pub fn replicas_for_metric<'a>(
     source: &MetricSource,
     metric_name: &str,
     target: &Target,
-    input: &MetricInput,
-    ctx: &CalcContext<'_>,
+    input: MetricInput<'a>,
+    ctx: &CalcContext<'a>,
 ) -> Result<MetricProposal, CalcError> {
     let shape = |expected| CalcError::WrongShape {
         expected,
@@ -123,7 +124,7 @@ pub fn replicas_for_metric(
             let MetricInput::PerPod(samples) = input else {
                 return Err(shape("per-pod"));
             };
-            plain_metric_replicas(samples.clone(), q.milli(), resource, ctx)
+            plain_metric_replicas(samples, q.milli(), resource, ctx)
         }
         (MetricSource::Pods { .. }, target) => {
             let MetricInput::PerPod(samples) = input else {
@@ -133,13 +134,13 @@ pub fn replicas_for_metric(
                 Target::AverageValue(q) | Target::Value(q) => q.milli(),
                 Target::Utilization(p) => i64::from(*p) * 1000,
             };
-            plain_metric_replicas(samples.clone(), milli, "", ctx)
+            plain_metric_replicas(samples, milli, "", ctx)
         }
         (MetricSource::Object { .. }, Target::AverageValue(q)) => {
             let MetricInput::Object(v) = input else {
                 return Err(shape("object"));
             };
-            Ok(per_pod_total_replicas(*v, q.milli(), ctx))
+            Ok(per_pod_total_replicas(v, q.milli(), ctx))
         }
         (MetricSource::External { .. }, Target::AverageValue(q)) => {
             let MetricInput::External(vs) = input else {
@@ -151,7 +152,7 @@ pub fn replicas_for_metric(
             let MetricInput::Object(v) = input else {
                 return Err(shape("object"));
             };
-            usage_ratio_replicas(*v, target_milli(target), ctx)
+            usage_ratio_replicas(v, target_milli(target), ctx)
         }
         (MetricSource::External { .. }, target) => {
             let MetricInput::External(vs) = input else {
@@ -183,20 +184,20 @@ fn ceil_replicas(x: f64) -> u32 {
 }
 
 /// How HPA groups pods before computing a ratio (`groupPods`).
-struct PodGroups {
+struct PodGroups<'a> {
     ready_count: usize,
-    unready: BTreeSet<String>,
-    missing: BTreeSet<String>,
-    ignored: BTreeSet<String>,
+    unready: BTreeSet<&'a str>,
+    missing: BTreeSet<&'a str>,
+    ignored: BTreeSet<&'a str>,
 }
 
-fn group_pods(
-    pods: &[Pod],
-    samples: &BTreeMap<String, PodMetric>,
+fn group_pods<'a>(
+    pods: &'a [Pod],
+    samples: &BTreeMap<&'a str, PodMetric>,
     resource: &str,
     now: Time,
     readiness: Readiness,
-) -> PodGroups {
+) -> PodGroups<'a> {
     let mut g = PodGroups {
         ready_count: 0,
         unready: BTreeSet::new(),
@@ -205,15 +206,15 @@ fn group_pods(
     };
     for pod in pods {
         if pod.deleting || pod.phase == PodPhase::Failed {
-            g.ignored.insert(pod.name.clone());
+            g.ignored.insert(&pod.name);
             continue;
         }
         if pod.phase == PodPhase::Pending {
-            g.unready.insert(pod.name.clone());
+            g.unready.insert(&pod.name);
             continue;
         }
-        let Some(sample) = samples.get(&pod.name) else {
-            g.missing.insert(pod.name.clone());
+        let Some(sample) = samples.get(pod.name.as_str()) else {
+            g.missing.insert(&pod.name);
             continue;
         };
         if resource == CPU {
@@ -232,7 +233,7 @@ fn group_pods(
                 _ => true,
             };
             if unready {
-                g.unready.insert(pod.name.clone());
+                g.unready.insert(&pod.name);
                 continue;
             }
         }
@@ -241,9 +242,9 @@ fn group_pods(
     g
 }
 
-fn remove_pods(samples: &mut BTreeMap<String, PodMetric>, pods: &BTreeSet<String>) {
+fn remove_pods<'a>(samples: &mut BTreeMap<&'a str, PodMetric>, pods: &BTreeSet<&'a str>) {
     for p in pods {
-        samples.remove(p);
+        samples.remove(*p);
     }
 }
 
@@ -257,8 +258,8 @@ fn zero_metric() -> PodMetric {
 
 /// `GetResourceUtilizationRatio`: ratio, utilization percent (truncated), raw average.
 fn utilization_ratio(
-    samples: &BTreeMap<String, PodMetric>,
-    requests: &BTreeMap<String, i64>,
+    samples: &BTreeMap<&str, PodMetric>,
+    requests: &BTreeMap<&str, i64>,
     target_pct: i32,
 ) -> Result<(f64, i64), CalcError> {
     let mut metrics_total: i128 = 0;
@@ -278,17 +279,16 @@ fn utilization_ratio(
     Ok((utilization as f64 / f64::from(target_pct), utilization))
 }
 
-fn resource_utilization_replicas(
-    samples: &BTreeMap<String, PodMetric>,
+fn resource_utilization_replicas<'a>(
+    mut metrics: BTreeMap<&'a str, PodMetric>,
     resource: &str,
     metric_name: &str,
     target_pct: i32,
-    ctx: &CalcContext<'_>,
+    ctx: &CalcContext<'a>,
 ) -> Result<MetricProposal, CalcError> {
     if ctx.pods.is_empty() {
         return Err(CalcError::NoPods);
     }
-    let mut metrics = samples.clone();
     let g = group_pods(ctx.pods, &metrics, resource, ctx.now, ctx.readiness);
     remove_pods(&mut metrics, &g.ignored);
     remove_pods(&mut metrics, &g.unready);
@@ -299,7 +299,7 @@ fn resource_utilization_replicas(
     for pod in ctx.pods {
         match pod.requests.get(metric_name) {
             Some(r) => {
-                requests.insert(pod.name.clone(), *r);
+                requests.insert(pod.name.as_str(), *r);
             }
             None => {
                 return Err(CalcError::MissingRequest {
@@ -339,7 +339,7 @@ fn resource_utilization_replicas(
             for pod in &g.missing {
                 let req = requests.get(pod).copied().unwrap_or(0);
                 metrics.insert(
-                    pod.clone(),
+                    pod,
                     PodMetric {
                         milli: req.saturating_mul(fallback) / 100,
                         ..zero_metric()
@@ -349,13 +349,13 @@ fn resource_utilization_replicas(
         } else if usage_ratio > 1.0 {
             // On a scale-up, missing pods count as using nothing.
             for pod in &g.missing {
-                metrics.insert(pod.clone(), zero_metric());
+                metrics.insert(pod, zero_metric());
             }
         }
     }
     if scale_up_with_unready {
         for pod in &g.unready {
-            metrics.insert(pod.clone(), zero_metric());
+            metrics.insert(pod, zero_metric());
         }
     }
 
@@ -379,17 +379,17 @@ fn resource_utilization_replicas(
 }
 
 /// `GetMetricUsageRatio`: ratio and the truncated average.
-fn usage_ratio_of(samples: &BTreeMap<String, PodMetric>, target_milli: i64) -> (f64, i64) {
+fn usage_ratio_of(samples: &BTreeMap<&str, PodMetric>, target_milli: i64) -> (f64, i64) {
     let total: i128 = samples.values().map(|m| i128::from(m.milli)).sum();
     let avg = (total / samples.len().max(1) as i128) as i64;
     (avg as f64 / target_milli as f64, avg)
 }
 
-fn plain_metric_replicas(
-    mut metrics: BTreeMap<String, PodMetric>,
+fn plain_metric_replicas<'a>(
+    mut metrics: BTreeMap<&'a str, PodMetric>,
     target_milli: i64,
     resource: &str,
-    ctx: &CalcContext<'_>,
+    ctx: &CalcContext<'a>,
 ) -> Result<MetricProposal, CalcError> {
     if ctx.pods.is_empty() {
         return Err(CalcError::NoPods);
@@ -434,7 +434,7 @@ fn plain_metric_replicas(
     if let Some(fill) = fill {
         for pod in &g.missing {
             metrics.insert(
-                pod.clone(),
+                pod,
                 PodMetric {
                     milli: fill,
                     ..zero_metric()
@@ -444,7 +444,7 @@ fn plain_metric_replicas(
     }
     if scale_up_with_unready {
         for pod in &g.unready {
-            metrics.insert(pod.clone(), zero_metric());
+            metrics.insert(pod, zero_metric());
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::behavior::{normalize, NormalizeInput};
 use crate::calculator::{replicas_for_metric, CalcContext};
-use crate::observation::{MetricObservation, MetricValues, Pod, PodPhase, PodSample, Sample};
+use crate::observation::{MetricObservation, MetricValues, Pod, PodPhase, PodSample};
 use crate::policy::spec::{
     BehaviorSpec, MetricIdentifierSpec, MetricSpec, NamedMetricSpec, ObjectRefSpec, PolicySpec,
     ResourceMetricSpec, TargetSpec, ToleranceSpec,
@@ -240,10 +240,10 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
         })
         .collect();
     let values = match metric.source {
-        MetricSource::Object { .. } => MetricValues::Object(Sample {
+        MetricSource::Object { .. } => MetricValues::Object {
             value: c.object_value.as_ref().map_or(f64::NAN, Quantity::as_f64),
             at: NOW,
-        }),
+        },
         MetricSource::External { .. } => MetricValues::External {
             values: c
                 .external_values
@@ -253,8 +253,9 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
                 .collect(),
             at: NOW,
         },
-        _ => MetricValues::PerPod(
-            c.pods
+        _ => MetricValues::PerPod {
+            samples: c
+                .pods
                 .iter()
                 .filter_map(|p| {
                     p.value.as_ref().map(|v| PodSample {
@@ -268,7 +269,7 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
                     })
                 })
                 .collect(),
-        ),
+        },
     };
     let observation = MetricObservation {
         name: metric.name.clone(),
@@ -282,7 +283,7 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
         readiness: policy.readiness,
     };
     let result = metric_input(Some(&observation), NOW, policy.stale_after_ms).and_then(|input| {
-        replicas_for_metric(&metric.source, &metric.name, &metric.target, &input, &ctx)
+        replicas_for_metric(&metric.source, &metric.name, &metric.target, input, &ctx)
             .map_err(|e| e.to_string())
     });
 
@@ -307,11 +308,15 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
     Ok(match result {
         Err(e) => outcome(c.expect.error == Some(true), "error".into(), vec![e]),
         Ok(p) => {
-            let utilization_ok = c.expect.utilization.as_ref().is_none_or(|u| match metric.target {
-                Target::Utilization(_) => u.milli() == p.current * 1000,
-                // HPA's tests state raw values in milli-units; the case may write either.
-                _ => u.milli() == p.current || u.milli() == p.current * 1000,
-            });
+            let utilization_ok =
+                c.expect
+                    .utilization
+                    .as_ref()
+                    .is_none_or(|u| match metric.target {
+                        Target::Utilization(_) => u.milli() == p.current * 1000,
+                        // HPA's tests state raw values in milli-units; the case may write either.
+                        _ => u.milli() == p.current || u.milli() == p.current * 1000,
+                    });
             let passed = c.expect.error != Some(true)
                 && c.expect.replicas.is_none_or(|r| r == p.replicas)
                 && utilization_ok;
@@ -343,7 +348,7 @@ fn run_behavior(name: &str, c: BehaviorCase) -> Result<CaseOutcome, String> {
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
-    let mut state = State {
+    let state = State {
         recommendations: c
             .history
             .iter()
@@ -378,9 +383,12 @@ fn run_behavior(name: &str, c: BehaviorCase) -> Result<CaseOutcome, String> {
         recommendation: c.recommendation,
         now: NOW,
     };
-    let n = normalize(&input, &mut state);
+    let n = normalize(&input, &state);
     let passed = n.desired == c.expect.replicas
-        && c.expect.reason.as_deref().is_none_or(|r| r == n.limit.as_str());
+        && c.expect
+            .reason
+            .as_deref()
+            .is_none_or(|r| r == n.limit.as_str());
     let expected = match &c.expect.reason {
         Some(r) => format!("replicas {}, reason {r}", c.expect.replicas),
         None => format!("replicas {}", c.expect.replicas),

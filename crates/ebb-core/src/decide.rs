@@ -51,6 +51,7 @@ pub struct Decision {
     /// HPA's `ScalingLimited` reason.
     pub limit: LimitReason,
     /// Everything that shaped the decision, in order.
+    #[serde(serialize_with = "crate::reason::serialize_with_messages")]
     pub reasons: Vec<Reason>,
     /// On a scale-in, the pods to remove first.
     pub victims: Vec<String>,
@@ -217,8 +218,14 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         let observed = obs.metrics.iter().find(|m| m.name == metric.name);
         let input = sanitize::metric_input(observed, now, policy.stale_after_ms);
         let result = input.and_then(|input| {
-            calculator::replicas_for_metric(&metric.source, &metric.name, &metric.target, &input, &ctx)
-                .map_err(|e| e.to_string())
+            calculator::replicas_for_metric(
+                &metric.source,
+                &metric.name,
+                &metric.target,
+                input,
+                &ctx,
+            )
+            .map_err(|e| e.to_string())
         });
         let proposal = match result {
             Ok(p) => {
@@ -274,7 +281,8 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         join(&mut best, p, "inferenceLag");
     }
     if let Some(e) = &policy.external_count {
-        let outcome = external::evaluate(e, obs.external_count.as_ref(), now, policy.stale_after_ms);
+        let outcome =
+            external::evaluate(e, obs.external_count.as_ref(), now, policy.stale_after_ms);
         let p = b.add("externalCount", outcome);
         join(&mut best, p, "externalCount");
     }
@@ -311,11 +319,11 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
                 }
             };
         }
-        let idle_for = b
-            .state
-            .last_active_at
-            .map_or(0, |t| now.millis_since(t));
-        if demand == Some(0.0) && missing.is_empty() && idle_for >= z.idle_ms && b.state.panic.is_none()
+        let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
+        if demand == Some(0.0)
+            && missing.is_empty()
+            && idle_for >= z.idle_ms
+            && b.state.panic.is_none()
         {
             b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
             return b.finish(0, within, obs);
@@ -335,7 +343,8 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     }
     if let Some((panic_replicas, _)) = panic {
         if recommendation < current {
-            b.reasons.push(Reason::PanicHoldsScaleDown { held: current });
+            b.reasons
+                .push(Reason::PanicHoldsScaleDown { held: current });
         }
         recommendation = recommendation.max(panic_replicas).max(current);
     }
@@ -354,8 +363,9 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         recommendation,
         now,
     };
-    let normalized = behavior::normalize(&input, &mut b.state);
-    b.reasons.extend(normalized.reasons.iter().cloned());
+    let normalized = behavior::normalize(&input, &b.state);
+    b.state.recommendations = normalized.recommendations;
+    b.reasons.extend(normalized.reasons);
     let mut desired = normalized.desired;
     let mut limit = normalized.limit;
 

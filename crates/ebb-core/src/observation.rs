@@ -79,14 +79,24 @@ pub struct MetricObservation {
     pub values: MetricValues,
 }
 
-/// The shape of a metric's samples, by HPA metric type.
+/// The shape of a metric's samples, by HPA metric type. Written with a `kind` tag:
+/// `{kind: perPod, samples: [...]}`, `{kind: object, value: 3, at: 0}`,
+/// `{kind: external, values: [1, 2], at: 0}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum MetricValues {
     /// Resource and Pods metrics: one sample per pod.
-    PerPod(Vec<PodSample>),
+    PerPod {
+        /// The samples.
+        samples: Vec<PodSample>,
+    },
     /// Object metrics: one value.
-    Object(Sample),
+    Object {
+        /// The value in the metric's unit.
+        value: f64,
+        /// When it was measured.
+        at: Time,
+    },
     /// External metrics: the values of every matching series (summed, as HPA does).
     External {
         /// Series values.

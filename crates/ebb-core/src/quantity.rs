@@ -100,7 +100,9 @@ impl<'de> Deserialize<'de> for Quantity {
             Raw::Int(i) => i.to_string(),
             Raw::Float(f) => {
                 if !f.is_finite() {
-                    return Err(serde::de::Error::custom("a quantity must be a finite number"));
+                    return Err(serde::de::Error::custom(
+                        "a quantity must be a finite number",
+                    ));
                 }
                 format!("{f}")
             }
@@ -259,9 +261,18 @@ mod tests {
     #[test]
     fn rejects_garbage_with_a_reason() {
         assert_eq!(parse_milli(""), Err(QuantityError::Empty));
-        assert!(matches!(parse_milli("abc"), Err(QuantityError::Malformed(_))));
-        assert!(matches!(parse_milli("5x"), Err(QuantityError::UnknownSuffix { .. })));
-        assert!(matches!(parse_milli("1e"), Err(QuantityError::Malformed(_))));
+        assert!(matches!(
+            parse_milli("abc"),
+            Err(QuantityError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_milli("5x"),
+            Err(QuantityError::UnknownSuffix { .. })
+        ));
+        assert!(matches!(
+            parse_milli("1e"),
+            Err(QuantityError::Malformed(_))
+        ));
         assert!(matches!(parse_milli("9E"), Err(QuantityError::TooLarge(_))));
         assert!(matches!(
             parse_milli("99999999999999999999999999999999999"),

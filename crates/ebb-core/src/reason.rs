@@ -10,7 +10,7 @@ use std::fmt;
 
 /// One reason that shaped a decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "code", rename_all = "camelCase")]
+#[serde(tag = "code", rename_all_fields = "camelCase")]
 pub enum Reason {
     /// A metric or signal proposed a replica count.
     MetricProposal {
@@ -277,6 +277,23 @@ impl fmt::Display for Reason {
             Reason::Victims { pods } => write!(f, "scale-in removes first: {}", pods.join(", ")),
         }
     }
+}
+
+/// Serializes reasons as their structured fields plus `message`, the sentence users read.
+pub fn serialize_with_messages<S: serde::Serializer>(
+    reasons: &[Reason],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct WithMessage<'a> {
+        #[serde(flatten)]
+        reason: &'a Reason,
+        message: String,
+    }
+    s.collect_seq(reasons.iter().map(|reason| WithMessage {
+        reason,
+        message: reason.to_string(),
+    }))
 }
 
 /// HPA's `ScalingLimited` condition reason: where normalization bounded the recommendation.

@@ -22,22 +22,22 @@ pub fn metric_input(
     obs: Option<&MetricObservation>,
     now: Time,
     stale_after_ms: i64,
-) -> Result<MetricInput, String> {
+) -> Result<MetricInput<'_>, String> {
     let Some(obs) = obs else {
         return Err("no samples observed".into());
     };
     let fresh = |at: Time| is_fresh(at, now, stale_after_ms);
     match &obs.values {
-        MetricValues::PerPod(samples) => {
+        MetricValues::PerPod { samples } => {
             if samples.is_empty() {
                 return Err("no pod samples observed".into());
             }
-            let usable: BTreeMap<String, PodMetric> = samples
+            let usable: BTreeMap<&str, PodMetric> = samples
                 .iter()
                 .filter(|s| is_usable(s.value) && fresh(s.at))
                 .map(|s| {
                     (
-                        s.pod.clone(),
+                        s.pod.as_str(),
                         PodMetric {
                             milli: to_milli(s.value),
                             at: s.at,
@@ -54,13 +54,13 @@ pub fn metric_input(
             }
             Ok(MetricInput::PerPod(usable))
         }
-        MetricValues::Object(s) => {
-            if !is_usable(s.value) {
-                Err(format!("object value {} is not usable", s.value))
-            } else if !fresh(s.at) {
+        MetricValues::Object { value, at } => {
+            if !is_usable(*value) {
+                Err(format!("object value {value} is not usable"))
+            } else if !fresh(*at) {
                 Err("object value is stale".into())
             } else {
-                Ok(MetricInput::Object(to_milli(s.value)))
+                Ok(MetricInput::Object(to_milli(*value)))
             }
         }
         MetricValues::External { values, at } => {
@@ -71,7 +71,9 @@ pub fn metric_input(
             } else if !fresh(*at) {
                 Err("external values are stale".into())
             } else {
-                Ok(MetricInput::External(values.iter().map(|v| to_milli(*v)).collect()))
+                Ok(MetricInput::External(
+                    values.iter().map(|v| to_milli(*v)).collect(),
+                ))
             }
         }
     }

@@ -65,7 +65,10 @@ mod tests {
                 ..pod("going", true, 0.0, 1)
             },
         ];
-        let order: Vec<&str> = rank_victims(&pods).iter().map(|p| p.name.as_str()).collect();
+        let order: Vec<&str> = rank_victims(&pods)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(order, ["unready", "idle-new", "idle-old", "busy-old"]);
     }
 
@@ -74,7 +77,10 @@ mod tests {
         let mut unknown = pod("unknown", true, 0.0, 10);
         unknown.in_flight = None;
         let pods = vec![unknown, pod("known-busy", true, 9.0, 10)];
-        let order: Vec<&str> = rank_victims(&pods).iter().map(|p| p.name.as_str()).collect();
+        let order: Vec<&str> = rank_victims(&pods)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(order, ["known-busy", "unknown"]);
     }
 }

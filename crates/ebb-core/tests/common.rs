@@ -29,8 +29,8 @@ pub fn pods(n: usize) -> Vec<Pod> {
 pub fn per_pod(name: &str, values: &[f64], at: Time) -> MetricObservation {
     MetricObservation {
         name: name.into(),
-        values: MetricValues::PerPod(
-            values
+        values: MetricValues::PerPod {
+            samples: values
                 .iter()
                 .enumerate()
                 .map(|(i, v)| PodSample {
@@ -40,7 +40,7 @@ pub fn per_pod(name: &str, values: &[f64], at: Time) -> MetricObservation {
                     window_ms: 30_000,
                 })
                 .collect(),
-        ),
+        },
     }
 }
 
@@ -65,7 +65,14 @@ pub fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64) -> Tra
 /// Steady traffic at `in_flight` concurrency, one sample a second from `from` to `to`.
 pub fn steady(from: i64, to: i64, in_flight: f64) -> Vec<TrafficSample> {
     (from..=to)
-        .map(|s| traffic(t(s), in_flight, (s - from) as f64 * in_flight, (s - from) as f64 * in_flight))
+        .map(|s| {
+            traffic(
+                t(s),
+                in_flight,
+                (s - from) as f64 * in_flight,
+                (s - from) as f64 * in_flight,
+            )
+        })
         .collect()
 }
 

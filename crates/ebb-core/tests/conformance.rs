@@ -28,10 +28,22 @@ fn run_dir(dir: &Path) -> usize {
         let name = f.file_stem().unwrap().to_string_lossy();
         let o = run_case(&name, &std::fs::read_to_string(f).unwrap());
         if !o.passed {
-            failures.push(format!("{}: expected {}, got {} ({})", o.name, o.expected, o.got, o.reasons.join("; ")));
+            failures.push(format!(
+                "{}: expected {}, got {} ({})",
+                o.name,
+                o.expected,
+                o.got,
+                o.reasons.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
     files.len()
 }
 

@@ -14,7 +14,10 @@ fn metric_proposal() -> Decision {
     );
     assert_eq!(d.desired_replicas, 6);
     assert!(d.has_reason("MetricProposal"), "{:?}", d.reasons);
-    assert_eq!(d.reasons[0].to_string(), "metric rps proposed 6 (current 20, target 10 per pod)");
+    assert_eq!(
+        d.reasons[0].to_string(),
+        "metric rps proposed 6 (current 20, target 10 per pod)"
+    );
     assert_eq!(d.limit, LimitReason::DesiredWithinRange);
     d
 }
@@ -32,11 +35,18 @@ fn within_tolerance() -> Decision {
 }
 
 fn metric_missing_and_no_usable_metric() -> Decision {
-    let d = decide(&policy(RPS_POLICY), &obs(5, vec![]), &State::default(), t(100));
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(5, vec![]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 5);
     assert!(d.has_reason("MetricMissing"));
     assert!(d.has_reason("NoUsableMetric"));
-    assert!(d.reasons[0].to_string().starts_with("metric rps missing: no scale-down"));
+    assert!(d.reasons[0]
+        .to_string()
+        .starts_with("metric rps missing: no scale-down"));
     d
 }
 
@@ -67,7 +77,10 @@ metrics:
     );
     assert_eq!(d.desired_replicas, 8);
     assert!(d.has_reason("ScaleDownBlockedByMissing"));
-    assert!(d.reasons.iter().any(|r| r.to_string().contains("metric gpu missing")));
+    assert!(d
+        .reasons
+        .iter()
+        .any(|r| r.to_string().contains("metric gpu missing")));
     d
 }
 
@@ -84,7 +97,12 @@ fn panic_scales_at_once() -> Decision {
     let mut history = steady(0, 50, 15.0);
     let last = *history.last().unwrap();
     for s in 51..=56 {
-        history.push(traffic(t(s), 60.0, last.arrivals_total + 60.0 * (s - 50) as f64, last.completions_total));
+        history.push(traffic(
+            t(s),
+            60.0,
+            last.arrivals_total + 60.0 * (s - 50) as f64,
+            last.completions_total,
+        ));
     }
     let state = State {
         traffic: history,
@@ -98,7 +116,10 @@ fn panic_scales_at_once() -> Decision {
     assert!(d.panic);
     assert_eq!(d.desired_replicas, 6);
     assert!(d.has_reason("Panic"));
-    assert!(d.has_reason("ScaleUpLimit"), "the policy limit is reported, then bypassed");
+    assert!(
+        d.has_reason("ScaleUpLimit"),
+        "the policy limit is reported, then bypassed"
+    );
     d
 }
 
@@ -142,12 +163,22 @@ fn panic_ends() -> Decision {
 }
 
 fn scale_up_stabilized() -> Decision {
-    let p = policy(&format!("{RPS_POLICY}behavior: {{scaleUp: {{stabilizationWindowSeconds: 60}}}}\n"));
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleUp: {{stabilizationWindowSeconds: 60}}}}\n"
+    ));
     let state = State {
-        recommendations: vec![ebb_core::state::Recommendation { at: t(70), replicas: 4 }],
+        recommendations: vec![ebb_core::state::Recommendation {
+            at: t(70),
+            replicas: 4,
+        }],
         ..Default::default()
     };
-    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &state, t(100));
+    let d = decide(
+        &p,
+        &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]),
+        &state,
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 4);
     assert!(d.has_reason("ScaleUpStabilized"));
     d
@@ -155,13 +186,23 @@ fn scale_up_stabilized() -> Decision {
 
 fn scale_down_stabilized() -> Decision {
     let state = State {
-        recommendations: vec![ebb_core::state::Recommendation { at: t(0), replicas: 10 }],
+        recommendations: vec![ebb_core::state::Recommendation {
+            at: t(0),
+            replicas: 10,
+        }],
         ..Default::default()
     };
-    let d = decide(&policy(RPS_POLICY), &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &state, t(100));
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]),
+        &state,
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 10);
     assert!(d.has_reason("ScaleDownStabilized"));
-    assert!(d.summary().contains("held by scale-down stabilization window 300s"));
+    assert!(d
+        .summary()
+        .contains("held by scale-down stabilization window 300s"));
     d
 }
 
@@ -169,10 +210,17 @@ fn scale_up_limit() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleUp: {{policies: [{{type: Pods, value: 1, periodSeconds: 60}}]}}}}\n"
     ));
-    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &State::default(), t(100));
+    let d = decide(
+        &p,
+        &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 4);
     assert_eq!(d.limit, LimitReason::ScaleUpLimit);
-    assert!(d.summary().contains("scale-up limited by policy Pods 1/60s to 4"));
+    assert!(d
+        .summary()
+        .contains("scale-up limited by policy Pods 1/60s to 4"));
     d
 }
 
@@ -180,15 +228,27 @@ fn scale_down_limit() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0, policies: [{{type: Pods, value: 1, periodSeconds: 60}}]}}}}\n"
     ));
-    let d = decide(&p, &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &State::default(), t(100));
+    let d = decide(
+        &p,
+        &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 9);
     assert!(d.has_reason("ScaleDownLimit"));
     d
 }
 
 fn scale_up_disabled() -> Decision {
-    let p = policy(&format!("{RPS_POLICY}behavior: {{scaleUp: {{selectPolicy: Disabled}}}}\n"));
-    let d = decide(&p, &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]), &State::default(), t(100));
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleUp: {{selectPolicy: Disabled}}}}\n"
+    ));
+    let d = decide(
+        &p,
+        &obs(3, vec![per_pod("rps", &[30.0; 3], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 3);
     assert!(d.has_reason("ScaleUpDisabled"));
     d
@@ -198,7 +258,12 @@ fn scale_down_disabled() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleDown: {{selectPolicy: Disabled, stabilizationWindowSeconds: 0}}}}\n"
     ));
-    let d = decide(&p, &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]), &State::default(), t(100));
+    let d = decide(
+        &p,
+        &obs(10, vec![per_pod("rps", &[1.0; 10], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 10);
     assert!(d.has_reason("ScaleDownDisabled"));
     d
@@ -206,7 +271,12 @@ fn scale_down_disabled() -> Decision {
 
 fn too_many_replicas() -> Decision {
     let p = policy(&RPS_POLICY.replace("maxReplicas: 20", "maxReplicas: 5"));
-    let d = decide(&p, &obs(4, vec![per_pod("rps", &[50.0; 4], t(100))]), &State::default(), t(100));
+    let d = decide(
+        &p,
+        &obs(4, vec![per_pod("rps", &[50.0; 4], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 5);
     assert!(d.has_reason("TooManyReplicas"));
     assert!(d.summary().contains("clamped to maxReplicas 5"));
@@ -218,14 +288,24 @@ fn too_few_replicas() -> Decision {
         "{}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n",
         RPS_POLICY.replace("minReplicas: 1", "minReplicas: 3")
     ));
-    let d = decide(&p, &obs(4, vec![per_pod("rps", &[1.0; 4], t(100))]), &State::default(), t(100));
+    let d = decide(
+        &p,
+        &obs(4, vec![per_pod("rps", &[1.0; 4], t(100))]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 3);
     assert!(d.has_reason("TooFewReplicas"));
     d
 }
 
 fn current_above_max() -> Decision {
-    let d = decide(&policy(RPS_POLICY), &obs(25, vec![]), &State::default(), t(100));
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(25, vec![]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 20);
     assert!(d.has_reason("CurrentAboveMax"));
     d
@@ -240,7 +320,12 @@ fn current_below_min() -> Decision {
 }
 
 fn scaling_disabled() -> Decision {
-    let d = decide(&policy(RPS_POLICY), &obs(0, vec![]), &State::default(), t(100));
+    let d = decide(
+        &policy(RPS_POLICY),
+        &obs(0, vec![]),
+        &State::default(),
+        t(100),
+    );
     assert_eq!(d.desired_replicas, 0);
     assert!(d.has_reason("ScalingDisabled"));
     d
@@ -315,7 +400,10 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("metric_proposal", metric_proposal()),
         ("within_tolerance", within_tolerance()),
         ("metric_missing", metric_missing_and_no_usable_metric()),
-        ("scale_down_blocked_by_missing", scale_down_blocked_by_missing()),
+        (
+            "scale_down_blocked_by_missing",
+            scale_down_blocked_by_missing(),
+        ),
         ("panic", panic_scales_at_once()),
         ("panic_holds", panic_holds_scale_down()),
         ("panic_ends", panic_ends()),
@@ -372,12 +460,16 @@ mod each {
 
 #[test]
 fn every_reason_code_has_a_scenario() {
-    let seen: std::collections::BTreeSet<&str> = all_scenarios()
+    let seen: std::collections::BTreeSet<&str> =
+        all_scenarios().iter().flat_map(|(_, d)| codes(d)).collect();
+    let missing: Vec<&&str> = Reason::ALL_CODES
         .iter()
-        .flat_map(|(_, d)| codes(d))
+        .filter(|c| !seen.contains(*c))
         .collect();
-    let missing: Vec<&&str> = Reason::ALL_CODES.iter().filter(|c| !seen.contains(*c)).collect();
-    assert!(missing.is_empty(), "reason codes no scenario produces: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "reason codes no scenario produces: {missing:?}"
+    );
 }
 
 #[test]
@@ -385,7 +477,11 @@ fn every_reason_prints_a_sentence() {
     for (name, d) in all_scenarios() {
         for r in &d.reasons {
             let text = r.to_string();
-            assert!(text.len() > 10, "{name}: reason {} prints too little: {text:?}", r.code());
+            assert!(
+                text.len() > 10,
+                "{name}: reason {} prints too little: {text:?}",
+                r.code()
+            );
         }
     }
 }

@@ -72,7 +72,10 @@ fn missing_max_is_named() {
 #[test]
 fn unknown_metric_type_is_named() {
     let e = errors("maxReplicas: 3\nmetrics: [{type: Gpu}]");
-    assert!(e[0].starts_with("metrics[0].type: unknown metric type 'Gpu'"), "{e:?}");
+    assert!(
+        e[0].starts_with("metrics[0].type: unknown metric type 'Gpu'"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -80,13 +83,19 @@ fn negative_target_is_named() {
     let e = errors(
         "maxReplicas: 3\nmetrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: -5}}}]",
     );
-    assert_eq!(e, ["metrics[0].pods.target.averageValue: must be greater than 0, got -5"]);
+    assert_eq!(
+        e,
+        ["metrics[0].pods.target.averageValue: must be greater than 0, got -5"]
+    );
 }
 
 #[test]
 fn negative_window_is_named() {
     let e = errors("maxReplicas: 3\nbehavior: {scaleDown: {stabilizationWindowSeconds: -1}}");
-    assert_eq!(e, ["behavior.scaleDown.stabilizationWindowSeconds: must be between 0 and 3600, got -1"]);
+    assert_eq!(
+        e,
+        ["behavior.scaleDown.stabilizationWindowSeconds: must be between 0 and 3600, got -1"]
+    );
 }
 
 #[test]
@@ -134,22 +143,35 @@ fn unknown_fields_and_bad_types_name_their_path() {
     let e = errors(
         "maxReplicas: 3\nmetrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5x}}}]",
     );
-    assert!(e[0].starts_with("metrics[0].pods.target.averageValue: unknown suffix"), "{e:?}");
+    assert!(
+        e[0].starts_with("metrics[0].pods.target.averageValue: unknown suffix"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn min_zero_needs_scale_to_zero() {
     let e = errors("minReplicas: 0\nmaxReplicas: 3\nconcurrency: {targetPerReplica: 5}");
-    assert!(e[0].starts_with("minReplicas: 0 needs a scaleToZero block"), "{e:?}");
+    assert!(
+        e[0].starts_with("minReplicas: 0 needs a scaleToZero block"),
+        "{e:?}"
+    );
     let e = errors("maxReplicas: 3\nscaleToZero: {idleSeconds: 60}");
-    assert!(e[0].starts_with("scaleToZero: needs a traffic signal"), "{e:?}");
+    assert!(
+        e[0].starts_with("scaleToZero: needs a traffic signal"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn duplicate_metric_names_are_rejected() {
-    let m = "{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5}}}";
+    let m =
+        "{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5}}}";
     let e = errors(&format!("maxReplicas: 3\nmetrics: [{m}, {m}]"));
-    assert_eq!(e, ["metrics[1]: duplicate metric 'rps': each metric needs its own name"]);
+    assert_eq!(
+        e,
+        ["metrics[1]: duplicate metric 'rps': each metric needs its own name"]
+    );
 }
 
 #[test]

@@ -63,7 +63,10 @@ fn external_backlog_pre_warms() {
         "maxReplicas: 50\nexternalCount: {mode: backlog, itemsPerReplicaPerSecond: 2, drainSeconds: 60}\n",
     );
     let mut o = obs(1, vec![]);
-    o.external_count = Some(Sample { value: 1200.0, at: t(100) });
+    o.external_count = Some(Sample {
+        value: 1200.0,
+        at: t(100),
+    });
     let d = decide(&p, &o, &State::default(), t(100));
     // 1200 items / (2 items/s * 60 s) = 10 replicas; scale-up policy allows max(1+4, 2) = 5.
     assert_eq!(d.proposals[0].replicas, Some(10));
@@ -75,8 +78,14 @@ fn external_backlog_pre_warms() {
 fn external_desired_count_is_taken_as_is() {
     let p = policy("maxReplicas: 50\nexternalCount: {mode: desiredReplicas}\n");
     let mut o = obs(4, vec![]);
-    o.external_count = Some(Sample { value: 6.0, at: t(100) });
-    assert_eq!(decide(&p, &o, &State::default(), t(100)).desired_replicas, 6);
+    o.external_count = Some(Sample {
+        value: 6.0,
+        at: t(100),
+    });
+    assert_eq!(
+        decide(&p, &o, &State::default(), t(100)).desired_replicas,
+        6
+    );
 }
 
 #[test]
@@ -93,16 +102,28 @@ fn absurd_external_values_are_missing_not_zero() {
         let mut o = obs(4, vec![]);
         o.external_count = Some(Sample { value, at: t(at) });
         let d = decide(&p, &o, &State::default(), t(100));
-        assert_eq!(d.desired_replicas, 4, "value {value} at {at}: {}", d.summary());
+        assert_eq!(
+            d.desired_replicas,
+            4,
+            "value {value} at {at}: {}",
+            d.summary()
+        );
         assert!(d.has_reason("MetricMissing"));
     }
 }
 
 #[test]
 fn stale_pod_samples_never_scale_down() {
-    let p = policy(&format!("{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"));
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ));
     // Samples say load is tiny, but they are 10 minutes old.
-    let d = decide(&p, &obs(6, vec![per_pod("rps", &[0.1; 6], t(0))]), &State::default(), t(600));
+    let d = decide(
+        &p,
+        &obs(6, vec![per_pod("rps", &[0.1; 6], t(0))]),
+        &State::default(),
+        t(600),
+    );
     assert_eq!(d.desired_replicas, 6);
     assert!(d.has_reason("NoUsableMetric"));
 }

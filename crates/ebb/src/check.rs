@@ -12,7 +12,10 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(policy) => {
             let normalized = serde_yaml::to_string(&policy.to_spec())
                 .context("cannot print the normalized policy")?;
-            println!("# {}: valid; normalized with defaults filled in", path.display());
+            println!(
+                "# {}: valid; normalized with defaults filled in",
+                path.display()
+            );
             print!("{normalized}");
             Ok(ExitCode::SUCCESS)
         }

@@ -20,7 +20,9 @@ pub fn run(
     let observation: Observation = serde_yaml::from_str(&read(observation)?)
         .with_context(|| format!("observation {}", observation.display()))?;
     let state: State = match state {
-        Some(p) => serde_yaml::from_str(&read(p)?).with_context(|| format!("state {}", p.display()))?,
+        Some(p) => {
+            serde_yaml::from_str(&read(p)?).with_context(|| format!("state {}", p.display()))?
+        }
         None => State::default(),
     };
     let decision = decide(&policy, &observation, &state, Time::from_millis(now_ms));

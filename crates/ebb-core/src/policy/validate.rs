@@ -36,7 +36,11 @@ pub struct PolicyError {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        write!(f, "invalid policy ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid policy ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             write!(f, "\n  - {e}")?;
         }
@@ -64,7 +68,9 @@ pub(super) fn parse_spec(text: &str) -> Result<PolicySpec, PolicyError> {
         let message = e.into_inner().to_string();
         // serde_yaml prefixes nested errors with its own (shorter) path: keep ours only.
         let message = match message.split_once(": ") {
-            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
+            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => {
+                rest.to_string()
+            }
             _ => message,
         };
         PolicyError::single(path, message)
@@ -213,10 +219,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         );
     }
 
-    let concurrency = spec
-        .concurrency
-        .as_ref()
-        .map(|s| concurrency(&mut c, s));
+    let concurrency = spec.concurrency.as_ref().map(|s| concurrency(&mut c, s));
     let inference_lag = spec.inference_lag.as_ref().map(|s| InferenceLag {
         threshold_per_replica: match s.threshold_per_replica {
             Some(v) => c.positive("inferenceLag.thresholdPerReplica", v),
@@ -276,29 +279,35 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         });
     }
 
-    let stale_after_ms = secs_to_millis(c.positive(
-        "staleAfterSeconds",
-        spec.stale_after_seconds
-            .unwrap_or(DEFAULT_STALE_AFTER_SECONDS),
-    ));
+    let stale_after_ms = secs_to_millis(
+        c.positive(
+            "staleAfterSeconds",
+            spec.stale_after_seconds
+                .unwrap_or(DEFAULT_STALE_AFTER_SECONDS),
+        ),
+    );
     let readiness_spec = spec.readiness.clone().unwrap_or_default();
     let readiness = Readiness {
-        cpu_initialization_period_ms: i64::from(c.count(
-            "readiness.cpuInitializationPeriodSeconds",
-            readiness_spec
-                .cpu_initialization_period_seconds
-                .unwrap_or(i64::from(DEFAULT_CPU_INITIALIZATION_PERIOD_SECONDS)),
-            0,
-            86_400,
-        )) * 1000,
-        initial_readiness_delay_ms: i64::from(c.count(
-            "readiness.initialReadinessDelaySeconds",
-            readiness_spec
-                .initial_readiness_delay_seconds
-                .unwrap_or(i64::from(DEFAULT_INITIAL_READINESS_DELAY_SECONDS)),
-            0,
-            86_400,
-        )) * 1000,
+        cpu_initialization_period_ms: i64::from(
+            c.count(
+                "readiness.cpuInitializationPeriodSeconds",
+                readiness_spec
+                    .cpu_initialization_period_seconds
+                    .unwrap_or(i64::from(DEFAULT_CPU_INITIALIZATION_PERIOD_SECONDS)),
+                0,
+                86_400,
+            ),
+        ) * 1000,
+        initial_readiness_delay_ms: i64::from(
+            c.count(
+                "readiness.initialReadinessDelaySeconds",
+                readiness_spec
+                    .initial_readiness_delay_seconds
+                    .unwrap_or(i64::from(DEFAULT_INITIAL_READINESS_DELAY_SECONDS)),
+                0,
+                86_400,
+            ),
+        ) * 1000,
     };
 
     if !c.errors.is_empty() {
@@ -429,9 +438,8 @@ fn metric(c: &mut Checker, path: &str, m: &MetricSpec) -> Option<Metric> {
             };
             let b = c.required(&block_path, block)?;
             let ident = c.required(&format!("{block_path}.metric"), &b.metric);
-            let name = ident.and_then(|i| {
-                name_ok(c, &format!("{block_path}.metric.name"), i.name.as_ref())
-            });
+            let name = ident
+                .and_then(|i| name_ok(c, &format!("{block_path}.metric.name"), i.name.as_ref()));
             let selector = ident.and_then(|i| i.selector.clone());
             let allowed: &[&str] = match kind.as_str() {
                 "Pods" => &["AverageValue"],
@@ -754,14 +762,15 @@ fn target_spec(t: &Target) -> TargetSpec {
 
 fn metric_spec(m: &Metric) -> MetricSpec {
     let target = Some(target_spec(&m.target));
-    let named = |selector: &Option<LabelSelectorSpec>, obj: Option<ObjectRefSpec>| NamedMetricSpec {
-        metric: Some(MetricIdentifierSpec {
-            name: Some(m.name.clone()),
-            selector: selector.clone(),
-        }),
-        described_object: obj,
-        target: target.clone(),
-    };
+    let named =
+        |selector: &Option<LabelSelectorSpec>, obj: Option<ObjectRefSpec>| NamedMetricSpec {
+            metric: Some(MetricIdentifierSpec {
+                name: Some(m.name.clone()),
+                selector: selector.clone(),
+            }),
+            described_object: obj,
+            target: target.clone(),
+        };
     let mut spec = MetricSpec {
         kind: Some(m.source.type_name().into()),
         ..Default::default()
@@ -836,7 +845,9 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
         }),
         stale_after_seconds: Some(secs(p.stale_after_ms)),
         readiness: Some(ReadinessSpec {
-            cpu_initialization_period_seconds: Some(p.readiness.cpu_initialization_period_ms / 1000),
+            cpu_initialization_period_seconds: Some(
+                p.readiness.cpu_initialization_period_ms / 1000,
+            ),
             initial_readiness_delay_seconds: Some(p.readiness.initial_readiness_delay_ms / 1000),
         }),
     }

@@ -17,7 +17,10 @@ pub fn evaluate(
         return SignalOutcome::Missing("no external count observed".into());
     };
     if !is_usable(s.value) {
-        return SignalOutcome::Missing(format!("external count is {} (not a usable number)", s.value));
+        return SignalOutcome::Missing(format!(
+            "external count is {} (not a usable number)",
+            s.value
+        ));
     }
     if !is_fresh(s.at, now, stale_after_ms) {
         return SignalOutcome::Missing(format!(

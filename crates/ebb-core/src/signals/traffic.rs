@@ -6,7 +6,12 @@ use crate::time::Time;
 
 /// Adds a new sample to `history` (if it is usable and newer) and drops points no window of
 /// `keep_ms` can need. A counter that went backwards (proxy restart) starts a new history.
-pub fn record(history: &mut Vec<TrafficSample>, sample: Option<&TrafficSample>, now: Time, keep_ms: i64) {
+pub fn record(
+    history: &mut Vec<TrafficSample>,
+    sample: Option<&TrafficSample>,
+    now: Time,
+    keep_ms: i64,
+) {
     if let Some(s) = sample {
         let usable = is_usable(s.in_flight)
             && is_usable(s.arrivals_total)
@@ -35,7 +40,9 @@ pub fn record(history: &mut Vec<TrafficSample>, sample: Option<&TrafficSample>, 
 
 /// The latest sample, if fresh.
 pub fn latest(history: &[TrafficSample], now: Time, stale_after_ms: i64) -> Option<&TrafficSample> {
-    history.last().filter(|s| is_fresh(s.at, now, stale_after_ms))
+    history
+        .last()
+        .filter(|s| is_fresh(s.at, now, stale_after_ms))
 }
 
 /// Mean in-flight over the points in `(now - window, now]`.

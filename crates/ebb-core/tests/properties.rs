@@ -1,0 +1,182 @@
+//! Invariants of `decide`, checked on random inputs (finite or not) and random policies.
+
+mod common;
+use common::*;
+use ebb_core::*;
+use proptest::prelude::*;
+
+/// Any f64 a broken source could send: ordinary loads, zero, negative, NaN, infinities, huge.
+fn any_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        6 => 0.0..500.0f64,
+        1 => Just(0.0),
+        1 => -100.0..0.0f64,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(f64::MAX),
+    ]
+}
+
+/// A policy drawn from the shapes users write: HPA metrics, Ebb signals, scale to zero.
+fn any_policy() -> impl Strategy<Value = Policy> {
+    (
+        0u32..4,
+        1u32..30,
+        0u32..5,
+        prop::bool::ANY,
+        prop::bool::ANY,
+        prop::bool::ANY,
+        0u32..600,
+    )
+        .prop_map(|(min, span, kind, concurrency, external, zero, window)| {
+            let min = if zero { 0 } else { min.max(1) };
+            let max = min.max(1) + span;
+            let mut yaml = format!(
+                "minReplicas: {min}\nmaxReplicas: {max}\nbehavior: {{scaleDown: {{stabilizationWindowSeconds: {window}}}}}\nmetrics:\n"
+            );
+            let metric = match kind {
+                0 => "- {type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}}\n",
+                1 => "- {type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}}\n",
+                2 => "- {type: Object, object: {describedObject: {kind: Service, name: s}, metric: {name: rps}, target: {type: Value, value: 30}}}\n",
+                3 => "- {type: External, external: {metric: {name: rps}, target: {type: AverageValue, averageValue: 7}}}\n",
+                _ => "- {type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}}\n- {type: Pods, pods: {metric: {name: gpu}, target: {type: AverageValue, averageValue: 35}}}\n",
+            };
+            yaml.push_str(metric);
+            if concurrency || zero {
+                yaml.push_str("concurrency: {targetPerReplica: 5}\n");
+            }
+            if external {
+                yaml.push_str("externalCount: {mode: backlog, itemsPerReplicaPerSecond: 2}\n");
+            }
+            if zero {
+                yaml.push_str("scaleToZero: {idleSeconds: 30}\n");
+            }
+            policy(&yaml)
+        })
+}
+
+fn any_observation(now: Time) -> impl Strategy<Value = Observation> {
+    (
+        0u32..40,
+        prop::collection::vec(any_value(), 0..12),
+        prop::collection::vec(any_value(), 0..12),
+        any_value(),
+        (any_value(), any_value(), any_value()),
+        any_value(),
+        0i64..400,
+        prop::bool::ANY,
+    )
+        .prop_map(
+            move |(current, rps, gpu, object, (inf, arr, done), ext, age, with_pods)| {
+                let at = now.minus_millis(age * 1000);
+                let mut o = obs(current, vec![]);
+                if !with_pods {
+                    o.pods.clear();
+                }
+                for p in o.pods.iter_mut() {
+                    p.requests.insert("cpu".into(), 1000);
+                }
+                o.metrics = vec![
+                    per_pod("rps", &rps, at),
+                    per_pod("gpu", &gpu, at),
+                    per_pod("cpu", &rps, at),
+                    MetricObservation {
+                        name: "rps".into(),
+                        values: MetricValues::Object { value: object, at },
+                    },
+                ];
+                o.metrics.retain(|_| true);
+                o.traffic = Some(traffic(at, inf, arr, done));
+                o.external_count = Some(Sample { value: ext, at });
+                o
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn desired_stays_within_bounds_and_nothing_panics(
+        p in any_policy(),
+        o in any_observation(t(1000)),
+        history in prop::collection::vec((0i64..1000, 0u32..40), 0..20),
+    ) {
+        let state = State {
+            recommendations: history.iter().map(|(s, r)| state::Recommendation { at: t(*s), replicas: *r }).collect(),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(1000));
+        let zero_allowed = p.scale_to_zero.is_some() || o.current_replicas == 0;
+        prop_assert!(
+            (d.desired_replicas >= p.min_replicas && d.desired_replicas <= p.max_replicas)
+                || (d.desired_replicas == 0 && zero_allowed),
+            "desired {} outside [{}, {}]: {}", d.desired_replicas, p.min_replicas, p.max_replicas, d.summary()
+        );
+        // The summary and JSON rendering never fail either.
+        prop_assert!(serde_json::to_string(&d).is_ok());
+    }
+
+    #[test]
+    fn missing_metrics_never_lower_replicas(
+        p in any_policy(),
+        o in any_observation(t(1000)),
+    ) {
+        let d = decide(&p, &o, &State::default(), t(1000));
+        let current = o.current_replicas;
+        let in_range = current >= p.min_replicas.max(1) && current <= p.max_replicas;
+        let any_missing = d.proposals.iter().any(|pr| pr.replicas.is_none());
+        if in_range && any_missing {
+            prop_assert!(
+                d.desired_replicas >= current,
+                "{} -> {} with a missing metric: {}", current, d.desired_replicas, d.summary()
+            );
+        }
+    }
+
+    #[test]
+    fn wholly_missing_metrics_hold_replicas(
+        p in any_policy(),
+        current in 1u32..30,
+    ) {
+        let mut o = obs(current, vec![]);
+        o.traffic = None;
+        o.external_count = None;
+        let d = decide(&p, &o, &State::default(), t(1000));
+        if current >= p.min_replicas && current <= p.max_replicas {
+            prop_assert_eq!(d.desired_replicas, current, "{}", d.summary());
+        }
+    }
+
+    #[test]
+    fn scale_down_never_goes_below_a_recommendation_in_the_window(
+        window in 0u32..400,
+        loads in prop::collection::vec(0.0..200.0f64, 1..60),
+        step in 5i64..60,
+    ) {
+        let p = policy(&format!(
+            "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: {window}}}}}\n"
+        ));
+        let mut state = State::default();
+        let mut current = 5u32;
+        let mut recs: Vec<(Time, u32)> = Vec::new();
+        for (i, load) in loads.iter().enumerate() {
+            let now = t(1000 + i as i64 * step);
+            let o = obs(current, vec![per_pod("rps", &vec![*load; current as usize], now)]);
+            let d = decide(&p, &o, &state, now);
+            let rec = d.state.recommendations.last().map(|r| r.replicas).unwrap_or(current);
+            recs.push((now, rec));
+            if d.desired_replicas < current {
+                let cutoff = now.minus_millis(i64::from(window) * 1000);
+                let highest = recs.iter().filter(|(at, _)| *at > cutoff).map(|(_, r)| *r).max().unwrap_or(0);
+                prop_assert!(
+                    d.desired_replicas >= highest,
+                    "scaled down to {} below recommendation {} within {}s", d.desired_replicas, highest, window
+                );
+            }
+            state = d.applied_state();
+            current = d.desired_replicas;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The `ebb` binary as a user runs it: real process, real files, exit codes and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ebb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ebb"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run ebb")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_prints_the_normalized_policy() {
+    let o = ebb(&["check", "examples/policies/rps-per-replica.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("valid; normalized"));
+    // Defaults the user left out are written out.
+    assert!(out.contains("selectPolicy: Max"));
+    assert!(out.contains("stabilizationWindowSeconds: 120"));
+    assert!(out.contains("periodSeconds: 15"));
+}
+
+#[test]
+fn check_names_the_bad_field_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "minReplicas: 4\nmaxReplicas: 2\nbehavior: {scaleUp: {selectPolicy: Fast}}\n",
+    )
+    .unwrap();
+    let o = ebb(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("maxReplicas: must be at least minReplicas (4), got 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("behavior.scaleUp.selectPolicy: must be Max, Min or Disabled, got 'Fast'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_an_unreadable_file() {
+    let o = ebb(&["check", "no/such/policy.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read policy no/such/policy.yaml"));
+}
+
+#[test]
+fn conformance_ends_with_the_count_line() {
+    let o = ebb(&["conformance", "conformance"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().last(), Some("70 passed, 0 failed"));
+}
+
+#[test]
+fn conformance_prints_failing_cases_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wrong.yaml"),
+        "kind: behavior\ncurrentReplicas: 5\nrecommendation: 20\nmaxReplicas: 100\nexpect: {replicas: 7, reason: ScaleUpLimit}\n",
+    )
+    .unwrap();
+    let o = ebb(&["conformance", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("FAIL wrong: expected replicas 7, reason ScaleUpLimit, got replicas 10, reason ScaleUpLimit; reasons: scale-up limited by policy Pods 4/15s, Percent 100%/15s to 10"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("0 passed, 1 failed"));
+}
+
+#[test]
+fn decide_prints_a_decision_with_reasons() {
+    let o = ebb(&[
+        "decide",
+        "--policy",
+        "examples/policies/gpu-duty-cycle.yaml",
+        "--observation",
+        "examples/observations/gpu-busy.yaml",
+        "--now-ms",
+        "605000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // 70 / 35 = 2x on 3 pods: 6 replicas, within the 200%/10s scale-up policy.
+    assert_eq!(d["desiredReplicas"], 6);
+    assert_eq!(d["reasons"][0]["code"], "MetricProposal");
+    assert_eq!(d["reasons"][0]["message"], "metric gpu proposed 6 (current 70, target 35 per pod)");
+}
