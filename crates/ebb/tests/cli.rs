@@ -106,5 +106,8 @@ fn decide_prints_a_decision_with_reasons() {
     // 70 / 35 = 2x on 3 pods: 6 replicas, within the 200%/10s scale-up policy.
     assert_eq!(d["desiredReplicas"], 6);
     assert_eq!(d["reasons"][0]["code"], "MetricProposal");
-    assert_eq!(d["reasons"][0]["message"], "metric gpu proposed 6 (current 70, target 35 per pod)");
+    assert_eq!(
+        d["reasons"][0]["message"],
+        "metric gpu proposed 6 (current 70, target 35 per pod)"
+    );
 }
