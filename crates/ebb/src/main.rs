@@ -3,6 +3,7 @@
 mod check;
 mod conformance;
 mod decide_cmd;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
         /// A directory of case files (searched recursively), or one case file.
         dir: PathBuf,
     },
+    /// Replay a trace or a synthetic pattern against a simulated cluster; compare Ebb with HPA,
+    /// Knative's KPA, fixed peak provisioning and an offline oracle.
+    Simulate(Box<simulate::SimulateArgs>),
     /// Make one decision from a policy, an observation and (optionally) a state, and print it
     /// as JSON.
     Decide {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policy } => check::run(&policy),
         Command::Conformance { dir } => conformance::run(&dir),
+        Command::Simulate(args) => simulate::run(*args),
         Command::Decide {
             policy,
             observation,

@@ -1,0 +1,180 @@
+//! The policies a simulation compares. Ebb, HPA and Knative's KPA all run through
+//! `ebb_core::decide` (HPA's and KPA's algorithms are part of the core, conformance-tested),
+//! each behind the observation pipeline its real deployment has. Fixed peak provisioning and
+//! the oracle need no decisions.
+
+use crate::cluster::Cluster;
+use crate::observe::{core_time, Pipeline};
+use ebb_core::{decide, Policy, State};
+
+/// What an autoscaler asks the cluster for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Desired replicas.
+    pub desired: u32,
+    /// Replica ids to remove first on scale-in.
+    pub victims: Vec<u32>,
+    /// The decision's reasons, for the log.
+    pub reasons: String,
+}
+
+/// A policy under simulation.
+pub trait Autoscaler: Send {
+    /// Name in reports.
+    fn name(&self) -> &str;
+    /// Seconds between scrapes (0: never scrapes).
+    fn scrape_interval(&self) -> f64;
+    /// Seconds between decisions.
+    fn sync_period(&self) -> f64;
+    /// Takes a scrape.
+    fn scrape(&mut self, cluster: &Cluster, now: f64);
+    /// Decides; `None` leaves the replicas as they are.
+    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command>;
+    /// Tells the autoscaler the command was applied and the count it reached.
+    fn applied(&mut self, _from: u32, _to: u32, _now: f64) {}
+    /// Replicas at time zero, ready.
+    fn initial_replicas(&self) -> u32;
+    /// A cold start to use instead of the cluster's (the oracle's instant capacity).
+    fn cold_start_override(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// A policy run by the decision core behind an observation pipeline.
+pub struct CorePolicy {
+    name: String,
+    policy: Policy,
+    pipeline: Pipeline,
+    sync_period: f64,
+    state: State,
+    initial: u32,
+    pending: Option<State>,
+}
+
+impl CorePolicy {
+    /// A core-driven autoscaler.
+    pub fn new(
+        name: impl Into<String>,
+        policy: Policy,
+        pipeline: Pipeline,
+        sync_period: f64,
+        initial: u32,
+    ) -> CorePolicy {
+        CorePolicy {
+            name: name.into(),
+            policy,
+            pipeline,
+            sync_period,
+            state: State::default(),
+            initial,
+            pending: None,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+impl Autoscaler for CorePolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn scrape_interval(&self) -> f64 {
+        self.pipeline.scrape_interval
+    }
+    fn sync_period(&self) -> f64 {
+        self.sync_period
+    }
+    fn scrape(&mut self, cluster: &Cluster, now: f64) {
+        self.pipeline.scrape(cluster, now);
+    }
+    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command> {
+        let obs = self.pipeline.observe(&self.policy, cluster, now);
+        let d = decide(&self.policy, &obs, &self.state, core_time(now));
+        if d.desired_replicas == d.current_replicas {
+            self.state = d.state;
+            return None;
+        }
+        let cmd = Command {
+            desired: d.desired_replicas,
+            victims: d.victims.iter().filter_map(|v| v.parse().ok()).collect(),
+            reasons: d.summary(),
+        };
+        self.pending = Some(d.state);
+        Some(cmd)
+    }
+    fn applied(&mut self, from: u32, to: u32, now: f64) {
+        if let Some(mut s) = self.pending.take() {
+            s.record_scale(from, to, core_time(now));
+            self.state = s;
+        }
+    }
+    fn initial_replicas(&self) -> u32 {
+        self.initial
+    }
+}
+
+/// A fixed replica schedule: fixed peak provisioning (constant) or the oracle (per second).
+pub struct Schedule {
+    name: String,
+    per_second: Vec<u32>,
+    instant: bool,
+}
+
+impl Schedule {
+    /// Fixed provisioning at `replicas`.
+    pub fn fixed(name: impl Into<String>, replicas: u32) -> Schedule {
+        Schedule {
+            name: name.into(),
+            per_second: vec![replicas],
+            instant: false,
+        }
+    }
+
+    /// The oracle's schedule: replicas wanted in each second, with instant capacity.
+    pub fn oracle(name: impl Into<String>, per_second: Vec<u32>) -> Schedule {
+        Schedule {
+            name: name.into(),
+            per_second,
+            instant: true,
+        }
+    }
+
+    fn at(&self, now: f64) -> u32 {
+        let i = (now.max(0.0) as usize).min(self.per_second.len().saturating_sub(1));
+        self.per_second.get(i).copied().unwrap_or(0)
+    }
+}
+
+impl Autoscaler for Schedule {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn scrape_interval(&self) -> f64 {
+        0.0
+    }
+    fn sync_period(&self) -> f64 {
+        if self.per_second.len() > 1 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    }
+    fn scrape(&mut self, _cluster: &Cluster, _now: f64) {}
+    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command> {
+        let desired = self.at(now);
+        (desired != cluster.current_replicas()).then(|| Command {
+            desired,
+            victims: Vec::new(),
+            reasons: "schedule".into(),
+        })
+    }
+    fn initial_replicas(&self) -> u32 {
+        self.at(0.0)
+    }
+    fn cold_start_override(&self) -> Option<f64> {
+        self.instant.then_some(0.0)
+    }
+}

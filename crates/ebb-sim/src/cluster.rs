@@ -1,0 +1,578 @@
+//! The simulated cluster: replicas with a cold start, concurrency slots and a bounded queue;
+//! a router that sends each request to the ready replica with the fewest outstanding requests;
+//! an activator queue while no replica is ready; draining on scale-in; an optional cap on the
+//! cluster's replicas. Time is `f64` seconds since the start of the run.
+
+use rand::Rng;
+use rand_distr::{Distribution, LogNormal};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// How long a new replica takes to become ready (scheduling plus model load).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdStart {
+    /// Always this many seconds.
+    Fixed(f64),
+    /// Lognormal with this median (seconds) and sigma.
+    LogNormal {
+        /// Median seconds.
+        median: f64,
+        /// Sigma of ln(seconds).
+        sigma: f64,
+    },
+    /// Drawn uniformly from measured values (seconds), e.g. Alibaba's model-load latencies.
+    Empirical(Vec<f64>),
+}
+
+impl ColdStart {
+    /// Draws one cold start.
+    pub fn sample<R: Rng>(&self, rng: &mut R) -> f64 {
+        match self {
+            ColdStart::Fixed(s) => *s,
+            ColdStart::LogNormal { median, sigma } => {
+                LogNormal::new(median.ln(), *sigma).map_or(*median, |d| d.sample(rng))
+            }
+            ColdStart::Empirical(v) if !v.is_empty() => v[rng.gen_range(0..v.len())],
+            ColdStart::Empirical(_) => 0.0,
+        }
+    }
+
+    /// The median cold start, for reports.
+    pub fn median(&self) -> f64 {
+        match self {
+            ColdStart::Fixed(s) => *s,
+            ColdStart::LogNormal { median, .. } => *median,
+            ColdStart::Empirical(v) => {
+                let mut s = v.clone();
+                s.sort_by(f64::total_cmp);
+                s.get(s.len() / 2).copied().unwrap_or(0.0)
+            }
+        }
+    }
+}
+
+/// The cluster's fixed characteristics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Requests one replica serves at once.
+    pub slots: u32,
+    /// Requests one replica may hold waiting beyond its slots.
+    pub queue_per_replica: u32,
+    /// Requests the activator holds while no replica is ready.
+    pub activator_queue: u32,
+    /// A request that waits longer than this fails with a timeout.
+    pub timeout: f64,
+    /// Cold start of a new replica.
+    pub cold_start: ColdStart,
+    /// The most replicas the cluster can run (GPU nodes run out); `None` = unbounded.
+    pub max_replicas: Option<u32>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            slots: 4,
+            queue_per_replica: 64,
+            activator_queue: 10_000,
+            timeout: 10.0,
+            cold_start: ColdStart::LogNormal {
+                median: 20.0,
+                sigma: 0.4,
+            },
+            max_replicas: None,
+        }
+    }
+}
+
+/// Where a replica is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Scheduled, loading the model.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Finishing its requests before it goes; receives no new ones.
+    Draining,
+    /// Gone.
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Req {
+    arrival: f64,
+    service: f64,
+}
+
+/// One replica.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Stable id.
+    pub id: u32,
+    /// When it was created.
+    pub created: f64,
+    /// When it became (or becomes) ready.
+    pub ready_at: f64,
+    /// Its state.
+    pub state: ReplicaState,
+    /// Slots in use.
+    pub busy: u32,
+    queue: VecDeque<Req>,
+    /// Requests routed to it so far.
+    pub arrivals: u64,
+    /// Slot-seconds of work done so far (for utilization and duty cycle).
+    busy_time: f64,
+    busy_since: f64,
+}
+
+impl Replica {
+    /// Requests held: in service plus queued.
+    pub fn outstanding(&self) -> u32 {
+        self.busy + self.queue.len() as u32
+    }
+
+    /// Requests queued.
+    pub fn queued(&self) -> u32 {
+        self.queue.len() as u32
+    }
+
+    /// Slot-seconds of work done up to `now`.
+    pub fn busy_time(&self, now: f64) -> f64 {
+        self.busy_time + f64::from(self.busy) * (now - self.busy_since)
+    }
+
+    fn touch(&mut self, now: f64) {
+        self.busy_time += f64::from(self.busy) * (now - self.busy_since);
+        self.busy_since = now;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Event {
+    at: f64,
+    replica: u32,
+    kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Completion,
+    Ready,
+}
+
+impl Eq for Event {}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Min-heap on time; ties broken deterministically.
+        other
+            .at
+            .total_cmp(&self.at)
+            .then_with(|| other.replica.cmp(&self.replica))
+    }
+}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Where a dispatched request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    /// It holds a slot now.
+    Started,
+    /// It waits in the replica's queue.
+    Queued,
+    /// Every replica's queue is full.
+    Full,
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Served with this latency (seconds, queueing plus service).
+    Served(f64),
+    /// Waited past the timeout; the seconds it spent in the system.
+    TimedOut(f64),
+    /// Rejected: every queue was full.
+    Dropped,
+}
+
+/// The cluster state machine. The simulation loop feeds it arrivals and advances it to event
+/// times; autoscalers read it through its accessors and change it through [`Cluster::scale_to`].
+pub struct Cluster {
+    config: ClusterConfig,
+    replicas: Vec<Replica>,
+    /// Indices of replicas not gone.
+    active: Vec<usize>,
+    /// Indices of ready replicas that take traffic.
+    routable: Vec<usize>,
+    events: BinaryHeap<Event>,
+    pending: VecDeque<Req>,
+    /// Requests that have arrived.
+    pub arrivals_total: u64,
+    /// Requests that have left (served or failed).
+    pub completions_total: u64,
+    in_system: u64,
+    in_system_area: f64,
+    last_change: f64,
+    replica_area: f64,
+    replica_last: f64,
+    scale_events: u64,
+}
+
+impl Cluster {
+    /// A cluster with `initial` replicas ready at time zero.
+    pub fn new(config: ClusterConfig, initial: u32) -> Cluster {
+        let mut c = Cluster {
+            config,
+            replicas: Vec::new(),
+            active: Vec::new(),
+            routable: Vec::new(),
+            events: BinaryHeap::new(),
+            pending: VecDeque::new(),
+            arrivals_total: 0,
+            completions_total: 0,
+            in_system: 0,
+            in_system_area: 0.0,
+            last_change: 0.0,
+            replica_area: 0.0,
+            replica_last: 0.0,
+            scale_events: 0,
+        };
+        for _ in 0..initial {
+            let idx = c.add_replica(0.0, 0.0);
+            c.make_ready(idx, 0.0);
+        }
+        c
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Replicas that are not gone (starting, ready, draining).
+    pub fn active(&self) -> impl Iterator<Item = &Replica> {
+        self.active.iter().map(|&i| &self.replicas[i])
+    }
+
+    /// Replicas counted by the target's `/scale` (starting and ready; not draining).
+    pub fn current_replicas(&self) -> u32 {
+        self.active()
+            .filter(|r| matches!(r.state, ReplicaState::Starting | ReplicaState::Ready))
+            .count() as u32
+    }
+
+    /// Ready replicas taking traffic.
+    pub fn ready_replicas(&self) -> u32 {
+        self.routable.len() as u32
+    }
+
+    /// Replicas that exist (and cost), draining ones included.
+    pub fn existing_replicas(&self) -> u32 {
+        self.active.len() as u32
+    }
+
+    /// Requests in the system (queued, in service, or waiting in the activator).
+    pub fn in_system(&self) -> u64 {
+        self.in_system
+    }
+
+    /// Requests waiting in queues and the activator.
+    pub fn queued(&self) -> u64 {
+        self.pending.len() as u64 + self.active().map(|r| u64::from(r.queued())).sum::<u64>()
+    }
+
+    /// The integral of requests in the system over time, up to `now`.
+    pub fn in_system_area(&self, now: f64) -> f64 {
+        self.in_system_area + self.in_system as f64 * (now - self.last_change)
+    }
+
+    /// Replica-seconds of existing replicas up to `now`.
+    pub fn replica_seconds(&self, now: f64) -> f64 {
+        self.replica_area + self.active.len() as f64 * (now - self.replica_last)
+    }
+
+    /// When the number of requests in the system last changed.
+    pub fn last_change(&self) -> f64 {
+        self.last_change
+    }
+
+    /// How many times the replica count was changed.
+    pub fn scale_events(&self) -> u64 {
+        self.scale_events
+    }
+
+    /// The time of the next internal event, if any.
+    pub fn next_event_at(&self) -> Option<f64> {
+        self.events.peek().map(|e| e.at)
+    }
+
+    fn mark_in_system(&mut self, now: f64, delta: i64) {
+        self.in_system_area += self.in_system as f64 * (now - self.last_change);
+        self.last_change = now;
+        self.in_system = (self.in_system as i64 + delta) as u64;
+    }
+
+    fn mark_replicas(&mut self, now: f64) {
+        self.replica_area += self.active.len() as f64 * (now - self.replica_last);
+        self.replica_last = now;
+    }
+
+    fn add_replica(&mut self, now: f64, ready_at: f64) -> usize {
+        self.mark_replicas(now);
+        let idx = self.replicas.len();
+        self.replicas.push(Replica {
+            id: idx as u32,
+            created: now,
+            ready_at,
+            state: ReplicaState::Starting,
+            busy: 0,
+            queue: VecDeque::new(),
+            arrivals: 0,
+            busy_time: 0.0,
+            busy_since: now,
+        });
+        self.active.push(idx);
+        idx
+    }
+
+    fn make_ready(&mut self, idx: usize, now: f64) {
+        let r = &mut self.replicas[idx];
+        r.state = ReplicaState::Ready;
+        r.ready_at = now;
+        self.routable.push(idx);
+    }
+
+    fn remove(&mut self, idx: usize, now: f64) {
+        self.mark_replicas(now);
+        self.replicas[idx].state = ReplicaState::Gone;
+        self.active.retain(|&i| i != idx);
+        self.routable.retain(|&i| i != idx);
+    }
+
+    /// Routes one arrival. Its outcome is reported through `outcomes` when it is known: at
+    /// once when it starts or is dropped, later (from [`Cluster::advance`]) when it waits.
+    pub fn arrive(&mut self, at: f64, service: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+        self.arrivals_total += 1;
+        self.mark_in_system(at, 1);
+        let req = Req {
+            arrival: at,
+            service,
+        };
+        if self.routable.is_empty() {
+            if self.pending.len() < self.config.activator_queue as usize {
+                self.pending.push_back(req);
+            } else {
+                self.fail(at, Outcome::Dropped, outcomes);
+            }
+            return;
+        }
+        match self.dispatch(req, at) {
+            Dispatch::Started => outcomes(at, Outcome::Served(service)),
+            Dispatch::Queued => {}
+            Dispatch::Full => self.fail(at, Outcome::Dropped, outcomes),
+        }
+    }
+
+    fn fail(&mut self, now: f64, outcome: Outcome, outcomes: &mut impl FnMut(f64, Outcome)) {
+        self.completions_total += 1;
+        self.mark_in_system(now, -1);
+        outcomes(now, outcome);
+    }
+
+    /// Sends a request to the least-loaded routable replica.
+    fn dispatch(&mut self, req: Req, now: f64) -> Dispatch {
+        let limit = self.config.slots + self.config.queue_per_replica;
+        let mut best: Option<(u32, usize)> = None;
+        for &i in &self.routable {
+            let o = self.replicas[i].outstanding();
+            if o < limit && best.is_none_or(|(b, _)| o < b) {
+                best = Some((o, i));
+                if o == 0 {
+                    break;
+                }
+            }
+        }
+        let Some((_, idx)) = best else {
+            return Dispatch::Full;
+        };
+        let slots = self.config.slots;
+        let r = &mut self.replicas[idx];
+        r.arrivals += 1;
+        if r.busy < slots {
+            r.touch(now);
+            r.busy += 1;
+            self.events.push(Event {
+                at: now + req.service,
+                replica: idx as u32,
+                kind: EventKind::Completion,
+            });
+            Dispatch::Started
+        } else {
+            r.queue.push_back(req);
+            Dispatch::Queued
+        }
+    }
+
+    /// Processes internal events up to and including `until`.
+    pub fn advance(&mut self, until: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+        while let Some(e) = self.events.peek().copied() {
+            if e.at > until {
+                break;
+            }
+            self.events.pop();
+            let idx = e.replica as usize;
+            match e.kind {
+                EventKind::Ready => {
+                    if self.replicas[idx].state == ReplicaState::Starting {
+                        self.make_ready(idx, e.at);
+                        self.drain_pending(e.at, outcomes);
+                    }
+                }
+                EventKind::Completion => self.complete(idx, e.at, outcomes),
+            }
+        }
+    }
+
+    fn complete(&mut self, idx: usize, now: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+        // The request that finished: its latency was fixed when it started.
+        let timeout = self.config.timeout;
+        {
+            let r = &mut self.replicas[idx];
+            r.touch(now);
+            r.busy -= 1;
+        }
+        self.completions_total += 1;
+        self.mark_in_system(now, -1);
+        // Start the next queued request that has not timed out.
+        loop {
+            let r = &mut self.replicas[idx];
+            let Some(next) = r.queue.pop_front() else {
+                break;
+            };
+            if now - next.arrival > timeout {
+                self.fail(now, Outcome::TimedOut(now - next.arrival), outcomes);
+                continue;
+            }
+            r.busy += 1;
+            self.events.push(Event {
+                at: now + next.service,
+                replica: idx as u32,
+                kind: EventKind::Completion,
+            });
+            outcomes(now, Outcome::Served(now - next.arrival + next.service));
+            break;
+        }
+        let r = &self.replicas[idx];
+        if r.state == ReplicaState::Draining && r.outstanding() == 0 {
+            self.remove(idx, now);
+        }
+    }
+
+    fn drain_pending(&mut self, now: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+        while let Some(req) = self.pending.pop_front() {
+            if now - req.arrival > self.config.timeout {
+                self.fail(now, Outcome::TimedOut(now - req.arrival), outcomes);
+                continue;
+            }
+            match self.dispatch(req, now) {
+                Dispatch::Started => {
+                    outcomes(now, Outcome::Served(now - req.arrival + req.service))
+                }
+                Dispatch::Queued => {}
+                Dispatch::Full => {
+                    self.pending.push_front(req);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Scales to `desired` replicas at `now`: new replicas start (within the cluster cap);
+    /// on scale-in `victims` (replica ids, best first) go first, then starting replicas, then
+    /// the least busy. Returns the replica count after the change.
+    pub fn scale_to<R: Rng>(
+        &mut self,
+        desired: u32,
+        victims: &[u32],
+        now: f64,
+        cold_start: Option<f64>,
+        rng: &mut R,
+    ) -> u32 {
+        let current = self.current_replicas();
+        if desired > current {
+            let cap = self
+                .config
+                .max_replicas
+                .map_or(u32::MAX, |m| m.saturating_sub(self.existing_replicas()));
+            let add = (desired - current).min(cap);
+            for _ in 0..add {
+                let delay = cold_start
+                    .unwrap_or_else(|| self.config.cold_start.sample(rng))
+                    .max(0.0);
+                let idx = self.add_replica(now, now + delay);
+                if delay == 0.0 {
+                    self.make_ready(idx, now);
+                } else {
+                    self.events.push(Event {
+                        at: now + delay,
+                        replica: idx as u32,
+                        kind: EventKind::Ready,
+                    });
+                }
+            }
+            if add > 0 {
+                self.scale_events += 1;
+            }
+        } else if desired < current {
+            let mut remove = current - desired;
+            let mut order: Vec<usize> = victims
+                .iter()
+                .map(|&id| id as usize)
+                .filter(|&i| i < self.replicas.len())
+                .collect();
+            let mut rest: Vec<usize> = self
+                .active
+                .iter()
+                .copied()
+                .filter(|i| !order.contains(i))
+                .collect();
+            rest.sort_by_key(|&i| {
+                let r = &self.replicas[i];
+                (
+                    r.state != ReplicaState::Starting,
+                    r.outstanding(),
+                    u32::MAX - r.id,
+                )
+            });
+            order.extend(rest);
+            for idx in order {
+                if remove == 0 {
+                    break;
+                }
+                match self.replicas[idx].state {
+                    ReplicaState::Starting => self.remove(idx, now),
+                    ReplicaState::Ready => {
+                        self.replicas[idx].state = ReplicaState::Draining;
+                        self.routable.retain(|&i| i != idx);
+                        if self.replicas[idx].outstanding() == 0 {
+                            self.remove(idx, now);
+                        }
+                    }
+                    _ => continue,
+                }
+                remove -= 1;
+            }
+            self.scale_events += 1;
+        }
+        self.current_replicas()
+    }
+
+    /// At the end of a run: everything still waiting fails with a timeout.
+    pub fn finish(&mut self, now: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+        while let Some(req) = self.pending.pop_front() {
+            self.fail(now, Outcome::TimedOut(now - req.arrival), outcomes);
+        }
+    }
+}

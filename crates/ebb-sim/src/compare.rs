@@ -1,0 +1,290 @@
+//! A comparison: Ebb's policy and the baselines on one workload, each in its own run of the
+//! same arrivals. Baselines use their documented defaults:
+//!
+//! - **HPA**: 15 s sync, tolerance 0.1, default behaviors (scale-up max(4 pods, 100%) per 15 s,
+//!   scale-down after a 300 s window), an RPS-per-pod target at the target utilization, read
+//!   through a Prometheus adapter: 30 s scrape, `rate()` over 2 minutes.
+//! - **KPA** (Knative): 2 s tick, concurrency target = slots x 70%, 60 s stable and 6 s panic
+//!   windows, panic at 200%, max scale-up rate 1000x, max scale-down rate 2x per tick, scale to
+//!   zero after the stable window plus a 30 s grace period; counters scraped every second.
+//! - **peak**: a fixed count, the oracle's highest, from the start.
+//! - **oracle**: see [`crate::oracle`].
+//!
+//! HPA and KPA run through `ebb_core::decide`, whose HPA arithmetic passes Kubernetes' own test
+//! cases and whose concurrency mode is Knative's stable/panic algorithm.
+
+use crate::autoscaler::{Autoscaler, CorePolicy, Schedule};
+use crate::observe::Pipeline;
+use crate::oracle::Demand;
+use crate::record::PolicyResult;
+use crate::run::{run_policy, RunConfig};
+use crate::workload::Workload;
+use ebb_core::Policy;
+use std::sync::Mutex;
+
+/// The baselines a comparison can include.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// Kubernetes HPA through a Prometheus adapter.
+    Hpa,
+    /// Knative's KPA.
+    Kpa,
+    /// Fixed provisioning at peak.
+    Peak,
+    /// The offline oracle.
+    Oracle,
+}
+
+impl Baseline {
+    /// Parses a baseline name.
+    pub fn from_name(s: &str) -> Option<Baseline> {
+        match s.trim() {
+            "hpa" => Some(Baseline::Hpa),
+            "kpa" => Some(Baseline::Kpa),
+            "peak" => Some(Baseline::Peak),
+            "oracle" => Some(Baseline::Oracle),
+            _ => None,
+        }
+    }
+}
+
+/// Target share of each replica's capacity the baselines aim for (Knative's default).
+pub const TARGET_UTILIZATION: f64 = 0.7;
+
+/// How Ebb's own policy is run.
+#[derive(Debug, Clone)]
+pub struct EbbSpec {
+    /// Name in reports.
+    pub name: String,
+    /// The policy.
+    pub policy: Policy,
+    /// Seconds between scrapes of the proxy counters.
+    pub scrape_interval: f64,
+    /// Rate window for per-pod rates.
+    pub rate_window: f64,
+    /// Seconds between decisions.
+    pub sync_period: f64,
+}
+
+/// Share of a replica's capacity Ebb's built-in policy aims for: enough headroom that
+/// requests rarely wait, which a 99.9% latency SLO needs.
+pub const EBB_DEFAULT_UTILIZATION: f64 = 0.5;
+
+/// Ebb's default policy for a cluster, used when no policy file is given: a request-rate
+/// target at half of a replica's capacity (`capacity_rps`: requests per second at full slots),
+/// averaged over 30 s, a 3 s panic window at 150%, quick scale-up, and a 30 s scale-down
+/// window. The rate, unlike in-flight counts, does not swell while replicas start and requests
+/// queue, so panic mode asks for what the load needs rather than for the backlog.
+pub fn default_ebb_policy(capacity_rps: f64, max_replicas: u32) -> Policy {
+    let yaml = format!(
+        r#"
+minReplicas: 1
+maxReplicas: {max_replicas}
+concurrency:
+  metric: rps
+  targetPerReplica: {target:.3}
+  stableWindowSeconds: 30
+  panicWindowSeconds: 3
+  panicThresholdPercent: 150
+behavior:
+  scaleUp:
+    stabilizationWindowSeconds: 0
+    policies: [{{type: Percent, value: 100, periodSeconds: 5}}, {{type: Pods, value: 4, periodSeconds: 5}}]
+  scaleDown:
+    stabilizationWindowSeconds: 30
+    policies: [{{type: Percent, value: 20, periodSeconds: 10}}]
+"#,
+        target = capacity_rps * EBB_DEFAULT_UTILIZATION
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("built-in policy is valid: {e}"))
+}
+
+fn hpa_policy(target_rps: f64, max_replicas: u32) -> Policy {
+    let yaml = format!(
+        "minReplicas: 1\nmaxReplicas: {max_replicas}\nmetrics:\n- type: Pods\n  pods: {{metric: {{name: rps}}, target: {{type: AverageValue, averageValue: \"{:.3}\"}}}}\n",
+        target_rps
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("HPA baseline policy is valid: {e}"))
+}
+
+fn kpa_policy(slots: u32, max_replicas: u32) -> Policy {
+    let yaml = format!(
+        r#"
+minReplicas: 0
+maxReplicas: {max_replicas}
+concurrency: {{metric: concurrency, targetPerReplica: {target}, stableWindowSeconds: 60, panicWindowSeconds: 6, panicThresholdPercent: 200}}
+scaleToZero: {{idleSeconds: 90, activationThreshold: 1}}
+behavior:
+  scaleUp: {{stabilizationWindowSeconds: 0, policies: [{{type: Percent, value: 99900, periodSeconds: 1}}]}}
+  scaleDown: {{stabilizationWindowSeconds: 0, policies: [{{type: Percent, value: 50, periodSeconds: 2}}]}}
+"#,
+        target = f64::from(slots) * TARGET_UTILIZATION
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("KPA baseline policy is valid: {e}"))
+}
+
+/// Everything one comparison produced.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// One result per policy, in the order run.
+    pub results: Vec<PolicyResult>,
+    /// The workload's demand.
+    pub demand: Demand,
+    /// The oracle's replica-seconds (its schedule's integral).
+    pub oracle_replica_seconds: f64,
+    /// Requests per second one replica serves at full slots.
+    pub replica_capacity: f64,
+    /// maxReplicas given to the autoscalers.
+    pub max_replicas: u32,
+}
+
+/// Replicas every policy starts with, ready: what the first minute's mean rate needs at the
+/// target utilization.
+pub fn initial_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
+    let capacity = f64::from(cfg.cluster.slots) / cfg.service.mean();
+    ((workload.initial_rate(60.0) / (capacity * TARGET_UTILIZATION)).ceil() as u32).max(1)
+}
+
+/// The policies that decide from observations (Ebb, HPA, KPA): they need no demand pre-pass.
+pub fn core_policies(
+    cfg: &RunConfig,
+    initial: u32,
+    ebb: Option<&EbbSpec>,
+    baselines: &[Baseline],
+    max_replicas: u32,
+) -> Vec<Box<dyn Autoscaler>> {
+    let slots = cfg.cluster.slots;
+    let capacity = f64::from(slots) / cfg.service.mean();
+    let mut out: Vec<Box<dyn Autoscaler>> = Vec::new();
+    if let Some(e) = ebb {
+        out.push(Box::new(CorePolicy::new(
+            e.name.clone(),
+            e.policy.clone(),
+            Pipeline::new(e.scrape_interval, e.rate_window),
+            e.sync_period,
+            initial.clamp(e.policy.min_replicas.max(1), e.policy.max_replicas),
+        )));
+    }
+    for b in baselines {
+        match b {
+            Baseline::Hpa => out.push(Box::new(CorePolicy::new(
+                "hpa",
+                hpa_policy(capacity * TARGET_UTILIZATION, max_replicas),
+                Pipeline::new(30.0, 120.0),
+                15.0,
+                initial,
+            ))),
+            Baseline::Kpa => out.push(Box::new(CorePolicy::new(
+                "kpa",
+                kpa_policy(slots, max_replicas),
+                Pipeline::new(1.0, 60.0),
+                2.0,
+                initial,
+            ))),
+            Baseline::Peak | Baseline::Oracle => {}
+        }
+    }
+    out
+}
+
+/// The schedule policies (peak, oracle), built from the demand pre-pass.
+pub fn schedule_policies(
+    demand: &Demand,
+    slots: u32,
+    baselines: &[Baseline],
+) -> Vec<Box<dyn Autoscaler>> {
+    let schedule = demand.oracle_schedule(slots);
+    let peak = schedule.iter().copied().max().unwrap_or(1).max(1);
+    let mut out: Vec<Box<dyn Autoscaler>> = Vec::new();
+    for b in baselines {
+        match b {
+            Baseline::Peak => out.push(Box::new(Schedule::fixed("peak", peak))),
+            Baseline::Oracle => out.push(Box::new(Schedule::oracle("oracle", schedule.clone()))),
+            Baseline::Hpa | Baseline::Kpa => {}
+        }
+    }
+    out
+}
+
+/// Runs every policy over the workload on all cores, reporting progress per policy (indices
+/// follow Ebb first, then `baselines` in order). The demand pre-pass runs alongside the
+/// policies that do not need it.
+pub fn compare(
+    workload: &Workload,
+    cfg: &RunConfig,
+    ebb: Option<&EbbSpec>,
+    baselines: &[Baseline],
+    max_replicas: Option<u32>,
+    progress: &(dyn Fn(usize, f64) + Sync),
+) -> Comparison {
+    let slots = cfg.cluster.slots;
+    let initial = initial_replicas(workload, cfg);
+    let capacity = f64::from(slots) / cfg.service.mean();
+    // Without the pre-pass, the expected peak: a generous maxReplicas for the baselines.
+    let max_replicas = max_replicas.unwrap_or_else(|| {
+        let peak_rate = match workload {
+            Workload::Rate { rates, .. } => rates.iter().copied().fold(0.0, f64::max),
+            Workload::Requests(_) => {
+                workload.expected_requests() / workload.duration().max(1.0) * 10.0
+            }
+        };
+        ((peak_rate / capacity).ceil() as u32 * 4).max(10)
+    });
+    // Order of results: Ebb, then the baselines as given.
+    let order: Vec<String> = ebb
+        .map(|e| e.name.clone())
+        .into_iter()
+        .chain(baselines.iter().map(|b| format!("{b:?}").to_lowercase()))
+        .collect();
+    let index_of = |name: &str| order.iter().position(|n| n == name).unwrap_or(0);
+    let queue: Mutex<Vec<Box<dyn Autoscaler>>> = Mutex::new(
+        core_policies(cfg, initial, ebb, baselines, max_replicas)
+            .into_iter()
+            .rev()
+            .collect(),
+    );
+    let results: Mutex<Vec<PolicyResult>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .max(1);
+    let work = |queue: &Mutex<Vec<Box<dyn Autoscaler>>>| loop {
+        let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+        let Some(mut scaler) = next else {
+            break;
+        };
+        let i = index_of(scaler.name());
+        let r = run_policy(workload, cfg, scaler.as_mut(), &mut |f| progress(i, f));
+        if let Ok(mut all) = results.lock() {
+            all.push(r);
+        }
+    };
+    let demand = std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(|| work(&queue));
+        }
+        // This thread computes the demand, then joins the work with the schedule policies.
+        let demand = Demand::of(workload, &cfg.service, cfg.seed);
+        if let Ok(mut q) = queue.lock() {
+            q.extend(schedule_policies(&demand, slots, baselines));
+        }
+        work(&queue);
+        demand
+    });
+    let needed = demand.needed(slots, 60, TARGET_UTILIZATION);
+    let mut results = results.into_inner().unwrap_or_default();
+    for r in &mut results {
+        r.measure_capacity(&needed);
+    }
+    results.sort_by_key(|r| index_of(&r.policy));
+    Comparison {
+        results,
+        oracle_replica_seconds: demand
+            .oracle_schedule(slots)
+            .iter()
+            .map(|&r| f64::from(r))
+            .sum(),
+        replica_capacity: capacity,
+        demand,
+        max_replicas,
+    }
+}

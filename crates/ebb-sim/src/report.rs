@@ -1,0 +1,391 @@
+//! Reports: a table for the terminal, CSV files, and an HTML page with SVG plots (load and
+//! replicas over time, latency over time, cost against SLO attainment).
+
+use crate::compare::Comparison;
+use crate::record::PolicyResult;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Facts about the run shown with the results.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// What was replayed.
+    pub workload: String,
+    /// The exact command.
+    pub command: String,
+    /// Latency SLO, seconds.
+    pub slo: f64,
+    /// Notes (trace derivations, cluster model).
+    pub notes: Vec<String>,
+}
+
+fn secs(s: f64) -> String {
+    if s >= 10.0 {
+        format!("{s:.1}s")
+    } else if s >= 1.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{:.0}ms", s * 1000.0)
+    }
+}
+
+/// The comparison as a Markdown table (readable in a terminal too).
+pub fn table(c: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| policy | requests | SLO attainment | p50 | p95 | p99 | max | timeouts | drops | replica-s | GPU-h | vs oracle | scale events | time to capacity (mean / max) |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let oracle = c
+        .results
+        .iter()
+        .find(|r| r.policy == "oracle")
+        .map_or(c.oracle_replica_seconds, |r| r.replica_seconds);
+    for r in &c.results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3}% | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {} | {} | {} / {} |",
+            r.policy,
+            r.requests,
+            r.slo_attainment * 100.0,
+            secs(r.p50),
+            secs(r.p95),
+            secs(r.p99),
+            secs(r.max),
+            r.timeouts,
+            r.drops,
+            r.replica_seconds,
+            r.gpu_hours,
+            if oracle > 0.0 { format!("{:.2}x", r.replica_seconds / oracle) } else { "-".into() },
+            r.scale_events,
+            secs(r.time_to_capacity_mean),
+            secs(r.time_to_capacity_max),
+        );
+    }
+    out
+}
+
+/// Writes `summary.csv`, one `timeseries-POLICY.csv` per policy, three SVG plots and
+/// `report.html` into `dir`.
+pub fn write(
+    dir: &Path,
+    c: &Comparison,
+    info: &RunInfo,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut summary =
+        csv::Writer::from_path(dir.join("summary.csv")).map_err(std::io::Error::other)?;
+    for r in &c.results {
+        summary.serialize(r).map_err(std::io::Error::other)?;
+    }
+    summary.flush()?;
+    written.push(dir.join("summary.csv"));
+    for r in &c.results {
+        let path = dir.join(format!("timeseries-{}.csv", r.policy));
+        let mut w = csv::Writer::from_path(&path).map_err(std::io::Error::other)?;
+        for b in &r.buckets {
+            w.serialize(b).map_err(std::io::Error::other)?;
+        }
+        w.flush()?;
+        written.push(path);
+    }
+    let plots = [
+        ("replicas.svg", replicas_plot(c)),
+        ("latency.svg", latency_plot(c, info.slo)),
+        ("cost-slo.svg", cost_plot(c)),
+    ];
+    for (name, svg) in &plots {
+        std::fs::write(dir.join(name), svg)?;
+        written.push(dir.join(name));
+    }
+    let html = page(
+        c,
+        info,
+        &plots.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+    );
+    std::fs::write(dir.join("report.html"), html)?;
+    written.push(dir.join("report.html"));
+    Ok(written)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn page(c: &Comparison, info: &RunInfo, svgs: &[&str]) -> String {
+    let mut rows = String::new();
+    let oracle = c
+        .results
+        .iter()
+        .find(|r| r.policy == "oracle")
+        .map_or(c.oracle_replica_seconds, |r| r.replica_seconds);
+    for r in &c.results {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+            escape(&r.policy),
+            r.requests,
+            r.slo_attainment * 100.0,
+            secs(r.p50),
+            secs(r.p95),
+            secs(r.p99),
+            secs(r.max),
+            r.timeouts,
+            r.drops,
+            r.replica_seconds,
+            r.gpu_hours,
+            if oracle > 0.0 { format!("{:.2}x", r.replica_seconds / oracle) } else { "-".into() },
+            r.scale_events,
+            secs(r.time_to_capacity_mean),
+            secs(r.time_to_capacity_max)
+        );
+    }
+    let notes: String = info
+        .notes
+        .iter()
+        .map(|n| format!("<li>{}</li>", escape(n)))
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Ebb simulation: {title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+code {{ background: #f4f4f4; padding: 0.1rem 0.3rem; }}
+figure {{ margin: 1.5rem 0; }}
+</style></head><body>
+<h1>Ebb simulation: {title}</h1>
+<p>Command: <code>{command}</code></p>
+<p>Latency SLO {slo}. Requests that time out or are dropped count against the SLO.</p>
+<ul>{notes}</ul>
+<table><tr><th>policy</th><th>requests</th><th>SLO attainment</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>timeouts</th><th>drops</th><th>replica-s</th><th>GPU-h</th><th>vs oracle</th><th>scale events</th><th>time to capacity (mean / max)</th></tr>
+{rows}</table>
+<figure>{p0}<figcaption>Load (as replicas needed at 70% of slots, grey) and the replicas each policy ran.</figcaption></figure>
+<figure>{p1}<figcaption>p99 latency per interval, with the SLO.</figcaption></figure>
+<figure>{p2}<figcaption>Cost (replica-seconds) against SLO attainment: lower right is better.</figcaption></figure>
+</body></html>
+"#,
+        title = escape(&info.workload),
+        command = escape(&info.command),
+        slo = secs(info.slo),
+        p0 = svgs.first().copied().unwrap_or(""),
+        p1 = svgs.get(1).copied().unwrap_or(""),
+        p2 = svgs.get(2).copied().unwrap_or(""),
+    )
+}
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+fn color_of(i: usize, r: &PolicyResult) -> RGBColor {
+    if r.policy == "oracle" {
+        RGBColor(0, 0, 0)
+    } else {
+        COLORS[i % COLORS.len()]
+    }
+}
+
+/// Time axis in the unit that reads best.
+fn time_axis(duration: f64) -> (f64, &'static str) {
+    if duration > 3.0 * 86400.0 {
+        (86400.0, "days")
+    } else if duration > 3.0 * 3600.0 {
+        (3600.0, "hours")
+    } else if duration > 180.0 {
+        (60.0, "minutes")
+    } else {
+        (1.0, "seconds")
+    }
+}
+
+fn replicas_plot(c: &Comparison) -> String {
+    let mut svg = String::new();
+    (|| {
+        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let duration = c.results.first().map_or(1.0, |r| r.duration);
+        let (unit, label) = time_axis(duration);
+        let ymax = c
+            .results
+            .iter()
+            .flat_map(|r| r.buckets.iter().map(|b| b.replicas.max(b.needed)))
+            .fold(1.0, f64::max)
+            * 1.1;
+        let chart = ChartBuilder::on(&root)
+            .caption("Replicas over time", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..duration / unit, 0.0..ymax);
+        let Ok(mut chart) = chart else { return };
+        let _ = chart
+            .configure_mesh()
+            .x_desc(label)
+            .y_desc("replicas")
+            .draw();
+        if let Some(first) = c.results.first() {
+            let needed: Vec<(f64, f64)> = first
+                .buckets
+                .iter()
+                .map(|b| (b.t / unit, b.needed))
+                .collect();
+            let _ = chart
+                .draw_series(AreaSeries::new(
+                    needed,
+                    0.0,
+                    RGBColor(220, 220, 220).mix(0.8),
+                ))
+                .map(|s| {
+                    s.label("needed (load)").legend(|(x, y)| {
+                        Rectangle::new(
+                            [(x, y - 5), (x + 15, y + 5)],
+                            RGBColor(200, 200, 200).filled(),
+                        )
+                    })
+                });
+        }
+        for (i, r) in c.results.iter().enumerate() {
+            let color = color_of(i, r);
+            let pts: Vec<(f64, f64)> = r.buckets.iter().map(|b| (b.t / unit, b.replicas)).collect();
+            let _ = chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map(|s| {
+                    s.label(r.policy.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
+                    })
+                });
+        }
+        let _ = chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw();
+        let _ = root.present();
+    })();
+    svg
+}
+
+fn latency_plot(c: &Comparison, slo: f64) -> String {
+    let mut svg = String::new();
+    (|| {
+        let root = SVGBackend::with_string(&mut svg, (1000, 380)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let duration = c.results.first().map_or(1.0, |r| r.duration);
+        let (unit, label) = time_axis(duration);
+        let ymax = c
+            .results
+            .iter()
+            .flat_map(|r| r.buckets.iter().map(|b| b.p99))
+            .fold(slo * 2.0, f64::max)
+            * 1.2;
+        let chart = ChartBuilder::on(&root)
+            .caption("p99 latency over time (log scale)", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..duration / unit, (0.001..ymax).log_scale());
+        let Ok(mut chart) = chart else { return };
+        let _ = chart
+            .configure_mesh()
+            .x_desc(label)
+            .y_desc("seconds")
+            .draw();
+        let _ = chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, slo), (duration / unit, slo)],
+                BLACK.stroke_width(1),
+            ))
+            .map(|s| {
+                s.label("SLO")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK))
+            });
+        for (i, r) in c.results.iter().enumerate() {
+            let color = color_of(i, r);
+            let pts: Vec<(f64, f64)> = r
+                .buckets
+                .iter()
+                .filter(|b| b.p99 > 0.0)
+                .map(|b| (b.t / unit, b.p99))
+                .collect();
+            let _ = chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(1)))
+                .map(|s| {
+                    s.label(r.policy.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
+                    })
+                });
+        }
+        let _ = chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw();
+        let _ = root.present();
+    })();
+    svg
+}
+
+fn cost_plot(c: &Comparison) -> String {
+    let mut svg = String::new();
+    (|| {
+        let root = SVGBackend::with_string(&mut svg, (700, 420)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let oracle = c
+            .results
+            .iter()
+            .find(|r| r.policy == "oracle")
+            .map_or(c.oracle_replica_seconds, |r| r.replica_seconds)
+            .max(1e-9);
+        let xs: Vec<f64> = c
+            .results
+            .iter()
+            .map(|r| r.replica_seconds / oracle)
+            .collect();
+        let ys: Vec<f64> = c.results.iter().map(|r| r.slo_attainment * 100.0).collect();
+        let xmax = xs.iter().copied().fold(1.0, f64::max) * 1.15;
+        let ymin = ys.iter().copied().fold(100.0, f64::min);
+        let ymin = (ymin - (100.0 - ymin) * 0.2 - 0.5).max(0.0);
+        let chart = ChartBuilder::on(&root)
+            .caption("Cost against SLO attainment", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, ymin..100.5);
+        let Ok(mut chart) = chart else { return };
+        let _ = chart
+            .configure_mesh()
+            .x_desc("replica-seconds relative to the oracle")
+            .y_desc("SLO attainment (%)")
+            .draw();
+        for (i, r) in c.results.iter().enumerate() {
+            let color = color_of(i, r);
+            let p = (xs[i], ys[i]);
+            let _ = chart.draw_series(std::iter::once(Circle::new(p, 6, color.filled())));
+            let _ = chart.draw_series(std::iter::once(Text::new(
+                r.policy.clone(),
+                (p.0 + xmax * 0.015, p.1),
+                ("sans-serif", 14).into_font().color(&color),
+            )));
+        }
+        let _ = root.present();
+    })();
+    svg
+}

@@ -1,0 +1,678 @@
+//! Reading real traces into a [`Workload`]. Each format is read with its real columns and
+//! time format; a malformed row is an error naming the file, the line and the reason.
+//!
+//! | format | file | what becomes of it |
+//! | --- | --- | --- |
+//! | `azure-llm` | `AzureLLMInferenceTrace_*.csv` (`TIMESTAMP,ContextTokens,GeneratedTokens`) | requests; work = generated tokens |
+//! | `mooncake` | `*.jsonl` (`timestamp` ms, `input_length`, `output_length`) | requests; work = output tokens |
+//! | `alibaba-lora` | `lora_request_trace.csv` (`gmt_create`, ..., `exec_time_seconds`) | requests; work = measured execution seconds |
+//! | `alibaba-qps` | `qps.tar.gz` (`timestamp_anon,value,container_ip,request_type`) | rate series: per-container QPS of generative requests, summed per sample time |
+//! | `counts-per-second` | `workload.tbz2` / `.txt` (whitespace-separated integers) | rate series, 1 s intervals |
+//! | `worldcup` | `invocation_count.csv` (`period,count`, per minute) | rate series, 60 s intervals |
+//! | `alibaba-dlrm` | `disaggregated_DLRM_trace.csv` (instances with creation/deletion times) | not requests: the busiest service's replica count per minute, read as a demand proxy (see [`DLRM_UTILIZATION`]) |
+//! | `csv` | any CSV with a `timestamp` (or `time`) column, optional `model` and `work` columns | requests |
+//! | `rate-csv` | any CSV with `time` and `count` (or `rate`) columns | rate series |
+
+use crate::workload::{Request, Workload};
+use chrono::NaiveDateTime;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Per-replica utilization assumed of the production autoscaler in the DLRM trace.
+pub const DLRM_UTILIZATION: f64 = 0.7;
+
+/// Why a trace could not be read.
+#[derive(Debug, Error)]
+pub enum TraceError {
+    /// The file could not be opened or read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A row is malformed.
+    #[error("{file}:{line}: {reason}")]
+    Row {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file as a whole does not fit a known format.
+    #[error("{file}: {reason}")]
+    Format {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A trace format, detected from the file name and header or named by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// Azure LLM inference trace 2023.
+    AzureLlm,
+    /// Mooncake JSON lines.
+    Mooncake,
+    /// Alibaba GenAI LoRA request log.
+    AlibabaLora,
+    /// Alibaba GenAI per-container QPS (tar.gz).
+    AlibabaQps,
+    /// Whitespace-separated per-second counts (NASA workload, tbz2 or plain).
+    CountsPerSecond,
+    /// World Cup 98 per-minute counts.
+    WorldCup,
+    /// Alibaba DLRM instance trace (replica counts, not requests).
+    AlibabaDlrm,
+    /// Generic request CSV.
+    Csv,
+    /// Generic rate CSV.
+    RateCsv,
+}
+
+impl TraceFormat {
+    /// The format's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceFormat::AzureLlm => "azure-llm",
+            TraceFormat::Mooncake => "mooncake",
+            TraceFormat::AlibabaLora => "alibaba-lora",
+            TraceFormat::AlibabaQps => "alibaba-qps",
+            TraceFormat::CountsPerSecond => "counts-per-second",
+            TraceFormat::WorldCup => "worldcup",
+            TraceFormat::AlibabaDlrm => "alibaba-dlrm",
+            TraceFormat::Csv => "csv",
+            TraceFormat::RateCsv => "rate-csv",
+        }
+    }
+
+    /// Parses a format name.
+    pub fn from_name(s: &str) -> Option<TraceFormat> {
+        [
+            TraceFormat::AzureLlm,
+            TraceFormat::Mooncake,
+            TraceFormat::AlibabaLora,
+            TraceFormat::AlibabaQps,
+            TraceFormat::CountsPerSecond,
+            TraceFormat::WorldCup,
+            TraceFormat::AlibabaDlrm,
+            TraceFormat::Csv,
+            TraceFormat::RateCsv,
+        ]
+        .into_iter()
+        .find(|f| f.name() == s)
+    }
+}
+
+/// A trace read from disk.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The workload.
+    pub workload: Workload,
+    /// The format it was read as.
+    pub format: TraceFormat,
+    /// Notes for the report (what was derived and how).
+    pub notes: Vec<String>,
+}
+
+fn io(file: &Path) -> impl Fn(std::io::Error) -> TraceError + '_ {
+    move |source| TraceError::Io {
+        file: file.to_path_buf(),
+        source,
+    }
+}
+
+fn row(file: &Path, line: usize, reason: impl Into<String>) -> TraceError {
+    TraceError::Row {
+        file: file.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// Reads a trace, detecting its format unless one is given.
+pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, TraceError> {
+    let format = match format {
+        Some(f) => f,
+        None => detect(path)?,
+    };
+    let mut notes = Vec::new();
+    let workload = match format {
+        TraceFormat::AzureLlm => read_azure(path)?,
+        TraceFormat::Mooncake => read_mooncake(path)?,
+        TraceFormat::AlibabaLora => read_lora(path)?,
+        TraceFormat::AlibabaQps => {
+            notes.push("rate series: per-container QPS of 'Generative Requests' summed at each sample time (values are scaled in the source)".into());
+            read_qps(path)?
+        }
+        TraceFormat::CountsPerSecond => read_counts(path)?,
+        TraceFormat::WorldCup => read_worldcup(path)?,
+        TraceFormat::AlibabaDlrm => {
+            let (w, note) = read_dlrm(path)?;
+            notes.push(note);
+            w
+        }
+        TraceFormat::Csv => read_request_csv(path)?,
+        TraceFormat::RateCsv => read_rate_csv(path)?,
+    };
+    if workload.expected_requests() <= 0.0 {
+        return Err(TraceError::Format {
+            file: path.to_path_buf(),
+            reason: "the trace holds no requests".into(),
+        });
+    }
+    Ok(Trace {
+        workload,
+        format,
+        notes,
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn first_line(path: &Path) -> Result<String, TraceError> {
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut line = String::new();
+    BufReader::new(f).read_line(&mut line).map_err(io(path))?;
+    Ok(line.trim().to_string())
+}
+
+/// Detects the format from the file name, then the header.
+pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
+    let name = file_name(path);
+    if name.ends_with(".tar.gz") && name.starts_with("qps") {
+        return Ok(TraceFormat::AlibabaQps);
+    }
+    if name.ends_with(".tbz2") || name.ends_with(".tar.bz2") || name == "workload.txt" {
+        return Ok(TraceFormat::CountsPerSecond);
+    }
+    if name.ends_with(".jsonl") {
+        return Ok(TraceFormat::Mooncake);
+    }
+    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        return Err(TraceError::Format {
+            file: path.to_path_buf(),
+            reason: "this archive holds no request or rate series Ebb can replay (known archive: qps.tar.gz)".into(),
+        });
+    }
+    let header = first_line(path)?;
+    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_lowercase()).collect();
+    let has = |c: &str| cols.iter().any(|x| x == c);
+    Ok(
+        if header.starts_with("TIMESTAMP,ContextTokens,GeneratedTokens") {
+            TraceFormat::AzureLlm
+        } else if has("gmt_create") && has("exec_time_seconds") {
+            TraceFormat::AlibabaLora
+        } else if has("period") && has("count") {
+            TraceFormat::WorldCup
+        } else if has("instance_sn") && has("creation_time") && has("deletion_time") {
+            TraceFormat::AlibabaDlrm
+        } else if (has("time") || has("timestamp")) && (has("count") || has("rate")) {
+            TraceFormat::RateCsv
+        } else if has("timestamp") || has("time") {
+            TraceFormat::Csv
+        } else {
+            return Err(TraceError::Format {
+                file: path.to_path_buf(),
+                reason: format!("unknown trace format (header '{header}'); pass --trace-format"),
+            });
+        },
+    )
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, TraceError> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| TraceError::Format {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+fn col(headers: &csv::StringRecord, path: &Path, name: &str) -> Result<usize, TraceError> {
+    headers
+        .iter()
+        .position(|h| h.trim().eq_ignore_ascii_case(name))
+        .ok_or_else(|| TraceError::Format {
+            file: path.to_path_buf(),
+            reason: format!("missing column '{name}'"),
+        })
+}
+
+fn parse_datetime(s: &str) -> Option<f64> {
+    let s = s.trim();
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros() as f64 / 1e6)
+}
+
+/// Parses a timestamp: a date-time, or a number of seconds.
+fn parse_time(s: &str) -> Option<f64> {
+    parse_datetime(s).or_else(|| s.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
+}
+
+/// A CSV row with its 1-based line number.
+type NumberedRecord = (usize, Result<csv::StringRecord, TraceError>);
+
+fn records(
+    path: &Path,
+) -> Result<(csv::StringRecord, impl Iterator<Item = NumberedRecord> + '_), TraceError> {
+    let mut r = csv_reader(path)?;
+    let headers = r
+        .headers()
+        .map_err(|e| row(path, 1, e.to_string()))?
+        .clone();
+    let iter = r.into_records().enumerate().map(move |(i, rec)| {
+        let line = i + 2;
+        (line, rec.map_err(|e| row(path, line, e.to_string())))
+    });
+    Ok((headers, iter))
+}
+
+fn field<'r>(
+    rec: &'r csv::StringRecord,
+    idx: usize,
+    path: &Path,
+    line: usize,
+    name: &str,
+) -> Result<&'r str, TraceError> {
+    rec.get(idx)
+        .ok_or_else(|| row(path, line, format!("missing field '{name}'")))
+}
+
+fn finish_requests(mut out: Vec<Request>) -> Workload {
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let t0 = out.first().map_or(0.0, |q| q.at);
+    for q in &mut out {
+        q.at -= t0;
+    }
+    Workload::Requests(out)
+}
+
+fn read_azure(path: &Path) -> Result<Workload, TraceError> {
+    let (h, recs) = records(path)?;
+    let (ts, gen) = (
+        col(&h, path, "TIMESTAMP")?,
+        col(&h, path, "GeneratedTokens")?,
+    );
+    let mut out = Vec::new();
+    for (line, rec) in recs {
+        let rec = rec?;
+        let t = field(&rec, ts, path, line, "TIMESTAMP")?;
+        let at = parse_datetime(t).ok_or_else(|| {
+            row(
+                path,
+                line,
+                format!("TIMESTAMP '{t}' is not a date-time like 2023-11-16 18:17:03.9799600"),
+            )
+        })?;
+        let g = field(&rec, gen, path, line, "GeneratedTokens")?;
+        let work: f32 = g
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, format!("GeneratedTokens '{g}' is not a number")))?;
+        out.push(Request { at, work, model: 0 });
+    }
+    Ok(finish_requests(out))
+}
+
+fn read_mooncake(path: &Path) -> Result<Workload, TraceError> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        timestamp: f64,
+        #[serde(default)]
+        output_length: Option<f64>,
+    }
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line_no = i + 1;
+        let text = line.map_err(io(path))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(&text).map_err(|e| row(path, line_no, e.to_string()))?;
+        if !l.timestamp.is_finite() || l.timestamp < 0.0 {
+            return Err(row(
+                path,
+                line_no,
+                format!("timestamp {} is not a time in ms", l.timestamp),
+            ));
+        }
+        out.push(Request {
+            at: l.timestamp / 1000.0,
+            work: l.output_length.map_or(f32::NAN, |v| v as f32),
+            model: 0,
+        });
+    }
+    Ok(finish_requests(out))
+}
+
+fn read_lora(path: &Path) -> Result<Workload, TraceError> {
+    let (h, recs) = records(path)?;
+    let (ts, exec) = (
+        col(&h, path, "gmt_create")?,
+        col(&h, path, "exec_time_seconds")?,
+    );
+    let mut out = Vec::new();
+    for (line, rec) in recs {
+        let rec = rec?;
+        let t = field(&rec, ts, path, line, "gmt_create")?;
+        let at = parse_datetime(t)
+            .ok_or_else(|| row(path, line, format!("gmt_create '{t}' is not a date-time")))?;
+        let e = rec.get(exec).unwrap_or("").trim();
+        let work = if e.is_empty() {
+            f32::NAN
+        } else {
+            e.parse().map_err(|_| {
+                row(
+                    path,
+                    line,
+                    format!("exec_time_seconds '{e}' is not a number"),
+                )
+            })?
+        };
+        out.push(Request { at, work, model: 0 });
+    }
+    Ok(finish_requests(out))
+}
+
+/// Turns (time, requests per second) samples into a rate series on a regular grid.
+fn to_rate_series(mut samples: Vec<(f64, f64)>, interval: f64) -> Workload {
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let t0 = samples.first().map_or(0.0, |s| s.0);
+    let mut rates: Vec<f64> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
+    for (t, r) in samples {
+        let i = ((t - t0) / interval).round() as usize;
+        if rates.len() <= i {
+            rates.resize(i + 1, 0.0);
+            counts.resize(i + 1, 0);
+        }
+        rates[i] += r;
+        counts[i] += 1;
+    }
+    Workload::Rate { interval, rates }
+}
+
+fn read_qps(path: &Path) -> Result<Workload, TraceError> {
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut text = String::new();
+    for entry in archive.entries().map_err(io(path))? {
+        let mut entry = entry.map_err(io(path))?;
+        let name = entry
+            .path()
+            .map_err(io(path))?
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with("qps.csv") {
+            entry.read_to_string(&mut text).map_err(io(path))?;
+            break;
+        }
+    }
+    if text.is_empty() {
+        return Err(TraceError::Format {
+            file: path.to_path_buf(),
+            reason: "no qps.csv inside the archive".into(),
+        });
+    }
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let h = r
+        .headers()
+        .map_err(|e| row(path, 1, e.to_string()))?
+        .clone();
+    let (ts, val, kind) = (
+        col(&h, path, "timestamp_anon")?,
+        col(&h, path, "value")?,
+        col(&h, path, "request_type")?,
+    );
+    let mut by_time: BTreeMap<i64, f64> = BTreeMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| row(path, line, e.to_string()))?;
+        if rec.get(kind).map(str::trim) != Some("Generative Requests") {
+            continue;
+        }
+        let t: f64 = field(&rec, ts, path, line, "timestamp_anon")?
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, "timestamp_anon is not a number"))?;
+        let v: f64 = field(&rec, val, path, line, "value")?
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, "value is not a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(row(path, line, format!("value {v} is not a request rate")));
+        }
+        *by_time.entry(t.round() as i64).or_default() += v;
+    }
+    let times: Vec<i64> = by_time.keys().copied().collect();
+    let mut gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0)
+        .collect();
+    gaps.sort_unstable();
+    let interval = gaps.get(gaps.len() / 2).copied().unwrap_or(60) as f64;
+    Ok(to_rate_series(
+        by_time.into_iter().map(|(t, v)| (t as f64, v)).collect(),
+        interval,
+    ))
+}
+
+fn read_counts(path: &Path) -> Result<Workload, TraceError> {
+    let name = file_name(path);
+    let mut text = String::new();
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    if name.ends_with(".tbz2") || name.ends_with(".tar.bz2") {
+        let mut archive = tar::Archive::new(bzip2::read::BzDecoder::new(f));
+        for entry in archive.entries().map_err(io(path))? {
+            let mut entry = entry.map_err(io(path))?;
+            if entry.header().entry_type().is_file() {
+                entry.read_to_string(&mut text).map_err(io(path))?;
+                break;
+            }
+        }
+    } else {
+        BufReader::new(f)
+            .read_to_string(&mut text)
+            .map_err(io(path))?;
+    }
+    let mut rates = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for tok in line.split_whitespace() {
+            let v: f64 = tok
+                .parse()
+                .map_err(|_| row(path, i + 1, format!("'{tok}' is not a request count")))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(row(path, i + 1, format!("{v} is not a request count")));
+            }
+            rates.push(v);
+        }
+    }
+    Ok(Workload::Rate {
+        interval: 1.0,
+        rates,
+    })
+}
+
+fn read_worldcup(path: &Path) -> Result<Workload, TraceError> {
+    let (h, recs) = records(path)?;
+    let (p, c) = (col(&h, path, "period")?, col(&h, path, "count")?);
+    let mut samples = Vec::new();
+    for (line, rec) in recs {
+        let rec = rec?;
+        let t = field(&rec, p, path, line, "period")?;
+        let at = parse_datetime(t)
+            .ok_or_else(|| row(path, line, format!("period '{t}' is not a date-time")))?;
+        let n: f64 = field(&rec, c, path, line, "count")?
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, "count is not a number"))?;
+        if !n.is_finite() || n < 0.0 {
+            return Err(row(path, line, format!("count {n} is not a request count")));
+        }
+        samples.push((at, n / 60.0));
+    }
+    Ok(to_rate_series(samples, 60.0))
+}
+
+fn read_dlrm(path: &Path) -> Result<(Workload, String), TraceError> {
+    let (h, recs) = records(path)?;
+    let (app, created, deleted) = (
+        col(&h, path, "app_name")?,
+        col(&h, path, "creation_time")?,
+        col(&h, path, "deletion_time")?,
+    );
+    // Instances per app: (created, deleted); empty times lie outside the trace.
+    let mut lives: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut end = 0.0f64;
+    for (line, rec) in recs {
+        let rec = rec?;
+        let num = |idx: usize, name: &str| -> Result<Option<f64>, TraceError> {
+            let s = rec.get(idx).unwrap_or("").trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse::<f64>().map(Some).map_err(|_| {
+                row(
+                    path,
+                    line,
+                    format!("{name} '{s}' is not a number of seconds"),
+                )
+            })
+        };
+        let c = num(created, "creation_time")?;
+        let d = num(deleted, "deletion_time")?;
+        end = end.max(c.unwrap_or(0.0)).max(d.unwrap_or(0.0));
+        lives
+            .entry(field(&rec, app, path, line, "app_name")?.to_string())
+            .or_default()
+            .push((c.unwrap_or(f64::NEG_INFINITY), d.unwrap_or(f64::INFINITY)));
+    }
+    let (name, instances) = lives
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .ok_or_else(|| TraceError::Format {
+            file: path.to_path_buf(),
+            reason: "no instances".into(),
+        })?;
+    let minutes = (end / 60.0).ceil().max(1.0) as usize;
+    let mut replicas = vec![0.0f64; minutes];
+    for (c, d) in &instances {
+        for (m, r) in replicas.iter_mut().enumerate() {
+            let t = m as f64 * 60.0 + 30.0;
+            if *c <= t && t < *d {
+                *r += 1.0;
+            }
+        }
+    }
+    let note = format!(
+        "not a request trace: replica count per minute of {name} ({} instances), the busiest service, read as demand = replicas x per-replica capacity x {DLRM_UTILIZATION} (the production autoscaler's output as a load proxy; the rate column is in replicas until scaled by --dlrm-capacity)",
+        instances.len()
+    );
+    Ok((
+        Workload::Rate {
+            interval: 60.0,
+            rates: replicas,
+        },
+        note,
+    ))
+}
+
+fn read_request_csv(path: &Path) -> Result<Workload, TraceError> {
+    let (h, recs) = records(path)?;
+    let ts = col(&h, path, "timestamp").or_else(|_| col(&h, path, "time"))?;
+    let work = col(&h, path, "work").ok();
+    let model = col(&h, path, "model").ok();
+    let mut models: BTreeMap<String, u32> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (line, rec) in recs {
+        let rec = rec?;
+        let t = field(&rec, ts, path, line, "timestamp")?;
+        let at = parse_time(t).ok_or_else(|| {
+            row(
+                path,
+                line,
+                format!("timestamp '{t}' is neither seconds nor a date-time"),
+            )
+        })?;
+        let w = match work.and_then(|i| rec.get(i)).map(str::trim) {
+            None | Some("") => f32::NAN,
+            Some(s) => s
+                .parse()
+                .map_err(|_| row(path, line, format!("work '{s}' is not a number")))?,
+        };
+        let m = match model.and_then(|i| rec.get(i)) {
+            None => 0,
+            Some(s) => {
+                let next = models.len() as u32;
+                *models.entry(s.trim().to_string()).or_insert(next)
+            }
+        };
+        out.push(Request {
+            at,
+            work: w,
+            model: m,
+        });
+    }
+    Ok(finish_requests(out))
+}
+
+fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {
+    let (h, recs) = records(path)?;
+    let ts = col(&h, path, "time").or_else(|_| col(&h, path, "timestamp"))?;
+    let (count, is_rate) = match col(&h, path, "count") {
+        Ok(c) => (c, false),
+        Err(_) => (col(&h, path, "rate")?, true),
+    };
+    let mut samples = Vec::new();
+    for (line, rec) in recs {
+        let rec = rec?;
+        let t = field(&rec, ts, path, line, "time")?;
+        let at = parse_time(t).ok_or_else(|| {
+            row(
+                path,
+                line,
+                format!("time '{t}' is neither seconds nor a date-time"),
+            )
+        })?;
+        let v: f64 = field(&rec, count, path, line, "count")?
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, "count is not a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(row(path, line, format!("{v} is not a request count")));
+        }
+        samples.push((at, v));
+    }
+    let mut times: Vec<f64> = samples.iter().map(|s| s.0).collect();
+    times.sort_by(f64::total_cmp);
+    let interval = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let interval = if interval.is_finite() { interval } else { 1.0 };
+    let samples = samples
+        .into_iter()
+        .map(|(t, v)| (t, if is_rate { v } else { v / interval }))
+        .collect();
+    Ok(to_rate_series(samples, interval))
+}

@@ -1,0 +1,290 @@
+//! A workload: either timestamped requests or a rate series, and the deterministic arrival
+//! stream (with each request's service time) that every simulated policy sees identically.
+
+use crate::service::ServiceTime;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp};
+use rand_pcg::Pcg64Mcg;
+
+/// One request of a request trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Request {
+    /// Seconds since the start of the trace.
+    pub at: f64,
+    /// Work size (tokens, seconds of measured execution, ...); NaN when the trace has none.
+    pub work: f32,
+    /// Model or function id (0 when the trace has one stream).
+    pub model: u32,
+}
+
+/// What a trace holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// Individual requests, sorted by time.
+    Requests(Vec<Request>),
+    /// Requests per second over consecutive intervals; expanded to Poisson arrivals.
+    Rate {
+        /// Interval length in seconds.
+        interval: f64,
+        /// Rate (requests per second) in each interval.
+        rates: Vec<f64>,
+    },
+}
+
+impl Workload {
+    /// Length of the workload in seconds.
+    pub fn duration(&self) -> f64 {
+        match self {
+            Workload::Requests(r) => r.last().map_or(0.0, |l| l.at),
+            Workload::Rate { interval, rates } => *interval * rates.len() as f64,
+        }
+    }
+
+    /// Expected number of requests.
+    pub fn expected_requests(&self) -> f64 {
+        match self {
+            Workload::Requests(r) => r.len() as f64,
+            Workload::Rate { interval, rates } => rates.iter().sum::<f64>() * interval,
+        }
+    }
+
+    /// Mean request rate over the first `seconds` of the workload.
+    pub fn initial_rate(&self, seconds: f64) -> f64 {
+        match self {
+            Workload::Requests(r) => {
+                r.iter().take_while(|q| q.at < seconds).count() as f64 / seconds
+            }
+            Workload::Rate { interval, rates } => {
+                let n = ((seconds / interval).ceil() as usize).clamp(1, rates.len().max(1));
+                rates.iter().take(n).sum::<f64>() / n as f64
+            }
+        }
+    }
+
+    /// Mean work size over the requests that have one (NaN when none has).
+    pub fn mean_work(&self) -> f64 {
+        match self {
+            Workload::Requests(r) => {
+                let (sum, n) = r
+                    .iter()
+                    .filter(|q| q.work.is_finite())
+                    .fold((0.0, 0usize), |(s, n), q| (s + f64::from(q.work), n + 1));
+                if n == 0 {
+                    f64::NAN
+                } else {
+                    sum / n as f64
+                }
+            }
+            Workload::Rate { .. } => f64::NAN,
+        }
+    }
+
+    /// Stretches time by `factor` (0.5 plays the trace twice as fast, at twice the rate).
+    pub fn time_scaled(self, factor: f64) -> Workload {
+        match self {
+            Workload::Requests(mut r) => {
+                for q in &mut r {
+                    q.at *= factor;
+                }
+                Workload::Requests(r)
+            }
+            Workload::Rate { interval, rates } => Workload::Rate {
+                interval: interval * factor,
+                rates: rates.into_iter().map(|x| x / factor).collect(),
+            },
+        }
+    }
+
+    /// Multiplies the request rate by `factor`: a rate series is scaled; a request trace is
+    /// thinned (factor < 1) or each request repeated with small jitter (factor > 1), seeded.
+    pub fn rate_scaled(self, factor: f64, seed: u64) -> Workload {
+        match self {
+            Workload::Rate { interval, rates } => Workload::Rate {
+                interval,
+                rates: rates.into_iter().map(|x| x * factor).collect(),
+            },
+            Workload::Requests(r) => {
+                let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_5ca1e);
+                let mut out = Vec::with_capacity((r.len() as f64 * factor) as usize + 1);
+                for q in r {
+                    let whole = factor.floor() as usize;
+                    let copies = whole + usize::from(rng.gen::<f64>() < factor - whole as f64);
+                    for c in 0..copies {
+                        let jitter = if c == 0 { 0.0 } else { rng.gen::<f64>() * 0.1 };
+                        out.push(Request {
+                            at: q.at + jitter,
+                            ..q
+                        });
+                    }
+                }
+                out.sort_by(|a, b| a.at.total_cmp(&b.at));
+                Workload::Requests(out)
+            }
+        }
+    }
+
+    /// Keeps `[from, from + length)` seconds, re-based to start at zero.
+    pub fn window(self, from: f64, length: Option<f64>) -> Workload {
+        let to = length.map_or(f64::INFINITY, |l| from + l);
+        match self {
+            Workload::Requests(r) => Workload::Requests(
+                r.into_iter()
+                    .filter(|q| q.at >= from && q.at < to)
+                    .map(|q| Request {
+                        at: q.at - from,
+                        ..q
+                    })
+                    .collect(),
+            ),
+            Workload::Rate { interval, rates } => {
+                let first = (from / interval).floor().max(0.0) as usize;
+                let last = if to.is_finite() {
+                    ((to / interval).ceil() as usize).min(rates.len())
+                } else {
+                    rates.len()
+                };
+                Workload::Rate {
+                    interval,
+                    rates: rates.get(first..last.max(first)).unwrap_or(&[]).to_vec(),
+                }
+            }
+        }
+    }
+
+    /// The arrival stream for `seed`, each with its service time.
+    pub fn arrivals<'a>(&'a self, service: &'a ServiceTime, seed: u64) -> Arrivals<'a> {
+        Arrivals {
+            workload: self,
+            service,
+            arrival_rng: Pcg64Mcg::seed_from_u64(seed),
+            service_rng: Pcg64Mcg::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1),
+            index: 0,
+            t: 0.0,
+        }
+    }
+}
+
+/// One arrival as the simulation sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arrival {
+    /// Seconds since start.
+    pub at: f64,
+    /// Service time in seconds once it holds a slot.
+    pub service: f64,
+    /// Model id.
+    pub model: u32,
+}
+
+/// Deterministic arrivals: the same workload and seed give the same stream.
+pub struct Arrivals<'a> {
+    workload: &'a Workload,
+    service: &'a ServiceTime,
+    arrival_rng: Pcg64Mcg,
+    service_rng: Pcg64Mcg,
+    index: usize,
+    t: f64,
+}
+
+impl Iterator for Arrivals<'_> {
+    type Item = Arrival;
+
+    fn next(&mut self) -> Option<Arrival> {
+        match self.workload {
+            Workload::Requests(r) => {
+                let q = r.get(self.index)?;
+                self.index += 1;
+                Some(Arrival {
+                    at: q.at,
+                    service: self
+                        .service
+                        .sample(f64::from(q.work), &mut self.service_rng),
+                    model: q.model,
+                })
+            }
+            Workload::Rate { interval, rates } => {
+                // A piecewise-constant Poisson process: draw the next gap at the current
+                // interval's rate; when it crosses the interval's end, restart there
+                // (exact, by memorylessness).
+                loop {
+                    let rate = *rates.get(self.index)?;
+                    let end = (self.index + 1) as f64 * interval;
+                    if rate > 0.0 && rate.is_finite() {
+                        let gap = Exp::new(rate)
+                            .map_or(f64::INFINITY, |e| e.sample(&mut self.arrival_rng));
+                        if self.t + gap < end {
+                            self.t += gap;
+                            return Some(Arrival {
+                                at: self.t,
+                                service: self.service.sample(f64::NAN, &mut self.service_rng),
+                                model: 0,
+                            });
+                        }
+                    }
+                    self.t = end;
+                    self.index += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_expansion_matches_the_rate() {
+        let w = Workload::Rate {
+            interval: 60.0,
+            rates: vec![10.0, 0.0, 30.0],
+        };
+        let s = ServiceTime::Constant(0.1);
+        let arrivals: Vec<Arrival> = w.arrivals(&s, 7).collect();
+        let first = arrivals.iter().filter(|a| a.at < 60.0).count() as f64;
+        let second = arrivals
+            .iter()
+            .filter(|a| a.at >= 60.0 && a.at < 120.0)
+            .count();
+        let third = arrivals.iter().filter(|a| a.at >= 120.0).count() as f64;
+        assert!((first - 600.0).abs() < 100.0, "{first}");
+        assert_eq!(second, 0);
+        assert!((third - 1800.0).abs() < 150.0, "{third}");
+        assert!(arrivals.windows(2).all(|p| p[0].at <= p[1].at));
+    }
+
+    #[test]
+    fn same_seed_same_stream() {
+        let w = Workload::Rate {
+            interval: 1.0,
+            rates: vec![50.0; 100],
+        };
+        let s = ServiceTime::LogNormal {
+            median: 0.1,
+            sigma: 0.5,
+        };
+        let a: Vec<Arrival> = w.arrivals(&s, 3).collect();
+        let b: Vec<Arrival> = w.arrivals(&s, 3).collect();
+        assert_eq!(a, b);
+        let c: Vec<Arrival> = w.arrivals(&s, 4).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn scaling_and_windows() {
+        let w = Workload::Requests(
+            (0..100)
+                .map(|i| Request {
+                    at: i as f64,
+                    work: f32::NAN,
+                    model: 0,
+                })
+                .collect(),
+        );
+        assert_eq!(w.clone().time_scaled(0.5).duration(), 49.5);
+        let thinned = w.clone().rate_scaled(0.5, 1).expected_requests();
+        assert!((30.0..70.0).contains(&thinned), "{thinned}");
+        assert_eq!(w.clone().rate_scaled(2.0, 1).expected_requests(), 200.0);
+        let win = w.window(10.0, Some(20.0));
+        assert_eq!(win.expected_requests(), 20.0);
+    }
+}

@@ -1,0 +1,327 @@
+//! `ebb simulate`: replay a trace or a synthetic pattern against a simulated cluster and
+//! compare Ebb's policy with the baselines.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ebb_core::Policy;
+use ebb_sim::compare::{compare, default_ebb_policy, Baseline, EbbSpec, TARGET_UTILIZATION};
+use ebb_sim::report::{self, RunInfo};
+use ebb_sim::service::parse_duration;
+use ebb_sim::trace::{read_trace, TraceFormat};
+use ebb_sim::{synthetic, ClusterConfig, ColdStart, RunConfig, ServiceTime, Workload};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The pattern a newcomer's first run replays: a step from 20 to 150 requests/s.
+const DEFAULT_SYNTHETIC: &str = "step:20:150:5m:20m";
+/// Above this many requests a run asks for --rate-scale or --duration instead of running.
+const MAX_REQUESTS: f64 = 200e6;
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// A trace file (CSV, JSON lines, tar.gz, tbz2; the format is detected).
+    #[arg(long, conflicts_with = "synthetic")]
+    trace: Option<PathBuf>,
+    /// The trace's format when detection is not enough (azure-llm, mooncake, alibaba-lora,
+    /// alibaba-qps, counts-per-second, worldcup, alibaba-dlrm, csv, rate-csv).
+    #[arg(long)]
+    trace_format: Option<String>,
+    /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
+    /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
+    #[arg(long)]
+    synthetic: Option<String>,
+    /// Ebb's policy (default: a concurrency target at 70% of the slots, with panic mode).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Baselines to compare with (hpa, kpa, peak, oracle), comma-separated; "none" for none.
+    #[arg(long, default_value = "hpa,kpa,peak,oracle")]
+    baselines: String,
+    /// Latency SLO.
+    #[arg(long, default_value = "500ms")]
+    slo: String,
+    /// Directory for the report (HTML, SVG, CSV).
+    #[arg(long, default_value = "ebb-report")]
+    report: PathBuf,
+    /// Service time: constant:100ms, exp:100ms, lognormal:100ms:0.5, proportional:BASE:PER_UNIT
+    /// (per unit of the trace's work size: tokens, measured seconds).
+    #[arg(long, default_value = "lognormal:100ms:0.5")]
+    service: String,
+    /// Requests one replica serves at once.
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// Requests one replica may queue beyond its slots.
+    #[arg(long, default_value_t = 64)]
+    queue: u32,
+    /// Requests waiting longer than this time out.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// Cold start of a new replica: a duration, or lognormal:MEDIAN:SIGMA.
+    #[arg(long, default_value = "lognormal:20s:0.4")]
+    cold_start: String,
+    /// The most replicas the cluster can run (out of GPU nodes beyond it).
+    #[arg(long)]
+    max_cluster_replicas: Option<u32>,
+    /// maxReplicas of the baselines (default: 4x the oracle's peak).
+    #[arg(long)]
+    max_replicas: Option<u32>,
+    /// GPUs per replica, for GPU-hours.
+    #[arg(long, default_value_t = 1.0)]
+    gpus_per_replica: f64,
+    /// Stretch time by this factor (0.5 plays the trace twice as fast).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Multiply the request rate by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    rate_scale: f64,
+    /// Start this far into the trace (after time scaling).
+    #[arg(long, default_value = "0s")]
+    from: String,
+    /// Replay only this long (after time scaling).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Seconds between Ebb's decisions.
+    #[arg(long, default_value = "1s")]
+    ebb_sync: String,
+    /// Seed for arrivals, service times and cold starts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    Ok(match parts.as_slice() {
+        ["lognormal", median, sigma] => ColdStart::LogNormal {
+            median: parse_duration(median).map_err(anyhow::Error::msg)?,
+            sigma: sigma.parse().context("cold start sigma")?,
+        },
+        [d] => ColdStart::Fixed(parse_duration(d).map_err(anyhow::Error::msg)?),
+        _ => bail!("--cold-start '{spec}': expected a duration (20s) or lognormal:20s:0.4"),
+    })
+}
+
+fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        bail!("{name} must be a positive number, got {v}")
+    }
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let slo = parse_duration(&args.slo).map_err(|e| anyhow::anyhow!("--slo: {e}"))?;
+    let mut service: ServiceTime = args
+        .service
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--service: {e}"))?;
+    let timeout = parse_duration(&args.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    if args.slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    positive("--time-scale", args.time_scale)?;
+    positive("--rate-scale", args.rate_scale)?;
+    positive("--gpus-per-replica", args.gpus_per_replica)?;
+    let sync = positive(
+        "--ebb-sync",
+        parse_duration(&args.ebb_sync).map_err(anyhow::Error::msg)?,
+    )?;
+
+    let mut notes = Vec::new();
+    let (mut workload, name) = match (&args.trace, &args.synthetic) {
+        (Some(path), _) => {
+            let format = match &args.trace_format {
+                Some(f) => Some(
+                    TraceFormat::from_name(f)
+                        .with_context(|| format!("--trace-format: unknown format '{f}'"))?,
+                ),
+                None => None,
+            };
+            let trace = read_trace(path, format)?;
+            notes.push(format!(
+                "trace {} read as {}",
+                path.display(),
+                trace.format.name()
+            ));
+            notes.extend(trace.notes.clone());
+            let mut w = trace.workload;
+            if trace.format == TraceFormat::AlibabaDlrm {
+                // Replica counts become demand at the baselines' target utilization.
+                let per_replica = f64::from(args.slots) / service.mean() * TARGET_UTILIZATION;
+                if let Workload::Rate { rates, .. } = &mut w {
+                    rates.iter_mut().for_each(|r| *r *= per_replica);
+                }
+            }
+            (
+                w,
+                path.file_name()
+                    .map_or("trace".into(), |n| n.to_string_lossy().into_owned()),
+            )
+        }
+        (None, spec) => {
+            let spec = spec.as_deref().unwrap_or(DEFAULT_SYNTHETIC);
+            (
+                synthetic::parse(spec).map_err(|e| anyhow::anyhow!("--synthetic {e}"))?,
+                format!("synthetic {spec}"),
+            )
+        }
+    };
+    if args.time_scale != 1.0 {
+        workload = workload.time_scaled(args.time_scale);
+        notes.push(format!("time scaled by {}", args.time_scale));
+    }
+    if args.rate_scale != 1.0 {
+        workload = workload.rate_scaled(args.rate_scale, args.seed);
+        notes.push(format!("rate scaled by {}", args.rate_scale));
+    }
+    let from = parse_duration(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let length = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+    if from > 0.0 || length.is_some() {
+        workload = workload.window(from, length);
+        notes.push(format!(
+            "window from {from}s for {}",
+            length.map_or("the rest".into(), |l| format!("{l}s"))
+        ));
+    }
+    if let ServiceTime::Proportional { mean_work, .. } = &mut service {
+        let m = workload.mean_work();
+        *mean_work = if m.is_finite() { m } else { 1.0 };
+    }
+    let expected = workload.expected_requests();
+    if expected < 1.0 {
+        bail!("the workload holds no requests in the chosen window");
+    }
+    if expected > MAX_REQUESTS {
+        bail!(
+            "the workload holds about {expected:.3e} requests, more than this simulator replays in one run ({MAX_REQUESTS:.0e}); pass --rate-scale {:.2e} or a shorter --duration",
+            MAX_REQUESTS / expected / 2.0
+        );
+    }
+
+    let cfg = RunConfig {
+        cluster: ClusterConfig {
+            slots: args.slots,
+            queue_per_replica: args.queue,
+            activator_queue: 10_000,
+            timeout,
+            cold_start: cold_start(&args.cold_start)?,
+            max_replicas: args.max_cluster_replicas,
+        },
+        service: service.clone(),
+        slo,
+        bucket: bucket_for(workload.duration()),
+        seed: args.seed,
+        gpus_per_replica: args.gpus_per_replica,
+    };
+    let baselines: Vec<Baseline> = if args.baselines.trim() == "none" {
+        Vec::new()
+    } else {
+        args.baselines
+            .split(',')
+            .map(|b| {
+                Baseline::from_name(b).with_context(|| {
+                    format!("--baselines: unknown baseline '{b}' (hpa, kpa, peak, oracle)")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let max_replicas_for_ebb = args.max_replicas.unwrap_or(1000);
+    let ebb_policy = match &args.policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read policy {}", p.display()))?;
+            Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()))?
+        }
+        None => default_ebb_policy(f64::from(args.slots) / service.mean(), max_replicas_for_ebb),
+    };
+    let ebb = EbbSpec {
+        name: "ebb".into(),
+        policy: ebb_policy,
+        scrape_interval: 1.0,
+        rate_window: 10.0,
+        sync_period: sync,
+    };
+    notes.push(format!(
+        "cluster: {} slots per replica, queue {}, timeout {}s, cold start {}, service {service} (mean {:.0} ms), {:.1} req/s per replica at full slots",
+        cfg.cluster.slots,
+        cfg.cluster.queue_per_replica,
+        timeout,
+        args.cold_start,
+        service.mean() * 1000.0,
+        f64::from(args.slots) / service.mean()
+    ));
+    eprintln!(
+        "simulating {name}: {:.0} s, about {:.0} requests, {} policies",
+        workload.duration(),
+        expected,
+        baselines.len() + 1
+    );
+
+    let names: Vec<String> = std::iter::once("ebb".to_string())
+        .chain(baselines.iter().map(|b| format!("{b:?}").to_lowercase()))
+        .collect();
+    let multi = MultiProgress::new();
+    let style =
+        ProgressStyle::with_template("{prefix:>8} [{bar:40}] {percent:>3}% {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let bars: Vec<ProgressBar> = names
+        .iter()
+        .map(|n| {
+            let b = multi.add(ProgressBar::new(1000));
+            b.set_style(style.clone());
+            b.set_prefix(n.clone());
+            b
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let comparison = compare(
+        &workload,
+        &cfg,
+        Some(&ebb),
+        &baselines,
+        args.max_replicas,
+        &|i, f| {
+            if let Some(b) = bars.get(i) {
+                b.set_position((f * 1000.0) as u64);
+            }
+        },
+    );
+    for b in &bars {
+        b.finish();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let info = RunInfo {
+        workload: name,
+        command,
+        slo,
+        notes,
+    };
+    println!("{}", report::table(&comparison));
+    let files = report::write(&args.report, &comparison, &info)
+        .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
+    println!(
+        "simulated {} policies in {elapsed:.1}s; report: {}",
+        comparison.results.len(),
+        files.last().map_or(args.report.display().to_string(), |p| p
+            .display()
+            .to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time-series bucket that gives plots about a thousand points.
+fn bucket_for(duration: f64) -> f64 {
+    let raw = (duration / 1000.0).max(1.0);
+    [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+    ]
+    .into_iter()
+    .find(|b| *b >= raw)
+    .unwrap_or(3600.0)
+}
