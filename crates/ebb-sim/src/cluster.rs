@@ -512,15 +512,13 @@ impl Cluster {
                     .unwrap_or_else(|| self.config.cold_start.sample(rng))
                     .max(0.0);
                 let idx = self.add_replica(now, now + delay);
-                if delay == 0.0 {
-                    self.make_ready(idx, now);
-                } else {
-                    self.events.push(Event {
-                        at: now + delay,
-                        replica: idx as u32,
-                        kind: EventKind::Ready,
-                    });
-                }
+                // Even an instant start goes through a Ready event, so that requests waiting
+                // in the activator are dispatched when it fires.
+                self.events.push(Event {
+                    at: now + delay,
+                    replica: idx as u32,
+                    kind: EventKind::Ready,
+                });
             }
             if add > 0 {
                 self.scale_events += 1;

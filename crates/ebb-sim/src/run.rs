@@ -71,7 +71,8 @@ pub fn run_policy(
             break;
         }
         cluster.advance(t, &mut |now, o| rec.outcome(now, o));
-        if t_arrival <= t_tick {
+        // At equal times the tick goes first: capacity decided for second s serves arrivals at s.
+        if t_arrival < t_tick {
             if let Some(a) = arrivals.next() {
                 requests += 1;
                 rec.arrival(a.at);

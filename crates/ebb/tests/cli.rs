@@ -111,3 +111,96 @@ fn decide_prints_a_decision_with_reasons() {
         "metric gpu proposed 6 (current 70, target 35 per pod)"
     );
 }
+
+#[test]
+fn simulate_writes_a_report_and_is_byte_identical_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let o = ebb(&[
+            "simulate",
+            "--synthetic",
+            "step:10:80:60s:4m",
+            "--cold-start",
+            "5s",
+            "--report",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (out, stdout(&o))
+    };
+    let (a, table) = run("a");
+    for policy in ["| ebb |", "| hpa |", "| kpa |", "| peak |", "| oracle |"] {
+        assert!(table.contains(policy), "{policy} missing from:\n{table}");
+    }
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg")
+            && html.contains("Replicas over time")
+            && html.contains("Cost against SLO attainment")
+    );
+    for f in [
+        "summary.csv",
+        "timeseries-ebb.csv",
+        "timeseries-oracle.csv",
+        "replicas.svg",
+        "latency.svg",
+        "cost-slo.svg",
+    ] {
+        assert!(a.join(f).is_file(), "{f} not written");
+    }
+    let (b, _) = run("b");
+    for f in [
+        "summary.csv",
+        "timeseries-ebb.csv",
+        "timeseries-hpa.csv",
+        "replicas.svg",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between runs"
+        );
+    }
+}
+
+#[test]
+fn simulate_replays_a_shipped_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ebb(&[
+        "simulate",
+        "--trace",
+        "traces/azure-public-dataset/AzureLLMInferenceTrace_code.csv",
+        "--baselines",
+        "oracle",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("| ebb | 8819 |"), "{}", stdout(&o));
+}
+
+#[test]
+fn simulate_rejects_bad_input_clearly() {
+    let o = ebb(&["simulate", "--synthetic", "square:5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--synthetic 'square:5': expected constant:RATE:DURATION"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebb(&["simulate", "--trace", "no/such/trace.csv"]);
+    assert!(stderr(&o).contains("no/such/trace.csv"), "{}", stderr(&o));
+    let o = ebb(&["simulate", "--baselines", "hpa,vpa"]);
+    assert!(
+        stderr(&o).contains("unknown baseline 'vpa'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebb(&[
+        "simulate",
+        "--trace",
+        "traces/worldcup98-dataset/invocation_count.csv",
+    ]);
+    assert!(stderr(&o).contains("pass --rate-scale"), "{}", stderr(&o));
+}

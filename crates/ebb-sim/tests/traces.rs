@@ -1,0 +1,310 @@
+//! Trace readers on the real files (shipped ones always, `../shared/traces` when present) and
+//! on small files in the same formats; malformed rows name the file, line and reason.
+
+use ebb_sim::trace::{read_trace, TraceFormat};
+use ebb_sim::Workload;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = repo().join("../shared/traces");
+    p.is_dir().then_some(p)
+}
+
+fn requests(w: &Workload) -> usize {
+    match w {
+        Workload::Requests(r) => r.len(),
+        Workload::Rate { .. } => panic!("expected requests"),
+    }
+}
+
+#[test]
+fn shipped_azure_traces_read_with_real_columns() {
+    let code = read_trace(
+        &repo().join("traces/azure-public-dataset/AzureLLMInferenceTrace_code.csv"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code.format, TraceFormat::AzureLlm);
+    assert_eq!(requests(&code.workload), 8819);
+    // 57 minutes, per SOURCES.md.
+    let minutes = code.workload.duration() / 60.0;
+    assert!((56.0..58.0).contains(&minutes), "{minutes}");
+    let Workload::Requests(r) = &code.workload else {
+        unreachable!()
+    };
+    assert_eq!(r[0].at, 0.0);
+    assert_eq!(r[0].work, 10.0, "first row generated 10 tokens");
+    let conv = read_trace(
+        &repo().join("traces/azure-public-dataset/AzureLLMInferenceTrace_conv.csv"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(requests(&conv.workload), 19366);
+}
+
+#[test]
+fn shipped_mooncake_traces_read() {
+    let conv = read_trace(
+        &repo().join("traces/mooncake/conversation_trace.jsonl"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(conv.format, TraceFormat::Mooncake);
+    assert_eq!(requests(&conv.workload), 12031);
+    let minutes = conv.workload.duration() / 60.0;
+    assert!((55.0..61.0).contains(&minutes), "{minutes}");
+    let syn = read_trace(&repo().join("traces/mooncake/synthetic_trace.jsonl"), None).unwrap();
+    assert_eq!(requests(&syn.workload), 3993);
+}
+
+#[test]
+fn shipped_worldcup_counts_become_a_per_minute_rate() {
+    let t = read_trace(
+        &repo().join("traces/worldcup98-dataset/invocation_count.csv"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(t.format, TraceFormat::WorldCup);
+    let Workload::Rate { interval, rates } = &t.workload else {
+        panic!()
+    };
+    assert_eq!(*interval, 60.0);
+    // 125,300 rows over 125,310 calendar minutes: the ten minutes missing from the source
+    // read as zero requests.
+    assert_eq!(rates.len(), 125_310);
+    assert_eq!(rates.iter().filter(|r| **r == 0.0).count(), 10);
+    assert!((rates[0] - 2.0 / 60.0).abs() < 1e-12);
+    let peak = rates.iter().copied().fold(0.0, f64::max) * 60.0;
+    assert_eq!(peak, 229_426.0);
+}
+
+#[test]
+fn shared_traces_all_read_when_present() {
+    let Some(dir) = shared() else { return };
+    let cases: &[(&str, TraceFormat, f64)] = &[
+        (
+            "alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv",
+            TraceFormat::AlibabaLora,
+            26_823.0,
+        ),
+        (
+            "alibaba-clusterdata/cluster-trace-v2026-GenAI/qps.tar.gz",
+            TraceFormat::AlibabaQps,
+            0.0,
+        ),
+        (
+            "web-service-datasets/nasa/workload.tbz2",
+            TraceFormat::CountsPerSecond,
+            0.0,
+        ),
+        (
+            "alibaba-clusterdata/cluster-trace-gpu-v2025/disaggregated_DLRM_trace.csv",
+            TraceFormat::AlibabaDlrm,
+            0.0,
+        ),
+    ];
+    for (file, format, count) in cases {
+        let t = read_trace(&dir.join(file), None).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(t.format, *format, "{file}");
+        if *count > 0.0 {
+            assert_eq!(t.workload.expected_requests(), *count, "{file}");
+        }
+    }
+    // NASA: 5,059,950 seconds, mean 0.68 req/s, as SOURCES.md says.
+    let nasa = read_trace(&dir.join("web-service-datasets/nasa/workload.tbz2"), None).unwrap();
+    let Workload::Rate { rates, .. } = &nasa.workload else {
+        panic!()
+    };
+    assert_eq!(rates.len(), 5_059_950);
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    assert!((mean - 0.68).abs() < 0.01, "{mean}");
+    // Archives without traffic are refused with a reason.
+    let e = read_trace(
+        &dir.join("alibaba-clusterdata/cluster-trace-v2026-GenAI/queue_size_raw_anon.tar.gz"),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no request or rate series"), "{e}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn small_files_in_each_format() {
+    let d = tempfile::tempdir().unwrap();
+    let lora = write(d.path(), "lora.csv", "gmt_create,predict_type,predict_status,exec_time_seconds,groupId\n2024-11-15 16:57:50,TXT_2_IMG,SUCCEED,32.0,G0\n2024-11-15 16:58:00,TXT_2_IMG,FAILED,,G1\n");
+    let t = read_trace(&lora, None).unwrap();
+    let Workload::Requests(r) = &t.workload else {
+        panic!()
+    };
+    assert_eq!((r[1].at, r[0].work), (10.0, 32.0));
+    assert!(r[1].work.is_nan());
+
+    // qps.tar.gz: two containers' generative QPS summed per sample time; API rows ignored.
+    let csv = "timestamp_anon,value,container_ip,request_type\n100.0,5.0,,API Requests\n100.0,0.5,a,Generative Requests\n100.0,0.25,b,Generative Requests\n157.0,1.0,a,Generative Requests\n";
+    let qps = d.path().join("qps.tar.gz");
+    {
+        let f = std::fs::File::create(&qps).unwrap();
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            f,
+            flate2::Compression::default(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(csv.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "qps.csv", csv.as_bytes()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let t = read_trace(&qps, None).unwrap();
+    assert_eq!(
+        t.workload,
+        Workload::Rate {
+            interval: 57.0,
+            rates: vec![0.75, 1.0]
+        }
+    );
+
+    // Whitespace-separated per-second counts, plain and tbz2.
+    let counts = "1 0 2\n3 0\n";
+    let txt = write(d.path(), "workload.txt", counts);
+    assert_eq!(
+        read_trace(&txt, None).unwrap().workload,
+        Workload::Rate {
+            interval: 1.0,
+            rates: vec![1.0, 0.0, 2.0, 3.0, 0.0]
+        }
+    );
+    let tbz = d.path().join("workload.tbz2");
+    {
+        let f = std::fs::File::create(&tbz).unwrap();
+        let mut tar = tar::Builder::new(bzip2::write::BzEncoder::new(
+            f,
+            bzip2::Compression::default(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(counts.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "workload.txt", counts.as_bytes())
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    assert_eq!(
+        read_trace(&tbz, None).unwrap().workload.expected_requests(),
+        6.0
+    );
+
+    // DLRM instances: replica count per minute of the busiest app.
+    let dlrm = write(
+        d.path(),
+        "dlrm.csv",
+        "instance_sn,role,app_name,creation_time,scheduled_time,deletion_time\ni0,HN,app_0,,,120\ni1,HN,app_0,60,61,\ni2,HN,app_1,0,1,30\n",
+    );
+    let t = read_trace(&dlrm, None).unwrap();
+    assert_eq!(
+        t.workload,
+        Workload::Rate {
+            interval: 60.0,
+            rates: vec![1.0, 2.0]
+        }
+    );
+
+    // Generic request and rate CSVs.
+    let req = write(
+        d.path(),
+        "req.csv",
+        "timestamp,model,work\n10.5,a,3\n11,b,\n12,a,1\n",
+    );
+    let t = read_trace(&req, None).unwrap();
+    let Workload::Requests(r) = &t.workload else {
+        panic!()
+    };
+    assert_eq!(
+        r.iter().map(|q| (q.at, q.model)).collect::<Vec<_>>(),
+        vec![(0.0, 0), (0.5, 1), (1.5, 0)]
+    );
+    let rate = write(d.path(), "rate.csv", "time,count\n0,60\n60,120\n");
+    assert_eq!(
+        read_trace(&rate, None).unwrap().workload,
+        Workload::Rate {
+            interval: 60.0,
+            rates: vec![1.0, 2.0]
+        }
+    );
+}
+
+#[test]
+fn malformed_rows_name_file_line_and_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let azure = write(d.path(), "AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04,12,lots\n");
+    let e = read_trace(&azure, None).unwrap_err().to_string();
+    assert!(
+        e.ends_with("AzureLLMInferenceTrace_x.csv:3: GeneratedTokens 'lots' is not a number"),
+        "{e}"
+    );
+
+    let bad_time = write(
+        d.path(),
+        "AzureLLMInferenceTrace_y.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n",
+    );
+    let e = read_trace(&bad_time, None).unwrap_err().to_string();
+    assert!(
+        e.contains(":2: TIMESTAMP 'yesterday' is not a date-time"),
+        "{e}"
+    );
+
+    let mut f = std::fs::File::create(d.path().join("t.jsonl")).unwrap();
+    writeln!(
+        f,
+        "{{\"timestamp\": 0, \"output_length\": 5}}\n{{\"timestamp\": \"soon\"}}"
+    )
+    .unwrap();
+    let e = read_trace(&d.path().join("t.jsonl"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.jsonl:2: invalid type: string \"soon\""),
+        "{e}"
+    );
+
+    let counts = write(d.path(), "workload.txt", "1 2\n3 x\n");
+    let e = read_trace(&counts, None).unwrap_err().to_string();
+    assert!(
+        e.ends_with("workload.txt:2: 'x' is not a request count"),
+        "{e}"
+    );
+
+    let wc = write(
+        d.path(),
+        "wc.csv",
+        "period,count\n1998-04-30 21:30:00,2\n1998-04-30 21:31:00,-4\n",
+    );
+    let e = read_trace(&wc, None).unwrap_err().to_string();
+    assert!(
+        e.ends_with("wc.csv:3: count -4 is not a request count"),
+        "{e}"
+    );
+
+    let unknown = write(d.path(), "what.csv", "a,b\n1,2\n");
+    let e = read_trace(&unknown, None).unwrap_err().to_string();
+    assert!(
+        e.contains("unknown trace format (header 'a,b'); pass --trace-format"),
+        "{e}"
+    );
+
+    let missing = read_trace(&d.path().join("nope.csv"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.csv"), "{missing}");
+}
