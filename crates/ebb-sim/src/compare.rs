@@ -68,10 +68,10 @@ pub struct EbbSpec {
 
 /// Share of a replica's capacity Ebb's built-in policy aims for: enough headroom that
 /// requests rarely wait, which a 99.9% latency SLO needs.
-pub const EBB_DEFAULT_UTILIZATION: f64 = 0.5;
+pub const EBB_DEFAULT_UTILIZATION: f64 = 0.65;
 
 /// Ebb's default policy for a cluster, used when no policy file is given: a request-rate
-/// target at half of a replica's capacity (`capacity_rps`: requests per second at full slots),
+/// target at 65% of a replica's capacity (`capacity_rps`: requests per second at full slots),
 /// averaged over 30 s, a 3 s panic window at 150%, quick scale-up, and a 30 s scale-down
 /// window. The rate, unlike in-flight counts, does not swell while replicas start and requests
 /// queue, so panic mode asks for what the load needs rather than for the backlog.

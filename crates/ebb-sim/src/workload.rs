@@ -95,8 +95,11 @@ impl Workload {
         }
     }
 
-    /// Multiplies the request rate by `factor`: a rate series is scaled; a request trace is
-    /// thinned (factor < 1) or each request repeated with small jitter (factor > 1), seeded.
+    /// Multiplies the request rate by `factor`. A rate series is scaled. A request trace is
+    /// thinned (seeded) for the fraction below one, and for each whole unit above one gets
+    /// another copy of itself shifted in time by a fraction of its length (wrapping around),
+    /// so that copies add traffic the way independent user populations do, without stacking
+    /// every copy's requests on the same instant.
     pub fn rate_scaled(self, factor: f64, seed: u64) -> Workload {
         match self {
             Workload::Rate { interval, rates } => Workload::Rate {
@@ -104,16 +107,21 @@ impl Workload {
                 rates: rates.into_iter().map(|x| x * factor).collect(),
             },
             Workload::Requests(r) => {
+                let duration = r.last().map_or(0.0, |l| l.at).max(1e-9);
                 let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_5ca1e);
+                let whole = factor.floor() as usize;
+                let fraction = factor - whole as f64;
+                let copies = whole + usize::from(fraction > 0.0);
                 let mut out = Vec::with_capacity((r.len() as f64 * factor) as usize + 1);
-                for q in r {
-                    let whole = factor.floor() as usize;
-                    let copies = whole + usize::from(rng.gen::<f64>() < factor - whole as f64);
-                    for c in 0..copies {
-                        let jitter = if c == 0 { 0.0 } else { rng.gen::<f64>() * 0.1 };
+                for c in 0..copies {
+                    let shift = duration * c as f64 / copies as f64;
+                    for q in &r {
+                        if c == whole && rng.gen::<f64>() >= fraction {
+                            continue;
+                        }
                         out.push(Request {
-                            at: q.at + jitter,
-                            ..q
+                            at: (q.at + shift) % duration,
+                            ..*q
                         });
                     }
                 }

@@ -52,6 +52,7 @@ fn mean_wait_matches_erlang_c() {
         let expected_wait = erlang_c(c, lambda / mu) / (f64::from(c) * mu - lambda);
         let measured_wait = r.mean_latency - mean;
         let error = (measured_wait / expected_wait - 1.0).abs();
+        eprintln!("M/M/{c} lambda {lambda}: simulated wait {measured_wait:.5}s, Erlang C {expected_wait:.5}s ({:+.2}%)", (measured_wait / expected_wait - 1.0) * 100.0);
         assert!(
             error < 0.05,
             "M/M/{c} at lambda {lambda}: mean wait {measured_wait:.5}s vs Erlang C {expected_wait:.5}s ({:.1}% off)",
@@ -65,6 +66,7 @@ fn littles_law_holds() {
     let r = mmc(4, 34.0, 0.1, 1.0, 5);
     let l = r.mean_in_system;
     let lambda_w = r.arrival_rate * r.mean_sojourn;
+    eprintln!("Little: L = {l:.5}, lambda W = {lambda_w:.5}");
     assert!(
         (l / lambda_w - 1.0).abs() < 0.005,
         "L = {l:.4}, lambda W = {lambda_w:.4}"

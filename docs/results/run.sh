@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Regenerates docs/results.md and the plots under docs/results/: `ebb simulate` on every
+# traffic trace in ../shared/traces (or $TRACES) and on the synthetic patterns.
+# Usage: bash docs/results/run.sh   (from the repository root; takes a few minutes)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TRACES=${TRACES:-../shared/traces}
+cargo build --release --quiet -p ebb
+EBB=target/release/ebb
+OUT=docs/results
+TABLES=$(mktemp)
+
+run() { # name, description, args...
+    local name=$1 desc=$2; shift 2
+    local dir="$OUT/$name"
+    rm -rf "$dir"
+    echo "== $name" >&2
+    local table
+    table=$("$EBB" simulate "$@" --report "$dir")
+    rm -f "$dir"/timeseries-*.csv "$dir/report.html"
+    {
+        echo "### $name"
+        echo
+        echo "$desc"
+        echo
+        echo '```sh'
+        echo "ebb simulate $*"
+        echo '```'
+        echo
+        echo "$table" | grep '^|'
+        echo
+        echo "![replicas]($name/replicas.svg)"
+        echo "![latency]($name/latency.svg)"
+        echo "![cost against SLO misses]($name/cost-slo.svg)"
+        echo
+    } >> "$TABLES"
+}
+
+run step "A step from 20 to 150 req/s at 5 minutes." --synthetic step:20:150:5m:20m
+run sine "A diurnal-style sine, 60 +/- 50 req/s, 10-minute period." --synthetic sine:60:50:10m:40m
+run sine-large "A larger sine, 300 +/- 200 req/s, 20-minute period." --synthetic sine:300:200:20m:1h
+run ramp "A ramp from 10 to 200 req/s over 30 minutes." --synthetic ramp:10:200:30m
+run spikes "30-second spikes from 20 to 120 req/s every 5 minutes." --synthetic spikes:20:120:5m:30s:30m
+run onoff "On-off bursts: 80 req/s for 2 minutes, silence for 4." --synthetic onoff:80:2m:4m:30m
+run azure-code "Azure LLM inference trace 2023, code (8,819 requests in 57 min), rate x10." --trace "$TRACES/azure-public-dataset/AzureLLMInferenceTrace_code.csv" --rate-scale 10
+run azure-conv "Azure LLM inference trace 2023, conversation (19,366 requests in 58 min), rate x10." --trace "$TRACES/azure-public-dataset/AzureLLMInferenceTrace_conv.csv" --rate-scale 10
+run mooncake-conversation "Mooncake (Kimi) conversation trace, 12,031 requests in 1 h, rate x10." --trace "$TRACES/mooncake/conversation_trace.jsonl" --rate-scale 10
+run mooncake-synthetic "Mooncake synthetic trace (Poisson arrivals, a control), rate x10." --trace "$TRACES/mooncake/synthetic_trace.jsonl" --rate-scale 10
+run alibaba-lora "Alibaba GenAI LoRA request log: 26,823 Stable Diffusion requests over 23 days, each served for its measured execution time (one image at a time per replica), SLO 120 s, cold start drawn around Alibaba's median base-model load time (22.7 s)." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv" --service proportional:0s:1s --slots 1 --slo 120s --timeout 600s --cold-start lognormal:23s:0.6
+run alibaba-qps "Alibaba GenAI per-container QPS (22 h, ~57 s samples) summed into one rate series, rate x20." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/qps.tar.gz" --rate-scale 20
+run nasa "NASA Kennedy Space Center HTTP log, per-second counts, first 7 days, rate x50." --trace "$TRACES/web-service-datasets/nasa/workload.tbz2" --duration 7d --rate-scale 50
+run worldcup "World Cup 98 requests per minute, all 87 days, rate x0.02." --trace "$TRACES/worldcup98-dataset/invocation_count.csv" --rate-scale 0.02
+run alibaba-dlrm "Alibaba DLRM serving: the busiest service's replica count per minute over 31 days, read as demand (not a request trace), rate x0.0005." --trace "$TRACES/alibaba-clusterdata/cluster-trace-gpu-v2025/disaggregated_DLRM_trace.csv" --rate-scale 0.0005
+
+python3 - "$TABLES" <<'PY'
+import re, sys
+doc = open("docs/results.md").read()
+start, end = "<!-- results:start -->", "<!-- results:end -->"
+body = open(sys.argv[1]).read()
+doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + doc[doc.index(end):]
+open("docs/results.md", "w").write(doc)
+PY
+rm -f "$TABLES"
+echo "docs/results.md updated" >&2
