@@ -295,8 +295,7 @@ fn ymin_latency(c: &Comparison) -> f64 {
         .flat_map(|r| r.buckets.iter().map(|b| b.p99))
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min)
-        .min(1.0)
-        .max(1e-4)
+        .clamp(1e-4, 1.0)
 }
 
 fn latency_plot(c: &Comparison, slo: f64) -> String {
