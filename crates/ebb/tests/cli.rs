@@ -137,7 +137,7 @@ fn simulate_writes_a_report_and_is_byte_identical_across_runs() {
     assert!(
         html.contains("<svg")
             && html.contains("Replicas over time")
-            && html.contains("Cost against SLO attainment")
+            && html.contains("Cost against SLO misses")
     );
     for f in [
         "summary.csv",
