@@ -3,6 +3,7 @@
 
 use crate::compare::Comparison;
 use crate::record::PolicyResult;
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -214,6 +215,40 @@ fn time_axis(duration: f64) -> (f64, &'static str) {
     }
 }
 
+/// Draws one line per policy (the oracle first, underneath) and the legend.
+fn policy_lines<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    c: &Comparison,
+    unit: f64,
+    width: u32,
+    value: impl Fn(&crate::record::Bucket) -> Option<f64>,
+) where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    for (i, r) in drawing_order(c) {
+        let color = color_of(i, r);
+        let pts: Vec<(f64, f64)> = r
+            .buckets
+            .iter()
+            .filter_map(|b| value(b).map(|v| (b.t / unit, v)))
+            .collect();
+        let _ = chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(width)))
+            .map(|s| {
+                s.label(r.policy.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
+                })
+            });
+    }
+    let _ = chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw();
+}
+
 /// The oracle first, so that the policies' lines are drawn over it.
 fn drawing_order(c: &Comparison) -> Vec<(usize, &PolicyResult)> {
     let mut v: Vec<(usize, &PolicyResult)> = c.results.iter().enumerate().collect();
@@ -267,23 +302,7 @@ fn replicas_plot(c: &Comparison) -> String {
                     })
                 });
         }
-        for (i, r) in drawing_order(c) {
-            let color = color_of(i, r);
-            let pts: Vec<(f64, f64)> = r.buckets.iter().map(|b| (b.t / unit, b.replicas)).collect();
-            let _ = chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map(|s| {
-                    s.label(r.policy.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
-                    })
-                });
-        }
-        let _ = chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw();
+        policy_lines(&mut chart, c, unit, 2, |b| Some(b.replicas));
         let _ = root.present();
     })();
     svg
@@ -336,28 +355,7 @@ fn latency_plot(c: &Comparison, slo: f64) -> String {
                 s.label("SLO")
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK))
             });
-        for (i, r) in c.results.iter().enumerate() {
-            let color = color_of(i, r);
-            let pts: Vec<(f64, f64)> = r
-                .buckets
-                .iter()
-                .filter(|b| b.p99 > 0.0)
-                .map(|b| (b.t / unit, b.p99))
-                .collect();
-            let _ = chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(1)))
-                .map(|s| {
-                    s.label(r.policy.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
-                    })
-                });
-        }
-        let _ = chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw();
+        policy_lines(&mut chart, c, unit, 1, |b| (b.p99 > 0.0).then_some(b.p99));
         let _ = root.present();
     })();
     svg

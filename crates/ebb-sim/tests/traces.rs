@@ -132,6 +132,17 @@ fn shared_traces_all_read_when_present() {
     assert!(e.to_string().contains("no request or rate series"), "{e}");
 }
 
+/// Writes a one-file tar archive through `compressor` (gzip or bzip2).
+fn tar_with<W: Write>(compressor: W, name: &str, text: &str) -> W {
+    let mut tar = tar::Builder::new(compressor);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(text.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, name, text.as_bytes()).unwrap();
+    tar.into_inner().unwrap()
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -152,19 +163,16 @@ fn small_files_in_each_format() {
     // qps.tar.gz: two containers' generative QPS summed per sample time; API rows ignored.
     let csv = "timestamp_anon,value,container_ip,request_type\n100.0,5.0,,API Requests\n100.0,0.5,a,Generative Requests\n100.0,0.25,b,Generative Requests\n157.0,1.0,a,Generative Requests\n";
     let qps = d.path().join("qps.tar.gz");
-    {
-        let f = std::fs::File::create(&qps).unwrap();
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-            f,
+    tar_with(
+        flate2::write::GzEncoder::new(
+            std::fs::File::create(&qps).unwrap(),
             flate2::Compression::default(),
-        ));
-        let mut h = tar::Header::new_gnu();
-        h.set_size(csv.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, "qps.csv", csv.as_bytes()).unwrap();
-        tar.into_inner().unwrap().finish().unwrap();
-    }
+        ),
+        "qps.csv",
+        csv,
+    )
+    .finish()
+    .unwrap();
     let t = read_trace(&qps, None).unwrap();
     assert_eq!(
         t.workload,
@@ -185,20 +193,16 @@ fn small_files_in_each_format() {
         }
     );
     let tbz = d.path().join("workload.tbz2");
-    {
-        let f = std::fs::File::create(&tbz).unwrap();
-        let mut tar = tar::Builder::new(bzip2::write::BzEncoder::new(
-            f,
+    tar_with(
+        bzip2::write::BzEncoder::new(
+            std::fs::File::create(&tbz).unwrap(),
             bzip2::Compression::default(),
-        ));
-        let mut h = tar::Header::new_gnu();
-        h.set_size(counts.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, "workload.txt", counts.as_bytes())
-            .unwrap();
-        tar.into_inner().unwrap().finish().unwrap();
-    }
+        ),
+        "workload.txt",
+        counts,
+    )
+    .finish()
+    .unwrap();
     assert_eq!(
         read_trace(&tbz, None).unwrap().workload.expected_requests(),
         6.0
