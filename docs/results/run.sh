@@ -37,6 +37,7 @@ run() { # name, description, args...
 }
 
 run step "A step from 20 to 150 req/s at 5 minutes." --synthetic step:20:150:5m:20m
+run step-measured-cold-start "The same step with cold starts drawn from Alibaba's measured base-model load times (p50 22.7 s, p99 51.9 s)." --synthetic step:20:150:5m:20m --cold-start "empirical:$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/basemodel_update_latency_anon.tar.gz"
 run sine "A diurnal-style sine, 60 +/- 50 req/s, 10-minute period." --synthetic sine:60:50:10m:40m
 run sine-large "A larger sine, 300 +/- 200 req/s, 20-minute period." --synthetic sine:300:200:20m:1h
 run ramp "A ramp from 10 to 200 req/s over 30 minutes." --synthetic ramp:10:200:30m
@@ -46,7 +47,8 @@ run azure-code "Azure LLM inference trace 2023, code (8,819 requests in 57 min),
 run azure-conv "Azure LLM inference trace 2023, conversation (19,366 requests in 58 min), rate x10." --trace "$TRACES/azure-public-dataset/AzureLLMInferenceTrace_conv.csv" --rate-scale 10
 run mooncake-conversation "Mooncake (Kimi) conversation trace, 12,031 requests in 1 h, rate x10." --trace "$TRACES/mooncake/conversation_trace.jsonl" --rate-scale 10
 run mooncake-synthetic "Mooncake synthetic trace (Poisson arrivals, a control), rate x10." --trace "$TRACES/mooncake/synthetic_trace.jsonl" --rate-scale 10
-run alibaba-lora "Alibaba GenAI LoRA request log: 26,823 Stable Diffusion requests over 23 days, each served for its measured execution time (one image at a time per replica), SLO 120 s, cold start drawn around Alibaba's median base-model load time (22.7 s)." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv" --service proportional:0s:1s --slots 1 --slo 120s --timeout 600s --cold-start lognormal:23s:0.6
+run alibaba-lora "Alibaba GenAI LoRA request log: 26,823 Stable Diffusion requests over 23 days, each served for its measured execution time (one image at a time per replica), SLO 120 s, cold starts drawn from Alibaba's measured base-model load times (basemodel_update_latency_anon.tar.gz: p50 22.7 s, p99 51.9 s)." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv" --service proportional:0s:1s --slots 1 --slo 120s --timeout 600s --cold-start "empirical:$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/basemodel_update_latency_anon.tar.gz"
+run alibaba-lora-zero "The same LoRA log with an Ebb policy that scales to zero after 10 idle minutes (examples/policies/simulate-lora-scale-to-zero.yaml)." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv" --service proportional:0s:1s --slots 1 --slo 120s --timeout 600s --cold-start "empirical:$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/basemodel_update_latency_anon.tar.gz" --policy examples/policies/simulate-lora-scale-to-zero.yaml --baselines kpa,oracle
 run alibaba-qps "Alibaba GenAI per-container QPS (22 h, ~57 s samples) summed into one rate series, rate x20." --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/qps.tar.gz" --rate-scale 20
 run nasa "NASA Kennedy Space Center HTTP log, per-second counts, first 7 days, rate x50." --trace "$TRACES/web-service-datasets/nasa/workload.tbz2" --duration 7d --rate-scale 50
 run worldcup "World Cup 98 requests per minute, all 87 days, rate x0.02." --trace "$TRACES/worldcup98-dataset/invocation_count.csv" --rate-scale 0.02

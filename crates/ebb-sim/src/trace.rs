@@ -27,12 +27,12 @@ pub const DLRM_UTILIZATION: f64 = 0.7;
 #[derive(Debug, Error)]
 pub enum TraceError {
     /// The file could not be opened or read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// The file.
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (shown in the message, not chained, so it reads once).
+        error: std::io::Error,
     },
     /// A row is malformed.
     #[error("{file}:{line}: {reason}")]
@@ -123,9 +123,9 @@ pub struct Trace {
 }
 
 fn io(file: &Path) -> impl Fn(std::io::Error) -> TraceError + '_ {
-    move |source| TraceError::Io {
+    move |error| TraceError::Io {
         file: file.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -300,6 +300,61 @@ fn finish_requests(mut out: Vec<Request>) -> Workload {
         q.at -= t0;
     }
     Workload::Requests(out)
+}
+
+/// Reads measured latencies (e.g. Alibaba's `basemodel_update_latency_anon.tar.gz`, model-load
+/// times in ms) from the `value` column of a CSV, plain or inside a tar.gz, as seconds: an
+/// empirical cold-start distribution.
+pub fn read_latencies_ms(path: &Path) -> Result<Vec<f64>, TraceError> {
+    let name = file_name(path);
+    let text = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        let f = std::fs::File::open(path).map_err(io(path))?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut text = String::new();
+        for entry in archive.entries().map_err(io(path))? {
+            let mut entry = entry.map_err(io(path))?;
+            let csv = entry
+                .path()
+                .map_err(io(path))?
+                .to_string_lossy()
+                .ends_with(".csv");
+            if csv {
+                entry.read_to_string(&mut text).map_err(io(path))?;
+                break;
+            }
+        }
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(io(path))?
+    };
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let h = r
+        .headers()
+        .map_err(|e| row(path, 1, e.to_string()))?
+        .clone();
+    let value = col(&h, path, "value")?;
+    let mut out = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| row(path, line, e.to_string()))?;
+        let v: f64 = field(&rec, value, path, line, "value")?
+            .trim()
+            .parse()
+            .map_err(|_| row(path, line, "value is not a number of milliseconds"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(row(path, line, format!("{v} is not a latency")));
+        }
+        out.push(v / 1000.0);
+    }
+    if out.is_empty() {
+        return Err(TraceError::Format {
+            file: path.to_path_buf(),
+            reason: "no latencies in the 'value' column".into(),
+        });
+    }
+    Ok(out)
 }
 
 fn read_azure(path: &Path) -> Result<Workload, TraceError> {

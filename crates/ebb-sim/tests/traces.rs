@@ -248,6 +248,44 @@ fn small_files_in_each_format() {
 }
 
 #[test]
+fn measured_latencies_become_a_cold_start_distribution() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = "timestamp_anon,value,container_ip\n1662859290.0,2639.0,a\n1662859404.0,22700.0,b\n";
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(d.path().join("lat.tar.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    tar_with(gz, "basemodel_update_latency_anon.csv", csv)
+        .finish()
+        .unwrap();
+    assert_eq!(
+        ebb_sim::trace::read_latencies_ms(&d.path().join("lat.tar.gz")).unwrap(),
+        vec![2.639, 22.7]
+    );
+    let bad = write(d.path(), "bad.csv", "value\n12\nslow\n");
+    let e = ebb_sim::trace::read_latencies_ms(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("bad.csv:3: value is not a number of milliseconds"),
+        "{e}"
+    );
+    if let Some(dir) = shared() {
+        let v = ebb_sim::trace::read_latencies_ms(&dir.join(
+            "alibaba-clusterdata/cluster-trace-v2026-GenAI/basemodel_update_latency_anon.tar.gz",
+        ))
+        .unwrap();
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p50 = sorted[sorted.len() / 2];
+        assert!(
+            (p50 - 22.7).abs() < 0.5,
+            "p50 {p50} s, SOURCES.md says 22.7 s"
+        );
+    }
+}
+
+#[test]
 fn malformed_rows_name_file_line_and_reason() {
     let d = tempfile::tempdir().unwrap();
     let azure = write(d.path(), "AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04,12,lots\n");

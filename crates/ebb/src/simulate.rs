@@ -56,7 +56,8 @@ pub struct SimulateArgs {
     /// Requests waiting longer than this time out.
     #[arg(long, default_value = "10s")]
     timeout: String,
-    /// Cold start of a new replica: a duration, or lognormal:MEDIAN:SIGMA.
+    /// Cold start of a new replica: a duration, lognormal:MEDIAN:SIGMA, or empirical:FILE (measured
+    /// latencies in ms in a 'value' column, e.g. Alibaba's basemodel_update_latency_anon.tar.gz).
     #[arg(long, default_value = "lognormal:20s:0.4")]
     cold_start: String,
     /// The most replicas the cluster can run (out of GPU nodes beyond it).
@@ -95,8 +96,9 @@ fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
             median: parse_duration(median).map_err(anyhow::Error::msg)?,
             sigma: sigma.parse().context("cold start sigma")?,
         },
+        ["empirical", path] => ColdStart::Empirical(ebb_sim::trace::read_latencies_ms(std::path::Path::new(path))?),
         [d] => ColdStart::Fixed(parse_duration(d).map_err(anyhow::Error::msg)?),
-        _ => bail!("--cold-start '{spec}': expected a duration (20s) or lognormal:20s:0.4"),
+        _ => bail!("--cold-start '{spec}': expected a duration (20s), lognormal:20s:0.4, or empirical:FILE (a CSV or tar.gz with a 'value' column in ms)"),
     })
 }
 
