@@ -4,6 +4,7 @@ mod check;
 mod conformance;
 mod decide_cmd;
 mod simulate;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,12 @@ enum Command {
     /// Replay a trace or a synthetic pattern against a simulated cluster; compare Ebb with HPA,
     /// Knative's KPA, fixed peak provisioning and an offline oracle.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Run services as local replicas behind Ebb's proxy, autoscaled live (the embedded default).
+    Up(up::UpArgs),
+    /// Serve a small real model (iris MLP) over the Open Inference Protocol V2.
+    DemoModel(up::DemoModelArgs),
+    /// Send open-loop load (Poisson arrivals) to a loopback URL and report latency.
+    Load(up::LoadArgs),
     /// Make one decision from a policy, an observation and (optionally) a state, and print it
     /// as JSON.
     Decide {
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
         Command::Check { policy } => check::run(&policy),
         Command::Conformance { dir } => conformance::run(&dir),
         Command::Simulate(args) => simulate::run(*args),
+        Command::Up(args) => up::up(args),
+        Command::DemoModel(args) => up::demo_model(args),
+        Command::Load(args) => up::load(args),
         Command::Decide {
             policy,
             observation,

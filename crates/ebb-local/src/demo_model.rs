@@ -1,0 +1,225 @@
+//! `ebb demo-model`: a small real model behind the Open Inference Protocol V2 REST endpoints
+//! that MLServer, Triton and KServe serve (`/v2/health/ready`, `/v2/models/{name}`,
+//! `/v2/models/{name}/infer`). The model is a 4-16-3 multilayer perceptron over iris-like
+//! features (fixed, seeded weights; softmax output). Each request holds one of `concurrency`
+//! slots for at least `service_ms`, so a replica's capacity is known:
+//! `concurrency / service_ms` requests per millisecond.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// The demo model's settings.
+#[derive(Debug, Clone)]
+pub struct DemoModel {
+    /// Model name in the URL.
+    pub name: String,
+    /// Minimum time a request holds a slot.
+    pub service: Duration,
+    /// Requests served at once.
+    pub concurrency: usize,
+}
+
+/// A 4-16-3 perceptron with fixed weights.
+pub struct Mlp {
+    w1: [[f32; 4]; 16],
+    b1: [f32; 16],
+    w2: [[f32; 16]; 3],
+    b2: [f32; 3],
+}
+
+impl Mlp {
+    /// The demo's weights (seeded, so every replica computes the same function).
+    pub fn demo() -> Mlp {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut w1 = [[0.0; 4]; 16];
+        let mut w2 = [[0.0; 16]; 3];
+        for row in w1.iter_mut() {
+            for w in row.iter_mut() {
+                *w = rng.gen_range(-1.0..1.0);
+            }
+        }
+        for row in w2.iter_mut() {
+            for w in row.iter_mut() {
+                *w = rng.gen_range(-1.0..1.0);
+            }
+        }
+        Mlp {
+            w1,
+            b1: [0.1; 16],
+            w2,
+            b2: [0.0; 3],
+        }
+    }
+
+    /// Class probabilities for one row of 4 features.
+    pub fn predict(&self, x: &[f32; 4]) -> [f32; 3] {
+        let mut h = [0.0f32; 16];
+        for (i, hi) in h.iter_mut().enumerate() {
+            let z: f32 = self.b1[i] + self.w1[i].iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+            *hi = z.max(0.0);
+        }
+        let mut o = [0.0f32; 3];
+        for (k, ok) in o.iter_mut().enumerate() {
+            *ok = self.b2[k] + self.w2[k].iter().zip(&h).map(|(w, v)| w * v).sum::<f32>();
+        }
+        let m = o.iter().copied().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = o.iter().map(|v| (v - m).exp()).collect();
+        let s: f32 = e.iter().sum();
+        [e[0] / s, e[1] / s, e[2] / s]
+    }
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: String) -> Response<Full<Bytes>> {
+    json_response(status, json!({ "error": msg }))
+}
+
+/// Runs an inference request body through the model.
+pub fn infer(model: &Mlp, name: &str, body: &[u8]) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let input = v["inputs"].get(0).ok_or("no inputs[0]")?;
+    let data: Vec<f32> = input["data"]
+        .as_array()
+        .ok_or("inputs[0].data must be an array")?
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .ok_or("inputs[0].data holds a non-number")
+        })
+        .collect::<Result<_, _>>()?;
+    if data.is_empty() || data.len() % 4 != 0 {
+        return Err(format!(
+            "inputs[0].data must hold rows of 4 features, got {} values",
+            data.len()
+        ));
+    }
+    let rows = data.len() / 4;
+    let mut out = Vec::with_capacity(rows * 3);
+    for row in data.chunks_exact(4) {
+        out.extend(model.predict(&[row[0], row[1], row[2], row[3]]));
+    }
+    Ok(json!({
+        "model_name": name,
+        "outputs": [{"name": "probabilities", "shape": [rows, 3], "datatype": "FP32", "data": out}]
+    }))
+}
+
+/// Serves the demo model on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, cfg: DemoModel) {
+    let model = Arc::new(Mlp::demo());
+    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let cfg = Arc::new(cfg);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (model, slots, cfg) = (model.clone(), slots.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (model, slots, cfg) = (model.clone(), slots.clone(), cfg.clone());
+                async move { Ok::<_, hyper::Error>(route(req, &model, &slots, &cfg).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    model: &Mlp,
+    slots: &Semaphore,
+    cfg: &DemoModel,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let model_path = format!("/v2/models/{}", cfg.name);
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/v2/health/ready") | (&Method::GET, "/v2/health/live") => {
+            json_response(StatusCode::OK, json!({}))
+        }
+        (&Method::GET, "/v2") => json_response(
+            StatusCode::OK,
+            json!({"name": "ebb-demo-model", "version": env!("CARGO_PKG_VERSION"), "extensions": []}),
+        ),
+        (&Method::GET, p) if p == model_path || p == format!("{model_path}/ready") => {
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "name": cfg.name, "platform": "ebb-demo", "versions": ["1"],
+                    "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+                    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
+                }),
+            )
+        }
+        (&Method::POST, p) if p == format!("{model_path}/infer") => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error(StatusCode::BAD_REQUEST, format!("could not read body: {e}"))
+                }
+            };
+            let Ok(_permit) = slots.acquire().await else {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
+            };
+            let start = Instant::now();
+            let result = infer(model, &cfg.name, &body);
+            // Hold the slot for the configured service time, as a real model's compute would.
+            if let Some(left) = cfg.service.checked_sub(start.elapsed()) {
+                tokio::time::sleep(left).await;
+            }
+            match result {
+                Ok(v) => json_response(StatusCode::OK, v),
+                Err(e) => error(StatusCode::BAD_REQUEST, e),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no route for {} {path}", req.method()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers_probabilities_per_row() {
+        let m = Mlp::demo();
+        let body = br#"{"inputs":[{"name":"features","shape":[2,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2,6.7,3.0,5.2,2.3]}]}"#;
+        let v = infer(&m, "iris", body).unwrap();
+        let data: Vec<f64> = v["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(data.len(), 6);
+        assert!((data[0] + data[1] + data[2] - 1.0).abs() < 1e-5);
+        assert_ne!(data[0..3], data[3..6], "different rows, different outputs");
+        assert!(infer(&m, "iris", br#"{"inputs":[{"data":[1,2,3]}]}"#)
+            .unwrap_err()
+            .contains("rows of 4"));
+    }
+}

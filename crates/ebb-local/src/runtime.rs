@@ -1,0 +1,316 @@
+//! `ebb up`: binds each service's proxy, starts its replicas and control loop, shows a live
+//! view, replays the configured load if any, and on Ctrl-C (or when the load is done) drains
+//! and stops every replica before it prints a summary.
+
+use crate::config::Config;
+use crate::proxy::{self, QueueLimits};
+use crate::service::Service;
+use crate::state::ServiceState;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+/// Why the runtime could not start.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// A proxy address could not be bound.
+    #[error("services[{index}].listen: cannot listen on {addr}: {error}")]
+    Bind {
+        /// Service index.
+        index: usize,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// How `ebb up` shows itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewOptions {
+    /// Redraw a live view in place (a terminal); otherwise print a line per second.
+    pub live: bool,
+    /// Print nothing while running (tests).
+    pub quiet: bool,
+}
+
+impl ViewOptions {
+    /// Live when standard output is a terminal.
+    pub fn detect() -> ViewOptions {
+        ViewOptions {
+            live: std::io::stdout().is_terminal(),
+            quiet: false,
+        }
+    }
+}
+
+/// One service's summary at exit.
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    /// Name.
+    pub name: String,
+    /// Requests received.
+    pub requests: u64,
+    /// Requests Ebb answered with an error itself.
+    pub proxy_errors: u64,
+    /// Latency p50 and p99 through the proxy, seconds.
+    pub p50: f64,
+    /// p99.
+    pub p99: f64,
+    /// Scale events.
+    pub scale_events: u64,
+    /// Most replicas at once.
+    pub max_replicas: u32,
+    /// Replica-seconds.
+    pub replica_seconds: f64,
+    /// Supervisor events.
+    pub events: Vec<String>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Per service.
+    pub services: Vec<ServiceSummary>,
+    /// The configured load's report, if one ran.
+    pub load: Option<crate::load::LoadReport>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Summary")?;
+        for s in &self.services {
+            writeln!(
+                f,
+                "  {}: {} requests, {} answered by Ebb with an error, latency p50 {:.1} ms, p99 {:.1} ms; {} scale events, up to {} replicas, {:.0} replica-seconds",
+                s.name,
+                s.requests,
+                s.proxy_errors,
+                s.p50 * 1e3,
+                s.p99 * 1e3,
+                s.scale_events,
+                s.max_replicas,
+                s.replica_seconds
+            )?;
+            for e in &s.events {
+                writeln!(f, "    {e}")?;
+            }
+        }
+        if let Some(l) = &self.load {
+            writeln!(f, "  load: {}", l.summary())?;
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    service: Arc<Service>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Runs `config` until `stop` resolves (or the configured load finishes with `exitAfter`).
+pub async fn run(
+    config: Config,
+    view: ViewOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Summary, RuntimeError> {
+    let started = Instant::now();
+    let mut listeners = Vec::new();
+    for (index, s) in config.services.iter().enumerate() {
+        let l = TcpListener::bind(s.listen)
+            .await
+            .map_err(|error| RuntimeError::Bind {
+                index,
+                addr: s.listen,
+                error,
+            })?;
+        listeners.push(l);
+    }
+    let mut running = Vec::new();
+    for (cfg, listener) in config.services.iter().cloned().zip(listeners) {
+        let state = Arc::new(ServiceState::new(&cfg.name, started));
+        let limits = QueueLimits {
+            capacity: cfg.queue_capacity,
+            timeout: cfg.queue_timeout,
+        };
+        let service = Service::new(cfg, state.clone());
+        let tasks = vec![
+            tokio::spawn(proxy::serve(listener, state, limits)),
+            tokio::spawn(service.clone().sample_in_flight()),
+            tokio::spawn(service.clone().control()),
+        ];
+        running.push(Running { service, tasks });
+    }
+
+    let (load_done_tx, mut load_done) = tokio::sync::oneshot::channel();
+    let mut load_exit = false;
+    if let Some(plan) = config.load.clone() {
+        load_exit = plan.exit_after;
+        let target = config
+            .services
+            .iter()
+            .find(|s| s.name == plan.service)
+            .map(|s| s.listen);
+        let model_path = plan.path.clone();
+        tokio::spawn(async move {
+            let Some(target) = target else { return };
+            // Give the first replicas a moment, as a client would find them.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let rates = crate::load::phases_to_rates(
+                &plan
+                    .phases
+                    .iter()
+                    .map(|p| (p.rate, p.seconds))
+                    .collect::<Vec<_>>(),
+            );
+            let report = crate::load::run(target, &model_path, crate::load::V2_BODY, &rates, 7)
+                .await
+                .ok();
+            tokio::time::sleep(Duration::from_secs_f64(plan.settle_seconds.max(0.0))).await;
+            let _ = load_done_tx.send(report);
+        });
+    } else {
+        drop(load_done_tx);
+    }
+
+    let mut load_report = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_arrivals: Vec<u64> = vec![0; running.len()];
+    let mut drawn_lines = 0usize;
+    let mut printed: Vec<String> = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            r = &mut load_done, if load_exit => {
+                load_report = r.ok().flatten();
+                break;
+            }
+            _ = tick.tick() => {
+                if view.quiet {
+                    continue;
+                }
+                let lines = render(&running, &mut last_arrivals, started);
+                let mut out = std::io::stdout().lock();
+                if view.live {
+                    if drawn_lines > 0 {
+                        let _ = write!(out, "\x1b[{drawn_lines}A\x1b[J");
+                    }
+                    drawn_lines = lines.len();
+                    for l in &lines {
+                        let _ = writeln!(out, "{l}");
+                    }
+                } else {
+                    // One status line a second, and each new decision or event once.
+                    for l in lines.iter().filter(|l| l.starts_with('[') || !printed.contains(*l)) {
+                        let _ = writeln!(out, "{l}");
+                    }
+                    printed = lines;
+                }
+                let _ = out.flush();
+            }
+        }
+    }
+    if !view.quiet {
+        println!("stopping: draining and stopping replicas...");
+    }
+    for r in &running {
+        r.service.shutdown().await;
+    }
+    for r in &running {
+        for t in &r.tasks {
+            t.abort();
+        }
+    }
+    if load_report.is_none() {
+        load_report = load_done.try_recv().ok().flatten();
+    }
+    let services = running
+        .iter()
+        .map(|r| {
+            let s = &r.service.state;
+            let (p50, p99) = s
+                .total_latency
+                .lock()
+                .map(|h| {
+                    if h.is_empty() {
+                        (0.0, 0.0)
+                    } else {
+                        (
+                            h.value_at_quantile(0.5) as f64 / 1e6,
+                            h.value_at_quantile(0.99) as f64 / 1e6,
+                        )
+                    }
+                })
+                .unwrap_or((0.0, 0.0));
+            let (replica_seconds, max_replicas) = r.service.cost();
+            ServiceSummary {
+                name: s.name.clone(),
+                requests: s.arrivals.load(Ordering::Relaxed),
+                proxy_errors: s.errors.load(Ordering::Relaxed),
+                p50,
+                p99,
+                scale_events: s.scale_events.load(Ordering::Relaxed),
+                max_replicas,
+                replica_seconds,
+                events: s
+                    .events
+                    .lock()
+                    .map(|q| q.iter().cloned().collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Summary {
+        services,
+        load: load_report,
+    })
+}
+
+fn render(running: &[Running], last: &mut [u64], started: Instant) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, r) in running.iter().enumerate() {
+        let s = &r.service.state;
+        let (starting, ready, draining) = s.counts();
+        let arrivals = s.arrivals.load(Ordering::Relaxed);
+        let rate = arrivals.saturating_sub(last[i]);
+        last[i] = arrivals;
+        let p99 = s
+            .recent_latency
+            .lock()
+            .map(|mut h| {
+                let v = if h.is_empty() {
+                    0.0
+                } else {
+                    h.value_at_quantile(0.99) as f64 / 1e3
+                };
+                h.reset();
+                v
+            })
+            .unwrap_or(0.0);
+        let bar = "#".repeat(ready as usize)
+            + &"+".repeat(starting as usize)
+            + &"-".repeat(draining as usize);
+        lines.push(format!(
+            "[{:>6.1}s] {:<10} replicas {:<12} {ready} ready, {starting} starting, {draining} draining | {rate:>5}/s | in flight {:>3} | p99 {p99:>7.1} ms | errors {}",
+            started.elapsed().as_secs_f64(),
+            s.name,
+            bar,
+            s.in_flight.load(Ordering::Relaxed),
+            s.errors.load(Ordering::Relaxed)
+        ));
+        if let Some(d) = s.decisions.lock().ok().and_then(|q| q.back().cloned()) {
+            lines.push(format!(
+                "           last decision at {:.1}s: {} -> {}: {}",
+                d.at, d.current, d.desired, d.reasons
+            ));
+        }
+        if let Some(e) = s.events.lock().ok().and_then(|q| q.back().cloned()) {
+            lines.push(format!("           {e}"));
+        }
+    }
+    lines
+}

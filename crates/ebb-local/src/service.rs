@@ -1,0 +1,439 @@
+//! One service: its replicas as child processes (started, checked for readiness, restarted
+//! with backoff after a crash, drained and stopped on scale-in) and the control loop that
+//! feeds the proxy's counters to `ebb_core::decide` and applies its decisions.
+
+use crate::config::ServiceConfig;
+use crate::proxy::{upstream, Upstream};
+use crate::state::{DecisionRecord, Replica, ServiceState};
+use bytes::Bytes;
+use ebb_core::{decide, Observation, Pod, PodPhase, State, Time, TrafficSample};
+use http_body_util::Full;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// A running service.
+pub struct Service {
+    /// Its configuration.
+    pub cfg: ServiceConfig,
+    /// State shared with the proxy.
+    pub state: Arc<ServiceState>,
+    ebb_exe: PathBuf,
+    next_id: AtomicU32,
+    stops: Mutex<Vec<(u32, watch::Sender<bool>)>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    client: Upstream,
+    stopping: AtomicBool,
+    replica_seconds_ms: AtomicU64,
+    max_replicas_seen: AtomicU32,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn signal_group(pid: u32, sig: i32) {
+    if pid > 0 {
+        // The replica runs in its own process group: signal the whole group, so that a
+        // wrapper script's children go too.
+        unsafe {
+            libc::kill(-(pid as i32), sig);
+        }
+    }
+}
+
+impl Service {
+    /// A service with no replicas yet.
+    pub fn new(cfg: ServiceConfig, state: Arc<ServiceState>) -> Arc<Service> {
+        Arc::new(Service {
+            cfg,
+            state,
+            ebb_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ebb")),
+            next_id: AtomicU32::new(0),
+            stops: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+            client: upstream(),
+            stopping: AtomicBool::new(false),
+            replica_seconds_ms: AtomicU64::new(0),
+            max_replicas_seen: AtomicU32::new(0),
+        })
+    }
+
+    /// Seconds since the runtime started.
+    fn elapsed(&self) -> f64 {
+        self.state.started.elapsed().as_secs_f64()
+    }
+
+    fn event(&self, text: String) {
+        self.state
+            .push_event(format!("[{:>6.1}s] {text}", self.elapsed()));
+    }
+
+    fn command(&self, port: u16) -> Command {
+        let args: Vec<String> = self
+            .cfg
+            .command
+            .iter()
+            .map(|a| {
+                a.replace("{port}", &port.to_string())
+                    .replace("{ebb}", &self.ebb_exe.to_string_lossy())
+            })
+            .collect();
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..])
+            .envs(&self.cfg.env)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts one more replica.
+    pub fn add_replica(self: &Arc<Self>) -> std::io::Result<()> {
+        let port = free_port()?;
+        let replica = Arc::new(Replica {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            port,
+            pid: AtomicU32::new(0),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            restarts: AtomicU32::new(0),
+            created: Instant::now(),
+            ready_since: Mutex::new(None),
+        });
+        if let Ok(mut r) = self.state.replicas.write() {
+            r.push(replica.clone());
+        }
+        let (tx, rx) = watch::channel(false);
+        if let Ok(mut s) = self.stops.lock() {
+            s.push((replica.id, tx));
+        }
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.supervise(replica, rx).await });
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(task);
+        }
+        Ok(())
+    }
+
+    async fn ready_check(&self, port: u16) -> bool {
+        let Ok(req) = hyper::Request::get(format!(
+            "http://127.0.0.1:{port}{}",
+            self.cfg.readiness_path
+        ))
+        .body(Full::new(Bytes::new())) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.client.request(req)).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
+    }
+
+    /// Runs one replica until told to stop: start, wait for readiness, watch for exit,
+    /// restart with backoff.
+    async fn supervise(self: Arc<Self>, replica: Arc<Replica>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let mut child: Child = match self.command(replica.port).spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    self.event(format!(
+                        "replica {} could not start '{}': {e}; retrying in {:.1}s",
+                        replica.id,
+                        self.cfg.command[0],
+                        backoff.as_secs_f64()
+                    ));
+                    if wait_or_stop(&mut stop, backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            let pid = child.id().unwrap_or(0);
+            replica.pid.store(pid, Ordering::Relaxed);
+            // Readiness: poll until ready, the process exits, the timeout passes, or a stop.
+            let started = Instant::now();
+            let mut exited = None;
+            let ready = loop {
+                if self.ready_check(replica.port).await {
+                    break true;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    break false;
+                }
+                if started.elapsed() >= self.cfg.readiness_timeout || *stop.borrow() {
+                    break false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.cfg.readiness_period) => {}
+                    _ = stop.changed() => {}
+                }
+            };
+            if ready {
+                replica.ready.store(true, Ordering::Release);
+                if let Ok(mut r) = replica.ready_since.lock() {
+                    *r = Some(Instant::now());
+                }
+                self.state.ready_changed.notify_waiters();
+                backoff = Duration::from_millis(500);
+                tokio::select! {
+                    status = child.wait() => exited = status.ok(),
+                    _ = stop.changed() => {}
+                }
+            }
+            replica.ready.store(false, Ordering::Release);
+            if *stop.borrow() {
+                self.terminate(&mut child, pid).await;
+                break;
+            }
+            match exited {
+                Some(status) => self.event(format!(
+                    "replica {} (pid {pid}) exited with {status}; restarting in {:.1}s",
+                    replica.id,
+                    backoff.as_secs_f64()
+                )),
+                None => {
+                    self.event(format!(
+                        "replica {} not ready after {:.0}s at {}; restarting in {:.1}s",
+                        replica.id,
+                        self.cfg.readiness_timeout.as_secs_f64(),
+                        self.cfg.readiness_path,
+                        backoff.as_secs_f64()
+                    ));
+                    self.terminate(&mut child, pid).await;
+                }
+            }
+            replica.restarts.fetch_add(1, Ordering::Relaxed);
+            if wait_or_stop(&mut stop, backoff).await {
+                break;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        replica.pid.store(0, Ordering::Relaxed);
+        if let Ok(mut r) = self.state.replicas.write() {
+            r.retain(|x| x.id != replica.id);
+        }
+    }
+
+    /// SIGTERM, a grace period, then SIGKILL; reaps the child.
+    async fn terminate(&self, child: &mut Child, pid: u32) {
+        signal_group(pid, libc::SIGTERM);
+        if tokio::time::timeout(self.cfg.stop_grace, child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await;
+        }
+        // Anything the replica left in its group goes too.
+        signal_group(pid, libc::SIGKILL);
+    }
+
+    /// Drains a replica (no new requests, wait for the in-flight ones up to the drain
+    /// timeout) and stops it.
+    pub async fn drain_and_stop(&self, replica: Arc<Replica>) {
+        replica.draining.store(true, Ordering::Release);
+        let deadline = Instant::now() + self.cfg.drain_timeout;
+        while replica.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = replica.in_flight.load(Ordering::Acquire);
+        if left > 0 {
+            self.event(format!(
+                "replica {} still had {left} requests after the {:.0}s drain timeout",
+                replica.id,
+                self.cfg.drain_timeout.as_secs_f64()
+            ));
+        }
+        let tx = self.stops.lock().ok().and_then(|mut s| {
+            let i = s.iter().position(|(id, _)| *id == replica.id)?;
+            Some(s.remove(i).1)
+        });
+        if let Some(tx) = tx {
+            let _ = tx.send(true);
+        }
+        // Wait until the supervisor has removed it.
+        while self.state.replicas().iter().any(|r| r.id == replica.id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Samples in-flight requests (for the average the concurrency signal reads).
+    pub async fn sample_in_flight(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tick.tick().await;
+            let v = self.state.in_flight.load(Ordering::Relaxed) as f64;
+            if let Ok(mut s) = self.state.in_flight_samples.lock() {
+                s.0 += v;
+                s.1 += 1;
+            }
+            let n = self.state.replicas.read().map(|r| r.len()).unwrap_or(0) as u32;
+            self.replica_seconds_ms
+                .fetch_add(u64::from(n) * 50, Ordering::Relaxed);
+            self.max_replicas_seen.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Replica-seconds so far and the most replicas seen.
+    pub fn cost(&self) -> (f64, u32) {
+        (
+            self.replica_seconds_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            self.max_replicas_seen.load(Ordering::Relaxed),
+        )
+    }
+
+    fn observe(&self, now: Time) -> Observation {
+        let replicas = self.state.replicas();
+        let pods: Vec<Pod> = replicas
+            .iter()
+            .filter(|r| !r.draining.load(Ordering::Acquire))
+            .map(|r| {
+                let ready = r.ready.load(Ordering::Acquire);
+                let at = |i: Instant| {
+                    Time::from_millis(
+                        i.saturating_duration_since(self.state.started).as_millis() as i64
+                    )
+                };
+                Pod {
+                    name: r.id.to_string(),
+                    phase: PodPhase::Running,
+                    ready,
+                    deleting: false,
+                    started_at: Some(at(r.created)),
+                    ready_changed_at: Some(
+                        r.ready_since
+                            .lock()
+                            .ok()
+                            .and_then(|x| *x)
+                            .map_or(at(r.created), at),
+                    ),
+                    requests: Default::default(),
+                    in_flight: Some(f64::from(r.in_flight.load(Ordering::Relaxed))),
+                }
+            })
+            .collect();
+        let (sum, n) = self
+            .state
+            .in_flight_samples
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        let in_flight = if n > 0 {
+            sum / f64::from(n)
+        } else {
+            self.state.in_flight.load(Ordering::Relaxed) as f64
+        };
+        Observation {
+            current_replicas: pods.len() as u32,
+            pods,
+            metrics: Vec::new(),
+            traffic: Some(TrafficSample {
+                at: now,
+                in_flight,
+                arrivals_total: self.state.arrivals.load(Ordering::Relaxed) as f64,
+                completions_total: self.state.completions.load(Ordering::Relaxed) as f64,
+            }),
+            external_count: None,
+        }
+    }
+
+    /// The control loop: observe, decide, apply, every sync period, until stopped.
+    pub async fn control(self: Arc<Self>) {
+        let initial = self.cfg.policy.min_replicas;
+        for _ in 0..initial {
+            if let Err(e) = self.add_replica() {
+                self.event(format!("could not start a replica: {e}"));
+            }
+        }
+        let mut state = State::default();
+        let mut tick = tokio::time::interval(self.cfg.sync_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let now = Time::from_millis(self.state.started.elapsed().as_millis() as i64);
+            let obs = self.observe(now);
+            let d = decide(&self.cfg.policy, &obs, &state, now);
+            if d.desired_replicas == d.current_replicas {
+                state = d.state;
+                continue;
+            }
+            self.state.scale_events.fetch_add(1, Ordering::Relaxed);
+            self.state.push_decision(DecisionRecord {
+                at: self.elapsed(),
+                current: d.current_replicas,
+                desired: d.desired_replicas,
+                reasons: d.summary(),
+            });
+            if d.desired_replicas > d.current_replicas {
+                for _ in d.current_replicas..d.desired_replicas {
+                    if let Err(e) = self.add_replica() {
+                        self.event(format!("could not start a replica: {e}"));
+                    }
+                }
+            } else {
+                let replicas = self.state.replicas();
+                for victim in &d.victims {
+                    if let Some(r) = replicas.iter().find(|r| {
+                        r.id.to_string() == *victim && !r.draining.load(Ordering::Acquire)
+                    }) {
+                        let (me, r) = (self.clone(), r.clone());
+                        tokio::spawn(async move { me.drain_and_stop(r).await });
+                    }
+                }
+            }
+            state = d.applied_state();
+        }
+    }
+
+    /// Stops the control loop, then drains and stops every replica.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let replicas = self.state.replicas();
+        let drains = replicas.into_iter().map(|r| self.drain_and_stop(r));
+        futures_join_all(drains).await;
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(f);
+    }
+    for f in set {
+        f.await;
+    }
+}
+
+/// Sleeps for `d` unless a stop arrives first; true when stopped.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,190 @@
+//! `ebb up`, `ebb demo-model` and `ebb load`: the embedded default on one machine.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ebb_local::config::Config;
+use ebb_local::demo_model::DemoModel;
+use ebb_local::runtime::{self, ViewOptions};
+use ebb_sim::service::parse_duration;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The configuration (services, their commands, policies, proxy addresses).
+    config: PathBuf,
+    /// Print one status line a second instead of the live view.
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoModelArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    port: u16,
+    /// Model name in the V2 URLs.
+    #[arg(long, default_value = "iris")]
+    name: String,
+    /// Minimum time one request holds a slot, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    service_ms: u64,
+    /// Requests served at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Where to send: http://127.0.0.1:PORT/PATH (loopback only).
+    #[arg(long)]
+    target: String,
+    /// step:LOW:HIGH:AT:D, ramp:FROM:TO:D, spikes:BASE:PEAK:EVERY:WIDTH:D, sine:..., onoff:..., constant:R:D,
+    /// or trace:FILE (any trace `ebb simulate` reads).
+    #[arg(long)]
+    pattern: String,
+    /// Stop after this long (default: the pattern's length).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Request body (default: a V2 inference request for the demo model).
+    #[arg(long)]
+    body: Option<String>,
+    /// Seed of the Poisson arrivals.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let config = Config::from_yaml(&text).with_context(|| format!("{}", args.config.display()))?;
+    for s in &config.services {
+        println!(
+            "ebb up: {} on http://{} ({} to {} replicas of `{}`)",
+            s.name,
+            s.listen,
+            s.policy.min_replicas,
+            s.policy.max_replicas,
+            s.command.join(" ")
+        );
+    }
+    if let Some(l) = &config.load {
+        let phases: Vec<String> = l
+            .phases
+            .iter()
+            .map(|p| format!("{} req/s for {}s", p.rate, p.seconds))
+            .collect();
+        println!(
+            "load: {} to {}{}",
+            phases.join(", then "),
+            l.service,
+            if l.exit_after { ", then exit" } else { "" }
+        );
+    }
+    let view = ViewOptions {
+        live: !args.plain && ViewOptions::detect().live,
+        quiet: false,
+    };
+    let summary = runtime()?.block_on(runtime::run(config, view, shutdown_signal()))?;
+    print!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+        let cfg = DemoModel {
+            name: args.name,
+            service: Duration::from_millis(args.service_ms),
+            concurrency: args.concurrency,
+        };
+        tokio::select! {
+            _ = ebb_local::demo_model::serve(listener, cfg) => {}
+            _ = shutdown_signal() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn target(url: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("--target '{url}' must start with http://"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let host = host.replace("localhost", "127.0.0.1");
+    let addr: SocketAddr = host
+        .parse()
+        .with_context(|| format!("--target host '{host}' must be an IP:port on loopback"))?;
+    Ok((addr, path))
+}
+
+fn rates(pattern: &str) -> anyhow::Result<Vec<f64>> {
+    let w = match pattern.strip_prefix("trace:") {
+        Some(path) => ebb_sim::trace::read_trace(std::path::Path::new(path), None)?.workload,
+        None => ebb_sim::synthetic::parse(pattern).map_err(|e| anyhow::anyhow!("--pattern {e}"))?,
+    };
+    let seconds = w.duration().ceil() as usize + 1;
+    let mut per_second = vec![0.0; seconds];
+    match &w {
+        ebb_sim::Workload::Rate { interval, rates } => {
+            for (s, r) in per_second.iter_mut().enumerate() {
+                *r = rates
+                    .get((s as f64 / interval) as usize)
+                    .copied()
+                    .unwrap_or(0.0);
+            }
+        }
+        ebb_sim::Workload::Requests(reqs) => {
+            for q in reqs {
+                per_second[q.at as usize] += 1.0;
+            }
+        }
+    }
+    Ok(per_second)
+}
+
+pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (addr, path) = target(&args.target)?;
+    let mut r = rates(&args.pattern)?;
+    if let Some(d) = &args.duration {
+        let d = parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+        r.truncate(d.ceil() as usize);
+    }
+    if r.is_empty() {
+        bail!("the pattern holds no requests");
+    }
+    let body = args
+        .body
+        .unwrap_or_else(|| ebb_local::load::V2_BODY.to_string());
+    eprintln!(
+        "ebb load: about {:.0} requests over {} s to {addr}{path}",
+        r.iter().sum::<f64>(),
+        r.len()
+    );
+    let report = runtime()?.block_on(ebb_local::load::run(addr, &path, &body, &r, args.seed))?;
+    println!("{}", report.summary());
+    Ok(ExitCode::SUCCESS)
+}
