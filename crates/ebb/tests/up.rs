@@ -1,0 +1,327 @@
+//! `ebb up` end to end: real processes (Ebb, demo-model replicas, the load generator) and real
+//! HTTP on loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ebb() -> &'static str {
+    env!("CARGO_BIN_EXE_ebb")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"services:
+- name: iris
+  command: ["{{ebb}}", demo-model, --port, "{{port}}", --service-ms, "20", --concurrency, "2"]
+  listen: 127.0.0.1:{port}
+  syncPeriodMs: 250
+  drainTimeoutSeconds: 10
+  stopGraceSeconds: 2
+{extra}  policy:
+{policy}
+"#
+    );
+    let p = dir.join(format!("ebb-{port}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Up {
+    child: Child,
+    port: u16,
+}
+
+impl Up {
+    fn start(cfg: &Path, port: u16) -> Up {
+        let child = Command::new(ebb())
+            .args(["up", cfg.to_str().unwrap(), "--plain"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let up = Up { child, port };
+        up.wait_until(Duration::from_secs(20), |s| {
+            s["replicas"]["ready"].as_u64() >= Some(1)
+        });
+        up
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET /ebb/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+    }
+
+    fn wait_until(
+        &self,
+        limit: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status() {
+                if cond(&s) {
+                    return s;
+                }
+                if start.elapsed() > limit {
+                    panic!("condition not met within {limit:?}; status: {s:#}");
+                }
+            } else if start.elapsed() > limit {
+                panic!("no status within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        self.status().unwrap()["replicas"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["pid"].as_i64().unwrap() as i32)
+            .filter(|p| *p > 0)
+            .collect()
+    }
+
+    /// Ctrl-C, and the process's output once it has exited.
+    fn interrupt(mut self) -> Output {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "ebb up did not exit after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_end(&mut stdout);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        Output {
+            status: self.child.wait().unwrap(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn load(port: u16, pattern: &str) -> String {
+    let o = Command::new(ebb())
+        .args([
+            "load",
+            "--target",
+            &format!("http://127.0.0.1:{port}/v2/models/iris/infer"),
+            "--pattern",
+            pattern,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+const SCALING: &str = "    minReplicas: 1
+    maxReplicas: 6
+    concurrency: {metric: rps, targetPerReplica: 40, stableWindowSeconds: 5, panicWindowSeconds: 2, panicThresholdPercent: 150}
+    behavior:
+      scaleUp: {policies: [{type: Percent, value: 200, periodSeconds: 1}]}
+      scaleDown: {stabilizationWindowSeconds: 3, policies: [{type: Percent, value: 50, periodSeconds: 2}]}";
+
+#[test]
+fn scales_up_on_a_step_and_in_under_load_without_losing_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let up = Up::start(&config(dir.path(), port, SCALING, ""), port);
+    // 160 req/s needs 4 replicas at 40 req/s each.
+    let report = std::thread::scope(|s| {
+        let h = s.spawn(|| load(port, "constant:160:8s"));
+        let status = up.wait_until(Duration::from_secs(8), |s| {
+            s["replicas"]["ready"].as_u64() >= Some(3)
+        });
+        assert!(status["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["desired"].as_u64() > d["current"].as_u64()));
+        h.join().unwrap()
+    });
+    assert!(report.contains(" 0 errors"), "{report}");
+    // Then steady load that needs fewer replicas: the scale-in happens while it runs, and every
+    // request is still answered 200 (victims are drained before they stop).
+    let before = up.status().unwrap()["replicas"]["ready"].as_u64().unwrap();
+    let report = load(port, "constant:40:12s");
+    assert!(report.contains(" 0 errors"), "{report}");
+    let after = up.status().unwrap();
+    let ready = after["replicas"]["ready"].as_u64().unwrap();
+    assert!(
+        ready < before && ready <= 2,
+        "scaled in from {before} to {ready}: {after:#}"
+    );
+    assert!(after["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["desired"].as_u64() < d["current"].as_u64()));
+    let out = up.interrupt();
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_crashed_replica_is_restarted_and_gets_no_traffic_while_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 10}";
+    let up = Up::start(&config(dir.path(), port, policy, ""), port);
+    up.wait_until(Duration::from_secs(20), |s| {
+        s["replicas"]["ready"].as_u64() == Some(2)
+    });
+    let report = std::thread::scope(|s| {
+        let h = s.spawn(|| load(port, "constant:40:8s"));
+        std::thread::sleep(Duration::from_secs(2));
+        let victim = up.status().unwrap()["replicas"]["list"][0].clone();
+        unsafe {
+            libc::kill(victim["pid"].as_i64().unwrap() as i32, libc::SIGKILL);
+        }
+        let id = victim["id"].clone();
+        let status = up.wait_until(Duration::from_secs(15), |s| {
+            s["replicas"]["list"].as_array().unwrap().iter().any(|r| {
+                r["id"] == id && r["restarts"].as_u64() >= Some(1) && r["state"] == "ready"
+            })
+        });
+        let events = status["events"].to_string();
+        assert!(events.contains("exited with signal: 9"), "{events}");
+        h.join().unwrap()
+    });
+    assert!(
+        report.contains(" 0 errors"),
+        "requests must not reach the dead replica: {report}"
+    );
+    up.interrupt();
+}
+
+#[test]
+fn ctrl_c_drains_and_leaves_no_child_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 3\n    maxReplicas: 3\n    concurrency: {targetPerReplica: 10}";
+    let up = Up::start(&config(dir.path(), port, policy, ""), port);
+    up.wait_until(Duration::from_secs(20), |s| {
+        s["replicas"]["ready"].as_u64() == Some(3)
+    });
+    let pids = up.pids();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|p| alive(*p)));
+    let out = up.interrupt();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Summary"), "{stdout}");
+    for p in pids {
+        assert!(!alive(p), "replica process {p} outlived ebb up");
+    }
+}
+
+#[test]
+fn a_replica_that_never_becomes_ready_is_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 1\n    maxReplicas: 1\n    concurrency: {targetPerReplica: 10}";
+    let extra = "  readiness: {path: /not-here, timeoutSeconds: 1}\n";
+    let cfg = config(dir.path(), port, policy, extra);
+    let child = Command::new(ebb())
+        .args(["up", cfg.to_str().unwrap(), "--plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = Up { child, port };
+    let status = up.wait_until(Duration::from_secs(15), |s| {
+        s["events"]
+            .to_string()
+            .contains("not ready after 1s at /not-here; restarting")
+    });
+    assert_eq!(status["replicas"]["ready"], 0);
+    // Requests meanwhile get a clear 503 once the activator queue's timeout passes.
+    let out = up.interrupt();
+    assert!(out.status.success());
+}
+
+fn up_fails(cfg: &Path) -> String {
+    let o = Command::new(ebb())
+        .args(["up", cfg.to_str().unwrap(), "--plain"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_configs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    std::fs::write(&missing, "services:\n- name: m\n  listen: 127.0.0.1:9\n  policy: {maxReplicas: 2, concurrency: {targetPerReplica: 1}}\n").unwrap();
+    assert!(up_fails(&missing).contains("services[0].command: is required"));
+
+    let port = free_port();
+    let bad_policy = config(
+        dir.path(),
+        port,
+        "    minReplicas: 3\n    maxReplicas: 1\n    concurrency: {targetPerReplica: 1}",
+        "",
+    );
+    assert!(up_fails(&bad_policy).contains("services[0].policy.maxReplicas"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let in_use = config(dir.path(), port, SCALING, "");
+    let err = up_fails(&in_use);
+    assert!(
+        err.contains(&format!(
+            "services[0].listen: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
