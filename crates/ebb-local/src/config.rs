@@ -189,7 +189,15 @@ impl Config {
                     ))
                 }
                 Some(RawCommand::Argv(v)) => v,
-                Some(RawCommand::Line(l)) => l.split_whitespace().map(str::to_string).collect(),
+                // A line starting with `sh -c` keeps its script whole; others split on spaces.
+                Some(RawCommand::Line(l)) => match l.trim().strip_prefix("sh -c ") {
+                    Some(script) => vec![
+                        "sh".into(),
+                        "-c".into(),
+                        script.trim().trim_matches('"').to_string(),
+                    ],
+                    None => l.split_whitespace().map(str::to_string).collect(),
+                },
             };
             if command.is_empty() {
                 return Err(err(format!("{p}.command"), "is empty"));
