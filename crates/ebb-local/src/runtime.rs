@@ -200,8 +200,11 @@ pub async fn run(
                         let _ = write!(out, "\x1b[{drawn_lines}A\x1b[J");
                     }
                     drawn_lines = lines.len();
+                    // One screen row per line, or moving back up would not cover wrapped rows.
+                    let width = terminal_width();
                     for l in &lines {
-                        let _ = writeln!(out, "{l}");
+                        let cut: String = l.chars().take(width.saturating_sub(1)).collect();
+                        let _ = writeln!(out, "{cut}");
                     }
                 } else {
                     // One status line a second, and each new decision or event once.
@@ -268,6 +271,18 @@ pub async fn run(
         services,
         load: load_report,
     })
+}
+
+/// The terminal's width in columns (80 when unknown).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ only writes into the winsize struct we pass.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
 }
 
 fn render(running: &[Running], last: &mut [u64], started: Instant) -> Vec<String> {

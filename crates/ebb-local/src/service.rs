@@ -91,6 +91,17 @@ impl Service {
             .stderr(std::process::Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        // If Ebb itself dies without its shutdown (SIGKILL, a crash), the kernel kills the
+        // replica too, so that no orphan keeps serving.
+        // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         cmd
     }
 

@@ -260,6 +260,28 @@ fn ctrl_c_drains_and_leaves_no_child_process() {
 }
 
 #[test]
+fn replicas_die_with_ebb_even_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 10}";
+    let mut up = Up::start(&config(dir.path(), port, policy, ""), port);
+    up.wait_until(Duration::from_secs(20), |s| {
+        s["replicas"]["ready"].as_u64() == Some(2)
+    });
+    let pids = up.pids();
+    up.child.kill().unwrap(); // SIGKILL: no graceful shutdown
+    let _ = up.child.wait();
+    let start = Instant::now();
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "replicas outlived a killed ebb up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_replica_that_never_becomes_ready_is_reported_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
