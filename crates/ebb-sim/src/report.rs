@@ -34,41 +34,67 @@ fn secs(s: f64) -> String {
 /// The comparison as a Markdown table (readable in a terminal too).
 pub fn table(c: &Comparison) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| policy | requests | SLO attainment | p50 | p95 | p99 | max | timeouts | drops | replica-s | GPU-h | vs oracle | scale events | time to capacity (mean / max) |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    let oracle = c
-        .results
-        .iter()
-        .find(|r| r.policy == "oracle")
-        .map_or(c.oracle_replica_seconds, |r| r.replica_seconds);
+    let _ = writeln!(out, "| {} |", HEADERS.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(HEADERS.len() - 1));
+    let oracle = oracle_seconds(c);
     for r in &c.results {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.3}% | {} | {} | {} | {} | {} | {} | {:.0} | {:.2} | {} | {} | {} / {} |",
-            r.policy,
-            r.requests,
-            r.slo_attainment * 100.0,
-            secs(r.p50),
-            secs(r.p95),
-            secs(r.p99),
-            secs(r.max),
-            r.timeouts,
-            r.drops,
-            r.replica_seconds,
-            r.gpu_hours,
-            if oracle > 0.0 { format!("{:.2}x", r.replica_seconds / oracle) } else { "-".into() },
-            r.scale_events,
-            secs(r.time_to_capacity_mean),
-            secs(r.time_to_capacity_max),
-        );
+        let _ = writeln!(out, "| {} |", cells(r, oracle).join(" | "));
     }
     out
+}
+
+/// The table's columns.
+const HEADERS: [&str; 14] = [
+    "policy",
+    "requests",
+    "SLO attainment",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "timeouts",
+    "drops",
+    "replica-s",
+    "GPU-h",
+    "vs oracle",
+    "scale events",
+    "time to capacity (mean / max)",
+];
+
+/// The oracle's replica-seconds as simulated (or its schedule's, when it was not run).
+fn oracle_seconds(c: &Comparison) -> f64 {
+    c.results
+        .iter()
+        .find(|r| r.policy == "oracle")
+        .map_or(c.oracle_replica_seconds, |r| r.replica_seconds)
+}
+
+/// One policy's row of the table, as text cells.
+fn cells(r: &PolicyResult, oracle: f64) -> Vec<String> {
+    vec![
+        r.policy.clone(),
+        r.requests.to_string(),
+        format!("{:.3}%", r.slo_attainment * 100.0),
+        secs(r.p50),
+        secs(r.p95),
+        secs(r.p99),
+        secs(r.max),
+        r.timeouts.to_string(),
+        r.drops.to_string(),
+        format!("{:.0}", r.replica_seconds),
+        format!("{:.2}", r.gpu_hours),
+        if oracle > 0.0 {
+            format!("{:.2}x", r.replica_seconds / oracle)
+        } else {
+            "-".into()
+        },
+        r.scale_events.to_string(),
+        format!(
+            "{} / {}",
+            secs(r.time_to_capacity_mean),
+            secs(r.time_to_capacity_max)
+        ),
+    ]
 }
 
 /// Writes `summary.csv`, one `timeseries-POLICY.csv` per policy, three SVG plots and
@@ -122,33 +148,19 @@ fn escape(s: &str) -> String {
 }
 
 fn page(c: &Comparison, info: &RunInfo, svgs: &[&str]) -> String {
-    let mut rows = String::new();
-    let oracle = c
+    let oracle = oracle_seconds(c);
+    let rows: String = c
         .results
         .iter()
-        .find(|r| r.policy == "oracle")
-        .map_or(c.oracle_replica_seconds, |r| r.replica_seconds);
-    for r in &c.results {
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{:.3}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
-            escape(&r.policy),
-            r.requests,
-            r.slo_attainment * 100.0,
-            secs(r.p50),
-            secs(r.p95),
-            secs(r.p99),
-            secs(r.max),
-            r.timeouts,
-            r.drops,
-            r.replica_seconds,
-            r.gpu_hours,
-            if oracle > 0.0 { format!("{:.2}x", r.replica_seconds / oracle) } else { "-".into() },
-            r.scale_events,
-            secs(r.time_to_capacity_mean),
-            secs(r.time_to_capacity_max)
-        );
-    }
+        .map(|r| {
+            let tds: String = cells(r, oracle)
+                .iter()
+                .map(|v| format!("<td>{}</td>", escape(v)))
+                .collect();
+            format!("<tr>{tds}</tr>")
+        })
+        .collect();
+    let header: String = HEADERS.iter().map(|h| format!("<th>{h}</th>")).collect();
     let notes: String = info
         .notes
         .iter()
@@ -169,7 +181,7 @@ figure {{ margin: 1.5rem 0; }}
 <p>Command: <code>{command}</code></p>
 <p>Latency SLO {slo}. Requests that time out or are dropped count against the SLO.</p>
 <ul>{notes}</ul>
-<table><tr><th>policy</th><th>requests</th><th>SLO attainment</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>timeouts</th><th>drops</th><th>replica-s</th><th>GPU-h</th><th>vs oracle</th><th>scale events</th><th>time to capacity (mean / max)</th></tr>
+<table><tr>{header}</tr>
 {rows}</table>
 <figure>{p0}<figcaption>Load (as replicas needed at 70% of slots, grey) and the replicas each policy ran.</figcaption></figure>
 <figure>{p1}<figcaption>p99 latency per interval, with the SLO.</figcaption></figure>
@@ -366,12 +378,7 @@ fn cost_plot(c: &Comparison) -> String {
     (|| {
         let root = SVGBackend::with_string(&mut svg, (760, 440)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let oracle = c
-            .results
-            .iter()
-            .find(|r| r.policy == "oracle")
-            .map_or(c.oracle_replica_seconds, |r| r.replica_seconds)
-            .max(1e-9);
+        let oracle = oracle_seconds(c).max(1e-9);
         let xs: Vec<f64> = c
             .results
             .iter()

@@ -293,6 +293,24 @@ fn field<'r>(
         .ok_or_else(|| row(path, line, format!("missing field '{name}'")))
 }
 
+/// A date-time field of a row, or an error naming the line.
+fn datetime_field(
+    rec: &csv::StringRecord,
+    idx: usize,
+    path: &Path,
+    line: usize,
+    name: &str,
+) -> Result<f64, TraceError> {
+    let t = field(rec, idx, path, line, name)?;
+    parse_datetime(t).ok_or_else(|| {
+        row(
+            path,
+            line,
+            format!("{name} '{t}' is not a date-time like 2023-11-16 18:17:03.9799600"),
+        )
+    })
+}
+
 fn finish_requests(mut out: Vec<Request>) -> Workload {
     out.sort_by(|a, b| a.at.total_cmp(&b.at));
     let t0 = out.first().map_or(0.0, |q| q.at);
@@ -366,14 +384,7 @@ fn read_azure(path: &Path) -> Result<Workload, TraceError> {
     let mut out = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
-        let t = field(&rec, ts, path, line, "TIMESTAMP")?;
-        let at = parse_datetime(t).ok_or_else(|| {
-            row(
-                path,
-                line,
-                format!("TIMESTAMP '{t}' is not a date-time like 2023-11-16 18:17:03.9799600"),
-            )
-        })?;
+        let at = datetime_field(&rec, ts, path, line, "TIMESTAMP")?;
         let g = field(&rec, gen, path, line, "GeneratedTokens")?;
         let work: f32 = g
             .trim()
@@ -425,9 +436,7 @@ fn read_lora(path: &Path) -> Result<Workload, TraceError> {
     let mut out = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
-        let t = field(&rec, ts, path, line, "gmt_create")?;
-        let at = parse_datetime(t)
-            .ok_or_else(|| row(path, line, format!("gmt_create '{t}' is not a date-time")))?;
+        let at = datetime_field(&rec, ts, path, line, "gmt_create")?;
         let e = rec.get(exec).unwrap_or("").trim();
         let work = if e.is_empty() {
             f32::NAN
@@ -573,9 +582,7 @@ fn read_worldcup(path: &Path) -> Result<Workload, TraceError> {
     let mut samples = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
-        let t = field(&rec, p, path, line, "period")?;
-        let at = parse_datetime(t)
-            .ok_or_else(|| row(path, line, format!("period '{t}' is not a date-time")))?;
+        let at = datetime_field(&rec, p, path, line, "period")?;
         let n: f64 = field(&rec, c, path, line, "count")?
             .trim()
             .parse()
