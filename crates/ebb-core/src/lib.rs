@@ -22,6 +22,7 @@ pub mod calculator;
 pub mod conformance;
 mod decide;
 pub mod observation;
+pub mod placement;
 pub mod policy;
 pub mod quantity;
 pub mod reason;

@@ -1,0 +1,228 @@
+//! The placement planner's invariants, on random workloads and on scale-down re-plans.
+
+use ebb_core::placement::{lower_bound, plan, ModelDemand, Move, ServerKind, ServerState};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn kind(capacity: u64, headroom: f64, max: u32) -> ServerKind {
+    ServerKind {
+        kind: "mlserver".into(),
+        capacity_mib: capacity,
+        max_models: None,
+        min_replicas: 1,
+        max_replicas: max,
+        headroom,
+    }
+}
+
+fn model(name: &str, replicas: u32, memory: u64) -> ModelDemand {
+    ModelDemand {
+        name: name.into(),
+        replicas,
+        memory_mib: memory,
+        server_kind: None,
+    }
+}
+
+fn state(target: &BTreeMap<String, Vec<String>>) -> Vec<ServerState> {
+    target
+        .iter()
+        .map(|(id, m)| ServerState {
+            id: id.clone(),
+            kind: "mlserver".into(),
+            models: m.clone(),
+        })
+        .collect()
+}
+
+fn models_strategy() -> impl Strategy<Value = Vec<ModelDemand>> {
+    prop::collection::vec((1u32..5, 512u64..16_384), 1..60).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (r, m))| model(&format!("m{i}"), r, m))
+            .collect()
+    })
+}
+
+/// Replays `moves` from `current`: every load before the unloads it makes way for, so each
+/// model's replica count at every step is at least min(before, wanted).
+fn check_moves(
+    current: &[ServerState],
+    moves: &[Move],
+    models: &[ModelDemand],
+) -> Result<(), String> {
+    let mut count: BTreeMap<String, u32> = BTreeMap::new();
+    for s in current {
+        for m in &s.models {
+            *count.entry(m.clone()).or_default() += 1;
+        }
+    }
+    let floor: BTreeMap<String, u32> = models
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.replicas.min(count.get(&m.name).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    for mv in moves {
+        match mv {
+            Move::Load { model, .. } => *count.entry(model.clone()).or_default() += 1,
+            Move::Unload { model, .. } => {
+                let c = count.entry(model.clone()).or_default();
+                *c -= 1;
+                if let Some(f) = floor.get(model) {
+                    if *c < *f {
+                        return Err(format!(
+                            "{model} dropped to {c} replicas, below {f}, at {mv}"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn invariants_hold_from_empty_and_on_scale_down(
+        models in models_strategy(),
+        shrink in prop::collection::vec(0u32..5, 60),
+        headroom in 0.0f64..0.2,
+    ) {
+        let k = kind(81_920, headroom, 10_000);
+        let first = plan(&models, std::slice::from_ref(&k), &[]);
+        let scaled: Vec<ModelDemand> = models.iter().zip(&shrink).map(|(m, s)| ModelDemand { replicas: m.replicas.min(*s), ..m.clone() }).collect();
+        let current = state(&first.target);
+        let second = plan(&scaled, std::slice::from_ref(&k), &current);
+        for (p, ms) in [(&first, &models), (&second, &scaled)] {
+            prop_assert!(p.unplaced.is_empty(), "{:?}", p.unplaced);
+            let mem: BTreeMap<&str, u64> = ms.iter().map(|m| (m.name.as_str(), m.memory_mib)).collect();
+            let mut replicas: BTreeMap<&str, u32> = BTreeMap::new();
+            for (id, hosted) in &p.target {
+                let used: u64 = hosted.iter().map(|m| mem[m.as_str()]).sum();
+                prop_assert!(used as f64 <= 81_920.0 * (1.0 - headroom), "{id} over capacity: {used}");
+                let mut seen = std::collections::BTreeSet::new();
+                for m in hosted {
+                    prop_assert!(seen.insert(m), "two replicas of {m} on {id}");
+                    *replicas.entry(m.as_str()).or_default() += 1;
+                }
+            }
+            for m in ms.iter() {
+                prop_assert_eq!(replicas.get(m.name.as_str()).copied().unwrap_or(0), m.replicas, "model {}", m.name);
+            }
+            prop_assert!(p.server_replicas["mlserver"] >= lower_bound(ms, &k, "mlserver"));
+        }
+        prop_assert!(check_moves(&current, &second.moves, &scaled).is_ok(), "{:?}", check_moves(&current, &second.moves, &scaled));
+        // Re-planning what is already placed moves nothing.
+        let again = plan(&scaled, std::slice::from_ref(&k), &state(&second.target));
+        prop_assert!(again.moves.is_empty(), "{:?}", again.moves);
+    }
+}
+
+#[test]
+fn a_server_is_added_only_when_nothing_fits() {
+    let k = kind(10_000, 0.0, 10);
+    let current = vec![ServerState {
+        id: "mlserver-0".into(),
+        kind: "mlserver".into(),
+        models: vec!["a".into()],
+    }];
+    let p = plan(
+        &[model("a", 1, 6_000), model("b", 1, 3_000)],
+        std::slice::from_ref(&k),
+        &current,
+    );
+    assert_eq!(
+        p.moves,
+        vec![Move::Load {
+            model: "b".into(),
+            server: "mlserver-0".into()
+        }]
+    );
+    let p = plan(
+        &[model("a", 1, 6_000), model("b", 1, 5_000)],
+        std::slice::from_ref(&k),
+        &current,
+    );
+    assert_eq!(p.server_replicas["mlserver"], 2);
+    assert!(p.reasons.iter().any(|r| r.starts_with("server mlserver-1 added: a replica of b (5000 MiB) fits on no existing mlserver server")), "{:?}", p.reasons);
+}
+
+#[test]
+fn scale_down_consolidates_the_least_loaded_server() {
+    let k = kind(10_000, 0.0, 10);
+    let current = vec![
+        ServerState {
+            id: "mlserver-0".into(),
+            kind: "mlserver".into(),
+            models: vec!["a".into(), "b".into()],
+        },
+        ServerState {
+            id: "mlserver-1".into(),
+            kind: "mlserver".into(),
+            models: vec!["c".into()],
+        },
+    ];
+    // b shrank: a (4000) + b gone... c (3000) now fits next to a.
+    let p = plan(
+        &[
+            model("a", 1, 4_000),
+            model("b", 0, 4_000),
+            model("c", 1, 3_000),
+        ],
+        std::slice::from_ref(&k),
+        &current,
+    );
+    assert_eq!(p.server_replicas["mlserver"], 1);
+    assert_eq!(
+        p.moves,
+        vec![
+            Move::Load {
+                model: "c".into(),
+                server: "mlserver-0".into()
+            },
+            Move::Unload {
+                model: "b".into(),
+                server: "mlserver-0".into()
+            },
+            Move::Unload {
+                model: "c".into(),
+                server: "mlserver-1".into()
+            },
+            Move::RemoveServer {
+                server: "mlserver-1".into()
+            },
+        ]
+    );
+    assert!(
+        p.reasons
+            .iter()
+            .any(|r| r.starts_with("server mlserver-1 drained")),
+        "{:?}",
+        p.reasons
+    );
+}
+
+#[test]
+fn at_max_servers_unplaced_replicas_are_reported_and_existing_ones_kept() {
+    let k = kind(10_000, 0.0, 1);
+    let current = vec![ServerState {
+        id: "mlserver-0".into(),
+        kind: "mlserver".into(),
+        models: vec!["a".into()],
+    }];
+    let p = plan(&[model("a", 2, 6_000)], std::slice::from_ref(&k), &current);
+    assert_eq!(p.unplaced, vec![("a".to_string(), 1)]);
+    assert!(p.moves.is_empty());
+    assert!(
+        p.reasons[0].contains("maxReplicas 1 is reached; existing replicas keep serving"),
+        "{:?}",
+        p.reasons
+    );
+}
