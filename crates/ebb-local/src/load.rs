@@ -47,7 +47,7 @@ impl LoadReport {
             })
             .collect();
         format!(
-            "{} requests in {:.1}s ({:.1}/s achieved): {} ok, {} errors{}; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "{} requests in {:.1}s ({:.1}/s achieved): {} ok, {} errors{}; latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             self.sent,
             self.seconds,
             self.sent as f64 / self.seconds.max(1e-9),
