@@ -124,6 +124,19 @@ struct Server {
     new: bool,
 }
 
+impl Server {
+    /// A server this plan adds, still empty.
+    fn added(id: String, kind: &str) -> Server {
+        Server {
+            id,
+            kind: kind.to_string(),
+            models: BTreeSet::new(),
+            used: 0,
+            new: true,
+        }
+    }
+}
+
 /// Plans a placement. `kinds` lists the server kinds (the first is the default kind).
 pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState]) -> Plan {
     let mut reasons = Vec::new();
@@ -240,13 +253,7 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
                         "server {id} added: a replica of {} ({} MiB) fits on no existing {} server",
                         m.name, m.memory_mib, k.kind
                     ));
-                    servers.push(Server {
-                        id,
-                        kind: k.kind.clone(),
-                        models: BTreeSet::new(),
-                        used: 0,
-                        new: true,
-                    });
+                    servers.push(Server::added(id, &k.kind));
                     servers.len() - 1
                 }
             };
@@ -336,13 +343,7 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
                 "server {id} added: minReplicas of {} is {}",
                 k.kind, k.min_replicas
             ));
-            servers.push(Server {
-                id,
-                kind: k.kind.clone(),
-                models: BTreeSet::new(),
-                used: 0,
-                new: true,
-            });
+            servers.push(Server::added(id, &k.kind));
         }
     }
 

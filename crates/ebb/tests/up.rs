@@ -57,6 +57,19 @@ impl Up {
         up
     }
 
+    /// `ebb up` with exactly `n` replicas, once all of them are ready.
+    fn fixed(dir: &Path, n: u32) -> Up {
+        let port = free_port();
+        let policy = format!(
+            "    minReplicas: {n}\n    maxReplicas: {n}\n    concurrency: {{targetPerReplica: 10}}"
+        );
+        let up = Up::start(&config(dir, port, &policy, ""), port);
+        up.wait_until(Duration::from_secs(20), |s| {
+            s["replicas"]["ready"].as_u64() == Some(u64::from(n))
+        });
+        up
+    }
+
     fn status(&self) -> Option<serde_json::Value> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -204,12 +217,8 @@ fn scales_up_on_a_step_and_in_under_load_without_losing_a_request() {
 #[test]
 fn a_crashed_replica_is_restarted_and_gets_no_traffic_while_down() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 10}";
-    let up = Up::start(&config(dir.path(), port, policy, ""), port);
-    up.wait_until(Duration::from_secs(20), |s| {
-        s["replicas"]["ready"].as_u64() == Some(2)
-    });
+    let up = Up::fixed(dir.path(), 2);
+    let port = up.port;
     let report = std::thread::scope(|s| {
         let h = s.spawn(|| load(port, "constant:40:8s"));
         std::thread::sleep(Duration::from_secs(2));
@@ -237,12 +246,7 @@ fn a_crashed_replica_is_restarted_and_gets_no_traffic_while_down() {
 #[test]
 fn ctrl_c_drains_and_leaves_no_child_process() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let policy = "    minReplicas: 3\n    maxReplicas: 3\n    concurrency: {targetPerReplica: 10}";
-    let up = Up::start(&config(dir.path(), port, policy, ""), port);
-    up.wait_until(Duration::from_secs(20), |s| {
-        s["replicas"]["ready"].as_u64() == Some(3)
-    });
+    let up = Up::fixed(dir.path(), 3);
     let pids = up.pids();
     assert_eq!(pids.len(), 3);
     assert!(pids.iter().all(|p| alive(*p)));
@@ -262,12 +266,7 @@ fn ctrl_c_drains_and_leaves_no_child_process() {
 #[test]
 fn replicas_die_with_ebb_even_when_it_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 10}";
-    let mut up = Up::start(&config(dir.path(), port, policy, ""), port);
-    up.wait_until(Duration::from_secs(20), |s| {
-        s["replicas"]["ready"].as_u64() == Some(2)
-    });
+    let mut up = Up::fixed(dir.path(), 2);
     let pids = up.pids();
     up.child.kill().unwrap(); // SIGKILL: no graceful shutdown
     let _ = up.child.wait();
