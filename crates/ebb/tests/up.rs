@@ -43,14 +43,20 @@ struct Up {
 }
 
 impl Up {
-    fn start(cfg: &Path, port: u16) -> Up {
+    /// `ebb up` running, without waiting for anything.
+    fn spawn(cfg: &Path, port: u16) -> Up {
         let child = Command::new(ebb())
             .args(["up", cfg.to_str().unwrap(), "--plain"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let up = Up { child, port };
+        Up { child, port }
+    }
+
+    /// `ebb up` running, once a first replica is ready.
+    fn start(cfg: &Path, port: u16) -> Up {
+        let up = Up::spawn(cfg, port);
         up.wait_until(Duration::from_secs(20), |s| {
             s["replicas"]["ready"].as_u64() >= Some(1)
         });
@@ -287,13 +293,7 @@ fn a_replica_that_never_becomes_ready_is_reported_and_retried() {
     let policy = "    minReplicas: 1\n    maxReplicas: 1\n    concurrency: {targetPerReplica: 10}";
     let extra = "  readiness: {path: /not-here, timeoutSeconds: 1}\n";
     let cfg = config(dir.path(), port, policy, extra);
-    let child = Command::new(ebb())
-        .args(["up", cfg.to_str().unwrap(), "--plain"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let up = Up { child, port };
+    let up = Up::spawn(&cfg, port);
     let status = up.wait_until(Duration::from_secs(15), |s| {
         s["events"]
             .to_string()
