@@ -5,7 +5,10 @@
 //! existing one fits; replicas stay where they are unless a consolidation moves them; on
 //! scale-down the least-loaded servers are emptied when everything on them fits elsewhere, so
 //! that the server count can drop. A move loads the new copy first and unloads the old one
-//! only once the new one is ready, so no model has fewer ready replicas than it had.
+//! only once the new one is ready, so no model has fewer ready replicas than it had. Memory an
+//! unload frees is not reused within the same plan: the copy drains first, and the driver
+//! reports it as [`ServerState::leaving`] until it is gone, so a server is never over capacity
+//! at any step of the moves.
 //! Packing is best-fit decreasing by memory. Pure and deterministic.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,14 +51,31 @@ impl ServerKind {
 }
 
 /// One server replica as it is now.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServerState {
     /// Its id (e.g. "mlserver-2").
     pub id: String,
     /// Its kind.
     pub kind: String,
-    /// Models loaded on it.
+    /// Models loaded (or loading) on it: the replicas it contributes.
     pub models: Vec<String>,
+    /// Copies being unloaded after a move, waiting for their replacement to be ready: they
+    /// still hold memory and count for anti-affinity, but are no longer replicas.
+    pub leaving: Vec<String>,
+}
+
+/// How a plan may change what runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Empty the least-loaded servers when their replicas fit elsewhere. Off, the plan only
+    /// places, unloads and removes servers that are already empty (scale-up-only packing).
+    pub consolidate: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { consolidate: true }
+    }
 }
 
 /// One step towards the target placement.
@@ -120,6 +140,9 @@ struct Server {
     id: String,
     kind: String,
     models: BTreeSet<String>,
+    /// Copies on their way out (see [`ServerState::leaving`]).
+    leaving: BTreeSet<String>,
+    /// Memory of `models` and `leaving`.
     used: u64,
     new: bool,
 }
@@ -131,14 +154,26 @@ impl Server {
             id,
             kind: kind.to_string(),
             models: BTreeSet::new(),
+            leaving: BTreeSet::new(),
             used: 0,
             new: true,
         }
     }
 }
 
-/// Plans a placement. `kinds` lists the server kinds (the first is the default kind).
+/// Plans a placement with consolidation. `kinds` lists the server kinds (the first is the
+/// default kind).
 pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState]) -> Plan {
+    plan_with(models, kinds, current, PlanOptions::default())
+}
+
+/// Plans a placement with the given options.
+pub fn plan_with(
+    models: &[ModelDemand],
+    kinds: &[ServerKind],
+    current: &[ServerState],
+    options: PlanOptions,
+) -> Plan {
     let mut reasons = Vec::new();
     let default_kind = kinds.first().map(|k| k.kind.clone()).unwrap_or_default();
     let kind_of = |m: &ModelDemand| {
@@ -161,11 +196,13 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
                 .filter(|m| demand.contains_key(m.as_str()))
                 .cloned()
                 .collect();
+            let leaving: BTreeSet<String> = s.leaving.iter().cloned().collect();
             Server {
                 id: s.id.clone(),
                 kind: s.kind.clone(),
-                used: models.iter().map(|m| mem(m)).sum(),
+                used: models.iter().chain(&leaving).map(|m| mem(m)).sum(),
                 models,
+                leaving,
                 new: false,
             }
         })
@@ -180,8 +217,10 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
         if hosts.len() as u32 > m.replicas {
             hosts.sort_by_key(|&i| (servers[i].used, servers[i].id.clone()));
             for &i in hosts.iter().take(hosts.len() - m.replicas as usize) {
+                // The unloaded copy drains before it is gone, and loads run before unloads:
+                // its memory is not reused in this plan (the next plan sees it as leaving).
                 servers[i].models.remove(&m.name);
-                servers[i].used -= m.memory_mib;
+                servers[i].leaving.insert(m.name.clone());
             }
         }
     }
@@ -189,6 +228,7 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
     let fits = |s: &Server, m: &ModelDemand, k: &ServerKind| {
         s.kind == k.kind
             && !s.models.contains(&m.name)
+            && !s.leaving.contains(&m.name)
             && s.used + m.memory_mib <= k.usable()
             && k.max_models.is_none_or(|cap| (s.models.len() as u32) < cap)
     };
@@ -263,7 +303,8 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
         }
     }
 
-    // Consolidate: empty the least-loaded server when all its replicas fit elsewhere.
+    // Consolidate: empty the least-loaded server when all its replicas fit elsewhere. Without
+    // consolidation only servers that host nothing go.
     loop {
         let mut candidates: Vec<usize> = (0..servers.len()).collect();
         candidates.sort_by_key(|&i| {
@@ -283,12 +324,15 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
             if same_kind <= k.min_replicas.max(1) {
                 continue;
             }
+            if !options.consolidate && !servers[i].models.is_empty() {
+                continue;
+            }
             let mut trial = servers.clone();
             let victims: Vec<String> = trial[i].models.iter().cloned().collect();
             let mut victims_sorted = victims.clone();
             victims_sorted.sort_by_key(|v| std::cmp::Reverse(mem(v)));
             trial[i].models.clear();
-            trial[i].used = 0;
+            trial[i].used = trial[i].leaving.iter().map(|m| mem(m)).sum();
             let mut ok = true;
             for v in &victims_sorted {
                 let Some(m) = demand.get(v.as_str()) else {

@@ -60,6 +60,31 @@ struct RawService {
     sync_period_ms: Option<u64>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    models: Option<Vec<RawModel>>,
+    #[serde(default)]
+    server: Option<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawModel {
+    name: Option<String>,
+    memory_mi_b: Option<u64>,
+    policy: Option<PolicySpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawServer {
+    memory_mi_b: Option<u64>,
+    #[serde(default)]
+    headroom: Option<f64>,
+    #[serde(default)]
+    min_replicas: Option<u32>,
+    max_replicas: Option<u32>,
+    #[serde(default)]
+    max_models: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +164,29 @@ pub struct ServiceConfig {
     pub sync_period: std::time::Duration,
     /// Extra environment for replicas.
     pub env: BTreeMap<String, String>,
+    /// Multi-model serving: the models the replicas (servers) host, each scaled by its own
+    /// policy and placed by `ebb_core::placement`; `None` for a single-model service.
+    pub models: Option<MultiModel>,
+}
+
+/// A multi-model service: models packed onto server replicas by memory.
+#[derive(Debug, Clone)]
+pub struct MultiModel {
+    /// The models, each with its policy and memory.
+    pub models: Vec<ModelConfig>,
+    /// The server replicas' limits (kind = the service name).
+    pub server: ebb_core::placement::ServerKind,
+}
+
+/// One model of a multi-model service.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// Name (the `{name}` of `/v2/models/{name}/...`).
+    pub name: String,
+    /// Memory one replica needs, MiB.
+    pub memory_mib: u64,
+    /// Its own policy.
+    pub policy: Policy,
 }
 
 /// A validated configuration.
@@ -223,26 +271,34 @@ impl Config {
                     format!("{listen} is used by another service"),
                 ));
             }
-            let policy_spec = s.policy.ok_or_else(|| {
-                err(
-                    format!("{p}.policy"),
-                    "is required (at least maxReplicas and a signal)",
-                )
-            })?;
-            let policy = Policy::from_spec(&policy_spec).map_err(|e| {
-                let first = e.errors.first();
-                err(
-                    format!(
-                        "{p}.policy{}",
-                        first.map(|f| format!(".{}", f.path)).unwrap_or_default()
-                    ),
-                    e.errors
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
+            let models = match s.models {
+                None => {
+                    if s.server.is_some() {
+                        return Err(err(
+                            format!("{p}.server"),
+                            "only a service with models has a server block",
+                        ));
+                    }
+                    None
+                }
+                Some(raw) => Some(multi_model(&p, &name, raw, s.server)?),
+            };
+            let policy = match (&models, s.policy) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        format!("{p}.policy"),
+                        "a service with models has no policy of its own: each model has one, and the servers follow the placement",
+                    ))
+                }
+                (Some(m), None) => server_policy(&m.server),
+                (None, None) => {
+                    return Err(err(
+                        format!("{p}.policy"),
+                        "is required (at least maxReplicas and a signal)",
+                    ))
+                }
+                (None, Some(spec)) => parse_policy(&format!("{p}.policy"), &spec)?,
+            };
             let r = s.readiness.unwrap_or_default();
             let path = r.path.unwrap_or_else(|| "/v2/health/ready".into());
             if !path.starts_with('/') {
@@ -282,6 +338,7 @@ impl Config {
                     s.sync_period_ms.unwrap_or(1000).max(50),
                 ),
                 env: s.env,
+                models,
             });
         }
         if let Some(load) = &raw.load {
@@ -313,6 +370,119 @@ impl Config {
     }
 }
 
+fn parse_policy(path: &str, spec: &PolicySpec) -> Result<Policy, ConfigError> {
+    Policy::from_spec(spec).map_err(|e| {
+        let first = e.errors.first();
+        err(
+            format!(
+                "{path}{}",
+                first.map(|f| format!(".{}", f.path)).unwrap_or_default()
+            ),
+            e.errors
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+/// The bounds of a multi-model service's servers as a policy, for the banner and summary.
+fn server_policy(server: &ebb_core::placement::ServerKind) -> Policy {
+    let yaml = format!(
+        "minReplicas: {}\nmaxReplicas: {}\nconcurrency: {{targetPerReplica: 1}}\n",
+        server.min_replicas.max(1),
+        server.max_replicas.max(1)
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("server bounds are valid: {e}"))
+}
+
+fn multi_model(
+    p: &str,
+    service: &str,
+    raw: Vec<RawModel>,
+    server: Option<RawServer>,
+) -> Result<MultiModel, ConfigError> {
+    if raw.is_empty() {
+        return Err(err(format!("{p}.models"), "list at least one model"));
+    }
+    let server = server.ok_or_else(|| {
+        err(
+            format!("{p}.server"),
+            "is required with models: memoryMiB and maxReplicas of a server replica",
+        )
+    })?;
+    let capacity = server.memory_mi_b.filter(|m| *m > 0).ok_or_else(|| {
+        err(
+            format!("{p}.server.memoryMiB"),
+            "is required and must be above 0",
+        )
+    })?;
+    let headroom = server.headroom.unwrap_or(0.0);
+    if !(0.0..0.99).contains(&headroom) {
+        return Err(err(
+            format!("{p}.server.headroom"),
+            format!("must be in [0, 0.99), got {headroom}"),
+        ));
+    }
+    let max_replicas = server.max_replicas.filter(|m| *m > 0).ok_or_else(|| {
+        err(
+            format!("{p}.server.maxReplicas"),
+            "is required and must be at least 1",
+        )
+    })?;
+    let min_replicas = server.min_replicas.unwrap_or(1);
+    if min_replicas > max_replicas {
+        return Err(err(
+            format!("{p}.server.minReplicas"),
+            format!("must be at most maxReplicas ({max_replicas}), got {min_replicas}"),
+        ));
+    }
+    let kind = ebb_core::placement::ServerKind {
+        kind: service.to_string(),
+        capacity_mib: capacity,
+        max_models: server.max_models,
+        min_replicas,
+        max_replicas,
+        headroom,
+    };
+    let usable = (capacity as f64 * (1.0 - headroom)).floor() as u64;
+    let mut names = std::collections::BTreeSet::new();
+    let mut models = Vec::new();
+    for (j, m) in raw.into_iter().enumerate() {
+        let mp = format!("{p}.models[{j}]");
+        let name = m
+            .name
+            .filter(|n| !n.trim().is_empty() && !n.contains('/'))
+            .ok_or_else(|| err(format!("{mp}.name"), "is required (no '/')"))?;
+        if !names.insert(name.clone()) {
+            return Err(err(format!("{mp}.name"), format!("'{name}' is used twice")));
+        }
+        let memory = m
+            .memory_mi_b
+            .filter(|v| *v > 0)
+            .ok_or_else(|| err(format!("{mp}.memoryMiB"), "is required and must be above 0"))?;
+        if memory > usable {
+            return Err(err(
+                format!("{mp}.memoryMiB"),
+                format!("{memory} MiB does not fit a server's usable {usable} MiB"),
+            ));
+        }
+        let spec = m
+            .policy
+            .ok_or_else(|| err(format!("{mp}.policy"), "is required"))?;
+        models.push(ModelConfig {
+            name,
+            memory_mib: memory,
+            policy: parse_policy(&format!("{mp}.policy"), &spec)?,
+        });
+    }
+    Ok(MultiModel {
+        models,
+        server: kind,
+    })
+}
+
 /// serde_yaml with the failing field's path in the error.
 fn serde_path_to_error_free<'de, T: Deserialize<'de>>(
     de: serde_yaml::Deserializer<'de>,
@@ -337,6 +507,33 @@ mod tests {
         let c = Config::from_yaml(OK).unwrap();
         assert_eq!(c.services[0].command, ["model", "--port", "{port}"]);
         assert_eq!(c.services[0].readiness_path, "/v2/health/ready");
+    }
+
+    const MULTI: &str = "services:\n- name: pool\n  command: srv --port {port}\n  listen: 127.0.0.1:8081\n  server: {memoryMiB: 8192, maxReplicas: 3}\n  models:\n  - {name: iris, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n  - {name: wine, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n";
+
+    #[test]
+    fn multi_model_service() {
+        let c = Config::from_yaml(MULTI).unwrap();
+        let m = c.services[0].models.as_ref().unwrap();
+        assert_eq!(m.models.len(), 2);
+        assert_eq!(m.server.capacity_mib, 8192);
+        assert_eq!(m.server.kind, "pool");
+        let e =
+            Config::from_yaml(&MULTI.replace("memoryMiB: 3000, policy", "memoryMiB: 9000, policy"))
+                .unwrap_err();
+        assert_eq!(e.path, "services[0].models[0].memoryMiB");
+        assert!(e.reason.contains("does not fit"), "{e}");
+        let e =
+            Config::from_yaml(&MULTI.replace("  server: {memoryMiB: 8192, maxReplicas: 3}\n", ""))
+                .unwrap_err();
+        assert_eq!(e.path, "services[0].server");
+        let e = Config::from_yaml(&MULTI.replace("name: wine", "name: iris")).unwrap_err();
+        assert_eq!(e.path, "services[0].models[1].name");
+        let e = Config::from_yaml(
+            &MULTI.replace("maxReplicas: 2, concurrency", "maxReplicas: 0, concurrency"),
+        )
+        .unwrap_err();
+        assert!(e.path.starts_with("services[0].models[0].policy"), "{e}");
     }
 
     #[test]

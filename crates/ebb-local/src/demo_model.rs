@@ -4,6 +4,13 @@
 //! features (fixed, seeded weights; softmax output). Each request holds one of `concurrency`
 //! slots for at least `service_ms`, so a replica's capacity is known:
 //! `concurrency / service_ms` requests per millisecond.
+//!
+//! With a repository (`--repository a,b,c`) one process hosts several models, each with its
+//! own seeded weights, and serves the V2 model repository extension that Triton (explicit
+//! model control) and MLServer expose: `POST /v2/repository/index`,
+//! `POST /v2/repository/models/{name}/load` (takes `load` to complete, as reading weights
+//! onto a GPU would) and `.../unload`. Ebb's multi-model runtime places models on such
+//! servers with these calls.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,7 +19,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -26,6 +34,70 @@ pub struct DemoModel {
     pub service: Duration,
     /// Requests served at once.
     pub concurrency: usize,
+    /// Models this server can load by name (empty: just `name`, always loaded).
+    pub repository: Vec<String>,
+    /// Models of the repository loaded at start.
+    pub preload: Vec<String>,
+    /// How long loading a model takes.
+    pub load: Duration,
+}
+
+/// Where a model of the repository is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModelState {
+    Unavailable,
+    Loading,
+    Ready,
+}
+
+impl ModelState {
+    fn name(self) -> &'static str {
+        match self {
+            ModelState::Unavailable => "UNAVAILABLE",
+            ModelState::Loading => "LOADING",
+            ModelState::Ready => "READY",
+        }
+    }
+}
+
+struct Hosted {
+    models: RwLock<BTreeMap<String, (ModelState, Arc<Mlp>)>>,
+}
+
+impl Hosted {
+    fn new(cfg: &DemoModel) -> Hosted {
+        let mut models = BTreeMap::new();
+        if cfg.repository.is_empty() {
+            models.insert(cfg.name.clone(), (ModelState::Ready, Arc::new(Mlp::demo())));
+        } else {
+            for name in &cfg.repository {
+                let state = if cfg.preload.contains(name) {
+                    ModelState::Ready
+                } else {
+                    ModelState::Unavailable
+                };
+                models.insert(name.clone(), (state, Arc::new(Mlp::for_model(name))));
+            }
+        }
+        Hosted {
+            models: RwLock::new(models),
+        }
+    }
+
+    fn state(&self, name: &str) -> Option<(ModelState, Arc<Mlp>)> {
+        self.models
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).map(|(s, w)| (*s, w.clone())))
+    }
+
+    fn set(&self, name: &str, state: ModelState) {
+        if let Ok(mut m) = self.models.write() {
+            if let Some(entry) = m.get_mut(name) {
+                entry.0 = state;
+            }
+        }
+    }
 }
 
 /// A 4-16-3 perceptron with fixed weights.
@@ -39,7 +111,20 @@ pub struct Mlp {
 impl Mlp {
     /// The demo's weights (seeded, so every replica computes the same function).
     pub fn demo() -> Mlp {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        Mlp::seeded(42)
+    }
+
+    /// Weights of the repository model `name`: seeded by the name, so that every server
+    /// computes the same function for it and different models differ.
+    pub fn for_model(name: &str) -> Mlp {
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Mlp::seeded(seed)
+    }
+
+    fn seeded(seed: u64) -> Mlp {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut w1 = [[0.0; 4]; 16];
         let mut w2 = [[0.0; 16]; 3];
         for row in w1.iter_mut() {
@@ -125,7 +210,7 @@ pub fn infer(model: &Mlp, name: &str, body: &[u8]) -> Result<Value, String> {
 
 /// Serves the demo model on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, cfg: DemoModel) {
-    let model = Arc::new(Mlp::demo());
+    let hosted = Arc::new(Hosted::new(&cfg));
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let cfg = Arc::new(cfg);
     loop {
@@ -133,11 +218,11 @@ pub async fn serve(listener: TcpListener, cfg: DemoModel) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (model, slots, cfg) = (model.clone(), slots.clone(), cfg.clone());
+        let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (model, slots, cfg) = (model.clone(), slots.clone(), cfg.clone());
-                async move { Ok::<_, hyper::Error>(route(req, &model, &slots, &cfg).await) }
+                let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
+                async move { Ok::<_, hyper::Error>(route(req, &hosted, &slots, &cfg).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -146,33 +231,84 @@ pub async fn serve(listener: TcpListener, cfg: DemoModel) {
     }
 }
 
+fn not_loaded(name: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("model '{name}' is not loaded on this server"),
+    )
+}
+
+fn unknown(name: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no model named '{name}' in this server's repository"),
+    )
+}
+
 async fn route(
     req: Request<Incoming>,
-    model: &Mlp,
+    hosted: &Hosted,
     slots: &Semaphore,
     cfg: &DemoModel,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    let model_path = format!("/v2/models/{}", cfg.name);
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/v2/health/ready") | (&Method::GET, "/v2/health/live") => {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["v2", "health", "ready"]) | (&Method::GET, ["v2", "health", "live"]) => {
             json_response(StatusCode::OK, json!({}))
         }
-        (&Method::GET, "/v2") => json_response(
+        (&Method::GET, ["v2"]) => json_response(
             StatusCode::OK,
-            json!({"name": "ebb-demo-model", "version": env!("CARGO_PKG_VERSION"), "extensions": []}),
+            json!({"name": "ebb-demo-model", "version": env!("CARGO_PKG_VERSION"), "extensions": ["model_repository"]}),
         ),
-        (&Method::GET, p) if p == model_path || p == format!("{model_path}/ready") => {
-            json_response(
+        (&Method::POST, ["v2", "repository", "index"]) => {
+            let index: Vec<Value> = hosted
+                .models
+                .read()
+                .map(|m| {
+                    m.iter()
+                        .map(|(n, (s, _))| json!({"name": n, "version": "1", "state": s.name(), "reason": ""}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json_response(StatusCode::OK, Value::Array(index))
+        }
+        (&Method::POST, ["v2", "repository", "models", name, action @ ("load" | "unload")]) => {
+            let name = name.to_string();
+            let Some((state, _)) = hosted.state(&name) else {
+                return unknown(&name);
+            };
+            if *action == "load" {
+                if state != ModelState::Ready {
+                    hosted.set(&name, ModelState::Loading);
+                    tokio::time::sleep(cfg.load).await;
+                    hosted.set(&name, ModelState::Ready);
+                }
+            } else {
+                hosted.set(&name, ModelState::Unavailable);
+            }
+            json_response(StatusCode::OK, json!({}))
+        }
+        (&Method::GET, ["v2", "models", name])
+        | (&Method::GET, ["v2", "models", name, "ready"]) => match hosted.state(name) {
+            None => unknown(name),
+            Some((ModelState::Ready, _)) => json_response(
                 StatusCode::OK,
                 json!({
-                    "name": cfg.name, "platform": "ebb-demo", "versions": ["1"],
+                    "name": name, "platform": "ebb-demo", "versions": ["1"],
                     "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
                     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
                 }),
-            )
-        }
-        (&Method::POST, p) if p == format!("{model_path}/infer") => {
+            ),
+            Some(_) => not_loaded(name),
+        },
+        (&Method::POST, ["v2", "models", name, "infer"]) => {
+            let name = name.to_string();
+            let model = match hosted.state(&name) {
+                None => return unknown(&name),
+                Some((ModelState::Ready, m)) => m,
+                Some(_) => return not_loaded(&name),
+            };
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => {
@@ -183,7 +319,7 @@ async fn route(
                 return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
             };
             let start = Instant::now();
-            let result = infer(model, &cfg.name, &body);
+            let result = infer(&model, &name, &body);
             // Hold the slot for the configured service time, as a real model's compute would.
             if let Some(left) = cfg.service.checked_sub(start.elapsed()) {
                 tokio::time::sleep(left).await;
@@ -218,6 +354,11 @@ mod tests {
         assert_eq!(data.len(), 6);
         assert!((data[0] + data[1] + data[2] - 1.0).abs() < 1e-5);
         assert_ne!(data[0..3], data[3..6], "different rows, different outputs");
+        let other = infer(&Mlp::for_model("wine"), "wine", body).unwrap();
+        assert_ne!(
+            other["outputs"][0]["data"], v["outputs"][0]["data"],
+            "models differ"
+        );
         assert!(infer(&m, "iris", br#"{"inputs":[{"data":[1,2,3]}]}"#)
             .unwrap_err()
             .contains("rows of 4"));

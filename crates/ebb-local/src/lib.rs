@@ -7,6 +7,8 @@
 pub mod config;
 pub mod demo_model;
 pub mod load;
+pub mod models;
+pub mod multi_control;
 pub mod proxy;
 pub mod runtime;
 pub mod service;

@@ -2,6 +2,7 @@
 //! counts arrivals, completions and latency, holds requests while no replica is ready (the
 //! activator), and serves `/metrics` and `/ebb/status`.
 
+use crate::models::{Copy, ModelEntry, ModelTable};
 use crate::state::ServiceState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -118,16 +119,60 @@ async fn forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    // A multi-model service routes by the model the path names.
+    let model = match &state.models {
+        None => None,
+        Some(table) => match ModelTable::model_of_path(parts.uri.path()) {
+            None => None,
+            Some(name) => match table.models.get(name) {
+                Some(m) => Some(m.clone()),
+                None => {
+                    state.errors.fetch_add(1, Ordering::Relaxed);
+                    let known: Vec<&str> = table.models.keys().map(String::as_str).collect();
+                    return text(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "ebb: {} hosts no model named '{name}' (models: {})\n",
+                            state.name,
+                            known.join(", ")
+                        ),
+                    );
+                }
+            },
+        },
+    };
+    if let Some(m) = &model {
+        m.arrivals.fetch_add(1, Ordering::Relaxed);
+        m.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+    let response = forward_to(parts, body, &path, model.as_deref(), state, client, limits).await;
+    if let Some(m) = &model {
+        m.in_flight.fetch_sub(1, Ordering::Relaxed);
+        m.completions.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn forward_to(
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    path: &str,
+    model: Option<&ModelEntry>,
+    state: &ServiceState,
+    client: &Upstream,
+    limits: QueueLimits,
+) -> Response<Full<Bytes>> {
     let deadline = Instant::now() + limits.timeout;
     for attempt in 0..3 {
-        let Some(replica) = wait_for_replica(state, limits, deadline).await else {
+        let picked = wait_for_replica(state, model, limits, deadline).await;
+        let Some((replica, copy)) = picked else {
             state.errors.fetch_add(1, Ordering::Relaxed);
             let (starting, _, _) = state.counts();
+            let what = model.map_or(state.name.clone(), |m| format!("model {}", m.cfg.name));
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "ebb: no ready replica of {} within {:.1}s ({starting} starting); try again\n",
-                    state.name,
+                    "ebb: no ready replica of {what} within {:.1}s ({starting} servers starting); try again\n",
                     limits.timeout.as_secs_f64()
                 ),
             );
@@ -146,6 +191,9 @@ async fn forward(
         };
         replica.in_flight.fetch_add(1, Ordering::AcqRel);
         replica.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &copy {
+            c.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
         let result = async {
             let resp = client.request(up).await?;
             let (p, b) = resp.into_parts();
@@ -157,6 +205,9 @@ async fn forward(
         }
         .await;
         replica.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(c) = &copy {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
         match result {
             Ok(r) => return r,
             Err(e) => {
@@ -176,12 +227,23 @@ async fn forward(
     text(StatusCode::BAD_GATEWAY, "ebb: no replica answered\n".into())
 }
 
+/// A replica to send to, and the model's copy on it for a multi-model request.
+type Picked = (Arc<crate::state::Replica>, Option<Arc<Copy>>);
+
+fn pick(state: &ServiceState, model: Option<&ModelEntry>) -> Option<Picked> {
+    match model {
+        Some(m) => m.pick().map(|c| (c.replica.clone(), Some(c))),
+        None => state.pick().map(|r| (r, None)),
+    }
+}
+
 async fn wait_for_replica(
     state: &ServiceState,
+    model: Option<&ModelEntry>,
     limits: QueueLimits,
     deadline: Instant,
-) -> Option<Arc<crate::state::Replica>> {
-    if let Some(r) = state.pick() {
+) -> Option<Picked> {
+    if let Some(r) = pick(state, model) {
         return Some(r);
     }
     if state.waiting.load(Ordering::Relaxed) as usize >= limits.capacity {
@@ -190,7 +252,7 @@ async fn wait_for_replica(
     state.waiting.fetch_add(1, Ordering::Relaxed);
     let found = loop {
         let notified = state.ready_changed.notified();
-        if let Some(r) = state.pick() {
+        if let Some(r) = pick(state, model) {
             break Some(r);
         }
         let left = deadline.saturating_duration_since(Instant::now());

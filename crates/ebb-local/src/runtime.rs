@@ -131,7 +131,11 @@ pub async fn run(
     }
     let mut running = Vec::new();
     for (cfg, listener) in config.services.iter().cloned().zip(listeners) {
-        let state = Arc::new(ServiceState::new(&cfg.name, started));
+        let mut state = ServiceState::new(&cfg.name, started);
+        if let Some(m) = &cfg.models {
+            state = state.with_models(&m.models);
+        }
+        let state = Arc::new(state);
         let limits = QueueLimits {
             capacity: cfg.queue_capacity,
             timeout: cfg.queue_timeout,

@@ -25,8 +25,8 @@ pub struct Service {
     next_id: AtomicU32,
     stops: Mutex<Vec<(u32, watch::Sender<bool>)>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    client: Upstream,
-    stopping: AtomicBool,
+    pub(crate) client: Upstream,
+    pub(crate) stopping: AtomicBool,
     replica_seconds_ms: AtomicU64,
     max_replicas_seen: AtomicU32,
 }
@@ -64,11 +64,11 @@ impl Service {
     }
 
     /// Seconds since the runtime started.
-    fn elapsed(&self) -> f64 {
+    pub(crate) fn elapsed(&self) -> f64 {
         self.state.started.elapsed().as_secs_f64()
     }
 
-    fn event(&self, text: String) {
+    pub(crate) fn event(&self, text: String) {
         self.state
             .push_event(format!("[{:>6.1}s] {text}", self.elapsed()));
     }
@@ -106,7 +106,7 @@ impl Service {
     }
 
     /// Starts one more replica.
-    pub fn add_replica(self: &Arc<Self>) -> std::io::Result<()> {
+    pub fn add_replica(self: &Arc<Self>) -> std::io::Result<Arc<Replica>> {
         let port = free_port()?;
         let replica = Arc::new(Replica {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -119,6 +119,7 @@ impl Service {
             restarts: AtomicU32::new(0),
             created: Instant::now(),
             ready_since: Mutex::new(None),
+            retiring: AtomicBool::new(false),
         });
         if let Ok(mut r) = self.state.replicas.write() {
             r.push(replica.clone());
@@ -128,11 +129,12 @@ impl Service {
             s.push((replica.id, tx));
         }
         let me = self.clone();
-        let task = tokio::spawn(async move { me.supervise(replica, rx).await });
+        let supervised = replica.clone();
+        let task = tokio::spawn(async move { me.supervise(supervised, rx).await });
         if let Ok(mut t) = self.tasks.lock() {
             t.push(task);
         }
-        Ok(())
+        Ok(replica)
     }
 
     async fn ready_check(&self, port: u16) -> bool {
@@ -293,6 +295,15 @@ impl Service {
                 s.0 += v;
                 s.1 += 1;
             }
+            if let Some(models) = &self.state.models {
+                for m in models.models.values() {
+                    let v = m.in_flight.load(Ordering::Relaxed) as f64;
+                    if let Ok(mut s) = m.in_flight_samples.lock() {
+                        s.0 += v;
+                        s.1 += 1;
+                    }
+                }
+            }
             let n = self.state.replicas.read().map(|r| r.len()).unwrap_or(0) as u32;
             self.replica_seconds_ms
                 .fetch_add(u64::from(n) * 50, Ordering::Relaxed);
@@ -338,17 +349,10 @@ impl Service {
                 }
             })
             .collect();
-        let (sum, n) = self
-            .state
-            .in_flight_samples
-            .lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default();
-        let in_flight = if n > 0 {
-            sum / f64::from(n)
-        } else {
-            self.state.in_flight.load(Ordering::Relaxed) as f64
-        };
+        let in_flight = crate::state::take_mean_in_flight(
+            &self.state.in_flight_samples,
+            self.state.in_flight.load(Ordering::Relaxed) as f64,
+        );
         Observation {
             current_replicas: pods.len() as u32,
             pods,
@@ -365,6 +369,9 @@ impl Service {
 
     /// The control loop: observe, decide, apply, every sync period, until stopped.
     pub async fn control(self: Arc<Self>) {
+        if self.cfg.models.is_some() {
+            return self.control_models().await;
+        }
         let initial = self.cfg.policy.min_replicas;
         for _ in 0..initial {
             if let Err(e) = self.add_replica() {

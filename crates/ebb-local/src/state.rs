@@ -32,6 +32,9 @@ pub struct Replica {
     pub created: Instant,
     /// When it last became ready.
     pub ready_since: Mutex<Option<Instant>>,
+    /// A multi-model server the placement is emptying: it gets no new copies and stops once
+    /// its last copy is unloaded.
+    pub retiring: AtomicBool,
 }
 
 /// A decision, kept for the status page and the view.
@@ -79,6 +82,22 @@ pub struct ServiceState {
     pub in_flight_samples: Mutex<(f64, u32)>,
     /// The runtime's start.
     pub started: Instant,
+    /// A multi-model service's models (`None` for a single-model service).
+    pub models: Option<Arc<crate::models::ModelTable>>,
+}
+
+/// The mean of the in-flight samples taken since the last call (and resets them), or
+/// `now` when none was taken: the concurrency signal's input for one sync period.
+pub fn take_mean_in_flight(samples: &Mutex<(f64, u32)>, now: f64) -> f64 {
+    let (sum, n) = samples
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    if n > 0 {
+        sum / f64::from(n)
+    } else {
+        now
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -105,7 +124,14 @@ impl ServiceState {
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
+            models: None,
         }
+    }
+
+    /// The same state for a multi-model service hosting `models`.
+    pub fn with_models(mut self, models: &[crate::config::ModelConfig]) -> ServiceState {
+        self.models = Some(Arc::new(crate::models::ModelTable::new(models)));
+        self
     }
 
     /// A snapshot of the replicas.
@@ -208,6 +234,7 @@ impl ServiceState {
             "inFlight": self.in_flight.load(Ordering::Relaxed),
             "scaleEvents": self.scale_events.load(Ordering::Relaxed),
             "decisions": decisions,
+            "models": self.models.as_ref().map(|m| m.status_json()),
             "events": self.events.lock().map(|q| q.iter().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         })
     }

@@ -99,7 +99,8 @@ behavior:
     Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("built-in policy is valid: {e}"))
 }
 
-fn hpa_policy(target_rps: f64, max_replicas: u32) -> Policy {
+/// The HPA baseline's policy: an RPS-per-pod `AverageValue` target, minReplicas 1.
+pub(crate) fn hpa_policy(target_rps: f64, max_replicas: u32) -> Policy {
     let yaml = format!(
         "minReplicas: 1\nmaxReplicas: {max_replicas}\nmetrics:\n- type: Pods\n  pods: {{metric: {{name: rps}}, target: {{type: AverageValue, averageValue: \"{:.3}\"}}}}\n",
         target_rps

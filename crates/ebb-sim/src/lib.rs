@@ -8,6 +8,9 @@
 pub mod autoscaler;
 pub mod cluster;
 pub mod compare;
+pub mod fleet;
+pub mod multi;
+pub mod multi_report;
 pub mod observe;
 pub mod oracle;
 pub mod record;

@@ -21,7 +21,8 @@ pub struct RunInfo {
     pub notes: Vec<String>,
 }
 
-fn secs(s: f64) -> String {
+/// A duration as the report prints it.
+pub(crate) fn secs(s: f64) -> String {
     if s >= 10.0 {
         format!("{s:.1}s")
     } else if s >= 1.0 {
@@ -141,7 +142,8 @@ pub fn write(
     Ok(written)
 }
 
-fn escape(s: &str) -> String {
+/// Escapes text for HTML.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -170,12 +172,7 @@ fn page(c: &Comparison, info: &RunInfo, svgs: &[&str]) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Ebb simulation: {title}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.9rem; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-code {{ background: #f4f4f4; padding: 0.1rem 0.3rem; }}
-figure {{ margin: 1.5rem 0; }}
+{PAGE_STYLE}
 </style></head><body>
 <h1>Ebb simulation: {title}</h1>
 <p>Command: <code>{command}</code></p>
@@ -197,7 +194,8 @@ figure {{ margin: 1.5rem 0; }}
     )
 }
 
-const COLORS: [RGBColor; 6] = [
+/// The policies' colours, in order.
+pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -215,7 +213,7 @@ fn color_of(i: usize, r: &PolicyResult) -> RGBColor {
 }
 
 /// Time axis in the unit that reads best.
-fn time_axis(duration: f64) -> (f64, &'static str) {
+pub(crate) fn time_axis(duration: f64) -> (f64, &'static str) {
     if duration > 3.0 * 86400.0 {
         (86400.0, "days")
     } else if duration > 3.0 * 3600.0 {
@@ -253,6 +251,15 @@ fn policy_lines<'a, DB, CT>(
                 })
             });
     }
+    draw_legend(chart);
+}
+
+/// The legend every time plot of the reports uses.
+pub(crate) fn draw_legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>)
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
     let _ = chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -260,6 +267,14 @@ fn policy_lines<'a, DB, CT>(
         .position(SeriesLabelPosition::UpperRight)
         .draw();
 }
+
+/// The reports' page style.
+pub(crate) const PAGE_STYLE: &str = "body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+code { background: #f4f4f4; padding: 0.1rem 0.3rem; }
+figure { margin: 1.5rem 0; }";
 
 /// The oracle first, so that the policies' lines are drawn over it.
 fn drawing_order(c: &Comparison) -> Vec<(usize, &PolicyResult)> {

@@ -120,6 +120,8 @@ pub struct Trace {
     pub format: TraceFormat,
     /// Notes for the report (what was derived and how).
     pub notes: Vec<String>,
+    /// Model names by model id, for traces that name several models (empty otherwise).
+    pub model_names: Vec<String>,
 }
 
 fn io(file: &Path) -> impl Fn(std::io::Error) -> TraceError + '_ {
@@ -144,10 +146,15 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
         None => detect(path)?,
     };
     let mut notes = Vec::new();
+    let mut model_names = Vec::new();
     let workload = match format {
         TraceFormat::AzureLlm => read_azure(path)?,
         TraceFormat::Mooncake => read_mooncake(path)?,
-        TraceFormat::AlibabaLora => read_lora(path)?,
+        TraceFormat::AlibabaLora => {
+            let (w, names) = read_lora(path)?;
+            model_names = names;
+            w
+        }
         TraceFormat::AlibabaQps => {
             notes.push("rate series: per-container QPS of 'Generative Requests' summed at each sample time (values are scaled in the source)".into());
             read_qps(path)?
@@ -159,7 +166,11 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
             notes.push(note);
             w
         }
-        TraceFormat::Csv => read_request_csv(path)?,
+        TraceFormat::Csv => {
+            let (w, names) = read_request_csv(path)?;
+            model_names = names;
+            w
+        }
         TraceFormat::RateCsv => read_rate_csv(path)?,
     };
     if workload.expected_requests() <= 0.0 {
@@ -172,6 +183,7 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
         workload,
         format,
         notes,
+        model_names,
     })
 }
 
@@ -324,6 +336,15 @@ fn finish_requests(mut out: Vec<Request>) -> Workload {
 /// times in ms) from the `value` column of a CSV, plain or inside a tar.gz, as seconds: an
 /// empirical cold-start distribution.
 pub fn read_latencies_ms(path: &Path) -> Result<Vec<f64>, TraceError> {
+    Ok(read_values(path, "milliseconds")?
+        .into_iter()
+        .map(|v| v / 1000.0)
+        .collect())
+}
+
+/// Reads the `value` column of a CSV, plain or inside a tar.gz: finite, non-negative numbers
+/// of `unit` (named in errors). Alibaba's GenTD26 archives all have this shape.
+pub fn read_values(path: &Path, unit: &str) -> Result<Vec<f64>, TraceError> {
     let name = file_name(path);
     let text = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         let f = std::fs::File::open(path).map_err(io(path))?;
@@ -360,16 +381,16 @@ pub fn read_latencies_ms(path: &Path) -> Result<Vec<f64>, TraceError> {
         let v: f64 = field(&rec, value, path, line, "value")?
             .trim()
             .parse()
-            .map_err(|_| row(path, line, "value is not a number of milliseconds"))?;
+            .map_err(|_| row(path, line, format!("value is not a number of {unit}")))?;
         if !v.is_finite() || v < 0.0 {
-            return Err(row(path, line, format!("{v} is not a latency")));
+            return Err(row(path, line, format!("{v} is not a number of {unit}")));
         }
-        out.push(v / 1000.0);
+        out.push(v);
     }
     if out.is_empty() {
         return Err(TraceError::Format {
             file: path.to_path_buf(),
-            reason: "no latencies in the 'value' column".into(),
+            reason: format!("no {unit} in the 'value' column"),
         });
     }
     Ok(out)
@@ -427,12 +448,16 @@ fn read_mooncake(path: &Path) -> Result<Workload, TraceError> {
     Ok(finish_requests(out))
 }
 
-fn read_lora(path: &Path) -> Result<Workload, TraceError> {
+/// The LoRA log's requests; each request's model is its base checkpoint
+/// (`checkpoint_model_version_id`), so the trace also serves as a multi-model workload.
+fn read_lora(path: &Path) -> Result<(Workload, Vec<String>), TraceError> {
     let (h, recs) = records(path)?;
     let (ts, exec) = (
         col(&h, path, "gmt_create")?,
         col(&h, path, "exec_time_seconds")?,
     );
+    let checkpoint = col(&h, path, "checkpoint_model_version_id").ok();
+    let mut models = ModelIds::default();
     let mut out = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
@@ -449,9 +474,30 @@ fn read_lora(path: &Path) -> Result<Workload, TraceError> {
                 )
             })?
         };
-        out.push(Request { at, work, model: 0 });
+        let model = models.id(checkpoint.and_then(|i| rec.get(i)).unwrap_or(""));
+        out.push(Request { at, work, model });
     }
-    Ok(finish_requests(out))
+    Ok((finish_requests(out), models.names))
+}
+
+/// Model names in order of first appearance, each with its id.
+#[derive(Default)]
+struct ModelIds {
+    ids: BTreeMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl ModelIds {
+    fn id(&mut self, name: &str) -> u32 {
+        let name = name.trim();
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        id
+    }
 }
 
 /// Turns (time, requests per second) samples into a rate series on a regular grid.
@@ -658,12 +704,12 @@ fn read_dlrm(path: &Path) -> Result<(Workload, String), TraceError> {
     ))
 }
 
-fn read_request_csv(path: &Path) -> Result<Workload, TraceError> {
+fn read_request_csv(path: &Path) -> Result<(Workload, Vec<String>), TraceError> {
     let (h, recs) = records(path)?;
     let ts = col(&h, path, "timestamp").or_else(|_| col(&h, path, "time"))?;
     let work = col(&h, path, "work").ok();
     let model = col(&h, path, "model").ok();
-    let mut models: BTreeMap<String, u32> = BTreeMap::new();
+    let mut models = ModelIds::default();
     let mut out = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
@@ -683,10 +729,7 @@ fn read_request_csv(path: &Path) -> Result<Workload, TraceError> {
         };
         let m = match model.and_then(|i| rec.get(i)) {
             None => 0,
-            Some(s) => {
-                let next = models.len() as u32;
-                *models.entry(s.trim().to_string()).or_insert(next)
-            }
+            Some(s) => models.id(s),
         };
         out.push(Request {
             at,
@@ -694,7 +737,7 @@ fn read_request_csv(path: &Path) -> Result<Workload, TraceError> {
             model: m,
         });
     }
-    Ok(finish_requests(out))
+    Ok((finish_requests(out), models.names))
 }
 
 fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {

@@ -4,6 +4,7 @@ mod check;
 mod conformance;
 mod decide_cmd;
 mod simulate;
+mod simulate_multi;
 mod up;
 
 use clap::{Parser, Subcommand};

@@ -22,74 +22,109 @@ const MAX_REQUESTS: f64 = 200e6;
 pub struct SimulateArgs {
     /// A trace file (CSV, JSON lines, tar.gz, tbz2; the format is detected).
     #[arg(long, conflicts_with = "synthetic")]
-    trace: Option<PathBuf>,
+    pub(crate) trace: Option<PathBuf>,
     /// The trace's format when detection is not enough (azure-llm, mooncake, alibaba-lora,
     /// alibaba-qps, counts-per-second, worldcup, alibaba-dlrm, csv, rate-csv).
     #[arg(long)]
-    trace_format: Option<String>,
+    pub(crate) trace_format: Option<String>,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
-    synthetic: Option<String>,
+    pub(crate) synthetic: Option<String>,
     /// Ebb's policy (default: a concurrency target at 70% of the slots, with panic mode).
     #[arg(long)]
-    policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// Baselines to compare with (hpa, kpa, peak, oracle), comma-separated; "none" for none.
     #[arg(long, default_value = "hpa,kpa,peak,oracle")]
-    baselines: String,
+    pub(crate) baselines: String,
     /// Latency SLO.
     #[arg(long, default_value = "500ms")]
-    slo: String,
+    pub(crate) slo: String,
     /// Directory for the report (HTML, SVG, CSV).
     #[arg(long, default_value = "ebb-report")]
-    report: PathBuf,
+    pub(crate) report: PathBuf,
     /// Service time: constant:100ms, exp:100ms, lognormal:100ms:0.5, proportional:BASE:PER_UNIT
     /// (per unit of the trace's work size: tokens, measured seconds).
     #[arg(long, default_value = "lognormal:100ms:0.5")]
-    service: String,
+    pub(crate) service: String,
     /// Requests one replica serves at once.
     #[arg(long, default_value_t = 4)]
-    slots: u32,
+    pub(crate) slots: u32,
     /// Requests one replica may queue beyond its slots.
     #[arg(long, default_value_t = 64)]
-    queue: u32,
+    pub(crate) queue: u32,
     /// Requests waiting longer than this time out.
     #[arg(long, default_value = "10s")]
-    timeout: String,
+    pub(crate) timeout: String,
     /// Cold start of a new replica: a duration, lognormal:MEDIAN:SIGMA, or empirical:FILE (measured
     /// latencies in ms in a 'value' column, e.g. Alibaba's basemodel_update_latency_anon.tar.gz).
     #[arg(long, default_value = "lognormal:20s:0.4")]
-    cold_start: String,
+    pub(crate) cold_start: String,
     /// The most replicas the cluster can run (out of GPU nodes beyond it).
     #[arg(long)]
-    max_cluster_replicas: Option<u32>,
+    pub(crate) max_cluster_replicas: Option<u32>,
     /// maxReplicas of the baselines (default: 4x the oracle's peak).
     #[arg(long)]
-    max_replicas: Option<u32>,
+    pub(crate) max_replicas: Option<u32>,
     /// GPUs per replica, for GPU-hours.
     #[arg(long, default_value_t = 1.0)]
-    gpus_per_replica: f64,
+    pub(crate) gpus_per_replica: f64,
     /// Stretch time by this factor (0.5 plays the trace twice as fast).
     #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
+    pub(crate) time_scale: f64,
     /// Multiply the request rate by this factor.
     #[arg(long, default_value_t = 1.0)]
-    rate_scale: f64,
+    pub(crate) rate_scale: f64,
     /// Start this far into the trace (after time scaling).
     #[arg(long, default_value = "0s")]
-    from: String,
+    pub(crate) from: String,
     /// Replay only this long (after time scaling).
     #[arg(long)]
-    duration: Option<String>,
+    pub(crate) duration: Option<String>,
     /// Seconds between Ebb's decisions.
     #[arg(long, default_value = "1s")]
-    ebb_sync: String,
+    pub(crate) ebb_sync: String,
     /// Seed for arrivals, service times and cold starts.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
+    /// Multi-model serving: each model of the trace (alibaba-lora's checkpoints, a csv's
+    /// model column) is scaled on its own traffic and packed onto shared servers; compares
+    /// Ebb's coordinated placement with packing without consolidation and one server per
+    /// model (Ebb's policy and HPA's).
+    #[arg(long)]
+    pub(crate) multi_model: bool,
+    /// Multi-model: memory of one server replica (e.g. 80GiB).
+    #[arg(long, default_value = "80GiB")]
+    pub(crate) server_memory: String,
+    /// Multi-model: share of each server's memory kept free.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) server_headroom: f64,
+    /// Multi-model: most models one server hosts (default: no limit).
+    #[arg(long)]
+    pub(crate) server_max_models: Option<u32>,
+    /// Multi-model: most server replicas.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) max_servers: u32,
+    /// Multi-model: start time of a new server replica before it loads models (a duration or
+    /// lognormal:MEDIAN:SIGMA).
+    #[arg(long, default_value = "lognormal:30s:0.3")]
+    pub(crate) server_start: String,
+    /// Multi-model: memory of each model's replica: fixed:SIZE, uniform:LO:HI (drawn by model
+    /// name), or empirical:FILE (a 'value' column in bytes, e.g. Alibaba's
+    /// pod_gpu_memory_used_bytes_anon.tar.gz).
+    #[arg(long, default_value = "uniform:4GiB:24GiB")]
+    pub(crate) model_memory: String,
+    /// Multi-model: how long the fleet must run above the lower bound before Ebb consolidates.
+    #[arg(long, default_value = "2m")]
+    pub(crate) consolidate_after: String,
 }
 
-fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
+/// Parses a duration argument (`90s`, `2m`) into seconds.
+pub(crate) fn parse_seconds(s: &str) -> anyhow::Result<f64> {
+    parse_duration(s).map_err(anyhow::Error::msg)
+}
+
+pub(crate) fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
     let parts: Vec<&str> = spec.split(':').collect();
     Ok(match parts.as_slice() {
         ["lognormal", median, sigma] => ColdStart::LogNormal {
@@ -130,6 +165,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     )?;
 
     let mut notes = Vec::new();
+    let mut model_names = Vec::new();
     let (mut workload, name) = match (&args.trace, &args.synthetic) {
         (Some(path), _) => {
             let format = match &args.trace_format {
@@ -140,6 +176,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let trace = read_trace(path, format)?;
+            model_names = trace.model_names.clone();
             notes.push(format!(
                 "trace {} read as {}",
                 path.display(),
@@ -220,6 +257,20 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         gpus_per_replica: args.gpus_per_replica,
     };
+    if args.multi_model {
+        return crate::simulate_multi::run(
+            &args,
+            crate::simulate_multi::Input {
+                workload,
+                model_names,
+                cfg,
+                notes,
+                name,
+                command,
+                sync,
+            },
+        );
+    }
     let baselines: Vec<Baseline> = if args.baselines.trim() == "none" {
         Vec::new()
     } else {
@@ -267,19 +318,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = std::iter::once("ebb".to_string())
         .chain(baselines.iter().map(|b| format!("{b:?}").to_lowercase()))
         .collect();
-    let multi = MultiProgress::new();
-    let style =
-        ProgressStyle::with_template("{prefix:>8} [{bar:40}] {percent:>3}% {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let bars: Vec<ProgressBar> = names
-        .iter()
-        .map(|n| {
-            let b = multi.add(ProgressBar::new(1000));
-            b.set_style(style.clone());
-            b.set_prefix(n.clone());
-            b
-        })
-        .collect();
+    let (_multi, bars) = progress_bars(&names);
     let started = std::time::Instant::now();
     let comparison = compare(
         &workload,
@@ -315,6 +354,26 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             .to_string())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One progress bar per run, shown together (they must outlive the runs).
+pub(crate) fn progress_bars(names: &[String]) -> (MultiProgress, Vec<ProgressBar>) {
+    let multi = MultiProgress::new();
+    let width = names.iter().map(String::len).max().unwrap_or(8).max(8);
+    let style = ProgressStyle::with_template(&format!(
+        "{{prefix:>{width}}} [{{bar:40}}] {{percent:>3}}% {{elapsed_precise}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let bars = names
+        .iter()
+        .map(|n| {
+            let b = multi.add(ProgressBar::new(1000));
+            b.set_style(style.clone());
+            b.set_prefix(n.clone());
+            b
+        })
+        .collect();
+    (multi, bars)
 }
 
 /// A time-series bucket that gives plots about a thousand points.

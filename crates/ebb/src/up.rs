@@ -34,6 +34,16 @@ pub struct DemoModelArgs {
     /// Requests served at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Host several models (comma-separated names), loaded and unloaded through the V2
+    /// repository API; `--name` is then ignored.
+    #[arg(long, value_delimiter = ',')]
+    repository: Vec<String>,
+    /// Repository models loaded at start (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    preload: Vec<String>,
+    /// How long loading a repository model takes, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    load_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -88,14 +98,30 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config = Config::from_yaml(&text).with_context(|| format!("{}", args.config.display()))?;
     for s in &config.services {
-        println!(
-            "ebb up: {} on http://{} ({} to {} replicas of `{}`)",
-            s.name,
-            s.listen,
-            s.policy.min_replicas,
-            s.policy.max_replicas,
-            s.command.join(" ")
-        );
+        match &s.models {
+            None => println!(
+                "ebb up: {} on http://{} ({} to {} replicas of `{}`)",
+                s.name,
+                s.listen,
+                s.policy.min_replicas,
+                s.policy.max_replicas,
+                s.command.join(" ")
+            ),
+            Some(m) => println!(
+                "ebb up: {} on http://{}: models {} packed onto {} to {} servers of {} MiB (`{}`)",
+                s.name,
+                s.listen,
+                m.models
+                    .iter()
+                    .map(|x| format!("{} ({} MiB)", x.name, x.memory_mib))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m.server.min_replicas,
+                m.server.max_replicas,
+                m.server.capacity_mib,
+                s.command.join(" ")
+            ),
+        }
     }
     if let Some(l) = &config.load {
         let phases: Vec<String> = l
@@ -129,6 +155,9 @@ pub fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
             name: args.name,
             service: Duration::from_millis(args.service_ms),
             concurrency: args.concurrency,
+            repository: args.repository,
+            preload: args.preload,
+            load: Duration::from_millis(args.load_ms),
         };
         tokio::select! {
             _ = ebb_local::demo_model::serve(listener, cfg) => {}

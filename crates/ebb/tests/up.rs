@@ -156,11 +156,15 @@ impl Drop for Up {
 }
 
 fn load(port: u16, pattern: &str) -> String {
+    load_model(port, "iris", pattern)
+}
+
+fn load_model(port: u16, model: &str, pattern: &str) -> String {
     let o = Command::new(ebb())
         .args([
             "load",
             "--target",
-            &format!("http://127.0.0.1:{port}/v2/models/iris/infer"),
+            &format!("http://127.0.0.1:{port}/v2/models/{model}/infer"),
             "--pattern",
             pattern,
         ])
@@ -216,6 +220,123 @@ fn scales_up_on_a_step_and_in_under_load_without_losing_a_request() {
         .unwrap()
         .iter()
         .any(|d| d["desired"].as_u64() < d["current"].as_u64()));
+    let out = up.interrupt();
+    assert!(out.status.success());
+}
+
+/// A POST to the proxy: (status, body).
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// Ready copies of `model` and the servers they are on.
+fn copies(status: &serde_json::Value, model: &str) -> Vec<u64> {
+    status["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["name"] == model)
+        .flat_map(|m| m["copies"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["state"] == "ready")
+        .filter_map(|c| c["replica"].as_u64())
+        .collect()
+}
+
+#[test]
+fn multi_model_servers_follow_the_models_and_route_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "      minReplicas: 1\n      maxReplicas: 3\n      concurrency: {metric: rps, targetPerReplica: 40, stableWindowSeconds: 4, panicWindowSeconds: 2, panicThresholdPercent: 150}\n      behavior:\n        scaleUp: {policies: [{type: Percent, value: 200, periodSeconds: 1}]}\n        scaleDown: {stabilizationWindowSeconds: 3, policies: [{type: Percent, value: 50, periodSeconds: 1}]}";
+    let text = format!(
+        r#"services:
+- name: pool
+  command: ["{{ebb}}", demo-model, --port, "{{port}}", --repository, "iris,wine", --load-ms, "200", --service-ms, "20", --concurrency, "2"]
+  listen: 127.0.0.1:{port}
+  syncPeriodMs: 250
+  drainTimeoutSeconds: 10
+  stopGraceSeconds: 2
+  server: {{memoryMiB: 8192, maxReplicas: 4}}
+  models:
+  - name: iris
+    memoryMiB: 3072
+    policy:
+{policy}
+  - name: wine
+    memoryMiB: 3072
+    policy:
+{policy}
+"#
+    );
+    let cfg = dir.path().join("multi.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let up = Up::spawn(&cfg, port);
+    // Both models fit one server: they are packed onto it.
+    let s = up.wait_until(Duration::from_secs(20), |s| {
+        copies(s, "iris").len() == 1 && copies(s, "wine").len() == 1
+    });
+    assert_eq!(copies(&s, "iris"), copies(&s, "wine"), "{s:#}");
+    assert_eq!(s["replicas"]["ready"], 1, "{s:#}");
+    // Requests are routed by model name to a server that has it loaded.
+    let body = r#"{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let (code, iris) = post(port, "/v2/models/iris/infer", body);
+    assert_eq!(code, 200, "{iris}");
+    assert!(iris.contains(r#""model_name":"iris""#), "{iris}");
+    let (code, wine) = post(port, "/v2/models/wine/infer", body);
+    assert_eq!(code, 200, "{wine}");
+    assert!(wine.contains(r#""model_name":"wine""#), "{wine}");
+    let (code, none) = post(port, "/v2/models/nope/infer", body);
+    assert_eq!(code, 404);
+    assert!(
+        none.contains("hosts no model named 'nope' (models: iris, wine)"),
+        "{none}"
+    );
+    // iris alone gets 120 req/s: its replicas go on distinct servers, wine stays at one.
+    let report = std::thread::scope(|sc| {
+        let h = sc.spawn(|| load_model(port, "iris", "constant:120:6s"));
+        let s = up.wait_until(Duration::from_secs(6), |s| copies(s, "iris").len() >= 2);
+        let mut servers = copies(&s, "iris");
+        servers.dedup();
+        assert!(
+            servers.len() >= 2,
+            "two copies of iris share a server: {s:#}"
+        );
+        h.join().unwrap()
+    });
+    assert!(report.contains(" 0 errors"), "{report}");
+    // After the load iris scales back down and the placement consolidates onto one server,
+    // moving copies before it stops servers: every request meanwhile is answered.
+    let report = std::thread::scope(|sc| {
+        let h = sc.spawn(|| load_model(port, "wine", "constant:10:10s"));
+        let s = up.wait_until(Duration::from_secs(15), |s| {
+            s["replicas"]["ready"] == 1
+                && s["replicas"]["starting"] == 0
+                && s["replicas"]["draining"] == 0
+                && copies(s, "iris").len() == 1
+                && copies(s, "wine").len() == 1
+        });
+        let events = s["events"].to_string();
+        assert!(events.contains("placement: server"), "{events}");
+        h.join().unwrap()
+    });
+    assert!(report.contains(" 0 errors"), "{report}");
     let out = up.interrupt();
     assert!(out.status.success());
 }

@@ -1,0 +1,903 @@
+//! Multi-model serving: many models share server replicas (Seldon Core 2, Triton, MLServer).
+//! Each model is scaled on its own traffic by its own decision (`ebb_core::decide`, one state
+//! per model, as the controller keeps one `Autoscaler` per model); its replicas are copies on
+//! servers. How copies reach servers is the mode under test:
+//!
+//! - **coordinated** (Ebb): `ebb_core::placement` packs copies by memory, adds a server only
+//!   when none fits, and consolidates on scale-down (make-before-break moves), so the server
+//!   count follows the models' needs.
+//! - **pack-only**: the same packing, but copies never move; a server goes only when it is
+//!   empty (scale-up-only packing, what a scheduler without consolidation leaves behind).
+//! - **one-per-model**: every model replica has a server replica of its own (one Seldon
+//!   `Server` per `Model`, both scaled by HPA: the 1:1 approach).
+//!
+//! A copy loaded on a running server is ready after the model's load time; one that needs a new
+//! server waits for the server to start first. Measured: per-model SLO attainment,
+//! server-replica-seconds, packing efficiency (servers over the memory lower bound) over time,
+//! and moves per hour.
+
+use crate::autoscaler::{Autoscaler, Command, CorePolicy};
+use crate::cluster::{Cluster, ColdStart};
+use crate::compare::{hpa_policy, TARGET_UTILIZATION};
+use crate::fleet::Fleet;
+use crate::observe::Pipeline;
+use crate::record::{PolicyResult, Recorder};
+use crate::run::RunConfig;
+use crate::workload::Workload;
+use ebb_core::placement::{lower_bound, plan_with, ModelDemand, Move, PlanOptions, ServerKind};
+use ebb_core::Policy;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// How model replicas get onto server replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Placement {
+    /// Ebb's planner with consolidation.
+    Coordinated,
+    /// Packing without consolidation: copies never move.
+    PackOnly,
+    /// One server replica per model replica.
+    OnePerModel,
+}
+
+/// The per-model autoscaling policy of a mode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelPolicy {
+    /// This policy for every model, read every second, decided every `sync` seconds.
+    Ebb {
+        /// The policy.
+        policy: Box<Policy>,
+        /// Seconds between decisions.
+        sync: f64,
+    },
+    /// HPA through a Prometheus adapter (30 s scrape, 2 m rate, 15 s sync), minReplicas 1.
+    Hpa,
+}
+
+/// One mode of a multi-model comparison.
+#[derive(Debug, Clone)]
+pub struct MultiMode {
+    /// Name in reports.
+    pub name: String,
+    /// How copies are placed.
+    pub placement: Placement,
+    /// How each model is scaled.
+    pub policy: ModelPolicy,
+}
+
+/// How much memory each model's replica needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelMemory {
+    /// Every model the same, MiB.
+    Fixed(u64),
+    /// Uniform in `[lo, hi]` MiB, drawn from the model's name (stable across runs).
+    Uniform(u64, u64),
+    /// Drawn from measured values (MiB) by the model's name, e.g. per-pod GPU memory in use.
+    Empirical(Vec<u64>),
+}
+
+impl ModelMemory {
+    /// The memory of model `name`, MiB.
+    pub fn of(&self, name: &str) -> u64 {
+        let h = name_hash(name);
+        match self {
+            ModelMemory::Fixed(m) => *m,
+            ModelMemory::Uniform(lo, hi) => {
+                let span = hi.saturating_sub(*lo) + 1;
+                lo + h % span
+            }
+            ModelMemory::Empirical(v) if !v.is_empty() => v[(h % v.len() as u64) as usize],
+            ModelMemory::Empirical(_) => 0,
+        }
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    // FNV-1a, then a mix so that neighbouring names spread.
+    let mut h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// What every mode of a multi-model comparison shares.
+#[derive(Debug, Clone)]
+pub struct MultiConfig {
+    /// Per-model replicas: slots, queue, timeout; `cluster.cold_start` is the model load time.
+    pub run: RunConfig,
+    /// The server kind hosting the models (capacity, headroom, min/max servers).
+    pub server: ServerKind,
+    /// How long a new server replica takes to start, before it can load models.
+    pub server_start: ColdStart,
+    /// Model names by model id.
+    pub names: Vec<String>,
+    /// Memory per replica by model id, MiB.
+    pub memory_mib: Vec<u64>,
+    /// maxReplicas of each model.
+    pub max_model_replicas: u32,
+    /// Seconds the fleet must have run more servers than the lower bound before a
+    /// consolidation is planned (as Karpenter's `consolidateAfter`): short gaps left by models
+    /// that scale to zero and back are not worth a move.
+    pub consolidate_after: f64,
+}
+
+/// One model's results in one mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    /// Model name.
+    pub model: String,
+    /// Memory per replica, MiB.
+    pub memory_mib: u64,
+    /// Its requests' results (replica-seconds are its model replicas').
+    #[serde(flatten)]
+    pub result: PolicyResult,
+}
+
+/// One bucket of the fleet's time series.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetBucket {
+    /// Start of the bucket, seconds.
+    pub t: f64,
+    /// Mean servers existing.
+    pub servers: f64,
+    /// Mean lower bound on servers for the copies hosted.
+    pub lower_bound: f64,
+    /// Mean model replicas (copies) hosted.
+    pub model_replicas: f64,
+    /// Mean servers a fresh packing of the same copies needs (sampled every 5 s).
+    pub fresh_pack: f64,
+}
+
+/// One mode's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct MultiResult {
+    /// Mode name.
+    pub mode: String,
+    /// Placement.
+    pub placement: Placement,
+    /// Every request of every model together.
+    pub all: PolicyResult,
+    /// Per model.
+    pub models: Vec<ModelResult>,
+    /// Server-replica-seconds.
+    pub server_seconds: f64,
+    /// Most servers at once.
+    pub peak_servers: u32,
+    /// Mean of servers / lower bound over the seconds that hosted any model replica.
+    pub packing_mean: f64,
+    /// 95th percentile of that ratio.
+    pub packing_p95: f64,
+    /// Server-seconds over the lower bound's server-seconds.
+    pub packing_overall: f64,
+    /// Server-seconds over those of packing the hosted copies afresh (the planner from an
+    /// empty fleet, sampled every 5 s): what consolidation with free moves could reach.
+    pub vs_fresh_pack: f64,
+    /// Copies loaded per hour (initial placement excluded).
+    pub loads_per_hour: f64,
+    /// Copies moved between servers per hour (consolidation).
+    pub moves_per_hour: f64,
+    /// Servers started.
+    pub servers_added: u64,
+    /// Servers stopped.
+    pub servers_removed: u64,
+    /// Model-replica-seconds wanted but not placed (maxReplicas of the servers reached).
+    pub unplaced_replica_seconds: f64,
+    /// Seconds in which some server held more memory than its capacity (must be zero).
+    pub over_capacity_seconds: u64,
+    /// Fleet time series.
+    pub fleet: Vec<FleetBucket>,
+    /// The planner's reasons, first ones (why servers were added or drained).
+    pub plan_reasons: Vec<(f64, String)>,
+}
+
+impl MultiResult {
+    /// Share of models (with at least `min_requests` requests) whose SLO attainment is at
+    /// least `target`.
+    pub fn models_meeting(&self, target: f64, min_requests: u64) -> (usize, usize) {
+        let judged: Vec<&ModelResult> = self
+            .models
+            .iter()
+            .filter(|m| m.result.requests >= min_requests)
+            .collect();
+        let met = judged
+            .iter()
+            .filter(|m| m.result.slo_attainment >= target)
+            .count();
+        (met, judged.len())
+    }
+
+    /// The lowest SLO attainment among models with at least `min_requests` requests.
+    pub fn worst_model(&self, min_requests: u64) -> Option<&ModelResult> {
+        self.models
+            .iter()
+            .filter(|m| m.result.requests >= min_requests)
+            .min_by(|a, b| a.result.slo_attainment.total_cmp(&b.result.slo_attainment))
+    }
+}
+
+/// Ebb's per-model policy for multi-model serving: Knative's concurrency model (target 70%
+/// of the slots, 60 s stable and 6 s panic windows), scale to zero after 5 idle minutes, and a
+/// 60 s scale-down window.
+pub fn default_model_policy(slots: u32, max_replicas: u32) -> Policy {
+    let yaml = format!(
+        r#"
+minReplicas: 0
+maxReplicas: {max_replicas}
+concurrency: {{metric: concurrency, targetPerReplica: {target}, stableWindowSeconds: 60, panicWindowSeconds: 6, panicThresholdPercent: 200}}
+scaleToZero: {{idleSeconds: 300, activationThreshold: 1}}
+behavior:
+  scaleUp: {{stabilizationWindowSeconds: 0, policies: [{{type: Percent, value: 100, periodSeconds: 5}}, {{type: Pods, value: 4, periodSeconds: 5}}]}}
+  scaleDown: {{stabilizationWindowSeconds: 60, policies: [{{type: Percent, value: 50, periodSeconds: 10}}]}}
+"#,
+        target = f64::from(slots) * TARGET_UTILIZATION
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("built-in model policy is valid: {e}"))
+}
+
+/// The modes of the standard comparison: Ebb coordinated, Ebb with packing but no
+/// consolidation, Ebb's policy one server per model, and HPA one server per model.
+pub fn standard_modes(policy: &Policy, sync: f64) -> Vec<MultiMode> {
+    let ebb = ModelPolicy::Ebb {
+        policy: Box::new(policy.clone()),
+        sync,
+    };
+    vec![
+        MultiMode {
+            name: "ebb".into(),
+            placement: Placement::Coordinated,
+            policy: ebb.clone(),
+        },
+        MultiMode {
+            name: "ebb-pack-only".into(),
+            placement: Placement::PackOnly,
+            policy: ebb.clone(),
+        },
+        MultiMode {
+            name: "ebb-1to1".into(),
+            placement: Placement::OnePerModel,
+            policy: ebb,
+        },
+        MultiMode {
+            name: "hpa-1to1".into(),
+            placement: Placement::OnePerModel,
+            policy: ModelPolicy::Hpa,
+        },
+    ]
+}
+
+/// Models that have at least one request, by id.
+fn models_present(workload: &Workload, n: usize) -> Vec<bool> {
+    let mut seen = vec![false; n];
+    if let Workload::Requests(r) = workload {
+        for q in r {
+            if let Some(s) = seen.get_mut(q.model as usize) {
+                *s = true;
+            }
+        }
+    } else if let Some(s) = seen.first_mut() {
+        *s = true;
+    }
+    seen
+}
+
+/// Replicas a model starts with: what its first minute's arrivals need at the target
+/// utilization, within its policy's bounds.
+fn initial_replicas(workload: &Workload, model: usize, cfg: &MultiConfig, min: u32) -> u32 {
+    let first_minute = match workload {
+        Workload::Requests(r) => r
+            .iter()
+            .take_while(|q| q.at < 60.0)
+            .filter(|q| q.model as usize == model)
+            .count() as f64,
+        Workload::Rate { .. } => workload.initial_rate(60.0) * 60.0,
+    };
+    let capacity = f64::from(cfg.run.cluster.slots) / cfg.run.service.mean();
+    let need = (first_minute / 60.0 / (capacity * TARGET_UTILIZATION)).ceil() as u32;
+    need.clamp(min, cfg.max_model_replicas.max(min))
+}
+
+/// Seconds between samples of the fresh-packing reference.
+const FRESH_PACK_EVERY: u64 = 5;
+
+struct ModelSim {
+    cluster: Cluster,
+    recorder: Recorder,
+    scaler: CorePolicy,
+    present: bool,
+    requests: u64,
+}
+
+/// Runs one mode over the workload; `progress` gets the fraction done.
+pub fn run_mode(
+    workload: &Workload,
+    cfg: &MultiConfig,
+    mode: &MultiMode,
+    progress: &mut dyn FnMut(f64),
+) -> MultiResult {
+    let duration = workload.duration().max(1.0);
+    let n = cfg.names.len().max(1);
+    let present = models_present(workload, n);
+    let capacity = f64::from(cfg.run.cluster.slots) / cfg.run.service.mean();
+    let (policy, pipeline, sync) = match &mode.policy {
+        ModelPolicy::Ebb { policy, sync } => {
+            (policy.as_ref().clone(), Pipeline::new(1.0, 10.0), *sync)
+        }
+        ModelPolicy::Hpa => (
+            hpa_policy(capacity * TARGET_UTILIZATION, cfg.max_model_replicas),
+            Pipeline::new(30.0, 120.0),
+            15.0,
+        ),
+    };
+    let scrape_every = pipeline.scrape_interval;
+    let mut rng = Pcg64Mcg::seed_from_u64(cfg.run.seed ^ name_hash(&mode.name));
+    let mut models: Vec<ModelSim> = (0..n)
+        .map(|m| {
+            let initial = if present[m] {
+                initial_replicas(workload, m, cfg, policy.min_replicas)
+            } else {
+                0
+            };
+            ModelSim {
+                cluster: Cluster::new(cfg.run.cluster.clone(), initial),
+                recorder: Recorder::new(cfg.run.slo, cfg.run.bucket, duration),
+                scaler: CorePolicy::new(
+                    cfg.names.get(m).cloned().unwrap_or_default(),
+                    policy.clone(),
+                    pipeline.clone(),
+                    sync,
+                    initial,
+                ),
+                present: present[m],
+                requests: 0,
+            }
+        })
+        .collect();
+    let mut all = Recorder::new(cfg.run.slo, cfg.run.bucket, duration);
+    let kinds = std::slice::from_ref(&cfg.server);
+    let mut fleet = Fleet::new(&cfg.server.kind);
+    let mut reasons: Vec<(f64, String)> = Vec::new();
+    let mut one_per_model_servers = 0u64;
+
+    // Initial placement: everything ready at time zero.
+    if mode.placement != Placement::OnePerModel {
+        let demands = demands(cfg, &models, |m| m.cluster.current_replicas());
+        let p = plan_with(&demands, kinds, &[], PlanOptions { consolidate: true });
+        let index = name_index(cfg);
+        for (server, hosted) in &p.target {
+            fleet.add_server(server, 0.0, 0.0, true);
+            for name in hosted {
+                if let Some(&m) = index.get(name.as_str()) {
+                    fleet.load(m, server, 0.0, true);
+                }
+            }
+        }
+        reasons.extend(p.reasons.into_iter().map(|r| (0.0, r)));
+    }
+
+    let mut arrivals = workload.arrivals(&cfg.run.service, cfg.run.seed).peekable();
+    let mut next_scrape = 0.0f64;
+    let mut next_sync = 0.0f64;
+    let mut next_second = 0.0f64;
+    let mut next_bucket = cfg.run.bucket;
+    let mut requests = 0u64;
+    let mut count = 0u64;
+    let mut ratios: Vec<f64> = Vec::new();
+    let mut lb_seconds = 0.0f64;
+    let mut unplaced_seconds = 0.0f64;
+    let mut unplaced_now = 0u32;
+    let mut over_capacity = 0u64;
+    let mut peak_servers = 0u32;
+    let mut fleet_buckets: Vec<FleetBucket> = Vec::new();
+    let mut acc = FleetBucket::default();
+    let mut acc_n = 0u32;
+    let mut above_bound_since: Option<f64> = None;
+    let mut fresh_seconds = 0.0f64;
+    let mut fresh_now = 0u32;
+
+    loop {
+        let t_arrival = arrivals.peek().map_or(f64::INFINITY, |a| a.at);
+        let t_tick = next_second.min(next_scrape).min(next_sync).min(next_bucket);
+        let t = t_arrival.min(t_tick);
+        if t > duration {
+            break;
+        }
+        if t_arrival < t_tick {
+            if let Some(a) = arrivals.next() {
+                let m = (a.model as usize).min(n - 1);
+                let sim = &mut models[m];
+                let rec = &mut sim.recorder;
+                sim.cluster.advance(a.at, &mut |now, o| {
+                    rec.outcome(now, o);
+                    all.outcome(now, o);
+                });
+                requests += 1;
+                sim.requests += 1;
+                rec.arrival(a.at);
+                all.arrival(a.at);
+                sim.cluster.arrive(a.at, a.service, &mut |now, o| {
+                    rec.outcome(now, o);
+                    all.outcome(now, o);
+                });
+                count += 1;
+                if count & 0x3fff == 0 {
+                    progress(a.at / duration);
+                }
+            }
+            continue;
+        }
+        for sim in models.iter_mut().filter(|s| s.present) {
+            let rec = &mut sim.recorder;
+            sim.cluster.advance(t, &mut |now, o| {
+                rec.outcome(now, o);
+                all.outcome(now, o);
+            });
+        }
+        if next_scrape <= t {
+            for sim in models.iter_mut().filter(|s| s.present) {
+                sim.scaler.scrape(&sim.cluster, t);
+            }
+            next_scrape += scrape_every;
+        }
+        if next_sync <= t {
+            let commands: Vec<Option<Command>> = models
+                .iter_mut()
+                .map(|s| {
+                    if s.present {
+                        s.scaler.decide(&s.cluster, t)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            match mode.placement {
+                Placement::OnePerModel => {
+                    one_per_model_servers += apply_one_per_model(
+                        cfg,
+                        &mut models,
+                        &commands,
+                        t,
+                        &mut rng,
+                        &mut unplaced_now,
+                    );
+                }
+                Placement::Coordinated | Placement::PackOnly => {
+                    let consolidate = mode.placement == Placement::Coordinated
+                        && !fleet.busy(t)
+                        && above_bound_since
+                            .is_some_and(|since| t - since >= cfg.consolidate_after);
+                    apply_plan(
+                        cfg,
+                        &mut models,
+                        &commands,
+                        &mut fleet,
+                        consolidate,
+                        t,
+                        &mut rng,
+                        &mut reasons,
+                        &mut unplaced_now,
+                    );
+                }
+            }
+            next_sync += sync;
+        }
+        if next_second <= t {
+            if mode.placement != Placement::OnePerModel {
+                fleet.settle(t, |m| {
+                    models.get(m).map_or(0, |s| {
+                        (s.cluster.existing_replicas() - s.cluster.current_replicas()) as usize
+                    })
+                });
+                let over = fleet
+                    .used_mib(|m| cfg.memory_mib.get(m).copied().unwrap_or(0))
+                    .iter()
+                    .any(|(_, used)| *used > cfg.server.capacity_mib);
+                over_capacity += u64::from(over);
+            }
+            let servers = match mode.placement {
+                Placement::OnePerModel => models
+                    .iter()
+                    .map(|s| s.cluster.existing_replicas())
+                    .sum::<u32>(),
+                _ => fleet.servers() as u32,
+            };
+            peak_servers = peak_servers.max(servers);
+            let hosted: Vec<ModelDemand> = demands(cfg, &models, |s| s.cluster.existing_replicas());
+            let copies: u32 = hosted.iter().map(|d| d.replicas).sum();
+            let lb = if copies == 0 {
+                0
+            } else {
+                lower_bound(&hosted, &cfg.server, &cfg.server.kind).max(1)
+            };
+            if lb > 0 {
+                ratios.push(f64::from(servers) / f64::from(lb));
+                lb_seconds += f64::from(lb);
+            }
+            if servers > lb {
+                above_bound_since.get_or_insert(t);
+            } else {
+                above_bound_since = None;
+            }
+            if (t as u64) % FRESH_PACK_EVERY == 0 {
+                fresh_now = if copies == 0 {
+                    0
+                } else {
+                    plan_with(&hosted, kinds, &[], PlanOptions { consolidate: true })
+                        .server_replicas
+                        .get(&cfg.server.kind)
+                        .copied()
+                        .unwrap_or(0)
+                };
+            }
+            fresh_seconds += f64::from(fresh_now);
+            acc.fresh_pack += f64::from(fresh_now);
+            unplaced_seconds += f64::from(unplaced_now);
+            acc.servers += f64::from(servers);
+            acc.lower_bound += f64::from(lb);
+            acc.model_replicas += f64::from(copies);
+            acc_n += 1;
+            for sim in models.iter_mut().filter(|s| s.present) {
+                sim.recorder.second(
+                    t,
+                    sim.cluster.existing_replicas(),
+                    sim.cluster.ready_replicas(),
+                );
+            }
+            all.second(
+                t,
+                models.iter().map(|s| s.cluster.existing_replicas()).sum(),
+                models.iter().map(|s| s.cluster.ready_replicas()).sum(),
+            );
+            next_second += 1.0;
+        }
+        if next_bucket <= t {
+            for sim in models.iter_mut().filter(|s| s.present) {
+                sim.recorder.close_bucket(t);
+            }
+            all.close_bucket(t);
+            let k = f64::from(acc_n.max(1));
+            fleet_buckets.push(FleetBucket {
+                t: t - cfg.run.bucket,
+                servers: acc.servers / k,
+                lower_bound: acc.lower_bound / k,
+                model_replicas: acc.model_replicas / k,
+                fresh_pack: acc.fresh_pack / k,
+            });
+            acc = FleetBucket::default();
+            acc_n = 0;
+            next_bucket += cfg.run.bucket;
+        }
+    }
+
+    // The ends of the run, as in a single-model run.
+    let mut per_model = Vec::new();
+    let mut total_replica_seconds = 0.0;
+    for (m, mut sim) in models.into_iter().enumerate() {
+        let replica_seconds = sim.cluster.replica_seconds(duration);
+        total_replica_seconds += replica_seconds;
+        let rec = &mut sim.recorder;
+        sim.cluster.finish(duration, &mut |now, o| {
+            rec.outcome(now, o);
+            all.outcome(now, o);
+        });
+        sim.cluster.advance(f64::INFINITY, &mut |now, o| {
+            rec.outcome(now, o);
+            all.outcome(now, o);
+        });
+        if !sim.present {
+            continue;
+        }
+        rec.close_bucket(duration + cfg.run.bucket);
+        let horizon = sim.cluster.last_change().max(duration);
+        let name = cfg.names.get(m).cloned().unwrap_or_default();
+        let result = sim.recorder.finish(
+            &name,
+            sim.requests,
+            duration,
+            replica_seconds,
+            cfg.run.gpus_per_replica,
+            sim.cluster.scale_events(),
+            sim.cluster.in_system_area(horizon),
+            horizon,
+            Vec::new(),
+        );
+        per_model.push(ModelResult {
+            model: name,
+            memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
+            result,
+        });
+    }
+    all.close_bucket(duration + cfg.run.bucket);
+    let all = all.finish(
+        &mode.name,
+        requests,
+        duration,
+        total_replica_seconds,
+        cfg.run.gpus_per_replica,
+        0,
+        0.0,
+        duration,
+        Vec::new(),
+    );
+    progress(1.0);
+
+    let server_seconds = match mode.placement {
+        Placement::OnePerModel => total_replica_seconds,
+        _ => fleet.server_seconds(duration),
+    };
+    let hours = duration / 3600.0;
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (loads, relocations, added, removed) = match mode.placement {
+        Placement::OnePerModel => (one_per_model_servers, 0, one_per_model_servers, 0),
+        _ => (
+            fleet.loads,
+            fleet.relocations,
+            fleet.servers_added,
+            fleet.servers_removed,
+        ),
+    };
+    MultiResult {
+        mode: mode.name.clone(),
+        placement: mode.placement,
+        all,
+        models: per_model,
+        server_seconds,
+        peak_servers,
+        packing_mean: if ratios.is_empty() {
+            1.0
+        } else {
+            ratios.iter().sum::<f64>() / ratios.len() as f64
+        },
+        packing_p95: sorted
+            .get(((sorted.len() as f64 * 0.95) as usize).min(sorted.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(1.0),
+        packing_overall: if lb_seconds > 0.0 {
+            server_seconds / lb_seconds
+        } else {
+            1.0
+        },
+        vs_fresh_pack: if fresh_seconds > 0.0 {
+            server_seconds / fresh_seconds
+        } else {
+            1.0
+        },
+        loads_per_hour: loads as f64 / hours,
+        moves_per_hour: relocations as f64 / hours,
+        servers_added: added,
+        servers_removed: removed,
+        unplaced_replica_seconds: unplaced_seconds,
+        over_capacity_seconds: over_capacity,
+        fleet: fleet_buckets,
+        plan_reasons: reasons,
+    }
+}
+
+fn name_index(cfg: &MultiConfig) -> BTreeMap<&str, usize> {
+    cfg.names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect()
+}
+
+/// The planner's input: every model present, with `replicas(model)` replicas.
+fn demands(
+    cfg: &MultiConfig,
+    models: &[ModelSim],
+    replicas: impl Fn(&ModelSim) -> u32,
+) -> Vec<ModelDemand> {
+    models
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.present)
+        .map(|(m, s)| ModelDemand {
+            name: cfg.names.get(m).cloned().unwrap_or_default(),
+            replicas: replicas(s),
+            memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
+            server_kind: None,
+        })
+        .collect()
+}
+
+/// One server per model replica: a new replica waits for its own server, then the model load.
+/// Returns the servers started.
+fn apply_one_per_model(
+    cfg: &MultiConfig,
+    models: &mut [ModelSim],
+    commands: &[Option<Command>],
+    now: f64,
+    rng: &mut Pcg64Mcg,
+    unplaced_now: &mut u32,
+) -> u64 {
+    let mut existing: u32 = models.iter().map(|s| s.cluster.existing_replicas()).sum();
+    let mut started = 0u64;
+    *unplaced_now = 0;
+    for (sim, cmd) in models.iter_mut().zip(commands) {
+        let Some(cmd) = cmd else { continue };
+        let from = sim.cluster.current_replicas();
+        if cmd.desired > from {
+            for _ in from..cmd.desired {
+                if existing >= cfg.server.max_replicas {
+                    *unplaced_now += 1;
+                    continue;
+                }
+                let delay = cfg.server_start.sample(rng) + cfg.run.cluster.cold_start.sample(rng);
+                let current = sim.cluster.current_replicas();
+                sim.cluster
+                    .scale_to(current + 1, &[], now, Some(delay.max(0.0)), rng);
+                existing += 1;
+                started += 1;
+            }
+        } else {
+            sim.cluster
+                .scale_to(cmd.desired, &cmd.victims, now, None, rng);
+        }
+        let to = sim.cluster.current_replicas();
+        sim.scaler.applied(from, to, now);
+    }
+    started
+}
+
+/// Plans the placement for the models' decisions and applies its moves.
+#[allow(clippy::too_many_arguments)]
+fn apply_plan(
+    cfg: &MultiConfig,
+    models: &mut [ModelSim],
+    commands: &[Option<Command>],
+    fleet: &mut Fleet,
+    consolidate: bool,
+    now: f64,
+    rng: &mut Pcg64Mcg,
+    reasons: &mut Vec<(f64, String)>,
+    unplaced_now: &mut u32,
+) {
+    let wanted: Vec<u32> = models
+        .iter()
+        .zip(commands)
+        .map(|(s, c)| {
+            c.as_ref()
+                .map_or(s.cluster.current_replicas(), |c| c.desired)
+        })
+        .collect();
+    let demands: Vec<ModelDemand> = models
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.present)
+        .map(|(m, _)| ModelDemand {
+            name: cfg.names.get(m).cloned().unwrap_or_default(),
+            replicas: wanted[m],
+            memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
+            server_kind: None,
+        })
+        .collect();
+    let p = plan_with(
+        &demands,
+        std::slice::from_ref(&cfg.server),
+        &fleet.states(&cfg.names),
+        PlanOptions { consolidate },
+    );
+    *unplaced_now = p.unplaced.iter().map(|(_, n)| *n).sum();
+    if reasons.len() < 200 {
+        reasons.extend(p.reasons.iter().map(|r| (now, r.clone())));
+    }
+    let index = name_index(cfg);
+    let mut loads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut unloads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for mv in &p.moves {
+        match mv {
+            Move::AddServer { server, .. } => {
+                let ready = now + cfg.server_start.sample(rng).max(0.0);
+                fleet.add_server(server, now, ready, false);
+            }
+            Move::Load { model, server } => {
+                if let Some(&m) = index.get(model.as_str()) {
+                    loads.entry(m).or_default().push(server.clone());
+                }
+            }
+            Move::Unload { model, server } => {
+                if let Some(&m) = index.get(model.as_str()) {
+                    unloads.entry(m).or_default().push(server.clone());
+                }
+            }
+            Move::RemoveServer { .. } => {}
+        }
+    }
+    for (m, sim) in models.iter_mut().enumerate() {
+        let from = sim.cluster.current_replicas();
+        let l = loads.remove(&m).unwrap_or_default();
+        let u = unloads.remove(&m).unwrap_or_default();
+        // Copies loaded: each ready after its server is, plus the model's load time.
+        let mut ready_times = Vec::with_capacity(l.len());
+        for server in &l {
+            let server_ready = fleet.server_ready_at(server).unwrap_or(now).max(now);
+            let ready = server_ready + cfg.run.cluster.cold_start.sample(rng).max(0.0);
+            fleet.load(m, server, ready, false);
+            ready_times.push(ready);
+        }
+        // Unloads paired with loads are moves: the old copy serves until the new one is ready.
+        let pairs = l.len().min(u.len());
+        for (server, until) in u.iter().zip(&ready_times).take(pairs) {
+            fleet.move_out(m, server, *until);
+        }
+        for server in u.iter().skip(pairs) {
+            fleet.drain_out(m, server, now);
+        }
+        if l.len() > u.len() {
+            for ready in ready_times.iter().skip(pairs) {
+                let current = sim.cluster.current_replicas();
+                sim.cluster
+                    .scale_to(current + 1, &[], now, Some(*ready - now), rng);
+            }
+        } else if u.len() > l.len() {
+            let to = from.saturating_sub((u.len() - l.len()) as u32);
+            let victims = commands[m]
+                .as_ref()
+                .map(|c| c.victims.clone())
+                .unwrap_or_default();
+            sim.cluster.scale_to(to, &victims, now, None, rng);
+        }
+        let to = sim.cluster.current_replicas();
+        debug_assert_eq!(to as usize, fleet.copies_of(m), "model {m}");
+        if commands[m].is_some() {
+            sim.scaler.applied(from, to, now);
+        }
+    }
+    for mv in &p.moves {
+        if let Move::RemoveServer { server } = mv {
+            fleet.remove_server(server);
+        }
+    }
+}
+
+/// Everything a multi-model comparison produced.
+#[derive(Debug, Clone)]
+pub struct MultiComparison {
+    /// One result per mode, in the order given.
+    pub results: Vec<MultiResult>,
+    /// The server kind.
+    pub server: ServerKind,
+    /// Models with requests.
+    pub models: usize,
+}
+
+/// Runs every mode on all cores; `progress(i, fraction)` per mode.
+pub fn compare_modes(
+    workload: &Workload,
+    cfg: &MultiConfig,
+    modes: &[MultiMode],
+    progress: &(dyn Fn(usize, f64) + Sync),
+) -> MultiComparison {
+    let queue: Mutex<Vec<usize>> = Mutex::new((0..modes.len()).rev().collect());
+    let results: Mutex<Vec<(usize, MultiResult)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, modes.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some(i) = next else { break };
+                let r = run_mode(workload, cfg, &modes[i], &mut |f| progress(i, f));
+                if let Ok(mut all) = results.lock() {
+                    all.push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    MultiComparison {
+        results: results.into_iter().map(|(_, r)| r).collect(),
+        server: cfg.server.clone(),
+        models: models_present(workload, cfg.names.len().max(1))
+            .iter()
+            .filter(|p| **p)
+            .count(),
+    }
+}
