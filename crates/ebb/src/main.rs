@@ -2,6 +2,7 @@
 
 mod check;
 mod conformance;
+mod controller;
 mod decide_cmd;
 mod simulate;
 mod simulate_multi;
@@ -34,6 +35,10 @@ enum Command {
     /// Replay a trace or a synthetic pattern against a simulated cluster; compare Ebb with HPA,
     /// Knative's KPA, fixed peak provisioning and an offline oracle.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Run the Kubernetes controller: scale the targets of Autoscaler resources.
+    Controller(Box<controller::ControllerArgs>),
+    /// Print the Autoscaler CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
     /// Run services as local replicas behind Ebb's proxy, autoscaled live (the embedded default).
     Up(up::UpArgs),
     /// Serve a small real model (iris MLP) over the Open Inference Protocol V2.
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::Check { policy } => check::run(&policy),
         Command::Conformance { dir } => conformance::run(&dir),
         Command::Simulate(args) => simulate::run(*args),
+        Command::Controller(args) => controller::run(*args),
+        Command::Crd => controller::crd(),
         Command::Up(args) => up::up(args),
         Command::DemoModel(args) => up::demo_model(args),
         Command::Load(args) => up::load(args),

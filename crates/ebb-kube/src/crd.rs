@@ -1,0 +1,580 @@
+//! The `Autoscaler` custom resource (`ebb.dev/v1alpha1`): what to scale (`scaleTargetRef`),
+//! the policy in the core's language (HPA `autoscaling/v2` fields plus Ebb's blocks, at the top
+//! of `spec` as in an HPA), and where the signals come from (`sources`). The status carries
+//! what a restarted or newly elected controller needs to keep honouring stabilization windows
+//! (`decisionState`), and what a user wants to see: replicas, metric values, reasons,
+//! HPA-style conditions.
+
+use ebb_core::policy::spec::PolicySpec;
+use ebb_core::{Policy, State};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
+use kube::{CustomResource, CustomResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The Autoscaler's desired state.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "ebb.dev",
+    version = "v1alpha1",
+    kind = "Autoscaler",
+    plural = "autoscalers",
+    shortname = "eas",
+    namespaced,
+    status = "AutoscalerStatus",
+    schema = "disabled",
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.scaleTargetRef.name"}"#,
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.scaleTargetRef.kind","priority":1}"#,
+    printcolumn = r#"{"name":"Min","type":"integer","jsonPath":".spec.minReplicas"}"#,
+    printcolumn = r#"{"name":"Max","type":"integer","jsonPath":".spec.maxReplicas"}"#,
+    printcolumn = r#"{"name":"Current","type":"integer","jsonPath":".status.currentReplicas"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerSpec {
+    /// The object to scale through its `/scale` subresource.
+    pub scale_target_ref: ScaleTargetRef,
+    /// Where the signals come from.
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
+    /// Seconds between decisions (default 5; sources keep their own poll intervals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_period_seconds: Option<f64>,
+    /// Safe scale-in options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_in: Option<ScaleInSpec>,
+    /// Everything else is the policy: `minReplicas`, `maxReplicas`, `metrics`, `behavior`,
+    /// `tolerance`, `concurrency`, `inferenceLag`, `externalCount`, `scaleToZero`, ...
+    /// Validated by the decision core, which names the field of any problem.
+    #[serde(flatten)]
+    pub policy: serde_json::Map<String, Value>,
+}
+
+/// The scaled object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// e.g. `apps/v1`, `mlops.seldon.io/v1alpha1`.
+    pub api_version: String,
+    /// e.g. `Deployment`, `Model`, `Server`.
+    pub kind: String,
+    /// Its name, in the Autoscaler's namespace.
+    pub name: String,
+}
+
+/// Safe scale-in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleInSpec {
+    /// Set `controller.kubernetes.io/pod-deletion-cost` on the target's pods from the core's
+    /// victim ranking before lowering replicas (default true; ReplicaSets honour it from
+    /// Kubernetes 1.21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_cost: Option<bool>,
+    /// Wait up to this long for the victims' in-flight requests (from a pod-scrape traffic
+    /// source) to reach zero before patching (default 0: do not wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_idle_seconds: Option<f64>,
+}
+
+/// One signal source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// What it feeds: the policy metric of this name; `externalCount` feeds the external
+    /// count; a pod scrape with `traffic` feeds Ebb's traffic signals (concurrency, rps,
+    /// inference lag) whatever its name.
+    pub name: String,
+    /// Seconds between polls (default: 15 for Prometheus, 2 for pod scraping, 5 for Redis
+    /// and resource metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_seconds: Option<f64>,
+    /// Seconds one poll may take (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// Prometheus HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+    /// The target's pods' own metrics endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_scrape: Option<PodScrapeSource>,
+    /// A Redis key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSource>,
+    /// The resource metrics API (`metrics.k8s.io`): CPU or memory per pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_metrics: Option<ResourceMetricsSource>,
+}
+
+/// A PromQL instant query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    pub url: String,
+    /// The query; `{{name}}` (the target's name) and `{{namespace}}` are replaced. A vector
+    /// result with a `pod` label gives per-pod values.
+    pub query: String,
+    /// A Secret in the Autoscaler's namespace with `token` (bearer) or `username` and
+    /// `password` (basic auth), and optionally `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretRef>,
+    /// Accept any server certificate (testing only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+/// Scraping the target's pods.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodScrapeSource {
+    /// Port of the pods' metrics endpoint.
+    pub port: u16,
+    /// Path (default `/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `http` (default) or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The metric to read (summed over its series in each pod), for a policy metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// `perPod` (default: each pod's value, for a `Pods` metric), `sum`, `average`, or
+    /// `rate` (per-pod rate of a counter between two scrapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
+    /// Read Ebb's traffic signals instead: counters of arrivals and completions and a gauge
+    /// of requests in flight (e.g. Ebb proxy's `ebb_requests_total`, `ebb_responses_total`,
+    /// `ebb_in_flight`; vLLM's `vllm:num_requests_running` as in flight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficMetrics>,
+}
+
+/// Metric names of the traffic signals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficMetrics {
+    /// Counter of requests received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<String>,
+    /// Counter of requests completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Option<String>,
+    /// Gauge of requests in flight (summed with waiting ones when both are given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<String>,
+}
+
+/// A Redis value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSource {
+    /// `redis://host:6379/0`.
+    pub address: String,
+    /// The key.
+    pub key: String,
+    /// `string` (default: the key holds a number), `hashField`, or `listLength`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The field, for `hashField`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A Secret key holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// CPU or memory from `metrics.k8s.io`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetricsSource {
+    /// `cpu` or `memory`.
+    pub resource: String,
+}
+
+/// A Secret in the Autoscaler's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Its name.
+    pub name: String,
+}
+
+/// One key of a Secret in the Autoscaler's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+/// What the controller observed and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// The spec generation this status is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Replicas of the target, as its `/scale` said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<u32>,
+    /// Replicas the last decision wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<u32>,
+    /// When replicas were last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// Each source's last value or error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub current_metrics: Vec<SourceStatus>,
+    /// The last decision's reasons, as sentences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// `AbleToScale`, `ScalingActive`, `ScalingLimited`, as HPA has them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The decision core's state (recommendation history, scale events), so that a restarted
+    /// or newly elected controller keeps honouring stabilization windows and rate policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_state: Option<State>,
+}
+
+/// One source's last poll.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// Source name.
+    pub name: String,
+    /// Its kind (`prometheus`, `podScrape`, `redis`, `resourceMetrics`).
+    pub source: String,
+    /// The value (summed over pods for per-pod values); absent when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Why the last poll failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was last polled successfully (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+}
+
+/// An HPA-style condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `AbleToScale`, `ScalingActive` or `ScalingLimited`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// A sentence.
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// Why an Autoscaler's spec cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SpecError {
+    /// The field path under `spec`.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl AutoscalerSpec {
+    /// The policy, validated by the core; errors carry `spec.`-rooted field paths.
+    pub fn policy(&self) -> Result<Policy, Vec<SpecError>> {
+        let value = Value::Object(self.policy.clone());
+        let spec: PolicySpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            vec![SpecError {
+                path: format!("spec.{}", e.path()),
+                reason: e.inner().to_string(),
+            }]
+        })?;
+        Policy::from_spec(&spec).map_err(|e| {
+            e.errors
+                .iter()
+                .map(|f| SpecError {
+                    path: format!("spec.{}", f.path),
+                    reason: f.to_string(),
+                })
+                .collect()
+        })
+    }
+
+    /// Checks the parts the core does not know: sources and sync period.
+    pub fn check_sources(&self) -> Result<(), Vec<SpecError>> {
+        let mut errors = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let p = format!("spec.sources[{i}]");
+            if s.name.trim().is_empty() {
+                errors.push(SpecError {
+                    path: format!("{p}.name"),
+                    reason: "is required".into(),
+                });
+            } else if !names.insert(s.name.clone()) {
+                errors.push(SpecError {
+                    path: format!("{p}.name"),
+                    reason: format!("'{}' is used twice", s.name),
+                });
+            }
+            let kinds = [
+                s.prometheus.is_some(),
+                s.pod_scrape.is_some(),
+                s.redis.is_some(),
+                s.resource_metrics.is_some(),
+            ]
+            .iter()
+            .filter(|k| **k)
+            .count();
+            if kinds != 1 {
+                errors.push(SpecError {
+                    path: p.clone(),
+                    reason: format!(
+                        "give exactly one of prometheus, podScrape, redis, resourceMetrics (got {kinds})"
+                    ),
+                });
+            }
+            for (field, v) in [
+                ("pollSeconds", s.poll_seconds),
+                ("timeoutSeconds", s.timeout_seconds),
+            ] {
+                if let Some(v) = v {
+                    if !v.is_finite() || !(0.1..=3600.0).contains(&v) {
+                        errors.push(SpecError {
+                            path: format!("{p}.{field}"),
+                            reason: format!("must be between 0.1 and 3600 seconds, got {v}"),
+                        });
+                    }
+                }
+            }
+            if let Some(ps) = &s.pod_scrape {
+                if ps.metric.is_none() && ps.traffic.is_none() {
+                    errors.push(SpecError {
+                        path: format!("{p}.podScrape"),
+                        reason: "give metric (for a policy metric) or traffic (for Ebb's traffic signals)".into(),
+                    });
+                }
+                if let Some(a) = &ps.aggregate {
+                    if !["perPod", "sum", "average", "rate"].contains(&a.as_str()) {
+                        errors.push(SpecError {
+                            path: format!("{p}.podScrape.aggregate"),
+                            reason: format!("must be perPod, sum, average or rate, got '{a}'"),
+                        });
+                    }
+                }
+            }
+            if let Some(r) = &s.redis {
+                let kind = r.kind.as_deref().unwrap_or("string");
+                if !["string", "hashField", "listLength"].contains(&kind) {
+                    errors.push(SpecError {
+                        path: format!("{p}.redis.kind"),
+                        reason: format!("must be string, hashField or listLength, got '{kind}'"),
+                    });
+                }
+                if kind == "hashField" && r.field.is_none() {
+                    errors.push(SpecError {
+                        path: format!("{p}.redis.field"),
+                        reason: "is required for kind hashField".into(),
+                    });
+                }
+            }
+            if let Some(r) = &s.resource_metrics {
+                if r.resource != "cpu" && r.resource != "memory" {
+                    errors.push(SpecError {
+                        path: format!("{p}.resourceMetrics.resource"),
+                        reason: format!("must be cpu or memory, got '{}'", r.resource),
+                    });
+                }
+            }
+        }
+        if let Some(v) = self.sync_period_seconds {
+            if !v.is_finite() || !(0.1..=3600.0).contains(&v) {
+                errors.push(SpecError {
+                    path: "spec.syncPeriodSeconds".into(),
+                    reason: format!("must be between 0.1 and 3600 seconds, got {v}"),
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn open_object(description: &str) -> Value {
+    json!({"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// The OpenAPI schema of the resource: the Kubernetes-facing fields typed, the policy blocks
+/// open (the core validates them and reports field paths in the status).
+fn schema() -> Value {
+    let string = |d: &str| json!({"type": "string", "description": d});
+    let number = |d: &str| json!({"type": "number", "description": d});
+    let source = json!({
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": string("The policy metric it feeds; externalCount for the external count."),
+            "pollSeconds": number("Seconds between polls."),
+            "timeoutSeconds": number("Seconds one poll may take."),
+            "prometheus": {"type": "object", "required": ["url", "query"], "properties": {
+                "url": string("Prometheus base URL."),
+                "query": string("PromQL; {{name}} and {{namespace}} are replaced."),
+                "authSecretRef": {"type": "object", "required": ["name"], "properties": {"name": string("Secret with token, or username and password, and optionally ca.crt.")}},
+                "insecureSkipVerify": {"type": "boolean"}
+            }},
+            "podScrape": {"type": "object", "required": ["port"], "properties": {
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "path": string("Default /metrics."),
+                "scheme": {"type": "string", "enum": ["http", "https"]},
+                "metric": string("Metric to read."),
+                "aggregate": {"type": "string", "enum": ["perPod", "sum", "average", "rate"]},
+                "traffic": {"type": "object", "properties": {
+                    "arrivals": string("Counter of requests received."),
+                    "completions": string("Counter of requests completed."),
+                    "inFlight": {"type": "array", "items": {"type": "string"}}
+                }}
+            }},
+            "redis": {"type": "object", "required": ["address", "key"], "properties": {
+                "address": string("redis://host:6379/0"),
+                "key": string("The key."),
+                "kind": {"type": "string", "enum": ["string", "hashField", "listLength"]},
+                "field": string("Hash field."),
+                "passwordSecretRef": {"type": "object", "required": ["name", "key"], "properties": {"name": {"type": "string"}, "key": {"type": "string"}}}
+            }},
+            "resourceMetrics": {"type": "object", "required": ["resource"], "properties": {
+                "resource": {"type": "string", "enum": ["cpu", "memory"]}
+            }}
+        }
+    });
+    json!({
+        "type": "object",
+        "description": "Ebb Autoscaler: scales any object with a /scale subresource from inference signals.",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["scaleTargetRef", "maxReplicas"],
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {
+                    "scaleTargetRef": {"type": "object", "required": ["apiVersion", "kind", "name"], "properties": {
+                        "apiVersion": string("e.g. apps/v1"), "kind": string("e.g. Deployment"), "name": string("In the Autoscaler's namespace.")
+                    }},
+                    "minReplicas": {"type": "integer", "minimum": 0},
+                    "maxReplicas": {"type": "integer", "minimum": 1},
+                    "metrics": {"type": "array", "items": open_object("An HPA autoscaling/v2 MetricSpec.")},
+                    "behavior": open_object("HPA behavior: scaleUp and scaleDown rules."),
+                    "tolerance": {"x-kubernetes-int-or-string": true, "description": "A number, or scaleUp/scaleDown."},
+                    "concurrency": open_object("Knative-style concurrency or rps target with panic mode."),
+                    "inferenceLag": open_object("Seldon-style inference lag."),
+                    "externalCount": open_object("An externally supplied count or backlog."),
+                    "scaleToZero": open_object("Scale to zero when idle."),
+                    "staleAfterSeconds": number("Samples older than this count as missing."),
+                    "readiness": open_object("CPU readiness flags."),
+                    "syncPeriodSeconds": number("Seconds between decisions."),
+                    "scaleIn": {"type": "object", "properties": {
+                        "deletionCost": {"type": "boolean"},
+                        "waitForIdleSeconds": number("Wait for the victims' in-flight requests.")
+                    }},
+                    "sources": {"type": "array", "items": source}
+                }
+            },
+            "status": open_object("What the controller observed and did.")
+        }
+    })
+}
+
+/// The CustomResourceDefinition, with its schema and the status subresource.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = Autoscaler::crd();
+    if let Some(v) = crd.spec.versions.first_mut() {
+        v.schema = Some(
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceValidation {
+                open_api_v3_schema: serde_json::from_value::<JSONSchemaProps>(schema()).ok(),
+            },
+        );
+    }
+    crd
+}
+
+/// The CRD as YAML (what `ebb crd` prints).
+pub fn crd_yaml() -> String {
+    serde_yaml::to_string(&crd()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> AutoscalerSpec {
+        serde_yaml::from_str(yaml).expect("spec parses")
+    }
+
+    #[test]
+    fn the_policy_sits_at_the_top_of_spec_as_in_an_hpa() {
+        let s = spec("scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: m}\nminReplicas: 1\nmaxReplicas: 5\nconcurrency: {targetPerReplica: 4}\nsources:\n- name: traffic\n  podScrape: {port: 8080, traffic: {inFlight: [ebb_in_flight]}}\n");
+        let p = s.policy().expect("valid");
+        assert_eq!(p.max_replicas, 5);
+        assert!(p.concurrency.is_some());
+        assert!(s.check_sources().is_ok());
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let s = spec("scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: m}\nminReplicas: 4\nmaxReplicas: 2\n");
+        let e = s.policy().unwrap_err();
+        assert!(e.iter().any(|e| e.path == "spec.maxReplicas"), "{e:?}");
+        let s = spec("scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: m}\nmaxReplicas: 2\nbehavior: {scaleUp: {selectPolicy: Fast}}\n");
+        let e = s.policy().unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.path == "spec.behavior.scaleUp.selectPolicy"),
+            "{e:?}"
+        );
+        let s = spec("scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: m}\nmaxReplicas: 2\nsources:\n- name: a\n  redis: {address: 'redis://x', key: k, kind: set}\n- name: a\n");
+        let e = s.check_sources().unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"spec.sources[0].redis.kind"), "{paths:?}");
+        assert!(paths.contains(&"spec.sources[1].name"), "{paths:?}");
+        assert!(paths.contains(&"spec.sources[1]"), "{paths:?}");
+    }
+
+    #[test]
+    fn the_crd_has_status_printer_columns_and_a_structural_schema() {
+        let c = crd();
+        assert_eq!(c.spec.group, "ebb.dev");
+        let v = &c.spec.versions[0];
+        assert!(v.subresources.as_ref().is_some_and(|s| s.status.is_some()));
+        let cols: Vec<&str> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            cols,
+            ["Target", "Kind", "Min", "Max", "Current", "Desired", "Age"]
+        );
+        let schema = v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        assert!(schema.is_some_and(|s| s
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.contains_key("spec"))));
+        assert!(crd_yaml().contains("kind: CustomResourceDefinition"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The metric sources against real servers on loopback: a Prometheus server (Debian's
+//! `prometheus`) scraping an exporter this test serves, a Redis server (`redis-server`), and
+//! pods' metrics endpoints served over real HTTP. `scripts/test-services.sh` starts the
+//! servers; without them these tests skip, unless CI is set.
+
+use ebb_kube::crd::{PodScrapeSource, PrometheusSource, RedisSource};
+use ebb_kube::sources::{self, Credentials, PodEndpoint, SourceValue};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but {name} is not: .ci/run must start scripts/test-services.sh")
+        }
+        Err(_) => {
+            eprintln!("skipping: {name} not set (start scripts/test-services.sh start DIR; source DIR/env)");
+            None
+        }
+    }
+}
+
+/// Serves `body` over HTTP on `listener` until the process ends.
+fn serve(listener: TcpListener, body: String) {
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+}
+
+/// The exporter Prometheus scrapes (started once per test process).
+fn exporter() -> Option<()> {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    let port = env("EBB_TEST_EXPORTER_PORT")?;
+    STARTED.get_or_init(|| {
+        let l = TcpListener::bind(format!("127.0.0.1:{port}")).expect("exporter port");
+        serve(
+            l,
+            "# TYPE dcgm_fi_dev_gpu_util gauge\ndcgm_fi_dev_gpu_util{pod=\"triton-0\",gpu=\"0\"} 40\ndcgm_fi_dev_gpu_util{pod=\"triton-1\",gpu=\"0\"} 70\n# TYPE queue_depth gauge\nqueue_depth 17\n".into(),
+        );
+        true
+    });
+    Some(())
+}
+
+fn prometheus() -> Option<PrometheusSource> {
+    exporter()?;
+    Some(PrometheusSource {
+        url: env("EBB_TEST_PROMETHEUS_URL")?,
+        ..Default::default()
+    })
+}
+
+async fn query_until_data(src: &PrometheusSource, q: &str) -> SourceValue {
+    let start = Instant::now();
+    loop {
+        match sources::prometheus_query(src, q, &Credentials::default(), Duration::from_secs(5))
+            .await
+        {
+            Ok(series) if !series.is_empty() => {
+                return sources::prometheus_value(series).expect("value")
+            }
+            Ok(_) | Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            other => panic!("prometheus never answered {q}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn prometheus_per_pod_and_scalar_queries() {
+    let Some(src) = prometheus() else { return };
+    // The exporter's series, scraped by the real server: per pod by the pod label.
+    let v = query_until_data(&src, "avg by (pod) (dcgm_fi_dev_gpu_util)").await;
+    assert_eq!(
+        v,
+        SourceValue::PerPod(BTreeMap::from([
+            ("triton-0".into(), 40.0),
+            ("triton-1".into(), 70.0)
+        ]))
+    );
+    let v = query_until_data(&src, "sum(queue_depth)").await;
+    assert_eq!(v, SourceValue::Scalar(17.0));
+    // Template variables.
+    let q = sources::render_query(
+        "sum(dcgm_fi_dev_gpu_util{pod=~\"{{name}}-.*\"})",
+        "triton",
+        "prod",
+    );
+    assert_eq!(query_until_data(&src, &q).await, SourceValue::Scalar(110.0));
+}
+
+#[tokio::test]
+async fn prometheus_errors_name_the_cause() {
+    let Some(src) = prometheus() else { return };
+    let e = sources::prometheus_query(
+        &src,
+        "sum(",
+        &Credentials::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("bad_data"), "{e}");
+    let down = PrometheusSource {
+        url: format!("http://127.0.0.1:{}", free_port()),
+        ..Default::default()
+    };
+    let e = sources::prometheus_query(&down, "up", &Credentials::default(), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}/api/v1/query", down.url)),
+        "{e}"
+    );
+    // A query with no series is no data, not zero.
+    let series = sources::prometheus_query(
+        &src,
+        "absent_metric_ebb",
+        &Credentials::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(sources::prometheus_value(series).is_err());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn redis_source(key: &str, kind: &str, field: Option<&str>) -> Option<RedisSource> {
+    Some(RedisSource {
+        address: env("EBB_TEST_REDIS_URL")?,
+        key: key.into(),
+        kind: Some(kind.into()),
+        field: field.map(str::to_string),
+        password_secret_ref: None,
+    })
+}
+
+fn password() -> Credentials {
+    Credentials {
+        password: std::env::var("EBB_TEST_REDIS_PASSWORD").ok(),
+        ..Default::default()
+    }
+}
+
+async fn redis_cmd(args: &[&str]) {
+    let url = std::env::var("EBB_TEST_REDIS_URL").expect("url");
+    let mut u = reqwest::Url::parse(&url).expect("url");
+    u.set_password(std::env::var("EBB_TEST_REDIS_PASSWORD").ok().as_deref())
+        .expect("password");
+    let client = redis::Client::open(u.as_str()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(&mut con).await.expect("command");
+}
+
+#[tokio::test]
+async fn redis_counts_backlogs_and_errors() {
+    let Some(src) = redis_source("ebb:desired", "string", None) else {
+        return;
+    };
+    redis_cmd(&["SET", "ebb:desired", "7"]).await;
+    redis_cmd(&["DEL", "ebb:queue"]).await;
+    redis_cmd(&["RPUSH", "ebb:queue", "a", "b", "c"]).await;
+    redis_cmd(&["HSET", "ebb:h", "backlog", "120"]).await;
+    redis_cmd(&["SET", "ebb:text", "lots"]).await;
+    let t = Duration::from_secs(5);
+    assert_eq!(sources::redis_value(&src, &password(), t).await, Ok(7.0));
+    let list = redis_source("ebb:queue", "listLength", None).expect("env");
+    assert_eq!(sources::redis_value(&list, &password(), t).await, Ok(3.0));
+    let hash = redis_source("ebb:h", "hashField", Some("backlog")).expect("env");
+    assert_eq!(sources::redis_value(&hash, &password(), t).await, Ok(120.0));
+    let missing = redis_source("ebb:nope", "string", None).expect("env");
+    let e = sources::redis_value(&missing, &password(), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key ebb:nope is not set"), "{e}");
+    let text = redis_source("ebb:text", "string", None).expect("env");
+    let e = sources::redis_value(&text, &password(), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 'lots', not a number"), "{e}");
+    // The server requires a password.
+    let e = sources::redis_value(&src, &Credentials::default(), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("redis "), "{e}");
+}
+
+#[tokio::test]
+async fn pods_are_scraped_over_http() {
+    let a = TcpListener::bind("127.0.1.2:0").expect("bind");
+    let port = a.local_addr().expect("addr").port();
+    let b = TcpListener::bind(("127.0.1.3", port)).expect("bind");
+    serve(a, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 3\nvllm:num_requests_waiting{model_name=\"m\"} 2\n".into());
+    serve(b, "vllm:num_requests_running{model_name=\"m\"} 5\n".into());
+    let src = PodScrapeSource {
+        port,
+        metric: Some("vllm:num_requests_running".into()),
+        ..Default::default()
+    };
+    let pods = [
+        PodEndpoint {
+            name: "a".into(),
+            ip: Some("127.0.1.2".into()),
+        },
+        PodEndpoint {
+            name: "b".into(),
+            ip: Some("127.0.1.3".into()),
+        },
+        PodEndpoint {
+            name: "c".into(),
+            ip: None,
+        },
+    ];
+    let scrapes = sources::scrape_pods(&src, &pods, Duration::from_secs(2)).await;
+    let by: BTreeMap<String, Option<f64>> = scrapes
+        .iter()
+        .map(|(p, r)| {
+            (
+                p.clone(),
+                r.as_ref()
+                    .ok()
+                    .and_then(|s| sources::metric_sum(s, "vllm:num_requests_running")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by,
+        BTreeMap::from([
+            ("a".into(), Some(3.0)),
+            ("b".into(), Some(5.0)),
+            ("c".into(), None)
+        ])
+    );
+    let c = &scrapes[2].1;
+    assert!(c
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("pod c has no IP yet"));
+}

@@ -1,0 +1,94 @@
+//! `ebb controller` and `ebb crd`: the Kubernetes controller and its CustomResourceDefinition.
+
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// A kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Watch Autoscalers of this namespace only (default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// This instance's identity in the Lease (default: $POD_NAME, else the host name).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Act at once, without leader election (one replica only).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else "default").
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "ebb-controller")]
+    lease_name: String,
+    /// Lease duration in seconds: a new leader takes over within it.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Log format: json (structured) or text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+fn init_logs(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("--log-format must be json or text, got '{other}'"),
+    }
+    Ok(())
+}
+
+pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    init_logs(&args.log_format)?;
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("ebb-{}", std::process::id()));
+    let opts = ebb_kube::Options {
+        kubeconfig: args.kubeconfig,
+        namespace: args.namespace,
+        identity,
+        leader_election: !args.no_leader_election,
+        lease_namespace: args
+            .lease_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
+        lease_name: args.lease_name,
+        lease_duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
+        metrics_addr: args.metrics_addr,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        tokio::select! {
+            r = ebb_kube::run(opts) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn crd() -> anyhow::Result<ExitCode> {
+    print!("{}", ebb_kube::crd::crd_yaml());
+    Ok(ExitCode::SUCCESS)
+}

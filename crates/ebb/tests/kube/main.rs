@@ -1,0 +1,447 @@
+//! `ebb controller` end to end on a real Kubernetes control plane (API level 1.20), with the
+//! permissions of `deploy/rbac.yaml`. Skipped without a control plane, unless CI is set.
+
+mod harness;
+
+use ebb_kube::crd::Autoscaler;
+use harness::{apply, metric, namespace, plane, wait, Controller, Kubelet};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::ResourceExt;
+use std::time::Duration;
+
+fn deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: m, image: example/model:1}}]}}\n"
+    )
+}
+
+async fn replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas)
+        .unwrap_or(-1)
+}
+
+async fn autoscaler(client: &kube::Client, ns: &str, name: &str) -> Option<Autoscaler> {
+    Api::<Autoscaler>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()
+}
+
+fn condition(a: &Autoscaler, type_: &str) -> Option<(String, String, String)> {
+    a.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn events(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+const TRAFFIC_SOURCE: &str = "  sources:\n  - name: traffic\n    pollSeconds: 0.5\n    podScrape: {port: PORT, traffic: {arrivals: ebb_requests_total, completions: ebb_responses_total, inFlight: [ebb_in_flight]}}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scales_a_deployment_up_and_down_through_scale_on_pod_scraped_traffic() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-scale").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 2, policies: [{{type: Percent, value: 100, periodSeconds: 1}}]}}\n  scaleIn: {{deletionCost: true, waitForIdleSeconds: 3}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    // 14 requests in flight at 4 per replica: 4 replicas.
+    kubelet.set_load(14.0);
+    wait(
+        Duration::from_secs(30),
+        "a scale-up to 4, in the status too",
+        || async {
+            replicas(&client, &ns, "model").await == 4
+                && autoscaler(&client, &ns, "model")
+                    .await
+                    .and_then(|a| a.status)
+                    .and_then(|s| s.desired_replicas)
+                    == Some(4)
+        },
+    )
+    .await;
+    let a = autoscaler(&client, &ns, "model").await.expect("autoscaler");
+    let st = a.status.clone().expect("status");
+    assert_eq!(st.desired_replicas, Some(4));
+    assert!(
+        st.decision_state.is_some(),
+        "the decision state is kept in the status"
+    );
+    assert!(st.last_scale_time.is_some());
+    assert_eq!(
+        condition(&a, "AbleToScale").map(|c| c.0),
+        Some("True".into())
+    );
+    assert_eq!(
+        condition(&a, "ScalingActive").map(|c| c.0),
+        Some("True".into())
+    );
+    assert_eq!(st.observed_generation, a.metadata.generation);
+    wait(
+        Duration::from_secs(10),
+        "a SuccessfulRescale event",
+        || async {
+            events(&client, &ns)
+                .await
+                .iter()
+                .any(|(r, n)| r == "SuccessfulRescale" && n.starts_with("New size: 4; reason:"))
+        },
+    )
+    .await;
+    // Load drops: before the scale-in the victims get a low pod-deletion-cost, and Ebb
+    // waits (up to 3 s) for their requests to finish; then replicas go down to 1.
+    kubelet.set_load(1.0);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let costs = || async {
+        pods.list(&ListParams::default().labels("app=model"))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                p.annotations()
+                    .get(ebb_kube::actuate::DELETION_COST)
+                    .and_then(|c| c.parse::<i32>().ok())
+            })
+            .collect::<Vec<i32>>()
+    };
+    wait(
+        Duration::from_secs(30),
+        "victims with a low pod-deletion-cost and others high",
+        || async {
+            let c = costs().await;
+            c.iter().filter(|c| **c < 0).count() == 3
+                && c.iter().filter(|c| **c >= 1000).count() == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        replicas(&client, &ns, "model").await,
+        4,
+        "the scale-in waits for the victims to go idle"
+    );
+    wait(Duration::from_secs(30), "a scale-down to 1", || async {
+        replicas(&client, &ns, "model").await == 1
+    })
+    .await;
+    let text = ctl.scrape();
+    assert!(
+        metric(
+            &text,
+            &format!("ebb_controller_desired_replicas{{namespace=\"{ns}\",autoscaler=\"model\"}}")
+        )
+        .is_some(),
+        "{text}"
+    );
+    drop(kubelet);
+    drop(ctl);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scales_a_seldon_like_model_on_a_pods_metric() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-model").await;
+    // The Model's pods are the server's: two bare pods carry its label.
+    for i in 0..2 {
+        apply(&client, &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: iris-{i}, labels: {{model: iris}}}}\nspec: {{containers: [{{name: s, image: example/mlserver:1}}]}}\n"), Some(&ns)).await;
+    }
+    apply(&client, "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: {name: iris}\nspec: {replicas: 2, storageUri: 'gs://models/iris'}\n", Some(&ns)).await;
+    let models = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "mlops.seldon.io",
+            "v1alpha1",
+            "Model",
+        )),
+    );
+    let status = serde_json::json!({"status": {"replicas": 2, "selector": "model=iris"}});
+    models
+        .patch_status(
+            "iris",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .expect("model status");
+    let kubelet = Kubelet::start(p, &ns, "model=iris");
+    kubelet.set_gauge(90.0);
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: iris}}\nspec:\n  scaleTargetRef: {{apiVersion: mlops.seldon.io/v1alpha1, kind: Model, name: iris}}\n  minReplicas: 1\n  maxReplicas: 8\n  syncPeriodSeconds: 0.5\n  metrics:\n  - type: Pods\n    pods: {{metric: {{name: gpu}}, target: {{type: AverageValue, averageValue: '30'}}}}\n  sources:\n  - name: gpu\n    pollSeconds: 0.5\n    podScrape: {{port: {}, metric: model_gpu_utilization}}\n",
+        kubelet.port
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    // 2 pods at 90 against 30 per pod: 6 replicas.
+    let spec_replicas = || async {
+        models
+            .get("iris")
+            .await
+            .ok()
+            .and_then(|m| m.data["spec"]["replicas"].as_i64())
+            .unwrap_or(-1)
+    };
+    wait(Duration::from_secs(30), "the Model scaled to 6", || async {
+        spec_replicas().await == 6
+    })
+    .await;
+    let a = autoscaler(&client, &ns, "iris").await.expect("autoscaler");
+    let st = a.status.expect("status");
+    assert_eq!(
+        st.current_metrics.first().and_then(|m| m.value),
+        Some(180.0),
+        "{:?}",
+        st.current_metrics
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_source_holds_replicas_and_says_which() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-fail").await;
+    apply(&client, &deployment("model", 3), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    // The source scrapes a port nothing listens on.
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4}}\n  behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &harness::free_port().to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "ScalingActive=False naming the source",
+        || async {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| condition(&a, "ScalingActive"))
+                .is_some_and(|(s, r, m)| {
+                    s == "False"
+                        && r == "FailedGetMetrics"
+                        && m.contains("source traffic (podScrape) failed")
+                })
+        },
+    )
+    .await;
+    wait(
+        Duration::from_secs(10),
+        "a FailedGetSource event",
+        || async {
+            events(&client, &ns)
+                .await
+                .iter()
+                .any(|(r, n)| r == "FailedGetSource" && n.contains("source traffic"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        replicas(&client, &ns, "model").await,
+        3,
+        "no scale-down on a failed source"
+    );
+    drop(kubelet);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_hpa_on_the_same_target_is_refused() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-hpa").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    apply(&client, "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 1\n  maxReplicas: 4\n", Some(&ns)).await;
+    apply(&client, "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  externalCount: {mode: desiredReplicas}\n", Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "AbleToScale=False ConflictingAutoscaler",
+        || async {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| condition(&a, "AbleToScale"))
+                .is_some_and(|(s, r, m)| {
+                    s == "False"
+                        && r == "ConflictingAutoscaler"
+                        && m.contains("HorizontalPodAutoscaler model")
+                })
+        },
+    )
+    .await;
+    assert_eq!(replicas(&client, &ns, "model").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_spec_is_reported_with_its_field_path_and_nothing_scales() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-invalid").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    apply(&client, "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 5\n  maxReplicas: 3\n  behavior: {scaleUp: {selectPolicy: Fast}}\n", Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "ScalingActive=False InvalidSpec",
+        || async {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| condition(&a, "ScalingActive"))
+                .is_some_and(|(s, r, m)| {
+                    s == "False"
+                        && r == "InvalidSpec"
+                        && m.contains("spec.maxReplicas")
+                        && m.contains("spec.behavior.scaleUp.selectPolicy")
+                })
+        },
+    )
+    .await;
+    assert_eq!(replicas(&client, &ns, "model").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-leader").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let args = |id: &'static str| {
+        [
+            "--namespace".to_string(),
+            ns.clone(),
+            "--identity".into(),
+            id.into(),
+            "--lease-namespace".into(),
+            "ebb-system".into(),
+            "--lease-duration-seconds".into(),
+            "4".into(),
+        ]
+    };
+    let a_args = args("ctl-a");
+    let b_args = args("ctl-b");
+    let a = Controller::start(p, &a_args.iter().map(String::as_str).collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = Controller::start(p, &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "ebb-system");
+    let holder = || async {
+        leases
+            .get("ebb-controller")
+            .await
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default()
+    };
+    wait(
+        Duration::from_secs(20),
+        "ctl-a to hold the lease",
+        || async { holder().await == "ctl-a" },
+    )
+    .await;
+    wait(
+        Duration::from_secs(10),
+        "one leader among the two",
+        || async {
+            metric(&a.scrape(), "ebb_controller_leader") == Some(1.0)
+                && metric(&b.scrape(), "ebb_controller_leader") == Some(0.0)
+        },
+    )
+    .await;
+    kubelet.set_load(10.0);
+    wait(
+        Duration::from_secs(30),
+        "the leader to scale to 3",
+        || async { replicas(&client, &ns, "model").await == 3 },
+    )
+    .await;
+    // The leader stops: the other takes over within one lease duration (4 s) and acts.
+    let stopped = std::time::Instant::now();
+    a.stop();
+    wait(Duration::from_secs(12), "ctl-b to take over", || async {
+        holder().await == "ctl-b"
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(4 + 2), "took over in {took:?}");
+    kubelet.set_load(18.0);
+    wait(
+        Duration::from_secs(30),
+        "the new leader to scale to 5",
+        || async { replicas(&client, &ns, "model").await == 5 },
+    )
+    .await;
+    drop(b);
+    drop(kubelet);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crd_and_the_kubernetes_examples_apply() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-examples").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes");
+    let mut applied = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/kubernetes") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("example");
+            apply(&client, &text, Some(&ns)).await;
+            applied += 1;
+        }
+    }
+    assert!(
+        applied >= 4,
+        "one example per seed situation, got {applied}"
+    );
+    let list = Api::<Autoscaler>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert!(list.items.len() >= 4);
+    for a in &list.items {
+        assert!(
+            a.spec.policy().is_ok(),
+            "{}: {:?}",
+            a.name_any(),
+            a.spec.policy().err()
+        );
+        assert!(
+            a.spec.check_sources().is_ok(),
+            "{}: {:?}",
+            a.name_any(),
+            a.spec.check_sources().err()
+        );
+    }
+}
