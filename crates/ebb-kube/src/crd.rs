@@ -577,4 +577,19 @@ mod tests {
             .is_some_and(|p| p.contains_key("spec"))));
         assert!(crd_yaml().contains("kind: CustomResourceDefinition"));
     }
+
+    #[test]
+    fn the_shipped_crd_files_are_what_ebb_crd_prints() {
+        let printed = crd_yaml();
+        assert_eq!(
+            include_str!("../../../deploy/crd.yaml"),
+            printed,
+            "run: ebb crd > deploy/crd.yaml"
+        );
+        assert_eq!(
+            include_str!("../../../deploy/helm/ebb/crds/autoscalers.ebb.dev.yaml"),
+            printed,
+            "run: ebb crd > deploy/helm/ebb/crds/autoscalers.ebb.dev.yaml"
+        );
+    }
 }

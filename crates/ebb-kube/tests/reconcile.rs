@@ -1,0 +1,535 @@
+//! The reconcile logic against a mocked API server (tower-test, as kube-rs documents it): the
+//! mock answers by method and path and logs every request, so that each test can say what was
+//! written and what was not. Pod metrics are served over real HTTP on loopback; time is
+//! injected.
+
+use ebb_core::Time;
+use ebb_kube::crd::{Autoscaler, AutoscalerStatus};
+use ebb_kube::metrics::ControllerMetrics;
+use ebb_kube::reconcile::{reconcile, Clock, Context};
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One request the controller made: method, path (with query), body.
+#[derive(Debug, Clone)]
+struct Logged {
+    method: Method,
+    path: String,
+    body: Value,
+}
+
+/// What the mock API holds.
+#[derive(Clone)]
+struct World {
+    replicas: Arc<Mutex<i64>>,
+    /// Answers to PATCH /scale, in order (then 200).
+    scale_patch_answers: Arc<Mutex<Vec<u16>>>,
+    hpas: Value,
+    pod_ips: Vec<(String, String)>,
+    metrics_api: Value,
+}
+
+impl World {
+    fn new(replicas: i64, pods: &[(&str, &str)]) -> World {
+        World {
+            replicas: Arc::new(Mutex::new(replicas)),
+            scale_patch_answers: Arc::new(Mutex::new(Vec::new())),
+            hpas: json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": []}),
+            pod_ips: pods
+                .iter()
+                .map(|(n, ip)| (n.to_string(), ip.to_string()))
+                .collect(),
+            metrics_api: json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": []}),
+        }
+    }
+}
+
+fn response(code: u16, v: Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&v).unwrap_or_default()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn pods_list(w: &World) -> Value {
+    let items: Vec<Value> = w
+        .pod_ips
+        .iter()
+        .map(|(n, ip)| {
+            json!({"metadata": {"name": n, "namespace": "ml", "labels": {"app": "model"}},
+                   "spec": {"containers": [{"name": "m", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]},
+                   "status": {"phase": "Running", "podIP": ip, "startTime": "2026-12-01T00:00:00Z",
+                              "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+fn scale(w: &World) -> Value {
+    let r = *w.replicas.lock().expect("lock");
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "model", "namespace": "ml"},
+           "spec": {"replicas": r}, "status": {"replicas": r, "selector": "app=model"}})
+}
+
+fn discovery() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+        {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": ["get", "list", "patch"]},
+        {"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
+    ]})
+}
+
+/// Starts the mock API; returns the client and the request log.
+fn mock(world: World) -> (kube::Client, Arc<Mutex<Vec<Logged>>>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        let mut handle = std::pin::pin!(handle);
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().clone();
+            let path = req.uri().to_string();
+            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if let Ok(mut l) = log2.lock() {
+                l.push(Logged {
+                    method: method.clone(),
+                    path: path.clone(),
+                    body: body.clone(),
+                });
+            }
+            let p = path.split('?').next().unwrap_or("").to_string();
+            let answer = match (method.clone(), p.as_str()) {
+                (Method::GET, "/apis/autoscaling/v1/namespaces/ml/horizontalpodautoscalers") => {
+                    response(200, world.hpas.clone())
+                }
+                (Method::GET, "/apis/ebb.dev/v1alpha1/namespaces/ml/autoscalers") => response(
+                    200,
+                    json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "AutoscalerList", "metadata": {}, "items": []}),
+                ),
+                (Method::GET, "/apis/apps/v1") => response(200, discovery()),
+                (Method::GET, "/apis/apps/v1/namespaces/ml/deployments/model/scale") => {
+                    response(200, scale(&world))
+                }
+                (Method::PATCH, "/apis/apps/v1/namespaces/ml/deployments/model/scale") => {
+                    let code = {
+                        let mut a = world.scale_patch_answers.lock().expect("lock");
+                        if a.is_empty() {
+                            200
+                        } else {
+                            a.remove(0)
+                        }
+                    };
+                    if code == 200 {
+                        if let Some(r) = body["spec"]["replicas"].as_i64() {
+                            *world.replicas.lock().expect("lock") = r;
+                        }
+                        response(200, scale(&world))
+                    } else {
+                        response(
+                            code,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": code}),
+                        )
+                    }
+                }
+                (Method::GET, "/api/v1/namespaces/ml/pods") => response(200, pods_list(&world)),
+                (Method::PATCH, p) if p.starts_with("/api/v1/namespaces/ml/pods/") => {
+                    response(200, json!({"metadata": {"name": p.rsplit('/').next()}}))
+                }
+                (Method::GET, "/apis/metrics.k8s.io/v1beta1/namespaces/ml/pods") => {
+                    response(200, world.metrics_api.clone())
+                }
+                (Method::POST, "/apis/events.k8s.io/v1/namespaces/ml/events") => {
+                    response(201, body.clone())
+                }
+                (
+                    Method::PATCH,
+                    "/apis/ebb.dev/v1alpha1/namespaces/ml/autoscalers/model/status",
+                ) => response(
+                    200,
+                    json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "Autoscaler", "metadata": {"name": "model", "namespace": "ml"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"}, "maxReplicas": 1}}),
+                ),
+                _ => response(
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("mock: no route for {method} {path}"), "reason": "NotFound", "code": 404}),
+                ),
+            };
+            send.send_response(answer);
+        }
+    });
+    (kube::Client::new(service, "ml"), log)
+}
+
+/// A pod's metrics endpoint on its own loopback IP, serving `in_flight`.
+fn pod_metrics(ip: &str, port: u16, in_flight: f64) {
+    let l = TcpListener::bind((ip, port)).expect("bind pod endpoint");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let body = format!(
+                "ebb_in_flight {in_flight}\nebb_requests_total 10\nebb_responses_total 10\n"
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn autoscaler(spec_extra: &str, port: u16, status: Option<AutoscalerStatus>) -> Arc<Autoscaler> {
+    let yaml = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model, namespace: ml, generation: 1, creationTimestamp: '2026-12-01T00:00:00Z'}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 10\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 10, panicWindowSeconds: 2}}\n  sources:\n  - name: traffic\n    podScrape: {{port: {port}, traffic: {{arrivals: ebb_requests_total, completions: ebb_responses_total, inFlight: [ebb_in_flight]}}}}\n{spec_extra}"
+    );
+    let mut a: Autoscaler = serde_yaml::from_str(&yaml).expect("autoscaler");
+    a.status = status;
+    Arc::new(a)
+}
+
+fn clock(at: Arc<AtomicI64>) -> Clock {
+    Arc::new(move || Time::from_millis(at.load(Ordering::SeqCst)))
+}
+
+fn context(client: kube::Client, at: Arc<AtomicI64>) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        "test",
+        Arc::new(ControllerMetrics::new()),
+        clock(at),
+    ))
+}
+
+fn scale_patches(log: &Arc<Mutex<Vec<Logged>>>) -> Vec<Logged> {
+    log.lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.method == Method::PATCH && l.path.contains("/scale"))
+        .cloned()
+        .collect()
+}
+
+fn last_status(log: &Arc<Mutex<Vec<Logged>>>) -> AutoscalerStatus {
+    let l = log.lock().expect("log");
+    let s = l
+        .iter()
+        .rev()
+        .find(|l| l.path.contains("/status"))
+        .expect("a status write");
+    serde_json::from_value(s.body["status"].clone()).expect("status")
+}
+
+fn event_reasons(log: &Arc<Mutex<Vec<Logged>>>) -> Vec<(String, String)> {
+    log.lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.path.contains("/events"))
+        .map(|l| {
+            (
+                l.body["reason"].as_str().unwrap_or("").to_string(),
+                l.body["note"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// 2026-12-01T01:00:00Z: an hour after the pods started.
+const T0: i64 = 1_796_086_800_000;
+
+#[tokio::test]
+async fn scales_up_through_scale_with_an_event_and_status() {
+    let ip = "127.0.2.2";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 14.0);
+    let (client, log) = mock(World::new(1, &[("model-a", ip)]));
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(client, at);
+    reconcile(autoscaler("", port, None), ctx)
+        .await
+        .expect("reconcile");
+    let patches = scale_patches(&log);
+    assert_eq!(patches.len(), 1);
+    assert_eq!(
+        patches[0].body,
+        json!({"spec": {"replicas": 4}}),
+        "a merge patch of /scale"
+    );
+    let st = last_status(&log);
+    assert_eq!(
+        (st.current_replicas, st.desired_replicas),
+        (Some(1), Some(4))
+    );
+    assert!(st.decision_state.is_some());
+    assert_eq!(st.current_metrics[0].value, Some(14.0));
+    let ev = event_reasons(&log);
+    assert!(
+        ev.iter()
+            .any(|(r, n)| r == "SuccessfulRescale" && n.starts_with("New size: 4; reason: ")),
+        "{ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_write_when_the_desired_count_is_the_current_one() {
+    let ip = "127.0.2.3";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 6.0);
+    let (client, log) = mock(World::new(
+        2,
+        &[("model-a", ip), ("model-b", "127.0.2.250")],
+    ));
+    let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+    reconcile(autoscaler("", port, None), ctx)
+        .await
+        .expect("reconcile");
+    assert!(
+        scale_patches(&log).is_empty(),
+        "6 in flight at 4 per replica is 2: no write"
+    );
+    let st = last_status(&log);
+    assert_eq!(st.desired_replicas, Some(2));
+    let able = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AbleToScale")
+        .expect("condition");
+    assert_eq!(
+        (able.status.as_str(), able.reason.as_str()),
+        ("True", "ReadyForNewScale")
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_with_backoff() {
+    let ip = "127.0.2.4";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 14.0);
+    let world = World::new(1, &[("model-a", ip)]);
+    *world.scale_patch_answers.lock().expect("lock") = vec![409, 500];
+    let (client, log) = mock(world.clone());
+    let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+    reconcile(autoscaler("", port, None), ctx)
+        .await
+        .expect("reconcile");
+    assert_eq!(scale_patches(&log).len(), 3, "409, then 500, then success");
+    assert_eq!(*world.replicas.lock().expect("lock"), 4);
+    assert!(event_reasons(&log)
+        .iter()
+        .any(|(r, _)| r == "SuccessfulRescale"));
+}
+
+#[tokio::test]
+async fn a_failing_source_never_scales_down_and_is_reported() {
+    // Nothing listens on the pods' port.
+    let port = free_port("127.0.2.5");
+    let (client, log) = mock(World::new(5, &[("model-a", "127.0.2.5")]));
+    let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+    reconcile(autoscaler("", port, None), ctx)
+        .await
+        .expect("reconcile");
+    assert!(scale_patches(&log).is_empty());
+    let st = last_status(&log);
+    let active = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ScalingActive")
+        .expect("condition");
+    assert_eq!(
+        (active.status.as_str(), active.reason.as_str()),
+        ("False", "FailedGetMetrics")
+    );
+    assert!(
+        active.message.contains("source traffic (podScrape) failed"),
+        "{}",
+        active.message
+    );
+    assert!(st.current_metrics[0].error.is_some());
+    assert!(event_reasons(&log)
+        .iter()
+        .any(|(r, n)| r == "FailedGetSource" && n.contains("source traffic")));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_nothing_is_read_or_scaled() {
+    let (client, log) = mock(World::new(3, &[]));
+    let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+    let a = autoscaler(
+        "  behavior: {scaleDown: {policies: [{type: Pods, value: 1, periodSeconds: 0}]}}\n",
+        9,
+        None,
+    );
+    reconcile(a, ctx).await.expect("reconcile");
+    let l = log.lock().expect("log").clone();
+    assert!(
+        l.iter().all(|r| !r.path.contains("/scale")),
+        "nothing read or written on the target: {l:?}"
+    );
+    let st = last_status(&log);
+    let active = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ScalingActive")
+        .expect("condition");
+    assert_eq!(active.reason, "InvalidSpec");
+    assert!(
+        active
+            .message
+            .contains("spec.behavior.scaleDown.policies[0].periodSeconds"),
+        "{}",
+        active.message
+    );
+}
+
+#[tokio::test]
+async fn an_hpa_on_the_target_is_refused() {
+    let mut world = World::new(3, &[]);
+    world.hpas = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": [
+        {"metadata": {"name": "legacy", "namespace": "ml"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"}, "maxReplicas": 5}}
+    ]});
+    let (client, log) = mock(world);
+    let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+    reconcile(autoscaler("", 9, None), ctx)
+        .await
+        .expect("reconcile");
+    assert!(log
+        .lock()
+        .expect("log")
+        .iter()
+        .all(|r| !r.path.contains("/scale")));
+    let st = last_status(&log);
+    let able = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AbleToScale")
+        .expect("condition");
+    assert_eq!(
+        (able.status.as_str(), able.reason.as_str()),
+        ("False", "ConflictingAutoscaler")
+    );
+    assert!(able.message.contains("HorizontalPodAutoscaler legacy"));
+}
+
+#[tokio::test]
+async fn the_status_carries_the_stabilization_window_across_a_restart() {
+    // A first controller scales to 4 on a spike.
+    let ip = "127.0.2.6";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 14.0);
+    let (client, log) = mock(World::new(1, &[("model-a", ip)]));
+    let at = Arc::new(AtomicI64::new(T0));
+    reconcile(
+        autoscaler(
+            "  behavior: {scaleDown: {stabilizationWindowSeconds: 300}}\n",
+            port,
+            None,
+        ),
+        context(client, at.clone()),
+    )
+    .await
+    .expect("first reconcile");
+    let written = last_status(&log);
+    assert_eq!(written.desired_replicas, Some(4));
+
+    // The load is gone; a new controller (restarted, or a new leader) reads the status.
+    let quiet_ip = "127.0.2.7";
+    let quiet = free_port(quiet_ip);
+    pod_metrics(quiet_ip, quiet, 0.0);
+    let pods = [
+        ("model-a", quiet_ip),
+        ("model-b", quiet_ip),
+        ("model-c", quiet_ip),
+        ("model-d", quiet_ip),
+    ];
+    let spec = "  behavior: {scaleDown: {stabilizationWindowSeconds: 300}}\n  sources: []\n";
+    let _ = spec;
+    let later = Arc::new(AtomicI64::new(T0 + 60_000));
+    let (client, log2) = mock(World::new(4, &pods));
+    let a = autoscaler(
+        "  behavior: {scaleDown: {stabilizationWindowSeconds: 300}}\n",
+        quiet,
+        Some(written.clone()),
+    );
+    reconcile(a, context(client, later.clone()))
+        .await
+        .expect("after restart");
+    assert!(
+        scale_patches(&log2).is_empty(),
+        "the 300 s window recorded before the restart holds 4"
+    );
+    let st = last_status(&log2);
+    assert_eq!(st.desired_replicas, Some(4));
+    assert!(
+        st.reasons
+            .iter()
+            .any(|r| r.contains("stabilization window")),
+        "{:?}",
+        st.reasons
+    );
+
+    // Control: without the carried state the same inputs scale down at once.
+    let (client, log3) = mock(World::new(4, &pods));
+    let a = autoscaler(
+        "  behavior: {scaleDown: {stabilizationWindowSeconds: 300}}\n",
+        quiet,
+        None,
+    );
+    reconcile(a, context(client, later)).await.expect("fresh");
+    assert_eq!(
+        scale_patches(&log3).len(),
+        1,
+        "a fresh state has no window to honour"
+    );
+}
+
+#[tokio::test]
+async fn resource_metrics_feed_cpu_utilization() {
+    let mut world = World::new(2, &[("model-a", "127.0.2.8"), ("model-b", "127.0.2.9")]);
+    world.metrics_api = json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": [
+        {"metadata": {"name": "model-a"}, "containers": [{"name": "m", "usage": {"cpu": "900m", "memory": "100Mi"}}]},
+        {"metadata": {"name": "model-b"}, "containers": [{"name": "m", "usage": {"cpu": "1100m", "memory": "100Mi"}}]}
+    ]});
+    let (client, log) = mock(world);
+    let yaml = "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: model, namespace: ml}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 1\n  maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n  sources:\n  - name: cpu\n    resourceMetrics: {resource: cpu}\n";
+    let a: Autoscaler = serde_yaml::from_str(yaml).expect("autoscaler");
+    reconcile(Arc::new(a), context(client, Arc::new(AtomicI64::new(T0))))
+        .await
+        .expect("reconcile");
+    // 2 cores used of 1 requested (2 x 500m) at a 50% target proposes 200% / 50% x 2 = 8;
+    // HPA's default scale-up policy (max(4 pods, 100%) per 15 s) allows 6 from 2.
+    let patches = scale_patches(&log);
+    assert_eq!(
+        patches.last().map(|p| p.body["spec"]["replicas"].clone()),
+        Some(json!(6))
+    );
+    let st = last_status(&log);
+    assert!(
+        st.reasons
+            .iter()
+            .any(|r| r.contains("metric cpu proposed 8 (current 200%, target 50% utilization)")),
+        "{:?}",
+        st.reasons
+    );
+    let limited = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ScalingLimited")
+        .expect("condition");
+    assert_eq!(
+        (limited.status.as_str(), limited.reason.as_str()),
+        ("True", "ScaleUpLimit")
+    );
+}
