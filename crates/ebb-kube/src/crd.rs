@@ -46,6 +46,12 @@ pub struct AutoscalerSpec {
     /// Safe scale-in options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_in: Option<ScaleInSpec>,
+    /// Multi-model serving: the target is a server (a Seldon Core 2 `Server`, or any scalable
+    /// resource) whose replicas follow the models it hosts. Its replica count comes from
+    /// packing the models' replicas by memory (`ebb_core::placement`), within
+    /// `minReplicas`/`maxReplicas`; no signal of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
     /// Everything else is the policy: `minReplicas`, `maxReplicas`, `metrics`, `behavior`,
     /// `tolerance`, `concurrency`, `inferenceLag`, `externalCount`, `scaleToZero`, ...
     /// Validated by the decision core, which names the field of any problem.
@@ -54,7 +60,7 @@ pub struct AutoscalerSpec {
 }
 
 /// The scaled object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleTargetRef {
     /// e.g. `apps/v1`, `mlops.seldon.io/v1alpha1`.
@@ -63,6 +69,36 @@ pub struct ScaleTargetRef {
     pub kind: String,
     /// Its name, in the Autoscaler's namespace.
     pub name: String,
+}
+
+/// The models a server hosts, and its memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Memory of one server replica, MiB.
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u64,
+    /// Share of each server's memory kept free (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<f64>,
+    /// Most model replicas one server hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_models: Option<u32>,
+    /// The models: each a scalable resource (a Seldon Core 2 `Model`) whose replicas its own
+    /// Autoscaler sets, and the memory one of its replicas needs.
+    pub models: Vec<PlacedModel>,
+}
+
+/// One model of a placement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacedModel {
+    /// The model's resource (read through its `/scale`).
+    #[serde(rename = "ref")]
+    pub model_ref: ScaleTargetRef,
+    /// Memory of one replica, MiB.
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u64,
 }
 
 /// Safe scale-in.
@@ -242,6 +278,10 @@ pub struct AutoscalerStatus {
     /// or newly elected controller keeps honouring stabilization windows and rate policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_state: Option<State>,
+    /// Placement mode: the planned placement (server to model replicas), which the next plan
+    /// starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// One source's last poll.
@@ -309,6 +349,90 @@ impl AutoscalerSpec {
                 })
                 .collect()
         })
+    }
+
+    /// Placement mode: the server kind for the planner, from `placement`, `minReplicas` and
+    /// `maxReplicas`; errors name the field.
+    pub fn server_kind(
+        &self,
+        target: &str,
+    ) -> Result<Option<ebb_core::placement::ServerKind>, Vec<SpecError>> {
+        let Some(p) = &self.placement else {
+            return Ok(None);
+        };
+        let mut errors = Vec::new();
+        let int = |k: &str| self.policy.get(k).and_then(Value::as_i64);
+        let max = int("maxReplicas").unwrap_or(0);
+        let min = int("minReplicas").unwrap_or(1);
+        if max < 1 {
+            errors.push(SpecError {
+                path: "spec.maxReplicas".into(),
+                reason: format!("must be at least 1 (the most servers), got {max}"),
+            });
+        }
+        if min < 0 || min > max {
+            errors.push(SpecError {
+                path: "spec.minReplicas".into(),
+                reason: format!("must be between 0 and maxReplicas ({max}), got {min}"),
+            });
+        }
+        let signals: Vec<&String> = self
+            .policy
+            .keys()
+            .filter(|k| !["minReplicas", "maxReplicas"].contains(&k.as_str()))
+            .collect();
+        if !signals.is_empty() || !self.sources.is_empty() {
+            errors.push(SpecError {
+                path: "spec.placement".into(),
+                reason: format!(
+                    "a placement Autoscaler has no signals of its own (the servers follow the models): remove {}",
+                    signals.iter().map(|s| s.as_str()).chain((!self.sources.is_empty()).then_some("sources")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let headroom = p.headroom.unwrap_or(0.0);
+        if !(0.0..0.99).contains(&headroom) {
+            errors.push(SpecError {
+                path: "spec.placement.headroom".into(),
+                reason: format!("must be in [0, 0.99), got {headroom}"),
+            });
+        }
+        let usable = (p.memory_mib as f64 * (1.0 - headroom.clamp(0.0, 0.99))).floor() as u64;
+        if p.memory_mib == 0 {
+            errors.push(SpecError {
+                path: "spec.placement.memoryMiB".into(),
+                reason: "must be above 0".into(),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, m) in p.models.iter().enumerate() {
+            if !seen.insert((&m.model_ref.kind, &m.model_ref.name)) {
+                errors.push(SpecError {
+                    path: format!("spec.placement.models[{i}].ref"),
+                    reason: format!("{} {} is listed twice", m.model_ref.kind, m.model_ref.name),
+                });
+            }
+            if m.memory_mib == 0 || m.memory_mib > usable {
+                errors.push(SpecError {
+                    path: format!("spec.placement.models[{i}].memoryMiB"),
+                    reason: format!(
+                        "must be between 1 and a server's usable {usable} MiB, got {}",
+                        m.memory_mib
+                    ),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Some(ebb_core::placement::ServerKind {
+            kind: target.to_string(),
+            capacity_mib: p.memory_mib,
+            max_models: p.max_models,
+            min_replicas: min as u32,
+            max_replicas: max as u32,
+            headroom,
+        }))
     }
 
     /// Checks the parts the core does not know: sources and sync period.
@@ -460,6 +584,18 @@ fn schema() -> Value {
             }}
         }
     });
+    let target_ref = json!({"type": "object", "required": ["apiVersion", "kind", "name"], "properties": {
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}
+    }});
+    let model = json!({"type": "object", "required": ["ref", "memoryMiB"], "properties": {
+        "ref": target_ref, "memoryMiB": {"type": "integer", "minimum": 1}
+    }});
+    let placement = json!({"type": "object", "required": ["memoryMiB", "models"], "properties": {
+        "memoryMiB": {"type": "integer", "minimum": 1},
+        "headroom": number("Share of each server's memory kept free."),
+        "maxModels": {"type": "integer", "minimum": 1},
+        "models": {"type": "array", "items": model}
+    }});
     json!({
         "type": "object",
         "description": "Ebb Autoscaler: scales any object with a /scale subresource from inference signals.",
@@ -488,7 +624,8 @@ fn schema() -> Value {
                         "deletionCost": {"type": "boolean"},
                         "waitForIdleSeconds": number("Wait for the victims' in-flight requests.")
                     }},
-                    "sources": {"type": "array", "items": source}
+                    "sources": {"type": "array", "items": source},
+                    "placement": placement
                 }
             },
             "status": open_object("What the controller observed and did.")

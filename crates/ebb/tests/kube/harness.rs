@@ -124,6 +124,15 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
         .expect("admin client");
     apply(&client, &ebb_kube::crd::crd_yaml(), None).await;
     apply(&client, SELDON_LIKE_CRD, None).await;
+    apply(
+        &client,
+        &SELDON_LIKE_CRD
+            .replace("models", "servers")
+            .replace("kind: Model", "kind: Server")
+            .replace("singular: model", "singular: server"),
+        None,
+    )
+    .await;
     for f in ["namespace.yaml", "rbac.yaml"] {
         let text = std::fs::read_to_string(repo().join("deploy").join(f)).expect("deploy file");
         apply(&client, &text, None).await;
@@ -132,7 +141,10 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
     wait(Duration::from_secs(30), "the CRDs to be served", || async {
         let gvk = kube::api::GroupVersionKind::gvk("ebb.dev", "v1alpha1", "Autoscaler");
         let m = kube::api::GroupVersionKind::gvk("mlops.seldon.io", "v1alpha1", "Model");
-        pinned_kind(&client, &gvk).await.is_ok() && pinned_kind(&client, &m).await.is_ok()
+        let s = kube::api::GroupVersionKind::gvk("mlops.seldon.io", "v1alpha1", "Server");
+        pinned_kind(&client, &gvk).await.is_ok()
+            && pinned_kind(&client, &m).await.is_ok()
+            && pinned_kind(&client, &s).await.is_ok()
     })
     .await;
     // The ServiceAccount's token Secret (created by the token controller on 1.20).

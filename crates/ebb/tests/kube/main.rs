@@ -521,3 +521,101 @@ async fn the_helm_chart_renders_the_deploy_pieces_and_applies() {
         .expect("the chart's Deployment");
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
 }
+
+fn seldon(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "mlops.seldon.io",
+            "v1alpha1",
+            kind,
+        )),
+    )
+}
+
+async fn set_replicas(api: &Api<DynamicObject>, name: &str, n: i64) {
+    let patch = serde_json::json!({"spec": {"replicas": n}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("patch replicas");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_replicas_follow_the_models_packed_by_memory() {
+    let Some(p) = plane() else { return };
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-placement").await;
+    for (m, r) in [("llama", 2), ("bert", 1), ("resnet", 1)] {
+        apply(&client, &format!("apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: {{name: {m}}}\nspec: {{replicas: {r}, server: mlserver}}\n"), Some(&ns)).await;
+    }
+    apply(&client, "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\nspec: {replicas: 1}\n", Some(&ns)).await;
+    apply(&client, "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: mlserver}\nspec:\n  scaleTargetRef: {apiVersion: mlops.seldon.io/v1alpha1, kind: Server, name: mlserver}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.5\n  placement:\n    memoryMiB: 81920\n    models:\n    - {ref: {apiVersion: mlops.seldon.io/v1alpha1, kind: Model, name: llama}, memoryMiB: 30720}\n    - {ref: {apiVersion: mlops.seldon.io/v1alpha1, kind: Model, name: bert}, memoryMiB: 30720}\n    - {ref: {apiVersion: mlops.seldon.io/v1alpha1, kind: Model, name: resnet}, memoryMiB: 20480}\n", Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    let servers = seldon(&client, &ns, "Server");
+    let models = seldon(&client, &ns, "Model");
+    let server_replicas = || async {
+        servers
+            .get("mlserver")
+            .await
+            .ok()
+            .and_then(|s| s.data["spec"]["replicas"].as_i64())
+            .unwrap_or(-1)
+    };
+    // 2 x 30 + 30 + 20 GiB on 80 GiB servers, two llama replicas apart: 2 servers.
+    wait(Duration::from_secs(30), "2 servers", || async {
+        server_replicas().await == 2
+    })
+    .await;
+    let a = autoscaler(&client, &ns, "mlserver")
+        .await
+        .expect("autoscaler");
+    let st = a.status.clone().expect("status");
+    let placement = st
+        .placement
+        .clone()
+        .expect("the placement is kept in the status");
+    assert_eq!(placement.len(), 2);
+    assert!(
+        placement
+            .values()
+            .all(|ms| ms.iter().filter(|m| m.as_str() == "Model/llama").count() <= 1),
+        "{placement:?}"
+    );
+    assert!(
+        st.reasons.iter().any(|r| r.contains("added")),
+        "the plan says why: {:?}",
+        st.reasons
+    );
+    assert_eq!(
+        condition(&a, "ScheduleFailed").map(|c| c.0),
+        Some("False".into())
+    );
+    // llama's own Autoscaler wants 3: a third server (anti-affinity).
+    set_replicas(&models, "llama", 3).await;
+    wait(Duration::from_secs(30), "3 servers", || async {
+        server_replicas().await == 3
+    })
+    .await;
+    // The models shrink: the placement consolidates onto one server.
+    set_replicas(&models, "llama", 1).await;
+    set_replicas(&models, "bert", 0).await;
+    wait(Duration::from_secs(30), "1 server", || async {
+        server_replicas().await == 1
+    })
+    .await;
+    // More than 3 servers can hold: the rest is reported, existing replicas keep serving.
+    set_replicas(&models, "llama", 4).await;
+    wait(Duration::from_secs(30), "ScheduleFailed", || async {
+        autoscaler(&client, &ns, "mlserver")
+            .await
+            .and_then(|a| condition(&a, "ScheduleFailed"))
+            .is_some_and(|(s, _, m)| s == "True" && m.contains("1 replica(s) of Model/llama"))
+    })
+    .await;
+    assert_eq!(server_replicas().await, 3);
+}
