@@ -11,13 +11,15 @@
 # The binaries are cached under ${EBB_KUBE_CACHE:-~/.cache/ebb-kube}/VERSION so the ~7 minute
 # build happens once per machine.
 set -euo pipefail
+LOG_PREFIX=kube-control-plane
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBE_DEB_VERSION="1.20.5+really1.20.2"
 CACHE_ROOT="${EBB_KUBE_CACHE:-$HOME/.cache/ebb-kube}"
 CACHE="$CACHE_ROOT/$KUBE_DEB_VERSION"
 BINARIES=(kube-apiserver kube-controller-manager)
 
-log() { printf '[kube-control-plane] %s\n' "$*" >&2; }
 
 have_binaries() {
     local b
@@ -89,20 +91,7 @@ SRC
     log "built into $CACHE"
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local limit="$1" what="$2" i
-    shift 2
-    for ((i = 0; i < limit * 5; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    log "timed out after ${limit}s waiting for $what"
-    return 1
-}
 
 start() {
     local dir="$1"
@@ -183,15 +172,7 @@ ENV
 }
 
 stop() {
-    local dir="$1" name pid
-    for name in controller-manager apiserver etcd; do
-        [ -f "$dir/$name.pid" ] || continue
-        pid="$(cat "$dir/$name.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/$name.pid"
-    done
+    stop_pids "$1" controller-manager apiserver etcd
     log "stopped"
 }
 

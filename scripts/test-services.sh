@@ -7,23 +7,12 @@
 # Prometheus scrapes a small exporter the tests run on 127.0.0.1:$EBB_TEST_EXPORTER_PORT
 # (every second), so its queries return what the tests served.
 set -euo pipefail
+LOG_PREFIX=test-services
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-log() { printf '[test-services] %s\n' "$*" >&2; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-    local limit="$1" what="$2" i
-    shift 2
-    for ((i = 0; i < limit * 5; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    log "timed out after ${limit}s waiting for $what"
-    return 1
-}
 
 start() {
     local dir="$1"
@@ -67,15 +56,8 @@ ENV
 }
 
 stop() {
-    local dir="$1" name pid
-    for name in prometheus redis; do
-        [ -f "$dir/$name.pid" ] || continue
-        pid="$(cat "$dir/$name.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/$name.pid"
-    done
+    stop_pids "$1" prometheus redis
+    log "stopped"
 }
 
 case "${1:-}" in

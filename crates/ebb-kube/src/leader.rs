@@ -144,6 +144,27 @@ pub async fn run(client: kube::Client, e: Election, leading: watch::Sender<bool>
     }
 }
 
+/// Gives the lease up if `identity` holds it (on a graceful stop), so that another replica
+/// takes over at its next poll instead of after the lease expires.
+pub async fn release(client: kube::Client, e: &Election) -> Result<bool, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client, &e.namespace);
+    let Some(mut l) = api.get_opt(&e.name).await? else {
+        return Ok(false);
+    };
+    let holds =
+        l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(e.identity.as_str());
+    if !holds {
+        return Ok(false);
+    }
+    if let Some(spec) = l.spec.as_mut() {
+        spec.holder_identity = Some(String::new());
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+    }
+    api.replace(&e.name, &PostParams::default(), &l).await?;
+    tracing::info!(identity = %e.identity, lease = %e.name, "released the lease");
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,37 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
     kube::Client::try_from(config).map_err(ControllerError::Kube)
 }
 
+/// Runs the controller until `shutdown` completes; then, if it leads, it releases the Lease so
+/// that another replica takes over at once.
+pub async fn run_until(
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ControllerError> {
+    let client = client(opts.kubeconfig.as_deref()).await?;
+    let election = opts.leader_election.then(|| election(&opts));
+    tokio::select! {
+        r = run(opts) => r,
+        _ = shutdown => {
+            if let Some(e) = election {
+                if let Err(err) = leader::release(client, &e).await {
+                    tracing::warn!(error = %err, "could not release the lease");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn election(opts: &Options) -> leader::Election {
+    leader::Election {
+        namespace: opts.lease_namespace.clone(),
+        name: opts.lease_name.clone(),
+        identity: opts.identity.clone(),
+        duration: opts.lease_duration,
+        retry: (opts.lease_duration / 5).max(Duration::from_millis(200)),
+    }
+}
+
 /// Runs the controller until the process is stopped.
 pub async fn run(opts: Options) -> Result<(), ControllerError> {
     let client = client(opts.kubeconfig.as_deref()).await?;
@@ -102,14 +133,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
     });
     let (tx, mut leading) = tokio::sync::watch::channel(!opts.leader_election);
     if opts.leader_election {
-        let election = leader::Election {
-            namespace: opts.lease_namespace.clone(),
-            name: opts.lease_name.clone(),
-            identity: opts.identity.clone(),
-            duration: opts.lease_duration,
-            retry: (opts.lease_duration / 5).max(Duration::from_millis(200)),
-        };
-        tokio::spawn(leader::run(client.clone(), election, tx));
+        tokio::spawn(leader::run(client.clone(), election(&opts), tx));
     }
     metrics
         .ready

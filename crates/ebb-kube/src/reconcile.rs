@@ -164,6 +164,83 @@ async fn event(ctx: &Context, obj: &Autoscaler, type_: EventType, reason: &str, 
     }
 }
 
+fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The checks both modes make before reading signals: nothing else scales the target, and
+/// its `/scale` can be read. The inner error is (condition reason, message).
+async fn target_scale(
+    ctx: &Context,
+    obj: &Autoscaler,
+    ns: &str,
+) -> Result<
+    Result<(ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale), (&'static str, String)>,
+    ReconcileError,
+> {
+    if let Some(why) = conflict(ctx, obj, ns).await? {
+        return Ok(Err(("ConflictingAutoscaler", why)));
+    }
+    let r = &obj.spec.scale_target_ref;
+    let target = match ScaleTarget::resolve(ctx, ns, r).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Err((
+                "FailedGetScale",
+                format!("cannot resolve {} {}: {e}", r.kind, r.name),
+            )))
+        }
+    };
+    match target.get_scale().await {
+        Ok(s) => Ok(Ok((target, s))),
+        Err(e) => Ok(Err((
+            "FailedGetScale",
+            format!(
+                "cannot read the scale of {} {}: {e}",
+                target.kind, target.name
+            ),
+        ))),
+    }
+}
+
+/// Reports a failure: sets condition `type_` to False with `reason` and `message`, writes the
+/// status, emits a Warning Event (only when the message is new, so a persistent failure is
+/// not an Event storm), and asks to be called again after `retry`.
+#[allow(clippy::too_many_arguments)]
+async fn fail(
+    ctx: &Context,
+    obj: &Autoscaler,
+    api: &Api<Autoscaler>,
+    status: &mut AutoscalerStatus,
+    type_: &str,
+    reason: &str,
+    message: String,
+    now: Time,
+    retry: Duration,
+) -> Result<Action, ReconcileError> {
+    let new = !status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.reason == reason && c.message == message);
+    set_condition(
+        &mut status.conditions,
+        type_,
+        false,
+        reason,
+        message.clone(),
+        now,
+    );
+    write_status(api, &obj.name_any(), status).await?;
+    if new {
+        event(ctx, obj, EventType::Warning, reason, message).await;
+    }
+    Ok(Action::requeue(retry))
+}
+
 async fn write_status(
     api: &Api<Autoscaler>,
     name: &str,
@@ -535,20 +612,6 @@ async fn reconcile_inner(
     {
         Ok(p) => p,
         Err(errors) => {
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            let changed = status.conditions.iter().all(|c| c.message != message);
-            set_condition(
-                &mut status.conditions,
-                "ScalingActive",
-                false,
-                "InvalidSpec",
-                message.clone(),
-                now,
-            );
             set_condition(
                 &mut status.conditions,
                 "AbleToScale",
@@ -557,75 +620,44 @@ async fn reconcile_inner(
                 "the spec is invalid: nothing is scaled".into(),
                 now,
             );
-            write_status(&api, name, &status).await?;
-            if changed {
-                event(ctx, obj, EventType::Warning, "InvalidSpec", message).await;
-            }
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            let message = spec_errors(&errors);
+            let retry = Duration::from_secs(60);
+            return fail(
+                ctx,
+                obj,
+                &api,
+                &mut status,
+                "ScalingActive",
+                "InvalidSpec",
+                message,
+                now,
+                retry,
+            )
+            .await;
         }
     };
 
-    // 2. Nothing else may scale the same target.
-    if let Some(why) = conflict(ctx, obj, ns).await? {
-        let changed = !status
-            .conditions
-            .iter()
-            .any(|c| c.reason == "ConflictingAutoscaler" && c.message == why);
-        set_condition(
-            &mut status.conditions,
-            "AbleToScale",
-            false,
-            "ConflictingAutoscaler",
-            why.clone(),
-            now,
-        );
-        write_status(&api, name, &status).await?;
-        if changed {
-            event(ctx, obj, EventType::Warning, "ConflictingAutoscaler", why).await;
-        }
-        return Ok(Action::requeue(sync.max(Duration::from_secs(15))));
-    }
-
-    // 3. The target's /scale and pods.
-    let target = ScaleTarget::resolve(ctx, ns, &obj.spec.scale_target_ref).await;
-    let target = match target {
+    // 2. Nothing else may scale the same target; 3. its /scale and pods.
+    let (target, scale) = match target_scale(ctx, obj, ns).await? {
         Ok(t) => t,
-        Err(e) => {
-            let why = format!(
-                "cannot resolve {} {}: {e}",
-                obj.spec.scale_target_ref.kind, obj.spec.scale_target_ref.name
-            );
-            set_condition(
-                &mut status.conditions,
+        Err((reason, why)) => {
+            let retry = if reason == "ConflictingAutoscaler" {
+                sync.max(Duration::from_secs(15))
+            } else {
+                Duration::from_secs(15)
+            };
+            return fail(
+                ctx,
+                obj,
+                &api,
+                &mut status,
                 "AbleToScale",
-                false,
-                "FailedGetScale",
-                why.clone(),
+                reason,
+                why,
                 now,
-            );
-            write_status(&api, name, &status).await?;
-            event(ctx, obj, EventType::Warning, "FailedGetScale", why).await;
-            return Ok(Action::requeue(Duration::from_secs(15)));
-        }
-    };
-    let scale = match target.get_scale().await {
-        Ok(s) => s,
-        Err(e) => {
-            let why = format!(
-                "cannot read the scale of {} {}: {e}",
-                target.kind, target.name
-            );
-            set_condition(
-                &mut status.conditions,
-                "AbleToScale",
-                false,
-                "FailedGetScale",
-                why.clone(),
-                now,
-            );
-            write_status(&api, name, &status).await?;
-            event(ctx, obj, EventType::Warning, "FailedGetScale", why).await;
-            return Ok(Action::requeue(Duration::from_secs(15)));
+                retry,
+            )
+            .await;
         }
     };
     let current = scale
@@ -945,72 +977,45 @@ async fn reconcile_placement(
         Ok(Some(k)) => k,
         Ok(None) => return Ok(Action::requeue(sync)),
         Err(errors) => {
-            let message = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            let changed = status.conditions.iter().all(|c| c.message != message);
-            set_condition(
-                &mut status.conditions,
+            let message = spec_errors(&errors);
+            let retry = Duration::from_secs(60);
+            return fail(
+                ctx,
+                obj,
+                &api,
+                &mut status,
                 "ScalingActive",
-                false,
                 "InvalidSpec",
-                message.clone(),
+                message,
                 now,
-            );
-            write_status(&api, name, &status).await?;
-            if changed {
-                event(ctx, obj, EventType::Warning, "InvalidSpec", message).await;
-            }
-            return Ok(Action::requeue(Duration::from_secs(60)));
+                retry,
+            )
+            .await;
         }
     };
-    if let Some(why) = conflict(ctx, obj, ns).await? {
-        set_condition(
-            &mut status.conditions,
-            "AbleToScale",
-            false,
-            "ConflictingAutoscaler",
-            why,
-            now,
-        );
-        write_status(&api, name, &status).await?;
-        return Ok(Action::requeue(sync.max(Duration::from_secs(15))));
-    }
-    let server = match ScaleTarget::resolve(ctx, ns, &obj.spec.scale_target_ref).await {
+    let (server, scale) = match target_scale(ctx, obj, ns).await? {
         Ok(t) => t,
-        Err(e) => {
-            set_condition(
-                &mut status.conditions,
+        Err((reason, why)) => {
+            let retry = if reason == "ConflictingAutoscaler" {
+                sync.max(Duration::from_secs(15))
+            } else {
+                Duration::from_secs(15)
+            };
+            return fail(
+                ctx,
+                obj,
+                &api,
+                &mut status,
                 "AbleToScale",
-                false,
-                "FailedGetScale",
-                format!("cannot resolve the server: {e}"),
+                reason,
+                why,
                 now,
-            );
-            write_status(&api, name, &status).await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
+                retry,
+            )
+            .await;
         }
     };
-    let current = match server.get_scale().await {
-        Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32,
-        Err(e) => {
-            set_condition(
-                &mut status.conditions,
-                "AbleToScale",
-                false,
-                "FailedGetScale",
-                format!(
-                    "cannot read the scale of {} {}: {e}",
-                    server.kind, server.name
-                ),
-                now,
-            );
-            write_status(&api, name, &status).await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
-        }
-    };
+    let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
     // The models' replicas, as their own Autoscalers set them. One that cannot be read keeps
     // the replicas the last plan gave it: a read failure never shrinks the servers.
     let previous: std::collections::BTreeMap<String, Vec<String>> =

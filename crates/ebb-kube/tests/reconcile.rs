@@ -30,6 +30,7 @@ struct World {
     /// Answers to PATCH /scale, in order (then 200).
     scale_patch_answers: Arc<Mutex<Vec<u16>>>,
     hpas: Value,
+    autoscalers: Value,
     pod_ips: Vec<(String, String)>,
     metrics_api: Value,
 }
@@ -40,6 +41,7 @@ impl World {
             replicas: Arc::new(Mutex::new(replicas)),
             scale_patch_answers: Arc::new(Mutex::new(Vec::new())),
             hpas: json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": []}),
+            autoscalers: json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "AutoscalerList", "metadata": {}, "items": []}),
             pod_ips: pods
                 .iter()
                 .map(|(n, ip)| (n.to_string(), ip.to_string()))
@@ -108,10 +110,9 @@ fn mock(world: World) -> (kube::Client, Arc<Mutex<Vec<Logged>>>) {
                 (Method::GET, "/apis/autoscaling/v1/namespaces/ml/horizontalpodautoscalers") => {
                     response(200, world.hpas.clone())
                 }
-                (Method::GET, "/apis/ebb.dev/v1alpha1/namespaces/ml/autoscalers") => response(
-                    200,
-                    json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "AutoscalerList", "metadata": {}, "items": []}),
-                ),
+                (Method::GET, "/apis/ebb.dev/v1alpha1/namespaces/ml/autoscalers") => {
+                    response(200, world.autoscalers.clone())
+                }
                 (Method::GET, "/apis/apps/v1") => response(200, discovery()),
                 (Method::GET, "/apis/apps/v1/namespaces/ml/deployments/model/scale") => {
                     response(200, scale(&world))
@@ -531,5 +532,43 @@ async fn resource_metrics_feed_cpu_utilization() {
     assert_eq!(
         (limited.status.as_str(), limited.reason.as_str()),
         ("True", "ScaleUpLimit")
+    );
+}
+
+#[tokio::test]
+async fn an_older_autoscaler_on_the_target_wins() {
+    let mut world = World::new(3, &[]);
+    world.autoscalers = json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "AutoscalerList", "metadata": {}, "items": [
+        {"apiVersion": "ebb.dev/v1alpha1", "kind": "Autoscaler",
+         "metadata": {"name": "first", "namespace": "ml", "creationTimestamp": "2026-11-30T00:00:00Z"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "model"}, "maxReplicas": 4}}
+    ]});
+    let (client, log) = mock(world);
+    reconcile(
+        autoscaler("", 9, None),
+        context(client, Arc::new(AtomicI64::new(T0))),
+    )
+    .await
+    .expect("reconcile");
+    assert!(log
+        .lock()
+        .expect("log")
+        .iter()
+        .all(|r| !r.path.contains("/scale")));
+    let st = last_status(&log);
+    let able = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AbleToScale")
+        .expect("condition");
+    assert_eq!(
+        (able.status.as_str(), able.reason.as_str()),
+        ("False", "ConflictingAutoscaler")
+    );
+    assert!(
+        able.message
+            .contains("Autoscaler first already scales Deployment model"),
+        "{}",
+        able.message
     );
 }

@@ -80,10 +80,15 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        tokio::select! {
-            r = ebb_kube::run(opts) => r.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
+        // Ctrl-C or SIGTERM (a rolling update): stop, releasing the Lease if leading.
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        ebb_kube::run_until(opts, shutdown).await.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -281,6 +281,15 @@ impl Controller {
         http_get(&self.metrics, "/metrics").unwrap_or_default()
     }
 
+    /// Stops it gracefully (SIGTERM, as a rolling update does) and waits for it to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait")
+    }
+
+    /// Kills it (SIGKILL, as a crash or a lost node) and returns what it logged.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let mut err = String::new();

@@ -44,6 +44,29 @@ fn condition(a: &Autoscaler, type_: &str) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Waits until Autoscaler `name`'s condition `type_` has `status` and `reason`, and its
+/// message contains every one of `mentions`.
+async fn wait_condition(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    mentions: &[&str],
+) {
+    let what = format!("{type_}={status} {reason} mentioning {mentions:?}");
+    wait(Duration::from_secs(30), &what, || async {
+        autoscaler(client, ns, name)
+            .await
+            .and_then(|a| condition(&a, type_))
+            .is_some_and(|(s, r, m)| {
+                s == status && r == reason && mentions.iter().all(|x| m.contains(x))
+            })
+    })
+    .await;
+}
+
 async fn events(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&ListParams::default())
@@ -235,19 +258,14 @@ async fn a_failing_source_holds_replicas_and_says_which() {
     );
     apply(&client, &spec, Some(&ns)).await;
     let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
-    wait(
-        Duration::from_secs(30),
-        "ScalingActive=False naming the source",
-        || async {
-            autoscaler(&client, &ns, "model")
-                .await
-                .and_then(|a| condition(&a, "ScalingActive"))
-                .is_some_and(|(s, r, m)| {
-                    s == "False"
-                        && r == "FailedGetMetrics"
-                        && m.contains("source traffic (podScrape) failed")
-                })
-        },
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "ScalingActive",
+        "False",
+        "FailedGetMetrics",
+        &["source traffic (podScrape) failed"],
     )
     .await;
     wait(
@@ -279,19 +297,14 @@ async fn an_hpa_on_the_same_target_is_refused() {
     apply(&client, "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 1\n  maxReplicas: 4\n", Some(&ns)).await;
     apply(&client, "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  externalCount: {mode: desiredReplicas}\n", Some(&ns)).await;
     let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
-    wait(
-        Duration::from_secs(30),
-        "AbleToScale=False ConflictingAutoscaler",
-        || async {
-            autoscaler(&client, &ns, "model")
-                .await
-                .and_then(|a| condition(&a, "AbleToScale"))
-                .is_some_and(|(s, r, m)| {
-                    s == "False"
-                        && r == "ConflictingAutoscaler"
-                        && m.contains("HorizontalPodAutoscaler model")
-                })
-        },
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "AbleToScale",
+        "False",
+        "ConflictingAutoscaler",
+        &["HorizontalPodAutoscaler model"],
     )
     .await;
     assert_eq!(replicas(&client, &ns, "model").await, 2);
@@ -305,20 +318,14 @@ async fn an_invalid_spec_is_reported_with_its_field_path_and_nothing_scales() {
     apply(&client, &deployment("model", 2), Some(&ns)).await;
     apply(&client, "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 5\n  maxReplicas: 3\n  behavior: {scaleUp: {selectPolicy: Fast}}\n", Some(&ns)).await;
     let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
-    wait(
-        Duration::from_secs(30),
-        "ScalingActive=False InvalidSpec",
-        || async {
-            autoscaler(&client, &ns, "model")
-                .await
-                .and_then(|a| condition(&a, "ScalingActive"))
-                .is_some_and(|(s, r, m)| {
-                    s == "False"
-                        && r == "InvalidSpec"
-                        && m.contains("spec.maxReplicas")
-                        && m.contains("spec.behavior.scaleUp.selectPolicy")
-                })
-        },
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "ScalingActive",
+        "False",
+        "InvalidSpec",
+        &["spec.maxReplicas", "spec.behavior.scaleUp.selectPolicy"],
     )
     .await;
     assert_eq!(replicas(&client, &ns, "model").await, 2);
@@ -336,20 +343,24 @@ async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
         TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
     );
     apply(&client, &spec, Some(&ns)).await;
-    let args = |id: &'static str| {
+    // Identities unique to this run: a lease left by an earlier run's "ctl-b" must not make
+    // this run's ctl-b its holder.
+    let id_a = format!("ctl-a-{}", std::process::id());
+    let id_b = format!("ctl-b-{}", std::process::id());
+    let args = |id: &str| {
         [
             "--namespace".to_string(),
             ns.clone(),
             "--identity".into(),
-            id.into(),
+            id.to_string(),
             "--lease-namespace".into(),
             "ebb-system".into(),
             "--lease-duration-seconds".into(),
             "4".into(),
         ]
     };
-    let a_args = args("ctl-a");
-    let b_args = args("ctl-b");
+    let a_args = args(&id_a);
+    let b_args = args(&id_b);
     let a = Controller::start(p, &a_args.iter().map(String::as_str).collect::<Vec<_>>());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let b = Controller::start(p, &b_args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -364,20 +375,25 @@ async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
             .and_then(|s| s.holder_identity)
             .unwrap_or_default()
     };
+    // Either may win (a lease left by an earlier run expires while both wait for it).
     wait(
         Duration::from_secs(20),
-        "ctl-a to hold the lease",
-        || async { holder().await == "ctl-a" },
-    )
-    .await;
-    wait(
-        Duration::from_secs(10),
-        "one leader among the two",
+        "one of the two to hold the lease",
         || async {
-            metric(&a.scrape(), "ebb_controller_leader") == Some(1.0)
-                && metric(&b.scrape(), "ebb_controller_leader") == Some(0.0)
+            let h = holder().await;
+            h == id_a || h == id_b
         },
     )
+    .await;
+    let (leader, follower, follower_id) = if holder().await == id_a {
+        (a, b, id_b.clone())
+    } else {
+        (b, a, id_a.clone())
+    };
+    wait(Duration::from_secs(10), "exactly one leader", || async {
+        metric(&leader.scrape(), "ebb_controller_leader") == Some(1.0)
+            && metric(&follower.scrape(), "ebb_controller_leader") == Some(0.0)
+    })
     .await;
     kubelet.set_load(10.0);
     wait(
@@ -388,12 +404,15 @@ async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
     .await;
     // The leader stops: the other takes over within one lease duration (4 s) and acts.
     let stopped = std::time::Instant::now();
-    a.stop();
-    wait(Duration::from_secs(12), "ctl-b to take over", || async {
-        holder().await == "ctl-b"
-    })
+    leader.stop();
+    wait(
+        Duration::from_secs(12),
+        "the other to take over",
+        || async { holder().await == follower_id },
+    )
     .await;
     let took = stopped.elapsed();
+    println!("the second controller took over {took:?} after the leader stopped (lease 4 s)");
     assert!(took < Duration::from_secs(4 + 2), "took over in {took:?}");
     kubelet.set_load(18.0);
     wait(
@@ -402,7 +421,32 @@ async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
         || async { replicas(&client, &ns, "model").await == 5 },
     )
     .await;
-    drop(b);
+    // A graceful stop (SIGTERM) releases the lease: a third replica takes over at its next
+    // poll, long before the lease could expire.
+    let id_c = format!("ctl-c-{}", std::process::id());
+    let c_args = args(&id_c);
+    let c = Controller::start(p, &c_args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait(
+        Duration::from_secs(10),
+        "the third replica to stand by",
+        || async { metric(&c.scrape(), "ebb_controller_leader") == Some(0.0) },
+    )
+    .await;
+    let stopped = std::time::Instant::now();
+    assert!(follower.terminate().success(), "a clean exit on SIGTERM");
+    wait(
+        Duration::from_secs(10),
+        "the third to take over",
+        || async { holder().await == id_c },
+    )
+    .await;
+    let took = stopped.elapsed();
+    println!("after a graceful stop the next replica took over in {took:?} (lease 4 s)");
+    assert!(
+        took < Duration::from_secs(2),
+        "released, not expired: {took:?}"
+    );
+    drop(c);
     drop(kubelet);
 }
 
@@ -610,12 +654,15 @@ async fn server_replicas_follow_the_models_packed_by_memory() {
     .await;
     // More than 3 servers can hold: the rest is reported, existing replicas keep serving.
     set_replicas(&models, "llama", 4).await;
-    wait(Duration::from_secs(30), "ScheduleFailed", || async {
-        autoscaler(&client, &ns, "mlserver")
-            .await
-            .and_then(|a| condition(&a, "ScheduleFailed"))
-            .is_some_and(|(s, _, m)| s == "True" && m.contains("1 replica(s) of Model/llama"))
-    })
+    wait_condition(
+        &client,
+        &ns,
+        "mlserver",
+        "ScheduleFailed",
+        "True",
+        "MaxServersReached",
+        &["1 replica(s) of Model/llama"],
+    )
     .await;
     assert_eq!(server_replicas().await, 3);
 }
