@@ -265,3 +265,69 @@ async fn pods_are_scraped_over_http() {
         .to_string()
         .contains("pod c has no IP yet"));
 }
+
+/// A stand-in for a Prometheus behind auth: answers a scalar only when the request carries
+/// `expected` as its Authorization header, 401 otherwise.
+fn authenticated_prometheus(expected: &'static str) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            let ok = req.contains(&format!("authorization: {}", expected.to_lowercase()));
+            let (status, body) = if ok {
+                (
+                    "200 OK",
+                    r#"{"status":"success","data":{"resultType":"scalar","result":[1,"42"]}}"#,
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    r#"{"status":"error","errorType":"unauthorized","error":"missing or bad credentials"}"#,
+                )
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn prometheus_bearer_and_basic_auth() {
+    let src = PrometheusSource {
+        url: authenticated_prometheus("Bearer s3cret-token"),
+        ..Default::default()
+    };
+    let t = Duration::from_secs(2);
+    let creds = Credentials {
+        token: Some("s3cret-token".into()),
+        ..Default::default()
+    };
+    let series = sources::prometheus_query(&src, "up", &creds, t)
+        .await
+        .expect("with the token");
+    assert_eq!(
+        sources::prometheus_value(series),
+        Ok(SourceValue::Scalar(42.0))
+    );
+    let e = sources::prometheus_query(&src, "up", &Credentials::default(), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("401") && e.contains("unauthorized"), "{e}");
+    // Basic auth: "ebb:pw" in base64.
+    let src = PrometheusSource {
+        url: authenticated_prometheus("Basic ZWJiOnB3"),
+        ..Default::default()
+    };
+    let creds = Credentials {
+        basic: Some(("ebb".into(), "pw".into())),
+        ..Default::default()
+    };
+    assert!(sources::prometheus_query(&src, "up", &creds, t)
+        .await
+        .is_ok());
+}

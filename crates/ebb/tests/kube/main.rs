@@ -666,3 +666,89 @@ async fn server_replicas_follow_the_models_packed_by_memory() {
     .await;
     assert_eq!(server_replicas().await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_count_with_its_password_from_a_granted_secret() {
+    let Some(p) = plane() else { return };
+    let Ok(url) = std::env::var("EBB_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but EBB_TEST_REDIS_URL is not: .ci/run starts Redis"
+        );
+        eprintln!("skipping: no Redis (scripts/test-services.sh)");
+        return;
+    };
+    let password = std::env::var("EBB_TEST_REDIS_PASSWORD").unwrap_or_default();
+    let client = harness::admin(p).await;
+    // deploy/rbac.yaml lets the controller read ebb-redis-auth in `default`, and nothing else.
+    let ns = "default";
+    let key = format!("ebb:e2e:desired:{}", std::process::id());
+    let u = redis_url(&url, &password);
+    set_redis(&u, &key, "3").await;
+    apply(&client, &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: ebb-redis-auth}}\nstringData: {{password: '{password}'}}\n"), Some(ns)).await;
+    apply(&client, &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: not-granted}}\nstringData: {{password: '{password}'}}\n"), Some(ns)).await;
+    apply(&client, &deployment("tfserving-e2e", 1), Some(ns)).await;
+    apply(&client, &deployment("tfserving-denied", 1), Some(ns)).await;
+    let source = |secret: &str| {
+        format!("  sources:\n  - name: externalCount\n    pollSeconds: 0.5\n    redis: {{address: '{url}', key: '{key}', passwordSecretRef: {{name: {secret}, key: password}}}}\n")
+    };
+    for (name, secret) in [
+        ("tfserving-e2e", "ebb-redis-auth"),
+        ("tfserving-denied", "not-granted"),
+    ] {
+        apply(&client, &format!("apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: {name}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  minReplicas: 1\n  maxReplicas: 10\n  syncPeriodSeconds: 0.5\n  externalCount: {{mode: desiredReplicas}}\n{}", source(secret)), Some(ns)).await;
+    }
+    let _ctl = Controller::start(p, &["--namespace", ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "3 replicas from the Redis count",
+        || async { replicas(&client, ns, "tfserving-e2e").await == 3 },
+    )
+    .await;
+    set_redis(&u, &key, "5").await;
+    wait(Duration::from_secs(30), "5 replicas", || async {
+        replicas(&client, ns, "tfserving-e2e").await == 5
+    })
+    .await;
+    // The Secret the RBAC does not grant is refused, and said so; nothing scales.
+    wait_condition(
+        &client,
+        ns,
+        "tfserving-denied",
+        "ScalingActive",
+        "False",
+        "FailedGetMetrics",
+        &["secret not-granted", "forbidden"],
+    )
+    .await;
+    assert_eq!(replicas(&client, ns, "tfserving-denied").await, 1);
+    for name in ["tfserving-e2e", "tfserving-denied"] {
+        let _ = Api::<Autoscaler>::namespaced(client.clone(), ns)
+            .delete(name, &Default::default())
+            .await;
+        let _ = Api::<Deployment>::namespaced(client.clone(), ns)
+            .delete(name, &Default::default())
+            .await;
+    }
+}
+
+fn redis_url(url: &str, password: &str) -> String {
+    match url.strip_prefix("redis://") {
+        Some(rest) if !password.is_empty() => format!("redis://:{password}@{rest}"),
+        _ => url.to_string(),
+    }
+}
+
+async fn set_redis(url: &str, key: &str, value: &str) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+}
