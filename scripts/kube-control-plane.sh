@@ -51,10 +51,14 @@ build() {
     rm -rf "$work"
     mkdir -p "$work" "$CACHE"
     if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
-        log "adding a deb-src entry for bookworm main"
+        # The mirror the machine already uses for bookworm (deb.debian.org if none is named).
+        local mirror
+        mirror="$(grep -hm1 -E '^URIs: .*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | head -n1)"
+        mirror="${mirror:-http://deb.debian.org/debian}"
+        log "adding a deb-src entry for bookworm main on $mirror"
         cat >/etc/apt/sources.list.d/ebb-deb-src.sources <<SRC
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
