@@ -11,8 +11,12 @@ pub mod exposition;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+mod placement_mode;
+mod poll;
 pub mod reconcile;
 pub mod sources;
+pub mod status;
+mod target;
 
 use futures::StreamExt;
 use kube::runtime::{predicates, watcher, Controller, PredicateConfig, WatchStreamExt};

@@ -1,0 +1,261 @@
+//! Polling one source for one Autoscaler: credentials from Secrets, the source kinds, counter
+//! rates and traffic totals kept between polls.
+
+use crate::crd::SourceSpec;
+use crate::observe::{self, TargetPod};
+use crate::reconcile::Context;
+use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
+use ebb_core::Time;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One source's memory between reconciles.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceMemory {
+    pub(crate) spec: Option<SourceSpec>,
+    pub(crate) last_poll: Option<Instant>,
+    pub(crate) value: Option<SourceValue>,
+    pub(crate) at: Option<Time>,
+    pub(crate) error: Option<String>,
+    pub(crate) reported_error: Option<String>,
+    /// Counter values per pod at the last scrape, for rates.
+    pub(crate) counters: BTreeMap<String, (f64, Time)>,
+    pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,
+}
+
+pub(crate) async fn secret(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, SourceError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let s = api
+        .get(name)
+        .await
+        .map_err(|e| SourceError::Kube(format!("secret {name}: {e}")))?;
+    Ok(s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}
+
+pub(crate) fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).trim().to_string()
+}
+
+/// Polls one source.
+pub(crate) async fn poll(
+    ctx: &Context,
+    ns: &str,
+    target: &str,
+    spec: &SourceSpec,
+    pods: &[TargetPod],
+    memory: &mut SourceMemory,
+    now: Time,
+) -> Result<SourceValue, SourceError> {
+    let timeout = sources::timeout(spec);
+    if let Some(p) = &spec.prometheus {
+        let mut creds = Credentials::default();
+        if let Some(r) = &p.auth_secret_ref {
+            let data = secret(ctx, ns, &r.name).await?;
+            creds.token = data.get("token").map(|v| text(v));
+            if let (Some(u), Some(pw)) = (data.get("username"), data.get("password")) {
+                creds.basic = Some((text(u), text(pw)));
+            }
+            creds.ca_pem = data.get("ca.crt").cloned();
+        }
+        let q = sources::render_query(&p.query, target, ns);
+        let series =
+            tokio::time::timeout(timeout, sources::prometheus_query(p, &q, &creds, timeout))
+                .await
+                .map_err(|_| SourceError::Http {
+                    url: p.url.clone(),
+                    reason: format!("timed out after {:.1}s", timeout.as_secs_f64()),
+                })??;
+        return sources::prometheus_value(series);
+    }
+    if let Some(r) = &spec.redis {
+        let mut creds = Credentials::default();
+        if let Some(s) = &r.password_secret_ref {
+            let data = secret(ctx, ns, &s.name).await?;
+            creds.password = Some(text(data.get(&s.key).ok_or_else(|| {
+                SourceError::Kube(format!("secret {} has no key {}", s.name, s.key))
+            })?));
+        }
+        return sources::redis_value(r, &creds, timeout)
+            .await
+            .map(SourceValue::Scalar);
+    }
+    if let Some(rm) = &spec.resource_metrics {
+        return resource_metrics(ctx, ns, pods, &rm.resource, timeout).await;
+    }
+    let Some(ps) = &spec.pod_scrape else {
+        return Err(SourceError::NoData("no source kind given".into()));
+    };
+    let endpoints: Vec<PodEndpoint> = pods
+        .iter()
+        .filter(|p| !p.deleting)
+        .map(|p| PodEndpoint {
+            name: p.name.clone(),
+            ip: p.ip.clone(),
+        })
+        .collect();
+    if endpoints.is_empty() {
+        return Err(SourceError::NoData(
+            "the target has no pods to scrape".into(),
+        ));
+    }
+    let scrapes = sources::scrape_pods(ps, &endpoints, timeout).await;
+    let mut errors = Vec::new();
+    let mut ok = Vec::new();
+    for (pod, r) in scrapes {
+        match r {
+            Ok(s) => ok.push((pod, s)),
+            Err(e) => errors.push(format!("{pod}: {e}")),
+        }
+    }
+    if ok.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "no pod could be scraped ({})",
+            errors.join("; ")
+        )));
+    }
+    if let Some(t) = &ps.traffic {
+        let mut in_flight = 0.0;
+        let mut per_pod = BTreeMap::new();
+        let mut counters = BTreeMap::new();
+        for (pod, s) in &ok {
+            let f: f64 = t
+                .in_flight
+                .iter()
+                .filter_map(|m| sources::metric_sum(s, m))
+                .sum();
+            in_flight += f;
+            per_pod.insert(pod.clone(), f);
+            let a = t
+                .arrivals
+                .as_deref()
+                .and_then(|m| sources::metric_sum(s, m))
+                .unwrap_or(0.0);
+            let c = t
+                .completions
+                .as_deref()
+                .and_then(|m| sources::metric_sum(s, m))
+                .unwrap_or(0.0);
+            counters.insert(pod.clone(), (a, c, now));
+        }
+        // Pod counters restart with the pod: the service-wide totals must only grow, so add
+        // each pod's growth since the last scrape to the running totals.
+        let (mut arrivals, mut completions) = match &memory.value {
+            Some(SourceValue::Traffic {
+                arrivals,
+                completions,
+                ..
+            }) => (*arrivals, *completions),
+            _ => (0.0, 0.0),
+        };
+        for (pod, (a, c, _)) in &counters {
+            match memory.traffic_counters.get(pod) {
+                Some((pa, pc, _)) if a >= pa && c >= pc => {
+                    arrivals += a - pa;
+                    completions += c - pc;
+                }
+                Some(_) => {
+                    arrivals += a;
+                    completions += c;
+                }
+                None if memory.value.is_none() => {
+                    arrivals += a;
+                    completions += c;
+                }
+                None => {}
+            }
+        }
+        memory.traffic_counters = counters;
+        return Ok(SourceValue::Traffic {
+            in_flight,
+            arrivals,
+            completions,
+            per_pod_in_flight: per_pod,
+        });
+    }
+    let metric = ps.metric.clone().unwrap_or_default();
+    let mut values = BTreeMap::new();
+    for (pod, s) in &ok {
+        if let Some(v) = sources::metric_sum(s, &metric) {
+            values.insert(pod.clone(), v);
+        }
+    }
+    if values.is_empty() {
+        return Err(SourceError::NoData(format!("no pod exposes {metric}")));
+    }
+    match ps.aggregate.as_deref().unwrap_or("perPod") {
+        "sum" => Ok(SourceValue::Scalar(values.values().sum())),
+        "average" => Ok(SourceValue::Scalar(
+            values.values().sum::<f64>() / values.len() as f64,
+        )),
+        "rate" => {
+            let now_counters: BTreeMap<String, (f64, Time)> =
+                values.iter().map(|(p, v)| (p.clone(), (*v, now))).collect();
+            let r = observe::rates(&memory.counters, &now_counters);
+            memory.counters = now_counters;
+            if r.is_empty() {
+                Err(SourceError::NoData(format!(
+                    "first scrape of {metric}: a rate needs two"
+                )))
+            } else {
+                Ok(SourceValue::PerPod(r))
+            }
+        }
+        _ => Ok(SourceValue::PerPod(values)),
+    }
+}
+
+pub(crate) async fn resource_metrics(
+    ctx: &Context,
+    ns: &str,
+    pods: &[TargetPod],
+    resource: &str,
+    timeout: Duration,
+) -> Result<SourceValue, SourceError> {
+    let req = http::Request::get(format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods"))
+        .body(Vec::new())
+        .map_err(|e| SourceError::Kube(e.to_string()))?;
+    let list: serde_json::Value = tokio::time::timeout(timeout, ctx.client.request(req))
+        .await
+        .map_err(|_| SourceError::Kube("metrics.k8s.io timed out".into()))?
+        .map_err(|e| {
+            SourceError::Kube(format!(
+                "metrics.k8s.io: {e} (is metrics-server installed?)"
+            ))
+        })?;
+    let wanted: std::collections::BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    let mut out = BTreeMap::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item["metadata"]["name"].as_str().unwrap_or("");
+        if !wanted.contains(name) {
+            continue;
+        }
+        let milli: i64 = item["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                c["usage"][resource]
+                    .as_str()
+                    .and_then(sources::quantity_milli)
+            })
+            .sum();
+        // Cores for cpu, bytes for memory: the core's units for resource metrics.
+        out.insert(name.to_string(), milli as f64 / 1000.0);
+    }
+    if out.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "metrics.k8s.io has no {resource} usage for the target's pods"
+        )));
+    }
+    Ok(SourceValue::PerPod(out))
+}

@@ -1,0 +1,128 @@
+//! The target of an Autoscaler: nothing else may scale it, its `/scale` must be readable,
+//! and its pods are read as the core sees them.
+
+use crate::actuate::ScaleTarget;
+use crate::crd::Autoscaler;
+use crate::observe::TargetPod;
+use crate::reconcile::{Context, ReconcileError};
+use crate::sources;
+use ebb_core::{PodPhase, Time};
+use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+/// The checks both modes make before reading signals: nothing else scales the target, and
+/// its `/scale` can be read. The inner error is (condition reason, message).
+pub(crate) async fn target_scale(
+    ctx: &Context,
+    obj: &Autoscaler,
+    ns: &str,
+) -> Result<
+    Result<(ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale), (&'static str, String)>,
+    ReconcileError,
+> {
+    if let Some(why) = conflict(ctx, obj, ns).await? {
+        return Ok(Err(("ConflictingAutoscaler", why)));
+    }
+    let r = &obj.spec.scale_target_ref;
+    let target = match ScaleTarget::resolve(ctx, ns, r).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Err((
+                "FailedGetScale",
+                format!("cannot resolve {} {}: {e}", r.kind, r.name),
+            )))
+        }
+    };
+    match target.get_scale().await {
+        Ok(s) => Ok(Ok((target, s))),
+        Err(e) => Ok(Err((
+            "FailedGetScale",
+            format!(
+                "cannot read the scale of {} {}: {e}",
+                target.kind, target.name
+            ),
+        ))),
+    }
+}
+
+/// Another scaler of the same target: an HPA, or an older Autoscaler.
+pub(crate) async fn conflict(
+    ctx: &Context,
+    obj: &Autoscaler,
+    ns: &str,
+) -> Result<Option<String>, kube::Error> {
+    let target = &obj.spec.scale_target_ref;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), ns);
+    for h in hpas.list(&ListParams::default()).await?.items {
+        let r = h.spec.as_ref().map(|s| &s.scale_target_ref);
+        if r.is_some_and(|r| r.kind == target.kind && r.name == target.name) {
+            return Ok(Some(format!(
+                "HorizontalPodAutoscaler {} already scales {} {}: remove it, or this Autoscaler",
+                h.name_any(),
+                target.kind,
+                target.name
+            )));
+        }
+    }
+    let others: Api<Autoscaler> = Api::namespaced(ctx.client.clone(), ns);
+    let mine = (obj.creation_timestamp(), obj.name_any());
+    for o in others.list(&ListParams::default()).await?.items {
+        let r = &o.spec.scale_target_ref;
+        if o.name_any() != obj.name_any()
+            && r.kind == target.kind
+            && r.name == target.name
+            && (o.creation_timestamp(), o.name_any()) < mine
+        {
+            return Ok(Some(format!(
+                "Autoscaler {} already scales {} {}",
+                o.name_any(),
+                target.kind,
+                target.name
+            )));
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn target_pods(pods: Vec<Pod>) -> Vec<TargetPod> {
+    let at = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
+        Time::from_millis(t.0.as_millisecond())
+    };
+    pods.into_iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let ready_cond = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")
+                .cloned();
+            let mut requests = BTreeMap::new();
+            for c in p.spec.iter().flat_map(|s| s.containers.iter()) {
+                for (k, q) in c.resources.iter().flat_map(|r| r.requests.iter().flatten()) {
+                    if let Some(m) = sources::quantity_milli(&q.0) {
+                        *requests.entry(k.clone()).or_insert(0) += m;
+                    }
+                }
+            }
+            TargetPod {
+                name: p.name_any(),
+                ip: status.pod_ip.clone().filter(|s| !s.is_empty()),
+                phase: match status.phase.as_deref() {
+                    Some("Pending") => PodPhase::Pending,
+                    Some("Succeeded") => PodPhase::Succeeded,
+                    Some("Failed") => PodPhase::Failed,
+                    _ => PodPhase::Running,
+                },
+                ready: ready_cond.as_ref().is_some_and(|c| c.status == "True"),
+                deleting: p.metadata.deletion_timestamp.is_some(),
+                started_at: status.start_time.as_ref().map(at),
+                ready_changed_at: ready_cond.and_then(|c| c.last_transition_time.as_ref().map(at)),
+                requests,
+            }
+        })
+        .collect()
+}
