@@ -4,8 +4,8 @@
 use crate::actuate::ScaleTarget;
 use crate::crd::{Autoscaler, AutoscalerStatus};
 use crate::reconcile::{Context, ReconcileError};
-use crate::status::{event, fail, rfc3339, set_condition, spec_errors, write_status};
-use crate::target::target_scale;
+use crate::status::{event, report_invalid, rfc3339, set_condition, write_status};
+use crate::target::target_or_report;
 use ebb_core::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -32,43 +32,13 @@ pub(crate) async fn reconcile_placement(
         Ok(Some(k)) => k,
         Ok(None) => return Ok(Action::requeue(sync)),
         Err(errors) => {
-            let message = spec_errors(&errors);
-            let retry = Duration::from_secs(60);
-            return fail(
-                ctx,
-                obj,
-                &api,
-                &mut status,
-                "ScalingActive",
-                "InvalidSpec",
-                message,
-                now,
-                retry,
-            )
-            .await;
+            return report_invalid(ctx, obj, &api, &mut status, &errors, now).await;
         }
     };
-    let (server, scale) = match target_scale(ctx, obj, ns).await? {
+    let (server, scale) = match target_or_report(ctx, obj, ns, &api, &mut status, now, sync).await?
+    {
         Ok(t) => t,
-        Err((reason, why)) => {
-            let retry = if reason == "ConflictingAutoscaler" {
-                sync.max(Duration::from_secs(15))
-            } else {
-                Duration::from_secs(15)
-            };
-            return fail(
-                ctx,
-                obj,
-                &api,
-                &mut status,
-                "AbleToScale",
-                reason,
-                why,
-                now,
-                retry,
-            )
-            .await;
-        }
+        Err(action) => return Ok(action),
     };
     let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
     // The models' replicas, as their own Autoscalers set them. One that cannot be read keeps

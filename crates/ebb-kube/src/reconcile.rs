@@ -10,8 +10,8 @@ use crate::observe::{self, Latest};
 use crate::placement_mode::reconcile_placement;
 use crate::poll::{poll, SourceMemory};
 use crate::sources;
-use crate::status::{event, fail, rfc3339, set_condition, spec_errors, write_status};
-use crate::target::{target_pods, target_scale};
+use crate::status::{event, report_invalid, rfc3339, set_condition, write_status};
+use crate::target::{target_or_report, target_pods};
 use ebb_core::{decide, Decision, LimitReason, Policy, State, Time};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -158,45 +158,15 @@ async fn reconcile_inner(
                 "the spec is invalid: nothing is scaled".into(),
                 now,
             );
-            let message = spec_errors(&errors);
-            let retry = Duration::from_secs(60);
-            return fail(
-                ctx,
-                obj,
-                &api,
-                &mut status,
-                "ScalingActive",
-                "InvalidSpec",
-                message,
-                now,
-                retry,
-            )
-            .await;
+            return report_invalid(ctx, obj, &api, &mut status, &errors, now).await;
         }
     };
 
     // 2. Nothing else may scale the same target; 3. its /scale and pods.
-    let (target, scale) = match target_scale(ctx, obj, ns).await? {
+    let (target, scale) = match target_or_report(ctx, obj, ns, &api, &mut status, now, sync).await?
+    {
         Ok(t) => t,
-        Err((reason, why)) => {
-            let retry = if reason == "ConflictingAutoscaler" {
-                sync.max(Duration::from_secs(15))
-            } else {
-                Duration::from_secs(15)
-            };
-            return fail(
-                ctx,
-                obj,
-                &api,
-                &mut status,
-                "AbleToScale",
-                reason,
-                why,
-                now,
-                retry,
-            )
-            .await;
-        }
+        Err(action) => return Ok(action),
     };
     let current = scale
         .spec

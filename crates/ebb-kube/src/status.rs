@@ -118,3 +118,28 @@ pub(crate) async fn write_status(
         .await
         .map(|_| ())
 }
+
+/// Reports an invalid spec (its field paths) and retries in a minute; nothing is scaled.
+pub(crate) async fn report_invalid(
+    ctx: &Context,
+    obj: &Autoscaler,
+    api: &Api<Autoscaler>,
+    status: &mut AutoscalerStatus,
+    errors: &[crate::crd::SpecError],
+    now: Time,
+) -> Result<Action, ReconcileError> {
+    let message = spec_errors(errors);
+    let retry = Duration::from_secs(60);
+    fail(
+        ctx,
+        obj,
+        api,
+        status,
+        "ScalingActive",
+        "InvalidSpec",
+        message,
+        now,
+        retry,
+    )
+    .await
+}

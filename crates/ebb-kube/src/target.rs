@@ -126,3 +126,45 @@ pub(crate) fn target_pods(pods: Vec<Pod>) -> Vec<TargetPod> {
         })
         .collect()
 }
+
+/// Both modes' gate: the target and its `/scale`, or the Action after reporting why not
+/// (another scaler owns it: retried after the sync period; unreadable: after 15 s).
+pub(crate) async fn target_or_report(
+    ctx: &Context,
+    obj: &Autoscaler,
+    ns: &str,
+    api: &Api<Autoscaler>,
+    status: &mut crate::crd::AutoscalerStatus,
+    now: Time,
+    sync: std::time::Duration,
+) -> Result<
+    Result<
+        (ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale),
+        kube::runtime::controller::Action,
+    >,
+    ReconcileError,
+> {
+    match target_scale(ctx, obj, ns).await? {
+        Ok(t) => Ok(Ok(t)),
+        Err((reason, why)) => {
+            let retry = if reason == "ConflictingAutoscaler" {
+                sync.max(std::time::Duration::from_secs(15))
+            } else {
+                std::time::Duration::from_secs(15)
+            };
+            let action = crate::status::fail(
+                ctx,
+                obj,
+                api,
+                status,
+                "AbleToScale",
+                reason,
+                why,
+                now,
+                retry,
+            )
+            .await?;
+            Ok(Err(action))
+        }
+    }
+}
