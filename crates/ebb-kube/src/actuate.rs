@@ -59,6 +59,11 @@ impl ScaleTarget {
         self.api.get_scale(&self.name).await
     }
 
+    /// The replicas its `/scale` asks for.
+    pub async fn replicas(&self) -> Result<u32, kube::Error> {
+        self.get_scale().await.map(|s| spec_replicas(&s))
+    }
+
     /// Sets `spec.replicas` through `/scale`, retrying conflicts and server errors with
     /// exponential backoff (100 ms, doubling, 5 tries).
     pub async fn patch_replicas(&self, replicas: u32) -> Result<(), kube::Error> {
@@ -71,6 +76,16 @@ impl ScaleTarget {
         })
         .await
     }
+}
+
+/// `spec.replicas` of a Scale (0 when absent).
+pub fn spec_replicas(scale: &Scale) -> u32 {
+    scale
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(0)
+        .max(0) as u32
 }
 
 /// Whether an API error is worth retrying: conflicts, throttling, server errors, transport.

@@ -4,7 +4,7 @@
 use crate::actuate::ScaleTarget;
 use crate::crd::{Autoscaler, AutoscalerStatus};
 use crate::reconcile::{Context, ReconcileError};
-use crate::status::{event, report_invalid, rfc3339, set_condition, write_status};
+use crate::status::{event, report_invalid, rescale, set_condition, write_status};
 use crate::target::target_or_report;
 use ebb_core::Time;
 use kube::api::Api;
@@ -40,7 +40,7 @@ pub(crate) async fn reconcile_placement(
         Ok(t) => t,
         Err(action) => return Ok(action),
     };
-    let current = scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32;
+    let current = crate::actuate::spec_replicas(&scale);
     // The models' replicas, as their own Autoscalers set them. One that cannot be read keeps
     // the replicas the last plan gave it: a read failure never shrinks the servers.
     let previous: std::collections::BTreeMap<String, Vec<String>> =
@@ -55,19 +55,14 @@ pub(crate) async fn reconcile_placement(
     let mut unreadable = Vec::new();
     for m in obj.spec.placement.iter().flat_map(|p| p.models.iter()) {
         let id = format!("{}/{}", m.model_ref.kind, m.model_ref.name);
-        let replicas = match ScaleTarget::resolve(ctx, ns, &m.model_ref).await {
-            Ok(t) => match t.get_scale().await {
-                Ok(s) => s.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32,
-                Err(e) => {
-                    unreadable.push(format!("{id}: {e}"));
-                    planned(&id)
-                }
-            },
-            Err(e) => {
-                unreadable.push(format!("{id}: {e}"));
-                planned(&id)
-            }
+        let read = match ScaleTarget::resolve(ctx, ns, &m.model_ref).await {
+            Ok(t) => t.replicas().await,
+            Err(e) => Err(e),
         };
+        let replicas = read.unwrap_or_else(|e| {
+            unreadable.push(format!("{id}: {e}"));
+            planned(&id)
+        });
         demands.push(ModelDemand {
             name: id,
             replicas,
@@ -102,46 +97,19 @@ pub(crate) async fn reconcile_placement(
             .map(|u| format!("model replicas unreadable, kept from the last plan: {u}")),
     );
     if desired != current {
-        match server.patch_replicas(desired).await {
-            Ok(()) => {
-                status.last_scale_time = Some(rfc3339(now));
-                event(
-                    ctx,
-                    obj,
-                    EventType::Normal,
-                    "SuccessfulRescale",
-                    format!("New size: {desired}; reason: {}", reasons.join("; ")),
-                )
-                .await;
-                set_condition(
-                    &mut status.conditions,
-                    "AbleToScale",
-                    true,
-                    "SucceededRescale",
-                    format!(
-                        "the controller scaled {} {} to {desired}",
-                        server.kind, server.name
-                    ),
-                    now,
-                );
-            }
-            Err(e) => {
-                let why = format!(
-                    "failed to scale {} {} to {desired}: {e}",
-                    server.kind, server.name
-                );
-                event(ctx, obj, EventType::Warning, "FailedRescale", why.clone()).await;
-                set_condition(
-                    &mut status.conditions,
-                    "AbleToScale",
-                    false,
-                    "FailedUpdateScale",
-                    why,
-                    now,
-                );
-                write_status(&api, name, &status).await?;
-                return Ok(Action::requeue(Duration::from_secs(5)));
-            }
+        if !rescale(
+            ctx,
+            obj,
+            &server,
+            desired,
+            &reasons.join("; "),
+            &mut status,
+            now,
+        )
+        .await
+        {
+            write_status(&api, name, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
         }
     } else {
         set_condition(

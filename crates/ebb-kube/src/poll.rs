@@ -25,6 +25,18 @@ pub(crate) struct SourceMemory {
     pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,
 }
 
+impl SourceMemory {
+    /// The value the core may use: none while the last poll failed (the core then sees the
+    /// metric as missing, and never scales down on it).
+    pub(crate) fn usable(&self) -> Option<&SourceValue> {
+        if self.error.is_some() {
+            None
+        } else {
+            self.value.as_ref()
+        }
+    }
+}
+
 pub(crate) async fn secret(
     ctx: &Context,
     ns: &str,

@@ -10,7 +10,7 @@ use crate::observe::{self, Latest};
 use crate::placement_mode::reconcile_placement;
 use crate::poll::{poll, SourceMemory};
 use crate::sources;
-use crate::status::{event, report_invalid, rfc3339, set_condition, write_status};
+use crate::status::{event, report_invalid, rescale, rfc3339, set_condition, write_status};
 use crate::target::{target_or_report, target_pods};
 use ebb_core::{decide, Decision, LimitReason, Policy, State, Time};
 use k8s_openapi::api::core::v1::Pod;
@@ -86,9 +86,7 @@ impl Context {
             targets: Mutex::new(HashMap::new()),
         }
     }
-}
 
-impl Context {
     /// The resolved API resource of a target kind, when known.
     pub fn targets_get(&self, k: &(String, String)) -> Option<kube::discovery::ApiResource> {
         self.targets.lock().ok().and_then(|m| m.get(k).cloned())
@@ -168,12 +166,7 @@ async fn reconcile_inner(
         Ok(t) => t,
         Err(action) => return Ok(action),
     };
-    let current = scale
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(0)
-        .max(0) as u32;
+    let current = actuate::spec_replicas(&scale);
     let selector = scale
         .status
         .as_ref()
@@ -254,7 +247,7 @@ async fn reconcile_inner(
             mem
         });
     }
-    let memories: Vec<SourceMemory> = futures::future::join_all(polls).await;
+    let mut memories: Vec<SourceMemory> = futures::future::join_all(polls).await;
     let latest: Vec<Latest> = obj
         .spec
         .sources
@@ -263,11 +256,7 @@ async fn reconcile_inner(
         .map(|(s, m)| Latest {
             name: s.name.clone(),
             traffic: s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some()),
-            value: if m.error.is_some() {
-                None
-            } else {
-                m.value.clone()
-            },
+            value: m.usable().cloned(),
             at: m.at.unwrap_or(Time::ZERO),
         })
         .collect();
@@ -279,32 +268,19 @@ async fn reconcile_inner(
         .map(|(s, m)| SourceStatus {
             name: s.name.clone(),
             source: sources::kind_of(s).into(),
-            value: if m.error.is_some() {
-                None
-            } else {
-                m.value.as_ref().map(|v| v.headline())
-            },
+            value: m.usable().map(|v| v.headline()),
             error: m.error.clone(),
             last_success: m.at.map(rfc3339),
         })
         .collect();
-    let failed: Vec<String> = obj
-        .spec
-        .sources
-        .iter()
-        .zip(&memories)
-        .filter_map(|(s, m)| {
-            m.error
-                .as_ref()
-                .map(|e| format!("source {} ({}) failed: {e}", s.name, sources::kind_of(s)))
-        })
-        .collect();
-    let mut memories = memories;
-    for (m, line) in memories
-        .iter_mut()
-        .filter(|m| m.error.is_some())
-        .zip(&failed)
-    {
+    // Each failing source: a line for the condition, and an Event when its error is new.
+    let mut failed = Vec::new();
+    for (s, m) in obj.spec.sources.iter().zip(memories.iter_mut()) {
+        let Some(e) = &m.error else {
+            m.reported_error = None;
+            continue;
+        };
+        let line = format!("source {} ({}) failed: {e}", s.name, sources::kind_of(s));
         if m.reported_error.as_deref() != Some(line.as_str()) {
             event(
                 ctx,
@@ -316,9 +292,7 @@ async fn reconcile_inner(
             .await;
             m.reported_error = Some(line.clone());
         }
-    }
-    for m in memories.iter_mut().filter(|m| m.error.is_none()) {
-        m.reported_error = None;
+        failed.push(line);
     }
 
     // 5. Decide.
@@ -354,39 +328,18 @@ async fn reconcile_inner(
                 .await;
             }
         }
-        match target.patch_replicas(d.desired_replicas).await {
-            Ok(()) => {
-                new_state = d.applied_state();
-                status.last_scale_time = Some(rfc3339(now));
-                let note = format!("New size: {}; reason: {}", d.desired_replicas, d.summary());
-                event(ctx, obj, EventType::Normal, "SuccessfulRescale", note).await;
-                set_condition(
-                    &mut status.conditions,
-                    "AbleToScale",
-                    true,
-                    "SucceededRescale",
-                    format!(
-                        "the controller scaled {} {} to {}",
-                        target.kind, target.name, d.desired_replicas
-                    ),
-                    now,
-                );
-            }
-            Err(e) => {
-                let why = format!(
-                    "failed to scale {} {} to {}: {e}",
-                    target.kind, target.name, d.desired_replicas
-                );
-                event(ctx, obj, EventType::Warning, "FailedRescale", why.clone()).await;
-                set_condition(
-                    &mut status.conditions,
-                    "AbleToScale",
-                    false,
-                    "FailedUpdateScale",
-                    why,
-                    now,
-                );
-            }
+        if rescale(
+            ctx,
+            obj,
+            &target,
+            d.desired_replicas,
+            &d.summary(),
+            &mut status,
+            now,
+        )
+        .await
+        {
+            new_state = d.applied_state();
         }
     } else {
         set_condition(

@@ -143,3 +143,54 @@ pub(crate) async fn report_invalid(
     )
     .await
 }
+
+/// Scales `target` to `desired` and says so: on success the `SuccessfulRescale` Event
+/// ("New size: N; reason: ...") and `AbleToScale=True`; on failure a `FailedRescale` Event and
+/// `AbleToScale=False`. Returns whether the patch went through.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rescale(
+    ctx: &Context,
+    obj: &Autoscaler,
+    target: &crate::actuate::ScaleTarget,
+    desired: u32,
+    reasons: &str,
+    status: &mut AutoscalerStatus,
+    now: Time,
+) -> bool {
+    match target.patch_replicas(desired).await {
+        Ok(()) => {
+            status.last_scale_time = Some(rfc3339(now));
+            let note = format!("New size: {desired}; reason: {reasons}");
+            event(ctx, obj, EventType::Normal, "SuccessfulRescale", note).await;
+            let message = format!(
+                "the controller scaled {} {} to {desired}",
+                target.kind, target.name
+            );
+            set_condition(
+                &mut status.conditions,
+                "AbleToScale",
+                true,
+                "SucceededRescale",
+                message,
+                now,
+            );
+            true
+        }
+        Err(e) => {
+            let why = format!(
+                "failed to scale {} {} to {desired}: {e}",
+                target.kind, target.name
+            );
+            event(ctx, obj, EventType::Warning, "FailedRescale", why.clone()).await;
+            set_condition(
+                &mut status.conditions,
+                "AbleToScale",
+                false,
+                "FailedUpdateScale",
+                why,
+                now,
+            );
+            false
+        }
+    }
+}

@@ -234,6 +234,23 @@ fn last_status(log: &Arc<Mutex<Vec<Logged>>>) -> AutoscalerStatus {
     serde_json::from_value(s.body["status"].clone()).expect("status")
 }
 
+/// The condition `type_` of a status (it must be there).
+fn condition<'a>(st: &'a AutoscalerStatus, type_: &str) -> &'a ebb_kube::crd::Condition {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {st:?}"))
+}
+
+/// Nothing was read from or written to the target's `/scale`.
+fn assert_target_untouched(log: &Arc<Mutex<Vec<Logged>>>) {
+    let l = log.lock().expect("log");
+    assert!(
+        l.iter().all(|r| !r.path.contains("/scale")),
+        "the target was touched: {l:?}"
+    );
+}
+
 fn event_reasons(log: &Arc<Mutex<Vec<Logged>>>) -> Vec<(String, String)> {
     log.lock()
         .expect("log")
@@ -303,11 +320,7 @@ async fn no_write_when_the_desired_count_is_the_current_one() {
     );
     let st = last_status(&log);
     assert_eq!(st.desired_replicas, Some(2));
-    let able = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "AbleToScale")
-        .expect("condition");
+    let able = condition(&st, "AbleToScale");
     assert_eq!(
         (able.status.as_str(), able.reason.as_str()),
         ("True", "ReadyForNewScale")
@@ -344,11 +357,7 @@ async fn a_failing_source_never_scales_down_and_is_reported() {
         .expect("reconcile");
     assert!(scale_patches(&log).is_empty());
     let st = last_status(&log);
-    let active = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "ScalingActive")
-        .expect("condition");
+    let active = condition(&st, "ScalingActive");
     assert_eq!(
         (active.status.as_str(), active.reason.as_str()),
         ("False", "FailedGetMetrics")
@@ -374,17 +383,9 @@ async fn an_invalid_spec_is_reported_and_nothing_is_read_or_scaled() {
         None,
     );
     reconcile(a, ctx).await.expect("reconcile");
-    let l = log.lock().expect("log").clone();
-    assert!(
-        l.iter().all(|r| !r.path.contains("/scale")),
-        "nothing read or written on the target: {l:?}"
-    );
+    assert_target_untouched(&log);
     let st = last_status(&log);
-    let active = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "ScalingActive")
-        .expect("condition");
+    let active = condition(&st, "ScalingActive");
     assert_eq!(active.reason, "InvalidSpec");
     assert!(
         active
@@ -406,17 +407,9 @@ async fn an_hpa_on_the_target_is_refused() {
     reconcile(autoscaler("", 9, None), ctx)
         .await
         .expect("reconcile");
-    assert!(log
-        .lock()
-        .expect("log")
-        .iter()
-        .all(|r| !r.path.contains("/scale")));
+    assert_target_untouched(&log);
     let st = last_status(&log);
-    let able = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "AbleToScale")
-        .expect("condition");
+    let able = condition(&st, "AbleToScale");
     assert_eq!(
         (able.status.as_str(), able.reason.as_str()),
         ("False", "ConflictingAutoscaler")
@@ -524,11 +517,7 @@ async fn resource_metrics_feed_cpu_utilization() {
         "{:?}",
         st.reasons
     );
-    let limited = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "ScalingLimited")
-        .expect("condition");
+    let limited = condition(&st, "ScalingLimited");
     assert_eq!(
         (limited.status.as_str(), limited.reason.as_str()),
         ("True", "ScaleUpLimit")
@@ -550,17 +539,9 @@ async fn an_older_autoscaler_on_the_target_wins() {
     )
     .await
     .expect("reconcile");
-    assert!(log
-        .lock()
-        .expect("log")
-        .iter()
-        .all(|r| !r.path.contains("/scale")));
+    assert_target_untouched(&log);
     let st = last_status(&log);
-    let able = st
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "AbleToScale")
-        .expect("condition");
+    let able = condition(&st, "AbleToScale");
     assert_eq!(
         (able.status.as_str(), able.reason.as_str()),
         ("False", "ConflictingAutoscaler")
