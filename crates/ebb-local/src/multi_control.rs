@@ -23,9 +23,7 @@ fn server_id(r: &Replica) -> String {
 
 impl Service {
     fn observe_model(&self, m: &ModelEntry, now: Time) -> Observation {
-        let at = |i: Instant| {
-            Time::from_millis(i.saturating_duration_since(self.state.started).as_millis() as i64)
-        };
+        let at = |i: Instant| self.state.core_time(i);
         let pods: Vec<Pod> = m
             .copies()
             .iter()
@@ -210,7 +208,7 @@ impl Service {
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
-            let now = Time::from_millis(self.state.started.elapsed().as_millis() as i64);
+            let now = self.state.core_now();
             // Each model decides on its own traffic.
             let mut demands = Vec::new();
             let mut decisions = BTreeMap::new();

@@ -326,11 +326,7 @@ impl Service {
             .filter(|r| !r.draining.load(Ordering::Acquire))
             .map(|r| {
                 let ready = r.ready.load(Ordering::Acquire);
-                let at = |i: Instant| {
-                    Time::from_millis(
-                        i.saturating_duration_since(self.state.started).as_millis() as i64
-                    )
-                };
+                let at = |i: Instant| self.state.core_time(i);
                 Pod {
                     name: r.id.to_string(),
                     phase: PodPhase::Running,
@@ -386,7 +382,7 @@ impl Service {
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
-            let now = Time::from_millis(self.state.started.elapsed().as_millis() as i64);
+            let now = self.state.core_now();
             let obs = self.observe(now);
             let d = decide(&self.cfg.policy, &obs, &state, now);
             if d.desired_replicas == d.current_replicas {

@@ -134,6 +134,16 @@ impl ServiceState {
         self
     }
 
+    /// `i` as the decision core's time: milliseconds since the runtime started.
+    pub fn core_time(&self, i: Instant) -> ebb_core::Time {
+        ebb_core::Time::from_millis(i.saturating_duration_since(self.started).as_millis() as i64)
+    }
+
+    /// Now, as the decision core's time.
+    pub fn core_now(&self) -> ebb_core::Time {
+        self.core_time(Instant::now())
+    }
+
     /// A snapshot of the replicas.
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
         self.replicas.read().map(|r| r.clone()).unwrap_or_default()

@@ -362,12 +362,12 @@ pub fn run_mode(
     let mut fleet = Fleet::new(&cfg.server.kind);
     let mut reasons: Vec<(f64, String)> = Vec::new();
     let mut one_per_model_servers = 0u64;
+    let index = name_index(cfg);
 
     // Initial placement: everything ready at time zero.
     if mode.placement != Placement::OnePerModel {
-        let demands = demands(cfg, &models, |m| m.cluster.current_replicas());
+        let demands = demands(cfg, &models, |_, s| s.cluster.current_replicas());
         let p = plan_with(&demands, kinds, &[], PlanOptions { consolidate: true });
-        let index = name_index(cfg);
         for (server, hosted) in &p.target {
             fleet.add_server(server, 0.0, 0.0, true);
             for name in hosted {
@@ -480,6 +480,7 @@ pub fn run_mode(
                         &mut rng,
                         &mut reasons,
                         &mut unplaced_now,
+                        &index,
                     );
                 }
             }
@@ -506,7 +507,8 @@ pub fn run_mode(
                 _ => fleet.servers() as u32,
             };
             peak_servers = peak_servers.max(servers);
-            let hosted: Vec<ModelDemand> = demands(cfg, &models, |s| s.cluster.existing_replicas());
+            let hosted: Vec<ModelDemand> =
+                demands(cfg, &models, |_, s| s.cluster.existing_replicas());
             let copies: u32 = hosted.iter().map(|d| d.replicas).sum();
             let lb = if copies == 0 {
                 0
@@ -690,7 +692,7 @@ fn name_index(cfg: &MultiConfig) -> BTreeMap<&str, usize> {
 fn demands(
     cfg: &MultiConfig,
     models: &[ModelSim],
-    replicas: impl Fn(&ModelSim) -> u32,
+    replicas: impl Fn(usize, &ModelSim) -> u32,
 ) -> Vec<ModelDemand> {
     models
         .iter()
@@ -698,7 +700,7 @@ fn demands(
         .filter(|(_, s)| s.present)
         .map(|(m, s)| ModelDemand {
             name: cfg.names.get(m).cloned().unwrap_or_default(),
-            replicas: replicas(s),
+            replicas: replicas(m, s),
             memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
             server_kind: None,
         })
@@ -756,26 +758,14 @@ fn apply_plan(
     rng: &mut Pcg64Mcg,
     reasons: &mut Vec<(f64, String)>,
     unplaced_now: &mut u32,
+    index: &BTreeMap<&str, usize>,
 ) {
-    let wanted: Vec<u32> = models
-        .iter()
-        .zip(commands)
-        .map(|(s, c)| {
-            c.as_ref()
-                .map_or(s.cluster.current_replicas(), |c| c.desired)
-        })
-        .collect();
-    let demands: Vec<ModelDemand> = models
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.present)
-        .map(|(m, _)| ModelDemand {
-            name: cfg.names.get(m).cloned().unwrap_or_default(),
-            replicas: wanted[m],
-            memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
-            server_kind: None,
-        })
-        .collect();
+    // What each model's decision wants (its current count when it asked for no change).
+    let demands = demands(cfg, models, |m, s| {
+        commands[m]
+            .as_ref()
+            .map_or(s.cluster.current_replicas(), |c| c.desired)
+    });
     let p = plan_with(
         &demands,
         std::slice::from_ref(&cfg.server),
@@ -786,7 +776,6 @@ fn apply_plan(
     if reasons.len() < 200 {
         reasons.extend(p.reasons.iter().map(|r| (now, r.clone())));
     }
-    let index = name_index(cfg);
     let mut loads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let mut unloads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for mv in &p.moves {
