@@ -133,15 +133,20 @@ pub fn render_query(query: &str, name: &str, namespace: &str) -> String {
         .replace("{{namespace}}", namespace)
 }
 
-fn http_client(
-    timeout: Duration,
-    insecure: bool,
-    ca: Option<&[u8]>,
-) -> Result<reqwest::Client, SourceError> {
+/// The HTTP client for one TLS configuration, built once and shared, so that polls reuse
+/// connections instead of setting up a client (and TLS) every time. Timeouts are per request.
+fn http_client(insecure: bool, ca: Option<&[u8]>) -> Result<reqwest::Client, SourceError> {
+    type Key = (bool, Option<Vec<u8>>);
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Key, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let key: Key = (insecure, ca.map(<[u8]>::to_vec));
+    let cache = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
     crate::install_crypto();
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .tls_danger_accept_invalid_certs(insecure);
+    let mut b = reqwest::Client::builder().tls_danger_accept_invalid_certs(insecure);
     if let Some(pem) = ca {
         let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SourceError::Parse {
             what: "ca.crt".into(),
@@ -149,10 +154,14 @@ fn http_client(
         })?;
         b = b.add_root_certificate(cert);
     }
-    b.build().map_err(|e| SourceError::Http {
+    let client = b.build().map_err(|e| SourceError::Http {
         url: "(client)".into(),
         reason: e.to_string(),
-    })
+    })?;
+    if let Ok(mut m) = cache.lock() {
+        m.insert(key, client.clone());
+    }
+    Ok(client)
 }
 
 /// One series of a query result: its labels and value.
@@ -165,9 +174,9 @@ pub async fn prometheus_query(
     creds: &Credentials,
     timeout: Duration,
 ) -> Result<Vec<Series>, SourceError> {
-    let client = http_client(timeout, src.insecure_skip_verify, creds.ca_pem.as_deref())?;
+    let client = http_client(src.insecure_skip_verify, creds.ca_pem.as_deref())?;
     let url = format!("{}/api/v1/query", src.url.trim_end_matches('/'));
-    let mut req = client.get(&url).query(&[("query", query)]);
+    let mut req = client.get(&url).timeout(timeout).query(&[("query", query)]);
     if let Some(t) = &creds.token {
         req = req.bearer_auth(t);
     } else if let Some((u, p)) = &creds.basic {
@@ -281,7 +290,7 @@ pub async fn scrape_pods(
     pods: &[PodEndpoint],
     timeout: Duration,
 ) -> Vec<(String, Result<Scrape, SourceError>)> {
-    let client = match http_client(timeout, true, None) {
+    let client = match http_client(true, None) {
         Ok(c) => c,
         Err(e) => {
             return pods
@@ -308,6 +317,7 @@ pub async fn scrape_pods(
             let r = async {
                 let resp = client
                     .get(&url)
+                    .timeout(timeout)
                     .send()
                     .await
                     .map_err(|e| SourceError::Http {
