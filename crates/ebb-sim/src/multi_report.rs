@@ -3,7 +3,9 @@
 //! packing efficiency over time.
 
 use crate::multi::{MultiComparison, MultiResult};
-use crate::report::{draw_legend, escape, secs, time_axis, RunInfo, COLORS, PAGE_STYLE};
+use crate::report::{
+    draw_legend, escape, reference_area, secs, time_axis, time_chart, RunInfo, COLORS, PAGE_STYLE,
+};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -232,35 +234,23 @@ fn servers_plot(c: &MultiComparison) -> String {
             .flat_map(|r| r.fleet.iter().map(|b| b.servers))
             .fold(1.0, f64::max)
             * 1.1;
-        let chart = ChartBuilder::on(&root)
-            .caption("Server replicas over time", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..duration / unit, 0.0..ymax);
-        let Ok(mut chart) = chart else { return };
-        let _ = chart
-            .configure_mesh()
-            .x_desc(label)
-            .y_desc("servers")
-            .draw();
+        let Some(mut chart) = time_chart(
+            &root,
+            "Server replicas over time",
+            duration / unit,
+            0.0..ymax,
+            label,
+            "servers",
+        ) else {
+            return;
+        };
         if let Some(first) = c.results.first() {
-            let lb: Vec<(f64, f64)> = first
+            let lb = first
                 .fleet
                 .iter()
                 .map(|b| (b.t / unit, b.lower_bound))
                 .collect();
-            let _ = chart
-                .draw_series(AreaSeries::new(lb, 0.0, RGBColor(220, 220, 220).mix(0.8)))
-                .map(|s| {
-                    s.label(format!("lower bound ({})", first.mode))
-                        .legend(|(x, y)| {
-                            Rectangle::new(
-                                [(x, y - 5), (x + 15, y + 5)],
-                                RGBColor(200, 200, 200).filled(),
-                            )
-                        })
-                });
+            reference_area(&mut chart, lb, format!("lower bound ({})", first.mode));
         }
         mode_lines(&mut chart, c, unit, |b| Some(b.servers));
         draw_legend(&mut chart);
@@ -286,21 +276,16 @@ fn packing_plot(c: &MultiComparison) -> String {
             .fold(1.5, f64::max)
             .min(20.0)
             * 1.1;
-        let chart = ChartBuilder::on(&root)
-            .caption(
-                "Packing efficiency: servers over the memory lower bound (1 = perfect)",
-                ("sans-serif", 20),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..duration / unit, 0.9..ymax);
-        let Ok(mut chart) = chart else { return };
-        let _ = chart
-            .configure_mesh()
-            .x_desc(label)
-            .y_desc("servers / lower bound")
-            .draw();
+        let Some(mut chart) = time_chart(
+            &root,
+            "Packing efficiency: servers over the memory lower bound (1 = perfect)",
+            duration / unit,
+            0.9..ymax,
+            label,
+            "servers / lower bound",
+        ) else {
+            return;
+        };
         mode_lines(&mut chart, c, unit, ratio);
         draw_legend(&mut chart);
         let _ = root.present();

@@ -3,6 +3,7 @@
 
 use crate::compare::Comparison;
 use crate::record::PolicyResult;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -283,6 +284,50 @@ fn drawing_order(c: &Comparison) -> Vec<(usize, &PolicyResult)> {
     v
 }
 
+/// A time-series chart as every report draws one: `caption`, time on x up to `x_max` (in the
+/// unit `x_desc` names), `y` on y, labelled mesh. `None` when plotters cannot lay it out.
+pub(crate) fn time_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    x_max: f64,
+    y: std::ops::Range<f64>,
+    x_desc: &str,
+    y_desc: &str,
+) -> Option<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..x_max, y)
+        .ok()?;
+    let _ = chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw();
+    Some(chart)
+}
+
+/// A grey reference area under the lines (the load as replicas needed, the lower bound on
+/// servers), with its legend entry.
+pub(crate) fn reference_area<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: Vec<(f64, f64)>,
+    label: impl Into<String>,
+) {
+    let _ = chart
+        .draw_series(AreaSeries::new(
+            points,
+            0.0,
+            RGBColor(220, 220, 220).mix(0.8),
+        ))
+        .map(|s| {
+            s.label(label).legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 15, y + 5)],
+                    RGBColor(200, 200, 200).filled(),
+                )
+            })
+        });
+}
+
 fn replicas_plot(c: &Comparison) -> String {
     let mut svg = String::new();
     (|| {
@@ -296,38 +341,23 @@ fn replicas_plot(c: &Comparison) -> String {
             .flat_map(|r| r.buckets.iter().map(|b| b.replicas.max(b.needed)))
             .fold(1.0, f64::max)
             * 1.1;
-        let chart = ChartBuilder::on(&root)
-            .caption("Replicas over time", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..duration / unit, 0.0..ymax);
-        let Ok(mut chart) = chart else { return };
-        let _ = chart
-            .configure_mesh()
-            .x_desc(label)
-            .y_desc("replicas")
-            .draw();
+        let Some(mut chart) = time_chart(
+            &root,
+            "Replicas over time",
+            duration / unit,
+            0.0..ymax,
+            label,
+            "replicas",
+        ) else {
+            return;
+        };
         if let Some(first) = c.results.first() {
-            let needed: Vec<(f64, f64)> = first
+            let needed = first
                 .buckets
                 .iter()
                 .map(|b| (b.t / unit, b.needed))
                 .collect();
-            let _ = chart
-                .draw_series(AreaSeries::new(
-                    needed,
-                    0.0,
-                    RGBColor(220, 220, 220).mix(0.8),
-                ))
-                .map(|s| {
-                    s.label("needed (load)").legend(|(x, y)| {
-                        Rectangle::new(
-                            [(x, y - 5), (x + 15, y + 5)],
-                            RGBColor(200, 200, 200).filled(),
-                        )
-                    })
-                });
+            reference_area(&mut chart, needed, "needed (load)");
         }
         policy_lines(&mut chart, c, unit, 2, |b| Some(b.replicas));
         let _ = root.present();
