@@ -223,16 +223,17 @@ impl Fleet {
                 .sum::<f64>()
     }
 
-    /// Memory held on each server (copies and leaving copies), for capacity checks.
-    pub fn used_mib(&self, memory: impl Fn(usize) -> u64) -> Vec<(String, u64)> {
-        self.servers
-            .iter()
-            .map(|(id, s)| {
-                let used = s.copies.keys().map(|m| memory(*m)).sum::<u64>()
-                    + s.leaving.iter().map(|(m, _)| memory(*m)).sum::<u64>();
-                (id.clone(), used)
-            })
-            .collect()
+    /// Memory held on each server (copies and leaving copies), for capacity checks. Lazy: the
+    /// simulator checks it every second.
+    pub fn used_mib<'a>(
+        &'a self,
+        memory: impl Fn(usize) -> u64 + 'a,
+    ) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.servers.iter().map(move |(id, s)| {
+            let used = s.copies.keys().map(|m| memory(*m)).sum::<u64>()
+                + s.leaving.iter().map(|(m, _)| memory(*m)).sum::<u64>();
+            (id.as_str(), used)
+        })
     }
 }
 
@@ -281,8 +282,8 @@ mod tests {
         f.load(3, "s-0", 0.0, true);
         f.drain_out(3, "s-0", 5.0);
         f.settle(6.0, |_| 1);
-        assert_eq!(f.used_mib(|_| 100), vec![("s-0".to_string(), 100)]);
+        assert_eq!(f.used_mib(|_| 100).collect::<Vec<_>>(), vec![("s-0", 100)]);
         f.settle(7.0, |_| 0);
-        assert_eq!(f.used_mib(|_| 100), vec![("s-0".to_string(), 0)]);
+        assert_eq!(f.used_mib(|_| 100).collect::<Vec<_>>(), vec![("s-0", 0)]);
     }
 }

@@ -495,8 +495,7 @@ pub fn run_mode(
                 });
                 let over = fleet
                     .used_mib(|m| cfg.memory_mib.get(m).copied().unwrap_or(0))
-                    .iter()
-                    .any(|(_, used)| *used > cfg.server.capacity_mib);
+                    .any(|(_, used)| used > cfg.server.capacity_mib);
                 over_capacity += u64::from(over);
             }
             let servers = match mode.placement {

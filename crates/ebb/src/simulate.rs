@@ -346,14 +346,28 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     println!("{}", report::table(&comparison));
     let files = report::write(&args.report, &comparison, &info)
         .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
-    println!(
-        "simulated {} policies in {elapsed:.1}s; report: {}",
+    print_done(
         comparison.results.len(),
-        files.last().map_or(args.report.display().to_string(), |p| p
-            .display()
-            .to_string())
+        "policies",
+        elapsed,
+        &args.report,
+        &files,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last line of a simulation: how many runs, how long, where the report is.
+pub(crate) fn print_done(
+    runs: usize,
+    what: &str,
+    elapsed: f64,
+    dir: &std::path::Path,
+    files: &[PathBuf],
+) {
+    let page = files
+        .last()
+        .map_or(dir.display().to_string(), |p| p.display().to_string());
+    println!("simulated {runs} {what} in {elapsed:.1}s; report: {page}");
 }
 
 /// One progress bar per run, shown together (they must outlive the runs).

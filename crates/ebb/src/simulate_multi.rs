@@ -184,12 +184,12 @@ pub fn run(args: &SimulateArgs, input: Input) -> anyhow::Result<ExitCode> {
     println!("{}", multi_report::table(&comparison));
     let files = multi_report::write(&args.report, &comparison, &info)
         .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
-    println!(
-        "simulated {} modes in {elapsed:.1}s; report: {}",
+    crate::simulate::print_done(
         comparison.results.len(),
-        files.last().map_or(args.report.display().to_string(), |p| p
-            .display()
-            .to_string())
+        "modes",
+        elapsed,
+        &args.report,
+        &files,
     );
     Ok(ExitCode::SUCCESS)
 }
