@@ -148,6 +148,29 @@ impl Builder {
         }
     }
 
+    fn add_slo(&mut self, plan: crate::slo::Plan) -> Option<u32> {
+        match plan {
+            crate::slo::Plan::Proposal {
+                replicas,
+                rate,
+                reasons,
+            } => {
+                self.reasons.extend(reasons);
+                self.proposals.push(Proposal {
+                    name: "slo".into(),
+                    replicas: Some(replicas),
+                    value: Some(rate),
+                    missing: None,
+                });
+                Some(replicas)
+            }
+            crate::slo::Plan::Missing(why) => {
+                self.missing("slo", why);
+                None
+            }
+        }
+    }
+
     fn missing(&mut self, name: &str, why: String) {
         self.reasons.push(Reason::MetricMissing {
             metric: name.into(),
@@ -177,7 +200,8 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         .concurrency
         .as_ref()
         .map_or(0, |c| c.stable_window_ms)
-        .max(policy.inference_lag.as_ref().map_or(0, |l| l.window_ms));
+        .max(policy.inference_lag.as_ref().map_or(0, |l| l.window_ms))
+        .max(if policy.slo.is_some() { 2_000 } else { 0 });
     traffic::record(&mut b.state.traffic, obs.traffic.as_ref(), now, keep_ms);
     behavior::prune_events(&policy.behavior, &mut b.state, now);
     let within = LimitReason::DesiredWithinRange;
@@ -279,6 +303,20 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         let outcome = lag::evaluate(l, &mut b.state, current, now, policy.stale_after_ms);
         let p = b.add("inferenceLag", outcome);
         join(&mut best, p, "inferenceLag");
+    }
+    if let Some(slo) = &policy.slo {
+        let slo_state = b.state.slo.get_or_insert_with(Default::default);
+        let plan = crate::slo::plan(
+            slo,
+            &slo.tuning,
+            slo_state,
+            obs,
+            policy.max_replicas,
+            now,
+            policy.stale_after_ms,
+        );
+        let p = b.add_slo(plan);
+        join(&mut best, p, "slo");
     }
     if let Some(e) = &policy.external_count {
         let outcome =
@@ -398,7 +436,7 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
 /// `None` when a configured signal has no fresh data (then the target is not idle).
 fn current_demand(state: &State, obs: &Observation, policy: &Policy, now: Time) -> Option<f64> {
     let mut demand: f64 = 0.0;
-    if policy.concurrency.is_some() || policy.inference_lag.is_some() {
+    if policy.concurrency.is_some() || policy.inference_lag.is_some() || policy.slo.is_some() {
         let latest = traffic::latest(&state.traffic, now, policy.stale_after_ms)?;
         let n = state.traffic.len();
         let arrived = if n >= 2 {

@@ -28,13 +28,15 @@ pub mod quantity;
 pub mod reason;
 pub mod sanitize;
 pub mod signals;
+pub mod slo;
 pub mod state;
 pub mod time;
 pub mod victims;
 
 pub use decide::{decide, Decision, Proposal};
 pub use observation::{
-    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample, TrafficSample,
+    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample, ServiceTotals,
+    TrafficSample,
 };
 pub use policy::{Policy, PolicyError};
 pub use reason::{LimitReason, Reason};

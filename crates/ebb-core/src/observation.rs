@@ -143,6 +143,22 @@ pub struct TrafficSample {
     pub arrivals_total: f64,
     /// Requests that have completed since the counter started.
     pub completions_total: f64,
+    /// Service-time counters, where the driver measures them (the SLO model's service time;
+    /// without them it falls back to Little's law).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceTotals>,
+}
+
+/// Cumulative service-time counters: the time replicas spent on requests, queueing excluded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceTotals {
+    /// Requests whose service time is counted.
+    pub requests: f64,
+    /// Sum of their service times, seconds.
+    pub seconds: f64,
+    /// Sum of the squares of their service times, seconds squared.
+    pub squared_seconds: f64,
 }
 
 /// The externally supplied value at one moment.

@@ -4,7 +4,7 @@
 //! runtime in its terminal view, the simulator in its report. Each has a stable code (like
 //! HPA's condition reasons) for machines and a sentence for people.
 
-use crate::time::fmt_window;
+use crate::time::{fmt_percent, fmt_seconds, fmt_window};
 use serde::Serialize;
 use std::fmt;
 
@@ -131,6 +131,74 @@ pub enum Reason {
     },
     /// At zero and demand is below the activation threshold.
     StaysAtZero,
+    /// The SLO model's plan: the fewest replicas predicted to meet the SLO, with its numbers.
+    SloPlan {
+        /// The SLO's latency, seconds.
+        latency_seconds: f64,
+        /// The SLO's attainment (0.999 = 99.9%).
+        attainment: f64,
+        /// The attainment planned for: the SLO's, or less where service times alone come
+        /// close to the SLO (waiting then gets a share of the allowed misses).
+        planned_for: f64,
+        /// Replicas the model asks for now.
+        replicas: u32,
+        /// Their predicted attainment.
+        predicted: f64,
+        /// The arrival rate planned for, req/s (forecast and margin included).
+        rate: f64,
+        /// Index of dispersion of per-second arrivals.
+        dispersion: f64,
+        /// Mean service time, ms.
+        service_ms: f64,
+        /// Its standard deviation, ms.
+        service_sd_ms: f64,
+        /// Whether the service time was measured (false: Little's law from in-flight requests).
+        service_measured: bool,
+        /// The planned rate against the current level, percent.
+        forecast_percent: f64,
+        /// Whether a jump in the short-window rate set the plan.
+        jump: bool,
+        /// The cold-start horizon, seconds.
+        cold_start_seconds: f64,
+        /// Whether the cold start was measured (false: configured or assumed).
+        cold_start_measured: bool,
+    },
+    /// Replicas kept because the dip is shorter than a cold start (the ski-rental rule).
+    SloKeepsThroughDip {
+        /// Replicas kept.
+        replicas: u32,
+        /// Replicas needed now.
+        needed: u32,
+        /// The cold start, seconds.
+        cold_start_seconds: f64,
+    },
+    /// The estimates have not seen enough traffic yet to scale down on.
+    SloWarmingUp {
+        /// Replicas held.
+        held: u32,
+        /// Seconds of traffic needed.
+        seconds: f64,
+    },
+    /// Extra replicas started while capacity is short, the fastest to be kept.
+    SloHedgedStart {
+        /// Extra replicas.
+        extra: u32,
+        /// Replicas ready now.
+        ready: u32,
+        /// Replicas needed.
+        needed: u32,
+    },
+    /// The SLO cannot be met even with no waiting: service times alone miss it too often.
+    SloOutOfReach {
+        /// The SLO's latency, seconds.
+        latency_seconds: f64,
+        /// The SLO's attainment.
+        attainment: f64,
+        /// Share of service times within the latency.
+        within_without_wait: f64,
+        /// The attainment planned for instead.
+        planned_for: f64,
+    },
     /// These pods were ranked first to remove on scale-in.
     Victims {
         /// Pod names, in removal order.
@@ -163,6 +231,11 @@ impl Reason {
         "ScaleToZero",
         "Activated",
         "StaysAtZero",
+        "SloPlan",
+        "SloKeepsThroughDip",
+        "SloOutOfReach",
+        "SloHedgedStart",
+        "SloWarmingUp",
         "Victims",
     ];
 
@@ -191,6 +264,11 @@ impl Reason {
             Reason::ScaleToZero { .. } => "ScaleToZero",
             Reason::Activated { .. } => "Activated",
             Reason::StaysAtZero => "StaysAtZero",
+            Reason::SloPlan { .. } => "SloPlan",
+            Reason::SloKeepsThroughDip { .. } => "SloKeepsThroughDip",
+            Reason::SloOutOfReach { .. } => "SloOutOfReach",
+            Reason::SloHedgedStart { .. } => "SloHedgedStart",
+            Reason::SloWarmingUp { .. } => "SloWarmingUp",
             Reason::Victims { .. } => "Victims",
         }
     }
@@ -274,9 +352,98 @@ impl fmt::Display for Reason {
                 write!(f, "activated from zero by {signal} {value}")
             }
             Reason::StaysAtZero => write!(f, "at zero and below the activation threshold"),
+            Reason::SloPlan { .. } => fmt_slo_plan(self, f),
+            Reason::SloKeepsThroughDip {
+                replicas,
+                needed,
+                cold_start_seconds,
+            } => write!(
+                f,
+                "keeping {replicas} replicas through a dip shorter than {cold_start_seconds:.0} s, what restarting them would cost ({needed} needed now)"
+            ),
+            Reason::SloOutOfReach {
+                latency_seconds,
+                attainment,
+                within_without_wait,
+                planned_for,
+            } => write!(
+                f,
+                "SLO {} at {} is out of reach: only {} of service times are within {} with no wait at all; planning for {}",
+                fmt_seconds(*latency_seconds),
+                fmt_percent(*attainment),
+                fmt_percent(*within_without_wait),
+                fmt_seconds(*latency_seconds),
+                fmt_percent(*planned_for),
+            ),
+            Reason::SloWarmingUp { held, seconds } => write!(
+                f,
+                "SLO model warming up: no scale-down before {seconds:.0} s of traffic were measured, holding {held}"
+            ),
+            Reason::SloHedgedStart {
+                extra,
+                ready,
+                needed,
+            } => write!(
+                f,
+                "{ready} of {needed} needed replicas ready: starting {extra} more, the first ready are kept and the rest removed while still starting"
+            ),
             Reason::Victims { pods } => write!(f, "scale-in removes first: {}", pods.join(", ")),
         }
     }
+}
+
+/// "SLO 500ms at 99.9%: 7 replicas predicted 99.93% for 212 req/s (dispersion 1.3, service
+/// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured)".
+fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let Reason::SloPlan {
+        latency_seconds,
+        attainment,
+        planned_for,
+        replicas,
+        predicted,
+        rate,
+        dispersion,
+        service_ms,
+        service_sd_ms,
+        service_measured,
+        forecast_percent,
+        jump,
+        cold_start_seconds,
+        cold_start_measured,
+    } = r
+    else {
+        return Ok(());
+    };
+    let service = if *service_measured {
+        format!("service {service_ms:.0} ms +- {service_sd_ms:.0} ms")
+    } else {
+        format!("time in system {service_ms:.0} ms by Little's law")
+    };
+    let cold = if *cold_start_measured {
+        "measured"
+    } else {
+        "configured or assumed"
+    };
+    let ahead = if *jump {
+        format!("a jump in the last seconds, {forecast_percent:+.0}% over the level")
+    } else {
+        format!("forecast {forecast_percent:+.0}%")
+    };
+    let planning = if planned_for < attainment {
+        format!(
+            " (planning for {}: waiting may add half the allowed misses, service times alone reach the rest)",
+            fmt_percent(*planned_for)
+        )
+    } else {
+        String::new()
+    };
+    write!(
+        f,
+        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s (dispersion {dispersion:.1}, {service}); {ahead} within the {cold_start_seconds:.0} s cold start ({cold})",
+        fmt_seconds(*latency_seconds),
+        fmt_percent(*attainment),
+        fmt_percent(*predicted),
+    )
 }
 
 /// Serializes reasons as their structured fields plus `message`, the sentence users read.

@@ -32,6 +32,9 @@ pub struct State {
     /// The last time traffic or backlog was seen (for scale to zero).
     #[serde(default)]
     pub last_active_at: Option<Time>,
+    /// The SLO model's estimates and recent proposals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::slo::SloState>,
 }
 
 /// One unstabilized recommendation.

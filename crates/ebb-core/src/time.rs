@@ -73,3 +73,50 @@ pub(crate) fn fmt_window(ms: i64) -> String {
         format!("{:.3}s", ms as f64 / 1000.0)
     }
 }
+
+/// Parses a duration: "150ms", "2s", "1.5m", "1h", "1d", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("us") {
+        (v, 0.000_001)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60.0)
+    } else if let Some(v) = s.strip_suffix('h') {
+        (v, 3600.0)
+    } else if let Some(v) = s.strip_suffix('d') {
+        (v, 86400.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (like 150ms, 2s, 5m, 1h)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}' must be a non-negative duration"));
+    }
+    Ok(v * scale)
+}
+
+/// Formats seconds the way users write a latency: "500ms" below a second, "1.5s" above.
+pub fn fmt_seconds(seconds: f64) -> String {
+    let trim = |v: f64| {
+        let t = format!("{v:.3}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if seconds < 1.0 {
+        format!("{}ms", trim(seconds * 1000.0))
+    } else {
+        format!("{}s", trim(seconds))
+    }
+}
+
+/// Formats a share (0.999) as a percentage users write ("99.9%").
+pub fn fmt_percent(share: f64) -> String {
+    let t = format!("{:.4}", share * 100.0);
+    format!("{}%", t.trim_end_matches('0').trim_end_matches('.'))
+}

@@ -59,6 +59,7 @@ pub fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64) -> Tra
         in_flight,
         arrivals_total: arrivals,
         completions_total: completions,
+        service: None,
     }
 }
 

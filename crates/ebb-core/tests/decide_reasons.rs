@@ -395,6 +395,173 @@ fn victims() -> Decision {
     d
 }
 
+/// Feeds an SLO policy `seconds` of traffic at `rate` req/s, one sample a second, from `from`;
+/// service times average 100 ms with scv 0.28 (lognormal sigma 0.5).
+fn slo_feed(
+    policy: &Policy,
+    state: &mut State,
+    totals: &mut (f64, f64),
+    from: i64,
+    seconds: i64,
+    rate: f64,
+    pods: &[Pod],
+) -> Decision {
+    let mut last = None;
+    for s in from..from + seconds {
+        totals.0 += rate;
+        totals.1 = totals.0;
+        let sample = TrafficSample {
+            at: t(s),
+            in_flight: rate * 0.1,
+            arrivals_total: totals.0,
+            completions_total: totals.1,
+            service: Some(ServiceTotals {
+                requests: totals.1,
+                seconds: totals.1 * 0.1,
+                squared_seconds: totals.1 * 0.01 * 1.284,
+            }),
+        };
+        let o = Observation {
+            current_replicas: pods.len() as u32,
+            pods: pods.to_vec(),
+            traffic: Some(sample),
+            ..Default::default()
+        };
+        let d = decide(policy, &o, state, t(s));
+        *state = d.state.clone();
+        last = Some(d);
+    }
+    last.expect("at least one second")
+}
+
+const SLO_POLICY: &str =
+    "maxReplicas: 100\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4, coldStartSeconds: 20}";
+
+fn slo_plan_sizes_from_the_model() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    let d = slo_feed(&p, &mut state, &mut totals, 0, 60, 100.0, &pods(3));
+    // 100 req/s x 100 ms = 10 busy slots: at least 3 replicas of 4, and the model's own count.
+    let Some(Reason::SloPlan {
+        replicas,
+        predicted,
+        planned_for,
+        rate,
+        ..
+    }) = d.reasons.iter().find(|r| r.code() == "SloPlan")
+    else {
+        panic!("no SloPlan in {:?}", d.reasons)
+    };
+    assert!((3..=6).contains(replicas), "{replicas}");
+    // Service times alone reach 99.97% here: the plan is for the SLO's own 99.9%.
+    assert!((*planned_for - 0.999).abs() < 1e-9, "{planned_for}");
+    assert!(*predicted >= *planned_for, "{predicted} < {planned_for}");
+    assert!((*rate - 100.0).abs() < 10.0, "{rate}");
+    assert!(d.desired_replicas >= *replicas);
+    let text = d
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloPlan")
+        .unwrap()
+        .to_string();
+    assert!(text.starts_with("SLO 500ms at 99.9%: "), "{text}");
+    assert!(
+        text.contains("cold start (configured or assumed)"),
+        "{text}"
+    );
+    d
+}
+
+fn slo_keeps_through_a_dip() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    let busy = slo_feed(&p, &mut state, &mut totals, 0, 60, 200.0, &pods(8));
+    let held = busy.desired_replicas;
+    // Ten seconds at a tenth of the traffic: shorter than two cold starts, so nothing goes.
+    let d = slo_feed(
+        &p,
+        &mut state,
+        &mut totals,
+        60,
+        10,
+        20.0,
+        &pods(held as usize),
+    );
+    assert!(d.desired_replicas >= held, "{}", d.summary());
+    assert!(d.has_reason("SloKeepsThroughDip"), "{}", d.summary());
+    // A minute later the dip has lasted longer than that: scale down.
+    let later = slo_feed(
+        &p,
+        &mut state,
+        &mut totals,
+        70,
+        60,
+        20.0,
+        &pods(held as usize),
+    );
+    assert!(later.desired_replicas < held, "{}", later.summary());
+    d
+}
+
+fn slo_out_of_reach() -> Decision {
+    // 150 ms against a service of 100 ms mean and 51 ms deviation: about 8% of requests take
+    // longer with no wait at all.
+    let p = policy("maxReplicas: 100\nslo: {latency: 150ms, attainment: 99%, slotsPerReplica: 4}");
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    let d = slo_feed(&p, &mut state, &mut totals, 0, 40, 50.0, &pods(3));
+    assert!(d.has_reason("SloOutOfReach"), "{}", d.summary());
+    d
+}
+
+fn slo_hedged_start() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    slo_feed(&p, &mut state, &mut totals, 0, 60, 40.0, &pods(2));
+    // Ten times the traffic: several replicas short, so extras start beside them.
+    let d = slo_feed(&p, &mut state, &mut totals, 60, 3, 400.0, &pods(2));
+    let Some(Reason::SloHedgedStart {
+        extra,
+        ready,
+        needed,
+    }) = d.reasons.iter().find(|r| r.code() == "SloHedgedStart")
+    else {
+        panic!("no SloHedgedStart in {}", d.summary())
+    };
+    assert_eq!(*ready, 2);
+    assert!(
+        *extra >= 1 && d.desired_replicas == needed + extra,
+        "{}",
+        d.summary()
+    );
+    d
+}
+
+fn slo_warming_up() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    // Little traffic on 6 replicas, but only 10 s of it: too little to scale down on.
+    let d = slo_feed(&p, &mut state, &mut totals, 0, 10, 5.0, &pods(6));
+    assert_eq!(d.desired_replicas, 6, "{}", d.summary());
+    assert!(d.has_reason("SloWarmingUp"), "{}", d.summary());
+    d
+}
+
+fn slo_missing_traffic_holds() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    slo_feed(&p, &mut state, &mut totals, 0, 60, 100.0, &pods(6));
+    // The counters stop coming: the model has no fresh sample and must not scale down.
+    let o = Observation {
+        current_replicas: 6,
+        pods: pods(6),
+        ..Default::default()
+    };
+    let d = decide(&p, &o, &state, t(600));
+    assert_eq!(d.desired_replicas, 6, "{}", d.summary());
+    assert!(d.has_reason("MetricMissing") && d.has_reason("NoUsableMetric"));
+    d
+}
+
 fn all_scenarios() -> Vec<(&'static str, Decision)> {
     vec![
         ("metric_proposal", metric_proposal()),
@@ -422,6 +589,12 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("activated", activated()),
         ("stays_at_zero", stays_at_zero()),
         ("victims", victims()),
+        ("slo_plan", slo_plan_sizes_from_the_model()),
+        ("slo_keeps", slo_keeps_through_a_dip()),
+        ("slo_out_of_reach", slo_out_of_reach()),
+        ("slo_hedged_start", slo_hedged_start()),
+        ("slo_warming_up", slo_warming_up()),
+        ("slo_missing", slo_missing_traffic_holds()),
     ]
 }
 
@@ -455,6 +628,12 @@ mod each {
         activated,
         stays_at_zero,
         victims,
+        slo_plan_sizes_from_the_model,
+        slo_keeps_through_a_dip,
+        slo_out_of_reach,
+        slo_hedged_start,
+        slo_warming_up,
+        slo_missing_traffic_holds,
     );
 }
 

@@ -197,3 +197,80 @@ fn shipped_example_policies_are_valid() {
     }
     assert!(n >= 4, "expected the seed examples in {}", dir.display());
 }
+
+#[test]
+fn slo_block_fills_defaults_and_unlimits_behaviors() {
+    let p = Policy::from_yaml("maxReplicas: 20\nslo: {latency: 500ms}").unwrap();
+    let slo = p.slo.as_ref().unwrap();
+    assert_eq!(slo.latency_seconds, 0.5);
+    assert!((slo.attainment - 0.999).abs() < 1e-12);
+    assert_eq!(slo.slots_per_replica, 1);
+    assert_eq!(slo.cold_start_seconds, None);
+    // No utilization target and no HPA default CPU metric: the SLO sizes the replicas.
+    assert!(p.metrics.is_empty());
+    assert_eq!(p.behavior, ebb_core::policy::Behavior::slo_default());
+    // The percentile spelling means the same.
+    let q = Policy::from_yaml("maxReplicas: 20\nslo: {latency: 0.5, percentile: p99.9}").unwrap();
+    assert_eq!(p, q);
+}
+
+#[test]
+fn slo_mistakes_are_named() {
+    let e = errors("maxReplicas: 20\nslo: {attainment: 100%, slotsPerReplica: 0, coldStartSeconds: -1, seasonSeconds: 5}");
+    assert!(
+        e.iter().any(|e| e.starts_with("slo.latency: is required")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("slo.attainment: must be above 0% and below 100%")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with("slo.slotsPerReplica")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with("slo.coldStartSeconds")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|e| e.starts_with("slo.seasonSeconds")),
+        "{e:?}"
+    );
+    let e = errors("maxReplicas: 20\nslo: {latency: fast, attainment: 99%, percentile: p99}");
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("slo.latency: 'fast' is not a duration")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("slo.percentile: give attainment or percentile")),
+        "{e:?}"
+    );
+    let e = errors("maxReplicas: 20\nslo: {latency: 2h}");
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("slo.latency: must be above 0 and at most 1h")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn slo_normalized_form_round_trips() {
+    let p = Policy::from_yaml(
+        "maxReplicas: 20\nslo: {latency: 1.5s, attainment: 99.5%, slotsPerReplica: 8, coldStartSeconds: 45, seasonSeconds: 604800}",
+    )
+    .unwrap();
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert!(
+        text.contains("latency: 1.5s") && text.contains("attainment: 99.5%"),
+        "{text}"
+    );
+    assert_eq!(
+        p,
+        Policy::from_yaml(&text).unwrap(),
+        "normalized form:\n{text}"
+    );
+}

@@ -28,8 +28,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
         prop::bool::ANY,
         prop::bool::ANY,
         0u32..600,
+        prop::bool::ANY,
     )
-        .prop_map(|(min, span, kind, concurrency, external, zero, window)| {
+        .prop_map(|(min, span, kind, concurrency, external, zero, window, slo)| {
             let min = if zero { 0 } else { min.max(1) };
             let max = min.max(1) + span;
             let mut yaml = format!(
@@ -51,6 +52,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
             }
             if zero {
                 yaml.push_str("scaleToZero: {idleSeconds: 30}\n");
+            }
+            if slo {
+                yaml.push_str("slo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}\n");
             }
             policy(&yaml)
         })
@@ -87,7 +91,14 @@ fn any_observation(now: Time) -> impl Strategy<Value = Observation> {
                     },
                 ];
                 o.metrics.retain(|_| true);
-                o.traffic = Some(traffic(at, inf, arr, done));
+                o.traffic = Some(TrafficSample {
+                    service: Some(ServiceTotals {
+                        requests: done,
+                        seconds: done * 0.1,
+                        squared_seconds: inf,
+                    }),
+                    ..traffic(at, inf, arr, done)
+                });
                 o.external_count = Some(Sample { value: ext, at });
                 o
             },
@@ -146,6 +157,36 @@ proptest! {
         let d = decide(&p, &o, &State::default(), t(1000));
         if current >= p.min_replicas && current <= p.max_replicas {
             prop_assert_eq!(d.desired_replicas, current, "{}", d.summary());
+        }
+    }
+
+    /// The SLO model over a run of counters a broken source could send (NaN, negative,
+    /// running backwards, stale): replicas stay within bounds, and a decision whose SLO
+    /// proposal is missing never lowers them.
+    #[test]
+    fn slo_model_survives_absurd_counters(
+        steps in prop::collection::vec((any_value(), any_value(), any_value(), 0i64..200, prop::bool::ANY), 1..40),
+    ) {
+        let p = policy("minReplicas: 1\nmaxReplicas: 30\nslo: {latency: 500ms, slotsPerReplica: 4, coldStartSeconds: 10}\n");
+        let mut state = State::default();
+        let mut current = 5u32;
+        for (i, (arrivals, service, inflight, age, absent)) in steps.iter().enumerate() {
+            let now = t(1000 + i as i64);
+            let mut o = obs(current, vec![]);
+            if !absent {
+                o.traffic = Some(TrafficSample {
+                    service: Some(ServiceTotals { requests: *arrivals, seconds: *service, squared_seconds: *service }),
+                    ..traffic(now.minus_millis(age * 1000), *inflight, *arrivals, *arrivals)
+                });
+            }
+            let d = decide(&p, &o, &state, now);
+            prop_assert!(d.desired_replicas >= 1 && d.desired_replicas <= 30, "{}", d.summary());
+            if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
+                prop_assert!(d.desired_replicas >= current, "{} -> {}: {}", current, d.desired_replicas, d.summary());
+            }
+            prop_assert!(serde_json::to_string(&d).is_ok());
+            state = d.applied_state();
+            current = d.desired_replicas;
         }
     }
 

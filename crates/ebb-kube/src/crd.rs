@@ -617,6 +617,7 @@ fn schema() -> Value {
                     "inferenceLag": open_object("Seldon-style inference lag."),
                     "externalCount": open_object("An externally supplied count or backlog."),
                     "scaleToZero": open_object("Scale to zero when idle."),
+                    "slo": open_object("Latency SLO (latency, attainment or percentile, slotsPerReplica, coldStartSeconds, seasonSeconds): replicas from Ebb's queueing model, no utilization target."),
                     "staleAfterSeconds": number("Samples older than this count as missing."),
                     "readiness": open_object("CPU readiness flags."),
                     "syncPeriodSeconds": number("Seconds between decisions."),

@@ -121,6 +121,7 @@ pub fn observation(
             in_flight: *in_flight,
             arrivals_total: *arrivals,
             completions_total: *completions,
+            service: None,
         }),
         _ => None,
     });

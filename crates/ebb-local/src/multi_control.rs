@@ -52,6 +52,7 @@ impl Service {
                 in_flight,
                 arrivals_total: m.arrivals.load(Ordering::Relaxed) as f64,
                 completions_total: m.completions.load(Ordering::Relaxed) as f64,
+                service: None,
             }),
             external_count: None,
         }

@@ -194,6 +194,7 @@ async fn forward_to(
         if let Some(c) = &copy {
             c.in_flight.fetch_add(1, Ordering::AcqRel);
         }
+        let sent = Instant::now();
         let result = async {
             let resp = client.request(up).await?;
             let (p, b) = resp.into_parts();
@@ -209,7 +210,10 @@ async fn forward_to(
             c.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
         match result {
-            Ok(r) => return r,
+            Ok(r) => {
+                state.record_service(sent.elapsed());
+                return r;
+            }
             Err(e) => {
                 // The replica went away (crash, or stopped under us): take it out of routing
                 // until the supervisor says otherwise, and try another one.

@@ -358,6 +358,9 @@ impl Service {
                 in_flight,
                 arrivals_total: self.state.arrivals.load(Ordering::Relaxed) as f64,
                 completions_total: self.state.completions.load(Ordering::Relaxed) as f64,
+                // Each replica's time on a request (its own internal queue included, which
+                // errs towards more replicas; Ebb's queue excluded).
+                service: Some(self.state.service_totals()),
             }),
             external_count: None,
         }

@@ -76,6 +76,10 @@ pub struct ServiceState {
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
     /// Scale events applied.
     pub scale_events: AtomicU64,
+    /// Replicas' times on answered requests, for the SLO model's service time: count, sum
+    /// (microseconds) and sum of squares (microsecond-milliseconds, so a year of one-second
+    /// requests fits).
+    pub service_times: [AtomicU64; 3],
     /// Supervisor events (crashes, restarts, readiness failures), newest last.
     pub events: Mutex<VecDeque<String>>,
     /// Sum of in-flight samples since the control loop last read it, and their count.
@@ -121,6 +125,7 @@ impl ServiceState {
             total_latency: Mutex::new(histogram()),
             decisions: Mutex::new(VecDeque::new()),
             scale_events: AtomicU64::new(0),
+            service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
@@ -167,6 +172,24 @@ impl ServiceState {
         }
         if let Ok(mut h) = self.total_latency.lock() {
             let _ = h.record(v);
+        }
+    }
+
+    /// Counts one replica's time on a request (sent to answered, Ebb's own queue excluded).
+    pub fn record_service(&self, took: std::time::Duration) {
+        let v = (took.as_micros() as u64).clamp(1, 3_600_000_000);
+        self.service_times[0].fetch_add(1, Ordering::Relaxed);
+        self.service_times[1].fetch_add(v, Ordering::Relaxed);
+        self.service_times[2].fetch_add(v.saturating_mul(v) / 1000, Ordering::Relaxed);
+    }
+
+    /// The service-time totals as the core reads them.
+    pub fn service_totals(&self) -> ebb_core::ServiceTotals {
+        let [n, sum, squares] = &self.service_times;
+        ebb_core::ServiceTotals {
+            requests: n.load(Ordering::Relaxed) as f64,
+            seconds: sum.load(Ordering::Relaxed) as f64 / 1e6,
+            squared_seconds: squares.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 

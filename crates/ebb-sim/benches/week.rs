@@ -30,7 +30,7 @@ fn main() {
     };
     let ebb = EbbSpec {
         name: "ebb".into(),
-        policy: default_ebb_policy(f64::from(cfg.cluster.slots) / cfg.service.mean(), 1000),
+        policy: default_ebb_policy(cfg.slo, 0.999, cfg.cluster.slots, 1000),
         scrape_interval: 1.0,
         rate_window: 10.0,
         sync_period: 1.0,

@@ -212,6 +212,9 @@ pub struct Cluster {
     pub arrivals_total: u64,
     /// Requests that have left (served or failed).
     pub completions_total: u64,
+    /// Service times of the requests that started service (what a proxy measures as a
+    /// replica's time on a request).
+    pub service: ebb_core::ServiceTotals,
     in_system: u64,
     in_system_area: f64,
     last_change: f64,
@@ -232,6 +235,7 @@ impl Cluster {
             pending: VecDeque::new(),
             arrivals_total: 0,
             completions_total: 0,
+            service: ebb_core::ServiceTotals::default(),
             in_system: 0,
             in_system_area: 0.0,
             last_change: 0.0,
@@ -306,6 +310,12 @@ impl Cluster {
     /// The time of the next internal event, if any.
     pub fn next_event_at(&self) -> Option<f64> {
         self.events.peek().map(|e| e.at)
+    }
+
+    fn count_service(&mut self, service: f64) {
+        self.service.requests += 1.0;
+        self.service.seconds += service;
+        self.service.squared_seconds += service * service;
     }
 
     fn mark_in_system(&mut self, now: f64, delta: i64) {
@@ -408,6 +418,7 @@ impl Cluster {
                 replica: idx as u32,
                 kind: EventKind::Completion,
             });
+            self.count_service(req.service);
             Dispatch::Started
         } else {
             r.queue.push_back(req);
@@ -461,6 +472,7 @@ impl Cluster {
                 replica: idx as u32,
                 kind: EventKind::Completion,
             });
+            self.count_service(next.service);
             outcomes(now, Outcome::Served(now - next.arrival + next.service));
             break;
         }

@@ -66,62 +66,108 @@ pub struct EbbSpec {
     pub sync_period: f64,
 }
 
-/// Share of a replica's capacity Ebb's built-in policy aims for: enough headroom that
-/// requests rarely wait, which a 99.9% latency SLO needs.
-pub const EBB_DEFAULT_UTILIZATION: f64 = 0.65;
-
-/// Ebb's default policy for a cluster, used when no policy file is given: a request-rate
-/// target at 65% of a replica's capacity (`capacity_rps`: requests per second at full slots),
-/// averaged over 30 s, a 3 s panic window at 150%, quick scale-up, and a 30 s scale-down
-/// window. The rate, unlike in-flight counts, does not swell while replicas start and requests
-/// queue, so panic mode asks for what the load needs rather than for the backlog.
-pub fn default_ebb_policy(capacity_rps: f64, max_replicas: u32) -> Policy {
-    let yaml = format!(
-        r#"
-minReplicas: 1
-maxReplicas: {max_replicas}
-concurrency:
-  metric: rps
-  targetPerReplica: {target:.3}
-  stableWindowSeconds: 30
-  panicWindowSeconds: 3
-  panicThresholdPercent: 150
-behavior:
-  scaleUp:
-    stabilizationWindowSeconds: 0
-    policies: [{{type: Percent, value: 100, periodSeconds: 5}}, {{type: Pods, value: 4, periodSeconds: 5}}]
-  scaleDown:
-    stabilizationWindowSeconds: 30
-    policies: [{{type: Percent, value: 20, periodSeconds: 10}}]
-"#,
-        target = capacity_rps * EBB_DEFAULT_UTILIZATION
-    );
-    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("built-in policy is valid: {e}"))
+/// Ebb's built-in policy for a cluster, used when no policy file is given: the SLO block at
+/// the comparison's latency and attainment, with the cluster's slots per replica. The cold
+/// start is measured, not told; no utilization target is chosen by hand.
+pub fn default_ebb_policy(
+    latency_seconds: f64,
+    attainment: f64,
+    slots: u32,
+    max_replicas: u32,
+) -> Policy {
+    let mut policy = Policy::hpa(1, max_replicas.max(1), Vec::new());
+    policy.behavior = ebb_core::policy::Behavior::slo_default();
+    policy.slo = Some(ebb_core::policy::Slo {
+        latency_seconds,
+        attainment,
+        cold_start_seconds: None,
+        slots_per_replica: slots.max(1),
+        season_seconds: ebb_core::policy::DEFAULT_SLO_SEASON_SECONDS,
+        tuning: ebb_core::slo::Tuning::default(),
+    });
+    policy
 }
 
-/// The HPA baseline's policy: an RPS-per-pod `AverageValue` target, minReplicas 1.
-pub(crate) fn hpa_policy(target_rps: f64, max_replicas: u32) -> Policy {
-    let yaml = format!(
-        "minReplicas: 1\nmaxReplicas: {max_replicas}\nmetrics:\n- type: Pods\n  pods: {{metric: {{name: rps}}, target: {{type: AverageValue, averageValue: \"{:.3}\"}}}}\n",
-        target_rps
-    );
-    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("HPA baseline policy is valid: {e}"))
+/// Ebb's previous built-in policy, kept for comparison (`--policy` can give it as a file):
+/// a request-rate target at 65% of a replica's capacity (`capacity_rps`), averaged over 30 s,
+/// a 3 s panic window at 150%, quick scale-up, and a 30 s scale-down window.
+pub fn rps_policy(capacity_rps: f64, utilization: f64, max_replicas: u32) -> Policy {
+    let mut policy = Policy::hpa(1, max_replicas.max(1), Vec::new());
+    policy.concurrency = Some(ebb_core::policy::Concurrency {
+        metric: ebb_core::policy::ConcurrencyMetric::Rps,
+        target_per_replica: (capacity_rps * utilization).max(1e-6),
+        stable_window_ms: 30_000,
+        panic_window_ms: 3_000,
+        panic_threshold: 1.5,
+    });
+    let rules = |window, policies| ebb_core::policy::ScalingRules {
+        stabilization_window_seconds: window,
+        select_policy: ebb_core::policy::SelectPolicy::Max,
+        policies,
+    };
+    let rate = |kind, value, period_seconds| ebb_core::policy::ScalingPolicy {
+        kind,
+        value,
+        period_seconds,
+    };
+    use ebb_core::policy::ScalingPolicyKind::{Percent, Pods};
+    policy.behavior = ebb_core::policy::Behavior {
+        scale_up: rules(0, vec![rate(Percent, 100, 5), rate(Pods, 4, 5)]),
+        scale_down: rules(30, vec![rate(Percent, 20, 10)]),
+    };
+    policy
 }
 
-fn kpa_policy(slots: u32, max_replicas: u32) -> Policy {
-    let yaml = format!(
-        r#"
-minReplicas: 0
-maxReplicas: {max_replicas}
-concurrency: {{metric: concurrency, targetPerReplica: {target}, stableWindowSeconds: 60, panicWindowSeconds: 6, panicThresholdPercent: 200}}
-scaleToZero: {{idleSeconds: 90, activationThreshold: 1}}
-behavior:
-  scaleUp: {{stabilizationWindowSeconds: 0, policies: [{{type: Percent, value: 99900, periodSeconds: 1}}]}}
-  scaleDown: {{stabilizationWindowSeconds: 0, policies: [{{type: Percent, value: 50, periodSeconds: 2}}]}}
-"#,
-        target = f64::from(slots) * TARGET_UTILIZATION
-    );
-    Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("KPA baseline policy is valid: {e}"))
+/// The HPA baseline's policy: an RPS-per-pod `AverageValue` target, minReplicas 1, HPA's
+/// default behaviors. Built as a value (a target below a milli-request per second is raised
+/// to one).
+pub fn hpa_policy(target_rps: f64, max_replicas: u32) -> Policy {
+    use ebb_core::policy::{Metric, MetricSource, Target};
+    let milli = (target_rps * 1000.0).round().clamp(1.0, 1e15) as i64;
+    Policy::hpa(
+        1,
+        max_replicas.max(1),
+        vec![Metric {
+            name: "rps".into(),
+            source: MetricSource::Pods { selector: None },
+            target: Target::AverageValue(ebb_core::quantity::Quantity::from_milli(milli)),
+        }],
+    )
+}
+
+/// Knative's KPA defaults with the concurrency target at `utilization` of the slots (0.7 is
+/// Knative's default): built as a value.
+pub fn kpa_policy(slots: u32, utilization: f64, max_replicas: u32) -> Policy {
+    use ebb_core::policy::{
+        Behavior, Concurrency, ConcurrencyMetric, ScaleToZero, ScalingPolicy, ScalingPolicyKind,
+        ScalingRules, SelectPolicy,
+    };
+    let mut policy = Policy::hpa(0, max_replicas.max(1), Vec::new());
+    policy.concurrency = Some(Concurrency {
+        metric: ConcurrencyMetric::Concurrency,
+        target_per_replica: (f64::from(slots) * utilization).max(1e-3),
+        stable_window_ms: 60_000,
+        panic_window_ms: 6_000,
+        panic_threshold: 2.0,
+    });
+    policy.scale_to_zero = Some(ScaleToZero {
+        idle_ms: 90_000,
+        activation_threshold: 1.0,
+    });
+    let rules = |value, period_seconds| ScalingRules {
+        stabilization_window_seconds: 0,
+        select_policy: SelectPolicy::Max,
+        policies: vec![ScalingPolicy {
+            kind: ScalingPolicyKind::Percent,
+            value,
+            period_seconds,
+        }],
+    };
+    policy.behavior = Behavior {
+        scale_up: rules(99_900, 1),
+        scale_down: rules(50, 2),
+    };
+    policy
 }
 
 /// Everything one comparison produced.
@@ -144,6 +190,17 @@ pub struct Comparison {
 pub fn initial_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
     let capacity = f64::from(cfg.cluster.slots) / cfg.service.mean();
     ((workload.initial_rate(60.0) / (capacity * TARGET_UTILIZATION)).ceil() as u32).max(1)
+}
+
+/// Without the demand pre-pass, a generous maxReplicas for the baselines: four times what
+/// the expected peak rate needs at full slots (at least 10).
+pub fn default_max_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
+    let capacity = f64::from(cfg.cluster.slots) / cfg.service.mean();
+    let peak_rate = match workload {
+        Workload::Rate { rates, .. } => rates.iter().copied().fold(0.0, f64::max),
+        Workload::Requests(_) => workload.expected_requests() / workload.duration().max(1.0) * 10.0,
+    };
+    ((peak_rate / capacity).ceil() as u32 * 4).max(10)
 }
 
 /// The policies that decide from observations (Ebb, HPA, KPA): they need no demand pre-pass.
@@ -177,7 +234,7 @@ pub fn core_policies(
             ))),
             Baseline::Kpa => out.push(Box::new(CorePolicy::new(
                 "kpa",
-                kpa_policy(slots, max_replicas),
+                kpa_policy(slots, TARGET_UTILIZATION, max_replicas),
                 Pipeline::new(1.0, 60.0),
                 2.0,
                 initial,
@@ -221,16 +278,7 @@ pub fn compare(
     let slots = cfg.cluster.slots;
     let initial = initial_replicas(workload, cfg);
     let capacity = f64::from(slots) / cfg.service.mean();
-    // Without the pre-pass, the expected peak: a generous maxReplicas for the baselines.
-    let max_replicas = max_replicas.unwrap_or_else(|| {
-        let peak_rate = match workload {
-            Workload::Rate { rates, .. } => rates.iter().copied().fold(0.0, f64::max),
-            Workload::Requests(_) => {
-                workload.expected_requests() / workload.duration().max(1.0) * 10.0
-            }
-        };
-        ((peak_rate / capacity).ceil() as u32 * 4).max(10)
-    });
+    let max_replicas = max_replicas.unwrap_or_else(|| default_max_replicas(workload, cfg));
     // Order of results: Ebb, then the baselines as given.
     let order: Vec<String> = ebb
         .map(|e| e.name.clone())

@@ -19,6 +19,7 @@ pub mod run;
 pub mod service;
 pub mod synthetic;
 pub mod trace;
+pub mod tune;
 pub mod workload;
 
 pub use cluster::{ClusterConfig, ColdStart};

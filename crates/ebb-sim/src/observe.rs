@@ -10,8 +10,8 @@
 use crate::cluster::{Cluster, ReplicaState};
 use ebb_core::policy::MetricSource;
 use ebb_core::{
-    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Policy, Sample, Time,
-    TrafficSample,
+    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Policy, Sample,
+    ServiceTotals, Time, TrafficSample,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,6 +33,7 @@ struct Scrape {
     at: f64,
     arrivals_total: u64,
     completions_total: u64,
+    service: ServiceTotals,
     in_system_area: f64,
     queued: u64,
     replicas: BTreeMap<u32, ReplicaScrape>,
@@ -79,6 +80,7 @@ impl Pipeline {
             at: now,
             arrivals_total: cluster.arrivals_total,
             completions_total: cluster.completions_total,
+            service: cluster.service,
             in_system_area: cluster.in_system_area(now),
             queued: cluster.queued(),
             replicas,
@@ -207,6 +209,7 @@ impl Pipeline {
             in_flight,
             arrivals_total: last.arrivals_total as f64,
             completions_total: last.completions_total as f64,
+            service: Some(last.service),
         });
         obs.external_count = Some(Sample {
             value: last.queued as f64,

@@ -99,7 +99,8 @@ fn cells(r: &PolicyResult, oracle: f64) -> Vec<String> {
     ]
 }
 
-/// Writes `summary.csv`, one `timeseries-POLICY.csv` per policy, three SVG plots and
+/// Writes `summary.csv`, one `timeseries-POLICY.csv` and `scale-log-POLICY.txt` (each
+/// replica change with the decision's reasons) per policy, three SVG plots and
 /// `report.html` into `dir`.
 pub fn write(
     dir: &Path,
@@ -123,6 +124,16 @@ pub fn write(
         }
         w.flush()?;
         written.push(path);
+        if !r.scale_log.is_empty() {
+            let path = dir.join(format!("scale-log-{}.txt", r.policy));
+            let lines: String = r
+                .scale_log
+                .iter()
+                .map(|(t, from, to, why)| format!("{t:.1}s {from} -> {to}: {why}\n"))
+                .collect();
+            std::fs::write(&path, lines)?;
+            written.push(path);
+        }
     }
     let plots = [
         ("replicas.svg", replicas_plot(c)),

@@ -96,33 +96,7 @@ impl fmt::Display for ServiceTime {
     }
 }
 
-/// Parses a duration: "150ms", "2s", "1.5m", or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 0.001)
-    } else if let Some(v) = s.strip_suffix("us") {
-        (v, 0.000_001)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('m') {
-        (v, 60.0)
-    } else if let Some(v) = s.strip_suffix('h') {
-        (v, 3600.0)
-    } else if let Some(v) = s.strip_suffix('d') {
-        (v, 86400.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (like 150ms, 2s, 5m, 1h)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("'{s}' must be a non-negative duration"));
-    }
-    Ok(v * scale)
-}
+pub use ebb_core::time::parse_duration;
 
 impl FromStr for ServiceTime {
     type Err = String;

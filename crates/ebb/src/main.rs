@@ -6,6 +6,7 @@ mod controller;
 mod decide_cmd;
 mod simulate;
 mod simulate_multi;
+mod tune;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     /// Replay a trace or a synthetic pattern against a simulated cluster; compare Ebb with HPA,
     /// Knative's KPA, fixed peak provisioning and an offline oracle.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Recommend an Ebb SLO policy and a plain HPA policy from a trace: fit on its first half,
+    /// check on the second, print both, the cost/attainment frontier, and a plot.
+    Tune(Box<tune::TuneArgs>),
     /// Run the Kubernetes controller: scale the targets of Autoscaler resources.
     Controller(Box<controller::ControllerArgs>),
     /// Print the Autoscaler CustomResourceDefinition (YAML) for `kubectl apply -f -`.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Check { policy } => check::run(&policy),
         Command::Conformance { dir } => conformance::run(&dir),
         Command::Simulate(args) => simulate::run(*args),
+        Command::Tune(args) => tune::run(*args),
         Command::Controller(args) => controller::run(*args),
         Command::Crd => controller::crd(),
         Command::Up(args) => up::up(args),

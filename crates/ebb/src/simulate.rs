@@ -31,7 +31,7 @@ pub struct SimulateArgs {
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
     pub(crate) synthetic: Option<String>,
-    /// Ebb's policy (default: a concurrency target at 70% of the slots, with panic mode).
+    /// Ebb's policy (default: the SLO policy at --slo and --attainment, with the cluster's slots).
     #[arg(long)]
     pub(crate) policy: Option<PathBuf>,
     /// Baselines to compare with (hpa, kpa, peak, oracle), comma-separated; "none" for none.
@@ -40,6 +40,13 @@ pub struct SimulateArgs {
     /// Latency SLO.
     #[arg(long, default_value = "500ms")]
     pub(crate) slo: String,
+    /// Share of requests that must meet the SLO: Ebb's built-in SLO policy plans for it.
+    #[arg(long, default_value = "99.9%")]
+    pub(crate) attainment: String,
+    /// Constants of the built-in SLO policy's model, as name=value pairs (for experiments and
+    /// fitting; e.g. hedge=0,rateMargin=0.5).
+    #[arg(long, default_value = "")]
+    pub(crate) slo_tuning: String,
     /// Directory for the report (HTML, SVG, CSV).
     #[arg(long, default_value = "ebb-report")]
     pub(crate) report: PathBuf,
@@ -137,6 +144,20 @@ pub(crate) fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
     })
 }
 
+/// `99.9%` or `99.9` as a share (0.999), strictly between 0% and 100%.
+pub(crate) fn parse_attainment(text: &str) -> anyhow::Result<f64> {
+    let v: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--attainment: '{text}' is not a percentage like 99.9%"))?;
+    if !(v > 0.0 && v < 100.0) {
+        bail!("--attainment must be above 0% and below 100%, got {text}");
+    }
+    Ok(v / 100.0)
+}
+
 fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -145,9 +166,27 @@ fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
     }
 }
 
-pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+/// Everything a simulation needs that its flags say: the workload, the cluster, notes.
+pub(crate) struct Prepared {
+    pub(crate) workload: Workload,
+    pub(crate) model_names: Vec<String>,
+    pub(crate) cfg: RunConfig,
+    pub(crate) notes: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) command: String,
+    pub(crate) sync: f64,
+    pub(crate) attainment: f64,
+    pub(crate) timeout: f64,
+}
+
+/// Reads and checks the workload and cluster flags (shared by `ebb simulate` and `ebb tune`).
+pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let slo = parse_duration(&args.slo).map_err(|e| anyhow::anyhow!("--slo: {e}"))?;
+    if !(slo > 0.0 && slo <= 3600.0) {
+        bail!("--slo must be above 0 and at most 1h, got {}", args.slo);
+    }
+    let attainment = parse_attainment(&args.attainment)?;
     let mut service: ServiceTime = args
         .service
         .parse()
@@ -257,20 +296,37 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         gpus_per_replica: args.gpus_per_replica,
     };
+    Ok(Prepared {
+        workload,
+        model_names,
+        cfg,
+        notes,
+        name,
+        command,
+        sync,
+        attainment,
+        timeout,
+    })
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(&args)?;
     if args.multi_model {
-        return crate::simulate_multi::run(
-            &args,
-            crate::simulate_multi::Input {
-                workload,
-                model_names,
-                cfg,
-                notes,
-                name,
-                command,
-                sync,
-            },
-        );
+        return crate::simulate_multi::run(&args, prepared);
     }
+    let Prepared {
+        workload,
+        cfg,
+        mut notes,
+        name,
+        command,
+        sync,
+        attainment,
+        timeout,
+        ..
+    } = prepared;
+    let slo = cfg.slo;
+    let service = cfg.service.clone();
     let baselines: Vec<Baseline> = if args.baselines.trim() == "none" {
         Vec::new()
     } else {
@@ -290,7 +346,16 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read policy {}", p.display()))?;
             Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()))?
         }
-        None => default_ebb_policy(f64::from(args.slots) / service.mean(), max_replicas_for_ebb),
+        None => {
+            let mut p = default_ebb_policy(slo, attainment, args.slots, max_replicas_for_ebb);
+            if let Some(s) = p.slo.as_mut() {
+                s.tuning = s
+                    .tuning
+                    .parse(&args.slo_tuning)
+                    .map_err(|e| anyhow::anyhow!("--slo-tuning: {e}"))?;
+            }
+            p
+        }
     };
     let ebb = EbbSpec {
         name: "ebb".into(),
@@ -311,7 +376,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "simulating {name}: {:.0} s, about {:.0} requests, {} policies",
         workload.duration(),
-        expected,
+        workload.expected_requests(),
         baselines.len() + 1
     );
 

@@ -1,7 +1,7 @@
 //! `ebb simulate --multi-model`: many models on shared servers, Ebb's coordinated placement
 //! against packing without consolidation and one server per model.
 
-use crate::simulate::{cold_start, SimulateArgs};
+use crate::simulate::{cold_start, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
 use ebb_core::placement::ServerKind;
 use ebb_core::Policy;
@@ -10,19 +10,7 @@ use ebb_sim::multi::{
 };
 use ebb_sim::multi_report;
 use ebb_sim::report::RunInfo;
-use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
-
-/// What the single-model path already read and built.
-pub struct Input {
-    pub workload: Workload,
-    pub model_names: Vec<String>,
-    pub cfg: RunConfig,
-    pub notes: Vec<String>,
-    pub name: String,
-    pub command: String,
-    pub sync: f64,
-}
 
 /// Parses a memory size: `80GiB`, `512MiB`, `20Gi`, `1024` (MiB). Returns MiB.
 pub fn parse_mib(s: &str) -> anyhow::Result<u64> {
@@ -76,8 +64,9 @@ fn model_memory(spec: &str) -> anyhow::Result<ModelMemory> {
     })
 }
 
-pub fn run(args: &SimulateArgs, input: Input) -> anyhow::Result<ExitCode> {
-    let Input {
+/// Runs the multi-model comparison on what `ebb simulate` already read and built.
+pub fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
+    let Prepared {
         workload,
         model_names,
         cfg,
@@ -85,6 +74,7 @@ pub fn run(args: &SimulateArgs, input: Input) -> anyhow::Result<ExitCode> {
         name,
         command,
         sync,
+        ..
     } = input;
     if model_names.len() < 2 {
         bail!("--multi-model needs a trace that names several models (alibaba-lora's checkpoint ids, or a csv with a 'model' column); this one names {}", model_names.len());

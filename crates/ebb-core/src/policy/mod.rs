@@ -44,6 +44,8 @@ pub struct Policy {
     pub external_count: Option<ExternalCount>,
     /// Scale to zero when idle.
     pub scale_to_zero: Option<ScaleToZero>,
+    /// A latency SLO that sizes replicas through the queueing model.
+    pub slo: Option<Slo>,
     /// Samples older than this (milliseconds) count as missing.
     pub stale_after_ms: i64,
     /// HPA controller settings for CPU readiness.
@@ -168,6 +170,27 @@ pub struct Behavior {
     pub scale_up: ScalingRules,
     /// Rules when the recommendation is below the current count.
     pub scale_down: ScalingRules,
+}
+
+impl Behavior {
+    /// The defaults under an `slo` block: the model sizes a scale-up for the cold-start
+    /// horizon, so it is not rate-limited (10000% per second), and it keeps replicas through
+    /// dips shorter than a cold start itself, so scale-down needs no window of its own.
+    pub fn slo_default() -> Behavior {
+        let unlimited = |value| ScalingRules {
+            stabilization_window_seconds: 0,
+            select_policy: SelectPolicy::Max,
+            policies: vec![ScalingPolicy {
+                kind: ScalingPolicyKind::Percent,
+                value,
+                period_seconds: 1,
+            }],
+        };
+        Behavior {
+            scale_up: unlimited(10_000),
+            scale_down: unlimited(100),
+        }
+    }
 }
 
 impl Default for Behavior {
@@ -332,6 +355,28 @@ pub struct ExternalCount {
     pub mode: ExternalCountMode,
 }
 
+/// A latency SLO: replicas are the fewest the queueing model predicts to meet it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    /// Latency each request should meet, seconds.
+    pub latency_seconds: f64,
+    /// Share of requests within it (0.999 = 99.9%).
+    pub attainment: f64,
+    /// A fixed cold start, seconds; `None` = measured.
+    pub cold_start_seconds: Option<f64>,
+    /// Requests one replica serves at once.
+    pub slots_per_replica: u32,
+    /// Seasonal period of the forecast, seconds (0 = none).
+    pub season_seconds: f64,
+    /// The model's constants (not part of the document: fitted once, see [`crate::slo::Tuning`]).
+    pub tuning: crate::slo::Tuning,
+}
+
+/// Default SLO attainment when a policy gives only a latency.
+pub const DEFAULT_SLO_ATTAINMENT_PERCENT: f64 = 99.9;
+/// Default seasonal period of the SLO forecast: a day.
+pub const DEFAULT_SLO_SEASON_SECONDS: f64 = 86_400.0;
+
 /// Scale to zero.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleToZero {
@@ -384,6 +429,7 @@ impl Policy {
             inference_lag: None,
             external_count: None,
             scale_to_zero: None,
+            slo: None,
             stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,
             readiness: Readiness::default(),
         }
@@ -396,6 +442,9 @@ impl Policy {
 
     /// Whether any Ebb traffic signal (concurrency, lag) is configured.
     pub fn uses_traffic(&self) -> bool {
-        self.concurrency.is_some() || self.inference_lag.is_some() || self.scale_to_zero.is_some()
+        self.concurrency.is_some()
+            || self.inference_lag.is_some()
+            || self.scale_to_zero.is_some()
+            || self.slo.is_some()
     }
 }

@@ -37,6 +37,9 @@ pub struct PolicySpec {
     /// Ebb: scale to zero after an idle period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_to_zero: Option<ScaleToZeroSpec>,
+    /// Ebb: a latency SLO; replicas come from a queueing model instead of a utilization target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloSpec>,
     /// Ebb: samples older than this many seconds count as missing (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_after_seconds: Option<f64>,
@@ -276,6 +279,51 @@ pub struct ScaleToZeroSpec {
     /// Come back from zero when this many requests (or backlog items) are waiting (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation_threshold: Option<f64>,
+}
+
+/// A duration: a number of seconds, or text such as `500ms`, `1.5s`, `2m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    /// Seconds.
+    Seconds(f64),
+    /// Text with a unit.
+    Text(String),
+}
+
+/// A percentage: a number (`99.9`) or text (`99.9%`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PercentSpec {
+    /// Percent as a number.
+    Number(f64),
+    /// Percent as text, with or without `%`.
+    Text(String),
+}
+
+/// Ebb's SLO block: the latency users promise and the share of requests that must meet it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SloSpec {
+    /// Latency each request should meet, e.g. `500ms` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<DurationSpec>,
+    /// Share of requests within the latency, e.g. `99.9%` (default 99.9%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attainment: Option<PercentSpec>,
+    /// The same as a percentile, e.g. `p99` (the p99 latency is within `latency`); instead of
+    /// `attainment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<String>,
+    /// Seconds from a scale-up to the new replica being ready (default: measured, 30 until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_seconds: Option<f64>,
+    /// Requests one replica serves at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots_per_replica: Option<i64>,
+    /// Seasonal period of the traffic forecast, seconds (default 86400, a day; 0 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub season_seconds: Option<f64>,
 }
 
 /// HPA controller flags the calculator honours for CPU readiness.

@@ -176,7 +176,11 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
     }
 
     let behavior_spec = spec.behavior.clone().unwrap_or_default();
-    let defaults = Behavior::default();
+    let defaults = if spec.slo.is_some() {
+        Behavior::slo_default()
+    } else {
+        Behavior::default()
+    };
     let scale_up = rules(
         &mut c,
         "behavior.scaleUp",
@@ -252,14 +256,16 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             activation_threshold: activation.max(0.0),
         }
     });
+    let slo = spec.slo.as_ref().map(|s| slo(&mut c, s));
     if scale_to_zero.is_some()
         && concurrency.is_none()
         && inference_lag.is_none()
         && external_count.is_none()
+        && slo.is_none()
     {
         c.err(
             "scaleToZero",
-            "needs a traffic signal to tell idleness: add concurrency, inferenceLag or externalCount",
+            "needs a traffic signal to tell idleness: add slo, concurrency, inferenceLag or externalCount",
         );
     }
 
@@ -269,6 +275,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         && concurrency.is_none()
         && inference_lag.is_none()
         && external_count.is_none()
+        && slo.is_none()
     {
         metrics.push(Metric {
             name: "cpu".into(),
@@ -326,6 +333,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         inference_lag,
         external_count,
         scale_to_zero,
+        slo,
         stale_after_ms,
         readiness,
     })
@@ -667,6 +675,103 @@ fn concurrency(c: &mut Checker, s: &ConcurrencySpec) -> Concurrency {
     }
 }
 
+fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
+    let latency_seconds = match &s.latency {
+        None => {
+            c.err("slo.latency", "is required (e.g. 500ms)");
+            1.0
+        }
+        Some(d) => match duration_seconds(d) {
+            Ok(v) if v > 0.0 && v <= 3600.0 => v,
+            Ok(v) => {
+                c.err(
+                    "slo.latency",
+                    format!("must be above 0 and at most 1h, got {v}s"),
+                );
+                1.0
+            }
+            Err(e) => {
+                c.err("slo.latency", e);
+                1.0
+            }
+        },
+    };
+    let attainment_percent = match (&s.attainment, &s.percentile) {
+        (Some(_), Some(_)) => {
+            c.err("slo.percentile", "give attainment or percentile, not both");
+            DEFAULT_SLO_ATTAINMENT_PERCENT
+        }
+        (Some(a), None) => percent(c, "slo.attainment", a),
+        (None, Some(p)) => {
+            let text = p.trim().trim_start_matches(['p', 'P']);
+            percent(c, "slo.percentile", &PercentSpec::Text(text.to_string()))
+        }
+        (None, None) => DEFAULT_SLO_ATTAINMENT_PERCENT,
+    };
+    let cold_start_seconds = s.cold_start_seconds.map(|v| {
+        if !(0.0..=3600.0).contains(&v) {
+            c.err(
+                "slo.coldStartSeconds",
+                format!("must be between 0 and 3600, got {v}"),
+            );
+        }
+        v.clamp(0.0, 3600.0)
+    });
+    let slots_per_replica = match s.slots_per_replica {
+        Some(v) => c.count("slo.slotsPerReplica", v, 1, 100_000),
+        None => 1,
+    };
+    let season_seconds = s.season_seconds.unwrap_or(DEFAULT_SLO_SEASON_SECONDS);
+    if !(season_seconds == 0.0 || (60.0..=2_678_400.0).contains(&season_seconds)) {
+        c.err(
+            "slo.seasonSeconds",
+            format!(
+                "must be 0 (no season) or between 60 and 2678400 (31 days), got {season_seconds}"
+            ),
+        );
+    }
+    Slo {
+        latency_seconds,
+        attainment: attainment_percent / 100.0,
+        cold_start_seconds,
+        slots_per_replica,
+        season_seconds: season_seconds.clamp(0.0, 2_678_400.0),
+        tuning: crate::slo::Tuning::default(),
+    }
+}
+
+fn duration_seconds(d: &DurationSpec) -> Result<f64, String> {
+    match d {
+        DurationSpec::Seconds(v) if v.is_finite() => Ok(*v),
+        DurationSpec::Seconds(v) => Err(format!("must be a finite duration, got {v}")),
+        DurationSpec::Text(t) => crate::time::parse_duration(t),
+    }
+}
+
+/// A percentage strictly between 0 and 100.
+fn percent(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
+    let value = match p {
+        PercentSpec::Number(v) => Ok(*v),
+        PercentSpec::Text(t) => t
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("must be a percentage like 99.9%, got '{t}'")),
+    };
+    match value {
+        Ok(v) if v > 0.0 && v < 100.0 => v,
+        Ok(v) => {
+            c.err(path, format!("must be above 0% and below 100%, got {v}%"));
+            DEFAULT_SLO_ATTAINMENT_PERCENT
+        }
+        Err(e) => {
+            c.err(path, e);
+            DEFAULT_SLO_ATTAINMENT_PERCENT
+        }
+    }
+}
+
 fn external_count(c: &mut Checker, s: &ExternalCountSpec) -> ExternalCount {
     let mode = match s.mode.as_deref() {
         None | Some("desiredReplicas") => {
@@ -842,6 +947,16 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
         scale_to_zero: p.scale_to_zero.as_ref().map(|z| ScaleToZeroSpec {
             idle_seconds: Some(secs(z.idle_ms)),
             activation_threshold: Some(z.activation_threshold),
+        }),
+        slo: p.slo.as_ref().map(|s| SloSpec {
+            latency: Some(DurationSpec::Text(crate::time::fmt_seconds(
+                s.latency_seconds,
+            ))),
+            attainment: Some(PercentSpec::Text(crate::time::fmt_percent(s.attainment))),
+            percentile: None,
+            cold_start_seconds: s.cold_start_seconds,
+            slots_per_replica: Some(i64::from(s.slots_per_replica)),
+            season_seconds: Some(s.season_seconds),
         }),
         stale_after_seconds: Some(secs(p.stale_after_ms)),
         readiness: Some(ReadinessSpec {

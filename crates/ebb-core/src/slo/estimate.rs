@@ -1,0 +1,231 @@
+//! Online estimates the capacity model needs, each from the observation stream with its own
+//! window: the arrival rate (through the forecaster) and its short-term variability, the
+//! service time's mean and variance, and the cold start actually measured.
+
+use super::forecast::{Forecaster, Smoothing};
+use crate::observation::{is_usable, Pod, TrafficSample};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+
+/// Requests over which the mean service time averages (exponentially weighted).
+pub const SERVICE_MEAN_WINDOW_REQUESTS: f64 = 1000.0;
+/// Requests over which the second moment averages: the tail the SLO depends on needs more.
+pub const SERVICE_SHAPE_WINDOW_REQUESTS: f64 = 5000.0;
+/// Weight, in requests, of the prior (exponential service) on the service-time shape.
+pub const SERVICE_PRIOR_REQUESTS: f64 = 300.0;
+/// Seconds of traffic the estimates need before the model may propose fewer replicas than
+/// the target has.
+pub const WARMUP_SECONDS: f64 = 30.0;
+/// Arrival rates above this (req/s) are taken as a broken counter, not as traffic.
+pub const MAX_RATE: f64 = 1e8;
+/// Time constant of the dispersion estimate, seconds.
+pub const DISPERSION_SECONDS: f64 = 60.0;
+/// Time constant of the short-window rate that catches a jump before the level does, seconds.
+pub const SHORT_RATE_SECONDS: f64 = 2.0;
+/// Cold starts over which the cold-start estimate averages (exponentially weighted).
+pub const COLD_START_WINDOW: f64 = 10.0;
+/// A pod whose start-to-ready time exceeds this is not counted as a cold start (it was
+/// unready later in its life, or its clock is off).
+pub const COLD_START_CEILING_SECONDS: f64 = 3600.0;
+
+/// The estimator state carried from one decision to the next.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloState {
+    /// The last traffic sample taken.
+    pub last: Option<TrafficSample>,
+    /// The arrival-rate forecaster.
+    pub forecast: Forecaster,
+    /// Short-window rate, req/s.
+    pub short_rate: f64,
+    /// Variance of per-second arrival counts around the level, per second.
+    pub count_variance: f64,
+    /// Mean service time, seconds (`None` until completions were seen).
+    pub service_mean: Option<f64>,
+    /// Mean squared service time, seconds squared.
+    pub service_square: Option<f64>,
+    /// Whether the service estimate came from Little's law (no service-time counters).
+    pub service_from_littles_law: bool,
+    /// Requests whose service time was measured so far.
+    #[serde(default)]
+    pub service_requests: f64,
+    /// Mean measured cold start, seconds.
+    pub cold_start_mean: Option<f64>,
+    /// Mean squared measured cold start.
+    pub cold_start_square: Option<f64>,
+    /// Cold starts measured so far.
+    pub cold_starts: u32,
+    /// Pods that turned ready at or before this time were already counted.
+    pub ready_watermark: Option<Time>,
+    /// Recent proposals, oldest first, for the keep-through-a-dip rule.
+    #[serde(default)]
+    pub recent: Vec<(Time, u32)>,
+    /// The queueing model's integration grid, kept while the service time holds (not
+    /// persisted: a restarted controller rebuilds it).
+    #[serde(skip)]
+    pub grid: Option<super::queueing::PenaltyGrid>,
+}
+
+fn ewma(old: Option<f64>, new: f64, weight: f64) -> f64 {
+    match old {
+        Some(o) => o + weight * (new - o),
+        None => new,
+    }
+}
+
+impl SloState {
+    /// Takes a new traffic sample; returns false when it brought nothing new. Service times
+    /// are only learnt while requests in flight fit in `slots` (the ready replicas' slots):
+    /// beyond that, a replica's time on a request includes waiting in its own queue.
+    pub fn observe(&mut self, sample: &TrafficSample, smoothing: &Smoothing, slots: f64) -> bool {
+        let usable = is_usable(sample.arrivals_total) && is_usable(sample.completions_total);
+        if !usable {
+            return false;
+        }
+        let Some(last) = self.last else {
+            self.last = Some(*sample);
+            return false;
+        };
+        if sample.at <= last.at {
+            return false;
+        }
+        if sample.arrivals_total < last.arrivals_total
+            || sample.completions_total < last.completions_total
+        {
+            // Counters restarted: start the differences again, keep what was learnt.
+            self.last = Some(*sample);
+            return false;
+        }
+        let dt = sample.at.millis_since(last.at) as f64 / 1000.0;
+        let arrivals = sample.arrivals_total - last.arrivals_total;
+        let rate = arrivals / dt;
+        if !(rate.is_finite() && rate <= MAX_RATE) {
+            // An absurd counter jump: skip it rather than let it poison the estimates.
+            self.last = Some(*sample);
+            return false;
+        }
+        let expected = self.forecast.at_horizon(dt, smoothing) * dt;
+        self.forecast.observe(rate, sample.at, dt, smoothing);
+        let weight = 1.0 - (-dt / DISPERSION_SECONDS).exp();
+        let residual = arrivals - expected;
+        self.count_variance += weight * (residual * residual / dt - self.count_variance);
+        let short = 1.0 - (-dt / SHORT_RATE_SECONDS).exp();
+        self.short_rate += short * (rate - self.short_rate);
+        if !(sample.in_flight > slots && self.service_mean.is_some()) {
+            self.observe_service(&last, sample, dt);
+        }
+        self.last = Some(*sample);
+        true
+    }
+
+    fn observe_service(&mut self, last: &TrafficSample, now: &TrafficSample, dt: f64) {
+        if let (Some(s1), Some(s0)) = (now.service, last.service) {
+            let served = s1.requests - s0.requests;
+            let (sum, squares) = (
+                s1.seconds - s0.seconds,
+                s1.squared_seconds - s0.squared_seconds,
+            );
+            let plausible = |v: f64| v.is_finite() && v >= 0.0;
+            if served > 0.0
+                && plausible(sum / served)
+                && plausible(squares / served)
+                && sum / served < 86_400.0
+            {
+                // A plain average until the window has filled, then exponential weights.
+                let seen = self.service_requests + served;
+                let weight = |window: f64| (served / seen).max(1.0 - (-served / window).exp());
+                let mean_weight = weight(SERVICE_MEAN_WINDOW_REQUESTS);
+                let shape_weight = weight(SERVICE_SHAPE_WINDOW_REQUESTS);
+                self.service_mean = Some(ewma(self.service_mean, sum / served, mean_weight));
+                self.service_square =
+                    Some(ewma(self.service_square, squares / served, shape_weight));
+                self.service_from_littles_law = false;
+                self.service_requests += served;
+            }
+            return;
+        }
+        // Little's law: time in system = requests held / throughput. It includes any
+        // queueing, so it errs towards more replicas; its variance is unknown, so assume
+        // exponential service (scv 1).
+        let completed = now.completions_total - last.completions_total;
+        if completed <= 0.0 || !is_usable(now.in_flight) {
+            return;
+        }
+        let weight = 1.0 - (-completed / SERVICE_MEAN_WINDOW_REQUESTS).exp();
+        let mean = now.in_flight / (completed / dt);
+        if !(mean.is_finite() && mean < 86_400.0) {
+            return;
+        }
+        self.service_mean = Some(ewma(self.service_mean, mean, weight));
+        self.service_square = self.service_mean.map(|m| 2.0 * m * m);
+        self.service_from_littles_law = true;
+    }
+
+    /// Counts pods that turned ready since the last look as measured cold starts.
+    pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
+        let Some(watermark) = self.ready_watermark else {
+            // Pods ready before Ebb first looked were not started by it.
+            self.ready_watermark = Some(now);
+            return;
+        };
+        let mut newest = watermark;
+        for p in pods {
+            let (Some(started), Some(ready_at)) = (p.started_at, p.ready_changed_at) else {
+                continue;
+            };
+            if !p.ready || ready_at <= watermark || ready_at > now {
+                continue;
+            }
+            newest = newest.max(ready_at);
+            let seconds = ready_at.millis_since(started) as f64 / 1000.0;
+            if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
+                continue;
+            }
+            self.cold_starts = self.cold_starts.saturating_add(1);
+            let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
+            self.cold_start_mean = Some(ewma(self.cold_start_mean, seconds, weight));
+            self.cold_start_square = Some(ewma(self.cold_start_square, seconds * seconds, weight));
+        }
+        self.ready_watermark = Some(newest);
+    }
+
+    /// Mean and standard deviation of the measured cold start.
+    pub fn cold_start(&self) -> Option<(f64, f64)> {
+        let mean = self.cold_start_mean?;
+        let square = self.cold_start_square.unwrap_or(mean * mean);
+        Some((mean, (square - mean * mean).max(0.0).sqrt()))
+    }
+
+    /// Mean and squared coefficient of variation of the service time.
+    pub fn service(&self) -> Option<(f64, f64)> {
+        let mean = self.service_mean.filter(|m| *m > 0.0 && m.is_finite())?;
+        let square = self.service_square.unwrap_or(2.0 * mean * mean);
+        let measured = (square / (mean * mean) - 1.0).clamp(0.0, 100.0);
+        // A few samples understate a heavy tail: until many requests were measured, lean
+        // towards exponential service (scv 1).
+        let n = self.service_requests;
+        let scv = (n * measured + SERVICE_PRIOR_REQUESTS) / (n + SERVICE_PRIOR_REQUESTS);
+        Some((mean, scv.max(measured.min(1.0))))
+    }
+
+    /// Whether the estimates have seen enough traffic to scale down on.
+    pub fn warm(&self, now: Time) -> bool {
+        self.forecast
+            .since
+            .is_some_and(|s| now.millis_since(s) as f64 >= WARMUP_SECONDS * 1000.0)
+    }
+
+    /// Index of dispersion of per-second arrival counts (variance over mean; 1 for Poisson).
+    pub fn dispersion(&self) -> f64 {
+        let level = self.forecast.level.max(1e-9);
+        (self.count_variance / level).clamp(1.0, 50.0)
+    }
+
+    /// Records a proposal and returns the highest one within the last `keep_ms`.
+    pub fn remember(&mut self, proposal: u32, now: Time, keep_ms: i64) -> u32 {
+        self.recent
+            .retain(|(at, _)| now.millis_since(*at) < keep_ms);
+        self.recent.push((now, proposal));
+        self.recent.iter().map(|r| r.1).max().unwrap_or(proposal)
+    }
+}

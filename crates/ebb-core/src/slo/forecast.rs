@@ -1,0 +1,243 @@
+//! The arrival-rate forecast over the cold-start horizon: Holt-Winters exponential smoothing
+//! (Holt 1957, Winters 1960) with an additive trend and an additive seasonal component,
+//! driven by time rather than by sample count so that irregular samples (a controller polling
+//! every few seconds, a simulator every second) smooth alike.
+//!
+//! - the **level** follows the deseasonalized rate with time constant `level_seconds`;
+//! - the **trend** (req/s per second) follows the level's slope with time constant
+//!   `trend_seconds`, damped towards zero beyond it when extrapolated;
+//! - the **season** keeps one value per bucket of the period (a day by default, in 96
+//!   buckets of 15 minutes). It is learnt from the first whole period (each bucket's mean minus
+//!   the period's mean) and then updated with weight `season_weight` each time a bucket
+//!   closes; it adds to the forecast only once a whole period has been seen.
+
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+
+/// Buckets per seasonal period.
+pub const SEASON_BUCKETS: usize = 96;
+
+/// Smoothing constants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Smoothing {
+    /// Time constant of the level, seconds, at rates high enough to fill it with requests.
+    pub level_seconds: f64,
+    /// Requests the level's time constant must span: at low rates it stretches to
+    /// `level_requests / rate` seconds, so that a sparse stream is averaged over enough
+    /// arrivals to mean something (up to an hour).
+    pub level_requests: f64,
+    /// Time constant of the trend, seconds.
+    pub trend_seconds: f64,
+    /// Seasonal period, seconds (0: no season).
+    pub season_seconds: f64,
+    /// Weight of a newly closed bucket in the seasonal value.
+    pub season_weight: f64,
+}
+
+/// The forecaster's state (kept in the decision state, so it survives restarts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forecaster {
+    /// Deseasonalized rate, req/s.
+    pub level: f64,
+    /// Change of the level, req/s per second.
+    pub trend: f64,
+    /// When the forecaster last took a sample.
+    pub at: Option<Time>,
+    /// When it started (the seasonal clock's origin is the driver's epoch).
+    pub since: Option<Time>,
+    /// Seasonal offsets per bucket, req/s; empty until a whole period was seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub season: Vec<f64>,
+    /// While learning the first period: per-bucket sums and weights of the rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learning: Vec<[f64; 2]>,
+    /// The bucket being filled and its sum and weight (after the first period).
+    #[serde(default)]
+    pub open_bucket: Option<(i64, f64, f64)>,
+}
+
+fn bucket_of(at: Time, season_seconds: f64) -> (i64, usize) {
+    let width_ms = (season_seconds * 1000.0 / SEASON_BUCKETS as f64).max(1.0) as i64;
+    let absolute = at.as_millis().div_euclid(width_ms);
+    (
+        absolute,
+        absolute.rem_euclid(SEASON_BUCKETS as i64) as usize,
+    )
+}
+
+impl Forecaster {
+    /// The level's time constant now, seconds: see [`Smoothing::level_requests`].
+    pub fn level_time_constant(&self, s: &Smoothing) -> f64 {
+        let rate = self.level.max(1e-9);
+        (s.level_requests / rate).clamp(s.level_seconds, 3600.0)
+    }
+
+    /// The seasonal offset at `at`, once learnt.
+    pub fn season_at(&self, at: Time, s: &Smoothing) -> f64 {
+        if self.season.len() != SEASON_BUCKETS || s.season_seconds <= 0.0 {
+            return 0.0;
+        }
+        self.season[bucket_of(at, s.season_seconds).1]
+    }
+
+    /// Takes the rate measured over the interval ending at `at` (lasting `dt` seconds).
+    pub fn observe(&mut self, rate: f64, at: Time, dt: f64, s: &Smoothing) {
+        let Some(last) = self.at else {
+            self.level = rate - self.season_at(at, s);
+            self.trend = 0.0;
+            self.at = Some(at);
+            self.since = Some(at);
+            return;
+        };
+        if at <= last {
+            return;
+        }
+        let alpha = 1.0 - (-dt / self.level_time_constant(s)).exp();
+        let beta = 1.0 - (-dt / s.trend_seconds).exp();
+        let season = self.season_at(at, s);
+        let predicted = self.level + self.trend * dt;
+        let level = alpha * (rate - season) + (1.0 - alpha) * predicted;
+        let slope = (level - self.level) / dt;
+        self.trend = beta * slope + (1.0 - beta) * self.trend;
+        self.level = level;
+        self.at = Some(at);
+        if s.season_seconds > 0.0 {
+            self.learn_season(rate, at, dt, s);
+        }
+    }
+
+    fn learn_season(&mut self, rate: f64, at: Time, dt: f64, s: &Smoothing) {
+        let (absolute, index) = bucket_of(at, s.season_seconds);
+        let since = self.since.unwrap_or(at);
+        if self.season.is_empty() {
+            if self.learning.len() != SEASON_BUCKETS {
+                self.learning = vec![[0.0, 0.0]; SEASON_BUCKETS];
+            }
+            self.learning[index][0] += rate * dt;
+            self.learning[index][1] += dt;
+            if at.millis_since(since) as f64 >= s.season_seconds * 1000.0 {
+                self.finish_first_period();
+            }
+            return;
+        }
+        match &mut self.open_bucket {
+            Some((b, sum, weight)) if *b == absolute => {
+                *sum += (rate - self.level) * dt;
+                *weight += dt;
+            }
+            open => {
+                if let Some((b, sum, weight)) = open.take() {
+                    if weight > 0.0 {
+                        let i = b.rem_euclid(SEASON_BUCKETS as i64) as usize;
+                        let w = s.season_weight;
+                        self.season[i] = w * (sum / weight) + (1.0 - w) * self.season[i];
+                    }
+                }
+                *open = Some((absolute, (rate - self.level) * dt, dt));
+            }
+        }
+    }
+
+    fn finish_first_period(&mut self) {
+        let (total, weight) = self
+            .learning
+            .iter()
+            .fold((0.0, 0.0), |(t, w), b| (t + b[0], w + b[1]));
+        let mean = if weight > 0.0 { total / weight } else { 0.0 };
+        self.season = self
+            .learning
+            .iter()
+            .map(|b| if b[1] > 0.0 { b[0] / b[1] - mean } else { 0.0 })
+            .collect();
+        self.learning.clear();
+        // The level carried the season so far: take it out from here on.
+        self.level = mean.max(0.0);
+    }
+
+    /// The forecast rate `h` seconds after the last sample (never negative); the trend is
+    /// damped beyond its own time constant so that noise is not extrapolated far.
+    pub fn at_horizon(&self, h: f64, s: &Smoothing) -> f64 {
+        let Some(at) = self.at else {
+            return 0.0;
+        };
+        let damped = s.trend_seconds * (1.0 - (-h / s.trend_seconds).exp());
+        let when = at.plus_millis((h * 1000.0) as i64);
+        (self.level + self.trend * damped + self.season_at(when, s)).max(0.0)
+    }
+
+    /// The highest forecast over `(0, horizon]`, checked at a few points.
+    pub fn peak_within(&self, horizon: f64, s: &Smoothing) -> f64 {
+        const POINTS: usize = 4;
+        (1..=POINTS)
+            .map(|i| self.at_horizon(horizon * i as f64 / POINTS as f64, s))
+            .fold(self.at_horizon(0.0, s), f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smoothing(season_seconds: f64) -> Smoothing {
+        Smoothing {
+            level_seconds: 10.0,
+            level_requests: 0.0,
+            trend_seconds: 30.0,
+            season_seconds,
+            season_weight: 0.3,
+        }
+    }
+
+    #[test]
+    fn trend_is_extrapolated_over_the_horizon() {
+        let s = smoothing(0.0);
+        let mut f = Forecaster::default();
+        let rate = |t: f64| 10.0 + 0.5 * t;
+        for t in 0..600 {
+            f.observe(rate(f64::from(t)), Time::from_secs(i64::from(t)), 1.0, &s);
+        }
+        // 20 s ahead of t = 599: 10 + 0.5 x 619 = 319.5. The damped trend reaches
+        // 30 (1 - e^(-2/3)) = 14.6 s of slope, and the level lags a smoothing window behind.
+        let ahead = f.at_horizon(20.0, &s);
+        let now = f.at_horizon(0.0, &s);
+        assert!(ahead > now + 5.0, "the trend adds: {now} -> {ahead}");
+        assert!((ahead - rate(619.0)).abs() / rate(619.0) < 0.05, "{ahead}");
+    }
+
+    #[test]
+    fn a_learnt_season_anticipates_the_daily_rise() {
+        // A one-hour "day": 100 +/- 80 req/s. After two periods the forecast five minutes
+        // ahead, on the rising flank, sees most of the rise; without a season it sees none.
+        let period = 3600.0;
+        let rate = |t: f64| 100.0 + 80.0 * (2.0 * std::f64::consts::PI * t / period).sin();
+        let seasonal = smoothing(period);
+        let flat = smoothing(0.0);
+        let (mut with, mut without) = (Forecaster::default(), Forecaster::default());
+        let end = 3 * 3600 - 900; // a quarter period before the end of the third: rising
+        for t in 0..end {
+            let at = Time::from_secs(i64::from(t));
+            with.observe(rate(f64::from(t)), at, 1.0, &seasonal);
+            without.observe(rate(f64::from(t)), at, 1.0, &flat);
+        }
+        assert_eq!(with.season.len(), SEASON_BUCKETS);
+        let target = rate(f64::from(end) + 300.0);
+        let err_with = (with.at_horizon(300.0, &seasonal) - target).abs();
+        let err_without = (without.at_horizon(300.0, &flat) - target).abs();
+        assert!(
+            err_with < 0.1 * target,
+            "seasonal error {err_with} of {target}"
+        );
+        assert!(err_with < err_without, "{err_with} vs {err_without}");
+    }
+
+    #[test]
+    fn flat_signal_forecasts_itself() {
+        let s = smoothing(0.0);
+        let mut f = Forecaster::default();
+        for t in 0..300 {
+            f.observe(50.0, Time::from_secs(t), 1.0, &s);
+        }
+        assert!((f.at_horizon(20.0, &s) - 50.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,18 @@
+//! SLO-driven sizing: the user states a latency and the share of requests that must meet it;
+//! the core estimates the traffic and the service online, forecasts the rate over the cold
+//! start, and asks the queueing model for the fewest replicas that meet the SLO.
+//!
+//! - [`queueing`]: predicted attainment at `n` replicas (Erlang C, Allen-Cunneen, lognormal
+//!   service), and the search for the fewest replicas that meet a target;
+//! - [`forecast`]: Holt-Winters over the arrival rate;
+//! - [`estimate`]: the online estimates and the memory behind "keep a replica through a dip
+//!   shorter than its cold start";
+//! - [`plan`]: one decision's proposal and its reasons.
+
+pub mod estimate;
+pub mod forecast;
+pub mod plan;
+pub mod queueing;
+
+pub use estimate::SloState;
+pub use plan::{plan, Plan, Tuning};

@@ -1,0 +1,288 @@
+//! One decision of the SLO signal: update the estimates, forecast the rate over the cold
+//! start, size with the queueing model, keep replicas through dips shorter than a cold start.
+
+use super::estimate::SloState;
+use super::forecast::Smoothing;
+use super::queueing::{replicas_for_cached, service_within, Load};
+use crate::observation::{is_fresh, Observation};
+use crate::policy::Slo;
+use crate::reason::Reason;
+use crate::time::Time;
+
+/// Cold start assumed until one is measured, seconds.
+pub const ASSUMED_COLD_START_SECONDS: f64 = 30.0;
+
+/// The signal's constants (a `Tuning::parse` spelling: `hedge=1,rateMargin=0.5`). Their defaults were fitted on the first half of the shared traces
+/// and the synthetic patterns (see docs/results.md); the results page reports the second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// Time constant of the rate level, seconds.
+    pub level_seconds: f64,
+    /// Requests the level averages over at least (see [`Smoothing::level_requests`]).
+    pub level_requests: f64,
+    /// Requests the short window must hold before a jump counts.
+    pub jump_requests: f64,
+    /// Time constant of the rate trend, seconds.
+    pub trend_seconds: f64,
+    /// Weight of a closed bucket in the seasonal component.
+    pub season_weight: f64,
+    /// Standard errors of the level's estimate added to the planned rate.
+    pub rate_margin: f64,
+    /// Standard errors by which the short-window rate must exceed the level to count as a jump.
+    pub jump_threshold: f64,
+    /// Standard deviations of the measured cold start added to its mean for the horizon.
+    pub cold_start_spread: f64,
+    /// How many cold starts a replica is kept through a dip (the ski-rental rule's break-even
+    /// time: restarting it costs a cold start, hedged starts included, and the SLO risk of
+    /// the wait).
+    pub keep_cold_starts: f64,
+    /// The least share of the allowed misses (`1 - attainment`) that waiting may add. Where
+    /// service times alone come close to the SLO (or miss it), the target is lowered by this
+    /// much rather than bought with replicas that cannot help.
+    pub min_wait_budget: f64,
+    /// Extra replicas started per missing ready replica while capacity is short. Cold starts
+    /// vary (image pulls, node placement, model load); of `k + e` replicas started, the
+    /// fastest `k` are ready well before the slowest of `k` would be. The extras are still
+    /// starting when enough are ready and are removed first (the victim ranking takes unready
+    /// pods first), so they cost part of one cold start each.
+    pub hedge: f64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            level_seconds: 10.0,
+            level_requests: 0.0,
+            jump_requests: 5.0,
+            trend_seconds: 30.0,
+            season_weight: 0.3,
+            rate_margin: 0.0,
+            jump_threshold: 3.0,
+            cold_start_spread: 1.0,
+            keep_cold_starts: 1.0,
+            hedge: 1.0,
+            min_wait_budget: 0.5,
+        }
+    }
+}
+
+impl Tuning {
+    /// The forecaster's smoothing for a policy's season.
+    pub fn smoothing(&self, slo: &Slo) -> Smoothing {
+        Smoothing {
+            level_seconds: self.level_seconds,
+            level_requests: self.level_requests,
+            trend_seconds: self.trend_seconds,
+            season_seconds: slo.season_seconds,
+            season_weight: self.season_weight,
+        }
+    }
+}
+
+/// The signal's result: a proposal and the reasons behind it, or why it has none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Replicas proposed.
+    Proposal {
+        /// Replicas.
+        replicas: u32,
+        /// The rate planned for, req/s.
+        rate: f64,
+        /// Reasons with the model's numbers.
+        reasons: Vec<Reason>,
+    },
+    /// No usable data.
+    Missing(String),
+}
+
+/// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
+pub fn plan(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    obs: &Observation,
+    max_replicas: u32,
+    now: Time,
+    stale_after_ms: i64,
+) -> Plan {
+    let smoothing = tuning.smoothing(slo);
+    state.observe_pods(&obs.pods, now);
+    let Some(sample) = obs
+        .traffic
+        .as_ref()
+        .filter(|s| is_fresh(s.at, now, stale_after_ms) && s.at <= now)
+    else {
+        return Plan::Missing("no fresh traffic sample for the SLO model".into());
+    };
+    let ready = ready_replicas(obs);
+    state.observe(
+        sample,
+        &smoothing,
+        f64::from(ready) * f64::from(slo.slots_per_replica),
+    );
+    if state.forecast.at.is_none() {
+        return Plan::Missing("not enough traffic samples yet for the SLO model".into());
+    }
+    let Some((service_mean, service_scv)) = state.service() else {
+        return Plan::Missing("no completed request yet to measure the service time".into());
+    };
+    let (cold_start, measured) = match (slo.cold_start_seconds, state.cold_start()) {
+        (Some(c), _) => (c, false),
+        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true),
+        (None, None) => (ASSUMED_COLD_START_SECONDS, false),
+    };
+    let dispersion = state.dispersion();
+    let level = state.forecast.at_horizon(0.0, &smoothing);
+    let ahead = state.forecast.peak_within(cold_start, &smoothing);
+    // Standard error of a rate measured over a window (counts with the measured dispersion).
+    let noise = |rate: f64, seconds: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
+    let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
+    let jump = state.short_rate * short_window >= tuning.jump_requests
+        && state.short_rate > level + tuning.jump_threshold * noise(level, short_window);
+    let base = if jump { state.short_rate } else { level };
+    let planned = base.max(ahead);
+    let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
+    let rate = planned + tuning.rate_margin * noise(planned, level_window);
+    let load = Load {
+        rate,
+        arrival_scv: dispersion,
+        service_mean,
+        service_scv,
+    };
+    if ![rate, dispersion, service_mean, service_scv, cold_start]
+        .iter()
+        .all(|v| v.is_finite())
+    {
+        return Plan::Missing(format!(
+            "traffic estimates out of range (rate {rate}, service {service_mean}s)"
+        ));
+    }
+    let latency = slo.latency_seconds;
+    let within = service_within(latency, service_mean, service_scv);
+    let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
+    let target = within - budget;
+    let slots = slo.slots_per_replica;
+    let (needed, predicted) =
+        replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
+    let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
+    let kept = state.remember(needed, now, keep_ms);
+    // Hedge only for what is needed now, not for what a dip keeps.
+    let hedge = if ready < needed {
+        (f64::from(needed - ready) * tuning.hedge).floor() as u32
+    } else {
+        0
+    };
+    let planned_replicas = kept
+        .max(needed.saturating_add(hedge))
+        .min(max_replicas.max(kept));
+    let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
+    let replicas = if warming {
+        obs.current_replicas
+    } else {
+        planned_replicas
+    };
+
+    let mut reasons = Vec::new();
+    if within < slo.attainment {
+        reasons.push(Reason::SloOutOfReach {
+            latency_seconds: latency,
+            attainment: slo.attainment,
+            within_without_wait: within,
+            planned_for: target,
+        });
+    }
+    reasons.push(Reason::SloPlan {
+        latency_seconds: latency,
+        attainment: slo.attainment,
+        planned_for: target,
+        replicas: needed,
+        predicted,
+        rate,
+        dispersion,
+        service_ms: service_mean * 1000.0,
+        service_sd_ms: service_mean * service_scv.sqrt() * 1000.0,
+        service_measured: !state.service_from_littles_law,
+        forecast_percent: if level > 0.0 {
+            (planned / level - 1.0) * 100.0
+        } else {
+            0.0
+        },
+        jump,
+        cold_start_seconds: cold_start,
+        cold_start_measured: measured,
+    });
+    if warming {
+        reasons.push(Reason::SloWarmingUp {
+            held: replicas,
+            seconds: super::estimate::WARMUP_SECONDS,
+        });
+    } else if kept > needed {
+        reasons.push(Reason::SloKeepsThroughDip {
+            replicas: kept,
+            needed,
+            cold_start_seconds: cold_start * tuning.keep_cold_starts,
+        });
+    }
+    if hedge > 0 && !warming {
+        reasons.push(Reason::SloHedgedStart {
+            extra: hedge,
+            ready,
+            needed,
+        });
+    }
+    Plan::Proposal {
+        replicas,
+        rate,
+        reasons,
+    }
+}
+
+/// Replicas ready to serve now: the observation's ready, running pods, or its count when the
+/// driver lists no pods.
+fn ready_replicas(obs: &Observation) -> u32 {
+    if obs.pods.is_empty() {
+        return obs.current_replicas;
+    }
+    obs.pods
+        .iter()
+        .filter(|p| p.ready && p.phase == crate::observation::PodPhase::Running && !p.deleting)
+        .count() as u32
+}
+
+impl Tuning {
+    /// Applies `name=value` pairs separated by commas (for `ebb simulate --slo-tuning` and
+    /// `ebb tune`'s search).
+    pub fn parse(mut self, text: &str) -> Result<Tuning, String> {
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not name=value"))?;
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{value}' is not a number in '{pair}'"))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("'{pair}': must be a finite number, 0 or more"));
+            }
+            let field = match name.trim() {
+                "levelSeconds" => &mut self.level_seconds,
+                "levelRequests" => &mut self.level_requests,
+                "jumpRequests" => &mut self.jump_requests,
+                "trendSeconds" => &mut self.trend_seconds,
+                "seasonWeight" => &mut self.season_weight,
+                "rateMargin" => &mut self.rate_margin,
+                "jumpThreshold" => &mut self.jump_threshold,
+                "coldStartSpread" => &mut self.cold_start_spread,
+                "keepColdStarts" => &mut self.keep_cold_starts,
+                "hedge" => &mut self.hedge,
+                "minWaitBudget" => &mut self.min_wait_budget,
+                other => return Err(format!("unknown constant '{other}'")),
+            };
+            *field = v;
+        }
+        if self.level_seconds <= 0.0 || self.trend_seconds <= 0.0 {
+            return Err("levelSeconds and trendSeconds must be above 0".into());
+        }
+        Ok(self)
+    }
+}

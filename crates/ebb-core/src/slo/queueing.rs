@@ -1,0 +1,500 @@
+//! The capacity model: the share of requests that finish within a latency SLO when `n`
+//! replicas of `slots` concurrent slots each serve a stream of requests.
+//!
+//! The model is M/G/c-style, with the dispatch Ebb's proxy, Knative's activator and the
+//! simulator use: each request goes to the replica with the fewest outstanding requests and
+//! waits in that replica's FIFO queue when all its slots are busy.
+//!
+//! - **Whether a request waits.** Under least-outstanding dispatch a request waits only when
+//!   every slot of every replica is busy, as in one central queue with `c = n x slots`
+//!   servers, so the probability of waiting is Erlang C: `C(c, a)` with offered load
+//!   `a = lambda x E[S]` (Erlang 1917; computed through the stable Erlang B recursion
+//!   `B(k) = a B(k-1) / (k + a B(k-1))`, `C = B / (1 - rho (1 - B))`, rho = a / c).
+//! - **How long it waits.** A waiting request waits at one replica for its own slot. With no
+//!   request ahead of it there, it waits for the first of that replica's `slots` busy slots
+//!   to free up: the minimum of `slots` residual service times, each with the equilibrium
+//!   (length-biased) distribution `P(R > t) = E[(S - t)+] / E[S]`, whose mean is
+//!   `E[S] (1 + cs^2) / 2` — the service half of the Allen-Cunneen correction
+//!   `(ca^2 + cs^2) / 2` (Allen 1990, *Probability, Statistics and Queueing Theory*, eq. 6.40;
+//!   Kingman's G/G/1 formula has the same factor). Requests are ahead of it with probability
+//!   `q = rho^(n x 2 / (1 + ca^2))`: given a wait, M/M/c's queue holds at least `j` with
+//!   probability `rho^j`, the shortest of `n` replica queues holds `j` when the whole queue
+//!   holds about `j n`, and burstier arrivals (`ca^2`, estimated by the index of dispersion
+//!   of per-second counts) lengthen queues as in Kingman's formula. Then the wait is taken as
+//!   exponential with mean `E[R] + (E[S] / slots) / (1 - q)`. With one replica and exponential
+//!   service this is M/M/c's conditional wait.
+//! - **Within the SLO.** Latency is wait plus service, so the attainment is
+//!   `P(W + S <= T) = F_S(T) - C(c, a) E[P(W > T - S | W > 0); S < T]`, with the service time
+//!   lognormal with the measured mean and variance (the common shape of model inference
+//!   times), integrated by Simpson's rule in the normal variable. `F_S(T)`, the share that
+//!   meets the SLO with no wait at all, is the ceiling no replica count can pass.
+//! - **Dropped.** Past `rho >= 1` no count of requests is served within any SLO in the long
+//!   run: attainment 0.
+//!
+//! The simulator is the referee: `crates/ebb-sim/tests/queueing.rs` holds the model's
+//! prediction against simulated attainment at fixed replicas over a grid.
+
+/// What the model needs to know about the traffic and the service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Arrivals per second.
+    pub rate: f64,
+    /// Squared coefficient of variation of inter-arrival times (1 for Poisson arrivals).
+    pub arrival_scv: f64,
+    /// Mean service time, seconds.
+    pub service_mean: f64,
+    /// Squared coefficient of variation of service times (0 for constant, 1 for exponential).
+    pub service_scv: f64,
+}
+
+impl Load {
+    /// Offered load in slots (Erlangs): how many slots the traffic keeps busy on average.
+    pub fn offered(&self) -> f64 {
+        self.rate * self.service_mean
+    }
+}
+
+/// Erlang C: the probability that an arrival waits, with `servers` servers and `offered`
+/// Erlangs of load. 1 when the system is unstable.
+pub fn erlang_c(servers: u32, offered: f64) -> f64 {
+    if offered <= 0.0 {
+        return 0.0;
+    }
+    if servers == 0 || offered >= f64::from(servers) {
+        return 1.0;
+    }
+    let mut b = 1.0;
+    for k in 1..=servers {
+        b = offered * b / (f64::from(k) + offered * b);
+    }
+    erlang_c_from_b(b, servers, offered)
+}
+
+fn erlang_c_from_b(b: f64, servers: u32, offered: f64) -> f64 {
+    let rho = offered / f64::from(servers);
+    (b / (1.0 - rho * (1.0 - b))).clamp(0.0, 1.0)
+}
+
+/// The lognormal with a given mean and squared coefficient of variation, as `(mu, sigma)` of
+/// `ln S`.
+fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
+    let sigma2 = (1.0 + scv.max(0.0)).ln();
+    (mean.ln() - sigma2 / 2.0, sigma2.sqrt())
+}
+
+/// Standard normal CDF.
+fn normal_cdf(z: f64) -> f64 {
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function, with fractional error below 1.2e-7 everywhere
+/// (Chebyshev fit, Press et al., *Numerical Recipes*, 2nd ed., section 6.2, `erfcc`): one
+/// exponential, several times faster than a full-precision `erfc`, and far more precise than
+/// the model it serves.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// The share of service times within `latency` (seconds): the attainment with no waiting.
+pub fn service_within(latency: f64, mean: f64, scv: f64) -> f64 {
+    if latency <= 0.0 {
+        return 0.0;
+    }
+    let (mu, sigma) = lognormal_params(mean, scv);
+    if sigma < 1e-9 {
+        return if mean <= latency { 1.0 } else { 0.0 };
+    }
+    normal_cdf((latency.ln() - mu) / sigma)
+}
+
+/// `P(R > t)` for `R` the residual service of a busy slot (the equilibrium distribution,
+/// `E[(S - t)+] / E[S]`), lognormal `S`: `Phi(d + sigma) - t / m Phi(d)`,
+/// `d = (mu - ln t) / sigma`.
+fn residual_survival(t: f64, mean: f64, mu: f64, sigma: f64) -> f64 {
+    if t <= 0.0 {
+        return 1.0;
+    }
+    let d = (mu - t.ln()) / sigma;
+    (normal_cdf(d + sigma) - t / mean * normal_cdf(d)).clamp(0.0, 1.0)
+}
+
+/// How a waiting request's wait is distributed: see [`WaitShape::survival_with`].
+#[derive(Debug, Clone, Copy)]
+struct WaitShape {
+    slots: u32,
+    /// Probability that requests wait ahead of it at its replica.
+    queue: f64,
+    /// Mean wait when they do, seconds.
+    queued_wait: f64,
+    /// Erlang shape of that wait: `2 / (ca^2 + cs^2)`, rounded (1 = exponential; regular
+    /// service and arrivals give a wait less spread than exponential).
+    queued_shape: u32,
+}
+
+impl WaitShape {
+    fn new(load: &Load, replicas: u32, slots: u32) -> WaitShape {
+        let c = f64::from(replicas) * f64::from(slots);
+        let rho = (load.offered() / c).min(0.999_999);
+        // Requests ahead at the chosen replica: the central queue holds >= j n with
+        // probability rho^(j n) given a wait; burstier arrivals lengthen it (Kingman).
+        let burst = 2.0 / (1.0 + load.arrival_scv.max(0.0));
+        let queue = rho
+            .powf(f64::from(replicas.max(1)) * burst)
+            .clamp(1e-9, 0.999);
+        // The conditional mean wait: Allen-Cunneen's factor times `k + 1` slot turnovers of
+        // `E[S] / slots`, with `k` ahead on average `rho / ((1 - rho) n)`; the queued part
+        // carries what the first-free-slot part does not.
+        let first = load.service_mean * (1.0 + load.service_scv) / (2.0 * f64::from(slots));
+        let variability = ((load.arrival_scv + load.service_scv) / 2.0).max(0.05);
+        let ahead = rho / ((1.0 - rho) * f64::from(replicas.max(1)));
+        let mean_wait = variability * load.service_mean / f64::from(slots) * (1.0 + ahead);
+        let queued_wait = ((mean_wait - (1.0 - queue) * first) / queue).max(first);
+        WaitShape {
+            slots,
+            queue,
+            queued_wait,
+            queued_shape: (2.0 / (load.arrival_scv + load.service_scv).max(0.25))
+                .round()
+                .clamp(1.0, 8.0) as u32,
+        }
+    }
+
+    /// `P(W > t | W > 0)`, given `residual = P(R > t)` for one residual service: with no one
+    /// ahead, the first of the replica's `slots` busy slots to free up (independent residual
+    /// services); with a queue ahead, Erlang with the queue's mean wait.
+    fn survival_with(&self, t: f64, residual: f64) -> f64 {
+        let first = residual.powi(self.slots as i32);
+        (1.0 - self.queue) * first
+            + self.queue * erlang_survival(t, self.queued_wait, self.queued_shape)
+    }
+}
+
+/// `P(X > t)` for an Erlang distribution with mean `mean` and integer `shape`.
+fn erlang_survival(t: f64, mean: f64, shape: u32) -> f64 {
+    let x = t * f64::from(shape) / mean;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for i in 1..shape {
+        term *= x / f64::from(i);
+        sum += term;
+    }
+    ((-x).exp() * sum).clamp(0.0, 1.0)
+}
+
+/// The integration grid for `P(W > T - S; S < T | W > 0)`: Simpson's rule over the normal
+/// variable of `ln S`. What does not depend on the replica count (each point's slack `T - s`,
+/// weight and residual-service survival) is computed once per search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PenaltyGrid {
+    /// `(slack, weight, P(R > slack))` per point.
+    points: Vec<(f64, f64, f64)>,
+    /// The latency, mean service and scv it was built for.
+    key: (f64, f64, f64),
+}
+
+impl PenaltyGrid {
+    /// Whether this grid serves `latency` and `load`: the same latency, and a service mean and
+    /// shape within half a percent (they drift slowly; rebuilding costs more than the rest of
+    /// a decision).
+    fn fits(&self, latency: f64, load: &Load) -> bool {
+        let (l, m, v) = self.key;
+        l == latency
+            && (load.service_mean / m - 1.0).abs() < 0.005
+            && (load.service_scv - v).abs() < 0.005 * v.max(0.01)
+    }
+
+    fn new(latency: f64, load: &Load) -> PenaltyGrid {
+        let key = (latency, load.service_mean, load.service_scv);
+        let (mu, sigma) = lognormal_params(load.service_mean, load.service_scv);
+        let residual = |t: f64| residual_survival(t, load.service_mean, mu, sigma.max(1e-6));
+        if sigma < 1e-6 {
+            let points = if load.service_mean < latency {
+                let slack = latency - load.service_mean;
+                vec![(slack, 1.0, residual(slack))]
+            } else {
+                Vec::new()
+            };
+            return PenaltyGrid { points, key };
+        }
+        let z_hi = (latency.ln() - mu) / sigma;
+        // Below -6 standard deviations lies a share of 1e-9 of the service times.
+        let z_lo = -6.0f64;
+        if z_hi <= z_lo {
+            return PenaltyGrid {
+                points: Vec::new(),
+                key,
+            };
+        }
+        const STEPS: usize = 12;
+        let h = (z_hi - z_lo) / STEPS as f64;
+        let points = (0..=STEPS)
+            .map(|i| {
+                let z = z_lo + h * i as f64;
+                let simpson = match i {
+                    0 | STEPS => 1.0,
+                    i if i % 2 == 1 => 4.0,
+                    _ => 2.0,
+                };
+                let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let slack = (latency - (mu + sigma * z).exp()).max(0.0);
+                (slack, simpson * density * h / 3.0, residual(slack))
+            })
+            .collect();
+        PenaltyGrid { points, key }
+    }
+
+    fn penalty(&self, shape: &WaitShape) -> f64 {
+        self.points
+            .iter()
+            .map(|&(slack, weight, residual)| weight * shape.survival_with(slack, residual))
+            .sum::<f64>()
+            .clamp(0.0, 1.0)
+    }
+}
+
+/// The mean wait of a request that waits (seconds).
+pub fn conditional_wait(load: &Load, replicas: u32, slots: u32) -> f64 {
+    let shape = WaitShape::new(load, replicas, slots);
+    let first = load.service_mean * (1.0 + load.service_scv) / (2.0 * f64::from(slots));
+    (1.0 - shape.queue) * first + shape.queue * shape.queued_wait
+}
+
+/// Predicted share of requests within `latency` seconds at `replicas` replicas.
+pub fn attainment(load: &Load, replicas: u32, slots: u32, latency: f64) -> f64 {
+    let servers = replicas.saturating_mul(slots);
+    let wait = erlang_c(servers, load.offered());
+    attainment_given_wait(load, replicas, slots, latency, wait, None)
+}
+
+fn attainment_given_wait(
+    load: &Load,
+    replicas: u32,
+    slots: u32,
+    latency: f64,
+    wait: f64,
+    grid: Option<&PenaltyGrid>,
+) -> f64 {
+    if load.rate <= 0.0 {
+        return service_within(latency, load.service_mean, load.service_scv);
+    }
+    if wait >= 1.0 || replicas == 0 {
+        return 0.0;
+    }
+    let within = service_within(latency, load.service_mean, load.service_scv);
+    if wait <= 0.0 {
+        return within;
+    }
+    let shape = WaitShape::new(load, replicas, slots);
+    let grid = grid.map_or_else(
+        || std::borrow::Cow::Owned(PenaltyGrid::new(latency, load)),
+        std::borrow::Cow::Borrowed,
+    );
+    (within - wait * grid.penalty(&shape)).max(0.0)
+}
+
+/// The fewest replicas (up to `max`) whose predicted attainment reaches `target`, with that
+/// prediction; `max` with its prediction when none does.
+pub fn replicas_for(load: &Load, slots: u32, latency: f64, target: f64, max: u32) -> (u32, f64) {
+    replicas_for_cached(load, slots, latency, target, max, &mut None)
+}
+
+/// [`replicas_for`] with the integration grid kept between searches in `cache` (the SLO
+/// state carries one, so a steady target rebuilds it only when its service time moves).
+pub fn replicas_for_cached(
+    load: &Load,
+    slots: u32,
+    latency: f64,
+    target: f64,
+    max: u32,
+    cache: &mut Option<PenaltyGrid>,
+) -> (u32, f64) {
+    let slots = slots.max(1);
+    let max = max.max(1);
+    let offered = load.offered();
+    if !offered.is_finite() || offered >= f64::from(max) * f64::from(slots) {
+        // More load than the most replicas can carry (or none that makes sense): all of them.
+        return (max, 0.0);
+    }
+    if load.rate <= 0.0 {
+        return (1, attainment(load, 1, slots, latency));
+    }
+    // The smallest stable count, then upwards; the Erlang B recursion is carried along, so
+    // the whole search costs O(servers) plus one integral per candidate.
+    let mut n = ((offered / f64::from(slots)).floor() as u64 + 1).clamp(1, u64::from(max)) as u32;
+    let mut b = 1.0;
+    let mut k = 0u32;
+    if cache.as_ref().is_some_and(|g| !g.fits(latency, load)) {
+        *cache = None;
+    }
+    let bounds = Bounds::new(load, latency);
+    loop {
+        let servers = n.saturating_mul(slots);
+        while k < servers {
+            k += 1;
+            b = offered * b / (f64::from(k) + offered * b);
+        }
+        let wait = if offered >= f64::from(servers) {
+            1.0
+        } else {
+            erlang_c_from_b(b, servers, offered)
+        };
+        if wait < 1.0 {
+            let shape = WaitShape::new(load, n, slots);
+            if n < max && !bounds.could_meet(&shape, latency, wait, target) {
+                n += 1;
+                continue;
+            }
+            if bounds.surely_meets(&shape, latency, wait, target).is_some() {
+                // Met for sure; the integral (cheap with the grid kept) gives the prediction.
+                let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
+                return (
+                    n,
+                    attainment_given_wait(load, n, slots, latency, wait, Some(grid)),
+                );
+            }
+        }
+        let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
+        let predicted = attainment_given_wait(load, n, slots, latency, wait, Some(grid));
+        if predicted >= target || n >= max {
+            return (n, predicted);
+        }
+        n += 1;
+    }
+}
+
+/// What a search over replica counts computes once: the service shape's share within the
+/// SLO and within half of it, and a residual service's survival at both.
+struct Bounds {
+    within: f64,
+    within_half: f64,
+    residual: f64,
+    residual_half: f64,
+}
+
+impl Bounds {
+    fn new(load: &Load, latency: f64) -> Bounds {
+        let (mu, sigma) = lognormal_params(load.service_mean, load.service_scv);
+        let residual = |t: f64| residual_survival(t, load.service_mean, mu, sigma.max(1e-6));
+        Bounds {
+            within: service_within(latency, load.service_mean, load.service_scv),
+            within_half: service_within(latency / 2.0, load.service_mean, load.service_scv),
+            residual: residual(latency),
+            residual_half: residual(latency / 2.0),
+        }
+    }
+
+    /// A cheap necessary condition for meeting `target` (no integral): the requests that
+    /// wait miss at least as often as a wait longer than the whole SLO, `P(W > T) F_S(T)`.
+    fn could_meet(&self, shape: &WaitShape, latency: f64, wait: f64, target: f64) -> bool {
+        let miss = shape.survival_with(latency, self.residual) * self.within;
+        self.within - wait * miss >= target
+    }
+
+    /// A cheap sufficient condition (no integral): the share that waits too long is at most
+    /// the services longer than half the SLO plus the waits longer than half of it,
+    /// `F_S(T) - F_S(T/2) + P(W > T/2) F_S(T/2)`. That lower bound on the attainment, when it
+    /// already meets `target`.
+    fn surely_meets(&self, shape: &WaitShape, latency: f64, wait: f64, target: f64) -> Option<f64> {
+        if wait <= 0.0 {
+            return (self.within >= target).then_some(self.within);
+        }
+        let late = shape.survival_with(latency / 2.0, self.residual_half);
+        let penalty = (self.within - self.within_half) + late * self.within_half;
+        let bound = self.within - wait * penalty.min(self.within);
+        (bound >= target).then_some(bound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poisson(rate: f64, mean: f64, scv: f64) -> Load {
+        Load {
+            rate,
+            arrival_scv: 1.0,
+            service_mean: mean,
+            service_scv: scv,
+        }
+    }
+
+    #[test]
+    fn erfc_matches_known_values() {
+        // erfc(0) = 1, erfc(1) = 0.157299207, erfc(3) = 2.20904970e-5, erfc(-1) = 1.842700793.
+        for (x, want) in [
+            (0.0, 1.0),
+            (1.0, 0.157_299_207),
+            (3.0, 2.209_049_70e-5),
+            (-1.0, 1.842_700_793),
+        ] {
+            assert!(
+                ((erfc(x) - want) / want).abs() < 2e-7,
+                "erfc({x}) = {}",
+                erfc(x)
+            );
+        }
+    }
+
+    #[test]
+    fn erlang_c_matches_textbook_values() {
+        // Two servers, one Erlang: C = 1/3. One server: C = rho.
+        assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((erlang_c(1, 0.6) - 0.6).abs() < 1e-12);
+        // 10 servers at 8 Erlangs: 0.409 (standard tables).
+        assert!((erlang_c(10, 8.0) - 0.4092).abs() < 1e-3);
+        assert_eq!(erlang_c(4, 4.0), 1.0);
+        assert_eq!(erlang_c(4, 0.0), 0.0);
+    }
+
+    #[test]
+    fn residual_of_exponential_service_is_exponential() {
+        // Memoryless: the residual of an exponential service is the same exponential.
+        let (mu, sigma) = lognormal_params(1.0, 1.0);
+        assert!((residual_survival(0.0, 1.0, mu, sigma) - 1.0).abs() < 1e-12);
+        // (A lognormal with scv 1 is not exponential; only its mean residual matches.)
+        let mean_residual: f64 = (0..20_000)
+            .map(|i| residual_survival(i as f64 * 0.001 + 0.0005, 1.0, mu, sigma) * 0.001)
+            .sum();
+        assert!((mean_residual - 1.0).abs() < 0.05, "{mean_residual}");
+    }
+
+    #[test]
+    fn attainment_grows_with_replicas_up_to_the_service_ceiling() {
+        let load = poisson(100.0, 0.113, 0.284);
+        let ceiling = service_within(0.5, 0.113, 0.284);
+        let mut last = 0.0;
+        for n in 1..20 {
+            let a = attainment(&load, n, 4, 0.5);
+            assert!(a >= last - 1e-12, "n={n}: {a} < {last}");
+            assert!(a <= ceiling + 1e-12);
+            last = a;
+        }
+        assert!(ceiling - last < 1e-6);
+        // Lognormal median 100 ms, sigma 0.5: P(S > 500 ms) = P(Z > ln 5 / 0.5) = 0.00064.
+        assert!((ceiling - (1.0 - 0.000_64)).abs() < 2e-5, "{ceiling}");
+    }
+
+    #[test]
+    fn search_returns_the_fewest_that_meet_the_target() {
+        let load = poisson(150.0, 0.113, 0.284);
+        let (n, predicted) = replicas_for(&load, 4, 0.5, 0.999, 1000);
+        assert!(predicted >= 0.999);
+        assert!(attainment(&load, n - 1, 4, 0.5) < 0.999);
+        assert_eq!(replicas_for(&load, 4, 0.5, 0.999, 3).0, 3);
+    }
+}

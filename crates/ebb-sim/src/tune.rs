@@ -1,0 +1,345 @@
+//! Recommending a policy from the user's own traffic: run each family's knob over a grid on
+//! the first half of a trace, keep the cheapest setting that meets the SLO there, and check it
+//! on the second half. The grid's points are also the family's cost/attainment frontier.
+//!
+//! Families: Ebb's SLO policy (knob: the attainment it plans for) and a plain HPA policy
+//! (knobs: request-rate target per pod, scale-down window), the latter for users who stay on
+//! HPA. HPA runs behind the observation pipeline its real deployment has (see
+//! [`crate::compare`]).
+
+use crate::autoscaler::{Autoscaler, CorePolicy};
+use crate::compare::{default_ebb_policy, hpa_policy, kpa_policy, rps_policy};
+use crate::observe::Pipeline;
+use crate::run::{run_policy, RunConfig};
+use crate::workload::Workload;
+use ebb_core::Policy;
+use std::sync::Mutex;
+
+/// A family of policies with a knob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Ebb's SLO policy.
+    EbbSlo,
+    /// Kubernetes HPA on requests per pod.
+    Hpa,
+    /// Ebb's request-rate policy (its built-in policy before the SLO block).
+    EbbRps,
+    /// Knative's KPA.
+    Kpa,
+}
+
+impl Family {
+    /// The family's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::EbbSlo => "ebb-slo",
+            Family::Hpa => "hpa",
+            Family::EbbRps => "ebb-rps",
+            Family::Kpa => "kpa",
+        }
+    }
+}
+
+/// One setting of a family's knob.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its family.
+    pub family: Family,
+    /// The knob, in words ("plans for 99.9%", "12.4 req/s per pod, scale-down window 300s").
+    pub knob: String,
+    /// The policy.
+    pub policy: Policy,
+}
+
+/// A candidate's simulated outcome.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Share of requests within the SLO.
+    pub attainment: f64,
+    /// Replica-seconds.
+    pub replica_seconds: f64,
+}
+
+/// Ebb's SLO policy planning for a range of attainments around `target`.
+pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
+    let miss = 1.0 - target;
+    [10.0, 5.0, 2.0, 1.0, 0.5, 0.2]
+        .iter()
+        .map(|k| 1.0 - miss * k)
+        .filter(|a| *a > 0.0 && *a < 1.0)
+        .map(|planned| Candidate {
+            family: Family::EbbSlo,
+            knob: format!("plans for {}", ebb_core::time::fmt_percent(planned)),
+            policy: default_ebb_policy(cfg.slo, planned, cfg.cluster.slots, max_replicas),
+        })
+        .collect()
+}
+
+/// HPA with a request-rate target per pod from 30% to 90% of a replica's capacity, each with
+/// HPA's default 300 s scale-down window and a 60 s one.
+pub fn hpa_candidates(cfg: &RunConfig, max_replicas: u32) -> Vec<Candidate> {
+    let capacity = f64::from(cfg.cluster.slots) / cfg.service.mean();
+    let mut out = Vec::new();
+    for share in SHARES {
+        for window in [300u32, 60] {
+            let mut policy = hpa_policy(capacity * share, max_replicas);
+            policy.behavior.scale_down.stabilization_window_seconds = window;
+            out.push(Candidate {
+                family: Family::Hpa,
+                knob: format!(
+                    "{:.2} req/s per pod ({:.0}% of capacity), scale-down window {window}s",
+                    capacity * share,
+                    share * 100.0
+                ),
+                policy,
+            });
+        }
+    }
+    out
+}
+
+/// Utilization targets swept for the target-based families.
+const SHARES: [f64; 7] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// Ebb's request-rate policy and Knative's KPA, each at utilization targets from 30% to 90%.
+pub fn target_candidates(cfg: &RunConfig, max_replicas: u32) -> Vec<Candidate> {
+    let slots = cfg.cluster.slots;
+    let capacity = f64::from(slots) / cfg.service.mean();
+    let mut out = Vec::new();
+    for share in SHARES {
+        out.push(Candidate {
+            family: Family::EbbRps,
+            knob: format!("rate target {:.0}% of capacity", share * 100.0),
+            policy: rps_policy(capacity, share, max_replicas),
+        });
+        out.push(Candidate {
+            family: Family::Kpa,
+            knob: format!("target utilization {:.0}%", share * 100.0),
+            policy: kpa_policy(slots, share, max_replicas),
+        });
+    }
+    out
+}
+
+/// Where each family's frontier stands against one reference point (KPA's defaults): the
+/// least replica-seconds it needs to reach the reference's attainment, and the best
+/// attainment it reaches within the reference's replica-seconds, both interpolated linearly
+/// between the family's non-dominated points. `None` where the frontier does not get there.
+pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f64>, Option<f64>) {
+    let mut line: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.candidate.family == family)
+        .map(|p| (p.replica_seconds, p.attainment))
+        .collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // The non-dominated envelope: attainment only rises with cost.
+    let mut envelope: Vec<(f64, f64)> = Vec::new();
+    for p in line {
+        if envelope.last().is_none_or(|l| p.1 > l.1) {
+            envelope.push(p);
+        }
+    }
+    let interpolate = |x0: f64, y0: f64, x1: f64, y1: f64, y: f64| {
+        if (y1 - y0).abs() < 1e-12 {
+            x0
+        } else {
+            x0 + (x1 - x0) * (y - y0) / (y1 - y0)
+        }
+    };
+    let cost = envelope.iter().enumerate().find_map(|(i, p)| {
+        (p.1 >= reference.attainment).then(|| match i {
+            0 => p.0,
+            _ => {
+                let q = envelope[i - 1];
+                interpolate(q.0, q.1, p.0, p.1, reference.attainment)
+            }
+        })
+    });
+    let within: Vec<&(f64, f64)> = envelope
+        .iter()
+        .filter(|p| p.0 <= reference.replica_seconds)
+        .collect();
+    let attainment =
+        within.last().map(
+            |last| match envelope.iter().find(|p| p.0 > reference.replica_seconds) {
+                Some(next) => {
+                    let t = (reference.replica_seconds - last.0) / (next.0 - last.0);
+                    last.1 + t * (next.1 - last.1)
+                }
+                None => last.1,
+            },
+        );
+    (cost, attainment)
+}
+
+fn scaler(c: &Candidate, index: usize, initial: u32) -> Box<dyn Autoscaler> {
+    // Named as `ebb simulate` names the policy: every setting sees the same cold-start draws
+    // as the comparison does.
+    let _ = index;
+    let name = match c.family {
+        Family::EbbSlo => "ebb",
+        other => other.name(),
+    };
+    let initial = initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas);
+    match c.family {
+        Family::EbbSlo | Family::EbbRps => Box::new(CorePolicy::new(
+            name,
+            c.policy.clone(),
+            Pipeline::new(1.0, 10.0),
+            1.0,
+            initial,
+        )),
+        Family::Kpa => Box::new(CorePolicy::new(
+            name,
+            c.policy.clone(),
+            Pipeline::new(1.0, 60.0),
+            2.0,
+            initial,
+        )),
+        Family::Hpa => Box::new(CorePolicy::new(
+            name,
+            c.policy.clone(),
+            Pipeline::new(30.0, 120.0),
+            15.0,
+            initial,
+        )),
+    }
+}
+
+/// Runs every candidate over `workload` on all cores; `progress` gets the share of runs done.
+pub fn evaluate(
+    workload: &Workload,
+    cfg: &RunConfig,
+    candidates: &[Candidate],
+    initial: u32,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<Point> {
+    let next = Mutex::new(0usize);
+    let points: Mutex<Vec<(usize, Point)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let work = || loop {
+        let i = {
+            let Ok(mut n) = next.lock() else { return };
+            let i = *n;
+            *n += 1;
+            i
+        };
+        let Some(c) = candidates.get(i) else { return };
+        let mut s = scaler(c, i, initial);
+        let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
+        if let Ok(mut all) = points.lock() {
+            all.push((
+                i,
+                Point {
+                    candidate: c.clone(),
+                    attainment: r.slo_attainment,
+                    replica_seconds: r.replica_seconds,
+                },
+            ));
+            progress(all.len() as f64 / candidates.len().max(1) as f64);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(work);
+        }
+    });
+    let mut all = points.into_inner().unwrap_or_default();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The cheapest point of `family` that meets `target`; when none does, the one with the
+/// highest attainment (and `false`).
+pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
+    let of_family = || points.iter().filter(move |p| p.candidate.family == family);
+    let meeting = of_family()
+        .filter(|p| p.attainment >= target)
+        .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds));
+    match meeting {
+        Some(p) => Some((p, true)),
+        None => of_family()
+            .max_by(|a, b| a.attainment.total_cmp(&b.attainment))
+            .map(|p| (p, false)),
+    }
+}
+
+/// The frontier as an SVG: replica-seconds against the share of requests missing the SLO,
+/// one line per family, the target as a horizontal line.
+pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
+    use plotters::prelude::*;
+    let mut svg = String::new();
+    (|| {
+        let root = SVGBackend::with_string(&mut svg, (760, 440)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let floor = 0.001;
+        let miss = |p: &Point| ((1.0 - p.attainment) * 100.0).max(floor);
+        let xmax = points.iter().map(|p| p.replica_seconds).fold(1.0, f64::max) * 1.1;
+        let xmin = points
+            .iter()
+            .map(|p| p.replica_seconds)
+            .fold(f64::INFINITY, f64::min)
+            .min(xmax)
+            * 0.9;
+        let ymax = points
+            .iter()
+            .map(miss)
+            .fold((1.0 - target) * 100.0, f64::max)
+            * 3.0;
+        let chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xmin..xmax, (floor..ymax).log_scale());
+        let Ok(mut chart) = chart else { return };
+        let _ = chart
+            .configure_mesh()
+            .x_desc("replica-seconds")
+            .y_desc("requests missing the SLO (%)")
+            .draw();
+        let target_miss = ((1.0 - target) * 100.0).max(floor);
+        let _ = chart
+            .draw_series(LineSeries::new(
+                [(xmin, target_miss), (xmax, target_miss)],
+                BLACK.stroke_width(2),
+            ))
+            .map(|s| {
+                s.label("target")
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK))
+            });
+        let families = [
+            (Family::EbbSlo, BLUE),
+            (Family::Hpa, RED),
+            (Family::EbbRps, CYAN),
+            (Family::Kpa, GREEN),
+        ];
+        for (family, color) in families {
+            let mut line: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.candidate.family == family)
+                .map(|p| (p.replica_seconds, miss(p)))
+                .collect();
+            if line.is_empty() {
+                continue;
+            }
+            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let _ = chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .map(|s| {
+                    s.label(family.name())
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color))
+                });
+            let _ = chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())));
+        }
+        let _ = chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw();
+        let _ = root.present();
+    })();
+    svg
+}

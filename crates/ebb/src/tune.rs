@@ -1,0 +1,266 @@
+//! `ebb tune`: recommend policies from the user's own traffic. Fits on the first half of the
+//! trace, checks on the second, prints the recommended Ebb SLO policy and a plain HPA policy,
+//! the cost/attainment frontier of each, and writes the frontier as a plot.
+
+use crate::simulate::{prepare, progress_bars, Prepared, SimulateArgs};
+use anyhow::{bail, Context};
+use clap::Args;
+use ebb_sim::compare::initial_replicas;
+use ebb_sim::tune::{
+    choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point,
+};
+use ebb_sim::Workload;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// The trace, the cluster and the SLO, as `ebb simulate` takes them (`--policy` and
+    /// `--baselines` are not used: tune searches the policies itself).
+    #[command(flatten)]
+    sim: SimulateArgs,
+    /// Instead of recommending: sweep every family's own knob (Ebb's SLO policy, Ebb's rate
+    /// policy, HPA, KPA) over the whole trace and compare the frontiers with KPA's defaults.
+    #[arg(long)]
+    frontier: bool,
+}
+
+fn halves(workload: &Workload) -> (Workload, Workload, f64) {
+    let half = workload.duration() / 2.0;
+    (
+        workload.clone().window(0.0, Some(half)),
+        workload.clone().window(half, Some(half)),
+        half,
+    )
+}
+
+fn frontier_table(points: &[Point], family: Family) -> String {
+    let mut out = format!(
+        "| {} setting | SLO attainment (first half) | replica-s (first half) |\n|---|---:|---:|\n",
+        family.name()
+    );
+    for p in points.iter().filter(|p| p.candidate.family == family) {
+        out.push_str(&format!(
+            "| {} | {:.3}% | {:.0} |\n",
+            p.candidate.knob,
+            p.attainment * 100.0,
+            p.replica_seconds
+        ));
+    }
+    out
+}
+
+/// The recommendation as users paste it: Ebb's policy document, or an HPA manifest holding
+/// only what `autoscaling/v2` has.
+fn policy_yaml(family: Family, policy: &ebb_core::Policy) -> anyhow::Result<String> {
+    let mut spec = policy.to_spec();
+    if family == Family::EbbSlo {
+        return serde_yaml::to_string(&spec).context("cannot print the policy");
+    }
+    spec.stale_after_seconds = None;
+    spec.readiness = None;
+    if let Some(b) = spec.behavior.as_mut() {
+        for rules in [b.scale_up.as_mut(), b.scale_down.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            rules.tolerance = None;
+        }
+    }
+    let hpa = serde_json::json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "my-model"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-model"},
+            "minReplicas": spec.min_replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": spec.metrics,
+            "behavior": spec.behavior,
+        }
+    });
+    serde_yaml::to_string(&hpa).context("cannot print the HPA")
+}
+
+/// `--frontier`: every family's knob over the whole trace, against KPA's defaults.
+fn frontiers(
+    args: &SimulateArgs,
+    workload: &Workload,
+    cfg: &ebb_sim::RunConfig,
+    attainment: f64,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let max_replicas = args
+        .max_replicas
+        .unwrap_or_else(|| ebb_sim::compare::default_max_replicas(workload, cfg));
+    let mut candidates = slo_candidates(cfg, attainment, max_replicas);
+    candidates.extend(hpa_candidates(cfg, max_replicas));
+    candidates.extend(ebb_sim::tune::target_candidates(cfg, max_replicas));
+    let (_multi, bars) = progress_bars(&["frontiers".to_string()]);
+    let points = evaluate(
+        workload,
+        cfg,
+        &candidates,
+        initial_replicas(workload, cfg),
+        &|f| {
+            if let Some(b) = bars.first() {
+                b.set_position((f * 1000.0) as u64);
+            }
+        },
+    );
+    for b in &bars {
+        b.finish_and_clear();
+    }
+    let reference = points
+        .iter()
+        .find(|p| p.candidate.family == Family::Kpa && p.candidate.knob.ends_with(" 70%"))
+        .context("KPA's default point is missing")?;
+    println!(
+        "KPA's defaults (target utilization 70%): {:.3}% at {:.0} replica-s\n",
+        reference.attainment * 100.0,
+        reference.replica_seconds
+    );
+    println!("| family | replica-s at KPA's default attainment | attainment at KPA's default replica-s |");
+    println!("|---|---:|---:|");
+    for family in [Family::EbbSlo, Family::EbbRps, Family::Hpa, Family::Kpa] {
+        let (cost, reached) = ebb_sim::tune::against(&points, family, reference);
+        println!(
+            "| {} | {} | {} |",
+            family.name(),
+            cost.map_or("not reached".into(), |c| format!(
+                "{c:.0} ({:.2}x)",
+                c / reference.replica_seconds
+            )),
+            reached.map_or("costs more at every setting".into(), |a| format!(
+                "{:.3}%",
+                a * 100.0
+            )),
+        );
+    }
+    println!();
+    for family in [Family::EbbSlo, Family::EbbRps, Family::Hpa, Family::Kpa] {
+        println!(
+            "{}",
+            frontier_table(&points, family).replace(" (first half)", "")
+        );
+    }
+    std::fs::create_dir_all(&args.report)
+        .with_context(|| format!("cannot create {}", args.report.display()))?;
+    let path = args.report.join("frontier.svg");
+    let svg = frontier_svg(&points, attainment, &format!("Frontiers: {name}"));
+    std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("frontier plot: {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
+    let frontier = args.frontier;
+    let args = args.sim;
+    if args.policy.is_some() {
+        bail!("--policy: ebb tune searches the policy itself; leave it out");
+    }
+    if args.multi_model {
+        bail!("--multi-model: ebb tune recommends single-model policies");
+    }
+    let Prepared {
+        workload,
+        cfg,
+        attainment,
+        name,
+        ..
+    } = prepare(&args)?;
+    if frontier {
+        return frontiers(&args, &workload, &cfg, attainment, &name);
+    }
+    let (first, second, half) = halves(&workload);
+    if first.expected_requests() < 1.0 || second.expected_requests() < 1.0 {
+        bail!("the trace is too short to fit on one half and check on the other");
+    }
+    let max_replicas = args
+        .max_replicas
+        .unwrap_or_else(|| ebb_sim::compare::default_max_replicas(&workload, &cfg));
+    let initial = initial_replicas(&first, &cfg);
+    let mut candidates = slo_candidates(&cfg, attainment, max_replicas);
+    candidates.extend(hpa_candidates(&cfg, max_replicas));
+    println!(
+        "ebb tune: {name}; SLO {} at {}; {} settings fitted on the first half (0-{half:.0} s), the choices checked on the second",
+        ebb_core::time::fmt_seconds(cfg.slo),
+        ebb_core::time::fmt_percent(attainment),
+        candidates.len()
+    );
+    let (_multi, bars) = progress_bars(&["fitting".to_string()]);
+    let points = evaluate(&first, &cfg, &candidates, initial, &|f| {
+        if let Some(b) = bars.first() {
+            b.set_position((f * 1000.0) as u64);
+        }
+    });
+    for b in &bars {
+        b.finish_and_clear();
+    }
+    println!();
+    for family in [Family::EbbSlo, Family::Hpa] {
+        println!("{}", frontier_table(&points, family));
+    }
+
+    let second_initial = initial_replicas(&second, &cfg);
+    let mut met_all = true;
+    for family in [Family::EbbSlo, Family::Hpa] {
+        let Some((chosen, meets)) = choose(&points, family, attainment) else {
+            continue;
+        };
+        let check = evaluate(
+            &second,
+            &cfg,
+            std::slice::from_ref(&chosen.candidate),
+            second_initial,
+            &|_| {},
+        );
+        let Some(checked) = check.first() else {
+            continue;
+        };
+        let title = match family {
+            Family::Hpa => "Recommended HPA policy (metric rps: the pods' request rate, e.g. through a Prometheus adapter)",
+            _ => "Recommended Ebb policy",
+        };
+        println!("## {title}: {}", chosen.candidate.knob);
+        if !meets {
+            println!(
+                "No {} setting met {} on the first half; this one came closest ({:.3}%).",
+                family.name(),
+                ebb_core::time::fmt_percent(attainment),
+                chosen.attainment * 100.0
+            );
+        }
+        println!("```yaml");
+        print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
+        println!("```");
+        let kept = checked.attainment >= attainment;
+        met_all &= kept || !meets;
+        println!(
+            "first half: {:.3}% at {:.0} replica-s; second half (not used to choose): {:.3}% at {:.0} replica-s: {}\n",
+            chosen.attainment * 100.0,
+            chosen.replica_seconds,
+            checked.attainment * 100.0,
+            checked.replica_seconds,
+            if kept {
+                "meets the SLO"
+            } else {
+                "MISSES the SLO on unseen traffic"
+            }
+        );
+    }
+    std::fs::create_dir_all(&args.report)
+        .with_context(|| format!("cannot create {}", args.report.display()))?;
+    let path = args.report.join("frontier.svg");
+    let svg = frontier_svg(
+        &points,
+        attainment,
+        &format!("Cost against SLO misses, first half of {name}"),
+    );
+    std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("frontier plot: {}", path.display());
+    Ok(if met_all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
