@@ -81,6 +81,15 @@ fn policy_yaml(family: Family, policy: &ebb_core::Policy) -> anyhow::Result<Stri
     serde_yaml::to_string(&hpa).context("cannot print the HPA")
 }
 
+/// maxReplicas as `ebb simulate` gives them: `--max-replicas` for everyone when given; else
+/// 1000 for Ebb's policies and four times the expected peak's need for the baselines.
+fn max_replicas(args: &SimulateArgs, workload: &Workload, cfg: &ebb_sim::RunConfig) -> (u32, u32) {
+    match args.max_replicas {
+        Some(m) => (m, m),
+        None => (1000, ebb_sim::compare::default_max_replicas(workload, cfg)),
+    }
+}
+
 /// `--frontier`: every family's knob over the whole trace, against KPA's defaults.
 fn frontiers(
     args: &SimulateArgs,
@@ -89,12 +98,10 @@ fn frontiers(
     attainment: f64,
     name: &str,
 ) -> anyhow::Result<ExitCode> {
-    let max_replicas = args
-        .max_replicas
-        .unwrap_or_else(|| ebb_sim::compare::default_max_replicas(workload, cfg));
-    let mut candidates = slo_candidates(cfg, attainment, max_replicas);
-    candidates.extend(hpa_candidates(cfg, max_replicas));
-    candidates.extend(ebb_sim::tune::target_candidates(cfg, max_replicas));
+    let (ebb_max, baseline_max) = max_replicas(args, workload, cfg);
+    let mut candidates = slo_candidates(cfg, attainment, ebb_max);
+    candidates.extend(hpa_candidates(cfg, baseline_max));
+    candidates.extend(ebb_sim::tune::target_candidates(cfg, baseline_max));
     let (_multi, bars) = progress_bars(&["frontiers".to_string()]);
     let points = evaluate(
         workload,
@@ -175,12 +182,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     if first.expected_requests() < 1.0 || second.expected_requests() < 1.0 {
         bail!("the trace is too short to fit on one half and check on the other");
     }
-    let max_replicas = args
-        .max_replicas
-        .unwrap_or_else(|| ebb_sim::compare::default_max_replicas(&workload, &cfg));
+    let (ebb_max, baseline_max) = max_replicas(&args, &workload, &cfg);
     let initial = initial_replicas(&first, &cfg);
-    let mut candidates = slo_candidates(&cfg, attainment, max_replicas);
-    candidates.extend(hpa_candidates(&cfg, max_replicas));
+    let mut candidates = slo_candidates(&cfg, attainment, ebb_max);
+    candidates.extend(hpa_candidates(&cfg, baseline_max));
     println!(
         "ebb tune: {name}; SLO {} at {}; {} settings fitted on the first half (0-{half:.0} s), the choices checked on the second",
         ebb_core::time::fmt_seconds(cfg.slo),
