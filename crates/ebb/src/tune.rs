@@ -246,10 +246,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
             chosen.replica_seconds,
             checked.attainment * 100.0,
             checked.replica_seconds,
-            if kept {
-                "meets the SLO"
-            } else {
-                "MISSES the SLO on unseen traffic"
+            match (meets, kept) {
+                (_, true) => "meets the SLO",
+                (true, false) => "MISSES the SLO on unseen traffic",
+                (false, false) => "below the SLO, as on the first half",
             }
         );
     }
