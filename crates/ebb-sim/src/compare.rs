@@ -179,6 +179,9 @@ pub struct Comparison {
     pub demand: Demand,
     /// The oracle's replica-seconds (its schedule's integral).
     pub oracle_replica_seconds: f64,
+    /// Replica-seconds of the clairvoyant that pays the (median) cold start
+    /// ([`crate::oracle::clairvoyant_replica_seconds`]).
+    pub clairvoyant_replica_seconds: f64,
     /// Requests per second one replica serves at full slots.
     pub replica_capacity: f64,
     /// maxReplicas given to the autoscalers.
@@ -332,6 +335,10 @@ pub fn compare(
             .iter()
             .map(|&r| f64::from(r))
             .sum(),
+        clairvoyant_replica_seconds: crate::oracle::clairvoyant_replica_seconds(
+            &demand.oracle_schedule(slots),
+            cfg.cluster.cold_start.median(),
+        ),
         replica_capacity: capacity,
         demand,
         max_replicas,

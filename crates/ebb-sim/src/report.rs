@@ -40,13 +40,14 @@ pub fn table(c: &Comparison) -> String {
     let _ = writeln!(out, "|---|{}", "---:|".repeat(HEADERS.len() - 1));
     let oracle = oracle_seconds(c);
     for r in &c.results {
-        let _ = writeln!(out, "| {} |", cells(r, oracle).join(" | "));
+        let row = cells(r, oracle, c.clairvoyant_replica_seconds);
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out
 }
 
 /// The table's columns.
-const HEADERS: [&str; 14] = [
+const HEADERS: [&str; 15] = [
     "policy",
     "requests",
     "SLO attainment",
@@ -59,6 +60,7 @@ const HEADERS: [&str; 14] = [
     "replica-s",
     "GPU-h",
     "vs oracle",
+    "vs clairvoyant",
     "scale events",
     "time to capacity (mean / max)",
 ];
@@ -72,7 +74,14 @@ fn oracle_seconds(c: &Comparison) -> f64 {
 }
 
 /// One policy's row of the table, as text cells.
-fn cells(r: &PolicyResult, oracle: f64) -> Vec<String> {
+fn cells(r: &PolicyResult, oracle: f64, clairvoyant: f64) -> Vec<String> {
+    let relative = |floor: f64| {
+        if floor > 0.0 {
+            format!("{:.2}x", r.replica_seconds / floor)
+        } else {
+            "-".into()
+        }
+    };
     vec![
         r.policy.clone(),
         r.requests.to_string(),
@@ -85,11 +94,8 @@ fn cells(r: &PolicyResult, oracle: f64) -> Vec<String> {
         r.drops.to_string(),
         format!("{:.0}", r.replica_seconds),
         format!("{:.2}", r.gpu_hours),
-        if oracle > 0.0 {
-            format!("{:.2}x", r.replica_seconds / oracle)
-        } else {
-            "-".into()
-        },
+        relative(oracle),
+        relative(clairvoyant),
         r.scale_events.to_string(),
         format!(
             "{} / {}",
@@ -167,7 +173,7 @@ fn page(c: &Comparison, info: &RunInfo, svgs: &[&str]) -> String {
         .results
         .iter()
         .map(|r| {
-            let tds: String = cells(r, oracle)
+            let tds: String = cells(r, oracle, c.clairvoyant_replica_seconds)
                 .iter()
                 .map(|v| format!("<td>{}</td>", escape(v)))
                 .collect();
