@@ -126,35 +126,26 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide");
     group.throughput(Throughput::Elements(TARGETS as u64));
     group.sample_size(20);
-    group.bench_function("10k_targets_3_metrics_300s_history", |b| {
-        b.iter_batched_ref(
-            || (),
-            |_| {
-                let mut scaled = 0u32;
-                for (obs, state) in &targets {
-                    let d = decide(&policy, black_box(obs), black_box(state), now);
-                    scaled += d.desired_replicas;
-                }
-                black_box(scaled)
-            },
-            BatchSize::PerIteration,
-        )
-    });
     let (slo_policy, slo_targets) = slo_targets(now);
-    group.bench_function("10k_targets_3_metrics_and_slo", |b| {
-        b.iter_batched_ref(
-            || (),
-            |_| {
-                let mut scaled = 0u32;
-                for (obs, state) in &slo_targets {
-                    let d = decide(&slo_policy, black_box(obs), black_box(state), now);
-                    scaled += d.desired_replicas;
-                }
-                black_box(scaled)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, policy, targets) in [
+        ("10k_targets_3_metrics_300s_history", &policy, &targets),
+        ("10k_targets_3_metrics_and_slo", &slo_policy, &slo_targets),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || (),
+                |_| {
+                    let mut scaled = 0u32;
+                    for (obs, state) in targets {
+                        let d = decide(policy, black_box(obs), black_box(state), now);
+                        scaled += d.desired_replicas;
+                    }
+                    black_box(scaled)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

@@ -174,38 +174,27 @@ pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f
     (cost, attainment)
 }
 
-fn scaler(c: &Candidate, index: usize, initial: u32) -> Box<dyn Autoscaler> {
+fn scaler(c: &Candidate, initial: u32) -> Box<dyn Autoscaler> {
     // Named as `ebb simulate` names the policy: every setting sees the same cold-start draws
     // as the comparison does.
-    let _ = index;
     let name = match c.family {
         Family::EbbSlo => "ebb",
         other => other.name(),
     };
     let initial = initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas);
-    match c.family {
-        Family::EbbSlo | Family::EbbRps => Box::new(CorePolicy::new(
-            name,
-            c.policy.clone(),
-            Pipeline::new(1.0, 10.0),
-            1.0,
-            initial,
-        )),
-        Family::Kpa => Box::new(CorePolicy::new(
-            name,
-            c.policy.clone(),
-            Pipeline::new(1.0, 60.0),
-            2.0,
-            initial,
-        )),
-        Family::Hpa => Box::new(CorePolicy::new(
-            name,
-            c.policy.clone(),
-            Pipeline::new(30.0, 120.0),
-            15.0,
-            initial,
-        )),
-    }
+    // Scrape interval, rate window and sync period, as each is deployed (see `compare`).
+    let (scrape, window, sync) = match c.family {
+        Family::EbbSlo | Family::EbbRps => (1.0, 10.0, 1.0),
+        Family::Kpa => (1.0, 60.0, 2.0),
+        Family::Hpa => (30.0, 120.0, 15.0),
+    };
+    Box::new(CorePolicy::new(
+        name,
+        c.policy.clone(),
+        Pipeline::new(scrape, window),
+        sync,
+        initial,
+    ))
 }
 
 /// Runs every candidate over `workload` on all cores; `progress` gets the share of runs done.
@@ -227,7 +216,7 @@ pub fn evaluate(
             i
         };
         let Some(c) = candidates.get(i) else { return };
-        let mut s = scaler(c, i, initial);
+        let mut s = scaler(c, initial);
         let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
         if let Ok(mut all) = points.lock() {
             all.push((
