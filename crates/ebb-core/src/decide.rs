@@ -11,7 +11,7 @@
 
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
-use crate::observation::{Observation, PodPhase};
+use crate::observation::Observation;
 use crate::policy::{Policy, Target};
 use crate::quantity::Quantity;
 use crate::reason::{LimitReason, Reason};
@@ -281,14 +281,7 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         };
         join(&mut best, proposal, &metric.name);
     }
-    let ready = if obs.pods.is_empty() {
-        current
-    } else {
-        obs.pods
-            .iter()
-            .filter(|p| p.ready && p.phase == PodPhase::Running && !p.deleting)
-            .count() as u32
-    };
+    let ready = obs.ready_replicas();
     let mut panic = None;
     if let Some(c) = &policy.concurrency {
         let r = concurrency::evaluate(c, &mut b.state, ready, now, policy.stale_after_ms);

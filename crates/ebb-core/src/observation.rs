@@ -27,6 +27,20 @@ pub struct Observation {
     pub external_count: Option<ExternalSample>,
 }
 
+impl Observation {
+    /// Replicas ready to serve now: ready, running pods not being deleted, or the current
+    /// count when the driver lists no pods.
+    pub fn ready_replicas(&self) -> u32 {
+        if self.pods.is_empty() {
+            return self.current_replicas;
+        }
+        self.pods
+            .iter()
+            .filter(|p| p.ready && p.phase == PodPhase::Running && !p.deleting)
+            .count() as u32
+    }
+}
+
 /// Kubernetes pod phases (local replicas use Running and Pending).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodPhase {

@@ -144,20 +144,6 @@ pub(crate) fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
     })
 }
 
-/// `99.9%` or `99.9` as a share (0.999), strictly between 0% and 100%.
-pub(crate) fn parse_attainment(text: &str) -> anyhow::Result<f64> {
-    let v: f64 = text
-        .trim()
-        .trim_end_matches('%')
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--attainment: '{text}' is not a percentage like 99.9%"))?;
-    if !(v > 0.0 && v < 100.0) {
-        bail!("--attainment must be above 0% and below 100%, got {text}");
-    }
-    Ok(v / 100.0)
-}
-
 fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -186,7 +172,9 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     if !(slo > 0.0 && slo <= 3600.0) {
         bail!("--slo must be above 0 and at most 1h, got {}", args.slo);
     }
-    let attainment = parse_attainment(&args.attainment)?;
+    let attainment = ebb_core::policy::parse_percent(&args.attainment)
+        .map_err(|e| anyhow::anyhow!("--attainment: {e}"))?
+        / 100.0;
     let mut service: ServiceTime = args
         .service
         .parse()

@@ -10,7 +10,7 @@ mod validate;
 use crate::quantity::Quantity;
 use serde::Serialize;
 use std::fmt;
-pub use validate::{FieldError, PolicyError};
+pub use validate::{parse_percent, FieldError, PolicyError};
 
 /// HPA's default tolerance around a usage ratio of 1.0.
 pub const DEFAULT_TOLERANCE: f64 = 0.1;

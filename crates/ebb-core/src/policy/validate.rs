@@ -751,24 +751,32 @@ fn duration_seconds(d: &DurationSpec) -> Result<f64, String> {
 /// A percentage strictly between 0 and 100.
 fn percent(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
     let value = match p {
-        PercentSpec::Number(v) => Ok(*v),
-        PercentSpec::Text(t) => t
-            .trim()
-            .trim_end_matches('%')
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("must be a percentage like 99.9%, got '{t}'")),
+        PercentSpec::Number(v) => check_percent(*v),
+        PercentSpec::Text(t) => parse_percent(t),
     };
-    match value {
-        Ok(v) if v > 0.0 && v < 100.0 => v,
-        Ok(v) => {
-            c.err(path, format!("must be above 0% and below 100%, got {v}%"));
-            DEFAULT_SLO_ATTAINMENT_PERCENT
-        }
-        Err(e) => {
-            c.err(path, e);
-            DEFAULT_SLO_ATTAINMENT_PERCENT
-        }
+    value.unwrap_or_else(|e| {
+        c.err(path, e);
+        DEFAULT_SLO_ATTAINMENT_PERCENT
+    })
+}
+
+/// Parses a percentage strictly between 0 and 100, written `99.9%` or `99.9`; the error says
+/// why (for the policy's fields and `ebb simulate --attainment` alike).
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let v = text
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("must be a percentage like 99.9%, got '{text}'"))?;
+    check_percent(v)
+}
+
+fn check_percent(v: f64) -> Result<f64, String> {
+    if v > 0.0 && v < 100.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be above 0% and below 100%, got {v}%"))
     }
 }
 

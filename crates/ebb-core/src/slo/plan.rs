@@ -12,8 +12,9 @@ use crate::time::Time;
 /// Cold start assumed until one is measured, seconds.
 pub const ASSUMED_COLD_START_SECONDS: f64 = 30.0;
 
-/// The signal's constants (a `Tuning::parse` spelling: `hedge=1,rateMargin=0.5`). Their defaults were fitted on the first half of the shared traces
-/// and the synthetic patterns (see docs/results.md); the results page reports the second.
+/// The signal's constants (a `Tuning::parse` spelling: `hedge=1,rateMargin=0.5`). Their
+/// defaults were chosen on the first half of the shared traces and the synthetic patterns
+/// (see docs/results.md); the results page reports the second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tuning {
     /// Time constant of the rate level, seconds.
@@ -77,6 +78,42 @@ impl Tuning {
             season_weight: self.season_weight,
         }
     }
+
+    /// Applies `name=value` pairs separated by commas (for `ebb simulate --slo-tuning` and
+    /// `ebb tune`'s search).
+    pub fn parse(mut self, text: &str) -> Result<Tuning, String> {
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not name=value"))?;
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{value}' is not a number in '{pair}'"))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("'{pair}': must be a finite number, 0 or more"));
+            }
+            let field = match name.trim() {
+                "levelSeconds" => &mut self.level_seconds,
+                "levelRequests" => &mut self.level_requests,
+                "jumpRequests" => &mut self.jump_requests,
+                "trendSeconds" => &mut self.trend_seconds,
+                "seasonWeight" => &mut self.season_weight,
+                "rateMargin" => &mut self.rate_margin,
+                "jumpThreshold" => &mut self.jump_threshold,
+                "coldStartSpread" => &mut self.cold_start_spread,
+                "keepColdStarts" => &mut self.keep_cold_starts,
+                "hedge" => &mut self.hedge,
+                "minWaitBudget" => &mut self.min_wait_budget,
+                other => return Err(format!("unknown constant '{other}'")),
+            };
+            *field = v;
+        }
+        if self.level_seconds <= 0.0 || self.trend_seconds <= 0.0 {
+            return Err("levelSeconds and trendSeconds must be above 0".into());
+        }
+        Ok(self)
+    }
 }
 
 /// The signal's result: a proposal and the reasons behind it, or why it has none.
@@ -114,7 +151,7 @@ pub fn plan(
     else {
         return Plan::Missing("no fresh traffic sample for the SLO model".into());
     };
-    let ready = ready_replicas(obs);
+    let ready = obs.ready_replicas();
     state.observe(
         sample,
         &smoothing,
@@ -234,55 +271,5 @@ pub fn plan(
         replicas,
         rate,
         reasons,
-    }
-}
-
-/// Replicas ready to serve now: the observation's ready, running pods, or its count when the
-/// driver lists no pods.
-fn ready_replicas(obs: &Observation) -> u32 {
-    if obs.pods.is_empty() {
-        return obs.current_replicas;
-    }
-    obs.pods
-        .iter()
-        .filter(|p| p.ready && p.phase == crate::observation::PodPhase::Running && !p.deleting)
-        .count() as u32
-}
-
-impl Tuning {
-    /// Applies `name=value` pairs separated by commas (for `ebb simulate --slo-tuning` and
-    /// `ebb tune`'s search).
-    pub fn parse(mut self, text: &str) -> Result<Tuning, String> {
-        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("'{pair}' is not name=value"))?;
-            let v: f64 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{value}' is not a number in '{pair}'"))?;
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("'{pair}': must be a finite number, 0 or more"));
-            }
-            let field = match name.trim() {
-                "levelSeconds" => &mut self.level_seconds,
-                "levelRequests" => &mut self.level_requests,
-                "jumpRequests" => &mut self.jump_requests,
-                "trendSeconds" => &mut self.trend_seconds,
-                "seasonWeight" => &mut self.season_weight,
-                "rateMargin" => &mut self.rate_margin,
-                "jumpThreshold" => &mut self.jump_threshold,
-                "coldStartSpread" => &mut self.cold_start_spread,
-                "keepColdStarts" => &mut self.keep_cold_starts,
-                "hedge" => &mut self.hedge,
-                "minWaitBudget" => &mut self.min_wait_budget,
-                other => return Err(format!("unknown constant '{other}'")),
-            };
-            *field = v;
-        }
-        if self.level_seconds <= 0.0 || self.trend_seconds <= 0.0 {
-            return Err("levelSeconds and trendSeconds must be above 0".into());
-        }
-        Ok(self)
     }
 }

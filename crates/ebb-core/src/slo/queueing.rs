@@ -267,44 +267,26 @@ impl PenaltyGrid {
     }
 }
 
-/// The mean wait of a request that waits (seconds).
-pub fn conditional_wait(load: &Load, replicas: u32, slots: u32) -> f64 {
-    let shape = WaitShape::new(load, replicas, slots);
-    let first = load.service_mean * (1.0 + load.service_scv) / (2.0 * f64::from(slots));
-    (1.0 - shape.queue) * first + shape.queue * shape.queued_wait
-}
-
 /// Predicted share of requests within `latency` seconds at `replicas` replicas.
 pub fn attainment(load: &Load, replicas: u32, slots: u32, latency: f64) -> f64 {
-    let servers = replicas.saturating_mul(slots);
-    let wait = erlang_c(servers, load.offered());
-    attainment_given_wait(load, replicas, slots, latency, wait, None)
-}
-
-fn attainment_given_wait(
-    load: &Load,
-    replicas: u32,
-    slots: u32,
-    latency: f64,
-    wait: f64,
-    grid: Option<&PenaltyGrid>,
-) -> f64 {
+    let within = service_within(latency, load.service_mean, load.service_scv);
     if load.rate <= 0.0 {
-        return service_within(latency, load.service_mean, load.service_scv);
+        return within;
     }
+    let wait = erlang_c(replicas.saturating_mul(slots), load.offered());
     if wait >= 1.0 || replicas == 0 {
         return 0.0;
     }
-    let within = service_within(latency, load.service_mean, load.service_scv);
+    let shape = WaitShape::new(load, replicas, slots);
+    predict(within, wait, &shape, &PenaltyGrid::new(latency, load))
+}
+
+/// `F_S(T) - C(c, a) E[P(W > T - S | W > 0); S < T]` from its parts (`wait < 1`).
+fn predict(within: f64, wait: f64, shape: &WaitShape, grid: &PenaltyGrid) -> f64 {
     if wait <= 0.0 {
         return within;
     }
-    let shape = WaitShape::new(load, replicas, slots);
-    let grid = grid.map_or_else(
-        || std::borrow::Cow::Owned(PenaltyGrid::new(latency, load)),
-        std::borrow::Cow::Borrowed,
-    );
-    (within - wait * grid.penalty(&shape)).max(0.0)
+    (within - wait * grid.penalty(shape)).max(0.0)
 }
 
 /// The fewest replicas (up to `max`) whose predicted attainment reaches `target`, with that
@@ -353,23 +335,22 @@ pub fn replicas_for_cached(
         } else {
             erlang_c_from_b(b, servers, offered)
         };
-        if wait < 1.0 {
+        let predicted = if wait >= 1.0 {
+            0.0
+        } else {
             let shape = WaitShape::new(load, n, slots);
             if n < max && !bounds.could_meet(&shape, latency, wait, target) {
                 n += 1;
                 continue;
             }
-            if bounds.surely_meets(&shape, latency, wait, target).is_some() {
+            let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
+            let predicted = predict(bounds.within, wait, &shape, grid);
+            if bounds.surely_meets(&shape, latency, wait, target) {
                 // Met for sure; the integral (cheap with the grid kept) gives the prediction.
-                let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
-                return (
-                    n,
-                    attainment_given_wait(load, n, slots, latency, wait, Some(grid)),
-                );
+                return (n, predicted);
             }
-        }
-        let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
-        let predicted = attainment_given_wait(load, n, slots, latency, wait, Some(grid));
+            predicted
+        };
         if predicted >= target || n >= max {
             return (n, predicted);
         }
@@ -407,16 +388,15 @@ impl Bounds {
 
     /// A cheap sufficient condition (no integral): the share that waits too long is at most
     /// the services longer than half the SLO plus the waits longer than half of it,
-    /// `F_S(T) - F_S(T/2) + P(W > T/2) F_S(T/2)`. That lower bound on the attainment, when it
+    /// `F_S(T) - F_S(T/2) + P(W > T/2) F_S(T/2)`; whether that lower bound on the attainment
     /// already meets `target`.
-    fn surely_meets(&self, shape: &WaitShape, latency: f64, wait: f64, target: f64) -> Option<f64> {
+    fn surely_meets(&self, shape: &WaitShape, latency: f64, wait: f64, target: f64) -> bool {
         if wait <= 0.0 {
-            return (self.within >= target).then_some(self.within);
+            return self.within >= target;
         }
         let late = shape.survival_with(latency / 2.0, self.residual_half);
         let penalty = (self.within - self.within_half) + late * self.within_half;
-        let bound = self.within - wait * penalty.min(self.within);
-        (bound >= target).then_some(bound)
+        self.within - wait * penalty.min(self.within) >= target
     }
 }
 
