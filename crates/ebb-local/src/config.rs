@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use thiserror::Error;
 
+pub use crate::proxy_config::{HealthSettings, ProxySettings};
+
 /// A configuration problem, with the field it concerns.
 #[derive(Debug, Error)]
 #[error("{path}: {reason}")]
@@ -18,12 +20,23 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        path: path.into(),
-        reason: reason.into(),
+impl ConfigError {
+    /// A problem with the field at `path`.
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
+
+fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(path, reason)
+}
+
+/// Where Ebb's own endpoints (`/metrics`, `/ebb/status`) listen unless `admin` says otherwise:
+/// loopback, apart from every service port (Envoy's admin port).
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -32,6 +45,8 @@ struct RawConfig {
     services: Vec<RawService>,
     #[serde(default)]
     load: Option<LoadPlan>,
+    #[serde(default)]
+    admin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +79,12 @@ struct RawService {
     models: Option<Vec<RawModel>>,
     #[serde(default)]
     server: Option<RawServer>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    proxy: Option<crate::proxy_config::RawProxy>,
+    #[serde(default)]
+    health: Option<crate::proxy_config::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +188,12 @@ pub struct ServiceConfig {
     /// Multi-model serving: the models the replicas (servers) host, each scaled by its own
     /// policy and placed by `ebb_core::placement`; `None` for a single-model service.
     pub models: Option<MultiModel>,
+    /// The service port may listen beyond loopback (said explicitly, as it exposes the model).
+    pub public: bool,
+    /// The proxy's limits, timeouts and retries.
+    pub proxy: ProxySettings,
+    /// How replicas are probed and ejected.
+    pub health: HealthSettings,
 }
 
 /// A multi-model service: models packed onto server replicas by memory.
@@ -196,6 +223,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// An optional load to replay.
     pub load: Option<LoadPlan>,
+    /// Where `/metrics` and `/ebb/status` are served.
+    pub admin: SocketAddr,
 }
 
 fn secs(path: &str, v: Option<f64>, default: f64) -> Result<std::time::Duration, ConfigError> {
@@ -265,6 +294,12 @@ impl Config {
                     format!("'{listen_text}' is not an address like 127.0.0.1:8080"),
                 )
             })?;
+            if !listen.ip().is_loopback() && !s.public {
+                return Err(err(
+                    format!("{p}.listen"),
+                    format!("{listen} is reachable beyond this machine; say public: true to serve the model there"),
+                ));
+            }
             if !addrs.insert(listen) {
                 return Err(err(
                     format!("{p}.listen"),
@@ -339,6 +374,9 @@ impl Config {
                 ),
                 env: s.env,
                 models,
+                public: s.public,
+                proxy: ProxySettings::parse(&format!("{p}.proxy"), s.proxy)?,
+                health: HealthSettings::parse(&format!("{p}.health"), s.health)?,
             });
         }
         if let Some(load) = &raw.load {
@@ -346,6 +384,12 @@ impl Config {
                 return Err(err(
                     "load.service",
                     format!("no service named '{}'", load.service),
+                ));
+            }
+            if !load.path.starts_with('/') {
+                return Err(err(
+                    "load.path",
+                    format!("'{}' must start with /", load.path),
                 ));
             }
             for (i, ph) in load.phases.iter().enumerate() {
@@ -362,10 +406,43 @@ impl Config {
                     ));
                 }
             }
+            let total: f64 = load.phases.iter().map(|ph| ph.rate * ph.seconds).sum();
+            if total > crate::load::MAX_REQUESTS as f64 {
+                return Err(err(
+                    "load.phases",
+                    format!(
+                        "about {total:.0} requests in all; the load generator sends at most {}",
+                        crate::load::MAX_REQUESTS
+                    ),
+                ));
+            }
+        }
+        let admin_text = raw.admin.unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+        let admin: SocketAddr = admin_text.parse().map_err(|_| {
+            err(
+                "admin",
+                format!("'{admin_text}' is not an address like {DEFAULT_ADMIN}"),
+            )
+        })?;
+        if services
+            .iter()
+            .any(|s| s.listen == admin && admin.port() != 0)
+        {
+            return Err(err(
+                "admin",
+                format!("{admin} is a service's listen address"),
+            ));
+        }
+        if !admin.ip().is_loopback() {
+            return Err(err(
+                "admin",
+                format!("{admin} is not loopback: the admin endpoints show replicas' ports and processes, so they stay on this machine"),
+            ));
         }
         Ok(Config {
             services,
             load: raw.load,
+            admin,
         })
     }
 }
@@ -559,5 +636,19 @@ mod tests {
         assert_eq!(e.path, "services[0].listen");
         let e = Config::from_yaml("services: []").unwrap_err();
         assert_eq!(e.path, "services");
+        let e = Config::from_yaml(&OK.replace("127.0.0.1:8080", "0.0.0.0:8080")).unwrap_err();
+        assert_eq!(e.path, "services[0].listen");
+        assert!(e.reason.contains("public: true"), "{e}");
+        let public = OK.replace("127.0.0.1:8080", "0.0.0.0:8080") + "  public: true\n";
+        assert!(Config::from_yaml(&public).unwrap().services[0].public);
+        let e = Config::from_yaml(&(OK.to_string() + "admin: 0.0.0.0:9901\n")).unwrap_err();
+        assert_eq!(e.path, "admin");
+        let e = Config::from_yaml(
+            &(OK.to_string() + "load: {service: m, phases: [{rate: 20000, seconds: 3600}]}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "load.phases");
+        let e = Config::from_yaml(&(OK.to_string() + "  proxy: {maxBodyBytes: 0}\n")).unwrap_err();
+        assert_eq!(e.path, "services[0].proxy.maxBodyBytes");
     }
 }

@@ -4,12 +4,20 @@
 //! are the observations `ebb_core::decide` reads; the supervisor applies its decisions,
 //! draining a replica before it stops so that a scale-in loses no request.
 
+pub mod admin;
 pub mod config;
+pub mod counters;
 pub mod demo_model;
+pub mod fault_replica;
+pub mod guard;
+pub mod health;
 pub mod load;
 pub mod models;
 pub mod multi_control;
 pub mod proxy;
+pub mod proxy_config;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod state;
+pub mod upstream;

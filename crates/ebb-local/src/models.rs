@@ -55,9 +55,7 @@ impl Copy {
 
     /// Receives traffic: loaded, and its server ready and not draining.
     pub fn routable(&self) -> bool {
-        self.state() == CopyState::Ready
-            && self.replica.ready.load(Ordering::Acquire)
-            && !self.replica.draining.load(Ordering::Acquire)
+        self.state() == CopyState::Ready && self.replica.routable()
     }
 }
 
@@ -85,11 +83,11 @@ impl ModelEntry {
     }
 
     /// The routable copy with the fewest requests in flight.
-    pub fn pick(&self) -> Option<Arc<Copy>> {
+    pub fn pick(&self, avoid: &[u32]) -> Option<Arc<Copy>> {
         let copies = self.copies.read().ok()?;
         copies
             .iter()
-            .filter(|c| c.routable())
+            .filter(|c| c.routable() && !avoid.contains(&c.replica.id))
             .min_by_key(|c| {
                 (
                     c.in_flight.load(Ordering::Relaxed),

@@ -2,8 +2,10 @@
 //! view, replays the configured load if any, and on Ctrl-C (or when the load is done) drains
 //! and stops every replica before it prints a summary.
 
+use crate::admin::Admin;
 use crate::config::Config;
-use crate::proxy::{self, QueueLimits};
+use crate::proxy::Proxy;
+use crate::server::{ConnectionLimits, Listener};
 use crate::service::Service;
 use crate::state::ServiceState;
 use std::io::{IsTerminal, Write};
@@ -21,6 +23,14 @@ pub enum RuntimeError {
     Bind {
         /// Service index.
         index: usize,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The admin address could not be bound.
+    #[error("admin: cannot listen on {addr}: {error} (set admin: to another loopback address)")]
+    AdminBind {
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
@@ -56,6 +66,10 @@ pub struct ServiceSummary {
     pub requests: u64,
     /// Requests Ebb answered with an error itself.
     pub proxy_errors: u64,
+    /// Answers with a 5xx status from the replicas.
+    pub upstream_errors: u64,
+    /// Requests whose client left before the answer.
+    pub cancelled: u64,
     /// Latency p50 and p99 through the proxy, seconds.
     pub p50: f64,
     /// p99.
@@ -77,6 +91,8 @@ pub struct Summary {
     pub services: Vec<ServiceSummary>,
     /// The configured load's report, if one ran.
     pub load: Option<crate::load::LoadReport>,
+    /// Why the configured load did not run, if it did not.
+    pub load_error: Option<String>,
 }
 
 impl std::fmt::Display for Summary {
@@ -85,10 +101,12 @@ impl std::fmt::Display for Summary {
         for s in &self.services {
             writeln!(
                 f,
-                "  {}: {} requests, {} answered by Ebb with an error, latency p50 {:.1} ms, p99 {:.1} ms; {} scale events, up to {} replicas, {:.0} replica-seconds",
+                "  {}: {} requests, {} answered by Ebb with an error, {} 5xx from replicas, {} cancelled by the client, latency p50 {:.1} ms, p99 {:.1} ms; {} scale events, up to {} replicas, {:.0} replica-seconds",
                 s.name,
                 s.requests,
                 s.proxy_errors,
+                s.upstream_errors,
+                s.cancelled,
                 s.p50 * 1e3,
                 s.p99 * 1e3,
                 s.scale_events,
@@ -102,13 +120,100 @@ impl std::fmt::Display for Summary {
         if let Some(l) = &self.load {
             writeln!(f, "  load: {}", l.summary())?;
         }
+        if let Some(e) = &self.load_error {
+            writeln!(f, "  load: did not run: {e}")?;
+        }
         Ok(())
     }
 }
 
 struct Running {
     service: Arc<Service>,
+    /// The service port's connections, stopped first on shutdown.
+    listener: Listener,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A listener context reporting into `state`'s counters and events.
+fn listener_for(state: &Arc<ServiceState>) -> Listener {
+    let events = state.clone();
+    Listener {
+        counters: state.counters.clone(),
+        stop: tokio_util::sync::CancellationToken::new(),
+        connections: tokio_util::task::TaskTracker::new(),
+        report: Arc::new(move |text| events.event(text)),
+        reported: Arc::default(),
+    }
+}
+
+/// Starts one proxy thread per listening socket, each with its own single-threaded event
+/// loop and its own replica connections, so that a request is read, forwarded and answered
+/// on one thread without cross-thread wake-ups. A thread ends once the stop has come and the
+/// connections are all closed.
+fn start_proxy_threads(
+    state: &Arc<ServiceState>,
+    cfg: &crate::config::ServiceConfig,
+    sockets: Vec<std::net::TcpListener>,
+    ctx: &Listener,
+) {
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (service, cfg, ctx) = (state.clone(), cfg.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("ebb-proxy-{}-{i}", cfg.name))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        return service.event(format!("proxy thread {i} could not start: {e}"))
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(socket) {
+                        Ok(l) => l,
+                        Err(e) => return service.event(format!("proxy thread {i}: {e}")),
+                    };
+                    Proxy::new(service, &cfg).serve(listener, ctx.clone()).await;
+                    ctx.connections.wait().await;
+                });
+            });
+        if let Err(e) = spawned {
+            state.event(format!("proxy thread {i} could not start: {e}"));
+        }
+    }
+}
+
+/// Serves the admin endpoints for `states` on `listener` until the task is dropped.
+async fn serve_admin(listener: TcpListener, states: Vec<Arc<ServiceState>>) {
+    let admin = Admin::new(states);
+    let ctx = Listener {
+        counters: Arc::default(),
+        stop: tokio_util::sync::CancellationToken::new(),
+        connections: tokio_util::task::TaskTracker::new(),
+        report: Arc::new(|text| tracing::warn!("admin listener: {text}")),
+        reported: Arc::default(),
+    };
+    let limits = ConnectionLimits {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+    };
+    crate::server::serve(listener, limits, ctx, move |req| {
+        let admin = admin.clone();
+        async move { admin.handle(req).await }
+    })
+    .await;
+}
+
+/// Where a client on this machine reaches `addr` (a wildcard address means loopback).
+fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
 }
 
 /// Runs `config` until `stop` resolves (or the configured load finishes with `exitAfter`).
@@ -120,44 +225,70 @@ pub async fn run(
     let started = Instant::now();
     let mut listeners = Vec::new();
     for (index, s) in config.services.iter().enumerate() {
-        let l = TcpListener::bind(s.listen)
-            .await
-            .map_err(|error| RuntimeError::Bind {
+        let l = crate::server::bind_shared(s.listen, s.proxy.threads).map_err(|error| {
+            RuntimeError::Bind {
                 index,
                 addr: s.listen,
                 error,
-            })?;
+            }
+        })?;
         listeners.push(l);
     }
+    let admin_listener =
+        crate::server::bind(config.admin).map_err(|error| RuntimeError::AdminBind {
+            addr: config.admin,
+            error,
+        })?;
+    let mut bound = Vec::new();
     let mut running = Vec::new();
     for (cfg, listener) in config.services.iter().cloned().zip(listeners) {
-        let mut state = ServiceState::new(&cfg.name, started);
+        let addr = listener
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(cfg.listen);
+        bound.push((cfg.name.clone(), addr));
+        if !view.quiet {
+            println!("  {}: serving on http://{addr}", cfg.name);
+            if cfg.public {
+                println!("  {}: listening beyond loopback (public: true)", cfg.name);
+            }
+        }
+        let mut state =
+            ServiceState::new(&cfg.name, started).with_retry_budget(cfg.proxy.retry_budget);
         if let Some(m) = &cfg.models {
             state = state.with_models(&m.models);
         }
         let state = Arc::new(state);
-        let limits = QueueLimits {
-            capacity: cfg.queue_capacity,
-            timeout: cfg.queue_timeout,
-        };
+        let listener_ctx = listener_for(&state);
+        start_proxy_threads(&state, &cfg, listener, &listener_ctx);
         let service = Service::new(cfg, state.clone());
         let tasks = vec![
-            tokio::spawn(proxy::serve(listener, state, limits)),
             tokio::spawn(service.clone().sample_in_flight()),
             tokio::spawn(service.clone().control()),
         ];
-        running.push(Running { service, tasks });
+        running.push(Running {
+            service,
+            listener: listener_ctx,
+            tasks,
+        });
     }
+    let admin_addr = admin_listener.local_addr().unwrap_or(config.admin);
+    if !view.quiet {
+        println!("  admin: http://{admin_addr} (/metrics, /ebb/status)");
+    }
+    let admin_task = tokio::spawn(serve_admin(
+        admin_listener,
+        running.iter().map(|r| r.service.state.clone()).collect(),
+    ));
 
     let (load_done_tx, mut load_done) = tokio::sync::oneshot::channel();
     let mut load_exit = false;
     if let Some(plan) = config.load.clone() {
         load_exit = plan.exit_after;
-        let target = config
-            .services
+        let target = bound
             .iter()
-            .find(|s| s.name == plan.service)
-            .map(|s| s.listen);
+            .find(|(name, _)| *name == plan.service)
+            .map(|(_, addr)| local_target(*addr));
         let model_path = plan.path.clone();
         tokio::spawn(async move {
             let Some(target) = target else { return };
@@ -172,7 +303,7 @@ pub async fn run(
             );
             let report = crate::load::run(target, &model_path, crate::load::V2_BODY, &rates, 7)
                 .await
-                .ok();
+                .map_err(|e| e.to_string());
             tokio::time::sleep(Duration::from_secs_f64(plan.settle_seconds.max(0.0))).await;
             let _ = load_done_tx.send(report);
         });
@@ -190,7 +321,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut stop => break,
             r = &mut load_done, if load_exit => {
-                load_report = r.ok().flatten();
+                load_report = r.ok();
                 break;
             }
             _ = tick.tick() => {
@@ -222,19 +353,18 @@ pub async fn run(
         }
     }
     if !view.quiet {
-        println!("stopping: draining and stopping replicas...");
+        println!("stopping: answering accepted requests, then draining and stopping replicas...");
     }
-    for r in &running {
-        r.service.shutdown().await;
-    }
-    for r in &running {
-        for t in &r.tasks {
-            t.abort();
-        }
-    }
+    shutdown(&running).await;
+    admin_task.abort();
     if load_report.is_none() {
-        load_report = load_done.try_recv().ok().flatten();
+        load_report = load_done.try_recv().ok();
     }
+    let (load_report, load_error) = match load_report {
+        Some(Ok(r)) => (Some(r), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let services = running
         .iter()
         .map(|r| {
@@ -258,6 +388,8 @@ pub async fn run(
                 name: s.name.clone(),
                 requests: s.arrivals.load(Ordering::Relaxed),
                 proxy_errors: s.errors.load(Ordering::Relaxed),
+                upstream_errors: s.counters.upstream_errors.load(Ordering::Relaxed),
+                cancelled: s.counters.cancelled.load(Ordering::Relaxed),
                 p50,
                 p99,
                 scale_events: s.scale_events.load(Ordering::Relaxed),
@@ -274,7 +406,43 @@ pub async fn run(
     Ok(Summary {
         services,
         load: load_report,
+        load_error,
     })
+}
+
+/// Stops in the order that loses nothing: no more decisions; no more connections, and every
+/// request already accepted answered (the replicas still serve them); then every replica of
+/// every service drained and stopped at once.
+async fn shutdown(running: &[Running]) {
+    for r in running {
+        r.service.stopping.store(true, Ordering::Release);
+        r.listener.stop.cancel();
+        r.listener.connections.close();
+    }
+    for r in running {
+        let limit = r.service.cfg.drain_timeout + r.service.cfg.queue_timeout;
+        if tokio::time::timeout(limit, r.listener.connections.wait())
+            .await
+            .is_err()
+        {
+            r.service.state.event(format!(
+                "{} connections still open {:.0}s after the stop; closing them",
+                r.listener.connections.len(),
+                limit.as_secs_f64()
+            ));
+        }
+    }
+    let mut stops = tokio::task::JoinSet::new();
+    for r in running {
+        let service = r.service.clone();
+        stops.spawn(async move { service.stop_replicas().await });
+    }
+    while stops.join_next().await.is_some() {}
+    for r in running {
+        for t in &r.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// The terminal's width in columns (80 when unknown).
@@ -297,19 +465,7 @@ fn render(running: &[Running], last: &mut [u64], started: Instant) -> Vec<String
         let arrivals = s.arrivals.load(Ordering::Relaxed);
         let rate = arrivals.saturating_sub(last[i]);
         last[i] = arrivals;
-        let p99 = s
-            .recent_latency
-            .lock()
-            .map(|mut h| {
-                let v = if h.is_empty() {
-                    0.0
-                } else {
-                    h.value_at_quantile(0.99) as f64 / 1e3
-                };
-                h.reset();
-                v
-            })
-            .unwrap_or(0.0);
+        let p99 = s.recent_p99() * 1e3;
         let bar = "#".repeat(ready as usize)
             + &"+".repeat(starting as usize)
             + &"-".repeat(draining as usize);

@@ -3,8 +3,10 @@
 //! feeds the proxy's counters to `ebb_core::decide` and applies its decisions.
 
 use crate::config::ServiceConfig;
-use crate::proxy::{upstream, Upstream};
+use crate::counters::ProxyCounters;
+use crate::health::ProbeChange;
 use crate::state::{DecisionRecord, Replica, ServiceState};
+use crate::upstream::{upstream, Upstream};
 use bytes::Bytes;
 use ebb_core::{decide, Observation, Pod, PodPhase, State, Time, TrafficSample};
 use http_body_util::Full;
@@ -50,13 +52,13 @@ impl Service {
     /// A service with no replicas yet.
     pub fn new(cfg: ServiceConfig, state: Arc<ServiceState>) -> Arc<Service> {
         Arc::new(Service {
+            client: upstream(cfg.proxy.connect_timeout),
             cfg,
             state,
             ebb_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ebb")),
             next_id: AtomicU32::new(0),
             stops: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
-            client: upstream(),
             stopping: AtomicBool::new(false),
             replica_seconds_ms: AtomicU64::new(0),
             max_replicas_seen: AtomicU32::new(0),
@@ -69,8 +71,7 @@ impl Service {
     }
 
     pub(crate) fn event(&self, text: String) {
-        self.state
-            .push_event(format!("[{:>6.1}s] {text}", self.elapsed()));
+        self.state.event(text);
     }
 
     fn command(&self, port: u16) -> Command {
@@ -108,19 +109,10 @@ impl Service {
     /// Starts one more replica.
     pub fn add_replica(self: &Arc<Self>) -> std::io::Result<Arc<Replica>> {
         let port = free_port()?;
-        let replica = Arc::new(Replica {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        let replica = Arc::new(Replica::new(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
             port,
-            pid: AtomicU32::new(0),
-            ready: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            in_flight: AtomicU32::new(0),
-            requests: AtomicU64::new(0),
-            restarts: AtomicU32::new(0),
-            created: Instant::now(),
-            ready_since: Mutex::new(None),
-            retiring: AtomicBool::new(false),
-        });
+        ));
         if let Ok(mut r) = self.state.replicas.write() {
             r.push(replica.clone());
         }
@@ -146,9 +138,64 @@ impl Service {
             return false;
         };
         matches!(
-            tokio::time::timeout(Duration::from_secs(1), self.client.request(req)).await,
+            tokio::time::timeout(self.cfg.health.probe_timeout, self.client.request(req)).await,
             Ok(Ok(r)) if r.status().is_success()
         )
+    }
+
+    /// Watches a ready replica until its process exits, a stop comes, or it stays unhealthy
+    /// long enough to be restarted (then returns `Watched::Unhealthy`). Probes its readiness
+    /// every probe interval: failing probes take it out of rotation, a passing one puts it
+    /// back (an ejected replica once its ejection time is over).
+    async fn watch(
+        &self,
+        replica: &Replica,
+        child: &mut Child,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Watched {
+        let health = &self.cfg.health;
+        let mut probe = tokio::time::interval(health.probe_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        probe.tick().await;
+        loop {
+            tokio::select! {
+                status = child.wait() => return Watched::Exited(status.ok()),
+                _ = stop.changed() => return Watched::Stopped,
+                _ = probe.tick() => {}
+            }
+            let passed = self.ready_check(replica.port).await;
+            let now = Instant::now();
+            match replica.health.probe(passed, now, health) {
+                ProbeChange::None => {}
+                ProbeChange::FailedProbes(n) => {
+                    replica.ready.store(false, Ordering::Release);
+                    ProxyCounters::bump(&self.state.counters.probe_failures);
+                    self.event(format!(
+                        "replica {} failed {n} readiness probes in a row at {}; out of rotation",
+                        replica.id, self.cfg.readiness_path
+                    ));
+                }
+                change @ (ProbeChange::Returned | ProbeChange::Recovered) => {
+                    replica.ready.store(true, Ordering::Release);
+                    ProxyCounters::bump(&self.state.counters.returns);
+                    self.state.ready_changed.notify_waiters();
+                    self.event(format!(
+                        "replica {} back in rotation ({})",
+                        replica.id,
+                        if change == ProbeChange::Returned {
+                            "ejection over, probe passed"
+                        } else {
+                            "readiness probe passed again"
+                        }
+                    ));
+                }
+            }
+            if let Some(d) = replica.health.unhealthy_for(now) {
+                if d >= health.restart_after {
+                    return Watched::Unhealthy(d);
+                }
+            }
+        }
     }
 
     /// Runs one replica until told to stop: start, wait for readiness, watch for exit,
@@ -196,22 +243,37 @@ impl Service {
                     _ = stop.changed() => {}
                 }
             };
+            let mut unhealthy = None;
             if ready {
+                replica.health.reset();
                 replica.ready.store(true, Ordering::Release);
                 if let Ok(mut r) = replica.ready_since.lock() {
                     *r = Some(Instant::now());
                 }
                 self.state.ready_changed.notify_waiters();
                 backoff = Duration::from_millis(500);
-                tokio::select! {
-                    status = child.wait() => exited = status.ok(),
-                    _ = stop.changed() => {}
+                match self.watch(&replica, &mut child, &mut stop).await {
+                    Watched::Exited(status) => exited = status,
+                    Watched::Stopped => {}
+                    Watched::Unhealthy(d) => unhealthy = Some(d),
                 }
             }
             replica.ready.store(false, Ordering::Release);
             if *stop.borrow() {
                 self.terminate(&mut child, pid).await;
                 break;
+            }
+            if let Some(d) = unhealthy {
+                ProxyCounters::bump(&self.state.counters.unhealthy_restarts);
+                self.event(format!(
+                    "replica {} (pid {pid}) unhealthy for {:.0}s; restarting it",
+                    replica.id,
+                    d.as_secs_f64()
+                ));
+                self.terminate(&mut child, pid).await;
+                replica.health.reset();
+                replica.restarts.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
             match exited {
                 Some(status) => self.event(format!(
@@ -304,6 +366,8 @@ impl Service {
                     }
                 }
             }
+            // The retry budget's steady allowance: a few retries a second even at low traffic.
+            self.state.retry_budget.refill(3.0, 0.05);
             let n = self.state.replicas.read().map(|r| r.len()).unwrap_or(0) as u32;
             self.replica_seconds_ms
                 .fetch_add(u64::from(n) * 50, Ordering::Relaxed);
@@ -325,7 +389,9 @@ impl Service {
             .iter()
             .filter(|r| !r.draining.load(Ordering::Acquire))
             .map(|r| {
-                let ready = r.ready.load(Ordering::Acquire);
+                // An ejected or unhealthy replica serves nothing: the core sees it unready,
+                // so it can start another and pick this one first on a scale-in.
+                let ready = r.routable();
                 let at = |i: Instant| self.state.core_time(i);
                 Pod {
                     name: r.id.to_string(),
@@ -420,12 +486,15 @@ impl Service {
         }
     }
 
-    /// Stops the control loop, then drains and stops every replica.
-    pub async fn shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let replicas = self.state.replicas();
-        let drains = replicas.into_iter().map(|r| self.drain_and_stop(r));
-        futures_join_all(drains).await;
+    /// Drains and stops every replica at once (their grace periods run side by side), and
+    /// waits for their supervisors. The caller has stopped the control loop and the proxy.
+    pub async fn stop_replicas(self: &Arc<Self>) {
+        let mut drains = tokio::task::JoinSet::new();
+        for r in self.state.replicas() {
+            let me = self.clone();
+            drains.spawn(async move { me.drain_and_stop(r).await });
+        }
+        while drains.join_next().await.is_some() {}
         let tasks: Vec<_> = self
             .tasks
             .lock()
@@ -437,14 +506,14 @@ impl Service {
     }
 }
 
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(f);
-    }
-    for f in set {
-        f.await;
-    }
+/// How watching a ready replica ended.
+enum Watched {
+    /// Its process exited.
+    Exited(Option<std::process::ExitStatus>),
+    /// It was told to stop.
+    Stopped,
+    /// It stayed unhealthy this long.
+    Unhealthy(Duration),
 }
 
 /// Sleeps for `d` unless a stop arrives first; true when stopped.

@@ -1,6 +1,9 @@
 //! What the proxy, the supervisor and the control loop share about one service: its replicas
 //! and the counters the decision core reads.
 
+use crate::counters::{ProxyCounters, RetryBudget};
+use crate::health::{Health, Outcome};
+use crate::proxy_config::HealthSettings;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -16,6 +19,8 @@ pub struct Replica {
     pub id: u32,
     /// Its port on loopback.
     pub port: u16,
+    /// `127.0.0.1:port`, the Host header of requests to it.
+    pub host: hyper::header::HeaderValue,
     /// Process id of the current process (0 while none).
     pub pid: AtomicU32,
     /// Serving: receives traffic.
@@ -35,6 +40,85 @@ pub struct Replica {
     /// A multi-model server the placement is emptying: it gets no new copies and stops once
     /// its last copy is unloaded.
     pub retiring: AtomicBool,
+    /// Ejections and probe results.
+    pub health: Health,
+}
+
+impl Replica {
+    /// A replica whose process is about to start on `port`.
+    pub fn new(id: u32, port: u16) -> Replica {
+        Replica {
+            id,
+            port,
+            host: hyper::header::HeaderValue::try_from(format!("127.0.0.1:{port}"))
+                .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("127.0.0.1")),
+            pid: AtomicU32::new(0),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            restarts: AtomicU32::new(0),
+            created: Instant::now(),
+            ready_since: Mutex::new(None),
+            retiring: AtomicBool::new(false),
+            health: Health::default(),
+        }
+    }
+
+    /// Gets new requests: ready, not draining, not ejected.
+    pub fn routable(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && !self.health.is_ejected()
+    }
+
+    /// Where it is in its life, as the status page shows it.
+    pub fn state(&self) -> ReplicaState {
+        if self.draining.load(Ordering::Acquire) {
+            ReplicaState::Draining
+        } else if self.health.is_ejected() {
+            ReplicaState::Ejected
+        } else if self.ready.load(Ordering::Acquire) {
+            ReplicaState::Ready
+        } else if self
+            .ready_since
+            .lock()
+            .map(|r| r.is_some())
+            .unwrap_or(false)
+        {
+            ReplicaState::Unhealthy
+        } else {
+            ReplicaState::Starting
+        }
+    }
+}
+
+/// A replica's state as the status page and the counts show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Its process is starting and has not passed readiness yet.
+    Starting,
+    /// Routable.
+    Ready,
+    /// Was ready, now failing its readiness probes (or restarting after a crash).
+    Unhealthy,
+    /// Ejected by outlier detection until its ejection time is over.
+    Ejected,
+    /// Finishing its requests before it stops.
+    Draining,
+}
+
+impl ReplicaState {
+    /// The word the status page uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::Starting => "starting",
+            ReplicaState::Ready => "ready",
+            ReplicaState::Unhealthy => "unhealthy",
+            ReplicaState::Ejected => "ejected",
+            ReplicaState::Draining => "draining",
+        }
+    }
 }
 
 /// A decision, kept for the status page and the view.
@@ -68,8 +152,8 @@ pub struct ServiceState {
     pub waiting: AtomicU64,
     /// Woken when a replica becomes ready.
     pub ready_changed: Notify,
-    /// Latency of answered requests since the last view tick (microseconds).
-    pub recent_latency: Mutex<Histogram<u64>>,
+    /// The latency histogram as the view last saw it (the recent p99 is the difference).
+    pub viewed_latency: Mutex<Histogram<u64>>,
     /// Latency of all answered requests (microseconds).
     pub total_latency: Mutex<Histogram<u64>>,
     /// Recent decisions, newest last.
@@ -88,6 +172,10 @@ pub struct ServiceState {
     pub started: Instant,
     /// A multi-model service's models (`None` for a single-model service).
     pub models: Option<Arc<crate::models::ModelTable>>,
+    /// What the proxy refused, retried and ejected.
+    pub counters: Arc<ProxyCounters>,
+    /// Retries left to spend.
+    pub retry_budget: RetryBudget,
 }
 
 /// The mean of the in-flight samples taken since the last call (and resets them), or
@@ -121,7 +209,7 @@ impl ServiceState {
             in_flight: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             ready_changed: Notify::new(),
-            recent_latency: Mutex::new(histogram()),
+            viewed_latency: Mutex::new(histogram()),
             total_latency: Mutex::new(histogram()),
             decisions: Mutex::new(VecDeque::new()),
             scale_events: AtomicU64::new(0),
@@ -130,7 +218,15 @@ impl ServiceState {
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
             models: None,
+            counters: Arc::default(),
+            retry_budget: RetryBudget::new(0.2),
         }
+    }
+
+    /// The same state with retries bounded to `share` of requests.
+    pub fn with_retry_budget(mut self, share: f64) -> ServiceState {
+        self.retry_budget = RetryBudget::new(share);
+        self
     }
 
     /// The same state for a multi-model service hosting `models`.
@@ -154,24 +250,83 @@ impl ServiceState {
         self.replicas.read().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// The ready, non-draining replica with the fewest requests in flight.
-    pub fn pick(&self) -> Option<Arc<Replica>> {
+    /// The routable replica with the fewest requests in flight, other than those in `avoid`
+    /// (the ones a request already failed on).
+    pub fn pick(&self, avoid: &[u32]) -> Option<Arc<Replica>> {
         let replicas = self.replicas.read().ok()?;
         replicas
             .iter()
-            .filter(|r| r.ready.load(Ordering::Acquire) && !r.draining.load(Ordering::Acquire))
+            .filter(|r| r.routable() && !avoid.contains(&r.id))
             .min_by_key(|r| (r.in_flight.load(Ordering::Relaxed), r.id))
             .cloned()
+    }
+
+    /// Counts a forwarded request's outcome against its replica, and ejects the replica when
+    /// its failures run on, unless that would leave fewer routable replicas than the
+    /// configured share (and never the last one).
+    pub fn report_outcome(&self, replica: &Replica, outcome: Outcome, s: &HealthSettings) {
+        if !outcome.is_failure() {
+            replica.health.record_success();
+            return;
+        }
+        let now = Instant::now();
+        if !replica.health.record_failure(s.consecutive_failures, now) {
+            return;
+        }
+        let replicas = self.replicas();
+        let serving: Vec<_> = replicas
+            .iter()
+            .filter(|r| r.ready.load(Ordering::Acquire) && !r.draining.load(Ordering::Acquire))
+            .collect();
+        let ejected = serving.iter().filter(|r| r.health.is_ejected()).count();
+        let allowed = (serving.len() as f64 * s.max_ejected_share).floor() as usize;
+        if ejected + 1 > allowed || ejected + 1 >= serving.len() {
+            return;
+        }
+        let length = replica.health.eject(now, s);
+        ProxyCounters::bump(&self.counters.ejections);
+        self.event(format!(
+            "replica {} ejected for {:.1}s after {} failed requests in a row ({})",
+            replica.id,
+            length.as_secs_f64(),
+            s.consecutive_failures,
+            match outcome {
+                Outcome::ServerError => "5xx answers",
+                _ => "no answer",
+            }
+        ));
+    }
+
+    /// Keeps an event stamped with the runtime's clock.
+    pub fn event(&self, text: String) {
+        let at = self.started.elapsed().as_secs_f64();
+        self.push_event(format!("[{at:>6.1}s] {text}"));
     }
 
     /// Records an answered request's latency.
     pub fn record_latency(&self, micros: u64) {
         let v = micros.clamp(1, 3_600_000_000);
-        if let Ok(mut h) = self.recent_latency.lock() {
-            let _ = h.record(v);
-        }
         if let Ok(mut h) = self.total_latency.lock() {
             let _ = h.record(v);
+        }
+    }
+
+    /// The p99 latency (seconds) of the requests answered since the last call (0 if none):
+    /// one histogram is recorded per request, and the recent one is its growth.
+    pub fn recent_p99(&self) -> f64 {
+        let Some(total) = self.total_latency.lock().ok().map(|h| h.clone()) else {
+            return 0.0;
+        };
+        let Ok(mut seen) = self.viewed_latency.lock() else {
+            return 0.0;
+        };
+        let mut recent = total.clone();
+        let _ = recent.subtract(&*seen);
+        *seen = total;
+        if recent.is_empty() {
+            0.0
+        } else {
+            recent.value_at_quantile(0.99) as f64 / 1e6
         }
     }
 
@@ -214,18 +369,27 @@ impl ServiceState {
     }
 
     /// Counts: (starting, ready, draining).
+    /// Ready counts only routable replicas; ejected and unhealthy ones are in none of the
+    /// three (see [`unhealthy`](Self::unhealthy)).
     pub fn counts(&self) -> (u32, u32, u32) {
         let mut c = (0, 0, 0);
         for r in self.replicas() {
-            if r.draining.load(Ordering::Acquire) {
-                c.2 += 1;
-            } else if r.ready.load(Ordering::Acquire) {
-                c.1 += 1;
-            } else {
-                c.0 += 1;
+            match r.state() {
+                ReplicaState::Draining => c.2 += 1,
+                ReplicaState::Ready => c.1 += 1,
+                ReplicaState::Starting => c.0 += 1,
+                ReplicaState::Unhealthy | ReplicaState::Ejected => {}
             }
         }
         c
+    }
+
+    /// Replicas out of rotation for their health (ejected or failing probes).
+    pub fn unhealthy(&self) -> u32 {
+        self.replicas()
+            .iter()
+            .filter(|r| matches!(r.state(), ReplicaState::Ejected | ReplicaState::Unhealthy))
+            .count() as u32
     }
 
     /// The status page's JSON.
@@ -235,13 +399,7 @@ impl ServiceState {
             .replicas()
             .iter()
             .map(|r| {
-                let state = if r.draining.load(Ordering::Acquire) {
-                    "draining"
-                } else if r.ready.load(Ordering::Acquire) {
-                    "ready"
-                } else {
-                    "starting"
-                };
+                let state = r.state().as_str();
                 serde_json::json!({
                     "id": r.id,
                     "port": r.port,
@@ -260,11 +418,15 @@ impl ServiceState {
             .unwrap_or_default();
         serde_json::json!({
             "service": self.name,
-            "replicas": {"starting": starting, "ready": ready, "draining": draining, "list": replicas},
+            "replicas": {"starting": starting, "ready": ready, "draining": draining, "unhealthy": self.unhealthy(), "list": replicas},
             "requests": self.arrivals.load(Ordering::Relaxed),
             "completed": self.completions.load(Ordering::Relaxed),
             "errors": self.errors.load(Ordering::Relaxed),
             "inFlight": self.in_flight.load(Ordering::Relaxed),
+            "waiting": self.waiting.load(Ordering::Relaxed),
+            "proxy": self.counters.exposition().into_iter().map(|(name, _, _, v)| {
+                (name.trim_start_matches("ebb_").to_string(), serde_json::json!(v))
+            }).collect::<serde_json::Map<_, _>>(),
             "scaleEvents": self.scale_events.load(Ordering::Relaxed),
             "decisions": decisions,
             "models": self.models.as_ref().map(|m| m.status_json()),
@@ -329,6 +491,15 @@ impl ServiceState {
             "counter",
             "Changes of the replica count.",
             self.scale_events.load(Ordering::Relaxed).to_string(),
+        );
+        for (name, kind, help, value) in self.counters.exposition() {
+            line(name, kind, help, value.to_string());
+        }
+        line(
+            "ebb_waiting",
+            "gauge",
+            "Requests held while no replica is ready.",
+            self.waiting.load(Ordering::Relaxed).to_string(),
         );
         out.push_str("# HELP ebb_replica_in_flight Requests forwarded to a replica and not yet answered.\n# TYPE ebb_replica_in_flight gauge\n");
         for r in self.replicas() {

@@ -22,7 +22,7 @@ fn status(port: u16) -> Option<serde_json::Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
         s,
-        "GET /ebb/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /ebb/status/iris HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut text = String::new();
@@ -47,22 +47,28 @@ fn wait_for(
     None
 }
 
-fn up(config: &str) -> (Child, u16, tempfile::TempDir) {
+/// `ebb up` with `config` (PORT is the service port); returns the service and admin ports.
+fn up(config: &str) -> (Child, u16, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let path = dir.path().join("bench.yaml");
-    std::fs::write(&path, config.replace("PORT", &port.to_string())).unwrap();
+    let admin = free_port();
+    let text = format!(
+        "admin: 127.0.0.1:{admin}\n{}",
+        config.replace("PORT", &port.to_string())
+    );
+    std::fs::write(&path, text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
         .args(["up", path.to_str().unwrap(), "--plain"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(port, Duration::from_secs(20), |s| {
+    wait_for(admin, Duration::from_secs(20), |s| {
         s["replicas"]["ready"].as_u64() >= Some(1)
     })
     .expect("ebb up started");
-    (child, port, dir)
+    (child, port, admin, dir)
 }
 
 fn stop(mut child: Child) {
@@ -73,13 +79,13 @@ fn stop(mut child: Child) {
 }
 
 fn overhead(rt: &tokio::runtime::Runtime) {
-    let (child, port, _dir) = up(r#"services:
+    let (child, port, admin, _dir) = up(r#"services:
 - name: iris
   command: ["{ebb}", demo-model, --port, "{port}", --service-ms, "0", --concurrency, "256"]
   listen: 127.0.0.1:PORT
   policy: {minReplicas: 1, maxReplicas: 1, concurrency: {targetPerReplica: 1000}}
 "#);
-    let replica_port = status(port).unwrap()["replicas"]["list"][0]["port"]
+    let replica_port = status(admin).unwrap()["replicas"]["list"][0]["port"]
         .as_u64()
         .unwrap() as u16;
     let rates = vec![1000.0; 10];
@@ -129,7 +135,7 @@ fn overhead(rt: &tokio::runtime::Runtime) {
 }
 
 fn reaction(rt: &tokio::runtime::Runtime) {
-    let (child, port, _dir) = up(r#"services:
+    let (child, port, admin, _dir) = up(r#"services:
 - name: iris
   command: ["{ebb}", demo-model, --port, "{port}", --service-ms, "50", --concurrency, "4"]
   listen: 127.0.0.1:PORT
@@ -160,13 +166,13 @@ fn reaction(rt: &tokio::runtime::Runtime) {
     });
     let t0 = Instant::now();
     let step = t0 + Duration::from_secs(5);
-    let decided = wait_for(port, Duration::from_secs(15), |s| {
+    let decided = wait_for(admin, Duration::from_secs(15), |s| {
         s["decisions"].as_array().is_some_and(|d| {
             d.iter()
                 .any(|x| x["desired"].as_u64() > x["current"].as_u64())
         })
     });
-    let serving = wait_for(port, Duration::from_secs(15), |s| {
+    let serving = wait_for(admin, Duration::from_secs(15), |s| {
         s["replicas"]["list"].as_array().is_some_and(|l| {
             l.iter().any(|r| {
                 r["id"].as_u64() > Some(0)

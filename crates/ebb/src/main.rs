@@ -49,6 +49,9 @@ enum Command {
     DemoModel(up::DemoModelArgs),
     /// Send open-loop load (Poisson arrivals) to a loopback URL and report latency.
     Load(up::LoadArgs),
+    /// A replica that misbehaves on demand (500s, resets, hangs), for the proxy's fault tests.
+    #[command(hide = true)]
+    FaultReplica(up::FaultReplicaArgs),
     /// Make one decision from a policy, an observation and (optionally) a state, and print it
     /// as JSON.
     Decide {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::up(args),
         Command::DemoModel(args) => up::demo_model(args),
         Command::Load(args) => up::load(args),
+        Command::FaultReplica(args) => up::fault_replica(args),
         Command::Decide {
             policy,
             observation,

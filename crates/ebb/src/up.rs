@@ -47,6 +47,23 @@ pub struct DemoModelArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FaultReplicaArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    port: u16,
+    /// Directory of control files: PORT or `all` holds the mode (ok, slow:MS, error, reset,
+    /// hang, stop-reading).
+    #[arg(long)]
+    control: PathBuf,
+    /// The readiness path, answered 200 in `error` mode.
+    #[arg(long, default_value = "/ready")]
+    readiness_path: String,
+    /// Keep running on SIGTERM (a replica that does not stop when asked).
+    #[arg(long)]
+    ignore_sigterm: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Where to send: http://127.0.0.1:PORT/PATH (loopback only).
     #[arg(long)]
@@ -100,17 +117,15 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     for s in &config.services {
         match &s.models {
             None => println!(
-                "ebb up: {} on http://{} ({} to {} replicas of `{}`)",
+                "ebb up: {} ({} to {} replicas of `{}`)",
                 s.name,
-                s.listen,
                 s.policy.min_replicas,
                 s.policy.max_replicas,
                 s.command.join(" ")
             ),
             Some(m) => println!(
-                "ebb up: {} on http://{}: models {} packed onto {} to {} servers of {} MiB (`{}`)",
+                "ebb up: {}: models {} packed onto {} to {} servers of {} MiB (`{}`)",
                 s.name,
-                s.listen,
                 m.models
                     .iter()
                     .map(|x| format!("{} ({} MiB)", x.name, x.memory_mib))
@@ -142,7 +157,39 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = runtime()?.block_on(runtime::run(config, view, shutdown_signal()))?;
     print!("{summary}");
+    if let Some(e) = &summary.load_error {
+        bail!("the configured load did not run: {e}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn fault_replica(args: FaultReplicaArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+        let cfg = ebb_local::fault_replica::FaultReplica {
+            port: args.port,
+            control: args.control,
+            readiness_path: args.readiness_path,
+        };
+        let stop = async {
+            if args.ignore_sigterm {
+                // Holding the handler keeps SIGTERM from ending the process.
+                let _term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+                tokio::signal::ctrl_c().await.ok();
+            } else {
+                shutdown_signal().await;
+            }
+        };
+        tokio::select! {
+            _ = ebb_local::fault_replica::serve(listener, cfg) => {}
+            _ = stop => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 pub fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {

@@ -1,182 +1,12 @@
 //! `ebb up` end to end: real processes (Ebb, demo-model replicas, the load generator) and real
 //! HTTP on loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn ebb() -> &'static str {
-    env!("CARGO_BIN_EXE_ebb")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"services:
-- name: iris
-  command: ["{{ebb}}", demo-model, --port, "{{port}}", --service-ms, "20", --concurrency, "2"]
-  listen: 127.0.0.1:{port}
-  syncPeriodMs: 250
-  drainTimeoutSeconds: 10
-  stopGraceSeconds: 2
-{extra}  policy:
-{policy}
-"#
-    );
-    let p = dir.join(format!("ebb-{port}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-struct Up {
-    child: Child,
-    port: u16,
-}
-
-impl Up {
-    /// `ebb up` running, without waiting for anything.
-    fn spawn(cfg: &Path, port: u16) -> Up {
-        let child = Command::new(ebb())
-            .args(["up", cfg.to_str().unwrap(), "--plain"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Up { child, port }
-    }
-
-    /// `ebb up` running, once a first replica is ready.
-    fn start(cfg: &Path, port: u16) -> Up {
-        let up = Up::spawn(cfg, port);
-        up.wait_until(Duration::from_secs(20), |s| {
-            s["replicas"]["ready"].as_u64() >= Some(1)
-        });
-        up
-    }
-
-    /// `ebb up` with exactly `n` replicas, once all of them are ready.
-    fn fixed(dir: &Path, n: u32) -> Up {
-        let port = free_port();
-        let policy = format!(
-            "    minReplicas: {n}\n    maxReplicas: {n}\n    concurrency: {{targetPerReplica: 10}}"
-        );
-        let up = Up::start(&config(dir, port, &policy, ""), port);
-        up.wait_until(Duration::from_secs(20), |s| {
-            s["replicas"]["ready"].as_u64() == Some(u64::from(n))
-        });
-        up
-    }
-
-    fn status(&self) -> Option<serde_json::Value> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET /ebb/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
-    }
-
-    fn wait_until(
-        &self,
-        limit: Duration,
-        cond: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.status() {
-                if cond(&s) {
-                    return s;
-                }
-                if start.elapsed() > limit {
-                    panic!("condition not met within {limit:?}; status: {s:#}");
-                }
-            } else if start.elapsed() > limit {
-                panic!("no status within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        self.status().unwrap()["replicas"]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["pid"].as_i64().unwrap() as i32)
-            .filter(|p| *p > 0)
-            .collect()
-    }
-
-    /// Ctrl-C, and the process's output once it has exited.
-    fn interrupt(mut self) -> Output {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let start = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "ebb up did not exit after Ctrl-C"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_end(&mut stdout);
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_end(&mut stderr);
-        }
-        Output {
-            status: self.child.wait().unwrap(),
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn load(port: u16, pattern: &str) -> String {
-    load_model(port, "iris", pattern)
-}
-
-fn load_model(port: u16, model: &str, pattern: &str) -> String {
-    let o = Command::new(ebb())
-        .args([
-            "load",
-            "--target",
-            &format!("http://127.0.0.1:{port}/v2/models/{model}/infer"),
-            "--pattern",
-            pattern,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn alive(pid: i32) -> bool {
-    unsafe { libc::kill(pid, 0) == 0 }
-}
 
 const SCALING: &str = "    minReplicas: 1
     maxReplicas: 6
@@ -224,29 +54,6 @@ fn scales_up_on_a_step_and_in_under_load_without_losing_a_request() {
     assert!(out.status.success());
 }
 
-/// A POST to the proxy: (status, body).
-fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
-}
-
 /// Ready copies of `model` and the servers they are on.
 fn copies(status: &serde_json::Value, model: &str) -> Vec<u64> {
     status["models"]
@@ -265,8 +72,10 @@ fn multi_model_servers_follow_the_models_and_route_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let policy = "      minReplicas: 1\n      maxReplicas: 3\n      concurrency: {metric: rps, targetPerReplica: 40, stableWindowSeconds: 4, panicWindowSeconds: 2, panicThresholdPercent: 150}\n      behavior:\n        scaleUp: {policies: [{type: Percent, value: 200, periodSeconds: 1}]}\n        scaleDown: {stabilizationWindowSeconds: 3, policies: [{type: Percent, value: 50, periodSeconds: 1}]}";
+    let admin = free_port();
     let text = format!(
-        r#"services:
+        r#"admin: 127.0.0.1:{admin}
+services:
 - name: pool
   command: ["{{ebb}}", demo-model, --port, "{{port}}", --repository, "iris,wine", --load-ms, "200", --service-ms, "20", --concurrency, "2"]
   listen: 127.0.0.1:{port}
@@ -344,8 +153,17 @@ fn multi_model_servers_follow_the_models_and_route_by_name() {
 #[test]
 fn a_crashed_replica_is_restarted_and_gets_no_traffic_while_down() {
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::fixed(dir.path(), 2);
-    let port = up.port;
+    let port = free_port();
+    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 10}";
+    // Inference has no side effects: the requests the crash cut off are sent again.
+    let cfg = config(
+        dir.path(),
+        port,
+        policy,
+        "  proxy: {retryNonIdempotent: true}\n",
+    );
+    let up = Up::start(&cfg, port);
+    up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 2);
     let report = std::thread::scope(|s| {
         let h = s.spawn(|| load(port, "constant:40:8s"));
         std::thread::sleep(Duration::from_secs(2));
@@ -455,6 +273,32 @@ fn bad_configs_are_named() {
         "",
     );
     assert!(up_fails(&bad_policy).contains("services[0].policy.maxReplicas"));
+
+    let port = free_port();
+    let open = config(dir.path(), port, SCALING, "")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&open).unwrap();
+    std::fs::write(
+        &open,
+        text.replace("listen: 127.0.0.1:", "listen: 0.0.0.0:"),
+    )
+    .unwrap();
+    let err = up_fails(Path::new(&open));
+    assert!(err.contains("services[0].listen: 0.0.0.0:"), "{err}");
+    assert!(err.contains("public: true"), "{err}");
+
+    let port = free_port();
+    let too_much = config(dir.path(), port, SCALING, "");
+    let text = std::fs::read_to_string(&too_much).unwrap()
+        + "load: {service: iris, phases: [{rate: 20000, seconds: 3600}]}\n";
+    std::fs::write(&too_much, text).unwrap();
+    let err = up_fails(&too_much);
+    assert!(
+        err.contains("load.phases: about 72000000 requests"),
+        "{err}"
+    );
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

@@ -1,0 +1,91 @@
+//! Ebb's own endpoints, on their own listener (loopback by default), apart from every
+//! service port: `/metrics` (Prometheus text, all services), `/ebb/status` (JSON, all
+//! services) and `/ebb/status/{service}` (one service), `/healthz`. Read-only: other methods
+//! get 405.
+
+use crate::state::ServiceState;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+
+/// The services the admin listener reports on.
+#[derive(Clone)]
+pub struct Admin {
+    services: Arc<Vec<Arc<ServiceState>>>,
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+impl Admin {
+    /// Reports on `services`.
+    pub fn new(services: Vec<Arc<ServiceState>>) -> Admin {
+        Admin {
+            services: Arc::new(services),
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "ebb: the admin endpoints are read-only\n".into(),
+            );
+            r.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let path = req.uri().path();
+        match path {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.services.iter().map(|s| s.metrics_text()).collect(),
+            ),
+            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/ebb/status" => {
+                let all: Vec<serde_json::Value> =
+                    self.services.iter().map(|s| s.status_json()).collect();
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::json!({ "services": all }).to_string(),
+                )
+            }
+            _ => match path
+                .strip_prefix("/ebb/status/")
+                .and_then(|name| self.services.iter().find(|s| s.name == name))
+            {
+                Some(s) => reply(
+                    StatusCode::OK,
+                    "application/json",
+                    s.status_json().to_string(),
+                ),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!(
+                        "ebb: no such admin path; try /metrics, /ebb/status or /ebb/status/{{{}}}\n",
+                        self.services
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    ),
+                ),
+            },
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Counters that must come back down: a request's in-flight and waiting counts are raised by
+//! a guard and lowered when the guard drops, so a request that ends any way at all (answered,
+//! client gone, timed out, panicked) leaves no count behind.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A gauge a guard raises and lowers.
+pub trait Gauge: Sync {
+    /// One more.
+    fn up(&self);
+    /// One fewer.
+    fn down(&self);
+}
+
+impl Gauge for AtomicU64 {
+    fn up(&self) {
+        self.fetch_add(1, Ordering::AcqRel);
+    }
+    fn down(&self) {
+        self.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gauge for AtomicU32 {
+    fn up(&self) {
+        self.fetch_add(1, Ordering::AcqRel);
+    }
+    fn down(&self) {
+        self.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One count held on a gauge until dropped.
+#[must_use = "the count is released when this is dropped"]
+pub struct Held<'a>(&'a dyn Gauge);
+
+impl<'a> Held<'a> {
+    /// Raises `gauge` until the returned guard drops.
+    pub fn new(gauge: &'a dyn Gauge) -> Held<'a> {
+        gauge.up();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancelled_future_releases_its_count() {
+        let g = AtomicU64::new(0);
+        let fut = async {
+            let _held = Held::new(&g);
+            std::future::pending::<()>().await;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = tokio::time::timeout(std::time::Duration::from_millis(5), fut).await;
+            assert!(r.is_err());
+        });
+        assert_eq!(g.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,316 @@
+//! The proxy's limits, timeouts, retry budget and health checking as `ebb up` configures them
+//! (`services[i].proxy` and `services[i].health`), with defaults that are safe in front of a
+//! model server: what Envoy and HAProxy users expect without asking.
+
+use crate::config::ConfigError;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Paths never forwarded from the service port: the V2 model repository extension loads and
+/// unloads models (Triton, MLServer, KServe), which no client of the service should reach.
+pub const ALWAYS_DENIED: &[&str] = &["/v2/repository"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    max_body_bytes: Option<u64>,
+    header_timeout_seconds: Option<f64>,
+    idle_timeout_seconds: Option<f64>,
+    connect_timeout_seconds: Option<f64>,
+    upstream_timeout_seconds: Option<f64>,
+    max_connections: Option<usize>,
+    #[serde(default)]
+    deny_paths: Vec<String>,
+    retry_budget_percent: Option<f64>,
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    retry_non_idempotent: bool,
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    probe_interval_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    unhealthy_probes: Option<u32>,
+    consecutive_failures: Option<u32>,
+    base_ejection_seconds: Option<f64>,
+    max_ejection_seconds: Option<f64>,
+    max_ejected_percent: Option<f64>,
+    restart_after_seconds: Option<f64>,
+}
+
+/// What the proxy accepts and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Largest request body forwarded; a larger one is answered 413 without reading it all.
+    pub max_body_bytes: u64,
+    /// A client must send a request's headers within this (slowloris).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Connecting to a replica gives up after this (the replica is then a gateway failure).
+    pub connect_timeout: Duration,
+    /// A replica must answer within this, or the client gets 504.
+    pub upstream_timeout: Duration,
+    /// Client connections held at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Path prefixes answered 403 instead of forwarded (besides [`ALWAYS_DENIED`]).
+    pub deny_paths: Vec<String>,
+    /// Retries allowed, as a share of recent requests (a retry storm cannot form).
+    pub retry_budget: f64,
+    /// Tries per request at most, the first included.
+    pub max_attempts: u32,
+    /// Also retry POST and PATCH requests that may have reached a replica that then failed
+    /// (for inference endpoints without side effects: a crashed replica's requests are sent
+    /// again). Off by default: HTTP does not promise that sending them twice is harmless.
+    pub retry_non_idempotent: bool,
+    /// Proxy threads, each with its own event loop, listening socket and replica connections
+    /// (a request never changes threads, as in HAProxy and nginx).
+    pub threads: usize,
+}
+
+/// How replicas are checked and taken out of rotation.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// How often every ready replica's readiness path is probed.
+    pub probe_interval: Duration,
+    /// A probe not answered within this failed.
+    pub probe_timeout: Duration,
+    /// Consecutive failed probes that take a replica out of rotation.
+    pub unhealthy_probes: u32,
+    /// Consecutive failed requests (5xx, reset, refused, timeout) that eject a replica.
+    pub consecutive_failures: u32,
+    /// The first ejection's length; each further one doubles it.
+    pub base_ejection: Duration,
+    /// The longest ejection.
+    pub max_ejection: Duration,
+    /// Passive ejection never leaves fewer than this share of the replicas routable.
+    pub max_ejected_share: f64,
+    /// A replica unhealthy (ejected or failing probes) for this long is restarted.
+    pub restart_after: Duration,
+}
+
+fn seconds(path: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = v.unwrap_or(default);
+    if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
+        return Err(ConfigError::new(
+            path,
+            format!("must be a number of seconds in (0, 86400], got {v}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn percent(path: &str, v: Option<f64>, default: f64, max: f64) -> Result<f64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if !v.is_finite() || !(0.0..=max).contains(&v) {
+        return Err(ConfigError::new(
+            path,
+            format!("must be a percentage in [0, {max}], got {v}"),
+        ));
+    }
+    Ok(v / 100.0)
+}
+
+/// The file descriptors this process may open (the soft limit).
+fn open_file_limit() -> u64 {
+    // SAFETY: getrlimit only writes into the struct passed.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Each client connection may need a replica connection too, and the runtime holds some of
+/// its own: half the descriptor limit, less a reserve, keeps accept from running out.
+fn default_max_connections() -> usize {
+    let half = open_file_limit() / 2;
+    half.saturating_sub(64).clamp(16, 10_000) as usize
+}
+
+/// One proxy thread per core unless said otherwise.
+fn threads(path: &str, v: Option<usize>) -> Result<usize, ConfigError> {
+    let v = v.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if !(1..=256).contains(&v) {
+        return Err(ConfigError::new(
+            path,
+            format!("must be between 1 and 256, got {v}"),
+        ));
+    }
+    Ok(v)
+}
+
+impl ProxySettings {
+    /// Validates `services[i].proxy` (`p` is its path).
+    pub(crate) fn parse(p: &str, raw: Option<RawProxy>) -> Result<ProxySettings, ConfigError> {
+        let r = raw.unwrap_or_default();
+        let max_body_bytes = r.max_body_bytes.unwrap_or(64 << 20);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                format!("{p}.maxBodyBytes"),
+                "must be above 0",
+            ));
+        }
+        let max_connections = r.max_connections.unwrap_or_else(default_max_connections);
+        if max_connections == 0 {
+            return Err(ConfigError::new(
+                format!("{p}.maxConnections"),
+                "must be at least 1",
+            ));
+        }
+        for (i, d) in r.deny_paths.iter().enumerate() {
+            if !d.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{p}.denyPaths[{i}]"),
+                    format!("'{d}' must start with /"),
+                ));
+            }
+        }
+        let max_attempts = r.max_attempts.unwrap_or(3);
+        if !(1..=10).contains(&max_attempts) {
+            return Err(ConfigError::new(
+                format!("{p}.maxAttempts"),
+                format!("must be between 1 and 10, got {max_attempts}"),
+            ));
+        }
+        Ok(ProxySettings {
+            max_body_bytes,
+            header_timeout: seconds(
+                &format!("{p}.headerTimeoutSeconds"),
+                r.header_timeout_seconds,
+                10.0,
+            )?,
+            idle_timeout: seconds(
+                &format!("{p}.idleTimeoutSeconds"),
+                r.idle_timeout_seconds,
+                60.0,
+            )?,
+            connect_timeout: seconds(
+                &format!("{p}.connectTimeoutSeconds"),
+                r.connect_timeout_seconds,
+                2.0,
+            )?,
+            upstream_timeout: seconds(
+                &format!("{p}.upstreamTimeoutSeconds"),
+                r.upstream_timeout_seconds,
+                60.0,
+            )?,
+            max_connections,
+            deny_paths: r.deny_paths,
+            retry_budget: percent(
+                &format!("{p}.retryBudgetPercent"),
+                r.retry_budget_percent,
+                20.0,
+                100.0,
+            )?,
+            max_attempts,
+            retry_non_idempotent: r.retry_non_idempotent,
+            threads: threads(&format!("{p}.threads"), r.threads)?,
+        })
+    }
+
+    /// Whether `path` is one the service port must not forward.
+    pub fn denies(&self, path: &str) -> bool {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
+            })
+        };
+        ALWAYS_DENIED.iter().any(|d| under(d)) || self.deny_paths.iter().any(|d| under(d))
+    }
+}
+
+impl HealthSettings {
+    /// Validates `services[i].health` (`p` is its path).
+    pub(crate) fn parse(p: &str, raw: Option<RawHealth>) -> Result<HealthSettings, ConfigError> {
+        let r = raw.unwrap_or_default();
+        let ms = |field: &str, v: Option<u64>, default: u64| {
+            let v = v.unwrap_or(default);
+            if !(10..=600_000).contains(&v) {
+                return Err(ConfigError::new(
+                    format!("{p}.{field}"),
+                    format!("must be between 10 and 600000 ms, got {v}"),
+                ));
+            }
+            Ok(Duration::from_millis(v))
+        };
+        let count = |field: &str, v: Option<u32>, default: u32| {
+            let v = v.unwrap_or(default);
+            if !(1..=1000).contains(&v) {
+                return Err(ConfigError::new(
+                    format!("{p}.{field}"),
+                    format!("must be between 1 and 1000, got {v}"),
+                ));
+            }
+            Ok(v)
+        };
+        let base_ejection = seconds(
+            &format!("{p}.baseEjectionSeconds"),
+            r.base_ejection_seconds,
+            2.0,
+        )?;
+        let max_ejection = seconds(
+            &format!("{p}.maxEjectionSeconds"),
+            r.max_ejection_seconds,
+            60.0,
+        )?;
+        if max_ejection < base_ejection {
+            return Err(ConfigError::new(
+                format!("{p}.maxEjectionSeconds"),
+                "must be at least baseEjectionSeconds",
+            ));
+        }
+        Ok(HealthSettings {
+            probe_interval: ms("probeIntervalMs", r.probe_interval_ms, 1000)?,
+            probe_timeout: ms("probeTimeoutMs", r.probe_timeout_ms, 1000)?,
+            unhealthy_probes: count("unhealthyProbes", r.unhealthy_probes, 2)?,
+            consecutive_failures: count("consecutiveFailures", r.consecutive_failures, 5)?,
+            base_ejection,
+            max_ejection,
+            max_ejected_share: percent(
+                &format!("{p}.maxEjectedPercent"),
+                r.max_ejected_percent,
+                50.0,
+                100.0,
+            )?,
+            restart_after: seconds(
+                &format!("{p}.restartAfterSeconds"),
+                r.restart_after_seconds,
+                30.0,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_list_matches_whole_segments() {
+        let mut s = ProxySettings::parse("p", None).unwrap();
+        s.deny_paths.push("/admin".into());
+        assert!(s.denies("/v2/repository/models/iris/unload"));
+        assert!(s.denies("/v2/repository"));
+        assert!(s.denies("/admin/x"));
+        assert!(!s.denies("/administrator"));
+        assert!(!s.denies("/v2/models/iris/infer"));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let raw: RawProxy = serde_yaml::from_str("maxAttempts: 0").unwrap();
+        let e = ProxySettings::parse("services[0].proxy", Some(raw)).unwrap_err();
+        assert_eq!(e.path, "services[0].proxy.maxAttempts");
+        let raw: RawHealth = serde_yaml::from_str("maxEjectedPercent: 120").unwrap();
+        let e = HealthSettings::parse("services[0].health", Some(raw)).unwrap_err();
+        assert_eq!(e.path, "services[0].health.maxEjectedPercent");
+        let raw: RawProxy = serde_yaml::from_str("idleTimeoutSeconds: -1").unwrap();
+        let e = ProxySettings::parse("services[0].proxy", Some(raw)).unwrap_err();
+        assert_eq!(e.path, "services[0].proxy.idleTimeoutSeconds");
+    }
+}

@@ -1,0 +1,232 @@
+//! Helpers for the `ebb up` end-to-end tests: real processes on loopback.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn ebb() -> &'static str {
+    env!("CARGO_BIN_EXE_ebb")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
+    let admin = free_port();
+    let text = format!(
+        r#"admin: 127.0.0.1:{admin}
+services:
+- name: iris
+  command: ["{{ebb}}", demo-model, --port, "{{port}}", --service-ms, "20", --concurrency, "2"]
+  listen: 127.0.0.1:{port}
+  syncPeriodMs: 250
+  drainTimeoutSeconds: 10
+  stopGraceSeconds: 2
+{extra}  policy:
+{policy}
+"#
+    );
+    let p = dir.join(format!("ebb-{port}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub struct Up {
+    pub child: Child,
+    /// The service port.
+    pub port: u16,
+    /// The admin port (`/ebb/status`, `/metrics`).
+    pub admin: u16,
+    /// The service's name (its status is `/ebb/status/{name}`).
+    pub name: String,
+}
+
+/// The admin port and first service name a config file names.
+fn admin_of(cfg: &Path) -> (u16, String) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let admin = v["admin"]
+        .as_str()
+        .expect("test configs name their admin address");
+    let port = admin.rsplit(':').next().unwrap().parse().unwrap();
+    (port, v["services"][0]["name"].as_str().unwrap().to_string())
+}
+
+impl Up {
+    /// `ebb up` running, without waiting for anything.
+    pub fn spawn(cfg: &Path, port: u16) -> Up {
+        Up::spawn_with(cfg, port, |_| {})
+    }
+
+    /// `ebb up` running, with `adjust` applied to its command first (limits, environment).
+    pub fn spawn_with(cfg: &Path, port: u16, adjust: impl FnOnce(&mut Command)) -> Up {
+        let (admin, name) = admin_of(cfg);
+        let mut cmd = Command::new(ebb());
+        cmd.args(["up", cfg.to_str().unwrap(), "--plain"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        let child = cmd.spawn().unwrap();
+        Up {
+            child,
+            port,
+            admin,
+            name,
+        }
+    }
+
+    /// `ebb up` running, once a first replica is ready.
+    pub fn start(cfg: &Path, port: u16) -> Up {
+        let up = Up::spawn(cfg, port);
+        up.wait_until(Duration::from_secs(20), |s| {
+            s["replicas"]["ready"].as_u64() >= Some(1)
+        });
+        up
+    }
+
+    /// `ebb up` with exactly `n` replicas, once all of them are ready.
+    pub fn fixed(dir: &Path, n: u32) -> Up {
+        let port = free_port();
+        let policy = format!(
+            "    minReplicas: {n}\n    maxReplicas: {n}\n    concurrency: {{targetPerReplica: 10}}"
+        );
+        let up = Up::start(&config(dir, port, &policy, ""), port);
+        up.wait_until(Duration::from_secs(20), |s| {
+            s["replicas"]["ready"].as_u64() == Some(u64::from(n))
+        });
+        up
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET /ebb/status/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            self.name
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+    }
+
+    pub fn wait_until(
+        &self,
+        limit: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status() {
+                if cond(&s) {
+                    return s;
+                }
+                if start.elapsed() > limit {
+                    panic!("condition not met within {limit:?}; status: {s:#}");
+                }
+            } else if start.elapsed() > limit {
+                panic!("no status within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        self.status().unwrap()["replicas"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["pid"].as_i64().unwrap() as i32)
+            .filter(|p| *p > 0)
+            .collect()
+    }
+
+    /// Ctrl-C, and the process's output once it has exited.
+    pub fn interrupt(mut self) -> Output {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "ebb up did not exit after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_end(&mut stdout);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        Output {
+            status: self.child.wait().unwrap(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn load(port: u16, pattern: &str) -> String {
+    load_model(port, "iris", pattern)
+}
+
+pub fn load_model(port: u16, model: &str, pattern: &str) -> String {
+    let o = Command::new(ebb())
+        .args([
+            "load",
+            "--target",
+            &format!("http://127.0.0.1:{port}/v2/models/{model}/infer"),
+            "--pattern",
+            pattern,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// A POST to the proxy: (status, body).
+pub fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
