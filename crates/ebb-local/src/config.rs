@@ -227,15 +227,41 @@ pub struct Config {
     pub admin: SocketAddr,
 }
 
-fn secs(path: &str, v: Option<f64>, default: f64) -> Result<std::time::Duration, ConfigError> {
+/// The longest duration a setting takes: a day. Anything longer is a mistake, and far
+/// longer ones overflow a `Duration` or an `Instant` deadline.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// A duration setting in seconds (`default` when absent), in (0, a day].
+pub(crate) fn secs(
+    path: &str,
+    v: Option<f64>,
+    default: f64,
+) -> Result<std::time::Duration, ConfigError> {
     let v = v.unwrap_or(default);
-    if !v.is_finite() || v <= 0.0 {
+    if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS {
         return Err(err(
             path,
-            format!("must be a positive number of seconds, got {v}"),
+            format!("must be a number of seconds in (0, {MAX_SECONDS}], got {v}"),
         ));
     }
     Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// A period setting in milliseconds (`default` when absent), from `min` up to an hour.
+fn millis(
+    path: &str,
+    v: Option<u64>,
+    default: u64,
+    min: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    let v = v.unwrap_or(default);
+    if !(min..=3_600_000).contains(&v) {
+        return Err(err(
+            path,
+            format!("must be between {min} and 3600000 ms, got {v}"),
+        ));
+    }
+    Ok(std::time::Duration::from_millis(v))
 }
 
 impl Config {
@@ -353,9 +379,7 @@ impl Config {
                     r.timeout_seconds,
                     60.0,
                 )?,
-                readiness_period: std::time::Duration::from_millis(
-                    r.period_ms.unwrap_or(100).max(10),
-                ),
+                readiness_period: millis(&format!("{p}.readiness.periodMs"), r.period_ms, 100, 10)?,
                 policy,
                 drain_timeout: secs(
                     &format!("{p}.drainTimeoutSeconds"),
@@ -369,9 +393,7 @@ impl Config {
                     q.timeout_seconds,
                     30.0,
                 )?,
-                sync_period: std::time::Duration::from_millis(
-                    s.sync_period_ms.unwrap_or(1000).max(50),
-                ),
+                sync_period: millis(&format!("{p}.syncPeriodMs"), s.sync_period_ms, 1000, 50)?,
                 env: s.env,
                 models,
                 public: s.public,
@@ -648,6 +670,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "load.phases");
+        for field in [
+            "drainTimeoutSeconds: 1e300",
+            "stopGraceSeconds: 1e19",
+            "readiness: {timeoutSeconds: 1e300}",
+            "queue: {timeoutSeconds: 1e19}",
+        ] {
+            let e = Config::from_yaml(&format!("{OK}  {field}\n")).unwrap_err();
+            assert!(e.reason.contains("in (0, 86400]"), "{field}: {e}");
+        }
+        let e =
+            Config::from_yaml(&format!("{OK}  syncPeriodMs: 18446744073709551615\n")).unwrap_err();
+        assert_eq!(e.path, "services[0].syncPeriodMs");
         let e = Config::from_yaml(&(OK.to_string() + "  proxy: {maxBodyBytes: 0}\n")).unwrap_err();
         assert_eq!(e.path, "services[0].proxy.maxBodyBytes");
     }

@@ -2,7 +2,7 @@
 //! (`services[i].proxy` and `services[i].health`), with defaults that are safe in front of a
 //! model server: what Envoy and HAProxy users expect without asking.
 
-use crate::config::ConfigError;
+use crate::config::{secs as seconds, ConfigError};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -90,17 +90,6 @@ pub struct HealthSettings {
     pub max_ejected_share: f64,
     /// A replica unhealthy (ejected or failing probes) for this long is restarted.
     pub restart_after: Duration,
-}
-
-fn seconds(path: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
-    let v = v.unwrap_or(default);
-    if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
-        return Err(ConfigError::new(
-            path,
-            format!("must be a number of seconds in (0, 86400], got {v}"),
-        ));
-    }
-    Ok(Duration::from_secs_f64(v))
 }
 
 fn percent(path: &str, v: Option<f64>, default: f64, max: f64) -> Result<f64, ConfigError> {

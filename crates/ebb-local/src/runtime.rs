@@ -466,16 +466,24 @@ fn render(running: &[Running], last: &mut [u64], started: Instant) -> Vec<String
         let rate = arrivals.saturating_sub(last[i]);
         last[i] = arrivals;
         let p99 = s.recent_p99() * 1e3;
+        let unhealthy = s.unhealthy();
         let bar = "#".repeat(ready as usize)
             + &"+".repeat(starting as usize)
+            + &"!".repeat(unhealthy as usize)
             + &"-".repeat(draining as usize);
+        let out_of_rotation = if unhealthy > 0 {
+            format!(", {unhealthy} out of rotation")
+        } else {
+            String::new()
+        };
         lines.push(format!(
-            "[{:>6.1}s] {:<10} replicas {:<12} {ready} ready, {starting} starting, {draining} draining | {rate:>5}/s | in flight {:>3} | p99 {p99:>7.1} ms | errors {}",
+            "[{:>6.1}s] {:<10} replicas {:<12} {ready} ready, {starting} starting{out_of_rotation}, {draining} draining | {rate:>5}/s | in flight {:>3} | p99 {p99:>7.1} ms | errors {} (5xx from replicas {})",
             started.elapsed().as_secs_f64(),
             s.name,
             bar,
             s.in_flight.load(Ordering::Relaxed),
-            s.errors.load(Ordering::Relaxed)
+            s.errors.load(Ordering::Relaxed),
+            s.counters.upstream_errors.load(Ordering::Relaxed)
         ));
         if let Some(d) = s.decisions.lock().ok().and_then(|q| q.back().cloned()) {
             lines.push(format!(
