@@ -1,7 +1,8 @@
 //! The metric sources against real servers on loopback: a Prometheus server (Debian's
 //! `prometheus`) scraping an exporter this test serves, a Redis server (`redis-server`), and
 //! pods' metrics endpoints served over real HTTP. `scripts/test-services.sh` starts the
-//! servers; without them these tests skip, unless CI is set.
+//! servers; the tests that need them are ignored by a plain `cargo test` and run with
+//! `--include-ignored` (as `.ci/run` does), where a missing server is a failure.
 
 use ebb_kube::crd::{PodScrapeSource, PrometheusSource, RedisSource};
 use ebb_kube::sources::{self, Credentials, PodEndpoint, SourceValue};
@@ -11,17 +12,11 @@ use std::net::TcpListener;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn env(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but {name} is not: .ci/run must start scripts/test-services.sh")
-        }
-        Err(_) => {
-            eprintln!("skipping: {name} not set (start scripts/test-services.sh start DIR; source DIR/env)");
-            None
-        }
-    }
+/// A server's address from `scripts/test-services.sh`'s environment.
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start scripts/test-services.sh start DIR; source DIR/env")
+    })
 }
 
 /// Serves `body` over HTTP on `listener` until the process ends.
@@ -37,9 +32,9 @@ fn serve(listener: TcpListener, body: String) {
 }
 
 /// The exporter Prometheus scrapes (started once per test process).
-fn exporter() -> Option<()> {
+fn exporter() {
     static STARTED: OnceLock<bool> = OnceLock::new();
-    let port = env("EBB_TEST_EXPORTER_PORT")?;
+    let port = env("EBB_TEST_EXPORTER_PORT");
     STARTED.get_or_init(|| {
         let l = TcpListener::bind(format!("127.0.0.1:{port}")).expect("exporter port");
         serve(
@@ -48,15 +43,14 @@ fn exporter() -> Option<()> {
         );
         true
     });
-    Some(())
 }
 
-fn prometheus() -> Option<PrometheusSource> {
-    exporter()?;
-    Some(PrometheusSource {
-        url: env("EBB_TEST_PROMETHEUS_URL")?,
+fn prometheus() -> PrometheusSource {
+    exporter();
+    PrometheusSource {
+        url: env("EBB_TEST_PROMETHEUS_URL"),
         ..Default::default()
-    })
+    }
 }
 
 async fn query_until_data(src: &PrometheusSource, q: &str) -> SourceValue {
@@ -77,8 +71,9 @@ async fn query_until_data(src: &PrometheusSource, q: &str) -> SourceValue {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus and Redis: scripts/test-services.sh start DIR; source DIR/env; then cargo test -- --include-ignored"]
 async fn prometheus_per_pod_and_scalar_queries() {
-    let Some(src) = prometheus() else { return };
+    let src = prometheus();
     // The exporter's series, scraped by the real server: per pod by the pod label.
     let v = query_until_data(&src, "avg by (pod) (dcgm_fi_dev_gpu_util)").await;
     assert_eq!(
@@ -100,8 +95,9 @@ async fn prometheus_per_pod_and_scalar_queries() {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus and Redis: scripts/test-services.sh start DIR; source DIR/env; then cargo test -- --include-ignored"]
 async fn prometheus_errors_name_the_cause() {
-    let Some(src) = prometheus() else { return };
+    let src = prometheus();
     let e = sources::prometheus_query(
         &src,
         "sum(",
@@ -142,14 +138,14 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
-fn redis_source(key: &str, kind: &str, field: Option<&str>) -> Option<RedisSource> {
-    Some(RedisSource {
-        address: env("EBB_TEST_REDIS_URL")?,
+fn redis_source(key: &str, kind: &str, field: Option<&str>) -> RedisSource {
+    RedisSource {
+        address: env("EBB_TEST_REDIS_URL"),
         key: key.into(),
         kind: Some(kind.into()),
         field: field.map(str::to_string),
         password_secret_ref: None,
-    })
+    }
 }
 
 fn password() -> Credentials {
@@ -177,10 +173,9 @@ async fn redis_cmd(args: &[&str]) {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus and Redis: scripts/test-services.sh start DIR; source DIR/env; then cargo test -- --include-ignored"]
 async fn redis_counts_backlogs_and_errors() {
-    let Some(src) = redis_source("ebb:desired", "string", None) else {
-        return;
-    };
+    let src = redis_source("ebb:desired", "string", None);
     redis_cmd(&["SET", "ebb:desired", "7"]).await;
     redis_cmd(&["DEL", "ebb:queue"]).await;
     redis_cmd(&["RPUSH", "ebb:queue", "a", "b", "c"]).await;
@@ -188,17 +183,17 @@ async fn redis_counts_backlogs_and_errors() {
     redis_cmd(&["SET", "ebb:text", "lots"]).await;
     let t = Duration::from_secs(5);
     assert_eq!(sources::redis_value(&src, &password(), t).await, Ok(7.0));
-    let list = redis_source("ebb:queue", "listLength", None).expect("env");
+    let list = redis_source("ebb:queue", "listLength", None);
     assert_eq!(sources::redis_value(&list, &password(), t).await, Ok(3.0));
-    let hash = redis_source("ebb:h", "hashField", Some("backlog")).expect("env");
+    let hash = redis_source("ebb:h", "hashField", Some("backlog"));
     assert_eq!(sources::redis_value(&hash, &password(), t).await, Ok(120.0));
-    let missing = redis_source("ebb:nope", "string", None).expect("env");
+    let missing = redis_source("ebb:nope", "string", None);
     let e = sources::redis_value(&missing, &password(), t)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("key ebb:nope is not set"), "{e}");
-    let text = redis_source("ebb:text", "string", None).expect("env");
+    let text = redis_source("ebb:text", "string", None);
     let e = sources::redis_value(&text, &password(), t)
         .await
         .unwrap_err()

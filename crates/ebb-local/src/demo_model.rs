@@ -191,7 +191,7 @@ pub fn infer(model: &Mlp, name: &str, body: &[u8]) -> Result<Value, String> {
                 .ok_or("inputs[0].data holds a non-number")
         })
         .collect::<Result<_, _>>()?;
-    if data.is_empty() || data.len() % 4 != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(4) {
         return Err(format!(
             "inputs[0].data must hold rows of 4 features, got {} values",
             data.len()

@@ -523,7 +523,7 @@ pub fn run_mode(
             } else {
                 above_bound_since = None;
             }
-            if (t as u64) % FRESH_PACK_EVERY == 0 {
+            if (t as u64).is_multiple_of(FRESH_PACK_EVERY) {
                 fresh_now = if copies == 0 {
                     0
                 } else {

@@ -84,8 +84,9 @@ fn shipped_worldcup_counts_become_a_per_minute_rate() {
 }
 
 #[test]
-fn shared_traces_all_read_when_present() {
-    let Some(dir) = shared() else { return };
+#[ignore = "needs ../shared/traces beside the checkout; then cargo test -- --include-ignored"]
+fn shared_traces_all_read() {
+    let dir = shared().expect("../shared/traces is not beside the checkout");
     let cases: &[(&str, TraceFormat, f64)] = &[
         (
             "alibaba-clusterdata/cluster-trace-v2026-GenAI/lora_request_trace.csv",

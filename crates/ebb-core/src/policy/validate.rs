@@ -60,7 +60,50 @@ impl PolicyError {
 }
 
 /// Parses YAML (JSON is YAML) into the document shape, with the path of any type error.
+/// A policy document larger than this is not a policy (and would take long to parse).
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+/// Deeper `[`/`{` nesting than this is not a policy: the YAML parser's time grows with the
+/// square of the depth (100,000 levels took over a minute).
+const MAX_NESTING: usize = 64;
+
+/// Refuses documents no policy needs before the parser spends time on them.
+fn check_shape(text: &str) -> Result<(), PolicyError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(PolicyError::single(
+            "",
+            format!(
+                "the document is {} bytes; a policy is at most {MAX_DOCUMENT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let (mut depth, mut quote, mut comment) = (0usize, None::<char>, false);
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') => (comment, quote) = (false, None),
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(PolicyError::single(
+                        "",
+                        format!("brackets nest deeper than {MAX_NESTING} levels"),
+                    ));
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn parse_spec(text: &str) -> Result<PolicySpec, PolicyError> {
+    check_shape(text)?;
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -973,5 +1016,30 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
             ),
             initial_readiness_delay_seconds: Some(p.readiness.initial_readiness_delay_ms / 1000),
         }),
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    #[test]
+    fn absurd_documents_are_refused_before_parsing() {
+        let deep = "[".repeat(100_000);
+        let started = std::time::Instant::now();
+        let e = parse_spec(&deep).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(e.to_string().contains("nest deeper than 64"), "{e}");
+        let big = format!("minReplicas: 1\n#{}\n", "x".repeat(2 << 20));
+        assert!(parse_spec(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
+        // Brackets in strings and comments do not count.
+        let ok = format!(
+            "maxReplicas: 2 # {}\nconcurrency: {{targetPerReplica: 1}}\n",
+            "[".repeat(100)
+        );
+        assert!(parse_spec(&ok).is_ok());
     }
 }

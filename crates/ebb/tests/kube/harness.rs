@@ -31,39 +31,44 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The control plane, or `None` (skip) when none was started and CI is not set.
-pub fn plane() -> Option<&'static Plane> {
-    static PLANE: OnceLock<Option<Plane>> = OnceLock::new();
-    PLANE
-        .get_or_init(|| {
-            let Ok(env) = std::env::var("EBB_KUBE_ENV") else {
-                if std::env::var_os("CI").is_some() {
-                    panic!("CI is set but EBB_KUBE_ENV is not: .ci/run must start the control plane (scripts/kube-control-plane.sh start DIR)");
-                }
-                eprintln!("skipping: no control plane (start one with scripts/kube-control-plane.sh start DIR and set EBB_KUBE_ENV=DIR/env)");
-                return None;
-            };
-            let text = std::fs::read_to_string(&env).unwrap_or_else(|e| panic!("{env}: {e}"));
-            let var = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                    .unwrap_or_else(|| panic!("{env} has no {name}"))
-                    .to_string()
-            };
-            let kubeconfig = PathBuf::from(var("KUBECONFIG"));
-            let dir = kubeconfig.parent().map(Path::to_path_buf).unwrap_or_default();
-            let server = var("EBB_KUBE_SERVER");
-            // Set up once, on a thread of its own: the tests' runtimes come and go.
-            let (k, sv, d) = (kubeconfig.clone(), server.clone(), dir.clone());
-            let controller_kubeconfig = std::thread::spawn(move || {
-                let rt = tokio::runtime::Runtime::new().expect("runtime");
-                rt.block_on(setup(&k, &sv, &d))
-            })
-            .join()
-            .expect("control plane setup");
-            Some(Plane { kubeconfig, server, controller_kubeconfig, dir })
+/// Why the tests that use [`plane`] are ignored by a plain `cargo test`.
+pub const NEEDS_PLANE: &str = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored";
+
+/// The control plane the tests were pointed at. They are `#[ignore]`d, so this runs only
+/// when asked for, and then a missing plane is a failure, not a skip.
+pub fn plane() -> &'static Plane {
+    static PLANE: OnceLock<Plane> = OnceLock::new();
+    PLANE.get_or_init(|| {
+        let env = std::env::var("EBB_KUBE_ENV")
+            .unwrap_or_else(|_| panic!("EBB_KUBE_ENV is not set: this test {NEEDS_PLANE}"));
+        let text = std::fs::read_to_string(&env).unwrap_or_else(|e| panic!("{env}: {e}"));
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{env} has no {name}"))
+                .to_string()
+        };
+        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
+        let dir = kubeconfig
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let server = var("EBB_KUBE_SERVER");
+        // Set up once, on a thread of its own: the tests' runtimes come and go.
+        let (k, sv, d) = (kubeconfig.clone(), server.clone(), dir.clone());
+        let controller_kubeconfig = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(setup(&k, &sv, &d))
         })
-        .as_ref()
+        .join()
+        .expect("control plane setup");
+        Plane {
+            kubeconfig,
+            server,
+            controller_kubeconfig,
+            dir,
+        }
+    })
 }
 
 /// The admin client.
