@@ -74,7 +74,12 @@ pub(crate) fn fmt_window(ms: i64) -> String {
     }
 }
 
-/// Parses a duration: "150ms", "2s", "1.5m", "1h", "1d", or a bare number of seconds.
+/// The longest duration anything in Ebb takes: a (leap) year. Longer ones are mistakes, and
+/// far longer ones overflow the clocks and buffers sized from them.
+pub const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
+
+/// Parses a duration: "150ms", "2s", "1.5m", "1h", "1d", or a bare number of seconds; at
+/// most a year.
 pub fn parse_duration(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
@@ -99,6 +104,9 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' must be a non-negative duration"));
     }
+    if v * scale > MAX_DURATION_SECONDS {
+        return Err(format!("'{s}' is longer than a year"));
+    }
     Ok(v * scale)
 }
 
@@ -119,4 +127,24 @@ pub fn fmt_seconds(seconds: f64) -> String {
 pub fn fmt_percent(share: f64) -> String {
     let t = format!("{:.4}", share * 100.0);
     format!("{}%", t.trim_end_matches('0').trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod duration_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text, parsing a duration returns an error or a finite duration of at
+        /// most a year: never a panic, never a value that overflows what is sized from it.
+        #[test]
+        fn any_text_parses_to_a_bounded_duration_or_an_error(
+            num in prop_oneof![any::<f64>().prop_map(|v| v.to_string()), "[0-9eE+.-]{0,12}"],
+            unit in prop_oneof![Just(""), Just("ms"), Just("us"), Just("s"), Just("m"), Just("h"), Just("d")],
+        ) {
+            if let Ok(v) = parse_duration(&format!("{num}{unit}")) {
+                prop_assert!(v.is_finite() && (0.0..=MAX_DURATION_SECONDS).contains(&v));
+            }
+        }
+    }
 }

@@ -195,6 +195,9 @@ pub fn initial_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
     ((workload.initial_rate(60.0) / (capacity * TARGET_UTILIZATION)).ceil() as u32).max(1)
 }
 
+/// The most replicas a default maxReplicas gives a baseline.
+const MAX_DEFAULT_REPLICAS: u32 = 100_000;
+
 /// Without the demand pre-pass, a generous maxReplicas for the baselines: four times what
 /// the expected peak rate needs at full slots (at least 10).
 pub fn default_max_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
@@ -203,7 +206,9 @@ pub fn default_max_replicas(workload: &Workload, cfg: &RunConfig) -> u32 {
         Workload::Rate { rates, .. } => rates.iter().copied().fold(0.0, f64::max),
         Workload::Requests(_) => workload.expected_requests() / workload.duration().max(1.0) * 10.0,
     };
-    ((peak_rate / capacity).ceil() as u32 * 4).max(10)
+    ((peak_rate / capacity).ceil() as u32)
+        .saturating_mul(4)
+        .clamp(10, MAX_DEFAULT_REPLICAS)
 }
 
 /// The policies that decide from observations (Ebb, HPA, KPA): they need no demand pre-pass.

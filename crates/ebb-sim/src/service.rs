@@ -98,6 +98,10 @@ impl fmt::Display for ServiceTime {
 
 pub use ebb_core::time::parse_duration;
 
+/// The widest lognormal spread accepted: at sigma 4 the mean is already e^8 (about 3,000)
+/// times the median; beyond it the mean overflows into nonsense.
+pub const MAX_SIGMA: f64 = 4.0;
+
 impl FromStr for ServiceTime {
     type Err = String;
     /// `constant:100ms`, `exp:100ms`, `lognormal:100ms:0.5`, `proportional:50ms:2ms`.
@@ -120,8 +124,10 @@ impl FromStr for ServiceTime {
                 sigma: sigma
                     .parse::<f64>()
                     .ok()
-                    .filter(|v| *v >= 0.0 && v.is_finite())
-                    .ok_or_else(|| format!("sigma '{sigma}' must be a non-negative number"))?,
+                    .filter(|v| (0.0..=MAX_SIGMA).contains(v))
+                    .ok_or_else(|| {
+                        format!("sigma '{sigma}' must be a number in [0, {MAX_SIGMA}]")
+                    })?,
             }),
             ["proportional", base, per] => Ok(ServiceTime::Proportional {
                 base: parse_duration(base)?,

@@ -55,10 +55,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "lognormal:100ms:0.5")]
     pub(crate) service: String,
     /// Requests one replica serves at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) slots: u32,
     /// Requests one replica may queue beyond its slots.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub(crate) queue: u32,
     /// Requests waiting longer than this time out.
     #[arg(long, default_value = "10s")]
@@ -68,10 +68,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "lognormal:20s:0.4")]
     pub(crate) cold_start: String,
     /// The most replicas the cluster can run (out of GPU nodes beyond it).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) max_cluster_replicas: Option<u32>,
     /// maxReplicas of the baselines (default: 4x the oracle's peak).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) max_replicas: Option<u32>,
     /// GPUs per replica, for GPU-hours.
     #[arg(long, default_value_t = 1.0)]
@@ -110,7 +110,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub(crate) server_max_models: Option<u32>,
     /// Multi-model: most server replicas.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) max_servers: u32,
     /// Multi-model: start time of a new server replica before it loads models (a duration or
     /// lognormal:MEDIAN:SIGMA).
@@ -136,7 +136,16 @@ pub(crate) fn cold_start(spec: &str) -> anyhow::Result<ColdStart> {
     Ok(match parts.as_slice() {
         ["lognormal", median, sigma] => ColdStart::LogNormal {
             median: parse_duration(median).map_err(anyhow::Error::msg)?,
-            sigma: sigma.parse().context("cold start sigma")?,
+            sigma: sigma
+                .parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=ebb_sim::service::MAX_SIGMA).contains(v))
+                .with_context(|| {
+                    format!(
+                        "--cold-start '{spec}': sigma must be a number in [0, {}]",
+                        ebb_sim::service::MAX_SIGMA
+                    )
+                })?,
         },
         ["empirical", path] => ColdStart::Empirical(ebb_sim::trace::read_latencies_ms(std::path::Path::new(path))?),
         [d] => ColdStart::Fixed(parse_duration(d).map_err(anyhow::Error::msg)?),
@@ -149,6 +158,16 @@ fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
         Ok(v)
     } else {
         bail!("{name} must be a positive number, got {v}")
+    }
+}
+
+/// A scale factor: stretching a trace beyond a thousandfold either way turns seconds into
+/// nothing or into centuries.
+fn factor(name: &str, v: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && (1e-3..=1e3).contains(&v) {
+        Ok(v)
+    } else {
+        bail!("{name} must be between 0.001 and 1000, got {v}")
     }
 }
 
@@ -183,8 +202,8 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     if args.slots == 0 {
         bail!("--slots must be at least 1");
     }
-    positive("--time-scale", args.time_scale)?;
-    positive("--rate-scale", args.rate_scale)?;
+    factor("--time-scale", args.time_scale)?;
+    factor("--rate-scale", args.rate_scale)?;
     positive("--gpus-per-replica", args.gpus_per_replica)?;
     let sync = positive(
         "--ebb-sync",
@@ -261,6 +280,13 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     let expected = workload.expected_requests();
     if expected < 1.0 {
         bail!("the workload holds no requests in the chosen window");
+    }
+    let span = workload.duration();
+    if span > ebb_core::time::MAX_DURATION_SECONDS {
+        bail!(
+            "the workload lasts {:.0} days after --time-scale; the simulator replays at most a year: pass a smaller --time-scale or a --duration",
+            span / 86_400.0
+        );
     }
     if expected > MAX_REQUESTS {
         bail!(

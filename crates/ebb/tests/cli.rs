@@ -265,3 +265,61 @@ fn check_accepts_the_slo_example() {
         "{out}"
     );
 }
+
+/// Absurd numbers and durations on the command line get a clear error (exit 2) naming the
+/// flag, never a panic (101) or an abort (134).
+#[test]
+fn absurd_numbers_on_the_command_line_are_errors_not_crashes() {
+    let base = ["simulate", "--synthetic", "constant:10:1m", "--report"];
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().to_str().unwrap();
+    for (flag, value) in [
+        ("--max-replicas", "0"),
+        ("--max-replicas", "4294967295"),
+        ("--slots", "0"),
+        ("--service", "lognormal:100ms:50"),
+        ("--service", "lognormal:100ms:1e308"),
+        ("--cold-start", "lognormal:20s:1e300"),
+        ("--time-scale", "1e-10"),
+        ("--time-scale", "1e300"),
+        ("--timeout", "1e300s"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([report, flag, value]);
+        let o = ebb(&args);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(flag) || stderr(&o).contains("sigma"),
+            "{flag} {value}: {}",
+            stderr(&o)
+        );
+    }
+    for args in [
+        vec![
+            "simulate",
+            "--synthetic",
+            "constant:10:1000000000h",
+            "--report",
+            report,
+        ],
+        vec![
+            "simulate",
+            "--synthetic",
+            "constant:0.001:300d",
+            "--time-scale",
+            "1000",
+            "--report",
+            report,
+        ],
+        vec![
+            "load",
+            "--target",
+            "http://127.0.0.1:1/x",
+            "--pattern",
+            "constant:10:1000000000h",
+        ],
+    ] {
+        let o = ebb(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
