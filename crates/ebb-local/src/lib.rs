@@ -19,5 +19,6 @@ pub mod proxy_config;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod state;
 pub mod upstream;

@@ -72,6 +72,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Check { .. }
+            | Command::Conformance { .. }
+            | Command::Decide { .. }
+            | Command::Crd
+            | Command::Simulate(_)
+            | Command::Tune(_)
+    ) {
+        ebb_local::signals::die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Check { policy } => check::run(&policy),
         Command::Conformance { dir } => conformance::run(&dir),
