@@ -20,6 +20,7 @@ mod target;
 
 use futures::StreamExt;
 use kube::runtime::{predicates, watcher, Controller, PredicateConfig, WatchStreamExt};
+use kube::ResourceExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,6 +162,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
             }
         }
         metrics.set_leader(true);
+        ctx.forget_decisions();
         tracing::info!(identity = %opts.identity, "leading: reconciling Autoscalers");
         // Reconcile on spec changes (generation) and on each Autoscaler's own requeue, not on
         // the status writes the controller itself makes.
@@ -170,6 +172,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
             .reflect(writer)
             .applied_objects()
             .predicate_filter(predicates::generation, PredicateConfig::default());
+        let store = reader.clone();
         let controller = Controller::for_stream(trigger, reader)
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|r| async move {
@@ -184,8 +187,23 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
                 }
             }
         };
+        // Deleted Autoscalers' memory goes, from the watch cache, once a minute.
+        let prune = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                let alive = store
+                    .state()
+                    .iter()
+                    .map(|a| {
+                        reconcile::autoscaler_key(&a.namespace().unwrap_or_default(), &a.name_any())
+                    })
+                    .collect();
+                ctx.retain_autoscalers(&alive);
+            }
+        };
         tokio::select! {
             _ = controller => return Ok(()),
+            _ = prune => {}
             _ = lost => tracing::warn!(identity = %opts.identity, "lost the lease: standing by"),
         }
     }

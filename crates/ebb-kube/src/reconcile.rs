@@ -98,6 +98,39 @@ impl Context {
             m.insert(k, ar);
         }
     }
+
+    /// Forgets every Autoscaler's decision state and source memory: called when this
+    /// instance becomes leader, since another leader may have decided meanwhile and its
+    /// status, not this instance's old memory, is the truth.
+    pub fn forget_decisions(&self) {
+        if let Ok(mut m) = self.states.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.sources.lock() {
+            m.clear();
+        }
+    }
+
+    /// Keeps the memory of the Autoscalers `alive` names (`namespace/name`) and drops that of
+    /// deleted ones.
+    pub fn retain_autoscalers(&self, alive: &std::collections::HashSet<String>) {
+        if let Ok(mut m) = self.states.lock() {
+            m.retain(|k, _| alive.contains(k));
+        }
+        if let Ok(mut m) = self.sources.lock() {
+            m.retain(|k, _| alive.contains(k));
+        }
+    }
+
+    /// Autoscalers this instance holds memory for (for tests and metrics).
+    pub fn remembered(&self) -> usize {
+        self.states.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// The key an Autoscaler's memory is kept under.
+pub fn autoscaler_key(ns: &str, name: &str) -> String {
+    key(ns, name)
 }
 
 const DEFAULT_SYNC: f64 = 5.0;
@@ -408,13 +441,15 @@ async fn reconcile_inner(
     status.desired_replicas = Some(d.desired_replicas);
     status.reasons = d.reasons.iter().map(|r| r.to_string()).collect();
     status.decision_state = Some(new_state.clone());
-    write_status(&api, name, &status).await?;
+    // Remembered before the status write: the scale (if any) happened whether or not the
+    // write succeeds, and the next decision must know it.
     if let Ok(mut m) = ctx.states.lock() {
         m.insert(k.clone(), new_state);
     }
     if let Ok(mut m) = ctx.sources.lock() {
         m.insert(k, memories);
     }
+    write_status(&api, name, &status).await?;
     Ok(Action::requeue(next_due.max(Duration::from_millis(100))))
 }
 

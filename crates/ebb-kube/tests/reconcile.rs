@@ -29,6 +29,8 @@ struct World {
     replicas: Arc<Mutex<i64>>,
     /// Answers to PATCH /scale, in order (then 200).
     scale_patch_answers: Arc<Mutex<Vec<u16>>>,
+    /// Answers to PATCH of the Autoscaler's status, in order (then 200).
+    status_patch_answers: Arc<Mutex<Vec<u16>>>,
     hpas: Value,
     autoscalers: Value,
     pod_ips: Vec<(String, String)>,
@@ -40,6 +42,7 @@ impl World {
         World {
             replicas: Arc::new(Mutex::new(replicas)),
             scale_patch_answers: Arc::new(Mutex::new(Vec::new())),
+            status_patch_answers: Arc::new(Mutex::new(Vec::new())),
             hpas: json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": []}),
             autoscalers: json!({"apiVersion": "ebb.dev/v1alpha1", "kind": "AutoscalerList", "metadata": {}, "items": []}),
             pod_ips: pods
@@ -147,6 +150,16 @@ fn mock(world: World) -> (kube::Client, Arc<Mutex<Vec<Logged>>>) {
                 }
                 (Method::POST, "/apis/events.k8s.io/v1/namespaces/ml/events") => {
                     response(201, body.clone())
+                }
+                (
+                    Method::PATCH,
+                    "/apis/ebb.dev/v1alpha1/namespaces/ml/autoscalers/model/status",
+                ) if !world.status_patch_answers.lock().expect("lock").is_empty() => {
+                    let code = world.status_patch_answers.lock().expect("lock").remove(0);
+                    response(
+                        code,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "mock: status write failed", "reason": "InternalError", "code": code}),
+                    )
                 }
                 (
                     Method::PATCH,
@@ -552,4 +565,100 @@ async fn an_older_autoscaler_on_the_target_wins() {
         "{}",
         able.message
     );
+}
+
+const WINDOW: &str = "  behavior: {scaleDown: {stabilizationWindowSeconds: 300}}\n";
+
+#[tokio::test]
+async fn a_failed_status_write_does_not_forget_the_scale() {
+    // A spike scales 1 to 4; the status write after it fails.
+    let ip = "127.0.2.10";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 14.0);
+    let world = World::new(1, &[("model-a", ip)]);
+    world.status_patch_answers.lock().expect("lock").push(500);
+    let (client, log) = mock(world);
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(client, at.clone());
+    let first = reconcile(autoscaler(WINDOW, port, None), ctx.clone()).await;
+    assert!(first.is_err(), "the status write failed");
+    assert_eq!(scale_patches(&log).len(), 1, "the scale itself happened");
+
+    // A minute later the load is gone. The stabilization window recorded with the scale
+    // still holds 4, although no status carries it.
+    let quiet = free_port(ip);
+    pod_metrics(ip, quiet, 0.0);
+    at.store(T0 + 60_000, Ordering::SeqCst);
+    reconcile(autoscaler(WINDOW, quiet, None), ctx)
+        .await
+        .expect("second reconcile");
+    assert_eq!(
+        scale_patches(&log).len(),
+        1,
+        "no scale-down inside the window"
+    );
+}
+
+#[tokio::test]
+async fn a_new_leader_trusts_the_status_over_its_old_memory() {
+    // This instance led once and scaled 1 to 4 on a spike (its memory: a 300 s window at 4).
+    let ip = "127.0.2.12";
+    let (spike, quiet) = (free_port(ip), free_port(ip));
+    pod_metrics(ip, spike, 14.0);
+    pod_metrics(ip, quiet, 0.0);
+    let world = World::new(1, &[("model-a", ip)]);
+    let (client, log) = mock(world.clone());
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(client, at.clone());
+    reconcile(autoscaler(WINDOW, spike, None), ctx.clone())
+        .await
+        .expect("first term");
+    assert_eq!(scale_patches(&log).len(), 1);
+
+    // Another leader then ran while the load was gone; the status it wrote holds its own
+    // state, with no window at 4 (say the spec's window was shortened meanwhile). This
+    // instance leads again: the status, not its old memory, decides.
+    let other = AutoscalerStatus {
+        desired_replicas: Some(4),
+        current_replicas: Some(4),
+        decision_state: Some(ebb_core::State::default()),
+        ..Default::default()
+    };
+    at.store(T0 + 100_000, Ordering::SeqCst);
+    ctx.forget_decisions();
+    reconcile(autoscaler(WINDOW, quiet, Some(other)), ctx)
+        .await
+        .expect("second term");
+    let patches = scale_patches(&log);
+    assert_eq!(
+        patches.len(),
+        2,
+        "the old window in this instance's memory would hold 4"
+    );
+    assert_eq!(patches[1].body, json!({"spec": {"replicas": 1}}));
+}
+
+#[test]
+fn deleted_autoscalers_are_forgotten() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ip = "127.0.2.14";
+        let port = free_port(ip);
+        pod_metrics(ip, port, 14.0);
+        let (client, _) = mock(World::new(1, &[("model-a", ip)]));
+        let ctx = context(client, Arc::new(AtomicI64::new(T0)));
+        reconcile(autoscaler("", port, None), ctx.clone())
+            .await
+            .expect("reconcile");
+        assert_eq!(ctx.remembered(), 1);
+        let mut alive = std::collections::HashSet::new();
+        alive.insert(ebb_kube::reconcile::autoscaler_key("ml", "model"));
+        ctx.retain_autoscalers(&alive);
+        assert_eq!(ctx.remembered(), 1);
+        ctx.retain_autoscalers(&Default::default());
+        assert_eq!(ctx.remembered(), 0);
+    });
 }
