@@ -12,7 +12,7 @@ use crate::poll::{poll, SourceMemory};
 use crate::sources;
 use crate::status::{event, report_invalid, rescale, rfc3339, set_condition, write_status};
 use crate::target::{target_or_report, target_pods};
-use ebb_core::{decide, Decision, LimitReason, Policy, State, Time};
+use ebb_core::{Decision, LimitReason, Policy, Scaler, State, Time};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
@@ -338,12 +338,12 @@ async fn reconcile_inner(
         .and_then(|m| m.get(&k).cloned())
         .or_else(|| status.decision_state.clone())
         .unwrap_or_default();
-    let d: Decision = decide(&policy, &obs, &state, now);
+    let mut scaler = Scaler::with_state(policy, state);
+    let d: Decision = scaler.decide(&obs, now);
     ctx.metrics
         .decided(ns, name, d.current_replicas, d.desired_replicas);
 
     // 6. Apply.
-    let mut new_state = d.state.clone();
     if d.desired_replicas != d.current_replicas {
         let scale_in = obj.spec.scale_in.clone().unwrap_or_default();
         if d.desired_replicas < d.current_replicas && scale_in.deletion_cost.unwrap_or(true) {
@@ -372,7 +372,7 @@ async fn reconcile_inner(
         )
         .await
         {
-            new_state = d.applied_state();
+            scaler.applied(d.desired_replicas, now);
         }
     } else {
         set_condition(
@@ -440,6 +440,7 @@ async fn reconcile_inner(
     status.current_replicas = Some(current);
     status.desired_replicas = Some(d.desired_replicas);
     status.reasons = d.reasons.iter().map(|r| r.to_string()).collect();
+    let new_state = scaler.state().clone();
     status.decision_state = Some(new_state.clone());
     // Remembered before the status write: the scale (if any) happened whether or not the
     // write succeeds, and the next decision must know it.

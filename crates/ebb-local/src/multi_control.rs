@@ -1,5 +1,5 @@
 //! The control loop of a multi-model service. Every sync period each model's own decision
-//! (`ebb_core::decide` on that model's proxy counters) gives its desired replicas;
+//! (an `ebb_core::Scaler` on that model's proxy counters) gives its desired replicas;
 //! `ebb_core::placement::plan` turns them into a placement on the server replicas; this loop
 //! applies the moves: start servers, load copies through the V2 repository API once their
 //! server is ready, unload copies (a moved copy only after its replacement is ready, each
@@ -10,7 +10,7 @@ use crate::service::Service;
 use crate::state::{DecisionRecord, Replica};
 use bytes::Bytes;
 use ebb_core::placement::{plan, ModelDemand, Move, ServerState};
-use ebb_core::{decide, Observation, Pod, PodPhase, State, Time, TrafficSample};
+use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
 use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -200,7 +200,11 @@ impl Service {
         let (Some(cfg), Some(models)) = (self.cfg.models.clone(), self.state.models.clone()) else {
             return;
         };
-        let mut states: BTreeMap<String, State> = BTreeMap::new();
+        let mut scalers: BTreeMap<String, Scaler> = models
+            .models
+            .iter()
+            .map(|(name, m)| (name.clone(), Scaler::new(m.cfg.policy.clone())))
+            .collect();
         let mut tick = tokio::time::interval(self.cfg.sync_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let kinds = [cfg.server.clone()];
@@ -215,8 +219,10 @@ impl Service {
             let mut decisions = BTreeMap::new();
             for (name, m) in &models.models {
                 let obs = self.observe_model(m, now);
-                let state = states.get(name).cloned().unwrap_or_default();
-                let d = decide(&m.cfg.policy, &obs, &state, now);
+                let Some(scaler) = scalers.get_mut(name) else {
+                    continue;
+                };
+                let d = scaler.decide(&obs, now);
                 // A model with no copy is brought to its policy's floor, as the single-model
                 // loop starts minReplicas replicas: from zero the core would read "scaled to
                 // zero by someone else" and pause.
@@ -236,17 +242,24 @@ impl Service {
             let current = self.placement_state();
             let p = plan(&demands, &kinds, &current);
             for (name, d) in decisions {
-                if d.desired_replicas != d.current_replicas {
-                    self.state.scale_events.fetch_add(1, Ordering::Relaxed);
-                    self.state.push_decision(DecisionRecord {
-                        at: self.elapsed(),
-                        current: d.current_replicas,
-                        desired: d.desired_replicas,
-                        reasons: format!("{name}: {}", d.summary()),
-                    });
-                    states.insert(name, d.applied_state());
-                } else {
-                    states.insert(name, d.state);
+                if d.desired_replicas == d.current_replicas {
+                    continue;
+                }
+                self.state.scale_events.fetch_add(1, Ordering::Relaxed);
+                self.state.push_decision(DecisionRecord {
+                    at: self.elapsed(),
+                    current: d.current_replicas,
+                    desired: d.desired_replicas,
+                    reasons: format!("{name}: {}", d.summary()),
+                });
+                // Replicas the placement could not fit were not reached.
+                let unplaced = p
+                    .unplaced
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, k)| *k);
+                if let Some(scaler) = scalers.get_mut(&name) {
+                    scaler.applied(d.desired_replicas.saturating_sub(unplaced), now);
                 }
             }
             if p.moves.is_empty() {

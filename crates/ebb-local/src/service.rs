@@ -1,6 +1,7 @@
 //! One service: its replicas as child processes (started, checked for readiness, restarted
 //! with backoff after a crash, drained and stopped on scale-in) and the control loop that
-//! feeds the proxy's counters to `ebb_core::decide` and applies its decisions.
+//! feeds the proxy's counters to an `ebb_core::Scaler` and applies its decisions, reporting
+//! the replicas it actually started or stopped.
 
 use crate::config::ServiceConfig;
 use crate::counters::ProxyCounters;
@@ -8,7 +9,7 @@ use crate::health::ProbeChange;
 use crate::state::{DecisionRecord, Replica, ServiceState};
 use crate::upstream::{upstream, Upstream};
 use bytes::Bytes;
-use ebb_core::{decide, Observation, Pod, PodPhase, State, Time, TrafficSample};
+use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
 use http_body_util::Full;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -443,7 +444,7 @@ impl Service {
                 self.event(format!("could not start a replica: {e}"));
             }
         }
-        let mut state = State::default();
+        let mut scaler = Scaler::new(self.cfg.policy.clone());
         let mut tick = tokio::time::interval(self.cfg.sync_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -453,9 +454,8 @@ impl Service {
             }
             let now = self.state.core_now();
             let obs = self.observe(now);
-            let d = decide(&self.cfg.policy, &obs, &state, now);
+            let d = scaler.decide(&obs, now);
             if d.desired_replicas == d.current_replicas {
-                state = d.state;
                 continue;
             }
             self.state.scale_events.fetch_add(1, Ordering::Relaxed);
@@ -465,24 +465,33 @@ impl Service {
                 desired: d.desired_replicas,
                 reasons: d.summary(),
             });
-            if d.desired_replicas > d.current_replicas {
-                for _ in d.current_replicas..d.desired_replicas {
-                    if let Err(e) = self.add_replica() {
-                        self.event(format!("could not start a replica: {e}"));
-                    }
-                }
+            let reached = if d.desired_replicas > d.current_replicas {
+                let started = (d.current_replicas..d.desired_replicas)
+                    .filter(|_| match self.add_replica() {
+                        Ok(_) => true,
+                        Err(e) => {
+                            self.event(format!("could not start a replica: {e}"));
+                            false
+                        }
+                    })
+                    .count() as u32;
+                d.current_replicas + started
             } else {
                 let replicas = self.state.replicas();
+                let mut stopping = 0;
                 for victim in &d.victims {
                     if let Some(r) = replicas.iter().find(|r| {
                         r.id.to_string() == *victim && !r.draining.load(Ordering::Acquire)
                     }) {
                         let (me, r) = (self.clone(), r.clone());
                         tokio::spawn(async move { me.drain_and_stop(r).await });
+                        stopping += 1;
                     }
                 }
-            }
-            state = d.applied_state();
+                d.current_replicas.saturating_sub(stopping)
+            };
+            // What was reached, not what was wanted, counts against the rate policies.
+            scaler.applied(reached, now);
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::observe::{core_time, Pipeline};
-use ebb_core::{decide, Policy, State};
+use ebb_core::{Policy, Scaler};
 
 /// What an autoscaler asks the cluster for.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +43,10 @@ pub trait Autoscaler: Send {
 /// A policy run by the decision core behind an observation pipeline.
 pub struct CorePolicy {
     name: String,
-    policy: Policy,
+    scaler: Scaler,
     pipeline: Pipeline,
     sync_period: f64,
-    state: State,
     initial: u32,
-    pending: Option<State>,
 }
 
 impl CorePolicy {
@@ -62,18 +60,16 @@ impl CorePolicy {
     ) -> CorePolicy {
         CorePolicy {
             name: name.into(),
-            policy,
+            scaler: Scaler::new(policy),
             pipeline,
             sync_period,
-            state: State::default(),
             initial,
-            pending: None,
         }
     }
 
     /// The policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.scaler.policy()
     }
 }
 
@@ -91,10 +87,9 @@ impl Autoscaler for CorePolicy {
         self.pipeline.scrape(cluster, now);
     }
     fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command> {
-        let obs = self.pipeline.observe(&self.policy, cluster, now);
-        let d = decide(&self.policy, &obs, &self.state, core_time(now));
+        let obs = self.pipeline.observe(self.scaler.policy(), cluster, now);
+        let d = self.scaler.decide(&obs, core_time(now));
         if d.desired_replicas == d.current_replicas {
-            self.state = d.state;
             return None;
         }
         let cmd = Command {
@@ -102,14 +97,10 @@ impl Autoscaler for CorePolicy {
             victims: d.victims.iter().filter_map(|v| v.parse().ok()).collect(),
             reasons: d.summary(),
         };
-        self.pending = Some(d.state);
         Some(cmd)
     }
-    fn applied(&mut self, from: u32, to: u32, now: f64) {
-        if let Some(mut s) = self.pending.take() {
-            s.record_scale(from, to, core_time(now));
-            self.state = s;
-        }
+    fn applied(&mut self, _from: u32, to: u32, now: f64) {
+        self.scaler.applied(to, core_time(now));
     }
     fn initial_replicas(&self) -> u32 {
         self.initial
