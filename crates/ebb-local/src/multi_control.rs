@@ -7,7 +7,7 @@
 
 use crate::models::{Copy, CopyState, ModelEntry};
 use crate::service::Service;
-use crate::state::{DecisionRecord, Replica};
+use crate::state::Replica;
 use bytes::Bytes;
 use ebb_core::placement::{plan, ModelDemand, Move, ServerState};
 use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
@@ -245,13 +245,7 @@ impl Service {
                 if d.desired_replicas == d.current_replicas {
                     continue;
                 }
-                self.state.scale_events.fetch_add(1, Ordering::Relaxed);
-                self.state.push_decision(DecisionRecord {
-                    at: self.elapsed(),
-                    current: d.current_replicas,
-                    desired: d.desired_replicas,
-                    reasons: format!("{name}: {}", d.summary()),
-                });
+                self.state.note_scale(&d, Some(&name));
                 // Replicas the placement could not fit were not reached.
                 let unplaced = p
                     .unplaced

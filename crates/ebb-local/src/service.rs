@@ -6,7 +6,7 @@
 use crate::config::ServiceConfig;
 use crate::counters::ProxyCounters;
 use crate::health::ProbeChange;
-use crate::state::{DecisionRecord, Replica, ServiceState};
+use crate::state::{Replica, ServiceState};
 use crate::upstream::{upstream, Upstream};
 use bytes::Bytes;
 use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
@@ -64,11 +64,6 @@ impl Service {
             replica_seconds_ms: AtomicU64::new(0),
             max_replicas_seen: AtomicU32::new(0),
         })
-    }
-
-    /// Seconds since the runtime started.
-    pub(crate) fn elapsed(&self) -> f64 {
-        self.state.started.elapsed().as_secs_f64()
     }
 
     pub(crate) fn event(&self, text: String) {
@@ -458,13 +453,7 @@ impl Service {
             if d.desired_replicas == d.current_replicas {
                 continue;
             }
-            self.state.scale_events.fetch_add(1, Ordering::Relaxed);
-            self.state.push_decision(DecisionRecord {
-                at: self.elapsed(),
-                current: d.current_replicas,
-                desired: d.desired_replicas,
-                reasons: d.summary(),
-            });
+            self.state.note_scale(&d, None);
             let reached = if d.desired_replicas > d.current_replicas {
                 let started = (d.current_replicas..d.desired_replicas)
                     .filter(|_| match self.add_replica() {

@@ -348,6 +348,21 @@ impl ServiceState {
         }
     }
 
+    /// Counts a decision that changes the replica count and keeps it for the status page;
+    /// `subject` names what it scales in a multi-model service ("iris: ...").
+    pub fn note_scale(&self, d: &ebb_core::Decision, subject: Option<&str>) {
+        self.scale_events.fetch_add(1, Ordering::Relaxed);
+        self.push_decision(DecisionRecord {
+            at: self.started.elapsed().as_secs_f64(),
+            current: d.current_replicas,
+            desired: d.desired_replicas,
+            reasons: match subject {
+                Some(s) => format!("{s}: {}", d.summary()),
+                None => d.summary(),
+            },
+        });
+    }
+
     /// Keeps a decision for the status page.
     pub fn push_decision(&self, d: DecisionRecord) {
         if let Ok(mut q) = self.decisions.lock() {
