@@ -70,6 +70,14 @@ impl Decision {
         s
     }
 
+    /// Whether no metric could be used, so the count was held (the HPA's `ScalingActive`
+    /// condition turns false).
+    pub fn no_usable_metric(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::NoUsableMetric { .. }))
+    }
+
     /// Whether a reason with this code is among the decision's reasons.
     pub fn has_reason(&self, code: &str) -> bool {
         self.reasons.iter().any(|r| r.code() == code)

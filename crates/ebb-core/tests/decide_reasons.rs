@@ -44,6 +44,7 @@ fn metric_missing_and_no_usable_metric() -> Decision {
     assert_eq!(d.desired_replicas, 5);
     assert!(d.has_reason("MetricMissing"));
     assert!(d.has_reason("NoUsableMetric"));
+    assert!(d.no_usable_metric());
     assert!(d.reasons[0]
         .to_string()
         .starts_with("metric rps missing: no scale-down"));

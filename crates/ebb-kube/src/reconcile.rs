@@ -386,7 +386,7 @@ async fn reconcile_inner(
     }
 
     // 7. Status.
-    let usable = !d.has_reason("NoUsableMetric");
+    let usable = !d.no_usable_metric();
     let (active_reason, active_message) = if !usable {
         (
             "FailedGetMetrics",
@@ -429,7 +429,7 @@ async fn reconcile_inner(
         &mut status.conditions,
         "ScalingLimited",
         limited,
-        &format!("{:?}", d.limit),
+        d.limit.as_str(),
         if limited {
             d.summary()
         } else {
