@@ -13,38 +13,71 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
+/// Why an Autoscaler cannot scale its target (the `AbleToScale` condition turns false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TargetProblem {
+    /// Something else scales the target: an HPA, or an older Autoscaler.
+    Conflicting(String),
+    /// The target's `/scale` cannot be resolved or read.
+    NoScale(String),
+}
+
+impl TargetProblem {
+    /// The condition reason (the HPA's spelling where it has one).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            TargetProblem::Conflicting(_) => "ConflictingAutoscaler",
+            TargetProblem::NoScale(_) => "FailedGetScale",
+        }
+    }
+
+    /// What the condition's message says.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            TargetProblem::Conflicting(m) | TargetProblem::NoScale(m) => m,
+        }
+    }
+
+    /// When to look again: a conflict lasts until someone acts, so no sooner than 15 s nor
+    /// than the Autoscaler's own sync; a missing `/scale` may appear any moment.
+    fn retry(&self, sync: std::time::Duration) -> std::time::Duration {
+        let floor = std::time::Duration::from_secs(15);
+        match self {
+            TargetProblem::Conflicting(_) => sync.max(floor),
+            TargetProblem::NoScale(_) => floor,
+        }
+    }
+}
+
 /// The checks both modes make before reading signals: nothing else scales the target, and
-/// its `/scale` can be read. The inner error is (condition reason, message).
+/// its `/scale` can be read.
 pub(crate) async fn target_scale(
     ctx: &Context,
     obj: &Autoscaler,
     ns: &str,
 ) -> Result<
-    Result<(ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale), (&'static str, String)>,
+    Result<(ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale), TargetProblem>,
     ReconcileError,
 > {
     if let Some(why) = conflict(ctx, obj, ns).await? {
-        return Ok(Err(("ConflictingAutoscaler", why)));
+        return Ok(Err(TargetProblem::Conflicting(why)));
     }
     let r = &obj.spec.scale_target_ref;
     let target = match ScaleTarget::resolve(ctx, ns, r).await {
         Ok(t) => t,
         Err(e) => {
-            return Ok(Err((
-                "FailedGetScale",
-                format!("cannot resolve {} {}: {e}", r.kind, r.name),
-            )))
+            return Ok(Err(TargetProblem::NoScale(format!(
+                "cannot resolve {} {}: {e}",
+                r.kind, r.name
+            ))))
         }
     };
     match target.get_scale().await {
         Ok(s) => Ok(Ok((target, s))),
-        Err(e) => Ok(Err((
-            "FailedGetScale",
-            format!(
-                "cannot read the scale of {} {}: {e}",
-                target.kind, target.name
-            ),
-        ))),
+        Err(e) => Ok(Err(TargetProblem::NoScale(format!(
+            "cannot read the scale of {} {}: {e}",
+            target.kind, target.name
+        )))),
     }
 }
 
@@ -146,25 +179,38 @@ pub(crate) async fn target_or_report(
 > {
     match target_scale(ctx, obj, ns).await? {
         Ok(t) => Ok(Ok(t)),
-        Err((reason, why)) => {
-            let retry = if reason == "ConflictingAutoscaler" {
-                sync.max(std::time::Duration::from_secs(15))
-            } else {
-                std::time::Duration::from_secs(15)
-            };
+        Err(problem) => {
             let action = crate::status::fail(
                 ctx,
                 obj,
                 api,
                 status,
                 "AbleToScale",
-                reason,
-                why,
+                problem.reason(),
+                problem.message().to_string(),
                 now,
-                retry,
+                problem.retry(sync),
             )
             .await?;
             Ok(Err(action))
         }
+    }
+}
+
+#[cfg(test)]
+mod problem_tests {
+    use super::TargetProblem;
+    use std::time::Duration;
+
+    #[test]
+    fn each_problem_has_its_condition_reason_and_retry() {
+        let c = TargetProblem::Conflicting("HorizontalPodAutoscaler x already scales it".into());
+        assert_eq!(c.reason(), "ConflictingAutoscaler");
+        assert_eq!(c.retry(Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(c.retry(Duration::from_secs(1)), Duration::from_secs(15));
+        let n = TargetProblem::NoScale("cannot read the scale".into());
+        assert_eq!(n.reason(), "FailedGetScale");
+        assert_eq!(n.message(), "cannot read the scale");
+        assert_eq!(n.retry(Duration::from_secs(60)), Duration::from_secs(15));
     }
 }
