@@ -21,6 +21,8 @@
 //! assert_eq!(scaler.state().scale_up_events.len(), 1);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod behavior;
 pub mod calculator;
 pub mod conformance;

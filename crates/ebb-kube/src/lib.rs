@@ -5,6 +5,8 @@
 //! adapter), lets `ebb_core::decide` decide, and applies the decision through the target's
 //! `/scale` subresource. Only the instance holding the Lease acts.
 
+#![forbid(unsafe_code)]
+
 pub mod actuate;
 pub mod crd;
 pub mod exposition;

@@ -43,6 +43,7 @@ fn signal_group(pid: u32, sig: i32) {
     if pid > 0 {
         // The replica runs in its own process group: signal the whole group, so that a
         // wrapper script's children go too.
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe {
             libc::kill(-(pid as i32), sig);
         }

@@ -5,6 +5,8 @@
 //! and seed give byte-identical results. Every decision comes from `ebb_core::decide`, the code
 //! production runs.
 
+#![forbid(unsafe_code)]
+
 pub mod autoscaler;
 pub mod cluster;
 pub mod compare;

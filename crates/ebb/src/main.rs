@@ -1,5 +1,7 @@
 //! The `ebb` command line: each subcommand parses its arguments and calls the crates.
 
+#![forbid(unsafe_code)]
+
 mod check;
 mod conformance;
 mod controller;
