@@ -98,26 +98,64 @@ pub struct Credentials {
     pub password: Option<String>,
 }
 
-/// The kind of a source, for status and metrics labels.
-pub fn kind_of(s: &SourceSpec) -> &'static str {
-    if s.prometheus.is_some() {
-        "prometheus"
-    } else if s.pod_scrape.is_some() {
-        "podScrape"
-    } else if s.redis.is_some() {
-        "redis"
-    } else {
-        "resourceMetrics"
+/// What kind of server a source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A Prometheus query.
+    Prometheus,
+    /// The target's pods' own `/metrics`.
+    PodScrape,
+    /// A Redis key.
+    Redis,
+    /// `metrics.k8s.io` (CPU and memory).
+    ResourceMetrics,
+}
+
+impl SourceKind {
+    /// The kind `s` names (its one set field; none means resource metrics).
+    pub fn of(s: &SourceSpec) -> SourceKind {
+        if s.prometheus.is_some() {
+            SourceKind::Prometheus
+        } else if s.pod_scrape.is_some() {
+            SourceKind::PodScrape
+        } else if s.redis.is_some() {
+            SourceKind::Redis
+        } else {
+            SourceKind::ResourceMetrics
+        }
     }
+
+    /// The spec's field name, as status, metrics and messages show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Prometheus => "prometheus",
+            SourceKind::PodScrape => "podScrape",
+            SourceKind::Redis => "redis",
+            SourceKind::ResourceMetrics => "resourceMetrics",
+        }
+    }
+
+    /// How often it is polled unless the source says: a Prometheus rule evaluates every
+    /// 15 s by default; pods are cheap to scrape; the rest in between.
+    fn default_poll_seconds(self) -> f64 {
+        match self {
+            SourceKind::Prometheus => 15.0,
+            SourceKind::PodScrape => 2.0,
+            SourceKind::Redis | SourceKind::ResourceMetrics => 5.0,
+        }
+    }
+}
+
+/// The spec's field name of the kind of server `s` reads.
+pub fn kind_of(s: &SourceSpec) -> &'static str {
+    SourceKind::of(s).as_str()
 }
 
 /// How often a source is polled by default.
 pub fn default_poll(s: &SourceSpec) -> Duration {
-    let secs = s.poll_seconds.unwrap_or(match kind_of(s) {
-        "prometheus" => 15.0,
-        "podScrape" => 2.0,
-        _ => 5.0,
-    });
+    let secs = s
+        .poll_seconds
+        .unwrap_or_else(|| SourceKind::of(s).default_poll_seconds());
     Duration::from_secs_f64(secs.clamp(0.1, 3600.0))
 }
 
@@ -466,5 +504,22 @@ mod tests {
             ),
             "sum(rate(x{namespace=\"prod\",model=\"iris\"}[1m]))"
         );
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_sets_the_default_poll() {
+        let mut s = SourceSpec::default();
+        assert_eq!(SourceKind::of(&s), SourceKind::ResourceMetrics);
+        assert_eq!(default_poll(&s), Duration::from_secs(5));
+        s.prometheus = Some(Default::default());
+        assert_eq!(kind_of(&s), "prometheus");
+        assert_eq!(default_poll(&s), Duration::from_secs(15));
+        s.poll_seconds = Some(1.0);
+        assert_eq!(default_poll(&s), Duration::from_secs(1));
     }
 }
