@@ -247,22 +247,29 @@ pub(crate) fn secs(
     Ok(std::time::Duration::from_secs_f64(v))
 }
 
-/// A period setting in milliseconds (`default` when absent), from `min` up to an hour.
-fn millis(
+/// A period setting in milliseconds (`default` when absent), within `range`.
+pub(crate) fn millis(
     path: &str,
     v: Option<u64>,
     default: u64,
-    min: u64,
+    range: std::ops::RangeInclusive<u64>,
 ) -> Result<std::time::Duration, ConfigError> {
     let v = v.unwrap_or(default);
-    if !(min..=3_600_000).contains(&v) {
+    if !range.contains(&v) {
         return Err(err(
             path,
-            format!("must be between {min} and 3600000 ms, got {v}"),
+            format!(
+                "must be between {} and {} ms, got {v}",
+                range.start(),
+                range.end()
+            ),
         ));
     }
     Ok(std::time::Duration::from_millis(v))
 }
+
+/// The longest period setting: an hour.
+const MAX_PERIOD_MS: u64 = 3_600_000;
 
 impl Config {
     /// Parses and validates a configuration document.
@@ -379,7 +386,12 @@ impl Config {
                     r.timeout_seconds,
                     60.0,
                 )?,
-                readiness_period: millis(&format!("{p}.readiness.periodMs"), r.period_ms, 100, 10)?,
+                readiness_period: millis(
+                    &format!("{p}.readiness.periodMs"),
+                    r.period_ms,
+                    100,
+                    10..=MAX_PERIOD_MS,
+                )?,
                 policy,
                 drain_timeout: secs(
                     &format!("{p}.drainTimeoutSeconds"),
@@ -393,7 +405,12 @@ impl Config {
                     q.timeout_seconds,
                     30.0,
                 )?,
-                sync_period: millis(&format!("{p}.syncPeriodMs"), s.sync_period_ms, 1000, 50)?,
+                sync_period: millis(
+                    &format!("{p}.syncPeriodMs"),
+                    s.sync_period_ms,
+                    1000,
+                    50..=MAX_PERIOD_MS,
+                )?,
                 env: s.env,
                 models,
                 public: s.public,

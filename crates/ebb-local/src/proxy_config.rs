@@ -2,7 +2,7 @@
 //! (`services[i].proxy` and `services[i].health`), with defaults that are safe in front of a
 //! model server: what Envoy and HAProxy users expect without asking.
 
-use crate::config::{secs as seconds, ConfigError};
+use crate::config::{millis, secs as seconds, ConfigError};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -218,14 +218,7 @@ impl HealthSettings {
     pub(crate) fn parse(p: &str, raw: Option<RawHealth>) -> Result<HealthSettings, ConfigError> {
         let r = raw.unwrap_or_default();
         let ms = |field: &str, v: Option<u64>, default: u64| {
-            let v = v.unwrap_or(default);
-            if !(10..=600_000).contains(&v) {
-                return Err(ConfigError::new(
-                    format!("{p}.{field}"),
-                    format!("must be between 10 and 600000 ms, got {v}"),
-                ));
-            }
-            Ok(Duration::from_millis(v))
+            millis(&format!("{p}.{field}"), v, default, 10..=600_000)
         };
         let count = |field: &str, v: Option<u32>, default: u32| {
             let v = v.unwrap_or(default);

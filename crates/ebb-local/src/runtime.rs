@@ -137,13 +137,10 @@ struct Running {
 /// A listener context reporting into `state`'s counters and events.
 fn listener_for(state: &Arc<ServiceState>) -> Listener {
     let events = state.clone();
-    Listener {
-        counters: state.counters.clone(),
-        stop: tokio_util::sync::CancellationToken::new(),
-        connections: tokio_util::task::TaskTracker::new(),
-        report: Arc::new(move |text| events.event(text)),
-        reported: Arc::default(),
-    }
+    Listener::new(
+        state.counters.clone(),
+        Arc::new(move |text| events.event(text)),
+    )
 }
 
 /// Starts one proxy thread per listening socket, each with its own single-threaded event
@@ -188,13 +185,10 @@ fn start_proxy_threads(
 /// Serves the admin endpoints for `states` on `listener` until the task is dropped.
 async fn serve_admin(listener: TcpListener, states: Vec<Arc<ServiceState>>) {
     let admin = Admin::new(states);
-    let ctx = Listener {
-        counters: Arc::default(),
-        stop: tokio_util::sync::CancellationToken::new(),
-        connections: tokio_util::task::TaskTracker::new(),
-        report: Arc::new(|text| tracing::warn!("admin listener: {text}")),
-        reported: Arc::default(),
-    };
+    let ctx = Listener::new(
+        Arc::default(),
+        Arc::new(|text| tracing::warn!("admin listener: {text}")),
+    );
     let limits = ConnectionLimits {
         max_connections: 64,
         header_timeout: Duration::from_secs(5),

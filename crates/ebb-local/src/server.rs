@@ -87,6 +87,23 @@ pub fn bind_shared(
     Ok(all)
 }
 
+impl Listener {
+    /// A listener counting into `counters` and reporting its problems to `report`, not
+    /// stopped yet.
+    pub fn new(
+        counters: Arc<ProxyCounters>,
+        report: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Listener {
+        Listener {
+            counters,
+            stop: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            report,
+            reported: Arc::default(),
+        }
+    }
+}
+
 /// Serves `listener` with `handler` until `ctx.stop` is cancelled; then stops accepting
 /// (the socket closes) and returns. Open connections finish on their own tasks.
 pub async fn serve<H, F>(listener: TcpListener, limits: ConnectionLimits, ctx: Listener, handler: H)
@@ -187,6 +204,7 @@ where
     let stop = ctx.stop.cancelled();
     tokio::pin!(stop);
     let mut closing = false;
+    let mut quiet = Quiet::default();
     loop {
         tokio::select! {
             biased;
@@ -195,7 +213,7 @@ where
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = watchdog.tick() => match clock.tick(idle_ticks, header_ticks) {
+            _ = watchdog.tick() => match clock.tick(&mut quiet, idle_ticks, header_ticks) {
                 Verdict::Keep => {}
                 Verdict::Idle if !closing => {
                     ProxyCounters::bump(&counters.idle_closed);
@@ -220,12 +238,17 @@ struct ConnectionClock {
     now: AtomicU64,
     /// Bumped whenever bytes are read or written.
     io: AtomicU64,
-    /// `io` at the last tick, and ticks since it last changed (watchdog only).
-    quiet: std::sync::Mutex<(u64, u64)>,
     /// Tick (plus one) when the first bytes of a not yet started request came (0: none).
     head_since: AtomicU64,
     /// Requests being served.
     active: AtomicU32,
+}
+
+/// What only the watchdog keeps: `io` at its last tick, and ticks since it last changed.
+#[derive(Default)]
+struct Quiet {
+    seen_io: u64,
+    ticks: u64,
 }
 
 /// What the connection's timeouts say.
@@ -237,18 +260,19 @@ enum Verdict {
 
 impl ConnectionClock {
     /// One watchdog tick: what to do with the connection.
-    fn tick(&self, idle_ticks: u64, header_ticks: u64) -> Verdict {
+    fn tick(&self, quiet: &mut Quiet, idle_ticks: u64, header_ticks: u64) -> Verdict {
         let now = self.now.fetch_add(1, Ordering::AcqRel) + 1;
         let io = self.io.load(Ordering::Acquire);
-        let Ok(mut quiet) = self.quiet.lock() else {
-            return Verdict::Keep;
-        };
-        if quiet.0 != io || self.active.load(Ordering::Acquire) > 0 {
-            *quiet = (io, 0);
+        let busy = self.active.load(Ordering::Acquire) > 0;
+        if quiet.seen_io != io || busy {
+            *quiet = Quiet {
+                seen_io: io,
+                ticks: 0,
+            };
         } else {
-            quiet.1 += 1;
+            quiet.ticks += 1;
         }
-        if self.active.load(Ordering::Acquire) > 0 {
+        if busy {
             return Verdict::Keep;
         }
         let head = self.head_since.load(Ordering::Acquire);
@@ -259,7 +283,7 @@ impl ConnectionClock {
                 Verdict::Keep
             };
         }
-        if quiet.1 >= idle_ticks {
+        if quiet.ticks >= idle_ticks {
             Verdict::Idle
         } else {
             Verdict::Keep
