@@ -161,7 +161,7 @@ fn positive(name: &str, v: f64) -> anyhow::Result<f64> {
     }
 }
 
-/// A scale factor: stretching a trace beyond a thousandfold either way turns seconds into
+/// A time scale: stretching a trace beyond a thousandfold either way turns seconds into
 /// nothing or into centuries.
 fn factor(name: &str, v: f64) -> anyhow::Result<f64> {
     if v.is_finite() && (1e-3..=1e3).contains(&v) {
@@ -203,7 +203,14 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
         bail!("--slots must be at least 1");
     }
     factor("--time-scale", args.time_scale)?;
-    factor("--rate-scale", args.rate_scale)?;
+    // Thinning a huge trace to a sliver is fine; multiplying it is bounded (its requests are
+    // generated).
+    if !(args.rate_scale.is_finite() && args.rate_scale > 0.0 && args.rate_scale <= 1e3) {
+        bail!(
+            "--rate-scale must be above 0 and at most 1000, got {}",
+            args.rate_scale
+        );
+    }
     positive("--gpus-per-replica", args.gpus_per_replica)?;
     let sync = positive(
         "--ebb-sync",

@@ -282,6 +282,8 @@ fn absurd_numbers_on_the_command_line_are_errors_not_crashes() {
         ("--cold-start", "lognormal:20s:1e300"),
         ("--time-scale", "1e-10"),
         ("--time-scale", "1e300"),
+        ("--rate-scale", "0"),
+        ("--rate-scale", "1e300"),
         ("--timeout", "1e300s"),
     ] {
         let mut args = base.to_vec();
