@@ -3,8 +3,8 @@
 //! exponential backoff on conflicts and server errors; `controller.kubernetes.io/pod-deletion-cost`
 //! on the pods from the core's victim ranking before a scale-in.
 
+use crate::context::Context;
 use crate::crd::{Autoscaler, ScaleTargetRef};
-use crate::reconcile::Context;
 use crate::sources::{self, PodEndpoint};
 use ebb_core::Pod;
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -160,7 +160,6 @@ pub async fn set_deletion_costs(
 /// Waits until the victims' in-flight requests (from the source with `traffic`) are zero, or
 /// `limit` passes.
 pub async fn wait_for_idle(
-    ctx: &Context,
     obj: &Autoscaler,
     pods: &[crate::observe::TargetPod],
     victims: &[String],
@@ -184,7 +183,6 @@ pub async fn wait_for_idle(
         })
         .collect();
     let deadline = tokio::time::Instant::now() + limit;
-    let _ = ctx;
     while tokio::time::Instant::now() < deadline {
         let scrapes = sources::scrape_pods(ps, &endpoints, Duration::from_secs(2)).await;
         let busy: f64 = scrapes

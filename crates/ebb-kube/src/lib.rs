@@ -8,14 +8,18 @@
 #![forbid(unsafe_code)]
 
 pub mod actuate;
+pub mod caches;
+pub mod context;
 pub mod crd;
 pub mod exposition;
 pub mod leader;
+mod memory;
 pub mod metrics;
 pub mod observe;
 mod placement_mode;
 mod poll;
 pub mod reconcile;
+pub mod selector;
 pub mod sources;
 pub mod status;
 mod target;
@@ -145,11 +149,17 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
     metrics
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
-    let ctx = Arc::new(reconcile::Context::new(
+    // Pods and HPAs are watched for as long as the process runs, leading or not, so that a
+    // new leader starts with warm caches.
+    let (caches, watches) = caches::Caches::watch(&client, opts.namespace.as_deref());
+    tokio::spawn(watches);
+    let caches = Arc::new(caches);
+    let ctx = Arc::new(context::Context::new(
         client.clone(),
+        caches.clone(),
         &opts.identity,
         metrics.clone(),
-        reconcile::system_clock(),
+        context::system_clock(),
     ));
     let api: kube::Api<crd::Autoscaler> = match &opts.namespace {
         Some(ns) => kube::Api::namespaced(client.clone(), ns),
@@ -169,6 +179,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         // Reconcile on spec changes (generation) and on each Autoscaler's own requeue, not on
         // the status writes the controller itself makes.
         let (reader, writer) = kube::runtime::reflector::store();
+        caches.use_autoscalers(reader.clone());
         let trigger = watcher(api.clone(), watcher::Config::default())
             .default_backoff()
             .reflect(writer)
@@ -197,7 +208,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
                     .state()
                     .iter()
                     .map(|a| {
-                        reconcile::autoscaler_key(&a.namespace().unwrap_or_default(), &a.name_any())
+                        context::autoscaler_key(&a.namespace().unwrap_or_default(), &a.name_any())
                     })
                     .collect();
                 ctx.retain_autoscalers(&alive);

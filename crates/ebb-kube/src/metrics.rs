@@ -44,6 +44,8 @@ pub struct ControllerMetrics {
     source_seconds: Family<SourceLabels, Histogram>,
     source_errors: Family<SourceLabels, Counter>,
     leader: Gauge,
+    status_writes: Counter,
+    status_writes_skipped: Counter,
     consecutive_failures: Mutex<HashMap<(String, String), u32>>,
     /// Whether this instance is ready (leading, or standing by with a working client).
     pub ready: AtomicBool,
@@ -72,6 +74,8 @@ impl ControllerMetrics {
             source_seconds: Family::new_with_constructor(histogram),
             source_errors: Family::default(),
             leader: Gauge::default(),
+            status_writes: Counter::default(),
+            status_writes_skipped: Counter::default(),
             consecutive_failures: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         };
@@ -104,6 +108,16 @@ impl ControllerMetrics {
                 m.source_errors.clone(),
             );
             r.register(
+                "status_writes",
+                "Status writes made",
+                m.status_writes.clone(),
+            );
+            r.register(
+                "status_writes_skipped",
+                "Status writes left out because the status told nothing new",
+                m.status_writes_skipped.clone(),
+            );
+            r.register(
                 "leader",
                 "1 while this instance holds the lease",
                 m.leader.clone(),
@@ -125,6 +139,16 @@ impl ControllerMetrics {
         self.decisions.get_or_create(&t).inc();
         self.current.get_or_create(&t).set(i64::from(current));
         self.desired.get_or_create(&t).set(i64::from(desired));
+    }
+
+    /// A status was written.
+    pub fn status_written(&self) {
+        self.status_writes.inc();
+    }
+
+    /// A status write was left out: nothing new to tell.
+    pub fn status_write_skipped(&self) {
+        self.status_writes_skipped.inc();
     }
 
     /// A reconcile finished.

@@ -2,12 +2,9 @@
 //! from its models' replicas packed by `ebb_core::placement`.
 
 use crate::actuate::ScaleTarget;
-use crate::crd::{Autoscaler, AutoscalerStatus};
-use crate::reconcile::{Context, ReconcileError};
-use crate::status::{event, report_invalid, rescale, set_condition, write_status};
+use crate::context::{Pass, ReconcileError};
+use crate::status::set_condition;
 use crate::target::target_or_report;
-use ebb_core::Time;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use std::time::Duration;
@@ -16,31 +13,23 @@ use std::time::Duration;
 /// replicas are read from its `/scale` (its own Autoscaler sets them); the planner packs them
 /// by memory starting from the placement in the status; the target is scaled to the plan's
 /// server count. Seldon Core 2's scheduler then places the models on those servers.
-pub(crate) async fn reconcile_placement(
-    obj: &Autoscaler,
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    mut status: AutoscalerStatus,
-    now: Time,
-    sync: Duration,
-) -> Result<Action, ReconcileError> {
+pub(crate) async fn reconcile_placement(pass: &mut Pass<'_>) -> Result<Action, ReconcileError> {
     use ebb_core::placement::{lower_bound, plan, ModelDemand, ServerState};
-    let api: Api<Autoscaler> = Api::namespaced(ctx.client.clone(), ns);
+    let (ctx, obj, ns, now, sync) = (pass.ctx, pass.obj, pass.ns, pass.now, pass.sync);
+    let mut status = pass.status();
     let target_name = &obj.spec.scale_target_ref.name;
     let kind = match obj.spec.server_kind(target_name) {
         Ok(Some(k)) => k,
         Ok(None) => return Ok(Action::requeue(sync)),
         Err(errors) => {
-            return report_invalid(ctx, obj, &api, &mut status, &errors, now).await;
+            return pass.report_invalid(&mut status, &errors).await;
         }
     };
-    let (server, scale) = match target_or_report(ctx, obj, ns, &api, &mut status, now, sync).await?
-    {
+    let server = match target_or_report(pass, &mut status).await? {
         Ok(t) => t,
         Err(action) => return Ok(action),
     };
-    let current = crate::actuate::spec_replicas(&scale);
+    let current = server.replicas;
     // The models' replicas, as their own Autoscalers set them. One that cannot be read keeps
     // the replicas the last plan gave it: a read failure never shrinks the servers.
     let previous: std::collections::BTreeMap<String, Vec<String>> =
@@ -97,18 +86,12 @@ pub(crate) async fn reconcile_placement(
             .map(|u| format!("model replicas unreadable, kept from the last plan: {u}")),
     );
     if desired != current {
-        if !rescale(
-            ctx,
-            obj,
-            &server,
-            desired,
-            &reasons.join("; "),
-            &mut status,
-            now,
-        )
-        .await
+        let why = reasons.join("; ");
+        if !pass
+            .rescale(&server.scale, desired, &why, &mut status)
+            .await
         {
-            write_status(&api, name, &status).await?;
+            pass.write(&status).await?;
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
     } else {
@@ -150,9 +133,7 @@ pub(crate) async fn reconcile_placement(
         now,
     );
     if !failed.is_empty() && !was_failing {
-        event(
-            ctx,
-            obj,
+        pass.event(
             EventType::Warning,
             "ScheduleFailed",
             format!(
@@ -188,6 +169,6 @@ pub(crate) async fn reconcile_placement(
     status.reasons = reasons;
     // The plan the next reconcile starts from (copies a move unloads are gone by then).
     status.placement = Some(p.target.clone());
-    write_status(&api, name, &status).await?;
+    pass.write(&status).await?;
     Ok(Action::requeue(sync))
 }

@@ -1,41 +1,16 @@
 //! Polling one source for one Autoscaler: credentials from Secrets, the source kinds, counter
 //! rates and traffic totals kept between polls.
 
-use crate::crd::SourceSpec;
-use crate::observe::{self, TargetPod};
-use crate::reconcile::Context;
+use crate::context::{Context, Pass};
+use crate::crd::{SourceSpec, SourceStatus};
+use crate::memory::SourceMemory;
+use crate::observe::{self, Latest, TargetPod};
 use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
 use ebb_core::Time;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// One source's memory between reconciles.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SourceMemory {
-    pub(crate) spec: Option<SourceSpec>,
-    pub(crate) last_poll: Option<Instant>,
-    pub(crate) value: Option<SourceValue>,
-    pub(crate) at: Option<Time>,
-    pub(crate) error: Option<String>,
-    pub(crate) reported_error: Option<String>,
-    /// Counter values per pod at the last scrape, for rates.
-    pub(crate) counters: BTreeMap<String, (f64, Time)>,
-    pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,
-}
-
-impl SourceMemory {
-    /// The value the core may use: none while the last poll failed (the core then sees the
-    /// metric as missing, and never scales down on it).
-    pub(crate) fn usable(&self) -> Option<&SourceValue> {
-        if self.error.is_some() {
-            None
-        } else {
-            self.value.as_ref()
-        }
-    }
-}
 
 pub(crate) async fn secret(
     ctx: &Context,
@@ -56,6 +31,97 @@ pub(crate) async fn secret(
 
 pub(crate) fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
+}
+
+/// Polls the sources that are due (together), keeping each one's last good value when a poll
+/// fails; returns when the next one falls due. A source whose spec changed starts afresh.
+pub(crate) async fn poll_due(pass: &mut Pass<'_>, pods: &[TargetPod]) -> Duration {
+    let specs = &pass.obj.spec.sources;
+    let mut memories = std::mem::take(&mut pass.memory.sources);
+    memories.resize_with(specs.len(), SourceMemory::default);
+    let mut next_due = pass.sync;
+    let mut polls = Vec::new();
+    for (spec, mut mem) in specs.iter().zip(memories) {
+        if mem.spec.as_ref() != Some(spec) {
+            mem = SourceMemory {
+                spec: Some(spec.clone()),
+                ..Default::default()
+            };
+        }
+        let interval = sources::default_poll(spec);
+        let since = mem
+            .last_poll
+            .map(|t| Duration::from_millis(pass.now.millis_since(t).max(0).unsigned_abs()));
+        let due = since.is_none_or(|s| s >= interval);
+        next_due = next_due.min(if due {
+            interval
+        } else {
+            interval.saturating_sub(since.unwrap_or_default())
+        });
+        let pass = &*pass;
+        polls.push(async move {
+            if due {
+                poll_one(pass, spec, pods, &mut mem).await;
+            }
+            mem
+        });
+    }
+    pass.memory.sources = futures::future::join_all(polls).await;
+    next_due
+}
+
+async fn poll_one(pass: &Pass<'_>, spec: &SourceSpec, pods: &[TargetPod], mem: &mut SourceMemory) {
+    let t0 = Instant::now();
+    let target = &pass.obj.spec.scale_target_ref.name;
+    let r = poll(pass.ctx, pass.ns, target, spec, pods, mem, pass.now).await;
+    let kind = sources::kind_of(spec);
+    let ok = r.is_ok();
+    pass.ctx
+        .metrics
+        .source_polled(pass.ns, pass.name, &spec.name, kind, t0.elapsed(), ok);
+    mem.last_poll = Some(pass.now);
+    match r {
+        Ok(v) => {
+            mem.value = Some(v);
+            mem.at = Some(pass.now);
+            mem.error = None;
+        }
+        // The last good value stays, with its time: the core treats it as stale after
+        // staleAfterSeconds, and never scales down on a gap.
+        Err(e) => mem.error = Some(e.to_string()),
+    }
+}
+
+/// What the sources say, as the core's observation takes it.
+pub(crate) fn latest(specs: &[SourceSpec], memories: &[SourceMemory]) -> Vec<Latest> {
+    specs
+        .iter()
+        .zip(memories)
+        .map(|(s, m)| Latest {
+            name: s.name.clone(),
+            traffic: s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some()),
+            value: m.usable().cloned(),
+            at: m.at.unwrap_or(Time::ZERO),
+        })
+        .collect()
+}
+
+/// What the sources say, as the status shows it.
+pub(crate) fn source_statuses(
+    specs: &[SourceSpec],
+    memories: &[SourceMemory],
+) -> Vec<SourceStatus> {
+    specs
+        .iter()
+        .zip(memories)
+        .map(|(s, m)| SourceStatus {
+            name: s.name.clone(),
+            source: sources::kind_of(s).into(),
+            value: m.usable().map(|v| v.headline()),
+            error: m.error.clone(),
+            last_success: m.at.map(crate::status::rfc3339),
+        })
+        .collect()
 }
 
 /// Polls one source.

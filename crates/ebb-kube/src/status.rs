@@ -1,14 +1,16 @@
-//! What the controller tells about an Autoscaler: its status (conditions with HPA's
-//! semantics, transition times kept when nothing changed), and Events.
+//! What the controller tells about an Autoscaler (the report stage): its status (conditions
+//! with HPA's semantics, transition times kept when nothing changed), written only when it
+//! says something new (HPA's `updateStatusIfNeeded`), and Events.
 
-use crate::crd::{Autoscaler, AutoscalerStatus, Condition};
-use crate::reconcile::{Context, ReconcileError};
-use ebb_core::Time;
+use crate::actuate::ScaleTarget;
+use crate::context::{Pass, ReconcileError};
+use crate::crd::{AutoscalerStatus, Condition};
+use ebb_core::{Decision, LimitReason, Time};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use std::time::Duration;
 
 pub(crate) fn rfc3339(t: Time) -> String {
@@ -46,26 +48,6 @@ pub fn set_condition(
     }
 }
 
-pub(crate) async fn event(
-    ctx: &Context,
-    obj: &Autoscaler,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let reference: ObjectReference = obj.object_ref(&());
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Scale".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
-        tracing::warn!(autoscaler = %obj.name_any(), error = %e, "could not publish an event");
-    }
-}
-
 pub(crate) fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
     errors
         .iter()
@@ -74,123 +56,326 @@ pub(crate) fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
         .join("; ")
 }
 
-/// Reports a failure: sets condition `type_` to False with `reason` and `message`, writes the
-/// status, emits a Warning Event (only when the message is new, so a persistent failure is
-/// not an Event storm), and asks to be called again after `retry`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn fail(
-    ctx: &Context,
-    obj: &Autoscaler,
-    api: &Api<Autoscaler>,
+/// Whether writing `new` over `old` would tell anything new. The decision state and each
+/// source's `lastSuccess` are left out of the comparison: they move on every pass, even when
+/// nothing else does, and a write for them alone would cost one API write per Autoscaler per
+/// pass. They are written with the next change that matters (a new value, decision, reason
+/// or condition), and a new leader that reads a state a little older than the last pass
+/// rebuilds the same recommendation from the same signals.
+pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatus) -> bool {
+    let Some(old) = old else { return true };
+    let comparable = |s: &AutoscalerStatus| {
+        let mut s = s.clone();
+        s.decision_state = None;
+        for m in &mut s.current_metrics {
+            m.last_success = None;
+        }
+        s
+    };
+    comparable(old) != comparable(new)
+}
+
+/// The conditions, counts and reasons a decision reports (pure: unit-tested without an API).
+/// `failed` holds one line per source that failed this pass.
+pub fn report_decision(
     status: &mut AutoscalerStatus,
-    type_: &str,
-    reason: &str,
-    message: String,
+    d: &Decision,
+    current: u32,
+    failed: &[String],
     now: Time,
-    retry: Duration,
-) -> Result<Action, ReconcileError> {
-    let new = !status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.reason == reason && c.message == message);
+) {
+    let usable = !d.no_usable_metric();
+    let (reason, message) = match (usable, failed.is_empty()) {
+        (false, true) => (
+            "FailedGetMetrics",
+            "no usable metric: holding replicas".to_string(),
+        ),
+        (false, false) => (
+            "FailedGetMetrics",
+            format!("no usable metric: holding replicas; {}", failed.join("; ")),
+        ),
+        (true, false) => (
+            "ValidMetricFound",
+            format!(
+                "deciding on the metrics that answered; {}",
+                failed.join("; ")
+            ),
+        ),
+        (true, true) => (
+            "ValidMetricFound",
+            "the policy's signals are being read".to_string(),
+        ),
+    };
     set_condition(
         &mut status.conditions,
-        type_,
-        false,
-        reason,
-        message.clone(),
-        now,
-    );
-    write_status(api, &obj.name_any(), status).await?;
-    if new {
-        event(ctx, obj, EventType::Warning, reason, message).await;
-    }
-    Ok(Action::requeue(retry))
-}
-
-pub(crate) async fn write_status(
-    api: &Api<Autoscaler>,
-    name: &str,
-    status: &AutoscalerStatus,
-) -> Result<(), kube::Error> {
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-}
-
-/// Reports an invalid spec (its field paths) and retries in a minute; nothing is scaled.
-pub(crate) async fn report_invalid(
-    ctx: &Context,
-    obj: &Autoscaler,
-    api: &Api<Autoscaler>,
-    status: &mut AutoscalerStatus,
-    errors: &[crate::crd::SpecError],
-    now: Time,
-) -> Result<Action, ReconcileError> {
-    let message = spec_errors(errors);
-    let retry = Duration::from_secs(60);
-    fail(
-        ctx,
-        obj,
-        api,
-        status,
         "ScalingActive",
-        "InvalidSpec",
+        usable,
+        reason,
         message,
         now,
-        retry,
-    )
-    .await
+    );
+    let limited = matches!(
+        d.limit,
+        LimitReason::TooManyReplicas
+            | LimitReason::TooFewReplicas
+            | LimitReason::ScaleUpLimit
+            | LimitReason::ScaleDownLimit
+    );
+    let message = if limited {
+        d.summary()
+    } else {
+        "the desired count is within range".into()
+    };
+    set_condition(
+        &mut status.conditions,
+        "ScalingLimited",
+        limited,
+        d.limit.as_str(),
+        message,
+        now,
+    );
+    status.current_replicas = Some(current);
+    status.desired_replicas = Some(d.desired_replicas);
+    status.reasons = d.reasons.iter().map(|r| r.to_string()).collect();
 }
 
-/// Scales `target` to `desired` and says so: on success the `SuccessfulRescale` Event
-/// ("New size: N; reason: ...") and `AbleToScale=True`; on failure a `FailedRescale` Event and
-/// `AbleToScale=False`. Returns whether the patch went through.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn rescale(
-    ctx: &Context,
-    obj: &Autoscaler,
-    target: &crate::actuate::ScaleTarget,
-    desired: u32,
-    reasons: &str,
-    status: &mut AutoscalerStatus,
-    now: Time,
-) -> bool {
-    match target.patch_replicas(desired).await {
-        Ok(()) => {
-            status.last_scale_time = Some(rfc3339(now));
-            let note = format!("New size: {desired}; reason: {reasons}");
-            event(ctx, obj, EventType::Normal, "SuccessfulRescale", note).await;
-            let message = format!(
-                "the controller scaled {} {} to {desired}",
-                target.kind, target.name
-            );
-            set_condition(
-                &mut status.conditions,
-                "AbleToScale",
-                true,
-                "SucceededRescale",
-                message,
-                now,
-            );
-            true
+impl Pass<'_> {
+    /// Publishes an Event about the Autoscaler (a failure to publish is logged, not fatal).
+    pub(crate) async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let reference: ObjectReference = self.obj.object_ref(&());
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(autoscaler = %self.name, error = %e, "could not publish an event");
         }
-        Err(e) => {
-            let why = format!(
-                "failed to scale {} {} to {desired}: {e}",
-                target.kind, target.name
-            );
-            event(ctx, obj, EventType::Warning, "FailedRescale", why.clone()).await;
-            set_condition(
-                &mut status.conditions,
-                "AbleToScale",
-                false,
-                "FailedUpdateScale",
-                why,
-                now,
-            );
-            false
+    }
+
+    /// Writes the status when it tells something new (see [`tells_something_new`]), compared
+    /// with what this instance last wrote or, before its first write, what the cache shows.
+    /// The write is a merge patch of the status subresource.
+    pub(crate) async fn write(&mut self, status: &AutoscalerStatus) -> Result<(), kube::Error> {
+        let last = self.memory.written.as_ref().or(self.obj.status.as_ref());
+        if !tells_something_new(last, status) {
+            self.ctx.metrics.status_write_skipped();
+            return Ok(());
         }
+        let patch = serde_json::json!({ "status": status });
+        self.api
+            .patch_status(self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.ctx.metrics.status_written();
+        self.memory.written = Some(status.clone());
+        Ok(())
+    }
+
+    /// Reports a failure: sets condition `type_` to False with `reason` and `message`, writes
+    /// the status, emits a Warning Event (only when the message is new, so a persistent
+    /// failure is not an Event storm), and asks to be called again after `retry`.
+    pub(crate) async fn fail(
+        &mut self,
+        status: &mut AutoscalerStatus,
+        type_: &str,
+        (reason, message): (&str, String),
+        retry: Duration,
+    ) -> Result<Action, ReconcileError> {
+        let new = !status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.reason == reason && c.message == message);
+        set_condition(
+            &mut status.conditions,
+            type_,
+            false,
+            reason,
+            message.clone(),
+            self.now,
+        );
+        self.write(status).await?;
+        if new {
+            self.event(EventType::Warning, reason, message).await;
+        }
+        Ok(Action::requeue(retry))
+    }
+
+    /// Reports an invalid spec (its field paths) and retries in a minute; nothing is scaled.
+    pub(crate) async fn report_invalid(
+        &mut self,
+        status: &mut AutoscalerStatus,
+        errors: &[crate::crd::SpecError],
+    ) -> Result<Action, ReconcileError> {
+        set_condition(
+            &mut status.conditions,
+            "AbleToScale",
+            false,
+            "InvalidSpec",
+            "the spec is invalid: nothing is scaled".into(),
+            self.now,
+        );
+        let why = ("InvalidSpec", spec_errors(errors));
+        self.fail(status, "ScalingActive", why, Duration::from_secs(60))
+            .await
+    }
+
+    /// Scales `target` to `desired` and says so: on success the `SuccessfulRescale` Event
+    /// ("New size: N; reason: ...") and `AbleToScale=True`; on failure a `FailedRescale` Event
+    /// and `AbleToScale=False`. Returns whether the patch went through.
+    pub(crate) async fn rescale(
+        &self,
+        target: &ScaleTarget,
+        desired: u32,
+        reasons: &str,
+        status: &mut AutoscalerStatus,
+    ) -> bool {
+        let now = self.now;
+        match target.patch_replicas(desired).await {
+            Ok(()) => {
+                status.last_scale_time = Some(rfc3339(now));
+                let note = format!("New size: {desired}; reason: {reasons}");
+                self.event(EventType::Normal, "SuccessfulRescale", note)
+                    .await;
+                let message = format!(
+                    "the controller scaled {} {} to {desired}",
+                    target.kind, target.name
+                );
+                set_condition(
+                    &mut status.conditions,
+                    "AbleToScale",
+                    true,
+                    "SucceededRescale",
+                    message,
+                    now,
+                );
+                true
+            }
+            Err(e) => {
+                let why = format!(
+                    "failed to scale {} {} to {desired}: {e}",
+                    target.kind, target.name
+                );
+                self.event(EventType::Warning, "FailedRescale", why.clone())
+                    .await;
+                set_condition(
+                    &mut status.conditions,
+                    "AbleToScale",
+                    false,
+                    "FailedUpdateScale",
+                    why,
+                    now,
+                );
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::SourceStatus;
+    use ebb_core::{Reason, State};
+
+    fn decision(desired: u32, limit: LimitReason, reasons: Vec<Reason>) -> Decision {
+        Decision {
+            at: Time::from_secs(100),
+            current_replicas: 2,
+            desired_replicas: desired,
+            proposals: Vec::new(),
+            limit,
+            reasons,
+            victims: Vec::new(),
+            panic: false,
+            state: State::default(),
+        }
+    }
+
+    fn condition<'a>(s: &'a AutoscalerStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).expect(type_)
+    }
+
+    #[test]
+    fn a_decision_without_a_usable_metric_reports_failed_get_metrics() {
+        let mut s = AutoscalerStatus::default();
+        let d = decision(
+            2,
+            LimitReason::DesiredWithinRange,
+            vec![Reason::NoUsableMetric { held: 2 }],
+        );
+        let failed = vec!["source rps (prometheus) failed: timeout".to_string()];
+        report_decision(&mut s, &d, 2, &failed, Time::from_secs(100));
+        let active = condition(&s, "ScalingActive");
+        assert_eq!(
+            (active.status.as_str(), active.reason.as_str()),
+            ("False", "FailedGetMetrics")
+        );
+        assert!(active
+            .message
+            .ends_with("source rps (prometheus) failed: timeout"));
+        assert_eq!(condition(&s, "ScalingLimited").status, "False");
+        assert_eq!((s.current_replicas, s.desired_replicas), (Some(2), Some(2)));
+        assert_eq!(
+            s.reasons,
+            vec![Reason::NoUsableMetric { held: 2 }.to_string()]
+        );
+    }
+
+    #[test]
+    fn a_clamped_decision_reports_scaling_limited_with_its_reason() {
+        let mut s = AutoscalerStatus::default();
+        let d = decision(
+            10,
+            LimitReason::TooManyReplicas,
+            vec![Reason::TooManyReplicas { max: 10 }],
+        );
+        report_decision(&mut s, &d, 2, &[], Time::from_secs(100));
+        let limited = condition(&s, "ScalingLimited");
+        assert_eq!(
+            (limited.status.as_str(), limited.reason.as_str()),
+            ("True", "TooManyReplicas")
+        );
+        let active = condition(&s, "ScalingActive");
+        assert_eq!(
+            (active.status.as_str(), active.reason.as_str()),
+            ("True", "ValidMetricFound")
+        );
+        // A later pass with the same outcome keeps the transition time.
+        let first = limited.last_transition_time.clone();
+        report_decision(&mut s, &d, 2, &[], Time::from_secs(200));
+        assert_eq!(condition(&s, "ScalingLimited").last_transition_time, first);
+    }
+
+    #[test]
+    fn only_what_a_reader_would_notice_needs_a_write() {
+        let metric = |value: f64, at: &str| SourceStatus {
+            name: "rps".into(),
+            source: "prometheus".into(),
+            value: Some(value),
+            error: None,
+            last_success: Some(at.into()),
+        };
+        let old = AutoscalerStatus {
+            desired_replicas: Some(3),
+            current_metrics: vec![metric(12.0, "2026-12-01T00:00:00Z")],
+            decision_state: Some(State::default()),
+            ..Default::default()
+        };
+        assert!(tells_something_new(None, &old));
+        let mut later = old.clone();
+        later.current_metrics = vec![metric(12.0, "2026-12-01T00:00:05Z")];
+        later.decision_state = Some(State {
+            last_active_at: Some(Time::from_secs(5)),
+            ..Default::default()
+        });
+        assert!(!tells_something_new(Some(&old), &later));
+        let mut moved = later.clone();
+        moved.current_metrics = vec![metric(13.0, "2026-12-01T00:00:05Z")];
+        assert!(tells_something_new(Some(&old), &moved));
+        let mut decided = later;
+        decided.desired_replicas = Some(4);
+        assert!(tells_something_new(Some(&old), &decided));
     }
 }

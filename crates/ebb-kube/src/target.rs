@@ -1,15 +1,16 @@
-//! The target of an Autoscaler: nothing else may scale it, its `/scale` must be readable,
-//! and its pods are read as the core sees them.
+//! The target of an Autoscaler (the first half of the gather stage): nothing else may scale
+//! it, its `/scale` must be readable, and its pods, from the watch cache, are read as the core
+//! sees them.
 
 use crate::actuate::ScaleTarget;
-use crate::crd::Autoscaler;
+use crate::caches::Caches;
+use crate::context::{Pass, ReconcileError};
+use crate::crd::{Autoscaler, AutoscalerStatus};
 use crate::observe::TargetPod;
-use crate::reconcile::{Context, ReconcileError};
 use crate::sources;
 use ebb_core::{PodPhase, Time};
-use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -49,75 +50,83 @@ impl TargetProblem {
     }
 }
 
-/// The checks both modes make before reading signals: nothing else scales the target, and
-/// its `/scale` can be read.
-pub(crate) async fn target_scale(
-    ctx: &Context,
-    obj: &Autoscaler,
-    ns: &str,
-) -> Result<
-    Result<(ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale), TargetProblem>,
-    ReconcileError,
-> {
-    if let Some(why) = conflict(ctx, obj, ns).await? {
-        return Ok(Err(TargetProblem::Conflicting(why)));
-    }
-    let r = &obj.spec.scale_target_ref;
-    let target = match ScaleTarget::resolve(ctx, ns, r).await {
-        Ok(t) => t,
-        Err(e) => {
-            return Ok(Err(TargetProblem::NoScale(format!(
-                "cannot resolve {} {}: {e}",
-                r.kind, r.name
-            ))))
-        }
-    };
-    match target.get_scale().await {
-        Ok(s) => Ok(Ok((target, s))),
-        Err(e) => Ok(Err(TargetProblem::NoScale(format!(
-            "cannot read the scale of {} {}: {e}",
-            target.kind, target.name
-        )))),
-    }
+/// The target, read: how to scale it, the replicas its `/scale` asks for, and its pods.
+pub(crate) struct Target {
+    pub(crate) scale: ScaleTarget,
+    pub(crate) replicas: u32,
+    pub(crate) pods: Vec<TargetPod>,
 }
 
-/// Another scaler of the same target: an HPA, or an older Autoscaler.
-pub(crate) async fn conflict(
-    ctx: &Context,
+/// The checks both modes make before reading signals: nothing else scales the target, its
+/// `/scale` can be read, and so can its selector.
+pub(crate) async fn read_target(
+    ctx: &crate::context::Context,
     obj: &Autoscaler,
     ns: &str,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Target, TargetProblem> {
+    if let Some(why) = conflict(&ctx.caches, obj, ns) {
+        return Err(TargetProblem::Conflicting(why));
+    }
+    let r = &obj.spec.scale_target_ref;
+    let target = ScaleTarget::resolve(ctx, ns, r).await.map_err(|e| {
+        TargetProblem::NoScale(format!("cannot resolve {} {}: {e}", r.kind, r.name))
+    })?;
+    let scale = target.get_scale().await.map_err(|e| {
+        TargetProblem::NoScale(format!(
+            "cannot read the scale of {} {}: {e}",
+            target.kind, target.name
+        ))
+    })?;
+    let selector = scale
+        .status
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    let pods = if selector.is_empty() {
+        Vec::new()
+    } else {
+        let pods = ctx.caches.pods(ns, &selector).map_err(|e| {
+            TargetProblem::NoScale(format!("the scale of {} {}: {e}", target.kind, target.name))
+        })?;
+        target_pods(pods)
+    };
+    Ok(Target {
+        replicas: crate::actuate::spec_replicas(&scale),
+        scale: target,
+        pods,
+    })
+}
+
+/// Another scaler of the same target, from the watch caches: an HPA, or an older Autoscaler.
+pub(crate) fn conflict(caches: &Caches, obj: &Autoscaler, ns: &str) -> Option<String> {
     let target = &obj.spec.scale_target_ref;
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), ns);
-    for h in hpas.list(&ListParams::default()).await?.items {
+    for h in caches.hpas(ns) {
         let r = h.spec.as_ref().map(|s| &s.scale_target_ref);
         if r.is_some_and(|r| r.kind == target.kind && r.name == target.name) {
-            return Ok(Some(format!(
+            return Some(format!(
                 "HorizontalPodAutoscaler {} already scales {} {}: remove it, or this Autoscaler",
                 h.name_any(),
                 target.kind,
                 target.name
-            )));
+            ));
         }
     }
-    let others: Api<Autoscaler> = Api::namespaced(ctx.client.clone(), ns);
     let mine = (obj.creation_timestamp(), obj.name_any());
-    for o in others.list(&ListParams::default()).await?.items {
+    caches.autoscalers(ns).iter().find_map(|o| {
         let r = &o.spec.scale_target_ref;
-        if o.name_any() != obj.name_any()
+        let older = o.name_any() != obj.name_any()
             && r.kind == target.kind
             && r.name == target.name
-            && (o.creation_timestamp(), o.name_any()) < mine
-        {
-            return Ok(Some(format!(
+            && (o.creation_timestamp(), o.name_any()) < mine;
+        older.then(|| {
+            format!(
                 "Autoscaler {} already scales {} {}",
                 o.name_any(),
                 target.kind,
                 target.name
-            )));
-        }
-    }
-    Ok(None)
+            )
+        })
+    })
 }
 
 pub(crate) fn target_pods(pods: Vec<Pod>) -> Vec<TargetPod> {
@@ -160,39 +169,18 @@ pub(crate) fn target_pods(pods: Vec<Pod>) -> Vec<TargetPod> {
         .collect()
 }
 
-/// Both modes' gate: the target and its `/scale`, or the Action after reporting why not
-/// (another scaler owns it: retried after the sync period; unreadable: after 15 s).
+/// Both modes' gate: the target, or the Action after reporting why not (another scaler owns
+/// it: retried after the sync period; unreadable: after 15 s).
 pub(crate) async fn target_or_report(
-    ctx: &Context,
-    obj: &Autoscaler,
-    ns: &str,
-    api: &Api<Autoscaler>,
-    status: &mut crate::crd::AutoscalerStatus,
-    now: Time,
-    sync: std::time::Duration,
-) -> Result<
-    Result<
-        (ScaleTarget, k8s_openapi::api::autoscaling::v1::Scale),
-        kube::runtime::controller::Action,
-    >,
-    ReconcileError,
-> {
-    match target_scale(ctx, obj, ns).await? {
+    pass: &mut Pass<'_>,
+    status: &mut AutoscalerStatus,
+) -> Result<Result<Target, Action>, ReconcileError> {
+    match read_target(pass.ctx, pass.obj, pass.ns).await {
         Ok(t) => Ok(Ok(t)),
         Err(problem) => {
-            let action = crate::status::fail(
-                ctx,
-                obj,
-                api,
-                status,
-                "AbleToScale",
-                problem.reason(),
-                problem.message().to_string(),
-                now,
-                problem.retry(sync),
-            )
-            .await?;
-            Ok(Err(action))
+            let why = (problem.reason(), problem.message().to_string());
+            let retry = problem.retry(pass.sync);
+            pass.fail(status, "AbleToScale", why, retry).await.map(Err)
         }
     }
 }

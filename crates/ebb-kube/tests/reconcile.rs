@@ -4,9 +4,11 @@
 //! injected.
 
 use ebb_core::Time;
+use ebb_kube::caches::Caches;
+use ebb_kube::context::{Clock, Context};
 use ebb_kube::crd::{Autoscaler, AutoscalerStatus};
 use ebb_kube::metrics::ControllerMetrics;
-use ebb_kube::reconcile::{reconcile, Clock, Context};
+use ebb_kube::reconcile::reconcile;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{json, Value};
@@ -89,8 +91,33 @@ fn discovery() -> Value {
     ]})
 }
 
-/// Starts the mock API; returns the client and the request log.
-fn mock(world: World) -> (kube::Client, Arc<Mutex<Vec<Logged>>>) {
+/// A client of the mock API, and the watch caches as the mock's objects fill them.
+struct MockApi {
+    client: kube::Client,
+    caches: Arc<Caches>,
+}
+
+/// The caches a controller watching `world` would hold.
+fn caches(world: &World) -> Arc<Caches> {
+    Arc::new(Caches::fixed(
+        items(&pods_list(world)),
+        items(&world.hpas),
+        items(&world.autoscalers),
+    ))
+}
+
+/// The objects of a list, typed.
+fn items<K: serde::de::DeserializeOwned>(list: &Value) -> Vec<K> {
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("object"))
+        .collect()
+}
+
+/// Starts the mock API; returns its client (with the caches) and the request log.
+fn mock(world: World) -> (MockApi, Arc<Mutex<Vec<Logged>>>) {
+    let caches = caches(&world);
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
@@ -176,7 +203,8 @@ fn mock(world: World) -> (kube::Client, Arc<Mutex<Vec<Logged>>>) {
             send.send_response(answer);
         }
     });
-    (kube::Client::new(service, "ml"), log)
+    let client = kube::Client::new(service, "ml");
+    (MockApi { client, caches }, log)
 }
 
 /// A pod's metrics endpoint on its own loopback IP, serving `in_flight`.
@@ -219,9 +247,10 @@ fn clock(at: Arc<AtomicI64>) -> Clock {
     Arc::new(move || Time::from_millis(at.load(Ordering::SeqCst)))
 }
 
-fn context(client: kube::Client, at: Arc<AtomicI64>) -> Arc<Context> {
+fn context(api: MockApi, at: Arc<AtomicI64>) -> Arc<Context> {
     Arc::new(Context::new(
-        client,
+        api.client,
+        api.caches,
         "test",
         Arc::new(ControllerMetrics::new()),
         clock(at),
@@ -655,10 +684,65 @@ fn deleted_autoscalers_are_forgotten() {
             .expect("reconcile");
         assert_eq!(ctx.remembered(), 1);
         let mut alive = std::collections::HashSet::new();
-        alive.insert(ebb_kube::reconcile::autoscaler_key("ml", "model"));
+        alive.insert(ebb_kube::context::autoscaler_key("ml", "model"));
         ctx.retain_autoscalers(&alive);
         assert_eq!(ctx.remembered(), 1);
         ctx.retain_autoscalers(&Default::default());
         assert_eq!(ctx.remembered(), 0);
     });
+}
+
+fn status_writes(log: &Arc<Mutex<Vec<Logged>>>) -> usize {
+    log.lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.method == Method::PATCH && l.path.contains("/status"))
+        .count()
+}
+
+/// Steady signals: the status is written while it tells something new, then never again; and
+/// no pass LISTs pods, HPAs or Autoscalers (they come from the watch caches).
+#[tokio::test]
+async fn steady_signals_write_no_status_and_nothing_is_listed() {
+    let ip = "127.0.2.9";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 2.0);
+    let (client, log) = mock(World::new(1, &[("model-a", ip)]));
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(client, at.clone());
+    let mut writes = Vec::new();
+    for _ in 0..5 {
+        reconcile(autoscaler("", port, None), ctx.clone())
+            .await
+            .expect("reconcile");
+        writes.push(status_writes(&log));
+        // Every source falls due again.
+        at.fetch_add(5000, Ordering::SeqCst);
+    }
+    assert!(writes[0] == 1, "the first pass writes: {writes:?}");
+    let bodies: Vec<Value> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.method == Method::PATCH && l.path.contains("/status"))
+        .map(|l| l.body.clone())
+        .collect();
+    assert_eq!(
+        writes[2], writes[4],
+        "steady passes write nothing: {writes:?}; the writes: {bodies:#?}"
+    );
+    assert!(scale_patches(&log).is_empty(), "one replica is enough");
+    let lists: Vec<String> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.method == Method::GET)
+        .filter(|l| {
+            ["/pods", "/horizontalpodautoscalers", "/autoscalers"]
+                .iter()
+                .any(|r| l.path.split('?').next().unwrap_or("").ends_with(r))
+        })
+        .map(|l| l.path.clone())
+        .collect();
+    assert!(lists.is_empty(), "LISTs made: {lists:?}");
 }

@@ -5,8 +5,8 @@
 //! server is ready, unload copies (a moved copy only after its replacement is ready, each
 //! after its requests finish), and stop servers the plan emptied.
 
-use crate::models::{Copy, CopyState, ModelEntry};
 use crate::service::Service;
+use crate::state::models::{Copy, CopyState, ModelEntry};
 use crate::state::Replica;
 use bytes::Bytes;
 use ebb_core::placement::{plan, ModelDemand, Move, ServerState};
@@ -266,7 +266,7 @@ impl Service {
         }
     }
 
-    fn apply(self: &Arc<Self>, moves: &[Move], models: &crate::models::ModelTable) {
+    fn apply(self: &Arc<Self>, moves: &[Move], models: &crate::state::models::ModelTable) {
         let mut servers: BTreeMap<String, Arc<Replica>> = self
             .state
             .replicas()

@@ -5,12 +5,12 @@
 //! budget allows, and refuses what a service port should not take: oversized bodies (413),
 //! the model server's control paths (403), requests that are not origin-form.
 
+use crate::config::proxy::{HealthSettings, ProxySettings};
 use crate::config::ServiceConfig;
 use crate::guard::Held;
 use crate::health::Outcome;
-use crate::models::{Copy, ModelEntry, ModelTable};
-use crate::proxy_config::{HealthSettings, ProxySettings};
 use crate::server::{self, ConnectionLimits, Listener};
+use crate::state::models::{Copy, ModelEntry, ModelTable};
 use crate::state::{Replica, ServiceState};
 use crate::upstream::Upstreams;
 use bytes::Bytes;

@@ -7,7 +7,6 @@ mod conformance;
 mod controller;
 mod decide_cmd;
 mod simulate;
-mod simulate_multi;
 mod tune;
 mod up;
 

@@ -5,11 +5,13 @@
 //! the field path it concerns, so a user fixes a file in one pass.
 
 pub mod spec;
+mod tuning;
 mod validate;
 
 use crate::quantity::Quantity;
 use serde::Serialize;
 use std::fmt;
+pub use tuning::Tuning;
 pub use validate::{parse_percent, FieldError, PolicyError};
 
 /// HPA's default tolerance around a usage ratio of 1.0.
@@ -368,8 +370,8 @@ pub struct Slo {
     pub slots_per_replica: u32,
     /// Seasonal period of the forecast, seconds (0 = none).
     pub season_seconds: f64,
-    /// The model's constants (not part of the document: fitted once, see [`crate::slo::Tuning`]).
-    pub tuning: crate::slo::Tuning,
+    /// The model's constants (not part of the document: fitted once, see [`Tuning`]).
+    pub tuning: Tuning,
 }
 
 /// Default SLO attainment when a policy gives only a latency.

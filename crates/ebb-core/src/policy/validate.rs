@@ -779,7 +779,7 @@ fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
         cold_start_seconds,
         slots_per_replica,
         season_seconds: season_seconds.clamp(0.0, 2_678_400.0),
-        tuning: crate::slo::Tuning::default(),
+        tuning: super::Tuning::default(),
     }
 }
 

@@ -14,5 +14,6 @@ pub mod forecast;
 pub mod plan;
 pub mod queueing;
 
+pub use crate::policy::Tuning;
 pub use estimate::SloState;
-pub use plan::{plan, Plan, Tuning};
+pub use plan::{plan, Plan};

@@ -5,116 +5,12 @@ use super::estimate::SloState;
 use super::forecast::Smoothing;
 use super::queueing::{replicas_for_cached, service_within, Load};
 use crate::observation::{is_fresh, Observation};
-use crate::policy::Slo;
+use crate::policy::{Slo, Tuning};
 use crate::reason::Reason;
 use crate::time::Time;
 
 /// Cold start assumed until one is measured, seconds.
 pub const ASSUMED_COLD_START_SECONDS: f64 = 30.0;
-
-/// The signal's constants (a `Tuning::parse` spelling: `hedge=1,rateMargin=0.5`). Their
-/// defaults were chosen on the first half of the shared traces and the synthetic patterns
-/// (see docs/results.md); the results page reports the second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tuning {
-    /// Time constant of the rate level, seconds.
-    pub level_seconds: f64,
-    /// Requests the level averages over at least (see [`Smoothing::level_requests`]).
-    pub level_requests: f64,
-    /// Requests the short window must hold before a jump counts.
-    pub jump_requests: f64,
-    /// Time constant of the rate trend, seconds.
-    pub trend_seconds: f64,
-    /// Weight of a closed bucket in the seasonal component.
-    pub season_weight: f64,
-    /// Standard errors of the level's estimate added to the planned rate.
-    pub rate_margin: f64,
-    /// Standard errors by which the short-window rate must exceed the level to count as a jump.
-    pub jump_threshold: f64,
-    /// Standard deviations of the measured cold start added to its mean for the horizon.
-    pub cold_start_spread: f64,
-    /// How many cold starts a replica is kept through a dip (the ski-rental rule's break-even
-    /// time: restarting it costs a cold start, hedged starts included, and the SLO risk of
-    /// the wait).
-    pub keep_cold_starts: f64,
-    /// The least share of the allowed misses (`1 - attainment`) that waiting may add. Where
-    /// service times alone come close to the SLO (or miss it), the target is lowered by this
-    /// much rather than bought with replicas that cannot help.
-    pub min_wait_budget: f64,
-    /// Extra replicas started per missing ready replica while capacity is short. Cold starts
-    /// vary (image pulls, node placement, model load); of `k + e` replicas started, the
-    /// fastest `k` are ready well before the slowest of `k` would be. The extras are still
-    /// starting when enough are ready and are removed first (the victim ranking takes unready
-    /// pods first), so they cost part of one cold start each.
-    pub hedge: f64,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            level_seconds: 10.0,
-            level_requests: 0.0,
-            jump_requests: 5.0,
-            trend_seconds: 30.0,
-            season_weight: 0.3,
-            rate_margin: 0.0,
-            jump_threshold: 3.0,
-            cold_start_spread: 1.0,
-            keep_cold_starts: 1.0,
-            hedge: 1.0,
-            min_wait_budget: 0.5,
-        }
-    }
-}
-
-impl Tuning {
-    /// The forecaster's smoothing for a policy's season.
-    pub fn smoothing(&self, slo: &Slo) -> Smoothing {
-        Smoothing {
-            level_seconds: self.level_seconds,
-            level_requests: self.level_requests,
-            trend_seconds: self.trend_seconds,
-            season_seconds: slo.season_seconds,
-            season_weight: self.season_weight,
-        }
-    }
-
-    /// Applies `name=value` pairs separated by commas (for `ebb simulate --slo-tuning` and
-    /// `ebb tune`'s search).
-    pub fn parse(mut self, text: &str) -> Result<Tuning, String> {
-        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("'{pair}' is not name=value"))?;
-            let v: f64 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{value}' is not a number in '{pair}'"))?;
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("'{pair}': must be a finite number, 0 or more"));
-            }
-            let field = match name.trim() {
-                "levelSeconds" => &mut self.level_seconds,
-                "levelRequests" => &mut self.level_requests,
-                "jumpRequests" => &mut self.jump_requests,
-                "trendSeconds" => &mut self.trend_seconds,
-                "seasonWeight" => &mut self.season_weight,
-                "rateMargin" => &mut self.rate_margin,
-                "jumpThreshold" => &mut self.jump_threshold,
-                "coldStartSpread" => &mut self.cold_start_spread,
-                "keepColdStarts" => &mut self.keep_cold_starts,
-                "hedge" => &mut self.hedge,
-                "minWaitBudget" => &mut self.min_wait_budget,
-                other => return Err(format!("unknown constant '{other}'")),
-            };
-            *field = v;
-        }
-        if self.level_seconds <= 0.0 || self.trend_seconds <= 0.0 {
-            return Err("levelSeconds and trendSeconds must be above 0".into());
-        }
-        Ok(self)
-    }
-}
 
 /// The signal's result: a proposal and the reasons behind it, or why it has none.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +28,17 @@ pub enum Plan {
     Missing(String),
 }
 
+/// The forecaster's smoothing for a policy's season.
+fn smoothing(tuning: &Tuning, slo: &Slo) -> Smoothing {
+    Smoothing {
+        level_seconds: tuning.level_seconds,
+        level_requests: tuning.level_requests,
+        trend_seconds: tuning.trend_seconds,
+        season_seconds: slo.season_seconds,
+        season_weight: tuning.season_weight,
+    }
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
@@ -142,7 +49,7 @@ pub fn plan(
     now: Time,
     stale_after_ms: i64,
 ) -> Plan {
-    let smoothing = tuning.smoothing(slo);
+    let smoothing = smoothing(tuning, slo);
     state.observe_pods(&obs.pods, now);
     let Some(sample) = obs
         .traffic

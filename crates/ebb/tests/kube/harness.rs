@@ -273,9 +273,18 @@ impl Controller {
             .arg(&p.controller_kubeconfig)
             .args(["--metrics-addr", &metrics])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("EBB_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // EBB_TEST_CONTROLLER_LOG=FILTER (e.g. `debug`) shows the controller's log at that
+            // level (with --nocapture).
+            .stderr(if std::env::var_os("EBB_TEST_CONTROLLER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
             .spawn()
             .expect("start ebb controller");
         Controller { child, metrics }

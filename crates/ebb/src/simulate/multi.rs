@@ -1,7 +1,7 @@
 //! `ebb simulate --multi-model`: many models on shared servers, Ebb's coordinated placement
 //! against packing without consolidation and one server per model.
 
-use crate::simulate::{cold_start, Prepared, SimulateArgs};
+use super::{cold_start, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
 use ebb_core::placement::ServerKind;
 use ebb_core::Policy;
@@ -122,7 +122,7 @@ pub fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
         names: model_names.clone(),
         memory_mib,
         max_model_replicas,
-        consolidate_after: crate::simulate::parse_seconds(&args.consolidate_after)
+        consolidate_after: super::parse_seconds(&args.consolidate_after)
             .context("--consolidate-after")?,
     };
     let modes = standard_modes(&policy, sync);
@@ -154,7 +154,7 @@ pub fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
         modes.len()
     );
     let names: Vec<String> = modes.iter().map(|m| m.name.clone()).collect();
-    let (_multi, bars) = crate::simulate::progress_bars(&names);
+    let (_multi, bars) = super::progress_bars(&names);
     let started = std::time::Instant::now();
     let comparison = compare_modes(&workload, &multi, &modes, &|i, f| {
         if let Some(b) = bars.get(i) {
@@ -174,7 +174,7 @@ pub fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
     println!("{}", multi_report::table(&comparison));
     let files = multi_report::write(&args.report, &comparison, &info)
         .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
-    crate::simulate::print_done(
+    super::print_done(
         comparison.results.len(),
         "modes",
         elapsed,

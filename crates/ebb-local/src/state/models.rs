@@ -2,8 +2,8 @@
 //! model's counters (the observations its own decision reads) and its copies, i.e. which server
 //! replicas have it loaded.
 
+use super::Replica;
 use crate::config::ModelConfig;
-use crate::state::Replica;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

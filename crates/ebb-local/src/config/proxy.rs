@@ -2,7 +2,7 @@
 //! (`services[i].proxy` and `services[i].health`), with defaults that are safe in front of a
 //! model server: what Envoy and HAProxy users expect without asking.
 
-use crate::config::{millis, secs as seconds, ConfigError};
+use super::{millis, secs as seconds, ConfigError};
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -11,6 +11,8 @@ use ebb_sim::trace::{read_trace, TraceFormat};
 use ebb_sim::{synthetic, ClusterConfig, ColdStart, RunConfig, ServiceTime, Workload};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+
+mod multi;
 use std::process::ExitCode;
 
 /// The pattern a newcomer's first run replays: a step from 20 to 150 requests/s.
@@ -333,7 +335,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let prepared = prepare(&args)?;
     if args.multi_model {
-        return crate::simulate_multi::run(&args, prepared);
+        return multi::run(&args, prepared);
     }
     let Prepared {
         workload,

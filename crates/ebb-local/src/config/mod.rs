@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use thiserror::Error;
 
-pub use crate::proxy_config::{HealthSettings, ProxySettings};
+pub mod proxy;
+
+pub use proxy::{HealthSettings, ProxySettings};
 
 /// A configuration problem, with the field it concerns.
 #[derive(Debug, Error)]
@@ -82,9 +84,9 @@ struct RawService {
     #[serde(default)]
     public: bool,
     #[serde(default)]
-    proxy: Option<crate::proxy_config::RawProxy>,
+    proxy: Option<proxy::RawProxy>,
     #[serde(default)]
-    health: Option<crate::proxy_config::RawHealth>,
+    health: Option<proxy::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]

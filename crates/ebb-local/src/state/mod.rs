@@ -1,9 +1,9 @@
 //! What the proxy, the supervisor and the control loop share about one service: its replicas
 //! and the counters the decision core reads.
 
+use crate::config::proxy::HealthSettings;
 use crate::counters::{ProxyCounters, RetryBudget};
 use crate::health::{Health, Outcome};
-use crate::proxy_config::HealthSettings;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::Notify;
+
+pub mod models;
 
 /// One replica process as the proxy sees it.
 #[derive(Debug)]
@@ -171,7 +173,7 @@ pub struct ServiceState {
     /// The runtime's start.
     pub started: Instant,
     /// A multi-model service's models (`None` for a single-model service).
-    pub models: Option<Arc<crate::models::ModelTable>>,
+    pub models: Option<Arc<models::ModelTable>>,
     /// What the proxy refused, retried and ejected.
     pub counters: Arc<ProxyCounters>,
     /// Retries left to spend.
@@ -231,7 +233,7 @@ impl ServiceState {
 
     /// The same state for a multi-model service hosting `models`.
     pub fn with_models(mut self, models: &[crate::config::ModelConfig]) -> ServiceState {
-        self.models = Some(Arc::new(crate::models::ModelTable::new(models)));
+        self.models = Some(Arc::new(models::ModelTable::new(models)));
         self
     }
 

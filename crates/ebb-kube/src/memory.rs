@@ -1,0 +1,46 @@
+//! What the controller remembers of each Autoscaler between reconciles: each source's last
+//! poll (values, errors, counters for rates), the decision state it reached, and the status it
+//! last wrote. Plain data: the reconcile stages fill it, the context keeps it.
+
+use crate::crd::{AutoscalerStatus, SourceSpec};
+use crate::sources::SourceValue;
+use ebb_core::{State, Time};
+use std::collections::BTreeMap;
+
+/// What this instance remembers of one Autoscaler between reconciles.
+#[derive(Default)]
+pub(crate) struct Memory {
+    /// Each source's last poll.
+    pub(crate) sources: Vec<SourceMemory>,
+    /// The decision state after the last decision (newer than any status the cache shows).
+    pub(crate) state: Option<State>,
+    /// The status this instance last wrote, to skip writes that would change nothing.
+    pub(crate) written: Option<AutoscalerStatus>,
+}
+
+/// One source's memory between reconciles.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SourceMemory {
+    pub(crate) spec: Option<SourceSpec>,
+    /// When it was last polled, on the context's clock (so that tests move it).
+    pub(crate) last_poll: Option<Time>,
+    pub(crate) value: Option<SourceValue>,
+    pub(crate) at: Option<Time>,
+    pub(crate) error: Option<String>,
+    pub(crate) reported_error: Option<String>,
+    /// Counter values per pod at the last scrape, for rates.
+    pub(crate) counters: BTreeMap<String, (f64, Time)>,
+    pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,
+}
+
+impl SourceMemory {
+    /// The value the core may use: none while the last poll failed (the core then sees the
+    /// metric as missing, and never scales down on it).
+    pub(crate) fn usable(&self) -> Option<&SourceValue> {
+        if self.error.is_some() {
+            None
+        } else {
+            self.value.as_ref()
+        }
+    }
+}
