@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p ebb-core --bench decide`
 
+// criterion_group! and criterion_main! generate functions that cannot carry docs.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ebb_core::state::{Recommendation, ScaleEvent};
 use ebb_core::*;

@@ -1,13 +1,14 @@
 //! The one entry point every driver calls: `decide(policy, observation, state, now)`.
 //!
-//! Order of work, following HPA's reconcile loop and adding Ebb's modes:
+//! Order of work, following HPA's reconcile loop and adding Ebb's modes (one function each):
 //! 1. the target's own bounds (at zero without scale-to-zero, above max, below min);
-//! 2. scale to zero and activation from zero;
-//! 3. one proposal per HPA metric and Ebb signal, combined by max; missing metrics may
-//!    hold replicas but never lower them;
-//! 4. HPA behaviors (stabilization, rate policies, min/max);
-//! 5. panic mode, which bypasses the scale-up limits and forbids scale-down;
-//! 6. victim ranking for a scale-in.
+//! 2. one proposal per HPA metric and Ebb signal;
+//! 3. scale to zero and activation from zero (activation sizes from the proposals);
+//! 4. the recommendation: the proposals combined by max; missing metrics may hold replicas
+//!    but never lower them, and panic mode never lowers them either;
+//! 5. HPA behaviors (stabilization, rate policies, min/max);
+//! 6. panic mode, which bypasses the scale-up limits;
+//! 7. victim ranking for a scale-in (when the decision is finished).
 
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
@@ -194,11 +195,11 @@ impl Builder {
 }
 
 /// Decides the desired replicas for one target. Pure: the same inputs give the same decision.
+/// The stages run in the order the module documentation gives.
 pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> Decision {
-    let current = obs.current_replicas;
     let mut b = Builder {
         now,
-        current,
+        current: obs.current_replicas,
         proposals: Vec::new(),
         reasons: Vec::new(),
         state: state.clone(),
@@ -212,101 +213,97 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         .max(if policy.slo.is_some() { 2_000 } else { 0 });
     traffic::record(&mut b.state.traffic, obs.traffic.as_ref(), now, keep_ms);
     behavior::prune_events(&policy.behavior, &mut b.state, now);
-    let within = LimitReason::DesiredWithinRange;
 
-    // 1. The target's own bounds, as HPA's reconcile loop checks them first.
+    if let Some((desired, limit)) = target_bounds(policy, &mut b) {
+        return b.finish(desired, limit, obs);
+    }
+    let proposals = propose(policy, obs, &mut b);
+    if let Some(desired) = scale_to_zero(policy, obs, &proposals, &mut b) {
+        return b.finish(desired, LimitReason::DesiredWithinRange, obs);
+    }
+    let Some(recommendation) = recommend(&proposals, &mut b) else {
+        let held = b.current;
+        b.reasons.push(Reason::NoUsableMetric { held });
+        return b.finish(held, LimitReason::DesiredWithinRange, obs);
+    };
+    let (desired, limit) = apply_behaviors(policy, recommendation, &mut b);
+    let (desired, limit) = match proposals.panic {
+        Some(panic) => apply_panic(policy, panic, desired, limit, &mut b),
+        None => (desired, limit),
+    };
+    b.finish(desired, limit, obs)
+}
+
+/// What the metrics and signals proposed, combined.
+struct Proposals {
+    /// The highest proposal, if any metric or signal made one.
+    best: Option<u32>,
+    /// The metrics and signals that could not propose.
+    missing: Vec<String>,
+    /// Panic mode's replicas and the panic window's demand (percent of ready capacity).
+    panic: Option<(u32, f64)>,
+}
+
+impl Proposals {
+    fn join(&mut self, proposal: Option<u32>, name: &str) {
+        match proposal {
+            Some(r) => self.best = Some(self.best.map_or(r, |b| b.max(r))),
+            None => self.missing.push(name.to_string()),
+        }
+    }
+}
+
+/// Stage 1: the target's own bounds, as HPA's reconcile loop checks them first (at zero without
+/// scale to zero, above max, below min). Returns the decision when a bound settles it.
+fn target_bounds(policy: &Policy, b: &mut Builder) -> Option<(u32, LimitReason)> {
+    let current = b.current;
     if current == 0 && policy.scale_to_zero.is_none() {
         b.reasons.push(Reason::ScalingDisabled);
-        return b.finish(0, within, obs);
+        return Some((0, LimitReason::DesiredWithinRange));
     }
     if current > policy.max_replicas {
-        b.reasons.push(Reason::CurrentAboveMax {
-            max: policy.max_replicas,
-        });
-        return b.finish(policy.max_replicas, LimitReason::TooManyReplicas, obs);
+        let max = policy.max_replicas;
+        b.reasons.push(Reason::CurrentAboveMax { max });
+        return Some((max, LimitReason::TooManyReplicas));
     }
     if current > 0 && current < policy.min_replicas {
-        b.reasons.push(Reason::CurrentBelowMin {
-            min: policy.min_replicas,
-        });
-        return b.finish(policy.min_replicas, LimitReason::TooFewReplicas, obs);
+        let min = policy.min_replicas;
+        b.reasons.push(Reason::CurrentBelowMin { min });
+        return Some((min, LimitReason::TooFewReplicas));
     }
+    None
+}
 
-    // 3. Proposals.
-    let ctx = CalcContext {
-        current_replicas: current,
-        pods: &obs.pods,
-        now,
-        tolerance: policy.tolerance,
-        readiness: policy.readiness,
-    };
-    let mut best: Option<u32> = None;
-    let mut missing = Vec::new();
-    let mut join = |best: &mut Option<u32>, p: Option<u32>, name: &str| match p {
-        Some(r) => *best = Some(best.map_or(r, |b| b.max(r))),
-        None => missing.push(name.to_string()),
+/// Stage 2: one proposal per HPA metric and Ebb signal.
+fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
+    let mut p = Proposals {
+        best: None,
+        missing: Vec::new(),
+        panic: None,
     };
     for metric in &policy.metrics {
-        let observed = obs.metrics.iter().find(|m| m.name == metric.name);
-        let input = sanitize::metric_input(observed, now, policy.stale_after_ms);
-        let result = input.and_then(|input| {
-            calculator::replicas_for_metric(
-                &metric.source,
-                &metric.name,
-                &metric.target,
-                input,
-                &ctx,
-            )
-            .map_err(|e| e.to_string())
-        });
-        let proposal = match result {
-            Ok(p) => {
-                let value_text = match metric.target {
-                    Target::Utilization(_) => format!("{}%", p.current),
-                    _ => Quantity::from_milli(p.current).to_string(),
-                };
-                let value = match metric.target {
-                    Target::Utilization(_) => p.current as f64,
-                    _ => p.current as f64 / 1000.0,
-                };
-                if p.within_tolerance {
-                    b.reasons.push(Reason::WithinTolerance {
-                        metric: metric.name.clone(),
-                        ratio: p.usage_ratio,
-                    });
-                }
-                b.add(
-                    &metric.name,
-                    SignalOutcome::Proposal {
-                        replicas: p.replicas,
-                        value,
-                        value_text,
-                        target_text: metric.target.to_string(),
-                    },
-                )
-            }
-            Err(why) => b.add(&metric.name, SignalOutcome::Missing(why)),
-        };
-        join(&mut best, proposal, &metric.name);
+        let proposal = metric_proposal(policy, metric, obs, b);
+        p.join(proposal, &metric.name);
     }
-    let ready = obs.ready_replicas();
-    let mut panic = None;
+    let now = b.now;
     if let Some(c) = &policy.concurrency {
+        let ready = obs.ready_replicas();
         let r = concurrency::evaluate(c, &mut b.state, ready, now, policy.stale_after_ms);
         if r.panic_ended {
             b.reasons.push(Reason::PanicEnded);
         }
-        panic = r.panic;
-        let p = b.add(c.metric.as_str(), r.stable);
-        join(&mut best, p, c.metric.as_str());
+        p.panic = r.panic;
+        let proposal = b.add(c.metric.as_str(), r.stable);
+        p.join(proposal, c.metric.as_str());
     }
     if let Some(l) = &policy.inference_lag {
-        let outcome = lag::evaluate(l, &mut b.state, current, now, policy.stale_after_ms);
-        let p = b.add("inferenceLag", outcome);
-        join(&mut best, p, "inferenceLag");
+        let outcome = lag::evaluate(l, &mut b.state, b.current, now, policy.stale_after_ms);
+        let proposal = b.add("inferenceLag", outcome);
+        p.join(proposal, "inferenceLag");
     }
     if let Some(slo) = &policy.slo {
         let slo_state = b.state.slo.get_or_insert_with(Default::default);
+        let stale = policy.stale_after_ms;
         let plan = crate::slo::plan(
             slo,
             &slo.tuning,
@@ -314,81 +311,137 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
             obs,
             policy.max_replicas,
             now,
-            policy.stale_after_ms,
+            stale,
         );
-        let p = b.add_slo(plan);
-        join(&mut best, p, "slo");
+        let proposal = b.add_slo(plan);
+        p.join(proposal, "slo");
     }
     if let Some(e) = &policy.external_count {
         let outcome =
             external::evaluate(e, obs.external_count.as_ref(), now, policy.stale_after_ms);
-        let p = b.add("externalCount", outcome);
-        join(&mut best, p, "externalCount");
+        let proposal = b.add("externalCount", outcome);
+        p.join(proposal, "externalCount");
     }
+    p
+}
 
-    // 2. Scale to zero and activation.
-    if let Some(z) = &policy.scale_to_zero {
-        let demand = current_demand(&b.state, obs, policy, now);
-        match demand {
-            Some(d) if d > 0.0 => b.state.last_active_at = Some(now),
-            _ => {
-                if b.state.last_active_at.is_none() {
-                    b.state.last_active_at = Some(now);
-                }
-            }
-        }
-        let floor = policy.min_replicas.max(1);
-        if current == 0 {
-            return match demand {
-                Some(d) if d > 0.0 && d >= z.activation_threshold => {
-                    let desired = best.unwrap_or(1).max(floor).min(policy.max_replicas);
-                    b.reasons.push(Reason::Activated {
-                        signal: "demand".into(),
-                        value: d,
-                    });
-                    b.state.recommendations.push(Recommendation {
-                        at: now,
-                        replicas: desired,
-                    });
-                    b.finish(desired, within, obs)
-                }
-                _ => {
-                    b.reasons.push(Reason::StaysAtZero);
-                    b.finish(0, within, obs)
-                }
-            };
-        }
-        let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
-        if demand == Some(0.0)
-            && missing.is_empty()
-            && idle_for >= z.idle_ms
-            && b.state.panic.is_none()
-        {
-            b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
-            return b.finish(0, within, obs);
-        }
-    }
-
-    let Some(mut recommendation) = best else {
-        b.reasons.push(Reason::NoUsableMetric { held: current });
-        return b.finish(current, within, obs);
+/// One HPA metric's proposal, with HPA's calculator (after the sanitizer has vetted the input).
+fn metric_proposal(
+    policy: &Policy,
+    metric: &crate::policy::Metric,
+    obs: &Observation,
+    b: &mut Builder,
+) -> Option<u32> {
+    let ctx = CalcContext {
+        current_replicas: b.current,
+        pods: &obs.pods,
+        now: b.now,
+        tolerance: policy.tolerance,
+        readiness: policy.readiness,
     };
-    if !missing.is_empty() && recommendation < current {
+    let observed = obs.metrics.iter().find(|m| m.name == metric.name);
+    let result = sanitize::metric_input(observed, b.now, policy.stale_after_ms).and_then(|input| {
+        calculator::replicas_for_metric(&metric.source, &metric.name, &metric.target, input, &ctx)
+            .map_err(|e| e.to_string())
+    });
+    let p = match result {
+        Ok(p) => p,
+        Err(why) => return b.add(&metric.name, SignalOutcome::Missing(why)),
+    };
+    let (value, value_text) = match metric.target {
+        Target::Utilization(_) => (p.current as f64, format!("{}%", p.current)),
+        _ => (
+            p.current as f64 / 1000.0,
+            Quantity::from_milli(p.current).to_string(),
+        ),
+    };
+    if p.within_tolerance {
+        b.reasons.push(Reason::WithinTolerance {
+            metric: metric.name.clone(),
+            ratio: p.usage_ratio,
+        });
+    }
+    let outcome = SignalOutcome::Proposal {
+        replicas: p.replicas,
+        value,
+        value_text,
+        target_text: metric.target.to_string(),
+    };
+    b.add(&metric.name, outcome)
+}
+
+/// Stage 3: scale to zero and activation from zero. Returns the count when it settles the
+/// decision (activated from zero, staying at zero, or idle long enough to go to zero).
+fn scale_to_zero(
+    policy: &Policy,
+    obs: &Observation,
+    proposals: &Proposals,
+    b: &mut Builder,
+) -> Option<u32> {
+    let z = policy.scale_to_zero.as_ref()?;
+    let now = b.now;
+    let demand = current_demand(&b.state, obs, policy, now);
+    if demand.is_some_and(|d| d > 0.0) || b.state.last_active_at.is_none() {
+        b.state.last_active_at = Some(now);
+    }
+    if b.current == 0 {
+        return Some(match demand {
+            Some(d) if d > 0.0 && d >= z.activation_threshold => {
+                let floor = policy.min_replicas.max(1);
+                let desired = proposals
+                    .best
+                    .unwrap_or(1)
+                    .max(floor)
+                    .min(policy.max_replicas);
+                b.reasons.push(Reason::Activated {
+                    signal: "demand".into(),
+                    value: d,
+                });
+                b.state.recommendations.push(Recommendation {
+                    at: now,
+                    replicas: desired,
+                });
+                desired
+            }
+            _ => {
+                b.reasons.push(Reason::StaysAtZero);
+                0
+            }
+        });
+    }
+    let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
+    let idle = demand == Some(0.0) && proposals.missing.is_empty() && idle_for >= z.idle_ms;
+    if idle && b.state.panic.is_none() {
+        b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
+        return Some(0);
+    }
+    None
+}
+
+/// Stage 4: the recommendation before behaviors: the highest proposal, held at the current
+/// count when a metric is missing (never lowered on a gap) and during panic mode.
+fn recommend(proposals: &Proposals, b: &mut Builder) -> Option<u32> {
+    let current = b.current;
+    let mut recommendation = proposals.best?;
+    if !proposals.missing.is_empty() && recommendation < current {
         b.reasons.push(Reason::ScaleDownBlockedByMissing {
-            metrics: missing.clone(),
+            metrics: proposals.missing.clone(),
             held: current,
         });
         recommendation = current;
     }
-    if let Some((panic_replicas, _)) = panic {
+    if let Some((panic_replicas, _)) = proposals.panic {
         if recommendation < current {
             b.reasons
                 .push(Reason::PanicHoldsScaleDown { held: current });
         }
         recommendation = recommendation.max(panic_replicas).max(current);
     }
+    Some(recommendation)
+}
 
-    // 4. Behaviors.
+/// Stage 5: HPA behaviors (stabilization windows, rate policies, min/max).
+fn apply_behaviors(policy: &Policy, recommendation: u32, b: &mut Builder) -> (u32, LimitReason) {
     let min_replicas = if policy.scale_to_zero.is_some() {
         policy.min_replicas.max(1)
     } else {
@@ -398,39 +451,46 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         behavior: &policy.behavior,
         min_replicas,
         max_replicas: policy.max_replicas,
-        current_replicas: current,
+        current_replicas: b.current,
         recommendation,
-        now,
+        now: b.now,
     };
     let normalized = behavior::normalize(&input, &b.state);
     b.state.recommendations = normalized.recommendations;
     b.reasons.extend(normalized.reasons);
-    let mut desired = normalized.desired;
-    let mut limit = normalized.limit;
+    (normalized.desired, normalized.limit)
+}
 
-    // 5. Panic mode: straight to the panic proposal (within max), never down.
-    if let Some((panic_replicas, demand_percent)) = panic {
-        b.panic = true;
-        let target = panic_replicas.min(policy.max_replicas).max(current);
-        if target > desired {
-            b.reasons.push(Reason::Panic {
-                demand_percent,
-                replicas: target,
-            });
-            limit = if target == policy.max_replicas && panic_replicas > policy.max_replicas {
-                LimitReason::TooManyReplicas
-            } else {
-                LimitReason::DesiredWithinRange
-            };
-        } else if desired >= current {
-            b.reasons.push(Reason::Panic {
-                demand_percent,
-                replicas: desired,
-            });
-        }
-        desired = desired.max(target);
+/// Stage 6: panic mode goes straight to its proposal (within max), bypassing the scale-up
+/// limits, and never down.
+fn apply_panic(
+    policy: &Policy,
+    (panic_replicas, demand_percent): (u32, f64),
+    desired: u32,
+    limit: LimitReason,
+    b: &mut Builder,
+) -> (u32, LimitReason) {
+    b.panic = true;
+    let current = b.current;
+    let target = panic_replicas.min(policy.max_replicas).max(current);
+    let mut limit = limit;
+    if target > desired {
+        b.reasons.push(Reason::Panic {
+            demand_percent,
+            replicas: target,
+        });
+        limit = if target == policy.max_replicas && panic_replicas > policy.max_replicas {
+            LimitReason::TooManyReplicas
+        } else {
+            LimitReason::DesiredWithinRange
+        };
+    } else if desired >= current {
+        b.reasons.push(Reason::Panic {
+            demand_percent,
+            replicas: desired,
+        });
     }
-    b.finish(desired, limit, obs)
+    (desired.max(target), limit)
 }
 
 /// Demand right now for scale-to-zero: requests in flight or arriving, lag, or backlog.

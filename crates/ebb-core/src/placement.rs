@@ -167,145 +167,222 @@ pub fn plan(models: &[ModelDemand], kinds: &[ServerKind], current: &[ServerState
     plan_with(models, kinds, current, PlanOptions::default())
 }
 
-/// Plans a placement with the given options.
+/// Plans a placement with the given options: start from what runs (models no longer wanted
+/// dropped), shrink models that have too many copies, place the missing copies, consolidate,
+/// keep each kind's minimum, then emit the moves.
 pub fn plan_with(
     models: &[ModelDemand],
     kinds: &[ServerKind],
     current: &[ServerState],
     options: PlanOptions,
 ) -> Plan {
-    let mut reasons = Vec::new();
-    let default_kind = kinds.first().map(|k| k.kind.clone()).unwrap_or_default();
-    let kind_of = |m: &ModelDemand| {
-        m.server_kind
-            .clone()
-            .unwrap_or_else(|| default_kind.clone())
-    };
-    let spec: BTreeMap<&str, &ServerKind> = kinds.iter().map(|k| (k.kind.as_str(), k)).collect();
-    let demand: BTreeMap<&str, &ModelDemand> =
-        models.iter().map(|m| (m.name.as_str(), m)).collect();
-    let mem = |name: &str| demand.get(name).map_or(0, |m| m.memory_mib);
+    let mut planner = Planner::new(models, kinds, current);
+    planner.shrink(models);
+    planner.place(models);
+    planner.consolidate(options);
+    planner.keep_minimum(kinds);
+    planner.emit(kinds, current)
+}
 
-    // Start from what runs now, dropping models no longer wanted.
-    let mut servers: Vec<Server> = current
-        .iter()
-        .map(|s| {
-            let models: BTreeSet<String> = s
-                .models
-                .iter()
-                .filter(|m| demand.contains_key(m.as_str()))
-                .cloned()
-                .collect();
-            let leaving: BTreeSet<String> = s.leaving.iter().cloned().collect();
-            Server {
-                id: s.id.clone(),
-                kind: s.kind.clone(),
-                used: models.iter().chain(&leaving).map(|m| mem(m)).sum(),
-                models,
-                leaving,
-                new: false,
-            }
+/// The plan being built: the servers as they will be, and what was said and left unplaced.
+struct Planner<'a> {
+    default_kind: String,
+    spec: BTreeMap<&'a str, &'a ServerKind>,
+    demand: BTreeMap<&'a str, &'a ModelDemand>,
+    servers: Vec<Server>,
+    reasons: Vec<String>,
+    unplaced: Vec<(String, u32)>,
+    next_index: BTreeMap<String, usize>,
+}
+
+/// Whether a copy of `m` fits on `s`, a server of kind `k`.
+fn fits(s: &Server, m: &ModelDemand, k: &ServerKind) -> bool {
+    s.kind == k.kind
+        && !s.models.contains(&m.name)
+        && !s.leaving.contains(&m.name)
+        && s.used + m.memory_mib <= k.usable()
+        && k.max_models.is_none_or(|cap| (s.models.len() as u32) < cap)
+}
+
+/// The server among `servers` (but `except`) where `m` fits most tightly (best fit).
+fn best_fit(
+    servers: &[Server],
+    m: &ModelDemand,
+    k: &ServerKind,
+    except: Option<usize>,
+) -> Option<usize> {
+    (0..servers.len())
+        .filter(|&i| Some(i) != except && fits(&servers[i], m, k))
+        .min_by_key(|&i| {
+            (
+                k.usable() - servers[i].used - m.memory_mib,
+                servers[i].id.clone(),
+            )
         })
-        .collect();
+}
 
-    // Scale each model down where it has more replicas than wanted: unload from the
-    // least-loaded servers first, which helps consolidation.
-    for m in models {
-        let mut hosts: Vec<usize> = (0..servers.len())
-            .filter(|&i| servers[i].models.contains(&m.name))
+impl<'a> Planner<'a> {
+    /// Starts from what runs now, dropping models no longer wanted.
+    fn new(
+        models: &'a [ModelDemand],
+        kinds: &'a [ServerKind],
+        current: &[ServerState],
+    ) -> Planner<'a> {
+        let demand: BTreeMap<&str, &ModelDemand> =
+            models.iter().map(|m| (m.name.as_str(), m)).collect();
+        let mem = |name: &str| demand.get(name).map_or(0, |m| m.memory_mib);
+        let servers = current
+            .iter()
+            .map(|s| {
+                let models: BTreeSet<String> = s
+                    .models
+                    .iter()
+                    .filter(|m| demand.contains_key(m.as_str()))
+                    .cloned()
+                    .collect();
+                let leaving: BTreeSet<String> = s.leaving.iter().cloned().collect();
+                Server {
+                    id: s.id.clone(),
+                    kind: s.kind.clone(),
+                    used: models.iter().chain(&leaving).map(|m| mem(m)).sum(),
+                    models,
+                    leaving,
+                    new: false,
+                }
+            })
             .collect();
-        if hosts.len() as u32 > m.replicas {
-            hosts.sort_by_key(|&i| (servers[i].used, servers[i].id.clone()));
-            for &i in hosts.iter().take(hosts.len() - m.replicas as usize) {
-                // The unloaded copy drains before it is gone, and loads run before unloads:
-                // its memory is not reused in this plan (the next plan sees it as leaving).
-                servers[i].models.remove(&m.name);
-                servers[i].leaving.insert(m.name.clone());
+        Planner {
+            default_kind: kinds.first().map(|k| k.kind.clone()).unwrap_or_default(),
+            spec: kinds.iter().map(|k| (k.kind.as_str(), k)).collect(),
+            demand,
+            servers,
+            reasons: Vec::new(),
+            unplaced: Vec::new(),
+            next_index: BTreeMap::new(),
+        }
+    }
+
+    fn memory_of(&self, model: &str) -> u64 {
+        self.demand.get(model).map_or(0, |m| m.memory_mib)
+    }
+
+    /// Scales each model down where it has more copies than wanted: unloads from the
+    /// least-loaded servers first, which helps consolidation.
+    fn shrink(&mut self, models: &[ModelDemand]) {
+        let servers = &mut self.servers;
+        for m in models {
+            let mut hosts: Vec<usize> = (0..servers.len())
+                .filter(|&i| servers[i].models.contains(&m.name))
+                .collect();
+            if hosts.len() as u32 > m.replicas {
+                hosts.sort_by_key(|&i| (servers[i].used, servers[i].id.clone()));
+                for &i in hosts.iter().take(hosts.len() - m.replicas as usize) {
+                    // The unloaded copy drains before it is gone, and loads run before
+                    // unloads: its memory is not reused in this plan (the next plan sees it
+                    // as leaving).
+                    servers[i].models.remove(&m.name);
+                    servers[i].leaving.insert(m.name.clone());
+                }
             }
         }
     }
 
-    let fits = |s: &Server, m: &ModelDemand, k: &ServerKind| {
-        s.kind == k.kind
-            && !s.models.contains(&m.name)
-            && !s.leaving.contains(&m.name)
-            && s.used + m.memory_mib <= k.usable()
-            && k.max_models.is_none_or(|cap| (s.models.len() as u32) < cap)
-    };
+    /// Places missing copies, largest model first, best fit; adds a server only when none
+    /// fits.
+    fn place(&mut self, models: &'a [ModelDemand]) {
+        let mut order: Vec<&ModelDemand> = models.iter().collect();
+        order.sort_by(|a, b| {
+            b.memory_mib
+                .cmp(&a.memory_mib)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        for m in order {
+            let kind = m
+                .server_kind
+                .clone()
+                .unwrap_or_else(|| self.default_kind.clone());
+            let Some(k) = self.spec.get(kind.as_str()).copied() else {
+                self.reasons.push(format!(
+                    "model {}: no server kind '{kind}' is configured",
+                    m.name
+                ));
+                self.unplaced.push((m.name.clone(), m.replicas));
+                continue;
+            };
+            let have = self
+                .servers
+                .iter()
+                .filter(|s| s.models.contains(&m.name))
+                .count() as u32;
+            for missing in (1..=m.replicas.saturating_sub(have)).rev() {
+                let Some(i) =
+                    best_fit(&self.servers, m, k, None).or_else(|| self.add_for(m, k, missing))
+                else {
+                    break;
+                };
+                self.servers[i].models.insert(m.name.clone());
+                self.servers[i].used += m.memory_mib;
+            }
+        }
+    }
 
-    // Place missing replicas, largest first, best fit; add a server only when none fits.
-    let mut order: Vec<&ModelDemand> = models.iter().collect();
-    order.sort_by(|a, b| {
-        b.memory_mib
-            .cmp(&a.memory_mib)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    let mut unplaced = Vec::new();
-    let mut next_index: BTreeMap<String, usize> = BTreeMap::new();
-    for m in &order {
-        let kind = kind_of(m);
-        let Some(k) = spec.get(kind.as_str()) else {
-            reasons.push(format!(
-                "model {}: no server kind '{kind}' is configured",
+    /// A new server for a copy of `m` that fits nowhere, or `None` (said, and counted as
+    /// unplaced with the `missing` copies left) when `k` allows no more or `m` is too big.
+    fn add_for(&mut self, m: &ModelDemand, k: &ServerKind, missing: u32) -> Option<usize> {
+        let count = self.servers.iter().filter(|s| s.kind == k.kind).count() as u32;
+        if count >= k.max_replicas || m.memory_mib > k.usable() {
+            let why = if m.memory_mib > k.usable() {
+                format!(
+                    "needs {} MiB, more than a {} server's usable {} MiB",
+                    m.memory_mib,
+                    k.kind,
+                    k.usable()
+                )
+            } else {
+                format!(
+                    "no {} server has {} MiB free and maxReplicas {} is reached",
+                    k.kind, m.memory_mib, k.max_replicas
+                )
+            };
+            self.reasons.push(format!(
+                "model {}: {missing} replica(s) not placed: {why}; existing replicas keep serving",
                 m.name
             ));
-            unplaced.push((m.name.clone(), m.replicas));
-            continue;
-        };
-        let have = servers
-            .iter()
-            .filter(|s| s.models.contains(&m.name))
-            .count() as u32;
-        let mut missing = m.replicas.saturating_sub(have);
-        while missing > 0 {
-            let best = (0..servers.len())
-                .filter(|&i| fits(&servers[i], m, k))
-                .min_by_key(|&i| {
-                    (
-                        k.usable() - servers[i].used - m.memory_mib,
-                        servers[i].id.clone(),
-                    )
-                });
-            let i = match best {
-                Some(i) => i,
-                None => {
-                    let count = servers.iter().filter(|s| s.kind == k.kind).count() as u32;
-                    if count >= k.max_replicas || m.memory_mib > k.usable() {
-                        let why = if m.memory_mib > k.usable() {
-                            format!(
-                                "needs {} MiB, more than a {} server's usable {} MiB",
-                                m.memory_mib,
-                                k.kind,
-                                k.usable()
-                            )
-                        } else {
-                            format!(
-                                "no {} server has {} MiB free and maxReplicas {} is reached",
-                                k.kind, m.memory_mib, k.max_replicas
-                            )
-                        };
-                        reasons.push(format!("model {}: {missing} replica(s) not placed: {why}; existing replicas keep serving", m.name));
-                        unplaced.push((m.name.clone(), missing));
-                        break;
-                    }
-                    let id = new_id(&k.kind, &servers, &mut next_index);
-                    reasons.push(format!(
-                        "server {id} added: a replica of {} ({} MiB) fits on no existing {} server",
-                        m.name, m.memory_mib, k.kind
-                    ));
-                    servers.push(Server::added(id, &k.kind));
-                    servers.len() - 1
-                }
-            };
-            servers[i].models.insert(m.name.clone());
-            servers[i].used += m.memory_mib;
-            missing -= 1;
+            self.unplaced.push((m.name.clone(), missing));
+            return None;
+        }
+        let id = new_id(&k.kind, &self.servers, &mut self.next_index);
+        self.reasons.push(format!(
+            "server {id} added: a replica of {} ({} MiB) fits on no existing {} server",
+            m.name, m.memory_mib, k.kind
+        ));
+        self.servers.push(Server::added(id, &k.kind));
+        Some(self.servers.len() - 1)
+    }
+
+    /// Empties the least-loaded server while all its copies fit elsewhere. Without
+    /// consolidation only servers that host nothing go.
+    fn consolidate(&mut self, options: PlanOptions) {
+        while let Some((i, trial)) = self.one_to_empty(options) {
+            let victims: Vec<String> = self.servers[i].models.iter().cloned().collect();
+            self.reasons.push(if victims.is_empty() {
+                format!("server {} removed: it hosts nothing", self.servers[i].id)
+            } else {
+                format!(
+                    "server {} drained: its {} model replica(s) ({}) fit on other servers",
+                    self.servers[i].id,
+                    victims.len(),
+                    victims.join(", ")
+                )
+            });
+            self.servers = trial;
         }
     }
 
-    // Consolidate: empty the least-loaded server when all its replicas fit elsewhere. Without
-    // consolidation only servers that host nothing go.
-    loop {
+    /// The first server (least loaded first) that can be emptied, with the servers as they
+    /// would be without it.
+    fn one_to_empty(&self, options: PlanOptions) -> Option<(usize, Vec<Server>)> {
+        let servers = &self.servers;
         let mut candidates: Vec<usize> = (0..servers.len()).collect();
         candidates.sort_by_key(|&i| {
             (
@@ -314,141 +391,113 @@ pub fn plan_with(
                 servers[i].id.clone(),
             )
         });
-        let mut emptied = false;
-        for &i in &candidates {
-            let k = match spec.get(servers[i].kind.as_str()) {
-                Some(k) => *k,
-                None => continue,
-            };
+        candidates.into_iter().find_map(|i| {
+            let k = *self.spec.get(servers[i].kind.as_str())?;
             let same_kind = servers.iter().filter(|s| s.kind == k.kind).count() as u32;
-            if same_kind <= k.min_replicas.max(1) {
-                continue;
-            }
-            if !options.consolidate && !servers[i].models.is_empty() {
-                continue;
+            if same_kind <= k.min_replicas.max(1)
+                || (!options.consolidate && !servers[i].models.is_empty())
+            {
+                return None;
             }
             let mut trial = servers.clone();
-            let victims: Vec<String> = trial[i].models.iter().cloned().collect();
-            let mut victims_sorted = victims.clone();
-            victims_sorted.sort_by_key(|v| std::cmp::Reverse(mem(v)));
+            let mut victims: Vec<String> = trial[i].models.iter().cloned().collect();
+            victims.sort_by_key(|v| std::cmp::Reverse(self.memory_of(v)));
             trial[i].models.clear();
-            trial[i].used = trial[i].leaving.iter().map(|m| mem(m)).sum();
-            let mut ok = true;
-            for v in &victims_sorted {
-                let Some(m) = demand.get(v.as_str()) else {
+            trial[i].used = trial[i].leaving.iter().map(|m| self.memory_of(m)).sum();
+            for v in &victims {
+                let Some(m) = self.demand.get(v.as_str()) else {
                     continue;
                 };
-                let best = (0..trial.len())
-                    .filter(|&j| j != i && fits(&trial[j], m, k))
-                    .min_by_key(|&j| {
-                        (
-                            k.usable() - trial[j].used - m.memory_mib,
-                            trial[j].id.clone(),
-                        )
-                    });
-                match best {
-                    Some(j) => {
-                        trial[j].models.insert(v.clone());
-                        trial[j].used += m.memory_mib;
-                    }
-                    None => {
-                        ok = false;
-                        break;
-                    }
-                }
+                let j = best_fit(&trial, m, k, Some(i))?;
+                trial[j].models.insert(v.clone());
+                trial[j].used += m.memory_mib;
             }
-            if ok {
-                reasons.push(if victims.is_empty() {
-                    format!("server {} removed: it hosts nothing", servers[i].id)
-                } else {
-                    format!(
-                        "server {} drained: its {} model replica(s) ({}) fit on other servers",
-                        servers[i].id,
-                        victims.len(),
-                        victims.join(", ")
-                    )
-                });
-                trial.remove(i);
-                servers = trial;
-                emptied = true;
-                break;
+            trial.remove(i);
+            Some((i, trial))
+        })
+    }
+
+    /// Keeps at least minReplicas servers of each kind.
+    fn keep_minimum(&mut self, kinds: &[ServerKind]) {
+        for k in kinds {
+            while (self.servers.iter().filter(|s| s.kind == k.kind).count() as u32) < k.min_replicas
+            {
+                let id = new_id(&k.kind, &self.servers, &mut self.next_index);
+                self.reasons.push(format!(
+                    "server {id} added: minReplicas of {} is {}",
+                    k.kind, k.min_replicas
+                ));
+                self.servers.push(Server::added(id, &k.kind));
             }
-        }
-        if !emptied {
-            break;
         }
     }
 
-    // Keep at least minReplicas servers of each kind.
-    for k in kinds {
-        while (servers.iter().filter(|s| s.kind == k.kind).count() as u32) < k.min_replicas {
-            let id = new_id(&k.kind, &servers, &mut next_index);
-            reasons.push(format!(
-                "server {id} added: minReplicas of {} is {}",
-                k.kind, k.min_replicas
-            ));
-            servers.push(Server::added(id, &k.kind));
-        }
-    }
-
-    // Moves: add servers, load, unload, remove servers.
-    let before: BTreeMap<&str, BTreeSet<&str>> = current
-        .iter()
-        .map(|s| (s.id.as_str(), s.models.iter().map(String::as_str).collect()))
-        .collect();
-    let after: BTreeMap<&str, &BTreeSet<String>> =
-        servers.iter().map(|s| (s.id.as_str(), &s.models)).collect();
-    let mut moves = Vec::new();
-    for s in servers.iter().filter(|s| s.new) {
-        moves.push(Move::AddServer {
-            server: s.id.clone(),
-            kind: s.kind.clone(),
-        });
-    }
-    for s in &servers {
-        let had = before.get(s.id.as_str());
-        for m in &s.models {
-            if !had.is_some_and(|h| h.contains(m.as_str())) {
+    /// The plan: the target placement and the moves from `current` to it, in the order to
+    /// apply (servers added, loads, unloads, servers removed).
+    fn emit(self, kinds: &[ServerKind], current: &[ServerState]) -> Plan {
+        let servers = self.servers;
+        let before: BTreeMap<&str, BTreeSet<&str>> = current
+            .iter()
+            .map(|s| (s.id.as_str(), s.models.iter().map(String::as_str).collect()))
+            .collect();
+        let after: BTreeMap<&str, &BTreeSet<String>> =
+            servers.iter().map(|s| (s.id.as_str(), &s.models)).collect();
+        let mut moves: Vec<Move> = servers
+            .iter()
+            .filter(|s| s.new)
+            .map(|s| Move::AddServer {
+                server: s.id.clone(),
+                kind: s.kind.clone(),
+            })
+            .collect();
+        for s in &servers {
+            let had = before.get(s.id.as_str());
+            for m in s
+                .models
+                .iter()
+                .filter(|m| !had.is_some_and(|h| h.contains(m.as_str())))
+            {
                 moves.push(Move::Load {
                     model: m.clone(),
                     server: s.id.clone(),
                 });
             }
         }
-    }
-    for (id, had) in &before {
-        for m in had {
-            if !after.get(id).is_some_and(|now| now.contains(*m)) {
+        for (id, had) in &before {
+            for m in had
+                .iter()
+                .filter(|m| !after.get(id).is_some_and(|now| now.contains(**m)))
+            {
                 moves.push(Move::Unload {
                     model: m.to_string(),
                     server: id.to_string(),
                 });
             }
         }
-    }
-    for id in before.keys() {
-        if !after.contains_key(id) {
+        for id in before.keys().filter(|id| !after.contains_key(*id)) {
             moves.push(Move::RemoveServer {
                 server: id.to_string(),
             });
         }
-    }
-    let mut server_replicas = BTreeMap::new();
-    for k in kinds {
-        server_replicas.insert(
-            k.kind.clone(),
-            servers.iter().filter(|s| s.kind == k.kind).count() as u32,
-        );
-    }
-    Plan {
-        target: servers
-            .into_iter()
-            .map(|s| (s.id, s.models.into_iter().collect()))
-            .collect(),
-        server_replicas,
-        moves,
-        unplaced,
-        reasons,
+        let server_replicas = kinds
+            .iter()
+            .map(|k| {
+                (
+                    k.kind.clone(),
+                    servers.iter().filter(|s| s.kind == k.kind).count() as u32,
+                )
+            })
+            .collect();
+        Plan {
+            target: servers
+                .into_iter()
+                .map(|s| (s.id, s.models.into_iter().collect()))
+                .collect(),
+            server_replicas,
+            moves,
+            unplaced: self.unplaced,
+            reasons: self.reasons,
+        }
     }
 }
 

@@ -3,16 +3,16 @@
 
 use ebb_core::*;
 
-pub fn policy(yaml: &str) -> Policy {
+pub(crate) fn policy(yaml: &str) -> Policy {
     Policy::from_yaml(yaml).unwrap_or_else(|e| panic!("test policy invalid: {e}"))
 }
 
-pub fn t(secs: i64) -> Time {
+pub(crate) fn t(secs: i64) -> Time {
     Time::from_secs(secs)
 }
 
 /// `n` ready, running pods started long ago.
-pub fn pods(n: usize) -> Vec<Pod> {
+pub(crate) fn pods(n: usize) -> Vec<Pod> {
     (0..n)
         .map(|i| Pod {
             name: format!("pod-{i}"),
@@ -26,7 +26,7 @@ pub fn pods(n: usize) -> Vec<Pod> {
 }
 
 /// A Pods metric with one sample per pod, taken at `at`.
-pub fn per_pod(name: &str, values: &[f64], at: Time) -> MetricObservation {
+pub(crate) fn per_pod(name: &str, values: &[f64], at: Time) -> MetricObservation {
     MetricObservation {
         name: name.into(),
         values: MetricValues::PerPod {
@@ -44,7 +44,7 @@ pub fn per_pod(name: &str, values: &[f64], at: Time) -> MetricObservation {
     }
 }
 
-pub fn obs(current: u32, metrics: Vec<MetricObservation>) -> Observation {
+pub(crate) fn obs(current: u32, metrics: Vec<MetricObservation>) -> Observation {
     Observation {
         current_replicas: current,
         pods: pods(current as usize),
@@ -53,7 +53,7 @@ pub fn obs(current: u32, metrics: Vec<MetricObservation>) -> Observation {
     }
 }
 
-pub fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64) -> TrafficSample {
+pub(crate) fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64) -> TrafficSample {
     TrafficSample {
         at,
         in_flight,
@@ -64,7 +64,7 @@ pub fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64) -> Tra
 }
 
 /// Steady traffic at `in_flight` concurrency, one sample a second from `from` to `to`.
-pub fn steady(from: i64, to: i64, in_flight: f64) -> Vec<TrafficSample> {
+pub(crate) fn steady(from: i64, to: i64, in_flight: f64) -> Vec<TrafficSample> {
     (from..=to)
         .map(|s| {
             traffic(
@@ -77,11 +77,11 @@ pub fn steady(from: i64, to: i64, in_flight: f64) -> Vec<TrafficSample> {
         .collect()
 }
 
-pub fn codes(d: &Decision) -> Vec<&'static str> {
+pub(crate) fn codes(d: &Decision) -> Vec<&'static str> {
     d.reasons.iter().map(|r| r.code()).collect()
 }
 
-pub const RPS_POLICY: &str = r#"
+pub(crate) const RPS_POLICY: &str = r#"
 minReplicas: 1
 maxReplicas: 20
 metrics:

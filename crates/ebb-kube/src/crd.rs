@@ -11,6 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -60,7 +61,7 @@ pub struct AutoscalerSpec {
 }
 
 /// The scaled object.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleTargetRef {
     /// e.g. `apps/v1`, `mlops.seldon.io/v1alpha1`.
@@ -72,17 +73,19 @@ pub struct ScaleTargetRef {
 }
 
 /// The models a server hosts, and its memory.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementSpec {
     /// Memory of one server replica, MiB.
     #[serde(rename = "memoryMiB")]
+    #[schemars(range(min = 1))]
     pub memory_mib: u64,
     /// Share of each server's memory kept free (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headroom: Option<f64>,
     /// Most model replicas one server hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_models: Option<u32>,
     /// The models: each a scalable resource (a Seldon Core 2 `Model`) whose replicas its own
     /// Autoscaler sets, and the memory one of its replicas needs.
@@ -90,7 +93,7 @@ pub struct PlacementSpec {
 }
 
 /// One model of a placement.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacedModel {
     /// The model's resource (read through its `/scale`).
@@ -98,11 +101,12 @@ pub struct PlacedModel {
     pub model_ref: ScaleTargetRef,
     /// Memory of one replica, MiB.
     #[serde(rename = "memoryMiB")]
+    #[schemars(range(min = 1))]
     pub memory_mib: u64,
 }
 
 /// Safe scale-in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleInSpec {
     /// Set `controller.kubernetes.io/pod-deletion-cost` on the target's pods from the core's
@@ -117,7 +121,7 @@ pub struct ScaleInSpec {
 }
 
 /// One signal source.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {
     /// What it feeds: the policy metric of this name; `externalCount` feeds the external
@@ -146,7 +150,7 @@ pub struct SourceSpec {
 }
 
 /// A PromQL instant query.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
@@ -164,16 +168,18 @@ pub struct PrometheusSource {
 }
 
 /// Scraping the target's pods.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodScrapeSource {
     /// Port of the pods' metrics endpoint.
+    #[schemars(range(min = 1))]
     pub port: u16,
     /// Path (default `/metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// `http` (default) or `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["http", "https"]))]
     pub scheme: Option<String>,
     /// The metric to read (summed over its series in each pod), for a policy metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +187,7 @@ pub struct PodScrapeSource {
     /// `perPod` (default: each pod's value, for a `Pods` metric), `sum`, `average`, or
     /// `rate` (per-pod rate of a counter between two scrapes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["perPod", "sum", "average", "rate"]))]
     pub aggregate: Option<String>,
     /// Read Ebb's traffic signals instead: counters of arrivals and completions and a gauge
     /// of requests in flight (e.g. Ebb proxy's `ebb_requests_total`, `ebb_responses_total`,
@@ -190,7 +197,7 @@ pub struct PodScrapeSource {
 }
 
 /// Metric names of the traffic signals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficMetrics {
     /// Counter of requests received.
@@ -205,7 +212,7 @@ pub struct TrafficMetrics {
 }
 
 /// A Redis value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSource {
     /// `redis://host:6379/0`.
@@ -214,6 +221,7 @@ pub struct RedisSource {
     pub key: String,
     /// `string` (default: the key holds a number), `hashField`, or `listLength`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["string", "hashField", "listLength"]))]
     pub kind: Option<String>,
     /// The field, for `hashField`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,15 +232,16 @@ pub struct RedisSource {
 }
 
 /// CPU or memory from `metrics.k8s.io`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceMetricsSource {
     /// `cpu` or `memory`.
+    #[schemars(extend("enum" = ["cpu", "memory"]))]
     pub resource: String,
 }
 
 /// A Secret in the Autoscaler's namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Its name.
@@ -240,7 +249,7 @@ pub struct SecretRef {
 }
 
 /// One key of a Secret in the Autoscaler's namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// The Secret.
@@ -544,58 +553,28 @@ fn open_object(description: &str) -> Value {
 
 /// The OpenAPI schema of the resource: the Kubernetes-facing fields typed, the policy blocks
 /// open (the core validates them and reports field paths in the status).
+/// The OpenAPI schema of a typed part of the spec, derived from its Rust type (doc comments
+/// become descriptions), in the structural form the API server requires.
+fn derived<T: JsonSchema>() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .with_transform(kube::core::schema::StructuralSchemaRewriter)
+        .into_generator();
+    let mut v = generator.root_schema_for::<T>().to_value();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("title");
+    }
+    v
+}
+
+/// The CRD's schema: the typed parts (target, sources, scale-in, placement) derived from their
+/// Rust types; the policy's fields (HPA's and Ebb's) kept open, since the decision core
+/// validates them with field paths that a schema could not give.
 fn schema() -> Value {
-    let string = |d: &str| json!({"type": "string", "description": d});
     let number = |d: &str| json!({"type": "number", "description": d});
-    let source = json!({
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": string("The policy metric it feeds; externalCount for the external count."),
-            "pollSeconds": number("Seconds between polls."),
-            "timeoutSeconds": number("Seconds one poll may take."),
-            "prometheus": {"type": "object", "required": ["url", "query"], "properties": {
-                "url": string("Prometheus base URL."),
-                "query": string("PromQL; {{name}} and {{namespace}} are replaced."),
-                "authSecretRef": {"type": "object", "required": ["name"], "properties": {"name": string("Secret with token, or username and password, and optionally ca.crt.")}},
-                "insecureSkipVerify": {"type": "boolean"}
-            }},
-            "podScrape": {"type": "object", "required": ["port"], "properties": {
-                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "path": string("Default /metrics."),
-                "scheme": {"type": "string", "enum": ["http", "https"]},
-                "metric": string("Metric to read."),
-                "aggregate": {"type": "string", "enum": ["perPod", "sum", "average", "rate"]},
-                "traffic": {"type": "object", "properties": {
-                    "arrivals": string("Counter of requests received."),
-                    "completions": string("Counter of requests completed."),
-                    "inFlight": {"type": "array", "items": {"type": "string"}}
-                }}
-            }},
-            "redis": {"type": "object", "required": ["address", "key"], "properties": {
-                "address": string("redis://host:6379/0"),
-                "key": string("The key."),
-                "kind": {"type": "string", "enum": ["string", "hashField", "listLength"]},
-                "field": string("Hash field."),
-                "passwordSecretRef": {"type": "object", "required": ["name", "key"], "properties": {"name": {"type": "string"}, "key": {"type": "string"}}}
-            }},
-            "resourceMetrics": {"type": "object", "required": ["resource"], "properties": {
-                "resource": {"type": "string", "enum": ["cpu", "memory"]}
-            }}
-        }
-    });
-    let target_ref = json!({"type": "object", "required": ["apiVersion", "kind", "name"], "properties": {
-        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}
-    }});
-    let model = json!({"type": "object", "required": ["ref", "memoryMiB"], "properties": {
-        "ref": target_ref, "memoryMiB": {"type": "integer", "minimum": 1}
-    }});
-    let placement = json!({"type": "object", "required": ["memoryMiB", "models"], "properties": {
-        "memoryMiB": {"type": "integer", "minimum": 1},
-        "headroom": number("Share of each server's memory kept free."),
-        "maxModels": {"type": "integer", "minimum": 1},
-        "models": {"type": "array", "items": model}
-    }});
     json!({
         "type": "object",
         "description": "Ebb Autoscaler: scales any object with a /scale subresource from inference signals.",
@@ -605,9 +584,7 @@ fn schema() -> Value {
                 "required": ["scaleTargetRef", "maxReplicas"],
                 "x-kubernetes-preserve-unknown-fields": true,
                 "properties": {
-                    "scaleTargetRef": {"type": "object", "required": ["apiVersion", "kind", "name"], "properties": {
-                        "apiVersion": string("e.g. apps/v1"), "kind": string("e.g. Deployment"), "name": string("In the Autoscaler's namespace.")
-                    }},
+                    "scaleTargetRef": derived::<ScaleTargetRef>(),
                     "minReplicas": {"type": "integer", "minimum": 0},
                     "maxReplicas": {"type": "integer", "minimum": 1},
                     "metrics": {"type": "array", "items": open_object("An HPA autoscaling/v2 MetricSpec.")},
@@ -621,12 +598,9 @@ fn schema() -> Value {
                     "staleAfterSeconds": number("Samples older than this count as missing."),
                     "readiness": open_object("CPU readiness flags."),
                     "syncPeriodSeconds": number("Seconds between decisions."),
-                    "scaleIn": {"type": "object", "properties": {
-                        "deletionCost": {"type": "boolean"},
-                        "waitForIdleSeconds": number("Wait for the victims' in-flight requests.")
-                    }},
-                    "sources": {"type": "array", "items": source},
-                    "placement": placement
+                    "scaleIn": derived::<ScaleInSpec>(),
+                    "sources": {"type": "array", "items": derived::<SourceSpec>()},
+                    "placement": derived::<PlacementSpec>()
                 }
             },
             "status": open_object("What the controller observed and did.")

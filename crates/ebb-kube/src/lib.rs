@@ -4,6 +4,13 @@
 //! their sources (Prometheus, the target's pods, Redis, the resource metrics API: no metrics
 //! adapter), lets `ebb_core::decide` decide, and applies the decision through the target's
 //! `/scale` subresource. Only the instance holding the Lease acts.
+//!
+//! The modules, from the bottom up: `crd` (the resource and its validation), `sources` and
+//! `exposition` (reading Prometheus, pod endpoints, Redis), `caches` (watches of Pods, HPAs
+//! and Autoscalers), `memory` and `context` (what a pass shares and what is kept between
+//! passes), `target` and `poll` (the gather stage), `actuate` (apply), `status` (report:
+//! conditions, Events, writes only on change), `reconcile` (the stages in order) and
+//! `placement_mode` (server replicas from packed models), `leader` (the Lease), `metrics`.
 
 #![forbid(unsafe_code)]
 
@@ -74,6 +81,8 @@ pub struct Options {
     pub lease_duration: Duration,
     /// Where `/metrics`, `/healthz`, `/readyz` are served.
     pub metrics_addr: std::net::SocketAddr,
+    /// Most reconciles at once.
+    pub concurrency: u16,
 }
 
 /// A client from a kubeconfig file, or inferred (in-cluster first).
@@ -186,7 +195,9 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
             .applied_objects()
             .predicate_filter(predicates::generation, PredicateConfig::default());
         let store = reader.clone();
+        let config = kube::runtime::controller::Config::default().concurrency(opts.concurrency);
         let controller = Controller::for_stream(trigger, reader)
+            .with_config(config)
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|r| async move {
                 if let Err(e) = r {

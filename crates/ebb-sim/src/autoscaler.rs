@@ -1,5 +1,7 @@
 //! The policies a simulation compares. Ebb, HPA and Knative's KPA all run through
-//! `ebb_core::decide` (HPA's and KPA's algorithms are part of the core, conformance-tested),
+//! `ebb_core::decide` (HPA's algorithm is part of the core and passes Kubernetes' own test
+//! cases; the KPA baseline is the core's concurrency mode set to Knative's defaults, following
+//! Knative's rules, unit-tested but without conformance cases from Knative's tests yet),
 //! each behind the observation pipeline its real deployment has. Fixed peak provisioning and
 //! the oracle need no decisions.
 

@@ -312,93 +312,20 @@ struct ModelSim {
     requests: u64,
 }
 
-/// Runs one mode over the workload; `progress` gets the fraction done.
+/// Runs one mode over the workload; `progress` gets the fraction done. The event loop: the
+/// next arrival or the next tick (scrape, sync, second, bucket), whichever comes first.
 pub fn run_mode(
     workload: &Workload,
     cfg: &MultiConfig,
     mode: &MultiMode,
     progress: &mut dyn FnMut(f64),
 ) -> MultiResult {
-    let duration = workload.duration().max(1.0);
-    let n = cfg.names.len().max(1);
-    let present = models_present(workload, n);
-    let capacity = f64::from(cfg.run.cluster.slots) / cfg.run.service.mean();
-    let (policy, pipeline, sync) = match &mode.policy {
-        ModelPolicy::Ebb { policy, sync } => {
-            (policy.as_ref().clone(), Pipeline::new(1.0, 10.0), *sync)
-        }
-        ModelPolicy::Hpa => (
-            hpa_policy(capacity * TARGET_UTILIZATION, cfg.max_model_replicas),
-            Pipeline::new(30.0, 120.0),
-            15.0,
-        ),
-    };
-    let scrape_every = pipeline.scrape_interval;
-    let mut rng = Pcg64Mcg::seed_from_u64(cfg.run.seed ^ name_hash(&mode.name));
-    let mut models: Vec<ModelSim> = (0..n)
-        .map(|m| {
-            let initial = if present[m] {
-                initial_replicas(workload, m, cfg, policy.min_replicas)
-            } else {
-                0
-            };
-            ModelSim {
-                cluster: Cluster::new(cfg.run.cluster.clone(), initial),
-                recorder: Recorder::new(cfg.run.slo, cfg.run.bucket, duration),
-                scaler: CorePolicy::new(
-                    cfg.names.get(m).cloned().unwrap_or_default(),
-                    policy.clone(),
-                    pipeline.clone(),
-                    sync,
-                    initial,
-                ),
-                present: present[m],
-                requests: 0,
-            }
-        })
-        .collect();
-    let mut all = Recorder::new(cfg.run.slo, cfg.run.bucket, duration);
-    let kinds = std::slice::from_ref(&cfg.server);
-    let mut fleet = Fleet::new(&cfg.server.kind);
-    let mut reasons: Vec<(f64, String)> = Vec::new();
-    let mut one_per_model_servers = 0u64;
-    let index = name_index(cfg);
-
-    // Initial placement: everything ready at time zero.
-    if mode.placement != Placement::OnePerModel {
-        let demands = demands(cfg, &models, |_, s| s.cluster.current_replicas());
-        let p = plan_with(&demands, kinds, &[], PlanOptions { consolidate: true });
-        for (server, hosted) in &p.target {
-            fleet.add_server(server, 0.0, 0.0, true);
-            for name in hosted {
-                if let Some(&m) = index.get(name.as_str()) {
-                    fleet.load(m, server, 0.0, true);
-                }
-            }
-        }
-        reasons.extend(p.reasons.into_iter().map(|r| (0.0, r)));
-    }
-
+    let (mut run, scrape_every, sync) = MultiRun::new(workload, cfg, mode);
+    run.place_initially();
+    let duration = run.duration;
     let mut arrivals = workload.arrivals(&cfg.run.service, cfg.run.seed).peekable();
-    let mut next_scrape = 0.0f64;
-    let mut next_sync = 0.0f64;
-    let mut next_second = 0.0f64;
+    let (mut next_scrape, mut next_sync, mut next_second) = (0.0f64, 0.0f64, 0.0f64);
     let mut next_bucket = cfg.run.bucket;
-    let mut requests = 0u64;
-    let mut count = 0u64;
-    let mut ratios: Vec<f64> = Vec::new();
-    let mut lb_seconds = 0.0f64;
-    let mut unplaced_seconds = 0.0f64;
-    let mut unplaced_now = 0u32;
-    let mut over_capacity = 0u64;
-    let mut peak_servers = 0u32;
-    let mut fleet_buckets: Vec<FleetBucket> = Vec::new();
-    let mut acc = FleetBucket::default();
-    let mut acc_n = 0u32;
-    let mut above_bound_since: Option<f64> = None;
-    let mut fresh_seconds = 0.0f64;
-    let mut fresh_now = 0u32;
-
     loop {
         let t_arrival = arrivals.peek().map_or(f64::INFINITY, |a| a.at);
         let t_tick = next_second.min(next_scrape).min(next_sync).min(next_bucket);
@@ -408,274 +335,477 @@ pub fn run_mode(
         }
         if t_arrival < t_tick {
             if let Some(a) = arrivals.next() {
-                let m = (a.model as usize).min(n - 1);
-                let sim = &mut models[m];
-                let rec = &mut sim.recorder;
-                sim.cluster.advance(a.at, &mut |now, o| {
-                    rec.outcome(now, o);
-                    all.outcome(now, o);
-                });
-                requests += 1;
-                sim.requests += 1;
-                rec.arrival(a.at);
-                all.arrival(a.at);
-                sim.cluster.arrive(a.at, a.service, &mut |now, o| {
-                    rec.outcome(now, o);
-                    all.outcome(now, o);
-                });
-                count += 1;
-                if count & 0x3fff == 0 {
+                run.arrival(&a);
+                if run.tally.requests & 0x3fff == 0 {
                     progress(a.at / duration);
                 }
             }
             continue;
         }
-        for sim in models.iter_mut().filter(|s| s.present) {
+        run.advance(t);
+        if next_scrape <= t {
+            run.scrape(t);
+            next_scrape += scrape_every;
+        }
+        if next_sync <= t {
+            run.sync(t);
+            next_sync += sync;
+        }
+        if next_second <= t {
+            run.second(t);
+            next_second += 1.0;
+        }
+        if next_bucket <= t {
+            run.close_bucket(t);
+            next_bucket += cfg.run.bucket;
+        }
+    }
+    let result = run.finish();
+    progress(1.0);
+    result
+}
+
+/// What a run tallies as it goes, for the fleet figures of [`MultiResult`].
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    one_per_model_servers: u64,
+    /// Servers over the memory lower bound, once a second.
+    ratios: Vec<f64>,
+    lb_seconds: f64,
+    unplaced_seconds: f64,
+    unplaced_now: u32,
+    over_capacity: u64,
+    peak_servers: u32,
+    fleet_buckets: Vec<FleetBucket>,
+    acc: FleetBucket,
+    acc_n: u32,
+    above_bound_since: Option<f64>,
+    fresh_seconds: f64,
+    fresh_now: u32,
+}
+
+/// One mode's run in progress: each model's cluster and decisions, the shared fleet of
+/// servers, and the tallies. One method per kind of event.
+struct MultiRun<'a> {
+    cfg: &'a MultiConfig,
+    mode: &'a MultiMode,
+    duration: f64,
+    models: Vec<ModelSim>,
+    all: Recorder,
+    fleet: Fleet,
+    index: BTreeMap<&'a str, usize>,
+    rng: Pcg64Mcg,
+    reasons: Vec<(f64, String)>,
+    tally: Tally,
+}
+
+impl<'a> MultiRun<'a> {
+    /// The run at time zero, with its scrape interval and sync period.
+    fn new(
+        workload: &Workload,
+        cfg: &'a MultiConfig,
+        mode: &'a MultiMode,
+    ) -> (MultiRun<'a>, f64, f64) {
+        let duration = workload.duration().max(1.0);
+        let n = cfg.names.len().max(1);
+        let present = models_present(workload, n);
+        let capacity = f64::from(cfg.run.cluster.slots) / cfg.run.service.mean();
+        let (policy, pipeline, sync) = match &mode.policy {
+            ModelPolicy::Ebb { policy, sync } => {
+                (policy.as_ref().clone(), Pipeline::new(1.0, 10.0), *sync)
+            }
+            ModelPolicy::Hpa => (
+                hpa_policy(capacity * TARGET_UTILIZATION, cfg.max_model_replicas),
+                Pipeline::new(30.0, 120.0),
+                15.0,
+            ),
+        };
+        let scrape_every = pipeline.scrape_interval;
+        let models = (0..n)
+            .map(|m| {
+                let initial = if present[m] {
+                    initial_replicas(workload, m, cfg, policy.min_replicas)
+                } else {
+                    0
+                };
+                ModelSim {
+                    cluster: Cluster::new(cfg.run.cluster.clone(), initial),
+                    recorder: Recorder::new(cfg.run.slo, cfg.run.bucket, duration),
+                    scaler: CorePolicy::new(
+                        cfg.names.get(m).cloned().unwrap_or_default(),
+                        policy.clone(),
+                        pipeline.clone(),
+                        sync,
+                        initial,
+                    ),
+                    present: present[m],
+                    requests: 0,
+                }
+            })
+            .collect();
+        let run = MultiRun {
+            cfg,
+            mode,
+            duration,
+            models,
+            all: Recorder::new(cfg.run.slo, cfg.run.bucket, duration),
+            fleet: Fleet::new(&cfg.server.kind),
+            index: name_index(cfg),
+            rng: Pcg64Mcg::seed_from_u64(cfg.run.seed ^ name_hash(&mode.name)),
+            reasons: Vec::new(),
+            tally: Tally::default(),
+        };
+        (run, scrape_every, sync)
+    }
+
+    /// The initial placement: everything ready at time zero.
+    fn place_initially(&mut self) {
+        if self.mode.placement == Placement::OnePerModel {
+            return;
+        }
+        let demands = demands(self.cfg, &self.models, |_, s| s.cluster.current_replicas());
+        let kinds = std::slice::from_ref(&self.cfg.server);
+        let p = plan_with(&demands, kinds, &[], PlanOptions { consolidate: true });
+        for (server, hosted) in &p.target {
+            self.fleet.add_server(server, 0.0, 0.0, true);
+            for name in hosted {
+                if let Some(&m) = self.index.get(name.as_str()) {
+                    self.fleet.load(m, server, 0.0, true);
+                }
+            }
+        }
+        self.reasons.extend(p.reasons.into_iter().map(|r| (0.0, r)));
+    }
+
+    /// A request arrives for its model.
+    fn arrival(&mut self, a: &crate::workload::Arrival) {
+        let m = (a.model as usize).min(self.models.len() - 1);
+        let (sim, all) = (&mut self.models[m], &mut self.all);
+        let rec = &mut sim.recorder;
+        sim.cluster.advance(a.at, &mut |now, o| {
+            rec.outcome(now, o);
+            all.outcome(now, o);
+        });
+        self.tally.requests += 1;
+        sim.requests += 1;
+        rec.arrival(a.at);
+        all.arrival(a.at);
+        sim.cluster.arrive(a.at, a.service, &mut |now, o| {
+            rec.outcome(now, o);
+            all.outcome(now, o);
+        });
+    }
+
+    /// Every present model's cluster up to `t`.
+    fn advance(&mut self, t: f64) {
+        let all = &mut self.all;
+        for sim in self.models.iter_mut().filter(|s| s.present) {
             let rec = &mut sim.recorder;
             sim.cluster.advance(t, &mut |now, o| {
                 rec.outcome(now, o);
                 all.outcome(now, o);
             });
         }
-        if next_scrape <= t {
-            for sim in models.iter_mut().filter(|s| s.present) {
-                sim.scaler.scrape(&sim.cluster, t);
-            }
-            next_scrape += scrape_every;
+    }
+
+    /// The metrics pipeline scrapes every present model.
+    fn scrape(&mut self, t: f64) {
+        for sim in self.models.iter_mut().filter(|s| s.present) {
+            sim.scaler.scrape(&sim.cluster, t);
         }
-        if next_sync <= t {
-            let commands: Vec<Option<Command>> = models
-                .iter_mut()
-                .map(|s| {
-                    if s.present {
-                        s.scaler.decide(&s.cluster, t)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            match mode.placement {
-                Placement::OnePerModel => {
-                    one_per_model_servers += apply_one_per_model(
-                        cfg,
-                        &mut models,
-                        &commands,
-                        t,
-                        &mut rng,
-                        &mut unplaced_now,
-                    );
-                }
-                Placement::Coordinated | Placement::PackOnly => {
-                    let consolidate = mode.placement == Placement::Coordinated
-                        && !fleet.busy(t)
-                        && above_bound_since
-                            .is_some_and(|since| t - since >= cfg.consolidate_after);
-                    apply_plan(
-                        cfg,
-                        &mut models,
-                        &commands,
-                        &mut fleet,
-                        consolidate,
-                        t,
-                        &mut rng,
-                        &mut reasons,
-                        &mut unplaced_now,
-                        &index,
-                    );
-                }
-            }
-            next_sync += sync;
-        }
-        if next_second <= t {
-            if mode.placement != Placement::OnePerModel {
-                fleet.settle(t, |m| {
-                    models.get(m).map_or(0, |s| {
-                        (s.cluster.existing_replicas() - s.cluster.current_replicas()) as usize
-                    })
-                });
-                let over = fleet
-                    .used_mib(|m| cfg.memory_mib.get(m).copied().unwrap_or(0))
-                    .any(|(_, used)| used > cfg.server.capacity_mib);
-                over_capacity += u64::from(over);
-            }
-            let servers = match mode.placement {
-                Placement::OnePerModel => models
-                    .iter()
-                    .map(|s| s.cluster.existing_replicas())
-                    .sum::<u32>(),
-                _ => fleet.servers() as u32,
-            };
-            peak_servers = peak_servers.max(servers);
-            let hosted: Vec<ModelDemand> =
-                demands(cfg, &models, |_, s| s.cluster.existing_replicas());
-            let copies: u32 = hosted.iter().map(|d| d.replicas).sum();
-            let lb = if copies == 0 {
-                0
-            } else {
-                lower_bound(&hosted, &cfg.server, &cfg.server.kind).max(1)
-            };
-            if lb > 0 {
-                ratios.push(f64::from(servers) / f64::from(lb));
-                lb_seconds += f64::from(lb);
-            }
-            if servers > lb {
-                above_bound_since.get_or_insert(t);
-            } else {
-                above_bound_since = None;
-            }
-            if (t as u64).is_multiple_of(FRESH_PACK_EVERY) {
-                fresh_now = if copies == 0 {
-                    0
+    }
+
+    /// Each model decides; the mode turns the decisions into copies on servers.
+    fn sync(&mut self, t: f64) {
+        let commands: Vec<Option<Command>> = self
+            .models
+            .iter_mut()
+            .map(|s| {
+                if s.present {
+                    s.scaler.decide(&s.cluster, t)
                 } else {
-                    plan_with(&hosted, kinds, &[], PlanOptions { consolidate: true })
-                        .server_replicas
-                        .get(&cfg.server.kind)
-                        .copied()
-                        .unwrap_or(0)
-                };
-            }
-            fresh_seconds += f64::from(fresh_now);
-            acc.fresh_pack += f64::from(fresh_now);
-            unplaced_seconds += f64::from(unplaced_now);
-            acc.servers += f64::from(servers);
-            acc.lower_bound += f64::from(lb);
-            acc.model_replicas += f64::from(copies);
-            acc_n += 1;
-            for sim in models.iter_mut().filter(|s| s.present) {
-                sim.recorder.second(
+                    None
+                }
+            })
+            .collect();
+        let tally = &mut self.tally;
+        match self.mode.placement {
+            Placement::OnePerModel => {
+                tally.one_per_model_servers += apply_one_per_model(
+                    self.cfg,
+                    &mut self.models,
+                    &commands,
                     t,
-                    sim.cluster.existing_replicas(),
-                    sim.cluster.ready_replicas(),
+                    &mut self.rng,
+                    &mut tally.unplaced_now,
                 );
             }
-            all.second(
-                t,
-                models.iter().map(|s| s.cluster.existing_replicas()).sum(),
-                models.iter().map(|s| s.cluster.ready_replicas()).sum(),
-            );
-            next_second += 1.0;
-        }
-        if next_bucket <= t {
-            for sim in models.iter_mut().filter(|s| s.present) {
-                sim.recorder.close_bucket(t);
+            Placement::Coordinated | Placement::PackOnly => {
+                let consolidate = self.mode.placement == Placement::Coordinated
+                    && !self.fleet.busy(t)
+                    && tally
+                        .above_bound_since
+                        .is_some_and(|since| t - since >= self.cfg.consolidate_after);
+                apply_plan(
+                    self.cfg,
+                    &mut self.models,
+                    &commands,
+                    &mut self.fleet,
+                    consolidate,
+                    t,
+                    &mut self.rng,
+                    &mut self.reasons,
+                    &mut tally.unplaced_now,
+                    &self.index,
+                );
             }
-            all.close_bucket(t);
-            let k = f64::from(acc_n.max(1));
-            fleet_buckets.push(FleetBucket {
-                t: t - cfg.run.bucket,
-                servers: acc.servers / k,
-                lower_bound: acc.lower_bound / k,
-                model_replicas: acc.model_replicas / k,
-                fresh_pack: acc.fresh_pack / k,
-            });
-            acc = FleetBucket::default();
-            acc_n = 0;
-            next_bucket += cfg.run.bucket;
         }
     }
 
-    // The ends of the run, as in a single-model run.
-    let mut per_model = Vec::new();
-    let mut total_replica_seconds = 0.0;
-    for (m, mut sim) in models.into_iter().enumerate() {
-        let replica_seconds = sim.cluster.replica_seconds(duration);
-        total_replica_seconds += replica_seconds;
-        let rec = &mut sim.recorder;
-        sim.cluster.finish(duration, &mut |now, o| {
-            rec.outcome(now, o);
-            all.outcome(now, o);
-        });
-        sim.cluster.advance(f64::INFINITY, &mut |now, o| {
-            rec.outcome(now, o);
-            all.outcome(now, o);
-        });
-        if !sim.present {
-            continue;
+    /// The once-a-second bookkeeping: copies settle on servers, and the fleet's figures
+    /// (servers, the memory lower bound, a fresh packing's count) are tallied.
+    fn second(&mut self, t: f64) {
+        let cfg = self.cfg;
+        if self.mode.placement != Placement::OnePerModel {
+            let models = &self.models;
+            self.fleet.settle(t, |m| {
+                models.get(m).map_or(0, |s| {
+                    (s.cluster.existing_replicas() - s.cluster.current_replicas()) as usize
+                })
+            });
+            let over = self
+                .fleet
+                .used_mib(|m| cfg.memory_mib.get(m).copied().unwrap_or(0))
+                .any(|(_, used)| used > cfg.server.capacity_mib);
+            self.tally.over_capacity += u64::from(over);
         }
-        rec.close_bucket(duration + cfg.run.bucket);
-        let horizon = sim.cluster.last_change().max(duration);
-        let name = cfg.names.get(m).cloned().unwrap_or_default();
-        let result = sim.recorder.finish(
-            &name,
-            sim.requests,
+        let servers = match self.mode.placement {
+            Placement::OnePerModel => self
+                .models
+                .iter()
+                .map(|s| s.cluster.existing_replicas())
+                .sum::<u32>(),
+            _ => self.fleet.servers() as u32,
+        };
+        let hosted: Vec<ModelDemand> =
+            demands(cfg, &self.models, |_, s| s.cluster.existing_replicas());
+        self.tally_fleet(t, servers, &hosted);
+        for sim in self.models.iter_mut().filter(|s| s.present) {
+            sim.recorder.second(
+                t,
+                sim.cluster.existing_replicas(),
+                sim.cluster.ready_replicas(),
+            );
+        }
+        self.all.second(
+            t,
+            self.models
+                .iter()
+                .map(|s| s.cluster.existing_replicas())
+                .sum(),
+            self.models.iter().map(|s| s.cluster.ready_replicas()).sum(),
+        );
+    }
+
+    /// One second of the fleet's figures: `servers` running for the `hosted` copies.
+    fn tally_fleet(&mut self, t: f64, servers: u32, hosted: &[ModelDemand]) {
+        let cfg = self.cfg;
+        let tally = &mut self.tally;
+        tally.peak_servers = tally.peak_servers.max(servers);
+        let copies: u32 = hosted.iter().map(|d| d.replicas).sum();
+        let lb = if copies == 0 {
+            0
+        } else {
+            lower_bound(hosted, &cfg.server, &cfg.server.kind).max(1)
+        };
+        if lb > 0 {
+            tally.ratios.push(f64::from(servers) / f64::from(lb));
+            tally.lb_seconds += f64::from(lb);
+        }
+        if servers > lb {
+            tally.above_bound_since.get_or_insert(t);
+        } else {
+            tally.above_bound_since = None;
+        }
+        if (t as u64).is_multiple_of(FRESH_PACK_EVERY) {
+            let kinds = std::slice::from_ref(&cfg.server);
+            tally.fresh_now = if copies == 0 {
+                0
+            } else {
+                plan_with(hosted, kinds, &[], PlanOptions { consolidate: true })
+                    .server_replicas
+                    .get(&cfg.server.kind)
+                    .copied()
+                    .unwrap_or(0)
+            };
+        }
+        tally.fresh_seconds += f64::from(tally.fresh_now);
+        tally.acc.fresh_pack += f64::from(tally.fresh_now);
+        tally.unplaced_seconds += f64::from(tally.unplaced_now);
+        tally.acc.servers += f64::from(servers);
+        tally.acc.lower_bound += f64::from(lb);
+        tally.acc.model_replicas += f64::from(copies);
+        tally.acc_n += 1;
+    }
+
+    /// Closes a time bucket of every recorder and of the fleet's series.
+    fn close_bucket(&mut self, t: f64) {
+        for sim in self.models.iter_mut().filter(|s| s.present) {
+            sim.recorder.close_bucket(t);
+        }
+        self.all.close_bucket(t);
+        let tally = &mut self.tally;
+        let k = f64::from(tally.acc_n.max(1));
+        tally.fleet_buckets.push(FleetBucket {
+            t: t - self.cfg.run.bucket,
+            servers: tally.acc.servers / k,
+            lower_bound: tally.acc.lower_bound / k,
+            model_replicas: tally.acc.model_replicas / k,
+            fresh_pack: tally.acc.fresh_pack / k,
+        });
+        tally.acc = FleetBucket::default();
+        tally.acc_n = 0;
+    }
+
+    /// The ends of the run, as in a single-model run, and the mode's result.
+    fn finish(self) -> MultiResult {
+        let MultiRun {
+            cfg,
+            mode,
             duration,
-            replica_seconds,
+            models,
+            mut all,
+            fleet,
+            tally,
+            reasons,
+            ..
+        } = self;
+        let mut per_model = Vec::new();
+        let mut total_replica_seconds = 0.0;
+        for (m, mut sim) in models.into_iter().enumerate() {
+            let replica_seconds = sim.cluster.replica_seconds(duration);
+            total_replica_seconds += replica_seconds;
+            let rec = &mut sim.recorder;
+            let all = &mut all;
+            sim.cluster.finish(duration, &mut |now, o| {
+                rec.outcome(now, o);
+                all.outcome(now, o);
+            });
+            sim.cluster.advance(f64::INFINITY, &mut |now, o| {
+                rec.outcome(now, o);
+                all.outcome(now, o);
+            });
+            if !sim.present {
+                continue;
+            }
+            rec.close_bucket(duration + cfg.run.bucket);
+            let horizon = sim.cluster.last_change().max(duration);
+            let name = cfg.names.get(m).cloned().unwrap_or_default();
+            let result = sim.recorder.finish(
+                &name,
+                sim.requests,
+                duration,
+                replica_seconds,
+                cfg.run.gpus_per_replica,
+                sim.cluster.scale_events(),
+                sim.cluster.in_system_area(horizon),
+                horizon,
+                Vec::new(),
+            );
+            per_model.push(ModelResult {
+                model: name,
+                memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
+                result,
+            });
+        }
+        all.close_bucket(duration + cfg.run.bucket);
+        let all = all.finish(
+            &mode.name,
+            tally.requests,
+            duration,
+            total_replica_seconds,
             cfg.run.gpus_per_replica,
-            sim.cluster.scale_events(),
-            sim.cluster.in_system_area(horizon),
-            horizon,
+            0,
+            0.0,
+            duration,
             Vec::new(),
         );
-        per_model.push(ModelResult {
-            model: name,
-            memory_mib: cfg.memory_mib.get(m).copied().unwrap_or(0),
-            result,
-        });
+        let ends = RunEnds {
+            mode,
+            fleet,
+            tally,
+            reasons,
+            duration,
+        };
+        ends.result(all, per_model, total_replica_seconds)
     }
-    all.close_bucket(duration + cfg.run.bucket);
-    let all = all.finish(
-        &mode.name,
-        requests,
-        duration,
-        total_replica_seconds,
-        cfg.run.gpus_per_replica,
-        0,
-        0.0,
-        duration,
-        Vec::new(),
-    );
-    progress(1.0);
+}
 
-    let server_seconds = match mode.placement {
-        Placement::OnePerModel => total_replica_seconds,
-        _ => fleet.server_seconds(duration),
-    };
-    let hours = duration / 3600.0;
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let (loads, relocations, added, removed) = match mode.placement {
-        Placement::OnePerModel => (one_per_model_servers, 0, one_per_model_servers, 0),
-        _ => (
-            fleet.loads,
-            fleet.relocations,
-            fleet.servers_added,
-            fleet.servers_removed,
-        ),
-    };
-    MultiResult {
-        mode: mode.name.clone(),
-        placement: mode.placement,
-        all,
-        models: per_model,
-        server_seconds,
-        peak_servers,
-        packing_mean: if ratios.is_empty() {
-            1.0
-        } else {
-            ratios.iter().sum::<f64>() / ratios.len() as f64
-        },
-        packing_p95: sorted
-            .get(((sorted.len() as f64 * 0.95) as usize).min(sorted.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(1.0),
-        packing_overall: if lb_seconds > 0.0 {
-            server_seconds / lb_seconds
-        } else {
-            1.0
-        },
-        vs_fresh_pack: if fresh_seconds > 0.0 {
-            server_seconds / fresh_seconds
-        } else {
-            1.0
-        },
-        loads_per_hour: loads as f64 / hours,
-        moves_per_hour: relocations as f64 / hours,
-        servers_added: added,
-        servers_removed: removed,
-        unplaced_replica_seconds: unplaced_seconds,
-        over_capacity_seconds: over_capacity,
-        fleet: fleet_buckets,
-        plan_reasons: reasons,
+/// What is left of a run once its models have finished: the fleet and the tallies.
+struct RunEnds<'a> {
+    mode: &'a MultiMode,
+    fleet: Fleet,
+    tally: Tally,
+    reasons: Vec<(f64, String)>,
+    duration: f64,
+}
+
+impl RunEnds<'_> {
+    /// The mode's result: the fleet's figures from the tallies.
+    fn result(
+        self,
+        all: PolicyResult,
+        models: Vec<ModelResult>,
+        total_replica_seconds: f64,
+    ) -> MultiResult {
+        let duration = self.duration;
+        let tally = self.tally;
+        let server_seconds = match self.mode.placement {
+            Placement::OnePerModel => total_replica_seconds,
+            _ => self.fleet.server_seconds(duration),
+        };
+        let hours = duration / 3600.0;
+        let mut sorted = tally.ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let (loads, relocations, added, removed) = match self.mode.placement {
+            Placement::OnePerModel => (
+                tally.one_per_model_servers,
+                0,
+                tally.one_per_model_servers,
+                0,
+            ),
+            _ => (
+                self.fleet.loads,
+                self.fleet.relocations,
+                self.fleet.servers_added,
+                self.fleet.servers_removed,
+            ),
+        };
+        let ratio_or_one = |num: f64, den: f64| if den > 0.0 { num / den } else { 1.0 };
+        MultiResult {
+            mode: self.mode.name.clone(),
+            placement: self.mode.placement,
+            all,
+            models,
+            server_seconds,
+            peak_servers: tally.peak_servers,
+            packing_mean: ratio_or_one(tally.ratios.iter().sum::<f64>(), tally.ratios.len() as f64),
+            packing_p95: sorted
+                .get(((sorted.len() as f64 * 0.95) as usize).min(sorted.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(1.0),
+            packing_overall: ratio_or_one(server_seconds, tally.lb_seconds),
+            vs_fresh_pack: ratio_or_one(server_seconds, tally.fresh_seconds),
+            loads_per_hour: loads as f64 / hours,
+            moves_per_hour: relocations as f64 / hours,
+            servers_added: added,
+            servers_removed: removed,
+            unplaced_replica_seconds: tally.unplaced_seconds,
+            over_capacity_seconds: tally.over_capacity,
+            fleet: tally.fleet_buckets,
+            plan_reasons: self.reasons,
+        }
     }
 }
 

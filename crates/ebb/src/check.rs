@@ -5,7 +5,7 @@ use ebb_core::Policy;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy {}", path.display()))?;
     match Policy::from_yaml(&text) {

@@ -23,7 +23,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
-pub struct ControllerArgs {
+pub(crate) struct ControllerArgs {
     /// A kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -32,6 +32,10 @@ pub struct ControllerArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
+    /// Most reconciles at once (each holds API connections while it runs; the API client
+    /// has no HTTP/2, so this also bounds the controller's connections).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    reconcile_concurrency: u16,
     /// Log format: json (structured) or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -51,7 +55,7 @@ fn init_logs(format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     init_logs(&args.log_format)?;
     let identity = args
         .identity
@@ -74,6 +78,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         lease_name: args.lease_name,
         lease_duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
         metrics_addr: args.metrics_addr,
+        concurrency: args.reconcile_concurrency,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,7 +98,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn crd() -> anyhow::Result<ExitCode> {
+pub(crate) fn crd() -> anyhow::Result<ExitCode> {
     print!("{}", ebb_kube::crd::crd_yaml());
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub fn run(
+pub(crate) fn run(
     policy: &Path,
     observation: &Path,
     state: Option<&Path>,

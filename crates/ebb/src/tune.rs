@@ -13,7 +13,7 @@ use ebb_sim::Workload;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
-pub struct TuneArgs {
+pub(crate) struct TuneArgs {
     /// The trace, the cluster and the SLO, as `ebb simulate` takes them (`--policy` and
     /// `--baselines` are not used: tune searches the policies itself).
     #[command(flatten)]
@@ -159,7 +159,7 @@ fn frontiers(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     let frontier = args.frontier;
     let args = args.sim;
     if args.policy.is_some() {

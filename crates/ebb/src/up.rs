@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// The configuration (services, their commands, policies, proxy addresses).
     config: PathBuf,
     /// Print one status line a second instead of the live view.
@@ -21,7 +21,7 @@ pub struct UpArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct DemoModelArgs {
+pub(crate) struct DemoModelArgs {
     /// Port to listen on (127.0.0.1).
     #[arg(long)]
     port: u16,
@@ -47,7 +47,7 @@ pub struct DemoModelArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct FaultReplicaArgs {
+pub(crate) struct FaultReplicaArgs {
     /// Port to listen on (127.0.0.1).
     #[arg(long)]
     port: u16,
@@ -64,7 +64,7 @@ pub struct FaultReplicaArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Where to send: http://127.0.0.1:PORT/PATH (loopback only).
     #[arg(long)]
     target: String,
@@ -110,7 +110,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config = Config::from_yaml(&text).with_context(|| format!("{}", args.config.display()))?;
@@ -163,7 +163,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn fault_replica(args: FaultReplicaArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn fault_replica(args: FaultReplicaArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -192,7 +192,7 @@ pub fn fault_replica(args: FaultReplicaArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -254,7 +254,7 @@ fn rates(pattern: &str) -> anyhow::Result<Vec<f64>> {
     Ok(per_second)
 }
 
-pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let (addr, path) = target(&args.target)?;
     let mut r = rates(&args.pattern)?;
     if let Some(d) = &args.duration {

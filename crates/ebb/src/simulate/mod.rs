@@ -21,7 +21,7 @@ const DEFAULT_SYNTHETIC: &str = "step:20:150:5m:20m";
 const MAX_REQUESTS: f64 = 200e6;
 
 #[derive(Args, Debug)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// A trace file (CSV, JSON lines, tar.gz, tbz2; the format is detected).
     #[arg(long, conflicts_with = "synthetic")]
     pub(crate) trace: Option<PathBuf>,
@@ -332,7 +332,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     })
 }
 
-pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let prepared = prepare(&args)?;
     if args.multi_model {
         return multi::run(&args, prepared);

@@ -13,7 +13,7 @@ use ebb_sim::report::RunInfo;
 use std::process::ExitCode;
 
 /// Parses a memory size: `80GiB`, `512MiB`, `20Gi`, `1024` (MiB). Returns MiB.
-pub fn parse_mib(s: &str) -> anyhow::Result<u64> {
+pub(super) fn parse_mib(s: &str) -> anyhow::Result<u64> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -65,7 +65,7 @@ fn model_memory(spec: &str) -> anyhow::Result<ModelMemory> {
 }
 
 /// Runs the multi-model comparison on what `ebb simulate` already read and built.
-pub fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
     let Prepared {
         workload,
         model_names,

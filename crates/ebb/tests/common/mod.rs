@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn ebb() -> &'static str {
+pub(crate) fn ebb() -> &'static str {
     env!("CARGO_BIN_EXE_ebb")
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
     let admin = free_port();
     let text = format!(
         r#"admin: 127.0.0.1:{admin}
@@ -39,7 +39,7 @@ services:
     p
 }
 
-pub struct Up {
+pub(crate) struct Up {
     pub child: Child,
     /// The service port.
     pub port: u16,
@@ -62,12 +62,12 @@ fn admin_of(cfg: &Path) -> (u16, String) {
 
 impl Up {
     /// `ebb up` running, without waiting for anything.
-    pub fn spawn(cfg: &Path, port: u16) -> Up {
+    pub(crate) fn spawn(cfg: &Path, port: u16) -> Up {
         Up::spawn_with(cfg, port, |_| {})
     }
 
     /// `ebb up` running, with `adjust` applied to its command first (limits, environment).
-    pub fn spawn_with(cfg: &Path, port: u16, adjust: impl FnOnce(&mut Command)) -> Up {
+    pub(crate) fn spawn_with(cfg: &Path, port: u16, adjust: impl FnOnce(&mut Command)) -> Up {
         let (admin, name) = admin_of(cfg);
         let mut cmd = Command::new(ebb());
         cmd.args(["up", cfg.to_str().unwrap(), "--plain"])
@@ -84,7 +84,7 @@ impl Up {
     }
 
     /// `ebb up` running, once a first replica is ready.
-    pub fn start(cfg: &Path, port: u16) -> Up {
+    pub(crate) fn start(cfg: &Path, port: u16) -> Up {
         let up = Up::spawn(cfg, port);
         up.wait_until(Duration::from_secs(20), |s| {
             s["replicas"]["ready"].as_u64() >= Some(1)
@@ -93,7 +93,7 @@ impl Up {
     }
 
     /// `ebb up` with exactly `n` replicas, once all of them are ready.
-    pub fn fixed(dir: &Path, n: u32) -> Up {
+    pub(crate) fn fixed(dir: &Path, n: u32) -> Up {
         let port = free_port();
         let policy = format!(
             "    minReplicas: {n}\n    maxReplicas: {n}\n    concurrency: {{targetPerReplica: 10}}"
@@ -105,7 +105,7 @@ impl Up {
         up
     }
 
-    pub fn status(&self) -> Option<serde_json::Value> {
+    pub(crate) fn status(&self) -> Option<serde_json::Value> {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(
@@ -119,7 +119,7 @@ impl Up {
         serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
     }
 
-    pub fn wait_until(
+    pub(crate) fn wait_until(
         &self,
         limit: Duration,
         cond: impl Fn(&serde_json::Value) -> bool,
@@ -140,7 +140,7 @@ impl Up {
         }
     }
 
-    pub fn pids(&self) -> Vec<i32> {
+    pub(crate) fn pids(&self) -> Vec<i32> {
         self.status().unwrap()["replicas"]["list"]
             .as_array()
             .unwrap()
@@ -151,7 +151,7 @@ impl Up {
     }
 
     /// Ctrl-C, and the process's output once it has exited.
-    pub fn interrupt(mut self) -> Output {
+    pub(crate) fn interrupt(mut self) -> Output {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGINT);
         }
@@ -185,11 +185,11 @@ impl Drop for Up {
     }
 }
 
-pub fn load(port: u16, pattern: &str) -> String {
+pub(crate) fn load(port: u16, pattern: &str) -> String {
     load_model(port, "iris", pattern)
 }
 
-pub fn load_model(port: u16, model: &str, pattern: &str) -> String {
+pub(crate) fn load_model(port: u16, model: &str, pattern: &str) -> String {
     let o = Command::new(ebb())
         .args([
             "load",
@@ -204,12 +204,12 @@ pub fn load_model(port: u16, model: &str, pattern: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
 /// A POST to the proxy: (status, body).
-pub fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+pub(crate) fn post(port: u16, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(

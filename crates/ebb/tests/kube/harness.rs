@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The control plane's facts, read from the env file the script wrote.
-pub struct Plane {
+pub(crate) struct Plane {
     pub kubeconfig: PathBuf,
     pub server: String,
     pub controller_kubeconfig: PathBuf,
@@ -32,11 +32,11 @@ fn repo() -> PathBuf {
 }
 
 /// Why the tests that use [`plane`] are ignored by a plain `cargo test`.
-pub const NEEDS_PLANE: &str = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored";
+pub(crate) const NEEDS_PLANE: &str = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored";
 
 /// The control plane the tests were pointed at. They are `#[ignore]`d, so this runs only
 /// when asked for, and then a missing plane is a failure, not a skip.
-pub fn plane() -> &'static Plane {
+pub(crate) fn plane() -> &'static Plane {
     static PLANE: OnceLock<Plane> = OnceLock::new();
     PLANE.get_or_init(|| {
         let env = std::env::var("EBB_KUBE_ENV")
@@ -72,7 +72,7 @@ pub fn plane() -> &'static Plane {
 }
 
 /// The admin client.
-pub async fn admin(p: &Plane) -> kube::Client {
+pub(crate) async fn admin(p: &Plane) -> kube::Client {
     ebb_kube::client(Some(&p.kubeconfig))
         .await
         .expect("admin client")
@@ -80,7 +80,7 @@ pub async fn admin(p: &Plane) -> kube::Client {
 
 /// Applies every document of a YAML text (server-side apply), in `namespace` when the
 /// document is namespaced and names none.
-pub async fn apply(client: &kube::Client, yaml: &str, namespace: Option<&str>) {
+pub(crate) async fn apply(client: &kube::Client, yaml: &str, namespace: Option<&str>) {
     for doc in serde_yaml::Deserializer::from_str(yaml) {
         let value: serde_json::Value = serde::Deserialize::deserialize(doc).expect("yaml");
         if value.is_null() {
@@ -194,7 +194,7 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
 }
 
 /// A CRD shaped like Seldon Core 2's `Model`, with a scale subresource.
-pub const SELDON_LIKE_CRD: &str = r#"
+pub(crate) const SELDON_LIKE_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: models.mlops.seldon.io}
@@ -216,7 +216,7 @@ spec:
 "#;
 
 /// Polls `cond` every 100 ms until it holds; panics after `limit`.
-pub async fn wait<F, Fut>(limit: Duration, what: &str, mut cond: F)
+pub(crate) async fn wait<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -234,7 +234,7 @@ where
 }
 
 /// A fresh namespace for one test.
-pub async fn namespace(client: &kube::Client, name: &str) -> String {
+pub(crate) async fn namespace(client: &kube::Client, name: &str) -> String {
     let ns = format!("{name}-{}", std::process::id() % 100_000);
     apply(
         client,
@@ -259,13 +259,13 @@ pub async fn namespace(client: &kube::Client, name: &str) -> String {
 }
 
 /// `ebb controller` with the ServiceAccount's token.
-pub struct Controller {
+pub(crate) struct Controller {
     child: Child,
     pub metrics: String,
 }
 
 impl Controller {
-    pub fn start(p: &Plane, args: &[&str]) -> Controller {
+    pub(crate) fn start(p: &Plane, args: &[&str]) -> Controller {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
@@ -291,12 +291,12 @@ impl Controller {
     }
 
     /// The controller's /metrics text.
-    pub fn scrape(&self) -> String {
+    pub(crate) fn scrape(&self) -> String {
         http_get(&self.metrics, "/metrics").unwrap_or_default()
     }
 
     /// Stops it gracefully (SIGTERM, as a rolling update does) and waits for it to exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
@@ -304,7 +304,7 @@ impl Controller {
     }
 
     /// Kills it (SIGKILL, as a crash or a lost node) and returns what it logged.
-    pub fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = self.child.kill();
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
@@ -322,7 +322,7 @@ impl Drop for Controller {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -330,7 +330,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A tiny HTTP GET over loopback.
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -344,7 +344,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
 }
 
 /// The value of a metric line (first match) in an exposition.
-pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -356,7 +356,7 @@ static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 /// The stand-in kubelet of one selector: marks pods Running and Ready with their own
 /// loopback IP, and serves each pod's metrics (in flight = `load` shared by the ready pods;
 /// `gauge` as is) on that IP.
-pub struct Kubelet {
+pub(crate) struct Kubelet {
     stop: Arc<AtomicBool>,
     /// Requests in flight over the whole target.
     pub load: Arc<Mutex<f64>>,
@@ -367,7 +367,7 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    pub fn start(p: &Plane, ns: &str, selector: &str) -> Kubelet {
+    pub(crate) fn start(p: &Plane, ns: &str, selector: &str) -> Kubelet {
         let stop = Arc::new(AtomicBool::new(false));
         let load = Arc::new(Mutex::new(0.0));
         let gauge = Arc::new(Mutex::new(0.0));
@@ -388,13 +388,13 @@ impl Kubelet {
         }
     }
 
-    pub fn set_load(&self, v: f64) {
+    pub(crate) fn set_load(&self, v: f64) {
         if let Ok(mut l) = self.load.lock() {
             *l = v;
         }
     }
 
-    pub fn set_gauge(&self, v: f64) {
+    pub(crate) fn set_gauge(&self, v: f64) {
         if let Ok(mut g) = self.gauge.lock() {
             *g = v;
         }
