@@ -45,9 +45,18 @@ pub struct ServerKind {
 }
 
 impl ServerKind {
-    fn usable(&self) -> u64 {
-        (self.capacity_mib as f64 * (1.0 - self.headroom.clamp(0.0, 0.99))).floor() as u64
+    /// The memory a server of this kind offers to model copies, MiB (see [`usable_mib`]).
+    pub fn usable(&self) -> u64 {
+        usable_mib(self.capacity_mib, self.headroom)
     }
+}
+
+/// The one capacity rule: of a server's `capacity_mib`, the share `headroom` (clamped to
+/// [0, 0.99]) stays free for the runtime's own use and fragmentation; the rest, rounded down,
+/// holds model copies. The planner packs by it, and configuration checks (the CRD, `ebb up`)
+/// refuse a model that exceeds it, so a model accepted is one the planner can place.
+pub fn usable_mib(capacity_mib: u64, headroom: f64) -> u64 {
+    (capacity_mib as f64 * (1.0 - headroom.clamp(0.0, 0.99))).floor() as u64
 }
 
 /// One server replica as it is now.
@@ -94,13 +103,19 @@ pub enum Move {
         model: String,
         /// Server.
         server: String,
+        /// The server whose copy of the model this one replaces (a move, make-before-break):
+        /// that copy keeps serving until this one is ready, then is unloaded.
+        replaces: Option<String>,
     },
-    /// Unload a model replica from a server (after its replacement, if any, is ready).
+    /// Unload a model replica from a server.
     Unload {
         /// Model.
         model: String,
         /// Server.
         server: String,
+        /// The server whose new copy replaces this one: unload only once that copy is ready
+        /// (make-before-break). `None`: drain and unload now (the model scales in).
+        replaced_by: Option<String>,
     },
     /// Stop a server replica (it is empty by then).
     RemoveServer {
@@ -113,8 +128,29 @@ impl fmt::Display for Move {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Move::AddServer { server, kind } => write!(f, "add server {server} ({kind})"),
-            Move::Load { model, server } => write!(f, "load {model} on {server}"),
-            Move::Unload { model, server } => write!(f, "unload {model} from {server}"),
+            Move::Load {
+                model,
+                server,
+                replaces: None,
+            } => write!(f, "load {model} on {server}"),
+            Move::Load {
+                model,
+                server,
+                replaces: Some(old),
+            } => write!(f, "load {model} on {server}, replacing its copy on {old}"),
+            Move::Unload {
+                model,
+                server,
+                replaced_by: None,
+            } => write!(f, "unload {model} from {server}"),
+            Move::Unload {
+                model,
+                server,
+                replaced_by: Some(new),
+            } => write!(
+                f,
+                "unload {model} from {server} once its copy on {new} is ready"
+            ),
             Move::RemoveServer { server } => write!(f, "remove server {server}"),
         }
     }
@@ -450,6 +486,7 @@ impl<'a> Planner<'a> {
                 kind: s.kind.clone(),
             })
             .collect();
+        let mut loads: Vec<(String, String)> = Vec::new();
         for s in &servers {
             let had = before.get(s.id.as_str());
             for m in s
@@ -457,22 +494,40 @@ impl<'a> Planner<'a> {
                 .iter()
                 .filter(|m| !had.is_some_and(|h| h.contains(m.as_str())))
             {
-                moves.push(Move::Load {
-                    model: m.clone(),
-                    server: s.id.clone(),
-                });
+                loads.push((m.clone(), s.id.clone()));
             }
         }
+        let mut unloads: Vec<(String, String)> = Vec::new();
         for (id, had) in &before {
             for m in had
                 .iter()
                 .filter(|m| !after.get(id).is_some_and(|now| now.contains(**m)))
             {
-                moves.push(Move::Unload {
-                    model: m.to_string(),
-                    server: id.to_string(),
-                });
+                unloads.push((m.to_string(), id.to_string()));
             }
+        }
+        let pairs = make_before_break(&loads, &unloads);
+        for (model, server) in loads {
+            let replaces = pairs.get(&(model.clone(), server.clone())).cloned();
+            moves.push(Move::Load {
+                model,
+                server,
+                replaces,
+            });
+        }
+        let replaced_by: BTreeMap<(&str, &str), &str> = pairs
+            .iter()
+            .map(|((m, new), old)| ((m.as_str(), old.as_str()), new.as_str()))
+            .collect();
+        for (model, server) in &unloads {
+            let by = replaced_by
+                .get(&(model.as_str(), server.as_str()))
+                .map(|s| s.to_string());
+            moves.push(Move::Unload {
+                model: model.clone(),
+                server: server.clone(),
+                replaced_by: by,
+            });
         }
         for id in before.keys().filter(|id| !after.contains_key(*id)) {
             moves.push(Move::RemoveServer {
@@ -499,6 +554,28 @@ impl<'a> Planner<'a> {
             reasons: self.reasons,
         }
     }
+}
+
+/// Pairs each model's loads with its unloads, in order: the n-th new copy of a model replaces
+/// its n-th removed copy. Returns (model, new server) -> old server.
+fn make_before_break(
+    loads: &[(String, String)],
+    unloads: &[(String, String)],
+) -> BTreeMap<(String, String), String> {
+    let mut leaving: BTreeMap<&str, std::collections::VecDeque<&str>> = BTreeMap::new();
+    for (m, server) in unloads {
+        leaving
+            .entry(m.as_str())
+            .or_default()
+            .push_back(server.as_str());
+    }
+    loads
+        .iter()
+        .filter_map(|(m, new)| {
+            let old = leaving.get_mut(m.as_str())?.pop_front()?;
+            Some(((m.clone(), new.clone()), old.to_string()))
+        })
+        .collect()
 }
 
 fn new_id(kind: &str, servers: &[Server], next: &mut BTreeMap<String, usize>) -> String {

@@ -44,7 +44,7 @@ fn with_leaving(p: &ebb_core::placement::Plan) -> Vec<ServerState> {
     let mut out = state(&p.target);
     for s in &mut out {
         for mv in &p.moves {
-            if let Move::Unload { model, server } = mv {
+            if let Move::Unload { model, server, .. } = mv {
                 if *server == s.id {
                     s.leaving.push(model.clone());
                 }
@@ -174,7 +174,7 @@ fn held_at_worst(
             s.leaving.iter().map(|m| mem[m.as_str()]).sum::<u64>();
     }
     for mv in &p.moves {
-        if let Move::Unload { model, server } = mv {
+        if let Move::Unload { model, server, .. } = mv {
             *held.entry(server.clone()).or_default() += mem[model.as_str()];
         }
     }
@@ -221,6 +221,44 @@ proptest! {
         }
     }
 
+    /// Make-before-break is the planner's: a load that replaces a copy names it, the unload
+    /// of that copy names the load back, the pair is of one model, and a model never both
+    /// gains a copy and loses one without the two being paired.
+    #[test]
+    fn moves_are_paired_both_ways(
+        models in models_strategy(),
+        change in prop::collection::vec(0u32..6, 60),
+    ) {
+        let k = kind(81_920, 0.1, 10_000);
+        let first = plan(&models, std::slice::from_ref(&k), &[]);
+        let current = state(&first.target);
+        let wanted: Vec<ModelDemand> = models.iter().zip(&change)
+            .map(|(m, c)| ModelDemand { replicas: *c, ..m.clone() }).collect();
+        let p = plan(&wanted, std::slice::from_ref(&k), &current);
+        for mv in &p.moves {
+            match mv {
+                Move::Load { model, server, replaces: Some(old) } => {
+                    let back = Move::Unload { model: model.clone(), server: old.clone(), replaced_by: Some(server.clone()) };
+                    prop_assert!(p.moves.contains(&back), "{mv} has no paired unload");
+                }
+                Move::Unload { model, server, replaced_by: Some(new) } => {
+                    let back = Move::Load { model: model.clone(), server: new.clone(), replaces: Some(server.clone()) };
+                    prop_assert!(p.moves.contains(&back), "{mv} has no paired load");
+                }
+                _ => {}
+            }
+        }
+        let unpaired = |want_load: bool| -> std::collections::BTreeSet<&str> {
+            p.moves.iter().filter_map(|mv| match mv {
+                Move::Load { model, replaces: None, .. } if want_load => Some(model.as_str()),
+                Move::Unload { model, replaced_by: None, .. } if !want_load => Some(model.as_str()),
+                _ => None,
+            }).collect()
+        };
+        let (gained, lost) = (unpaired(true), unpaired(false));
+        prop_assert!(gained.is_disjoint(&lost), "unpaired on both sides: {:?}", gained.intersection(&lost).collect::<Vec<_>>());
+    }
+
     /// Without consolidation a plan never relocates: a model is only loaded when it gains
     /// replicas and only unloaded when it loses them, and a server still hosting replicas is
     /// never removed.
@@ -243,7 +281,7 @@ proptest! {
                 Move::Unload { model, .. } => *unloads.entry(model.as_str()).or_default() += 1,
                 Move::RemoveServer { server } => {
                     let still: Vec<&String> = first.target[server].iter()
-                        .filter(|m| !p.moves.contains(&Move::Unload { model: (*m).clone(), server: server.clone() }))
+                        .filter(|m| !p.moves.iter().any(|mv| matches!(mv, Move::Unload { model, server: s, .. } if model == *m && s == server)))
                         .collect();
                     prop_assert!(still.is_empty(), "{server} removed while hosting {still:?}");
                 }
@@ -274,7 +312,8 @@ fn a_server_is_added_only_when_nothing_fits() {
         p.moves,
         vec![Move::Load {
             model: "b".into(),
-            server: "mlserver-0".into()
+            server: "mlserver-0".into(),
+            replaces: None,
         }]
     );
     let p = plan(
@@ -318,17 +357,22 @@ fn scale_down_consolidates_the_least_loaded_server() {
     assert_eq!(
         p.moves,
         vec![
+            // a moves, make-before-break: the planner pairs the load with the unload.
             Move::Load {
                 model: "a".into(),
-                server: "mlserver-1".into()
+                server: "mlserver-1".into(),
+                replaces: Some("mlserver-0".into()),
             },
             Move::Unload {
                 model: "a".into(),
-                server: "mlserver-0".into()
+                server: "mlserver-0".into(),
+                replaced_by: Some("mlserver-1".into()),
             },
+            // b scales in: drained and unloaded now.
             Move::Unload {
                 model: "b".into(),
-                server: "mlserver-0".into()
+                server: "mlserver-0".into(),
+                replaced_by: None,
             },
             Move::RemoveServer {
                 server: "mlserver-0".into()

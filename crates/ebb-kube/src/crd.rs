@@ -406,7 +406,7 @@ impl AutoscalerSpec {
                 reason: format!("must be in [0, 0.99), got {headroom}"),
             });
         }
-        let usable = (p.memory_mib as f64 * (1.0 - headroom.clamp(0.0, 0.99))).floor() as u64;
+        let usable = ebb_core::placement::usable_mib(p.memory_mib, headroom);
         if p.memory_mib == 0 {
             errors.push(SpecError {
                 path: "spec.placement.memoryMiB".into(),

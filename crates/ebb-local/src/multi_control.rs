@@ -273,7 +273,8 @@ impl Service {
             .into_iter()
             .map(|r| (server_id(&r), r))
             .collect();
-        let mut loaded: BTreeMap<String, Vec<Arc<Copy>>> = BTreeMap::new();
+        // New copies by (model, server), for the unloads they replace.
+        let mut loaded: BTreeMap<(String, String), Arc<Copy>> = BTreeMap::new();
         for mv in moves {
             match mv {
                 Move::AddServer { server, .. } => match self.add_replica() {
@@ -286,7 +287,7 @@ impl Service {
                     }
                     Err(e) => self.event(format!("could not start a server: {e}")),
                 },
-                Move::Load { model, server } => {
+                Move::Load { model, server, .. } => {
                     let (Some(m), Some(r)) = (models.models.get(model), servers.get(server)) else {
                         continue;
                     };
@@ -294,10 +295,14 @@ impl Service {
                     if let Ok(mut c) = m.copies.write() {
                         c.push(copy.clone());
                     }
-                    loaded.entry(model.clone()).or_default().push(copy.clone());
+                    loaded.insert((model.clone(), server.clone()), copy.clone());
                     tokio::spawn(self.clone().load_copy(m.clone(), copy));
                 }
-                Move::Unload { model, server } => {
+                Move::Unload {
+                    model,
+                    server,
+                    replaced_by,
+                } => {
                     let (Some(m), Some(r)) = (models.models.get(model), servers.get(server)) else {
                         continue;
                     };
@@ -308,8 +313,10 @@ impl Service {
                     else {
                         continue;
                     };
-                    // An unload paired with a load of the same model is a move.
-                    let replacement = loaded.get_mut(model).and_then(|v| v.pop());
+                    // The planner pairs a move's unload with the load that replaces it.
+                    let replacement = replaced_by
+                        .as_ref()
+                        .and_then(|new| loaded.get(&(model.clone(), new.clone())).cloned());
                     if replacement.is_none() {
                         copy.set(CopyState::Leaving);
                     }

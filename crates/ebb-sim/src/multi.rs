@@ -905,22 +905,40 @@ fn apply_plan(
     if reasons.len() < 200 {
         reasons.extend(p.reasons.iter().map(|r| (now, r.clone())));
     }
-    let mut loads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    let mut unloads: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    // Per model: the servers it loads on (and whether that copy replaces one), and the servers
+    // it leaves (and which new copy, if any, replaces that one).
+    type Loads = Vec<(String, bool)>;
+    type Unloads = Vec<(String, Option<String>)>;
+    let mut loads: BTreeMap<usize, Loads> = BTreeMap::new();
+    let mut unloads: BTreeMap<usize, Unloads> = BTreeMap::new();
     for mv in &p.moves {
         match mv {
             Move::AddServer { server, .. } => {
                 let ready = now + cfg.server_start.sample(rng).max(0.0);
                 fleet.add_server(server, now, ready, false);
             }
-            Move::Load { model, server } => {
+            Move::Load {
+                model,
+                server,
+                replaces,
+            } => {
                 if let Some(&m) = index.get(model.as_str()) {
-                    loads.entry(m).or_default().push(server.clone());
+                    loads
+                        .entry(m)
+                        .or_default()
+                        .push((server.clone(), replaces.is_some()));
                 }
             }
-            Move::Unload { model, server } => {
+            Move::Unload {
+                model,
+                server,
+                replaced_by,
+            } => {
                 if let Some(&m) = index.get(model.as_str()) {
-                    unloads.entry(m).or_default().push(server.clone());
+                    unloads
+                        .entry(m)
+                        .or_default()
+                        .push((server.clone(), replaced_by.clone()));
                 }
             }
             Move::RemoveServer { .. } => {}
@@ -931,29 +949,36 @@ fn apply_plan(
         let l = loads.remove(&m).unwrap_or_default();
         let u = unloads.remove(&m).unwrap_or_default();
         // Copies loaded: each ready after its server is, plus the model's load time.
-        let mut ready_times = Vec::with_capacity(l.len());
-        for server in &l {
+        let mut ready_at: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut added = Vec::new();
+        for (server, replaces) in &l {
             let server_ready = fleet.server_ready_at(server).unwrap_or(now).max(now);
             let ready = server_ready + cfg.run.cluster.cold_start.sample(rng).max(0.0);
             fleet.load(m, server, ready, false);
-            ready_times.push(ready);
-        }
-        // Unloads paired with loads are moves: the old copy serves until the new one is ready.
-        let pairs = l.len().min(u.len());
-        for (server, until) in u.iter().zip(&ready_times).take(pairs) {
-            fleet.move_out(m, server, *until);
-        }
-        for server in u.iter().skip(pairs) {
-            fleet.drain_out(m, server, now);
-        }
-        if l.len() > u.len() {
-            for ready in ready_times.iter().skip(pairs) {
-                let current = sim.cluster.current_replicas();
-                sim.cluster
-                    .scale_to(current + 1, &[], now, Some(*ready - now), rng);
+            ready_at.insert(server.as_str(), ready);
+            if !replaces {
+                added.push(ready);
             }
-        } else if u.len() > l.len() {
-            let to = from.saturating_sub((u.len() - l.len()) as u32);
+        }
+        // A replaced copy serves until its replacement is ready (the planner's
+        // make-before-break); the others drain now.
+        let mut removed = 0u32;
+        for (server, replaced_by) in &u {
+            match replaced_by.as_deref().and_then(|s| ready_at.get(s)) {
+                Some(until) => fleet.move_out(m, server, *until),
+                None => {
+                    fleet.drain_out(m, server, now);
+                    removed += 1;
+                }
+            }
+        }
+        for ready in &added {
+            let current = sim.cluster.current_replicas();
+            sim.cluster
+                .scale_to(current + 1, &[], now, Some(*ready - now), rng);
+        }
+        if removed > 0 {
+            let to = from.saturating_sub(removed);
             let victims = commands[m]
                 .as_ref()
                 .map(|c| c.victims.clone())

@@ -34,7 +34,7 @@ pub(crate) struct ControllerArgs {
     metrics_addr: std::net::SocketAddr,
     /// Most reconciles at once (each holds API connections while it runs; the API client
     /// has no HTTP/2, so this also bounds the controller's connections).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=1024))]
     reconcile_concurrency: u16,
     /// Log format: json (structured) or text.
     #[arg(long, default_value = "json")]

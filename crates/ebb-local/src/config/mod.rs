@@ -564,7 +564,7 @@ fn multi_model(
         max_replicas,
         headroom,
     };
-    let usable = (capacity as f64 * (1.0 - headroom)).floor() as u64;
+    let usable = ebb_core::placement::usable_mib(capacity, headroom);
     let mut names = std::collections::BTreeSet::new();
     let mut models = Vec::new();
     for (j, m) in raw.into_iter().enumerate() {
