@@ -81,7 +81,7 @@ pub struct Options {
     pub lease_duration: Duration,
     /// Where `/metrics`, `/healthz`, `/readyz` are served.
     pub metrics_addr: std::net::SocketAddr,
-    /// Most reconciles at once.
+    /// Most reconciles at once (0: no limit).
     pub concurrency: u16,
 }
 

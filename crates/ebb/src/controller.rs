@@ -32,9 +32,10 @@ pub(crate) struct ControllerArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
-    /// Most reconciles at once (each holds API connections while it runs; the API client
-    /// has no HTTP/2, so this also bounds the controller's connections).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Most reconciles at once; 0: no limit (the default: a bound queues changed decisions
+    /// behind steady ones, see docs/benchmarks.md). A bound also bounds the API connections,
+    /// since the API client has no HTTP/2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4096))]
     reconcile_concurrency: u16,
     /// Log format: json (structured) or text.
     #[arg(long, default_value = "json")]
