@@ -1,7 +1,7 @@
 //! The placement planner's invariants, on random workloads and on scale-down re-plans.
 
 use ebb_core::placement::{
-    lower_bound, plan, plan_with, ModelDemand, Move, PlanOptions, ServerKind, ServerState,
+    lower_bound, plan, plan_with, ModelDemand, Move, Plan, PlanOptions, ServerKind, ServerState,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -103,6 +103,24 @@ fn check_moves(
         }
     }
     Ok(())
+}
+
+/// A fresh plan for `models`, then the plan from it once each model's replicas become
+/// `change` (the first plan, the second).
+fn replan(models: &[ModelDemand], change: &[u32], options: PlanOptions) -> (Plan, Plan) {
+    let k = kind(81_920, 0.1, 10_000);
+    let first = plan(models, std::slice::from_ref(&k), &[]);
+    let current = state(&first.target);
+    let wanted: Vec<ModelDemand> = models
+        .iter()
+        .zip(change)
+        .map(|(m, c)| ModelDemand {
+            replicas: *c,
+            ..m.clone()
+        })
+        .collect();
+    let p = plan_with(&wanted, std::slice::from_ref(&k), &current, options);
+    (first, p)
 }
 
 proptest! {
@@ -229,12 +247,7 @@ proptest! {
         models in models_strategy(),
         change in prop::collection::vec(0u32..6, 60),
     ) {
-        let k = kind(81_920, 0.1, 10_000);
-        let first = plan(&models, std::slice::from_ref(&k), &[]);
-        let current = state(&first.target);
-        let wanted: Vec<ModelDemand> = models.iter().zip(&change)
-            .map(|(m, c)| ModelDemand { replicas: *c, ..m.clone() }).collect();
-        let p = plan(&wanted, std::slice::from_ref(&k), &current);
+        let (_, p) = replan(&models, &change, PlanOptions { consolidate: true });
         for mv in &p.moves {
             match mv {
                 Move::Load { model, server, replaces: Some(old) } => {
@@ -267,12 +280,7 @@ proptest! {
         models in models_strategy(),
         change in prop::collection::vec(0u32..6, 60),
     ) {
-        let k = kind(81_920, 0.1, 10_000);
-        let first = plan(&models, std::slice::from_ref(&k), &[]);
-        let current = state(&first.target);
-        let wanted: Vec<ModelDemand> = models.iter().zip(&change)
-            .map(|(m, c)| ModelDemand { replicas: *c, ..m.clone() }).collect();
-        let p = plan_with(&wanted, std::slice::from_ref(&k), &current, PlanOptions { consolidate: false });
+        let (first, p) = replan(&models, &change, PlanOptions { consolidate: false });
         let mut loads: BTreeMap<&str, u32> = BTreeMap::new();
         let mut unloads: BTreeMap<&str, u32> = BTreeMap::new();
         for mv in &p.moves {
