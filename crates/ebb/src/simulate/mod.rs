@@ -332,6 +332,8 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     })
 }
 
+/// `ebb simulate`: Ebb's policy beside the baselines on one workload (or the multi-model
+/// modes), a table on stdout and a report on disk.
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let prepared = prepare(&args)?;
     if args.multi_model {
@@ -348,45 +350,15 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         timeout,
         ..
     } = prepared;
-    let slo = cfg.slo;
-    let service = cfg.service.clone();
-    let baselines: Vec<Baseline> = if args.baselines.trim() == "none" {
-        Vec::new()
-    } else {
-        args.baselines
-            .split(',')
-            .map(|b| {
-                Baseline::from_name(b).with_context(|| {
-                    format!("--baselines: unknown baseline '{b}' (hpa, kpa, peak, oracle)")
-                })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let max_replicas_for_ebb = args.max_replicas.unwrap_or(1000);
-    let ebb_policy = match &args.policy {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read policy {}", p.display()))?;
-            Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()))?
-        }
-        None => {
-            let mut p = default_ebb_policy(slo, attainment, args.slots, max_replicas_for_ebb);
-            if let Some(s) = p.slo.as_mut() {
-                s.tuning = s
-                    .tuning
-                    .parse(&args.slo_tuning)
-                    .map_err(|e| anyhow::anyhow!("--slo-tuning: {e}"))?;
-            }
-            p
-        }
-    };
+    let baselines = parse_baselines(&args.baselines)?;
     let ebb = EbbSpec {
         name: "ebb".into(),
-        policy: ebb_policy,
+        policy: ebb_policy(&args, cfg.slo, attainment)?,
         scrape_interval: 1.0,
         rate_window: 10.0,
         sync_period: sync,
     };
+    let service = &cfg.service;
     notes.push(format!(
         "cluster: {} slots per replica, queue {}, timeout {}s, cold start {}, service {service} (mean {:.0} ms), {:.1} req/s per replica at full slots",
         cfg.cluster.slots,
@@ -402,33 +374,13 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         workload.expected_requests(),
         baselines.len() + 1
     );
-
-    let names: Vec<String> = std::iter::once("ebb".to_string())
-        .chain(baselines.iter().map(|b| format!("{b:?}").to_lowercase()))
-        .collect();
-    let (_multi, bars) = progress_bars(&names);
     let started = std::time::Instant::now();
-    let comparison = compare(
-        &workload,
-        &cfg,
-        Some(&ebb),
-        &baselines,
-        args.max_replicas,
-        &|i, f| {
-            if let Some(b) = bars.get(i) {
-                b.set_position((f * 1000.0) as u64);
-            }
-        },
-    );
-    for b in &bars {
-        b.finish();
-    }
+    let comparison = compare_with_progress(&workload, &cfg, &ebb, &baselines, args.max_replicas);
     let elapsed = started.elapsed().as_secs_f64();
-
     let info = RunInfo {
         workload: name,
         command,
-        slo,
+        slo: cfg.slo,
         notes,
     };
     println!("{}", report::table(&comparison));
@@ -442,6 +394,69 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         &files,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--baselines`: a comma-separated list, or `none`.
+fn parse_baselines(text: &str) -> anyhow::Result<Vec<Baseline>> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|b| {
+            Baseline::from_name(b).with_context(|| {
+                format!("--baselines: unknown baseline '{b}' (hpa, kpa, peak, oracle)")
+            })
+        })
+        .collect()
+}
+
+/// Ebb's policy: the file `--policy` names, or the built-in SLO policy at `--slo` and
+/// `--attainment` (with `--slo-tuning` applied).
+fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<Policy> {
+    if let Some(p) = &args.policy {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read policy {}", p.display()))?;
+        return Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()));
+    }
+    let max_replicas = args.max_replicas.unwrap_or(1000);
+    let mut p = default_ebb_policy(slo, attainment, args.slots, max_replicas);
+    if let Some(s) = p.slo.as_mut() {
+        s.tuning = s
+            .tuning
+            .parse(&args.slo_tuning)
+            .map_err(|e| anyhow::anyhow!("--slo-tuning: {e}"))?;
+    }
+    Ok(p)
+}
+
+/// Runs the comparison with one progress bar per policy.
+fn compare_with_progress(
+    workload: &Workload,
+    cfg: &RunConfig,
+    ebb: &EbbSpec,
+    baselines: &[Baseline],
+    max_replicas: Option<u32>,
+) -> ebb_sim::compare::Comparison {
+    let names: Vec<String> = std::iter::once("ebb".to_string())
+        .chain(baselines.iter().map(|b| format!("{b:?}").to_lowercase()))
+        .collect();
+    let (_multi, bars) = progress_bars(&names);
+    let comparison = compare(
+        workload,
+        cfg,
+        Some(ebb),
+        baselines,
+        max_replicas,
+        &|i, f| {
+            if let Some(b) = bars.get(i) {
+                b.set_position((f * 1000.0) as u64);
+            }
+        },
+    );
+    for b in &bars {
+        b.finish();
+    }
+    comparison
 }
 
 /// The last line of a simulation: how many runs, how long, where the report is.
