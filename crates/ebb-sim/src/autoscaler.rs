@@ -1,7 +1,8 @@
 //! The policies a simulation compares. Ebb, HPA and Knative's KPA all run through
 //! `ebb_core::decide` (HPA's algorithm is part of the core and passes Kubernetes' own test
-//! cases; the KPA baseline is the core's concurrency mode set to Knative's defaults, following
-//! Knative's rules, unit-tested but without conformance cases from Knative's tests yet),
+//! cases; the KPA baseline is the core's concurrency mode set to Knative's defaults, checked
+//! against Knative's own autoscaler test vectors in `ebb-core/tests/kpa.rs`, which name the
+//! two places Ebb differs on purpose),
 //! each behind the observation pipeline its real deployment has. Fixed peak provisioning and
 //! the oracle need no decisions.
 
