@@ -4,7 +4,7 @@
 
 use crate::actuate::ScaleTarget;
 use crate::context::{Pass, ReconcileError};
-use crate::crd::{AutoscalerStatus, Condition};
+use crate::crd::{AutoscalerStatus, Condition, SourceStatus};
 use ebb_core::{Decision, LimitReason, Time};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
@@ -64,15 +64,42 @@ pub(crate) fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
 /// rebuilds the same recommendation from the same signals.
 pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatus) -> bool {
     let Some(old) = old else { return true };
-    let comparable = |s: &AutoscalerStatus| {
-        let mut s = s.clone();
-        s.decision_state = None;
-        for m in &mut s.current_metrics {
-            m.last_success = None;
-        }
-        s
+    // Destructured in full, so that a field added to the status is compared (or left out)
+    // on purpose; nothing is cloned, since this runs on every pass.
+    let AutoscalerStatus {
+        observed_generation,
+        current_replicas,
+        desired_replicas,
+        last_scale_time,
+        current_metrics,
+        reasons,
+        conditions,
+        decision_state: _,
+        placement,
+    } = new;
+    let same_metric = |a: &SourceStatus, b: &SourceStatus| {
+        let SourceStatus {
+            name,
+            source,
+            value,
+            error,
+            last_success: _,
+        } = b;
+        (&a.name, &a.source, &a.value, &a.error) == (name, source, value, error)
     };
-    comparable(old) != comparable(new)
+    old.observed_generation != *observed_generation
+        || old.current_replicas != *current_replicas
+        || old.desired_replicas != *desired_replicas
+        || old.last_scale_time != *last_scale_time
+        || old.reasons != *reasons
+        || old.conditions != *conditions
+        || old.placement != *placement
+        || old.current_metrics.len() != current_metrics.len()
+        || !old
+            .current_metrics
+            .iter()
+            .zip(current_metrics)
+            .all(|(a, b)| same_metric(a, b))
 }
 
 /// The conditions, counts and reasons a decision reports (pure: unit-tested without an API).
@@ -276,7 +303,6 @@ impl Pass<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::SourceStatus;
     use ebb_core::{Reason, State};
 
     fn decision(desired: u32, limit: LimitReason, reasons: Vec<Reason>) -> Decision {
