@@ -103,16 +103,11 @@ impl Caches {
         &self,
         namespace: &str,
         selector: &str,
-    ) -> Result<Vec<Pod>, selector::SelectorError> {
+    ) -> Result<Vec<Arc<Pod>>, selector::SelectorError> {
         let selector = selector::parse(selector)?;
-        Ok(self
-            .pods
-            .state_filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace) && selector.matches(p.labels())
-            })
-            .into_iter()
-            .map(|p| (*p).clone())
-            .collect())
+        Ok(self.pods.state_filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace) && selector.matches(p.labels())
+        }))
     }
 
     /// The HPAs of `namespace`.
@@ -143,7 +138,8 @@ fn log_watch_error<K>(
     }
 }
 
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+/// An API of `K` in `namespace`, or in all namespaces.
+pub(crate) fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,

@@ -170,10 +170,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         metrics.clone(),
         context::system_clock(),
     ));
-    let api: kube::Api<crd::Autoscaler> = match &opts.namespace {
-        Some(ns) => kube::Api::namespaced(client.clone(), ns),
-        None => kube::Api::all(client.clone()),
-    };
+    let api: kube::Api<crd::Autoscaler> = caches::api(&client, opts.namespace.as_deref());
     loop {
         // Stand by until this instance leads.
         while !*leading.borrow() {

@@ -9,10 +9,11 @@ use crate::crd::{Autoscaler, AutoscalerStatus};
 use crate::observe::TargetPod;
 use crate::sources;
 use ebb_core::{PodPhase, Time};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Why an Autoscaler cannot scale its target (the `AbleToScale` condition turns false).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +89,7 @@ pub(crate) async fn read_target(
         let pods = ctx.caches.pods(ns, &selector).map_err(|e| {
             TargetProblem::NoScale(format!("the scale of {} {}: {e}", target.kind, target.name))
         })?;
-        target_pods(pods)
+        target_pods(&pods)
     };
     Ok(Target {
         replicas: crate::actuate::spec_replicas(&scale),
@@ -129,19 +130,20 @@ pub(crate) fn conflict(caches: &Caches, obj: &Autoscaler, ns: &str) -> Option<St
     })
 }
 
-pub(crate) fn target_pods(pods: Vec<Pod>) -> Vec<TargetPod> {
+/// The pods as the core sees them, read in place from the cache's objects.
+pub(crate) fn target_pods(pods: &[Arc<Pod>]) -> Vec<TargetPod> {
     let at = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
         Time::from_millis(t.0.as_millisecond())
     };
-    pods.into_iter()
+    let no_status = PodStatus::default();
+    pods.iter()
         .map(|p| {
-            let status = p.status.clone().unwrap_or_default();
+            let status = p.status.as_ref().unwrap_or(&no_status);
             let ready_cond = status
                 .conditions
                 .iter()
                 .flatten()
-                .find(|c| c.type_ == "Ready")
-                .cloned();
+                .find(|c| c.type_ == "Ready");
             let mut requests = BTreeMap::new();
             for c in p.spec.iter().flat_map(|s| s.containers.iter()) {
                 for (k, q) in c.resources.iter().flat_map(|r| r.requests.iter().flatten()) {
