@@ -17,6 +17,8 @@
 //! `EBB_TEST_EXPORTER_PORT` (the port Prometheus scrapes), optional `EBB_LOAD_N`,
 //! `EBB_LOAD_STEADY_SECONDS`.
 
+use ebb_kube::exposition::{self, Sample};
+use ebb_kube::sources;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -108,27 +110,17 @@ async fn api_requests(client: &kube::Client) -> Result<BTreeMap<(String, String)
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
     let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
+    for (name, labels, value) in exposition::parse(&text)? {
+        if name != "apiserver_request_total" {
             continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_string()
-        };
+        }
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
         let mut resource = label("resource");
         let sub = label("subresource");
         if !sub.is_empty() {
             resource = format!("{resource}/{sub}");
         }
-        *out.entry((label("verb"), resource)).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+        *out.entry((label("verb"), resource)).or_insert(0.0) += value;
     }
     Ok(out)
 }
@@ -144,45 +136,35 @@ fn delta(
         .collect()
 }
 
-/// The controller's own metrics, as text.
-async fn controller_metrics(addr: &str) -> Result<String, BoxError> {
-    Ok(reqwest::get(format!("http://{addr}/metrics"))
+/// The controller's own metrics, parsed.
+async fn controller_metrics(addr: &str) -> Result<Vec<Sample>, BoxError> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
         .await?
         .text()
-        .await?)
+        .await?;
+    Ok(exposition::parse(&text)?)
 }
 
 /// A counter of the controller's, summed over its labels.
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name)
-                && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+fn counter(samples: &[Sample], name: &str) -> f64 {
+    sources::metric_sum(samples, name).unwrap_or(0.0)
 }
 
-/// The reconcile-duration histogram's cumulative buckets, summed over Autoscalers.
-fn reconcile_buckets(text: &str) -> BTreeMap<u64, f64> {
+/// The reconcile-duration histogram's cumulative buckets (bound in microseconds), summed over
+/// Autoscalers.
+fn reconcile_buckets(samples: &[Sample]) -> BTreeMap<u64, f64> {
     let mut out = BTreeMap::new();
-    for l in text
-        .lines()
-        .filter(|l| l.starts_with("ebb_controller_reconcile_duration_seconds_bucket{"))
-    {
-        let Some(le) = l.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+    for (name, labels, value) in samples {
+        if name != "ebb_controller_reconcile_duration_seconds_bucket" {
             continue;
-        };
+        }
+        let Some(le) = labels.get("le") else { continue };
         let bound = if le == "+Inf" {
             u64::MAX
         } else {
             (le.parse::<f64>().unwrap_or(0.0) * 1e6) as u64
         };
-        let v: f64 = l
-            .rsplit_once(' ')
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0.0);
-        *out.entry(bound).or_insert(0.0) += v;
+        *out.entry(bound).or_insert(0.0) += value;
     }
     out
 }
@@ -460,10 +442,7 @@ async fn main() -> Result<(), BoxError> {
         // policy does not split this change in two.
         tokio::time::sleep(Duration::from_secs(20)).await;
         progress(&format!("moving every series once ({})", phase.name));
-        let (a3, m3) = (
-            api_requests(&client).await?,
-            controller_metrics(&metrics_addr).await?,
-        );
+        let a3 = api_requests(&client).await?;
         let since = now_s();
         let mut changed_at = vec![0.0; n];
         let order: Vec<usize> = {
@@ -505,10 +484,7 @@ async fn main() -> Result<(), BoxError> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (a4, m4) = (
-            api_requests(&client).await?,
-            controller_metrics(&metrics_addr).await?,
-        );
+        let a4 = api_requests(&client).await?;
         let api = delta(&a4, &a3);
         let scraped = first_seen(
             &prometheus,
@@ -539,7 +515,6 @@ async fn main() -> Result<(), BoxError> {
             percentile(&from_scrape, 0.5),
             percentile(&from_scrape, 0.99),
         ));
-        let _ = (m3, m4);
     }
     watch.abort();
     let (_, rss_end, hwm) = proc_usage(pid);

@@ -310,7 +310,7 @@ pub fn parse_exposition(text: &str) -> Result<Scrape, String> {
 }
 
 /// The sum of `metric` over its series in a scrape; `None` when it is absent.
-pub fn metric_sum(scrape: &Scrape, metric: &str) -> Option<f64> {
+pub fn metric_sum(scrape: &[crate::exposition::Sample], metric: &str) -> Option<f64> {
     let mut found = false;
     let mut sum = 0.0;
     for (name, _, v) in scrape {
