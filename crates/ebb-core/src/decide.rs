@@ -8,7 +8,8 @@
 //!    but never lower them, and panic mode never lowers them either;
 //! 5. HPA behaviors (stabilization, rate policies, min/max);
 //! 6. panic mode, which bypasses the scale-up limits;
-//! 7. victim ranking for a scale-in (when the decision is finished).
+//! 7. a new autoscaler's initial scale, a floor until that many replicas are ready;
+//! 8. victim ranking for a scale-in (when the decision is finished).
 
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
@@ -214,24 +215,61 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     traffic::record(&mut b.state.traffic, obs.traffic.as_ref(), now, keep_ms);
     behavior::prune_events(&policy.behavior, &mut b.state, now);
 
-    if let Some((desired, limit)) = target_bounds(policy, &mut b) {
-        return b.finish(desired, limit, obs);
+    let (desired, limit) = count(policy, obs, &mut b);
+    let desired = initial_scale(policy, obs, desired, &mut b);
+    b.finish(desired, limit, obs)
+}
+
+/// Stages 1 to 6: the count the policy asks for.
+fn count(policy: &Policy, obs: &Observation, b: &mut Builder) -> (u32, LimitReason) {
+    if let Some(settled) = target_bounds(policy, b) {
+        return settled;
     }
-    let proposals = propose(policy, obs, &mut b);
-    if let Some(desired) = scale_to_zero(policy, obs, &proposals, &mut b) {
-        return b.finish(desired, LimitReason::DesiredWithinRange, obs);
+    let proposals = propose(policy, obs, b);
+    if let Some(desired) = scale_to_zero(policy, obs, &proposals, b) {
+        return (desired, LimitReason::DesiredWithinRange);
     }
-    let Some(recommendation) = recommend(&proposals, &mut b) else {
+    let Some(recommendation) = recommend(&proposals, b) else {
         let held = b.current;
         b.reasons.push(Reason::NoUsableMetric { held });
-        return b.finish(held, LimitReason::DesiredWithinRange, obs);
+        return (held, LimitReason::DesiredWithinRange);
     };
-    let (desired, limit) = apply_behaviors(policy, recommendation, &mut b);
-    let (desired, limit) = match proposals.panic {
-        Some(panic) => apply_panic(policy, panic, desired, limit, &mut b),
+    let (desired, limit) = apply_behaviors(policy, recommendation, b);
+    match proposals.panic {
+        Some(panic) => apply_panic(policy, panic, desired, limit, b),
         None => (desired, limit),
+    }
+}
+
+/// Stage 7: a new autoscaler's initial scale, a floor until that many replicas are ready. It
+/// applies only from the first decision on (adding it to a running policy changes nothing),
+/// and not to a target at zero that the policy may not scale (someone else paused it).
+fn initial_scale(policy: &Policy, obs: &Observation, desired: u32, b: &mut Builder) -> u32 {
+    if b.state.initial_scale_reached {
+        return desired;
+    }
+    let Some(initial) = policy.initial_replicas else {
+        b.state.initial_scale_reached = true;
+        return desired;
     };
-    b.finish(desired, limit, obs)
+    let ready = obs.ready_replicas();
+    if ready >= initial || (b.current == 0 && policy.scale_to_zero.is_none()) {
+        b.state.initial_scale_reached = true;
+        return desired;
+    }
+    if desired < initial {
+        b.reasons.push(Reason::InitialScale {
+            replicas: initial,
+            ready,
+        });
+        // Remembered like any recommendation, so the scale-down window holds it a while
+        // after it is reached rather than dropping it the moment it is.
+        b.state.recommendations.push(Recommendation {
+            at: b.now,
+            replicas: initial,
+        });
+    }
+    desired.max(initial)
 }
 
 /// What the metrics and signals proposed, combined.
@@ -380,42 +418,71 @@ fn scale_to_zero(
 ) -> Option<u32> {
     let z = policy.scale_to_zero.as_ref()?;
     let now = b.now;
-    let demand = current_demand(&b.state, obs, policy, now);
-    if demand.is_some_and(|d| d > 0.0) || b.state.last_active_at.is_none() {
+    let demand = current_demand(&b.state, obs, policy, &b.proposals, now);
+    if demand.known > 0.0 || b.state.last_active_at.is_none() {
         b.state.last_active_at = Some(now);
     }
     if b.current == 0 {
-        return Some(match demand {
-            Some(d) if d > 0.0 && d >= z.activation_threshold => {
-                let floor = policy.min_replicas.max(1);
-                let desired = proposals
-                    .best
-                    .unwrap_or(1)
-                    .max(floor)
-                    .min(policy.max_replicas);
-                b.reasons.push(Reason::Activated {
-                    signal: "demand".into(),
-                    value: d,
-                });
-                b.state.recommendations.push(Recommendation {
-                    at: now,
-                    replicas: desired,
-                });
-                desired
-            }
-            _ => {
-                b.reasons.push(Reason::StaysAtZero);
-                0
-            }
-        });
+        return Some(from_zero(
+            policy,
+            z.activation_threshold,
+            &demand,
+            proposals,
+            b,
+        ));
     }
     let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
-    let idle = demand == Some(0.0) && proposals.missing.is_empty() && idle_for >= z.idle_ms;
+    let idle = demand.known == 0.0
+        && demand.unknown.is_empty()
+        && proposals.missing.is_empty()
+        && idle_for >= z.idle_ms;
     if idle && b.state.panic.is_none() {
         b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
         return Some(0);
     }
     None
+}
+
+/// At zero: activates on any known demand at the threshold (sized by the proposals), and
+/// otherwise stays, saying whether the demand is below the threshold or not known at all.
+fn from_zero(
+    policy: &Policy,
+    threshold: f64,
+    demand: &Demand,
+    proposals: &Proposals,
+    b: &mut Builder,
+) -> u32 {
+    if demand.known > 0.0 && demand.known >= threshold {
+        let floor = policy.min_replicas.max(1);
+        let proposed = proposals.best.unwrap_or(1).max(floor);
+        let activation = policy
+            .scale_to_zero
+            .as_ref()
+            .map_or(1, |z| z.activation_replicas);
+        let desired = proposed.max(activation).min(policy.max_replicas);
+        b.reasons.push(Reason::Activated {
+            signal: demand.source.clone(),
+            value: demand.known,
+        });
+        if activation > proposed {
+            b.reasons.push(Reason::ActivationScale {
+                replicas: activation,
+            });
+        }
+        b.state.recommendations.push(Recommendation {
+            at: b.now,
+            replicas: desired,
+        });
+        return desired;
+    }
+    if demand.known == 0.0 && !demand.unknown.is_empty() {
+        b.reasons.push(Reason::DemandUnknown {
+            sources: demand.unknown.clone(),
+        });
+    } else {
+        b.reasons.push(Reason::StaysAtZero);
+    }
+    0
 }
 
 /// Stage 4: the recommendation before behaviors: the highest proposal, held at the current
@@ -493,31 +560,75 @@ fn apply_panic(
     (desired.max(target), limit)
 }
 
-/// Demand right now for scale-to-zero: requests in flight or arriving, lag, or backlog.
-/// `None` when a configured signal has no fresh data (then the target is not idle).
-fn current_demand(state: &State, obs: &Observation, policy: &Policy, now: Time) -> Option<f64> {
-    let mut demand: f64 = 0.0;
+/// What is known of the demand now, for scale to zero and activation.
+#[derive(Debug, Default)]
+struct Demand {
+    /// The largest demand a source reports: requests in flight or arrived, items queued, or a
+    /// metric's value where that metric asks for replicas.
+    known: f64,
+    /// The source that reported it.
+    source: String,
+    /// Sources that could not say (no fresh, usable sample).
+    unknown: Vec<String>,
+}
+
+impl Demand {
+    fn add(&mut self, source: &str, value: f64) {
+        if value > self.known {
+            self.known = value;
+            self.source = source.to_string();
+        }
+    }
+}
+
+/// The demand each source reports: traffic (for the concurrency, inference-lag and SLO
+/// blocks), the external count, and each metric that proposes replicas from a positive value
+/// (KEDA activates on any active trigger). A source without a usable sample is unknown, never
+/// zero: a missing signal neither activates nor lets the target go to zero.
+fn current_demand(
+    state: &State,
+    obs: &Observation,
+    policy: &Policy,
+    proposals: &[Proposal],
+    now: Time,
+) -> Demand {
+    let mut demand = Demand::default();
     if policy.concurrency.is_some() || policy.inference_lag.is_some() || policy.slo.is_some() {
-        let latest = traffic::latest(&state.traffic, now, policy.stale_after_ms)?;
-        let n = state.traffic.len();
-        let arrived = if n >= 2 {
-            (latest.arrivals_total - state.traffic[n - 2].arrivals_total).max(0.0)
-        } else {
-            0.0
-        };
-        demand = demand
-            .max(latest.in_flight)
-            .max(arrived)
-            .max(traffic::outstanding(latest));
+        match traffic::latest(&state.traffic, now, policy.stale_after_ms) {
+            Some(latest) => {
+                let n = state.traffic.len();
+                let arrived = if n >= 2 {
+                    (latest.arrivals_total - state.traffic[n - 2].arrivals_total).max(0.0)
+                } else {
+                    0.0
+                };
+                let requests = latest
+                    .in_flight
+                    .max(arrived)
+                    .max(traffic::outstanding(latest));
+                demand.add("traffic", requests);
+            }
+            None => demand.unknown.push("traffic".into()),
+        }
     }
     if policy.external_count.is_some() {
-        let s = obs.external_count.as_ref()?;
-        if !crate::observation::is_usable(s.value)
-            || !crate::observation::is_fresh(s.at, now, policy.stale_after_ms)
-        {
-            return None;
+        match obs.external_count.as_ref().filter(|s| {
+            crate::observation::is_usable(s.value)
+                && crate::observation::is_fresh(s.at, now, policy.stale_after_ms)
+        }) {
+            Some(s) => demand.add("externalCount", s.value),
+            None => demand.unknown.push("externalCount".into()),
         }
-        demand = demand.max(s.value);
     }
-    Some(demand)
+    for metric in &policy.metrics {
+        let Some(p) = proposals.iter().find(|p| p.name == metric.name) else {
+            continue;
+        };
+        if let (Some(replicas), Some(value)) = (p.replicas, p.value) {
+            if replicas > 0 && value.is_finite() {
+                demand.add(&metric.name, value);
+            }
+        }
+    }
+    demand
 }

@@ -129,8 +129,26 @@ pub enum Reason {
         /// Its value.
         value: f64,
     },
+    /// Scaling up from zero to at least the policy's activation replicas.
+    ActivationScale {
+        /// The activation replicas.
+        replicas: u32,
+    },
+    /// The initial scale holds until that many replicas are ready.
+    InitialScale {
+        /// The initial replicas.
+        replicas: u32,
+        /// Replicas ready now.
+        ready: u32,
+    },
     /// At zero and demand is below the activation threshold.
     StaysAtZero,
+    /// At zero and no source can say what the demand is: staying at zero, and saying so
+    /// rather than calling it below the threshold.
+    DemandUnknown {
+        /// The sources without a fresh, usable sample.
+        sources: Vec<String>,
+    },
     /// The SLO model's plan: the fewest replicas predicted to meet the SLO, with its numbers.
     SloPlan {
         /// The SLO's latency, seconds.
@@ -171,6 +189,20 @@ pub enum Reason {
         needed: u32,
         /// The cold start, seconds.
         cold_start_seconds: f64,
+    },
+    /// Bursts have recurred at a steady interval: replicas for the next one are started one
+    /// cold start before it is due.
+    SloRecurringBurst {
+        /// Replicas for the burst's first cold start, within its share of the allowed misses.
+        replicas: u32,
+        /// The rate the last bursts peaked at, req/s.
+        rate: f64,
+        /// The interval between bursts, seconds.
+        period_seconds: f64,
+        /// Seconds until the next burst is due (negative once it is late).
+        due_in_seconds: f64,
+        /// How early replicas are started: the cold start with its spread, seconds.
+        lead_seconds: f64,
     },
     /// The estimates have not seen enough traffic yet to scale down on.
     SloWarmingUp {
@@ -231,8 +263,12 @@ impl Reason {
         "ScaleToZero",
         "Activated",
         "StaysAtZero",
+        "ActivationScale",
+        "InitialScale",
+        "DemandUnknown",
         "SloPlan",
         "SloKeepsThroughDip",
+        "SloRecurringBurst",
         "SloOutOfReach",
         "SloHedgedStart",
         "SloWarmingUp",
@@ -264,8 +300,12 @@ impl Reason {
             Reason::ScaleToZero { .. } => "ScaleToZero",
             Reason::Activated { .. } => "Activated",
             Reason::StaysAtZero => "StaysAtZero",
+            Reason::ActivationScale { .. } => "ActivationScale",
+            Reason::InitialScale { .. } => "InitialScale",
+            Reason::DemandUnknown { .. } => "DemandUnknown",
             Reason::SloPlan { .. } => "SloPlan",
             Reason::SloKeepsThroughDip { .. } => "SloKeepsThroughDip",
+            Reason::SloRecurringBurst { .. } => "SloRecurringBurst",
             Reason::SloOutOfReach { .. } => "SloOutOfReach",
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
@@ -352,6 +392,19 @@ impl fmt::Display for Reason {
                 write!(f, "activated from zero by {signal} {value}")
             }
             Reason::StaysAtZero => write!(f, "at zero and below the activation threshold"),
+            Reason::ActivationScale { replicas } => write!(
+                f,
+                "activation scale: at least {replicas} replicas when coming back from zero"
+            ),
+            Reason::InitialScale { replicas, ready } => write!(
+                f,
+                "initial scale: {replicas} replicas until {replicas} are ready ({ready} ready)"
+            ),
+            Reason::DemandUnknown { sources } => write!(
+                f,
+                "at zero and the demand is unknown (no fresh sample from {}): staying at zero until one reports",
+                sources.join(", ")
+            ),
             Reason::SloPlan { .. } => fmt_slo_plan(self, f),
             Reason::SloKeepsThroughDip {
                 replicas,
@@ -361,6 +414,23 @@ impl fmt::Display for Reason {
                 f,
                 "keeping {replicas} replicas through a dip shorter than {cold_start_seconds:.0} s, what restarting them would cost ({needed} needed now)"
             ),
+            Reason::SloRecurringBurst {
+                replicas,
+                rate,
+                period_seconds,
+                due_in_seconds,
+                lead_seconds,
+            } => {
+                let when = if *due_in_seconds >= 0.0 {
+                    format!("due in {due_in_seconds:.0} s")
+                } else {
+                    format!("{:.0} s late", -due_in_seconds)
+                };
+                write!(
+                    f,
+                    "bursts recur every {period_seconds:.0} s: {replicas} replicas for the next one's {rate:.1} req/s ({when}), started {lead_seconds:.0} s ahead, a cold start with its spread"
+                )
+            }
             Reason::SloOutOfReach {
                 latency_seconds,
                 attainment,

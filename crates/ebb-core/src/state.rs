@@ -32,9 +32,18 @@ pub struct State {
     /// The last time traffic or backlog was seen (for scale to zero).
     #[serde(default)]
     pub last_active_at: Option<Time>,
+    /// Whether the initial scale was reached (or there was none to reach). A new state starts
+    /// without it; a state stored before the field existed reads as reached, so that an
+    /// upgrade does not apply the initial scale to a running target again.
+    #[serde(default = "reached")]
+    pub initial_scale_reached: bool,
     /// The SLO model's estimates and recent proposals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<crate::slo::SloState>,
+}
+
+fn reached() -> bool {
+    true
 }
 
 /// One unstabilized recommendation.

@@ -381,6 +381,107 @@ fn stays_at_zero() -> Decision {
     d
 }
 
+const ZERO_BACKLOG_POLICY: &str = r#"
+minReplicas: 0
+maxReplicas: 40
+concurrency: {targetPerReplica: 4}
+externalCount: {mode: backlog, itemsPerReplicaPerSecond: 5, drainSeconds: 120}
+scaleToZero: {idleSeconds: 300, activationThreshold: 1}
+"#;
+
+/// Any known demand activates: a backlog of 5,000 items with no traffic sample at all.
+fn activated_by_backlog_without_traffic() -> Decision {
+    let mut o = obs(0, vec![]);
+    o.external_count = Some(Sample {
+        value: 5000.0,
+        at: t(100),
+    });
+    let d = decide(&policy(ZERO_BACKLOG_POLICY), &o, &State::default(), t(100));
+    // 5,000 items drained in 120 s at 5 items/s per replica: 9 replicas.
+    assert_eq!(d.desired_replicas, 9, "{}", d.summary());
+    let Some(Reason::Activated { signal, value }) =
+        d.reasons.iter().find(|r| r.code() == "Activated")
+    else {
+        panic!("not activated: {}", d.summary())
+    };
+    assert_eq!((signal.as_str(), *value), ("externalCount", 5000.0));
+    d
+}
+
+/// With no source able to say, the target stays at zero and the reason says the demand is
+/// unknown, not low.
+fn demand_unknown() -> Decision {
+    let d = decide(
+        &policy(ZERO_BACKLOG_POLICY),
+        &obs(0, vec![]),
+        &State::default(),
+        t(100),
+    );
+    assert_eq!(d.desired_replicas, 0);
+    assert!(!d.has_reason("StaysAtZero"), "{}", d.summary());
+    let Some(Reason::DemandUnknown { sources }) =
+        d.reasons.iter().find(|r| r.code() == "DemandUnknown")
+    else {
+        panic!("no DemandUnknown: {}", d.summary())
+    };
+    assert_eq!(sources, &["traffic", "externalCount"]);
+    d
+}
+
+/// Coming back from zero starts at least the activation replicas, even when one would do.
+fn activation_scale() -> Decision {
+    let p = policy(&format!("{ZERO_POLICY}initialReplicas: 1\n").replace(
+        "activationThreshold: 1}",
+        "activationThreshold: 1, activationReplicas: 3}",
+    ));
+    let state = State {
+        traffic: steady(0, 99, 0.0),
+        last_active_at: Some(t(0)),
+        ..Default::default()
+    };
+    let mut o = obs(0, vec![]);
+    o.traffic = Some(traffic(t(100), 1.0, 1.0, 0.0));
+    let d = decide(&p, &o, &state, t(100));
+    assert_eq!(d.desired_replicas, 3, "{}", d.summary());
+    assert!(d.has_reason("Activated") && d.has_reason("ActivationScale"));
+    d
+}
+
+/// A new autoscaler holds its initial scale until that many replicas are ready, then follows
+/// its signals (through the scale-down window, which remembers the initial count).
+fn initial_scale() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}initialReplicas: 5\nbehavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ));
+    let quiet = |ready: usize| {
+        let mut o = obs(5, vec![per_pod("rps", &[1.0; 5], t(100))]);
+        for pod in o.pods.iter_mut().skip(ready) {
+            pod.ready = false;
+        }
+        o
+    };
+    let d = decide(&p, &quiet(2), &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 5, "{}", d.summary());
+    let Some(Reason::InitialScale { replicas, ready }) =
+        d.reasons.iter().find(|r| r.code() == "InitialScale")
+    else {
+        panic!("no InitialScale: {}", d.summary())
+    };
+    assert_eq!((*replicas, *ready), (5, 2));
+    assert!(!d.state.initial_scale_reached);
+    // All five ready: reached, and the quiet signal scales down from here on.
+    let later = decide(&p, &quiet(5), &d.state, t(101));
+    assert!(later.state.initial_scale_reached);
+    assert!(later.desired_replicas < 5, "{}", later.summary());
+    // Never again, even with fewer ready.
+    let after = decide(&p, &quiet(1), &later.state, t(102));
+    assert!(!after.has_reason("InitialScale"), "{}", after.summary());
+    // A state stored before the field existed is a running target: no initial scale.
+    let stored: State = serde_json::from_str("{}").unwrap();
+    assert!(stored.initial_scale_reached);
+    d
+}
+
 fn victims() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
@@ -504,6 +605,61 @@ fn slo_keeps_through_a_dip() -> Decision {
     d
 }
 
+fn slo_recurring_burst() -> Decision {
+    let p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    // Ten seconds at 200 req/s every two minutes, 20 req/s between: three bursts set the clock.
+    let mut held: u32 = 2;
+    for start in [60, 180, 300] {
+        let quiet_from = if start == 60 { 0 } else { start - 110 };
+        slo_feed(
+            &p,
+            &mut state,
+            &mut totals,
+            quiet_from,
+            start - quiet_from,
+            20.0,
+            &pods(2),
+        );
+        held = slo_feed(
+            &p,
+            &mut state,
+            &mut totals,
+            start,
+            10,
+            200.0,
+            &pods(held as usize),
+        )
+        .desired_replicas
+        .max(held);
+    }
+    // The next is due at 420 s. Long after the last one, with the cold start (20 s) still
+    // ahead of it, the replicas for it do not wait for its traffic.
+    let quiet = slo_feed(&p, &mut state, &mut totals, 310, 70, 20.0, &pods(2));
+    assert!(quiet.desired_replicas <= 2, "{}", quiet.summary());
+    let d = slo_feed(&p, &mut state, &mut totals, 380, 20, 20.0, &pods(2));
+    let Some(Reason::SloRecurringBurst {
+        replicas,
+        rate,
+        period_seconds,
+        due_in_seconds,
+        lead_seconds,
+    }) = d.reasons.iter().find(|r| r.code() == "SloRecurringBurst")
+    else {
+        panic!("no SloRecurringBurst in {}", d.summary())
+    };
+    assert!((period_seconds - 120.0).abs() < 3.0, "{period_seconds}");
+    assert!((due_in_seconds - 21.0).abs() < 3.0, "{due_in_seconds}");
+    assert!((lead_seconds - 20.0).abs() < 1e-9, "{lead_seconds}");
+    assert!((rate - 200.0).abs() < 20.0, "{rate}");
+    assert!(
+        *replicas > 2 && d.desired_replicas >= *replicas,
+        "{}",
+        d.summary()
+    );
+    d
+}
+
 fn slo_out_of_reach() -> Decision {
     // 150 ms against a service of 100 ms mean and 51 ms deviation: about 8% of requests take
     // longer with no wait at all.
@@ -590,8 +746,16 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("activated", activated()),
         ("stays_at_zero", stays_at_zero()),
         ("victims", victims()),
+        (
+            "activated_by_backlog",
+            activated_by_backlog_without_traffic(),
+        ),
+        ("demand_unknown", demand_unknown()),
+        ("activation_scale", activation_scale()),
+        ("initial_scale", initial_scale()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
+        ("slo_recurring_burst", slo_recurring_burst()),
         ("slo_out_of_reach", slo_out_of_reach()),
         ("slo_hedged_start", slo_hedged_start()),
         ("slo_warming_up", slo_warming_up()),
@@ -629,8 +793,13 @@ mod each {
         activated,
         stays_at_zero,
         victims,
+        activated_by_backlog_without_traffic,
+        demand_unknown,
+        activation_scale,
+        initial_scale,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
+        slo_recurring_burst,
         slo_out_of_reach,
         slo_hedged_start,
         slo_warming_up,

@@ -164,6 +164,28 @@ fn min_zero_needs_scale_to_zero() {
 }
 
 #[test]
+fn initial_and_activation_replicas_are_bounded_and_named() {
+    let e = errors(
+        "minReplicas: 0\nmaxReplicas: 3\ninitialReplicas: 0\nconcurrency: {targetPerReplica: 5}\nscaleToZero: {activationReplicas: 4}",
+    );
+    assert_eq!(
+        e,
+        [
+            "initialReplicas: must be between 1 and 3, got 0",
+            "scaleToZero.activationReplicas: must be between 1 and 3, got 4",
+        ]
+    );
+    let p = Policy::from_yaml(
+        "minReplicas: 0\nmaxReplicas: 8\ninitialReplicas: 2\nconcurrency: {targetPerReplica: 5}\nscaleToZero: {activationReplicas: 3}",
+    )
+    .unwrap();
+    assert_eq!(p.initial_replicas, Some(2));
+    assert_eq!(p.scale_to_zero.as_ref().unwrap().activation_replicas, 3);
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert_eq!(Policy::from_yaml(&text).unwrap(), p, "{text}");
+}
+
+#[test]
 fn duplicate_metric_names_are_rejected() {
     let m =
         "{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 5}}}";

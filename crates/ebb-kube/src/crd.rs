@@ -587,6 +587,7 @@ fn schema() -> Value {
                     "scaleTargetRef": derived::<ScaleTargetRef>(),
                     "minReplicas": {"type": "integer", "minimum": 0},
                     "maxReplicas": {"type": "integer", "minimum": 1},
+                    "initialReplicas": {"type": "integer", "minimum": 1, "description": "Replicas to start with when the Autoscaler is created, held until that many are ready (Knative's initial scale)."},
                     "metrics": {"type": "array", "items": open_object("An HPA autoscaling/v2 MetricSpec.")},
                     "behavior": open_object("HPA behavior: scaleUp and scaleDown rules."),
                     "tolerance": {"x-kubernetes-int-or-string": true, "description": "A number, or scaleUp/scaleDown."},

@@ -153,6 +153,7 @@ pub fn kpa_policy(slots: u32, utilization: f64, max_replicas: u32) -> Policy {
     policy.scale_to_zero = Some(ScaleToZero {
         idle_ms: 90_000,
         activation_threshold: 1.0,
+        activation_replicas: 1,
     });
     let rules = |value, period_seconds| ScalingRules {
         stabilization_window_seconds: 0,

@@ -32,6 +32,8 @@ pub struct Policy {
     pub min_replicas: u32,
     /// Upper bound on replicas.
     pub max_replicas: u32,
+    /// Replicas to start with on creation, held until that many are ready.
+    pub initial_replicas: Option<u32>,
     /// The HPA metrics (possibly HPA's default of CPU at 80%).
     pub metrics: Vec<Metric>,
     /// Tolerance of the replica calculator, per direction.
@@ -386,6 +388,8 @@ pub struct ScaleToZero {
     pub idle_ms: i64,
     /// Waiting requests (or backlog items) that bring the target back from zero.
     pub activation_threshold: f64,
+    /// The fewest replicas a return from zero starts.
+    pub activation_replicas: u32,
 }
 
 /// HPA controller settings for CPU readiness.
@@ -424,6 +428,7 @@ impl Policy {
         Policy {
             min_replicas,
             max_replicas,
+            initial_replicas: None,
             metrics,
             tolerance: Tolerance::default(),
             behavior: Behavior::default(),

@@ -16,6 +16,10 @@ pub struct PolicySpec {
     /// Upper bound on replicas (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<i64>,
+    /// Ebb: replicas to start with when the autoscaler is created, held until that many are
+    /// ready (Knative's initial scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_replicas: Option<i64>,
     /// Tolerance around a usage ratio of 1.0 within which no change is proposed (default 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<ToleranceSpec>,
@@ -279,6 +283,10 @@ pub struct ScaleToZeroSpec {
     /// Come back from zero when this many requests (or backlog items) are waiting (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation_threshold: Option<f64>,
+    /// At least this many replicas when coming back from zero (default 1; Knative's
+    /// activation scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_replicas: Option<i64>,
 }
 
 /// A duration: a number of seconds, or text such as `500ms`, `1.5s`, `2m`.

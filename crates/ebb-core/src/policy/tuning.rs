@@ -37,6 +37,14 @@ pub struct Tuning {
     /// starting when enough are ready and are removed first (the victim ranking takes unready
     /// pods first), so they cost part of one cold start each.
     pub hedge: f64,
+    /// Standard deviations of the measured cold start, beyond `cold_start_spread`, by which
+    /// replicas for a recurring burst are started early: the burst's time is known, so a slow
+    /// cold start is the only reason to miss it, and a few replica-seconds buy it off.
+    pub prewarm_spread: f64,
+    /// The share of a period's allowed misses (`1 - attainment` of its arrivals) that the
+    /// first cold start of a recurring burst may spend: the replicas that keep within it are
+    /// started ahead of the burst. The rest is left to waiting elsewhere in the period.
+    pub prewarm_budget: f64,
 }
 
 impl Default for Tuning {
@@ -53,6 +61,8 @@ impl Default for Tuning {
             keep_cold_starts: 1.0,
             hedge: 1.0,
             min_wait_budget: 0.5,
+            prewarm_spread: 1.0,
+            prewarm_budget: 0.5,
         }
     }
 }
@@ -84,6 +94,8 @@ impl Tuning {
                 "keepColdStarts" => &mut self.keep_cold_starts,
                 "hedge" => &mut self.hedge,
                 "minWaitBudget" => &mut self.min_wait_budget,
+                "prewarmSpread" => &mut self.prewarm_spread,
+                "prewarmBudget" => &mut self.prewarm_budget,
                 other => return Err(format!("unknown constant '{other}'")),
             };
             *field = v;

@@ -181,6 +181,9 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             format!("must be at least minReplicas ({min_replicas}), got {max_replicas}"),
         );
     }
+    let initial_replicas = spec
+        .initial_replicas
+        .map(|v| c.count("initialReplicas", v, 1, i64::from(max_replicas)));
     if min_replicas == 0 && spec.scale_to_zero.is_none() {
         c.err(
             "minReplicas",
@@ -297,6 +300,12 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
                 c.positive("scaleToZero.idleSeconds", s.idle_seconds.unwrap_or(300.0)),
             ),
             activation_threshold: activation.max(0.0),
+            activation_replicas: c.count(
+                "scaleToZero.activationReplicas",
+                s.activation_replicas.unwrap_or(1),
+                1,
+                i64::from(max_replicas),
+            ),
         }
     });
     let slo = spec.slo.as_ref().map(|s| slo(&mut c, s));
@@ -366,6 +375,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
     Ok(Policy {
         min_replicas,
         max_replicas,
+        initial_replicas,
         metrics,
         tolerance,
         behavior: Behavior {
@@ -964,6 +974,7 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
     PolicySpec {
         min_replicas: Some(i64::from(p.min_replicas)),
         max_replicas: Some(i64::from(p.max_replicas)),
+        initial_replicas: p.initial_replicas.map(i64::from),
         tolerance: None,
         metrics: p.metrics.iter().map(metric_spec).collect(),
         behavior: Some(BehaviorSpec {
@@ -998,6 +1009,7 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
         scale_to_zero: p.scale_to_zero.as_ref().map(|z| ScaleToZeroSpec {
             idle_seconds: Some(secs(z.idle_ms)),
             activation_threshold: Some(z.activation_threshold),
+            activation_replicas: Some(i64::from(z.activation_replicas)),
         }),
         slo: p.slo.as_ref().map(|s| SloSpec {
             latency: Some(DurationSpec::Text(crate::time::fmt_seconds(

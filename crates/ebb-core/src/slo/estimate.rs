@@ -60,6 +60,9 @@ pub struct SloState {
     /// Recent proposals, oldest first, for the keep-through-a-dip rule.
     #[serde(default)]
     pub recent: Vec<(Time, u32)>,
+    /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
+    #[serde(default)]
+    pub recurrence: super::recurrence::Recurrence,
     /// The queueing model's integration grid, kept while the service time holds (not
     /// persisted: a restarted controller rebuilds it).
     #[serde(skip)]

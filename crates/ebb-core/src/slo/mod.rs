@@ -13,6 +13,7 @@ pub mod estimate;
 pub mod forecast;
 pub mod plan;
 pub mod queueing;
+pub mod recurrence;
 
 pub use crate::policy::Tuning;
 pub use estimate::SloState;

@@ -4,6 +4,7 @@
 use super::estimate::SloState;
 use super::forecast::Smoothing;
 use super::queueing::{replicas_for_cached, service_within, Load};
+use super::recurrence::Due;
 use crate::observation::{is_fresh, Observation};
 use crate::policy::{Slo, Tuning};
 use crate::reason::Reason;
@@ -39,6 +40,44 @@ fn smoothing(tuning: &Tuning, slo: &Slo) -> Smoothing {
     }
 }
 
+/// What the model sized for the traffic now.
+struct Sized {
+    load: Load,
+    target: f64,
+    needed: u32,
+    max_replicas: u32,
+}
+
+/// Replicas for a recurring burst due within `lead` seconds, when more than are needed now.
+/// The burst's first `lead` seconds may spend `prewarm_budget` of a period's allowed misses;
+/// the replicas that keep within it are started ahead, and none when those held anyway do (a
+/// burst the reactive path absorbs costs nothing to wait for).
+fn for_recurring_burst(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    now_sized: &Sized,
+    lead: f64,
+    now: Time,
+) -> Option<(u32, Due)> {
+    let due = state.recurrence.due(now, lead)?;
+    let allowed = (1.0 - slo.attainment) * due.arrivals_per_period * tuning.prewarm_budget;
+    let window = (due.peak_rate * lead).max(1.0);
+    let burst = Load {
+        rate: due.peak_rate,
+        ..now_sized.load
+    };
+    let (replicas, _) = replicas_for_cached(
+        &burst,
+        slo.slots_per_replica,
+        slo.latency_seconds,
+        (1.0 - allowed / window).min(now_sized.target),
+        now_sized.max_replicas,
+        &mut state.grid,
+    );
+    (replicas > now_sized.needed).then_some((replicas, due))
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
@@ -70,10 +109,10 @@ pub fn plan(
     let Some((service_mean, service_scv)) = state.service() else {
         return Plan::Missing("no completed request yet to measure the service time".into());
     };
-    let (cold_start, measured) = match (slo.cold_start_seconds, state.cold_start()) {
-        (Some(c), _) => (c, false),
-        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, false),
+    let (cold_start, measured, cold_start_sd) = match (slo.cold_start_seconds, state.cold_start()) {
+        (Some(c), _) => (c, false, 0.0),
+        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true, sd),
+        (None, None) => (ASSUMED_COLD_START_SECONDS, false, 0.0),
     };
     let dispersion = state.dispersion();
     let level = state.forecast.at_horizon(0.0, &smoothing);
@@ -108,8 +147,19 @@ pub fn plan(
     let slots = slo.slots_per_replica;
     let (needed, predicted) =
         replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
+    let arrivals_total = sample.arrivals_total;
+    state.recurrence.observe(jump, rate, arrivals_total, now);
+    let lead = cold_start + tuning.prewarm_spread * cold_start_sd;
+    let now_sized = Sized {
+        load,
+        target,
+        needed,
+        max_replicas,
+    };
+    let prewarm = for_recurring_burst(slo, tuning, state, &now_sized, lead, now);
+    let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
     let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
-    let kept = state.remember(needed, now, keep_ms);
+    let kept = state.remember(wanted, now, keep_ms);
     // Hedge only for what is needed now, not for what a dip keeps.
     let hedge = if ready < needed {
         (f64::from(needed - ready) * tuning.hedge).floor() as u32
@@ -159,6 +209,14 @@ pub fn plan(
         reasons.push(Reason::SloWarmingUp {
             held: replicas,
             seconds: super::estimate::WARMUP_SECONDS,
+        });
+    } else if let Some((replicas, due)) = prewarm {
+        reasons.push(Reason::SloRecurringBurst {
+            replicas,
+            rate: due.peak_rate,
+            period_seconds: due.period_seconds,
+            due_in_seconds: due.due_in_seconds,
+            lead_seconds: lead,
         });
     } else if kept > needed {
         reasons.push(Reason::SloKeepsThroughDip {

@@ -1,0 +1,223 @@
+//! Bursts that recur on a clock: a batch job every five minutes, a cron-driven client, a
+//! dashboard refreshing on the hour. A burst shorter than a cold start cannot be served by
+//! reacting to it, and the daily season is far too coarse to see it; but once a few onsets
+//! have come at a steady interval, the next is due at a known time, and the replicas the last
+//! bursts needed can be started one cold start before it. That is what the clairvoyant does
+//! with every burst; this does it with the ones the past predicts.
+//!
+//! An **onset** is a jump of the short-window rate over the level (the SLO model's own jump
+//! test) after at least [`QUIET_SECONDS`] without one. The bursts are **periodic** when the
+//! last [`GAPS`] gaps between onsets all lie within [`TOLERANCE_SHARE`] of their mean (and
+//! at least [`TOLERANCE_FLOOR_SECONDS`]). A single irregular gap ends the prediction until
+//! [`GAPS`] regular ones have been seen again, so a burst that happens to follow another by a
+//! similar time does not start replicas.
+
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+
+/// Gaps between onsets that must agree before the next onset is predicted.
+pub const GAPS: usize = 2;
+/// Seconds without a jump before a jump counts as a new onset (jumps within one burst are
+/// one onset).
+pub const QUIET_SECONDS: f64 = 30.0;
+/// How far a gap may stray from the mean gap, as a share of it, and still count as regular.
+pub const TOLERANCE_SHARE: f64 = 0.05;
+/// The least tolerance, seconds: the jump test itself places an onset within a few seconds.
+pub const TOLERANCE_FLOOR_SECONDS: f64 = 5.0;
+/// Longest period followed, seconds: longer cycles are the daily season's job.
+pub const MAX_PERIOD_SECONDS: f64 = 7200.0;
+
+/// One burst: when it began, the highest rate planned for until the next began, and the
+/// arrivals counter when it began (so that a period's arrivals, and its share of the SLO's
+/// allowed misses, are known).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Onset {
+    /// When the jump was seen.
+    pub at: Time,
+    /// The highest rate planned for from then until the next onset, req/s.
+    pub peak_rate: f64,
+    /// The arrivals counter at the onset.
+    pub arrivals_total: f64,
+}
+
+/// The state carried between decisions (in the decision state, so it survives restarts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recurrence {
+    /// The last `GAPS + 1` onsets, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub onsets: Vec<Onset>,
+    /// When the jump test last fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_jump: Option<Time>,
+}
+
+/// A burst that is due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Due {
+    /// The highest rate the last two bursts were planned for, req/s.
+    pub peak_rate: f64,
+    /// Mean arrivals from one onset to the next (0 when the counter restarted in between).
+    pub arrivals_per_period: f64,
+    /// The bursts' period, seconds.
+    pub period_seconds: f64,
+    /// Seconds until the next burst is due (negative once it is late).
+    pub due_in_seconds: f64,
+}
+
+fn seconds(from: Time, to: Time) -> f64 {
+    to.millis_since(from) as f64 / 1000.0
+}
+
+impl Recurrence {
+    /// Takes one decision's jump test, the rate it planned for and the arrivals counter.
+    pub fn observe(&mut self, jump: bool, rate: f64, arrivals_total: f64, now: Time) {
+        if jump {
+            let quiet = self
+                .last_jump
+                .is_none_or(|last| seconds(last, now) >= QUIET_SECONDS);
+            self.last_jump = Some(now);
+            if quiet {
+                self.onsets.push(Onset {
+                    at: now,
+                    peak_rate: rate,
+                    arrivals_total,
+                });
+                let excess = self.onsets.len().saturating_sub(GAPS + 1);
+                self.onsets.drain(..excess);
+                return;
+            }
+        }
+        if let Some(open) = self.onsets.last_mut() {
+            open.peak_rate = open.peak_rate.max(rate);
+        }
+    }
+
+    /// The mean gap and how far the gaps strayed from it (at least the floor), when they agree.
+    fn period(&self) -> Option<(f64, f64)> {
+        if self.onsets.len() < GAPS + 1 {
+            return None;
+        }
+        let gaps: Vec<f64> = self
+            .onsets
+            .windows(2)
+            .map(|w| seconds(w[0].at, w[1].at))
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let strayed = gaps.iter().map(|g| (g - mean).abs()).fold(0.0, f64::max);
+        let regular = strayed <= (TOLERANCE_SHARE * mean).max(TOLERANCE_FLOOR_SECONDS);
+        let window = strayed.max(TOLERANCE_FLOOR_SECONDS);
+        (regular && mean <= MAX_PERIOD_SECONDS && mean > 0.0).then_some((mean, window))
+    }
+
+    /// The burst to have replicas ready for now, if one is due within `lead_seconds` (the cold
+    /// start with its spread), widened by how far the gaps strayed. The window closes as far
+    /// past the due time: a burst that has not come by then is not waited for.
+    pub fn due(&self, now: Time, lead_seconds: f64) -> Option<Due> {
+        let (period, tolerance) = self.period()?;
+        let last = self.onsets.last()?;
+        let since = seconds(last.at, now);
+        // The burst in progress is the model's to serve; look at the next one.
+        let due_in = period - since;
+        let open = -tolerance <= due_in && due_in <= lead_seconds + tolerance;
+        if !open {
+            return None;
+        }
+        // The last bursts' peaks; the newest one's counts once it has had its cycle.
+        let closed = &self.onsets[..self.onsets.len() - 1];
+        let peak_rate = closed
+            .iter()
+            .rev()
+            .take(2)
+            .map(|o| o.peak_rate)
+            .fold(0.0, f64::max);
+        let arrivals: Vec<f64> = self
+            .onsets
+            .windows(2)
+            .map(|w| w[1].arrivals_total - w[0].arrivals_total)
+            .collect();
+        let arrivals_per_period = if arrivals.iter().all(|a| *a >= 0.0) {
+            arrivals.iter().sum::<f64>() / arrivals.len() as f64
+        } else {
+            0.0
+        };
+        Some(Due {
+            peak_rate,
+            arrivals_per_period,
+            period_seconds: period,
+            due_in_seconds: due_in,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: f64) -> Time {
+        Time::from_millis((s * 1000.0) as i64)
+    }
+
+    /// Bursts of 120 req/s lasting 30 s every `period` seconds, with 20 req/s between.
+    fn feed(r: &mut Recurrence, period: f64, until: f64, jitter: impl Fn(usize) -> f64) {
+        let (mut t, mut arrivals) = (0.0, 0.0);
+        while t < until {
+            let cycle = (t / period).floor() as usize;
+            let start = cycle as f64 * period + jitter(cycle);
+            let in_burst = t >= start && t < start + 30.0;
+            let jump = in_burst && t < start + 3.0;
+            let rate = if in_burst { 120.0 } else { 20.0 };
+            arrivals += rate;
+            r.observe(jump, rate, arrivals, at(t));
+            t += 1.0;
+        }
+    }
+
+    #[test]
+    fn predicts_a_periodic_burst_one_lead_ahead() {
+        let mut r = Recurrence::default();
+        feed(&mut r, 300.0, 1230.0, |_| 0.0);
+        assert_eq!(r.onsets.len(), GAPS + 1);
+        // Next burst at 1500 s: nothing yet at 1400, replicas 35 s ahead of it.
+        assert_eq!(r.due(at(1400.0), 30.0), None);
+        let p = r.due(at(1465.0), 30.0).expect("due");
+        assert_eq!(p.peak_rate, 120.0);
+        // 30 s at 120 and 270 s at 20 a period.
+        assert!((p.arrivals_per_period - 9000.0).abs() < 1e-9, "{p:?}");
+        assert!((p.period_seconds - 300.0).abs() < 1e-9);
+        assert!((p.due_in_seconds - 35.0).abs() < 1e-9);
+        // A burst that does not come is not waited for past the tolerance.
+        assert!(r.due(at(1504.0), 30.0).is_some());
+        assert_eq!(r.due(at(1540.0), 30.0), None);
+    }
+
+    #[test]
+    fn too_few_or_irregular_onsets_predict_nothing() {
+        let mut r = Recurrence::default();
+        feed(&mut r, 300.0, 400.0, |_| 0.0);
+        assert_eq!(r.due(at(565.0), 30.0), None, "one gap is not enough");
+        let mut r = Recurrence::default();
+        feed(&mut r, 300.0, 1230.0, |c| if c == 2 { 90.0 } else { 0.0 });
+        for t in 1230..1600 {
+            assert_eq!(r.due(at(f64::from(t)), 30.0), None, "at {t}");
+        }
+    }
+
+    #[test]
+    fn jumps_within_one_burst_are_one_onset() {
+        let mut r = Recurrence::default();
+        for t in 0..20 {
+            r.observe(t % 3 == 0, 4.0, 0.0, at(f64::from(t)));
+        }
+        assert_eq!(r.onsets.len(), 1);
+        assert_eq!(r.onsets[0].peak_rate, 4.0);
+    }
+
+    #[test]
+    fn small_jitter_is_tolerated() {
+        let mut r = Recurrence::default();
+        feed(&mut r, 360.0, 1470.0, |c| [0.0, 4.0, 1.0, 3.0, 2.0][c % 5]);
+        assert!(r.due(at(1800.0 - 30.0), 30.0).is_some());
+    }
+}
