@@ -9,12 +9,13 @@
 //! 5. HPA behaviors (stabilization, rate policies, min/max);
 //! 6. panic mode, which bypasses the scale-up limits;
 //! 7. a new autoscaler's initial scale, a floor until that many replicas are ready;
-//! 8. victim ranking for a scale-in (when the decision is finished).
+//! 8. an operator's hold (pause), which keeps or sets the count and reports the proposal;
+//! 9. victim ranking for a scale-in (when the decision is finished).
 
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
 use crate::observation::Observation;
-use crate::policy::{Policy, Target};
+use crate::policy::{Hold, Policy, Target};
 use crate::quantity::Quantity;
 use crate::reason::{LimitReason, Reason};
 use crate::sanitize;
@@ -48,6 +49,9 @@ pub struct Decision {
     pub current_replicas: u32,
     /// The replicas it should have.
     pub desired_replicas: u32,
+    /// The replicas the policy asks for: the same as `desired_replicas` unless an operator
+    /// holds the count, when this is what Ebb would do (for status and metrics).
+    pub proposed_replicas: u32,
     /// Each metric's and signal's proposal.
     pub proposals: Vec<Proposal>,
     /// HPA's `ScalingLimited` reason.
@@ -120,6 +124,7 @@ impl Builder {
             at: self.now,
             current_replicas: self.current,
             desired_replicas: desired,
+            proposed_replicas: desired,
             proposals: self.proposals,
             limit,
             reasons: self.reasons,
@@ -216,8 +221,27 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     behavior::prune_events(&policy.behavior, &mut b.state, now);
 
     let (desired, limit) = count(policy, obs, &mut b);
-    let desired = initial_scale(policy, obs, desired, &mut b);
-    b.finish(desired, limit, obs)
+    let proposed = initial_scale(policy, obs, desired, &mut b);
+    let desired = hold(policy, proposed, &mut b);
+    let mut d = b.finish(desired, limit, obs);
+    d.proposed_replicas = proposed;
+    d
+}
+
+/// Stage 8: an operator's hold (pause) replaces the count, and says what it would have been.
+fn hold(policy: &Policy, proposed: u32, b: &mut Builder) -> u32 {
+    let Some(hold) = policy.hold else {
+        return proposed;
+    };
+    let held = match hold {
+        Hold::Current => b.current,
+        Hold::Replicas(n) => n,
+    };
+    b.reasons.push(Reason::Paused {
+        held,
+        would_be: proposed,
+    });
+    held
 }
 
 /// Stages 1 to 6: the count the policy asks for.

@@ -45,7 +45,7 @@ pub use observation::{
     MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample, ServiceTotals,
     TrafficSample,
 };
-pub use policy::{Policy, PolicyError};
+pub use policy::{Hold, Policy, PolicyError};
 pub use reason::{LimitReason, Reason};
 pub use scaler::Scaler;
 pub use state::State;

@@ -141,6 +141,13 @@ pub enum Reason {
         /// Replicas ready now.
         ready: u32,
     },
+    /// An operator holds the count (paused); the policy's proposal is reported, not applied.
+    Paused {
+        /// The count held.
+        held: u32,
+        /// What the policy would set.
+        would_be: u32,
+    },
     /// At zero and demand is below the activation threshold.
     StaysAtZero,
     /// At zero and no source can say what the demand is: staying at zero, and saying so
@@ -264,6 +271,7 @@ impl Reason {
         "Activated",
         "StaysAtZero",
         "ActivationScale",
+        "Paused",
         "InitialScale",
         "DemandUnknown",
         "SloPlan",
@@ -301,6 +309,7 @@ impl Reason {
             Reason::Activated { .. } => "Activated",
             Reason::StaysAtZero => "StaysAtZero",
             Reason::ActivationScale { .. } => "ActivationScale",
+            Reason::Paused { .. } => "Paused",
             Reason::InitialScale { .. } => "InitialScale",
             Reason::DemandUnknown { .. } => "DemandUnknown",
             Reason::SloPlan { .. } => "SloPlan",
@@ -392,6 +401,10 @@ impl fmt::Display for Reason {
                 write!(f, "activated from zero by {signal} {value}")
             }
             Reason::StaysAtZero => write!(f, "at zero and below the activation threshold"),
+            Reason::Paused { held, would_be } => write!(
+                f,
+                "paused by an operator: the count is held at {held} (the policy would set {would_be})"
+            ),
             Reason::ActivationScale { replicas } => write!(
                 f,
                 "activation scale: at least {replicas} replicas when coming back from zero"

@@ -482,6 +482,41 @@ fn initial_scale() -> Decision {
     d
 }
 
+/// An operator's hold keeps the count (or sets one) and reports what the policy would do; the
+/// policy's windows go on remembering, so unpausing resumes where it would have been.
+fn paused() -> Decision {
+    let busy = |p: &Policy, state: &State| {
+        decide(
+            p,
+            &obs(2, vec![per_pod("rps", &[30.0, 30.0], t(100))]),
+            state,
+            t(100),
+        )
+    };
+    let mut p = policy(RPS_POLICY);
+    let free = busy(&p, &State::default());
+    assert!(free.desired_replicas > 2, "{}", free.summary());
+    p.hold = Some(Hold::Current);
+    let d = busy(&p, &State::default());
+    assert_eq!(d.desired_replicas, 2, "{}", d.summary());
+    assert_eq!(d.proposed_replicas, free.desired_replicas);
+    let Some(Reason::Paused { held, would_be }) = d.reasons.iter().find(|r| r.code() == "Paused")
+    else {
+        panic!("no Paused: {}", d.summary())
+    };
+    assert_eq!((*held, *would_be), (2, free.desired_replicas));
+    assert_eq!(d.state.recommendations, free.state.recommendations);
+    p.hold = Some(Hold::Replicas(1));
+    let set = busy(&p, &State::default());
+    assert_eq!(set.desired_replicas, 1);
+    assert_eq!(
+        set.victims.len(),
+        1,
+        "a set count below the current one removes pods"
+    );
+    d
+}
+
 fn victims() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
@@ -753,6 +788,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("demand_unknown", demand_unknown()),
         ("activation_scale", activation_scale()),
         ("initial_scale", initial_scale()),
+        ("paused", paused()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_recurring_burst", slo_recurring_burst()),
@@ -797,6 +833,7 @@ mod each {
         demand_unknown,
         activation_scale,
         initial_scale,
+        paused,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
         slo_recurring_burst,

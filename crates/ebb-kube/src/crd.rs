@@ -47,6 +47,10 @@ pub struct AutoscalerSpec {
     /// Safe scale-in options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_in: Option<ScaleInSpec>,
+    /// `Active` (the default) scales the target; `DryRun` decides and publishes every
+    /// decision without writing `/scale`, and may sit beside an HPA or KEDA on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
     /// Multi-model serving: the target is a server (a Seldon Core 2 `Server`, or any scalable
     /// resource) whose replicas follow the models it hosts. Its replica count comes from
     /// packing the models' replicas by memory (`ebb_core::placement`), within
@@ -103,6 +107,17 @@ pub struct PlacedModel {
     #[serde(rename = "memoryMiB")]
     #[schemars(range(min = 1))]
     pub memory_mib: u64,
+}
+
+/// How an Autoscaler acts on its decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Mode {
+    /// Scale the target.
+    #[default]
+    Active,
+    /// Decide and publish (status, Events, `/metrics`), never write `/scale`: how a cautious
+    /// team tries Ebb beside the autoscaler it runs.
+    DryRun,
 }
 
 /// Safe scale-in.
@@ -287,10 +302,37 @@ pub struct AutoscalerStatus {
     /// or newly elected controller keeps honouring stabilization windows and rate policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_state: Option<State>,
+    /// Dry-run mode: how its decisions differed from the replicas the target had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunStatus>,
     /// Placement mode: the planned placement (server to model replicas), which the next plan
     /// starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// What a dry run saw: the last times its decision differed from the target's count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunStatus {
+    /// Newest last, at most [`DRY_RUN_DIFFERENCES`]; one entry per change of the pair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<DryRunDifference>,
+}
+
+/// Differences a dry run keeps in its status.
+pub const DRY_RUN_DIFFERENCES: usize = 10;
+
+/// One difference between Ebb's decision and the target's count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunDifference {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Replicas the target had.
+    pub target_replicas: u32,
+    /// Replicas Ebb would have set.
+    pub ebb_replicas: u32,
 }
 
 /// One source's last poll.
@@ -600,6 +642,7 @@ fn schema() -> Value {
                     "readiness": open_object("CPU readiness flags."),
                     "syncPeriodSeconds": number("Seconds between decisions."),
                     "scaleIn": derived::<ScaleInSpec>(),
+                    "mode": derived::<Mode>(),
                     "sources": {"type": "array", "items": derived::<SourceSpec>()},
                     "placement": derived::<PlacementSpec>()
                 }

@@ -23,6 +23,7 @@ pub mod leader;
 mod memory;
 pub mod metrics;
 pub mod observe;
+pub mod pause;
 mod placement_mode;
 mod poll;
 pub mod reconcile;

@@ -16,6 +16,8 @@ pub(crate) struct Memory {
     pub(crate) state: Option<State>,
     /// The status this instance last wrote, to skip writes that would change nothing.
     pub(crate) written: Option<AutoscalerStatus>,
+    /// Dry-run mode: when the last pass counted replica-seconds.
+    pub(crate) dry_run_at: Option<Time>,
 }
 
 /// One source's memory between reconciles.

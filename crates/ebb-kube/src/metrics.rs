@@ -27,6 +27,14 @@ struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DryRunLabels {
+    namespace: String,
+    autoscaler: String,
+    /// `ebb` (the counts a dry run would have set) or `target` (the counts it had).
+    by: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     namespace: String,
     autoscaler: String,
@@ -46,6 +54,7 @@ pub struct ControllerMetrics {
     leader: Gauge,
     status_writes: Counter,
     status_writes_skipped: Counter,
+    dry_run_replica_seconds: Family<DryRunLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     consecutive_failures: Mutex<HashMap<(String, String), u32>>,
     /// Whether this instance is ready (leading, or standing by with a working client).
     pub ready: AtomicBool,
@@ -76,6 +85,7 @@ impl ControllerMetrics {
             leader: Gauge::default(),
             status_writes: Counter::default(),
             status_writes_skipped: Counter::default(),
+            dry_run_replica_seconds: Family::default(),
             consecutive_failures: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         };
@@ -106,6 +116,11 @@ impl ControllerMetrics {
                 "source_errors",
                 "Source polls that failed",
                 m.source_errors.clone(),
+            );
+            r.register(
+                "dry_run_replica_seconds",
+                "Dry-run mode: replica-seconds Ebb's decisions would have used (by=ebb) and the target used (by=target)",
+                m.dry_run_replica_seconds.clone(),
             );
             r.register(
                 "status_writes",
@@ -139,6 +154,20 @@ impl ControllerMetrics {
         self.decisions.get_or_create(&t).inc();
         self.current.get_or_create(&t).set(i64::from(current));
         self.desired.get_or_create(&t).set(i64::from(desired));
+    }
+
+    /// Dry-run mode: `seconds` at the counts Ebb would have set and the target had.
+    pub fn dry_run(&self, ns: &str, name: &str, seconds: f64, ebb: u32, target: u32) {
+        for (by, replicas) in [("ebb", ebb), ("target", target)] {
+            let labels = DryRunLabels {
+                namespace: ns.into(),
+                autoscaler: name.into(),
+                by: by.into(),
+            };
+            self.dry_run_replica_seconds
+                .get_or_create(&labels)
+                .inc_by(seconds * f64::from(replicas));
+        }
     }
 
     /// A status was written.

@@ -7,8 +7,9 @@
 //! here. Placement mode has its own decide step (`placement_mode`).
 
 use crate::context::{autoscaler_key, Context, Pass, ReconcileError};
-use crate::crd::{Autoscaler, AutoscalerStatus};
+use crate::crd::{Autoscaler, AutoscalerStatus, DryRunDifference, Mode, DRY_RUN_DIFFERENCES};
 use crate::observe;
+use crate::pause;
 use crate::placement_mode::reconcile_placement;
 use crate::poll;
 use crate::sources;
@@ -49,10 +50,12 @@ pub async fn reconcile(obj: Arc<Autoscaler>, ctx: Arc<Context>) -> Result<Action
 async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError> {
     let mut status = pass.status();
     // A bad spec is reported with its field paths, and nothing is scaled.
-    let policy = match valid_policy(pass.obj) {
+    let mut policy = match valid_policy(pass.obj) {
         Ok(p) => p,
         Err(errors) => return pass.report_invalid(&mut status, &errors).await,
     };
+    let pause = pause::from_annotations(pass.obj.annotations());
+    policy.hold = pause.hold;
     let target = match target_or_report(pass, &mut status).await? {
         Ok(t) => t,
         Err(action) => return Ok(action),
@@ -66,9 +69,14 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     let obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
     let (mut scaler, d) = decide(pass, policy, &obs, &status);
 
-    apply(pass, &target, &d, &obs, &mut scaler, &mut status).await;
+    if pass.obj.spec.mode == Some(Mode::DryRun) {
+        dry_run(pass, &d, &mut status).await;
+    } else {
+        apply(pass, &target, &d, &obs, &mut scaler, &mut status).await;
+    }
 
     report_decision(&mut status, &d, target.replicas, &failed, pass.now);
+    report_pause(pass, &mut status, &pause, &d).await;
     let state = scaler.state().clone();
     status.decision_state = Some(state.clone());
     // Remembered before the status write: the scale (if any) happened whether or not the
@@ -103,7 +111,7 @@ fn decide(
     let d = scaler.decide(obs, pass.now);
     pass.ctx
         .metrics
-        .decided(pass.ns, pass.name, d.current_replicas, d.desired_replicas);
+        .decided(pass.ns, pass.name, d.current_replicas, d.proposed_replicas);
     (scaler, d)
 }
 
@@ -148,6 +156,91 @@ async fn apply(
         .await
     {
         scaler.applied(d.desired_replicas, pass.now);
+    }
+}
+
+/// Dry-run mode's apply stage: nothing is written to the target. The replica-seconds each
+/// side used since the last pass go to `/metrics`; a change in how the decision differs from
+/// the target's count goes to the status (the last few) and an Event; the `DryRun` condition
+/// says that `/scale` is left alone.
+async fn dry_run(pass: &mut Pass<'_>, d: &Decision, status: &mut AutoscalerStatus) {
+    if let Some(last) = pass.memory.dry_run_at {
+        let seconds = pass.now.millis_since(last).clamp(0, 600_000) as f64 / 1000.0;
+        pass.ctx.metrics.dry_run(
+            pass.ns,
+            pass.name,
+            seconds,
+            d.proposed_replicas,
+            d.current_replicas,
+        );
+    }
+    pass.memory.dry_run_at = Some(pass.now);
+    set_condition(
+        &mut status.conditions,
+        "DryRun",
+        true,
+        "DryRunMode",
+        "decisions are published, /scale is never written".into(),
+        pass.now,
+    );
+    let (target, ebb) = (d.current_replicas, d.proposed_replicas);
+    let seen = status.dry_run.get_or_insert_with(Default::default);
+    let last = seen
+        .differences
+        .last()
+        .map(|x| (x.target_replicas, x.ebb_replicas));
+    if target == ebb || last == Some((target, ebb)) {
+        return;
+    }
+    seen.differences.push(DryRunDifference {
+        time: crate::status::rfc3339(pass.now),
+        target_replicas: target,
+        ebb_replicas: ebb,
+    });
+    let excess = seen.differences.len().saturating_sub(DRY_RUN_DIFFERENCES);
+    seen.differences.drain(..excess);
+    let note = format!(
+        "would set {ebb} (the target has {target}); reason: {}",
+        d.summary()
+    );
+    pass.event(EventType::Normal, "DryRunRescale", note).await;
+}
+
+/// The `Paused` condition while the annotations hold the count (and `False` once they no
+/// longer do), with a Warning Event when an annotation's value could not be read.
+async fn report_pause(
+    pass: &Pass<'_>,
+    status: &mut AutoscalerStatus,
+    pause: &pause::Pause,
+    d: &Decision,
+) {
+    let was_paused = status.conditions.iter().any(|c| c.type_ == "Paused");
+    let (reason, message) = match (&pause.hold, &pause.problem) {
+        (None, _) if !was_paused => return,
+        (None, _) => ("NotPaused", "no pause annotation".to_string()),
+        (Some(_), Some(problem)) => ("InvalidPauseAnnotation", problem.clone()),
+        (Some(_), None) => (
+            "PausedByAnnotation",
+            d.reasons
+                .iter()
+                .find(|r| r.code() == "Paused")
+                .map_or_else(|| "paused".into(), |r| r.to_string()),
+        ),
+    };
+    let new = !status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Paused" && c.message == message);
+    set_condition(
+        &mut status.conditions,
+        "Paused",
+        pause.hold.is_some(),
+        reason,
+        message.clone(),
+        pass.now,
+    );
+    if new && pause.problem.is_some() {
+        pass.event(EventType::Warning, reason, message).await;
     }
 }
 

@@ -75,6 +75,7 @@ pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatu
         reasons,
         conditions,
         decision_state: _,
+        dry_run,
         placement,
     } = new;
     let same_metric = |a: &SourceStatus, b: &SourceStatus| {
@@ -94,6 +95,7 @@ pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatu
         || old.reasons != *reasons
         || old.conditions != *conditions
         || old.placement != *placement
+        || old.dry_run != *dry_run
         || old.current_metrics.len() != current_metrics.len()
         || !old
             .current_metrics
@@ -162,7 +164,8 @@ pub fn report_decision(
         now,
     );
     status.current_replicas = Some(current);
-    status.desired_replicas = Some(d.desired_replicas);
+    // What the policy asks for, also while an operator holds the count (paused).
+    status.desired_replicas = Some(d.proposed_replicas);
     status.reasons = d.reasons.iter().map(|r| r.to_string()).collect();
 }
 
@@ -310,6 +313,7 @@ mod tests {
             at: Time::from_secs(100),
             current_replicas: 2,
             desired_replicas: desired,
+            proposed_replicas: desired,
             proposals: Vec::new(),
             limit,
             reasons,

@@ -65,7 +65,9 @@ pub(crate) async fn read_target(
     obj: &Autoscaler,
     ns: &str,
 ) -> Result<Target, TargetProblem> {
-    if let Some(why) = conflict(&ctx.caches, obj, ns) {
+    // A dry run writes nothing, so it may watch beside the autoscaler that does.
+    let dry_run = obj.spec.mode == Some(crate::crd::Mode::DryRun);
+    if let Some(why) = conflict(&ctx.caches, obj, ns).filter(|_| !dry_run) {
         return Err(TargetProblem::Conflicting(why));
     }
     let r = &obj.spec.scale_target_ref;

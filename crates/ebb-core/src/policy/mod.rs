@@ -54,6 +54,20 @@ pub struct Policy {
     pub stale_after_ms: i64,
     /// HPA controller settings for CPU readiness.
     pub readiness: Readiness,
+    /// An operator's hold on the count (pause), set by the driver from outside the document:
+    /// the Autoscaler's `ebb.dev/paused` annotations, `ebb up`'s control socket.
+    pub hold: Option<Hold>,
+}
+
+/// An operator's hold on the count: the policy goes on deciding (and its windows on
+/// remembering), and the decision says what it would do, but the count stays put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Hold {
+    /// Keep the count the target has (KEDA's `paused: "true"`).
+    Current,
+    /// Set this count and keep it (KEDA's `paused-replicas`).
+    Replicas(u32),
 }
 
 /// Tolerance around a usage ratio of 1.0, per direction (Kubernetes 1.33 semantics).
@@ -439,6 +453,7 @@ impl Policy {
             slo: None,
             stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,
             readiness: Readiness::default(),
+            hold: None,
         }
     }
 

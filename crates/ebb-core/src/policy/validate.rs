@@ -389,6 +389,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         slo,
         stale_after_ms,
         readiness,
+        hold: None,
     })
 }
 

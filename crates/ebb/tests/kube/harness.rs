@@ -295,6 +295,21 @@ impl Controller {
         http_get(&self.metrics, "/metrics").unwrap_or_default()
     }
 
+    /// Waits until it has made `more` decisions for Autoscaler `name` beyond those made so
+    /// far, so that a check that something did *not* happen rests on passes made, not on time
+    /// slept.
+    pub(crate) async fn decisions_pass(&self, ns: &str, name: &str, more: f64) {
+        let key =
+            format!("ebb_controller_decisions_total{{namespace=\"{ns}\",autoscaler=\"{name}\"}}");
+        let made = || metric(&self.scrape(), &key).unwrap_or(0.0);
+        let start = made();
+        let what = format!("{more} more decisions for {name}");
+        wait(Duration::from_secs(30), &what, || async {
+            made() >= start + more
+        })
+        .await;
+    }
+
     /// Stops it gracefully (SIGTERM, as a rolling update does) and waits for it to exit.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         unsafe {

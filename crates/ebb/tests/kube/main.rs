@@ -8,7 +8,7 @@ use harness::{apply, metric, namespace, plane, wait, Controller, Kubelet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 use std::time::Duration;
 
@@ -186,6 +186,125 @@ async fn scales_a_deployment_up_and_down_through_scale_on_pod_scraped_traffic() 
     drop(ctl);
 }
 
+/// Sets (or, with `None`, removes) one annotation of the Autoscaler.
+async fn annotate(client: &kube::Client, ns: &str, name: &str, key: &str, value: Option<&str>) {
+    let api: Api<Autoscaler> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate the autoscaler");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn pause_holds_the_count_and_paused_replicas_sets_it_while_status_says_what_ebb_would_do() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-pause").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model, annotations: {{ebb.dev/paused: \"true\"}}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    // The spec's generation moves with every write of the replica count (status updates by
+    // the deployment controller leave it alone).
+    let generation = deployments
+        .get("model")
+        .await
+        .expect("deployment")
+        .metadata
+        .generation;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    // 14 in flight at 4 per replica: the policy wants 4; paused, the target keeps its 1.
+    kubelet.set_load(14.0);
+    let desired = |want: u32| {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|s| s.desired_replicas)
+                == Some(want)
+        }
+    };
+    wait(
+        Duration::from_secs(30),
+        "status saying 4 while paused",
+        || desired(4),
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "Paused",
+        "True",
+        "PausedByAnnotation",
+        &["the count is held at 1 (the policy would set 4)"],
+    )
+    .await;
+    assert_eq!(replicas(&client, &ns, "model").await, 1);
+    assert_eq!(
+        deployments
+            .get("model")
+            .await
+            .expect("deployment")
+            .metadata
+            .generation,
+        generation,
+        "nothing wrote the target while paused"
+    );
+    let text = ctl.scrape();
+    let desired_metric =
+        format!("ebb_controller_desired_replicas{{namespace=\"{ns}\",autoscaler=\"model\"}}");
+    assert_eq!(metric(&text, &desired_metric), Some(4.0), "{text}");
+    // paused-replicas: set 2 and hold it.
+    annotate(&client, &ns, "model", "ebb.dev/paused-replicas", Some("2")).await;
+    wait(Duration::from_secs(30), "the paused count of 2", || async {
+        replicas(&client, &ns, "model").await == 2
+    })
+    .await;
+    ctl.decisions_pass(&ns, "model", 4.0).await;
+    assert_eq!(replicas(&client, &ns, "model").await, 2, "held at 2");
+    assert!(desired(4).await, "the status still says what Ebb would do");
+    // A value that cannot be read holds the count and says why.
+    annotate(
+        &client,
+        &ns,
+        "model",
+        "ebb.dev/paused-replicas",
+        Some("two"),
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "Paused",
+        "True",
+        "InvalidPauseAnnotation",
+        &["'two' is not a whole number"],
+    )
+    .await;
+    assert_eq!(replicas(&client, &ns, "model").await, 2);
+    // Unpaused: the policy's count.
+    annotate(&client, &ns, "model", "ebb.dev/paused-replicas", None).await;
+    annotate(&client, &ns, "model", "ebb.dev/paused", None).await;
+    wait(
+        Duration::from_secs(30),
+        "the policy's 4 once unpaused",
+        || async { replicas(&client, &ns, "model").await == 4 },
+    )
+    .await;
+    wait_condition(&client, &ns, "model", "Paused", "False", "NotPaused", &[]).await;
+    drop(kubelet);
+    drop(ctl);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn scales_a_seldon_like_model_on_a_pods_metric() {
@@ -312,6 +431,82 @@ async fn an_hpa_on_the_same_target_is_refused() {
     )
     .await;
     assert_eq!(replicas(&client, &ns, "model").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_dry_run_beside_an_hpa_publishes_its_decisions_and_never_writes_the_target() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-dry-run").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    apply(&client, "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: model}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}\n  minReplicas: 1\n  maxReplicas: 4\n", Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  mode: DryRun\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let generation = || async {
+        deployments
+            .get("model")
+            .await
+            .expect("deployment")
+            .metadata
+            .generation
+    };
+    let before = generation().await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    // 22 in flight at 4 per replica: Ebb would set 6; the target keeps the HPA's 2.
+    kubelet.set_load(22.0);
+    wait(
+        Duration::from_secs(30),
+        "a dry-run difference of 2 against 6",
+        || async {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|s| s.dry_run)
+                .is_some_and(|d| {
+                    d.differences
+                        .iter()
+                        .any(|x| (x.target_replicas, x.ebb_replicas) == (2, 6))
+                })
+        },
+    )
+    .await;
+    let a = autoscaler(&client, &ns, "model").await.expect("autoscaler");
+    assert_eq!(a.status.as_ref().and_then(|s| s.desired_replicas), Some(6));
+    assert_eq!(condition(&a, "DryRun").map(|c| c.0), Some("True".into()));
+    assert!(
+        condition(&a, "AbleToScale").is_none_or(|c| c.1 != "ConflictingAutoscaler"),
+        "a dry run may sit beside an HPA"
+    );
+    wait(Duration::from_secs(10), "a DryRunRescale event", || async {
+        events(&client, &ns)
+            .await
+            .iter()
+            .any(|(r, n)| r == "DryRunRescale" && n.starts_with("would set 6 (the target has 2)"))
+    })
+    .await;
+    ctl.decisions_pass(&ns, "model", 4.0).await;
+    let text = ctl.scrape();
+    let seconds = |by: &str| {
+        metric(
+            &text,
+            &format!("ebb_controller_dry_run_replica_seconds_total{{namespace=\"{ns}\",autoscaler=\"model\",by=\"{by}\"}}"),
+        )
+    };
+    let (ebb, target) = (seconds("ebb"), seconds("target"));
+    assert!(
+        ebb.zip(target).is_some_and(|(e, t)| e > t && t > 0.0),
+        "replica-seconds by ebb {ebb:?} and by the target {target:?}\n{text}"
+    );
+    assert_eq!(replicas(&client, &ns, "model").await, 2);
+    assert_eq!(generation().await, before, "the target was never written");
+    drop(kubelet);
+    drop(ctl);
 }
 
 #[tokio::test(flavor = "multi_thread")]
