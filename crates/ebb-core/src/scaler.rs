@@ -47,6 +47,11 @@ impl Scaler {
         self.policy = policy;
     }
 
+    /// An operator's hold on the count (pause), or `None` to let the policy scale again.
+    pub fn hold(&mut self, hold: Option<crate::policy::Hold>) {
+        self.policy.hold = hold;
+    }
+
     /// The state to persist: everything the next decision needs.
     pub fn state(&self) -> &State {
         &self.state

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod demo_model;
 pub mod fault_replica;

@@ -28,6 +28,16 @@ pub enum RuntimeError {
         /// Why.
         error: std::io::Error,
     },
+    /// The control socket could not be bound.
+    #[error(
+        "controlSocket: cannot listen on {path}: {error} (set controlSocket: to another path)"
+    )]
+    ControlBind {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The admin address could not be bound.
     #[error("admin: cannot listen on {addr}: {error} (set admin: to another loopback address)")]
     AdminBind {
@@ -270,6 +280,26 @@ pub async fn run(
     if !view.quiet {
         println!("  admin: http://{admin_addr} (/metrics, /ebb/status)");
     }
+    let control = crate::control::bind(&config.control_socket)
+        .await
+        .map_err(|error| RuntimeError::ControlBind {
+            path: config.control_socket.clone(),
+            error,
+        })?;
+    if !view.quiet {
+        println!(
+            "  control: ebb ctl --socket {} pause SERVICE [REPLICAS] | resume SERVICE | status",
+            config.control_socket.display()
+        );
+    }
+    let controlled = running
+        .iter()
+        .map(|r| crate::control::Controlled {
+            state: r.service.state.clone(),
+            max_replicas: r.service.cfg.policy.max_replicas,
+        })
+        .collect();
+    let control_task = tokio::spawn(crate::control::serve(control, controlled));
     let admin_task = tokio::spawn(serve_admin(
         admin_listener,
         running.iter().map(|r| r.service.state.clone()).collect(),
@@ -351,6 +381,8 @@ pub async fn run(
     }
     shutdown(&running).await;
     admin_task.abort();
+    control_task.abort();
+    let _ = std::fs::remove_file(&config.control_socket);
     if load_report.is_none() {
         load_report = load_done.try_recv().ok();
     }

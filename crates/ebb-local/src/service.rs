@@ -450,7 +450,9 @@ impl Service {
             }
             let now = self.state.core_now();
             let obs = self.observe(now);
+            scaler.hold(self.state.hold());
             let d = scaler.decide(&obs, now);
+            self.state.note_proposal(d.proposed_replicas);
             if d.desired_replicas == d.current_replicas {
                 continue;
             }

@@ -5,6 +5,7 @@
 mod check;
 mod conformance;
 mod controller;
+mod ctl;
 mod decide_cmd;
 mod simulate;
 mod tune;
@@ -46,6 +47,8 @@ enum Command {
     Crd,
     /// Run services as local replicas behind Ebb's proxy, autoscaled live (the embedded default).
     Up(up::UpArgs),
+    /// Pause, resume or look at a running `ebb up`'s services (through its control socket).
+    Ctl(ctl::CtlArgs),
     /// Serve a small real model (iris MLP) over the Open Inference Protocol V2.
     DemoModel(up::DemoModelArgs),
     /// Send open-loop load (Poisson arrivals) to a loopback URL and report latency.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => controller::run(*args),
         Command::Crd => controller::crd(),
         Command::Up(args) => up::up(args),
+        Command::Ctl(args) => ctl::ctl(args),
         Command::DemoModel(args) => up::demo_model(args),
         Command::Load(args) => up::load(args),
         Command::FaultReplica(args) => up::fault_replica(args),

@@ -188,6 +188,71 @@ fn a_crashed_replica_is_restarted_and_gets_no_traffic_while_down() {
     up.interrupt();
 }
 
+/// Runs `ebb ctl --socket SOCKET ARGS...` and returns whether it succeeded and its output.
+fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(ebb())
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_operator_pauses_and_resumes_a_service_through_the_control_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let socket = dir.path().join("ctl").join("up.sock");
+    let cfg = config(dir.path(), port, SCALING, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("controlSocket: {}\n{text}", socket.display())).unwrap();
+    let up = Up::start(&cfg, port);
+    up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 1);
+    // Only the user may reach it.
+    let mode = std::fs::metadata(&socket).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let (ok, out) = ctl(&socket, &["pause", "iris", "3"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "iris paused at 3 replicas");
+    up.wait_until(Duration::from_secs(20), |s| {
+        s["replicas"]["ready"] == 3 && s["control"]["paused"] == 3
+    });
+    // Idle, the policy would go back to 1; paused, it holds 3 and says so.
+    let status = up.wait_until(Duration::from_secs(10), |s| s["control"]["proposed"] == 1);
+    assert_eq!(status["replicas"]["ready"], 3, "{status:#}");
+    let (ok, out) = ctl(&socket, &["status"]);
+    assert!(
+        ok && out.contains("iris: paused at 3, 3 ready (the policy would set 1)"),
+        "{out}"
+    );
+    // Refused with a reason, and nothing changes.
+    let (ok, out) = ctl(&socket, &["pause", "iris", "99"]);
+    assert!(
+        !ok && out.contains("above the service's maxReplicas (6)"),
+        "{out}"
+    );
+    let (ok, out) = ctl(&socket, &["resume", "nosuch"]);
+    assert!(!ok && out.contains("no service 'nosuch'"), "{out}");
+    let (ok, out) = ctl(&socket, &["resume", "iris"]);
+    assert!(ok, "{out}");
+    let status = up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 1);
+    assert!(status["control"]["paused"].is_null(), "{status:#}");
+    let events = status["events"].to_string();
+    assert!(
+        events.contains("paused by an operator at 3 replicas") && events.contains("resumed"),
+        "{events}"
+    );
+    up.interrupt();
+    assert!(!socket.exists(), "the socket is removed at exit");
+}
+
 #[test]
 fn ctrl_c_drains_and_leaves_no_child_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -49,6 +49,8 @@ struct RawConfig {
     load: Option<LoadPlan>,
     #[serde(default)]
     admin: Option<String>,
+    #[serde(default)]
+    control_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +229,8 @@ pub struct Config {
     pub load: Option<LoadPlan>,
     /// Where `/metrics` and `/ebb/status` are served.
     pub admin: SocketAddr,
+    /// The control socket (`ebb ctl`): a Unix socket in a directory private to the user.
+    pub control_socket: std::path::PathBuf,
 }
 
 /// The longest duration a setting takes: a day. Anything longer is a mistake, and far
@@ -480,10 +484,25 @@ impl Config {
                 format!("{admin} is not loopback: the admin endpoints show replicas' ports and processes, so they stay on this machine"),
             ));
         }
+        let control_socket = raw.control_socket.map_or_else(
+            || crate::control::default_socket_path(admin.port()),
+            std::path::PathBuf::from,
+        );
+        if control_socket.as_os_str().len() > crate::control::MAX_SOCKET_PATH {
+            return Err(err(
+                "controlSocket",
+                format!(
+                    "'{}' is longer than the {} bytes a Unix socket path holds",
+                    control_socket.display(),
+                    crate::control::MAX_SOCKET_PATH
+                ),
+            ));
+        }
         Ok(Config {
             services,
             load: raw.load,
             admin,
+            control_socket,
         })
     }
 }

@@ -4,6 +4,7 @@
 use crate::config::proxy::HealthSettings;
 use crate::counters::{ProxyCounters, RetryBudget};
 use crate::health::{Health, Outcome};
+use ebb_core::Hold;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -136,6 +137,26 @@ pub struct DecisionRecord {
     pub reasons: String,
 }
 
+/// An operator's hold and the policy's last proposal (see [`ServiceState::set_hold`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Control {
+    /// The hold the control loop gives the core.
+    pub hold: Option<Hold>,
+    /// What the policy asked for at the last decision.
+    pub proposed: Option<u32>,
+}
+
+impl Control {
+    fn json(&self) -> serde_json::Value {
+        let paused = match self.hold {
+            None => serde_json::Value::Null,
+            Some(Hold::Current) => serde_json::json!("current"),
+            Some(Hold::Replicas(n)) => serde_json::json!(n),
+        };
+        serde_json::json!({"paused": paused, "proposed": self.proposed})
+    }
+}
+
 /// Everything about one service.
 pub struct ServiceState {
     /// Service name.
@@ -178,6 +199,9 @@ pub struct ServiceState {
     pub counters: Arc<ProxyCounters>,
     /// Retries left to spend.
     pub retry_budget: RetryBudget,
+    /// An operator's hold on the count (the control socket's `pause`), and what the policy
+    /// asked for at the last decision.
+    pub control: Mutex<Control>,
 }
 
 /// The mean of the in-flight samples taken since the last call (and resets them), or
@@ -222,6 +246,52 @@ impl ServiceState {
             models: None,
             counters: Arc::default(),
             retry_budget: RetryBudget::new(0.2),
+            control: Mutex::new(Control::default()),
+        }
+    }
+
+    /// Sets (or, with `None`, clears) the operator's hold.
+    pub fn set_hold(&self, hold: Option<Hold>) {
+        if let Ok(mut c) = self.control.lock() {
+            c.hold = hold;
+        }
+        self.event(match hold {
+            None => "resumed by an operator".to_string(),
+            Some(Hold::Current) => "paused by an operator at the current count".to_string(),
+            Some(Hold::Replicas(n)) => format!("paused by an operator at {n} replicas"),
+        });
+    }
+
+    /// The operator's hold, if any.
+    pub fn hold(&self) -> Option<Hold> {
+        self.control.lock().ok().and_then(|c| c.hold)
+    }
+
+    /// Records what the policy asked for at a decision.
+    pub fn note_proposal(&self, replicas: u32) {
+        if let Ok(mut c) = self.control.lock() {
+            c.proposed = Some(replicas);
+        }
+    }
+
+    /// One line for `ebb ctl status`.
+    pub fn control_line(&self) -> String {
+        let (_, ready, _) = self.counts();
+        let c = self.control.lock().map(|c| *c).unwrap_or_default();
+        let proposed = c
+            .proposed
+            .map_or_else(String::new, |p| format!(" (the policy would set {p})"));
+        match c.hold {
+            None => format!("{}: scaling, {ready} ready", self.name),
+            Some(Hold::Current) => {
+                format!(
+                    "{}: paused at the current count, {ready} ready{proposed}",
+                    self.name
+                )
+            }
+            Some(Hold::Replicas(n)) => {
+                format!("{}: paused at {n}, {ready} ready{proposed}", self.name)
+            }
         }
     }
 
@@ -445,6 +515,7 @@ impl ServiceState {
                 (name.trim_start_matches("ebb_").to_string(), serde_json::json!(v))
             }).collect::<serde_json::Map<_, _>>(),
             "scaleEvents": self.scale_events.load(Ordering::Relaxed),
+            "control": self.control.lock().map(|c| c.json()).unwrap_or_default(),
             "decisions": decisions,
             "models": self.models.as_ref().map(|m| m.status_json()),
             "events": self.events.lock().map(|q| q.iter().cloned().collect::<Vec<_>>()).unwrap_or_default(),
