@@ -14,7 +14,7 @@
 
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
-use crate::observation::Observation;
+use crate::observation::{Fallback, Observation};
 use crate::policy::{Hold, Policy, Target};
 use crate::quantity::Quantity;
 use crate::reason::{LimitReason, Reason};
@@ -345,7 +345,7 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
     };
     for metric in &policy.metrics {
         let proposal = metric_proposal(policy, metric, obs, b);
-        p.join(proposal, &metric.name);
+        p.join(fallback(obs, &metric.name, proposal, b), &metric.name);
     }
     let now = b.now;
     if let Some(c) = &policy.concurrency {
@@ -356,12 +356,15 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
         }
         p.panic = r.panic;
         let proposal = b.add(c.metric.as_str(), r.stable);
-        p.join(proposal, c.metric.as_str());
+        p.join(
+            fallback(obs, c.metric.as_str(), proposal, b),
+            c.metric.as_str(),
+        );
     }
     if let Some(l) = &policy.inference_lag {
         let outcome = lag::evaluate(l, &mut b.state, b.current, now, policy.stale_after_ms);
         let proposal = b.add("inferenceLag", outcome);
-        p.join(proposal, "inferenceLag");
+        p.join(fallback(obs, "inferenceLag", proposal, b), "inferenceLag");
     }
     if let Some(slo) = &policy.slo {
         let slo_state = b.state.slo.get_or_insert_with(Default::default);
@@ -376,15 +379,46 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
             stale,
         );
         let proposal = b.add_slo(plan);
-        p.join(proposal, "slo");
+        p.join(fallback(obs, "slo", proposal, b), "slo");
     }
     if let Some(e) = &policy.external_count {
         let outcome =
             external::evaluate(e, obs.external_count.as_ref(), now, policy.stale_after_ms);
         let proposal = b.add("externalCount", outcome);
-        p.join(proposal, "externalCount");
+        p.join(fallback(obs, "externalCount", proposal, b), "externalCount");
     }
     p
+}
+
+/// A missing metric fed by a source past its failure threshold: the source's fallback stands
+/// in for it (replacing the missing outcome and its reason), unless the fallback is to hold.
+fn fallback(obs: &Observation, name: &str, proposal: Option<u32>, b: &mut Builder) -> Option<u32> {
+    if proposal.is_some() {
+        return proposal;
+    }
+    let f = obs
+        .fallbacks
+        .iter()
+        .find(|f| f.metrics.iter().any(|m| m == name))?;
+    let replicas = match f.action {
+        Fallback::Hold => return None,
+        Fallback::Replicas(n) => n,
+        Fallback::CurrentReplicasIfHigher(n) => b.current.max(n),
+        Fallback::CurrentReplicasIfLower(n) => b.current.min(n),
+    };
+    b.reasons
+        .retain(|r| !matches!(r, Reason::MetricMissing { metric, .. } if metric == name));
+    if let Some(p) = b.proposals.iter_mut().find(|p| p.name == name) {
+        p.replicas = Some(replicas);
+    }
+    b.reasons.push(Reason::Fallback {
+        source: f.source.clone(),
+        failures: f.failures,
+        metric: name.to_string(),
+        action: f.action,
+        replicas,
+    });
+    Some(replicas)
 }
 
 /// One HPA metric's proposal, with HPA's calculator (after the sanitizer has vetted the input).

@@ -42,8 +42,8 @@ pub mod victims;
 
 pub use decide::{decide, Decision, Proposal};
 pub use observation::{
-    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample, ServiceTotals,
-    TrafficSample,
+    Fallback, MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample,
+    ServiceTotals, SourceFallback, TrafficSample,
 };
 pub use policy::{Hold, Policy, PolicyError};
 pub use reason::{LimitReason, Reason};

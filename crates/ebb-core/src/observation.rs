@@ -25,6 +25,53 @@ pub struct Observation {
     /// The externally supplied count or backlog.
     #[serde(default)]
     pub external_count: Option<ExternalSample>,
+    /// Sources past their failure threshold whose fallback stands in for the metrics they
+    /// feed (KEDA's `fallback`), set by the driver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<SourceFallback>,
+}
+
+/// A failing source's fallback: what its metrics propose while it keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceFallback {
+    /// The source's name.
+    pub source: String,
+    /// Its failures in a row.
+    pub failures: u32,
+    /// The metrics and signals it feeds (policy metric names, `concurrency`/`rps`,
+    /// `inferenceLag`, `slo`, `externalCount`).
+    pub metrics: Vec<String>,
+    /// What they propose instead.
+    pub action: Fallback,
+}
+
+/// What a failing source's metrics propose. Each stands in for the missing proposal and is
+/// combined with the healthy ones by the largest, so it never overrides them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fallback {
+    /// Stay missing: the count is not lowered while the source fails (the default).
+    Hold,
+    /// Propose this many: a floor under the healthy signals.
+    Replicas(u32),
+    /// The current count if higher than this many, else this many (KEDA's
+    /// `currentReplicasIfHigher`).
+    CurrentReplicasIfHigher(u32),
+    /// The current count if lower than this many, else this many (KEDA's
+    /// `currentReplicasIfLower`).
+    CurrentReplicasIfLower(u32),
+}
+
+impl std::fmt::Display for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fallback::Hold => write!(f, "hold"),
+            Fallback::Replicas(n) => write!(f, "replicas {n}"),
+            Fallback::CurrentReplicasIfHigher(n) => write!(f, "currentReplicasIfHigher {n}"),
+            Fallback::CurrentReplicasIfLower(n) => write!(f, "currentReplicasIfLower {n}"),
+        }
+    }
 }
 
 impl Observation {

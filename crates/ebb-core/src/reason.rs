@@ -141,6 +141,19 @@ pub enum Reason {
         /// Replicas ready now.
         ready: u32,
     },
+    /// A failing source's fallback stands in for a metric it feeds.
+    Fallback {
+        /// The source.
+        source: String,
+        /// Its failures in a row.
+        failures: u32,
+        /// The metric or signal.
+        metric: String,
+        /// The fallback.
+        action: crate::observation::Fallback,
+        /// What it proposes.
+        replicas: u32,
+    },
     /// An operator holds the count (paused); the policy's proposal is reported, not applied.
     Paused {
         /// The count held.
@@ -272,6 +285,7 @@ impl Reason {
         "StaysAtZero",
         "ActivationScale",
         "Paused",
+        "Fallback",
         "InitialScale",
         "DemandUnknown",
         "SloPlan",
@@ -310,6 +324,7 @@ impl Reason {
             Reason::StaysAtZero => "StaysAtZero",
             Reason::ActivationScale { .. } => "ActivationScale",
             Reason::Paused { .. } => "Paused",
+            Reason::Fallback { .. } => "Fallback",
             Reason::InitialScale { .. } => "InitialScale",
             Reason::DemandUnknown { .. } => "DemandUnknown",
             Reason::SloPlan { .. } => "SloPlan",
@@ -401,6 +416,16 @@ impl fmt::Display for Reason {
                 write!(f, "activated from zero by {signal} {value}")
             }
             Reason::StaysAtZero => write!(f, "at zero and below the activation threshold"),
+            Reason::Fallback {
+                source,
+                failures,
+                metric,
+                action,
+                replicas,
+            } => write!(
+                f,
+                "source {source} failed {failures} times in a row: {metric} falls back to {replicas} replicas ({action}; healthy signals may ask for more)"
+            ),
             Reason::Paused { held, would_be } => write!(
                 f,
                 "paused by an operator: the count is held at {held} (the policy would set {would_be})"

@@ -517,6 +517,73 @@ fn paused() -> Decision {
     d
 }
 
+/// A source past its failure threshold: its fallback stands in for the metric it feeds, as a
+/// floor the healthy metrics may exceed; `hold` keeps today's rule (no scale-down).
+fn fallback() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ));
+    let failing = |action| {
+        let mut o = obs(5, vec![]);
+        o.fallbacks = vec![SourceFallback {
+            source: "prom".into(),
+            failures: 3,
+            metrics: vec!["rps".into()],
+            action,
+        }];
+        decide(&p, &o, &State::default(), t(100))
+    };
+    let held = failing(Fallback::Hold);
+    assert_eq!(held.desired_replicas, 5, "{}", held.summary());
+    assert!(held.has_reason("MetricMissing") && !held.has_reason("Fallback"));
+    assert_eq!(
+        failing(Fallback::CurrentReplicasIfLower(2)).desired_replicas,
+        2
+    );
+    assert_eq!(
+        failing(Fallback::CurrentReplicasIfHigher(2)).desired_replicas,
+        5
+    );
+    let d = failing(Fallback::Replicas(3));
+    assert_eq!(d.desired_replicas, 3, "{}", d.summary());
+    assert!(!d.has_reason("MetricMissing"), "{}", d.summary());
+    let Some(Reason::Fallback {
+        source,
+        failures,
+        metric,
+        replicas,
+        ..
+    }) = d.reasons.iter().find(|r| r.code() == "Fallback")
+    else {
+        panic!("no Fallback: {}", d.summary())
+    };
+    assert_eq!(
+        (source.as_str(), *failures, metric.as_str(), *replicas),
+        ("prom", 3, "rps", 3)
+    );
+    // A healthy metric asking for more wins: the fallback is only a floor.
+    let two = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ).replace("metrics:", "metrics:\n- {type: External, external: {metric: {name: queue}, target: {type: AverageValue, averageValue: 10}}}"));
+    let mut o = obs(5, vec![]);
+    o.metrics.push(MetricObservation {
+        name: "queue".into(),
+        values: MetricValues::External {
+            values: vec![80.0],
+            at: t(100),
+        },
+    });
+    o.fallbacks = vec![SourceFallback {
+        source: "prom".into(),
+        failures: 3,
+        metrics: vec!["rps".into()],
+        action: Fallback::Replicas(3),
+    }];
+    let healthy = decide(&two, &o, &State::default(), t(100));
+    assert_eq!(healthy.desired_replicas, 8, "{}", healthy.summary());
+    d
+}
+
 fn victims() -> Decision {
     let p = policy(&format!(
         "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
@@ -789,6 +856,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("activation_scale", activation_scale()),
         ("initial_scale", initial_scale()),
         ("paused", paused()),
+        ("fallback", fallback()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_recurring_burst", slo_recurring_burst()),
@@ -834,6 +902,7 @@ mod each {
         activation_scale,
         initial_scale,
         paused,
+        fallback,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
         slo_recurring_burst,

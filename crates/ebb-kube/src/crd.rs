@@ -162,6 +162,69 @@ pub struct SourceSpec {
     /// The resource metrics API (`metrics.k8s.io`): CPU or memory per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_metrics: Option<ResourceMetricsSource>,
+    /// What the metrics it feeds propose once it has failed `failureThreshold` polls in a row
+    /// (default: hold, never lowering the count while it fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackSpec>,
+}
+
+/// A source's fallback (KEDA's `fallback`, with `hold` and a floor that never overrides a
+/// healthy source).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackSpec {
+    /// Failed polls in a row before the fallback applies (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub failure_threshold: Option<u32>,
+    /// What the source's metrics propose meanwhile (default `hold`).
+    #[serde(default)]
+    pub behavior: FallbackBehavior,
+    /// The count for `replicas`, `currentReplicasIfHigher` and `currentReplicasIfLower`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+}
+
+/// What a failing source's metrics propose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FallbackBehavior {
+    /// Stay missing: the count is not lowered while the source fails.
+    #[default]
+    Hold,
+    /// `replicas`, as a floor under the healthy sources.
+    Replicas,
+    /// The current count if higher than `replicas`, else `replicas`.
+    CurrentReplicasIfHigher,
+    /// The current count if lower than `replicas`, else `replicas`.
+    CurrentReplicasIfLower,
+}
+
+/// Failed polls in a row before a fallback applies unless `failureThreshold` says.
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+
+impl FallbackSpec {
+    /// The core's fallback, once valid.
+    pub fn action(&self) -> Option<ebb_core::Fallback> {
+        let n = self.replicas;
+        Some(match self.behavior {
+            FallbackBehavior::Hold => ebb_core::Fallback::Hold,
+            FallbackBehavior::Replicas => ebb_core::Fallback::Replicas(n?),
+            FallbackBehavior::CurrentReplicasIfHigher => {
+                ebb_core::Fallback::CurrentReplicasIfHigher(n?)
+            }
+            FallbackBehavior::CurrentReplicasIfLower => {
+                ebb_core::Fallback::CurrentReplicasIfLower(n?)
+            }
+        })
+    }
+
+    /// Failed polls in a row before it applies.
+    pub fn threshold(&self) -> u32 {
+        self.failure_threshold
+            .unwrap_or(DEFAULT_FAILURE_THRESHOLD)
+            .max(1)
+    }
 }
 
 /// A PromQL instant query.
@@ -531,6 +594,26 @@ impl AutoscalerSpec {
                             reason: format!("must be between 0.1 and 3600 seconds, got {v}"),
                         });
                     }
+                }
+            }
+            if let Some(f) = &s.fallback {
+                if f.action().is_none() {
+                    errors.push(SpecError {
+                        path: format!("{p}.fallback.replicas"),
+                        reason: format!(
+                            "is required with behavior {}",
+                            serde_json::to_value(f.behavior)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+                if f.failure_threshold == Some(0) {
+                    errors.push(SpecError {
+                        path: format!("{p}.fallback.failureThreshold"),
+                        reason: "must be 1 or more, got 0".into(),
+                    });
                 }
             }
             if let Some(ps) = &s.pod_scrape {

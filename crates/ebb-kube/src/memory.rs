@@ -30,6 +30,8 @@ pub(crate) struct SourceMemory {
     pub(crate) at: Option<Time>,
     pub(crate) error: Option<String>,
     pub(crate) reported_error: Option<String>,
+    /// Failed polls in a row (for the source's fallback).
+    pub(crate) failures: u32,
     /// Counter values per pod at the last scrape, for rates.
     pub(crate) counters: BTreeMap<String, (f64, Time)>,
     pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,

@@ -149,6 +149,7 @@ pub fn observation(
         metrics,
         traffic: traffic_sample,
         external_count,
+        fallbacks: Vec::new(),
     }
 }
 

@@ -85,10 +85,14 @@ async fn poll_one(pass: &Pass<'_>, spec: &SourceSpec, pods: &[TargetPod], mem: &
             mem.value = Some(v);
             mem.at = Some(pass.now);
             mem.error = None;
+            mem.failures = 0;
         }
         // The last good value stays, with its time: the core treats it as stale after
         // staleAfterSeconds, and never scales down on a gap.
-        Err(e) => mem.error = Some(e.to_string()),
+        Err(e) => {
+            mem.error = Some(e.to_string());
+            mem.failures = mem.failures.saturating_add(1);
+        }
     }
 }
 
@@ -102,6 +106,48 @@ pub(crate) fn latest(specs: &[SourceSpec], memories: &[SourceMemory]) -> Vec<Lat
             traffic: s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some()),
             value: m.usable().cloned(),
             at: m.at.unwrap_or(Time::ZERO),
+        })
+        .collect()
+}
+
+/// The fallbacks of the sources that failed at least their threshold of polls in a row, each
+/// with the metrics and signals it feeds (a traffic scrape feeds the traffic signals the
+/// policy has; any other source the policy metric of its name, or the external count).
+pub(crate) fn fallbacks(
+    specs: &[SourceSpec],
+    memories: &[SourceMemory],
+    policy: &ebb_core::Policy,
+) -> Vec<ebb_core::SourceFallback> {
+    specs
+        .iter()
+        .zip(memories)
+        .filter_map(|(s, m)| {
+            let f = s.fallback.as_ref()?;
+            if m.error.is_none() || m.failures < f.threshold() {
+                return None;
+            }
+            let traffic = s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some());
+            let metrics = if traffic {
+                let mut fed = Vec::new();
+                if let Some(c) = &policy.concurrency {
+                    fed.push(c.metric.as_str().to_string());
+                }
+                if policy.inference_lag.is_some() {
+                    fed.push("inferenceLag".into());
+                }
+                if policy.slo.is_some() {
+                    fed.push("slo".into());
+                }
+                fed
+            } else {
+                vec![s.name.clone()]
+            };
+            Some(ebb_core::SourceFallback {
+                source: s.name.clone(),
+                failures: m.failures,
+                metrics,
+                action: f.action()?,
+            })
         })
         .collect()
 }

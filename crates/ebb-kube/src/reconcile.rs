@@ -66,7 +66,8 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     status.current_metrics = poll::source_statuses(specs, &pass.memory.sources);
 
     let latest = poll::latest(specs, &pass.memory.sources);
-    let obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
+    let mut obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
+    obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);
     let (mut scaler, d) = decide(pass, policy, &obs, &status);
 
     if pass.obj.spec.mode == Some(Mode::DryRun) {
@@ -255,7 +256,15 @@ async fn report_source_failures(pass: &mut Pass<'_>) -> Vec<String> {
             m.reported_error = None;
             continue;
         };
-        let line = format!("source {} ({}) failed: {e}", s.name, sources::kind_of(s));
+        let mut line = format!("source {} ({}) failed: {e}", s.name, sources::kind_of(s));
+        if let Some(f) = s.fallback.as_ref().filter(|f| m.failures >= f.threshold()) {
+            if let Some(action) = f.action() {
+                line.push_str(&format!(
+                    "; {} failures in a row or more: its metrics fall back to {action}",
+                    f.threshold()
+                ));
+            }
+        }
         if m.reported_error.as_deref() != Some(line.as_str()) {
             m.reported_error = Some(line.clone());
             new_errors.push(line.clone());

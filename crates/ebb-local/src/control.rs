@@ -5,12 +5,13 @@
 //!
 //! The protocol is one line each way: a command, then `ok: ...` or `error: ...`.
 
+use crate::config::MAX_SOCKET_PATH;
 use crate::state::ServiceState;
 use ebb_core::Hold;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,6 @@ use tokio::net::{UnixListener, UnixStream};
 pub const MAX_LINE: usize = 1024;
 /// How long a client has to send its command.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest path a Unix socket address holds (`sun_path` less its terminating zero).
-pub const MAX_SOCKET_PATH: usize = 107;
 
 /// One command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,21 +138,6 @@ pub fn execute(command: &Command, services: &[Controlled]) -> Result<String, Str
             .collect::<Vec<_>>()
             .join("; ")),
     }
-}
-
-/// Where the socket goes unless the configuration says: in `$XDG_RUNTIME_DIR` (private to the
-/// user by the XDG rules), else in a directory of the user's own under the temporary directory;
-/// named after the admin port, so that two `ebb up`s that differ there (as they must) do not
-/// meet here.
-pub fn default_socket_path(admin_port: u16) -> PathBuf {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("ebb"),
-        None => {
-            let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
-            std::env::temp_dir().join(format!("ebb-{uid}"))
-        }
-    };
-    dir.join(format!("up-{admin_port}.sock"))
 }
 
 /// Binds the socket at `path`: its directory is created private (0700) if missing and must

@@ -55,6 +55,7 @@ impl Service {
                 service: None,
             }),
             external_count: None,
+            fallbacks: Vec::new(),
         }
     }
 

@@ -426,6 +426,7 @@ impl Service {
                 service: Some(self.state.service_totals()),
             }),
             external_count: None,
+            fallbacks: Vec::new(),
         }
     }
 

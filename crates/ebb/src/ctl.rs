@@ -46,7 +46,7 @@ fn socket(args: &CtlArgs) -> anyhow::Result<PathBuf> {
     let Some(path) = &args.config else {
         let admin = ebb_local::config::DEFAULT_ADMIN.rsplit(':').next();
         let port = admin.and_then(|p| p.parse().ok()).unwrap_or(9901);
-        return Ok(control::default_socket_path(port));
+        return Ok(ebb_local::config::default_control_socket(port));
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let config =

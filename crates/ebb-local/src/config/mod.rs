@@ -32,6 +32,25 @@ impl ConfigError {
     }
 }
 
+/// The longest path a Unix socket address holds (`sun_path` less its terminating zero).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Where the socket goes unless the configuration says: in `$XDG_RUNTIME_DIR` (private to the
+/// user by the XDG rules), else in a directory of the user's own under the temporary directory;
+/// named after the admin port, so that two `ebb up`s that differ there (as they must) do not
+/// meet here.
+pub fn default_control_socket(admin_port: u16) -> std::path::PathBuf {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir).join("ebb"),
+        None => {
+            let uid = std::fs::metadata("/proc/self")
+                .map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+            std::env::temp_dir().join(format!("ebb-{uid}"))
+        }
+    };
+    dir.join(format!("up-{admin_port}.sock"))
+}
+
 fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(path, reason)
 }
@@ -485,16 +504,16 @@ impl Config {
             ));
         }
         let control_socket = raw.control_socket.map_or_else(
-            || crate::control::default_socket_path(admin.port()),
+            || default_control_socket(admin.port()),
             std::path::PathBuf::from,
         );
-        if control_socket.as_os_str().len() > crate::control::MAX_SOCKET_PATH {
+        if control_socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(err(
                 "controlSocket",
                 format!(
                     "'{}' is longer than the {} bytes a Unix socket path holds",
                     control_socket.display(),
-                    crate::control::MAX_SOCKET_PATH
+                    MAX_SOCKET_PATH
                 ),
             ));
         }

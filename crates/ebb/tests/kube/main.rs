@@ -412,6 +412,88 @@ async fn a_failing_source_holds_replicas_and_says_which() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_source_that_keeps_failing_falls_back_after_its_threshold() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-fallback").await;
+    apply(&client, &deployment("model", 3), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    // The source scrapes a port nothing listens on; after 3 failed polls in a row its
+    // signal proposes 5 (a floor), where a plain hold would keep 3.
+    let source = TRAFFIC_SOURCE
+        .replace("PORT", &harness::free_port().to_string())
+        .replace(
+            "    pollSeconds: 0.5\n",
+            "    pollSeconds: 0.5\n    fallback: {failureThreshold: 3, behavior: replicas, replicas: 5}\n",
+        );
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4}}\n{source}"
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "the fallback's 5 replicas",
+        || async { replicas(&client, &ns, "model").await == 5 },
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "ScalingActive",
+        "True",
+        "ValidMetricFound",
+        &[
+            "source traffic (podScrape) failed",
+            "its metrics fall back to replicas 5",
+        ],
+    )
+    .await;
+    let reasons = autoscaler(&client, &ns, "model")
+        .await
+        .and_then(|a| a.status)
+        .map(|s| s.reasons.join("; "))
+        .unwrap_or_default();
+    assert!(
+        reasons.contains("source traffic failed")
+            && reasons.contains("concurrency falls back to 5 replicas"),
+        "{reasons}"
+    );
+    drop(kubelet);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn an_invalid_fallback_is_named_by_its_field_path() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-bad-fallback").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    let source = TRAFFIC_SOURCE.replace("PORT", "9").replace(
+        "    pollSeconds: 0.5\n",
+        "    pollSeconds: 0.5\n    fallback: {behavior: currentReplicasIfLower}\n",
+    );
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4}}\n{source}"
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait_condition(
+        &client,
+        &ns,
+        "model",
+        "ScalingActive",
+        "False",
+        "InvalidSpec",
+        &["spec.sources[0].fallback.replicas: is required with behavior currentReplicasIfLower"],
+    )
+    .await;
+    assert_eq!(replicas(&client, &ns, "model").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn an_hpa_on_the_same_target_is_refused() {
     let p = plane();
     let client = harness::admin(p).await;
