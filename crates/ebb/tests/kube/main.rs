@@ -186,6 +186,13 @@ async fn scales_a_deployment_up_and_down_through_scale_on_pod_scraped_traffic() 
     drop(ctl);
 }
 
+/// The Deployment's spec generation: it moves with every write of the replica count, while
+/// the deployment controller's status updates leave it alone.
+async fn generation(client: &kube::Client, ns: &str, name: &str) -> Option<i64> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get(name).await.expect("deployment").metadata.generation
+}
+
 /// Sets (or, with `None`, removes) one annotation of the Autoscaler.
 async fn annotate(client: &kube::Client, ns: &str, name: &str, key: &str, value: Option<&str>) {
     let api: Api<Autoscaler> = Api::namespaced(client.clone(), ns);
@@ -208,15 +215,7 @@ async fn pause_holds_the_count_and_paused_replicas_sets_it_while_status_says_wha
         TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
     );
     apply(&client, &spec, Some(&ns)).await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    // The spec's generation moves with every write of the replica count (status updates by
-    // the deployment controller leave it alone).
-    let generation = deployments
-        .get("model")
-        .await
-        .expect("deployment")
-        .metadata
-        .generation;
+    let before = generation(&client, &ns, "model").await;
     let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
     // 14 in flight at 4 per replica: the policy wants 4; paused, the target keeps its 1.
     kubelet.set_load(14.0);
@@ -249,13 +248,8 @@ async fn pause_holds_the_count_and_paused_replicas_sets_it_while_status_says_wha
     .await;
     assert_eq!(replicas(&client, &ns, "model").await, 1);
     assert_eq!(
-        deployments
-            .get("model")
-            .await
-            .expect("deployment")
-            .metadata
-            .generation,
-        generation,
+        generation(&client, &ns, "model").await,
+        before,
         "nothing wrote the target while paused"
     );
     let text = ctl.scrape();
@@ -379,7 +373,7 @@ async fn a_failing_source_holds_replicas_and_says_which() {
         TRAFFIC_SOURCE.replace("PORT", &harness::free_port().to_string())
     );
     apply(&client, &spec, Some(&ns)).await;
-    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
     wait_condition(
         &client,
         &ns,
@@ -401,7 +395,7 @@ async fn a_failing_source_holds_replicas_and_says_which() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    ctl.decisions_pass(&ns, "model", 4.0).await;
     assert_eq!(
         replicas(&client, &ns, "model").await,
         3,
@@ -529,16 +523,7 @@ async fn a_dry_run_beside_an_hpa_publishes_its_decisions_and_never_writes_the_ta
         TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
     );
     apply(&client, &spec, Some(&ns)).await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let generation = || async {
-        deployments
-            .get("model")
-            .await
-            .expect("deployment")
-            .metadata
-            .generation
-    };
-    let before = generation().await;
+    let before = generation(&client, &ns, "model").await;
     let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
     // 22 in flight at 4 per replica: Ebb would set 6; the target keeps the HPA's 2.
     kubelet.set_load(22.0);
@@ -586,7 +571,11 @@ async fn a_dry_run_beside_an_hpa_publishes_its_decisions_and_never_writes_the_ta
         "replica-seconds by ebb {ebb:?} and by the target {target:?}\n{text}"
     );
     assert_eq!(replicas(&client, &ns, "model").await, 2);
-    assert_eq!(generation().await, before, "the target was never written");
+    assert_eq!(
+        generation(&client, &ns, "model").await,
+        before,
+        "the target was never written"
+    );
     drop(kubelet);
     drop(ctl);
 }
