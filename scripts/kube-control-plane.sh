@@ -103,6 +103,13 @@ start() {
     command -v etcd >/dev/null || install_packages
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
+    if [ -f "$dir/etcd.pid" ] && kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null; then
+        echo "a control plane is running from $dir: '$0 stop $dir' first" >&2
+        exit 1
+    fi
+    # A stopped plane's data holds ServiceAccount tokens signed with the key replaced below:
+    # reused, every one of them would be refused (401). Start from empty.
+    rm -rf "$dir/etcd"
     local etcd_port etcd_peer api_port
     etcd_port="$(free_port)"
     etcd_peer="$(free_port)"
