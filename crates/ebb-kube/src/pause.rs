@@ -3,7 +3,11 @@
 //! "N"` sets N and holds it (and wins when both are set). The policy goes on deciding, and the
 //! status and `/metrics` go on saying what it would do.
 
+use crate::context::Pass;
+use crate::crd::AutoscalerStatus;
+use crate::status::set_condition;
 use ebb_core::Hold;
+use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
 
 /// Holds the target's current count while `"true"`.
@@ -59,6 +63,52 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Pause {
     }
 }
 
+/// The count to write while paused: the target's (`paused`) or the one set
+/// (`paused-replicas`); `proposed` otherwise.
+pub fn held_count(hold: Option<Hold>, current: u32, proposed: u32) -> u32 {
+    match hold {
+        None => proposed,
+        Some(Hold::Current) => current,
+        Some(Hold::Replicas(n)) => n,
+    }
+}
+
+/// The `Paused` condition while the annotations hold the count (and `False` once they no
+/// longer do), with a Warning Event when an annotation's value could not be read. `held`
+/// says what is held and what the policy or plan would set.
+pub(crate) async fn report(
+    pass: &Pass<'_>,
+    status: &mut AutoscalerStatus,
+    pause: &Pause,
+    held: Option<String>,
+) {
+    let was_paused = status.conditions.iter().any(|c| c.type_ == "Paused");
+    let (reason, message) = match (&pause.hold, &pause.problem) {
+        (None, _) if !was_paused => return,
+        (None, _) => ("NotPaused", "no pause annotation".to_string()),
+        (Some(_), Some(problem)) => ("InvalidPauseAnnotation", problem.clone()),
+        (Some(_), None) => (
+            "PausedByAnnotation",
+            held.unwrap_or_else(|| "paused".into()),
+        ),
+    };
+    let new = !status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Paused" && c.message == message);
+    set_condition(
+        &mut status.conditions,
+        "Paused",
+        pause.hold.is_some(),
+        reason,
+        message.clone(),
+        pass.now,
+    );
+    if new && pause.problem.is_some() {
+        pass.event(EventType::Warning, reason, message).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +133,13 @@ mod tests {
             Some(Hold::Replicas(3)),
             "paused-replicas wins"
         );
+    }
+
+    #[test]
+    fn the_held_count_is_the_current_one_or_the_one_set() {
+        assert_eq!(held_count(None, 3, 5), 5);
+        assert_eq!(held_count(Some(Hold::Current), 3, 5), 3);
+        assert_eq!(held_count(Some(Hold::Replicas(1)), 3, 5), 1);
     }
 
     #[test]

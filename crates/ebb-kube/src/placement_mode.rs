@@ -85,10 +85,19 @@ pub(crate) async fn reconcile_placement(pass: &mut Pass<'_>) -> Result<Action, R
             .iter()
             .map(|u| format!("model replicas unreadable, kept from the last plan: {u}")),
     );
-    if desired != current {
+    let pause = crate::pause::from_annotations(kube::ResourceExt::annotations(obj));
+    let applied = crate::pause::held_count(pause.hold, current, desired);
+    let held = pause.hold.map(|_| {
+        format!(
+            "paused by an operator: the count is held at {applied} (the plan would set {desired})"
+        )
+    });
+    reasons.extend(held.clone());
+    crate::pause::report(pass, &mut status, &pause, held).await;
+    if applied != current {
         let why = reasons.join("; ");
         if !pass
-            .rescale(&server.scale, desired, &why, &mut status)
+            .rescale(&server.scale, applied, &why, &mut status)
             .await
         {
             pass.write(&status).await?;

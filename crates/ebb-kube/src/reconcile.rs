@@ -77,7 +77,8 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     }
 
     report_decision(&mut status, &d, target.replicas, &failed, pass.now);
-    report_pause(pass, &mut status, &pause, &d).await;
+    let held = d.reasons.iter().find(|r| r.code() == "Paused");
+    pause::report(pass, &mut status, &pause, held.map(|r| r.to_string())).await;
     let state = scaler.state().clone();
     status.decision_state = Some(state.clone());
     // Remembered before the status write: the scale (if any) happened whether or not the
@@ -205,44 +206,6 @@ async fn dry_run(pass: &mut Pass<'_>, d: &Decision, status: &mut AutoscalerStatu
         d.summary()
     );
     pass.event(EventType::Normal, "DryRunRescale", note).await;
-}
-
-/// The `Paused` condition while the annotations hold the count (and `False` once they no
-/// longer do), with a Warning Event when an annotation's value could not be read.
-async fn report_pause(
-    pass: &Pass<'_>,
-    status: &mut AutoscalerStatus,
-    pause: &pause::Pause,
-    d: &Decision,
-) {
-    let was_paused = status.conditions.iter().any(|c| c.type_ == "Paused");
-    let (reason, message) = match (&pause.hold, &pause.problem) {
-        (None, _) if !was_paused => return,
-        (None, _) => ("NotPaused", "no pause annotation".to_string()),
-        (Some(_), Some(problem)) => ("InvalidPauseAnnotation", problem.clone()),
-        (Some(_), None) => (
-            "PausedByAnnotation",
-            d.reasons
-                .iter()
-                .find(|r| r.code() == "Paused")
-                .map_or_else(|| "paused".into(), |r| r.to_string()),
-        ),
-    };
-    let new = !status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Paused" && c.message == message);
-    set_condition(
-        &mut status.conditions,
-        "Paused",
-        pause.hold.is_some(),
-        reason,
-        message.clone(),
-        pass.now,
-    );
-    if new && pause.problem.is_some() {
-        pass.event(EventType::Warning, reason, message).await;
-    }
 }
 
 /// One line per failing source, for the `ScalingActive` condition, and a Warning Event when a

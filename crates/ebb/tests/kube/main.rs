@@ -934,6 +934,31 @@ async fn server_replicas_follow_the_models_packed_by_memory() {
     )
     .await;
     assert_eq!(server_replicas().await, 3);
+    // Paused at 2 servers: held there while the plan still says 3.
+    annotate(
+        &client,
+        &ns,
+        "mlserver",
+        "ebb.dev/paused-replicas",
+        Some("2"),
+    )
+    .await;
+    wait(
+        Duration::from_secs(30),
+        "2 servers while paused",
+        || async { server_replicas().await == 2 },
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "mlserver",
+        "Paused",
+        "True",
+        "PausedByAnnotation",
+        &["the count is held at 2 (the plan would set 3)"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
