@@ -817,6 +817,15 @@ mod tests {
         assert!(crd_yaml().contains("kind: CustomResourceDefinition"));
     }
 
+    /// The 1.20 API server refuses a schema with an `anyOf` that the structural rewriter
+    /// left (a schemars `Option<enum>` makes one), and says only "per-version schemas may not
+    /// all be set to identical values": keep enums in CRD types out of `Option`.
+    #[test]
+    fn the_schema_has_no_any_of_the_api_server_would_refuse() {
+        let yaml = crd_yaml();
+        assert!(!yaml.contains("anyOf"), "{yaml}");
+    }
+
     #[test]
     fn the_shipped_crd_files_are_what_ebb_crd_prints() {
         let printed = crd_yaml();
