@@ -349,14 +349,19 @@ async fn scales_a_seldon_like_model_on_a_pods_metric() {
         spec_replicas().await == 6
     })
     .await;
-    let a = autoscaler(&client, &ns, "iris").await.expect("autoscaler");
-    let st = a.status.expect("status");
-    assert_eq!(
-        st.current_metrics.first().and_then(|m| m.value),
-        Some(180.0),
-        "{:?}",
-        st.current_metrics
-    );
+    // The status is written after the scale: wait for it rather than race it.
+    wait(
+        Duration::from_secs(10),
+        "the summed per-pod value (180) in the status",
+        || async {
+            autoscaler(&client, &ns, "iris")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|st| st.current_metrics.first().and_then(|m| m.value))
+                == Some(180.0)
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
