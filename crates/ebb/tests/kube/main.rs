@@ -889,6 +889,19 @@ async fn server_replicas_follow_the_models_packed_by_memory() {
         server_replicas().await == 2
     })
     .await;
+    // The status is written after the scale: wait for it rather than race it.
+    wait(
+        Duration::from_secs(10),
+        "the placement in the status",
+        || async {
+            autoscaler(&client, &ns, "mlserver")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|st| st.placement)
+                .is_some_and(|p| p.len() == 2)
+        },
+    )
+    .await;
     let a = autoscaler(&client, &ns, "mlserver")
         .await
         .expect("autoscaler");
