@@ -15,7 +15,7 @@
 use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext};
 use crate::observation::{Fallback, Observation};
-use crate::policy::{Hold, Policy, Target};
+use crate::policy::{Policy, ScaleToZero, Target};
 use crate::quantity::Quantity;
 use crate::reason::{LimitReason, Reason};
 use crate::sanitize;
@@ -106,7 +106,13 @@ struct Builder {
 }
 
 impl Builder {
-    fn finish(mut self, desired: u32, limit: LimitReason, obs: &Observation) -> Decision {
+    fn finish(
+        mut self,
+        desired: u32,
+        proposed: u32,
+        limit: LimitReason,
+        obs: &Observation,
+    ) -> Decision {
         let mut victims = Vec::new();
         if desired < self.current {
             victims = rank_victims(&obs.pods)
@@ -124,7 +130,7 @@ impl Builder {
             at: self.now,
             current_replicas: self.current,
             desired_replicas: desired,
-            proposed_replicas: desired,
+            proposed_replicas: proposed,
             proposals: self.proposals,
             limit,
             reasons: self.reasons,
@@ -223,9 +229,7 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     let (desired, limit) = count(policy, obs, &mut b);
     let proposed = initial_scale(policy, obs, desired, &mut b);
     let desired = hold(policy, proposed, &mut b);
-    let mut d = b.finish(desired, limit, obs);
-    d.proposed_replicas = proposed;
-    d
+    b.finish(desired, proposed, limit, obs)
 }
 
 /// Stage 8: an operator's hold (pause) replaces the count, and says what it would have been.
@@ -233,10 +237,7 @@ fn hold(policy: &Policy, proposed: u32, b: &mut Builder) -> u32 {
     let Some(hold) = policy.hold else {
         return proposed;
     };
-    let held = match hold {
-        Hold::Current => b.current,
-        Hold::Replicas(n) => n,
-    };
+    let held = hold.count(b.current);
     b.reasons.push(Reason::Paused {
         held,
         would_be: proposed,
@@ -481,13 +482,7 @@ fn scale_to_zero(
         b.state.last_active_at = Some(now);
     }
     if b.current == 0 {
-        return Some(from_zero(
-            policy,
-            z.activation_threshold,
-            &demand,
-            proposals,
-            b,
-        ));
+        return Some(from_zero(policy, z, &demand, proposals, b));
     }
     let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
     let idle = demand.known == 0.0
@@ -505,18 +500,15 @@ fn scale_to_zero(
 /// otherwise stays, saying whether the demand is below the threshold or not known at all.
 fn from_zero(
     policy: &Policy,
-    threshold: f64,
+    z: &ScaleToZero,
     demand: &Demand,
     proposals: &Proposals,
     b: &mut Builder,
 ) -> u32 {
-    if demand.known > 0.0 && demand.known >= threshold {
+    if demand.known > 0.0 && demand.known >= z.activation_threshold {
         let floor = policy.min_replicas.max(1);
         let proposed = proposals.best.unwrap_or(1).max(floor);
-        let activation = policy
-            .scale_to_zero
-            .as_ref()
-            .map_or(1, |z| z.activation_replicas);
+        let activation = z.activation_replicas;
         let desired = proposed.max(activation).min(policy.max_replicas);
         b.reasons.push(Reason::Activated {
             signal: demand.source.clone(),

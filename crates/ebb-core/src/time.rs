@@ -52,6 +52,11 @@ impl Time {
     pub const fn millis_since(self, earlier: Time) -> i64 {
         self.0.saturating_sub(earlier.0)
     }
+
+    /// Seconds from `earlier` to `self` (negative when `earlier` is later).
+    pub fn seconds_since(self, earlier: Time) -> f64 {
+        self.millis_since(earlier) as f64 / 1000.0
+    }
 }
 
 impl fmt::Display for Time {

@@ -204,6 +204,14 @@ pub enum FallbackBehavior {
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 
 impl FallbackSpec {
+    /// The core's fallback once `failures` polls in a row have failed: `None` below the
+    /// threshold (or while `replicas` is missing where the behavior needs it).
+    pub fn active(&self, failures: u32) -> Option<ebb_core::Fallback> {
+        (failures >= self.threshold())
+            .then(|| self.action())
+            .flatten()
+    }
+
     /// The core's fallback, once valid.
     pub fn action(&self) -> Option<ebb_core::Fallback> {
         let n = self.replicas;
@@ -445,6 +453,11 @@ pub struct SpecError {
 }
 
 impl AutoscalerSpec {
+    /// Whether it only decides and publishes (`mode: DryRun`), never writing `/scale`.
+    pub fn dry_run(&self) -> bool {
+        self.mode == Some(Mode::DryRun)
+    }
+
     /// The policy, validated by the core; errors carry `spec.`-rooted field paths.
     pub fn policy(&self) -> Result<Policy, Vec<SpecError>> {
         let value = Value::Object(self.policy.clone());

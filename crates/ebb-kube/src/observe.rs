@@ -162,7 +162,7 @@ pub fn rates(
     now.iter()
         .filter_map(|(pod, (v, at))| {
             let (pv, pat) = previous.get(pod)?;
-            let dt = at.millis_since(*pat) as f64 / 1000.0;
+            let dt = at.seconds_since(*pat);
             (dt > 0.0 && v >= pv).then(|| (pod.clone(), (v - pv) / dt))
         })
         .collect()

@@ -63,16 +63,6 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Pause {
     }
 }
 
-/// The count to write while paused: the target's (`paused`) or the one set
-/// (`paused-replicas`); `proposed` otherwise.
-pub fn held_count(hold: Option<Hold>, current: u32, proposed: u32) -> u32 {
-    match hold {
-        None => proposed,
-        Some(Hold::Current) => current,
-        Some(Hold::Replicas(n)) => n,
-    }
-}
-
 /// The `Paused` condition while the annotations hold the count (and `False` once they no
 /// longer do), with a Warning Event when an annotation's value could not be read. `held`
 /// says what is held and what the policy or plan would set.
@@ -133,13 +123,6 @@ mod tests {
             Some(Hold::Replicas(3)),
             "paused-replicas wins"
         );
-    }
-
-    #[test]
-    fn the_held_count_is_the_current_one_or_the_one_set() {
-        assert_eq!(held_count(None, 3, 5), 5);
-        assert_eq!(held_count(Some(Hold::Current), 3, 5), 3);
-        assert_eq!(held_count(Some(Hold::Replicas(1)), 3, 5), 1);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(crate) async fn reconcile_placement(pass: &mut Pass<'_>) -> Result<Action, R
             .map(|u| format!("model replicas unreadable, kept from the last plan: {u}")),
     );
     let pause = crate::pause::from_annotations(kube::ResourceExt::annotations(obj));
-    let applied = crate::pause::held_count(pause.hold, current, desired);
+    let applied = pause.hold.map_or(desired, |h| h.count(current));
     let held = pause.hold.map(|_| {
         format!(
             "paused by an operator: the count is held at {applied} (the plan would set {desired})"

@@ -122,10 +122,8 @@ pub(crate) fn fallbacks(
         .iter()
         .zip(memories)
         .filter_map(|(s, m)| {
-            let f = s.fallback.as_ref()?;
-            if m.error.is_none() || m.failures < f.threshold() {
-                return None;
-            }
+            // Failures reset on a good poll: past the threshold, the last poll failed.
+            let action = s.fallback.as_ref()?.active(m.failures)?;
             let traffic = s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some());
             let metrics = if traffic {
                 let mut fed = Vec::new();
@@ -146,7 +144,7 @@ pub(crate) fn fallbacks(
                 source: s.name.clone(),
                 failures: m.failures,
                 metrics,
-                action: f.action()?,
+                action,
             })
         })
         .collect()

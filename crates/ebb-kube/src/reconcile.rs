@@ -7,7 +7,7 @@
 //! here. Placement mode has its own decide step (`placement_mode`).
 
 use crate::context::{autoscaler_key, Context, Pass, ReconcileError};
-use crate::crd::{Autoscaler, AutoscalerStatus, DryRunDifference, Mode, DRY_RUN_DIFFERENCES};
+use crate::crd::{Autoscaler, AutoscalerStatus, DryRunDifference, DRY_RUN_DIFFERENCES};
 use crate::observe;
 use crate::pause;
 use crate::placement_mode::reconcile_placement;
@@ -70,14 +70,17 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);
     let (mut scaler, d) = decide(pass, policy, &obs, &status);
 
-    if pass.obj.spec.mode == Some(Mode::DryRun) {
+    if pass.obj.spec.dry_run() {
         dry_run(pass, &d, &mut status).await;
     } else {
         apply(pass, &target, &d, &obs, &mut scaler, &mut status).await;
     }
 
     report_decision(&mut status, &d, target.replicas, &failed, pass.now);
-    let held = d.reasons.iter().find(|r| r.code() == "Paused");
+    let held = d
+        .reasons
+        .iter()
+        .find(|r| matches!(r, ebb_core::Reason::Paused { .. }));
     pause::report(pass, &mut status, &pause, held.map(|r| r.to_string())).await;
     let state = scaler.state().clone();
     status.decision_state = Some(state.clone());
@@ -167,7 +170,7 @@ async fn apply(
 /// says that `/scale` is left alone.
 async fn dry_run(pass: &mut Pass<'_>, d: &Decision, status: &mut AutoscalerStatus) {
     if let Some(last) = pass.memory.dry_run_at {
-        let seconds = pass.now.millis_since(last).clamp(0, 600_000) as f64 / 1000.0;
+        let seconds = pass.now.seconds_since(last).clamp(0.0, 600.0);
         pass.ctx.metrics.dry_run(
             pass.ns,
             pass.name,
@@ -220,8 +223,8 @@ async fn report_source_failures(pass: &mut Pass<'_>) -> Vec<String> {
             continue;
         };
         let mut line = format!("source {} ({}) failed: {e}", s.name, sources::kind_of(s));
-        if let Some(f) = s.fallback.as_ref().filter(|f| m.failures >= f.threshold()) {
-            if let Some(action) = f.action() {
+        if let Some(f) = &s.fallback {
+            if let Some(action) = f.active(m.failures) {
                 line.push_str(&format!(
                     "; {} failures in a row or more: its metrics fall back to {action}",
                     f.threshold()

@@ -66,8 +66,7 @@ pub(crate) async fn read_target(
     ns: &str,
 ) -> Result<Target, TargetProblem> {
     // A dry run writes nothing, so it may watch beside the autoscaler that does.
-    let dry_run = obj.spec.mode == Some(crate::crd::Mode::DryRun);
-    if let Some(why) = conflict(&ctx.caches, obj, ns).filter(|_| !dry_run) {
+    if let Some(why) = conflict(&ctx.caches, obj, ns).filter(|_| !obj.spec.dry_run()) {
         return Err(TargetProblem::Conflicting(why));
     }
     let r = &obj.spec.scale_target_ref;

@@ -243,6 +243,13 @@ pub async fn run(
             addr: config.admin,
             error,
         })?;
+    // Bound before any replica starts: a socket in use stops `ebb up` with nothing to undo.
+    let control = crate::control::bind(&config.control_socket)
+        .await
+        .map_err(|error| RuntimeError::ControlBind {
+            path: config.control_socket.clone(),
+            error,
+        })?;
     let mut bound = Vec::new();
     let mut running = Vec::new();
     for (cfg, listener) in config.services.iter().cloned().zip(listeners) {
@@ -280,12 +287,6 @@ pub async fn run(
     if !view.quiet {
         println!("  admin: http://{admin_addr} (/metrics, /ebb/status)");
     }
-    let control = crate::control::bind(&config.control_socket)
-        .await
-        .map_err(|error| RuntimeError::ControlBind {
-            path: config.control_socket.clone(),
-            error,
-        })?;
     if !view.quiet {
         println!(
             "  control: ebb ctl --socket {} pause SERVICE [REPLICAS] | resume SERVICE | status",

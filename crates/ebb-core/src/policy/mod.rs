@@ -70,6 +70,16 @@ pub enum Hold {
     Replicas(u32),
 }
 
+impl Hold {
+    /// The count held when the target has `current`.
+    pub fn count(self, current: u32) -> u32 {
+        match self {
+            Hold::Current => current,
+            Hold::Replicas(n) => n,
+        }
+    }
+}
+
 /// Tolerance around a usage ratio of 1.0, per direction (Kubernetes 1.33 semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -468,5 +478,18 @@ impl Policy {
             || self.inference_lag.is_some()
             || self.scale_to_zero.is_some()
             || self.slo.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hold;
+
+    #[test]
+    fn the_held_count_is_the_current_one_or_the_one_set() {
+        assert_eq!(Hold::Current.count(3), 3);
+        assert_eq!(Hold::Replicas(1).count(3), 1);
+        let none: Option<Hold> = None;
+        assert_eq!(none.map_or(5, |h| h.count(3)), 5);
     }
 }

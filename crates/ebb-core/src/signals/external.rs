@@ -25,7 +25,7 @@ pub fn evaluate(
     if !is_fresh(s.at, now, stale_after_ms) {
         return SignalOutcome::Missing(format!(
             "external count is stale ({:.0}s old)",
-            now.millis_since(s.at) as f64 / 1000.0
+            now.seconds_since(s.at)
         ));
     }
     match e.mode {

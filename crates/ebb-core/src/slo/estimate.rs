@@ -99,7 +99,7 @@ impl SloState {
             self.last = Some(*sample);
             return false;
         }
-        let dt = sample.at.millis_since(last.at) as f64 / 1000.0;
+        let dt = sample.at.seconds_since(last.at);
         let arrivals = sample.arrivals_total - last.arrivals_total;
         let rate = arrivals / dt;
         if !(rate.is_finite() && rate <= MAX_RATE) {
@@ -180,7 +180,7 @@ impl SloState {
                 continue;
             }
             newest = newest.max(ready_at);
-            let seconds = ready_at.millis_since(started) as f64 / 1000.0;
+            let seconds = ready_at.seconds_since(started);
             if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
                 continue;
             }

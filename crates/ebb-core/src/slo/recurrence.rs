@@ -66,17 +66,13 @@ pub struct Due {
     pub due_in_seconds: f64,
 }
 
-fn seconds(from: Time, to: Time) -> f64 {
-    to.millis_since(from) as f64 / 1000.0
-}
-
 impl Recurrence {
     /// Takes one decision's jump test, the rate it planned for and the arrivals counter.
     pub fn observe(&mut self, jump: bool, rate: f64, arrivals_total: f64, now: Time) {
         if jump {
             let quiet = self
                 .last_jump
-                .is_none_or(|last| seconds(last, now) >= QUIET_SECONDS);
+                .is_none_or(|last| now.seconds_since(last) >= QUIET_SECONDS);
             self.last_jump = Some(now);
             if quiet {
                 self.onsets.push(Onset {
@@ -102,7 +98,7 @@ impl Recurrence {
         let gaps: Vec<f64> = self
             .onsets
             .windows(2)
-            .map(|w| seconds(w[0].at, w[1].at))
+            .map(|w| w[1].at.seconds_since(w[0].at))
             .collect();
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let strayed = gaps.iter().map(|g| (g - mean).abs()).fold(0.0, f64::max);
@@ -117,7 +113,7 @@ impl Recurrence {
     pub fn due(&self, now: Time, lead_seconds: f64) -> Option<Due> {
         let (period, tolerance) = self.period()?;
         let last = self.onsets.last()?;
-        let since = seconds(last.at, now);
+        let since = now.seconds_since(last.at);
         // The burst in progress is the model's to serve; look at the next one.
         let due_in = period - since;
         let open = -tolerance <= due_in && due_in <= lead_seconds + tolerance;
