@@ -1,6 +1,7 @@
 //! The one entry point every driver calls: `decide(policy, observation, state, now)`.
 //!
 //! Order of work, following HPA's reconcile loop and adding Ebb's modes (one function each):
+//! 0. schedules: open windows raise the floor or lower the ceiling for this decision;
 //! 1. the target's own bounds (at zero without scale-to-zero, above max, below min);
 //! 2. one proposal per HPA metric and Ebb signal;
 //! 3. scale to zero and activation from zero (activation sizes from the proposals);
@@ -23,7 +24,9 @@ use crate::signals::{concurrency, external, lag, traffic, SignalOutcome};
 use crate::state::{Recommendation, State};
 use crate::time::Time;
 use crate::victims::rank_victims;
+use crate::{schedule, slo};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// One metric's or signal's contribution to a decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,6 +106,9 @@ struct Builder {
     reasons: Vec<Reason>,
     state: State,
     panic: bool,
+    /// A floor an open schedule window raised above the policy's own (0 when none): it
+    /// brings a target up from zero and keeps it from going there.
+    schedule_floor: u32,
 }
 
 impl Builder {
@@ -216,7 +222,9 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
         reasons: Vec::new(),
         state: state.clone(),
         panic: false,
+        schedule_floor: 0,
     };
+    let policy = &*scheduled_bounds(policy, obs, &mut b);
     let keep_ms = policy
         .concurrency
         .as_ref()
@@ -230,6 +238,43 @@ pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> D
     let proposed = initial_scale(policy, obs, desired, &mut b);
     let desired = hold(policy, proposed, &mut b);
     b.finish(desired, proposed, limit, obs)
+}
+
+/// Stage 0: the policy with the bounds its open schedule windows set (the policy itself when
+/// none is open or none changes a bound).
+fn scheduled_bounds<'p>(policy: &'p Policy, obs: &Observation, b: &mut Builder) -> Cow<'p, Policy> {
+    if policy.schedules.is_empty() {
+        return Cow::Borrowed(policy);
+    }
+    let unix_ms = obs.epoch_unix_ms.saturating_add(b.now.as_millis());
+    let lead_ms = policy
+        .slo
+        .as_ref()
+        .map_or(schedule::DEFAULT_PREWARM_MS, |s| {
+            crate::time::secs_to_millis(slo::plan::lead_seconds(s, b.state.slo.as_ref()))
+        });
+    let own = (policy.min_replicas, policy.max_replicas);
+    let bounds = schedule::bounds(&policy.schedules, own, unix_ms, lead_ms);
+    for &(i, phase) in &bounds.windows {
+        let s = &policy.schedules[i];
+        b.reasons.push(Reason::Schedule {
+            window: s.name.clone(),
+            describe: s.describe.clone(),
+            min_replicas: s.min_replicas,
+            max_replicas: s.max_replicas,
+            phase,
+        });
+    }
+    if (bounds.min_replicas, bounds.max_replicas) == own {
+        return Cow::Borrowed(policy);
+    }
+    if bounds.min_replicas > policy.min_replicas {
+        b.schedule_floor = bounds.min_replicas;
+    }
+    let mut scheduled = policy.clone();
+    scheduled.min_replicas = bounds.min_replicas;
+    scheduled.max_replicas = bounds.max_replicas;
+    Cow::Owned(scheduled)
 }
 
 /// Stage 8: an operator's hold (pause) replaces the count, and says what it would have been.
@@ -323,6 +368,11 @@ fn target_bounds(policy: &Policy, b: &mut Builder) -> Option<(u32, LimitReason)>
     if current == 0 && policy.scale_to_zero.is_none() {
         b.reasons.push(Reason::ScalingDisabled);
         return Some((0, LimitReason::DesiredWithinRange));
+    }
+    if current < b.schedule_floor {
+        let min = b.schedule_floor;
+        b.reasons.push(Reason::CurrentBelowMin { min });
+        return Some((min, LimitReason::TooFewReplicas));
     }
     if current > policy.max_replicas {
         let max = policy.max_replicas;
@@ -489,7 +539,7 @@ fn scale_to_zero(
         && demand.unknown.is_empty()
         && proposals.missing.is_empty()
         && idle_for >= z.idle_ms;
-    if idle && b.state.panic.is_none() {
+    if idle && b.state.panic.is_none() && b.schedule_floor == 0 {
         b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
         return Some(0);
     }

@@ -34,6 +34,7 @@ pub mod quantity;
 pub mod reason;
 pub mod sanitize;
 pub mod scaler;
+pub mod schedule;
 pub mod signals;
 pub mod slo;
 pub mod state;

@@ -29,6 +29,15 @@ pub struct Observation {
     /// feed (KEDA's `fallback`), set by the driver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<SourceFallback>,
+    /// Where the driver's time zero lies on the calendar, in Unix milliseconds: 0 where `now`
+    /// is Unix time (the controller), the runtime's start for `ebb up`, the trace's start in
+    /// the simulator. Only schedules read it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch_unix_ms: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A failing source's fallback: what its metrics propose while it keeps failing.

@@ -154,6 +154,19 @@ pub enum Reason {
         /// What it proposes.
         replicas: u32,
     },
+    /// A schedule window is open (or about to open) and sets a bound.
+    Schedule {
+        /// The window's name.
+        window: String,
+        /// Its times and time zone as written.
+        describe: String,
+        /// Its floor.
+        min_replicas: Option<u32>,
+        /// Its ceiling.
+        max_replicas: Option<u32>,
+        /// Open, or pre-warming ahead of its start.
+        phase: crate::schedule::Phase,
+    },
     /// An operator holds the count (paused); the policy's proposal is reported, not applied.
     Paused {
         /// The count held.
@@ -286,6 +299,7 @@ impl Reason {
         "ActivationScale",
         "Paused",
         "Fallback",
+        "Schedule",
         "InitialScale",
         "DemandUnknown",
         "SloPlan",
@@ -324,6 +338,7 @@ impl Reason {
             Reason::StaysAtZero => "StaysAtZero",
             Reason::ActivationScale { .. } => "ActivationScale",
             Reason::Paused { .. } => "Paused",
+            Reason::Schedule { .. } => "Schedule",
             Reason::Fallback { .. } => "Fallback",
             Reason::InitialScale { .. } => "InitialScale",
             Reason::DemandUnknown { .. } => "DemandUnknown",
@@ -426,6 +441,27 @@ impl fmt::Display for Reason {
                 f,
                 "source {source} failed {failures} times in a row: {metric} falls back to {replicas} replicas ({action}; healthy signals may ask for more)"
             ),
+            Reason::Schedule {
+                window,
+                describe,
+                min_replicas,
+                max_replicas,
+                phase,
+            } => {
+                let bounds = [("minReplicas", min_replicas), ("maxReplicas", max_replicas)]
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match (phase, min_replicas) {
+                    (crate::schedule::Phase::Prewarming { opens_in_ms }, Some(min)) => write!(
+                        f,
+                        "schedule {window} ({describe}) opens in {}: pre-warming to minReplicas {min}",
+                        crate::time::fmt_window((opens_in_ms + 999) / 1000 * 1000)
+                    ),
+                    _ => write!(f, "schedule {window} ({describe}): {bounds}"),
+                }
+            }
             Reason::Paused { held, would_be } => write!(
                 f,
                 "paused by an operator: the count is held at {held} (the policy would set {would_be})"

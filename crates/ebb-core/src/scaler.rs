@@ -101,7 +101,7 @@ mod tests {
                 value: wanted,
                 at: Time::from_millis(at),
             }),
-            fallbacks: Vec::new(),
+            ..Observation::default()
         }
     }
 

@@ -517,6 +517,70 @@ fn paused() -> Decision {
     d
 }
 
+/// Unix milliseconds of a UTC wall-clock time.
+fn utc_ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, mo, d)
+        .and_then(|d| d.and_hms_opt(h, mi, 0))
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// A schedule window raises the floor one lead ahead of its start, holds it while open (from
+/// zero too, and through idleness), and lets go when it closes; its ceiling caps the signals.
+fn schedule() -> Decision {
+    let p = policy(&format!(
+        "{RPS_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\nschedules:\n- {{name: weekday-peak, days: [Mon-Fri], from: '08:00', to: '18:00', timezone: Europe/Berlin, minReplicas: 6, prewarmSeconds: 120}}\n- {{name: lunch-cap, days: [Mon-Fri], from: '12:00', to: '13:00', timezone: Europe/Berlin, maxReplicas: 8}}\n"
+    ));
+    // Decisions at t=100 s of a driver whose time zero lies `at - 100 s` on the calendar.
+    let quiet_at = |unix_ms: i64, rps: f64| {
+        let current = if rps > 10.0 { 6 } else { 2 };
+        let mut o = obs(
+            current,
+            vec![per_pod("rps", &vec![rps; current as usize], t(100))],
+        );
+        o.epoch_unix_ms = unix_ms - 100_000;
+        decide(&p, &o, &State::default(), t(100))
+    };
+    // Monday 2026-03-30, CEST (UTC+2): 08:00 local is 06:00 UTC.
+    let early = quiet_at(utc_ms(2026, 3, 30, 5, 57), 1.0);
+    assert_eq!(early.desired_replicas, 1, "{}", early.summary());
+    assert!(!early.has_reason("Schedule"));
+    let d = quiet_at(utc_ms(2026, 3, 30, 5, 59), 1.0);
+    assert_eq!(d.desired_replicas, 6, "{}", d.summary());
+    assert_eq!(
+        d.reasons[0].to_string(),
+        "schedule weekday-peak (Mon-Fri 08:00-18:00 Europe/Berlin) opens in 60s: pre-warming to minReplicas 6"
+    );
+    let open = quiet_at(utc_ms(2026, 3, 30, 9, 0), 1.0);
+    assert_eq!(open.desired_replicas, 6, "{}", open.summary());
+    assert_eq!(
+        open.reasons[0].to_string(),
+        "schedule weekday-peak (Mon-Fri 08:00-18:00 Europe/Berlin): minReplicas 6"
+    );
+    // The lunch window caps a busy signal at 8.
+    let busy = quiet_at(utc_ms(2026, 3, 30, 10, 30), 60.0);
+    assert_eq!(busy.desired_replicas, 8, "{}", busy.summary());
+    assert!(busy.reasons.iter().any(|r| r.to_string()
+        == "schedule lunch-cap (Mon-Fri 12:00-13:00 Europe/Berlin): maxReplicas 8"));
+    let closed = quiet_at(utc_ms(2026, 3, 30, 16, 0), 1.0);
+    assert_eq!(closed.desired_replicas, 1, "{}", closed.summary());
+    // With scale to zero: the floor brings the target up from zero and keeps it from idling
+    // there while the window is open.
+    let z = policy(
+        "minReplicas: 0\nmaxReplicas: 10\nconcurrency: {targetPerReplica: 5}\nscaleToZero: {idleSeconds: 1}\nschedules:\n- {name: peak, from: '08:00', to: '18:00', minReplicas: 2}\n",
+    );
+    let idle = |current: u32| {
+        let mut o = obs(current, vec![]);
+        o.traffic = Some(traffic(t(100), 0.0, 0.0, 0.0));
+        o.epoch_unix_ms = utc_ms(2026, 3, 30, 9, 0) - 100_000;
+        decide(&z, &o, &State::default(), t(100))
+    };
+    assert_eq!(idle(0).desired_replicas, 2, "{}", idle(0).summary());
+    assert_eq!(idle(2).desired_replicas, 2, "{}", idle(2).summary());
+    d
+}
+
 /// A source past its failure threshold: its fallback stands in for the metric it feeds, as a
 /// floor the healthy metrics may exceed; `hold` keeps today's rule (no scale-down).
 fn fallback() -> Decision {
@@ -857,6 +921,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("initial_scale", initial_scale()),
         ("paused", paused()),
         ("fallback", fallback()),
+        ("schedule", schedule()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_recurring_burst", slo_recurring_burst()),
@@ -903,6 +968,7 @@ mod each {
         initial_scale,
         paused,
         fallback,
+        schedule,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
         slo_recurring_burst,

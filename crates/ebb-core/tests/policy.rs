@@ -296,3 +296,58 @@ fn slo_normalized_form_round_trips() {
         "normalized form:\n{text}"
     );
 }
+
+#[test]
+fn schedule_mistakes_are_named() {
+    let e = errors(
+        r#"
+maxReplicas: 10
+minReplicas: 2
+metrics: [{type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: "10"}}}]
+schedules:
+- {name: peak, days: [Mon-Fri], from: "8:00", to: "18:60", timezone: Europe/Berln, minReplicas: 12}
+- {name: peak, start: "0 8 * * MON-FRI", end: "61 18 * * *", maxReplicas: 1}
+- {name: both, start: "0 8 * * *", from: "08:00", minReplicas: 3}
+- {name: days, days: [Mon, Funday], from: "08:00", to: "09:00", minReplicas: 3, maxReplicas: 2, prewarmSeconds: -1}
+- {from: "08:00", to: "08:00"}
+"#,
+    );
+    assert_eq!(
+        e,
+        [
+            "schedules[0].timezone: 'Europe/Berln' is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)",
+            "schedules[0].to: must be a time HH:MM (00:00 to 24:00), got '18:60'",
+            "schedules[0].minReplicas: must be between 1 and 10, got 12",
+            "schedules[1].name: duplicate window 'peak'",
+            "schedules[1].end: '61 18 * * *' is not a cron expression: Component error: Number out of bounds.",
+            "schedules[1].maxReplicas: must be between 2 and 10, got 1",
+            "schedules[2]: give either start and end (cron) or days, from and to, not both",
+            "schedules[3].days[1]: 'Funday' is not a day or range of days (Mon, Tue, ... Sun, or e.g. Mon-Fri)",
+            "schedules[3].maxReplicas: must be at least the window's minReplicas (3), got 2",
+            "schedules[3].prewarmSeconds: must be between 0 and 86400, got -1",
+            "schedules[4].name: is required",
+            "schedules[4].to: must differ from `from` (for a whole day use from 00:00 to 24:00)",
+            "schedules[4]: needs minReplicas (a floor), maxReplicas (a ceiling) or both",
+        ]
+    );
+}
+
+#[test]
+fn schedules_round_trip_and_read_single_digit_hours() {
+    let p = Policy::from_yaml(
+        "maxReplicas: 8\nconcurrency: {targetPerReplica: 4}\nschedules:\n- {name: peak, days: [Mon-Fri, sunday], from: '8:00', to: '24:00', timezone: Asia/Tokyo, minReplicas: 3, prewarmSeconds: 90}\n- {name: cap, start: '@daily', end: '0 6 * * *', maxReplicas: 4}\n",
+    )
+    .unwrap();
+    assert_eq!(p.schedules.len(), 2);
+    assert_eq!(
+        p.schedules[0].describe,
+        "Mon-Fri,sunday 8:00-24:00 Asia/Tokyo"
+    );
+    assert_eq!(p.schedules[0].prewarm_ms, Some(90_000));
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert_eq!(
+        p,
+        Policy::from_yaml(&text).unwrap(),
+        "normalized form:\n{text}"
+    );
+}

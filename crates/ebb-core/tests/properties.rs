@@ -29,8 +29,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
         prop::bool::ANY,
         0u32..600,
         prop::bool::ANY,
+        prop::option::of((0u32..24, 1u32..24, 0u32..40, 0u32..40)),
     )
-        .prop_map(|(min, span, kind, concurrency, external, zero, window, slo)| {
+        .prop_map(|(min, span, kind, concurrency, external, zero, window, slo, schedule)| {
             let min = if zero { 0 } else { min.max(1) };
             let max = min.max(1) + span;
             let mut yaml = format!(
@@ -56,6 +57,15 @@ fn any_policy() -> impl Strategy<Value = Policy> {
             if slo {
                 yaml.push_str("slo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}\n");
             }
+            if let Some((from, hours, floor, ceiling)) = schedule {
+                // Two overlapping windows: a floor, and a ceiling no lower than either floor.
+                let floor = 1 + floor % max;
+                let ceiling = (min.max(floor) + ceiling % max).min(max);
+                let to = (from + hours) % 24;
+                yaml.push_str(&format!(
+                    "schedules:\n- {{name: floor, from: '{from:02}:00', to: '{to:02}:30', minReplicas: {floor}}}\n- {{name: cap, from: '{to:02}:00', to: '{from:02}:00', days: [Mon-Fri], maxReplicas: {ceiling}}}\n"
+                ));
+            }
             policy(&yaml)
         })
 }
@@ -70,11 +80,13 @@ fn any_observation(now: Time) -> impl Strategy<Value = Observation> {
         any_value(),
         0i64..400,
         prop::bool::ANY,
+        0i64..(7 * 86_400_000),
     )
         .prop_map(
-            move |(current, rps, gpu, object, (inf, arr, done), ext, age, with_pods)| {
+            move |(current, rps, gpu, object, (inf, arr, done), ext, age, with_pods, epoch)| {
                 let at = now.minus_millis(age * 1000);
                 let mut o = obs(current, vec![]);
+                o.epoch_unix_ms = 1_767_225_600_000 + epoch;
                 if !with_pods {
                     o.pods.clear();
                 }
@@ -105,6 +117,20 @@ fn any_observation(now: Time) -> impl Strategy<Value = Observation> {
         )
 }
 
+/// The policy's bounds with its open schedule windows' (pre-warming floors left out: they
+/// only raise the count).
+fn open_bounds(p: &Policy, o: &Observation, now: Time) -> (u32, u32) {
+    bounds_with_lead(p, o, now, 0)
+}
+
+/// The same with floors rising `lead_ms` ahead of their windows.
+fn bounds_with_lead(p: &Policy, o: &Observation, now: Time, lead_ms: i64) -> (u32, u32) {
+    let unix_ms = o.epoch_unix_ms + now.as_millis();
+    let own = (p.min_replicas, p.max_replicas);
+    let b = ebb_core::schedule::bounds(&p.schedules, own, unix_ms, lead_ms);
+    (b.min_replicas, b.max_replicas)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -119,11 +145,12 @@ proptest! {
             ..Default::default()
         };
         let d = decide(&p, &o, &state, t(1000));
-        let zero_allowed = p.scale_to_zero.is_some() || o.current_replicas == 0;
+        let (min, max) = open_bounds(&p, &o, t(1000));
+        let zero_allowed = (p.scale_to_zero.is_some() && min == p.min_replicas) || o.current_replicas == 0;
         prop_assert!(
-            (d.desired_replicas >= p.min_replicas && d.desired_replicas <= p.max_replicas)
+            (d.desired_replicas >= min && d.desired_replicas <= max)
                 || (d.desired_replicas == 0 && zero_allowed),
-            "desired {} outside [{}, {}]: {}", d.desired_replicas, p.min_replicas, p.max_replicas, d.summary()
+            "desired {} outside [{}, {}]: {}", d.desired_replicas, min, max, d.summary()
         );
         // The summary and JSON rendering never fail either.
         prop_assert!(serde_json::to_string(&d).is_ok());
@@ -136,7 +163,8 @@ proptest! {
     ) {
         let d = decide(&p, &o, &State::default(), t(1000));
         let current = o.current_replicas;
-        let in_range = current >= p.min_replicas.max(1) && current <= p.max_replicas;
+        let (min, max) = open_bounds(&p, &o, t(1000));
+        let in_range = current >= min.max(1) && current <= max;
         let any_missing = d.proposals.iter().any(|pr| pr.replicas.is_none());
         if in_range && any_missing {
             prop_assert!(
@@ -155,7 +183,10 @@ proptest! {
         o.traffic = None;
         o.external_count = None;
         let d = decide(&p, &o, &State::default(), t(1000));
-        if current >= p.min_replicas && current <= p.max_replicas {
+        // No floor (even one pre-warming a day ahead) above it, no ceiling below it.
+        let (floor, _) = bounds_with_lead(&p, &o, t(1000), 86_400_000);
+        let (_, ceiling) = open_bounds(&p, &o, t(1000));
+        if current >= floor && current <= ceiling {
             prop_assert_eq!(d.desired_replicas, current, "{}", d.summary());
         }
     }

@@ -37,6 +37,18 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// A clock a test sets: the Unix milliseconds written in `path`, read at each use (the
+/// system clock while the file holds none).
+pub fn file_clock(path: std::path::PathBuf) -> Clock {
+    let system = system_clock();
+    Arc::new(move || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .map_or_else(|| system(), Time::from_millis)
+    })
+}
+
 /// The key an Autoscaler's memory is kept under.
 pub fn autoscaler_key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")

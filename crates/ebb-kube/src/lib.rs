@@ -84,6 +84,9 @@ pub struct Options {
     pub metrics_addr: std::net::SocketAddr,
     /// Most reconciles at once (0: no limit).
     pub concurrency: u16,
+    /// Tests only: read the time from this file (Unix milliseconds) instead of the system
+    /// clock, so that a test moves it (to a schedule's start) rather than sleeping.
+    pub clock_file: Option<PathBuf>,
 }
 
 /// A client from a kubeconfig file, or inferred (in-cluster first).
@@ -169,7 +172,10 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         caches.clone(),
         &opts.identity,
         metrics.clone(),
-        context::system_clock(),
+        match &opts.clock_file {
+            Some(path) => context::file_clock(path.clone()),
+            None => context::system_clock(),
+        },
     ));
     let api: kube::Api<crd::Autoscaler> = caches::api(&client, opts.namespace.as_deref());
     loop {

@@ -150,6 +150,8 @@ pub fn observation(
         traffic: traffic_sample,
         external_count,
         fallbacks: Vec::new(),
+        // The controller's clock is Unix time already.
+        epoch_unix_ms: 0,
     }
 }
 

@@ -56,6 +56,7 @@ impl Service {
             }),
             external_count: None,
             fallbacks: Vec::new(),
+            epoch_unix_ms: self.state.started_unix_ms,
         }
     }
 

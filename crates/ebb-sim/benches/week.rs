@@ -34,6 +34,7 @@ fn main() {
         scrape_interval: 1.0,
         rate_window: 10.0,
         sync_period: 1.0,
+        epoch_unix_ms: 0,
     };
     // Exactly what `ebb simulate --baselines none` runs: the Ebb policy, with the demand
     // pre-pass (for time to capacity) on the second core.

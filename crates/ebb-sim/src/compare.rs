@@ -64,6 +64,9 @@ pub struct EbbSpec {
     pub rate_window: f64,
     /// Seconds between decisions.
     pub sync_period: f64,
+    /// Where the workload's time zero lies on the calendar (Unix milliseconds), for the
+    /// policy's schedules.
+    pub epoch_unix_ms: i64,
 }
 
 /// Ebb's built-in policy for a cluster, used when no policy file is given: the SLO block at
@@ -227,7 +230,7 @@ pub fn core_policies(
         out.push(Box::new(CorePolicy::new(
             e.name.clone(),
             e.policy.clone(),
-            Pipeline::new(e.scrape_interval, e.rate_window),
+            Pipeline::new(e.scrape_interval, e.rate_window).with_epoch(e.epoch_unix_ms),
             e.sync_period,
             initial.clamp(e.policy.min_replicas.max(1), e.policy.max_replicas),
         )));

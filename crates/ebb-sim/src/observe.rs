@@ -46,6 +46,8 @@ pub struct Pipeline {
     pub scrape_interval: f64,
     /// Window of Prometheus-style `rate()`.
     pub rate_window: f64,
+    /// Where the simulation's time zero lies on the calendar (Unix milliseconds).
+    epoch_unix_ms: i64,
     scrapes: VecDeque<Scrape>,
 }
 
@@ -55,8 +57,16 @@ impl Pipeline {
         Pipeline {
             scrape_interval,
             rate_window,
+            epoch_unix_ms: 0,
             scrapes: VecDeque::new(),
         }
+    }
+
+    /// The same pipeline, telling the policy that time zero lies at `epoch_unix_ms` on the
+    /// calendar (schedules read it).
+    pub fn with_epoch(mut self, epoch_unix_ms: i64) -> Pipeline {
+        self.epoch_unix_ms = epoch_unix_ms;
+        self
     }
 
     /// Takes one scrape of the cluster.
@@ -123,6 +133,7 @@ impl Pipeline {
         let mut obs = Observation {
             current_replicas: cluster.current_replicas(),
             pods,
+            epoch_unix_ms: self.epoch_unix_ms,
             ..Default::default()
         };
         let Some((first, last)) = self.window() else {

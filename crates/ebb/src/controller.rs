@@ -37,6 +37,10 @@ pub(crate) struct ControllerArgs {
     /// since the API client has no HTTP/2.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4096))]
     reconcile_concurrency: u16,
+    /// Tests only: read the time (Unix milliseconds) from this file instead of the system
+    /// clock.
+    #[arg(long, hide = true)]
+    clock_file: Option<PathBuf>,
     /// Log format: json (structured) or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -80,6 +84,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         lease_duration: Duration::from_secs(args.lease_duration_seconds.max(2)),
         metrics_addr: args.metrics_addr,
         concurrency: args.reconcile_concurrency,
+        clock_file: args.clock_file,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

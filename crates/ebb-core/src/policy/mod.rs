@@ -4,6 +4,7 @@
 //! filled in, which is all the decision code ever reads. Validation collects every problem with
 //! the field path it concerns, so a user fixes a file in one pass.
 
+mod schedule;
 pub mod spec;
 mod tuning;
 mod validate;
@@ -50,6 +51,8 @@ pub struct Policy {
     pub scale_to_zero: Option<ScaleToZero>,
     /// A latency SLO that sizes replicas through the queueing model.
     pub slo: Option<Slo>,
+    /// Calendar windows that raise the floor or lower the ceiling while open.
+    pub schedules: Vec<crate::schedule::Schedule>,
     /// Samples older than this (milliseconds) count as missing.
     pub stale_after_ms: i64,
     /// HPA controller settings for CPU readiness.
@@ -461,6 +464,7 @@ impl Policy {
             external_count: None,
             scale_to_zero: None,
             slo: None,
+            schedules: Vec::new(),
             stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,
             readiness: Readiness::default(),
             hold: None,

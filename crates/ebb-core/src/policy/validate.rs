@@ -121,12 +121,12 @@ pub(super) fn parse_spec(text: &str) -> Result<PolicySpec, PolicyError> {
 }
 
 /// Collects errors while walking the document.
-struct Checker {
+pub(super) struct Checker {
     errors: Vec<FieldError>,
 }
 
 impl Checker {
-    fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
             reason: reason.into(),
@@ -134,7 +134,7 @@ impl Checker {
     }
 
     /// A non-negative whole number within `max`.
-    fn count(&mut self, path: &str, v: i64, min: i64, max: i64) -> u32 {
+    pub(super) fn count(&mut self, path: &str, v: i64, min: i64, max: i64) -> u32 {
         if v < min || v > max {
             self.err(path, format!("must be between {min} and {max}, got {v}"));
             return min.max(0) as u32;
@@ -338,6 +338,9 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         });
     }
 
+    let schedules =
+        super::schedule::schedules(&mut c, &spec.schedules, (min_replicas, max_replicas));
+
     let stale_after_ms = secs_to_millis(
         c.positive(
             "staleAfterSeconds",
@@ -387,6 +390,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         external_count,
         scale_to_zero,
         slo,
+        schedules,
         stale_after_ms,
         readiness,
         hold: None,
@@ -1022,6 +1026,7 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
             slots_per_replica: Some(i64::from(s.slots_per_replica)),
             season_seconds: Some(s.season_seconds),
         }),
+        schedules: p.schedules.iter().map(|s| s.spec.clone()).collect(),
         stale_after_seconds: Some(secs(p.stale_after_ms)),
         readiness: Some(ReadinessSpec {
             cpu_initialization_period_seconds: Some(

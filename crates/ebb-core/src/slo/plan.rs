@@ -78,6 +78,24 @@ fn for_recurring_burst(
     (replicas > now_sized.needed).then_some((replicas, due))
 }
 
+/// The cold start the plan sizes for, whether it was measured, and its spread: the one the
+/// SLO block states, else the measured mean widened by its spread, else an assumption.
+fn cold_start(slo: &Slo, tuning: &Tuning, state: &SloState) -> (f64, bool, f64) {
+    match (slo.cold_start_seconds, state.cold_start()) {
+        (Some(c), _) => (c, false, 0.0),
+        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true, sd),
+        (None, None) => (ASSUMED_COLD_START_SECONDS, false, 0.0),
+    }
+}
+
+/// How far ahead capacity must be started to be ready in time (seconds): the cold start
+/// plus the spread the pre-warm allows for. Schedules raise their floors this far ahead.
+pub fn lead_seconds(slo: &Slo, state: Option<&SloState>) -> f64 {
+    let fresh = SloState::default();
+    let (cold_start, _, sd) = cold_start(slo, &slo.tuning, state.unwrap_or(&fresh));
+    cold_start + slo.tuning.prewarm_spread * sd
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
@@ -109,11 +127,7 @@ pub fn plan(
     let Some((service_mean, service_scv)) = state.service() else {
         return Plan::Missing("no completed request yet to measure the service time".into());
     };
-    let (cold_start, measured, cold_start_sd) = match (slo.cold_start_seconds, state.cold_start()) {
-        (Some(c), _) => (c, false, 0.0),
-        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true, sd),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, false, 0.0),
-    };
+    let (cold_start, measured, cold_start_sd) = cold_start(slo, tuning, state);
     let dispersion = state.dispersion();
     let level = state.forecast.at_horizon(0.0, &smoothing);
     let ahead = state.forecast.peak_within(cold_start, &smoothing);

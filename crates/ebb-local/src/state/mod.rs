@@ -193,6 +193,9 @@ pub struct ServiceState {
     pub in_flight_samples: Mutex<(f64, u32)>,
     /// The runtime's start.
     pub started: Instant,
+    /// The runtime's start on the calendar (Unix milliseconds), where schedules read the
+    /// core's time zero.
+    pub started_unix_ms: i64,
     /// A multi-model service's models (`None` for a single-model service).
     pub models: Option<Arc<models::ModelTable>>,
     /// What the proxy refused, retried and ejected.
@@ -243,6 +246,10 @@ impl ServiceState {
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                .saturating_sub(started.elapsed().as_millis() as i64),
             models: None,
             counters: Arc::default(),
             retry_budget: RetryBudget::new(0.2),

@@ -87,6 +87,10 @@ pub(crate) struct SimulateArgs {
     /// Start this far into the trace (after time scaling).
     #[arg(long, default_value = "0s")]
     pub(crate) from: String,
+    /// Where the trace's first second lies on the calendar (RFC 3339, e.g.
+    /// 1995-07-01T00:00:00-04:00), for a policy's schedules; --from moves along from it.
+    #[arg(long)]
+    pub(crate) start: Option<String>,
     /// Replay only this long (after time scaling).
     #[arg(long)]
     pub(crate) duration: Option<String>,
@@ -332,6 +336,24 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
     })
 }
 
+/// Where the replayed window's time zero lies on the calendar: `--start` moved along by
+/// `--from`. A policy with schedules needs it; without schedules the calendar is not read.
+fn calendar_epoch(args: &SimulateArgs, policy: &ebb_core::Policy) -> anyhow::Result<i64> {
+    let Some(start) = args.start.as_deref() else {
+        if !policy.schedules.is_empty() {
+            bail!("--start: the policy has schedules, so the simulation needs the trace's start on the calendar (RFC 3339, e.g. --start 1995-07-01T00:00:00-04:00)");
+        }
+        return Ok(0);
+    };
+    let start = chrono::DateTime::parse_from_rfc3339(start).map_err(|e| {
+        anyhow::anyhow!(
+            "--start: '{start}' is not an RFC 3339 time ({e}), e.g. 1995-07-01T00:00:00-04:00"
+        )
+    })?;
+    let from = parse_duration(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    Ok(start.timestamp_millis() + (from * 1000.0).round() as i64)
+}
+
 /// `ebb simulate`: Ebb's policy beside the baselines on one workload (or the multi-model
 /// modes), a table on stdout and a report on disk.
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
@@ -351,12 +373,15 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ..
     } = prepared;
     let baselines = parse_baselines(&args.baselines)?;
+    let policy = ebb_policy(&args, cfg.slo, attainment)?;
+    let epoch_unix_ms = calendar_epoch(&args, &policy)?;
     let ebb = EbbSpec {
         name: "ebb".into(),
-        policy: ebb_policy(&args, cfg.slo, attainment)?,
+        policy,
         scrape_interval: 1.0,
         rate_window: 10.0,
         sync_period: sync,
+        epoch_unix_ms,
     };
     let service = &cfg.service;
     notes.push(format!(

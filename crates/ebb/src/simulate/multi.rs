@@ -125,6 +125,9 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         consolidate_after: super::parse_seconds(&args.consolidate_after)
             .context("--consolidate-after")?,
     };
+    if !policy.schedules.is_empty() {
+        bail!("schedules: multi-model runs do not simulate schedules yet; run the policy on one model's trace without --multi-model");
+    }
     let modes = standard_modes(&policy, sync);
     notes.push(format!(
         "servers: {} MiB each, {:.0}% headroom, at most {} servers, start {}; model memory {}; model load (cold start) {}",

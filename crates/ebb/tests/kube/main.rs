@@ -299,6 +299,88 @@ async fn pause_holds_the_count_and_paused_replicas_sets_it_while_status_says_wha
     drop(ctl);
 }
 
+/// Unix milliseconds of a UTC wall-clock time.
+fn utc_ms(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, mo, d)
+        .and_then(|d| d.and_hms_opt(h, mi, s))
+        .expect("a valid time")
+        .and_utc()
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_schedule_raises_the_floor_ahead_of_its_start_and_lets_go_at_its_end() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-schedule").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let kubelet = Kubelet::start(p, &ns, "app=model");
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  schedules:\n  - {{name: weekday-peak, days: [Mon-Fri], from: '08:00', to: '18:00', timezone: Europe/Berlin, minReplicas: 4, prewarmSeconds: 120}}\n{}",
+        TRAFFIC_SOURCE.replace("PORT", &kubelet.port.to_string())
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    // The controller reads the time from a file the test writes: Monday 2027-01-04, Berlin
+    // on CET (UTC+1), so the window opens at 07:00 UTC.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let clock = dir.path().join("now");
+    let set_clock = |ms: i64| std::fs::write(&clock, ms.to_string()).expect("write the clock");
+    set_clock(utc_ms(2027, 1, 4, 6, 50, 0));
+    let clock_arg = clock.to_string_lossy().to_string();
+    let ctl = Controller::start(
+        p,
+        &[
+            "--namespace",
+            &ns,
+            "--no-leader-election",
+            "--clock-file",
+            &clock_arg,
+        ],
+    );
+    kubelet.set_load(0.0);
+    ctl.decisions_pass(&ns, "model", 4.0).await;
+    assert_eq!(
+        replicas(&client, &ns, "model").await,
+        1,
+        "10 minutes before: no floor"
+    );
+    // 90 s before 08:00 local, within the 120 s lead: the floor rises.
+    set_clock(utc_ms(2027, 1, 4, 6, 58, 30));
+    wait(
+        Duration::from_secs(30),
+        "the pre-warmed floor of 4",
+        || async { replicas(&client, &ns, "model").await == 4 },
+    )
+    .await;
+    let prewarming = "schedule weekday-peak (Mon-Fri 08:00-18:00 Europe/Berlin) opens in 90s: pre-warming to minReplicas 4";
+    wait(
+        Duration::from_secs(30),
+        "the pre-warming reason in the status",
+        || async {
+            autoscaler(&client, &ns, "model")
+                .await
+                .and_then(|a| a.status)
+                .is_some_and(|s| s.reasons.iter().any(|r| r == prewarming))
+        },
+    )
+    .await;
+    // Open: the floor holds while the load is nil.
+    set_clock(utc_ms(2027, 1, 4, 12, 0, 0));
+    ctl.decisions_pass(&ns, "model", 4.0).await;
+    assert_eq!(replicas(&client, &ns, "model").await, 4, "held while open");
+    // 18:00 local: the window closes and the load's count (1) applies.
+    set_clock(utc_ms(2027, 1, 4, 17, 0, 0));
+    wait(
+        Duration::from_secs(30),
+        "back to 1 after the window",
+        || async { replicas(&client, &ns, "model").await == 1 },
+    )
+    .await;
+    drop(kubelet);
+    drop(ctl);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn scales_a_seldon_like_model_on_a_pods_metric() {
