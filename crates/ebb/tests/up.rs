@@ -253,6 +253,26 @@ fn an_operator_pauses_and_resumes_a_service_through_the_control_socket() {
     assert!(!socket.exists(), "the socket is removed at exit");
 }
 
+/// `ebb up` reads the calendar from the machine's clock: a window open all day, every day,
+/// holds its floor with the load at zero and names itself in the decision.
+#[test]
+fn a_schedule_window_holds_its_floor_on_the_machine_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = format!(
+        "{SCALING}\n    schedules:\n    - {{name: always, from: '00:00', to: '24:00', timezone: Pacific/Auckland, minReplicas: 2}}"
+    );
+    let cfg = config(dir.path(), port, &policy, "");
+    let up = Up::start(&cfg, port);
+    let status = up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 2);
+    let reasons = status["decisions"].to_string();
+    assert!(
+        reasons.contains("schedule always (daily 00:00-24:00 Pacific/Auckland): minReplicas 2"),
+        "{reasons}"
+    );
+    up.interrupt();
+}
+
 #[test]
 fn ctrl_c_drains_and_leaves_no_child_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,8 +77,9 @@ impl Schedule {
         let at = at.with_timezone(&self.zone);
         let last_start = previous(&self.start, &at);
         let last_end = previous(&self.end, &at);
+        // A start at the same instant as an end reopens the window (a whole day, every day).
         match (last_start, last_end) {
-            (Some(s), Some(e)) if s > e => return Phase::Open,
+            (Some(s), Some(e)) if s >= e => return Phase::Open,
             (Some(_), None) => return Phase::Open,
             _ => {}
         }

@@ -133,3 +133,21 @@ fn overlapping_windows_take_the_highest_floor_and_the_lowest_ceiling() {
         6
     );
 }
+
+#[test]
+fn whole_days_stay_open_through_midnight() {
+    let every = policy_with("- {name: all, from: '00:00', to: '24:00', minReplicas: 2}");
+    for at in [
+        utc(2026, 1, 5, 0, 0),
+        utc(2026, 1, 5, 12, 0),
+        utc(2026, 1, 6, 0, 0),
+    ] {
+        assert_eq!(phase(&every, at), Phase::Open);
+    }
+    let weekdays =
+        policy_with("- {name: wd, days: [Mon-Fri], from: '00:00', to: '24:00', minReplicas: 2}");
+    assert_eq!(phase(&weekdays, utc(2026, 1, 9, 23, 59)), Phase::Open);
+    assert_eq!(phase(&weekdays, utc(2026, 1, 10, 0, 0)), Phase::Closed);
+    assert_eq!(phase(&weekdays, utc(2026, 1, 11, 23, 59)), Phase::Closed);
+    assert_eq!(phase(&weekdays, utc(2026, 1, 12, 0, 0)), Phase::Open);
+}
