@@ -14,9 +14,9 @@
 //! 9. victim ranking for a scale-in (when the decision is finished).
 
 use crate::behavior::{self, NormalizeInput};
-use crate::calculator::{self, CalcContext};
-use crate::observation::{Fallback, Observation};
-use crate::policy::{Policy, ScaleToZero, Target};
+use crate::calculator::{self, CalcContext, MetricInput, MetricProposal};
+use crate::observation::{Fallback, MetricObservation, MetricValues, Observation};
+use crate::policy::{FormulaMetric, MetricSource, Policy, ScaleToZero, Target};
 use crate::quantity::Quantity;
 use crate::reason::{LimitReason, Reason};
 use crate::sanitize;
@@ -394,9 +394,15 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
         missing: Vec::new(),
         panic: None,
     };
-    for metric in &policy.metrics {
+    let reads = |name: &str| policy.formula.as_ref().is_some_and(|f| f.reads(name));
+    for metric in policy.metrics.iter().filter(|m| !reads(&m.name)) {
         let proposal = metric_proposal(policy, metric, obs, b);
-        p.join(fallback(obs, &metric.name, proposal, b), &metric.name);
+        p.join(fallback(obs, &metric.name, &[], proposal, b), &metric.name);
+    }
+    if let Some(f) = &policy.formula {
+        let name = &f.formula.name;
+        let proposal = formula_proposal(policy, f, obs, b);
+        p.join(fallback(obs, name, &f.formula.inputs, proposal, b), name);
     }
     let now = b.now;
     if let Some(c) = &policy.concurrency {
@@ -408,14 +414,17 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
         p.panic = r.panic;
         let proposal = b.add(c.metric.as_str(), r.stable);
         p.join(
-            fallback(obs, c.metric.as_str(), proposal, b),
+            fallback(obs, c.metric.as_str(), &[], proposal, b),
             c.metric.as_str(),
         );
     }
     if let Some(l) = &policy.inference_lag {
         let outcome = lag::evaluate(l, &mut b.state, b.current, now, policy.stale_after_ms);
         let proposal = b.add("inferenceLag", outcome);
-        p.join(fallback(obs, "inferenceLag", proposal, b), "inferenceLag");
+        p.join(
+            fallback(obs, "inferenceLag", &[], proposal, b),
+            "inferenceLag",
+        );
     }
     if let Some(slo) = &policy.slo {
         let slo_state = b.state.slo.get_or_insert_with(Default::default);
@@ -430,27 +439,35 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
             stale,
         );
         let proposal = b.add_slo(plan);
-        p.join(fallback(obs, "slo", proposal, b), "slo");
+        p.join(fallback(obs, "slo", &[], proposal, b), "slo");
     }
     if let Some(e) = &policy.external_count {
         let outcome =
             external::evaluate(e, obs.external_count.as_ref(), now, policy.stale_after_ms);
         let proposal = b.add("externalCount", outcome);
-        p.join(fallback(obs, "externalCount", proposal, b), "externalCount");
+        p.join(
+            fallback(obs, "externalCount", &[], proposal, b),
+            "externalCount",
+        );
     }
     p
 }
 
-/// A missing metric fed by a source past its failure threshold: the source's fallback stands
-/// in for it (replacing the missing outcome and its reason), unless the fallback is to hold.
-fn fallback(obs: &Observation, name: &str, proposal: Option<u32>, b: &mut Builder) -> Option<u32> {
+/// A missing metric fed by a source past its failure threshold (directly, or through one of
+/// the `inputs` a formula reads): the source's fallback stands in for it (replacing the
+/// missing outcome and its reason), unless the fallback is to hold.
+fn fallback(
+    obs: &Observation,
+    name: &str,
+    inputs: &[String],
+    proposal: Option<u32>,
+    b: &mut Builder,
+) -> Option<u32> {
     if proposal.is_some() {
         return proposal;
     }
-    let f = obs
-        .fallbacks
-        .iter()
-        .find(|f| f.metrics.iter().any(|m| m == name))?;
+    let feeds = |m: &String| m == name || inputs.contains(m);
+    let f = obs.fallbacks.iter().find(|f| f.metrics.iter().any(feeds))?;
     let replicas = match f.action {
         Fallback::Hold => return None,
         Fallback::Replicas(n) => n,
@@ -479,6 +496,21 @@ fn metric_proposal(
     obs: &Observation,
     b: &mut Builder,
 ) -> Option<u32> {
+    let observed = obs.metrics.iter().find(|m| m.name == metric.name);
+    match calculate(policy, (&metric.source, &metric.target), observed, obs, b) {
+        Ok(p) => report(&metric.name, &metric.target, &p, b),
+        Err(why) => b.add(&metric.name, SignalOutcome::Missing(why)),
+    }
+}
+
+/// HPA's calculator on one metric as observed, after the sanitizer has vetted the sample.
+fn calculate(
+    policy: &Policy,
+    (source, target): (&MetricSource, &Target),
+    observed: Option<&MetricObservation>,
+    obs: &Observation,
+    b: &Builder,
+) -> Result<MetricProposal, String> {
     let ctx = CalcContext {
         current_replicas: b.current,
         pods: &obs.pods,
@@ -486,25 +518,31 @@ fn metric_proposal(
         tolerance: policy.tolerance,
         readiness: policy.readiness,
     };
-    let observed = obs.metrics.iter().find(|m| m.name == metric.name);
-    let result = sanitize::metric_input(observed, b.now, policy.stale_after_ms).and_then(|input| {
-        calculator::replicas_for_metric(&metric.source, &metric.name, &metric.target, input, &ctx)
+    let name = observed.map_or("", |o| o.name.as_str());
+    sanitize::metric_input(observed, b.now, policy.stale_after_ms).and_then(|input| {
+        calculator::replicas_for_metric(source, name, target, input, &ctx)
             .map_err(|e| e.to_string())
-    });
-    let p = match result {
-        Ok(p) => p,
-        Err(why) => return b.add(&metric.name, SignalOutcome::Missing(why)),
-    };
-    let (value, value_text) = match metric.target {
+    })
+}
+
+/// A calculated metric's current value as HPA reports it: percent for a Utilization target,
+/// units otherwise (per pod for AverageValue, in total for Value).
+fn current_value(target: &Target, p: &MetricProposal) -> (f64, String) {
+    match target {
         Target::Utilization(_) => (p.current as f64, format!("{}%", p.current)),
         _ => (
             p.current as f64 / 1000.0,
             Quantity::from_milli(p.current).to_string(),
         ),
-    };
+    }
+}
+
+/// Records a calculated metric's proposal and its reasons.
+fn report(name: &str, target: &Target, p: &MetricProposal, b: &mut Builder) -> Option<u32> {
+    let (value, value_text) = current_value(target, p);
     if p.within_tolerance {
         b.reasons.push(Reason::WithinTolerance {
-            metric: metric.name.clone(),
+            metric: name.to_string(),
             ratio: p.usage_ratio,
         });
     }
@@ -512,9 +550,86 @@ fn metric_proposal(
         replicas: p.replicas,
         value,
         value_text,
-        target_text: metric.target.to_string(),
+        target_text: target.to_string(),
     };
-    b.add(&metric.name, outcome)
+    b.add(name, outcome)
+}
+
+/// A formula input: the metric's total over the target, so that an expression reads the
+/// whole target's waiting requests or requests per second. Per-pod samples count as their
+/// mean times the ready pods (at least the pods sampled: a ready pod not scraped yet counts
+/// as an average one); an object's value and the sum of external series count as they are.
+fn input_total(policy: &Policy, name: &str, obs: &Observation, now: Time) -> Result<f64, String> {
+    let observed = obs.metrics.iter().find(|m| m.name == name);
+    let milli = match sanitize::metric_input(observed, now, policy.stale_after_ms)? {
+        MetricInput::PerPod(samples) => {
+            let target_pods: Vec<i64> = samples
+                .iter()
+                .filter(|(pod, _)| obs.pods.iter().any(|p| p.name == **pod && !p.deleting))
+                .map(|(_, m)| m.milli)
+                .collect();
+            if target_pods.is_empty() {
+                return Err("no sample from the target's pods".into());
+            }
+            let sampled = target_pods.len() as f64;
+            let mean = target_pods.iter().sum::<i64>() as f64 / sampled;
+            mean * sampled.max(f64::from(obs.ready_replicas()))
+        }
+        MetricInput::Object(v) => v as f64,
+        MetricInput::External(values) => values.iter().sum::<i64>() as f64,
+    };
+    Ok(milli / 1000.0)
+}
+
+/// The formula's proposal: its inputs' totals combined by the expression, then HPA's
+/// calculator on the composite as an External metric with the formula's target. A missing
+/// input, a failed evaluation or a result that is not a finite, non-negative number makes the
+/// composite missing (never zero).
+fn formula_proposal(
+    policy: &Policy,
+    f: &FormulaMetric,
+    obs: &Observation,
+    b: &mut Builder,
+) -> Option<u32> {
+    let name = f.formula.name.as_str();
+    let mut values: Vec<(&str, f64)> = Vec::new();
+    for input in &f.formula.inputs {
+        match input_total(policy, input, obs, b.now) {
+            Ok(v) => values.push((input, v)),
+            Err(why) => {
+                let why = format!("input {input} missing: {why}");
+                return b.add(name, SignalOutcome::Missing(why));
+            }
+        }
+    }
+    let composite = match f.formula.evaluate(&values) {
+        Ok(v) if v.is_finite() && v >= 0.0 => v,
+        Ok(v) => {
+            return b.add(
+                name,
+                SignalOutcome::Missing(format!("the formula gave {v}")),
+            )
+        }
+        Err(why) => return b.add(name, SignalOutcome::Missing(why)),
+    };
+    b.reasons.push(Reason::Formula {
+        name: name.to_string(),
+        expression: f.formula.expression.clone(),
+        value: composite,
+        inputs: values.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+    });
+    let observed = MetricObservation {
+        name: name.to_string(),
+        values: MetricValues::External {
+            values: vec![composite],
+            at: b.now,
+        },
+    };
+    let external = MetricSource::External { selector: None };
+    match calculate(policy, (&external, &f.target), Some(&observed), obs, b) {
+        Ok(p) => report(name, &f.target, &p, b),
+        Err(why) => b.add(name, SignalOutcome::Missing(why)),
+    }
 }
 
 /// Stage 3: scale to zero and activation from zero. Returns the count when it settles the
@@ -720,13 +835,19 @@ fn current_demand(
             None => demand.unknown.push("externalCount".into()),
         }
     }
-    for metric in &policy.metrics {
-        let Some(p) = proposals.iter().find(|p| p.name == metric.name) else {
+    let formula = policy.formula.as_ref().map(|f| f.formula.name.as_str());
+    let names = policy
+        .metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .chain(formula);
+    for name in names {
+        let Some(p) = proposals.iter().find(|p| p.name == name) else {
             continue;
         };
         if let (Some(replicas), Some(value)) = (p.replicas, p.value) {
             if replicas > 0 && value.is_finite() {
-                demand.add(&metric.name, value);
+                demand.add(name, value);
             }
         }
     }

@@ -154,6 +154,17 @@ pub enum Reason {
         /// What it proposes.
         replicas: u32,
     },
+    /// A formula combined its inputs into the composite metric.
+    Formula {
+        /// The composite's name.
+        name: String,
+        /// The expression.
+        expression: String,
+        /// The composite's value.
+        value: f64,
+        /// Each input's current value.
+        inputs: Vec<(String, f64)>,
+    },
     /// A schedule window is open (or about to open) and sets a bound.
     Schedule {
         /// The window's name.
@@ -300,6 +311,7 @@ impl Reason {
         "Paused",
         "Fallback",
         "Schedule",
+        "Formula",
         "InitialScale",
         "DemandUnknown",
         "SloPlan",
@@ -339,6 +351,7 @@ impl Reason {
             Reason::ActivationScale { .. } => "ActivationScale",
             Reason::Paused { .. } => "Paused",
             Reason::Schedule { .. } => "Schedule",
+            Reason::Formula { .. } => "Formula",
             Reason::Fallback { .. } => "Fallback",
             Reason::InitialScale { .. } => "InitialScale",
             Reason::DemandUnknown { .. } => "DemandUnknown",
@@ -441,6 +454,23 @@ impl fmt::Display for Reason {
                 f,
                 "source {source} failed {failures} times in a row: {metric} falls back to {replicas} replicas ({action}; healthy signals may ask for more)"
             ),
+            Reason::Formula {
+                name,
+                expression,
+                value,
+                inputs,
+            } => {
+                let inputs = inputs
+                    .iter()
+                    .map(|(n, v)| format!("{n} {}", crate::reason::short(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                write!(
+                    f,
+                    "formula {name} = {expression} = {} with {inputs}",
+                    crate::reason::short(*value)
+                )
+            }
             Reason::Schedule {
                 window,
                 describe,
@@ -639,4 +669,10 @@ impl fmt::Display for LimitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A number as short as it reads exactly to three decimals ("45", "3.2", "0.125").
+fn short(v: f64) -> String {
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

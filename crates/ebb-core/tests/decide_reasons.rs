@@ -517,6 +517,63 @@ fn paused() -> Decision {
     d
 }
 
+/// A formula combines its inputs (which no longer propose on their own) into one composite
+/// with its own target; a missing input makes the composite missing, never zero, and a
+/// failing input's source falls back for the composite.
+fn formula() -> Decision {
+    let p = policy(
+        r#"
+maxReplicas: 20
+behavior: {scaleDown: {stabilizationWindowSeconds: 0}}
+metrics:
+- {type: Pods, pods: {metric: {name: waiting}, target: {type: AverageValue, averageValue: "2"}}}
+- {type: External, external: {metric: {name: rps}, target: {type: Value, value: "30"}}}
+formula:
+  name: load
+  expression: "max(waiting / 2.0, rps / 30.0)"
+  target: {type: AverageValue, averageValue: "1"}
+"#,
+    );
+    let rps = |value: f64| MetricObservation {
+        name: "rps".into(),
+        values: MetricValues::External {
+            values: vec![value],
+            at: t(100),
+        },
+    };
+    // Inputs are totals over the target: 4.4 waiting in all, 120 req/s.
+    let both = obs(2, vec![per_pod("waiting", &[2.0, 2.4], t(100)), rps(120.0)]);
+    let d = decide(&p, &both, &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 4, "{}", d.summary());
+    assert_eq!(
+        d.reasons[0].to_string(),
+        "formula load = max(waiting / 2.0, rps / 30.0) = 4 with rps 120, waiting 4.4"
+    );
+    let names: Vec<&str> = d.proposals.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["load"], "the inputs propose nothing on their own");
+    // The rps source is down: the composite is missing and the count is held, not lowered.
+    let quiet = obs(6, vec![per_pod("waiting", &[0.0; 6], t(100))]);
+    let held = decide(&p, &quiet, &State::default(), t(100));
+    assert_eq!(held.desired_replicas, 6, "{}", held.summary());
+    assert!(held
+        .reasons
+        .iter()
+        .any(|r| r.to_string().starts_with("metric load missing")
+            && r.to_string().contains("input rps missing")));
+    // ... and once past its threshold, its fallback stands in for the composite.
+    let mut failing = quiet.clone();
+    failing.fallbacks = vec![SourceFallback {
+        source: "prom".into(),
+        failures: 3,
+        metrics: vec!["rps".into()],
+        action: Fallback::Replicas(3),
+    }];
+    let fell = decide(&p, &failing, &State::default(), t(100));
+    assert_eq!(fell.desired_replicas, 3, "{}", fell.summary());
+    assert!(fell.has_reason("Fallback"), "{}", fell.summary());
+    d
+}
+
 /// Unix milliseconds of a UTC wall-clock time.
 fn utc_ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
     chrono::NaiveDate::from_ymd_opt(y, mo, d)
@@ -922,6 +979,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("paused", paused()),
         ("fallback", fallback()),
         ("schedule", schedule()),
+        ("formula", formula()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_recurring_burst", slo_recurring_burst()),
@@ -969,6 +1027,7 @@ mod each {
         paused,
         fallback,
         schedule,
+        formula,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
         slo_recurring_burst,

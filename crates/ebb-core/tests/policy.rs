@@ -351,3 +351,59 @@ fn schedules_round_trip_and_read_single_digit_hours() {
         "normalized form:\n{text}"
     );
 }
+
+const FORMULA_METRICS: &str = r#"
+maxReplicas: 10
+metrics:
+- {type: Pods, pods: {metric: {name: waiting}, target: {type: AverageValue, averageValue: "2"}}}
+- {type: External, external: {metric: {name: rps}, target: {type: Value, value: "30"}}}
+"#;
+
+#[test]
+fn formula_mistakes_are_named_with_their_position() {
+    let bad = |block: &str| errors(&format!("{FORMULA_METRICS}formula: {block}\n"));
+    assert_eq!(
+        bad(r#"{expression: "max(waiting / 2.0, rps / 30.0", target: {type: AverageValue, averageValue: "1"}}"#),
+        ["formula.expression: syntax error at line 1, column 30: Syntax error: missing ')' at '<EOF>'"]
+    );
+    assert_eq!(
+        bad(r#"{expression: "waiting + queue", target: {type: Value, value: "4"}}"#),
+        ["formula.expression: 'queue' is not a metric of this policy (metrics: waiting, rps)"]
+    );
+    assert_eq!(
+        bad(r#"{expression: "waiting / 2", target: {type: Value, value: "4"}}"#),
+        ["formula.expression: Unsupported binary operator 'div': Float(1.0), Int(2) (CEL does not mix whole numbers and decimals, and the inputs are decimals: write 2.0, not 2)"]
+    );
+    assert_eq!(
+        bad(
+            r#"{name: rps, expression: "waiting", target: {type: Utilization, averageUtilization: 50}}"#
+        ),
+        [
+            "formula.name: 'rps' is a metric's name already: the composite needs its own",
+            "formula.target.type: 'Utilization' is not allowed here (allowed: Value, AverageValue)",
+        ]
+    );
+    assert_eq!(
+        bad("{name: load}"),
+        [
+            "formula.target: is required",
+            "formula.expression: is required"
+        ]
+    );
+}
+
+#[test]
+fn formula_round_trips() {
+    let p = Policy::from_yaml(&format!(
+        "{FORMULA_METRICS}formula: {{name: load, expression: \"max(waiting / 2.0, rps / 30.0)\", target: {{type: AverageValue, averageValue: \"1\"}}}}\n"
+    ))
+    .unwrap();
+    let f = p.formula.as_ref().unwrap();
+    assert_eq!(f.formula.inputs, ["rps", "waiting"]);
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert_eq!(
+        p,
+        Policy::from_yaml(&text).unwrap(),
+        "normalized form:\n{text}"
+    );
+}

@@ -30,8 +30,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
         0u32..600,
         prop::bool::ANY,
         prop::option::of((0u32..24, 1u32..24, 0u32..40, 0u32..40)),
+        prop::bool::ANY,
     )
-        .prop_map(|(min, span, kind, concurrency, external, zero, window, slo, schedule)| {
+        .prop_map(|(min, span, kind, concurrency, external, zero, window, slo, schedule, formula)| {
             let min = if zero { 0 } else { min.max(1) };
             let max = min.max(1) + span;
             let mut yaml = format!(
@@ -45,6 +46,9 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                 _ => "- {type: Pods, pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}}\n- {type: Pods, pods: {metric: {name: gpu}, target: {type: AverageValue, averageValue: 35}}}\n",
             };
             yaml.push_str(metric);
+            if formula && kind >= 4 {
+                yaml.push_str("formula: {expression: 'max(rps / 10.0, gpu / 35.0)', target: {type: AverageValue, averageValue: 1}}\n");
+            }
             if concurrency || zero {
                 yaml.push_str("concurrency: {targetPerReplica: 5}\n");
             }

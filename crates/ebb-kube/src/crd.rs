@@ -734,6 +734,7 @@ fn schema() -> Value {
                     "externalCount": open_object("An externally supplied count or backlog."),
                     "scaleToZero": open_object("Scale to zero when idle."),
                     "slo": open_object("Latency SLO (latency, attainment or percentile, slotsPerReplica, coldStartSeconds, seasonSeconds): replicas from Ebb's queueing model, no utilization target."),
+                    "formula": open_object("A composite metric: a CEL expression over the policy's metrics by name (name, expression, target of type Value or AverageValue); the metrics it reads no longer propose on their own."),
                     "schedules": {"type": "array", "items": open_object("A calendar window (name; start and end cron expressions, or days, from and to; timezone) with minReplicas and/or maxReplicas while open, and prewarmSeconds.")},
                     "staleAfterSeconds": number("Samples older than this count as missing."),
                     "readiness": open_object("CPU readiness flags."),

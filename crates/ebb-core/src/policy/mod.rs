@@ -4,6 +4,7 @@
 //! filled in, which is all the decision code ever reads. Validation collects every problem with
 //! the field path it concerns, so a user fixes a file in one pass.
 
+mod formula;
 mod schedule;
 pub mod spec;
 mod tuning;
@@ -51,6 +52,8 @@ pub struct Policy {
     pub scale_to_zero: Option<ScaleToZero>,
     /// A latency SLO that sizes replicas through the queueing model.
     pub slo: Option<Slo>,
+    /// The metrics it names combined into one composite with its own target.
+    pub formula: Option<FormulaMetric>,
     /// Calendar windows that raise the floor or lower the ceiling while open.
     pub schedules: Vec<crate::schedule::Schedule>,
     /// Samples older than this (milliseconds) count as missing.
@@ -60,6 +63,22 @@ pub struct Policy {
     /// An operator's hold on the count (pause), set by the driver from outside the document:
     /// the Autoscaler's `ebb.dev/paused` annotations, `ebb up`'s control socket.
     pub hold: Option<Hold>,
+}
+
+/// A composite metric: a formula over the policy's metrics and the composite's target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormulaMetric {
+    /// The compiled expression and the metrics it reads.
+    pub formula: crate::formula::Formula,
+    /// `Value` or `AverageValue`.
+    pub target: Target,
+}
+
+impl FormulaMetric {
+    /// Whether the metric `name` feeds the formula (and so proposes nothing on its own).
+    pub fn reads(&self, name: &str) -> bool {
+        self.formula.inputs.iter().any(|i| i == name)
+    }
 }
 
 /// An operator's hold on the count: the policy goes on deciding (and its windows on
@@ -464,6 +483,7 @@ impl Policy {
             external_count: None,
             scale_to_zero: None,
             slo: None,
+            formula: None,
             schedules: Vec::new(),
             stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,
             readiness: Readiness::default(),

@@ -6,6 +6,8 @@ use crate::quantity::Quantity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::schedule::ScheduleSpec;
+
 /// A policy document as written (YAML or JSON). Validate it with [`crate::Policy::from_spec`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -44,6 +46,9 @@ pub struct PolicySpec {
     /// Ebb: a latency SLO; replicas come from a queueing model instead of a utilization target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloSpec>,
+    /// Ebb: the policy's metrics combined by a CEL expression into one composite metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<FormulaSpec>,
     /// Ebb: calendar windows that raise the floor or lower the ceiling while open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleSpec>,
@@ -349,40 +354,18 @@ pub struct ReadinessSpec {
     pub initial_readiness_delay_seconds: Option<i64>,
 }
 
-/// Ebb: a calendar window, given by cron expressions (`start`, `end`) or by days and times
-/// (`days`, `from`, `to`), read on the wall clock of `timezone`.
+/// Ebb: a composite metric, a CEL expression over the policy's metrics by name, with its own
+/// target (KEDA's `scalingModifiers`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScheduleSpec {
-    /// The window's name, for reasons and status (required, unique).
+pub struct FormulaSpec {
+    /// The composite's name, for reasons and status (default `formula`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// IANA time zone the times are read in (default `UTC`).
+    /// The expression, e.g. `max(waiting / 2.0, rps / 30.0)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// Cron expression for when the window opens (with `end`).
+    pub expression: Option<String>,
+    /// What the composite should be: `Value` (in total) or `AverageValue` (per replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
-    /// Cron expression for when it closes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<String>,
-    /// Days the window opens on (`Mon` … `Sun`, or a range such as `Mon-Fri`); all when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub days: Vec<String>,
-    /// Local time it opens, `HH:MM` (with `to`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Local time it closes, `HH:MM` (`24:00` for midnight; earlier than `from` runs overnight).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// The floor while open.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_replicas: Option<i64>,
-    /// The ceiling while open.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_replicas: Option<i64>,
-    /// How many seconds before the start the floor rises (default: the SLO block's cold
-    /// start, else 60).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prewarm_seconds: Option<f64>,
+    pub target: Option<TargetSpec>,
 }

@@ -152,7 +152,7 @@ impl Checker {
     }
 
     /// A required field.
-    fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
+    pub(super) fn required<'a, T>(&mut self, path: &str, v: &'a Option<T>) -> Option<&'a T> {
         if v.is_none() {
             self.err(path, "is required");
         }
@@ -338,6 +338,10 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         });
     }
 
+    let formula = spec
+        .formula
+        .as_ref()
+        .and_then(|f| super::formula::formula(&mut c, f, &metrics));
     let schedules =
         super::schedule::schedules(&mut c, &spec.schedules, (min_replicas, max_replicas));
 
@@ -390,6 +394,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         external_count,
         scale_to_zero,
         slo,
+        formula,
         schedules,
         stale_after_ms,
         readiness,
@@ -547,7 +552,12 @@ fn metric(c: &mut Checker, path: &str, m: &MetricSpec) -> Option<Metric> {
     }
 }
 
-fn target(c: &mut Checker, path: &str, t: &TargetSpec, allowed: &[&str]) -> Option<Target> {
+pub(super) fn target(
+    c: &mut Checker,
+    path: &str,
+    t: &TargetSpec,
+    allowed: &[&str],
+) -> Option<Target> {
     let kind = c.required(&format!("{path}.type"), &t.kind)?;
     if !allowed.contains(&kind.as_str()) {
         c.err(
@@ -1025,6 +1035,11 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
             cold_start_seconds: s.cold_start_seconds,
             slots_per_replica: Some(i64::from(s.slots_per_replica)),
             season_seconds: Some(s.season_seconds),
+        }),
+        formula: p.formula.as_ref().map(|f| FormulaSpec {
+            name: Some(f.formula.name.clone()),
+            expression: Some(f.formula.expression.clone()),
+            target: Some(target_spec(&f.target)),
         }),
         schedules: p.schedules.iter().map(|s| s.spec.clone()).collect(),
         stale_after_seconds: Some(secs(p.stale_after_ms)),

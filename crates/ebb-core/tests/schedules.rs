@@ -1,6 +1,9 @@
-use super::*;
-use crate::policy::Policy;
+//! Schedule windows on the calendar: local times, daylight-saving changes, overnight and
+//! whole-day windows, pre-warming, and how overlapping windows combine.
+
 use chrono::NaiveDate;
+use ebb_core::schedule::{bounds, Phase};
+use ebb_core::Policy;
 
 fn policy_with(windows: &str) -> Policy {
     Policy::from_yaml(&format!(

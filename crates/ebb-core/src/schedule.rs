@@ -13,7 +13,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a window stands at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub struct Schedule {
     /// The window as the user wrote it, for reasons: "Mon-Fri 08:00-18:00 Europe/Berlin".
     pub describe: String,
     /// The document it came from, written back unchanged by `Policy::to_spec`.
-    pub spec: crate::policy::spec::ScheduleSpec,
+    pub spec: ScheduleSpec,
 }
 
 impl PartialEq for Schedule {
@@ -152,5 +152,40 @@ pub fn bounds(
     b
 }
 
-#[cfg(test)]
-mod tests;
+/// Ebb: a calendar window, given by cron expressions (`start`, `end`) or by days and times
+/// (`days`, `from`, `to`), read on the wall clock of `timezone`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// The window's name, for reasons and status (required, unique).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// IANA time zone the times are read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Cron expression for when the window opens (with `end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Cron expression for when it closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Days the window opens on (`Mon` … `Sun`, or a range such as `Mon-Fri`); all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    /// Local time it opens, `HH:MM` (with `to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Local time it closes, `HH:MM` (`24:00` for midnight; earlier than `from` runs overnight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The floor while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i64>,
+    /// The ceiling while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i64>,
+    /// How many seconds before the start the floor rises (default: the SLO block's cold
+    /// start, else 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prewarm_seconds: Option<f64>,
+}
