@@ -107,9 +107,9 @@ pub fn execute(command: &Command, services: &[Controlled]) -> Result<String, Str
     match command {
         Command::Pause { service, replicas } => {
             let s = find(service)?;
-            if s.state.models.is_some() {
+            if s.state.models.is_some() && replicas.is_some() {
                 return Err(format!(
-                    "'{service}' hosts several models; pause holds single-model services only"
+                    "'{service}' hosts several models: pause holds its placement as it is, without a count"
                 ));
             }
             let hold = match replicas {

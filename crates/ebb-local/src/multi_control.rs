@@ -10,7 +10,7 @@ use crate::state::models::{Copy, CopyState, ModelEntry};
 use crate::state::Replica;
 use bytes::Bytes;
 use ebb_core::placement::{plan, ModelDemand, Move, ServerState};
-use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
+use ebb_core::{Hold, Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
 use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -216,6 +216,9 @@ impl Service {
                 break;
             }
             let now = self.state.core_now();
+            // An operator's pause holds every model's copies where they are: the models go on
+            // deciding (and say what they would do), and the placement is left as it is.
+            let hold = self.state.hold().map(|_| Hold::Current);
             // Each model decides on its own traffic.
             let mut demands = Vec::new();
             let mut decisions = BTreeMap::new();
@@ -224,11 +227,12 @@ impl Service {
                 let Some(scaler) = scalers.get_mut(name) else {
                     continue;
                 };
+                scaler.hold(hold);
                 let d = scaler.decide(&obs, now);
                 // A model with no copy is brought to its policy's floor, as the single-model
                 // loop starts minReplicas replicas: from zero the core would read "scaled to
                 // zero by someone else" and pause.
-                let floor = if obs.current_replicas == 0 {
+                let floor = if obs.current_replicas == 0 && hold.is_none() {
                     m.cfg.policy.min_replicas
                 } else {
                     0
@@ -258,7 +262,7 @@ impl Service {
                     scaler.applied(d.desired_replicas.saturating_sub(unplaced), now);
                 }
             }
-            if p.moves.is_empty() {
+            if p.moves.is_empty() || hold.is_some() {
                 continue;
             }
             for r in &p.reasons {

@@ -67,14 +67,13 @@ fn copies(status: &serde_json::Value, model: &str) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn multi_model_servers_follow_the_models_and_route_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// Two models (iris, wine) on servers of 8 GiB that hold both, each scaled on its own rate;
+/// `extra` lines go at the top of the file.
+fn multi_model_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
     let policy = "      minReplicas: 1\n      maxReplicas: 3\n      concurrency: {metric: rps, targetPerReplica: 40, stableWindowSeconds: 4, panicWindowSeconds: 2, panicThresholdPercent: 150}\n      behavior:\n        scaleUp: {policies: [{type: Percent, value: 200, periodSeconds: 1}]}\n        scaleDown: {stabilizationWindowSeconds: 3, policies: [{type: Percent, value: 50, periodSeconds: 1}]}";
     let admin = free_port();
     let text = format!(
-        r#"admin: 127.0.0.1:{admin}
+        r#"{extra}admin: 127.0.0.1:{admin}
 services:
 - name: pool
   command: ["{{ebb}}", demo-model, --port, "{{port}}", --repository, "iris,wine", --load-ms, "200", --service-ms, "20", --concurrency, "2"]
@@ -94,8 +93,16 @@ services:
 {policy}
 "#
     );
-    let cfg = dir.path().join("multi.yaml");
+    let cfg = dir.join("multi.yaml");
     std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn multi_model_servers_follow_the_models_and_route_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = multi_model_config(dir.path(), port, "");
     let up = Up::spawn(&cfg, port);
     // Both models fit one server: they are packed onto it.
     let s = up.wait_until(Duration::from_secs(20), |s| {
@@ -148,6 +155,58 @@ services:
     assert!(report.contains(" 0 errors"), "{report}");
     let out = up.interrupt();
     assert!(out.status.success());
+}
+
+/// A paused multi-model service keeps its placement as it is: a model under load gets no new
+/// copy until the operator resumes it; a count is refused (what would it count?).
+#[test]
+fn a_paused_multi_model_service_keeps_its_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let socket = dir.path().join("up.sock");
+    let cfg = multi_model_config(
+        dir.path(),
+        port,
+        &format!("controlSocket: {}\n", socket.display()),
+    );
+    let up = Up::spawn(&cfg, port);
+    up.wait_until(Duration::from_secs(20), |s| {
+        copies(s, "iris").len() == 1 && copies(s, "wine").len() == 1
+    });
+    let (ok, out) = ctl(&socket, &["pause", "pool", "3"]);
+    assert!(
+        !ok && out.contains("pause holds its placement as it is"),
+        "{out}"
+    );
+    let (ok, out) = ctl(&socket, &["pause", "pool"]);
+    assert!(ok, "{out}");
+    let report = std::thread::scope(|sc| {
+        let h = sc.spawn(|| load_model(port, "iris", "constant:120:4s"));
+        let mut most = 0;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline {
+            if let Some(s) = up.status() {
+                most = most.max(copies(&s, "iris").len());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(most, 1, "iris got a copy while paused");
+        h.join().unwrap()
+    });
+    assert!(report.contains(" 0 errors"), "{report}");
+    let (ok, out) = ctl(&socket, &["status"]);
+    assert!(
+        ok && out.contains("pool: paused at the current count"),
+        "{out}"
+    );
+    let (ok, out) = ctl(&socket, &["resume", "pool"]);
+    assert!(ok, "{out}");
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| load_model(port, "iris", "constant:120:6s"));
+        up.wait_until(Duration::from_secs(6), |s| copies(s, "iris").len() >= 2);
+        h.join().unwrap()
+    });
+    up.interrupt();
 }
 
 #[test]
