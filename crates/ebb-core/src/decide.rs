@@ -563,20 +563,21 @@ fn input_total(policy: &Policy, name: &str, obs: &Observation, now: Time) -> Res
     let observed = obs.metrics.iter().find(|m| m.name == name);
     let milli = match sanitize::metric_input(observed, now, policy.stale_after_ms)? {
         MetricInput::PerPod(samples) => {
-            let target_pods: Vec<i64> = samples
+            // Summed as floats: milli-units of absurd samples overflow an integer sum.
+            let target_pods: Vec<f64> = samples
                 .iter()
                 .filter(|(pod, _)| obs.pods.iter().any(|p| p.name == **pod && !p.deleting))
-                .map(|(_, m)| m.milli)
+                .map(|(_, m)| m.milli as f64)
                 .collect();
             if target_pods.is_empty() {
                 return Err("no sample from the target's pods".into());
             }
             let sampled = target_pods.len() as f64;
-            let mean = target_pods.iter().sum::<i64>() as f64 / sampled;
+            let mean = target_pods.iter().sum::<f64>() / sampled;
             mean * sampled.max(f64::from(obs.ready_replicas()))
         }
         MetricInput::Object(v) => v as f64,
-        MetricInput::External(values) => values.iter().sum::<i64>() as f64,
+        MetricInput::External(values) => values.iter().map(|v| *v as f64).sum::<f64>(),
     };
     Ok(milli / 1000.0)
 }

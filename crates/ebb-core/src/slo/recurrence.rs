@@ -8,9 +8,10 @@
 //! An **onset** is a jump of the short-window rate over the level (the SLO model's own jump
 //! test) after at least [`QUIET_SECONDS`] without one. The bursts are **periodic** when the
 //! last [`GAPS`] gaps between onsets all lie within [`TOLERANCE_SHARE`] of their mean (and
-//! at least [`TOLERANCE_FLOOR_SECONDS`]). A single irregular gap ends the prediction until
-//! [`GAPS`] regular ones have been seen again, so a burst that happens to follow another by a
-//! similar time does not start replicas.
+//! at least [`TOLERANCE_FLOOR_SECONDS`]), or, with only two onsets seen, when those two
+//! bursts look alike (peaks within [`ALIKE_SHARE`]): a third is then expected one gap later.
+//! A single irregular gap ends the prediction until [`GAPS`] regular ones have been seen
+//! again, so a burst that happens to follow another by a similar time does not start replicas.
 
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub const QUIET_SECONDS: f64 = 30.0;
 pub const TOLERANCE_SHARE: f64 = 0.05;
 /// The least tolerance, seconds: the jump test itself places an onset within a few seconds.
 pub const TOLERANCE_FLOOR_SECONDS: f64 = 5.0;
+/// With only two onsets seen (one gap, nothing to agree with), the next is predicted when the
+/// two bursts look alike: their peak rates within this share of the larger. Copies of one job
+/// on a clock look alike; two unrelated surges seldom do.
+pub const ALIKE_SHARE: f64 = 0.25;
 /// Longest period followed, seconds: longer cycles are the daily season's job.
 pub const MAX_PERIOD_SECONDS: f64 = 7200.0;
 
@@ -92,8 +97,15 @@ impl Recurrence {
 
     /// The mean gap and how far the gaps strayed from it (at least the floor), when they agree.
     fn period(&self) -> Option<(f64, f64)> {
-        if self.onsets.len() < GAPS + 1 {
-            return None;
+        match self.onsets.as_slice() {
+            [] | [_] => return None,
+            [a, b]
+                if (a.peak_rate - b.peak_rate).abs()
+                    > ALIKE_SHARE * a.peak_rate.max(b.peak_rate) =>
+            {
+                return None
+            }
+            _ => {}
         }
         let gaps: Vec<f64> = self
             .onsets
@@ -189,10 +201,28 @@ mod tests {
     }
 
     #[test]
-    fn too_few_or_irregular_onsets_predict_nothing() {
+    fn two_alike_bursts_predict_the_third_and_unlike_ones_do_not() {
         let mut r = Recurrence::default();
         feed(&mut r, 300.0, 400.0, |_| 0.0);
-        assert_eq!(r.due(at(565.0), 30.0), None, "one gap is not enough");
+        assert_eq!(r.onsets.len(), 2);
+        let p = r
+            .due(at(565.0), 30.0)
+            .expect("two alike bursts predict the third");
+        assert!((p.period_seconds - 300.0).abs() < 1e-9, "{p:?}");
+        // The second surge peaks at twice the first: not copies of one job.
+        let mut r = Recurrence::default();
+        r.observe(true, 120.0, 0.0, at(0.0));
+        r.observe(false, 20.0, 100.0, at(100.0));
+        r.observe(true, 240.0, 200.0, at(300.0));
+        r.observe(false, 20.0, 300.0, at(400.0));
+        assert_eq!(r.due(at(565.0), 30.0), None, "unlike bursts");
+    }
+
+    #[test]
+    fn one_onset_or_irregular_onsets_predict_nothing() {
+        let mut r = Recurrence::default();
+        feed(&mut r, 300.0, 200.0, |_| 0.0);
+        assert_eq!(r.due(at(265.0), 30.0), None, "one onset is not enough");
         let mut r = Recurrence::default();
         feed(&mut r, 300.0, 1230.0, |c| if c == 2 { 90.0 } else { 0.0 });
         for t in 1230..1600 {
