@@ -47,13 +47,6 @@ frontier mooncake-conversation --trace "$TRACES/mooncake/conversation_trace.json
 frontier mooncake-synthetic --trace "$TRACES/mooncake/synthetic_trace.jsonl" --rate-scale 10
 frontier alibaba-qps --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/qps.tar.gz" --rate-scale 20
 
-python3 - "$BODY" <<'PY'
-import sys
-doc = open("docs/results.md").read()
-start, end = "<!-- frontier:start -->", "<!-- frontier:end -->"
-body = open(sys.argv[1]).read()
-doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + doc[doc.index(end):]
-open("docs/results.md", "w").write(doc)
-PY
+python3 docs/results/splice.py frontier "$BODY"
 rm -f "$BODY"
 echo "docs/results.md frontiers updated" >&2

@@ -47,13 +47,6 @@ half nasa 604800 --trace "$TRACES/web-service-datasets/nasa/workload.tbz2" --rat
 half worldcup 7518600 --trace "$TRACES/worldcup98-dataset/invocation_count.csv" --rate-scale 0.02
 half alibaba-dlrm 2677560 --trace "$TRACES/alibaba-clusterdata/cluster-trace-gpu-v2025/disaggregated_DLRM_trace.csv" --rate-scale 0.0005
 
-python3 - "$BODY" <<'PY'
-import sys
-doc = open("docs/results.md").read()
-start, end = "<!-- holdout:start -->", "<!-- holdout:end -->"
-body = open(sys.argv[1]).read()
-doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + "\n" + doc[doc.index(end):]
-open("docs/results.md", "w").write(doc)
-PY
+python3 docs/results/splice.py holdout "$BODY"
 rm -f "$BODY"
 echo "docs/results.md held-out table updated" >&2

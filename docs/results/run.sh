@@ -89,15 +89,6 @@ LORA_MULTI=(--trace "$GENAI/lora_request_trace.csv" --service proportional:0s:1s
 run_multi lora-multi "The LoRA log as 87 models (its base checkpoints), rate x10, the two busiest days (2024-12-02 and 03): each model's replica needs the GPU memory of a pod drawn from Alibaba's measured per-pod GPU memory (p50 23 GiB), on 80 GiB servers with 10% headroom; Ebb's built-in per-model policy (scale to zero after 5 idle minutes)." "${LORA_MULTI[@]}"
 run_multi lora-multi-always-on "The same, with every model kept at one replica or more (examples/policies/multi-model-always-on.yaml): scale-downs now leave servers partly empty." "${LORA_MULTI[@]}" --policy examples/policies/multi-model-always-on.yaml
 
-python3 - "$TABLES" "$MULTI" "$SECOND" <<'PY'
-import re, sys
-doc = open("docs/results.md").read()
-for (start, end), path in [(("<!-- results:start -->", "<!-- results:end -->"), sys.argv[1]),
-                           (("<!-- multi:start -->", "<!-- multi:end -->"), sys.argv[2]),
-                           (("<!-- carried:start -->", "<!-- carried:end -->"), sys.argv[3])]:
-    body = open(path).read()
-    doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + doc[doc.index(end):]
-open("docs/results.md", "w").write(doc)
-PY
+python3 docs/results/splice.py results "$TABLES" multi "$MULTI" carried "$SECOND"
 rm -f "$TABLES" "$MULTI" "$SECOND"
 echo "docs/results.md updated" >&2

@@ -49,12 +49,5 @@ BODY=$WORK/body.md
     echo "$EXAMPLE"
     echo '```'
 } > "$BODY"
-python3 - "$BODY" <<'PY'
-import sys
-doc = open("docs/results.md").read()
-start, end = "<!-- schedules:start -->", "<!-- schedules:end -->"
-body = open(sys.argv[1]).read()
-doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + "\n" + doc[doc.index(end):]
-open("docs/results.md", "w").write(doc)
-PY
+python3 docs/results/splice.py schedules "$BODY"
 echo "docs/results.md schedules section updated" >&2
