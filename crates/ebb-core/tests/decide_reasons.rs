@@ -552,7 +552,10 @@ formula:
     let names: Vec<&str> = d.proposals.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["load"], "the inputs propose nothing on their own");
     // Absurd samples (their milli-units overflow an integer sum) hold the count, no panic.
-    let absurd = obs(2, vec![per_pod("waiting", &[1e300, 1e300], t(100)), rps(1e300)]);
+    let absurd = obs(
+        2,
+        vec![per_pod("waiting", &[1e300, 1e300], t(100)), rps(1e300)],
+    );
     let odd = decide(&p, &absurd, &State::default(), t(100));
     assert!(odd.desired_replicas >= 2, "{}", odd.summary());
     // The rps source is down: the composite is missing and the count is held, not lowered.

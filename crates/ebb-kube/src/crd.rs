@@ -472,7 +472,7 @@ impl AutoscalerSpec {
                 .iter()
                 .map(|f| SpecError {
                     path: format!("spec.{}", f.path),
-                    reason: f.to_string(),
+                    reason: f.reason.clone(),
                 })
                 .collect()
         })

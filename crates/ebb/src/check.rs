@@ -1,27 +1,92 @@
-//! `ebb check POLICY`: validate and print the normalized policy.
+//! `ebb check FILE`: validate a policy, an `ebb up` configuration or an `Autoscaler` manifest,
+//! each with the field paths its own driver uses, and print the normalized policy.
 
 use anyhow::Context;
 use ebb_core::Policy;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// What a file holds, told by its top-level keys.
+enum Document {
+    /// A bare policy (`maxReplicas`, `metrics`, `slo`, ...).
+    Policy,
+    /// An `ebb up` configuration (`services:`).
+    UpConfig,
+    /// A Kubernetes `Autoscaler` (`kind: Autoscaler`).
+    Autoscaler,
+}
+
+fn document(text: &str) -> Document {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_default();
+    if value.get("kind").and_then(|k| k.as_str()) == Some("Autoscaler") {
+        Document::Autoscaler
+    } else if value.get("services").is_some() {
+        Document::UpConfig
+    } else {
+        Document::Policy
+    }
+}
+
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy {}", path.display()))?;
-    match Policy::from_yaml(&text) {
-        Ok(policy) => {
-            let normalized = serde_yaml::to_string(&policy.to_spec())
-                .context("cannot print the normalized policy")?;
-            println!(
-                "# {}: valid; normalized with defaults filled in",
-                path.display()
-            );
-            print!("{normalized}");
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.display();
+    let checked = match document(&text) {
+        Document::Policy => Policy::from_yaml(&text)
+            .map(|p| vec![("policy".to_string(), p)])
+            .map_err(|e| e.to_string()),
+        Document::UpConfig => up_config(&text),
+        Document::Autoscaler => autoscaler(&text),
+    };
+    match checked {
+        Ok(policies) => {
+            for (what, policy) in policies {
+                let normalized = serde_yaml::to_string(&policy.to_spec())
+                    .context("cannot print the normalized policy")?;
+                println!("# {name}: {what} valid; normalized with defaults filled in");
+                print!("{normalized}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{}: {e}", path.display());
+            eprintln!("{name}: {e}");
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Each service's policy (each model's, for a multi-model service), as `ebb up` reads them.
+fn up_config(text: &str) -> Result<Vec<(String, Policy)>, String> {
+    let config = ebb_local::config::Config::from_yaml(text)
+        .map_err(|e| format!("invalid ebb up configuration: {e}"))?;
+    let mut out = Vec::new();
+    for s in config.services {
+        match &s.models {
+            Some(m) => out.extend(m.models.iter().map(|model| {
+                let what = format!("service {} model {}", s.name, model.name);
+                (what, model.policy.clone())
+            })),
+            None => out.push((format!("service {}", s.name), s.policy)),
+        }
+    }
+    Ok(out)
+}
+
+/// The Autoscaler's policy and sources, with the `spec.` paths its status would show.
+fn autoscaler(text: &str) -> Result<Vec<(String, Policy)>, String> {
+    let a: ebb_kube::crd::Autoscaler =
+        serde_yaml::from_str(text).map_err(|e| format!("invalid Autoscaler: {e}"))?;
+    let errors = |e: Vec<ebb_kube::crd::SpecError>| {
+        let n = e.len();
+        let listed: Vec<String> = e.iter().map(|e| format!("\n  - {e}")).collect();
+        format!(
+            "invalid Autoscaler ({n} problem{}){}",
+            if n == 1 { "" } else { "s" },
+            listed.concat()
+        )
+    };
+    let policy = a.spec.policy().map_err(errors)?;
+    a.spec.check_sources().map_err(errors)?;
+    let name = a.metadata.name.unwrap_or_default();
+    Ok(vec![(format!("Autoscaler {name}"), policy)])
 }

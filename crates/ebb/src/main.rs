@@ -25,9 +25,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a policy file and print its normalized form with every default filled in.
+    /// Validate a policy, an `ebb up` configuration or an Autoscaler manifest, and print the
+    /// normalized policy (every default filled in).
     Check {
-        /// The policy (YAML or JSON).
+        /// The file (YAML or JSON): a policy, a configuration with `services:`, or a document
+        /// of `kind: Autoscaler`.
         policy: PathBuf,
     },
     /// Run every conformance case under DIR; prints failures and "N passed, N failed".

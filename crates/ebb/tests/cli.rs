@@ -57,11 +57,60 @@ fn check_names_the_bad_field_and_exits_non_zero() {
     );
 }
 
+/// `ebb check` reads what each driver reads: an `ebb up` configuration by its services (and
+/// models), an Autoscaler by its spec, each mistake with the path that driver reports.
+#[test]
+fn check_validates_up_configurations_and_autoscalers_with_their_paths() {
+    let o = ebb(&["check", "examples/local/multi-model.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("service pool model iris valid"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ebb(&["check", "examples/kubernetes/mlserver-business-hours.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Autoscaler mlserver-business-hours valid"));
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/local/schedule.yaml"
+    ))
+    .unwrap()
+    .replace("Europe/Berlin", "Europe/Berln");
+    std::fs::write(&up, text).unwrap();
+    let o = ebb(&["check", up.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "services[0].policy.schedules[0].timezone: 'Europe/Berln' is not an IANA time zone"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let manifest = dir.path().join("autoscaler.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/kubernetes/mlserver-business-hours.yaml"
+    ))
+    .unwrap()
+    .replace("start: \"0 1 * * *\"", "start: \"0 25 * * *\"");
+    std::fs::write(&manifest, text).unwrap();
+    let o = ebb(&["check", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("- spec.schedules[1].start: '0 25 * * *' is not a cron expression"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn check_reports_an_unreadable_file() {
     let o = ebb(&["check", "no/such/policy.yaml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot read policy no/such/policy.yaml"));
+    assert!(stderr(&o).contains("cannot read no/such/policy.yaml"));
 }
 
 #[test]

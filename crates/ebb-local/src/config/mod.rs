@@ -526,20 +526,18 @@ impl Config {
     }
 }
 
+/// The service's policy, validated; one problem is named by its full path, several by the
+/// policy's path and then each one's path within it.
 fn parse_policy(path: &str, spec: &PolicySpec) -> Result<Policy, ConfigError> {
-    Policy::from_spec(spec).map_err(|e| {
-        let first = e.errors.first();
-        err(
-            format!(
-                "{path}{}",
-                first.map(|f| format!(".{}", f.path)).unwrap_or_default()
-            ),
-            e.errors
-                .iter()
+    Policy::from_spec(spec).map_err(|e| match e.errors.as_slice() {
+        [one] if !one.path.is_empty() => err(format!("{path}.{}", one.path), one.reason.clone()),
+        many => err(
+            path,
+            many.iter()
                 .map(|f| f.to_string())
                 .collect::<Vec<_>>()
                 .join("; "),
-        )
+        ),
     })
 }
 
