@@ -45,10 +45,11 @@ def week(args):
         print(f"| {name} | {whole[0] * 100:.3f}% | {whole[1]:.0f} | {opening[0] * 100:.3f}% | {opening[2]:.1f} |")
 
 
-def first_prewarm(directory):
-    """Seconds before 08:00 (the run starts at 07:00) of the first decision that pre-warms."""
+def floor_raised(directory):
+    """Seconds from 08:00 (the run starts at 07:00) of the first scale-up the window caused:
+    pre-warming ahead of it, or at the opening; None when the load held as many already."""
     for line in open(f"{directory}/scale-log-ebb.txt"):
-        if "pre-warming" in line:
+        if "schedule business-hours" in line and "below minReplicas" in line:
             return float(re.match(r"([0-9.]+)s", line).group(1)) - 3600
     return None
 
@@ -64,8 +65,11 @@ def mornings(args):
         before = totals(series, at(3590, 3600), 10)[2]
         after = totals(series, at(3610, 3620), 10)[2]
         opening = totals(series, at(3600, 3720), 10)[0]
-        raised = first_prewarm(directory)
-        raised = f"08:00 - {-raised:.0f} s" if raised is not None and raised < 0 else "08:00"
+        raised = floor_raised(directory)
+        if raised is None:
+            raised = "no need: the load held as many"
+        else:
+            raised = f"08:00 {'-' if raised < 0 else '+'} {abs(raised):.0f} s"
         print(f"| {day} | {name} | {raised} | {before:.1f} | {after:.1f} | {opening * 100:.3f}% |")
 
 
