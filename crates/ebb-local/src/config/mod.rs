@@ -706,7 +706,7 @@ mod tests {
         let e = Config::from_yaml(&OK.replace("maxReplicas: 3", "maxReplicas: 0")).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("services[0].policy.maxReplicas: maxReplicas: must be between 1"),
+                .starts_with("services[0].policy.maxReplicas: must be between 1"),
             "{e}"
         );
         let e = Config::from_yaml(&OK.replace("127.0.0.1:8080", "localhost")).unwrap_err();

@@ -193,6 +193,33 @@ async fn generation(client: &kube::Client, ns: &str, name: &str) -> Option<i64> 
     api.get(name).await.expect("deployment").metadata.generation
 }
 
+/// The Deployment's resourceVersion once its controller has nothing left to write: its status
+/// has caught up with its spec and every replica is ready. From then on only a write to the
+/// Deployment (its spec, or `/scale`) changes it.
+async fn settled_version(client: &kube::Client, ns: &str, name: &str) -> String {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let settled = |d: &Deployment| {
+        let status = d.status.clone().unwrap_or_default();
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas);
+        status.observed_generation == d.metadata.generation
+            && status.ready_replicas == wanted
+            && status.updated_replicas == wanted
+            && status.available_replicas == wanted
+    };
+    wait(
+        Duration::from_secs(60),
+        "the Deployment settled",
+        || async { api.get(name).await.is_ok_and(|d| settled(&d)) },
+    )
+    .await;
+    api.get(name)
+        .await
+        .expect("deployment")
+        .metadata
+        .resource_version
+        .expect("a resourceVersion")
+}
+
 /// Sets (or, with `None`, removes) one annotation of the Autoscaler.
 async fn annotate(client: &kube::Client, ns: &str, name: &str, key: &str, value: Option<&str>) {
     let api: Api<Autoscaler> = Api::namespaced(client.clone(), ns);
@@ -611,6 +638,7 @@ async fn a_dry_run_beside_an_hpa_publishes_its_decisions_and_never_writes_the_ta
     );
     apply(&client, &spec, Some(&ns)).await;
     let before = generation(&client, &ns, "model").await;
+    let version = settled_version(&client, &ns, "model").await;
     let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
     // 22 in flight at 4 per replica: Ebb would set 6; the target keeps the HPA's 2.
     kubelet.set_load(22.0);
@@ -662,6 +690,18 @@ async fn a_dry_run_beside_an_hpa_publishes_its_decisions_and_never_writes_the_ta
         generation(&client, &ns, "model").await,
         before,
         "the target was never written"
+    );
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let after = api
+        .get("model")
+        .await
+        .expect("deployment")
+        .metadata
+        .resource_version;
+    assert_eq!(
+        after,
+        Some(version),
+        "nothing wrote the Deployment or its /scale"
     );
     drop(kubelet);
     drop(ctl);
