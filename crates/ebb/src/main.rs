@@ -70,7 +70,9 @@ enum Command {
         /// The state carried from the previous decision.
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Now, in milliseconds since the epoch of the observation's timestamps.
+        /// Now, in milliseconds since the epoch of the observation's timestamps (schedules
+        /// read the calendar at the observation's `epochUnixMs` plus this: pass Unix time and
+        /// leave `epochUnixMs` out).
         #[arg(long)]
         now_ms: i64,
     },
