@@ -762,9 +762,11 @@ async fn two_controllers_elect_one_leader_and_the_second_takes_over() {
     let b_args = args(&id_b);
     let a = Controller::start(p, &a_args.iter().map(String::as_str).collect::<Vec<_>>());
     // B starts once A runs (its /metrics answers), not after a guessed delay.
-    wait(Duration::from_secs(20), "the first controller up", || async {
-        metric(&a.scrape(), "ebb_controller_leader").is_some()
-    })
+    wait(
+        Duration::from_secs(20),
+        "the first controller up",
+        || async { metric(&a.scrape(), "ebb_controller_leader").is_some() },
+    )
     .await;
     let b = Controller::start(p, &b_args.iter().map(String::as_str).collect::<Vec<_>>());
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
