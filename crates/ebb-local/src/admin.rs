@@ -52,7 +52,7 @@ impl Admin {
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.services.iter().map(|s| s.metrics_text()).collect(),
+                crate::state::exposition(self.services.iter().flat_map(|s| s.metric_families())),
             ),
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/ebb/status" => {

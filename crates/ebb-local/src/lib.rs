@@ -4,20 +4,18 @@
 //! are the observations `ebb_core::decide` reads; the supervisor applies its decisions,
 //! draining a replica before it stops so that a scale-in loses no request.
 
+pub use ebb_proxy::{counters, guard, server, upstream};
+
 pub mod admin;
 pub mod config;
 pub mod control;
-pub mod counters;
 pub mod demo_model;
 pub mod fault_replica;
-pub mod guard;
 pub mod health;
 pub mod load;
 pub mod multi_control;
 pub mod proxy;
 pub mod runtime;
-pub mod server;
 pub mod service;
 pub mod signals;
 pub mod state;
-pub mod upstream;

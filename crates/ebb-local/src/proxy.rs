@@ -3,21 +3,37 @@
 //! early leaves no count behind), holds requests while no replica is ready (the activator),
 //! ejects replicas whose requests keep failing, retries only where that is safe and the
 //! budget allows, and refuses what a service port should not take: oversized bodies (413),
-//! the model server's control paths (403), requests that are not origin-form.
+//! bodies that stall (408), the model server's control paths (403), requests that are not
+//! origin-form.
+//!
+//! Answers stream: a replica's body passes to the client chunk by chunk as it comes (a token
+//! stream's tokens as they are generated), and the request stays in flight, on the service and
+//! on its replica, until the last byte (so a drain waits for open streams). The time to the
+//! first byte and the gaps between chunks are measured on the way. Request bodies up to
+//! `retryBodyBytes` are held whole so that they can be retried; larger ones stream too
+//! ([`ebb_proxy::body`]).
 
 use crate::config::proxy::{HealthSettings, ProxySettings};
 use crate::config::ServiceConfig;
-use crate::guard::Held;
+use crate::guard::{Held, HeldBy};
 use crate::health::Outcome;
 use crate::server::{self, ConnectionLimits, Listener};
 use crate::state::models::{Copy, ModelEntry, ModelTable};
 use crate::state::{Replica, ServiceState};
-use crate::upstream::Upstreams;
+use crate::upstream::{UpstreamBody, Upstreams};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use ebb_proxy::body::{
+    read_request, BodyLimits, CutWatch, Metered, Observer, ReadBody, Refused, RequestBody,
+};
+use ebb_proxy::headers::{idempotent, strip_hop_by_hop};
+use ebb_proxy::BoxError;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,88 +54,57 @@ pub struct Proxy {
     pub state: Arc<ServiceState>,
     upstreams: Upstreams,
     settings: ProxySettings,
-    health: HealthSettings,
+    health: Arc<HealthSettings>,
     queue: QueueLimits,
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// An answer: Ebb's own, or a replica's passing through.
+pub type Answer = Response<UnsyncBoxBody<Bytes, BoxError>>;
+
+fn text(status: StatusCode, body: String) -> Answer {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }
 
-/// Headers that belong to one connection, not to the request (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Removes hop-by-hop headers, those the `Connection` header names included.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than nine removals.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
-    }
-}
-
-/// Safe to send twice (RFC 9110 section 9.2.2).
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
 /// A request counted in the service's arrivals and in-flight count; when it drops, it is
 /// counted as completed whatever happened (a client that left is also counted as cancelled).
-struct Accounted<'a> {
-    state: &'a ServiceState,
-    start: Instant,
+struct Accounted {
+    state: Arc<ServiceState>,
+    arrived: Instant,
     answered: bool,
-    _in_flight: Held<'a>,
+    _in_flight: HeldBy<ServiceState>,
 }
 
-impl<'a> Accounted<'a> {
-    fn begin(state: &'a ServiceState) -> Accounted<'a> {
+impl Accounted {
+    fn begin(state: &Arc<ServiceState>) -> Accounted {
         state.arrivals.fetch_add(1, Ordering::Relaxed);
         state.retry_budget.deposit();
         Accounted {
-            state,
-            start: Instant::now(),
+            state: state.clone(),
+            arrived: Instant::now(),
             answered: false,
-            _in_flight: Held::new(&state.in_flight),
+            _in_flight: HeldBy::new(state.clone(), |s| &s.in_flight),
         }
     }
 
-    fn answer(mut self, r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-        self.answered = true;
-        self.state
-            .record_latency(self.start.elapsed().as_micros() as u64);
+    /// Ebb's own answer: complete when handed over.
+    fn answer_now(mut self, r: Answer) -> Answer {
+        self.answered(self.arrived.elapsed());
         r
+    }
+
+    fn answered(&mut self, took: Duration) {
+        self.answered = true;
+        self.state.record_latency(took.as_micros() as u64);
     }
 }
 
-impl Drop for Accounted<'_> {
+impl Drop for Accounted {
     fn drop(&mut self) {
         self.state.completions.fetch_add(1, Ordering::Relaxed);
         if !self.answered {
@@ -132,25 +117,85 @@ impl Drop for Accounted<'_> {
 }
 
 /// A multi-model request counted in its model's counters until it drops.
-struct ModelAccounted<'a> {
-    model: &'a ModelEntry,
-    _in_flight: Held<'a>,
+struct ModelAccounted {
+    _in_flight: HeldBy<ModelEntry>,
+    model: Arc<ModelEntry>,
 }
 
-impl<'a> ModelAccounted<'a> {
-    fn begin(model: &'a ModelEntry) -> ModelAccounted<'a> {
+impl ModelAccounted {
+    fn begin(model: Arc<ModelEntry>) -> ModelAccounted {
         model.arrivals.fetch_add(1, Ordering::Relaxed);
         ModelAccounted {
+            _in_flight: HeldBy::new(model.clone(), |m| &m.in_flight),
             model,
-            _in_flight: Held::new(&model.in_flight),
         }
     }
 }
 
-impl Drop for ModelAccounted<'_> {
+impl Drop for ModelAccounted {
     fn drop(&mut self) {
         self.model.completions.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A request's counts on the replica (and the model's copy) it was sent to.
+struct OnReplica {
+    replica: Arc<Replica>,
+    _in_flight: HeldBy<Replica>,
+    _copy_in_flight: Option<HeldBy<Copy>>,
+}
+
+impl OnReplica {
+    fn begin(replica: &Arc<Replica>, copy: Option<&Arc<Copy>>) -> OnReplica {
+        replica.requests.fetch_add(1, Ordering::Relaxed);
+        OnReplica {
+            replica: replica.clone(),
+            _in_flight: HeldBy::new(replica.clone(), |r| &r.in_flight),
+            _copy_in_flight: copy.map(|c| HeldBy::new(c.clone(), |c| &c.in_flight)),
+        }
+    }
+}
+
+/// A replica's answer on its way to the client: every count of the request lives here until
+/// the last byte has gone.
+struct Exchange {
+    request: Accounted,
+    _model: Option<ModelAccounted>,
+    on: OnReplica,
+    sent: Instant,
+    /// Not a 5xx: its duration is a service time the SLO model may learn from.
+    served: bool,
+    health: Arc<HealthSettings>,
+}
+
+impl Observer for Exchange {
+    fn first_byte(&mut self, wait: Duration) {
+        self.request.state.first_byte.observe(wait);
+    }
+
+    fn gap(&mut self, gap: Duration) {
+        self.request.state.chunk_gaps.observe(gap);
+    }
+
+    fn finished(&mut self, total: Duration) {
+        self.request.answered(total);
+        if self.served {
+            self.request.state.record_service(self.sent.elapsed());
+        }
+    }
+
+    fn broke(&mut self, why: &str) {
+        let state = &self.request.state;
+        state
+            .counters
+            .answers_broken
+            .fetch_add(1, Ordering::Relaxed);
+        state.report_outcome(&self.on.replica, Outcome::GatewayFailure, &self.health);
+        tracing::debug!(replica = self.on.replica.id, "answer broke off: {why}");
+        self.request.answered(self.request.arrived.elapsed());
+    }
+
+    fn abandoned(&mut self) {}
 }
 
 /// A replica to send to, and the model's copy on it for a multi-model request.
@@ -163,14 +208,78 @@ enum Wait {
     TimedOut,
 }
 
+/// A replica's answer head, with the counts its body must keep.
+struct Relayed {
+    head: Response<UpstreamBody>,
+    on: OnReplica,
+    sent: Instant,
+}
+
 /// How sending to one replica ended.
 enum Sent {
     /// The replica answered (any status).
-    Answered(Response<Full<Bytes>>),
-    /// No answer; `reached` says whether the request may have reached the replica.
-    Failed { error: String, reached: bool },
+    Answered(Relayed),
+    /// No answer; `reached` says whether the request may have reached the replica, and
+    /// `unsent` gives the request back if it never left.
+    Failed {
+        error: String,
+        reached: bool,
+        unsent: Option<Request<RequestBody>>,
+    },
     /// No answer within the upstream timeout.
     TimedOut,
+}
+
+/// The request body as the retry loop holds it: bytes to send again, or a stream to send once.
+enum Outgoing {
+    Whole(Bytes),
+    Streamed(Option<Box<ebb_proxy::body::Streamed>>, CutWatch),
+}
+
+impl Outgoing {
+    fn from(body: ReadBody) -> Outgoing {
+        match body {
+            ReadBody::Whole(b) => Outgoing::Whole(b),
+            ReadBody::Streamed(s) => {
+                let watch = s.cut_watch();
+                Outgoing::Streamed(Some(Box::new(s)), watch)
+            }
+        }
+    }
+
+    /// The body for the next try, if there is one to send.
+    fn next(&mut self) -> Option<RequestBody> {
+        match self {
+            Outgoing::Whole(b) => Some(RequestBody::whole(b.clone())),
+            Outgoing::Streamed(s, _) => s.take().map(RequestBody::Streamed),
+        }
+    }
+
+    /// Why a streamed body was cut, when that is what failed the exchange.
+    fn cut(&self) -> Option<Refused> {
+        match self {
+            Outgoing::Whole(_) => None,
+            Outgoing::Streamed(_, watch) => watch.why(),
+        }
+    }
+}
+
+/// The request to send upstream, its body aside.
+fn request_to(parts: &Parts, body: RequestBody) -> Request<RequestBody> {
+    let mut up = Request::new(body);
+    *up.method_mut() = parts.method.clone();
+    if let Some(pq) = parts.uri.path_and_query() {
+        *up.uri_mut() = hyper::Uri::from(pq.clone());
+    }
+    *up.headers_mut() = parts.headers.clone();
+    up
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 impl Proxy {
@@ -180,7 +289,7 @@ impl Proxy {
             state,
             upstreams: Upstreams::new(cfg.proxy.connect_timeout),
             settings: cfg.proxy.clone(),
-            health: cfg.health.clone(),
+            health: Arc::new(cfg.health.clone()),
             queue: QueueLimits {
                 capacity: cfg.queue_capacity,
                 timeout: cfg.queue_timeout,
@@ -207,7 +316,40 @@ impl Proxy {
         .await;
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Answer {
+        if let Some(refused) = self.refuse_target(&req) {
+            return refused;
+        }
+        let request = Accounted::begin(&self.state);
+        let (mut parts, body) = req.into_parts();
+        let limits = BodyLimits {
+            max_bytes: self.settings.max_body_bytes,
+            retry_bytes: self.settings.retry_body_bytes,
+            read_timeout: self.settings.body_timeout,
+        };
+        let body = match read_request(body, declared_length(&parts.headers), limits).await {
+            Ok(b) => b,
+            Err(why) => return request.answer_now(self.refused(why)),
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(hyper::header::HOST);
+        let model = match &self.state.models {
+            None => None,
+            Some(table) => match self.model_of(table, parts.uri.path()) {
+                Ok(m) => m,
+                Err(r) => return request.answer_now(*r),
+            },
+        };
+        let model_count = model.clone().map(ModelAccounted::begin);
+        match self.forward_to(&parts, body, model.as_deref()).await {
+            Ok(relayed) => self.relay(request, model_count, relayed),
+            Err(r) => request.answer_now(r),
+        }
+    }
+
+    /// Ebb's answer to a request it does not forward at all: not origin-form, or a denied
+    /// path.
+    fn refuse_target(&self, req: &Request<Incoming>) -> Option<Answer> {
         let counters = &self.state.counters;
         let path = req.uri().path();
         if !path.starts_with('/') {
@@ -218,76 +360,68 @@ impl Proxy {
                     hyper::header::ALLOW,
                     HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
                 );
-                return r;
+                return Some(r);
             }
-            return text(
+            return Some(text(
                 StatusCode::BAD_REQUEST,
                 "ebb: only requests for a path (origin-form) are forwarded\n".into(),
-            );
+            ));
         }
         if self.settings.denies(path) {
             counters.denied.fetch_add(1, Ordering::Relaxed);
-            return text(
+            return Some(text(
                 StatusCode::FORBIDDEN,
                 format!("ebb: {path} is not served on the service port\n"),
-            );
+            ));
         }
-        let request = Accounted::begin(&self.state);
-        let response = self.forward(req).await;
-        request.answer(response)
+        None
     }
 
-    async fn forward(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (mut parts, body) = req.into_parts();
-        let body = match self.read_body(&parts.headers, body).await {
-            Ok(b) => b,
-            Err(r) => return *r,
-        };
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(hyper::header::HOST);
-        let model = match &self.state.models {
-            None => None,
-            Some(table) => match self.model_of(table, parts.uri.path()) {
-                Ok(m) => m,
-                Err(r) => return *r,
-            },
-        };
-        let _model_count = model.as_deref().map(ModelAccounted::begin);
-        self.forward_to(&parts, body, model.as_deref()).await
-    }
-
-    /// The whole body, or the answer for one over the limit or unreadable.
-    async fn read_body(
-        &self,
-        headers: &HeaderMap,
-        body: Incoming,
-    ) -> Result<Bytes, Box<Response<Full<Bytes>>>> {
-        let limit = self.settings.max_body_bytes;
-        let too_large = || {
-            self.state
-                .counters
-                .too_large
-                .fetch_add(1, Ordering::Relaxed);
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("ebb: request bodies are limited to {limit} bytes\n"),
-            )
-        };
-        let declared = headers
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(Box::new(too_large()));
-        }
-        match Limited::new(body, limit as usize).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(too_large())),
-            Err(e) => Err(Box::new(text(
+    /// The answer for a request body that was refused or cut.
+    fn refused(&self, why: Refused) -> Answer {
+        let counters = &self.state.counters;
+        match why {
+            Refused::TooLarge => {
+                counters.too_large.fetch_add(1, Ordering::Relaxed);
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "ebb: request bodies are limited to {} bytes\n",
+                        self.settings.max_body_bytes
+                    ),
+                )
+            }
+            Refused::TimedOut => {
+                counters.body_timeouts.fetch_add(1, Ordering::Relaxed);
+                text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "ebb: the request body paused for over {:.1}s\n",
+                        self.settings.body_timeout.as_secs_f64()
+                    ),
+                )
+            }
+            Refused::Broken => text(
                 StatusCode::BAD_REQUEST,
-                format!("ebb: could not read the request body: {e}\n"),
-            ))),
+                "ebb: could not read the request body\n".into(),
+            ),
         }
+    }
+
+    /// Passes a replica's answer on as it streams, with the request's counts held until its
+    /// last byte.
+    fn relay(&self, request: Accounted, model: Option<ModelAccounted>, r: Relayed) -> Answer {
+        let arrived = request.arrived;
+        let (parts, body) = r.head.into_parts();
+        let exchange = Exchange {
+            request,
+            _model: model,
+            on: r.on,
+            sent: r.sent,
+            served: !parts.status.is_server_error(),
+            health: self.health.clone(),
+        };
+        Response::from_parts(parts, Metered::new(body, arrived, exchange).boxed_unsync())
     }
 
     /// The model a multi-model request names, or the 404 that lists the hosted ones.
@@ -295,7 +429,7 @@ impl Proxy {
         &self,
         table: &ModelTable,
         path: &str,
-    ) -> Result<Option<Arc<ModelEntry>>, Box<Response<Full<Bytes>>>> {
+    ) -> Result<Option<Arc<ModelEntry>>, Box<Answer>> {
         let Some(name) = ModelTable::model_of_path(path) else {
             return Ok(None);
         };
@@ -316,13 +450,17 @@ impl Proxy {
         }
     }
 
+    /// Sends the request to a replica, and to others while retrying is safe, until one
+    /// answers; or Ebb's own answer when none does.
     async fn forward_to(
         &self,
-        parts: &hyper::http::request::Parts,
-        body: Bytes,
+        parts: &Parts,
+        body: ReadBody,
         model: Option<&ModelEntry>,
-    ) -> Response<Full<Bytes>> {
+    ) -> Result<Relayed, Answer> {
         let deadline = Instant::now() + self.queue.timeout;
+        let mut body = Outgoing::from(body);
+        let mut unsent: Option<Request<RequestBody>> = None;
         let mut tried: Vec<u32> = Vec::new();
         loop {
             let wait = if tried.is_empty() {
@@ -333,19 +471,35 @@ impl Proxy {
             };
             let (replica, copy) = match wait {
                 Wait::Got(p) => p,
-                Wait::QueueFull => return self.unavailable(model, true),
-                Wait::TimedOut if tried.is_empty() => return self.unavailable(model, false),
+                Wait::QueueFull => return Err(self.unavailable(model, true)),
+                Wait::TimedOut if tried.is_empty() => return Err(self.unavailable(model, false)),
                 Wait::TimedOut => {
-                    return self.failed(StatusCode::BAD_GATEWAY, "no other replica to retry on")
+                    return Err(self.failed(StatusCode::BAD_GATEWAY, "no other replica to retry on"))
                 }
             };
-            match self
-                .send(parts, body.clone(), &replica, copy.as_deref())
-                .await
-            {
-                Sent::Answered(r) => return self.answered(&replica, r),
-                Sent::TimedOut => return self.timed_out(&replica),
-                Sent::Failed { error, reached } => {
+            let Some(req) = unsent
+                .take()
+                .or_else(|| body.next().map(|b| request_to(parts, b)))
+            else {
+                return Err(self.failed(
+                    StatusCode::BAD_GATEWAY,
+                    "the request's streamed body was already sent once and cannot be sent again",
+                ));
+            };
+            match self.send(req, &replica, copy.as_ref()).await {
+                Sent::Answered(relayed) => {
+                    self.answered(&replica, relayed.head.status());
+                    return Ok(relayed);
+                }
+                Sent::TimedOut => return Err(self.timed_out(&replica)),
+                Sent::Failed {
+                    error,
+                    reached,
+                    unsent: back,
+                } => {
+                    if let Some(why) = body.cut() {
+                        return Err(self.refused(why));
+                    }
                     self.state
                         .counters
                         .gateway_failures
@@ -353,21 +507,23 @@ impl Proxy {
                     self.state
                         .report_outcome(&replica, Outcome::GatewayFailure, &self.health);
                     tried.push(replica.id);
-                    if self.may_retry(&parts.method, reached, tried.len(), deadline) {
+                    unsent = back;
+                    let resendable = unsent.is_some() || matches!(body, Outgoing::Whole(_));
+                    if resendable && self.may_retry(&parts.method, reached, tried.len(), deadline) {
                         continue;
                     }
-                    return self.failed(
+                    return Err(self.failed(
                         StatusCode::BAD_GATEWAY,
                         &format!("replica {} failed: {error}", replica.id),
-                    );
+                    ));
                 }
             }
         }
     }
 
-    /// Counts a replica's answer (a 5xx counts against it) and passes it on.
-    fn answered(&self, replica: &Replica, r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-        let outcome = if r.status().is_server_error() {
+    /// Counts a replica's answer (a 5xx counts against it).
+    fn answered(&self, replica: &Replica, status: StatusCode) {
+        let outcome = if status.is_server_error() {
             self.state
                 .counters
                 .upstream_errors
@@ -377,11 +533,10 @@ impl Proxy {
             Outcome::Success
         };
         self.state.report_outcome(replica, outcome, &self.health);
-        r
     }
 
     /// The 504 for a replica that did not answer in time (counted against it).
-    fn timed_out(&self, replica: &Replica) -> Response<Full<Bytes>> {
+    fn timed_out(&self, replica: &Replica) -> Answer {
         self.state
             .counters
             .upstream_timeouts
@@ -418,59 +573,48 @@ impl Proxy {
         }
     }
 
-    /// Sends once to `replica`, counted in its in-flight count (and its copy's) until done.
+    /// Sends once to `replica` and waits for the answer's head; the request is counted on the
+    /// replica (and its copy) from now until the answer's last byte.
     async fn send(
         &self,
-        parts: &hyper::http::request::Parts,
-        body: Bytes,
-        replica: &Replica,
-        copy: Option<&Copy>,
+        mut up: Request<RequestBody>,
+        replica: &Arc<Replica>,
+        copy: Option<&Arc<Copy>>,
     ) -> Sent {
-        let mut up = Request::new(Full::new(body));
-        *up.method_mut() = parts.method.clone();
-        if let Some(pq) = parts.uri.path_and_query() {
-            *up.uri_mut() = hyper::Uri::from(pq.clone());
-        }
-        *up.headers_mut() = parts.headers.clone();
         up.headers_mut()
             .insert(hyper::header::HOST, replica.host.clone());
-        let _replica_count = Held::new(&replica.in_flight);
-        let _copy_count = copy.map(|c| Held::new(&c.in_flight));
-        replica.requests.fetch_add(1, Ordering::Relaxed);
+        let on = OnReplica::begin(replica, copy);
         let sent = Instant::now();
-        let exchange = async {
-            match self.upstreams.send(replica.port, up).await {
-                Ok(r) => {
-                    let (mut p, b) = r.into_parts();
-                    strip_hop_by_hop(&mut p.headers);
-                    Sent::Answered(Response::from_parts(p, b))
-                }
-                Err(f) => Sent::Failed {
-                    error: f.error,
-                    reached: f.reached,
-                },
+        let addr = SocketAddr::from(([127, 0, 0, 1], replica.port));
+        let silence = self.settings.upstream_timeout;
+        let exchange = self.upstreams.send(addr, up, silence);
+        match tokio::time::timeout(silence, exchange).await {
+            Ok(Ok(r)) => {
+                let (mut p, b) = r.into_parts();
+                strip_hop_by_hop(&mut p.headers);
+                Sent::Answered(Relayed {
+                    head: Response::from_parts(p, b),
+                    on,
+                    sent,
+                })
             }
-        };
-        match tokio::time::timeout(self.settings.upstream_timeout, exchange).await {
-            Ok(Sent::Answered(r)) => {
-                if !r.status().is_server_error() {
-                    self.state.record_service(sent.elapsed());
-                }
-                Sent::Answered(r)
-            }
-            Ok(other) => other,
+            Ok(Err(f)) => Sent::Failed {
+                error: f.error,
+                reached: f.reached,
+                unsent: f.unsent,
+            },
             Err(_) => Sent::TimedOut,
         }
     }
 
     /// Ebb's own error answer (counted as a proxy error).
-    fn failed(&self, status: StatusCode, why: &str) -> Response<Full<Bytes>> {
+    fn failed(&self, status: StatusCode, why: &str) -> Answer {
         self.state.errors.fetch_add(1, Ordering::Relaxed);
         text(status, format!("ebb: {why}\n"))
     }
 
     /// The 503 for a request no replica could take: the queue was full, or the wait ran out.
-    fn unavailable(&self, model: Option<&ModelEntry>, queue_full: bool) -> Response<Full<Bytes>> {
+    fn unavailable(&self, model: Option<&ModelEntry>, queue_full: bool) -> Answer {
         let (starting, _, _) = self.state.counts();
         let what = model.map_or(self.state.name.clone(), |m| format!("model {}", m.cfg.name));
         let why = if queue_full {
@@ -517,30 +661,5 @@ fn pick(state: &ServiceState, model: Option<&ModelEntry>, avoid: &[u32]) -> Opti
     match model {
         Some(m) => m.pick(avoid).map(|c| (c.replica.clone(), Some(c))),
         None => state.pick(avoid).map(|r| (r, None)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_do_not_cross() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-trace"));
-        h.insert("x-trace", HeaderValue::from_static("1"));
-        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        h.insert("content-type", HeaderValue::from_static("application/json"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("content-type"));
-    }
-
-    #[test]
-    fn only_idempotent_methods_are_retried_after_sending() {
-        assert!(idempotent(&Method::GET));
-        assert!(idempotent(&Method::PUT));
-        assert!(!idempotent(&Method::POST));
-        assert!(!idempotent(&Method::PATCH));
     }
 }

@@ -739,5 +739,14 @@ mod tests {
         assert_eq!(e.path, "services[0].syncPeriodMs");
         let e = Config::from_yaml(&(OK.to_string() + "  proxy: {maxBodyBytes: 0}\n")).unwrap_err();
         assert_eq!(e.path, "services[0].proxy.maxBodyBytes");
+        let e = Config::from_yaml(
+            &(OK.to_string() + "  proxy: {maxBodyBytes: 1000, retryBodyBytes: 2000}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "services[0].proxy.retryBodyBytes");
+        assert!(e.reason.contains("at most maxBodyBytes (1000)"), "{e}");
+        let e = Config::from_yaml(&(OK.to_string() + "  proxy: {bodyTimeoutSeconds: 0}\n"))
+            .unwrap_err();
+        assert_eq!(e.path, "services[0].proxy.bodyTimeoutSeconds");
     }
 }

@@ -14,6 +14,8 @@ pub const ALWAYS_DENIED: &[&str] = &["/v2/repository"];
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawProxy {
     max_body_bytes: Option<u64>,
+    retry_body_bytes: Option<u64>,
+    body_timeout_seconds: Option<f64>,
     header_timeout_seconds: Option<f64>,
     idle_timeout_seconds: Option<f64>,
     connect_timeout_seconds: Option<f64>,
@@ -46,13 +48,20 @@ pub(crate) struct RawHealth {
 pub struct ProxySettings {
     /// Largest request body forwarded; a larger one is answered 413 without reading it all.
     pub max_body_bytes: u64,
+    /// Request bodies up to this size are held whole, so a request whose replica failed can
+    /// go to another; larger ones stream through as the client sends them (Envoy's retry
+    /// buffer), and are sent again only if none of their bytes had left.
+    pub retry_body_bytes: u64,
+    /// The longest a client may pause while sending a request body (408).
+    pub body_timeout: Duration,
     /// A client must send a request's headers within this (slowloris).
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this.
     pub idle_timeout: Duration,
     /// Connecting to a replica gives up after this (the replica is then a gateway failure).
     pub connect_timeout: Duration,
-    /// A replica must answer within this, or the client gets 504.
+    /// A replica must send an answer's head within this, or the client gets 504; an answer
+    /// whose body then pauses for as long is cut (a stream may run for longer in all).
     pub upstream_timeout: Duration,
     /// Client connections held at once; more wait in the kernel's backlog.
     pub max_connections: usize,
@@ -144,6 +153,13 @@ impl ProxySettings {
                 "must be above 0",
             ));
         }
+        let retry_body_bytes = r.retry_body_bytes.unwrap_or(1 << 20);
+        if retry_body_bytes > max_body_bytes {
+            return Err(ConfigError::new(
+                format!("{p}.retryBodyBytes"),
+                format!("must be at most maxBodyBytes ({max_body_bytes}), got {retry_body_bytes}"),
+            ));
+        }
         let max_connections = r.max_connections.unwrap_or_else(default_max_connections);
         if max_connections == 0 {
             return Err(ConfigError::new(
@@ -168,6 +184,12 @@ impl ProxySettings {
         }
         Ok(ProxySettings {
             max_body_bytes,
+            retry_body_bytes,
+            body_timeout: seconds(
+                &format!("{p}.bodyTimeoutSeconds"),
+                r.body_timeout_seconds,
+                10.0,
+            )?,
             header_timeout: seconds(
                 &format!("{p}.headerTimeoutSeconds"),
                 r.header_timeout_seconds,

@@ -157,6 +157,39 @@ impl Control {
     }
 }
 
+/// One metric of one service: its help and type, and its sample lines.
+#[derive(Debug, Clone)]
+pub struct Family {
+    /// The metric's name.
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its sample lines, each ending in a newline.
+    pub samples: String,
+}
+
+/// The Prometheus text page of several services' metrics: each metric's `# HELP` and `# TYPE`
+/// once, then every service's samples of it together (the format allows a metric one group).
+pub fn exposition(families: impl IntoIterator<Item = Family>) -> String {
+    let mut merged: Vec<Family> = Vec::new();
+    for f in families {
+        match merged.iter_mut().find(|m| m.name == f.name) {
+            Some(m) => m.samples.push_str(&f.samples),
+            None => merged.push(f),
+        }
+    }
+    let mut out = String::new();
+    for f in merged {
+        out.push_str(&format!(
+            "# HELP {} {}\n# TYPE {} {}\n{}",
+            f.name, f.help, f.name, f.kind, f.samples
+        ));
+    }
+    out
+}
+
 /// Everything about one service.
 pub struct ServiceState {
     /// Service name.
@@ -179,6 +212,10 @@ pub struct ServiceState {
     pub viewed_latency: Mutex<Histogram<u64>>,
     /// Latency of all answered requests (microseconds).
     pub total_latency: Mutex<Histogram<u64>>,
+    /// From arrival to an answer body's first byte.
+    pub first_byte: ebb_proxy::histogram::Histogram,
+    /// Gaps between an answer body's chunks.
+    pub chunk_gaps: ebb_proxy::histogram::Histogram,
     /// Recent decisions, newest last.
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
     /// Scale events applied.
@@ -240,6 +277,8 @@ impl ServiceState {
             ready_changed: Notify::new(),
             viewed_latency: Mutex::new(histogram()),
             total_latency: Mutex::new(histogram()),
+            first_byte: Default::default(),
+            chunk_gaps: Default::default(),
             decisions: Mutex::new(VecDeque::new()),
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
@@ -529,39 +568,45 @@ impl ServiceState {
         })
     }
 
-    /// Prometheus text exposition of the service's counters.
-    pub fn metrics_text(&self) -> String {
+    /// This service's metrics, one family a metric; [`exposition`] merges several services'
+    /// into one page.
+    pub fn metric_families(&self) -> Vec<Family> {
         let (starting, ready, draining) = self.counts();
         let n = &self.name;
-        let mut out = String::new();
-        let mut line = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{service=\"{n}\"}} {value}\n"
-            ));
-        };
+        let mut out = Vec::new();
+        let mut line =
+            |name: &'static str, kind: &'static str, help: &'static str, value: String| {
+                out.push(Family {
+                    name,
+                    kind,
+                    help,
+                    samples: format!("{name}{{service=\"{n}\"}} {value}\n"),
+                });
+            };
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
         line(
             "ebb_requests_total",
             "counter",
             "Requests received by Ebb's proxy.",
-            self.arrivals.load(Ordering::Relaxed).to_string(),
+            count(&self.arrivals),
         );
         line(
             "ebb_responses_total",
             "counter",
-            "Requests answered.",
-            self.completions.load(Ordering::Relaxed).to_string(),
+            "Requests answered (a streamed answer once its last byte has gone).",
+            count(&self.completions),
         );
         line(
             "ebb_proxy_errors_total",
             "counter",
             "Requests Ebb answered with 503 or 502 itself.",
-            self.errors.load(Ordering::Relaxed).to_string(),
+            count(&self.errors),
         );
         line(
             "ebb_in_flight",
             "gauge",
-            "Requests inside the proxy.",
-            self.in_flight.load(Ordering::Relaxed).to_string(),
+            "Requests inside the proxy (a streamed answer until its last byte).",
+            count(&self.in_flight),
         );
         line(
             "ebb_replicas_ready",
@@ -585,7 +630,7 @@ impl ServiceState {
             "ebb_scale_events_total",
             "counter",
             "Changes of the replica count.",
-            self.scale_events.load(Ordering::Relaxed).to_string(),
+            count(&self.scale_events),
         );
         for (name, kind, help, value) in self.counters.exposition() {
             line(name, kind, help, value.to_string());
@@ -594,16 +639,37 @@ impl ServiceState {
             "ebb_waiting",
             "gauge",
             "Requests held while no replica is ready.",
-            self.waiting.load(Ordering::Relaxed).to_string(),
+            count(&self.waiting),
         );
-        out.push_str("# HELP ebb_replica_in_flight Requests forwarded to a replica and not yet answered.\n# TYPE ebb_replica_in_flight gauge\n");
-        for r in self.replicas() {
-            out.push_str(&format!(
-                "ebb_replica_in_flight{{service=\"{n}\",replica=\"{}\"}} {}\n",
-                r.id,
-                r.in_flight.load(Ordering::Relaxed)
-            ));
-        }
+        let labels = format!("service=\"{n}\"");
+        out.push(Family {
+            name: "ebb_time_to_first_byte_seconds",
+            kind: "histogram",
+            help: "From a request's arrival to the first byte of its answer's body (a token stream's first token).",
+            samples: self.first_byte.exposition("ebb_time_to_first_byte_seconds", "", &labels, false),
+        });
+        out.push(Family {
+            name: "ebb_inter_chunk_seconds",
+            kind: "histogram",
+            help: "Gaps between the chunks of an answer's body as they passed through (a token stream's inter-token latency).",
+            samples: self.chunk_gaps.exposition("ebb_inter_chunk_seconds", "", &labels, false),
+        });
+        out.push(Family {
+            name: "ebb_replica_in_flight",
+            kind: "gauge",
+            help: "Requests forwarded to a replica and not yet answered.",
+            samples: self
+                .replicas()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "ebb_replica_in_flight{{service=\"{n}\",replica=\"{}\"}} {}\n",
+                        r.id,
+                        r.in_flight.load(Ordering::Relaxed)
+                    )
+                })
+                .collect(),
+        });
         out
     }
 }

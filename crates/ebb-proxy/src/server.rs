@@ -5,9 +5,10 @@
 //! answers every request already accepted.
 
 use crate::counters::ProxyCounters;
+use crate::guard::{Held, HeldBy};
+use crate::BoxError;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -106,10 +107,16 @@ impl Listener {
 
 /// Serves `listener` with `handler` until `ctx.stop` is cancelled; then stops accepting
 /// (the socket closes) and returns. Open connections finish on their own tasks.
-pub async fn serve<H, F>(listener: TcpListener, limits: ConnectionLimits, ctx: Listener, handler: H)
-where
+pub async fn serve<H, F, B>(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    ctx: Listener,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // A failing accept is reported when a run of failures starts, at most once a minute
@@ -169,14 +176,16 @@ where
 /// headers* when bytes of a request came but the request has not started for the header
 /// timeout (closed at once: a slowloris client). Time is counted in watchdog ticks, so the
 /// request path reads no clock.
-async fn connection<H, F>(stream: TcpStream, limits: ConnectionLimits, ctx: Listener, handler: H)
+async fn connection<H, F, B>(stream: TcpStream, limits: ConnectionLimits, ctx: Listener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     let counters = &*ctx.counters;
     ProxyCounters::bump(&counters.connections_total);
-    let _open = crate::guard::Held::new(&counters.connections_open);
+    let _open = Held::new(&counters.connections_open);
     let clock = Arc::new(ConnectionClock::default());
     let io = Activity {
         inner: stream,
@@ -186,9 +195,12 @@ where
     let service = hyper::service::service_fn(move |req| {
         let (handler, clock) = (handler.clone(), in_service.clone());
         async move {
-            let _busy = crate::guard::Held::new(&clock.active);
+            // Busy until the answer's last byte has gone, not only its head: a stream that
+            // pauses is not an idle connection.
+            let busy = HeldBy::new(clock.clone(), |c| &c.active);
             clock.head_since.store(0, Ordering::Release);
-            Ok::<_, std::convert::Infallible>(handler(req).await)
+            let answer = handler(req).await;
+            Ok::<_, std::convert::Infallible>(answer.map(|body| Busy { body, _busy: busy }))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -362,5 +374,31 @@ impl AsyncWrite for Activity {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// An answer body that keeps its connection counted busy until it is done.
+struct Busy<B> {
+    body: B,
+    _busy: HeldBy<ConnectionClock>,
+}
+
+impl<B: Body + Unpin> Body for Busy<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

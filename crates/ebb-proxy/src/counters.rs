@@ -15,6 +15,10 @@ pub struct ProxyCounters {
     pub cancelled: AtomicU64,
     /// Bodies over the limit (413).
     pub too_large: AtomicU64,
+    /// Request bodies the client stopped sending (408).
+    pub body_timeouts: AtomicU64,
+    /// Answers that broke off after their head: the replica failed or fell silent mid-stream.
+    pub answers_broken: AtomicU64,
     /// Requests to denied paths (403).
     pub denied: AtomicU64,
     /// Requests that are not origin-form (400), or `OPTIONS *` answered by Ebb.
@@ -70,6 +74,18 @@ impl ProxyCounters {
                 "counter",
                 "Requests a replica did not answer in time (504).",
                 v(&self.upstream_timeouts),
+            ),
+            (
+                "ebb_request_body_timeouts_total",
+                "counter",
+                "Request bodies the client stopped sending (408).",
+                v(&self.body_timeouts),
+            ),
+            (
+                "ebb_answers_broken_total",
+                "counter",
+                "Answers that broke off after their head (the replica failed or fell silent mid-stream).",
+                v(&self.answers_broken),
             ),
             (
                 "ebb_cancelled_total",

@@ -48,6 +48,29 @@ impl Drop for Held<'_> {
     }
 }
 
+/// One count held on a gauge inside a shared value, for a count that must outlive the
+/// borrow that started it: a streamed answer keeps its request in flight until its last byte,
+/// long after the handler that counted it has returned.
+#[must_use = "the count is released when this is dropped"]
+pub struct HeldBy<T: Send + Sync + 'static> {
+    owner: std::sync::Arc<T>,
+    gauge: fn(&T) -> &dyn Gauge,
+}
+
+impl<T: Send + Sync + 'static> HeldBy<T> {
+    /// Raises the gauge `gauge` picks out of `owner` until the returned guard drops.
+    pub fn new(owner: std::sync::Arc<T>, gauge: fn(&T) -> &dyn Gauge) -> HeldBy<T> {
+        gauge(&owner).up();
+        HeldBy { owner, gauge }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for HeldBy<T> {
+    fn drop(&mut self) {
+        (self.gauge)(&self.owner).down();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +91,21 @@ mod tests {
             assert!(r.is_err());
         });
         assert_eq!(g.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_owned_count_lasts_until_its_guard_drops() {
+        struct Owner {
+            n: AtomicU32,
+        }
+        let owner = std::sync::Arc::new(Owner {
+            n: AtomicU32::new(0),
+        });
+        let held = HeldBy::new(owner.clone(), |o| &o.n);
+        let again = HeldBy::new(owner.clone(), |o| &o.n);
+        assert_eq!(owner.n.load(Ordering::Relaxed), 2);
+        drop(held);
+        drop(again);
+        assert_eq!(owner.n.load(Ordering::Relaxed), 0);
     }
 }

@@ -1,0 +1,495 @@
+//! Keep-alive connections from one proxy thread to the replicas, driven by the request that
+//! uses them.
+//!
+//! A pooled HTTP client runs each connection as a task of its own and hands it requests over a
+//! channel: every request then wakes two tasks. Here the request's own task polls its
+//! connection while it waits for the answer's head, and then the answer's body polls it while
+//! the body streams to the client ([`UpstreamBody`]), so a request is read, forwarded and
+//! answered by one task (as HAProxy and nginx do with one event loop per thread). Once the
+//! last byte has passed, the connection goes back to the thread's pool; an answer the client
+//! left early closes its connection, which tells the replica to stop. A pooled connection the
+//! replica has closed is noticed on its next use: the request, not yet sent, goes out on a
+//! fresh connection.
+
+use crate::body::RequestBody;
+use crate::BoxError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A pooled HTTP client for the calls that are not the proxy's hot path: the supervisor's
+/// readiness probes, model loads, the load generator.
+pub type Upstream = Client<HttpConnector, Full<Bytes>>;
+
+/// A new upstream client that gives up connecting after `connect_timeout`.
+pub fn upstream(connect_timeout: Duration) -> Upstream {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+type Conn = Connection<TokioIo<TcpStream>, RequestBody>;
+
+/// One idle connection: the handle to send on and the connection to drive.
+struct Pooled {
+    sender: SendRequest<RequestBody>,
+    conn: Pin<Box<Conn>>,
+}
+
+/// Idle connections kept per replica at most.
+const IDLE_PER_REPLICA: usize = 256;
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub struct Failed {
+    /// What happened.
+    pub error: String,
+    /// Whether the replica may have received the request.
+    pub reached: bool,
+    /// The request, when it was never handed to a connection: it can be sent elsewhere even
+    /// with a streamed body.
+    pub unsent: Option<Request<RequestBody>>,
+}
+
+/// Idle connections by replica address, shared by a thread's requests and the bodies that
+/// return connections to it.
+struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Pooled>>>,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<Pooled> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(&addr)?;
+        while let Some(p) = list.pop() {
+            if !p.sender.is_closed() {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, p: Pooled) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(addr).or_default();
+            if list.len() < IDLE_PER_REPLICA {
+                list.push(p);
+            }
+        }
+    }
+
+    /// Returns `c` to the pool once its exchange is over, if the replica keeps it open. One
+    /// more poll lets the connection finish the exchange and become ready again.
+    fn release(&self, addr: SocketAddr, mut c: Pooled, cx: &mut Context<'_>) {
+        let finished = c.conn.as_mut().poll(cx).is_ready();
+        if !finished && !c.sender.is_closed() {
+            self.put(addr, c);
+        }
+    }
+}
+
+/// One proxy thread's connections to the replicas, by address.
+pub struct Upstreams {
+    pool: Arc<Pool>,
+}
+
+/// Awaits `work` while driving `conn` (which `work` depends on). `None` when the connection
+/// ended first and `work` could not finish without it; `alive` then turns false.
+async fn driving<F: Future>(
+    conn: &mut Pin<Box<Conn>>,
+    alive: &mut bool,
+    work: F,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    if !*alive {
+        return ready_now(work.as_mut()).await;
+    }
+    tokio::select! {
+        biased;
+        out = &mut work => Some(out),
+        _ = conn.as_mut() => {
+            *alive = false;
+            // What the connection delivered before it ended, if that finished the work.
+            ready_now(work.as_mut()).await
+        }
+    }
+}
+
+/// `f`'s output if it is ready without waiting.
+async fn ready_now<F: Future>(mut f: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(Some(out)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// The replica closed the connection during the exchange.
+fn closed() -> Failed {
+    Failed {
+        error: "the replica closed the connection before answering".into(),
+        reached: true,
+        unsent: None,
+    }
+}
+
+impl Upstreams {
+    /// No connections yet; new ones give up connecting after `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Upstreams {
+        Upstreams {
+            pool: Arc::new(Pool {
+                idle: Mutex::new(HashMap::new()),
+                connect_timeout,
+            }),
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Pooled, String> {
+        let timeout = self.pool.connect_timeout;
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connecting took over {:.1}s", timeout.as_secs_f64()))?
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        Ok(Pooled {
+            sender,
+            conn: Box::pin(conn),
+        })
+    }
+
+    /// Sends `req` to the replica at `addr` and returns the answer once its head has come;
+    /// the body streams as the caller reads it, and fails after `silence` without a byte.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<RequestBody>,
+        silence: Duration,
+    ) -> Result<Response<UpstreamBody>, Failed> {
+        loop {
+            let (mut c, reused) = match self.pool.take(addr) {
+                Some(c) => (c, true),
+                None => match self.connect(addr).await {
+                    Ok(c) => (c, false),
+                    Err(error) => {
+                        return Err(Failed {
+                            error,
+                            reached: false,
+                            unsent: Some(req),
+                        })
+                    }
+                },
+            };
+            let mut alive = true;
+            if !matches!(
+                driving(&mut c.conn, &mut alive, c.sender.ready()).await,
+                Some(Ok(()))
+            ) {
+                if reused {
+                    continue;
+                }
+                return Err(Failed {
+                    error: "the connection closed before the request was sent".into(),
+                    reached: false,
+                    unsent: Some(req),
+                });
+            }
+            let sent = c.sender.try_send_request(req);
+            let head = match driving(&mut c.conn, &mut alive, sent).await {
+                None => return Err(closed()),
+                Some(Ok(head)) => head,
+                Some(Err(mut e)) => match e.take_message() {
+                    // Not sent: a pooled connection the replica had closed. Use another.
+                    Some(again) if reused => {
+                        req = again;
+                        continue;
+                    }
+                    unsent => {
+                        return Err(Failed {
+                            error: e.into_error().to_string(),
+                            reached: unsent.is_none(),
+                            unsent,
+                        })
+                    }
+                },
+            };
+            let (parts, body) = head.into_parts();
+            let mut body = UpstreamBody {
+                body,
+                conn: Some(c),
+                alive,
+                home: (self.pool.clone(), addr),
+                silence,
+                waiting: None,
+            };
+            if body.body.is_end_stream() {
+                // Nothing will poll an empty body: hand the connection back now.
+                std::future::poll_fn(|cx| {
+                    body.give_back(cx);
+                    Poll::Ready(())
+                })
+                .await;
+            }
+            return Ok(Response::from_parts(parts, body));
+        }
+    }
+}
+
+/// A replica's answer body, read as the client takes it. Reading it drives the connection it
+/// comes on; the connection goes back to the pool after the last byte, and closes if the
+/// body is dropped before.
+pub struct UpstreamBody {
+    body: Incoming,
+    conn: Option<Pooled>,
+    alive: bool,
+    home: (Arc<Pool>, SocketAddr),
+    silence: Duration,
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("replica", &self.home.1)
+            .field("alive", &self.alive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    fn give_back(&mut self, cx: &mut Context<'_>) {
+        if let Some(c) = self.conn.take() {
+            if self.alive {
+                self.home.0.release(self.home.1, c, cx);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(c) = this.conn.as_mut() {
+            if this.alive && c.conn.as_mut().poll(cx).is_ready() {
+                this.alive = false;
+            }
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = None;
+                if this.body.is_end_stream() {
+                    this.give_back(cx);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(format!("the answer broke off: {e}").into())))
+            }
+            Poll::Ready(None) => {
+                this.give_back(cx);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let silence = this.silence;
+                let timer = this
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(silence)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.conn = None;
+                    let text = format!(
+                        "the replica sent nothing for {:.1}s in the middle of its answer",
+                        silence.as_secs_f64()
+                    );
+                    return Poll::Ready(Some(Err(text.into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers each connection's first request, then closes it without saying
+    /// so (as a replica whose keep-alive timeout passed).
+    async fn one_shot_server() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A keep-alive server that answers every request with three chunks, `gap` apart, and
+    /// counts the connections it accepted and those that closed before the last chunk.
+    async fn chunked_server(gap: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (accepted, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, c) = (accepted.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                        if s.write_all(head).await.is_err() {
+                            return;
+                        }
+                        for part in ["a", "b", "c"] {
+                            let chunk = format!("1\r\n{part}\r\n");
+                            if s.write_all(chunk.as_bytes()).await.is_err() {
+                                c.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                            tokio::time::sleep(gap).await;
+                        }
+                        if s.write_all(b"0\r\n\r\n").await.is_err() {
+                            c.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted, cut)
+    }
+
+    fn get() -> Request<RequestBody> {
+        Request::get("/x")
+            .body(RequestBody::whole(Bytes::new()))
+            .unwrap()
+    }
+
+    const SILENCE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_replica_closed_is_replaced_without_failing() {
+        let addr = one_shot_server().await;
+        let up = Upstreams::new(Duration::from_secs(1));
+        for _ in 0..3 {
+            let r = up.send(addr, get(), SILENCE).await.unwrap();
+            assert_eq!(r.status(), 200);
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_never_reached_the_replica_and_gives_the_request_back() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = Upstreams::new(Duration::from_secs(1))
+            .send(addr, get(), SILENCE)
+            .await
+            .unwrap_err();
+        assert!(!e.reached, "{e:?}");
+        assert!(e.unsent.is_some());
+    }
+
+    #[tokio::test]
+    async fn chunks_arrive_as_sent_and_the_connection_is_reused_after_the_last() {
+        let gap = Duration::from_millis(150);
+        let (addr, accepted, _) = chunked_server(gap).await;
+        let up = Upstreams::new(Duration::from_secs(1));
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            let mut body = up.send(addr, get(), SILENCE).await.unwrap().into_body();
+            let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(&first[..], b"a");
+            assert!(start.elapsed() < gap, "the first chunk waited for the rest");
+            let rest = body.collect().await.unwrap().to_bytes();
+            assert_eq!(&rest[..], b"bc");
+            assert!(start.elapsed() >= gap * 2);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the connection was not reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_midway_closes_its_connection() {
+        let (addr, accepted, cut) = chunked_server(Duration::from_millis(100)).await;
+        let up = Upstreams::new(Duration::from_secs(1));
+        let mut body = up.send(addr, get(), SILENCE).await.unwrap().into_body();
+        let _ = body.frame().await;
+        drop(body);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(cut.load(Ordering::SeqCst), 1, "the replica was not told");
+        let r = up.send(addr, get(), SILENCE).await.unwrap();
+        let _ = r.into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_replica_silent_mid_answer_breaks_the_body() {
+        let (addr, _, _) = chunked_server(Duration::from_secs(3)).await;
+        let up = Upstreams::new(Duration::from_secs(1));
+        let body = up
+            .send(addr, get(), Duration::from_millis(200))
+            .await
+            .unwrap()
+            .into_body();
+        let e = body.collect().await.unwrap_err();
+        assert!(e.to_string().contains("sent nothing"), "{e}");
+    }
+}
