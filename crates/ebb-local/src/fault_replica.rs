@@ -8,7 +8,12 @@
 //! - `error`: 500 to everything but the readiness path (a process alive, its model broken);
 //! - `reset`: reads the request, then resets the connection (TCP RST), readiness included;
 //! - `hang`: reads the request and never answers, readiness included;
-//! - `stop-reading`: stops reading new connections (its backlog fills).
+//! - `stop-reading`: stops reading new connections (its backlog fills);
+//! - `stream:N:MS`: 200 with a chunked body of N server-sent events, MS ms apart, as a token
+//!   stream arrives; `stream-break:N:MS` resets the connection after the N-th event (a
+//!   replica dying mid-stream).
+//!
+//! Its JSON answers name the replica and the request body's length (`received`).
 //!
 //! It writes HTTP by hand on purpose: a reset or a half-read request is not something an
 //! HTTP library lets a server do.
@@ -33,6 +38,25 @@ pub enum Mode {
     Hang,
     /// Does not read from connections.
     StopReading,
+    /// Streams server-sent events.
+    Stream {
+        /// Events sent.
+        events: u32,
+        /// Milliseconds between two.
+        gap_ms: u64,
+        /// Resets the connection after the last event instead of ending the body.
+        breaks: bool,
+    },
+}
+
+/// `N:MS` of a stream mode.
+fn stream(spec: &str, breaks: bool) -> Option<Mode> {
+    let (n, ms) = spec.split_once(':')?;
+    Some(Mode::Stream {
+        events: n.parse().ok()?,
+        gap_ms: ms.parse().ok()?,
+        breaks,
+    })
 }
 
 impl Mode {
@@ -44,10 +68,17 @@ impl Mode {
             "reset" => Mode::Reset,
             "hang" => Mode::Hang,
             "stop-reading" => Mode::StopReading,
-            _ => t
-                .strip_prefix("slow:")
-                .and_then(|ms| ms.parse().ok())
-                .map_or(Mode::Ok, Mode::Slow),
+            _ => {
+                if let Some(spec) = t.strip_prefix("stream:") {
+                    return stream(spec, false).unwrap_or(Mode::Ok);
+                }
+                if let Some(spec) = t.strip_prefix("stream-break:") {
+                    return stream(spec, true).unwrap_or(Mode::Ok);
+                }
+                t.strip_prefix("slow:")
+                    .and_then(|ms| ms.parse().ok())
+                    .map_or(Mode::Ok, Mode::Slow)
+            }
         }
     }
 }
@@ -133,6 +164,7 @@ async fn connection(mut stream: TcpStream, cfg: &FaultReplica) -> std::io::Resul
             buf.extend_from_slice(&chunk[..n]);
         }
         buf.drain(..length);
+        let ok = format!("{{\"replica\":{},\"received\":{length}}}", cfg.port);
         let (status, body) = match mode_of(&cfg.control, cfg.port) {
             Mode::Reset => {
                 stream.set_zero_linger()?;
@@ -145,9 +177,17 @@ async fn connection(mut stream: TcpStream, cfg: &FaultReplica) -> std::io::Resul
             ),
             Mode::Slow(ms) if path != cfg.readiness_path => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                ("200 OK", format!("{{\"replica\":{}}}", cfg.port))
+                ("200 OK", ok)
             }
-            _ => ("200 OK", format!("{{\"replica\":{}}}", cfg.port)),
+            Mode::Stream {
+                events,
+                gap_ms,
+                breaks,
+            } if path != cfg.readiness_path => {
+                send_events(&mut stream, events, gap_ms, breaks).await?;
+                continue;
+            }
+            _ => ("200 OK", ok),
         };
         let reply = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -155,6 +195,32 @@ async fn connection(mut stream: TcpStream, cfg: &FaultReplica) -> std::io::Resul
         );
         stream.write_all(reply.as_bytes()).await?;
     }
+}
+
+/// Sends `events` server-sent events `gap_ms` apart in a chunked body; ends the body, or
+/// resets the connection if `breaks`.
+async fn send_events(
+    stream: &mut TcpStream,
+    events: u32,
+    gap_ms: u64,
+    breaks: bool,
+) -> std::io::Result<()> {
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await?;
+    for i in 0..events {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        }
+        let event = format!("data: token {i}\n\n");
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        stream.write_all(chunk.as_bytes()).await?;
+    }
+    if breaks {
+        stream.set_zero_linger()?;
+        return Err(std::io::Error::other("broken on purpose"));
+    }
+    stream.write_all(b"0\r\n\r\n").await
 }
 
 #[cfg(test)]
@@ -166,6 +232,23 @@ mod tests {
         assert_eq!(Mode::parse("error\n"), Mode::Error);
         assert_eq!(Mode::parse("slow:250"), Mode::Slow(250));
         assert_eq!(Mode::parse("nonsense"), Mode::Ok);
+        assert_eq!(
+            Mode::parse("stream:5:100"),
+            Mode::Stream {
+                events: 5,
+                gap_ms: 100,
+                breaks: false
+            }
+        );
+        assert_eq!(
+            Mode::parse("stream-break:2:10"),
+            Mode::Stream {
+                events: 2,
+                gap_ms: 10,
+                breaks: true
+            }
+        );
+        assert_eq!(Mode::parse("stream:x"), Mode::Ok);
         assert_eq!(
             parse_head(b"POST /v2/x HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
             Some(("/v2/x".into(), 12))

@@ -4,53 +4,12 @@
 
 mod common;
 
+use common::faulty::*;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A service of `n` fault replicas; `proxy` and `health` are extra flow-map fields.
-fn faulty(dir: &Path, n: u32, proxy: &str, health: &str, extra: &str) -> (PathBuf, u16, PathBuf) {
-    let port = free_port();
-    let admin = free_port();
-    let control = dir.join("control");
-    std::fs::create_dir_all(&control).unwrap();
-    let text = format!(
-        r#"admin: 127.0.0.1:{admin}
-services:
-- name: faulty
-  command: ["{{ebb}}", fault-replica, --port, "{{port}}", --control, "{control}"]
-  listen: 127.0.0.1:{port}
-  readiness: {{path: /ready, periodMs: 50}}
-  syncPeriodMs: 250
-  drainTimeoutSeconds: 5
-  stopGraceSeconds: 1
-  health: {{probeIntervalMs: 200, probeTimeoutMs: 300, baseEjectionSeconds: 1{health}}}
-  proxy: {{upstreamTimeoutSeconds: 2{proxy}}}
-{extra}  policy: {{minReplicas: {n}, maxReplicas: {n}, concurrency: {{targetPerReplica: 1000}}}}
-"#,
-        control = control.display()
-    );
-    let cfg = dir.join("faulty.yaml");
-    std::fs::write(&cfg, text).unwrap();
-    (cfg, port, control)
-}
-
-/// `ebb up` with `n` fault replicas, all ready.
-fn start(dir: &Path, n: u32, proxy: &str, health: &str) -> (Up, PathBuf) {
-    let (cfg, port, control) = faulty(dir, n, proxy, health, "");
-    let up = Up::start(&cfg, port);
-    up.wait_until(Duration::from_secs(20), |s| {
-        s["replicas"]["ready"] == u64::from(n)
-    });
-    (up, control)
-}
-
-fn set_mode(control: &Path, who: &str, mode: &str) {
-    std::fs::write(control.join(who), mode).unwrap();
-}
 
 /// (id, port, pid) of each replica.
 fn replicas(up: &Up) -> Vec<(u64, u16, i32)> {
@@ -87,47 +46,12 @@ fn replica_requests(s: &serde_json::Value) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Sends `raw` and reads one response: (status, body), or None if the connection closed or
-/// timed out without one.
-fn exchange(port: u16, raw: &str, limit: Duration) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(limit)).ok()?;
-    s.write_all(raw.as_bytes()).ok()?;
-    let mut text = Vec::new();
-    let _ = s.read_to_end(&mut text);
-    let text = String::from_utf8_lossy(&text).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    ))
-}
-
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     exchange(
         port,
         &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         Duration::from_secs(5),
     )
-}
-
-fn proxy_counter(s: &serde_json::Value, name: &str) -> u64 {
-    s["proxy"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name}: {s:#}"))
-}
-
-/// The in-flight and waiting counts all come back to zero.
-fn counters_settle(up: &Up) {
-    up.wait_until(Duration::from_secs(3), |s| {
-        s["inFlight"] == 0
-            && s["waiting"] == 0
-            && s["replicas"]["list"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|r| r["inFlight"] == 0)
-    });
 }
 
 #[test]
@@ -416,18 +340,6 @@ fn control_paths_and_ebb_endpoints_are_not_on_the_service_port() {
     assert_eq!(code, 200);
     assert!(all.contains("\"services\""), "{all}");
     up.interrupt();
-}
-
-/// The peak resident memory of process `pid`, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = text
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
 }
 
 /// Sends a body of `total` bytes (chunked when `declare` is false) and returns the status

@@ -1,6 +1,8 @@
 //! Helpers for the `ebb up` end-to-end tests: real processes on loopback.
 #![allow(dead_code)]
 
+pub(crate) mod faulty;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
