@@ -217,6 +217,9 @@ async fn send_events(
         stream.write_all(chunk.as_bytes()).await?;
     }
     if breaks {
+        // Dies a gap after its last event, so that the event is read before the reset (a
+        // reset discards what the peer has not read yet).
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
         stream.set_zero_linger()?;
         return Err(std::io::Error::other("broken on purpose"));
     }

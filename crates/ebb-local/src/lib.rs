@@ -9,6 +9,7 @@ pub use ebb_proxy::{counters, guard, server, upstream};
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod demo_llm;
 pub mod demo_model;
 pub mod fault_replica;
 pub mod health;

@@ -314,7 +314,7 @@ pub async fn run(
             .iter()
             .find(|(name, _)| *name == plan.service)
             .map(|(_, addr)| local_target(*addr));
-        let model_path = plan.path.clone();
+        let (model_path, body) = (plan.path.clone(), plan.body.clone());
         tokio::spawn(async move {
             let Some(target) = target else { return };
             // Give the first replicas a moment, as a client would find them.
@@ -326,7 +326,7 @@ pub async fn run(
                     .map(|p| (p.rate, p.seconds))
                     .collect::<Vec<_>>(),
             );
-            let report = crate::load::run(target, &model_path, crate::load::V2_BODY, &rates, 7)
+            let report = crate::load::run(target, &model_path, &body, &rates, 7)
                 .await
                 .map_err(|e| e.to_string());
             tokio::time::sleep(Duration::from_secs_f64(plan.settle_seconds.max(0.0))).await;

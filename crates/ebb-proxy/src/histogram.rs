@@ -14,19 +14,38 @@ pub const BOUNDS: [f64; 15] = [
 ];
 
 /// Counts of observations by bucket, their sum and their number.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
+    /// Upper bounds of the buckets (seconds), ascending.
+    bounds: &'static [f64],
     /// Observations in each bucket alone (not cumulative); the last one is above every bound.
-    buckets: [AtomicU64; BOUNDS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
     count: AtomicU64,
 }
 
+impl Default for Histogram {
+    /// A histogram with the [`BOUNDS`] buckets.
+    fn default() -> Histogram {
+        Histogram::with_bounds(&BOUNDS)
+    }
+}
+
 impl Histogram {
+    /// A histogram with buckets up to each of `bounds` (seconds, ascending), and one above.
+    pub fn with_bounds(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = BOUNDS.partition_point(|&b| b < s);
+        let i = self.bounds.partition_point(|&b| b < s);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
@@ -60,7 +79,7 @@ impl Histogram {
         }
         let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
         let i = cumulative.iter().position(|&c| c >= rank)?;
-        Some(BOUNDS.get(i).copied().unwrap_or(f64::INFINITY))
+        Some(self.bounds.get(i).copied().unwrap_or(f64::INFINITY))
     }
 
     /// The exposition lines of the series `name` with the label pairs `labels` (as
@@ -73,7 +92,10 @@ impl Histogram {
         let sep = if labels.is_empty() { "" } else { "," };
         let cumulative = self.cumulative();
         for (i, c) in cumulative.iter().enumerate() {
-            let le = BOUNDS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let le = self
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {c}");
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;

@@ -10,6 +10,7 @@
 pub mod autoscaler;
 pub mod cluster;
 pub mod compare;
+pub mod engine;
 pub mod fleet;
 pub mod multi;
 pub mod multi_report;

@@ -53,6 +53,9 @@ enum Command {
     Ctl(ctl::CtlArgs),
     /// Serve a small real model (iris MLP) over the Open Inference Protocol V2.
     DemoModel(up::DemoModelArgs),
+    /// Serve a model of an LLM engine (continuous batching, a KV cache, vLLM's metrics) over
+    /// the OpenAI API, streamed or whole: not a language model, and no accelerator needed.
+    DemoLlm(up::DemoLlmArgs),
     /// Send open-loop load (Poisson arrivals) to a loopback URL and report latency.
     Load(up::LoadArgs),
     /// A replica that misbehaves on demand (500s, resets, hangs), for the proxy's fault tests.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::up(args),
         Command::Ctl(args) => ctl::ctl(args),
         Command::DemoModel(args) => up::demo_model(args),
+        Command::DemoLlm(args) => up::demo_llm(args),
         Command::Load(args) => up::load(args),
         Command::FaultReplica(args) => up::fault_replica(args),
         Command::Decide {

@@ -1,10 +1,13 @@
-//! `ebb up`, `ebb demo-model` and `ebb load`: the embedded default on one machine.
+//! `ebb up`, `ebb demo-model`, `ebb demo-llm` and `ebb load`: the embedded default on one
+//! machine.
 
 use anyhow::{bail, Context};
 use clap::Args;
 use ebb_local::config::Config;
+use ebb_local::demo_llm::DemoLlm;
 use ebb_local::demo_model::DemoModel;
 use ebb_local::runtime::{self, ViewOptions};
+use ebb_sim::engine::EngineParams;
 use ebb_sim::service::parse_duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +47,40 @@ pub(crate) struct DemoModelArgs {
     /// How long loading a repository model takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     load_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoLlmArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long)]
+    port: u16,
+    /// The model name it serves.
+    #[arg(long, default_value = "demo")]
+    model: String,
+    /// KV-cache capacity, in blocks.
+    #[arg(long, default_value_t = EngineParams::default().kv_blocks)]
+    kv_blocks: u32,
+    /// Tokens one KV block holds.
+    #[arg(long, default_value_t = EngineParams::default().block_tokens)]
+    block_tokens: u32,
+    /// Tokens one step processes at most (vLLM's max_num_batched_tokens).
+    #[arg(long, default_value_t = EngineParams::default().step_tokens)]
+    step_tokens: u32,
+    /// Sequences running at once at most (vLLM's max_num_seqs).
+    #[arg(long, default_value_t = EngineParams::default().max_running)]
+    max_running: u32,
+    /// A step's fixed time, in milliseconds.
+    #[arg(long, default_value_t = EngineParams::default().step_base * 1e3)]
+    step_ms: f64,
+    /// Microseconds added to a step per prompt token it prefills.
+    #[arg(long, default_value_t = EngineParams::default().per_prefill_token * 1e6)]
+    prefill_us_per_token: f64,
+    /// Microseconds added to a step per sequence it decodes.
+    #[arg(long, default_value_t = EngineParams::default().per_decode_seq * 1e6)]
+    decode_us_per_seq: f64,
+    /// Requests waiting at most; more are answered 503.
+    #[arg(long, default_value_t = 10_000)]
+    max_waiting: usize,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +245,37 @@ pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
         };
         tokio::select! {
             _ = ebb_local::demo_model::serve(listener, cfg) => {}
+            _ = shutdown_signal() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn demo_llm(args: DemoLlmArgs) -> anyhow::Result<ExitCode> {
+    let engine = EngineParams {
+        kv_blocks: args.kv_blocks,
+        block_tokens: args.block_tokens,
+        step_tokens: args.step_tokens,
+        max_running: args.max_running,
+        step_base: args.step_ms / 1e3,
+        per_prefill_token: args.prefill_us_per_token / 1e6,
+        per_decode_seq: args.decode_us_per_seq / 1e6,
+    };
+    if let Some(problem) = engine.problem() {
+        bail!("invalid engine: {problem}");
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+        let cfg = DemoLlm {
+            model: args.model,
+            engine,
+            max_waiting: args.max_waiting,
+        };
+        tokio::select! {
+            _ = ebb_local::demo_llm::serve(listener, cfg) => {}
             _ = shutdown_signal() => {}
         }
         Ok(ExitCode::SUCCESS)

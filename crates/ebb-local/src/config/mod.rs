@@ -155,6 +155,10 @@ pub struct LoadPlan {
     /// The request path (default: the demo model's V2 infer endpoint).
     #[serde(default = "default_load_path")]
     pub path: String,
+    /// The request body (default: the demo model's V2 request; an OpenAI completion for a
+    /// language-model service).
+    #[serde(default = "default_load_body")]
+    pub body: String,
     /// Phases of constant request rate, in order.
     pub phases: Vec<LoadPhase>,
     /// Exit once the load is done and the replicas have settled back.
@@ -167,6 +171,10 @@ pub struct LoadPlan {
 
 fn default_load_path() -> String {
     "/v2/models/iris/infer".into()
+}
+
+fn default_load_body() -> String {
+    crate::load::V2_BODY.into()
 }
 
 /// One phase of a load plan.
