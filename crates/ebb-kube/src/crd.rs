@@ -162,6 +162,11 @@ pub struct SourceSpec {
     /// The resource metrics API (`metrics.k8s.io`): CPU or memory per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_metrics: Option<ResourceMetricsSource>,
+    /// Ebb's gateway in front of the target (`ebb gateway`): its replicas' proxy counters,
+    /// summed. Feeds the traffic signals; requests it holds while the target is at zero count
+    /// as in flight, so they bring the target back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySource>,
     /// What the metrics it feeds propose once it has failed `failureThreshold` polls in a row
     /// (default: hold, never lowering the count while it fails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +285,36 @@ pub struct PodScrapeSource {
     /// `ebb_in_flight`; vLLM's `vllm:num_requests_running` as in flight).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficMetrics>,
+}
+
+/// Where the gateway's replicas are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySource {
+    /// Label selector of the gateway's pods, in this namespace (e.g. `app=ebb-gateway`).
+    pub selector: String,
+    /// Port of their admin endpoint (`ebb gateway --admin`; default 9901).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
+}
+
+impl GatewaySource {
+    /// The admin port.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(9901)
+    }
+}
+
+impl SourceSpec {
+    /// Whether it feeds Ebb's traffic signals (a pod scrape with `traffic`, or the gateway).
+    pub fn feeds_traffic(&self) -> bool {
+        self.gateway.is_some()
+            || self
+                .pod_scrape
+                .as_ref()
+                .is_some_and(|p| p.traffic.is_some())
+    }
 }
 
 /// Metric names of the traffic signals.
@@ -584,6 +619,7 @@ impl AutoscalerSpec {
                 s.pod_scrape.is_some(),
                 s.redis.is_some(),
                 s.resource_metrics.is_some(),
+                s.gateway.is_some(),
             ]
             .iter()
             .filter(|k| **k)
@@ -592,7 +628,7 @@ impl AutoscalerSpec {
                 errors.push(SpecError {
                     path: p.clone(),
                     reason: format!(
-                        "give exactly one of prometheus, podScrape, redis, resourceMetrics (got {kinds})"
+                        "give exactly one of prometheus, podScrape, redis, resourceMetrics, gateway (got {kinds})"
                     ),
                 });
             }
@@ -657,6 +693,14 @@ impl AutoscalerSpec {
                     errors.push(SpecError {
                         path: format!("{p}.redis.field"),
                         reason: "is required for kind hashField".into(),
+                    });
+                }
+            }
+            if let Some(g) = &s.gateway {
+                if let Err(e) = crate::selector::parse(&g.selector) {
+                    errors.push(SpecError {
+                        path: format!("{p}.gateway.selector"),
+                        reason: e.to_string(),
                     });
                 }
             }

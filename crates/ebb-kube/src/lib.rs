@@ -19,6 +19,7 @@ pub mod caches;
 pub mod context;
 pub mod crd;
 pub mod exposition;
+pub mod gateway;
 pub mod leader;
 mod memory;
 pub mod metrics;

@@ -2,13 +2,14 @@
 //! rates and traffic totals kept between polls.
 
 use crate::context::{Context, Pass};
-use crate::crd::{SourceSpec, SourceStatus};
+use crate::crd::{GatewaySource, PodScrapeSource, SourceSpec, SourceStatus, TrafficMetrics};
 use crate::memory::SourceMemory;
 use crate::observe::{self, Latest, TargetPod};
 use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
 use ebb_core::Time;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -103,7 +104,7 @@ pub(crate) fn latest(specs: &[SourceSpec], memories: &[SourceMemory]) -> Vec<Lat
         .zip(memories)
         .map(|(s, m)| Latest {
             name: s.name.clone(),
-            traffic: s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some()),
+            traffic: s.feeds_traffic(),
             value: m.usable().cloned(),
             at: m.at.unwrap_or(Time::ZERO),
         })
@@ -124,7 +125,7 @@ pub(crate) fn fallbacks(
         .filter_map(|(s, m)| {
             // Failures reset on a good poll: past the threshold, the last poll failed.
             let action = s.fallback.as_ref()?.active(m.failures)?;
-            let traffic = s.pod_scrape.as_ref().is_some_and(|p| p.traffic.is_some());
+            let traffic = s.feeds_traffic();
             let metrics = if traffic {
                 let mut fed = Vec::new();
                 if let Some(c) = &policy.concurrency {
@@ -214,6 +215,9 @@ pub(crate) async fn poll(
     if let Some(rm) = &spec.resource_metrics {
         return resource_metrics(ctx, ns, pods, &rm.resource, timeout).await;
     }
+    if let Some(g) = &spec.gateway {
+        return gateway(ctx, ns, g, memory, now, timeout).await;
+    }
     let Some(ps) = &spec.pod_scrape else {
         return Err(SourceError::NoData("no source kind given".into()));
     };
@@ -246,63 +250,7 @@ pub(crate) async fn poll(
         )));
     }
     if let Some(t) = &ps.traffic {
-        let mut in_flight = 0.0;
-        let mut per_pod = BTreeMap::new();
-        let mut counters = BTreeMap::new();
-        for (pod, s) in &ok {
-            let f: f64 = t
-                .in_flight
-                .iter()
-                .filter_map(|m| sources::metric_sum(s, m))
-                .sum();
-            in_flight += f;
-            per_pod.insert(pod.clone(), f);
-            let a = t
-                .arrivals
-                .as_deref()
-                .and_then(|m| sources::metric_sum(s, m))
-                .unwrap_or(0.0);
-            let c = t
-                .completions
-                .as_deref()
-                .and_then(|m| sources::metric_sum(s, m))
-                .unwrap_or(0.0);
-            counters.insert(pod.clone(), (a, c, now));
-        }
-        // Pod counters restart with the pod: the service-wide totals must only grow, so add
-        // each pod's growth since the last scrape to the running totals.
-        let (mut arrivals, mut completions) = match &memory.value {
-            Some(SourceValue::Traffic {
-                arrivals,
-                completions,
-                ..
-            }) => (*arrivals, *completions),
-            _ => (0.0, 0.0),
-        };
-        for (pod, (a, c, _)) in &counters {
-            match memory.traffic_counters.get(pod) {
-                Some((pa, pc, _)) if a >= pa && c >= pc => {
-                    arrivals += a - pa;
-                    completions += c - pc;
-                }
-                Some(_) => {
-                    arrivals += a;
-                    completions += c;
-                }
-                None if memory.value.is_none() => {
-                    arrivals += a;
-                    completions += c;
-                }
-                None => {}
-            }
-        }
-        memory.traffic_counters = counters;
-        return Ok(SourceValue::Traffic {
-            in_flight,
-            arrivals,
-            completions,
-            per_pod_in_flight: per_pod,
-        });
+        return Ok(traffic_value(&ok, t, memory, now));
     }
     let metric = ps.metric.clone().unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -334,6 +282,148 @@ pub(crate) async fn poll(
         }
         _ => Ok(SourceValue::PerPod(values)),
     }
+}
+
+/// The traffic signals from scrapes of the pods that count requests (the target's own, or the
+/// gateway's), summed, with service-wide counters that only grow.
+fn traffic_value(
+    ok: &[(String, sources::Scrape)],
+    t: &TrafficMetrics,
+    memory: &mut SourceMemory,
+    now: Time,
+) -> SourceValue {
+    let mut in_flight = 0.0;
+    let mut per_pod = BTreeMap::new();
+    let mut counters = BTreeMap::new();
+    for (pod, s) in ok {
+        let f: f64 = t
+            .in_flight
+            .iter()
+            .filter_map(|m| sources::metric_sum(s, m))
+            .sum();
+        in_flight += f;
+        per_pod.insert(pod.clone(), f);
+        let a = t
+            .arrivals
+            .as_deref()
+            .and_then(|m| sources::metric_sum(s, m))
+            .unwrap_or(0.0);
+        let c = t
+            .completions
+            .as_deref()
+            .and_then(|m| sources::metric_sum(s, m))
+            .unwrap_or(0.0);
+        counters.insert(pod.clone(), (a, c, now));
+    }
+    // Pod counters restart with the pod: the service-wide totals must only grow, so add
+    // each pod's growth since the last scrape to the running totals.
+    let (mut arrivals, mut completions) = match &memory.value {
+        Some(SourceValue::Traffic {
+            arrivals,
+            completions,
+            ..
+        }) => (*arrivals, *completions),
+        _ => (0.0, 0.0),
+    };
+    for (pod, (a, c, _)) in &counters {
+        match memory.traffic_counters.get(pod) {
+            Some((pa, pc, _)) if a >= pa && c >= pc => {
+                arrivals += a - pa;
+                completions += c - pc;
+            }
+            Some(_) => {
+                arrivals += a;
+                completions += c;
+            }
+            None if memory.value.is_none() => {
+                arrivals += a;
+                completions += c;
+            }
+            None => {}
+        }
+    }
+    memory.traffic_counters = counters;
+    SourceValue::Traffic {
+        in_flight,
+        arrivals,
+        completions,
+        per_pod_in_flight: per_pod,
+    }
+}
+
+/// The gateway's replicas, scraped and summed: what they received, answered and hold. Each
+/// target pod's in-flight count is the sum of what every gateway replica has sent it.
+async fn gateway(
+    ctx: &Context,
+    ns: &str,
+    g: &GatewaySource,
+    memory: &mut SourceMemory,
+    now: Time,
+    timeout: Duration,
+) -> Result<SourceValue, SourceError> {
+    let pods = ctx
+        .caches
+        .pods(ns, &g.selector)
+        .map_err(|e| SourceError::NoData(format!("gateway selector: {e}")))?;
+    let endpoints: Vec<PodEndpoint> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| PodEndpoint {
+            name: p.name_any(),
+            ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        })
+        .filter(|p| p.ip.is_some())
+        .collect();
+    if endpoints.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "no gateway pod with an IP matches {}",
+            g.selector
+        )));
+    }
+    let scrape = PodScrapeSource {
+        port: g.port(),
+        path: None,
+        scheme: None,
+        metric: None,
+        aggregate: None,
+        traffic: None,
+    };
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (pod, r) in sources::scrape_pods(&scrape, &endpoints, timeout).await {
+        match r {
+            Ok(s) => ok.push((pod, s)),
+            Err(e) => errors.push(format!("{pod}: {e}")),
+        }
+    }
+    if ok.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "no gateway pod could be scraped ({})",
+            errors.join("; ")
+        )));
+    }
+    let names = TrafficMetrics {
+        arrivals: Some("ebb_requests_total".into()),
+        completions: Some("ebb_responses_total".into()),
+        in_flight: vec!["ebb_in_flight".into()],
+    };
+    let mut value = traffic_value(&ok, &names, memory, now);
+    if let SourceValue::Traffic {
+        per_pod_in_flight, ..
+    } = &mut value
+    {
+        *per_pod_in_flight = BTreeMap::new();
+        for (_, samples) in &ok {
+            for (name, labels, v) in samples {
+                if name == "ebb_replica_in_flight" {
+                    if let Some(pod) = labels.get("replica") {
+                        *per_pod_in_flight.entry(pod.clone()).or_default() += v;
+                    }
+                }
+            }
+        }
+    }
+    Ok(value)
 }
 
 pub(crate) async fn resource_metrics(

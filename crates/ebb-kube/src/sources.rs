@@ -109,6 +109,8 @@ pub enum SourceKind {
     Redis,
     /// `metrics.k8s.io` (CPU and memory).
     ResourceMetrics,
+    /// Ebb's gateway replicas' `/metrics`.
+    Gateway,
 }
 
 impl SourceKind {
@@ -120,6 +122,8 @@ impl SourceKind {
             SourceKind::PodScrape
         } else if s.redis.is_some() {
             SourceKind::Redis
+        } else if s.gateway.is_some() {
+            SourceKind::Gateway
         } else {
             SourceKind::ResourceMetrics
         }
@@ -132,6 +136,7 @@ impl SourceKind {
             SourceKind::PodScrape => "podScrape",
             SourceKind::Redis => "redis",
             SourceKind::ResourceMetrics => "resourceMetrics",
+            SourceKind::Gateway => "gateway",
         }
     }
 
@@ -141,6 +146,9 @@ impl SourceKind {
         match self {
             SourceKind::Prometheus => 15.0,
             SourceKind::PodScrape => 2.0,
+            // Requests held at zero wait on it: the decision after the first one comes within
+            // a second.
+            SourceKind::Gateway => 0.5,
             SourceKind::Redis | SourceKind::ResourceMetrics => 5.0,
         }
     }

@@ -33,7 +33,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -285,15 +284,27 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 impl Proxy {
     /// The proxy of the service `cfg` describes.
     pub fn new(state: Arc<ServiceState>, cfg: &ServiceConfig) -> Arc<Proxy> {
+        let queue = QueueLimits {
+            capacity: cfg.queue_capacity,
+            timeout: cfg.queue_timeout,
+        };
+        Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), queue)
+    }
+
+    /// A proxy over `state`'s replicas with these settings, for a driver that is not `ebb
+    /// up` (the gateway).
+    pub fn with(
+        state: Arc<ServiceState>,
+        settings: ProxySettings,
+        health: HealthSettings,
+        queue: QueueLimits,
+    ) -> Arc<Proxy> {
         Arc::new(Proxy {
             state,
-            upstreams: Upstreams::new(cfg.proxy.connect_timeout),
-            settings: cfg.proxy.clone(),
-            health: Arc::new(cfg.health.clone()),
-            queue: QueueLimits {
-                capacity: cfg.queue_capacity,
-                timeout: cfg.queue_timeout,
-            },
+            upstreams: Upstreams::new(settings.connect_timeout),
+            settings,
+            health: Arc::new(health),
+            queue,
         })
     }
 
@@ -585,7 +596,7 @@ impl Proxy {
             .insert(hyper::header::HOST, replica.host.clone());
         let on = OnReplica::begin(replica, copy);
         let sent = Instant::now();
-        let addr = SocketAddr::from(([127, 0, 0, 1], replica.port));
+        let addr = replica.addr;
         let silence = self.settings.upstream_timeout;
         let exchange = self.upstreams.send(addr, up, silence);
         match tokio::time::timeout(silence, exchange).await {

@@ -7,6 +7,7 @@ mod conformance;
 mod controller;
 mod ctl;
 mod decide_cmd;
+mod gateway;
 mod simulate;
 mod tune;
 mod up;
@@ -45,6 +46,9 @@ enum Command {
     Tune(Box<tune::TuneArgs>),
     /// Run the Kubernetes controller: scale the targets of Autoscaler resources.
     Controller(Box<controller::ControllerArgs>),
+    /// Run Ebb's proxy in the cluster in front of a Service's pods: routes to the ready ones,
+    /// holds requests while none is (scale from zero), reports load to the controller.
+    Gateway(Box<gateway::GatewayArgs>),
     /// Print the Autoscaler CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
     /// Run services as local replicas behind Ebb's proxy, autoscaled live (the embedded default).
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(*args),
         Command::Tune(args) => tune::run(*args),
         Command::Controller(args) => controller::run(*args),
+        Command::Gateway(args) => gateway::run(*args),
         Command::Crd => controller::crd(),
         Command::Up(args) => up::up(args),
         Command::Ctl(args) => ctl::ctl(args),

@@ -25,9 +25,12 @@ pub(crate) struct UpArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoModelArgs {
-    /// Port to listen on (127.0.0.1).
+    /// Port to listen on.
     #[arg(long)]
     port: u16,
+    /// Address to listen on (a pod's IP when a test plays the kubelet).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// Model name in the V2 URLs.
     #[arg(long, default_value = "iris")]
     name: String,
@@ -232,9 +235,9 @@ pub(crate) fn fault_replica(args: FaultReplicaArgs) -> anyhow::Result<ExitCode> 
 pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        let listener = tokio::net::TcpListener::bind((args.host, args.port))
             .await
-            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let cfg = DemoModel {
             name: args.name,
             service: Duration::from_millis(args.service_ms),

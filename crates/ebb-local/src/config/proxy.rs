@@ -143,6 +143,11 @@ fn threads(path: &str, v: Option<usize>) -> Result<usize, ConfigError> {
 }
 
 impl ProxySettings {
+    /// The defaults, for a driver with no configuration file (the gateway).
+    pub fn defaults() -> Result<ProxySettings, ConfigError> {
+        ProxySettings::parse("proxy", None)
+    }
+
     /// Validates `services[i].proxy` (`p` is its path).
     pub(crate) fn parse(p: &str, raw: Option<RawProxy>) -> Result<ProxySettings, ConfigError> {
         let r = raw.unwrap_or_default();
@@ -236,6 +241,11 @@ impl ProxySettings {
 }
 
 impl HealthSettings {
+    /// The defaults, for a driver with no configuration file (the gateway).
+    pub fn defaults() -> Result<HealthSettings, ConfigError> {
+        HealthSettings::parse("health", None)
+    }
+
     /// Validates `services[i].health` (`p` is its path).
     pub(crate) fn parse(p: &str, raw: Option<RawHealth>) -> Result<HealthSettings, ConfigError> {
         let r = raw.unwrap_or_default();

@@ -22,7 +22,11 @@ pub struct Replica {
     pub id: u32,
     /// Its port on loopback.
     pub port: u16,
-    /// `127.0.0.1:port`, the Host header of requests to it.
+    /// Where requests go: `127.0.0.1:port` for a local process, a pod's IP for the gateway.
+    pub addr: std::net::SocketAddr,
+    /// How `/metrics` and the status page name it: its id, or a pod's name.
+    pub label: String,
+    /// `addr` as the Host header of requests to it.
     pub host: hyper::header::HeaderValue,
     /// Process id of the current process (0 while none).
     pub pid: AtomicU32,
@@ -50,11 +54,22 @@ pub struct Replica {
 impl Replica {
     /// A replica whose process is about to start on `port`.
     pub fn new(id: u32, port: u16) -> Replica {
+        Replica::at(
+            id,
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            id.to_string(),
+        )
+    }
+
+    /// A replica someone else runs, at `addr` (a pod the gateway routes to), named `label`.
+    pub fn at(id: u32, addr: std::net::SocketAddr, label: String) -> Replica {
         Replica {
             id,
-            port,
-            host: hyper::header::HeaderValue::try_from(format!("127.0.0.1:{port}"))
-                .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("127.0.0.1")),
+            port: addr.port(),
+            addr,
+            label,
+            host: hyper::header::HeaderValue::try_from(addr.to_string())
+                .unwrap_or_else(|_| hyper::header::HeaderValue::from_static("localhost")),
             pid: AtomicU32::new(0),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -664,7 +679,7 @@ impl ServiceState {
                 .map(|r| {
                     format!(
                         "ebb_replica_in_flight{{service=\"{n}\",replica=\"{}\"}} {}\n",
-                        r.id,
+                        r.label,
                         r.in_flight.load(Ordering::Relaxed)
                     )
                 })

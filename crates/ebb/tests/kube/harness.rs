@@ -368,6 +368,12 @@ pub(crate) fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 
+/// A loopback address no other pod of this test run has (127.0.10.2 on): a pod's IP.
+pub(crate) fn next_pod_ip() -> String {
+    let n = NEXT_IP.fetch_add(1, Ordering::Relaxed) + 2;
+    format!("127.0.{}.{}", 10 + n / 250, n % 250 + 2)
+}
+
 /// The stand-in kubelet of one selector: marks pods Running and Ready with their own
 /// loopback IP, and serves each pod's metrics (in flight = `load` shared by the ready pods;
 /// `gauge` as is) on that IP.
@@ -456,8 +462,7 @@ async fn kubelet_loop(
             if ips.contains_key(&name) {
                 continue;
             }
-            let n = NEXT_IP.fetch_add(1, Ordering::Relaxed) + 2;
-            let ip = format!("127.0.{}.{}", 10 + n / 250, n % 250 + 2);
+            let ip = next_pod_ip();
             // Serve the pod's metrics on its IP.
             let Ok(listener) = TcpListener::bind((ip.as_str(), port)) else {
                 continue;

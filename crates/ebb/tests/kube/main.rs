@@ -2,6 +2,7 @@
 //! permissions of `deploy/rbac.yaml`. Skipped without a control plane, unless CI is set.
 
 mod harness;
+mod process_kubelet;
 
 use ebb_kube::crd::Autoscaler;
 use harness::{apply, metric, namespace, plane, wait, Controller, Kubelet};
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 fn deployment(name: &str, replicas: u32) -> String {
@@ -1187,4 +1189,163 @@ async fn set_redis(url: &str, key: &str, value: &str) {
         .query_async(&mut con)
         .await
         .expect("SET");
+}
+
+/// `ebb gateway` as a process for the pods `selector` names, with its admin endpoint on
+/// `admin_ip` (a stand-in gateway pod's IP), killed when dropped.
+struct Gateway {
+    child: std::process::Child,
+    listen: String,
+}
+
+impl Gateway {
+    fn start(p: &harness::Plane, ns: &str, selector: &str, admin_ip: &str) -> (Gateway, u16) {
+        let (port, admin) = (harness::free_port(), harness::free_port());
+        let listen = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
+            .args(["gateway", "--kubeconfig"])
+            .arg(&p.kubeconfig)
+            .args(["--namespace", ns, "--selector", selector, "--name", "model"])
+            .args(["--target-port", &process_kubelet::MODEL_PORT.to_string()])
+            .args([
+                "--listen",
+                &listen,
+                "--admin",
+                &format!("{admin_ip}:{admin}"),
+            ])
+            .args(["--queue-timeout-seconds", "60"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ebb gateway");
+        let g = Gateway { child, listen };
+        let start = std::time::Instant::now();
+        while harness::http_get(&format!("{admin_ip}:{admin}"), "/readyz")
+            .is_none_or(|body| body != "ok\n")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the gateway never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (g, admin)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pod object standing for a gateway replica at `ip` (the test runs the gateway itself).
+async fn gateway_pod(client: &kube::Client, ns: &str, ip: &str) {
+    apply(
+        client,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: gateway-0, labels: {app: ebb-gateway}}\nspec: {containers: [{name: g, image: example/ebb:1}]}\n",
+        Some(ns),
+    )
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({"status": {"phase": "Running", "podIP": ip, "startTime": now,
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.patch_status("gateway-0", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("gateway pod status");
+}
+
+/// One V2 inference request through `addr`: its status code, or 0 when it got no answer.
+fn infer(addr: &str) -> u16 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let body = ebb_local::load::V2_BODY;
+    let _ = write!(
+        s,
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway").await;
+    apply(&client, &deployment("model", 0), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let gateway_ip = harness::next_pod_ip();
+    let (gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip);
+    gateway_pod(&client, &ns, &gateway_ip).await;
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 4}}\n  scaleToZero: {{idleSeconds: 600}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    ctl.decisions_pass(&ns, "model", 2.0).await;
+    assert_eq!(
+        replicas(&client, &ns, "model").await,
+        0,
+        "nothing asks for a replica yet"
+    );
+    // A burst of requests at zero: held by the gateway, every one answered once a replica is up.
+    let sent = std::time::Instant::now();
+    let listen = gateway.listen.clone();
+    let codes = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..12)
+                .map(|_| {
+                    let listen = listen.clone();
+                    sc.spawn(move || (infer(&listen), sent.elapsed()))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .unwrap();
+    let first = codes.iter().map(|c| c.1).min().unwrap();
+    eprintln!(
+        "12 requests at zero: first answered after {first:?}; codes {:?}",
+        codes.iter().map(|c| c.0).collect::<Vec<_>>()
+    );
+    assert!(codes.iter().all(|c| c.0 == 200), "{codes:?}");
+    // The source is polled every 0.5 s and the model starts in a blink: well within seconds.
+    assert!(first < Duration::from_secs(10), "{first:?}");
+    assert!(replicas(&client, &ns, "model").await >= 1);
+    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    assert_eq!(
+        metric(&text, "ebb_requests_total{service=\"model\"}"),
+        Some(12.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "ebb_proxy_errors_total{service=\"model\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    wait(
+        Duration::from_secs(10),
+        "the scale-up's Event names the activation",
+        || async {
+            events(&client, &ns).await.iter().any(|(r, n)| {
+                r == "SuccessfulRescale" && n.contains("activated from zero by traffic")
+            })
+        },
+    )
+    .await;
+    drop(ctl);
 }

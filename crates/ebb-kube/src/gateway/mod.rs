@@ -1,0 +1,251 @@
+//! `ebb gateway`: Ebb's proxy in the cluster, in front of a Service's pods.
+//!
+//! It learns the ready pods from a watch of the Pods its selector names (no polling; see
+//! [`endpoints`]), routes each request to the one with the fewest in flight, and holds
+//! requests while none is ready: a target scaled to zero keeps its first requests until a
+//! replica is up, instead of losing them. Its `/metrics` (on the admin address) carries the
+//! proxy's counters, held requests included in `ebb_in_flight`, which an Autoscaler's
+//! `gateway` source reads from every gateway replica and sums: the held requests are the
+//! demand that brings the target back from zero. Health ejection, retries, limits and
+//! streaming are those of `ebb up`'s proxy, shared through `ebb-local` and `ebb-proxy`.
+
+pub mod endpoints;
+
+use ebb_local::admin::Admin;
+use ebb_local::config::proxy::{HealthSettings, ProxySettings};
+use ebb_local::proxy::{Proxy, QueueLimits};
+use ebb_local::server::{self, ConnectionLimits, Listener};
+use ebb_local::state::{Replica, ServiceState};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the gateway serves and where.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The name its metrics carry (`service="..."`): the target's, usually.
+    pub name: String,
+    /// The pods' namespace.
+    pub namespace: String,
+    /// Label selector of the pods (`app=model`).
+    pub selector: String,
+    /// The pods' serving port.
+    pub target_port: u16,
+    /// Where it takes requests.
+    pub listen: SocketAddr,
+    /// Where `/metrics`, `/ebb/status`, `/healthz` and `/readyz` are served.
+    pub admin: SocketAddr,
+    /// How many requests it holds while no pod is ready, and for how long.
+    pub queue: QueueLimits,
+    /// Limits, timeouts and retries of the proxy.
+    pub proxy: ProxySettings,
+    /// Ejection of pods whose requests keep failing.
+    pub health: HealthSettings,
+    /// How long a stop waits for requests in flight.
+    pub drain: Duration,
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// An address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The pods the proxy routes to, kept equal to the ready pods the watch reports.
+struct Routes {
+    state: Arc<ServiceState>,
+    by_name: BTreeMap<String, (SocketAddr, Arc<Replica>)>,
+    next_id: AtomicU32,
+}
+
+impl Routes {
+    /// Makes the routed pods those of `wanted`: new ones take requests at once (the kubelet
+    /// found them ready), gone ones take no new requests and finish those they have.
+    fn sync(&mut self, wanted: &BTreeMap<String, SocketAddr>) {
+        let current = self
+            .by_name
+            .iter()
+            .map(|(n, (a, _))| (n.clone(), *a))
+            .collect();
+        let (add, remove) = endpoints::diff(&current, wanted);
+        if add.is_empty() && remove.is_empty() {
+            return;
+        }
+        let Ok(mut replicas) = self.state.replicas.write() else {
+            return;
+        };
+        for name in remove {
+            if let Some((_, r)) = self.by_name.remove(&name) {
+                r.draining.store(true, Ordering::Release);
+                replicas.retain(|x| !Arc::ptr_eq(x, &r));
+                self.state.event(format!("pod {name} left the rotation"));
+            }
+        }
+        for (name, addr) in add {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let r = Arc::new(Replica::at(id, addr, name.clone()));
+            r.ready.store(true, Ordering::Release);
+            if let Ok(mut since) = r.ready_since.lock() {
+                *since = Some(Instant::now());
+            }
+            replicas.push(r.clone());
+            self.by_name.insert(name.clone(), (addr, r));
+            self.state
+                .event(format!("pod {name} at {addr} joined the rotation"));
+        }
+        drop(replicas);
+        self.state.ready_changed.notify_waiters();
+    }
+}
+
+/// Watches the pods and keeps the routes current until the process ends; `synced` turns
+/// true once the first list has been applied.
+async fn follow_pods(
+    client: kube::Client,
+    cfg: GatewayConfig,
+    state: Arc<ServiceState>,
+    synced: Arc<AtomicBool>,
+) {
+    let (store, writer): (Store<Pod>, _) = reflector::store();
+    let api: Api<Pod> = Api::namespaced(client, &cfg.namespace);
+    let mut routes = Routes {
+        state,
+        by_name: BTreeMap::new(),
+        next_id: AtomicU32::new(1),
+    };
+    let mut events = std::pin::pin!(
+        watcher(api, watcher::Config::default().labels(&cfg.selector))
+            .default_backoff()
+            .reflect(writer)
+    );
+    // The store is complete from the first list's end (and again after each re-list).
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        match event {
+            Err(e) => {
+                tracing::warn!("pod watch: {e}");
+                continue;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {
+                listed = false;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => listed = true,
+            Ok(_) if !listed => continue,
+            Ok(_) => {}
+        }
+        let pods = store.state();
+        routes.sync(&endpoints::wanted(
+            pods.iter().map(|p| p.as_ref()),
+            cfg.target_port,
+        ));
+        synced.store(true, Ordering::Release);
+    }
+}
+
+/// Serves the admin endpoints: `ebb up`'s (`/metrics`, `/ebb/status`, `/healthz`), and
+/// `/readyz`, ready once the pod watch has listed the pods.
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServiceState>,
+    synced: Arc<AtomicBool>,
+) {
+    let admin = Admin::new(vec![state]);
+    let ctx = Listener::new(
+        Arc::default(),
+        Arc::new(|text| tracing::warn!("admin listener: {text}")),
+    );
+    let limits = ConnectionLimits {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+    };
+    server::serve(listener, limits, ctx, move |req| {
+        let (admin, synced) = (admin.clone(), synced.clone());
+        async move {
+            if req.uri().path() == "/readyz" {
+                let ready = synced.load(Ordering::Acquire);
+                let mut r =
+                    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(if ready {
+                        "ok\n"
+                    } else {
+                        "the pod watch has not listed the pods yet\n"
+                    })));
+                if !ready {
+                    *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                return r;
+            }
+            admin.handle(req).await
+        }
+    })
+    .await;
+}
+
+fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    server::bind(addr).map_err(|source| GatewayError::Bind { what, addr, source })
+}
+
+/// Runs the gateway until `shutdown` completes; then stops taking connections, answers the
+/// requests already taken (up to `drain`) and returns.
+pub async fn run(
+    client: kube::Client,
+    cfg: GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let listener = bind("requests", cfg.listen)?;
+    let admin_listener = bind("admin", cfg.admin)?;
+    let state = Arc::new(ServiceState::new(&cfg.name, Instant::now()));
+    let synced = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn(follow_pods(
+        client,
+        cfg.clone(),
+        state.clone(),
+        synced.clone(),
+    ));
+    let admin = tokio::spawn(serve_admin(admin_listener, state.clone(), synced));
+    let ctx = Listener::new(
+        state.counters.clone(),
+        Arc::new(|text| tracing::warn!("gateway listener: {text}")),
+    );
+    let proxy = Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), cfg.queue);
+    let serving = tokio::spawn(proxy.serve(listener, ctx.clone()));
+    tracing::info!(
+        listen = %cfg.listen, admin = %cfg.admin, namespace = %cfg.namespace, selector = %cfg.selector,
+        "gateway serving pods on port {}", cfg.target_port
+    );
+    shutdown.await;
+    ctx.stop.cancel();
+    let _ = serving.await;
+    ctx.connections.close();
+    if tokio::time::timeout(cfg.drain, ctx.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connections still open after {:?}",
+            ctx.connections.len(),
+            cfg.drain
+        );
+    }
+    watch.abort();
+    admin.abort();
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `ebb gateway`: Ebb's proxy in the cluster, in front of a Service's pods (see
+//! `ebb_kube::gateway`).
+
+use anyhow::Context;
+use clap::Args;
+use ebb_kube::gateway::GatewayConfig;
+use ebb_local::config::proxy::{HealthSettings, ProxySettings};
+use ebb_local::proxy::QueueLimits;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub(crate) struct GatewayArgs {
+    /// A kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The pods' namespace (default: $POD_NAMESPACE, else "default").
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Label selector of the pods to route to, e.g. app=model.
+    #[arg(long)]
+    selector: String,
+    /// The pods' serving port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    target_port: u16,
+    /// The name its metrics carry (default: the selector).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where it takes requests.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Where /metrics, /ebb/status, /healthz and /readyz are served (read by the controller's
+    /// gateway source).
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    admin: std::net::SocketAddr,
+    /// Requests held at most while no pod is ready; more are answered 503.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    queue_capacity: u32,
+    /// How long a request is held while no pod is ready, in seconds (longer than the
+    /// model's cold start).
+    #[arg(long, default_value_t = 300.0)]
+    queue_timeout_seconds: f64,
+    /// How long a stop waits for requests in flight, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_seconds: f64,
+}
+
+/// A duration flag in (0, 1 day].
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v > 0.0 && v <= 86_400.0) {
+        anyhow::bail!("--{flag} must be in (0, 86400] seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .json()
+        .try_init();
+    let cfg = GatewayConfig {
+        name: args.name.unwrap_or_else(|| args.selector.clone()),
+        namespace: args
+            .namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
+        selector: args.selector,
+        target_port: args.target_port,
+        listen: args.listen,
+        admin: args.admin,
+        queue: QueueLimits {
+            capacity: args.queue_capacity as usize,
+            timeout: seconds("queue-timeout-seconds", args.queue_timeout_seconds)?,
+        },
+        proxy: ProxySettings::defaults().map_err(|e| anyhow::anyhow!("{e}"))?,
+        health: HealthSettings::defaults().map_err(|e| anyhow::anyhow!("{e}"))?,
+        drain: seconds("drain-seconds", args.drain_seconds)?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let client = ebb_kube::client(args.kubeconfig.as_deref()).await?;
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        ebb_kube::gateway::run(client, cfg, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
