@@ -14,9 +14,37 @@ enum Document {
     UpConfig,
     /// A Kubernetes `Autoscaler` (`kind: Autoscaler`).
     Autoscaler,
+    /// Several Kubernetes objects (`---`-separated), Autoscalers among them.
+    Manifests,
+}
+
+/// The `---`-separated documents of a file, as text.
+fn documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    docs.retain(|d| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    docs
+}
+
+fn kind(text: &str) -> Option<String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    value.get("kind")?.as_str().map(String::from)
 }
 
 fn document(text: &str) -> Document {
+    if documents(text).len() > 1 {
+        return Document::Manifests;
+    }
     let value: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_default();
     if value.get("kind").and_then(|k| k.as_str()) == Some("Autoscaler") {
         Document::Autoscaler
@@ -37,6 +65,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .map_err(|e| e.to_string()),
         Document::UpConfig => up_config(&text),
         Document::Autoscaler => autoscaler(&text),
+        Document::Manifests => manifests(&text),
     };
     match checked {
         Ok(policies) => {
@@ -68,6 +97,20 @@ fn up_config(text: &str) -> Result<Vec<(String, Policy)>, String> {
             })),
             None => out.push((format!("service {}", s.name), s.policy)),
         }
+    }
+    Ok(out)
+}
+
+/// Every Autoscaler among several manifests (the other objects are the API server's to check).
+fn manifests(text: &str) -> Result<Vec<(String, Policy)>, String> {
+    let mut out = Vec::new();
+    for (i, doc) in documents(text).iter().enumerate() {
+        if kind(doc).as_deref() == Some("Autoscaler") {
+            out.extend(autoscaler(doc).map_err(|e| format!("document {}: {e}", i + 1))?);
+        }
+    }
+    if out.is_empty() {
+        return Err("none of its documents is an Autoscaler".into());
     }
     Ok(out)
 }

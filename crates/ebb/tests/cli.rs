@@ -57,6 +57,35 @@ fn check_names_the_bad_field_and_exits_non_zero() {
     );
 }
 
+/// A file of several manifests (a Deployment, a Service, RBAC, an Autoscaler) is checked by
+/// its Autoscalers, a mistake named by its document and path.
+#[test]
+fn check_reads_the_autoscalers_among_several_manifests() {
+    let o = ebb(&["check", "examples/kubernetes/gateway-scale-to-zero.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Autoscaler model valid"),
+        "{}",
+        stdout(&o)
+    );
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/kubernetes/gateway-scale-to-zero.yaml"),
+    )
+    .unwrap()
+    .replace("port: 9901}", "port: 9901}\n    pollSeconds: 0");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, text).unwrap();
+    let o = ebb(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("document 7: invalid Autoscaler (1 problem)\n  - spec.sources[0].pollSeconds: must be between 0.1 and 3600 seconds, got 0"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// `ebb check` reads what each driver reads: an `ebb up` configuration by its services (and
 /// models), an Autoscaler by its spec, each mistake with the path that driver reports.
 #[test]
