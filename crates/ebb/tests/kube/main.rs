@@ -877,6 +877,14 @@ async fn the_crd_and_the_kubernetes_examples_apply() {
         applied >= 4,
         "one example per seed situation, got {applied}"
     );
+    // The gateway's manifests, in this namespace instead of `models`.
+    let gateway = std::fs::read_to_string(dir.join("../../deploy/gateway.yaml")).expect("gateway");
+    apply(
+        &client,
+        &gateway.replace("namespace: models", &format!("namespace: {ns}")),
+        None,
+    )
+    .await;
     let list = Api::<Autoscaler>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
         .await
