@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -208,27 +207,36 @@ pub fn infer(model: &Mlp, name: &str, body: &[u8]) -> Result<Value, String> {
     }))
 }
 
-/// Serves the demo model on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, cfg: DemoModel) {
+/// Serves the demo model on `listener` until `stop` completes; then, as a server should on
+/// SIGTERM, it stops accepting and answers the requests it has taken before it returns.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: DemoModel,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let hosted = Arc::new(Hosted::new(&cfg));
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let cfg = Arc::new(cfg);
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let ctx = crate::server::Listener::new(
+        Arc::default(),
+        Arc::new(|text| tracing::warn!("demo model: {text}")),
+    );
+    let limits = crate::server::ConnectionLimits {
+        max_connections: 4096,
+        header_timeout: std::time::Duration::from_secs(10),
+        idle_timeout: std::time::Duration::from_secs(60),
+    };
+    let serving = crate::server::serve(listener, limits, ctx.clone(), move |req| {
         let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
-                async move { Ok::<_, hyper::Error>(route(req, &hosted, &slots, &cfg).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        async move { route(req, &hosted, &slots, &cfg).await }
+    });
+    tokio::select! {
+        _ = serving => {}
+        _ = stop => {}
     }
+    ctx.stop.cancel();
+    ctx.connections.close();
+    ctx.connections.wait().await;
 }
 
 fn not_loaded(name: &str) -> Response<Full<Bytes>> {

@@ -44,6 +44,14 @@ pub(crate) struct GatewayArgs {
     /// How long a stop waits for requests in flight, in seconds.
     #[arg(long, default_value_t = 30.0)]
     drain_seconds: f64,
+    /// The proxy's limits, timeouts and retries, as `ebb up`'s `proxy:` block in YAML, e.g.
+    /// '{retryNonIdempotent: true, maxBodyBytes: 8388608}'.
+    #[arg(long, default_value = "{}")]
+    proxy: String,
+    /// Ejection of failing pods, as `ebb up`'s `health:` block in YAML, e.g.
+    /// '{consecutiveFailures: 3}'.
+    #[arg(long, default_value = "{}")]
+    health: String,
 }
 
 /// A duration flag in (0, 1 day].
@@ -77,8 +85,10 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             capacity: args.queue_capacity as usize,
             timeout: seconds("queue-timeout-seconds", args.queue_timeout_seconds)?,
         },
-        proxy: ProxySettings::defaults().map_err(|e| anyhow::anyhow!("{e}"))?,
-        health: HealthSettings::defaults().map_err(|e| anyhow::anyhow!("{e}"))?,
+        proxy: ProxySettings::from_yaml("--proxy", &args.proxy)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        health: HealthSettings::from_yaml("--health", &args.health)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         drain: seconds("drain-seconds", args.drain_seconds)?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

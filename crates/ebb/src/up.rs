@@ -246,10 +246,7 @@ pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
             preload: args.preload,
             load: Duration::from_millis(args.load_ms),
         };
-        tokio::select! {
-            _ = ebb_local::demo_model::serve(listener, cfg) => {}
-            _ = shutdown_signal() => {}
-        }
+        ebb_local::demo_model::serve(listener, cfg, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }

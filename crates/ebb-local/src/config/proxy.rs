@@ -148,6 +148,14 @@ impl ProxySettings {
         ProxySettings::parse("proxy", None)
     }
 
+    /// The fields of a `proxy:` block given as YAML text (`{retryNonIdempotent: true}`), checked
+    /// as `ebb up` checks them; errors name the field under `p`.
+    pub fn from_yaml(p: &str, text: &str) -> Result<ProxySettings, ConfigError> {
+        let raw: RawProxy =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::new(p, e.to_string()))?;
+        ProxySettings::parse(p, Some(raw))
+    }
+
     /// Validates `services[i].proxy` (`p` is its path).
     pub(crate) fn parse(p: &str, raw: Option<RawProxy>) -> Result<ProxySettings, ConfigError> {
         let r = raw.unwrap_or_default();
@@ -244,6 +252,13 @@ impl HealthSettings {
     /// The defaults, for a driver with no configuration file (the gateway).
     pub fn defaults() -> Result<HealthSettings, ConfigError> {
         HealthSettings::parse("health", None)
+    }
+
+    /// The fields of a `health:` block given as YAML text, checked as `ebb up` checks them.
+    pub fn from_yaml(p: &str, text: &str) -> Result<HealthSettings, ConfigError> {
+        let raw: RawHealth =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::new(p, e.to_string()))?;
+        HealthSettings::parse(p, Some(raw))
     }
 
     /// Validates `services[i].health` (`p` is its path).

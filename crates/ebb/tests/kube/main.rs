@@ -1207,7 +1207,13 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(p: &harness::Plane, ns: &str, selector: &str, admin_ip: &str) -> (Gateway, u16) {
+    fn start(
+        p: &harness::Plane,
+        ns: &str,
+        selector: &str,
+        admin_ip: &str,
+        proxy: &str,
+    ) -> (Gateway, u16) {
         let (port, admin) = (harness::free_port(), harness::free_port());
         let listen = format!("127.0.0.1:{port}");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
@@ -1221,7 +1227,7 @@ impl Gateway {
                 "--admin",
                 &format!("{admin_ip}:{admin}"),
             ])
-            .args(["--queue-timeout-seconds", "60"])
+            .args(["--queue-timeout-seconds", "60", "--proxy", proxy])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1294,7 +1300,7 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     apply(&client, &deployment("model", 0), Some(&ns)).await;
     let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
     let gateway_ip = harness::next_pod_ip();
-    let (gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip);
+    let (gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip, "{}");
     gateway_pod(&client, &ns, &gateway_ip).await;
     let spec = format!(
         "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 4}}\n  scaleToZero: {{idleSeconds: 600}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
@@ -1355,5 +1361,92 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
         },
     )
     .await;
+    drop(ctl);
+}
+
+/// Requests sent one after another by each of `clients` threads until `until`: (answered 200,
+/// answered otherwise or not at all).
+fn load_through(addr: &str, clients: usize, until: std::time::Instant) -> (u64, u64) {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..clients)
+            .map(|_| {
+                sc.spawn(move || {
+                    let (mut ok, mut failed) = (0, 0);
+                    while std::time::Instant::now() < until {
+                        if infer(addr) == 200 {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_request_answered() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-step").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let gateway_ip = harness::next_pod_ip();
+    // Inference has no side effects: a request cut by a replica that stops is sent again.
+    let (gateway, admin) = Gateway::start(
+        p,
+        &ns,
+        "app=model",
+        &gateway_ip,
+        "{retryNonIdempotent: true}",
+    );
+    gateway_pod(&client, &ns, &gateway_ip).await;
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 4\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 2, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 2, policies: [{{type: Percent, value: 100, periodSeconds: 1}}]}}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(20),
+        "the first replica serving",
+        || async { infer(&gateway.listen) == 200 },
+    )
+    .await;
+    // Eight clients for 8 s (about 8 in flight: 4 replicas at 2 each), then one for 10 s.
+    let listen = gateway.listen.clone();
+    let step = tokio::task::spawn_blocking(move || {
+        let high = load_through(
+            &listen,
+            8,
+            std::time::Instant::now() + Duration::from_secs(8),
+        );
+        let low = load_through(
+            &listen,
+            1,
+            std::time::Instant::now() + Duration::from_secs(10),
+        );
+        (high, low)
+    });
+    let mut most = 0;
+    while !step.is_finished() {
+        most = most.max(replicas(&client, &ns, "model").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ((high_ok, high_failed), (low_ok, low_failed)) = step.await.unwrap();
+    let last = replicas(&client, &ns, "model").await;
+    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    let retries = metric(&text, "ebb_retries_total{service=\"model\"}").unwrap_or(-1.0);
+    eprintln!(
+        "step: {high_ok} answered, {high_failed} failed; after it: {low_ok} answered, {low_failed} failed; replicas up to {most}, then {last}; {retries} retries"
+    );
+    assert!(most >= 3, "the step scaled up to {most}");
+    assert!(last <= 2, "the scale-down under light load reached {last}");
+    assert_eq!(high_failed + low_failed, 0, "every request is answered 200");
     drop(ctl);
 }

@@ -1,12 +1,13 @@
-//! A stand-in kubelet that runs each pod as a real process: for every pod of its selector it
-//! starts `ebb demo-model` on a loopback address of the pod's own, marks the pod Running and
-//! Ready with that IP once the model answers its readiness path, and stops the process when
-//! the pod goes away. (Pods on no node are deleted at once by the API server, so there is no
-//! grace period to honour here.) The gateway then reaches the pods at their pod IPs.
+//! A stand-in kubelet for one fake node that runs each pod as a real process: it binds the
+//! pods of its selector to the node, starts `ebb demo-model` for each on a loopback address of
+//! the pod's own, and marks the pod Running and Ready with that IP once the model answers its
+//! readiness path. A pod being deleted gets what a kubelet gives it: SIGTERM, its grace period
+//! to finish its requests, then the pod object is removed. The gateway reaches the pods at
+//! their pod IPs.
 
 use crate::harness::{next_pod_ip, Plane};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs pods of one selector as `ebb demo-model` processes until dropped.
 pub(crate) struct ProcessKubelet {
@@ -24,6 +25,9 @@ pub(crate) struct ProcessKubelet {
 
 /// The port every pod's model listens on (each on its own IP).
 pub(crate) const MODEL_PORT: u16 = 8080;
+
+/// The fake node the pods are bound to.
+const NODE: &str = "ebb-e2e-node";
 
 impl ProcessKubelet {
     pub(crate) fn start(p: &Plane, ns: &str, selector: &str) -> ProcessKubelet {
@@ -62,32 +66,60 @@ fn ready(ip: &str) -> bool {
     text.starts_with("HTTP/1.1 200")
 }
 
+/// One pod's process as the kubelet keeps it.
+struct Running {
+    child: Child,
+    ip: String,
+    reported: bool,
+    /// When SIGTERM was sent, once the pod is being deleted.
+    terminating: Option<Instant>,
+}
+
+/// Binds `name` to the fake node, so that its deletion is graceful (a pod on no node is
+/// deleted at once).
+async fn bind(pods: &Api<Pod>, name: &str) -> bool {
+    let binding = serde_json::json!({
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}
+    });
+    pods.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .is_ok()
+}
+
 async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<AtomicBool>) {
     let client = ebb_kube::client(Some(&kubeconfig)).await.expect("client");
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NODE}})).unwrap();
+    let _ = Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await;
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let mut running: BTreeMap<String, (Child, String, bool)> = BTreeMap::new();
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
     while !stop.load(Ordering::Acquire) {
         let list = pods
             .list(&ListParams::default().labels(&selector))
             .await
             .map(|l| l.items)
             .unwrap_or_default();
-        let live: BTreeMap<String, &Pod> = list
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| (p.name_any(), p))
-            .collect();
-        // Pods that went away: stop their process.
-        running.retain(|name, (child, _, _)| {
-            let keep = live.contains_key(name);
-            if !keep {
-                let _ = child.kill();
-                let _ = child.wait();
+        let by_name: BTreeMap<String, &Pod> = list.iter().map(|p| (p.name_any(), p)).collect();
+        for (name, pod) in &by_name {
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            if deleting || running.contains_key(name) {
+                continue;
             }
-            keep
-        });
-        for name in live.keys() {
-            if running.contains_key(name) {
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_none()
+                && !bind(&pods, name).await
+            {
                 continue;
             }
             let ip = next_pod_ip();
@@ -99,32 +131,63 @@ async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<Atomic
                     "--port",
                     &MODEL_PORT.to_string(),
                 ])
-                .args(["--service-ms", "20", "--concurrency", "8"])
+                .args(["--service-ms", "50", "--concurrency", "8"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start ebb demo-model");
-            running.insert(name.clone(), (child, ip, false));
+            running.insert(
+                name.clone(),
+                Running {
+                    child,
+                    ip,
+                    reported: false,
+                    terminating: None,
+                },
+            );
         }
-        // Started ones whose model answers: Running and Ready at their IP.
-        for (name, (_, ip, reported)) in running.iter_mut().filter(|(_, r)| !r.2) {
-            if !ready(ip) {
-                continue;
+        for (name, r) in running.iter_mut() {
+            let pod = by_name.get(name);
+            let deleting = pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+            if deleting && r.terminating.is_none() {
+                unsafe {
+                    libc::kill(r.child.id() as i32, libc::SIGTERM);
+                }
+                r.terminating = Some(Instant::now());
             }
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let status = serde_json::json!({"status": {
-                "phase": "Running", "podIP": ip, "startTime": now,
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-            }});
-            *reported = pods
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .is_ok();
+            if !deleting && !r.reported && ready(&r.ip) {
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let status = serde_json::json!({"status": {
+                    "phase": "Running", "podIP": r.ip, "startTime": now,
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
+                }});
+                r.reported = pods
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .is_ok();
+            }
+        }
+        // Terminated processes (or those past a 30 s grace): the pod object goes.
+        let mut gone = Vec::new();
+        for (name, r) in running.iter_mut() {
+            let Some(since) = r.terminating else { continue };
+            let exited = matches!(r.child.try_wait(), Ok(Some(_)));
+            if exited || since.elapsed() > Duration::from_secs(30) {
+                let _ = r.child.kill();
+                let _ = r.child.wait();
+                let _ = pods
+                    .delete(name, &DeleteParams::default().grace_period(0))
+                    .await;
+                gone.push(name.clone());
+            }
+        }
+        for name in gone {
+            running.remove(&name);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for (_, (mut child, _, _)) in running {
-        let _ = child.kill();
-        let _ = child.wait();
+    for (_, mut r) in running {
+        let _ = r.child.kill();
+        let _ = r.child.wait();
     }
 }
