@@ -1271,10 +1271,14 @@ async fn gateway_pod(client: &kube::Client, ns: &str, ip: &str) {
         .expect("gateway pod status");
 }
 
-/// One V2 inference request through `addr`: its status code, or 0 when it got no answer.
+/// A connection refused: the request was never sent.
+const REFUSED: u16 = 1;
+
+/// One V2 inference request through `addr`: its status code, 0 when it was sent and got no
+/// answer, [`REFUSED`] when it could not be sent.
 fn infer(addr: &str) -> u16 {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
+        return REFUSED;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
     let body = ebb_local::load::V2_BODY;
@@ -1314,6 +1318,18 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
         "nothing asks for a replica yet"
     );
     // A burst of requests at zero: held by the gateway, every one answered once a replica is up.
+    // Meanwhile, when the controller's write of the scale-up lands.
+    let watcher = {
+        let (client, ns) = (client.clone(), ns.clone());
+        tokio::spawn(async move {
+            loop {
+                if replicas(&client, &ns, "model").await >= 1 {
+                    return std::time::Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     let sent = std::time::Instant::now();
     let listen = gateway.listen.clone();
     let codes = tokio::task::spawn_blocking(move || {
@@ -1332,6 +1348,9 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     .await
     .unwrap();
     let first = codes.iter().map(|c| c.1).min().unwrap();
+    let scaled = watcher.await.unwrap().saturating_duration_since(sent);
+    eprintln!("the scale-up was written {scaled:?} after the first held request");
+    assert!(scaled < Duration::from_secs(3), "{scaled:?}");
     eprintln!(
         "12 requests at zero: first answered after {first:?}; codes {:?}",
         codes.iter().map(|c| c.0).collect::<Vec<_>>()
@@ -1449,4 +1468,135 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     assert!(last <= 2, "the scale-down under light load reached {last}");
     assert_eq!(high_failed + low_failed, 0, "every request is answered 200");
     drop(ctl);
+}
+
+/// SIGKILLs the process that serves on `ip` (a pod's model, or a gateway), as a crash would.
+fn kill_process_on(ip: &str) -> bool {
+    let (alone, with_port) = (format!("\0{ip}\0"), format!("\0{ip}:"));
+    let mut killed = false;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let raw = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&raw);
+        if cmdline.contains(&alone) || cmdline.contains(&with_port) {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            killed = true;
+        }
+    }
+    killed
+}
+
+async fn pod_ips(client: &kube::Client, ns: &str, selector: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_model_process_killed_under_load_has_its_requests_retried_on_another() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-crash").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let gateway_ip = harness::next_pod_ip();
+    let (gateway, admin) = Gateway::start(
+        p,
+        &ns,
+        "app=model",
+        &gateway_ip,
+        "{retryNonIdempotent: true}",
+    );
+    wait(Duration::from_secs(20), "two model pods ready", || async {
+        pod_ips(&client, &ns, "app=model").await.len() == 2
+    })
+    .await;
+    let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
+    let listen = gateway.listen.clone();
+    let load = tokio::task::spawn_blocking(move || {
+        load_through(
+            &listen,
+            6,
+            std::time::Instant::now() + Duration::from_secs(5),
+        )
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(kill_process_on(&victim), "no process serves {victim}");
+    let (ok, failed) = load.await.unwrap();
+    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    let retries = metric(&text, "ebb_retries_total{service=\"model\"}").unwrap_or(0.0);
+    let ejections = metric(&text, "ebb_ejections_total{service=\"model\"}").unwrap_or(0.0);
+    eprintln!("{ok} answered, {failed} failed; {retries} retries, {ejections} ejections");
+    assert_eq!(failed, 0, "a killed model's requests go to the other");
+    assert!(retries >= 1.0, "{text}");
+    assert!(ejections >= 1.0, "the dead pod is ejected: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-replicas").await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let (a_ip, b_ip) = (harness::next_pod_ip(), harness::next_pod_ip());
+    let (a, _) = Gateway::start(p, &ns, "app=model", &a_ip, "{}");
+    let (b, _) = Gateway::start(p, &ns, "app=model", &b_ip, "{}");
+    wait(Duration::from_secs(20), "two model pods ready", || async {
+        pod_ips(&client, &ns, "app=model").await.len() == 2
+    })
+    .await;
+    // Clients spread over both, as a Service would; one whose gateway refuses its connection
+    // goes to the other (as the Service does once the dead pod leaves its endpoints). A
+    // request sent and then not answered is lost.
+    let (a_addr, b_addr) = (a.listen.clone(), b.listen.clone());
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let load = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..6)
+                .map(|i| {
+                    let (first, second) = if i % 2 == 0 {
+                        (a_addr.clone(), b_addr.clone())
+                    } else {
+                        (b_addr.clone(), a_addr.clone())
+                    };
+                    sc.spawn(move || {
+                        let (mut ok, mut lost, mut target) = (0u64, 0u64, first);
+                        while std::time::Instant::now() < until {
+                            match infer(&target) {
+                                200 => ok += 1,
+                                // Not sent: the gateway is gone; send it to the other.
+                                REFUSED => target = second.clone(),
+                                _ => lost += 1,
+                            }
+                        }
+                        (ok, lost)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1))
+        })
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(kill_process_on(&a_ip), "no gateway serves {a_ip}");
+    let (ok, lost) = load.await.unwrap();
+    eprintln!("{ok} answered through the gateways, {lost} lost when one was killed");
+    // Only what the killed gateway's three clients had in flight: a request each, and one more
+    // each that the kernel accepted while the killed process was being torn down.
+    assert!(lost <= 6, "{lost} lost");
+    assert!(ok > 100, "{ok}");
+    drop(b);
 }
