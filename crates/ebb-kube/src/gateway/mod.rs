@@ -199,6 +199,56 @@ async fn serve_admin(
     .await;
 }
 
+/// One proxy thread per socket of the shared port, each with its own event loop and its own
+/// pod connections (as `ebb up`'s proxy: a request is read, forwarded and answered on one
+/// thread); a thread ends once the stop has come and its connections are closed.
+fn serve_threads(
+    cfg: &GatewayConfig,
+    state: &Arc<ServiceState>,
+    sockets: Vec<std::net::TcpListener>,
+    ctx: &Listener,
+) -> Result<Vec<std::thread::JoinHandle<()>>, GatewayError> {
+    let mut threads = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let proxy = Proxy::with(
+            state.clone(),
+            cfg.proxy.clone(),
+            cfg.health.clone(),
+            cfg.queue,
+        );
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ebb-gateway-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!("proxy thread {i} could not start: {e}"),
+                };
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => proxy.serve(listener, ctx.clone()).await,
+                        Err(e) => tracing::error!("proxy thread {i}: {e}"),
+                    }
+                    ctx.connections.wait().await;
+                });
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(source) => {
+                return Err(GatewayError::Bind {
+                    what: "a proxy thread",
+                    addr: cfg.listen,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(threads)
+}
+
 fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     server::bind(addr).map_err(|source| GatewayError::Bind { what, addr, source })
 }
@@ -210,7 +260,13 @@ pub async fn run(
     cfg: GatewayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let listener = bind("requests", cfg.listen)?;
+    let listener = server::bind_shared(cfg.listen, cfg.proxy.threads).map_err(|source| {
+        GatewayError::Bind {
+            what: "requests",
+            addr: cfg.listen,
+            source,
+        }
+    })?;
     let admin_listener = bind("admin", cfg.admin)?;
     let state = Arc::new(ServiceState::new(&cfg.name, Instant::now()));
     let synced = Arc::new(AtomicBool::new(false));
@@ -225,15 +281,13 @@ pub async fn run(
         state.counters.clone(),
         Arc::new(|text| tracing::warn!("gateway listener: {text}")),
     );
-    let proxy = Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), cfg.queue);
-    let serving = tokio::spawn(proxy.serve(listener, ctx.clone()));
+    let threads = serve_threads(&cfg, &state, listener, &ctx)?;
     tracing::info!(
         listen = %cfg.listen, admin = %cfg.admin, namespace = %cfg.namespace, selector = %cfg.selector,
         "gateway serving pods on port {}", cfg.target_port
     );
     shutdown.await;
     ctx.stop.cancel();
-    let _ = serving.await;
     ctx.connections.close();
     if tokio::time::timeout(cfg.drain, ctx.connections.wait())
         .await
@@ -245,6 +299,7 @@ pub async fn run(
             cfg.drain
         );
     }
+    drop(threads);
     watch.abort();
     admin.abort();
     Ok(())
