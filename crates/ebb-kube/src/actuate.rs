@@ -1,16 +1,19 @@
 //! Applying a decision: a merge patch of the target's `/scale` (Deployments, StatefulSets,
 //! Seldon Core 2 `Model`/`Server`, any custom resource with a scale subresource), retried with
 //! exponential backoff on conflicts and server errors; `controller.kubernetes.io/pod-deletion-cost`
-//! on the pods from the core's victim ranking before a scale-in.
+//! on the pods from the core's victim ranking before a scale-in, and, behind a gateway, the
+//! victims drained through it first.
 
 use crate::context::Context;
-use crate::crd::{Autoscaler, ScaleTargetRef};
+use crate::crd::{Autoscaler, GatewaySource, PodScrapeSource, ScaleTargetRef};
+use crate::gateway::endpoints::DRAIN_UNTIL;
 use crate::sources::{self, PodEndpoint};
 use ebb_core::Pod;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::core::v1::Pod as KubePod;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::ApiResource;
+use kube::ResourceExt;
 use std::time::Duration;
 
 /// The annotation ReplicaSets read to choose which pods to delete first (Kubernetes 1.21+).
@@ -134,17 +137,26 @@ pub fn deletion_costs(pods: &[Pod], victims: &[String]) -> Vec<(String, i32)> {
 }
 
 /// Annotates the target's pods with their deletion cost (merge patches; a pod that went away
-/// meanwhile is skipped).
+/// meanwhile is skipped). With `drain_until` (a gateway stands in front), the victims are also
+/// annotated to be drained until then, and the other pods' drains are ended.
 pub async fn set_deletion_costs(
     ctx: &Context,
     ns: &str,
     pods: &[Pod],
     victims: &[String],
+    drain_until: Option<&str>,
 ) -> Result<(), kube::Error> {
     let api: Api<KubePod> = Api::namespaced(ctx.client.clone(), ns);
     for (name, cost) in deletion_costs(pods, victims) {
-        let patch =
-            serde_json::json!({"metadata": {"annotations": {DELETION_COST: cost.to_string()}}});
+        let mut annotations = serde_json::json!({DELETION_COST: cost.to_string()});
+        if let Some(until) = drain_until {
+            annotations[DRAIN_UNTIL] = if victims.contains(&name) {
+                until.into()
+            } else {
+                serde_json::Value::Null
+            };
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
         match api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -155,6 +167,60 @@ pub async fn set_deletion_costs(
         }
     }
     Ok(())
+}
+
+/// Waits until every gateway replica has taken the victims out of rotation and has no request
+/// in flight on them, or `limit` passes.
+pub async fn wait_for_gateway_drain(
+    ctx: &Context,
+    ns: &str,
+    gateway: &GatewaySource,
+    victims: &[String],
+    limit: Duration,
+) {
+    let scrape = PodScrapeSource {
+        port: gateway.port(),
+        path: None,
+        scheme: None,
+        metric: None,
+        aggregate: None,
+        traffic: None,
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let gateways: Vec<PodEndpoint> = ctx
+            .caches
+            .pods(ns, &gateway.selector)
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| PodEndpoint {
+                name: p.name_any(),
+                ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            })
+            .filter(|p| p.ip.is_some())
+            .collect();
+        let scrapes = sources::scrape_pods(&scrape, &gateways, Duration::from_secs(2)).await;
+        let drained = scrapes.iter().all(|(_, r)| match r {
+            Ok(samples) => victims_drained(samples, victims),
+            Err(_) => false,
+        });
+        if drained {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether one gateway's metrics show every victim out of rotation (or gone) and idle.
+fn victims_drained(samples: &[crate::exposition::Sample], victims: &[String]) -> bool {
+    samples.iter().all(|(name, labels, v)| {
+        let victim = labels.get("replica").is_some_and(|r| victims.contains(r));
+        match name.as_str() {
+            "ebb_replica_routable" | "ebb_replica_in_flight" if victim => *v == 0.0,
+            _ => true,
+        }
+    })
 }
 
 /// Waits until the victims' in-flight requests (from the source with `traffic`) are zero, or
@@ -206,6 +272,41 @@ pub async fn wait_for_idle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn victims_are_drained_once_out_of_rotation_and_idle() {
+        let sample = |name: &str, replica: &str, v: f64| {
+            (
+                name.to_string(),
+                std::collections::BTreeMap::from([("replica".to_string(), replica.to_string())]),
+                v,
+            )
+        };
+        let victims = ["a".to_string()];
+        let busy = [
+            sample("ebb_replica_routable", "a", 0.0),
+            sample("ebb_replica_in_flight", "a", 2.0),
+        ];
+        let routed = [
+            sample("ebb_replica_routable", "a", 1.0),
+            sample("ebb_replica_in_flight", "a", 0.0),
+        ];
+        let done = [
+            sample("ebb_replica_routable", "a", 0.0),
+            sample("ebb_replica_in_flight", "a", 0.0),
+            sample("ebb_replica_in_flight", "b", 7.0),
+        ];
+        assert!(!victims_drained(&busy, &victims));
+        assert!(!victims_drained(&routed, &victims), "still taking requests");
+        assert!(
+            victims_drained(&done, &victims),
+            "other pods' load does not matter"
+        );
+        assert!(
+            victims_drained(&[], &victims),
+            "a gateway that no longer lists it"
+        );
+    }
 
     #[test]
     fn victims_are_cheapest_and_busy_pods_expensive() {

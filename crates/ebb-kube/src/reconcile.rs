@@ -145,14 +145,38 @@ async fn apply(
     let scale_in = pass.obj.spec.scale_in.clone().unwrap_or_default();
     if d.desired_replicas < d.current_replicas && scale_in.deletion_cost.unwrap_or(true) {
         let ctx = pass.ctx;
-        if let Err(e) =
-            crate::actuate::set_deletion_costs(ctx, pass.ns, &obs.pods, &d.victims).await
+        let gateway = pass
+            .obj
+            .spec
+            .sources
+            .iter()
+            .find_map(|s| s.gateway.as_ref());
+        // Behind a gateway the victims are drained through it first, 30 s at most by default.
+        let wait = scale_in
+            .wait_for_idle_seconds
+            .or(gateway.map(|_| 30.0))
+            .filter(|w| *w > 0.0)
+            .map(|w| Duration::from_secs_f64(w.min(600.0)));
+        let drain_until = gateway.map(|_| drain_deadline(pass.now, wait.unwrap_or_default()));
+        if let Err(e) = crate::actuate::set_deletion_costs(
+            ctx,
+            pass.ns,
+            &obs.pods,
+            &d.victims,
+            drain_until.as_deref(),
+        )
+        .await
         {
-            tracing::warn!(autoscaler = %pass.name, error = %e, "could not set pod-deletion-cost");
+            tracing::warn!(autoscaler = %pass.name, error = %e, "could not annotate the victims");
         }
-        if let Some(wait) = scale_in.wait_for_idle_seconds.filter(|w| *w > 0.0) {
-            let limit = Duration::from_secs_f64(wait.min(600.0));
-            crate::actuate::wait_for_idle(pass.obj, &target.pods, &d.victims, limit).await;
+        match (gateway, wait) {
+            (Some(g), Some(limit)) => {
+                crate::actuate::wait_for_gateway_drain(ctx, pass.ns, g, &d.victims, limit).await
+            }
+            (None, Some(limit)) => {
+                crate::actuate::wait_for_idle(pass.obj, &target.pods, &d.victims, limit).await
+            }
+            (_, None) => {}
         }
     }
     let summary = d.summary();
@@ -162,6 +186,15 @@ async fn apply(
     {
         scaler.applied(d.desired_replicas, pass.now);
     }
+}
+
+/// Until when a victim is drained: the wait for it, and 15 s for the scale-in to remove it;
+/// past that, a pod the scale-in did not remove takes requests again.
+fn drain_deadline(now: ebb_core::Time, wait: Duration) -> String {
+    let ms = now.as_millis() + wait.as_millis() as i64 + 15_000;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Dry-run mode's apply stage: nothing is written to the target. The replica-seconds each

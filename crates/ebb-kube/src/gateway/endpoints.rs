@@ -1,5 +1,9 @@
 //! Which pods the gateway routes to: those of its selector that are ready, have an IP and are
-//! not being deleted, read from a watch of the Pods themselves. (EndpointSlices would say the
+//! not being deleted, read from a watch of the Pods themselves. A pod the controller has
+//! chosen to remove carries [`DRAIN_UNTIL`]: until then it gets new requests only when no
+//! other pod can take them, and finishes those it has, so that the controller can delete it
+//! idle (and so that the service is not starved if the removal takes another pod: ReplicaSets
+//! honour the controller's choice, `pod-deletion-cost`, only from Kubernetes 1.22). (EndpointSlices would say the
 //! same, but the `discovery.k8s.io/v1` API the gateway would read needs Kubernetes 1.21; a
 //! Pod watch works on every version and sees readiness as soon as the kubelet reports it.)
 
@@ -7,6 +11,19 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+
+/// The annotation with which the controller asks the gateway to drain a pod it is about to
+/// remove: an RFC 3339 time until which the pod is spared new requests. A time, not a flag, so
+/// that a scale-in that did not happen (or removed another pod) ends the drain by itself.
+pub const DRAIN_UNTIL: &str = "ebb.dev/drain-until";
+
+/// Whether `pod` is to be drained at `now_ms` (Unix milliseconds).
+pub fn draining(pod: &Pod, now_ms: i64) -> bool {
+    pod.annotations()
+        .get(DRAIN_UNTIL)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|until| until.timestamp_millis() > now_ms)
+}
 
 /// Where a ready pod takes requests, if it does.
 pub fn routable(pod: &Pod, port: u16) -> Option<SocketAddr> {
@@ -36,6 +53,14 @@ pub fn wanted<'a>(
 ) -> BTreeMap<String, SocketAddr> {
     pods.into_iter()
         .filter_map(|p| routable(p, port).map(|a| (p.name_any(), a)))
+        .collect()
+}
+
+/// The names of the pods among `pods` to drain at `now_ms`.
+pub fn drained<'a>(pods: impl IntoIterator<Item = &'a Pod>, now_ms: i64) -> Vec<String> {
+    pods.into_iter()
+        .filter(|p| draining(p, now_ms))
+        .map(|p| p.name_any())
         .collect()
 }
 
@@ -91,6 +116,28 @@ mod tests {
         let w = wanted(&pods, 8080);
         assert_eq!(w.len(), 1);
         assert_eq!(w["a"], "10.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_drain_lasts_until_its_time() {
+        let mut p = pod("a", "Running", "True", Some("10.0.0.1"), false);
+        assert!(!draining(&p, 0));
+        p.metadata.annotations = Some(BTreeMap::from([(
+            DRAIN_UNTIL.to_string(),
+            "2026-12-03T10:00:00Z".to_string(),
+        )]));
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert!(draining(&p, at("2026-12-03T09:59:59Z")));
+        assert!(!draining(&p, at("2026-12-03T10:00:00Z")));
+        p.metadata.annotations = Some(BTreeMap::from([(
+            DRAIN_UNTIL.to_string(),
+            "soon".to_string(),
+        )]));
+        assert!(!draining(&p, 0), "an unreadable time drains nothing");
     }
 
     #[test]

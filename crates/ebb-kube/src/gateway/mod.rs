@@ -77,17 +77,37 @@ struct Routes {
 
 impl Routes {
     /// Makes the routed pods those of `wanted`: new ones take requests at once (the kubelet
-    /// found them ready), gone ones take no new requests and finish those they have.
-    fn sync(&mut self, wanted: &BTreeMap<String, SocketAddr>) {
+    /// found them ready), gone ones take no new requests and finish those they have, and those
+    /// in `drained` take no new requests until the controller's drain ends.
+    fn sync(&mut self, wanted: &BTreeMap<String, SocketAddr>, drained: &[String]) {
         let current = self
             .by_name
             .iter()
             .map(|(n, (a, _))| (n.clone(), *a))
             .collect();
         let (add, remove) = endpoints::diff(&current, wanted);
-        if add.is_empty() && remove.is_empty() {
-            return;
+        let changed = !add.is_empty() || !remove.is_empty();
+        if changed {
+            self.apply(add, remove);
         }
+        let mut drains_changed = false;
+        for (name, (_, r)) in &self.by_name {
+            let drain = drained.contains(name);
+            if r.spared.swap(drain, Ordering::AcqRel) != drain {
+                drains_changed = true;
+                self.state.event(if drain {
+                    format!("pod {name} drained: the controller is about to remove it (it gets requests only if no other pod can take them)")
+                } else {
+                    format!("pod {name} back in rotation: its drain ended")
+                });
+            }
+        }
+        if changed || drains_changed {
+            self.state.ready_changed.notify_waiters();
+        }
+    }
+
+    fn apply(&mut self, add: Vec<(String, SocketAddr)>, remove: Vec<String>) {
         let Ok(mut replicas) = self.state.replicas.write() else {
             return;
         };
@@ -110,9 +130,13 @@ impl Routes {
             self.state
                 .event(format!("pod {name} at {addr} joined the rotation"));
         }
-        drop(replicas);
-        self.state.ready_changed.notify_waiters();
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Watches the pods and keeps the routes current until the process ends; `synced` turns
@@ -135,27 +159,32 @@ async fn follow_pods(
             .default_backoff()
             .reflect(writer)
     );
-    // The store is complete from the first list's end (and again after each re-list).
+    // The store is complete from the first list's end (and again after each re-list). A tick
+    // ends drains whose time has passed even when no pod changes.
     let mut listed = false;
-    while let Some(event) = events.next().await {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let event = tokio::select! {
+            e = events.next() => match e { Some(e) => Some(e), None => break },
+            _ = tick.tick() => None,
+        };
         match event {
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!("pod watch: {e}");
                 continue;
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {
+            Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {
                 listed = false;
                 continue;
             }
-            Ok(watcher::Event::InitDone) => listed = true,
-            Ok(_) if !listed => continue,
-            Ok(_) => {}
+            Some(Ok(watcher::Event::InitDone)) => listed = true,
+            _ if !listed => continue,
+            _ => {}
         }
         let pods = store.state();
-        routes.sync(&endpoints::wanted(
-            pods.iter().map(|p| p.as_ref()),
-            cfg.target_port,
-        ));
+        let all = pods.iter().map(|p| p.as_ref());
+        let drained = endpoints::drained(pods.iter().map(|p| p.as_ref()), unix_ms());
+        routes.sync(&endpoints::wanted(all, cfg.target_port), &drained);
         synced.store(true, Ordering::Release);
     }
 }

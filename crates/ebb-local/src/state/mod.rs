@@ -49,6 +49,10 @@ pub struct Replica {
     pub retiring: AtomicBool,
     /// Ejections and probe results.
     pub health: Health,
+    /// About to be removed by someone else (the controller, behind the gateway): it gets new
+    /// requests only when no other replica can take them, so that it goes idle without
+    /// starving the service if the removal takes another replica instead.
+    pub spared: AtomicBool,
 }
 
 impl Replica {
@@ -80,6 +84,7 @@ impl Replica {
             ready_since: Mutex::new(None),
             retiring: AtomicBool::new(false),
             health: Health::default(),
+            spared: AtomicBool::new(false),
         }
     }
 
@@ -387,10 +392,17 @@ impl ServiceState {
     /// (the ones a request already failed on).
     pub fn pick(&self, avoid: &[u32]) -> Option<Arc<Replica>> {
         let replicas = self.replicas.read().ok()?;
+        // A replica about to be removed is used only when no other one can take the request.
         replicas
             .iter()
             .filter(|r| r.routable() && !avoid.contains(&r.id))
-            .min_by_key(|r| (r.in_flight.load(Ordering::Relaxed), r.id))
+            .min_by_key(|r| {
+                (
+                    r.spared.load(Ordering::Relaxed),
+                    r.in_flight.load(Ordering::Relaxed),
+                    r.id,
+                )
+            })
             .cloned()
     }
 
@@ -685,6 +697,74 @@ impl ServiceState {
                 })
                 .collect(),
         });
+        out.push(Family {
+            name: "ebb_replica_routable",
+            kind: "gauge",
+            help: "1 while a replica takes new requests; 0 while it starts, drains, is ejected, fails its probes or is spared for a removal.",
+            samples: self
+                .replicas()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "ebb_replica_routable{{service=\"{n}\",replica=\"{}\"}} {}\n",
+                        r.label,
+                        u8::from(r.routable() && !r.spared.load(Ordering::Relaxed))
+                    )
+                })
+                .collect(),
+        });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(id: u32, in_flight: u32) -> Arc<Replica> {
+        let r = Arc::new(Replica::new(id, 9000 + id as u16));
+        r.ready.store(true, Ordering::Release);
+        r.in_flight.store(in_flight, Ordering::Release);
+        r
+    }
+
+    #[test]
+    fn a_spared_replica_is_picked_only_when_no_other_can_take_the_request() {
+        let s = ServiceState::new("s", Instant::now());
+        let (a, b) = (ready(1, 0), ready(2, 5));
+        a.spared.store(true, Ordering::Release);
+        if let Ok(mut list) = s.replicas.write() {
+            list.extend([a.clone(), b.clone()]);
+        }
+        assert_eq!(s.pick(&[]).map(|r| r.id), Some(2), "busier, but not spared");
+        assert_eq!(s.pick(&[2]).map(|r| r.id), Some(1), "the only one left");
+        b.draining.store(true, Ordering::Release);
+        assert_eq!(s.pick(&[]).map(|r| r.id), Some(1));
+        let text = exposition(s.metric_families());
+        assert!(
+            text.contains("ebb_replica_routable{service=\"s\",replica=\"1\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn several_services_share_one_help_and_type_per_metric() {
+        let (a, b) = (
+            ServiceState::new("a", Instant::now()),
+            ServiceState::new("b", Instant::now()),
+        );
+        let text = exposition(a.metric_families().into_iter().chain(b.metric_families()));
+        assert_eq!(text.matches("# TYPE ebb_requests_total counter").count(), 1);
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ebb_requests_total{"))
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                "ebb_requests_total{service=\"a\"} 0",
+                "ebb_requests_total{service=\"b\"} 0"
+            ]
+        );
     }
 }
