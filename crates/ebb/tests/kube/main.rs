@@ -1586,8 +1586,8 @@ async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight()
     })
     .await;
     // Clients spread over both, as a Service would; one whose gateway refuses its connection
-    // goes to the other (as the Service does once the dead pod leaves its endpoints). A
-    // request sent and then not answered is lost.
+    // or loses its request goes to the other (as the Service does once the dead pod leaves
+    // its endpoints). A request sent and then not answered is lost.
     let (a_addr, b_addr) = (a.listen.clone(), b.listen.clone());
     let until = std::time::Instant::now() + Duration::from_secs(5);
     let load = tokio::task::spawn_blocking(move || {
@@ -1606,7 +1606,12 @@ async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight()
                                 200 => ok += 1,
                                 // Not sent: the gateway is gone; send it to the other.
                                 REFUSED => target = second.clone(),
-                                _ => lost += 1,
+                                // Sent and lost: the client moves on, as the Service's
+                                // endpoints do once the dead pod leaves them.
+                                _ => {
+                                    lost += 1;
+                                    target = second.clone();
+                                }
                             }
                         }
                         (ok, lost)
@@ -1622,9 +1627,8 @@ async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight()
     assert!(kill_process_on(&a_ip), "no gateway serves {a_ip}");
     let (ok, lost) = load.await.unwrap();
     eprintln!("{ok} answered through the gateways, {lost} lost when one was killed");
-    // Only what the killed gateway's three clients had in flight: a request each, and one more
-    // each that the kernel accepted while the killed process was being torn down.
-    assert!(lost <= 6, "{lost} lost");
+    // Only what the killed gateway's three clients had in flight: a request each.
+    assert!(lost <= 3, "{lost} lost");
     assert!(ok > 100, "{ok}");
     drop(b);
 }
