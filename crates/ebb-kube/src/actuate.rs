@@ -5,7 +5,7 @@
 //! victims drained through it first.
 
 use crate::context::Context;
-use crate::crd::{Autoscaler, GatewaySource, PodScrapeSource, ScaleTargetRef};
+use crate::crd::{Autoscaler, GatewaySource, ScaleTargetRef};
 use crate::gateway::endpoints::DRAIN_UNTIL;
 use crate::sources::{self, PodEndpoint};
 use ebb_core::Pod;
@@ -13,7 +13,6 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::core::v1::Pod as KubePod;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use kube::ResourceExt;
 use std::time::Duration;
 
 /// The annotation ReplicaSets read to choose which pods to delete first (Kubernetes 1.21+).
@@ -178,29 +177,11 @@ pub async fn wait_for_gateway_drain(
     victims: &[String],
     limit: Duration,
 ) {
-    let scrape = PodScrapeSource {
-        port: gateway.port(),
-        path: None,
-        scheme: None,
-        metric: None,
-        aggregate: None,
-        traffic: None,
-    };
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        let gateways: Vec<PodEndpoint> = ctx
-            .caches
-            .pods(ns, &gateway.selector)
-            .unwrap_or_default()
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| PodEndpoint {
-                name: p.name_any(),
-                ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
-            })
-            .filter(|p| p.ip.is_some())
-            .collect();
-        let scrapes = sources::scrape_pods(&scrape, &gateways, Duration::from_secs(2)).await;
+        let scrapes = sources::scrape_gateways(&ctx.caches, ns, gateway, Duration::from_secs(2))
+            .await
+            .unwrap_or_default();
         let drained = scrapes.iter().all(|(_, r)| match r {
             Ok(samples) => victims_drained(samples, victims),
             Err(_) => false,

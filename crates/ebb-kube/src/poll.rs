@@ -2,14 +2,13 @@
 //! rates and traffic totals kept between polls.
 
 use crate::context::{Context, Pass};
-use crate::crd::{GatewaySource, PodScrapeSource, SourceSpec, SourceStatus, TrafficMetrics};
+use crate::crd::{GatewaySource, SourceSpec, SourceStatus, TrafficMetrics};
 use crate::memory::SourceMemory;
 use crate::observe::{self, Latest, TargetPod};
 use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
 use ebb_core::Time;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -361,36 +360,9 @@ async fn gateway(
     now: Time,
     timeout: Duration,
 ) -> Result<SourceValue, SourceError> {
-    let pods = ctx
-        .caches
-        .pods(ns, &g.selector)
-        .map_err(|e| SourceError::NoData(format!("gateway selector: {e}")))?;
-    let endpoints: Vec<PodEndpoint> = pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| PodEndpoint {
-            name: p.name_any(),
-            ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
-        })
-        .filter(|p| p.ip.is_some())
-        .collect();
-    if endpoints.is_empty() {
-        return Err(SourceError::NoData(format!(
-            "no gateway pod with an IP matches {}",
-            g.selector
-        )));
-    }
-    let scrape = PodScrapeSource {
-        port: g.port(),
-        path: None,
-        scheme: None,
-        metric: None,
-        aggregate: None,
-        traffic: None,
-    };
     let mut ok = Vec::new();
     let mut errors = Vec::new();
-    for (pod, r) in sources::scrape_pods(&scrape, &endpoints, timeout).await {
+    for (pod, r) in sources::scrape_gateways(&ctx.caches, ns, g, timeout).await? {
         match r {
             Ok(s) => ok.push((pod, s)),
             Err(e) => errors.push(format!("{pod}: {e}")),

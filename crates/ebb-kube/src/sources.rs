@@ -330,6 +330,44 @@ pub fn metric_sum(scrape: &[crate::exposition::Sample], metric: &str) -> Option<
     found.then_some(sum)
 }
 
+/// Scrapes every replica of the gateway `g` names (pods of its selector, not being deleted,
+/// with an IP) on its admin port, concurrently: each replica's scrape or error. An error when
+/// no replica can be found.
+pub async fn scrape_gateways(
+    caches: &crate::caches::Caches,
+    ns: &str,
+    g: &crate::crd::GatewaySource,
+    timeout: Duration,
+) -> Result<Vec<(String, Result<Scrape, SourceError>)>, SourceError> {
+    let pods = caches
+        .pods(ns, &g.selector)
+        .map_err(|e| SourceError::NoData(format!("gateway selector: {e}")))?;
+    let endpoints: Vec<PodEndpoint> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| PodEndpoint {
+            name: kube::ResourceExt::name_any(p.as_ref()),
+            ip: p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        })
+        .filter(|p| p.ip.is_some())
+        .collect();
+    if endpoints.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "no gateway pod with an IP matches {}",
+            g.selector
+        )));
+    }
+    let admin = PodScrapeSource {
+        port: g.port(),
+        path: None,
+        scheme: None,
+        metric: None,
+        aggregate: None,
+        traffic: None,
+    };
+    Ok(scrape_pods(&admin, &endpoints, timeout).await)
+}
+
 /// Scrapes every pod that has an IP, concurrently: each pod's scrape or error.
 pub async fn scrape_pods(
     src: &PodScrapeSource,

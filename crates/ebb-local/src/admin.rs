@@ -1,7 +1,8 @@
 //! Ebb's own endpoints, on their own listener (loopback by default), apart from every
 //! service port: `/metrics` (Prometheus text, all services), `/ebb/status` (JSON, all
-//! services) and `/ebb/status/{service}` (one service), `/healthz`. Read-only: other methods
-//! get 405.
+//! services) and `/ebb/status/{service}` (one service), `/healthz`, and `/readyz` where the
+//! driver says when it is ready (the gateway, once it knows the pods). Read-only: other
+//! methods get 405.
 
 use crate::state::ServiceState;
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Admin {
     services: Arc<Vec<Arc<ServiceState>>>,
+    ready: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -32,7 +34,32 @@ impl Admin {
     pub fn new(services: Vec<Arc<ServiceState>>) -> Admin {
         Admin {
             services: Arc::new(services),
+            ready: None,
         }
+    }
+
+    /// Also answers `/readyz`: 200 once `ready` is true, 503 until then.
+    pub fn with_readiness(mut self, ready: Arc<std::sync::atomic::AtomicBool>) -> Admin {
+        self.ready = Some(ready);
+        self
+    }
+
+    /// Serves these endpoints on `listener` until the task is dropped.
+    pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let ctx = crate::server::Listener::new(
+            Arc::default(),
+            Arc::new(|text| tracing::warn!("admin listener: {text}")),
+        );
+        let limits = crate::server::ConnectionLimits {
+            max_connections: 64,
+            header_timeout: std::time::Duration::from_secs(5),
+            idle_timeout: std::time::Duration::from_secs(30),
+        };
+        crate::server::serve(listener, limits, ctx, move |req| {
+            let admin = self.clone();
+            async move { admin.handle(req).await }
+        })
+        .await;
     }
 
     /// Answers one admin request.
@@ -55,6 +82,17 @@ impl Admin {
                 crate::state::exposition(self.services.iter().flat_map(|s| s.metric_families())),
             ),
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" if self.ready.is_some() => {
+                let ready = self
+                    .ready
+                    .as_ref()
+                    .is_some_and(|r| r.load(std::sync::atomic::Ordering::Acquire));
+                if ready {
+                    reply(StatusCode::OK, "text/plain", "ok\n".into())
+                } else {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready yet\n".into())
+                }
+            }
             "/ebb/status" => {
                 let all: Vec<serde_json::Value> =
                     self.services.iter().map(|s| s.status_json()).collect();

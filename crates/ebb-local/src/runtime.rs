@@ -5,7 +5,7 @@
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::proxy::Proxy;
-use crate::server::{ConnectionLimits, Listener};
+use crate::server::Listener;
 use crate::service::Service;
 use crate::state::ServiceState;
 use std::io::{IsTerminal, Write};
@@ -192,25 +192,6 @@ fn start_proxy_threads(
     }
 }
 
-/// Serves the admin endpoints for `states` on `listener` until the task is dropped.
-async fn serve_admin(listener: TcpListener, states: Vec<Arc<ServiceState>>) {
-    let admin = Admin::new(states);
-    let ctx = Listener::new(
-        Arc::default(),
-        Arc::new(|text| tracing::warn!("admin listener: {text}")),
-    );
-    let limits = ConnectionLimits {
-        max_connections: 64,
-        header_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
-    crate::server::serve(listener, limits, ctx, move |req| {
-        let admin = admin.clone();
-        async move { admin.handle(req).await }
-    })
-    .await;
-}
-
 /// Where a client on this machine reaches `addr` (a wildcard address means loopback).
 fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     if addr.ip().is_unspecified() {
@@ -301,10 +282,8 @@ pub async fn run(
         })
         .collect();
     let control_task = tokio::spawn(crate::control::serve(control, controlled));
-    let admin_task = tokio::spawn(serve_admin(
-        admin_listener,
-        running.iter().map(|r| r.service.state.clone()).collect(),
-    ));
+    let admin = Admin::new(running.iter().map(|r| r.service.state.clone()).collect());
+    let admin_task = tokio::spawn(admin.serve(admin_listener));
 
     let (load_done_tx, mut load_done) = tokio::sync::oneshot::channel();
     let mut load_exit = false;

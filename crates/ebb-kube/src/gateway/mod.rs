@@ -14,7 +14,7 @@ pub mod endpoints;
 use ebb_local::admin::Admin;
 use ebb_local::config::proxy::{HealthSettings, ProxySettings};
 use ebb_local::proxy::{Proxy, QueueLimits};
-use ebb_local::server::{self, ConnectionLimits, Listener};
+use ebb_local::server::{self, Listener};
 use ebb_local::state::{Replica, ServiceState};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -189,45 +189,6 @@ async fn follow_pods(
     }
 }
 
-/// Serves the admin endpoints: `ebb up`'s (`/metrics`, `/ebb/status`, `/healthz`), and
-/// `/readyz`, ready once the pod watch has listed the pods.
-async fn serve_admin(
-    listener: tokio::net::TcpListener,
-    state: Arc<ServiceState>,
-    synced: Arc<AtomicBool>,
-) {
-    let admin = Admin::new(vec![state]);
-    let ctx = Listener::new(
-        Arc::default(),
-        Arc::new(|text| tracing::warn!("admin listener: {text}")),
-    );
-    let limits = ConnectionLimits {
-        max_connections: 64,
-        header_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
-    server::serve(listener, limits, ctx, move |req| {
-        let (admin, synced) = (admin.clone(), synced.clone());
-        async move {
-            if req.uri().path() == "/readyz" {
-                let ready = synced.load(Ordering::Acquire);
-                let mut r =
-                    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(if ready {
-                        "ok\n"
-                    } else {
-                        "the pod watch has not listed the pods yet\n"
-                    })));
-                if !ready {
-                    *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
-                }
-                return r;
-            }
-            admin.handle(req).await
-        }
-    })
-    .await;
-}
-
 /// One proxy thread per socket of the shared port, each with its own event loop and its own
 /// pod connections (as `ebb up`'s proxy: a request is read, forwarded and answered on one
 /// thread); a thread ends once the stop has come and its connections are closed.
@@ -305,7 +266,11 @@ pub async fn run(
         state.clone(),
         synced.clone(),
     ));
-    let admin = tokio::spawn(serve_admin(admin_listener, state.clone(), synced));
+    let admin = tokio::spawn(
+        Admin::new(vec![state.clone()])
+            .with_readiness(synced)
+            .serve(admin_listener),
+    );
     let ctx = Listener::new(
         state.counters.clone(),
         Arc::new(|text| tracing::warn!("gateway listener: {text}")),

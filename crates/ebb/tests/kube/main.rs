@@ -1529,14 +1529,28 @@ async fn pod_ips(client: &kube::Client, ns: &str, selector: &str) -> Vec<String>
         .collect()
 }
 
+/// A namespace named after `name` with a Deployment of two model pods, run (and ready) by a
+/// stand-in kubelet that lives as long as the returned handle.
+async fn two_model_pods(
+    p: &harness::Plane,
+    name: &str,
+) -> (kube::Client, String, process_kubelet::ProcessKubelet) {
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, name).await;
+    apply(&client, &deployment("model", 2), Some(&ns)).await;
+    let kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    wait(Duration::from_secs(20), "two model pods ready", || async {
+        pod_ips(&client, &ns, "app=model").await.len() == 2
+    })
+    .await;
+    (client, ns, kubelet)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn a_model_process_killed_under_load_has_its_requests_retried_on_another() {
     let p = plane();
-    let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-gateway-crash").await;
-    apply(&client, &deployment("model", 2), Some(&ns)).await;
-    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let (client, ns, _kubelet) = two_model_pods(p, "e2e-gateway-crash").await;
     let gateway_ip = harness::next_pod_ip();
     let (gateway, admin) = Gateway::start(
         p,
@@ -1545,10 +1559,6 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
         &gateway_ip,
         "{retryNonIdempotent: true}",
     );
-    wait(Duration::from_secs(20), "two model pods ready", || async {
-        pod_ips(&client, &ns, "app=model").await.len() == 2
-    })
-    .await;
     let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
     let listen = gateway.listen.clone();
     let load = tokio::task::spawn_blocking(move || {
@@ -1574,17 +1584,10 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight() {
     let p = plane();
-    let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-gateway-replicas").await;
-    apply(&client, &deployment("model", 2), Some(&ns)).await;
-    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let (_client, ns, _kubelet) = two_model_pods(p, "e2e-gateway-replicas").await;
     let (a_ip, b_ip) = (harness::next_pod_ip(), harness::next_pod_ip());
     let (a, _) = Gateway::start(p, &ns, "app=model", &a_ip, "{}");
     let (b, _) = Gateway::start(p, &ns, "app=model", &b_ip, "{}");
-    wait(Duration::from_secs(20), "two model pods ready", || async {
-        pod_ips(&client, &ns, "app=model").await.len() == 2
-    })
-    .await;
     // Clients spread over both, as a Service would; one whose gateway refuses its connection
     // or loses its request goes to the other (as the Service does once the dead pod leaves
     // its endpoints). A request sent and then not answered is lost.
