@@ -286,6 +286,22 @@ mod tests {
             .contains("invalid JSON"));
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, the answer is a request or a reason, never a panic; and a
+        /// request always asks for at least a token each way.
+        #[test]
+        fn any_body_parses_or_is_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+                                         words in "[a-z ]{0,64}", max in proptest::option::of(0u64..5_000_000_000)) {
+            let _ = parse(Api::Completions, &body, "m");
+            let _ = parse(Api::Chat, &body, "m");
+            let max = max.map_or("null".to_string(), |m| m.to_string());
+            let text = format!(r#"{{"prompt": "{words}", "max_tokens": {max}}}"#);
+            if let Ok(ask) = parse(Api::Completions, text.as_bytes(), "m") {
+                proptest::prop_assert!(ask.prompt_tokens >= 1 && ask.max_tokens >= 1);
+            }
+        }
+    }
+
     #[test]
     fn events_are_openai_chunks_ending_in_done() {
         let (tx, rx) = mpsc::unbounded_channel();
