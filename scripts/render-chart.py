@@ -4,7 +4,10 @@ would for these templates, with gotpl (Go's text/template in Python; no helm bin
 here). The chart uses core template actions only (no Sprig functions), so this is exact for
 it. Prints the manifests (templates, then crds/) as one YAML stream.
 
-usage: render-chart.py CHART_DIR [RELEASE_NAMESPACE]
+usage: render-chart.py CHART_DIR [RELEASE_NAMESPACE] [VALUES_YAML]
+
+VALUES_YAML (as text) is laid over values.yaml, key by key at the top level, as `helm
+template --values` would for these values.
 """
 import pathlib
 import sys
@@ -15,6 +18,8 @@ import yaml
 chart = pathlib.Path(sys.argv[1])
 namespace = sys.argv[2] if len(sys.argv) > 2 else "ebb-system"
 values = yaml.safe_load((chart / "values.yaml").read_text())
+if len(sys.argv) > 3:
+    values.update(yaml.safe_load(sys.argv[3]) or {})
 context = {
     "Values": values,
     "Release": {"Name": "ebb", "Namespace": namespace, "Service": "Helm"},

@@ -908,12 +908,13 @@ async fn the_crd_and_the_kubernetes_examples_apply() {
 
 /// The chart rendered by scripts/render-chart.py (gotpl: Go templates in Python, as no helm
 /// binary exists here).
-fn render_chart(namespace: &str) -> String {
+fn render_chart(namespace: &str, values: &str) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = std::process::Command::new("python3")
         .arg(root.join("scripts/render-chart.py"))
         .arg(root.join("deploy/helm/ebb"))
         .arg(namespace)
+        .arg(values)
         .output()
         .expect("python3");
     if !out.status.success() {
@@ -935,7 +936,11 @@ fn cluster_role_rules(yaml: &str) -> serde_json::Value {
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn the_helm_chart_renders_the_deploy_pieces_and_applies() {
     let p = plane();
-    let rendered = render_chart("ebb-chart");
+    // With a gateway in front of a model, in the chart's namespace.
+    let rendered = render_chart(
+        "ebb-chart",
+        "{gateways: [{name: model, namespace: ebb-chart, selector: app=model, targetPort: 8080, replicas: 2, queueTimeoutSeconds: 300}]}",
+    );
     let rbac = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml"),
     )
@@ -975,6 +980,30 @@ async fn the_helm_chart_renders_the_deploy_pieces_and_applies() {
         .await
         .expect("the chart's Deployment");
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
+    let g = deployments
+        .get("ebb-gateway-model")
+        .await
+        .expect("the chart's gateway");
+    let args = g
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        args.contains(&"--selector=app=model".to_string()),
+        "{args:?}"
+    );
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), "ebb-chart");
+    let rules = roles
+        .get("ebb-gateway-model")
+        .await
+        .expect("the gateway's Role")
+        .rules;
+    assert_eq!(
+        serde_json::to_value(&rules).unwrap(),
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]),
+        "the gateway may only read pods"
+    );
 }
 
 fn seldon(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
