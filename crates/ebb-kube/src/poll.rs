@@ -233,21 +233,7 @@ pub(crate) async fn poll(
             "the target has no pods to scrape".into(),
         ));
     }
-    let scrapes = sources::scrape_pods(ps, &endpoints, timeout).await;
-    let mut errors = Vec::new();
-    let mut ok = Vec::new();
-    for (pod, r) in scrapes {
-        match r {
-            Ok(s) => ok.push((pod, s)),
-            Err(e) => errors.push(format!("{pod}: {e}")),
-        }
-    }
-    if ok.is_empty() {
-        return Err(SourceError::NoData(format!(
-            "no pod could be scraped ({})",
-            errors.join("; ")
-        )));
-    }
+    let ok = scraped(sources::scrape_pods(ps, &endpoints, timeout).await, "pod")?;
     if let Some(t) = &ps.traffic {
         return Ok(traffic_value(&ok, t, memory, now));
     }
@@ -281,6 +267,29 @@ pub(crate) async fn poll(
         }
         _ => Ok(SourceValue::PerPod(values)),
     }
+}
+
+/// The scrapes that worked, or an error naming why each failed when none did (`what` names
+/// the pods: "pod", "gateway pod").
+fn scraped(
+    scrapes: Vec<(String, Result<sources::Scrape, SourceError>)>,
+    what: &str,
+) -> Result<Vec<(String, sources::Scrape)>, SourceError> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (pod, r) in scrapes {
+        match r {
+            Ok(s) => ok.push((pod, s)),
+            Err(e) => errors.push(format!("{pod}: {e}")),
+        }
+    }
+    if ok.is_empty() {
+        return Err(SourceError::NoData(format!(
+            "no {what} could be scraped ({})",
+            errors.join("; ")
+        )));
+    }
+    Ok(ok)
 }
 
 /// The traffic signals from scrapes of the pods that count requests (the target's own, or the
@@ -360,20 +369,8 @@ async fn gateway(
     now: Time,
     timeout: Duration,
 ) -> Result<SourceValue, SourceError> {
-    let mut ok = Vec::new();
-    let mut errors = Vec::new();
-    for (pod, r) in sources::scrape_gateways(&ctx.caches, ns, g, timeout).await? {
-        match r {
-            Ok(s) => ok.push((pod, s)),
-            Err(e) => errors.push(format!("{pod}: {e}")),
-        }
-    }
-    if ok.is_empty() {
-        return Err(SourceError::NoData(format!(
-            "no gateway pod could be scraped ({})",
-            errors.join("; ")
-        )));
-    }
+    let scrapes = sources::scrape_gateways(&ctx.caches, ns, g, timeout).await?;
+    let ok = scraped(scrapes, "gateway pod")?;
     let names = TrafficMetrics {
         arrivals: Some("ebb_requests_total".into()),
         completions: Some("ebb_responses_total".into()),
