@@ -55,6 +55,9 @@ pub struct Proxy {
     settings: ProxySettings,
     health: Arc<HealthSettings>,
     queue: QueueLimits,
+    /// Once cancelled, requests waiting for a first ready replica are answered 503 at once
+    /// instead of held (a gateway replica that stops: another one can hold them).
+    release_held: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// An answer: Ebb's own, or a replica's passing through.
@@ -205,6 +208,8 @@ enum Wait {
     Got(Picked),
     QueueFull,
     TimedOut,
+    /// The proxy is stopping and releases what it holds (the gateway's choice).
+    Released,
 }
 
 /// A replica's answer head, with the counts its body must keep.
@@ -288,16 +293,18 @@ impl Proxy {
             capacity: cfg.queue_capacity,
             timeout: cfg.queue_timeout,
         };
-        Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), queue)
+        Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), queue, None)
     }
 
     /// A proxy over `state`'s replicas with these settings, for a driver that is not `ebb
-    /// up` (the gateway).
+    /// up` (the gateway); once `release_held` is cancelled, it answers the requests it holds
+    /// for want of a ready replica with 503 instead of holding them.
     pub fn with(
         state: Arc<ServiceState>,
         settings: ProxySettings,
         health: HealthSettings,
         queue: QueueLimits,
+        release_held: Option<tokio_util::sync::CancellationToken>,
     ) -> Arc<Proxy> {
         Arc::new(Proxy {
             state,
@@ -305,6 +312,7 @@ impl Proxy {
             settings,
             health: Arc::new(health),
             queue,
+            release_held,
         })
     }
 
@@ -483,6 +491,15 @@ impl Proxy {
             let (replica, copy) = match wait {
                 Wait::Got(p) => p,
                 Wait::QueueFull => return Err(self.unavailable(model, true)),
+                Wait::Released => {
+                    let mut r = self.failed(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "this proxy is stopping and no replica is ready; try again (another proxy replica will take it)",
+                    );
+                    r.headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                    return Err(r);
+                }
                 Wait::TimedOut if tried.is_empty() => return Err(self.unavailable(model, false)),
                 Wait::TimedOut => {
                     return Err(self.failed(StatusCode::BAD_GATEWAY, "no other replica to retry on"))
@@ -661,6 +678,9 @@ impl Proxy {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Wait::TimedOut;
+            }
+            if self.release_held.as_ref().is_some_and(|t| t.is_cancelled()) {
+                return Wait::Released;
             }
             // Wake on a readiness change, or re-check a little later in any case.
             let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), notified).await;

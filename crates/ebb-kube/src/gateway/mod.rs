@@ -200,11 +200,13 @@ fn serve_threads(
 ) -> Result<Vec<std::thread::JoinHandle<()>>, GatewayError> {
     let mut threads = Vec::new();
     for (i, socket) in sockets.into_iter().enumerate() {
+        // Held requests are answered 503 when this replica stops: another replica holds them.
         let proxy = Proxy::with(
             state.clone(),
             cfg.proxy.clone(),
             cfg.health.clone(),
             cfg.queue,
+            Some(ctx.stop.clone()),
         );
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()

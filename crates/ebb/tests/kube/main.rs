@@ -1664,3 +1664,44 @@ async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight()
     assert!(ok > 100, "{ok}");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_stopping_gateway_answers_what_it_holds_so_another_can_take_it() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-stop").await;
+    apply(&client, &deployment("model", 0), Some(&ns)).await;
+    let gateway_ip = harness::next_pod_ip();
+    let (mut gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip, "{}");
+    let listen = gateway.listen.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3).map(|_| sc.spawn(|| infer(&listen))).collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<u16>>()
+        })
+    });
+    wait(Duration::from_secs(10), "three requests held", || async {
+        let text =
+            harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+        metric(&text, "ebb_waiting{service=\"model\"}") == Some(3.0)
+    })
+    .await;
+    let stopped = std::time::Instant::now();
+    unsafe {
+        libc::kill(gateway.child.id() as i32, libc::SIGTERM);
+    }
+    let codes = held.await.unwrap();
+    let answered = stopped.elapsed();
+    let status = gateway.child.wait().expect("the gateway exits");
+    let exited = stopped.elapsed();
+    eprintln!(
+        "held requests answered {codes:?} {answered:?} after SIGTERM; exited after {exited:?}"
+    );
+    assert_eq!(codes, [503, 503, 503], "answered, not cut");
+    assert!(answered < Duration::from_secs(2), "{answered:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(exited < Duration::from_secs(5), "{exited:?}");
+}
