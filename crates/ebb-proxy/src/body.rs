@@ -14,18 +14,17 @@
 //! caller counts for the request (in flight on the service, on the replica) lives in the
 //! observer and so lasts until the last byte.
 
+use crate::silence::Silence;
 use crate::BoxError;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::time::Sleep;
 
 /// How much of a request body the proxy reads, holds and waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +135,8 @@ pub struct Streamed {
     head: VecDeque<Bytes>,
     rest: Incoming,
     read: u64,
-    limits: BodyLimits,
-    waiting: Option<Pin<Box<Sleep>>>,
+    max_bytes: u64,
+    pause: Silence,
     cut: Arc<AtomicU8>,
 }
 
@@ -147,8 +146,8 @@ impl Streamed {
             head,
             rest,
             read,
-            limits,
-            waiting: None,
+            max_bytes: limits.max_bytes,
+            pause: Silence::new(limits.read_timeout),
             cut: Arc::default(),
         }
     }
@@ -175,10 +174,10 @@ impl Streamed {
         }
         match Pin::new(&mut self.rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                self.waiting = None;
+                self.pause.heard();
                 if let Some(data) = frame.data_ref() {
                     self.read += data.len() as u64;
-                    if self.read > self.limits.max_bytes {
+                    if self.read > self.max_bytes {
                         return self.cut(Refused::TooLarge);
                     }
                 }
@@ -186,16 +185,8 @@ impl Streamed {
             }
             Poll::Ready(Some(Err(_))) => self.cut(Refused::Broken),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let timeout = self.limits.read_timeout;
-                let timer = self
-                    .waiting
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return self.cut(Refused::TimedOut);
-                }
-                Poll::Pending
-            }
+            Poll::Pending if self.pause.expired(cx) => self.cut(Refused::TimedOut),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

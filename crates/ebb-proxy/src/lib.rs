@@ -14,6 +14,7 @@ pub mod guard;
 pub mod headers;
 pub mod histogram;
 pub mod server;
+mod silence;
 pub mod upstream;
 
 /// The error a streamed body ends with.

@@ -12,6 +12,7 @@
 //! fresh connection.
 
 use crate::body::RequestBody;
+use crate::silence::Silence;
 use crate::BoxError;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -242,8 +242,7 @@ impl Upstreams {
                 conn: Some(c),
                 alive,
                 home: (self.pool.clone(), addr),
-                silence,
-                waiting: None,
+                pause: Silence::new(silence),
             };
             if body.body.is_end_stream() {
                 // Nothing will poll an empty body: hand the connection back now.
@@ -266,8 +265,7 @@ pub struct UpstreamBody {
     conn: Option<Pooled>,
     alive: bool,
     home: (Arc<Pool>, SocketAddr),
-    silence: Duration,
-    waiting: Option<Pin<Box<Sleep>>>,
+    pause: Silence,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -305,7 +303,7 @@ impl Body for UpstreamBody {
         }
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting = None;
+                this.pause.heard();
                 if this.body.is_end_stream() {
                     this.give_back(cx);
                 }
@@ -319,21 +317,15 @@ impl Body for UpstreamBody {
                 this.give_back(cx);
                 Poll::Ready(None)
             }
-            Poll::Pending => {
-                let silence = this.silence;
-                let timer = this
-                    .waiting
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(silence)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    this.conn = None;
-                    let text = format!(
-                        "the replica sent nothing for {:.1}s in the middle of its answer",
-                        silence.as_secs_f64()
-                    );
-                    return Poll::Ready(Some(Err(text.into())));
-                }
-                Poll::Pending
+            Poll::Pending if this.pause.expired(cx) => {
+                this.conn = None;
+                let text = format!(
+                    "the replica sent nothing for {:.1}s in the middle of its answer",
+                    this.pause.limit().as_secs_f64()
+                );
+                Poll::Ready(Some(Err(text.into())))
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 
