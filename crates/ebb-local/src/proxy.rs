@@ -53,6 +53,8 @@ pub struct Proxy {
     pub state: Arc<ServiceState>,
     upstreams: Upstreams,
     settings: ProxySettings,
+    /// How request bodies are read (from `settings`).
+    body_limits: BodyLimits,
     health: Arc<HealthSettings>,
     queue: QueueLimits,
     /// Once cancelled, requests waiting for a first ready replica are answered 503 at once
@@ -186,7 +188,7 @@ impl Observer for Exchange {
         }
     }
 
-    fn broke(&mut self, why: &str) {
+    fn broke(&mut self, why: &str, total: Duration) {
         let state = &self.request.state;
         state
             .counters
@@ -194,7 +196,7 @@ impl Observer for Exchange {
             .fetch_add(1, Ordering::Relaxed);
         state.report_outcome(&self.on.replica, Outcome::GatewayFailure, &self.health);
         tracing::debug!(replica = self.on.replica.id, "answer broke off: {why}");
-        self.request.answered(self.request.arrived.elapsed());
+        self.request.answered(total);
     }
 
     fn abandoned(&mut self) {}
@@ -309,6 +311,11 @@ impl Proxy {
         Arc::new(Proxy {
             state,
             upstreams: Upstreams::new(settings.connect_timeout),
+            body_limits: BodyLimits {
+                max_bytes: settings.max_body_bytes,
+                retry_bytes: settings.retry_body_bytes,
+                read_timeout: settings.body_timeout,
+            },
             settings,
             health: Arc::new(health),
             queue,
@@ -341,12 +348,8 @@ impl Proxy {
         }
         let request = Accounted::begin(&self.state);
         let (mut parts, body) = req.into_parts();
-        let limits = BodyLimits {
-            max_bytes: self.settings.max_body_bytes,
-            retry_bytes: self.settings.retry_body_bytes,
-            read_timeout: self.settings.body_timeout,
-        };
-        let body = match read_request(body, declared_length(&parts.headers), limits).await {
+        let declared = declared_length(&parts.headers);
+        let body = match read_request(body, declared, self.body_limits).await {
             Ok(b) => b,
             Err(why) => return request.answer_now(self.refused(why)),
         };

@@ -276,8 +276,9 @@ pub trait Observer: Send + Unpin + 'static {
     }
     /// The last byte went out, `total` after the request arrived.
     fn finished(&mut self, total: Duration);
-    /// The answer broke off on the replica's side (it failed or fell silent).
-    fn broke(&mut self, why: &str);
+    /// The answer broke off on the replica's side (it failed or fell silent), `total` after
+    /// the request arrived.
+    fn broke(&mut self, why: &str, total: Duration);
     /// The client left before the last byte.
     fn abandoned(&mut self);
 }
@@ -350,7 +351,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 let why = e.to_string();
-                this.end(|o, _| o.broke(&why));
+                this.end(|o, total| o.broke(&why, total));
             }
             Poll::Ready(None) => this.end(|o, total| o.finished(total)),
             Poll::Pending => {}
