@@ -691,6 +691,47 @@ impl Proxy {
     }
 }
 
+/// Serves `sockets` (one port, shared with `SO_REUSEPORT`) on a thread each, with its own
+/// single-threaded event loop and its own proxy from `make` (so its own replica connections):
+/// a request is read, forwarded and answered on one thread, without cross-thread wake-ups, as
+/// in HAProxy and nginx. A thread ends once `ctx.stop` has come and its connections are
+/// closed; one that cannot start its event loop says so through `ctx.report`. One result per
+/// socket: the thread, or why it could not be spawned.
+pub fn serve_on_threads(
+    name: &str,
+    sockets: Vec<std::net::TcpListener>,
+    ctx: &Listener,
+    make: impl Fn() -> Arc<Proxy>,
+) -> Vec<std::io::Result<std::thread::JoinHandle<()>>> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let (proxy, ctx) = (make(), ctx.clone());
+            std::thread::Builder::new()
+                .name(format!("ebb-proxy-{name}-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            return (ctx.report)(format!("proxy thread {i} could not start: {e}"))
+                        }
+                    };
+                    rt.block_on(async move {
+                        match TcpListener::from_std(socket) {
+                            Ok(listener) => proxy.serve(listener, ctx.clone()).await,
+                            Err(e) => (ctx.report)(format!("proxy thread {i}: {e}")),
+                        }
+                        ctx.connections.wait().await;
+                    });
+                })
+        })
+        .collect()
+}
+
 fn pick(state: &ServiceState, model: Option<&ModelEntry>, avoid: &[u32]) -> Option<Picked> {
     match model {
         Some(m) => m.pick(avoid).map(|c| (c.replica.clone(), Some(c))),

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::net::TcpListener;
 
 /// Why the runtime could not start.
 #[derive(Debug, Error)]
@@ -153,45 +152,6 @@ fn listener_for(state: &Arc<ServiceState>) -> Listener {
     )
 }
 
-/// Starts one proxy thread per listening socket, each with its own single-threaded event
-/// loop and its own replica connections, so that a request is read, forwarded and answered
-/// on one thread without cross-thread wake-ups. A thread ends once the stop has come and the
-/// connections are all closed.
-fn start_proxy_threads(
-    state: &Arc<ServiceState>,
-    cfg: &crate::config::ServiceConfig,
-    sockets: Vec<std::net::TcpListener>,
-    ctx: &Listener,
-) {
-    for (i, socket) in sockets.into_iter().enumerate() {
-        let (service, cfg, ctx) = (state.clone(), cfg.clone(), ctx.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("ebb-proxy-{}-{i}", cfg.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        return service.event(format!("proxy thread {i} could not start: {e}"))
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match TcpListener::from_std(socket) {
-                        Ok(l) => l,
-                        Err(e) => return service.event(format!("proxy thread {i}: {e}")),
-                    };
-                    Proxy::new(service, &cfg).serve(listener, ctx.clone()).await;
-                    ctx.connections.wait().await;
-                });
-            });
-        if let Err(e) = spawned {
-            state.event(format!("proxy thread {i} could not start: {e}"));
-        }
-    }
-}
-
 /// Where a client on this machine reaches `addr` (a wildcard address means loopback).
 fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     if addr.ip().is_unspecified() {
@@ -252,7 +212,14 @@ pub async fn run(
         }
         let state = Arc::new(state);
         let listener_ctx = listener_for(&state);
-        start_proxy_threads(&state, &cfg, listener, &listener_ctx);
+        let threads = crate::proxy::serve_on_threads(&cfg.name, listener, &listener_ctx, || {
+            Proxy::new(state.clone(), &cfg)
+        });
+        for (i, t) in threads.into_iter().enumerate() {
+            if let Err(e) = t {
+                state.event(format!("proxy thread {i} could not start: {e}"));
+            }
+        }
         let service = Service::new(cfg, state.clone());
         let tasks = vec![
             tokio::spawn(service.clone().sample_in_flight()),

@@ -189,58 +189,6 @@ async fn follow_pods(
     }
 }
 
-/// One proxy thread per socket of the shared port, each with its own event loop and its own
-/// pod connections (as `ebb up`'s proxy: a request is read, forwarded and answered on one
-/// thread); a thread ends once the stop has come and its connections are closed.
-fn serve_threads(
-    cfg: &GatewayConfig,
-    state: &Arc<ServiceState>,
-    sockets: Vec<std::net::TcpListener>,
-    ctx: &Listener,
-) -> Result<Vec<std::thread::JoinHandle<()>>, GatewayError> {
-    let mut threads = Vec::new();
-    for (i, socket) in sockets.into_iter().enumerate() {
-        // Held requests are answered 503 when this replica stops: another replica holds them.
-        let proxy = Proxy::with(
-            state.clone(),
-            cfg.proxy.clone(),
-            cfg.health.clone(),
-            cfg.queue,
-            Some(ctx.stop.clone()),
-        );
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ebb-gateway-{i}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => return tracing::error!("proxy thread {i} could not start: {e}"),
-                };
-                rt.block_on(async move {
-                    match tokio::net::TcpListener::from_std(socket) {
-                        Ok(listener) => proxy.serve(listener, ctx.clone()).await,
-                        Err(e) => tracing::error!("proxy thread {i}: {e}"),
-                    }
-                    ctx.connections.wait().await;
-                });
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(source) => {
-                return Err(GatewayError::Bind {
-                    what: "a proxy thread",
-                    addr: cfg.listen,
-                    source,
-                })
-            }
-        }
-    }
-    Ok(threads)
-}
-
 fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     server::bind(addr).map_err(|source| GatewayError::Bind { what, addr, source })
 }
@@ -277,7 +225,23 @@ pub async fn run(
         state.counters.clone(),
         Arc::new(|text| tracing::warn!("gateway listener: {text}")),
     );
-    let threads = serve_threads(&cfg, &state, listener, &ctx)?;
+    // Held requests are answered 503 when this replica stops: another replica holds them.
+    let threads = ebb_local::proxy::serve_on_threads("gateway", listener, &ctx, || {
+        Proxy::with(
+            state.clone(),
+            cfg.proxy.clone(),
+            cfg.health.clone(),
+            cfg.queue,
+            Some(ctx.stop.clone()),
+        )
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|source| GatewayError::Bind {
+        what: "a proxy thread",
+        addr: cfg.listen,
+        source,
+    })?;
     tracing::info!(
         listen = %cfg.listen, admin = %cfg.admin, namespace = %cfg.namespace, selector = %cfg.selector,
         "gateway serving pods on port {}", cfg.target_port
