@@ -24,7 +24,7 @@ use kube::Api;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,8 +71,8 @@ pub enum GatewayError {
 /// The pods the proxy routes to, kept equal to the ready pods the watch reports.
 struct Routes {
     state: Arc<ServiceState>,
-    by_name: BTreeMap<String, (SocketAddr, Arc<Replica>)>,
-    next_id: AtomicU32,
+    by_name: BTreeMap<String, Arc<Replica>>,
+    next_id: u32,
 }
 
 impl Routes {
@@ -83,7 +83,7 @@ impl Routes {
         let current = self
             .by_name
             .iter()
-            .map(|(n, (a, _))| (n.clone(), *a))
+            .map(|(n, r)| (n.clone(), r.addr))
             .collect();
         let (add, remove) = endpoints::diff(&current, wanted);
         let changed = !add.is_empty() || !remove.is_empty();
@@ -91,7 +91,7 @@ impl Routes {
             self.apply(add, remove);
         }
         let mut drains_changed = false;
-        for (name, (_, r)) in &self.by_name {
+        for (name, r) in &self.by_name {
             let drain = drained.contains(name);
             if r.spared.swap(drain, Ordering::AcqRel) != drain {
                 drains_changed = true;
@@ -112,31 +112,24 @@ impl Routes {
             return;
         };
         for name in remove {
-            if let Some((_, r)) = self.by_name.remove(&name) {
-                r.draining.store(true, Ordering::Release);
+            if let Some(r) = self.by_name.remove(&name) {
                 replicas.retain(|x| !Arc::ptr_eq(x, &r));
                 self.state.event(format!("pod {name} left the rotation"));
             }
         }
         for (name, addr) in add {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let r = Arc::new(Replica::at(id, addr, name.clone()));
+            self.next_id += 1;
+            let r = Arc::new(Replica::at(self.next_id, addr, name.clone()));
             r.ready.store(true, Ordering::Release);
             if let Ok(mut since) = r.ready_since.lock() {
                 *since = Some(Instant::now());
             }
             replicas.push(r.clone());
-            self.by_name.insert(name.clone(), (addr, r));
+            self.by_name.insert(name.clone(), r);
             self.state
                 .event(format!("pod {name} at {addr} joined the rotation"));
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Watches the pods and keeps the routes current until the process ends; `synced` turns
@@ -152,8 +145,9 @@ async fn follow_pods(
     let mut routes = Routes {
         state,
         by_name: BTreeMap::new(),
-        next_id: AtomicU32::new(1),
+        next_id: 0,
     };
+    let clock = crate::context::system_clock();
     let mut events = std::pin::pin!(
         watcher(api, watcher::Config::default().labels(&cfg.selector))
             .default_backoff()
@@ -183,7 +177,7 @@ async fn follow_pods(
         }
         let pods = store.state();
         let all = pods.iter().map(|p| p.as_ref());
-        let drained = endpoints::drained(pods.iter().map(|p| p.as_ref()), unix_ms());
+        let drained = endpoints::drained(pods.iter().map(|p| p.as_ref()), clock().as_millis());
         routes.sync(&endpoints::wanted(all, cfg.target_port), &drained);
         synced.store(true, Ordering::Release);
     }
