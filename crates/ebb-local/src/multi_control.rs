@@ -94,7 +94,7 @@ impl Service {
     ) -> Result<(), String> {
         let req = hyper::Request::post(format!(
             "http://127.0.0.1:{}/v2/repository/models/{model}/{action}",
-            replica.port
+            replica.port()
         ))
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;

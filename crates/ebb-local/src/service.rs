@@ -160,7 +160,7 @@ impl Service {
                 _ = stop.changed() => return Watched::Stopped,
                 _ = probe.tick() => {}
             }
-            let passed = self.ready_check(replica.port).await;
+            let passed = self.ready_check(replica.port()).await;
             let now = Instant::now();
             match replica.health.probe(passed, now, health) {
                 ProbeChange::None => {}
@@ -203,7 +203,7 @@ impl Service {
             if *stop.borrow() {
                 break;
             }
-            let mut child: Child = match self.command(replica.port).spawn() {
+            let mut child: Child = match self.command(replica.port()).spawn() {
                 Ok(c) => c,
                 Err(e) => {
                     self.event(format!(
@@ -225,7 +225,7 @@ impl Service {
             let started = Instant::now();
             let mut exited = None;
             let ready = loop {
-                if self.ready_check(replica.port).await {
+                if self.ready_check(replica.port()).await {
                     break true;
                 }
                 if let Ok(Some(status)) = child.try_wait() {

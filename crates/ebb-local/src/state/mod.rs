@@ -20,8 +20,6 @@ pub mod models;
 pub struct Replica {
     /// Stable id (the "pod name" the core ranks).
     pub id: u32,
-    /// Its port on loopback.
-    pub port: u16,
     /// Where requests go: `127.0.0.1:port` for a local process, a pod's IP for the gateway.
     pub addr: std::net::SocketAddr,
     /// How `/metrics` and the status page name it: its id, or a pod's name.
@@ -69,7 +67,6 @@ impl Replica {
     pub fn at(id: u32, addr: std::net::SocketAddr, label: String) -> Replica {
         Replica {
             id,
-            port: addr.port(),
             addr,
             label,
             host: hyper::header::HeaderValue::try_from(addr.to_string())
@@ -86,6 +83,11 @@ impl Replica {
             health: Health::default(),
             spared: AtomicBool::new(false),
         }
+    }
+
+    /// Its port (on loopback, for a local process).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// Gets new requests: ready, not draining, not ejected.
@@ -562,7 +564,7 @@ impl ServiceState {
                 let state = r.state().as_str();
                 serde_json::json!({
                     "id": r.id,
-                    "port": r.port,
+                    "port": r.port(),
                     "pid": r.pid.load(Ordering::Relaxed),
                     "state": state,
                     "inFlight": r.in_flight.load(Ordering::Relaxed),
