@@ -683,38 +683,37 @@ impl ServiceState {
             help: "Gaps between the chunks of an answer's body as they passed through (a token stream's inter-token latency).",
             samples: self.chunk_gaps.exposition("ebb_inter_chunk_seconds", "", &labels, false),
         });
-        out.push(Family {
-            name: "ebb_replica_in_flight",
-            kind: "gauge",
-            help: "Requests forwarded to a replica and not yet answered.",
-            samples: self
-                .replicas()
+        // Both per-replica families from one snapshot of the replicas, so that a reader (the
+        // controller waiting for a drain) sees the same set in each.
+        let replicas = self.replicas();
+        let per_replica = |name: &'static str, help: &'static str, value: fn(&Replica) -> u64| {
+            let samples = replicas
                 .iter()
                 .map(|r| {
                     format!(
-                        "ebb_replica_in_flight{{service=\"{n}\",replica=\"{}\"}} {}\n",
+                        "{name}{{service=\"{n}\",replica=\"{}\"}} {}\n",
                         r.label,
-                        r.in_flight.load(Ordering::Relaxed)
+                        value(r)
                     )
                 })
-                .collect(),
-        });
-        out.push(Family {
-            name: "ebb_replica_routable",
-            kind: "gauge",
-            help: "1 while a replica takes new requests; 0 while it starts, drains, is ejected, fails its probes or is spared for a removal.",
-            samples: self
-                .replicas()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "ebb_replica_routable{{service=\"{n}\",replica=\"{}\"}} {}\n",
-                        r.label,
-                        u8::from(r.routable() && !r.spared.load(Ordering::Relaxed))
-                    )
-                })
-                .collect(),
-        });
+                .collect();
+            Family {
+                name,
+                kind: "gauge",
+                help,
+                samples,
+            }
+        };
+        out.push(per_replica(
+            "ebb_replica_in_flight",
+            "Requests forwarded to a replica and not yet answered.",
+            |r| u64::from(r.in_flight.load(Ordering::Relaxed)),
+        ));
+        out.push(per_replica(
+            "ebb_replica_routable",
+            "1 while a replica takes new requests; 0 while it starts, drains, is ejected, fails its probes or is spared for a removal.",
+            |r| u64::from(r.routable() && !r.spared.load(Ordering::Relaxed)),
+        ));
         out
     }
 }
