@@ -368,6 +368,19 @@ pub(crate) fn metric(text: &str, prefix: &str) -> Option<f64> {
 
 static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 
+/// Plays the kubelet's part for pod `name`: Running and Ready at `ip`. False if the API
+/// refused (the pod went away, say).
+pub(crate) async fn mark_ready(pods: &Api<Pod>, name: &str, ip: &str) -> bool {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({"status": {
+        "phase": "Running", "podIP": ip, "startTime": now,
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .is_ok()
+}
+
 /// A loopback address no other pod of this test run has (127.0.10.2 on): a pod's IP.
 pub(crate) fn next_pod_ip() -> String {
     let n = NEXT_IP.fetch_add(1, Ordering::Relaxed) + 2;
@@ -476,16 +489,7 @@ async fn kubelet_loop(
                 stop.clone(),
             );
             std::thread::spawn(move || serve_metrics(listener, l, g, rc, st));
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let status = serde_json::json!({"status": {
-                "phase": "Running", "podIP": ip, "startTime": now,
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-            }});
-            if pods
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .is_ok()
-            {
+            if mark_ready(&pods, &name, &ip).await {
                 ips.insert(name, ip);
             }
         }

@@ -1232,18 +1232,18 @@ async fn set_redis(url: &str, key: &str, value: &str) {
 /// `admin_ip` (a stand-in gateway pod's IP), killed when dropped.
 struct Gateway {
     child: std::process::Child,
+    /// Where it takes requests.
     listen: String,
+    /// The IP of the gateway pod it stands for, where its admin endpoint listens.
+    ip: String,
+    /// Its admin port (what the Autoscaler's gateway source names).
+    admin_port: u16,
 }
 
 impl Gateway {
-    fn start(
-        p: &harness::Plane,
-        ns: &str,
-        selector: &str,
-        admin_ip: &str,
-        proxy: &str,
-    ) -> (Gateway, u16) {
+    fn start(p: &harness::Plane, ns: &str, selector: &str, proxy: &str) -> Gateway {
         let (port, admin) = (harness::free_port(), harness::free_port());
+        let admin_ip = harness::next_pod_ip();
         let listen = format!("127.0.0.1:{port}");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
             .args(["gateway", "--kubeconfig"])
@@ -1261,18 +1261,26 @@ impl Gateway {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start ebb gateway");
-        let g = Gateway { child, listen };
+        let g = Gateway {
+            child,
+            listen,
+            ip: admin_ip,
+            admin_port: admin,
+        };
         let start = std::time::Instant::now();
-        while harness::http_get(&format!("{admin_ip}:{admin}"), "/readyz")
-            .is_none_or(|body| body != "ok\n")
-        {
+        while g.admin("/readyz") != "ok\n" {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "the gateway never became ready"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        (g, admin)
+        g
+    }
+
+    /// The body of `path` on its admin endpoint ("" when it does not answer).
+    fn admin(&self, path: &str) -> String {
+        harness::http_get(&format!("{}:{}", self.ip, self.admin_port), path).unwrap_or_default()
     }
 }
 
@@ -1291,13 +1299,11 @@ async fn gateway_pod(client: &kube::Client, ns: &str, ip: &str) {
         Some(ns),
     )
     .await;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = serde_json::json!({"status": {"phase": "Running", "podIP": ip, "startTime": now,
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    pods.patch_status("gateway-0", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("gateway pod status");
+    assert!(
+        harness::mark_ready(&pods, "gateway-0", ip).await,
+        "gateway pod status"
+    );
 }
 
 /// A connection refused: the request was never sent.
@@ -1332,8 +1338,8 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     let ns = namespace(&client, "e2e-gateway").await;
     apply(&client, &deployment("model", 0), Some(&ns)).await;
     let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
-    let gateway_ip = harness::next_pod_ip();
-    let (gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip, "{}");
+    let gateway = Gateway::start(p, &ns, "app=model", "{}");
+    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
     gateway_pod(&client, &ns, &gateway_ip).await;
     let spec = format!(
         "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 4}}\n  scaleToZero: {{idleSeconds: 600}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
@@ -1388,7 +1394,7 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     // The source is polled every 0.5 s and the model starts in a blink: well within seconds.
     assert!(first < Duration::from_secs(10), "{first:?}");
     assert!(replicas(&client, &ns, "model").await >= 1);
-    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    let text = gateway.admin("/metrics");
     assert_eq!(
         metric(&text, "ebb_requests_total{service=\"model\"}"),
         Some(12.0),
@@ -1450,15 +1456,9 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     let ns = namespace(&client, "e2e-gateway-step").await;
     apply(&client, &deployment("model", 1), Some(&ns)).await;
     let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
-    let gateway_ip = harness::next_pod_ip();
     // Inference has no side effects: a request cut by a replica that stops is sent again.
-    let (gateway, admin) = Gateway::start(
-        p,
-        &ns,
-        "app=model",
-        &gateway_ip,
-        "{retryNonIdempotent: true}",
-    );
+    let gateway = Gateway::start(p, &ns, "app=model", "{retryNonIdempotent: true}");
+    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
     gateway_pod(&client, &ns, &gateway_ip).await;
     let spec = format!(
         "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 4\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 2, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 2, policies: [{{type: Percent, value: 100, periodSeconds: 1}}]}}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
@@ -1503,13 +1503,12 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     assert!(took < Duration::from_secs(25), "{took:?}");
     let ((high_ok, high_failed), (low_ok, low_failed)) = step.await.unwrap();
     let last = replicas(&client, &ns, "model").await;
-    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    let text = gateway.admin("/metrics");
     let retries = metric(&text, "ebb_retries_total{service=\"model\"}").unwrap_or(-1.0);
     eprintln!(
         "step: {high_ok} answered, {high_failed} failed; after it: {low_ok} answered, {low_failed} failed; replicas up to {most}, then {last}; {retries} retries"
     );
-    let status = harness::http_get(&format!("{gateway_ip}:{admin}"), "/ebb/status/model")
-        .unwrap_or_default();
+    let status = gateway.admin("/ebb/status/model");
     let drains = status
         .matches("drained: the controller is about to remove it")
         .count();
@@ -1580,14 +1579,7 @@ async fn two_model_pods(
 async fn a_model_process_killed_under_load_has_its_requests_retried_on_another() {
     let p = plane();
     let (client, ns, _kubelet) = two_model_pods(p, "e2e-gateway-crash").await;
-    let gateway_ip = harness::next_pod_ip();
-    let (gateway, admin) = Gateway::start(
-        p,
-        &ns,
-        "app=model",
-        &gateway_ip,
-        "{retryNonIdempotent: true}",
-    );
+    let gateway = Gateway::start(p, &ns, "app=model", "{retryNonIdempotent: true}");
     let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
     let listen = gateway.listen.clone();
     let load = tokio::task::spawn_blocking(move || {
@@ -1600,7 +1592,7 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(kill_process_on(&victim), "no process serves {victim}");
     let (ok, failed) = load.await.unwrap();
-    let text = harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+    let text = gateway.admin("/metrics");
     let retries = metric(&text, "ebb_retries_total{service=\"model\"}").unwrap_or(0.0);
     let ejections = metric(&text, "ebb_ejections_total{service=\"model\"}").unwrap_or(0.0);
     eprintln!("{ok} answered, {failed} failed; {retries} retries, {ejections} ejections");
@@ -1614,9 +1606,9 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
 async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight() {
     let p = plane();
     let (_client, ns, _kubelet) = two_model_pods(p, "e2e-gateway-replicas").await;
-    let (a_ip, b_ip) = (harness::next_pod_ip(), harness::next_pod_ip());
-    let (a, _) = Gateway::start(p, &ns, "app=model", &a_ip, "{}");
-    let (b, _) = Gateway::start(p, &ns, "app=model", &b_ip, "{}");
+    let a = Gateway::start(p, &ns, "app=model", "{}");
+    let b = Gateway::start(p, &ns, "app=model", "{}");
+    let a_ip = a.ip.clone();
     // Clients spread over both, as a Service would; one whose gateway refuses its connection
     // or loses its request goes to the other (as the Service does once the dead pod leaves
     // its endpoints). A request sent and then not answered is lost.
@@ -1672,8 +1664,7 @@ async fn a_stopping_gateway_answers_what_it_holds_so_another_can_take_it() {
     let client = harness::admin(p).await;
     let ns = namespace(&client, "e2e-gateway-stop").await;
     apply(&client, &deployment("model", 0), Some(&ns)).await;
-    let gateway_ip = harness::next_pod_ip();
-    let (mut gateway, admin) = Gateway::start(p, &ns, "app=model", &gateway_ip, "{}");
+    let mut gateway = Gateway::start(p, &ns, "app=model", "{}");
     let listen = gateway.listen.clone();
     let held = tokio::task::spawn_blocking(move || {
         std::thread::scope(|sc| {
@@ -1684,8 +1675,7 @@ async fn a_stopping_gateway_answers_what_it_holds_so_another_can_take_it() {
         })
     });
     wait(Duration::from_secs(10), "three requests held", || async {
-        let text =
-            harness::http_get(&format!("{gateway_ip}:{admin}"), "/metrics").unwrap_or_default();
+        let text = gateway.admin("/metrics");
         metric(&text, "ebb_waiting{service=\"model\"}") == Some(3.0)
     })
     .await;

@@ -5,9 +5,9 @@
 //! to finish its requests, then the pod object is removed. The gateway reaches the pods at
 //! their pod IPs.
 
-use crate::harness::{next_pod_ip, Plane};
+use crate::harness::{mark_ready, next_pod_ip, Plane};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -156,15 +156,7 @@ async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<Atomic
                 r.terminating = Some(Instant::now());
             }
             if !deleting && !r.reported && ready(&r.ip) {
-                let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                let status = serde_json::json!({"status": {
-                    "phase": "Running", "podIP": r.ip, "startTime": now,
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-                }});
-                r.reported = pods
-                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .is_ok();
+                r.reported = mark_ready(&pods, name, &r.ip).await;
             }
         }
         // Terminated processes (or those past a 30 s grace): the pod object goes.
