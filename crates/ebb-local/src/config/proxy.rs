@@ -143,11 +143,6 @@ fn threads(path: &str, v: Option<usize>) -> Result<usize, ConfigError> {
 }
 
 impl ProxySettings {
-    /// The defaults, for a driver with no configuration file (the gateway).
-    pub fn defaults() -> Result<ProxySettings, ConfigError> {
-        ProxySettings::parse("proxy", None)
-    }
-
     /// The fields of a `proxy:` block given as YAML text (`{retryNonIdempotent: true}`), checked
     /// as `ebb up` checks them; errors name the field under `p`.
     pub fn from_yaml(p: &str, text: &str) -> Result<ProxySettings, ConfigError> {
@@ -249,11 +244,6 @@ impl ProxySettings {
 }
 
 impl HealthSettings {
-    /// The defaults, for a driver with no configuration file (the gateway).
-    pub fn defaults() -> Result<HealthSettings, ConfigError> {
-        HealthSettings::parse("health", None)
-    }
-
     /// The fields of a `health:` block given as YAML text, checked as `ebb up` checks them.
     pub fn from_yaml(p: &str, text: &str) -> Result<HealthSettings, ConfigError> {
         let raw: RawHealth =
