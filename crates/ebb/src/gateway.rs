@@ -54,12 +54,9 @@ pub(crate) struct GatewayArgs {
     health: String,
 }
 
-/// A duration flag in (0, 1 day].
+/// A duration flag, checked as `ebb up` checks its durations (in (0, a day]).
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    if !(v > 0.0 && v <= 86_400.0) {
-        anyhow::bail!("--{flag} must be in (0, 86400] seconds, got {v}");
-    }
-    Ok(Duration::from_secs_f64(v))
+    ebb_local::config::secs(&format!("--{flag}"), Some(v), v).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {

@@ -265,11 +265,7 @@ pub struct Config {
 const MAX_SECONDS: f64 = 86_400.0;
 
 /// A duration setting in seconds (`default` when absent), in (0, a day].
-pub(crate) fn secs(
-    path: &str,
-    v: Option<f64>,
-    default: f64,
-) -> Result<std::time::Duration, ConfigError> {
+pub fn secs(path: &str, v: Option<f64>, default: f64) -> Result<std::time::Duration, ConfigError> {
     let v = v.unwrap_or(default);
     if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS {
         return Err(err(
