@@ -31,6 +31,27 @@ pub enum Workload {
     },
 }
 
+/// The farthest a copy of a request trace is moved in time by [`Workload::rate_scaled`],
+/// seconds: far enough that copies' bursts do not coincide, near enough that the trace's
+/// shape over the day (and which half of it a request falls in) is kept.
+pub const COPY_SHIFT_SECONDS: f64 = 300.0;
+
+/// A request trace with at least this share of its arrival times on whole seconds recorded
+/// time to the second (Mooncake's conversation trace: 99.8%; one with sub-second times has
+/// about 0.4% there by chance).
+pub const WHOLE_SECOND_SHARE: f64 = 0.9;
+
+/// `t` folded back into `[0, end]` at either end, as a mirror does.
+fn reflect(t: f64, end: f64) -> f64 {
+    if t < 0.0 {
+        (-t).min(end)
+    } else if t > end {
+        (2.0 * end - t).max(0.0)
+    } else {
+        t
+    }
+}
+
 impl Workload {
     /// Length of the workload in seconds.
     pub fn duration(&self) -> f64 {
@@ -97,9 +118,15 @@ impl Workload {
 
     /// Multiplies the request rate by `factor`. A rate series is scaled. A request trace is
     /// thinned (seeded) for the fraction below one, and for each whole unit above one gets
-    /// another copy of itself shifted in time by a fraction of its length (wrapping around),
-    /// so that copies add traffic the way independent user populations do, without stacking
+    /// another copy of itself, moved by its own seeded offset of at most
+    /// [`COPY_SHIFT_SECONDS`] either way (reflected at the trace's ends): copies add traffic
+    /// the way independent user populations with the same daily shape do, without stacking
     /// every copy's requests on the same instant.
+    ///
+    /// Offsets are small and random on purpose. Copies spaced evenly over the whole trace
+    /// (what this did before) sum to a signal that repeats exactly every `length / copies`
+    /// seconds: a predictor learns the period, and the trace's second half holds the same
+    /// traffic as its first, which voids a train/test split.
     pub fn rate_scaled(self, factor: f64, seed: u64) -> Workload {
         match self {
             Workload::Rate { interval, rates } => Workload::Rate {
@@ -113,14 +140,19 @@ impl Workload {
                 let fraction = factor - whole as f64;
                 let copies = whole + usize::from(fraction > 0.0);
                 let mut out = Vec::with_capacity((r.len() as f64 * factor) as usize + 1);
+                let reach = COPY_SHIFT_SECONDS.min(duration / 4.0);
                 for c in 0..copies {
-                    let shift = duration * c as f64 / copies as f64;
+                    let shift = if c == 0 {
+                        0.0
+                    } else {
+                        rng.gen_range(-reach..=reach)
+                    };
                     for q in &r {
                         if c == whole && rng.gen::<f64>() >= fraction {
                             continue;
                         }
                         out.push(Request {
-                            at: (q.at + shift) % duration,
+                            at: reflect(q.at + shift, duration),
                             ..*q
                         });
                     }
@@ -129,6 +161,43 @@ impl Workload {
                 Workload::Requests(out)
             }
         }
+    }
+
+    /// Whether a request trace recorded time to the second: at least [`WHOLE_SECOND_SHARE`]
+    /// of its arrival times are whole seconds.
+    pub fn recorded_to_the_second(&self) -> bool {
+        self.whole_second_share() >= WHOLE_SECOND_SHARE
+    }
+
+    /// The share of a request trace's arrival times within 2 ms of a whole second (0 for a
+    /// rate series): near 1 when the trace recorded time to the second.
+    pub fn whole_second_share(&self) -> f64 {
+        let Workload::Requests(r) = self else {
+            return 0.0;
+        };
+        if r.is_empty() {
+            return 0.0;
+        }
+        let whole = r
+            .iter()
+            .filter(|q| (q.at - q.at.round()).abs() < 0.002)
+            .count();
+        whole as f64 / r.len() as f64
+    }
+
+    /// Moves each request of a trace recorded to the second to a seeded uniform time within
+    /// its second. Such a trace stamps every request of a second with the same instant;
+    /// replayed as is, each second starts with a batch that arrived together only on paper.
+    pub fn spread_within_seconds(self, seed: u64) -> Workload {
+        let Workload::Requests(mut r) = self else {
+            return self;
+        };
+        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x05ec_0d5);
+        for q in &mut r {
+            q.at = q.at.round() + rng.gen::<f64>();
+        }
+        r.sort_by(|a, b| a.at.total_cmp(&b.at));
+        Workload::Requests(r)
     }
 
     /// Keeps `[from, from + length)` seconds, re-based to start at zero.
@@ -292,7 +361,76 @@ mod tests {
         let thinned = w.clone().rate_scaled(0.5, 1).expected_requests();
         assert!((30.0..70.0).contains(&thinned), "{thinned}");
         assert_eq!(w.clone().rate_scaled(2.0, 1).expected_requests(), 200.0);
+        let scaled = w.clone().rate_scaled(3.0, 1);
+        let Workload::Requests(r) = &scaled else {
+            panic!("a request trace stays one")
+        };
+        assert!(r.iter().all(|q| (0.0..=99.0).contains(&q.at)));
+        assert!(r.windows(2).all(|p| p[0].at <= p[1].at));
         let win = w.window(10.0, Some(20.0));
         assert_eq!(win.expected_requests(), 20.0);
+    }
+
+    /// Copies stay near their original time: traffic of the first half stays in the first
+    /// half, and the sum of copies does not repeat with period `length / copies`.
+    #[test]
+    fn copies_keep_the_shape_and_do_not_repeat() {
+        let mut at: Vec<f64> = (0..2000).map(|i| f64::from(i) * 0.5).collect();
+        at.push(10_000.0);
+        let w = Workload::Requests(
+            at.iter()
+                .map(|&at| Request {
+                    at,
+                    work: f32::NAN,
+                    model: 0,
+                })
+                .collect(),
+        );
+        let Workload::Requests(r) = w.rate_scaled(10.0, 7) else {
+            panic!("a request trace stays one")
+        };
+        assert_eq!(r.len(), 2001 * 10);
+        let late = r
+            .iter()
+            .filter(|q| q.at > 1000.0 + COPY_SHIFT_SECONDS)
+            .count();
+        assert!(
+            late <= 10,
+            "{late} requests moved past the busy first 1000 s"
+        );
+        let period = 1000.0;
+        let busy_a = r.iter().filter(|q| q.at < 500.0).count();
+        let busy_b = r
+            .iter()
+            .filter(|q| (period..period + 500.0).contains(&q.at))
+            .count();
+        assert!(busy_a > 5 * busy_b.max(1), "{busy_a} against {busy_b}");
+    }
+
+    /// A trace stamped to the second is recognised, and each request moves within its own
+    /// second only; a trace with sub-second times is left alone.
+    #[test]
+    fn whole_seconds_are_spread_within_their_second() {
+        let stamped = |at: &[f64]| {
+            Workload::Requests(
+                at.iter()
+                    .map(|&at| Request {
+                        at,
+                        work: f32::NAN,
+                        model: 0,
+                    })
+                    .collect(),
+            )
+        };
+        let w = stamped(&[0.0, 0.0, 0.0, 1.0, 1.0, 2.999_999, 5.0, 5.0, 5.0, 5.0]);
+        assert!(w.recorded_to_the_second());
+        let Workload::Requests(r) = w.spread_within_seconds(3) else {
+            panic!("a request trace stays one")
+        };
+        let seconds: Vec<f64> = r.iter().map(|q| q.at.floor()).collect();
+        assert_eq!(seconds, [0.0, 0.0, 0.0, 1.0, 1.0, 3.0, 5.0, 5.0, 5.0, 5.0]);
+        assert!(r.windows(2).all(|p| p[0].at < p[1].at));
+        let fine = stamped(&[0.1, 0.37, 1.2, 2.0, 2.71]);
+        assert!(!fine.recorded_to_the_second());
     }
 }

@@ -243,6 +243,13 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             ));
             notes.extend(trace.notes.clone());
             let mut w = trace.workload;
+            if w.recorded_to_the_second() {
+                notes.push(format!(
+                    "{:.1}% of the arrival times are whole seconds (recorded to the second): each request is spread uniformly within its second",
+                    w.whole_second_share() * 100.0
+                ));
+                w = w.spread_within_seconds(args.seed);
+            }
             if trace.format == TraceFormat::AlibabaDlrm {
                 // Replica counts become demand at the baselines' target utilization.
                 let per_replica = f64::from(args.slots) / service.mean() * TARGET_UTILIZATION;
