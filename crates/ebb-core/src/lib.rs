@@ -45,7 +45,7 @@ pub mod victims;
 pub use decide::{decide, Decision, Proposal};
 pub use observation::{
     Fallback, MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample,
-    ServiceTotals, SourceFallback, TrafficSample,
+    ServiceTotals, SourceFallback, TrafficSample, WithinLatency,
 };
 pub use policy::{Hold, Policy, PolicyError};
 pub use reason::{LimitReason, Reason};

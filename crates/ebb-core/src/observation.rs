@@ -229,6 +229,20 @@ pub struct ServiceTotals {
     pub seconds: f64,
     /// Sum of the squares of their service times, seconds squared.
     pub squared_seconds: f64,
+    /// How many of them took no longer than a latency, where the driver counts it (at the
+    /// SLO's latency): the tail at the SLO measured, not inferred from two moments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<WithinLatency>,
+}
+
+/// A cumulative count of the requests whose service time was at most `latency_seconds`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithinLatency {
+    /// The latency counted against, seconds.
+    pub latency_seconds: f64,
+    /// Requests whose service time was at most that.
+    pub requests: f64,
 }
 
 /// The externally supplied value at one moment.

@@ -272,6 +272,8 @@ pub enum Reason {
         attainment: f64,
         /// Share of service times within the latency.
         within_without_wait: f64,
+        /// Whether that share was counted (false: inferred from the mean and variance).
+        within_measured: bool,
         /// The attainment planned for instead.
         planned_for: f64,
     },
@@ -539,14 +541,16 @@ impl fmt::Display for Reason {
                 latency_seconds,
                 attainment,
                 within_without_wait,
+                within_measured,
                 planned_for,
             } => write!(
                 f,
-                "SLO {} at {} is out of reach: only {} of service times are within {} with no wait at all; planning for {}",
+                "SLO {} at {} is out of reach: only {} of service times are within {} with no wait at all ({}); planning for {}",
                 fmt_seconds(*latency_seconds),
                 fmt_percent(*attainment),
                 fmt_percent(*within_without_wait),
                 fmt_seconds(*latency_seconds),
+                if *within_measured { "counted" } else { "from their mean and variance" },
                 fmt_percent(*planned_for),
             ),
             Reason::SloWarmingUp { held, seconds } => write!(

@@ -738,6 +738,19 @@ fn slo_feed(
     rate: f64,
     pods: &[Pod],
 ) -> Decision {
+    slo_feed_counting(policy, state, totals, (from, seconds, rate), pods, None)
+}
+
+/// [`slo_feed`] from a driver that counts the service times within `within.0` seconds, a
+/// share `within.1` of them.
+fn slo_feed_counting(
+    policy: &Policy,
+    state: &mut State,
+    totals: &mut (f64, f64),
+    (from, seconds, rate): (i64, i64, f64),
+    pods: &[Pod],
+    within: Option<(f64, f64)>,
+) -> Decision {
     let mut last = None;
     for s in from..from + seconds {
         totals.0 += rate;
@@ -751,6 +764,10 @@ fn slo_feed(
                 requests: totals.1,
                 seconds: totals.1 * 0.1,
                 squared_seconds: totals.1 * 0.01 * 1.284,
+                within: within.map(|(latency_seconds, share)| WithinLatency {
+                    latency_seconds,
+                    requests: totals.1 * share,
+                }),
             }),
         };
         let o = Observation {
@@ -897,6 +914,53 @@ fn slo_out_of_reach() -> Decision {
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
     let d = slo_feed(&p, &mut state, &mut totals, 0, 40, 50.0, &pods(3));
     assert!(d.has_reason("SloOutOfReach"), "{}", d.summary());
+    assert!(
+        d.summary().contains("(from their mean and variance)"),
+        "{}",
+        d.summary()
+    );
+    d
+}
+
+fn slo_out_of_reach_counted() -> Decision {
+    // The same service, but the proxy counts 97% of service times within 150 ms (the two
+    // moments' lognormal says 92%): the counted share sets the ceiling, leaning on the fit only
+    // for the first few hundred requests.
+    let p = policy("maxReplicas: 100\nslo: {latency: 150ms, attainment: 99%, slotsPerReplica: 4}");
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    let d = slo_feed_counting(
+        &p,
+        &mut state,
+        &mut totals,
+        (0, 100, 50.0),
+        &pods(3),
+        Some((0.15, 0.97)),
+    );
+    let Some(Reason::SloOutOfReach {
+        within_without_wait,
+        within_measured,
+        ..
+    }) = d.reasons.iter().find(|r| r.code() == "SloOutOfReach")
+    else {
+        panic!("no SloOutOfReach in {}", d.summary())
+    };
+    assert!(*within_measured);
+    assert!(
+        (0.96..0.97).contains(within_without_wait),
+        "{within_without_wait}"
+    );
+    assert!(d.summary().contains("(counted)"), "{}", d.summary());
+    // Counted at another latency than the SLO's: not used.
+    let (mut other, mut totals) = (State::default(), (0.0, 0.0));
+    let fitted = slo_feed_counting(
+        &p,
+        &mut other,
+        &mut totals,
+        (0, 100, 50.0),
+        &pods(3),
+        Some((0.2, 0.97)),
+    );
+    assert!(fitted.summary().contains("(from their mean and variance)"));
     d
 }
 
@@ -991,6 +1055,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_recurring_burst", slo_recurring_burst()),
         ("slo_out_of_reach", slo_out_of_reach()),
+        ("slo_out_of_reach_counted", slo_out_of_reach_counted()),
         ("slo_hedged_start", slo_hedged_start()),
         ("slo_warming_up", slo_warming_up()),
         ("slo_missing", slo_missing_traffic_holds()),
@@ -1039,6 +1104,7 @@ mod each {
         slo_keeps_through_a_dip,
         slo_recurring_burst,
         slo_out_of_reach,
+        slo_out_of_reach_counted,
         slo_hedged_start,
         slo_warming_up,
         slo_missing_traffic_holds,

@@ -112,6 +112,7 @@ fn any_observation(now: Time) -> impl Strategy<Value = Observation> {
                         requests: done,
                         seconds: done * 0.1,
                         squared_seconds: inf,
+                        within: None,
                     }),
                     ..traffic(at, inf, arr, done)
                 });
@@ -210,7 +211,13 @@ proptest! {
             let mut o = obs(current, vec![]);
             if !absent {
                 o.traffic = Some(TrafficSample {
-                    service: Some(ServiceTotals { requests: *arrivals, seconds: *service, squared_seconds: *service }),
+                    service: Some(ServiceTotals {
+                        requests: *arrivals,
+                        seconds: *service,
+                        squared_seconds: *service,
+                        // An absurd count within the SLO as well (more than served, NaN, ...).
+                        within: Some(WithinLatency { latency_seconds: 0.5, requests: *inflight }),
+                    }),
                     ..traffic(now.minus_millis(age * 1000), *inflight, *arrivals, *arrivals)
                 });
             }

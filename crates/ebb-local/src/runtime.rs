@@ -210,6 +210,9 @@ pub async fn run(
         if let Some(m) = &cfg.models {
             state = state.with_models(&m.models);
         }
+        if let Some(slo) = &cfg.policy.slo {
+            state = state.with_slo_latency(slo.latency_seconds);
+        }
         let state = Arc::new(state);
         let listener_ctx = listener_for(&state);
         let threads = crate::proxy::serve_on_threads(&cfg.name, listener, &listener_ctx, || {

@@ -312,7 +312,21 @@ impl Cluster {
         self.events.peek().map(|e| e.at)
     }
 
+    /// Counts, from now on, the service times within `latency_seconds` (the SLO's), as Ebb's
+    /// proxy does for a policy with an SLO.
+    pub fn count_within(&mut self, latency_seconds: f64) {
+        self.service.within = Some(ebb_core::WithinLatency {
+            latency_seconds,
+            requests: 0.0,
+        });
+    }
+
     fn count_service(&mut self, service: f64) {
+        if let Some(w) = self.service.within.as_mut() {
+            if service <= w.latency_seconds {
+                w.requests += 1.0;
+            }
+        }
         self.service.requests += 1.0;
         self.service.seconds += service;
         self.service.squared_seconds += service * service;

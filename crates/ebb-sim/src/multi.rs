@@ -429,8 +429,10 @@ impl<'a> MultiRun<'a> {
                 } else {
                     0
                 };
+                let mut cluster = Cluster::new(cfg.run.cluster.clone(), initial);
+                cluster.count_within(cfg.run.slo);
                 ModelSim {
-                    cluster: Cluster::new(cfg.run.cluster.clone(), initial),
+                    cluster,
                     recorder: Recorder::new(cfg.run.slo, cfg.run.bucket, duration),
                     scaler: CorePolicy::new(
                         cfg.names.get(m).cloned().unwrap_or_default(),

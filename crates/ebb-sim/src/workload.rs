@@ -192,7 +192,7 @@ impl Workload {
         let Workload::Requests(mut r) = self else {
             return self;
         };
-        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x05ec_0d5);
+        let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x005e_c0d5);
         for q in &mut r {
             q.at = q.at.round() + rng.gen::<f64>();
         }

@@ -141,6 +141,7 @@ fn slo_model_predicts_simulated_attainment() {
                         arrival_scv: 1.0,
                         service_mean: mean,
                         service_scv: scv,
+                        shape_scv: scv,
                     };
                     let predicted = attainment(&load, replicas, slots, slo);
                     let gap = (predicted - simulated) * 100.0;

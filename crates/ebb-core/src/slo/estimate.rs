@@ -3,7 +3,7 @@
 //! service time's mean and variance, and the cold start actually measured.
 
 use super::forecast::{Forecaster, Smoothing};
-use crate::observation::{is_usable, Pod, TrafficSample};
+use crate::observation::{is_usable, Pod, TrafficSample, WithinLatency};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,16 @@ pub struct SloState {
     pub service_mean: Option<f64>,
     /// Mean squared service time, seconds squared.
     pub service_square: Option<f64>,
+    /// Share of service times within `within_latency`, counted by the driver (exponentially
+    /// weighted over `SERVICE_SHAPE_WINDOW_REQUESTS`).
+    #[serde(default)]
+    pub within_share: Option<f64>,
+    /// The latency that share is counted at, seconds.
+    #[serde(default)]
+    pub within_latency: Option<f64>,
+    /// Requests counted into that share.
+    #[serde(default)]
+    pub within_requests: f64,
     /// Whether the service estimate came from Little's law (no service-time counters).
     pub service_from_littles_law: bool,
     /// Requests whose service time was measured so far.
@@ -144,6 +154,9 @@ impl SloState {
                     Some(ewma(self.service_square, squares / served, shape_weight));
                 self.service_from_littles_law = false;
                 self.service_requests += served;
+                if let (Some(w1), Some(w0)) = (s1.within, s0.within) {
+                    self.observe_within(w1, w0, served);
+                }
             }
             return;
         }
@@ -162,6 +175,37 @@ impl SloState {
         self.service_mean = Some(ewma(self.service_mean, mean, weight));
         self.service_square = self.service_mean.map(|m| 2.0 * m * m);
         self.service_from_littles_law = true;
+    }
+
+    /// Takes the count of service times within the SLO's latency between two samples; a new
+    /// latency starts the share again.
+    fn observe_within(&mut self, now: WithinLatency, last: WithinLatency, served: f64) {
+        let within = now.requests - last.requests;
+        if now.latency_seconds != last.latency_seconds || !(0.0..=served).contains(&within) {
+            return;
+        }
+        if self.within_latency != Some(now.latency_seconds) {
+            self.within_latency = Some(now.latency_seconds);
+            self.within_share = None;
+            self.within_requests = 0.0;
+        }
+        let seen = self.within_requests + served;
+        let weight = (served / seen).max(1.0 - (-served / SERVICE_SHAPE_WINDOW_REQUESTS).exp());
+        self.within_share = Some(ewma(self.within_share, within / served, weight));
+        self.within_requests = seen;
+    }
+
+    /// The counted share of service times within `latency`, leaning on `prior` (the share the
+    /// mean and variance imply) until many were counted; `None` where none was counted there.
+    pub fn within(&self, latency: f64, prior: f64) -> Option<f64> {
+        // The driver may count at the latency rounded to its clock's unit.
+        let same = |l: f64| (l - latency).abs() <= 1e-6 * latency.abs().max(1e-3);
+        if !self.within_latency.is_some_and(same) {
+            return None;
+        }
+        let share = self.within_share?;
+        let n = self.within_requests;
+        Some((n * share + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS))
     }
 
     /// Counts pods that turned ready since the last look as measured cold starts.

@@ -3,7 +3,7 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
-use super::queueing::{replicas_for_cached, service_within, Load};
+use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load};
 use super::recurrence::Due;
 use crate::observation::{is_fresh, Observation};
 use crate::policy::{Slo, Tuning};
@@ -140,11 +140,17 @@ pub fn plan(
     let planned = base.max(ahead);
     let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
     let rate = planned + tuning.rate_margin * noise(planned, level_window);
+    let latency = slo.latency_seconds;
+    let fitted_within = service_within(latency, service_mean, service_scv);
+    let counted_shape = state
+        .within(latency, fitted_within)
+        .and_then(|share| scv_for_within(latency, service_mean, share));
     let load = Load {
         rate,
         arrival_scv: dispersion,
         service_mean,
         service_scv,
+        shape_scv: counted_shape.unwrap_or(service_scv),
     };
     if ![rate, dispersion, service_mean, service_scv, cold_start]
         .iter()
@@ -154,8 +160,7 @@ pub fn plan(
             "traffic estimates out of range (rate {rate}, service {service_mean}s)"
         ));
     }
-    let latency = slo.latency_seconds;
-    let within = service_within(latency, service_mean, service_scv);
+    let within = service_within(latency, service_mean, load.shape_scv);
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
     let slots = slo.slots_per_replica;
@@ -196,6 +201,7 @@ pub fn plan(
             latency_seconds: latency,
             attainment: slo.attainment,
             within_without_wait: within,
+            within_measured: counted_shape.is_some(),
             planned_for: target,
         });
     }

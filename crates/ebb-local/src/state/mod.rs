@@ -246,6 +246,9 @@ pub struct ServiceState {
     /// (microseconds) and sum of squares (microsecond-milliseconds, so a year of one-second
     /// requests fits).
     pub service_times: [AtomicU64; 3],
+    /// The SLO's latency (microseconds) and how many service times were within it, where the
+    /// policy has an SLO: the SLO model's tail at the SLO, counted.
+    pub service_within: Option<(u64, AtomicU64)>,
     /// Supervisor events (crashes, restarts, readiness failures), newest last.
     pub events: Mutex<VecDeque<String>>,
     /// Sum of in-flight samples since the control loop last read it, and their count.
@@ -304,6 +307,7 @@ impl ServiceState {
             decisions: Mutex::new(VecDeque::new()),
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            service_within: None,
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
@@ -366,6 +370,13 @@ impl ServiceState {
     /// The same state with retries bounded to `share` of requests.
     pub fn with_retry_budget(mut self, share: f64) -> ServiceState {
         self.retry_budget = RetryBudget::new(share);
+        self
+    }
+
+    /// The same state counting the service times within `latency_seconds` (the SLO's).
+    pub fn with_slo_latency(mut self, latency_seconds: f64) -> ServiceState {
+        let micros = (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64;
+        self.service_within = Some((micros, AtomicU64::new(0)));
         self
     }
 
@@ -483,6 +494,11 @@ impl ServiceState {
         self.service_times[0].fetch_add(1, Ordering::Relaxed);
         self.service_times[1].fetch_add(v, Ordering::Relaxed);
         self.service_times[2].fetch_add(v.saturating_mul(v) / 1000, Ordering::Relaxed);
+        if let Some((latency, within)) = &self.service_within {
+            if v <= *latency {
+                within.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The service-time totals as the core reads them.
@@ -492,6 +508,13 @@ impl ServiceState {
             requests: n.load(Ordering::Relaxed) as f64,
             seconds: sum.load(Ordering::Relaxed) as f64 / 1e6,
             squared_seconds: squares.load(Ordering::Relaxed) as f64 / 1e9,
+            within: self
+                .service_within
+                .as_ref()
+                .map(|(latency, within)| ebb_core::WithinLatency {
+                    latency_seconds: *latency as f64 / 1e6,
+                    requests: within.load(Ordering::Relaxed) as f64,
+                }),
         }
     }
 
@@ -727,6 +750,26 @@ mod tests {
         r.ready.store(true, Ordering::Release);
         r.in_flight.store(in_flight, Ordering::Release);
         r
+    }
+
+    #[test]
+    fn service_times_within_the_slo_are_counted_where_the_policy_has_one() {
+        let plain = ServiceState::new("s", Instant::now());
+        plain.record_service(std::time::Duration::from_millis(100));
+        assert_eq!(plain.service_totals().within, None);
+        let s = ServiceState::new("s", Instant::now()).with_slo_latency(0.5);
+        for ms in [100, 500, 501, 2000] {
+            s.record_service(std::time::Duration::from_millis(ms));
+        }
+        let totals = s.service_totals();
+        assert_eq!(totals.requests, 4.0);
+        assert_eq!(
+            totals.within,
+            Some(ebb_core::WithinLatency {
+                latency_seconds: 0.5,
+                requests: 2.0
+            })
+        );
     }
 
     #[test]
