@@ -34,7 +34,8 @@ pub(crate) struct SourceMemory {
     pub(crate) failures: u32,
     /// Counter values per pod at the last scrape, for rates.
     pub(crate) counters: BTreeMap<String, (f64, Time)>,
-    pub(crate) traffic_counters: BTreeMap<String, (f64, f64, Time)>,
+    /// Traffic counters per pod at the last scrape (`poll::TrafficCounters`).
+    pub(crate) traffic_counters: BTreeMap<String, [f64; crate::poll::TRAFFIC_COUNTERS]>,
 }
 
 impl SourceMemory {

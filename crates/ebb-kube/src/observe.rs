@@ -115,13 +115,14 @@ pub fn observation(
             in_flight,
             arrivals,
             completions,
+            service,
             ..
         }) => Some(TrafficSample {
             at: t.at,
             in_flight: *in_flight,
             arrivals_total: *arrivals,
             completions_total: *completions,
-            service: None,
+            service: *service,
         }),
         _ => None,
     });
@@ -247,6 +248,7 @@ mod tests {
                     arrivals: 100.0,
                     completions: 94.0,
                     per_pod_in_flight: BTreeMap::from([("a".into(), 4.0), ("b".into(), 2.0)]),
+                    service: None,
                 }),
                 at,
             },

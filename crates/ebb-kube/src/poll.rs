@@ -215,7 +215,7 @@ pub(crate) async fn poll(
         return resource_metrics(ctx, ns, pods, &rm.resource, timeout).await;
     }
     if let Some(g) = &spec.gateway {
-        return gateway(ctx, ns, g, memory, now, timeout).await;
+        return gateway(ctx, ns, g, memory, timeout).await;
     }
     let Some(ps) = &spec.pod_scrape else {
         return Err(SourceError::NoData("no source kind given".into()));
@@ -235,7 +235,7 @@ pub(crate) async fn poll(
     }
     let ok = scraped(sources::scrape_pods(ps, &endpoints, timeout).await, "pod")?;
     if let Some(t) = &ps.traffic {
-        return Ok(traffic_value(&ok, t, memory, now));
+        return Ok(traffic_value(&ok, t, None, memory));
     }
     let metric = ps.metric.clone().unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -292,17 +292,33 @@ fn scraped(
     Ok(ok)
 }
 
+/// How many counters a traffic source keeps per pod: arrivals, completions, and the service
+/// time's count, sum and sum of squares.
+pub(crate) const TRAFFIC_COUNTERS: usize = 5;
+
+/// The service-time counters Ebb's proxy exports (`ebb up` and the gateway).
+const SERVICE_COUNTERS: [&str; 3] = [
+    "ebb_service_seconds_count",
+    "ebb_service_seconds_sum",
+    "ebb_service_squared_seconds_total",
+];
+
 /// The traffic signals from scrapes of the pods that count requests (the target's own, or the
-/// gateway's), summed, with service-wide counters that only grow.
+/// gateway's), summed, with service-wide counters that only grow. `service` names the
+/// service-time counters to read, where the pods export them.
 fn traffic_value(
     ok: &[(String, sources::Scrape)],
     t: &TrafficMetrics,
+    service: Option<&[&str; 3]>,
     memory: &mut SourceMemory,
-    now: Time,
 ) -> SourceValue {
     let mut in_flight = 0.0;
     let mut per_pod = BTreeMap::new();
     let mut counters = BTreeMap::new();
+    let read = |s: &sources::Scrape, m: Option<&str>| {
+        m.and_then(|m| sources::metric_sum(s, m)).unwrap_or(0.0)
+    };
+    let mut service_seen = false;
     for (pod, s) in ok {
         let f: f64 = t
             .in_flight
@@ -311,51 +327,63 @@ fn traffic_value(
             .sum();
         in_flight += f;
         per_pod.insert(pod.clone(), f);
-        let a = t
-            .arrivals
-            .as_deref()
-            .and_then(|m| sources::metric_sum(s, m))
-            .unwrap_or(0.0);
-        let c = t
-            .completions
-            .as_deref()
-            .and_then(|m| sources::metric_sum(s, m))
-            .unwrap_or(0.0);
-        counters.insert(pod.clone(), (a, c, now));
+        let mut c = [0.0; TRAFFIC_COUNTERS];
+        c[0] = read(s, t.arrivals.as_deref());
+        c[1] = read(s, t.completions.as_deref());
+        for (i, name) in service.into_iter().flatten().enumerate() {
+            service_seen |= sources::metric_sum(s, name).is_some();
+            c[2 + i] = read(s, Some(name));
+        }
+        counters.insert(pod.clone(), c);
     }
     // Pod counters restart with the pod: the service-wide totals must only grow, so add
     // each pod's growth since the last scrape to the running totals.
-    let (mut arrivals, mut completions) = match &memory.value {
+    let mut totals = match &memory.value {
         Some(SourceValue::Traffic {
             arrivals,
             completions,
+            service,
             ..
-        }) => (*arrivals, *completions),
-        _ => (0.0, 0.0),
+        }) => {
+            let s = service.unwrap_or_default();
+            [
+                *arrivals,
+                *completions,
+                s.requests,
+                s.seconds,
+                s.squared_seconds,
+            ]
+        }
+        _ => [0.0; TRAFFIC_COUNTERS],
     };
-    for (pod, (a, c, _)) in &counters {
-        match memory.traffic_counters.get(pod) {
-            Some((pa, pc, _)) if a >= pa && c >= pc => {
-                arrivals += a - pa;
-                completions += c - pc;
+    for (pod, now) in &counters {
+        let grown = match memory.traffic_counters.get(pod) {
+            Some(last) if now.iter().zip(last).all(|(n, l)| n >= l) => {
+                std::array::from_fn(|i| now[i] - last[i])
             }
-            Some(_) => {
-                arrivals += a;
-                completions += c;
-            }
-            None if memory.value.is_none() => {
-                arrivals += a;
-                completions += c;
-            }
-            None => {}
+            // Restarted since (a counter went back): all it counted is new.
+            Some(_) => *now,
+            None if memory.value.is_none() => *now,
+            // A pod first seen after the first scrape: its past was counted by nobody, but
+            // its counts so far came before this window.
+            None => [0.0; TRAFFIC_COUNTERS],
+        };
+        for (total, g) in totals.iter_mut().zip(grown) {
+            *total += g;
         }
     }
     memory.traffic_counters = counters;
     SourceValue::Traffic {
         in_flight,
-        arrivals,
-        completions,
+        arrivals: totals[0],
+        completions: totals[1],
         per_pod_in_flight: per_pod,
+        service: service_seen.then_some(ebb_core::ServiceTotals {
+            requests: totals[2],
+            seconds: totals[3],
+            squared_seconds: totals[4],
+            within: None,
+        }),
     }
 }
 
@@ -366,7 +394,6 @@ async fn gateway(
     ns: &str,
     g: &GatewaySource,
     memory: &mut SourceMemory,
-    now: Time,
     timeout: Duration,
 ) -> Result<SourceValue, SourceError> {
     let scrapes = sources::scrape_gateways(&ctx.caches, ns, g, timeout).await?;
@@ -376,7 +403,7 @@ async fn gateway(
         completions: Some("ebb_responses_total".into()),
         in_flight: vec!["ebb_in_flight".into()],
     };
-    let mut value = traffic_value(&ok, &names, memory, now);
+    let mut value = traffic_value(&ok, &names, Some(&SERVICE_COUNTERS), memory);
     if let SourceValue::Traffic {
         per_pod_in_flight, ..
     } = &mut value
@@ -439,4 +466,89 @@ pub(crate) async fn resource_metrics(
         )));
     }
     Ok(SourceValue::PerPod(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(samples: &[(&str, f64)]) -> sources::Scrape {
+        samples
+            .iter()
+            .map(|(name, v)| (name.to_string(), BTreeMap::new(), *v))
+            .collect()
+    }
+
+    fn gateway_pod(requests: f64, service_count: f64, service_sum: f64) -> sources::Scrape {
+        scrape(&[
+            ("ebb_requests_total", requests),
+            ("ebb_responses_total", requests),
+            ("ebb_in_flight", 1.0),
+            ("ebb_service_seconds_count", service_count),
+            ("ebb_service_seconds_sum", service_sum),
+            ("ebb_service_squared_seconds_total", service_sum * 0.1),
+        ])
+    }
+
+    fn names() -> TrafficMetrics {
+        TrafficMetrics {
+            arrivals: Some("ebb_requests_total".into()),
+            completions: Some("ebb_responses_total".into()),
+            in_flight: vec!["ebb_in_flight".into()],
+        }
+    }
+
+    /// The gateway replicas' service-time counters are summed into totals that only grow,
+    /// through a replica's restart, as the request counters are.
+    #[test]
+    fn gateway_service_counters_sum_and_survive_a_restart() {
+        let mut memory = SourceMemory::default();
+        let mut poll = |pods: &[(&str, sources::Scrape)]| {
+            let ok: Vec<(String, sources::Scrape)> = pods
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect();
+            let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), &mut memory);
+            memory.value = Some(v.clone());
+            v
+        };
+        let service = |v: &SourceValue| match v {
+            SourceValue::Traffic { service, .. } => *service,
+            _ => None,
+        };
+        let first = poll(&[
+            ("a", gateway_pod(10.0, 10.0, 1.0)),
+            ("b", gateway_pod(20.0, 20.0, 2.0)),
+        ]);
+        let s = service(&first).expect("service counters");
+        assert_eq!((s.requests, s.seconds), (30.0, 3.0));
+        assert!((s.squared_seconds - 0.3).abs() < 1e-12);
+        // b restarts: its counters start again from zero; the totals keep growing.
+        let second = poll(&[
+            ("a", gateway_pod(15.0, 15.0, 1.5)),
+            ("b", gateway_pod(4.0, 4.0, 0.4)),
+        ]);
+        let s = service(&second).expect("service counters");
+        assert_eq!(s.requests, 30.0 + 5.0 + 4.0);
+        assert!((s.seconds - (3.0 + 0.5 + 0.4)).abs() < 1e-12);
+        let SourceValue::Traffic { arrivals, .. } = second else {
+            panic!("traffic")
+        };
+        assert_eq!(arrivals, 39.0);
+    }
+
+    /// Pods that export no service-time counters (a model server's own) give none, so the
+    /// SLO model falls back to Little's law rather than reading zeros as measurements.
+    #[test]
+    fn no_service_counters_no_service_totals() {
+        let mut memory = SourceMemory::default();
+        let ok = vec![(
+            "a".to_string(),
+            scrape(&[("ebb_requests_total", 5.0), ("ebb_in_flight", 1.0)]),
+        )];
+        let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), &mut memory);
+        assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
+        let v = traffic_value(&ok, &names(), None, &mut memory);
+        assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
+    }
 }

@@ -69,6 +69,8 @@ pub enum SourceValue {
         completions: f64,
         /// In flight per pod, for the victim ranking.
         per_pod_in_flight: BTreeMap<String, f64>,
+        /// Service-time counters, where the scraped pods export them (Ebb's gateway does).
+        service: Option<ebb_core::ServiceTotals>,
     },
 }
 

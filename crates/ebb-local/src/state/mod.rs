@@ -184,7 +184,7 @@ impl Control {
 pub struct Family {
     /// The metric's name.
     pub name: &'static str,
-    /// `counter`, `gauge` or `histogram`.
+    /// `counter`, `gauge`, `summary` or `histogram`.
     pub kind: &'static str,
     /// What it counts.
     pub help: &'static str,
@@ -693,6 +693,22 @@ impl ServiceState {
             "Requests held while no replica is ready.",
             count(&self.waiting),
         );
+        let service = self.service_totals();
+        line(
+            "ebb_service_squared_seconds_total",
+            "counter",
+            "Sum of the squares of the replicas' times on answered requests, seconds squared: their variance for the SLO model.",
+            format!("{}", service.squared_seconds),
+        );
+        out.push(Family {
+            name: "ebb_service_seconds",
+            kind: "summary",
+            help: "Replicas' time on answered requests, from sent to answered (Ebb's own queue excluded): the SLO model's service time.",
+            samples: format!(
+                "ebb_service_seconds_sum{{service=\"{n}\"}} {}\nebb_service_seconds_count{{service=\"{n}\"}} {}\n",
+                service.seconds, service.requests
+            ),
+        });
         let labels = format!("service=\"{n}\"");
         out.push(Family {
             name: "ebb_time_to_first_byte_seconds",
@@ -769,6 +785,20 @@ mod tests {
                 latency_seconds: 0.5,
                 requests: 2.0
             })
+        );
+        // The controller reads them from a gateway's /metrics.
+        let text = exposition(s.metric_families());
+        assert!(
+            text.contains("# TYPE ebb_service_seconds summary\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ebb_service_seconds_count{service=\"s\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ebb_service_seconds_sum{service=\"s\"} 3.101\n"),
+            "{text}"
         );
     }
 

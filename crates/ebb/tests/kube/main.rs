@@ -1526,6 +1526,69 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     drop(ctl);
 }
 
+/// The SLO model behind a gateway reads the replicas' service time from the gateway's
+/// counters (the model pods serve in 50 ms), not Little's law on in-flight requests.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_slo_model_measures_the_service_time_through_the_gateway() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-slo").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let gateway = Gateway::start(p, &ns, "app=model", "{}");
+    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
+    gateway_pod(&client, &ns, &gateway_ip).await;
+    let spec = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {{latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 2}}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
+    );
+    apply(&client, &spec, Some(&ns)).await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(20),
+        "the first replica serving",
+        || async { infer(&gateway.listen) == 200 },
+    )
+    .await;
+    let listen = gateway.listen.clone();
+    let load = tokio::task::spawn_blocking(move || {
+        load_through(
+            &listen,
+            2,
+            std::time::Instant::now() + Duration::from_secs(6),
+        )
+    });
+    let plan = || async {
+        autoscaler(&client, &ns, "model")
+            .await
+            .and_then(|a| a.status)
+            .map(|s| s.reasons.join("; "))
+            .unwrap_or_default()
+    };
+    let measured = |r: &str| r.contains(" ms +- ") && !r.contains("Little's law");
+    wait(
+        Duration::from_secs(20),
+        "an SLO plan on the gateway's service-time counters",
+        || async { measured(&plan().await) },
+    )
+    .await;
+    let reasons = plan().await;
+    let (ok, failed) = load.await.unwrap();
+    eprintln!("{ok} answered, {failed} failed; {reasons}");
+    let service_ms: f64 = reasons
+        .split("service ")
+        .nth(1)
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(
+        (45.0..=80.0).contains(&service_ms),
+        "the 50 ms service measured as {service_ms} ms: {reasons}"
+    );
+    assert_eq!(failed, 0);
+    drop(ctl);
+}
+
 /// SIGKILLs the process that serves on `ip` (a pod's model, or a gateway), as a crash would.
 fn kill_process_on(ip: &str) -> bool {
     let (alone, with_port) = (format!("\0{ip}\0"), format!("\0{ip}:"));
