@@ -20,6 +20,10 @@ pub(crate) struct Memory {
     pub(crate) dry_run_at: Option<Time>,
 }
 
+/// How many counters a traffic source keeps per pod: arrivals, completions, and the service
+/// time's count, sum and sum of squares.
+pub(crate) const TRAFFIC_COUNTERS: usize = 5;
+
 /// One source's memory between reconciles.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SourceMemory {
@@ -34,8 +38,8 @@ pub(crate) struct SourceMemory {
     pub(crate) failures: u32,
     /// Counter values per pod at the last scrape, for rates.
     pub(crate) counters: BTreeMap<String, (f64, Time)>,
-    /// Traffic counters per pod at the last scrape (`poll::TrafficCounters`).
-    pub(crate) traffic_counters: BTreeMap<String, [f64; crate::poll::TRAFFIC_COUNTERS]>,
+    /// Traffic counters per pod at the last scrape.
+    pub(crate) traffic_counters: BTreeMap<String, [f64; TRAFFIC_COUNTERS]>,
 }
 
 impl SourceMemory {

@@ -3,7 +3,7 @@
 
 use crate::context::{Context, Pass};
 use crate::crd::{GatewaySource, SourceSpec, SourceStatus, TrafficMetrics};
-use crate::memory::SourceMemory;
+use crate::memory::{SourceMemory, TRAFFIC_COUNTERS};
 use crate::observe::{self, Latest, TargetPod};
 use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
 use ebb_core::Time;
@@ -291,10 +291,6 @@ fn scraped(
     }
     Ok(ok)
 }
-
-/// How many counters a traffic source keeps per pod: arrivals, completions, and the service
-/// time's count, sum and sum of squares.
-pub(crate) const TRAFFIC_COUNTERS: usize = 5;
 
 /// The service-time counters Ebb's proxy exports (`ebb up` and the gateway).
 const SERVICE_COUNTERS: [&str; 3] = [
