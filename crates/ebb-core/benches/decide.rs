@@ -89,8 +89,9 @@ fn target(i: usize, now: Time) -> (Observation, State) {
 }
 
 /// The same targets with the `slo` block as well: each state has had two minutes of proxy
-/// counters (100-300 req/s, service 100 ms with scv 0.28, 99.92% of it within the SLO), so the estimates, the forecast and
-/// the keep-through-a-dip memory are warm, and every decision runs the queueing search.
+/// counters (100-300 req/s, service 100 ms with scv 0.28, 99.92% of it within the SLO), so
+/// the estimates, the forecast and the keep-through-a-dip memory are warm, and every decision
+/// runs the queueing search.
 fn slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
     let policy = Policy::from_yaml(&format!(
         "{POLICY}slo: {{latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}}\n"

@@ -327,8 +327,9 @@ fn traffic_value(
         c[0] = read(s, t.arrivals.as_deref());
         c[1] = read(s, t.completions.as_deref());
         for (i, name) in service.into_iter().flatten().enumerate() {
-            service_seen |= sources::metric_sum(s, name).is_some();
-            c[2 + i] = read(s, Some(name));
+            let v = sources::metric_sum(s, name);
+            service_seen |= v.is_some();
+            c[2 + i] = v.unwrap_or(0.0);
         }
         counters.insert(pod.clone(), c);
     }

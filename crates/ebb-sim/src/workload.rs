@@ -163,15 +163,16 @@ impl Workload {
         }
     }
 
-    /// Whether a request trace recorded time to the second: at least [`WHOLE_SECOND_SHARE`]
-    /// of its arrival times are whole seconds.
-    pub fn recorded_to_the_second(&self) -> bool {
-        self.whole_second_share() >= WHOLE_SECOND_SHARE
+    /// The share of whole-second arrival times, where it says the request trace recorded
+    /// time to the second (at least [`WHOLE_SECOND_SHARE`]); `None` otherwise.
+    pub fn recorded_to_the_second(&self) -> Option<f64> {
+        let share = self.whole_second_share();
+        (share >= WHOLE_SECOND_SHARE).then_some(share)
     }
 
     /// The share of a request trace's arrival times within 2 ms of a whole second (0 for a
     /// rate series): near 1 when the trace recorded time to the second.
-    pub fn whole_second_share(&self) -> f64 {
+    fn whole_second_share(&self) -> f64 {
         let Workload::Requests(r) = self else {
             return 0.0;
         };
@@ -309,6 +310,19 @@ impl Iterator for Arrivals<'_> {
 mod tests {
     use super::*;
 
+    /// A request trace with requests at `at` (seconds).
+    fn requests_at(at: impl IntoIterator<Item = f64>) -> Workload {
+        Workload::Requests(
+            at.into_iter()
+                .map(|at| Request {
+                    at,
+                    work: f32::NAN,
+                    model: 0,
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn poisson_expansion_matches_the_rate() {
         let w = Workload::Rate {
@@ -348,15 +362,7 @@ mod tests {
 
     #[test]
     fn scaling_and_windows() {
-        let w = Workload::Requests(
-            (0..100)
-                .map(|i| Request {
-                    at: i as f64,
-                    work: f32::NAN,
-                    model: 0,
-                })
-                .collect(),
-        );
+        let w = requests_at((0..100).map(f64::from));
         assert_eq!(w.clone().time_scaled(0.5).duration(), 49.5);
         let thinned = w.clone().rate_scaled(0.5, 1).expected_requests();
         assert!((30.0..70.0).contains(&thinned), "{thinned}");
@@ -377,16 +383,7 @@ mod tests {
     fn copies_keep_the_shape_and_do_not_repeat() {
         let mut at: Vec<f64> = (0..2000).map(|i| f64::from(i) * 0.5).collect();
         at.push(10_000.0);
-        let w = Workload::Requests(
-            at.iter()
-                .map(|&at| Request {
-                    at,
-                    work: f32::NAN,
-                    model: 0,
-                })
-                .collect(),
-        );
-        let Workload::Requests(r) = w.rate_scaled(10.0, 7) else {
+        let Workload::Requests(r) = requests_at(at).rate_scaled(10.0, 7) else {
             panic!("a request trace stays one")
         };
         assert_eq!(r.len(), 2001 * 10);
@@ -411,26 +408,15 @@ mod tests {
     /// second only; a trace with sub-second times is left alone.
     #[test]
     fn whole_seconds_are_spread_within_their_second() {
-        let stamped = |at: &[f64]| {
-            Workload::Requests(
-                at.iter()
-                    .map(|&at| Request {
-                        at,
-                        work: f32::NAN,
-                        model: 0,
-                    })
-                    .collect(),
-            )
-        };
-        let w = stamped(&[0.0, 0.0, 0.0, 1.0, 1.0, 2.999_999, 5.0, 5.0, 5.0, 5.0]);
-        assert!(w.recorded_to_the_second());
+        let w = requests_at([0.0, 0.0, 0.0, 1.0, 1.0, 2.999_999, 5.0, 5.0, 5.0, 5.0]);
+        assert_eq!(w.recorded_to_the_second(), Some(1.0));
         let Workload::Requests(r) = w.spread_within_seconds(3) else {
             panic!("a request trace stays one")
         };
         let seconds: Vec<f64> = r.iter().map(|q| q.at.floor()).collect();
         assert_eq!(seconds, [0.0, 0.0, 0.0, 1.0, 1.0, 3.0, 5.0, 5.0, 5.0, 5.0]);
         assert!(r.windows(2).all(|p| p[0].at < p[1].at));
-        let fine = stamped(&[0.1, 0.37, 1.2, 2.0, 2.71]);
-        assert!(!fine.recorded_to_the_second());
+        let fine = requests_at([0.1, 0.37, 1.2, 2.0, 2.71]);
+        assert_eq!(fine.recorded_to_the_second(), None);
     }
 }

@@ -86,6 +86,18 @@ fn ewma(old: Option<f64>, new: f64, weight: f64) -> f64 {
     }
 }
 
+/// The weight of `added` new requests in an average over `window` requests, `seen` of them
+/// so far, these included: a plain average until the window has filled, then exponential.
+fn request_weight(added: f64, seen: f64, window: f64) -> f64 {
+    (added / seen).max(1.0 - (-added / window).exp())
+}
+
+/// `measured` from `n` requests, leaning on `prior` until many more than
+/// [`SERVICE_PRIOR_REQUESTS`] were measured: a few samples understate a heavy tail.
+fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
+    (n * measured + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS)
+}
+
 impl SloState {
     /// Takes a new traffic sample; returns false when it brought nothing new. Service times
     /// are only learnt while requests in flight fit in `slots` (the ready replicas' slots):
@@ -144,11 +156,9 @@ impl SloState {
                 && plausible(squares / served)
                 && sum / served < 86_400.0
             {
-                // A plain average until the window has filled, then exponential weights.
                 let seen = self.service_requests + served;
-                let weight = |window: f64| (served / seen).max(1.0 - (-served / window).exp());
-                let mean_weight = weight(SERVICE_MEAN_WINDOW_REQUESTS);
-                let shape_weight = weight(SERVICE_SHAPE_WINDOW_REQUESTS);
+                let mean_weight = request_weight(served, seen, SERVICE_MEAN_WINDOW_REQUESTS);
+                let shape_weight = request_weight(served, seen, SERVICE_SHAPE_WINDOW_REQUESTS);
                 self.service_mean = Some(ewma(self.service_mean, sum / served, mean_weight));
                 self.service_square =
                     Some(ewma(self.service_square, squares / served, shape_weight));
@@ -190,7 +200,7 @@ impl SloState {
             self.within_requests = 0.0;
         }
         let seen = self.within_requests + served;
-        let weight = (served / seen).max(1.0 - (-served / SERVICE_SHAPE_WINDOW_REQUESTS).exp());
+        let weight = request_weight(served, seen, SERVICE_SHAPE_WINDOW_REQUESTS);
         self.within_share = Some(ewma(self.within_share, within / served, weight));
         self.within_requests = seen;
     }
@@ -204,8 +214,7 @@ impl SloState {
             return None;
         }
         let share = self.within_share?;
-        let n = self.within_requests;
-        Some((n * share + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS))
+        Some(lean_on_prior(share, self.within_requests, prior))
     }
 
     /// Counts pods that turned ready since the last look as measured cold starts.
@@ -248,10 +257,8 @@ impl SloState {
         let mean = self.service_mean.filter(|m| *m > 0.0 && m.is_finite())?;
         let square = self.service_square.unwrap_or(2.0 * mean * mean);
         let measured = (square / (mean * mean) - 1.0).clamp(0.0, 100.0);
-        // A few samples understate a heavy tail: until many requests were measured, lean
-        // towards exponential service (scv 1).
-        let n = self.service_requests;
-        let scv = (n * measured + SERVICE_PRIOR_REQUESTS) / (n + SERVICE_PRIOR_REQUESTS);
+        // Until many requests were measured, lean towards exponential service (scv 1).
+        let scv = lean_on_prior(measured, self.service_requests, 1.0);
         Some((mean, scv.max(measured.min(1.0))))
     }
 

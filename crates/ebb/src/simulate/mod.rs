@@ -243,10 +243,10 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             ));
             notes.extend(trace.notes.clone());
             let mut w = trace.workload;
-            if w.recorded_to_the_second() {
+            if let Some(share) = w.recorded_to_the_second() {
                 notes.push(format!(
                     "{:.1}% of the arrival times are whole seconds (recorded to the second): each request is spread uniformly within its second",
-                    w.whole_second_share() * 100.0
+                    share * 100.0
                 ));
                 w = w.spread_within_seconds(args.seed);
             }
