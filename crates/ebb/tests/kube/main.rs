@@ -1306,6 +1306,43 @@ async fn gateway_pod(client: &kube::Client, ns: &str, ip: &str) {
     );
 }
 
+/// A model Deployment run as processes by a stand-in kubelet, one gateway in front of it with
+/// its pod, and a controller for the Autoscaler `model` behind the gateway.
+struct GatewayScene {
+    client: kube::Client,
+    ns: String,
+    /// Declared before the gateway and the kubelet, so that it stops first.
+    ctl: Controller,
+    gateway: Gateway,
+    _kubelet: process_kubelet::ProcessKubelet,
+}
+
+/// Sets a [`GatewayScene`] up in namespace `name`: `replicas` model pods, the gateway's
+/// `--proxy` YAML `proxy`, and the Autoscaler's spec after its target: `spec`, which ends with
+/// its sources' `- name: traffic` entry (and its options), to which the gateway is added.
+async fn gateway_scene(name: &str, replicas: u32, proxy: &str, spec: &str) -> GatewayScene {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, name).await;
+    apply(&client, &deployment("model", replicas), Some(&ns)).await;
+    let kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let gateway = Gateway::start(p, &ns, "app=model", proxy);
+    gateway_pod(&client, &ns, &gateway.ip).await;
+    let autoscaler = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n{spec}    gateway: {{selector: app=ebb-gateway, port: {}}}\n",
+        gateway.admin_port
+    );
+    apply(&client, &autoscaler, Some(&ns)).await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    GatewayScene {
+        client,
+        ns,
+        ctl,
+        gateway,
+        _kubelet: kubelet,
+    }
+}
+
 /// A connection refused: the request was never sent.
 const REFUSED: u16 = 1;
 
@@ -1333,22 +1370,17 @@ fn infer(addr: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
-    let p = plane();
-    let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-gateway").await;
-    apply(&client, &deployment("model", 0), Some(&ns)).await;
-    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
-    let gateway = Gateway::start(p, &ns, "app=model", "{}");
-    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
-    gateway_pod(&client, &ns, &gateway_ip).await;
-    let spec = format!(
-        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 4}}\n  scaleToZero: {{idleSeconds: 600}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
-    );
-    apply(&client, &spec, Some(&ns)).await;
-    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
-    ctl.decisions_pass(&ns, "model", 2.0).await;
+    let scene = gateway_scene(
+        "e2e-gateway",
+        0,
+        "{}",
+        "  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  concurrency: {targetPerReplica: 4}\n  scaleToZero: {idleSeconds: 600}\n  sources:\n  - name: traffic\n",
+    )
+    .await;
+    let (client, ns, gateway, ctl) = (&scene.client, &scene.ns, &scene.gateway, &scene.ctl);
+    ctl.decisions_pass(ns, "model", 2.0).await;
     assert_eq!(
-        replicas(&client, &ns, "model").await,
+        replicas(client, ns, "model").await,
         0,
         "nothing asks for a replica yet"
     );
@@ -1393,7 +1425,7 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     assert!(codes.iter().all(|c| c.0 == 200), "{codes:?}");
     // The source is polled every 0.5 s and the model starts in a blink: well within seconds.
     assert!(first < Duration::from_secs(10), "{first:?}");
-    assert!(replicas(&client, &ns, "model").await >= 1);
+    assert!(replicas(client, ns, "model").await >= 1);
     let text = gateway.admin("/metrics");
     assert_eq!(
         metric(&text, "ebb_requests_total{service=\"model\"}"),
@@ -1409,13 +1441,13 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
         Duration::from_secs(10),
         "the scale-up's Event names the activation",
         || async {
-            events(&client, &ns).await.iter().any(|(r, n)| {
+            events(client, ns).await.iter().any(|(r, n)| {
                 r == "SuccessfulRescale" && n.contains("activated from zero by traffic")
             })
         },
     )
     .await;
-    drop(ctl);
+    drop(scene);
 }
 
 /// Requests sent one after another by each of `clients` threads until `until`: (answered 200,
@@ -1451,20 +1483,15 @@ fn load_through(addr: &str, clients: usize, until: std::time::Instant) -> (u64, 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_request_answered() {
-    let p = plane();
-    let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-gateway-step").await;
-    apply(&client, &deployment("model", 1), Some(&ns)).await;
-    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
     // Inference has no side effects: a request cut by a replica that stops is sent again.
-    let gateway = Gateway::start(p, &ns, "app=model", "{retryNonIdempotent: true}");
-    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
-    gateway_pod(&client, &ns, &gateway_ip).await;
-    let spec = format!(
-        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 4\n  syncPeriodSeconds: 0.25\n  concurrency: {{targetPerReplica: 2, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 2, policies: [{{type: Percent, value: 100, periodSeconds: 1}}]}}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
-    );
-    apply(&client, &spec, Some(&ns)).await;
-    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    let scene = gateway_scene(
+        "e2e-gateway-step",
+        1,
+        "{retryNonIdempotent: true}",
+        "  minReplicas: 1\n  maxReplicas: 4\n  syncPeriodSeconds: 0.25\n  concurrency: {targetPerReplica: 2, stableWindowSeconds: 3, panicWindowSeconds: 1}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 2, policies: [{type: Percent, value: 100, periodSeconds: 1}]}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n",
+    )
+    .await;
+    let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
     wait(
         Duration::from_secs(20),
         "the first replica serving",
@@ -1488,7 +1515,7 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     });
     let (mut most, mut seen, started) = (0, -1, std::time::Instant::now());
     while !step.is_finished() {
-        let n = replicas(&client, &ns, "model").await;
+        let n = replicas(client, ns, "model").await;
         if n != seen {
             eprintln!("[{:>5.1}s] {n} replicas", started.elapsed().as_secs_f64());
             seen = n;
@@ -1502,7 +1529,7 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     // Kubernetes before 1.22, still serves when it is the only one).
     assert!(took < Duration::from_secs(25), "{took:?}");
     let ((high_ok, high_failed), (low_ok, low_failed)) = step.await.unwrap();
-    let last = replicas(&client, &ns, "model").await;
+    let last = replicas(client, ns, "model").await;
     let text = gateway.admin("/metrics");
     let retries = metric(&text, "ebb_retries_total{service=\"model\"}").unwrap_or(-1.0);
     eprintln!(
@@ -1523,7 +1550,7 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     assert!(most >= 3, "the step scaled up to {most}");
     assert!(last <= 2, "the scale-down under light load reached {last}");
     assert_eq!(high_failed + low_failed, 0, "every request is answered 200");
-    drop(ctl);
+    drop(scene);
 }
 
 /// The SLO model behind a gateway reads the replicas' service time from the gateway's
@@ -1531,19 +1558,14 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn the_slo_model_measures_the_service_time_through_the_gateway() {
-    let p = plane();
-    let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-gateway-slo").await;
-    apply(&client, &deployment("model", 1), Some(&ns)).await;
-    let _kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
-    let gateway = Gateway::start(p, &ns, "app=model", "{}");
-    let (gateway_ip, admin) = (gateway.ip.clone(), gateway.admin_port);
-    gateway_pod(&client, &ns, &gateway_ip).await;
-    let spec = format!(
-        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {{latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 2}}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n    gateway: {{selector: app=ebb-gateway, port: {admin}}}\n"
-    );
-    apply(&client, &spec, Some(&ns)).await;
-    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    let scene = gateway_scene(
+        "e2e-gateway-slo",
+        1,
+        "{}",
+        "  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 2}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n",
+    )
+    .await;
+    let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
     wait(
         Duration::from_secs(20),
         "the first replica serving",
@@ -1559,7 +1581,7 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
         )
     });
     let plan = || async {
-        autoscaler(&client, &ns, "model")
+        autoscaler(client, ns, "model")
             .await
             .and_then(|a| a.status)
             .map(|s| s.reasons.join("; "))
@@ -1586,7 +1608,7 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
         "the 50 ms service measured as {service_ms} ms: {reasons}"
     );
     assert_eq!(failed, 0);
-    drop(ctl);
+    drop(scene);
 }
 
 /// SIGKILLs the process that serves on `ip` (a pod's model, or a gateway), as a crash would.
