@@ -370,6 +370,15 @@ static NEXT_IP: AtomicU32 = AtomicU32::new(0);
 
 /// Plays the kubelet's part for pod `name`: Running and Ready at `ip`. False if the API
 /// refused (the pod went away, say).
+/// The pods `selector` matches, none when the list fails (a stand-in kubelet or a wait asks
+/// again).
+pub(crate) async fn pods_matching(pods: &Api<Pod>, selector: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
 pub(crate) async fn mark_ready(pods: &Api<Pod>, name: &str, ip: &str) -> bool {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = serde_json::json!({"status": {
@@ -460,11 +469,7 @@ async fn kubelet_loop(
     let ready_count = Arc::new(AtomicU32::new(1));
     let mut servers: Vec<Arc<AtomicBool>> = Vec::new();
     while !stop.load(Ordering::Acquire) {
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
+        let list = pods_matching(&pods, &selector).await;
         let live: Vec<&Pod> = list
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())

@@ -144,10 +144,8 @@ async fn scales_a_deployment_up_and_down_through_scale_on_pod_scraped_traffic() 
     kubelet.set_load(1.0);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let costs = || async {
-        pods.list(&ListParams::default().labels("app=model"))
+        harness::pods_matching(&pods, "app=model")
             .await
-            .map(|l| l.items)
-            .unwrap_or_default()
             .iter()
             .filter_map(|p| {
                 p.annotations()
@@ -1632,11 +1630,8 @@ fn kill_process_on(ip: &str) -> bool {
 }
 
 async fn pod_ips(client: &kube::Client, ns: &str, selector: &str) -> Vec<String> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(selector))
+    harness::pods_matching(&Api::namespaced(client.clone(), ns), selector)
         .await
-        .map(|l| l.items)
-        .unwrap_or_default()
         .iter()
         .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
         .collect()

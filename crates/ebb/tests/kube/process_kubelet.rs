@@ -5,9 +5,9 @@
 //! to finish its requests, then the pod object is removed. The gateway reaches the pods at
 //! their pod IPs.
 
-use crate::harness::{mark_ready, next_pod_ip, Plane};
+use crate::harness::{mark_ready, next_pod_ip, pods_matching, Plane};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -102,11 +102,7 @@ async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<Atomic
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     while !stop.load(Ordering::Acquire) {
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
+        let list = pods_matching(&pods, &selector).await;
         let by_name: BTreeMap<String, &Pod> = list.iter().map(|p| (p.name_any(), p)).collect();
         for (name, pod) in &by_name {
             let deleting = pod.metadata.deletion_timestamp.is_some();
