@@ -39,7 +39,7 @@ api() { # METHOD PATH [JSON] [CONTENT-TYPE]
   curl -sfk -X "$1" -H "Authorization: Bearer $EBB_KUBE_ADMIN_TOKEN" \
     -H "Content-Type: ${4:-application/json}" "$EBB_KUBE_SERVER$2" ${3:+-d "$3"}
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 
 NS=ebb-bench-$$
 api POST /api/v1/namespaces "{\"metadata\":{\"name\":\"$NS\"}}" >/dev/null
@@ -61,23 +61,7 @@ TOKIO_WORKER_THREADS=2 "$EBB" gateway --kubeconfig "$KUBECONFIG" --namespace "$N
   --target-port 8080 --name bench --listen "127.0.0.1:$GW_PORT" --admin "127.0.0.1:$GW_ADMIN" \
   > "$WORK/gateway.log" 2>&1 &
 PIDS+=("$!")
-cat > "$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend f
-  bind 127.0.0.1:$HA_PORT
-  default_backend b
-backend b
-  balance leastconn
-  http-reuse always
-  server r1 ${IPS[0]}:8080
-  server r2 ${IPS[1]}:8080
-EOF
+haproxy_config "$HA_PORT" "${IPS[0]}:8080" "${IPS[1]}:8080" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 100); do

@@ -24,7 +24,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 EBB_PORT=$(free_port); ADMIN=$(free_port); HA_PORT=$(free_port); NGX_PORT=$(free_port)
 
 cat > "$WORK/ebb.yaml" <<EOF
@@ -43,23 +43,7 @@ for _ in $(seq 100); do
 done
 read -r R1 R2 < <(curl -fsS "http://127.0.0.1:$ADMIN/ebb/status/iris" | python3 -c 'import json,sys; print(*[r["port"] for r in json.load(sys.stdin)["replicas"]["list"]])')
 
-cat > "$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend f
-  bind 127.0.0.1:$HA_PORT
-  default_backend b
-backend b
-  balance leastconn
-  http-reuse always
-  server r1 127.0.0.1:$R1
-  server r2 127.0.0.1:$R2
-EOF
+haproxy_config "$HA_PORT" "127.0.0.1:$R1" "127.0.0.1:$R2" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
 HA_PID=$!; PIDS+=("$HA_PID")
 
