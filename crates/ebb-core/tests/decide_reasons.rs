@@ -961,6 +961,30 @@ fn slo_out_of_reach_counted() -> Decision {
         Some((0.2, 0.97)),
     );
     assert!(fitted.summary().contains("(from their mean and variance)"));
+    // Counted at a histogram bucket's bound below the SLO (the controller reading a gateway):
+    // the shape is fitted there and read at the SLO. 70% within 100 ms, where the two moments
+    // say 60%, is a lognormal with 82% within 150 ms.
+    let (mut bucketed, mut totals) = (State::default(), (0.0, 0.0));
+    let b = slo_feed_counting(
+        &p,
+        &mut bucketed,
+        &mut totals,
+        (0, 100, 50.0),
+        &pods(3),
+        Some((0.1, 0.70)),
+    );
+    let Some(Reason::SloOutOfReach {
+        within_without_wait,
+        within_measured: true,
+        ..
+    }) = b.reasons.iter().find(|r| r.code() == "SloOutOfReach")
+    else {
+        panic!("no counted SloOutOfReach in {}", b.summary())
+    };
+    assert!(
+        (0.80..0.84).contains(within_without_wait),
+        "{within_without_wait}"
+    );
     d
 }
 

@@ -21,8 +21,8 @@ pub(crate) struct Memory {
 }
 
 /// How many counters a traffic source keeps per pod: arrivals, completions, and the service
-/// time's count, sum and sum of squares.
-pub(crate) const TRAFFIC_COUNTERS: usize = 5;
+/// time's count, sum, sum of squares and count within the SLO.
+pub(crate) const TRAFFIC_COUNTERS: usize = 6;
 
 /// One source's memory between reconciles.
 #[derive(Debug, Clone, Default)]

@@ -35,7 +35,13 @@ pub(crate) fn text(v: &[u8]) -> String {
 
 /// Polls the sources that are due (together), keeping each one's last good value when a poll
 /// fails; returns when the next one falls due. A source whose spec changed starts afresh.
-pub(crate) async fn poll_due(pass: &mut Pass<'_>, pods: &[TargetPod]) -> Duration {
+/// `slo_latency` is the policy's SLO latency, where it has one: the gateway's service-time
+/// histogram is read at it.
+pub(crate) async fn poll_due(
+    pass: &mut Pass<'_>,
+    pods: &[TargetPod],
+    slo_latency: Option<f64>,
+) -> Duration {
     let specs = &pass.obj.spec.sources;
     let mut memories = std::mem::take(&mut pass.memory.sources);
     memories.resize_with(specs.len(), SourceMemory::default);
@@ -61,7 +67,7 @@ pub(crate) async fn poll_due(pass: &mut Pass<'_>, pods: &[TargetPod]) -> Duratio
         let pass = &*pass;
         polls.push(async move {
             if due {
-                poll_one(pass, spec, pods, &mut mem).await;
+                poll_one(pass, spec, pods, &mut mem, slo_latency).await;
             }
             mem
         });
@@ -70,10 +76,15 @@ pub(crate) async fn poll_due(pass: &mut Pass<'_>, pods: &[TargetPod]) -> Duratio
     next_due
 }
 
-async fn poll_one(pass: &Pass<'_>, spec: &SourceSpec, pods: &[TargetPod], mem: &mut SourceMemory) {
+async fn poll_one(
+    pass: &Pass<'_>,
+    spec: &SourceSpec,
+    pods: &[TargetPod],
+    mem: &mut SourceMemory,
+    slo_latency: Option<f64>,
+) {
     let t0 = Instant::now();
-    let target = &pass.obj.spec.scale_target_ref.name;
-    let r = poll(pass.ctx, pass.ns, target, spec, pods, mem, pass.now).await;
+    let r = poll(pass, spec, pods, mem, slo_latency).await;
     let kind = sources::kind_of(spec);
     let ok = r.is_ok();
     pass.ctx
@@ -170,14 +181,14 @@ pub(crate) fn source_statuses(
 
 /// Polls one source.
 pub(crate) async fn poll(
-    ctx: &Context,
-    ns: &str,
-    target: &str,
+    pass: &Pass<'_>,
     spec: &SourceSpec,
     pods: &[TargetPod],
     memory: &mut SourceMemory,
-    now: Time,
+    slo_latency: Option<f64>,
 ) -> Result<SourceValue, SourceError> {
+    let (ctx, ns, now) = (pass.ctx, pass.ns, pass.now);
+    let target = &pass.obj.spec.scale_target_ref.name;
     let timeout = sources::timeout(spec);
     if let Some(p) = &spec.prometheus {
         let mut creds = Credentials::default();
@@ -215,7 +226,7 @@ pub(crate) async fn poll(
         return resource_metrics(ctx, ns, pods, &rm.resource, timeout).await;
     }
     if let Some(g) = &spec.gateway {
-        return gateway(ctx, ns, g, memory, timeout).await;
+        return gateway(ctx, ns, g, memory, timeout, slo_latency).await;
     }
     let Some(ps) = &spec.pod_scrape else {
         return Err(SourceError::NoData("no source kind given".into()));
@@ -235,7 +246,7 @@ pub(crate) async fn poll(
     }
     let ok = scraped(sources::scrape_pods(ps, &endpoints, timeout).await, "pod")?;
     if let Some(t) = &ps.traffic {
-        return Ok(traffic_value(&ok, t, None, memory));
+        return Ok(traffic_value(&ok, t, None, None, memory));
     }
     let metric = ps.metric.clone().unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -301,11 +312,13 @@ const SERVICE_COUNTERS: [&str; 3] = [
 
 /// The traffic signals from scrapes of the pods that count requests (the target's own, or the
 /// gateway's), summed, with service-wide counters that only grow. `service` names the
-/// service-time counters to read, where the pods export them.
+/// service-time counters to read, where the pods export them; `within_at` is the histogram
+/// bucket of service times to count as within the SLO (see [`within_bucket`]).
 fn traffic_value(
     ok: &[(String, sources::Scrape)],
     t: &TrafficMetrics,
     service: Option<&[&str; 3]>,
+    within_at: Option<f64>,
     memory: &mut SourceMemory,
 ) -> SourceValue {
     let mut in_flight = 0.0;
@@ -331,6 +344,9 @@ fn traffic_value(
             service_seen |= v.is_some();
             c[2 + i] = v.unwrap_or(0.0);
         }
+        if let Some(le) = within_at {
+            c[5] = bucket_count(s, SERVICE_BUCKETS, le);
+        }
         counters.insert(pod.clone(), c);
     }
     // Pod counters restart with the pod: the service-wide totals must only grow, so add
@@ -349,6 +365,7 @@ fn traffic_value(
                 s.requests,
                 s.seconds,
                 s.squared_seconds,
+                s.within.map_or(0.0, |w| w.requests),
             ]
         }
         _ => [0.0; TRAFFIC_COUNTERS],
@@ -379,9 +396,39 @@ fn traffic_value(
             requests: totals[2],
             seconds: totals[3],
             squared_seconds: totals[4],
-            within: None,
+            within: within_at.map(|latency_seconds| ebb_core::WithinLatency {
+                latency_seconds,
+                requests: totals[5],
+            }),
         }),
     }
+}
+
+/// The service-time histogram the gateway exports (cumulative `le` buckets).
+const SERVICE_BUCKETS: &str = "ebb_service_seconds_bucket";
+
+/// The bucket bound of `scrape`'s series `name` to count service times within an SLO of
+/// `latency` seconds: the highest bound at or below it, so that the count never flatters the
+/// service, and no lower than half of it (below that the count says little about the tail at
+/// the SLO). The core fits the service times' shape to the share within that bound.
+fn within_bucket(scrape: &sources::Scrape, name: &str, latency: f64) -> Option<f64> {
+    scrape
+        .iter()
+        .filter(|(n, _, _)| n == name)
+        .filter_map(|(_, labels, _)| labels.get("le")?.parse::<f64>().ok())
+        .filter(|le| *le <= latency * (1.0 + 1e-9) && *le >= latency / 2.0)
+        .max_by(f64::total_cmp)
+}
+
+/// The count in the buckets of `name` bounded by `le`, summed over its series.
+fn bucket_count(scrape: &sources::Scrape, name: &str, le: f64) -> f64 {
+    scrape
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name && labels.get("le").and_then(|v| v.parse::<f64>().ok()) == Some(le)
+        })
+        .map(|(_, _, v)| v)
+        .sum()
 }
 
 /// The gateway's replicas, scraped and summed: what they received, answered and hold. Each
@@ -392,15 +439,20 @@ async fn gateway(
     g: &GatewaySource,
     memory: &mut SourceMemory,
     timeout: Duration,
+    slo_latency: Option<f64>,
 ) -> Result<SourceValue, SourceError> {
     let scrapes = sources::scrape_gateways(&ctx.caches, ns, g, timeout).await?;
     let ok = scraped(scrapes, "gateway pod")?;
+    let within_at = slo_latency.and_then(|latency| {
+        ok.iter()
+            .find_map(|(_, s)| within_bucket(s, SERVICE_BUCKETS, latency))
+    });
     let names = TrafficMetrics {
         arrivals: Some("ebb_requests_total".into()),
         completions: Some("ebb_responses_total".into()),
         in_flight: vec!["ebb_in_flight".into()],
     };
-    let mut value = traffic_value(&ok, &names, Some(&SERVICE_COUNTERS), memory);
+    let mut value = traffic_value(&ok, &names, Some(&SERVICE_COUNTERS), within_at, memory);
     if let SourceValue::Traffic {
         per_pod_in_flight, ..
     } = &mut value
@@ -505,7 +557,7 @@ mod tests {
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.clone()))
                 .collect();
-            let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), &mut memory);
+            let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), None, &mut memory);
             memory.value = Some(v.clone());
             v
         };
@@ -543,9 +595,60 @@ mod tests {
             "a".to_string(),
             scrape(&[("ebb_requests_total", 5.0), ("ebb_in_flight", 1.0)]),
         )];
-        let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), &mut memory);
+        let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), None, &mut memory);
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
-        let v = traffic_value(&ok, &names(), None, &mut memory);
+        let v = traffic_value(&ok, &names(), None, None, &mut memory);
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
+    }
+
+    fn bucket(le: &str, v: f64) -> (String, BTreeMap<String, String>, f64) {
+        let labels = BTreeMap::from([
+            ("service".to_string(), "m".to_string()),
+            ("le".to_string(), le.to_string()),
+        ]);
+        (SERVICE_BUCKETS.to_string(), labels, v)
+    }
+
+    /// The SLO's share is counted at the highest bucket bound at or below its latency, not
+    /// above (which would flatter the service) nor far below (which says little of the tail).
+    #[test]
+    fn service_times_within_the_slo_are_read_from_the_highest_bucket_at_or_below_it() {
+        let mut pod = gateway_pod(100.0, 100.0, 12.0);
+        pod.extend([
+            bucket("0.25", 90.0),
+            bucket("0.5", 98.0),
+            bucket("1", 100.0),
+            bucket("+Inf", 100.0),
+        ]);
+        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.5), Some(0.5));
+        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.7), Some(0.5));
+        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.3), Some(0.25));
+        assert_eq!(
+            within_bucket(&pod, SERVICE_BUCKETS, 0.2),
+            None,
+            "0.1 s and below: none"
+        );
+        assert_eq!(
+            within_bucket(&pod, SERVICE_BUCKETS, 3.0),
+            None,
+            "1 s is under half of 3 s"
+        );
+
+        let mut memory = SourceMemory::default();
+        let ok = vec![("a".to_string(), pod.clone()), ("b".to_string(), pod)];
+        let v = traffic_value(
+            &ok,
+            &names(),
+            Some(&SERVICE_COUNTERS),
+            Some(0.5),
+            &mut memory,
+        );
+        let SourceValue::Traffic { service, .. } = v else {
+            panic!("traffic")
+        };
+        let within = service
+            .and_then(|s| s.within)
+            .expect("a count within the SLO");
+        assert_eq!((within.latency_seconds, within.requests), (0.5, 196.0));
     }
 }

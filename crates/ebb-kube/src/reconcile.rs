@@ -60,7 +60,8 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
         Ok(t) => t,
         Err(action) => return Ok(action),
     };
-    let next_due = poll::poll_due(pass, &target.pods).await;
+    let slo_latency = policy.slo.as_ref().map(|s| s.latency_seconds);
+    let next_due = poll::poll_due(pass, &target.pods, slo_latency).await;
     let failed = report_source_failures(pass).await;
     let specs = &pass.obj.spec.sources;
     status.current_metrics = poll::source_statuses(specs, &pass.memory.sources);

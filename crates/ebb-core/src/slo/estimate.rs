@@ -205,12 +205,21 @@ impl SloState {
         self.within_requests = seen;
     }
 
-    /// The counted share of service times within `latency`, leaning on `prior` (the share the
-    /// mean and variance imply) until many were counted; `None` where none was counted there.
-    pub fn within(&self, latency: f64, prior: f64) -> Option<f64> {
+    /// The latency at which the driver counts service times, where it serves an SLO of
+    /// `latency`: the SLO's own (Ebb's proxy, the simulator), or a histogram's bucket bound
+    /// below it but no lower than half of it (the controller reading a gateway's buckets).
+    pub fn counted_at(&self, latency: f64) -> Option<f64> {
         // The driver may count at the latency rounded to its clock's unit.
-        let same = |l: f64| (l - latency).abs() <= 1e-6 * latency.abs().max(1e-3);
-        if !self.within_latency.is_some_and(same) {
+        let slack = 1e-6 * latency.abs().max(1e-3);
+        self.within_latency
+            .filter(|at| *at <= latency + slack && *at >= latency / 2.0)
+    }
+
+    /// The counted share of service times within `at` (the latency they are counted at),
+    /// leaning on `prior` (the share the mean and variance imply) until many were counted;
+    /// `None` where none was counted there.
+    pub fn within(&self, at: f64, prior: f64) -> Option<f64> {
+        if self.within_latency != Some(at) {
             return None;
         }
         let share = self.within_share?;

@@ -141,10 +141,13 @@ pub fn plan(
     let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
     let rate = planned + tuning.rate_margin * noise(planned, level_window);
     let latency = slo.latency_seconds;
-    let fitted_within = service_within(latency, service_mean, service_scv);
-    let counted_shape = state
-        .within(latency, fitted_within)
-        .and_then(|share| scv_for_within(latency, service_mean, share));
+    // The service times' shape, fitted to their share within the latency the driver counts
+    // at (the SLO's, or a histogram bucket's below it), then read at the SLO.
+    let counted_shape = state.counted_at(latency).and_then(|at| {
+        let fitted = service_within(at, service_mean, service_scv);
+        let share = state.within(at, fitted)?;
+        scv_for_within(at, service_mean, share)
+    });
     let load = Load {
         rate,
         arrival_scv: dispersion,

@@ -246,6 +246,9 @@ pub struct ServiceState {
     /// (microseconds) and sum of squares (microsecond-milliseconds, so a year of one-second
     /// requests fits).
     pub service_times: [AtomicU64; 3],
+    /// The same times by bucket, for readers that count the share within an SLO from a
+    /// histogram (the controller reading a gateway).
+    pub service_histogram: ebb_proxy::histogram::Histogram,
     /// The SLO's latency (microseconds) and how many service times were within it, where the
     /// policy has an SLO: the SLO model's tail at the SLO, counted.
     pub service_within: Option<(u64, AtomicU64)>,
@@ -304,6 +307,7 @@ impl ServiceState {
             total_latency: Mutex::new(histogram()),
             first_byte: Default::default(),
             chunk_gaps: Default::default(),
+            service_histogram: Default::default(),
             decisions: Mutex::new(VecDeque::new()),
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
@@ -494,6 +498,7 @@ impl ServiceState {
         self.service_times[0].fetch_add(1, Ordering::Relaxed);
         self.service_times[1].fetch_add(v, Ordering::Relaxed);
         self.service_times[2].fetch_add(v.saturating_mul(v) / 1000, Ordering::Relaxed);
+        self.service_histogram.observe(took);
         if let Some((latency, within)) = &self.service_within {
             if v <= *latency {
                 within.fetch_add(1, Ordering::Relaxed);
@@ -700,16 +705,13 @@ impl ServiceState {
             "Sum of the squares of the replicas' times on answered requests, seconds squared: their variance for the SLO model.",
             format!("{}", service.squared_seconds),
         );
+        let labels = format!("service=\"{n}\"");
         out.push(Family {
             name: "ebb_service_seconds",
-            kind: "summary",
-            help: "Replicas' time on answered requests, from sent to answered (Ebb's own queue excluded): the SLO model's service time.",
-            samples: format!(
-                "ebb_service_seconds_sum{{service=\"{n}\"}} {}\nebb_service_seconds_count{{service=\"{n}\"}} {}\n",
-                service.seconds, service.requests
-            ),
+            kind: "histogram",
+            help: "Replicas' time on answered requests, from sent to answered (Ebb's own queue excluded): the SLO model's service time, and by bucket its share within an SLO.",
+            samples: self.service_histogram.exposition("ebb_service_seconds", "", &labels, false),
         });
-        let labels = format!("service=\"{n}\"");
         out.push(Family {
             name: "ebb_time_to_first_byte_seconds",
             kind: "histogram",
@@ -786,10 +788,15 @@ mod tests {
                 requests: 2.0
             })
         );
-        // The controller reads them from a gateway's /metrics.
+        // The controller reads them from a gateway's /metrics, the share within an SLO from
+        // the buckets.
         let text = exposition(s.metric_families());
         assert!(
-            text.contains("# TYPE ebb_service_seconds summary\n"),
+            text.contains("# TYPE ebb_service_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ebb_service_seconds_bucket{service=\"s\",le=\"0.5\"} 2\n"),
             "{text}"
         );
         assert!(
