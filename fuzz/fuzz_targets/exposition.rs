@@ -1,10 +1,10 @@
 #![no_main]
 //! The pod-scrape exposition parser never panics on any text, and every sample it returns
 //! has a valid metric name. The parser's file is included directly, so that this target
-//! does not build the Kubernetes client.
+//! builds nothing else.
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/ebb-kube/src/exposition.rs"]
+#[path = "../../crates/ebb-proxy/src/exposition.rs"]
 mod exposition;
 
 fuzz_target!(|data: &[u8]| {

@@ -27,6 +27,7 @@ pub mod behavior;
 pub mod calculator;
 pub mod conformance;
 mod decide;
+pub mod engine;
 pub mod formula;
 pub mod observation;
 pub mod placement;

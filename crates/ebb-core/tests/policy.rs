@@ -407,3 +407,60 @@ fn formula_round_trips() {
         "normalized form:\n{text}"
     );
 }
+
+#[test]
+fn an_engine_block_becomes_hpa_metrics_and_round_trips() {
+    let p = Policy::from_yaml(
+        "maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 80%, waitingPerReplica: 2, ttft: {percentile: p95, below: 500ms}}",
+    )
+    .unwrap();
+    let e = p.engine.as_ref().unwrap();
+    assert_eq!(
+        (e.port, e.path.as_str(), e.window_ms),
+        (8000, "/metrics", 60_000)
+    );
+    let metrics: Vec<String> = p
+        .metrics
+        .iter()
+        .map(|m| format!("{} {} {}", m.name, m.source.type_name(), m.target))
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            "engine.kvCacheUtilization Pods 0.8 per pod",
+            "engine.waiting Pods 2 per pod",
+            "engine.ttft External 0.5",
+        ]
+    );
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert_eq!(Policy::from_yaml(&text).unwrap(), p, "{text}");
+}
+
+#[test]
+fn engine_mistakes_name_their_field() {
+    let e = errors(
+        "maxReplicas: 3\nengine: {kind: vlm, kvCacheUtilization: 1.5, ttft: {percentile: p100}}",
+    );
+    assert_eq!(
+        e,
+        [
+            "engine.kind: must be vllm, sglang, tgi or triton, got 'vlm'",
+            "engine.kvCacheUtilization: must be a share above 0 and at most 1 (0.8) or a percentage (80%), got 1.5",
+            "engine.ttft.percentile: must be above 0% and below 100%, got 100%",
+            "engine.ttft.below: is required (e.g. 500ms)",
+        ]
+    );
+    assert_eq!(
+        errors("maxReplicas: 3\nengine: {kind: triton, itl: {below: 20ms}}"),
+        ["engine.itl: triton exports no metric for it"]
+    );
+    assert_eq!(
+        errors("maxReplicas: 3\nengine: {kind: sglang}"),
+        ["engine: needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft or itl"]
+    );
+    let m = "{type: Pods, pods: {metric: {name: engine.waiting}, target: {type: AverageValue, averageValue: 5}}}";
+    assert_eq!(
+        errors(&format!("maxReplicas: 3\nmetrics: [{m}]")),
+        ["metrics[0]: the name 'engine.waiting' is kept for the engine block's metrics"]
+    );
+}

@@ -18,6 +18,8 @@ pub(crate) struct Memory {
     pub(crate) written: Option<AutoscalerStatus>,
     /// Dry-run mode: when the last pass counted replica-seconds.
     pub(crate) dry_run_at: Option<Time>,
+    /// The engine block's histogram counts per pod, for its percentiles' window.
+    pub(crate) engine: ebb_core::engine::EngineReader,
 }
 
 /// How many counters a traffic source keeps per pod: arrivals, completions, and the service

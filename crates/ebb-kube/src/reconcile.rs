@@ -68,6 +68,10 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
 
     let latest = poll::latest(specs, &pass.memory.sources);
     let mut obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
+    if let Some(engine) = &policy.engine {
+        let engine_metrics = crate::engine_poll::observe(pass, engine, &target.pods).await;
+        obs.metrics.extend(engine_metrics);
+    }
     obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);
     let (mut scaler, d) = decide(pass, policy, &obs, &status);
 

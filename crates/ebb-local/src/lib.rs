@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod demo_llm;
 pub mod demo_model;
+pub mod engine_scrape;
 pub mod fault_replica;
 pub mod health;
 pub mod load;

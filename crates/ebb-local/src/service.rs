@@ -431,6 +431,25 @@ impl Service {
         }
     }
 
+    /// The engine's signals, scraped from every ready replica's metrics on its own port, with
+    /// half a sync period (at most 2 s) to answer.
+    async fn observe_engine(
+        &self,
+        engine: &ebb_core::policy::Engine,
+        reader: &mut ebb_core::engine::EngineReader,
+        now: Time,
+    ) -> Vec<ebb_core::MetricObservation> {
+        let replicas: Vec<(String, u16)> = self
+            .state
+            .replicas()
+            .iter()
+            .filter(|r| r.routable() && !r.draining.load(Ordering::Acquire))
+            .map(|r| (r.id.to_string(), r.port()))
+            .collect();
+        let timeout = (self.cfg.sync_period / 2).min(Duration::from_secs(2));
+        crate::engine_scrape::observe(&self.client, engine, reader, &replicas, timeout, now).await
+    }
+
     /// The control loop: observe, decide, apply, every sync period, until stopped.
     pub async fn control(self: Arc<Self>) {
         if self.cfg.models.is_some() {
@@ -443,6 +462,7 @@ impl Service {
             }
         }
         let mut scaler = Scaler::new(self.cfg.policy.clone());
+        let mut engine_reader = ebb_core::engine::EngineReader::default();
         let mut tick = tokio::time::interval(self.cfg.sync_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -451,7 +471,10 @@ impl Service {
                 break;
             }
             let now = self.state.core_now();
-            let obs = self.observe(now);
+            let mut obs = self.observe(now);
+            if let Some(engine) = &self.cfg.policy.engine {
+                obs.metrics = self.observe_engine(engine, &mut engine_reader, now).await;
+            }
             scaler.hold(self.state.hold());
             let d = scaler.decide(&obs, now);
             self.state.note_proposal(d.proposed_replicas);

@@ -5,11 +5,13 @@
 //! ([`server`]), keep-alive connections to the replicas driven by the request that uses them
 //! ([`upstream`]), bodies that pass through as they come, with the time to the first byte
 //! and the gaps between chunks measured ([`body`]), headers that must not cross a proxy
-//! ([`headers`]), and counts that a drop guard brings back down ([`guard`], [`counters`]).
+//! ([`headers`]), and counts that a drop guard brings back down ([`guard`], [`counters`]);
+//! and the Prometheus text format that replicas, gateways and engines serve ([`exposition`]).
 #![forbid(unsafe_code)]
 
 pub mod body;
 pub mod counters;
+pub mod exposition;
 pub mod guard;
 pub mod headers;
 pub mod histogram;

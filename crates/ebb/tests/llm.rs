@@ -220,3 +220,55 @@ services:
     assert_eq!(s["errors"], 0, "{s:#}");
     up.interrupt();
 }
+
+/// An `engine: vllm` block through `ebb up`: the replicas' own `/metrics` are scraped by
+/// vLLM's names, and requests waiting for a full KV cache start more replicas.
+#[test]
+fn ebb_up_scales_on_the_engines_waiting_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.path().join("llm.yaml");
+    // 8 KV blocks: one 100-word request runs at a time, the others wait in the engine.
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"admin: 127.0.0.1:{admin}
+services:
+- name: llm
+  command: ["{{ebb}}", demo-llm, --port, "{{port}}", --kv-blocks, "8", --step-ms, "20"]
+  listen: 127.0.0.1:{port}
+  readiness: {{path: /health, periodMs: 50}}
+  syncPeriodMs: 250
+  proxy: {{upstreamTimeoutSeconds: 60}}
+  policy:
+    minReplicas: 1
+    maxReplicas: 3
+    engine: {{kind: vllm, waitingPerReplica: 1}}
+    behavior: {{scaleUp: {{policies: [{{type: Pods, value: 4, periodSeconds: 1}}]}}}}
+"#
+        ),
+    )
+    .unwrap();
+    let up = Up::start(&cfg, port);
+    let answers = std::thread::scope(|sc| {
+        // Eight that fit the cache one at a time (100 prompt + 20 output tokens of 128), about
+        // 0.45 s each: seven wait at first.
+        let clients: Vec<_> = (0..8)
+            .map(|_| sc.spawn(move || http(port, &completion_request(100, 20, false))))
+            .collect();
+        let s = up.wait_until(Duration::from_secs(15), |s| {
+            s["replicas"]["ready"].as_u64().unwrap_or(0) >= 2
+        });
+        let decisions = s["decisions"].to_string();
+        eprintln!("{decisions}");
+        assert!(decisions.contains("engine.waiting"), "{decisions}");
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for a in answers {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+    up.interrupt();
+}

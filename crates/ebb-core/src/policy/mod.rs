@@ -4,13 +4,16 @@
 //! filled in, which is all the decision code ever reads. Validation collects every problem with
 //! the field path it concerns, so a user fixes a file in one pass.
 
+mod engine;
 mod formula;
 mod schedule;
 pub mod spec;
 mod tuning;
 mod validate;
 
+pub use crate::engine::{Engine, EngineTarget};
 use crate::quantity::Quantity;
+pub use engine::{DEFAULT_ENGINE_WINDOW_SECONDS, ENGINE_METRIC_PREFIX};
 use serde::Serialize;
 use std::fmt;
 pub use tuning::Tuning;
@@ -52,6 +55,8 @@ pub struct Policy {
     pub scale_to_zero: Option<ScaleToZero>,
     /// A latency SLO that sizes replicas through the queueing model.
     pub slo: Option<Slo>,
+    /// Targets on an LLM engine's own signals (their metrics are in `metrics` too).
+    pub engine: Option<Engine>,
     /// The metrics it names combined into one composite with its own target.
     pub formula: Option<FormulaMetric>,
     /// Calendar windows that raise the floor or lower the ceiling while open.
@@ -483,6 +488,7 @@ impl Policy {
             external_count: None,
             scale_to_zero: None,
             slo: None,
+            engine: None,
             formula: None,
             schedules: Vec::new(),
             stale_after_ms: (DEFAULT_STALE_AFTER_SECONDS * 1000.0) as i64,

@@ -46,6 +46,9 @@ pub struct PolicySpec {
     /// Ebb: a latency SLO; replicas come from a queueing model instead of a utilization target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloSpec>,
+    /// Ebb: targets on an LLM engine's own metrics (vLLM, SGLang, TGI, Triton), read by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineSpec>,
     /// Ebb: the policy's metrics combined by a CEL expression into one composite metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formula: Option<FormulaSpec>,
@@ -340,6 +343,51 @@ pub struct SloSpec {
     /// Seasonal period of the traffic forecast, seconds (default 86400, a day; 0 turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub season_seconds: Option<f64>,
+}
+
+/// Ebb's engine block: an LLM engine's signals with targets, its metric names known.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EngineSpec {
+    /// `vllm`, `sglang`, `tgi` or `triton` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Port of the replicas' metrics (default: the engine's, e.g. 8000 for vLLM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Path of the metrics (default `/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Average share of the KV cache in use per replica, `0.8` or `80%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_utilization: Option<PercentSpec>,
+    /// Requests waiting for the engine per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_per_replica: Option<f64>,
+    /// Requests being generated per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_per_replica: Option<f64>,
+    /// Time to first token: a percentile that must stay below a latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<LatencyTargetSpec>,
+    /// Inter-token latency: a percentile that must stay below a latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl: Option<LatencyTargetSpec>,
+    /// Window of the latency percentiles, seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+}
+
+/// A latency percentile's bound, e.g. `{percentile: p95, below: 500ms}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyTargetSpec {
+    /// The percentile, `p95` or `95` (default p95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<String>,
+    /// The latency it must stay below (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<DurationSpec>,
 }
 
 /// HPA controller flags the calculator honours for CPU readiness.

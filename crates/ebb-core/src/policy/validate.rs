@@ -143,7 +143,7 @@ impl Checker {
     }
 
     /// A finite positive float.
-    fn positive(&mut self, path: &str, v: f64) -> f64 {
+    pub(super) fn positive(&mut self, path: &str, v: f64) -> f64 {
         if !v.is_finite() || v <= 0.0 {
             self.err(path, format!("must be a positive number, got {v}"));
             return 1.0;
@@ -220,6 +220,22 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             metrics.push(metric);
         }
     }
+
+    for (i, m) in metrics.iter().enumerate() {
+        if m.name.starts_with(super::engine::ENGINE_METRIC_PREFIX) {
+            c.err(
+                format!("metrics[{i}]"),
+                format!(
+                    "the name '{}' is kept for the engine block's metrics",
+                    m.name
+                ),
+            );
+        }
+    }
+    let engine = spec
+        .engine
+        .as_ref()
+        .map(|e| super::engine::engine(&mut c, e, &mut metrics));
 
     let behavior_spec = spec.behavior.clone().unwrap_or_default();
     let defaults = if spec.slo.is_some() {
@@ -394,6 +410,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         external_count,
         scale_to_zero,
         slo,
+        engine,
         formula,
         schedules,
         stale_after_ms,
@@ -808,7 +825,7 @@ fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
     }
 }
 
-fn duration_seconds(d: &DurationSpec) -> Result<f64, String> {
+pub(super) fn duration_seconds(d: &DurationSpec) -> Result<f64, String> {
     match d {
         DurationSpec::Seconds(v) if v.is_finite() => Ok(*v),
         DurationSpec::Seconds(v) => Err(format!("must be a finite duration, got {v}")),
@@ -991,7 +1008,13 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
         max_replicas: Some(i64::from(p.max_replicas)),
         initial_replicas: p.initial_replicas.map(i64::from),
         tolerance: None,
-        metrics: p.metrics.iter().map(metric_spec).collect(),
+        metrics: p
+            .metrics
+            .iter()
+            .filter(|m| !m.name.starts_with(super::engine::ENGINE_METRIC_PREFIX))
+            .map(metric_spec)
+            .collect(),
+        engine: p.engine.as_ref().map(super::engine::engine_spec),
         behavior: Some(BehaviorSpec {
             scale_up: Some(rules_spec(&p.behavior.scale_up, p.tolerance.scale_up)),
             scale_down: Some(rules_spec(&p.behavior.scale_down, p.tolerance.scale_down)),

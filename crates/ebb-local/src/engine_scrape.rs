@@ -1,0 +1,223 @@
+//! `ebb up`'s side of an `engine` block: each ready replica's `/metrics` (on the replica's own
+//! port), read through the engine's preset into the observations of the policy's engine
+//! metrics.
+
+use crate::upstream::Upstream;
+use bytes::Bytes;
+use ebb_core::engine::{EngineReader, Sample};
+use ebb_core::policy::Engine;
+use ebb_core::{MetricObservation, Time};
+use http_body_util::{BodyExt, Full, Limited};
+use std::time::Duration;
+
+/// The most a replica's metrics page may hold.
+const MAX_METRICS_BYTES: usize = 4 << 20;
+
+/// Fetches and parses one replica's metrics; the error says why.
+pub async fn scrape(
+    client: &Upstream,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<Vec<Sample>, String> {
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let fetch = async {
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("{path} answered {}", resp.status()));
+        }
+        let body = Limited::new(resp.into_body(), MAX_METRICS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
+    };
+    let text = tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| format!("{path} took over {:.1}s", timeout.as_secs_f64()))??;
+    ebb_proxy::exposition::parse(&text)
+}
+
+/// Scrapes every replica (name, port) at once and reads the engine's signals; replicas whose
+/// scrape failed are left out (a signal none of them gave is missing, and holds the count).
+pub async fn observe(
+    client: &Upstream,
+    engine: &Engine,
+    reader: &mut EngineReader,
+    replicas: &[(String, u16)],
+    timeout: Duration,
+    now: Time,
+) -> Vec<MetricObservation> {
+    let scrapes = futures::future::join_all(replicas.iter().map(|(name, port)| async move {
+        scrape(client, *port, &engine.path, timeout)
+            .await
+            .ok()
+            .map(|s| (name.clone(), s))
+    }))
+    .await;
+    let scrapes: Vec<(String, Vec<Sample>)> = scrapes.into_iter().flatten().collect();
+    reader.observe(engine, &scrapes, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use ebb_core::engine::{EngineReader, Sample};
+    use ebb_core::{MetricValues, Policy, Time};
+
+    fn parse(text: &str) -> Vec<Sample> {
+        ebb_proxy::exposition::parse(text).expect("exposition")
+    }
+
+    fn engine(yaml: &str) -> ebb_core::policy::Engine {
+        Policy::from_yaml(yaml)
+            .expect("policy")
+            .engine
+            .expect("engine")
+    }
+
+    fn per_pod(obs: &[ebb_core::MetricObservation], name: &str) -> Vec<f64> {
+        match obs.iter().find(|o| o.name == name).map(|o| &o.values) {
+            Some(MetricValues::PerPod { samples }) => samples.iter().map(|s| s.value).collect(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn external(obs: &[ebb_core::MetricObservation], name: &str) -> Option<f64> {
+        match obs.iter().find(|o| o.name == name).map(|o| &o.values) {
+            Some(MetricValues::External { values, .. }) => values.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// A TTFT histogram, in the engine's own names and units: `n` observations, a share `fast`
+    /// of them within the second bound, the rest within the third.
+    fn histogram(name: &str, labels: &str, bounds: [&str; 3], n: f64, fast: f64) -> String {
+        let [a, b, c] = bounds;
+        format!(
+            "# TYPE {name} histogram\n{name}_bucket{{{labels}le=\"{a}\"}} 0\n{name}_bucket{{{labels}le=\"{b}\"}} {}\n{name}_bucket{{{labels}le=\"{c}\"}} {n}\n{name}_bucket{{{labels}le=\"+Inf\"}} {n}\n{name}_sum{{{labels}}} 1\n{name}_count{{{labels}}} {n}\n",
+            n * fast
+        )
+    }
+
+    /// vLLM's V1 names and labels, as its `/metrics` writes them.
+    #[test]
+    fn vllm_gauges_and_ttft_histogram() {
+        let e = engine("maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 80%, waitingPerReplica: 2, ttft: {percentile: p90, below: 500ms}}");
+        let labels = "engine=\"0\",model_name=\"m\",";
+        let page = |n: f64| {
+            format!(
+                "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{engine=\"0\",model_name=\"m\"}} 3.0\n# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{engine=\"0\",model_name=\"m\"}} 0.92\n{}",
+                histogram("vllm:time_to_first_token_seconds", labels, ["0.1", "0.25", "1.0"], n, 0.5)
+            )
+        };
+        let mut reader = EngineReader::default();
+        let first = reader.observe(
+            &e,
+            &[("a".into(), parse(&page(100.0)))],
+            Time::from_secs(10),
+        );
+        assert_eq!(per_pod(&first, "engine.waiting"), vec![3.0]);
+        assert_eq!(per_pod(&first, "engine.kvCacheUtilization"), vec![0.92]);
+        assert_eq!(
+            external(&first, "engine.ttft"),
+            None,
+            "one scrape is no window"
+        );
+        // 200 more, half within 0.25 s and half within 1 s: p90's rank 180 is 80 of the 100
+        // in (0.25, 1]: 0.25 + 0.75 * 0.8 = 0.85 s.
+        let second = reader.observe(
+            &e,
+            &[("a".into(), parse(&page(300.0)))],
+            Time::from_secs(20),
+        );
+        let p90 = external(&second, "engine.ttft").expect("p90");
+        assert!((p90 - 0.85).abs() < 1e-9, "{p90}");
+    }
+
+    /// vLLM before 0.10 named the KV-cache gauge `gpu_cache_usage_perc`.
+    #[test]
+    fn vllm_older_kv_cache_name() {
+        let e = engine("maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 0.8}");
+        let text = "vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n";
+        let obs = EngineReader::default().observe(&e, &[("a".into(), parse(text))], Time::ZERO);
+        assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.5]);
+    }
+
+    /// SGLang's names (`--enable-metrics`), two replicas.
+    #[test]
+    fn sglang_gauges_per_replica() {
+        let e = engine(
+            "maxReplicas: 8\nengine: {kind: sglang, kvCacheUtilization: 0.8, waitingPerReplica: 4}",
+        );
+        let page = |usage: f64, queue: f64| {
+            parse(&format!(
+                "# TYPE sglang:token_usage gauge\nsglang:token_usage{{model_name=\"m\"}} {usage}\n# TYPE sglang:num_queue_reqs gauge\nsglang:num_queue_reqs{{model_name=\"m\"}} {queue}\n# TYPE sglang:num_running_reqs gauge\nsglang:num_running_reqs{{model_name=\"m\"}} 7\n"
+            ))
+        };
+        let obs = EngineReader::default().observe(
+            &e,
+            &[("a".into(), page(0.3, 1.0)), ("b".into(), page(0.9, 6.0))],
+            Time::ZERO,
+        );
+        assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.3, 0.9]);
+        assert_eq!(per_pod(&obs, "engine.waiting"), vec![1.0, 6.0]);
+    }
+
+    /// TGI: queue size and the per-request mean time per token histogram; no KV-cache gauge,
+    /// which `ebb check` refuses to target.
+    #[test]
+    fn tgi_queue_and_time_per_token() {
+        let e = engine("maxReplicas: 8\nengine: {kind: tgi, waitingPerReplica: 2, itl: {percentile: p50, below: 50ms}}");
+        let page = |n: f64| {
+            parse(&format!(
+                "tgi_queue_size 5\ntgi_batch_current_size 12\n{}",
+                histogram(
+                    "tgi_request_mean_time_per_token_duration",
+                    "",
+                    ["0.01", "0.05", "0.1"],
+                    n,
+                    1.0
+                )
+            ))
+        };
+        let mut reader = EngineReader::default();
+        reader.observe(&e, &[("a".into(), page(10.0))], Time::from_secs(0));
+        let obs = reader.observe(&e, &[("a".into(), page(30.0))], Time::from_secs(5));
+        assert_eq!(per_pod(&obs, "engine.waiting"), vec![5.0]);
+        // All 20 new ones within (0.01, 0.05]: the median is halfway, 0.03 s.
+        let p50 = external(&obs, "engine.itl").expect("p50");
+        assert!((p50 - 0.03).abs() < 1e-9, "{p50}");
+        let refused =
+            Policy::from_yaml("maxReplicas: 8\nengine: {kind: tgi, kvCacheUtilization: 0.8}")
+                .expect_err("tgi has no KV gauge");
+        assert!(
+            refused
+                .to_string()
+                .contains("engine.kvCacheUtilization: tgi exports no metric for it"),
+            "{refused}"
+        );
+    }
+
+    /// Triton with TensorRT-LLM: labeled request counts, KV blocks used over max, and the
+    /// first-response histogram in milliseconds.
+    #[test]
+    fn triton_labeled_series_and_milliseconds() {
+        let e = engine("maxReplicas: 8\nengine: {kind: triton, kvCacheUtilization: 0.8, waitingPerReplica: 2, ttft: {percentile: p50, below: 1s}}");
+        let page = |n: f64| {
+            parse(&format!(
+                "nv_trt_llm_request_metrics{{model=\"tensorrt_llm\",request_type=\"waiting\",version=\"1\"}} 4\nnv_trt_llm_request_metrics{{model=\"tensorrt_llm\",request_type=\"active\",version=\"1\"}} 9\nnv_trt_llm_kv_cache_block_metrics{{kv_cache_block_type=\"used\",model=\"tensorrt_llm\",version=\"1\"}} 300\nnv_trt_llm_kv_cache_block_metrics{{kv_cache_block_type=\"max\",model=\"tensorrt_llm\",version=\"1\"}} 400\n{}",
+                histogram("nv_inference_first_response_histogram_ms", "model=\"ensemble\",version=\"1\",", ["100", "500", "1000"], n, 1.0)
+            ))
+        };
+        let mut reader = EngineReader::default();
+        reader.observe(&e, &[("a".into(), page(10.0))], Time::from_secs(0));
+        let obs = reader.observe(&e, &[("a".into(), page(20.0))], Time::from_secs(5));
+        assert_eq!(per_pod(&obs, "engine.waiting"), vec![4.0]);
+        assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.75]);
+        // 10 new ones within (100, 500] ms: the median is 300 ms.
+        let p50 = external(&obs, "engine.ttft").expect("p50");
+        assert!((p50 - 0.3).abs() < 1e-9, "{p50}");
+    }
+}
