@@ -38,5 +38,8 @@ pub(crate) async fn observe(
         .into_iter()
         .filter_map(|(pod, r)| r.ok().map(|s| (pod, s)))
         .collect();
-    pass.memory.engine.observe(engine, &scrapes, pass.now)
+    let starting = pods.iter().any(|p| !p.ready && !p.deleting);
+    pass.memory
+        .engine
+        .observe(engine, &scrapes, starting, pass.now)
 }

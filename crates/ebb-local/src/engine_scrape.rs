@@ -40,13 +40,14 @@ pub async fn scrape(
     ebb_proxy::exposition::parse(&text)
 }
 
-/// Scrapes every replica (name, port) at once and reads the engine's signals; replicas whose
-/// scrape failed are left out (a signal none of them gave is missing, and holds the count).
+/// Scrapes every serving replica (name, port) at once and reads the engine's signals
+/// (`starting`: whether others are starting); replicas whose scrape failed are left out (a
+/// signal none of them gave is missing, and holds the count).
 pub async fn observe(
     client: &Upstream,
     engine: &Engine,
     reader: &mut EngineReader,
-    replicas: &[(String, u16)],
+    (replicas, starting): (&[(String, u16)], bool),
     timeout: Duration,
     now: Time,
 ) -> Vec<MetricObservation> {
@@ -58,7 +59,7 @@ pub async fn observe(
     }))
     .await;
     let scrapes: Vec<(String, Vec<Sample>)> = scrapes.into_iter().flatten().collect();
-    reader.observe(engine, &scrapes, now)
+    reader.observe(engine, &scrapes, starting, now)
 }
 
 #[cfg(test)]
@@ -116,6 +117,7 @@ mod tests {
         let first = reader.observe(
             &e,
             &[("a".into(), parse(&page(100.0)))],
+            false,
             Time::from_secs(10),
         );
         assert_eq!(per_pod(&first, "engine.waiting"), vec![3.0]);
@@ -130,6 +132,7 @@ mod tests {
         let second = reader.observe(
             &e,
             &[("a".into(), parse(&page(300.0)))],
+            false,
             Time::from_secs(20),
         );
         let p90 = external(&second, "engine.ttft").expect("p90");
@@ -141,7 +144,8 @@ mod tests {
     fn vllm_older_kv_cache_name() {
         let e = engine("maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 0.8}");
         let text = "vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n";
-        let obs = EngineReader::default().observe(&e, &[("a".into(), parse(text))], Time::ZERO);
+        let obs =
+            EngineReader::default().observe(&e, &[("a".into(), parse(text))], false, Time::ZERO);
         assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.5]);
     }
 
@@ -159,6 +163,7 @@ mod tests {
         let obs = EngineReader::default().observe(
             &e,
             &[("a".into(), page(0.3, 1.0)), ("b".into(), page(0.9, 6.0))],
+            false,
             Time::ZERO,
         );
         assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.3, 0.9]);
@@ -183,8 +188,8 @@ mod tests {
             ))
         };
         let mut reader = EngineReader::default();
-        reader.observe(&e, &[("a".into(), page(10.0))], Time::from_secs(0));
-        let obs = reader.observe(&e, &[("a".into(), page(30.0))], Time::from_secs(5));
+        reader.observe(&e, &[("a".into(), page(10.0))], false, Time::from_secs(0));
+        let obs = reader.observe(&e, &[("a".into(), page(30.0))], false, Time::from_secs(5));
         assert_eq!(per_pod(&obs, "engine.waiting"), vec![5.0]);
         // All 20 new ones within (0.01, 0.05]: the median is halfway, 0.03 s.
         let p50 = external(&obs, "engine.itl").expect("p50");
@@ -212,12 +217,50 @@ mod tests {
             ))
         };
         let mut reader = EngineReader::default();
-        reader.observe(&e, &[("a".into(), page(10.0))], Time::from_secs(0));
-        let obs = reader.observe(&e, &[("a".into(), page(20.0))], Time::from_secs(5));
+        reader.observe(&e, &[("a".into(), page(10.0))], false, Time::from_secs(0));
+        let obs = reader.observe(&e, &[("a".into(), page(20.0))], false, Time::from_secs(5));
         assert_eq!(per_pod(&obs, "engine.waiting"), vec![4.0]);
         assert_eq!(per_pod(&obs, "engine.kvCacheUtilization"), vec![0.75]);
         // 10 new ones within (100, 500] ms: the median is 300 ms.
         let p50 = external(&obs, "engine.ttft").expect("p50");
         assert!((p50 - 0.3).abs() < 1e-9, "{p50}");
+    }
+
+    /// A percentile is read only over the replicas serving now: none while others start, its
+    /// window starts again when a replica joins, and none from fewer than 10 observations.
+    #[test]
+    fn percentiles_wait_for_starting_replicas_and_a_window_of_the_new_set() {
+        let e = engine("maxReplicas: 8\nengine: {kind: vllm, ttft: {percentile: p50, below: 1s}}");
+        let labels = "model_name=\"m\",";
+        let page = |n: f64, fast: f64| {
+            parse(&histogram(
+                "vllm:time_to_first_token_seconds",
+                labels,
+                ["0.1", "0.25", "1.0"],
+                n,
+                fast,
+            ))
+        };
+        let ttft = |obs: &[ebb_core::MetricObservation]| external(obs, "engine.ttft");
+        let mut r = EngineReader::default();
+        let t = Time::from_secs;
+        r.observe(&e, &[("a".into(), page(100.0, 0.0))], false, t(0));
+        // 100 more, all slow, while a second replica starts: held.
+        let slow = r.observe(&e, &[("a".into(), page(200.0, 0.0))], true, t(1));
+        assert_eq!(ttft(&slow), None);
+        // b serves now: the window starts again, so this scrape is only its baseline.
+        let joined = [("a".into(), page(300.0, 1.0)), ("b".into(), page(0.0, 1.0))];
+        assert_eq!(ttft(&r.observe(&e, &joined, false, t(2))), None);
+        // 5 more: too few.
+        let few = [("a".into(), page(305.0, 1.0)), ("b".into(), page(0.0, 1.0))];
+        assert_eq!(ttft(&r.observe(&e, &few, false, t(3))), None);
+        // 20 more, all fast (the new set's latency, not the slow window's): the median of
+        // (0.1, 0.25] is 0.175 s.
+        let fast = [
+            ("a".into(), page(315.0, 1.0)),
+            ("b".into(), page(10.0, 1.0)),
+        ];
+        let p50 = ttft(&r.observe(&e, &fast, false, t(4))).expect("p50");
+        assert!((p50 - 0.175).abs() < 1e-9, "{p50}");
     }
 }

@@ -439,15 +439,16 @@ impl Service {
         reader: &mut ebb_core::engine::EngineReader,
         now: Time,
     ) -> Vec<ebb_core::MetricObservation> {
-        let replicas: Vec<(String, u16)> = self
-            .state
-            .replicas()
-            .iter()
-            .filter(|r| r.routable() && !r.draining.load(Ordering::Acquire))
+        let all = self.state.replicas();
+        let live = || all.iter().filter(|r| !r.draining.load(Ordering::Acquire));
+        let serving: Vec<(String, u16)> = live()
+            .filter(|r| r.routable())
             .map(|r| (r.id.to_string(), r.port()))
             .collect();
+        let starting = live().any(|r| !r.ready.load(Ordering::Acquire));
         let timeout = (self.cfg.sync_period / 2).min(Duration::from_secs(2));
-        crate::engine_scrape::observe(&self.client, engine, reader, &replicas, timeout, now).await
+        let replicas = (serving.as_slice(), starting);
+        crate::engine_scrape::observe(&self.client, engine, reader, replicas, timeout, now).await
     }
 
     /// The control loop: observe, decide, apply, every sync period, until stopped.

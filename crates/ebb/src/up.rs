@@ -54,9 +54,12 @@ pub(crate) struct DemoModelArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoLlmArgs {
-    /// Port to listen on (127.0.0.1).
+    /// Port to listen on.
     #[arg(long)]
     port: u16,
+    /// Address to listen on (a pod's IP when a test plays the kubelet).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// The model name it serves.
     #[arg(long, default_value = "demo")]
     model: String,
@@ -266,9 +269,9 @@ pub(crate) fn demo_llm(args: DemoLlmArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        let listener = tokio::net::TcpListener::bind((args.host, args.port))
             .await
-            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let cfg = DemoLlm {
             model: args.model,
             engine,

@@ -11,7 +11,7 @@ mod reader;
 
 pub use histogram::{quantile, Buckets};
 pub use preset::{EngineKind, Reading, Signal};
-pub use reader::EngineReader;
+pub use reader::{EngineReader, MIN_PERCENTILE_COUNT};
 
 use std::collections::BTreeMap;
 

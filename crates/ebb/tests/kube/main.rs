@@ -1775,3 +1775,86 @@ async fn a_stopping_gateway_answers_what_it_holds_so_another_can_take_it() {
     assert!(status.success(), "{status:?}");
     assert!(exited < Duration::from_secs(5), "{exited:?}");
 }
+
+/// One completion request of a 100-word prompt and 20 tokens to `addr`: its status line.
+fn completion(addr: &str) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return "refused".into();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let prompt = vec!["word"; 100].join(" ");
+    let body = format!(r#"{{"model": "demo", "prompt": "{prompt}", "max_tokens": 20}}"#);
+    let _ = write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// An `engine: vllm` block in the cluster: the controller scrapes the pods' own `/metrics` by
+/// vLLM's names (no adapter, no source), and requests waiting for a full KV cache add
+/// replicas.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_controller_scales_on_the_engines_waiting_requests() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-engine").await;
+    apply(&client, &deployment("llm", 1), Some(&ns)).await;
+    let _kubelet =
+        process_kubelet::ProcessKubelet::running(p, &ns, "app=llm", process_kubelet::Program::Llm);
+    apply(
+        &client,
+        &format!(
+            "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: llm}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: llm}}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.5\n  engine: {{kind: vllm, port: {}, waitingPerReplica: 1}}\n",
+            process_kubelet::MODEL_PORT
+        ),
+        Some(&ns),
+    )
+    .await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod_ip = || async {
+        harness::pods_matching(&pods, "app=llm")
+            .await
+            .iter()
+            .find_map(|p| p.status.as_ref()?.pod_ip.clone())
+    };
+    wait(
+        Duration::from_secs(20),
+        "the first engine pod ready",
+        || async { pod_ip().await.is_some() },
+    )
+    .await;
+    let ip = pod_ip().await.unwrap_or_default();
+    let addr = format!("{ip}:{}", process_kubelet::MODEL_PORT);
+    let answers = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|sc| {
+            let clients: Vec<_> = (0..8).map(|_| sc.spawn(|| completion(&addr))).collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    wait(
+        Duration::from_secs(20),
+        "a scale-up on waiting requests",
+        || async { replicas(&client, &ns, "llm").await >= 2 },
+    )
+    .await;
+    let reasons = autoscaler(&client, &ns, "llm")
+        .await
+        .and_then(|a| a.status)
+        .map(|s| s.reasons.join("; "))
+        .unwrap_or_default();
+    eprintln!("{reasons}");
+    assert!(reasons.contains("engine.waiting"), "{reasons}");
+    for a in answers.await.unwrap() {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+    drop(ctl);
+}

@@ -1,6 +1,6 @@
 //! A stand-in kubelet for one fake node that runs each pod as a real process: it binds the
-//! pods of its selector to the node, starts `ebb demo-model` for each on a loopback address of
-//! the pod's own, and marks the pod Running and Ready with that IP once the model answers its
+//! pods of its selector to the node, starts `ebb demo-model` (or `ebb demo-llm`) for each on a
+//! loopback address of the pod's own, and marks the pod Running and Ready with that IP once the model answers its
 //! readiness path. A pod being deleted gets what a kubelet gives it: SIGTERM, its grace period
 //! to finish its requests, then the pod object is removed. The gateway reaches the pods at
 //! their pod IPs.
@@ -17,6 +17,54 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What each pod runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Program {
+    /// `ebb demo-model`: 50 ms a request, 8 at once.
+    Model,
+    /// `ebb demo-llm` with 8 KV blocks and 20 ms steps: a 100-word prompt fills the cache, so
+    /// requests wait in the engine.
+    Llm,
+}
+
+impl Program {
+    fn args(self, ip: &str) -> Vec<String> {
+        let port = MODEL_PORT.to_string();
+        let args: &[&str] = match self {
+            Program::Model => &[
+                "demo-model",
+                "--host",
+                ip,
+                "--port",
+                &port,
+                "--service-ms",
+                "50",
+                "--concurrency",
+                "8",
+            ],
+            Program::Llm => &[
+                "demo-llm",
+                "--host",
+                ip,
+                "--port",
+                &port,
+                "--kv-blocks",
+                "8",
+                "--step-ms",
+                "20",
+            ],
+        };
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn readiness_path(self) -> &'static str {
+        match self {
+            Program::Model => "/v2/health/ready",
+            Program::Llm => "/health",
+        }
+    }
+}
+
 /// Runs pods of one selector as `ebb demo-model` processes until dropped.
 pub(crate) struct ProcessKubelet {
     stop: Arc<AtomicBool>,
@@ -31,12 +79,17 @@ const NODE: &str = "ebb-e2e-node";
 
 impl ProcessKubelet {
     pub(crate) fn start(p: &Plane, ns: &str, selector: &str) -> ProcessKubelet {
+        ProcessKubelet::running(p, ns, selector, Program::Model)
+    }
+
+    /// Runs each pod as `program`.
+    pub(crate) fn running(p: &Plane, ns: &str, selector: &str, program: Program) -> ProcessKubelet {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, kubeconfig) = (stop.clone(), p.kubeconfig.clone());
         let (ns, selector) = (ns.to_string(), selector.to_string());
         let handle = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(run(kubeconfig, ns, selector, s));
+            rt.block_on(run(kubeconfig, ns, selector, program, s));
         });
         ProcessKubelet {
             stop,
@@ -55,12 +108,15 @@ impl Drop for ProcessKubelet {
 }
 
 /// Whether the model at `ip` answers its readiness path.
-fn ready(ip: &str) -> bool {
+fn ready(ip: &str, path: &str) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect((ip, MODEL_PORT)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ = s.write_all(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text.starts_with("HTTP/1.1 200")
@@ -92,7 +148,13 @@ async fn bind(pods: &Api<Pod>, name: &str) -> bool {
     .is_ok()
 }
 
-async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<AtomicBool>) {
+async fn run(
+    kubeconfig: PathBuf,
+    ns: String,
+    selector: String,
+    program: Program,
+    stop: Arc<AtomicBool>,
+) {
     let client = ebb_kube::client(Some(&kubeconfig)).await.expect("client");
     let node: Node =
         serde_json::from_value(serde_json::json!({"metadata": {"name": NODE}})).unwrap();
@@ -120,18 +182,11 @@ async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<Atomic
             }
             let ip = next_pod_ip();
             let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
-                .args([
-                    "demo-model",
-                    "--host",
-                    &ip,
-                    "--port",
-                    &MODEL_PORT.to_string(),
-                ])
-                .args(["--service-ms", "50", "--concurrency", "8"])
+                .args(program.args(&ip))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("start ebb demo-model");
+                .expect("start the pod's program");
             running.insert(
                 name.clone(),
                 Running {
@@ -151,7 +206,7 @@ async fn run(kubeconfig: PathBuf, ns: String, selector: String, stop: Arc<Atomic
                 }
                 r.terminating = Some(Instant::now());
             }
-            if !deleting && !r.reported && ready(&r.ip) {
+            if !deleting && !r.reported && ready(&r.ip, program.readiness_path()) {
                 r.reported = mark_ready(&pods, name, &r.ip).await;
             }
         }
