@@ -10,10 +10,10 @@ use crate::BoxError;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -190,6 +190,7 @@ where
     let io = Activity {
         inner: stream,
         clock: clock.clone(),
+        read_any: false,
     };
     let in_service = clock.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -203,9 +204,15 @@ where
             Ok::<_, std::convert::Infallible>(answer.map(|body| Busy { body, _busy: busy }))
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+    // HTTP/1.1, and HTTP/2 for clients that open with its preface (h2c with prior knowledge,
+    // as gRPC clients and `curl --http2-prior-knowledge` do).
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(true);
+    builder
+        .http2()
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(HTTP2_MAX_HEADER_BYTES);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let shortest = limits.idle_timeout.min(limits.header_timeout);
     let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -242,6 +249,15 @@ where
     }
 }
 
+/// Requests one HTTP/2 connection may have open at once (each holds a permit of nothing: the
+/// connection limit counts connections, so this bounds what one connection can ask).
+const HTTP2_MAX_STREAMS: u32 = 256;
+/// The most header bytes an HTTP/2 request may carry (decoded).
+const HTTP2_MAX_HEADER_BYTES: u32 = 64 << 10;
+
+/// The start of the client connection preface of HTTP/2 (RFC 9113, section 3.4).
+const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+
 /// Whether a connection's bytes move and whether a request is being read or served, in
 /// watchdog ticks.
 #[derive(Default)]
@@ -254,6 +270,10 @@ struct ConnectionClock {
     head_since: AtomicU64,
     /// Requests being served.
     active: AtomicU32,
+    /// Whether the client opened with HTTP/2's preface. Its frames (pings, window updates,
+    /// settings) come between requests and are no request's head, so the header timeout
+    /// (a slow HTTP/1 head) does not apply; the idle timeout does, with a graceful GOAWAY.
+    http2: AtomicBool,
 }
 
 /// What only the watchdog keeps: `io` at its last tick, and ticks since it last changed.
@@ -304,6 +324,9 @@ impl ConnectionClock {
 
     fn read(&self) {
         self.io.fetch_add(1, Ordering::Relaxed);
+        if self.http2.load(Ordering::Acquire) {
+            return;
+        }
         if self.active.load(Ordering::Acquire) == 0 && self.head_since.load(Ordering::Relaxed) == 0
         {
             let now = self.now.load(Ordering::Relaxed) + 1;
@@ -322,6 +345,15 @@ impl ConnectionClock {
 struct Activity {
     inner: TcpStream,
     clock: Arc<ConnectionClock>,
+    /// Whether any byte was read yet.
+    read_any: bool,
+}
+
+/// Whether a connection's first bytes are HTTP/2's preface (or its start, when they came
+/// short of it; no HTTP/1 method begins with `PRI`).
+fn opens_http2(first: &[u8]) -> bool {
+    first.len() >= 3
+        && (first.starts_with(HTTP2_PREFACE_START) || HTTP2_PREFACE_START.starts_with(first))
 }
 
 impl AsyncRead for Activity {
@@ -333,6 +365,13 @@ impl AsyncRead for Activity {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            if !self.read_any {
+                self.read_any = true;
+                let first = &buf.filled()[before..];
+                self.clock
+                    .http2
+                    .store(opens_http2(first), Ordering::Release);
+            }
             self.clock.read();
         }
         r

@@ -455,3 +455,76 @@ fn bad_configs_are_named() {
         "{err}"
     );
 }
+
+/// HTTP/2 clients (h2c with prior knowledge, as gRPC clients open) are served beside
+/// HTTP/1.1 ones: many requests at once on one connection, each forwarded to a replica over
+/// HTTP/1.1 and answered in HTTP/2; and the connection stays open while idle between
+/// requests, its frames (the client's pings) being no slow request head.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_clients_are_served_on_one_connection() {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 4}";
+    let proxy = "  proxy: {headerTimeoutSeconds: 1, idleTimeoutSeconds: 30}\n";
+    let up = Up::start(&config(dir.path(), port, policy, proxy), port);
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(conn);
+    let mut answers = together((0..20).map(|_| ask(send.clone(), port))).await;
+    // Idle for over twice the header timeout, the client's pings coming in: still open.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !connection.is_finished(),
+        "the idle HTTP/2 connection was closed"
+    );
+    answers.push(ask(send.clone(), port).await);
+    for (status, version, len) in &answers {
+        assert_eq!(*status, 200);
+        assert_eq!(*version, hyper::Version::HTTP_2);
+        assert!(*len > 0);
+    }
+    let s = up.status().unwrap();
+    assert_eq!(s["errors"], 0, "{s:#}");
+    assert_eq!(s["completed"], 21, "{s:#}");
+    up.interrupt();
+}
+
+/// One V2 inference request on an HTTP/2 connection: the answer's status, version and body
+/// length.
+async fn ask(
+    mut send: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    port: u16,
+) -> (hyper::StatusCode, hyper::Version, usize) {
+    use http_body_util::{BodyExt, Full};
+    let req = hyper::Request::post(format!("http://127.0.0.1:{port}/v2/models/iris/infer"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(ebb_local::load::V2_BODY)))
+        .unwrap();
+    let resp = send.send_request(req).await.expect("an answer");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("a body").to_bytes();
+    (parts.status, parts.version, body.len())
+}
+
+/// Runs futures at once; their outputs in the order given.
+async fn together<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
