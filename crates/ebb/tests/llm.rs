@@ -189,26 +189,32 @@ fn a_client_that_leaves_aborts_its_request() {
     assert!(too_long.contains("do not fit the KV cache"), "{too_long}");
 }
 
+/// `ebb up` with one service of demo-llm replicas (`args`, quoted, after its port) and `rest`
+/// of the service's lines (policy and settings); its listen port.
+fn up_llm(dir: &std::path::Path, args: &str, rest: &str) -> (Up, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let cfg = dir.join("llm.yaml");
+    let text = format!(
+        "admin: 127.0.0.1:{admin}
+services:
+- name: llm
+  command: [\"{{ebb}}\", demo-llm, --port, \"{{port}}\", {args}]
+  listen: 127.0.0.1:{port}
+  readiness: {{path: /health, periodMs: 50}}
+{rest}"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    (Up::start(&cfg, port), port)
+}
+
 #[test]
 fn a_token_stream_passes_through_ebb_up_as_it_is_generated() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let cfg = dir.path().join("llm.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"admin: 127.0.0.1:{admin}
-services:
-- name: llm
-  command: ["{{ebb}}", demo-llm, --port, "{{port}}", --step-ms, "20"]
-  listen: 127.0.0.1:{port}
-  readiness: {{path: /health, periodMs: 50}}
-  policy: {{minReplicas: 1, maxReplicas: 1, concurrency: {{targetPerReplica: 8}}}}
-"#
-        ),
-    )
-    .unwrap();
-    let up = Up::start(&cfg, port);
+    let (up, port) = up_llm(
+        dir.path(),
+        r#""--step-ms", "20""#,
+        "  policy: {minReplicas: 1, maxReplicas: 1, concurrency: {targetPerReplica: 8}}\n",
+    );
     let (times, text) = stream_events(port, &completion_request(30, 10, true), None);
     assert!(text.contains("data: [DONE]"), "{text}");
     assert_eq!(times.len(), 11, "{text}");
@@ -226,30 +232,19 @@ services:
 #[test]
 fn ebb_up_scales_on_the_engines_waiting_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let cfg = dir.path().join("llm.yaml");
     // 8 KV blocks: one 100-word request runs at a time, the others wait in the engine.
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"admin: 127.0.0.1:{admin}
-services:
-- name: llm
-  command: ["{{ebb}}", demo-llm, --port, "{{port}}", --kv-blocks, "8", --step-ms, "20"]
-  listen: 127.0.0.1:{port}
-  readiness: {{path: /health, periodMs: 50}}
-  syncPeriodMs: 250
-  proxy: {{upstreamTimeoutSeconds: 60}}
+    let (up, port) = up_llm(
+        dir.path(),
+        r#""--kv-blocks", "8", "--step-ms", "20""#,
+        "  syncPeriodMs: 250
+  proxy: {upstreamTimeoutSeconds: 60}
   policy:
     minReplicas: 1
     maxReplicas: 3
-    engine: {{kind: vllm, waitingPerReplica: 1}}
-    behavior: {{scaleUp: {{policies: [{{type: Pods, value: 4, periodSeconds: 1}}]}}}}
-"#
-        ),
-    )
-    .unwrap();
-    let up = Up::start(&cfg, port);
+    engine: {kind: vllm, waitingPerReplica: 1}
+    behavior: {scaleUp: {policies: [{type: Pods, value: 4, periodSeconds: 1}]}}
+",
+    );
     let answers = std::thread::scope(|sc| {
         // Eight that fit the cache one at a time (100 prompt + 20 output tokens of 128), about
         // 0.45 s each: seven wait at first.
