@@ -281,6 +281,27 @@ fn simulate_rejects_bad_input_clearly() {
         "traces/worldcup98-dataset/invocation_count.csv",
     ]);
     assert!(stderr(&o).contains("pass --rate-scale"), "{}", stderr(&o));
+    // An engine block's signals never come in a request-level replay: refused, not held.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("engine.yaml");
+    std::fs::write(
+        &policy,
+        "maxReplicas: 4\nengine: {kind: vllm, waitingPerReplica: 2}\n",
+    )
+    .unwrap();
+    let o = ebb(&[
+        "simulate",
+        "--synthetic",
+        "constant:5:1m",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("engine: the simulator replays requests"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The fenced YAML blocks of `ebb tune`'s output, in order (Ebb's policy, then the HPA).

@@ -446,9 +446,7 @@ fn parse_baselines(text: &str) -> anyhow::Result<Vec<Baseline>> {
 /// `--attainment` (with `--slo-tuning` applied).
 fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<Policy> {
     if let Some(p) = &args.policy {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read policy {}", p.display()))?;
-        return Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()));
+        return read_policy(p);
     }
     let max_replicas = args.max_replicas.unwrap_or(1000);
     let mut p = default_ebb_policy(slo, attainment, args.slots, max_replicas);
@@ -459,6 +457,22 @@ fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<
             .map_err(|e| anyhow::anyhow!("--slo-tuning: {e}"))?;
     }
     Ok(p)
+}
+
+/// The policy file `--policy` names. An `engine` block is refused: the simulator replays
+/// requests, not an engine's tokens and KV cache, so its signals would never come and the
+/// policy would hold its first count through the whole trace.
+pub(crate) fn read_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    let policy = Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))?;
+    if policy.engine.is_some() {
+        bail!(
+            "policy {}: engine: the simulator replays requests, not an engine's tokens and KV cache, so it cannot play an engine block yet (its signals would never come, and the count would be held); simulate the slo or concurrency policy of the same service instead",
+            path.display()
+        );
+    }
+    Ok(policy)
 }
 
 /// Runs the comparison with one progress bar per policy.

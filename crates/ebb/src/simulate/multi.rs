@@ -4,7 +4,6 @@
 use super::{cold_start, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
 use ebb_core::placement::ServerKind;
-use ebb_core::Policy;
 use ebb_sim::multi::{
     compare_modes, default_model_policy, standard_modes, ModelMemory, MultiConfig,
 };
@@ -108,11 +107,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     }
     let max_model_replicas = args.max_replicas.unwrap_or(50);
     let policy = match &args.policy {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read policy {}", p.display()))?;
-            Policy::from_yaml(&text).with_context(|| format!("policy {}", p.display()))?
-        }
+        Some(p) => super::read_policy(p)?,
         None => default_model_policy(args.slots, max_model_replicas),
     };
     let multi = MultiConfig {
