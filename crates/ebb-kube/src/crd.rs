@@ -447,7 +447,8 @@ pub struct DryRunDifference {
 pub struct SourceStatus {
     /// Source name.
     pub name: String,
-    /// Its kind (`prometheus`, `podScrape`, `redis`, `resourceMetrics`).
+    /// Its kind (`prometheus`, `podScrape`, `redis`, `resourceMetrics`, `gateway`, or
+    /// `engine` for an engine block's signal).
     pub source: String,
     /// The value (summed over pods for per-pod values); absent when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

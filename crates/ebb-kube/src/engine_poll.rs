@@ -3,11 +3,11 @@
 //! carried from pass to pass for the percentiles' window.
 
 use crate::context::Pass;
-use crate::crd::PodScrapeSource;
+use crate::crd::{PodScrapeSource, SourceStatus};
 use crate::observe::TargetPod;
 use crate::sources::{self, PodEndpoint};
 use ebb_core::policy::Engine;
-use ebb_core::MetricObservation;
+use ebb_core::{MetricObservation, MetricValues};
 use std::time::Duration;
 
 /// How long a pod's metrics may take to answer.
@@ -42,4 +42,77 @@ pub(crate) async fn observe(
     pass.memory
         .engine
         .observe(engine, &scrapes, starting, pass.now)
+}
+
+/// The engine's signals as the status lists them beside the sources: each target's metric,
+/// its value (the average over pods for a per-replica signal, as its target reads it; the
+/// percentile for a latency), or why there is none.
+pub(crate) fn statuses(engine: &Engine, observed: &[MetricObservation]) -> Vec<SourceStatus> {
+    engine
+        .targets
+        .iter()
+        .map(|t| {
+            let name = t.signal.metric_name();
+            let value = observed
+                .iter()
+                .find(|o| o.name == name)
+                .and_then(|o| match &o.values {
+                    MetricValues::PerPod { samples } if !samples.is_empty() => Some(
+                        samples.iter().map(|s| s.value).sum::<f64>() / samples.len() as f64,
+                    ),
+                    MetricValues::External { values, .. } => values.first().copied(),
+                    _ => None,
+                });
+            let why = match t.quantile {
+                Some(_) => "no percentile: replicas are starting, or the window has fewer than 10 observations since the serving replicas last changed",
+                None => "no serving pod's metrics gave it",
+            };
+            SourceStatus {
+                name: name.into(),
+                source: "engine".into(),
+                value,
+                error: value.is_none().then(|| why.to_string()),
+                last_success: None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_core::{PodSample, Policy, Time};
+
+    #[test]
+    fn the_status_lists_each_target_with_its_value_or_why_not() {
+        let engine = Policy::from_yaml(
+            "maxReplicas: 4\nengine: {kind: vllm, waitingPerReplica: 2, ttft: {below: 1s}}",
+        )
+        .unwrap()
+        .engine
+        .unwrap();
+        let sample = |pod: &str, value| PodSample {
+            pod: pod.into(),
+            value,
+            at: Time::ZERO,
+            window_ms: 0,
+        };
+        let observed = vec![MetricObservation {
+            name: "engine.waiting".into(),
+            values: MetricValues::PerPod {
+                samples: vec![sample("a", 1.0), sample("b", 4.0)],
+            },
+        }];
+        let s = statuses(&engine, &observed);
+        assert_eq!(
+            (s[0].name.as_str(), s[0].value),
+            ("engine.waiting", Some(2.5))
+        );
+        assert_eq!((s[1].name.as_str(), s[1].value), ("engine.ttft", None));
+        assert!(s[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("replicas are starting"));
+    }
 }

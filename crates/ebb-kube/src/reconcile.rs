@@ -70,6 +70,8 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     let mut obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
     if let Some(engine) = &policy.engine {
         let engine_metrics = crate::engine_poll::observe(pass, engine, &target.pods).await;
+        let engine_statuses = crate::engine_poll::statuses(engine, &engine_metrics);
+        status.current_metrics.extend(engine_statuses);
         obs.metrics.extend(engine_metrics);
     }
     obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);

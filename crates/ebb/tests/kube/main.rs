@@ -1846,13 +1846,22 @@ async fn the_controller_scales_on_the_engines_waiting_requests() {
         || async { replicas(&client, &ns, "llm").await >= 2 },
     )
     .await;
-    let reasons = autoscaler(&client, &ns, "llm")
+    let status = autoscaler(&client, &ns, "llm")
         .await
         .and_then(|a| a.status)
-        .map(|s| s.reasons.join("; "))
         .unwrap_or_default();
+    let reasons = status.reasons.join("; ");
     eprintln!("{reasons}");
     assert!(reasons.contains("engine.waiting"), "{reasons}");
+    // The status lists the engine's signal beside the sources.
+    assert!(
+        status
+            .current_metrics
+            .iter()
+            .any(|m| m.name == "engine.waiting" && m.source == "engine"),
+        "{:?}",
+        status.current_metrics
+    );
     for a in answers.await.unwrap() {
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     }
