@@ -13,7 +13,7 @@ use std::time::Duration;
 /// How long a pod's metrics may take to answer.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The engine's signals from the ready pods that answered; a pod that did not is left out,
+/// The engine's signals from the ready pods that answered; a pod that did not gives nothing,
 /// and a signal none gave is missing (the core holds on it).
 pub(crate) async fn observe(
     pass: &mut Pass<'_>,
@@ -33,10 +33,12 @@ pub(crate) async fn observe(
         path: Some(engine.path.clone()),
         ..Default::default()
     };
+    // A pod whose scrape failed comes with no samples: it gives no value this pass, but its
+    // histogram window goes on.
     let scrapes: Vec<_> = sources::scrape_pods(&source, &endpoints, SCRAPE_TIMEOUT)
         .await
         .into_iter()
-        .filter_map(|(pod, r)| r.ok().map(|s| (pod, s)))
+        .map(|(pod, r)| (pod, r.unwrap_or_default()))
         .collect();
     let starting = pods.iter().any(|p| !p.ready && !p.deleting);
     pass.memory

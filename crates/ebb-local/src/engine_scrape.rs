@@ -41,8 +41,8 @@ pub async fn scrape(
 }
 
 /// Scrapes every serving replica (name, port) at once and reads the engine's signals
-/// (`starting`: whether others are starting); replicas whose scrape failed are left out (a
-/// signal none of them gave is missing, and holds the count).
+/// (`starting`: whether others are starting); a replica whose scrape failed gives nothing (a
+/// signal none gave is missing, and holds the count).
 pub async fn observe(
     client: &Upstream,
     engine: &Engine,
@@ -51,14 +51,14 @@ pub async fn observe(
     timeout: Duration,
     now: Time,
 ) -> Vec<MetricObservation> {
-    let scrapes = futures::future::join_all(replicas.iter().map(|(name, port)| async move {
-        scrape(client, *port, &engine.path, timeout)
-            .await
-            .ok()
-            .map(|s| (name.clone(), s))
-    }))
-    .await;
-    let scrapes: Vec<(String, Vec<Sample>)> = scrapes.into_iter().flatten().collect();
+    // A replica whose scrape failed comes with no samples: it gives no value this round, but
+    // its histogram window goes on.
+    let scrapes: Vec<(String, Vec<Sample>)> =
+        futures::future::join_all(replicas.iter().map(|(name, port)| async move {
+            let samples = scrape(client, *port, &engine.path, timeout).await;
+            (name.clone(), samples.unwrap_or_default())
+        }))
+        .await;
     reader.observe(engine, &scrapes, starting, now)
 }
 
@@ -262,5 +262,8 @@ mod tests {
         ];
         let p50 = ttft(&r.observe(&e, &fast, false, t(4))).expect("p50");
         assert!((p50 - 0.175).abs() < 1e-9, "{p50}");
+        // b's scrape fails once (no samples): no restart, the window goes on over a's growth.
+        let b_silent = [("a".into(), page(335.0, 1.0)), ("b".into(), Vec::new())];
+        assert!(ttft(&r.observe(&e, &b_silent, false, t(5))).is_some());
     }
 }

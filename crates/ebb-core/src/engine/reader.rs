@@ -28,9 +28,10 @@ pub struct EngineReader {
 }
 
 impl EngineReader {
-    /// Reads one round of scrapes of the serving replicas (pod name and its samples) taken at
-    /// `now` into the observations of `engine`'s targets; `starting` says whether replicas are
-    /// starting beside them. A signal no replica exports, or a percentile while replicas start
+    /// Reads one round of scrapes of the serving replicas (pod name and its samples; none for
+    /// a replica whose scrape failed, which stays in the serving set) taken at `now` into the
+    /// observations of `engine`'s targets; `starting` says whether replicas are starting
+    /// beside them. A signal no replica exports, or a percentile while replicas start
     /// or over a window with fewer than [`MIN_PERCENTILE_COUNT`] observations, gives no
     /// observation: the policy holds on it.
     pub fn observe(
