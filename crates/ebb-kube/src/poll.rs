@@ -6,6 +6,7 @@ use crate::crd::{GatewaySource, SourceSpec, SourceStatus, TrafficMetrics};
 use crate::memory::{SourceMemory, TRAFFIC_COUNTERS};
 use crate::observe::{self, Latest, TargetPod};
 use crate::sources::{self, Credentials, PodEndpoint, SourceError, SourceValue};
+use ebb_core::engine::Buckets;
 use ebb_core::Time;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -345,7 +346,9 @@ fn traffic_value(
             c[2 + i] = v.unwrap_or(0.0);
         }
         if let Some(le) = within_at {
-            c[5] = bucket_count(s, SERVICE_BUCKETS, le);
+            c[5] = service_buckets(s)
+                .and_then(|b| b.count_at(le))
+                .unwrap_or(0.0);
         }
         counters.insert(pod.clone(), c);
     }
@@ -404,31 +407,21 @@ fn traffic_value(
     }
 }
 
-/// The service-time histogram the gateway exports (cumulative `le` buckets).
-const SERVICE_BUCKETS: &str = "ebb_service_seconds_bucket";
+/// The service-time histogram the gateway exports.
+const SERVICE_HISTOGRAM: &str = "ebb_service_seconds";
 
-/// The bucket bound of `scrape`'s series `name` to count service times within an SLO of
-/// `latency` seconds: the highest bound at or below it, so that the count never flatters the
-/// service, and no lower than half of it (below that the count says little about the tail at
-/// the SLO). The core fits the service times' shape to the share within that bound.
-fn within_bucket(scrape: &sources::Scrape, name: &str, latency: f64) -> Option<f64> {
-    scrape
-        .iter()
-        .filter(|(n, _, _)| n == name)
-        .filter_map(|(_, labels, _)| labels.get("le")?.parse::<f64>().ok())
-        .filter(|le| *le <= latency * (1.0 + 1e-9) && *le >= latency / 2.0)
-        .max_by(f64::total_cmp)
+fn service_buckets(scrape: &sources::Scrape) -> Option<Buckets> {
+    Buckets::from_samples(scrape, SERVICE_HISTOGRAM, 1.0)
 }
 
-/// The count in the buckets of `name` bounded by `le`, summed over its series.
-fn bucket_count(scrape: &sources::Scrape, name: &str, le: f64) -> f64 {
-    scrape
-        .iter()
-        .filter(|(n, labels, _)| {
-            n == name && labels.get("le").and_then(|v| v.parse::<f64>().ok()) == Some(le)
-        })
-        .map(|(_, _, v)| v)
-        .sum()
+/// The bucket bound of the gateway's service-time histogram in `scrape` to count service
+/// times within an SLO of `latency` seconds: the highest bound at or below it, so that the
+/// count never flatters the service, and no lower than half of it (below that the count says
+/// little about the tail at the SLO). The core fits the service times' shape to the share
+/// within that bound.
+fn within_bucket(scrape: &sources::Scrape, latency: f64) -> Option<f64> {
+    let (bound, _) = service_buckets(scrape)?.at_or_below(latency * (1.0 + 1e-9), latency / 2.0)?;
+    Some(bound)
 }
 
 /// The gateway's replicas, scraped and summed: what they received, answered and hold. Each
@@ -443,10 +436,8 @@ async fn gateway(
 ) -> Result<SourceValue, SourceError> {
     let scrapes = sources::scrape_gateways(&ctx.caches, ns, g, timeout).await?;
     let ok = scraped(scrapes, "gateway pod")?;
-    let within_at = slo_latency.and_then(|latency| {
-        ok.iter()
-            .find_map(|(_, s)| within_bucket(s, SERVICE_BUCKETS, latency))
-    });
+    let within_at =
+        slo_latency.and_then(|latency| ok.iter().find_map(|(_, s)| within_bucket(s, latency)));
     let names = TrafficMetrics {
         arrivals: Some("ebb_requests_total".into()),
         completions: Some("ebb_responses_total".into()),
@@ -606,7 +597,7 @@ mod tests {
             ("service".to_string(), "m".to_string()),
             ("le".to_string(), le.to_string()),
         ]);
-        (SERVICE_BUCKETS.to_string(), labels, v)
+        (format!("{SERVICE_HISTOGRAM}_bucket"), labels, v)
     }
 
     /// The SLO's share is counted at the highest bucket bound at or below its latency, not
@@ -620,19 +611,11 @@ mod tests {
             bucket("1", 100.0),
             bucket("+Inf", 100.0),
         ]);
-        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.5), Some(0.5));
-        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.7), Some(0.5));
-        assert_eq!(within_bucket(&pod, SERVICE_BUCKETS, 0.3), Some(0.25));
-        assert_eq!(
-            within_bucket(&pod, SERVICE_BUCKETS, 0.2),
-            None,
-            "0.1 s and below: none"
-        );
-        assert_eq!(
-            within_bucket(&pod, SERVICE_BUCKETS, 3.0),
-            None,
-            "1 s is under half of 3 s"
-        );
+        assert_eq!(within_bucket(&pod, 0.5), Some(0.5));
+        assert_eq!(within_bucket(&pod, 0.7), Some(0.5));
+        assert_eq!(within_bucket(&pod, 0.3), Some(0.25));
+        assert_eq!(within_bucket(&pod, 0.2), None, "0.1 s and below: none");
+        assert_eq!(within_bucket(&pod, 3.0), None, "1 s is under half of 3 s");
 
         let mut memory = SourceMemory::default();
         let ok = vec![("a".to_string(), pod.clone()), ("b".to_string(), pod)];

@@ -34,6 +34,21 @@ impl Buckets {
         complete.then_some(Buckets(by_bound))
     }
 
+    /// The highest finite bound at most `at` and at least `floor`, with its count.
+    pub fn at_or_below(&self, at: f64, floor: f64) -> Option<(f64, f64)> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(b, _)| b.is_finite() && *b <= at)
+            .filter(|(b, _)| *b >= floor)
+            .copied()
+    }
+
+    /// The count at the bound `bound`, where the histogram has that bound.
+    pub fn count_at(&self, bound: f64) -> Option<f64> {
+        self.0.iter().find(|(b, _)| *b == bound).map(|(_, c)| *c)
+    }
+
     /// Observations counted.
     pub fn count(&self) -> f64 {
         self.0.last().map_or(0.0, |(_, c)| *c)
@@ -169,5 +184,15 @@ mod tests {
         assert!(sum.add(&now) && sum.add(&earlier));
         assert_eq!(sum.0, vec![(0.1, 12.0), (f64::INFINITY, 30.0)]);
         assert!(!sum.add(&Buckets(vec![(f64::INFINITY, 1.0)])));
+    }
+
+    #[test]
+    fn the_highest_bound_at_or_below_a_latency_and_its_count() {
+        let b = Buckets(vec![(0.25, 9.0), (0.5, 12.0), (f64::INFINITY, 13.0)]);
+        assert_eq!(b.at_or_below(0.7, 0.35), Some((0.5, 12.0)));
+        assert_eq!(b.at_or_below(0.5, 0.25), Some((0.5, 12.0)));
+        assert_eq!(b.at_or_below(0.4, 0.3), None, "0.25 is under the floor");
+        assert_eq!(b.at_or_below(0.2, 0.0), None);
+        assert_eq!((b.count_at(0.25), b.count_at(0.3)), (Some(9.0), None));
     }
 }
