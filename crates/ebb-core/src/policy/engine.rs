@@ -155,16 +155,7 @@ fn share(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
 fn latency_target(c: &mut Checker, path: &str, l: &LatencyTargetSpec) -> (f64, f64) {
     let quantile = match &l.percentile {
         None => 0.95,
-        Some(p) => {
-            let text = p.trim().trim_start_matches(['p', 'P']);
-            match super::validate::parse_percent(text) {
-                Ok(v) => v / 100.0,
-                Err(e) => {
-                    c.err(format!("{path}.percentile"), e);
-                    0.95
-                }
-            }
-        }
+        Some(p) => super::validate::percentile(c, &format!("{path}.percentile"), p) / 100.0,
     };
     let below = match &l.below {
         None => {

@@ -787,10 +787,7 @@ fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
             DEFAULT_SLO_ATTAINMENT_PERCENT
         }
         (Some(a), None) => percent(c, "slo.attainment", a),
-        (None, Some(p)) => {
-            let text = p.trim().trim_start_matches(['p', 'P']);
-            percent(c, "slo.percentile", &PercentSpec::Text(text.to_string()))
-        }
+        (None, Some(p)) => percentile(c, "slo.percentile", p),
         (None, None) => DEFAULT_SLO_ATTAINMENT_PERCENT,
     };
     let cold_start_seconds = s.cold_start_seconds.map(|v| {
@@ -843,6 +840,12 @@ fn percent(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
         c.err(path, e);
         DEFAULT_SLO_ATTAINMENT_PERCENT
     })
+}
+
+/// A percentile written `p99.9` (or `99.9`), as the percentage it names.
+pub(super) fn percentile(c: &mut Checker, path: &str, p: &str) -> f64 {
+    let text = p.trim().trim_start_matches(['p', 'P']);
+    percent(c, path, &PercentSpec::Text(text.to_string()))
 }
 
 /// Parses a percentage strictly between 0 and 100, written `99.9%` or `99.9`; the error says
