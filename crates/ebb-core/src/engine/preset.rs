@@ -212,6 +212,11 @@ fn sum_where(
     found
 }
 
+/// Sum of the series of `name` whose `label` is `value`.
+fn sum_labeled(samples: &[Sample], name: &str, label: &str, value: &str) -> Option<f64> {
+    sum_where(samples, name, |l| l.get(label).is_some_and(|v| v == value))
+}
+
 impl Reading {
     /// A gauge reading's value in one replica's scrape; `None` for a histogram, or when the
     /// replica exports none of its series.
@@ -221,7 +226,7 @@ impl Reading {
                 .iter()
                 .find_map(|name| sum_where(samples, name, |_| true)),
             Reading::LabeledGauge { name, label, value } => {
-                sum_where(samples, name, |l| l.get(label).is_some_and(|v| v == value))
+                sum_labeled(samples, name, label, value)
             }
             Reading::LabeledRatio {
                 name,
@@ -229,10 +234,8 @@ impl Reading {
                 numerator,
                 denominator,
             } => {
-                let of = |value: &str| {
-                    sum_where(samples, name, |l| l.get(label).is_some_and(|v| v == value))
-                };
-                let (n, d) = (of(numerator)?, of(denominator)?);
+                let n = sum_labeled(samples, name, label, numerator)?;
+                let d = sum_labeled(samples, name, label, denominator)?;
                 (d > 0.0).then(|| n / d)
             }
             Reading::Histogram { .. } => None,
