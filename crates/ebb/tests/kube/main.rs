@@ -1315,6 +1315,18 @@ struct GatewayScene {
     _kubelet: process_kubelet::ProcessKubelet,
 }
 
+impl GatewayScene {
+    /// Waits until a request through the gateway is answered 200.
+    async fn first_replica_serving(&self) {
+        wait(
+            Duration::from_secs(20),
+            "the first replica serving",
+            || async { infer(&self.gateway.listen) == 200 },
+        )
+        .await;
+    }
+}
+
 /// Sets a [`GatewayScene`] up in namespace `name`: `replicas` model pods, the gateway's
 /// `--proxy` YAML `proxy`, and the Autoscaler's spec after its target: `spec`, which ends with
 /// its sources' `- name: traffic` entry (and its options), to which the gateway is added.
@@ -1490,12 +1502,7 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
     )
     .await;
     let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
-    wait(
-        Duration::from_secs(20),
-        "the first replica serving",
-        || async { infer(&gateway.listen) == 200 },
-    )
-    .await;
+    scene.first_replica_serving().await;
     // Eight clients for 8 s (about 8 in flight: 4 replicas at 2 each), then one for 10 s.
     let listen = gateway.listen.clone();
     let step = tokio::task::spawn_blocking(move || {
@@ -1564,12 +1571,7 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
     )
     .await;
     let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
-    wait(
-        Duration::from_secs(20),
-        "the first replica serving",
-        || async { infer(&gateway.listen) == 200 },
-    )
-    .await;
+    scene.first_replica_serving().await;
     let listen = gateway.listen.clone();
     let load = tokio::task::spawn_blocking(move || {
         load_through(
