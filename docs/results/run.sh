@@ -33,9 +33,9 @@ run() { # name, description, args...
         echo
         echo "$table" | grep '^|'
         echo
-        echo "![replicas]($name/replicas.svg)"
-        echo "![latency]($name/latency.svg)"
-        echo "![cost against SLO misses]($name/cost-slo.svg)"
+        echo "![replicas](results/$name/replicas.svg)"
+        echo "![latency](results/$name/latency.svg)"
+        echo "![cost against SLO misses](results/$name/cost-slo.svg)"
         echo
     } >> "$TABLES"
 }
@@ -78,8 +78,8 @@ run_multi() { # name, description, args...
         echo
         echo "$table" | grep '^|'
         echo
-        echo "![servers]($name/servers.svg)"
-        echo "![packing]($name/packing.svg)"
+        echo "![servers](results/$name/servers.svg)"
+        echo "![packing](results/$name/packing.svg)"
         echo
     } >> "$MULTI"
 }

@@ -6,8 +6,7 @@
 //! each behind the observation pipeline its real deployment has. Fixed peak provisioning and
 //! the oracle need no decisions.
 
-use crate::cluster::Cluster;
-use crate::observe::{core_time, Pipeline};
+use crate::observe::{core_time, Observed, Pipeline};
 use ebb_core::{Policy, Scaler};
 
 /// What an autoscaler asks the cluster for.
@@ -30,9 +29,9 @@ pub trait Autoscaler: Send {
     /// Seconds between decisions.
     fn sync_period(&self) -> f64;
     /// Takes a scrape.
-    fn scrape(&mut self, cluster: &Cluster, now: f64);
+    fn scrape(&mut self, fleet: &dyn Observed, now: f64);
     /// Decides; `None` leaves the replicas as they are.
-    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command>;
+    fn decide(&mut self, fleet: &dyn Observed, now: f64) -> Option<Command>;
     /// Tells the autoscaler the command was applied and the count it reached.
     fn applied(&mut self, _from: u32, _to: u32, _now: f64) {}
     /// Replicas at time zero, ready.
@@ -86,11 +85,11 @@ impl Autoscaler for CorePolicy {
     fn sync_period(&self) -> f64 {
         self.sync_period
     }
-    fn scrape(&mut self, cluster: &Cluster, now: f64) {
-        self.pipeline.scrape(cluster, now);
+    fn scrape(&mut self, fleet: &dyn Observed, now: f64) {
+        self.pipeline.scrape(fleet, now);
     }
-    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command> {
-        let obs = self.pipeline.observe(self.scaler.policy(), cluster, now);
+    fn decide(&mut self, fleet: &dyn Observed, now: f64) -> Option<Command> {
+        let obs = self.pipeline.observe(self.scaler.policy(), fleet, now);
         let d = self.scaler.decide(&obs, core_time(now));
         if d.desired_replicas == d.current_replicas {
             return None;
@@ -156,10 +155,10 @@ impl Autoscaler for Schedule {
             f64::INFINITY
         }
     }
-    fn scrape(&mut self, _cluster: &Cluster, _now: f64) {}
-    fn decide(&mut self, cluster: &Cluster, now: f64) -> Option<Command> {
+    fn scrape(&mut self, _fleet: &dyn Observed, _now: f64) {}
+    fn decide(&mut self, fleet: &dyn Observed, now: f64) -> Option<Command> {
         let desired = self.at(now);
-        (desired != cluster.current_replicas()).then(|| Command {
+        (desired != fleet.current_replicas()).then(|| Command {
             desired,
             victims: Vec::new(),
             reasons: "schedule".into(),

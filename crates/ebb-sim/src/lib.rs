@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod compare;
 pub mod engine;
 pub mod fleet;
+pub mod llm;
 pub mod multi;
 pub mod multi_report;
 pub mod observe;

@@ -6,14 +6,106 @@
 //! Metric names a policy can use (per pod for `Pods`/`Resource`, summed for `Object`/`External`):
 //! `rps` (request rate), `inflight` or `concurrency` (requests held), `utilization`, `gpu` or
 //! `cpu` (busy share of the slots: percent, or cores for `cpu`), `queue` (requests waiting).
+//! A policy's `engine` block reads each serving replica's engine metrics (the token-level
+//! simulation's replicas export vLLM's) through the same [`EngineReader`] the drivers use.
+//!
+//! The pipeline reads any simulated fleet through [`Observed`]: the request-level
+//! [`Cluster`] and the token-level [`crate::llm::Fleet`] alike.
 
 use crate::cluster::{Cluster, ReplicaState};
+use ebb_core::engine::{EngineReader, Sample};
 use ebb_core::policy::MetricSource;
 use ebb_core::{
-    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Policy, Sample,
-    ServiceTotals, Time, TrafficSample,
+    MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Policy,
+    Sample as ValueSample, ServiceTotals, Time, TrafficSample,
 };
 use std::collections::{BTreeMap, VecDeque};
+
+/// One replica as a scrape sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaView {
+    /// Stable id (the pod's name in observations).
+    pub id: u32,
+    /// Where it is in its life.
+    pub state: ReplicaState,
+    /// When it was created.
+    pub created: f64,
+    /// When it became (or becomes) ready.
+    pub ready_at: f64,
+    /// Requests routed to it so far.
+    pub arrivals: u64,
+    /// Slot-seconds of work done so far (for the token-level fleet: seconds the engine had
+    /// work, its duty cycle's numerator).
+    pub busy_time: f64,
+    /// Requests held now.
+    pub outstanding: u32,
+    /// Requests waiting now.
+    pub queued: u32,
+}
+
+/// Fleet-wide counters as a scrape sees them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Totals {
+    /// Requests that have arrived.
+    pub arrivals_total: u64,
+    /// Requests that have left.
+    pub completions_total: u64,
+    /// Service-time counters.
+    pub service: ServiceTotals,
+    /// The integral of requests in the system over time.
+    pub in_system_area: f64,
+    /// Requests waiting (in replicas' queues and the activator).
+    pub queued: u64,
+}
+
+/// A simulated fleet, as the observation pipeline reads it.
+pub trait Observed {
+    /// Replicas that are not gone (starting, ready, draining), as of `now`.
+    fn replicas(&self, now: f64) -> Vec<ReplicaView>;
+    /// The fleet's counters as of `now`.
+    fn totals(&self, now: f64) -> Totals;
+    /// Replicas counted by the target's `/scale` (starting and ready; not draining).
+    fn current_replicas(&self) -> u32;
+    /// Slots per replica: the denominator of utilization (1 for an engine: its duty cycle).
+    fn slots(&self) -> u32;
+    /// Each serving replica's engine metrics as its `/metrics` page would give them (none for
+    /// a fleet without engines).
+    fn engine_samples(&self, _now: f64) -> Vec<(String, Vec<Sample>)> {
+        Vec::new()
+    }
+}
+
+impl Observed for Cluster {
+    fn replicas(&self, now: f64) -> Vec<ReplicaView> {
+        self.active()
+            .map(|r| ReplicaView {
+                id: r.id,
+                state: r.state,
+                created: r.created,
+                ready_at: r.ready_at,
+                arrivals: r.arrivals,
+                busy_time: r.busy_time(now),
+                outstanding: r.outstanding(),
+                queued: r.queued(),
+            })
+            .collect()
+    }
+    fn totals(&self, now: f64) -> Totals {
+        Totals {
+            arrivals_total: self.arrivals_total,
+            completions_total: self.completions_total,
+            service: self.service,
+            in_system_area: self.in_system_area(now),
+            queued: self.queued(),
+        }
+    }
+    fn current_replicas(&self) -> u32 {
+        Cluster::current_replicas(self)
+    }
+    fn slots(&self) -> u32 {
+        self.config().slots
+    }
+}
 
 /// Converts simulation seconds to the core's time.
 pub fn core_time(t: f64) -> Time {
@@ -31,12 +123,9 @@ struct ReplicaScrape {
 #[derive(Debug, Clone)]
 struct Scrape {
     at: f64,
-    arrivals_total: u64,
-    completions_total: u64,
-    service: ServiceTotals,
-    in_system_area: f64,
-    queued: u64,
+    totals: Totals,
     replicas: BTreeMap<u32, ReplicaScrape>,
+    engines: Vec<(String, Vec<Sample>)>,
 }
 
 /// Scraped history and the rules for reading it.
@@ -49,6 +138,7 @@ pub struct Pipeline {
     /// Where the simulation's time zero lies on the calendar (Unix milliseconds).
     epoch_unix_ms: i64,
     scrapes: VecDeque<Scrape>,
+    engine: EngineReader,
 }
 
 impl Pipeline {
@@ -59,6 +149,7 @@ impl Pipeline {
             rate_window,
             epoch_unix_ms: 0,
             scrapes: VecDeque::new(),
+            engine: EngineReader::default(),
         }
     }
 
@@ -69,31 +160,29 @@ impl Pipeline {
         self
     }
 
-    /// Takes one scrape of the cluster.
-    pub fn scrape(&mut self, cluster: &Cluster, now: f64) {
-        let replicas = cluster
-            .active()
+    /// Takes one scrape of the fleet.
+    pub fn scrape(&mut self, fleet: &dyn Observed, now: f64) {
+        let replicas = fleet
+            .replicas(now)
+            .into_iter()
             .filter(|r| r.state != ReplicaState::Starting)
             .map(|r| {
                 (
                     r.id,
                     ReplicaScrape {
                         arrivals: r.arrivals,
-                        busy_time: r.busy_time(now),
-                        outstanding: r.outstanding(),
-                        queued: r.queued(),
+                        busy_time: r.busy_time,
+                        outstanding: r.outstanding,
+                        queued: r.queued,
                     },
                 )
             })
             .collect();
         self.scrapes.push_back(Scrape {
             at: now,
-            arrivals_total: cluster.arrivals_total,
-            completions_total: cluster.completions_total,
-            service: cluster.service,
-            in_system_area: cluster.in_system_area(now),
-            queued: cluster.queued(),
+            totals: fleet.totals(now),
             replicas,
+            engines: fleet.engine_samples(now),
         });
         let keep_from = now - self.rate_window - self.scrape_interval;
         while self.scrapes.len() > 2 && self.scrapes[1].at <= keep_from {
@@ -109,12 +198,13 @@ impl Pipeline {
         Some((first, last))
     }
 
-    /// Builds the core's observation for `policy` from the latest scrapes and the cluster's
+    /// Builds the core's observation for `policy` from the latest scrapes and the fleet's
     /// current replicas.
-    pub fn observe(&self, policy: &Policy, cluster: &Cluster, now: f64) -> Observation {
-        let slots = f64::from(cluster.config().slots);
-        let pods: Vec<Pod> = cluster
-            .active()
+    pub fn observe(&mut self, policy: &Policy, fleet: &dyn Observed, now: f64) -> Observation {
+        let slots = f64::from(fleet.slots());
+        let views = fleet.replicas(now);
+        let pods: Vec<Pod> = views
+            .iter()
             .filter(|r| matches!(r.state, ReplicaState::Starting | ReplicaState::Ready))
             .map(|r| {
                 let ready = r.state == ReplicaState::Ready;
@@ -126,15 +216,24 @@ impl Pipeline {
                     started_at: Some(core_time(r.created)),
                     ready_changed_at: Some(core_time(if ready { r.ready_at } else { r.created })),
                     requests: BTreeMap::from([("cpu".to_string(), 1000)]),
-                    in_flight: Some(f64::from(r.outstanding())),
+                    in_flight: Some(f64::from(r.outstanding)),
                 }
             })
             .collect();
+        let starting = views.iter().any(|r| r.state == ReplicaState::Starting);
         let mut obs = Observation {
-            current_replicas: cluster.current_replicas(),
+            current_replicas: fleet.current_replicas(),
             pods,
             epoch_unix_ms: self.epoch_unix_ms,
             ..Default::default()
+        };
+        // The engine's percentiles keep their own window in the reader, fed the latest scrape.
+        let engine_metrics = match (&policy.engine, self.scrapes.back()) {
+            (Some(engine), Some(last)) => {
+                self.engine
+                    .observe(engine, &last.engines, starting, core_time(last.at))
+            }
+            _ => Vec::new(),
         };
         let Some((first, last)) = self.window() else {
             return obs;
@@ -204,6 +303,7 @@ impl Pipeline {
                 values,
             });
         }
+        obs.metrics.extend(engine_metrics);
         let prev = self
             .scrapes
             .len()
@@ -211,19 +311,19 @@ impl Pipeline {
             .and_then(|i| self.scrapes.get(i));
         let in_flight = match prev {
             Some(p) if last.at > p.at => {
-                (last.in_system_area - p.in_system_area) / (last.at - p.at)
+                (last.totals.in_system_area - p.totals.in_system_area) / (last.at - p.at)
             }
             _ => 0.0,
         };
         obs.traffic = Some(TrafficSample {
             at,
             in_flight,
-            arrivals_total: last.arrivals_total as f64,
-            completions_total: last.completions_total as f64,
-            service: Some(last.service),
+            arrivals_total: last.totals.arrivals_total as f64,
+            completions_total: last.totals.completions_total as f64,
+            service: Some(last.totals.service),
         });
-        obs.external_count = Some(Sample {
-            value: last.queued as f64,
+        obs.external_count = Some(ValueSample {
+            value: last.totals.queued as f64,
             at,
         });
         let _ = now;

@@ -204,6 +204,7 @@ mod tests {
                 .map(|&at| Request {
                     at,
                     work: f32::NAN,
+                    prompt: f32::NAN,
                     model: 0,
                 })
                 .collect(),

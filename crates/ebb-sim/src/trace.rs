@@ -398,20 +398,35 @@ pub fn read_values(path: &Path, unit: &str) -> Result<Vec<f64>, TraceError> {
 
 fn read_azure(path: &Path) -> Result<Workload, TraceError> {
     let (h, recs) = records(path)?;
-    let (ts, gen) = (
+    let (ts, context, gen) = (
         col(&h, path, "TIMESTAMP")?,
+        col(&h, path, "ContextTokens")?,
         col(&h, path, "GeneratedTokens")?,
     );
+    let tokens = |rec: &csv::StringRecord, i, line, name| -> Result<f32, TraceError> {
+        let v = field(rec, i, path, line, name)?;
+        v.trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .ok_or_else(|| {
+                row(
+                    path,
+                    line,
+                    format!("{name} '{v}' is not a number of tokens"),
+                )
+            })
+    };
     let mut out = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
         let at = datetime_field(&rec, ts, path, line, "TIMESTAMP")?;
-        let g = field(&rec, gen, path, line, "GeneratedTokens")?;
-        let work: f32 = g
-            .trim()
-            .parse()
-            .map_err(|_| row(path, line, format!("GeneratedTokens '{g}' is not a number")))?;
-        out.push(Request { at, work, model: 0 });
+        out.push(Request {
+            at,
+            work: tokens(&rec, gen, line, "GeneratedTokens")?,
+            prompt: tokens(&rec, context, line, "ContextTokens")?,
+            model: 0,
+        });
     }
     Ok(finish_requests(out))
 }
@@ -422,6 +437,8 @@ fn read_mooncake(path: &Path) -> Result<Workload, TraceError> {
         timestamp: f64,
         #[serde(default)]
         output_length: Option<f64>,
+        #[serde(default)]
+        input_length: Option<f64>,
     }
     let f = std::fs::File::open(path).map_err(io(path))?;
     let mut out = Vec::new();
@@ -442,6 +459,7 @@ fn read_mooncake(path: &Path) -> Result<Workload, TraceError> {
         out.push(Request {
             at: l.timestamp / 1000.0,
             work: l.output_length.map_or(f32::NAN, |v| v as f32),
+            prompt: l.input_length.map_or(f32::NAN, |v| v as f32),
             model: 0,
         });
     }
@@ -475,7 +493,12 @@ fn read_lora(path: &Path) -> Result<(Workload, Vec<String>), TraceError> {
             })?
         };
         let model = models.id(checkpoint.and_then(|i| rec.get(i)).unwrap_or(""));
-        out.push(Request { at, work, model });
+        out.push(Request {
+            at,
+            work,
+            prompt: f32::NAN,
+            model,
+        });
     }
     Ok((finish_requests(out), models.names))
 }
@@ -734,6 +757,7 @@ fn read_request_csv(path: &Path) -> Result<(Workload, Vec<String>), TraceError> 
         out.push(Request {
             at,
             work: w,
+            prompt: f32::NAN,
             model: m,
         });
     }

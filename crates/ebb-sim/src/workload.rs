@@ -13,6 +13,8 @@ pub struct Request {
     pub at: f64,
     /// Work size (tokens, seconds of measured execution, ...); NaN when the trace has none.
     pub work: f32,
+    /// Prompt (context) tokens, for the token-level simulation; NaN when the trace has none.
+    pub prompt: f32,
     /// Model or function id (0 when the trace has one stream).
     pub model: u32,
 }
@@ -317,6 +319,7 @@ mod tests {
                 .map(|at| Request {
                     at,
                     work: f32::NAN,
+                    prompt: f32::NAN,
                     model: 0,
                 })
                 .collect(),

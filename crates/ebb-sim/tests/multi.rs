@@ -37,6 +37,7 @@ fn workload() -> Workload {
                 out.push(Request {
                     at: t,
                     work: f32::NAN,
+                    prompt: f32::NAN,
                     model: m as u32,
                 });
             }

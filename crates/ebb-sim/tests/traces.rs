@@ -39,6 +39,7 @@ fn shipped_azure_traces_read_with_real_columns() {
     };
     assert_eq!(r[0].at, 0.0);
     assert_eq!(r[0].work, 10.0, "first row generated 10 tokens");
+    assert_eq!(r[0].prompt, 4808.0, "first row's context was 4,808 tokens");
     let conv = read_trace(
         &repo().join("traces/azure-public-dataset/AzureLLMInferenceTrace_conv.csv"),
         None,
@@ -56,6 +57,14 @@ fn shipped_mooncake_traces_read() {
     .unwrap();
     assert_eq!(conv.format, TraceFormat::Mooncake);
     assert_eq!(requests(&conv.workload), 12031);
+    let Workload::Requests(r) = &conv.workload else {
+        unreachable!()
+    };
+    assert_eq!(
+        (r[0].prompt, r[0].work),
+        (6758.0, 500.0),
+        "the first line's lengths"
+    );
     let minutes = conv.workload.duration() / 60.0;
     assert!((55.0..61.0).contains(&minutes), "{minutes}");
     let syn = read_trace(&repo().join("traces/mooncake/synthetic_trace.jsonl"), None).unwrap();
@@ -292,7 +301,19 @@ fn malformed_rows_name_file_line_and_reason() {
     let azure = write(d.path(), "AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04,12,lots\n");
     let e = read_trace(&azure, None).unwrap_err().to_string();
     assert!(
-        e.ends_with("AzureLLMInferenceTrace_x.csv:3: GeneratedTokens 'lots' is not a number"),
+        e.ends_with(
+            "AzureLLMInferenceTrace_x.csv:3: GeneratedTokens 'lots' is not a number of tokens"
+        ),
+        "{e}"
+    );
+    let negative = write(
+        d.path(),
+        "AzureLLMInferenceTrace_y.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,-3,10\n",
+    );
+    let e = read_trace(&negative, None).unwrap_err().to_string();
+    assert!(
+        e.ends_with("AzureLLMInferenceTrace_y.csv:2: ContextTokens '-3' is not a number of tokens"),
         "{e}"
     );
 

@@ -298,10 +298,93 @@ fn simulate_rejects_bad_input_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("engine: the simulator replays requests"),
+        stderr(&o).contains("engine: the request-level simulator") && stderr(&o).contains("--llm"),
         "{}",
         stderr(&o)
     );
+    // Token by token, a trace without token counts is refused with the reason.
+    let o = ebb(&["simulate", "--llm", "--synthetic", "constant:5:1m"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--llm: the workload is a rate series"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebb(&["simulate", "--llm", "--multi-model"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Azure's LLM trace format: a minute of requests, 4 a second, with their tokens.
+fn azure_llm_trace(dir: &std::path::Path) -> PathBuf {
+    let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");
+    for i in 0..240 {
+        let (s, ms) = (i / 4, (i % 4) * 250);
+        let prompt = 200 + (i * 37) % 900;
+        let output = 20 + (i * 13) % 120;
+        text.push_str(&format!(
+            "2023-11-16 18:{:02}:{:02}.{ms:03}0000,{prompt},{output}\n",
+            15 + s / 60,
+            s % 60
+        ));
+    }
+    let path = dir.join("AzureLLMInferenceTrace_test.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `--llm` replays a token trace through every policy, prints the table with TTFT and TPOT
+/// attainment, and writes the report; an engine policy file is taken as Ebb's.
+#[test]
+fn simulate_llm_compares_the_policies_token_by_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_llm_trace(dir.path());
+    let policy = dir.path().join("engine.yaml");
+    std::fs::write(
+        &policy,
+        "maxReplicas: 4\nengine: {kind: vllm, waitingPerReplica: 2, kvCacheUtilization: 80%}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report");
+    let o = ebb(&[
+        "simulate",
+        "--llm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--cold-start",
+        "30s",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("| policy | TTFT <= 2.00s | TPOT <= 100ms |"),
+        "{out}"
+    );
+    for name in ["ebb", "hpa-duty-cycle", "hpa-rps", "kpa", "fixed-max"] {
+        assert!(out.contains(&format!("| {name} |")), "{name}: {out}");
+    }
+    assert!(stderr(&o).contains("240 requests"), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["results"][0]["requests"], 240);
+    assert!(report.join("replicas.svg").exists());
+    // A policy file without an engine block says why it cannot be Ebb's here.
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "maxReplicas: 4\n").unwrap();
+    let o = ebb(&[
+        "simulate",
+        "--llm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--policy",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no engine block"), "{}", stderr(&o));
 }
 
 /// The fenced YAML blocks of `ebb tune`'s output, in order (Ebb's policy, then the HPA).

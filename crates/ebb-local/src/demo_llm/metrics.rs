@@ -1,27 +1,11 @@
 //! The engine's metrics under vLLM's names, labels and histogram buckets (vLLM's
-//! `vllm/v1/metrics/loggers.py`), so that what scales on a vLLM server scales on this one.
+//! `vllm/v1/metrics/loggers.py`, kept with the simulator's engines in `ebb_sim::llm::metrics`),
+//! so that what scales on a vLLM server scales on this one.
 
 use ebb_proxy::histogram::Histogram;
+use ebb_sim::llm::metrics::{E2E_BOUNDS, ITL_BOUNDS, TTFT_BOUNDS};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// vLLM's time-to-first-token buckets (seconds).
-const TTFT_BOUNDS: [f64; 22] = [
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-];
-
-/// vLLM's inter-token latency buckets (seconds).
-const ITL_BOUNDS: [f64; 19] = [
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-    40.0, 80.0,
-];
-
-/// vLLM's end-to-end request latency buckets (seconds).
-const E2E_BOUNDS: [f64; 21] = [
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
-    480.0, 960.0, 1920.0, 7680.0,
-];
 
 /// What the engine counted and timed.
 #[derive(Debug)]

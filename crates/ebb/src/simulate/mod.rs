@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ebb_core::Policy;
 use ebb_sim::compare::{compare, default_ebb_policy, Baseline, EbbSpec, TARGET_UTILIZATION};
+use ebb_sim::engine::EngineParams;
 use ebb_sim::report::{self, RunInfo};
 use ebb_sim::service::parse_duration;
 use ebb_sim::trace::{read_trace, TraceFormat};
@@ -12,6 +13,7 @@ use ebb_sim::{synthetic, ClusterConfig, ColdStart, RunConfig, ServiceTime, Workl
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
+mod llm;
 mod multi;
 use std::process::ExitCode;
 
@@ -130,6 +132,24 @@ pub(crate) struct SimulateArgs {
     /// Multi-model: how long the fleet must run above the lower bound before Ebb consolidates.
     #[arg(long, default_value = "2m")]
     pub(crate) consolidate_after: String,
+    /// LLM serving, token by token: each replica is the engine model of `ebb demo-llm`
+    /// (continuous batching, a KV cache, chunked prefill); the trace must carry prompt and
+    /// output tokens (azure-llm, mooncake). Compares Ebb's engine policy (or --policy's, which
+    /// needs an engine block) with HPA on duty cycle, HPA on request rate and KPA.
+    #[arg(long, conflicts_with = "multi_model")]
+    pub(crate) llm: bool,
+    /// LLM: time-to-first-token SLO.
+    #[arg(long, default_value = "2s")]
+    pub(crate) ttft: String,
+    /// LLM: time-per-output-token SLO (a request's decode time over its tokens after the first).
+    #[arg(long, default_value = "100ms")]
+    pub(crate) tpot: String,
+    /// LLM: KV-cache blocks of 16 tokens per replica.
+    #[arg(long, default_value_t = EngineParams::one_accelerator().kv_blocks)]
+    pub(crate) kv_blocks: u32,
+    /// LLM: sequences one replica runs at once.
+    #[arg(long, default_value_t = EngineParams::one_accelerator().max_running)]
+    pub(crate) max_running: u32,
 }
 
 /// Parses a duration argument (`90s`, `2m`) into seconds.
@@ -368,6 +388,9 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     if args.multi_model {
         return multi::run(&args, prepared);
     }
+    if args.llm {
+        return llm::run(&args, prepared);
+    }
     let Prepared {
         workload,
         cfg,
@@ -459,16 +482,21 @@ fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<
     Ok(p)
 }
 
-/// The policy file `--policy` names. An `engine` block is refused: the simulator replays
-/// requests, not an engine's tokens and KV cache, so its signals would never come and the
-/// policy would hold its first count through the whole trace.
-pub(crate) fn read_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+/// The policy file `path`, read and validated.
+pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy {}", path.display()))?;
-    let policy = Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))?;
+    Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))
+}
+
+/// The policy file `--policy` names for a request-level run. An `engine` block is refused
+/// there: requests carry no engine's tokens and KV cache, so its signals would never come and
+/// the policy would hold its first count through the whole trace.
+pub(crate) fn read_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let policy = read_policy_file(path)?;
     if policy.engine.is_some() {
         bail!(
-            "policy {}: engine: the simulator replays requests, not an engine's tokens and KV cache, so it cannot play an engine block yet (its signals would never come, and the count would be held); simulate the slo or concurrency policy of the same service instead",
+            "policy {}: engine: the request-level simulator has no engine's tokens and KV cache, so its signals would never come (and the count would be held); pass --llm with a trace that has prompt and output tokens (azure-llm, mooncake) to simulate it token by token",
             path.display()
         );
     }

@@ -1,0 +1,184 @@
+//! The token-level comparison: Ebb's engine-aware policy beside what users run today on LLM
+//! servers, each in its own run of the same requests on the same engines.
+//!
+//! - **ebb**: the `engine` block (vLLM's names): KV-cache use, requests waiting, and the
+//!   TTFT percentile read from the engines' histogram buckets; scraped every second.
+//! - **hpa-duty-cycle**: HPA on the accelerator's duty cycle at an average of 35 (percent), the
+//!   seeds' set-up; the duty cycle is the share of time the engine had work (what
+//!   `DCGM_FI_DEV_GPU_UTIL` reports), read through a Prometheus adapter (30 s scrape, 2 min
+//!   window), HPA's 15 s sync and default behaviors.
+//! - **hpa-rps**: HPA on requests per second per pod at 70% of what one replica completes when
+//!   saturated with the workload's own mix ([`super::capacity`]), same adapter.
+//! - **kpa**: Knative's KPA defaults on concurrency (a target of 100 in flight at 70%, stable
+//!   and panic windows, scale to zero).
+//! - **fixed-max**: maxReplicas from the start, the attainment within reach of any policy
+//!   (long prompts miss a TTFT SLO however many replicas there are).
+//!
+//! Every run starts with the replicas the first minute needs at 70% of saturation, and every
+//! autoscaler gets the same maxReplicas.
+
+use super::capacity::saturation_rps;
+use super::run::{run_llm_policy, LlmResult};
+use super::{LlmConfig, LlmRequest};
+use crate::autoscaler::{Autoscaler, CorePolicy, Schedule};
+use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
+use crate::observe::Pipeline;
+use ebb_core::policy::{Metric, MetricSource, Target};
+use ebb_core::quantity::Quantity;
+use ebb_core::Policy;
+use std::sync::Mutex;
+
+/// The duty-cycle target of the seeds' HPA set-up (percent).
+pub const DUTY_CYCLE_TARGET: i64 = 35;
+/// Knative's default concurrency target per replica (`container-concurrency-target-default`).
+pub const KPA_CONCURRENCY_TARGET: u32 = 100;
+
+/// Ebb's built-in policy for LLM serving: scale on the engines' own saturation signals (a
+/// replica per request waiting for the engine, the KV cache at 70% on average) and on the
+/// TTFT SLO read from their histograms (p95 over a minute), whichever asks for most; scale
+/// up at once, down slowly (a replica is kept through a dip shorter than two minutes).
+pub fn default_llm_policy(cfg: &LlmConfig, max_replicas: u32) -> Policy {
+    let yaml = format!(
+        "minReplicas: 1
+maxReplicas: {max}
+engine:
+  kind: vllm
+  kvCacheUtilization: 70%
+  waitingPerReplica: 1
+  ttft: {{percentile: p95, below: {ttft}ms}}
+  windowSeconds: 60
+behavior:
+  scaleUp:
+    stabilizationWindowSeconds: 0
+    policies: [{{type: Percent, value: 100, periodSeconds: 5}}, {{type: Pods, value: 4, periodSeconds: 5}}]
+  scaleDown:
+    stabilizationWindowSeconds: 120
+    policies: [{{type: Percent, value: 20, periodSeconds: 30}}]
+",
+        max = max_replicas.max(1),
+        ttft = (cfg.ttft_slo * 1000.0).round() as i64
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("the built-in LLM policy: {e}"))
+}
+
+/// HPA on the duty cycle at [`DUTY_CYCLE_TARGET`].
+pub fn duty_cycle_policy(max_replicas: u32) -> Policy {
+    Policy::hpa(
+        1,
+        max_replicas.max(1),
+        vec![Metric {
+            name: "gpu".into(),
+            source: MetricSource::Pods { selector: None },
+            target: Target::AverageValue(Quantity::from_milli(DUTY_CYCLE_TARGET * 1000)),
+        }],
+    )
+}
+
+/// What the comparison derived from the workload before running anything.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Sizing {
+    /// Requests per second one replica completes saturated with the workload's mix.
+    pub saturation_rps: f64,
+    /// Replicas every policy starts with.
+    pub initial: u32,
+    /// maxReplicas of every policy.
+    pub max_replicas: u32,
+}
+
+/// Sizes the comparison from the workload: one replica's saturated rate (on the mix of the
+/// first `fit_share` of the requests: the part a user would have measured beforehand), the
+/// first minute's replicas at 70% of it, and maxReplicas at four times the busiest minute's.
+pub fn sizing(requests: &[LlmRequest], cfg: &LlmConfig, fit_share: f64) -> Sizing {
+    let fit =
+        &requests[..((requests.len() as f64 * fit_share).ceil() as usize).min(requests.len())];
+    let rps = saturation_rps(cfg.engine, fit).unwrap_or(1.0).max(1e-3);
+    let per_minute = |from: f64| {
+        requests
+            .iter()
+            .filter(|r| r.at >= from && r.at < from + 60.0)
+            .count()
+    };
+    let duration = requests.last().map_or(0.0, |r| r.at);
+    let busiest = (0..=(duration / 60.0) as usize)
+        .map(|m| per_minute(m as f64 * 60.0))
+        .max()
+        .unwrap_or(0) as f64
+        / 60.0;
+    let replicas = |rate: f64| (rate / (rps * TARGET_UTILIZATION)).ceil() as u32;
+    Sizing {
+        saturation_rps: rps,
+        initial: replicas(per_minute(0.0) as f64 / 60.0).max(1),
+        max_replicas: (replicas(busiest) * 4).clamp(8, 1000),
+    }
+}
+
+/// The policies of the comparison, Ebb's first (`ebb`: the built-in policy unless given).
+pub fn policies(cfg: &LlmConfig, sizing: &Sizing, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>> {
+    let max = sizing.max_replicas;
+    let ebb = ebb.unwrap_or_else(|| default_llm_policy(cfg, max));
+    let initial = sizing.initial;
+    vec![
+        Box::new(CorePolicy::new(
+            "ebb",
+            ebb.clone(),
+            Pipeline::new(1.0, 10.0),
+            1.0,
+            initial.clamp(ebb.min_replicas.max(1), ebb.max_replicas),
+        )) as Box<dyn Autoscaler>,
+        Box::new(CorePolicy::new(
+            "hpa-duty-cycle",
+            duty_cycle_policy(max),
+            Pipeline::new(30.0, 120.0),
+            15.0,
+            initial,
+        )),
+        Box::new(CorePolicy::new(
+            "hpa-rps",
+            hpa_policy(sizing.saturation_rps * TARGET_UTILIZATION, max),
+            Pipeline::new(30.0, 120.0),
+            15.0,
+            initial,
+        )),
+        Box::new(CorePolicy::new(
+            "kpa",
+            kpa_policy(KPA_CONCURRENCY_TARGET, TARGET_UTILIZATION, max),
+            Pipeline::new(1.0, 60.0),
+            2.0,
+            initial,
+        )),
+        Box::new(Schedule::fixed("fixed-max", max)),
+    ]
+}
+
+/// Runs every policy on all cores; `progress(index, fraction)` per policy. Results come in
+/// the order of `scalers`.
+pub fn compare(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    scalers: Vec<Box<dyn Autoscaler>>,
+    progress: &(dyn Fn(usize, f64) + Sync),
+) -> Vec<LlmResult> {
+    let queue: Mutex<Vec<(usize, Box<dyn Autoscaler>)>> =
+        Mutex::new(scalers.into_iter().enumerate().rev().collect());
+    let results: Mutex<Vec<(usize, LlmResult)>> = Mutex::new(Vec::new());
+    let work = || loop {
+        let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+        let Some((i, mut scaler)) = next else {
+            break;
+        };
+        let r = run_llm_policy(requests, cfg, scaler.as_mut(), &mut |f| progress(i, f));
+        if let Ok(mut all) = results.lock() {
+            all.push((i, r));
+        }
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(work);
+        }
+        work();
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}

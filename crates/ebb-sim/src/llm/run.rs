@@ -1,0 +1,149 @@
+//! One policy's token-level run: the event loop that merges arrivals, the engines' steps,
+//! scrapes, decisions and the per-second bookkeeping, in time order.
+
+use super::fleet::{Fleet, LlmRequest};
+use super::tally::quantile;
+use super::LlmConfig;
+use crate::autoscaler::Autoscaler;
+use crate::observe::Observed;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+/// What one policy reached on a token-level workload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LlmResult {
+    /// The policy.
+    pub policy: String,
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Requests refused by the engine or held past the timeout.
+    pub failed: u64,
+    /// Share of requests whose first token came within the TTFT SLO (failed ones miss).
+    pub ttft_attainment: f64,
+    /// Share of requests whose time per output token met the TPOT SLO.
+    pub tpot_attainment: f64,
+    /// Share of requests that met both.
+    pub both_attainment: f64,
+    /// TTFT percentiles p50, p95, p99 (seconds).
+    pub ttft: [f64; 3],
+    /// TPOT percentiles p50, p95, p99 (seconds).
+    pub tpot: [f64; 3],
+    /// Gaps between tokens, p50, p95, p99 (seconds).
+    pub itl: [f64; 3],
+    /// Replica-seconds paid.
+    pub replica_seconds: f64,
+    /// GPU-hours paid.
+    pub gpu_hours: f64,
+    /// Most replicas at once.
+    pub peak_replicas: u32,
+    /// Times the replica count changed.
+    pub scale_events: u64,
+    /// Mean replicas existing in each report bucket.
+    pub replicas_series: Vec<f64>,
+    /// Report bucket, seconds.
+    pub bucket: f64,
+}
+
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Runs one policy over `requests` (sorted by arrival); `progress` is called with the
+/// fraction done.
+pub fn run_llm_policy(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    scaler: &mut dyn Autoscaler,
+    progress: &mut dyn FnMut(f64),
+) -> LlmResult {
+    let duration = requests.last().map_or(0.0, |r| r.at).max(1.0);
+    let mut fleet = Fleet::new(cfg.clone(), scaler.initial_replicas());
+    let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
+    let instant = scaler.cold_start_override().is_some();
+    let scrape_every = scaler.scrape_interval();
+    let sync_every = scaler.sync_period();
+    let mut next_scrape = if scrape_every > 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    let mut next_sync = if sync_every.is_finite() {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    let mut next_second = 0.0f64;
+    let mut arrivals = requests.iter().peekable();
+    let mut peak = fleet.existing_replicas();
+    let per_bucket = (cfg.bucket.max(1.0)) as usize;
+    let mut series = Vec::new();
+    let mut bucket_sum = 0.0;
+    let mut seconds = 0usize;
+    loop {
+        let t_arrival = arrivals.peek().map_or(f64::INFINITY, |a| a.at);
+        let t_tick = next_second.min(next_scrape).min(next_sync);
+        let t = t_arrival.min(t_tick);
+        if t > duration {
+            break;
+        }
+        fleet.advance(t);
+        // At equal times the tick goes first: capacity decided for second s serves arrivals at s.
+        if t_arrival < t_tick {
+            if let Some(a) = arrivals.next() {
+                fleet.arrive(*a);
+            }
+            continue;
+        }
+        if next_scrape <= t {
+            scaler.scrape(&fleet, t);
+            next_scrape += scrape_every;
+        }
+        if next_sync <= t {
+            if let Some(cmd) = scaler.decide(&fleet, t) {
+                let from = Observed::current_replicas(&fleet);
+                let to = fleet.scale_to(cmd.desired, &cmd.victims, t, instant, &mut rng);
+                scaler.applied(from, to, t);
+            }
+            next_sync += sync_every;
+        }
+        if next_second <= t {
+            fleet.expire_held(t);
+            let existing = fleet.existing_replicas();
+            peak = peak.max(existing);
+            bucket_sum += f64::from(existing);
+            seconds += 1;
+            if seconds.is_multiple_of(per_bucket) {
+                series.push(bucket_sum / per_bucket as f64);
+                bucket_sum = 0.0;
+                progress(t / duration);
+            }
+            next_second += 1.0;
+        }
+    }
+    let replica_seconds = fleet.replica_seconds(duration);
+    fleet.finish(duration);
+    progress(1.0);
+    let scale_events = fleet.scale_events();
+    let tally = &mut fleet.tally;
+    let n = tally.requests().max(1) as f64;
+    let pcts = |v: &mut Vec<f32>| [0.5, 0.95, 0.99].map(|q| quantile(v, q));
+    LlmResult {
+        policy: scaler.name().to_string(),
+        requests: tally.requests(),
+        failed: tally.failed,
+        ttft_attainment: tally.ttft_met as f64 / n,
+        tpot_attainment: tally.tpot_met as f64 / n,
+        both_attainment: tally.both_met as f64 / n,
+        ttft: pcts(&mut tally.ttfts),
+        tpot: pcts(&mut tally.tpots),
+        itl: [0.5, 0.95, 0.99].map(|q| tally.gaps.quantile(q)),
+        replica_seconds,
+        gpu_hours: replica_seconds * cfg.gpus_per_replica / 3600.0,
+        peak_replicas: peak,
+        scale_events,
+        replicas_series: series,
+        bucket: per_bucket as f64,
+    }
+}

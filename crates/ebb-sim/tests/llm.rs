@@ -1,0 +1,189 @@
+//! The token-level simulator against closed-form cases, and its policies on small workloads.
+
+use ebb_sim::autoscaler::Schedule;
+use ebb_sim::engine::EngineParams;
+use ebb_sim::llm::compare::{compare, default_llm_policy, policies, sizing};
+use ebb_sim::llm::{run_llm_policy, LlmConfig, LlmRequest, HOLD_TIMEOUT_SECONDS};
+use ebb_sim::ColdStart;
+
+/// An engine whose step times are easy to add up: 10 ms a step, 0.1 ms a prompt token, 1 ms a
+/// decoding sequence.
+fn engine() -> EngineParams {
+    EngineParams {
+        kv_blocks: 4096,
+        block_tokens: 16,
+        step_tokens: 2048,
+        max_running: 64,
+        step_base: 0.010,
+        per_prefill_token: 0.000_1,
+        per_decode_seq: 0.001,
+    }
+}
+
+fn config(cold_start: f64) -> LlmConfig {
+    LlmConfig {
+        engine: engine(),
+        cold_start: ColdStart::Fixed(cold_start),
+        ttft_slo: 0.025,
+        itl_slo: 0.0115,
+        hold_timeout: HOLD_TIMEOUT_SECONDS,
+        gpus_per_replica: 2.0,
+        bucket: 10.0,
+        seed: 1,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6 * b.abs().max(1.0)
+}
+
+/// Requests 10 s apart, alone on one replica: a 100-token prompt is prefilled in one step of
+/// 10 + 100 x 0.1 = 20 ms that emits the first token; each of the 9 others takes a decode step
+/// of 10 + 1 = 11 ms. So TTFT 20 ms, TPOT and every gap 11 ms; one replica for 100 s is 100
+/// replica-seconds, and at 2 GPUs each 200/3600 GPU-hours.
+#[test]
+fn requests_alone_on_one_replica_match_the_closed_form() {
+    let requests: Vec<LlmRequest> = (0..=10)
+        .map(|i| LlmRequest {
+            at: f64::from(i) * 10.0,
+            prompt: 100,
+            output: 10,
+        })
+        .collect();
+    let mut one = Schedule::fixed("one", 1);
+    let r = run_llm_policy(&requests, &config(0.0), &mut one, &mut |_| {});
+    assert_eq!((r.requests, r.failed), (11, 0));
+    for q in r.ttft {
+        assert!(close(q, 0.020), "TTFT {q}");
+    }
+    for q in r.tpot {
+        assert!(close(q, 0.011), "TPOT {q}");
+    }
+    for q in r.itl {
+        assert!((q / 0.011 - 1.0).abs() < 0.012, "gap {q}");
+    }
+    assert!(close(r.replica_seconds, 100.0), "{}", r.replica_seconds);
+    assert!(close(r.gpu_hours, 200.0 / 3600.0), "{}", r.gpu_hours);
+    // TTFT 20 ms is within 25 ms; TPOT 11 ms within 11.5 ms.
+    assert_eq!(
+        (r.ttft_attainment, r.tpot_attainment, r.both_attainment),
+        (1.0, 1.0, 1.0)
+    );
+}
+
+/// Two requests at once share every step: one prefill step of 10 + 200 x 0.1 = 30 ms (both
+/// first tokens, TTFT 30 ms: over the 25 ms SLO), then decode steps of 10 + 2 x 1 = 12 ms
+/// (TPOT 12 ms: over 11.5 ms). The batch costs each request time; the SLOs see it.
+#[test]
+fn requests_together_share_the_steps_and_slow_each_other() {
+    let requests = vec![
+        LlmRequest {
+            at: 1.0,
+            prompt: 100,
+            output: 5,
+        },
+        LlmRequest {
+            at: 1.0,
+            prompt: 100,
+            output: 5,
+        },
+    ];
+    let mut one = Schedule::fixed("one", 1);
+    let r = run_llm_policy(&requests, &config(0.0), &mut one, &mut |_| {});
+    // The first arrival starts a step alone (20 ms); the second joins the next step, which
+    // also decodes the first: 10 + 100 x 0.1 + 1 = 21 ms. Then two decode at once: 12 ms.
+    assert!(close(r.ttft[0], 0.020), "{:?}", r.ttft);
+    assert!(close(r.ttft[2], 0.041), "{:?}", r.ttft);
+    assert_eq!(r.ttft_attainment, 0.5);
+    assert!(r.tpot[2] > 0.0115, "{:?}", r.tpot);
+}
+
+/// A prompt longer than the KV cache can never run: it fails at once and counts as a miss.
+#[test]
+fn a_request_the_engine_cannot_hold_fails_and_counts_against_attainment() {
+    let requests = vec![
+        LlmRequest {
+            at: 0.0,
+            prompt: 100,
+            output: 2,
+        },
+        LlmRequest {
+            at: 0.5,
+            prompt: 4096 * 16,
+            output: 2,
+        },
+    ];
+    let mut one = Schedule::fixed("one", 1);
+    let r = run_llm_policy(&requests, &config(0.0), &mut one, &mut |_| {});
+    assert_eq!((r.requests, r.failed), (2, 1));
+    assert_eq!(r.ttft_attainment, 0.5);
+}
+
+/// A step of load: 2 requests a second, then 40. A replica completes about 30 a second of
+/// this mix saturated, so the step needs two or more. Ebb's engine policy scales up within
+/// the step and serves every request; a fixed single replica falls behind.
+#[test]
+fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
+    let mut requests = Vec::new();
+    for i in 0..600 {
+        let t = f64::from(i);
+        let rate = if t < 60.0 { 2 } else { 40 };
+        for k in 0..rate {
+            requests.push(LlmRequest {
+                at: t + f64::from(k) / f64::from(rate),
+                prompt: 400,
+                output: 60,
+            });
+        }
+    }
+    let cfg = config(20.0);
+    let size = sizing(&requests, &cfg, 1.0);
+    assert!(size.saturation_rps > 5.0, "{size:?}");
+    let ebb = default_llm_policy(&cfg, size.max_replicas);
+    let mut scalers = policies(&cfg, &size, Some(ebb));
+    scalers.truncate(1);
+    scalers.push(Box::new(Schedule::fixed("one", 1)));
+    let results = compare(&requests, &cfg, scalers, &|_, _| {});
+    let (ebb, one) = (&results[0], &results[1]);
+    assert_eq!(ebb.failed, 0);
+    assert!(ebb.peak_replicas >= 2, "{ebb:?}");
+    assert!(
+        ebb.ttft[1] < one.ttft[1] / 2.0,
+        "ebb p95 TTFT {} vs one replica's {}",
+        ebb.ttft[1],
+        one.ttft[1]
+    );
+}
+
+/// KPA scales to zero after its idle window; a request arriving at zero is held by the
+/// gateway until a replica is ready (a cold start of 20 s), not lost.
+#[test]
+fn a_request_at_zero_is_held_through_the_cold_start() {
+    let mut requests: Vec<LlmRequest> = (0..20)
+        .map(|i| LlmRequest {
+            at: f64::from(i),
+            prompt: 50,
+            output: 5,
+        })
+        .collect();
+    // The run ends at the last arrival (what is held then fails), so one more comes later.
+    for at in [400.0, 460.0] {
+        requests.push(LlmRequest {
+            at,
+            prompt: 50,
+            output: 5,
+        });
+    }
+    let cfg = config(20.0);
+    let size = sizing(&requests, &cfg, 1.0);
+    let mut kpa = policies(&cfg, &size, None)
+        .into_iter()
+        .find(|p| p.name() == "kpa")
+        .expect("kpa");
+    let r = run_llm_policy(&requests, &cfg, kpa.as_mut(), &mut |_| {});
+    assert_eq!(r.failed, 0);
+    // The request at 400 s waited out a cold start: its TTFT is at least 20 s.
+    assert!(r.ttft[2] >= 20.0, "{:?}", r.ttft);
+    // Zero replicas for part of the run: fewer replica-seconds than one replica throughout.
+    assert!(r.replica_seconds < 400.0, "{}", r.replica_seconds);
+}

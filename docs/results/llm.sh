@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Regenerates the LLM serving section of docs/results.md and its plots under
+# docs/results/llm-*: `ebb simulate --llm` (token by token, each replica the engine model of
+# `ebb demo-llm`) on the Azure LLM and Mooncake traces, whole and second halves.
+# Usage: bash docs/results/llm.sh   (from the repository root; takes about a minute)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TRACES=${TRACES:-../shared/traces}
+cargo build --release --quiet -p ebb
+EBB=target/release/ebb
+OUT=docs/results
+BODY=$(mktemp)
+COLD=(--cold-start lognormal:60s:0.3)
+
+run() { # name, description, args...
+    local name=$1 desc=$2; shift 2
+    local dir="$OUT/llm-$name"
+    rm -rf "$dir"
+    echo "== llm-$name" >&2
+    local table
+    table=$("$EBB" simulate --llm "$@" --report "$dir")
+    rm -f "$dir/summary.csv"
+    {
+        echo "### $name"
+        echo
+        echo "$desc"
+        echo
+        echo '```sh'
+        echo "ebb simulate --llm $*"
+        echo '```'
+        echo
+        echo "$table" | grep '^|'
+        echo
+        echo "![replicas](results/llm-$name/replicas.svg)"
+        echo
+    } >> "$BODY"
+}
+
+AZ="$TRACES/azure-public-dataset"
+MC="$TRACES/mooncake"
+run azure-code "Azure LLM inference 2023, code: 8,819 requests in an hour, prompts 2,048 tokens on average, outputs 28; bursts of 300 requests in 10 s." --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
+run azure-code-second-half "The same, second half only (held out)." --trace "$AZ/AzureLLMInferenceTrace_code.csv" --from 1718s "${COLD[@]}"
+run azure-conv "Azure LLM inference 2023, conversation: 19,366 requests in an hour, prompts 1,155 tokens, outputs 211." --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
+run azure-conv-second-half "The same, second half only (held out)." --trace "$AZ/AzureLLMInferenceTrace_conv.csv" --from 1751s "${COLD[@]}"
+run mooncake-conversation "Mooncake's conversation trace: 12,031 requests in an hour, prompts 12,035 tokens on average (up to 126,195), outputs 343. TTFT SLO 5 s: at 2 s even maxReplicas from the start reaches only 94%, since a prompt over 40,000 tokens takes more than 2 s to prefill alone." --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
+run mooncake-conversation-second-half "The same, second half only (held out)." --trace "$MC/conversation_trace.jsonl" --ttft 5s --from 1768s "${COLD[@]}"
+run mooncake-synthetic "Mooncake's synthetic trace: 3,993 requests in 17 minutes, prompts 15,325 tokens on average (up to 191,378), outputs 149. TTFT SLO 5 s." --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
+
+python3 docs/results/splice.py llm "$BODY"
+rm -f "$BODY"
+echo "docs/results.md updated" >&2
