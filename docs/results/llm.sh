@@ -10,6 +10,7 @@ cargo build --release --quiet -p ebb
 EBB=target/release/ebb
 OUT=docs/results
 BODY=$(mktemp)
+FRONTIER=$(mktemp)
 COLD=(--cold-start lognormal:60s:0.3)
 
 run() { # name, description, args...
@@ -36,6 +37,27 @@ run() { # name, description, args...
     } >> "$BODY"
 }
 
+frontier() { # name, args...
+    local name=$1; shift
+    local dir="$OUT/llm-frontier-$name"
+    rm -rf "$dir"
+    echo "== llm-frontier-$name" >&2
+    local table
+    table=$("$EBB" simulate --llm --llm-frontier "$@" --report "$dir")
+    {
+        echo "### $name"
+        echo
+        echo '```sh'
+        echo "ebb simulate --llm --llm-frontier $*"
+        echo '```'
+        echo
+        echo "$table" | grep -v '^simulated '
+        echo
+        echo "![frontiers](results/llm-frontier-$name/frontier.svg)"
+        echo
+    } >> "$FRONTIER"
+}
+
 AZ="$TRACES/azure-public-dataset"
 MC="$TRACES/mooncake"
 run azure-code "Azure LLM inference 2023, code: 8,819 requests in an hour, prompts 2,048 tokens on average, outputs 28; bursts of 300 requests in 10 s." --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
@@ -46,6 +68,11 @@ run mooncake-conversation "Mooncake's conversation trace: 12,031 requests in an 
 run mooncake-conversation-second-half "The same, second half only (held out)." --trace "$MC/conversation_trace.jsonl" --ttft 5s --from 1768s "${COLD[@]}"
 run mooncake-synthetic "Mooncake's synthetic trace: 3,993 requests in 17 minutes, prompts 15,325 tokens on average (up to 191,378), outputs 149. TTFT SLO 5 s." --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
 
-python3 docs/results/splice.py llm "$BODY"
-rm -f "$BODY"
+frontier azure-code --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
+frontier azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
+frontier mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
+frontier mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
+
+python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER"
+rm -f "$BODY" "$FRONTIER"
 echo "docs/results.md updated" >&2

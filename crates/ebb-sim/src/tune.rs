@@ -26,6 +26,10 @@ pub enum Family {
     EbbRps,
     /// Knative's KPA.
     Kpa,
+    /// Ebb's `engine` policy for LLM servers (token-level runs; knob: its KV-cache target).
+    EbbEngine,
+    /// HPA on the accelerator's duty cycle (token-level runs).
+    HpaDutyCycle,
 }
 
 impl Family {
@@ -36,6 +40,8 @@ impl Family {
             Family::Hpa => "hpa",
             Family::EbbRps => "ebb-rps",
             Family::Kpa => "kpa",
+            Family::EbbEngine => "ebb-engine",
+            Family::HpaDutyCycle => "hpa-duty-cycle",
         }
     }
 }
@@ -174,19 +180,20 @@ pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f
     (cost, attainment)
 }
 
-fn scaler(c: &Candidate, initial: u32) -> Box<dyn Autoscaler> {
+/// The candidate as an autoscaler behind its family's observation pipeline.
+pub(crate) fn scaler(c: &Candidate, initial: u32) -> Box<dyn Autoscaler> {
     // Named as `ebb simulate` names the policy: every setting sees the same cold-start draws
     // as the comparison does.
     let name = match c.family {
-        Family::EbbSlo => "ebb",
+        Family::EbbSlo | Family::EbbEngine => "ebb",
         other => other.name(),
     };
     let initial = initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas);
     // Scrape interval, rate window and sync period, as each is deployed (see `compare`).
     let (scrape, window, sync) = match c.family {
-        Family::EbbSlo | Family::EbbRps => (1.0, 10.0, 1.0),
+        Family::EbbSlo | Family::EbbRps | Family::EbbEngine => (1.0, 10.0, 1.0),
         Family::Kpa => (1.0, 60.0, 2.0),
-        Family::Hpa => (30.0, 120.0, 15.0),
+        Family::Hpa | Family::HpaDutyCycle => (30.0, 120.0, 15.0),
     };
     Box::new(CorePolicy::new(
         name,
@@ -304,6 +311,8 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
             (Family::Hpa, RED),
             (Family::EbbRps, CYAN),
             (Family::Kpa, GREEN),
+            (Family::EbbEngine, BLUE),
+            (Family::HpaDutyCycle, MAGENTA),
         ];
         for (family, color) in families {
             let mut line: Vec<(f64, f64)> = points

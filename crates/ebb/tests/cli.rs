@@ -372,6 +372,25 @@ fn simulate_llm_compares_the_policies_token_by_token() {
             .unwrap();
     assert_eq!(json["results"][0]["requests"], 240);
     assert!(report.join("replicas.svg").exists());
+    // The frontiers: every family's knob, read at the duty-cycle default, and a plot.
+    let o = ebb(&[
+        "simulate",
+        "--llm",
+        "--llm-frontier",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--cold-start",
+        "30s",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Read at HPA on duty cycle's default"), "{out}");
+    for family in ["ebb-engine", "hpa-duty-cycle", "hpa", "kpa"] {
+        assert!(out.contains(&format!("| {family} |")), "{family}: {out}");
+    }
+    assert!(report.join("frontier.svg").exists());
     // A policy file without an engine block says why it cannot be Ebb's here.
     let plain = dir.path().join("plain.yaml");
     std::fs::write(&plain, "maxReplicas: 4\n").unwrap();

@@ -38,13 +38,19 @@ pub const KPA_CONCURRENCY_TARGET: u32 = 100;
 /// TTFT SLO read from their histograms (p95 over a minute), whichever asks for most; scale
 /// up at once, down slowly (a replica is kept through a dip shorter than two minutes).
 pub fn default_llm_policy(cfg: &LlmConfig, max_replicas: u32) -> Policy {
+    llm_policy(cfg, max_replicas, 1.0, 1.0)
+}
+
+/// The built-in LLM policy with `waiting` requests per replica and the TTFT p95 target at
+/// `ttft_share` of the SLO (the built-in: 1 and 1): the knobs that set how much it buys.
+pub fn llm_policy(cfg: &LlmConfig, max_replicas: u32, waiting: f64, ttft_share: f64) -> Policy {
     let yaml = format!(
         "minReplicas: 1
 maxReplicas: {max}
 engine:
   kind: vllm
   kvCacheUtilization: 70%
-  waitingPerReplica: 1
+  waitingPerReplica: {waiting}
   ttft: {{percentile: p95, below: {ttft}ms}}
   windowSeconds: 60
 behavior:
@@ -56,7 +62,7 @@ behavior:
     policies: [{{type: Percent, value: 20, periodSeconds: 30}}]
 ",
         max = max_replicas.max(1),
-        ttft = (cfg.ttft_slo * 1000.0).round() as i64
+        ttft = (cfg.ttft_slo * ttft_share * 1000.0).round().max(1.0) as i64
     );
     Policy::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("the built-in LLM policy: {e}"))
 }

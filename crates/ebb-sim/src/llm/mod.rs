@@ -15,6 +15,7 @@
 pub mod capacity;
 pub mod compare;
 pub mod fleet;
+pub mod frontier;
 pub mod metrics;
 pub mod report;
 pub mod run;

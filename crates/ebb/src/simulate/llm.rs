@@ -5,8 +5,13 @@
 use super::{cold_start, parse_seconds, print_done, progress_bars, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
 use ebb_sim::engine::EngineParams;
+use ebb_sim::llm::compare::Sizing;
 use ebb_sim::llm::compare::{compare, policies, sizing};
+use ebb_sim::llm::frontier::sweep;
+use ebb_sim::llm::LlmRequest;
 use ebb_sim::llm::{report, requests, LlmConfig, HOLD_TIMEOUT_SECONDS};
+use ebb_sim::tune::{against, frontier_svg, Family, Point};
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 /// Share of the requests whose mix sizes the baselines (what a user measured beforehand).
@@ -63,6 +68,9 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         engine.kv_blocks, engine.block_tokens, engine.max_running, engine.step_tokens,
         size.saturation_rps, size.initial, size.max_replicas
     ));
+    if args.llm_frontier {
+        return frontier(args, &requests, &cfg, &size, &name);
+    }
     let scalers = policies(&cfg, &size, ebb);
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
     eprintln!(
@@ -94,6 +102,80 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         started.elapsed().as_secs_f64(),
         &args.report,
         &files,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--llm-frontier`: every family's knob over its grid, the frontiers as a table, each read
+/// at the duty-cycle policy's default point (the seeds' set-up), and `frontier.svg`.
+fn frontier(
+    args: &SimulateArgs,
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    size: &Sizing,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(1000);
+    let points = sweep(requests, cfg, size, &|f| {
+        bar.set_position((f * 1000.0) as u64)
+    });
+    bar.finish_and_clear();
+    let gpu_hours = |p: &Point| p.replica_seconds * cfg.gpus_per_replica / 3600.0;
+    let mut out =
+        String::from("| family | knob | within both SLOs | GPU-hours |\n|---|---|---:|---:|\n");
+    for p in &points {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2}% | {:.2} |",
+            p.candidate.family.name(),
+            p.candidate.knob,
+            p.attainment * 100.0,
+            gpu_hours(p)
+        );
+    }
+    println!("{out}");
+    let reference = points
+        .iter()
+        .find(|p| p.candidate.family == Family::HpaDutyCycle)
+        .context("the sweep has no duty-cycle point")?;
+    println!(
+        "Read at HPA on duty cycle's default ({:.2}% within both SLOs, {:.2} GPU-hours):\n",
+        reference.attainment * 100.0,
+        gpu_hours(reference)
+    );
+    println!(
+        "| family | GPU-hours at that attainment | attainment at that cost |\n|---|---:|---:|"
+    );
+    for family in [
+        Family::EbbEngine,
+        Family::HpaDutyCycle,
+        Family::Hpa,
+        Family::Kpa,
+    ] {
+        let (cost, attainment) = against(&points, family, reference);
+        println!(
+            "| {} | {} | {} |",
+            family.name(),
+            cost.map_or("not reached".into(), |c| format!(
+                "{:.2}",
+                c * cfg.gpus_per_replica / 3600.0
+            )),
+            attainment.map_or("not reached".into(), |a| format!("{:.2}%", a * 100.0)),
+        );
+    }
+    std::fs::create_dir_all(&args.report)
+        .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
+    let svg = args.report.join("frontier.svg");
+    let title = format!("Frontiers, token by token: {name}");
+    std::fs::write(&svg, frontier_svg(&points, reference.attainment, &title))
+        .with_context(|| format!("cannot write {}", svg.display()))?;
+    print_done(
+        points.len(),
+        "settings token by token",
+        started.elapsed().as_secs_f64(),
+        &args.report,
+        &[svg],
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -138,6 +138,11 @@ pub(crate) struct SimulateArgs {
     /// needs an engine block) with HPA on duty cycle, HPA on request rate and KPA.
     #[arg(long, conflicts_with = "multi_model")]
     pub(crate) llm: bool,
+    /// LLM: instead of the defaults, sweep each family's own knob (Ebb's KV-cache target, HPA's
+    /// duty-cycle target, HPA's rate target, KPA's concurrency target) and print the
+    /// cost/attainment frontiers, read at the duty-cycle policy's default point.
+    #[arg(long, requires = "llm")]
+    pub(crate) llm_frontier: bool,
     /// LLM: time-to-first-token SLO.
     #[arg(long, default_value = "2s")]
     pub(crate) ttft: String,

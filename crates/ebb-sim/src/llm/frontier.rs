@@ -1,0 +1,173 @@
+//! Each family's cost/attainment frontier on a token-level workload: the family's own knob
+//! over a grid, each setting in its own run of the same requests. Defaults can differ in how
+//! much capacity they buy; the frontier compares what each family reaches at the same cost.
+//!
+//! Knobs: Ebb's engine policy, how eagerly it buys (its TTFT p95 target as a share of the SLO
+//! below the built-in's, then more requests waiting per replica above it; its KV-cache target
+//! hardly moves it);
+//! HPA on duty cycle, its target; HPA on request rate, its share of a replica's saturated rate;
+//! KPA, its concurrency target per replica (at Knative's 70%).
+
+use super::compare::{duty_cycle_policy, llm_policy, Sizing, DUTY_CYCLE_TARGET};
+use super::run::run_llm_policy;
+use super::{LlmConfig, LlmRequest};
+use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
+use crate::tune::{scaler, Candidate, Family, Point};
+use ebb_core::policy::Target;
+use ebb_core::quantity::Quantity;
+use std::sync::Mutex;
+
+/// Ebb's engine policy from most to least eager: (requests waiting per replica, TTFT p95
+/// target as a share of the SLO); the built-in is (1, 1).
+const EBB_SETTINGS: [(f64, f64); 7] = [
+    (1.0, 0.3),
+    (1.0, 0.5),
+    (1.0, 0.75),
+    (1.0, 1.0),
+    (2.0, 1.0),
+    (4.0, 1.0),
+    (8.0, 1.0),
+];
+/// Duty-cycle targets of HPA (the seeds' is 35).
+const DUTY_TARGETS: [i64; 5] = [DUTY_CYCLE_TARGET, 50, 65, 80, 95];
+/// Shares of a replica's saturated rate for HPA on request rate (the comparison's is 70%).
+const RPS_SHARES: [f64; 5] = [0.3, 0.5, 0.7, 0.9, 1.1];
+/// KPA's concurrency targets per replica (Knative's default is 100, at 70%).
+const KPA_TARGETS: [u32; 5] = [5, 10, 25, 50, 100];
+
+/// The grid of every family.
+pub fn candidates(cfg: &LlmConfig, sizing: &Sizing) -> Vec<Candidate> {
+    let max = sizing.max_replicas;
+    let mut out = Vec::new();
+    for (waiting, ttft_share) in EBB_SETTINGS {
+        out.push(Candidate {
+            family: Family::EbbEngine,
+            knob: format!(
+                "{waiting} waiting per replica, TTFT p95 below {:.0}% of the SLO",
+                ttft_share * 100.0
+            ),
+            policy: llm_policy(cfg, max, waiting, ttft_share),
+        });
+    }
+    for target in DUTY_TARGETS {
+        let mut policy = duty_cycle_policy(max);
+        if let Some(m) = policy.metrics.first_mut() {
+            m.target = Target::AverageValue(Quantity::from_milli(target * 1000));
+        }
+        out.push(Candidate {
+            family: Family::HpaDutyCycle,
+            knob: format!("duty cycle {target}"),
+            policy,
+        });
+    }
+    for share in RPS_SHARES {
+        out.push(Candidate {
+            family: Family::Hpa,
+            knob: format!(
+                "{:.2} req/s per pod ({:.0}%)",
+                sizing.saturation_rps * share,
+                share * 100.0
+            ),
+            policy: hpa_policy(sizing.saturation_rps * share, max),
+        });
+    }
+    for target in KPA_TARGETS {
+        out.push(Candidate {
+            family: Family::Kpa,
+            knob: format!("concurrency {target} at 70%"),
+            policy: kpa_policy(target, TARGET_UTILIZATION, max),
+        });
+    }
+    out
+}
+
+/// Runs every candidate on all cores; a point's attainment is the share of requests within
+/// both SLOs. `progress` gets the share of runs done.
+pub fn sweep(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    sizing: &Sizing,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<Point> {
+    let all = candidates(cfg, sizing);
+    let total = all.len();
+    let queue = Mutex::new(all.into_iter().enumerate().collect::<Vec<_>>());
+    let points = Mutex::new(Vec::new());
+    let work = || loop {
+        let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+        let Some((i, c)) = next else { break };
+        let mut s = scaler(&c, sizing.initial);
+        let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
+        if let Ok(mut p) = points.lock() {
+            p.push((
+                i,
+                Point {
+                    candidate: c,
+                    attainment: r.both_attainment,
+                    replica_seconds: r.replica_seconds,
+                },
+            ));
+            progress(p.len() as f64 / total as f64);
+        }
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(work);
+        }
+        work();
+    });
+    let mut points = points.into_inner().unwrap_or_default();
+    points.sort_by_key(|(i, _)| *i);
+    points.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineParams;
+    use crate::ColdStart;
+
+    #[test]
+    fn the_ebb_settings_span_from_eager_to_lax_around_the_built_in() {
+        let cfg = LlmConfig {
+            engine: EngineParams::one_accelerator(),
+            cold_start: ColdStart::Fixed(60.0),
+            ttft_slo: 2.0,
+            itl_slo: 0.1,
+            hold_timeout: 300.0,
+            gpus_per_replica: 1.0,
+            bucket: 10.0,
+            seed: 1,
+        };
+        let sizing = Sizing {
+            saturation_rps: 2.0,
+            initial: 1,
+            max_replicas: 8,
+        };
+        let c = candidates(&cfg, &sizing);
+        assert_eq!(c.len(), 22);
+        let target = |p: &ebb_core::Policy, name: &str| {
+            p.metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.target.clone())
+        };
+        // The most eager: TTFT p95 below 0.6 s (30% of 2 s).
+        assert_eq!(
+            target(&c[0].policy, "engine.ttft"),
+            Some(Target::Value(Quantity::from_milli(600)))
+        );
+        // The built-in is among them, unchanged.
+        assert_eq!(
+            c[3].policy,
+            super::super::compare::default_llm_policy(&cfg, 8)
+        );
+        // The laxest: 8 waiting per replica.
+        assert_eq!(
+            target(&c[6].policy, "engine.waiting"),
+            Some(Target::AverageValue(Quantity::from_milli(8000)))
+        );
+        assert!(c.iter().all(|k| k.policy.max_replicas == 8));
+    }
+}
