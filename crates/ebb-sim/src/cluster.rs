@@ -197,6 +197,29 @@ pub enum Outcome {
     Dropped,
 }
 
+/// The order in which replicas go on scale-in: the decision's `victims` (replica ids, which
+/// are indices) that are still active, best first, then the other `active` ones by `rank`,
+/// lowest first.
+pub(crate) fn removal_order<K: Ord>(
+    victims: &[u32],
+    active: &[usize],
+    rank: impl Fn(usize) -> K,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = victims
+        .iter()
+        .map(|&id| id as usize)
+        .filter(|i| active.contains(i))
+        .collect();
+    let mut rest: Vec<usize> = active
+        .iter()
+        .copied()
+        .filter(|i| !order.contains(i))
+        .collect();
+    rest.sort_by_key(|&i| rank(i));
+    order.extend(rest);
+    order
+}
+
 /// The cluster state machine. The simulation loop feeds it arrivals and advances it to event
 /// times; autoscalers read it through its accessors and change it through [`Cluster::scale_to`].
 pub struct Cluster {
@@ -551,18 +574,7 @@ impl Cluster {
             }
         } else if desired < current {
             let mut remove = current - desired;
-            let mut order: Vec<usize> = victims
-                .iter()
-                .map(|&id| id as usize)
-                .filter(|&i| i < self.replicas.len())
-                .collect();
-            let mut rest: Vec<usize> = self
-                .active
-                .iter()
-                .copied()
-                .filter(|i| !order.contains(i))
-                .collect();
-            rest.sort_by_key(|&i| {
+            let order = removal_order(victims, &self.active, |i| {
                 let r = &self.replicas[i];
                 (
                     r.state != ReplicaState::Starting,
@@ -570,7 +582,6 @@ impl Cluster {
                     u32::MAX - r.id,
                 )
             });
-            order.extend(rest);
             for idx in order {
                 if remove == 0 {
                     break;

@@ -17,6 +17,7 @@ pub mod multi;
 pub mod multi_report;
 pub mod observe;
 pub mod oracle;
+pub mod parallel;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -26,10 +26,28 @@ pub struct RunConfig {
     pub gpus_per_replica: f64,
 }
 
-fn name_seed(name: &str) -> u64 {
+/// A seed of the policy's own from its name, so that each policy's cold starts are drawn the
+/// same way in every run of it.
+pub(crate) fn name_seed(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The first scrape and the first decision of `scaler`: at time zero, or never for one that
+/// does not scrape or decide.
+pub(crate) fn first_ticks(scaler: &dyn Autoscaler) -> (f64, f64) {
+    let scrape = if scaler.scrape_interval() > 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    let sync = if scaler.sync_period().is_finite() {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    (scrape, sync)
 }
 
 /// Runs one policy over the workload; `progress` is called with the fraction done. Time to
@@ -47,16 +65,7 @@ pub fn run_policy(
     let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
     let scrape_every = scaler.scrape_interval();
     let sync_every = scaler.sync_period();
-    let mut next_scrape = if scrape_every > 0.0 {
-        0.0
-    } else {
-        f64::INFINITY
-    };
-    let mut next_sync = if sync_every.is_finite() {
-        0.0
-    } else {
-        f64::INFINITY
-    };
+    let (mut next_scrape, mut next_sync) = first_ticks(scaler);
     let mut next_second = 0.0f64;
     let mut next_bucket = cfg.bucket;
     let mut requests = 0u64;

@@ -10,10 +10,10 @@
 use crate::autoscaler::{Autoscaler, CorePolicy};
 use crate::compare::{default_ebb_policy, hpa_policy, kpa_policy, rps_policy};
 use crate::observe::Pipeline;
+use crate::parallel::map_on_all_cores;
 use crate::run::{run_policy, RunConfig};
 use crate::workload::Workload;
 use ebb_core::Policy;
-use std::sync::Mutex;
 
 /// A family of policies with a knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,39 +212,19 @@ pub fn evaluate(
     initial: u32,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Vec<Point> {
-    let next = Mutex::new(0usize);
-    let points: Mutex<Vec<(usize, Point)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let work = || loop {
-        let i = {
-            let Ok(mut n) = next.lock() else { return };
-            let i = *n;
-            *n += 1;
-            i
-        };
-        let Some(c) = candidates.get(i) else { return };
-        let mut s = scaler(c, initial);
-        let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
-        if let Ok(mut all) = points.lock() {
-            all.push((
-                i,
-                Point {
-                    candidate: c.clone(),
-                    attainment: r.slo_attainment,
-                    replica_seconds: r.replica_seconds,
-                },
-            ));
-            progress(all.len() as f64 / candidates.len().max(1) as f64);
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(work);
-        }
-    });
-    let mut all = points.into_inner().unwrap_or_default();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, p)| p).collect()
+    map_on_all_cores(
+        candidates.iter().collect(),
+        &|_, c: &Candidate| {
+            let mut s = scaler(c, initial);
+            let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
+            Point {
+                candidate: c.clone(),
+                attainment: r.slo_attainment,
+                replica_seconds: r.replica_seconds,
+            }
+        },
+        &|done, total| progress(done as f64 / total.max(1) as f64),
+    )
 }
 
 /// The cheapest point of `family` that meets `target`; when none does, the one with the

@@ -23,10 +23,10 @@ use super::{LlmConfig, LlmRequest};
 use crate::autoscaler::{Autoscaler, CorePolicy, Schedule};
 use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
 use crate::observe::Pipeline;
+use crate::parallel::map_on_all_cores;
 use ebb_core::policy::{Metric, MetricSource, Target};
 use ebb_core::quantity::Quantity;
 use ebb_core::Policy;
-use std::sync::Mutex;
 
 /// The duty-cycle target of the seeds' HPA set-up (percent).
 pub const DUTY_CYCLE_TARGET: i64 = 35;
@@ -164,27 +164,11 @@ pub fn compare(
     scalers: Vec<Box<dyn Autoscaler>>,
     progress: &(dyn Fn(usize, f64) + Sync),
 ) -> Vec<LlmResult> {
-    let queue: Mutex<Vec<(usize, Box<dyn Autoscaler>)>> =
-        Mutex::new(scalers.into_iter().enumerate().rev().collect());
-    let results: Mutex<Vec<(usize, LlmResult)>> = Mutex::new(Vec::new());
-    let work = || loop {
-        let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
-        let Some((i, mut scaler)) = next else {
-            break;
-        };
-        let r = run_llm_policy(requests, cfg, scaler.as_mut(), &mut |f| progress(i, f));
-        if let Ok(mut all) = results.lock() {
-            all.push((i, r));
-        }
-    };
-    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
-    std::thread::scope(|s| {
-        for _ in 1..workers {
-            s.spawn(work);
-        }
-        work();
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    map_on_all_cores(
+        scalers,
+        &|i, mut scaler: Box<dyn Autoscaler>| {
+            run_llm_policy(requests, cfg, scaler.as_mut(), &mut |f| progress(i, f))
+        },
+        &|_, _| {},
+    )
 }

@@ -5,7 +5,7 @@
 use super::metrics::EngineMetrics;
 use super::tally::Tally;
 use super::LlmConfig;
-use crate::cluster::ReplicaState;
+use crate::cluster::{removal_order, ReplicaState};
 use crate::engine::{Engine, Step};
 use crate::observe::{Observed, ReplicaView, Totals};
 use ebb_core::engine::Sample;
@@ -342,22 +342,10 @@ impl Fleet {
             self.release_held(now);
             self.scale_events += 1;
         } else if desired < current {
-            let mut order: Vec<usize> = victims
-                .iter()
-                .map(|&id| id as usize)
-                .filter(|i| self.active.contains(i))
-                .collect();
-            let mut rest: Vec<usize> = self
-                .active
-                .iter()
-                .copied()
-                .filter(|i| !order.contains(i))
-                .collect();
-            rest.sort_by_key(|&i| {
+            let order = removal_order(victims, &self.active, |i| {
                 let r = &self.replicas[i];
                 (r.state != ReplicaState::Starting, r.outstanding)
             });
-            order.extend(rest);
             let mut remove = current - desired;
             for idx in order {
                 if remove == 0 {

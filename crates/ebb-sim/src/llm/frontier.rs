@@ -12,10 +12,10 @@ use super::compare::{duty_cycle_policy, llm_policy, Sizing, DUTY_CYCLE_TARGET};
 use super::run::run_llm_policy;
 use super::{LlmConfig, LlmRequest};
 use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
+use crate::parallel::map_on_all_cores;
 use crate::tune::{scaler, Candidate, Family, Point};
 use ebb_core::policy::Target;
 use ebb_core::quantity::Quantity;
-use std::sync::Mutex;
 
 /// Ebb's engine policy from most to least eager: (requests waiting per replica, TTFT p95
 /// target as a share of the SLO); the built-in is (1, 1).
@@ -89,37 +89,19 @@ pub fn sweep(
     sizing: &Sizing,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Vec<Point> {
-    let all = candidates(cfg, sizing);
-    let total = all.len();
-    let queue = Mutex::new(all.into_iter().enumerate().collect::<Vec<_>>());
-    let points = Mutex::new(Vec::new());
-    let work = || loop {
-        let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
-        let Some((i, c)) = next else { break };
-        let mut s = scaler(&c, sizing.initial);
-        let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
-        if let Ok(mut p) = points.lock() {
-            p.push((
-                i,
-                Point {
-                    candidate: c,
-                    attainment: r.both_attainment,
-                    replica_seconds: r.replica_seconds,
-                },
-            ));
-            progress(p.len() as f64 / total as f64);
-        }
-    };
-    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
-    std::thread::scope(|s| {
-        for _ in 1..workers {
-            s.spawn(work);
-        }
-        work();
-    });
-    let mut points = points.into_inner().unwrap_or_default();
-    points.sort_by_key(|(i, _)| *i);
-    points.into_iter().map(|(_, p)| p).collect()
+    map_on_all_cores(
+        candidates(cfg, sizing),
+        &|_, candidate: Candidate| {
+            let mut s = scaler(&candidate, sizing.initial);
+            let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
+            Point {
+                candidate,
+                attainment: r.both_attainment,
+                replica_seconds: r.replica_seconds,
+            }
+        },
+        &|done, total| progress(done as f64 / total as f64),
+    )
 }
 
 #[cfg(test)]

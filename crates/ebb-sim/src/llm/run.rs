@@ -6,6 +6,7 @@ use super::tally::quantile;
 use super::LlmConfig;
 use crate::autoscaler::Autoscaler;
 use crate::observe::Observed;
+use crate::run::{first_ticks, name_seed};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -44,12 +45,6 @@ pub struct LlmResult {
     pub bucket: f64,
 }
 
-fn name_seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Runs one policy over `requests` (sorted by arrival); `progress` is called with the
 /// fraction done.
 pub fn run_llm_policy(
@@ -64,16 +59,7 @@ pub fn run_llm_policy(
     let instant = scaler.cold_start_override().is_some();
     let scrape_every = scaler.scrape_interval();
     let sync_every = scaler.sync_period();
-    let mut next_scrape = if scrape_every > 0.0 {
-        0.0
-    } else {
-        f64::INFINITY
-    };
-    let mut next_sync = if sync_every.is_finite() {
-        0.0
-    } else {
-        f64::INFINITY
-    };
+    let (mut next_scrape, mut next_sync) = first_ticks(scaler);
     let mut next_second = 0.0f64;
     let mut arrivals = requests.iter().peekable();
     let mut peak = fleet.existing_replicas();
