@@ -7,6 +7,7 @@ mod conformance;
 mod controller;
 mod ctl;
 mod decide_cmd;
+mod engine_args;
 mod gateway;
 mod simulate;
 mod tune;

@@ -63,27 +63,8 @@ pub(crate) struct DemoLlmArgs {
     /// The model name it serves.
     #[arg(long, default_value = "demo")]
     model: String,
-    /// KV-cache capacity, in blocks.
-    #[arg(long, default_value_t = EngineParams::default().kv_blocks)]
-    kv_blocks: u32,
-    /// Tokens one KV block holds.
-    #[arg(long, default_value_t = EngineParams::default().block_tokens)]
-    block_tokens: u32,
-    /// Tokens one step processes at most (vLLM's max_num_batched_tokens).
-    #[arg(long, default_value_t = EngineParams::default().step_tokens)]
-    step_tokens: u32,
-    /// Sequences running at once at most (vLLM's max_num_seqs).
-    #[arg(long, default_value_t = EngineParams::default().max_running)]
-    max_running: u32,
-    /// A step's fixed time, in milliseconds.
-    #[arg(long, default_value_t = EngineParams::default().step_base * 1e3)]
-    step_ms: f64,
-    /// Microseconds added to a step per prompt token it prefills.
-    #[arg(long, default_value_t = EngineParams::default().per_prefill_token * 1e6)]
-    prefill_us_per_token: f64,
-    /// Microseconds added to a step per sequence it decodes.
-    #[arg(long, default_value_t = EngineParams::default().per_decode_seq * 1e6)]
-    decode_us_per_seq: f64,
+    #[command(flatten)]
+    engine: crate::engine_args::EngineArgs,
     /// Requests waiting at most; more are answered 503.
     #[arg(long, default_value_t = 10_000)]
     max_waiting: usize,
@@ -255,18 +236,7 @@ pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn demo_llm(args: DemoLlmArgs) -> anyhow::Result<ExitCode> {
-    let engine = EngineParams {
-        kv_blocks: args.kv_blocks,
-        block_tokens: args.block_tokens,
-        step_tokens: args.step_tokens,
-        max_running: args.max_running,
-        step_base: args.step_ms / 1e3,
-        per_prefill_token: args.prefill_us_per_token / 1e6,
-        per_decode_seq: args.decode_us_per_seq / 1e6,
-    };
-    if let Some(problem) = engine.problem() {
-        bail!("invalid engine: {problem}");
-    }
+    let engine = args.engine.params(EngineParams::default())?;
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host, args.port))

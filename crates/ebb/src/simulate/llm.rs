@@ -34,14 +34,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
             bail!("{flag} must be above 0 and at most 1h");
         }
     }
-    let engine = EngineParams {
-        kv_blocks: args.kv_blocks,
-        max_running: args.max_running,
-        ..EngineParams::one_accelerator()
-    };
-    if let Some(problem) = engine.problem() {
-        bail!("--kv-blocks/--max-running: {problem}");
-    }
+    let engine = args.engine.params(EngineParams::one_accelerator())?;
     let cfg = LlmConfig {
         engine,
         cold_start: cold_start(&args.cold_start)?,

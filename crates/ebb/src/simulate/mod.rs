@@ -5,7 +5,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ebb_core::Policy;
 use ebb_sim::compare::{compare, default_ebb_policy, Baseline, EbbSpec, TARGET_UTILIZATION};
-use ebb_sim::engine::EngineParams;
 use ebb_sim::report::{self, RunInfo};
 use ebb_sim::service::parse_duration;
 use ebb_sim::trace::{read_trace, TraceFormat};
@@ -149,12 +148,10 @@ pub(crate) struct SimulateArgs {
     /// LLM: time-per-output-token SLO (a request's decode time over its tokens after the first).
     #[arg(long, default_value = "100ms")]
     pub(crate) tpot: String,
-    /// LLM: KV-cache blocks of 16 tokens per replica.
-    #[arg(long, default_value_t = EngineParams::one_accelerator().kv_blocks)]
-    pub(crate) kv_blocks: u32,
-    /// LLM: sequences one replica runs at once.
-    #[arg(long, default_value_t = EngineParams::one_accelerator().max_running)]
-    pub(crate) max_running: u32,
+    /// LLM: the engine of each replica (default: 16,384 KV blocks of 16 tokens, 256 sequences,
+    /// `ebb demo-llm`'s step times).
+    #[command(flatten)]
+    pub(crate) engine: crate::engine_args::EngineArgs,
 }
 
 /// Parses a duration argument (`90s`, `2m`) into seconds.
@@ -395,6 +392,9 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     if args.llm {
         return llm::run(&args, prepared);
+    }
+    if args.engine.any() {
+        bail!("the engine flags (--kv-blocks, --step-ms, ...) describe the replicas of a token-level run: pass --llm with a trace that has prompt and output tokens");
     }
     let Prepared {
         workload,
