@@ -11,6 +11,7 @@ EBB=target/release/ebb
 OUT=docs/results
 BODY=$(mktemp)
 FRONTIER=$(mktemp)
+TUNE=$(mktemp)
 COLD=(--cold-start lognormal:60s:0.3)
 
 run() { # name, description, args...
@@ -58,6 +59,22 @@ frontier() { # name, args...
     } >> "$FRONTIER"
 }
 
+tune() { # name, args...
+    local name=$1; shift
+    local dir="$OUT/llm-tune-$name"
+    rm -rf "$dir"
+    echo "== llm-tune-$name" >&2
+    local out rc=0
+    out=$("$EBB" tune --llm "$@" --report "$dir") || rc=$?
+    rm -rf "$dir"
+    {
+        echo "**$name** (exit $rc): \`ebb tune --llm $*\`"
+        echo
+        echo "$out" | grep -E '^## Recommended|^first half:|^No ' | sed 's/^## /- /; s/^first half:/  first half:/; s/^No /  No /'
+        echo
+    } >> "$TUNE"
+}
+
 AZ="$TRACES/azure-public-dataset"
 MC="$TRACES/mooncake"
 run azure-code "Azure LLM inference 2023, code: 8,819 requests in an hour, prompts 2,048 tokens on average, outputs 28; bursts of 300 requests in 10 s." --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
@@ -73,6 +90,11 @@ frontier azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
 frontier mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
 frontier mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
 
-python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER"
-rm -f "$BODY" "$FRONTIER"
+tune azure-code --trace "$AZ/AzureLLMInferenceTrace_code.csv" --attainment 95% "${COLD[@]}"
+tune azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" --attainment 99% "${COLD[@]}"
+tune mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s --attainment 97% "${COLD[@]}"
+tune mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s --attainment 95% "${COLD[@]}"
+
+python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER" llm-tune "$TUNE"
+rm -f "$BODY" "$FRONTIER" "$TUNE"
 echo "docs/results.md updated" >&2

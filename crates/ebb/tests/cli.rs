@@ -406,6 +406,47 @@ fn simulate_llm_compares_the_policies_token_by_token() {
     assert!(stderr(&o).contains("has no engine block"), "{}", stderr(&o));
 }
 
+/// `ebb tune --llm` fits an engine policy and an HPA policy on the first half of a token
+/// trace, checks them on the second, and prints documents `ebb check` accepts.
+#[test]
+fn tune_llm_recommends_an_engine_policy_that_check_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_llm_trace(dir.path());
+    let report = dir.path().join("report");
+    let o = ebb(&[
+        "tune",
+        "--llm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--cold-start",
+        "30s",
+        "--attainment",
+        "90%",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    assert!(out.contains("| ebb-engine setting |"), "{out}");
+    assert!(out.contains("second half (not used to choose)"), "{out}");
+    let blocks = yaml_blocks(&out);
+    assert_eq!(blocks.len(), 2, "{out}");
+    assert!(blocks[0].contains("engine:"), "{}", blocks[0]);
+    let policy = dir.path().join("tuned.yaml");
+    std::fs::write(&policy, &blocks[0]).unwrap();
+    let c = ebb(&["check", policy.to_str().unwrap()]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(report.join("frontier.svg").exists());
+    let o = ebb(&[
+        "tune",
+        "--llm",
+        "--frontier",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 /// The fenced YAML blocks of `ebb tune`'s output, in order (Ebb's policy, then the HPA).
 fn yaml_blocks(out: &str) -> Vec<String> {
     out.split("```yaml\n")

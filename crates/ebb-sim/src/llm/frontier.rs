@@ -81,18 +81,36 @@ pub fn candidates(cfg: &LlmConfig, sizing: &Sizing) -> Vec<Candidate> {
     out
 }
 
-/// Runs every candidate on all cores; a point's attainment is the share of requests within
-/// both SLOs. `progress` gets the share of runs done.
+/// Runs every candidate of [`candidates`] on all cores; a point's attainment is the share of
+/// requests within both SLOs. `progress` gets the share of runs done.
 pub fn sweep(
     requests: &[LlmRequest],
     cfg: &LlmConfig,
     sizing: &Sizing,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Vec<Point> {
-    map_on_all_cores(
+    evaluate(
+        requests,
+        cfg,
         candidates(cfg, sizing),
+        sizing.initial,
+        progress,
+    )
+}
+
+/// Runs each of `candidates` on all cores, starting from `initial` replicas; a point's
+/// attainment is the share of requests within both SLOs. `progress` gets the share done.
+pub fn evaluate(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    candidates: Vec<Candidate>,
+    initial: u32,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<Point> {
+    map_on_all_cores(
+        candidates,
         &|_, candidate: Candidate| {
-            let mut s = scaler(&candidate, sizing.initial);
+            let mut s = scaler(&candidate, initial);
             let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
             Point {
                 candidate,

@@ -17,6 +17,27 @@ use std::process::ExitCode;
 /// Share of the requests whose mix sizes the baselines (what a user measured beforehand).
 const FIT_SHARE: f64 = 0.5;
 
+/// The token-level run's settings from the flags (`bucket`: the report's time-series bucket).
+pub(crate) fn llm_config(args: &SimulateArgs, bucket: f64) -> anyhow::Result<LlmConfig> {
+    let ttft = parse_seconds(&args.ttft).map_err(|e| anyhow::anyhow!("--ttft: {e}"))?;
+    let tpot = parse_seconds(&args.tpot).map_err(|e| anyhow::anyhow!("--tpot: {e}"))?;
+    for (flag, v) in [("--ttft", ttft), ("--tpot", tpot)] {
+        if !(v > 0.0 && v <= 3600.0) {
+            bail!("{flag} must be above 0 and at most 1h");
+        }
+    }
+    Ok(LlmConfig {
+        engine: args.engine.params(EngineParams::one_accelerator())?,
+        cold_start: cold_start(&args.cold_start)?,
+        ttft_slo: ttft,
+        itl_slo: tpot,
+        hold_timeout: HOLD_TIMEOUT_SECONDS,
+        gpus_per_replica: args.gpus_per_replica,
+        bucket,
+        seed: args.seed,
+    })
+}
+
 /// Runs the token-level comparison on what `ebb simulate` already read.
 pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCode> {
     let Prepared {
@@ -27,24 +48,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         ..
     } = input;
     let requests = requests(&workload).map_err(|e| anyhow::anyhow!("--llm: {e}"))?;
-    let ttft = parse_seconds(&args.ttft).map_err(|e| anyhow::anyhow!("--ttft: {e}"))?;
-    let tpot = parse_seconds(&args.tpot).map_err(|e| anyhow::anyhow!("--tpot: {e}"))?;
-    for (flag, v) in [("--ttft", ttft), ("--tpot", tpot)] {
-        if !(v > 0.0 && v <= 3600.0) {
-            bail!("{flag} must be above 0 and at most 1h");
-        }
-    }
-    let engine = args.engine.params(EngineParams::one_accelerator())?;
-    let cfg = LlmConfig {
-        engine,
-        cold_start: cold_start(&args.cold_start)?,
-        ttft_slo: ttft,
-        itl_slo: tpot,
-        hold_timeout: HOLD_TIMEOUT_SECONDS,
-        gpus_per_replica: args.gpus_per_replica,
-        bucket: run_cfg.bucket,
-        seed: args.seed,
-    };
+    let cfg = llm_config(args, run_cfg.bucket)?;
     let ebb = match &args.policy {
         Some(path) => {
             let p = super::read_policy_file(path)?;
@@ -58,7 +62,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     let size = sizing(&requests, &cfg, FIT_SHARE);
     notes.push(format!(
         "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; every policy starts with {} ready, maxReplicas {}",
-        engine.kv_blocks, engine.block_tokens, engine.max_running, engine.step_tokens,
+        cfg.engine.kv_blocks, cfg.engine.block_tokens, cfg.engine.max_running, cfg.engine.step_tokens,
         size.saturation_rps, size.initial, size.max_replicas
     ));
     if args.llm_frontier {
@@ -85,7 +89,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     for b in &bars {
         b.finish();
     }
-    println!("{}", report::table(&results, ttft, tpot));
+    println!("{}", report::table(&results, cfg.ttft_slo, cfg.itl_slo));
     let title = format!("Replicas over time: {name}");
     let files = report::write(&args.report, &results, &size, &title)
         .with_context(|| format!("cannot write the report to {}", args.report.display()))?;

@@ -12,7 +12,7 @@ use ebb_sim::{synthetic, ClusterConfig, ColdStart, RunConfig, ServiceTime, Workl
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
-mod llm;
+pub(crate) mod llm;
 mod multi;
 use std::process::ExitCode;
 

@@ -12,6 +12,8 @@ use ebb_sim::tune::{
 use ebb_sim::Workload;
 use std::process::ExitCode;
 
+mod llm;
+
 #[derive(Args, Debug)]
 pub(crate) struct TuneArgs {
     /// The trace, the cluster and the SLO, as `ebb simulate` takes them (`--policy` and
@@ -53,7 +55,7 @@ fn frontier_table(points: &[Point], family: Family) -> String {
 /// only what `autoscaling/v2` has.
 fn policy_yaml(family: Family, policy: &ebb_core::Policy) -> anyhow::Result<String> {
     let mut spec = policy.to_spec();
-    if family == Family::EbbSlo {
+    if matches!(family, Family::EbbSlo | Family::EbbEngine) {
         return serde_yaml::to_string(&spec).context("cannot print the policy");
     }
     spec.stale_after_seconds = None;
@@ -150,76 +152,26 @@ fn frontiers(
             frontier_table(&points, family).replace(" (first half)", "")
         );
     }
-    std::fs::create_dir_all(&args.report)
-        .with_context(|| format!("cannot create {}", args.report.display()))?;
-    let path = args.report.join("frontier.svg");
-    let svg = frontier_svg(&points, attainment, &format!("Frontiers: {name}"));
-    std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("frontier plot: {}", path.display());
+    write_frontier(args, &points, attainment, &format!("Frontiers: {name}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
-    let frontier = args.frontier;
-    let args = args.sim;
-    if args.policy.is_some() {
-        bail!("--policy: ebb tune searches the policy itself; leave it out");
-    }
-    if args.multi_model {
-        bail!("--multi-model: ebb tune recommends single-model policies");
-    }
-    let Prepared {
-        workload,
-        cfg,
-        attainment,
-        name,
-        ..
-    } = prepare(&args)?;
-    if frontier {
-        return frontiers(&args, &workload, &cfg, attainment, &name);
-    }
-    let (first, second, half) = halves(&workload);
-    if first.expected_requests() < 1.0 || second.expected_requests() < 1.0 {
-        bail!("the trace is too short to fit on one half and check on the other");
-    }
-    let (ebb_max, baseline_max) = max_replicas(&args, &workload, &cfg);
-    let initial = initial_replicas(&first, &cfg);
-    let mut candidates = slo_candidates(&cfg, attainment, ebb_max);
-    candidates.extend(hpa_candidates(&cfg, baseline_max));
-    println!(
-        "ebb tune: {name}; SLO {} at {}; {} settings fitted on the first half (0-{half:.0} s), the choices checked on the second",
-        ebb_core::time::fmt_seconds(cfg.slo),
-        ebb_core::time::fmt_percent(attainment),
-        candidates.len()
-    );
-    let (_multi, bars) = progress_bars(&["fitting".to_string()]);
-    let points = evaluate(&first, &cfg, &candidates, initial, &|f| {
-        if let Some(b) = bars.first() {
-            b.set_position((f * 1000.0) as u64);
-        }
-    });
-    for b in &bars {
-        b.finish_and_clear();
-    }
-    println!();
-    for family in [Family::EbbSlo, Family::Hpa] {
-        println!("{}", frontier_table(&points, family));
-    }
-
-    let second_initial = initial_replicas(&second, &cfg);
+/// For each family, the cheapest setting that met `attainment` on the first half (`points`),
+/// printed as the policy to paste, with its result on the second half (`check` replays it
+/// there). Returns whether every choice that met the target on the first half met it on the
+/// second.
+fn recommend(
+    points: &[Point],
+    families: &[Family],
+    attainment: f64,
+    check: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<Point> + Sync),
+) -> anyhow::Result<bool> {
     let mut met_all = true;
-    for family in [Family::EbbSlo, Family::Hpa] {
-        let Some((chosen, meets)) = choose(&points, family, attainment) else {
+    for &family in families {
+        let Some((chosen, meets)) = choose(points, family, attainment) else {
             continue;
         };
-        let check = evaluate(
-            &second,
-            &cfg,
-            std::slice::from_ref(&chosen.candidate),
-            second_initial,
-            &|_| {},
-        );
-        let Some(checked) = check.first() else {
+        let Some(checked) = check(&chosen.candidate) else {
             continue;
         };
         let title = match family {
@@ -253,16 +205,97 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    Ok(met_all)
+}
+
+/// Writes the frontier plot into the report folder and says where.
+fn write_frontier(
+    args: &SimulateArgs,
+    points: &[Point],
+    attainment: f64,
+    title: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.report)
         .with_context(|| format!("cannot create {}", args.report.display()))?;
     let path = args.report.join("frontier.svg");
-    let svg = frontier_svg(
+    std::fs::write(&path, frontier_svg(points, attainment, title))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("frontier plot: {}", path.display());
+    Ok(())
+}
+
+pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
+    let frontier = args.frontier;
+    let args = args.sim;
+    if args.policy.is_some() {
+        bail!("--policy: ebb tune searches the policy itself; leave it out");
+    }
+    if args.multi_model {
+        bail!("--multi-model: ebb tune recommends single-model policies");
+    }
+    let prepared = prepare(&args)?;
+    if args.llm {
+        if frontier {
+            bail!("--frontier with --llm: run `ebb simulate --llm --llm-frontier` for the token-level frontiers");
+        }
+        return llm::run(&args, prepared);
+    }
+    let Prepared {
+        workload,
+        cfg,
+        attainment,
+        name,
+        ..
+    } = prepared;
+    if frontier {
+        return frontiers(&args, &workload, &cfg, attainment, &name);
+    }
+    let (first, second, half) = halves(&workload);
+    if first.expected_requests() < 1.0 || second.expected_requests() < 1.0 {
+        bail!("the trace is too short to fit on one half and check on the other");
+    }
+    let (ebb_max, baseline_max) = max_replicas(&args, &workload, &cfg);
+    let initial = initial_replicas(&first, &cfg);
+    let mut candidates = slo_candidates(&cfg, attainment, ebb_max);
+    candidates.extend(hpa_candidates(&cfg, baseline_max));
+    println!(
+        "ebb tune: {name}; SLO {} at {}; {} settings fitted on the first half (0-{half:.0} s), the choices checked on the second",
+        ebb_core::time::fmt_seconds(cfg.slo),
+        ebb_core::time::fmt_percent(attainment),
+        candidates.len()
+    );
+    let (_multi, bars) = progress_bars(&["fitting".to_string()]);
+    let points = evaluate(&first, &cfg, &candidates, initial, &|f| {
+        if let Some(b) = bars.first() {
+            b.set_position((f * 1000.0) as u64);
+        }
+    });
+    for b in &bars {
+        b.finish_and_clear();
+    }
+    println!();
+    for family in [Family::EbbSlo, Family::Hpa] {
+        println!("{}", frontier_table(&points, family));
+    }
+
+    let second_initial = initial_replicas(&second, &cfg);
+    let met_all = recommend(&points, &[Family::EbbSlo, Family::Hpa], attainment, &|c| {
+        evaluate(
+            &second,
+            &cfg,
+            std::slice::from_ref(c),
+            second_initial,
+            &|_| {},
+        )
+        .into_iter()
+        .next()
+    })?;
+    write_frontier(
+        &args,
         &points,
         attainment,
         &format!("Cost against SLO misses, first half of {name}"),
-    );
-    std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("frontier plot: {}", path.display());
+    )?;
     Ok(if met_all {
         ExitCode::SUCCESS
     } else {
