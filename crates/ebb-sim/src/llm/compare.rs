@@ -98,22 +98,21 @@ pub fn sizing(requests: &[LlmRequest], cfg: &LlmConfig, fit_share: f64) -> Sizin
     let fit =
         &requests[..((requests.len() as f64 * fit_share).ceil() as usize).min(requests.len())];
     let rps = saturation_rps(cfg.engine, fit).unwrap_or(1.0).max(1e-3);
-    let per_minute = |from: f64| {
-        requests
-            .iter()
-            .filter(|r| r.at >= from && r.at < from + 60.0)
-            .count()
-    };
-    let duration = requests.last().map_or(0.0, |r| r.at);
-    let busiest = (0..=(duration / 60.0) as usize)
-        .map(|m| per_minute(m as f64 * 60.0))
-        .max()
-        .unwrap_or(0) as f64
-        / 60.0;
+    // Requests in each minute, in one pass.
+    let mut per_minute: Vec<usize> = Vec::new();
+    for r in requests {
+        let m = (r.at.max(0.0) / 60.0) as usize;
+        if per_minute.len() <= m {
+            per_minute.resize(m + 1, 0);
+        }
+        per_minute[m] += 1;
+    }
+    let first = per_minute.first().copied().unwrap_or(0) as f64 / 60.0;
+    let busiest = per_minute.iter().copied().max().unwrap_or(0) as f64 / 60.0;
     let replicas = |rate: f64| (rate / (rps * TARGET_UTILIZATION)).ceil() as u32;
     Sizing {
         saturation_rps: rps,
-        initial: replicas(per_minute(0.0) as f64 / 60.0).max(1),
+        initial: replicas(first).max(1),
         max_replicas: (replicas(busiest) * 4).clamp(8, 1000),
     }
 }
