@@ -411,7 +411,7 @@ fn formula_round_trips() {
 #[test]
 fn an_engine_block_becomes_hpa_metrics_and_round_trips() {
     let p = Policy::from_yaml(
-        "maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 80%, waitingPerReplica: 2, ttft: {percentile: p95, below: 500ms}}",
+        "maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 80%, waitingPerReplica: 2, ttft: {percentile: p95, below: 500ms}, queueTime: {percentile: p90, below: 200ms}}",
     )
     .unwrap();
     let e = p.engine.as_ref().unwrap();
@@ -430,6 +430,7 @@ fn an_engine_block_becomes_hpa_metrics_and_round_trips() {
             "engine.kvCacheUtilization Pods 0.8 per pod",
             "engine.waiting Pods 2 per pod",
             "engine.ttft External 0.5",
+            "engine.queueTime External 0.2",
         ]
     );
     let text = serde_yaml::to_string(&p.to_spec()).unwrap();
@@ -456,7 +457,7 @@ fn engine_mistakes_name_their_field() {
     );
     assert_eq!(
         errors("maxReplicas: 3\nengine: {kind: sglang}"),
-        ["engine: needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft or itl"]
+        ["engine: needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime"]
     );
     let m = "{type: Pods, pods: {metric: {name: engine.waiting}, target: {type: AverageValue, averageValue: 5}}}";
     assert_eq!(

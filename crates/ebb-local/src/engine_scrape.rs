@@ -205,6 +205,40 @@ mod tests {
         );
     }
 
+    /// Queue time (waiting before being scheduled) under each engine's own histogram name:
+    /// vLLM's, SGLang's and TGI's; Triton exports it only as a counter, which `ebb check`
+    /// refuses to target.
+    #[test]
+    fn queue_time_histograms_of_each_engine() {
+        for (kind, name) in [
+            ("vllm", "vllm:request_queue_time_seconds"),
+            ("sglang", "sglang:queue_time_seconds"),
+            ("tgi", "tgi_request_queue_duration"),
+        ] {
+            let e = engine(&format!(
+                "maxReplicas: 8\nengine: {{kind: {kind}, queueTime: {{percentile: p90, below: 200ms}}}}"
+            ));
+            let page = |n: f64| parse(&histogram(name, "", ["0.1", "0.3", "0.5"], n, 0.5));
+            let mut reader = EngineReader::default();
+            reader.observe(&e, &[("a".into(), page(10.0))], false, Time::from_secs(0));
+            let obs = reader.observe(&e, &[("a".into(), page(30.0))], false, Time::from_secs(5));
+            // 20 new: 10 within (0.1, 0.3], 10 within (0.3, 0.5]; the 18th lies 8/10 into the
+            // upper bucket: p90 = 0.3 + 0.8 x 0.2 = 0.46 s.
+            let p90 = external(&obs, "engine.queueTime").expect(kind);
+            assert!((p90 - 0.46).abs() < 1e-9, "{kind}: {p90}");
+        }
+        let refused = Policy::from_yaml(
+            "maxReplicas: 8\nengine: {kind: triton, queueTime: {percentile: p90, below: 1s}}",
+        )
+        .expect_err("triton has no queue histogram");
+        assert!(
+            refused
+                .to_string()
+                .contains("engine.queueTime: triton exports no metric for it"),
+            "{refused}"
+        );
+    }
+
     /// Triton with TensorRT-LLM: labeled request counts, KV blocks used over max, and the
     /// first-response histogram in milliseconds.
     #[test]

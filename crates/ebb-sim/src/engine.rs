@@ -131,6 +131,9 @@ pub struct Step {
     pub finished: Vec<u64>,
     /// Sequences preempted to free KV blocks.
     pub preempted: Vec<u64>,
+    /// Sequences scheduled from the waiting queue at this step's start (a preempted one again
+    /// when it comes back).
+    pub admitted: Vec<u64>,
 }
 
 /// Why the engine refused a request.
@@ -321,6 +324,7 @@ impl Engine {
             };
             s.blocks = blocks;
             self.free_blocks -= blocks;
+            step.admitted.push(s.id);
             Self::prefill_chunk(&mut s, step, budget);
             self.running.push(s);
         }

@@ -139,8 +139,8 @@ fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
     let cfg = config(20.0);
     let size = sizing(&requests, &cfg, 1.0);
     assert!(size.saturation_rps > 5.0, "{size:?}");
-    let ebb = default_llm_policy(&cfg, size.max_replicas);
-    let mut scalers = policies(&cfg, &size, Some(ebb));
+    let ebb = default_llm_policy(size.max_replicas);
+    let mut scalers = policies(&size, Some(ebb));
     scalers.truncate(1);
     scalers.push(Box::new(Schedule::fixed("one", 1)));
     let results = compare(&requests, &cfg, scalers, &|_, _| {});
@@ -176,7 +176,7 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     }
     let cfg = config(20.0);
     let size = sizing(&requests, &cfg, 1.0);
-    let mut kpa = policies(&cfg, &size, None)
+    let mut kpa = policies(&size, None)
         .into_iter()
         .find(|p| p.name() == "kpa")
         .expect("kpa");

@@ -136,6 +136,11 @@ fn tokens_stream_as_they_are_generated_and_vllm_metrics_count_them() {
         e.metric("vllm:request_success_total{model_name=\"demo\",engine=\"0\",finished_reason=\"length\"}"),
         2.0
     );
+    // Each request was scheduled once: its queue time counted once.
+    assert_eq!(
+        e.metric(&format!("vllm:request_queue_time_seconds_count{LABELS}")),
+        2.0
+    );
     assert_eq!(e.metric(&format!("vllm:num_requests_running{LABELS}")), 0.0);
     assert_eq!(e.metric(&format!("vllm:kv_cache_usage_perc{LABELS}")), 0.0);
 }

@@ -1,7 +1,8 @@
 //! Each engine's metric names for the signals a policy can target. Names were checked against
 //! each engine's documentation: vLLM's `loggers.py` (V1 names, with the pre-0.10 KV-cache
-//! gauge and TPOT histogram as fallbacks), SGLang's production-metrics page, TGI's metrics
-//! reference, and Triton's TensorRT-LLM backend (`nv_trt_llm_*`) with Triton's own
+//! gauge and TPOT histogram as fallbacks; `vllm:request_queue_time_seconds`), SGLang's
+//! production-metrics page (`sglang:queue_time_seconds`), TGI's metrics reference
+//! (`tgi_request_queue_duration`), and Triton's TensorRT-LLM backend (`nv_trt_llm_*`) with Triton's own
 //! first-response histogram.
 
 use super::Sample;
@@ -36,6 +37,8 @@ pub enum Signal {
     Ttft,
     /// Time between output tokens, seconds (a histogram).
     Itl,
+    /// Time a request waited for the engine before it was scheduled, seconds (a histogram).
+    QueueTime,
 }
 
 /// How a signal is read from one replica's scrape.
@@ -129,11 +132,19 @@ impl EngineKind {
                 ],
                 scale: 1.0,
             },
+            (Vllm, QueueTime) => Reading::Histogram {
+                names: &["vllm:request_queue_time_seconds"],
+                scale: 1.0,
+            },
             (Sglang, KvCacheUtilization) => Reading::Gauge(&["sglang:token_usage"]),
             (Sglang, Waiting) => Reading::Gauge(&["sglang:num_queue_reqs"]),
             (Sglang, Running) => Reading::Gauge(&["sglang:num_running_reqs"]),
             (Sglang, Ttft) => Reading::Histogram {
                 names: &["sglang:time_to_first_token_seconds"],
+                scale: 1.0,
+            },
+            (Sglang, QueueTime) => Reading::Histogram {
+                names: &["sglang:queue_time_seconds"],
                 scale: 1.0,
             },
             (Sglang, Itl) => Reading::Histogram {
@@ -149,6 +160,10 @@ impl EngineKind {
             (Tgi, Running) => Reading::Gauge(&["tgi_batch_current_size"]),
             (Tgi, Itl) => Reading::Histogram {
                 names: &["tgi_request_mean_time_per_token_duration"],
+                scale: 1.0,
+            },
+            (Tgi, QueueTime) => Reading::Histogram {
+                names: &["tgi_request_queue_duration"],
                 scale: 1.0,
             },
             (Triton, KvCacheUtilization) => Reading::LabeledRatio {
@@ -171,8 +186,8 @@ impl EngineKind {
                 names: &["nv_inference_first_response_histogram_ms"],
                 scale: 0.001,
             },
-            // Triton exports no inter-token histogram.
-            (Triton, Itl) => return None,
+            // Triton exports no inter-token histogram, and its queue time only as a counter.
+            (Triton, Itl | QueueTime) => return None,
         };
         Some(r)
     }
@@ -193,6 +208,7 @@ impl Signal {
             Signal::Running => "engine.running",
             Signal::Ttft => "engine.ttft",
             Signal::Itl => "engine.itl",
+            Signal::QueueTime => "engine.queueTime",
         }
     }
 }

@@ -68,6 +68,7 @@ pub(super) fn engine(c: &mut Checker, s: &EngineSpec, metrics: &mut Vec<Metric>)
     for (field, latency, signal) in [
         ("engine.ttft", &s.ttft, Signal::Ttft),
         ("engine.itl", &s.itl, Signal::Itl),
+        ("engine.queueTime", &s.queue_time, Signal::QueueTime),
     ] {
         if let Some(l) = latency {
             let (q, below) = latency_target(c, field, l);
@@ -77,7 +78,7 @@ pub(super) fn engine(c: &mut Checker, s: &EngineSpec, metrics: &mut Vec<Metric>)
     if targets.is_empty() {
         c.err(
             "engine",
-            "needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft or itl",
+            "needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime",
         );
     }
     let targets = targets
@@ -199,6 +200,7 @@ pub(super) fn engine_spec(e: &Engine) -> EngineSpec {
         running_per_replica: value(Signal::Running).map(|t| t.value),
         ttft: latency(Signal::Ttft),
         itl: latency(Signal::Itl),
+        queue_time: latency(Signal::QueueTime),
         window_seconds: Some(e.window_ms as f64 / 1000.0),
     }
 }

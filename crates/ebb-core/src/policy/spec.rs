@@ -373,6 +373,11 @@ pub struct EngineSpec {
     /// Inter-token latency: a percentile that must stay below a latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub itl: Option<LatencyTargetSpec>,
+    /// Time a request waits for the engine before it is scheduled: a percentile that must
+    /// stay below a latency (unlike TTFT, it holds no prefill time, which more replicas do
+    /// not shorten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_time: Option<LatencyTargetSpec>,
     /// Window of the latency percentiles, seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<f64>,

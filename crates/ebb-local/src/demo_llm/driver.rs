@@ -25,6 +25,7 @@ pub enum Refusal {
 struct Stream {
     tx: mpsc::UnboundedSender<u32>,
     arrived: Instant,
+    scheduled: bool,
     last_token: Option<Instant>,
 }
 
@@ -70,6 +71,7 @@ impl Driver {
         let stream = Stream {
             tx,
             arrived: Instant::now(),
+            scheduled: false,
             last_token: None,
         };
         self.lock_streams().insert(id, stream);
@@ -92,6 +94,7 @@ impl Driver {
                 self.work.notified().await;
                 continue;
             };
+            self.scheduled(&step);
             tokio::time::sleep(Duration::from_secs_f64(step.seconds)).await;
             self.deliver(&step);
         }
@@ -125,6 +128,18 @@ impl Driver {
             if let Some(s) = streams.remove(id) {
                 m.e2e_latency.observe(now - s.arrived);
                 m.successes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts the queue time of the requests a step schedules for the first time.
+    fn scheduled(&self, step: &Step) {
+        let now = Instant::now();
+        let mut streams = self.lock_streams();
+        for id in &step.admitted {
+            if let Some(s) = streams.get_mut(id).filter(|s| !s.scheduled) {
+                s.scheduled = true;
+                self.metrics.queue_time.observe(now - s.arrived);
             }
         }
     }

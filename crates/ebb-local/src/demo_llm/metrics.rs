@@ -26,6 +26,8 @@ pub struct Metrics {
     pub time_per_output_token: Histogram,
     /// From arrival to the last token.
     pub e2e_latency: Histogram,
+    /// From arrival to being scheduled.
+    pub queue_time: Histogram,
 }
 
 impl Default for Metrics {
@@ -39,6 +41,7 @@ impl Default for Metrics {
             inter_token: Histogram::with_bounds(&ITL_BOUNDS),
             time_per_output_token: Histogram::with_bounds(&ITL_BOUNDS),
             e2e_latency: Histogram::with_bounds(&E2E_BOUNDS),
+            queue_time: Histogram::with_bounds(&E2E_BOUNDS),
         }
     }
 }
@@ -122,6 +125,11 @@ impl Metrics {
                 "vllm:e2e_request_latency_seconds",
                 "Histogram of e2e request latency in seconds.",
                 &self.e2e_latency,
+            ),
+            (
+                "vllm:request_queue_time_seconds",
+                "Histogram of time spent in WAITING phase for request.",
+                &self.queue_time,
             ),
         ];
         for (name, help, h) in histograms {

@@ -44,6 +44,7 @@ struct Replica {
 #[derive(Debug, Clone, Copy)]
 struct Live {
     arrived: f64,
+    scheduled: bool,
     first_token: Option<f64>,
     last_token: f64,
     tokens: u32,
@@ -240,12 +241,21 @@ impl Fleet {
 
     fn start_step(&mut self, idx: usize, now: f64) {
         let r = &mut self.replicas[idx];
-        if r.step.is_none() {
-            if let Some(step) = r.engine.step() {
-                r.busy_time += step.seconds;
-                r.step = Some((now + step.seconds, step));
+        if r.step.is_some() {
+            return;
+        }
+        let Some(step) = r.engine.step() else {
+            return;
+        };
+        r.busy_time += step.seconds;
+        // A request's queue time ends when it is first scheduled.
+        for id in &step.admitted {
+            if let Some(l) = self.live.get_mut(id).filter(|l| !l.scheduled) {
+                l.scheduled = true;
+                r.metrics.queue.observe(now - l.arrived);
             }
         }
+        r.step = Some((now + step.seconds, step));
     }
 
     /// A request arrives at the gateway at `req.at`.
@@ -285,6 +295,7 @@ impl Fleet {
             id,
             Live {
                 arrived: req.at,
+                scheduled: false,
                 first_token: None,
                 last_token: now,
                 tokens: 0,

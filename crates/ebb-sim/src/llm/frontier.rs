@@ -2,9 +2,8 @@
 //! over a grid, each setting in its own run of the same requests. Defaults can differ in how
 //! much capacity they buy; the frontier compares what each family reaches at the same cost.
 //!
-//! Knobs: Ebb's engine policy, how eagerly it buys (its TTFT p95 target as a share of the SLO
-//! below the built-in's, then more requests waiting per replica above it; its KV-cache target
-//! hardly moves it);
+//! Knobs: Ebb's engine policy, how eagerly it buys (its queue-time p95 target, then more
+//! requests waiting per replica; its KV-cache target hardly moves it);
 //! HPA on duty cycle, its target; HPA on request rate, its share of a replica's saturated rate;
 //! KPA, its concurrency target per replica (at Knative's 70%).
 
@@ -17,16 +16,16 @@ use crate::tune::{scaler, Candidate, Family, Point};
 use ebb_core::policy::Target;
 use ebb_core::quantity::Quantity;
 
-/// Ebb's engine policy from most to least eager: (requests waiting per replica, TTFT p95
-/// target as a share of the SLO); the built-in is (1, 1).
+/// Ebb's engine policy from most to least eager: (requests waiting per replica, queue-time
+/// p95 target in seconds); the built-in is (1, 0.5).
 const EBB_SETTINGS: [(f64, f64); 7] = [
     (1.0, 0.3),
     (1.0, 0.5),
-    (1.0, 0.75),
     (1.0, 1.0),
-    (2.0, 1.0),
-    (4.0, 1.0),
-    (8.0, 1.0),
+    (1.0, 2.0),
+    (2.0, 0.5),
+    (4.0, 0.5),
+    (8.0, 0.5),
 ];
 /// Duty-cycle targets of HPA (the seeds' is 35).
 const DUTY_TARGETS: [i64; 5] = [DUTY_CYCLE_TARGET, 50, 65, 80, 95];
@@ -36,17 +35,17 @@ const RPS_SHARES: [f64; 5] = [0.3, 0.5, 0.7, 0.9, 1.1];
 const KPA_TARGETS: [u32; 5] = [5, 10, 25, 50, 100];
 
 /// The grid of every family.
-pub fn candidates(cfg: &LlmConfig, sizing: &Sizing) -> Vec<Candidate> {
+pub fn candidates(sizing: &Sizing) -> Vec<Candidate> {
     let max = sizing.max_replicas;
     let mut out = Vec::new();
-    for (waiting, ttft_share) in EBB_SETTINGS {
+    for (waiting, queue) in EBB_SETTINGS {
         out.push(Candidate {
             family: Family::EbbEngine,
             knob: format!(
-                "{waiting} waiting per replica, TTFT p95 below {:.0}% of the SLO",
-                ttft_share * 100.0
+                "{waiting} waiting per replica, queue time p95 below {}",
+                ebb_core::time::fmt_seconds(queue)
             ),
-            policy: llm_policy(cfg, max, waiting, ttft_share),
+            policy: llm_policy(max, waiting, queue),
         });
     }
     for target in DUTY_TARGETS {
@@ -89,13 +88,7 @@ pub fn sweep(
     sizing: &Sizing,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Vec<Point> {
-    evaluate(
-        requests,
-        cfg,
-        candidates(cfg, sizing),
-        sizing.initial,
-        progress,
-    )
+    evaluate(requests, cfg, candidates(sizing), sizing.initial, progress)
 }
 
 /// Runs each of `candidates` on all cores, starting from `initial` replicas; a point's
@@ -125,27 +118,15 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineParams;
-    use crate::ColdStart;
 
     #[test]
     fn the_ebb_settings_span_from_eager_to_lax_around_the_built_in() {
-        let cfg = LlmConfig {
-            engine: EngineParams::one_accelerator(),
-            cold_start: ColdStart::Fixed(60.0),
-            ttft_slo: 2.0,
-            itl_slo: 0.1,
-            hold_timeout: 300.0,
-            gpus_per_replica: 1.0,
-            bucket: 10.0,
-            seed: 1,
-        };
         let sizing = Sizing {
             saturation_rps: 2.0,
             initial: 1,
             max_replicas: 8,
         };
-        let c = candidates(&cfg, &sizing);
+        let c = candidates(&sizing);
         assert_eq!(c.len(), 22);
         let target = |p: &ebb_core::Policy, name: &str| {
             p.metrics
@@ -153,16 +134,13 @@ mod tests {
                 .find(|m| m.name == name)
                 .map(|m| m.target.clone())
         };
-        // The most eager: TTFT p95 below 0.6 s (30% of 2 s).
+        // The most eager: queue time p95 below 0.3 s.
         assert_eq!(
-            target(&c[0].policy, "engine.ttft"),
-            Some(Target::Value(Quantity::from_milli(600)))
+            target(&c[0].policy, "engine.queueTime"),
+            Some(Target::Value(Quantity::from_milli(300)))
         );
         // The built-in is among them, unchanged.
-        assert_eq!(
-            c[3].policy,
-            super::super::compare::default_llm_policy(&cfg, 8)
-        );
+        assert_eq!(c[1].policy, super::super::compare::default_llm_policy(8));
         // The laxest: 8 waiting per replica.
         assert_eq!(
             target(&c[6].policy, "engine.waiting"),

@@ -76,6 +76,8 @@ pub struct EngineMetrics {
     pub ttft: BucketCounts,
     /// Between two tokens of one request.
     pub itl: BucketCounts,
+    /// From arrival at the engine to being scheduled (vLLM buckets it as request latencies).
+    pub queue: BucketCounts,
 }
 
 impl Default for EngineMetrics {
@@ -83,6 +85,7 @@ impl Default for EngineMetrics {
         EngineMetrics {
             ttft: BucketCounts::new(&TTFT_BOUNDS),
             itl: BucketCounts::new(&ITL_BOUNDS),
+            queue: BucketCounts::new(&E2E_BOUNDS),
         }
     }
 }
@@ -111,6 +114,8 @@ impl EngineMetrics {
             .samples("vllm:time_to_first_token_seconds", &labels, &mut out);
         self.itl
             .samples("vllm:inter_token_latency_seconds", &labels, &mut out);
+        self.queue
+            .samples("vllm:request_queue_time_seconds", &labels, &mut out);
         out
     }
 }

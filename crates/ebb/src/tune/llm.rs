@@ -46,7 +46,7 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         bail!("the trace is too short to fit on one half and check on the other");
     }
     let fit = sizing(&first, &cfg, 1.0);
-    let grid: Vec<_> = candidates(&cfg, &fit)
+    let grid: Vec<_> = candidates(&fit)
         .into_iter()
         .filter(|c| FAMILIES.contains(&c.family))
         .collect();
