@@ -60,6 +60,11 @@ impl CorePolicy {
         sync_period: f64,
         initial: u32,
     ) -> CorePolicy {
+        let pipeline = if policy.engine.is_some() {
+            pipeline.reading_engines()
+        } else {
+            pipeline
+        };
         CorePolicy {
             name: name.into(),
             scaler: Scaler::new(policy),

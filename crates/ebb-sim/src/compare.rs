@@ -48,6 +48,62 @@ impl Baseline {
     }
 }
 
+/// How a family of policies is deployed: how often its signal is scraped, the window of its
+/// rates, and how often it decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deployment {
+    /// Seconds between scrapes.
+    pub scrape_interval: f64,
+    /// Window of per-pod rates, seconds.
+    pub rate_window: f64,
+    /// Seconds between decisions.
+    pub sync_period: f64,
+}
+
+/// HPA through a Prometheus adapter: 30 s scrape, `rate()` over 2 minutes, 15 s sync.
+pub const HPA_DEPLOYMENT: Deployment = Deployment {
+    scrape_interval: 30.0,
+    rate_window: 120.0,
+    sync_period: 15.0,
+};
+
+/// Knative's KPA: counters scraped every second, a 60 s stable window, a 2 s tick.
+pub const KPA_DEPLOYMENT: Deployment = Deployment {
+    scrape_interval: 1.0,
+    rate_window: 60.0,
+    sync_period: 2.0,
+};
+
+/// Ebb behind its own proxy: counters scraped every second, 10 s rates, a decision a second.
+pub const EBB_DEPLOYMENT: Deployment = Deployment {
+    scrape_interval: 1.0,
+    rate_window: 10.0,
+    sync_period: 1.0,
+};
+
+impl Deployment {
+    /// The observation pipeline it reads through.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::new(self.scrape_interval, self.rate_window)
+    }
+
+    /// `policy` run by the core behind this deployment, starting from `initial` replicas.
+    pub fn scaler(
+        &self,
+        name: impl Into<String>,
+        policy: Policy,
+        initial: u32,
+    ) -> Box<dyn Autoscaler> {
+        Box::new(CorePolicy::new(
+            name,
+            policy,
+            self.pipeline(),
+            self.sync_period,
+            initial,
+        ))
+    }
+}
+
 /// Target share of each replica's capacity the baselines aim for (Knative's default).
 pub const TARGET_UTILIZATION: f64 = 0.7;
 
@@ -237,20 +293,16 @@ pub fn core_policies(
     }
     for b in baselines {
         match b {
-            Baseline::Hpa => out.push(Box::new(CorePolicy::new(
+            Baseline::Hpa => out.push(HPA_DEPLOYMENT.scaler(
                 "hpa",
                 hpa_policy(capacity * TARGET_UTILIZATION, max_replicas),
-                Pipeline::new(30.0, 120.0),
-                15.0,
                 initial,
-            ))),
-            Baseline::Kpa => out.push(Box::new(CorePolicy::new(
+            )),
+            Baseline::Kpa => out.push(KPA_DEPLOYMENT.scaler(
                 "kpa",
                 kpa_policy(slots, TARGET_UTILIZATION, max_replicas),
-                Pipeline::new(1.0, 60.0),
-                2.0,
                 initial,
-            ))),
+            )),
             Baseline::Peak | Baseline::Oracle => {}
         }
     }

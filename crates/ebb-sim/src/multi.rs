@@ -18,7 +18,7 @@
 
 use crate::autoscaler::{Autoscaler, Command, CorePolicy};
 use crate::cluster::{Cluster, ColdStart};
-use crate::compare::{hpa_policy, TARGET_UTILIZATION};
+use crate::compare::{hpa_policy, HPA_DEPLOYMENT, TARGET_UTILIZATION};
 use crate::fleet::Fleet;
 use crate::observe::Pipeline;
 use crate::record::{PolicyResult, Recorder};
@@ -417,8 +417,8 @@ impl<'a> MultiRun<'a> {
             }
             ModelPolicy::Hpa => (
                 hpa_policy(capacity * TARGET_UTILIZATION, cfg.max_model_replicas),
-                Pipeline::new(30.0, 120.0),
-                15.0,
+                HPA_DEPLOYMENT.pipeline(),
+                HPA_DEPLOYMENT.sync_period,
             ),
         };
         let scrape_every = pipeline.scrape_interval;

@@ -125,7 +125,15 @@ struct Scrape {
     at: f64,
     totals: Totals,
     replicas: BTreeMap<u32, ReplicaScrape>,
-    engines: Vec<(String, Vec<Sample>)>,
+}
+
+/// The engines' side of a pipeline whose policy has an `engine` block: each serving replica's
+/// latest metrics, and the reader that keeps the percentiles' windows.
+#[derive(Debug, Clone, Default)]
+struct Engines {
+    reader: EngineReader,
+    latest: Vec<(String, Vec<Sample>)>,
+    at: f64,
 }
 
 /// Scraped history and the rules for reading it.
@@ -138,7 +146,9 @@ pub struct Pipeline {
     /// Where the simulation's time zero lies on the calendar (Unix milliseconds).
     epoch_unix_ms: i64,
     scrapes: VecDeque<Scrape>,
-    engine: EngineReader,
+    /// Only for a policy that reads engines: building their pages is the costly part of a
+    /// token-level scrape, and the other policies never look at them.
+    engines: Option<Engines>,
 }
 
 impl Pipeline {
@@ -149,8 +159,15 @@ impl Pipeline {
             rate_window,
             epoch_unix_ms: 0,
             scrapes: VecDeque::new(),
-            engine: EngineReader::default(),
+            engines: None,
         }
+    }
+
+    /// The same pipeline, also scraping each serving replica's engine metrics (for a policy
+    /// with an `engine` block).
+    pub fn reading_engines(mut self) -> Pipeline {
+        self.engines = Some(Engines::default());
+        self
     }
 
     /// The same pipeline, telling the policy that time zero lies at `epoch_unix_ms` on the
@@ -182,8 +199,11 @@ impl Pipeline {
             at: now,
             totals: fleet.totals(now),
             replicas,
-            engines: fleet.engine_samples(now),
         });
+        if let Some(e) = self.engines.as_mut() {
+            e.latest = fleet.engine_samples(now);
+            e.at = now;
+        }
         let keep_from = now - self.rate_window - self.scrape_interval;
         while self.scrapes.len() > 2 && self.scrapes[1].at <= keep_from {
             self.scrapes.pop_front();
@@ -228,10 +248,10 @@ impl Pipeline {
             ..Default::default()
         };
         // The engine's percentiles keep their own window in the reader, fed the latest scrape.
-        let engine_metrics = match (&policy.engine, self.scrapes.back()) {
-            (Some(engine), Some(last)) => {
-                self.engine
-                    .observe(engine, &last.engines, starting, core_time(last.at))
+        let engine_metrics = match (&policy.engine, self.engines.as_mut()) {
+            (Some(engine), Some(e)) if !self.scrapes.is_empty() => {
+                e.reader
+                    .observe(engine, &e.latest, starting, core_time(e.at))
             }
             _ => Vec::new(),
         };

@@ -7,9 +7,11 @@
 //! HPA. HPA runs behind the observation pipeline its real deployment has (see
 //! [`crate::compare`]).
 
-use crate::autoscaler::{Autoscaler, CorePolicy};
-use crate::compare::{default_ebb_policy, hpa_policy, kpa_policy, rps_policy};
-use crate::observe::Pipeline;
+use crate::autoscaler::Autoscaler;
+use crate::compare::{
+    default_ebb_policy, hpa_policy, kpa_policy, rps_policy, Deployment, EBB_DEPLOYMENT,
+    HPA_DEPLOYMENT, KPA_DEPLOYMENT,
+};
 use crate::parallel::map_on_all_cores;
 use crate::run::{run_policy, RunConfig};
 use crate::workload::Workload;
@@ -33,6 +35,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// How the family is deployed (see [`crate::compare`]).
+    pub fn deployment(self) -> Deployment {
+        match self {
+            Family::EbbSlo | Family::EbbRps | Family::EbbEngine => EBB_DEPLOYMENT,
+            Family::Kpa => KPA_DEPLOYMENT,
+            Family::Hpa | Family::HpaDutyCycle => HPA_DEPLOYMENT,
+        }
+    }
+
     /// The family's name in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -189,19 +200,9 @@ pub(crate) fn scaler(c: &Candidate, initial: u32) -> Box<dyn Autoscaler> {
         other => other.name(),
     };
     let initial = initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas);
-    // Scrape interval, rate window and sync period, as each is deployed (see `compare`).
-    let (scrape, window, sync) = match c.family {
-        Family::EbbSlo | Family::EbbRps | Family::EbbEngine => (1.0, 10.0, 1.0),
-        Family::Kpa => (1.0, 60.0, 2.0),
-        Family::Hpa | Family::HpaDutyCycle => (30.0, 120.0, 15.0),
-    };
-    Box::new(CorePolicy::new(
-        name,
-        c.policy.clone(),
-        Pipeline::new(scrape, window),
-        sync,
-        initial,
-    ))
+    c.family
+        .deployment()
+        .scaler(name, c.policy.clone(), initial)
 }
 
 /// Runs every candidate over `workload` on all cores; `progress` gets the share of runs done.

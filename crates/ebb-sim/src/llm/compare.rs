@@ -20,9 +20,10 @@
 use super::capacity::saturation_rps;
 use super::run::{run_llm_policy, LlmResult};
 use super::{LlmConfig, LlmRequest};
-use crate::autoscaler::{Autoscaler, CorePolicy, Schedule};
-use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
-use crate::observe::Pipeline;
+use crate::autoscaler::{Autoscaler, Schedule};
+use crate::compare::{
+    hpa_policy, kpa_policy, EBB_DEPLOYMENT, HPA_DEPLOYMENT, KPA_DEPLOYMENT, TARGET_UTILIZATION,
+};
 use crate::parallel::map_on_all_cores;
 use ebb_core::policy::{Metric, MetricSource, Target};
 use ebb_core::quantity::Quantity;
@@ -73,15 +74,15 @@ behavior:
     Policy::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("the built-in LLM policy: {e}"))
 }
 
-/// HPA on the duty cycle at [`DUTY_CYCLE_TARGET`].
-pub fn duty_cycle_policy(max_replicas: u32) -> Policy {
+/// HPA on the duty cycle at `target` (percent; the seeds' is [`DUTY_CYCLE_TARGET`]).
+pub fn duty_cycle_policy(target: i64, max_replicas: u32) -> Policy {
     Policy::hpa(
         1,
         max_replicas.max(1),
         vec![Metric {
             name: "gpu".into(),
             source: MetricSource::Pods { selector: None },
-            target: Target::AverageValue(Quantity::from_milli(DUTY_CYCLE_TARGET * 1000)),
+            target: Target::AverageValue(Quantity::from_milli(target * 1000)),
         }],
     )
 }
@@ -129,34 +130,26 @@ pub fn policies(sizing: &Sizing, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>
     let ebb = ebb.unwrap_or_else(|| default_llm_policy(max));
     let initial = sizing.initial;
     vec![
-        Box::new(CorePolicy::new(
+        EBB_DEPLOYMENT.scaler(
             "ebb",
             ebb.clone(),
-            Pipeline::new(1.0, 10.0),
-            1.0,
             initial.clamp(ebb.min_replicas.max(1), ebb.max_replicas),
-        )) as Box<dyn Autoscaler>,
-        Box::new(CorePolicy::new(
+        ),
+        HPA_DEPLOYMENT.scaler(
             "hpa-duty-cycle",
-            duty_cycle_policy(max),
-            Pipeline::new(30.0, 120.0),
-            15.0,
+            duty_cycle_policy(DUTY_CYCLE_TARGET, max),
             initial,
-        )),
-        Box::new(CorePolicy::new(
+        ),
+        HPA_DEPLOYMENT.scaler(
             "hpa-rps",
             hpa_policy(sizing.saturation_rps * TARGET_UTILIZATION, max),
-            Pipeline::new(30.0, 120.0),
-            15.0,
             initial,
-        )),
-        Box::new(CorePolicy::new(
+        ),
+        KPA_DEPLOYMENT.scaler(
             "kpa",
             kpa_policy(KPA_CONCURRENCY_TARGET, TARGET_UTILIZATION, max),
-            Pipeline::new(1.0, 60.0),
-            2.0,
             initial,
-        )),
+        ),
         Box::new(Schedule::fixed("fixed-max", max)),
     ]
 }

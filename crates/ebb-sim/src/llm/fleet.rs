@@ -285,9 +285,7 @@ impl Fleet {
         r.arrivals += 1;
         if r.engine.submit(id, req.prompt, req.output).is_err() {
             // The engine can never run it (empty, or longer than its KV cache): refused at once.
-            self.mark_in_system(now);
-            self.completions_total += 1;
-            self.tally.failed();
+            self.fail(now);
             return;
         }
         r.outstanding += 1;
@@ -302,6 +300,13 @@ impl Fleet {
             },
         );
         self.start_step(idx, now);
+    }
+
+    /// A request leaves with nothing at `now`.
+    fn fail(&mut self, now: f64) {
+        self.mark_in_system(now);
+        self.completions_total += 1;
+        self.tally.failed();
     }
 
     /// Sends the held requests to ready replicas, oldest first.
@@ -322,13 +327,12 @@ impl Fleet {
             .is_some_and(|(_, r)| now - r.at > self.cfg.hold_timeout)
         {
             self.held.pop_front();
-            self.mark_in_system(now);
-            self.completions_total += 1;
-            self.tally.failed();
+            self.fail(now);
         }
     }
 
-    /// Scales to `desired` replicas at `now`: new replicas start after a cold start; on
+    /// Scales to `desired` replicas at `now`: new replicas start after a cold start (drawn, or
+    /// `cold_start` when given: the oracle's instant capacity); on
     /// scale-in `victims` (replica ids, best first) go first, then starting replicas, then the
     /// ones holding the fewest requests. A ready replica taken out drains: it gets no new
     /// requests and goes when its last one finishes. Returns the count after the change.
@@ -337,17 +341,15 @@ impl Fleet {
         desired: u32,
         victims: &[u32],
         now: f64,
-        instant: bool,
+        cold_start: Option<f64>,
         rng: &mut R,
     ) -> u32 {
         let current = Observed::current_replicas(self);
         if desired > current {
             for _ in current..desired {
-                let delay = if instant {
-                    0.0
-                } else {
-                    self.cfg.cold_start.sample(rng).max(0.0)
-                };
+                let delay = cold_start
+                    .unwrap_or_else(|| self.cfg.cold_start.sample(rng))
+                    .max(0.0);
                 self.add_replica(now, now + delay);
             }
             self.release_held(now);
@@ -380,9 +382,7 @@ impl Fleet {
     /// At the end of a run: requests still held fail; the replicas finish what they hold.
     pub fn finish(&mut self, now: f64) {
         while self.held.pop_front().is_some() {
-            self.mark_in_system(now);
-            self.completions_total += 1;
-            self.tally.failed();
+            self.fail(now);
         }
         self.advance(f64::INFINITY);
     }
@@ -390,19 +390,6 @@ impl Fleet {
     /// The integral of requests in the system over time, up to `now`.
     pub fn in_system_area(&self, now: f64) -> f64 {
         self.in_system_area + self.in_system() as f64 * (now - self.last_change)
-    }
-
-    /// When the number of requests in the system last changed.
-    pub fn last_change(&self) -> f64 {
-        self.last_change
-    }
-
-    /// Replicas serving requests now.
-    pub fn ready_replicas(&self) -> u32 {
-        self.active
-            .iter()
-            .filter(|&&i| self.replicas[i].state == ReplicaState::Ready)
-            .count() as u32
     }
 }
 

@@ -13,8 +13,6 @@ use super::{LlmConfig, LlmRequest};
 use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
 use crate::parallel::map_on_all_cores;
 use crate::tune::{scaler, Candidate, Family, Point};
-use ebb_core::policy::Target;
-use ebb_core::quantity::Quantity;
 
 /// Ebb's engine policy from most to least eager: (requests waiting per replica, queue-time
 /// p95 target in seconds); the built-in is (1, 0.5).
@@ -49,14 +47,10 @@ pub fn candidates(sizing: &Sizing) -> Vec<Candidate> {
         });
     }
     for target in DUTY_TARGETS {
-        let mut policy = duty_cycle_policy(max);
-        if let Some(m) = policy.metrics.first_mut() {
-            m.target = Target::AverageValue(Quantity::from_milli(target * 1000));
-        }
         out.push(Candidate {
             family: Family::HpaDutyCycle,
             knob: format!("duty cycle {target}"),
-            policy,
+            policy: duty_cycle_policy(target, max),
         });
     }
     for share in RPS_SHARES {
@@ -118,6 +112,8 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebb_core::policy::Target;
+    use ebb_core::quantity::Quantity;
 
     #[test]
     fn the_ebb_settings_span_from_eager_to_lax_around_the_built_in() {

@@ -10,6 +10,9 @@ use crate::run::{first_ticks, name_seed};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
+/// The percentiles a result reports: p50, p95, p99.
+const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
 /// What one policy reached on a token-level workload.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LlmResult {
@@ -56,7 +59,6 @@ pub fn run_llm_policy(
     let duration = requests.last().map_or(0.0, |r| r.at).max(1.0);
     let mut fleet = Fleet::new(cfg.clone(), scaler.initial_replicas());
     let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
-    let instant = scaler.cold_start_override().is_some();
     let scrape_every = scaler.scrape_interval();
     let sync_every = scaler.sync_period();
     let (mut next_scrape, mut next_sync) = first_ticks(scaler);
@@ -89,7 +91,13 @@ pub fn run_llm_policy(
         if next_sync <= t {
             if let Some(cmd) = scaler.decide(&fleet, t) {
                 let from = Observed::current_replicas(&fleet);
-                let to = fleet.scale_to(cmd.desired, &cmd.victims, t, instant, &mut rng);
+                let to = fleet.scale_to(
+                    cmd.desired,
+                    &cmd.victims,
+                    t,
+                    scaler.cold_start_override(),
+                    &mut rng,
+                );
                 scaler.applied(from, to, t);
             }
             next_sync += sync_every;
@@ -114,7 +122,7 @@ pub fn run_llm_policy(
     let scale_events = fleet.scale_events();
     let tally = &mut fleet.tally;
     let n = tally.requests().max(1) as f64;
-    let pcts = |v: &mut Vec<f32>| [0.5, 0.95, 0.99].map(|q| quantile(v, q));
+    let pcts = |v: &mut Vec<f32>| QUANTILES.map(|q| quantile(v, q));
     LlmResult {
         policy: scaler.name().to_string(),
         requests: tally.requests(),
@@ -124,7 +132,7 @@ pub fn run_llm_policy(
         both_attainment: tally.both_met as f64 / n,
         ttft: pcts(&mut tally.ttfts),
         tpot: pcts(&mut tally.tpots),
-        itl: [0.5, 0.95, 0.99].map(|q| tally.gaps.quantile(q)),
+        itl: QUANTILES.map(|q| tally.gaps.quantile(q)),
         replica_seconds,
         gpu_hours: replica_seconds * cfg.gpus_per_replica / 3600.0,
         peak_replicas: peak,
