@@ -210,6 +210,9 @@ pub enum Reason {
         rate: f64,
         /// Index of dispersion of per-second arrivals.
         dispersion: f64,
+        /// The arrivals' `ca^2` the model used: the dispersion, or less where the queues seen
+        /// stayed shorter than it predicts.
+        arrival_scv: f64,
         /// Mean service time, ms.
         service_ms: f64,
         /// Its standard deviation, ms.
@@ -581,6 +584,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         predicted,
         rate,
         dispersion,
+        arrival_scv,
         service_ms,
         service_sd_ms,
         service_measured,
@@ -607,6 +611,11 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     } else {
         format!("forecast {forecast_percent:+.0}%")
     };
+    let arrivals = if *arrival_scv < dispersion - 0.05 {
+        format!("dispersion {dispersion:.1}, read as {arrival_scv:.1} from the queues seen")
+    } else {
+        format!("dispersion {dispersion:.1}")
+    };
     let planning = if planned_for < attainment {
         format!(
             " (planning for {}: waiting may add half the allowed misses, service times alone reach the rest)",
@@ -617,7 +626,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     };
     write!(
         f,
-        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s (dispersion {dispersion:.1}, {service}); {ahead} within the {cold_start_seconds:.0} s cold start ({cold})",
+        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s ({arrivals}, {service}); {ahead} within the {cold_start_seconds:.0} s cold start ({cold})",
         fmt_seconds(*latency_seconds),
         fmt_percent(*attainment),
         fmt_percent(*predicted),

@@ -821,6 +821,76 @@ fn slo_plan_sizes_from_the_model() -> Decision {
     d
 }
 
+/// Feeds 120 s of clumped arrivals (40 and 160 requests in turn, 100 req/s on average: counts
+/// dispersed ~60 times more than Poisson counts) to 3 ready replicas of 4 slots, with
+/// `waiting` requests seen beyond their slots each second.
+fn slo_clumped_arrivals(waiting: f64) -> Decision {
+    let p = policy(SLO_POLICY);
+    let mut state = State::default();
+    let (mut total, mut last) = (0.0, None);
+    for s in 0..120 {
+        total += if s % 2 == 0 { 40.0 } else { 160.0 };
+        let o = Observation {
+            current_replicas: 3,
+            pods: pods(3),
+            traffic: Some(TrafficSample {
+                at: t(s),
+                in_flight: 10.0 + waiting,
+                arrivals_total: total,
+                completions_total: total,
+                service: Some(ServiceTotals {
+                    requests: total,
+                    seconds: total * 0.1,
+                    squared_seconds: total * 0.01 * 1.284,
+                    within: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.state.clone();
+        last = Some(d);
+    }
+    last.expect("decisions")
+}
+
+/// Counts more dispersed than Poisson's, with no queue behind them, are not read as bursts:
+/// the queues seen correct the model's `ca^2`, and the reason says so. The same counts with
+/// a long queue seen keep most of the dispersion and plan more replicas.
+fn slo_reads_arrivals_from_queues() -> Decision {
+    let calm = slo_clumped_arrivals(0.0);
+    let queued = slo_clumped_arrivals(40.0);
+    let scv = |d: &Decision| match d.reasons.iter().find(|r| r.code() == "SloPlan") {
+        Some(Reason::SloPlan {
+            dispersion,
+            arrival_scv,
+            replicas,
+            ..
+        }) => (*dispersion, *arrival_scv, *replicas),
+        _ => panic!("no SloPlan in {:?}", d.reasons),
+    };
+    let (dispersion, calm_scv, calm_replicas) = scv(&calm);
+    let (_, queued_scv, queued_replicas) = scv(&queued);
+    assert!(dispersion > 10.0, "{dispersion}");
+    assert!((calm_scv - 1.0).abs() < 0.2, "{calm_scv}");
+    assert!(queued_scv > 10.0, "{queued_scv} of {dispersion}");
+    assert!(
+        calm_replicas < queued_replicas,
+        "{calm_replicas} vs {queued_replicas}"
+    );
+    let text = calm
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloPlan")
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains(", read as 1.0 from the queues seen, "),
+        "{text}"
+    );
+    calm
+}
+
 fn slo_keeps_through_a_dip() -> Decision {
     let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
@@ -1077,6 +1147,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("formula", formula()),
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
+        ("slo_reads_arrivals", slo_reads_arrivals_from_queues()),
         ("slo_recurring_burst", slo_recurring_burst()),
         ("slo_out_of_reach", slo_out_of_reach()),
         ("slo_out_of_reach_counted", slo_out_of_reach_counted()),
@@ -1126,6 +1197,7 @@ mod each {
         formula,
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
+        slo_reads_arrivals_from_queues,
         slo_recurring_burst,
         slo_out_of_reach,
         slo_out_of_reach_counted,

@@ -45,6 +45,17 @@ pub struct Tuning {
     /// first cold start of a recurring burst may spend: the replicas that keep within it are
     /// started ahead of the burst. The rest is left to waiting elsewhere in the period.
     pub prewarm_budget: f64,
+    /// Mean service times the level's time constant spans at least. A replica stays busy for
+    /// a service time, so the arrivals that size it are those of the last service time: a
+    /// 10 s window on requests that take 35 s reads each arrival as a burst.
+    pub level_service_times: f64,
+    /// Weight, in request-seconds of predicted waiting, of the dispersion of counts as the
+    /// arrivals' `ca^2` before the queues seen correct it (see
+    /// `slo::estimate::SloState::calibrated_scv`).
+    pub queue_prior: f64,
+    /// Time constant over which the requests seen waiting are compared with the model's
+    /// prediction, seconds.
+    pub queue_seconds: f64,
 }
 
 impl Default for Tuning {
@@ -63,6 +74,9 @@ impl Default for Tuning {
             min_wait_budget: 0.5,
             prewarm_spread: 1.0,
             prewarm_budget: 0.5,
+            level_service_times: 1.0,
+            queue_prior: 3.0,
+            queue_seconds: 1800.0,
         }
     }
 }
@@ -96,6 +110,9 @@ impl Tuning {
                 "minWaitBudget" => &mut self.min_wait_budget,
                 "prewarmSpread" => &mut self.prewarm_spread,
                 "prewarmBudget" => &mut self.prewarm_budget,
+                "levelServiceTimes" => &mut self.level_service_times,
+                "queuePrior" => &mut self.queue_prior,
+                "queueSeconds" => &mut self.queue_seconds,
                 other => return Err(format!("unknown constant '{other}'")),
             };
             *field = v;

@@ -3,6 +3,7 @@
 //! service time's mean and variance, and the cold start actually measured.
 
 use super::forecast::{Forecaster, Smoothing};
+use super::queueing::{mean_queue, Load};
 use crate::observation::{is_usable, Pod, TrafficSample, WithinLatency};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,15 @@ pub struct SloState {
     /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
     #[serde(default)]
     pub recurrence: super::recurrence::Recurrence,
+    /// Requests seen waiting beyond the ready slots, averaged over the calibration window.
+    #[serde(default)]
+    pub queue_observed: f64,
+    /// What the model with Poisson arrivals predicted for the same samples.
+    #[serde(default)]
+    pub queue_predicted: f64,
+    /// When the queue was last compared (the sample's time).
+    #[serde(default)]
+    pub queue_at: Option<Time>,
     /// The queueing model's integration grid, kept while the service time holds (not
     /// persisted: a restarted controller rebuilds it).
     #[serde(skip)]
@@ -284,11 +294,147 @@ impl SloState {
         (self.count_variance / level).clamp(1.0, 50.0)
     }
 
+    /// Compares the requests waiting beyond the `ready` replicas' slots now with what the
+    /// model with Poisson arrivals at rate `level` predicts there, as sums decaying over
+    /// `window` seconds. Skipped while no replica is ready (requests then wait for a cold
+    /// start, not in a queue), when the load exceeds the ready slots (any model predicts a
+    /// growing queue), and when the in-flight count is under half the busy slots that the
+    /// rate and service time imply (Little's law): a driver without an in-flight gauge
+    /// reports 0, and a missing gauge must not read as queues that never form.
+    pub fn observe_waiting(
+        &mut self,
+        sample: &TrafficSample,
+        ready: u32,
+        slots: u32,
+        level: f64,
+        window: f64,
+    ) {
+        let Some((service_mean, service_scv)) = self.service() else {
+            return;
+        };
+        let poisson = Load {
+            rate: level.max(0.0),
+            arrival_scv: 1.0,
+            service_mean,
+            service_scv,
+            shape_scv: service_scv,
+        };
+        if sample.in_flight < 0.5 * poisson.offered() {
+            return;
+        }
+        let predicted = mean_queue(&poisson, ready, slots);
+        let waiting = (sample.in_flight - f64::from(ready) * f64::from(slots)).max(0.0);
+        if ready == 0 || !(predicted.is_finite() && waiting.is_finite() && window > 0.0) {
+            return;
+        }
+        let dt = self
+            .queue_at
+            .map_or(1.0, |at| sample.at.seconds_since(at).clamp(0.0, window));
+        if self.queue_at.is_some_and(|at| sample.at <= at) {
+            return;
+        }
+        self.queue_at = Some(sample.at);
+        let keep = (-dt / window).exp();
+        self.queue_observed = keep * self.queue_observed + dt * waiting;
+        self.queue_predicted = keep * self.queue_predicted + dt * predicted;
+    }
+
+    /// The arrivals' squared coefficient of variation for the queueing model: the dispersion
+    /// of per-second counts (`prior`), corrected by the queues seen. Counts can vary from
+    /// second to second more than Poisson counts do without queues forming any longer (a
+    /// conversation trace's turns come in clumps of a few requests that a few slots absorb);
+    /// the ratio of the requests seen waiting to what the model with Poisson arrivals predicts
+    /// scales Allen-Cunneen's `(ca^2 + cs^2) / 2` directly. The prior weighs as `pseudo`
+    /// request-seconds of predicted waiting, so a queue the model expects to be rare must be
+    /// seen rare for a while before it counts. Never above the dispersion (a queue longer
+    /// than predicted comes from a cold start lagging a rise, which the forecast, not `ca^2`,
+    /// is for), nor below Poisson's 1.
+    pub fn calibrated_scv(&self, prior: f64, service_scv: f64, pseudo: f64) -> f64 {
+        if pseudo <= 0.0 || prior <= 1.0 {
+            return prior;
+        }
+        let factor = (prior + service_scv) / (1.0 + service_scv);
+        let ratio = (self.queue_observed + pseudo * factor) / (self.queue_predicted + pseudo);
+        (ratio * (1.0 + service_scv) - service_scv).clamp(1.0, prior)
+    }
+
     /// Records a proposal and returns the highest one within the last `keep_ms`.
     pub fn remember(&mut self, proposal: u32, now: Time, keep_ms: i64) -> u32 {
         self.recent
             .retain(|(at, _)| now.millis_since(*at) < keep_ms);
         self.recent.push((now, proposal));
         self.recent.iter().map(|r| r.1).max().unwrap_or(proposal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::ServiceTotals;
+
+    /// Feeds `seconds` samples of 100 req/s with 100 ms exponential service and `waiting`
+    /// requests beyond 3 replicas' 4 slots.
+    fn fed(seconds: i64, waiting: f64) -> SloState {
+        let mut state = SloState::default();
+        for s in 0..seconds {
+            let total = 100.0 * s as f64;
+            let sample = TrafficSample {
+                at: Time::from_millis(s * 1000),
+                in_flight: 12.0 + waiting,
+                arrivals_total: total,
+                completions_total: total,
+                service: Some(ServiceTotals {
+                    requests: total,
+                    seconds: total * 0.1,
+                    squared_seconds: total * 0.02,
+                    within: None,
+                }),
+            };
+            state.service_mean = Some(0.1);
+            state.service_square = Some(0.02);
+            state.observe_waiting(&sample, 3, 4, 100.0, 1800.0);
+        }
+        state
+    }
+
+    #[test]
+    fn the_dispersion_stands_until_queues_were_compared() {
+        let state = SloState::default();
+        assert_eq!(state.calibrated_scv(3.0, 1.0, 3.0), 3.0);
+        // Switched off, or Poisson already: the dispersion as it is.
+        assert_eq!(fed(600, 0.0).calibrated_scv(3.0, 1.0, 0.0), 3.0);
+        assert_eq!(fed(600, 0.0).calibrated_scv(1.0, 1.0, 3.0), 1.0);
+    }
+
+    #[test]
+    fn a_driver_without_an_in_flight_gauge_leaves_the_dispersion() {
+        // 100 req/s of 100 ms keep 10 slots busy; an in-flight count of 0 is no gauge.
+        let scv = fed(600, -12.0).calibrated_scv(3.0, 1.0, 3.0);
+        assert_eq!(scv, 3.0);
+    }
+
+    #[test]
+    fn queues_shorter_than_predicted_lower_ca2_to_poisson_and_no_further() {
+        let scv = fed(600, 0.0).calibrated_scv(3.0, 1.0, 3.0);
+        assert!((scv - 1.0).abs() < 1e-9, "{scv}");
+    }
+
+    #[test]
+    fn queues_longer_than_predicted_keep_the_dispersion_and_no_more() {
+        let scv = fed(600, 100.0).calibrated_scv(3.0, 1.0, 3.0);
+        assert!((scv - 3.0).abs() < 1e-9, "{scv}");
+    }
+
+    #[test]
+    fn the_prior_weighs_as_its_request_seconds() {
+        // A queue seen half as long as Poisson predicts over about 3 request-seconds of
+        // prediction: halfway between the prior and what the queue alone says.
+        let state = SloState {
+            queue_observed: 1.5,
+            queue_predicted: 3.0,
+            ..SloState::default()
+        };
+        // Prior factor (3 + 1) / 2 = 2; ratio (1.5 + 3 x 2) / (3 + 3) = 1.25; ca^2 = 1.5.
+        assert!((state.calibrated_scv(3.0, 1.0, 3.0) - 1.5).abs() < 1e-12);
     }
 }

@@ -29,10 +29,14 @@ pub enum Plan {
     Missing(String),
 }
 
-/// The forecaster's smoothing for a policy's season.
-fn smoothing(tuning: &Tuning, slo: &Slo) -> Smoothing {
+/// The forecaster's smoothing for a policy's season; the level spans at least
+/// `level_service_times` of the service times measured so far.
+fn smoothing(tuning: &Tuning, slo: &Slo, state: &SloState) -> Smoothing {
+    let service = state.service().map_or(0.0, |(mean, _)| mean);
     Smoothing {
-        level_seconds: tuning.level_seconds,
+        level_seconds: tuning
+            .level_seconds
+            .max(tuning.level_service_times * service),
         level_requests: tuning.level_requests,
         trend_seconds: tuning.trend_seconds,
         season_seconds: slo.season_seconds,
@@ -106,7 +110,7 @@ pub fn plan(
     now: Time,
     stale_after_ms: i64,
 ) -> Plan {
-    let smoothing = smoothing(tuning, slo);
+    let smoothing = smoothing(tuning, slo, state);
     state.observe_pods(&obs.pods, now);
     let Some(sample) = obs
         .traffic
@@ -148,9 +152,12 @@ pub fn plan(
         let share = state.within(at, fitted)?;
         scv_for_within(at, service_mean, share)
     });
+    let slots = slo.slots_per_replica;
+    state.observe_waiting(sample, ready, slots, level, tuning.queue_seconds);
+    let arrival_scv = state.calibrated_scv(dispersion, service_scv, tuning.queue_prior);
     let load = Load {
         rate,
-        arrival_scv: dispersion,
+        arrival_scv,
         service_mean,
         service_scv,
         shape_scv: counted_shape.unwrap_or(service_scv),
@@ -166,7 +173,6 @@ pub fn plan(
     let within = service_within(latency, service_mean, load.shape_scv);
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
-    let slots = slo.slots_per_replica;
     let (needed, predicted) =
         replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
     let arrivals_total = sample.arrivals_total;
@@ -216,6 +222,7 @@ pub fn plan(
         predicted,
         rate,
         dispersion,
+        arrival_scv,
         service_ms: service_mean * 1000.0,
         service_sd_ms: service_mean * service_scv.sqrt() * 1000.0,
         service_measured: !state.service_from_littles_law,

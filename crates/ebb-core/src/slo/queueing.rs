@@ -244,9 +244,7 @@ impl WaitShape {
         // `E[S] / slots`, with `k` ahead on average `rho / ((1 - rho) n)`; the queued part
         // carries what the first-free-slot part does not.
         let first = load.service_mean * (1.0 + load.service_scv) / (2.0 * f64::from(slots));
-        let variability = ((load.arrival_scv + load.service_scv) / 2.0).max(0.05);
-        let ahead = rho / ((1.0 - rho) * f64::from(replicas.max(1)));
-        let mean_wait = variability * load.service_mean / f64::from(slots) * (1.0 + ahead);
+        let mean_wait = conditional_mean_wait(load, replicas, slots, rho);
         let queued_wait = ((mean_wait - (1.0 - queue) * first) / queue).max(first);
         WaitShape {
             slots,
@@ -266,6 +264,30 @@ impl WaitShape {
         (1.0 - self.queue) * first
             + self.queue * erlang_survival(t, self.queued_wait, self.queued_shape)
     }
+}
+
+/// The mean wait of a request that waits: Allen-Cunneen's factor times `k + 1` slot turnovers
+/// of `E[S] / slots`, with `k` ahead on average `rho / ((1 - rho) n)`.
+fn conditional_mean_wait(load: &Load, replicas: u32, slots: u32, rho: f64) -> f64 {
+    let variability = ((load.arrival_scv + load.service_scv) / 2.0).max(0.05);
+    let ahead = rho / ((1.0 - rho) * f64::from(replicas.max(1)));
+    variability * load.service_mean / f64::from(slots) * (1.0 + ahead)
+}
+
+/// The model's mean number of requests waiting at `replicas` (Little's law on its mean wait,
+/// `lambda C(c, a) E[W | W > 0]`); infinite when the load exceeds the slots.
+pub fn mean_queue(load: &Load, replicas: u32, slots: u32) -> f64 {
+    let slots = slots.max(1);
+    if load.rate <= 0.0 {
+        return 0.0;
+    }
+    let c = f64::from(replicas) * f64::from(slots);
+    let wait = erlang_c(replicas.saturating_mul(slots), load.offered());
+    if replicas == 0 || wait >= 1.0 {
+        return f64::INFINITY;
+    }
+    let rho = (load.offered() / c).min(0.999_999);
+    load.rate * wait * conditional_mean_wait(load, replicas, slots, rho)
 }
 
 /// `P(X > t)` for an Erlang distribution with mean `mean` and integer `shape`.
@@ -532,6 +554,19 @@ mod tests {
         assert!((erlang_c(10, 8.0) - 0.4092).abs() < 1e-3);
         assert_eq!(erlang_c(4, 4.0), 1.0);
         assert_eq!(erlang_c(4, 0.0), 0.0);
+    }
+
+    #[test]
+    fn mean_queue_is_m_m_c_with_one_replica_and_exponential_service() {
+        // M/M/c with c = 10, a = 8 Erlangs, E[S] = 0.1 s: Lq = C a / (c - a) = 0.4092 x 4.
+        let load = poisson(80.0, 0.1, 1.0);
+        let lq = mean_queue(&load, 1, 10);
+        assert!((lq - erlang_c(10, 8.0) * 8.0 / 2.0).abs() < 1e-9, "{lq}");
+        // More replicas, shorter queues; none without traffic; unbounded past the slots.
+        assert!(mean_queue(&load, 3, 10) < lq / 100.0);
+        assert_eq!(mean_queue(&poisson(0.0, 0.1, 1.0), 1, 10), 0.0);
+        assert!(mean_queue(&load, 1, 8).is_infinite());
+        assert!(mean_queue(&load, 0, 10).is_infinite());
     }
 
     #[test]
