@@ -11,7 +11,11 @@
 //! `POST /v2/repository/models/{name}/load` (takes `load` to complete, as reading weights
 //! onto a GPU would) and `.../unload`. Ebb's multi-model runtime places models on such
 //! servers with these calls.
+//!
+//! It also answers the gRPC health check (`grpc.health.v1.Health/Check`, over HTTP/2), so
+//! that gRPC through Ebb's proxy can be tested with a real process.
 
+use crate::grpc_health;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -228,7 +232,14 @@ pub async fn serve(
     };
     let serving = crate::server::serve(listener, limits, ctx.clone(), move |req| {
         let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
-        async move { route(req, &hosted, &slots, &cfg).await }
+        async move {
+            if req.uri().path() == grpc_health::CHECK_PATH {
+                return grpc_health::check(&req).map(|b| b.boxed_unsync());
+            }
+            route(req, &hosted, &slots, &cfg)
+                .await
+                .map(|b| b.boxed_unsync())
+        }
     });
     tokio::select! {
         _ = serving => {}

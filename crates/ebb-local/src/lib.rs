@@ -13,6 +13,7 @@ pub mod demo_llm;
 pub mod demo_model;
 pub mod engine_scrape;
 pub mod fault_replica;
+pub mod grpc_health;
 pub mod health;
 pub mod load;
 pub mod multi_control;

@@ -25,7 +25,8 @@ use bytes::Bytes;
 use ebb_proxy::body::{
     read_request, BodyLimits, CutWatch, Metered, Observer, ReadBody, Refused, RequestBody,
 };
-use ebb_proxy::headers::{idempotent, strip_hop_by_hop};
+use ebb_proxy::headers::{idempotent, strip_hop_by_hop, strip_hop_by_hop_keeping_trailers};
+use ebb_proxy::upstream::UpstreamProtocol;
 use ebb_proxy::BoxError;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -310,7 +311,7 @@ impl Proxy {
     ) -> Arc<Proxy> {
         Arc::new(Proxy {
             state,
-            upstreams: Upstreams::new(settings.connect_timeout),
+            upstreams: Upstreams::new(settings.connect_timeout, settings.upstream_protocol),
             body_limits: BodyLimits {
                 max_bytes: settings.max_body_bytes,
                 retry_bytes: settings.retry_body_bytes,
@@ -353,7 +354,10 @@ impl Proxy {
             Ok(b) => b,
             Err(why) => return request.answer_now(self.refused(why)),
         };
-        strip_hop_by_hop(&mut parts.headers);
+        match self.settings.upstream_protocol {
+            UpstreamProtocol::Http1 => strip_hop_by_hop(&mut parts.headers),
+            UpstreamProtocol::H2c => strip_hop_by_hop_keeping_trailers(&mut parts.headers),
+        }
         parts.headers.remove(hyper::header::HOST);
         let model = match &self.state.models {
             None => None,
@@ -623,6 +627,8 @@ impl Proxy {
             Ok(Ok(r)) => {
                 let (mut p, b) = r.into_parts();
                 strip_hop_by_hop(&mut p.headers);
+                // Answered to the client in its own protocol, whatever the replica spoke.
+                p.version = hyper::Version::HTTP_11;
                 Sent::Answered(Relayed {
                     head: Response::from_parts(p, b),
                     on,

@@ -202,6 +202,27 @@ impl CutWatch {
     }
 }
 
+/// A body of frames known in advance (data, then perhaps trailers): an answer Ebb writes
+/// itself with trailers, which `Full` cannot carry.
+#[derive(Debug, Default)]
+pub struct Frames(pub VecDeque<Frame<Bytes>>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The body of a request the proxy sends to a replica.
 #[derive(Debug)]
 pub enum RequestBody {

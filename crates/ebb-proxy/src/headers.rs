@@ -38,6 +38,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// [`strip_hop_by_hop`], but a `TE: trailers` stays: HTTP/2 allows it as the one TE value
+/// (RFC 9113 section 8.2.2), and gRPC servers require it to know the client reads trailers.
+pub fn strip_hop_by_hop_keeping_trailers(headers: &mut HeaderMap) {
+    let trailers = headers
+        .get(hyper::header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(
+            hyper::header::TE,
+            hyper::header::HeaderValue::from_static("trailers"),
+        );
+    }
+}
+
 /// Safe to send twice (RFC 9110 section 9.2.2).
 pub fn idempotent(m: &Method) -> bool {
     matches!(
@@ -61,6 +76,20 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn te_trailers_alone_may_cross_to_http2() {
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("connection", HeaderValue::from_static("te"));
+        strip_hop_by_hop_keeping_trailers(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.len(), 1);
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop_keeping_trailers(&mut h);
+        assert!(h.is_empty());
     }
 
     #[test]

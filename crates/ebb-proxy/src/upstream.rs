@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -49,6 +50,18 @@ pub fn upstream(connect_timeout: Duration) -> Upstream {
 
 type Conn = Connection<TokioIo<TcpStream>, RequestBody>;
 
+/// How the proxy speaks to the replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 keep-alive connections, one exchange at a time each.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge (h2c), as gRPC servers (Triton's and TF
+    /// Serving's gRPC ports, KServe's v2 gRPC) speak it: one multiplexed connection per
+    /// replica and proxy thread, trailers passed through.
+    H2c,
+}
+
 /// One idle connection: the handle to send on and the connection to drive.
 struct Pooled {
     sender: SendRequest<RequestBody>,
@@ -68,6 +81,17 @@ pub struct Failed {
     /// The request, when it was never handed to a connection: it can be sent elsewhere even
     /// with a streamed body.
     pub unsent: Option<Request<RequestBody>>,
+}
+
+impl Failed {
+    /// The request never left: it can go to another replica as it is.
+    fn unsent(error: impl Into<String>, req: Request<RequestBody>) -> Failed {
+        Failed {
+            error: error.into(),
+            reached: false,
+            unsent: Some(req),
+        }
+    }
 }
 
 /// Idle connections by replica address, shared by a thread's requests and the bodies that
@@ -111,6 +135,9 @@ impl Pool {
 /// One proxy thread's connections to the replicas, by address.
 pub struct Upstreams {
     pool: Arc<Pool>,
+    protocol: UpstreamProtocol,
+    /// The HTTP/2 connection to each replica (h2c), shared by the requests in flight on it.
+    multiplexed: Mutex<HashMap<SocketAddr, http2::SendRequest<RequestBody>>>,
 }
 
 /// Awaits `work` while driving `conn` (which `work` depends on). `None` when the connection
@@ -154,23 +181,31 @@ fn closed() -> Failed {
 }
 
 impl Upstreams {
-    /// No connections yet; new ones give up connecting after `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Upstreams {
+    /// No connections yet; new ones speak `protocol` and give up connecting after
+    /// `connect_timeout`.
+    pub fn new(connect_timeout: Duration, protocol: UpstreamProtocol) -> Upstreams {
         Upstreams {
             pool: Arc::new(Pool {
                 idle: Mutex::new(HashMap::new()),
                 connect_timeout,
             }),
+            protocol,
+            multiplexed: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Pooled, String> {
+    async fn dial(&self, addr: SocketAddr) -> Result<TcpStream, String> {
         let timeout = self.pool.connect_timeout;
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("connecting took over {:.1}s", timeout.as_secs_f64()))?
             .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Pooled, String> {
+        let stream = self.dial(addr).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -186,6 +221,115 @@ impl Upstreams {
     pub async fn send(
         &self,
         addr: SocketAddr,
+        req: Request<RequestBody>,
+        silence: Duration,
+    ) -> Result<Response<UpstreamBody>, Failed> {
+        match self.protocol {
+            UpstreamProtocol::Http1 => self.send_http1(addr, req, silence).await,
+            UpstreamProtocol::H2c => self.send_h2c(addr, req, silence).await,
+        }
+    }
+
+    /// The replica's HTTP/2 connection: the open one, or a new one driven by a task of its
+    /// own (many requests share it, so no one request can drive it).
+    async fn multiplexed(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(http2::SendRequest<RequestBody>, bool), String> {
+        let open = self
+            .multiplexed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&addr).filter(|s| !s.is_closed()).cloned());
+        if let Some(sender) = open {
+            return Ok((sender, true));
+        }
+        let stream = self.dial(addr).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(replica = %addr, "HTTP/2 connection ended: {e}");
+            }
+        });
+        if let Ok(mut m) = self.multiplexed.lock() {
+            m.insert(addr, sender.clone());
+        }
+        Ok((sender, false))
+    }
+
+    /// [`Upstreams::send`] over the replica's HTTP/2 connection. A request its connection
+    /// refused before sending (the replica had closed it) goes out on a new one.
+    async fn send_h2c(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<RequestBody>,
+        silence: Duration,
+    ) -> Result<Response<UpstreamBody>, Failed> {
+        *req.version_mut() = hyper::Version::HTTP_2;
+        if req.uri().authority().is_none() {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            if let Ok(uri) = format!("http://{addr}{path}").parse() {
+                *req.uri_mut() = uri;
+            }
+        }
+        loop {
+            let (mut sender, reused) = match self.multiplexed(addr).await {
+                Ok(s) => s,
+                Err(error) => return Err(Failed::unsent(error, req)),
+            };
+            if sender.ready().await.is_err() {
+                self.forget(addr);
+                if reused {
+                    continue;
+                }
+                return Err(Failed::unsent(
+                    "the HTTP/2 connection closed before the request was sent",
+                    req,
+                ));
+            }
+            match sender.try_send_request(req).await {
+                Ok(head) => {
+                    let (parts, body) = head.into_parts();
+                    let body = UpstreamBody {
+                        body,
+                        conn: None,
+                        alive: false,
+                        home: (self.pool.clone(), addr),
+                        pause: Silence::new(silence),
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => {
+                    self.forget(addr);
+                    match e.take_message() {
+                        Some(again) if reused => req = again,
+                        unsent => {
+                            return Err(Failed {
+                                error: e.into_error().to_string(),
+                                reached: unsent.is_none(),
+                                unsent,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the replica's HTTP/2 connection, so the next request opens a new one.
+    fn forget(&self, addr: SocketAddr) {
+        if let Ok(mut m) = self.multiplexed.lock() {
+            m.remove(&addr);
+        }
+    }
+
+    /// [`Upstreams::send`] over a pooled HTTP/1.1 connection.
+    async fn send_http1(
+        &self,
+        addr: SocketAddr,
         mut req: Request<RequestBody>,
         silence: Duration,
     ) -> Result<Response<UpstreamBody>, Failed> {
@@ -194,13 +338,7 @@ impl Upstreams {
                 Some(c) => (c, true),
                 None => match self.connect(addr).await {
                     Ok(c) => (c, false),
-                    Err(error) => {
-                        return Err(Failed {
-                            error,
-                            reached: false,
-                            unsent: Some(req),
-                        })
-                    }
+                    Err(error) => return Err(Failed::unsent(error, req)),
                 },
             };
             let mut alive = true;
@@ -211,11 +349,10 @@ impl Upstreams {
                 if reused {
                     continue;
                 }
-                return Err(Failed {
-                    error: "the connection closed before the request was sent".into(),
-                    reached: false,
-                    unsent: Some(req),
-                });
+                return Err(Failed::unsent(
+                    "the connection closed before the request was sent",
+                    req,
+                ));
             }
             let sent = c.sender.try_send_request(req);
             let head = match driving(&mut c.conn, &mut alive, sent).await {
@@ -401,6 +538,57 @@ mod tests {
         (addr, accepted, cut)
     }
 
+    /// An HTTP/2-only server (h2c) that answers "ok" with a `grpc-status` trailer, counts the
+    /// connections it accepted, and closes each after `per_connection` requests.
+    async fn h2c_server(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        use std::convert::Infallible;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let served = Arc::new(AtomicUsize::new(0));
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let done = Arc::new(Mutex::new(Some(done_tx)));
+                let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let (served, done) = (served.clone(), done.clone());
+                    async move {
+                        if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_connection {
+                            if let Some(tx) = done.lock().unwrap().take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames = crate::body::Frames(
+                            [
+                                Frame::data(Bytes::from_static(b"ok")),
+                                Frame::trailers(trailers),
+                            ]
+                            .into(),
+                        );
+                        Ok::<_, Infallible>(Response::new(frames))
+                    }
+                });
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = done_rx => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
     fn get() -> Request<RequestBody> {
         Request::get("/x")
             .body(RequestBody::whole(Bytes::new()))
@@ -412,7 +600,7 @@ mod tests {
     #[tokio::test]
     async fn a_pooled_connection_the_replica_closed_is_replaced_without_failing() {
         let addr = one_shot_server().await;
-        let up = Upstreams::new(Duration::from_secs(1));
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1);
         for _ in 0..3 {
             let r = up.send(addr, get(), SILENCE).await.unwrap();
             assert_eq!(r.status(), 200);
@@ -428,7 +616,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let e = Upstreams::new(Duration::from_secs(1))
+        let e = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1)
             .send(addr, get(), SILENCE)
             .await
             .unwrap_err();
@@ -440,7 +628,7 @@ mod tests {
     async fn chunks_arrive_as_sent_and_the_connection_is_reused_after_the_last() {
         let gap = Duration::from_millis(150);
         let (addr, accepted, _) = chunked_server(gap).await;
-        let up = Upstreams::new(Duration::from_secs(1));
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1);
         for _ in 0..2 {
             let start = std::time::Instant::now();
             let mut body = up.send(addr, get(), SILENCE).await.unwrap().into_body();
@@ -461,7 +649,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_dropped_midway_closes_its_connection() {
         let (addr, accepted, cut) = chunked_server(Duration::from_millis(100)).await;
-        let up = Upstreams::new(Duration::from_secs(1));
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1);
         let mut body = up.send(addr, get(), SILENCE).await.unwrap().into_body();
         let _ = body.frame().await;
         drop(body);
@@ -473,9 +661,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn h2c_requests_share_one_connection_and_carry_trailers() {
+        let (addr, accepted) = h2c_server(usize::MAX).await;
+        let up = Arc::new(Upstreams::new(
+            Duration::from_secs(1),
+            UpstreamProtocol::H2c,
+        ));
+        let calls = (0..10).map(|_| {
+            let up = up.clone();
+            tokio::spawn(async move {
+                let r = up.send(addr, get(), SILENCE).await.unwrap();
+                assert_eq!(r.version(), hyper::Version::HTTP_2);
+                r.into_body().collect().await.unwrap()
+            })
+        });
+        for call in calls {
+            let body = call.await.unwrap();
+            assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
+            assert_eq!(&body.to_bytes()[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not multiplexed");
+    }
+
+    #[tokio::test]
+    async fn an_h2c_connection_the_replica_closed_is_replaced_without_failing() {
+        let (addr, accepted) = h2c_server(1).await;
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::H2c);
+        for _ in 0..3 {
+            let r = up.send(addr, get(), SILENCE).await.unwrap();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn a_replica_silent_mid_answer_breaks_the_body() {
         let (addr, _, _) = chunked_server(Duration::from_secs(3)).await;
-        let up = Upstreams::new(Duration::from_secs(1));
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1);
         let body = up
             .send(addr, get(), Duration::from_millis(200))
             .await

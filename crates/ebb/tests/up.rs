@@ -498,6 +498,72 @@ async fn http2_clients_are_served_on_one_connection() {
     up.interrupt();
 }
 
+/// gRPC through `ebb up`: with `upstreamProtocol: h2c` the proxy speaks HTTP/2 to the
+/// replicas, passes `TE: trailers` on and the `grpc-status` trailer back, so a gRPC health
+/// check reaches the demo model's gRPC endpoint and comes back SERVING; REST requests work
+/// over the same HTTP/2 connections. With the default (HTTP/1.1 to the replicas) the same
+/// call reaches the replica downgraded, and the replica says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_passes_through_to_h2c_replicas_with_its_trailers() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 4}";
+    for (protocol, status) in [("h2c", 200), ("http1", 400)] {
+        let port = free_port();
+        let proxy = format!("  proxy: {{upstreamProtocol: {protocol}}}\n");
+        let up = Up::start(&config(dir.path(), port, policy, &proxy), port);
+        let send = h2_client(port).await;
+        let (head, body, trailers) = grpc_health_check(send.clone(), port).await;
+        assert_eq!(head, status, "{protocol}: {body:?}");
+        if protocol == "h2c" {
+            assert_eq!(&body[..], &[0, 0, 0, 0, 2, 0x08, 0x01], "SERVING");
+            let trailers = trailers.expect("trailers");
+            assert_eq!(trailers["grpc-status"], "0");
+            let answers = together((0..8).map(|_| ask(send.clone(), port))).await;
+            assert!(answers.iter().all(|(s, _, len)| *s == 200 && *len > 0));
+        } else {
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains("gRPC needs HTTP/2"), "{text}");
+        }
+        up.interrupt();
+    }
+}
+
+/// An HTTP/2 connection (h2c with prior knowledge) to the proxy on `port`.
+async fn h2_client(
+    port: u16,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
+/// One `grpc.health.v1.Health/Check` call (an empty request message): the answer's status,
+/// body and trailers.
+async fn grpc_health_check(
+    mut send: hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    port: u16,
+) -> (hyper::StatusCode, bytes::Bytes, Option<hyper::HeaderMap>) {
+    use http_body_util::{BodyExt, Full};
+    let path = ebb_local::grpc_health::CHECK_PATH;
+    let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(ebb_local::grpc_health::framed(&[])))
+        .unwrap();
+    let resp = send.send_request(req).await.expect("an answer");
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.expect("a body");
+    let trailers = collected.trailers().cloned();
+    (parts.status, collected.to_bytes(), trailers)
+}
+
 /// One V2 inference request on an HTTP/2 connection: the answer's status, version and body
 /// length.
 async fn ask(

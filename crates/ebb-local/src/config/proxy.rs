@@ -3,6 +3,7 @@
 //! model server: what Envoy and HAProxy users expect without asking.
 
 use super::{millis, secs as seconds, ConfigError};
+use ebb_proxy::upstream::UpstreamProtocol;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub(crate) struct RawProxy {
     #[serde(default)]
     retry_non_idempotent: bool,
     threads: Option<usize>,
+    upstream_protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +80,9 @@ pub struct ProxySettings {
     /// Proxy threads, each with its own event loop, listening socket and replica connections
     /// (a request never changes threads, as in HAProxy and nginx).
     pub threads: usize,
+    /// How the replicas are spoken to: HTTP/1.1, or HTTP/2 with prior knowledge (`h2c`) for
+    /// gRPC servers. Clients may speak either to the proxy whatever this says.
+    pub upstream_protocol: UpstreamProtocol,
 }
 
 /// How replicas are checked and taken out of rotation.
@@ -128,6 +133,18 @@ fn open_file_limit() -> u64 {
 fn default_max_connections() -> usize {
     let half = open_file_limit() / 2;
     half.saturating_sub(64).clamp(16, 10_000) as usize
+}
+
+/// `http1` (the default) or `h2c`.
+fn upstream_protocol(path: &str, v: Option<&str>) -> Result<UpstreamProtocol, ConfigError> {
+    match v {
+        None | Some("http1") => Ok(UpstreamProtocol::Http1),
+        Some("h2c") => Ok(UpstreamProtocol::H2c),
+        Some(other) => Err(ConfigError::new(
+            path,
+            format!("must be http1 or h2c (HTTP/2 with prior knowledge, for gRPC), got '{other}'"),
+        )),
+    }
 }
 
 /// One proxy thread per core unless said otherwise.
@@ -229,6 +246,10 @@ impl ProxySettings {
             max_attempts,
             retry_non_idempotent: r.retry_non_idempotent,
             threads: threads(&format!("{p}.threads"), r.threads)?,
+            upstream_protocol: upstream_protocol(
+                &format!("{p}.upstreamProtocol"),
+                r.upstream_protocol.as_deref(),
+            )?,
         })
     }
 
@@ -331,5 +352,16 @@ mod tests {
         let raw: RawProxy = serde_yaml::from_str("idleTimeoutSeconds: -1").unwrap();
         let e = ProxySettings::parse("services[0].proxy", Some(raw)).unwrap_err();
         assert_eq!(e.path, "services[0].proxy.idleTimeoutSeconds");
+        let e = ProxySettings::from_yaml("--proxy", "{upstreamProtocol: h3}").unwrap_err();
+        assert_eq!(e.path, "--proxy.upstreamProtocol");
+        assert!(e.to_string().contains("must be http1 or h2c"), "{e}");
+    }
+
+    #[test]
+    fn replicas_are_spoken_to_in_http1_unless_h2c_is_asked_for() {
+        let default = ProxySettings::parse("p", None).unwrap();
+        assert_eq!(default.upstream_protocol, UpstreamProtocol::Http1);
+        let h2c = ProxySettings::from_yaml("p", "{upstreamProtocol: h2c}").unwrap();
+        assert_eq!(h2c.upstream_protocol, UpstreamProtocol::H2c);
     }
 }

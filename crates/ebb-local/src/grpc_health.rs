@@ -1,0 +1,92 @@
+//! The gRPC health-checking protocol's `Check` call (`grpc.health.v1.Health/Check`), as
+//! `ebb demo-model` answers it: enough gRPC to check that a proxy carries gRPC end to end
+//! (HTTP/2 to the replica, `TE: trailers` passed on, the status in the trailers).
+//!
+//! A gRPC message is framed as one compression byte, a 4-byte big-endian length, then the
+//! protobuf bytes; the call's outcome travels in the `grpc-status` trailer
+//! (<https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md>).
+
+use bytes::Bytes;
+use ebb_proxy::body::Frames;
+use hyper::body::Frame;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, TE};
+use hyper::{Request, Response, StatusCode, Version};
+use std::collections::VecDeque;
+
+/// The call's path.
+pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// `HealthCheckResponse { status: SERVING }`: field 1, varint 1.
+const SERVING: [u8; 2] = [0x08, 0x01];
+
+/// One gRPC message's frame.
+pub fn framed(message: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(5 + message.len());
+    out.push(0);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    Bytes::from(out)
+}
+
+/// Answers a `Check` call: SERVING with `grpc-status: 0`. gRPC runs only over HTTP/2, and
+/// its clients send `TE: trailers` (the protocol requires it): a call that arrives over
+/// HTTP/1.1, or without it, is refused with 400 and the reason, so a proxy that downgrades
+/// the call or drops the header is caught.
+pub fn check<B>(req: &Request<B>) -> Response<Frames> {
+    if req.version() != Version::HTTP_2 {
+        return refused("gRPC needs HTTP/2; this call came over HTTP/1.1");
+    }
+    let trailers = req
+        .headers()
+        .get(TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers {
+        return refused("a gRPC call must carry te: trailers");
+    }
+    let mut status = HeaderMap::new();
+    status.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = VecDeque::from([Frame::data(framed(&SERVING)), Frame::trailers(status)]);
+    let mut r = Response::new(Frames(frames));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    r
+}
+
+fn refused(why: &'static str) -> Response<Frames> {
+    let mut r = Response::new(Frames(VecDeque::from([Frame::data(Bytes::from(why))])));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn call(version: Version, te: Option<&'static str>) -> Request<()> {
+        let mut b = Request::post(CHECK_PATH).version(version);
+        if let Some(te) = te {
+            b = b.header(TE, te);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn serving_comes_framed_with_the_status_in_the_trailers() {
+        let r = check(&call(Version::HTTP_2, Some("trailers")));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
+        let body = r.into_body().collect().await.unwrap();
+        assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(&body.to_bytes()[..], &[0, 0, 0, 0, 2, 0x08, 0x01]);
+    }
+
+    #[test]
+    fn a_call_over_http1_or_without_te_trailers_is_refused() {
+        assert_eq!(
+            check(&call(Version::HTTP_11, Some("trailers"))).status(),
+            400
+        );
+        assert_eq!(check(&call(Version::HTTP_2, None)).status(), 400);
+    }
+}
