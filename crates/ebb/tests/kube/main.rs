@@ -1611,6 +1611,53 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
     drop(scene);
 }
 
+/// gRPC through the gateway to pods that speak HTTP/2 (`--proxy '{upstreamProtocol: h2c}'`):
+/// a gRPC health check from an HTTP/2 client reaches the model process in its pod and comes
+/// back SERVING with `grpc-status: 0` in the trailers; REST from HTTP/1.1 clients goes over
+/// the same HTTP/2 connections.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn grpc_passes_through_the_gateway_to_h2c_pods() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let scene = gateway_scene(
+        "e2e-gateway-grpc",
+        1,
+        "{upstreamProtocol: h2c}",
+        "  minReplicas: 1\n  maxReplicas: 1\n  sources:\n  - name: traffic\n",
+    )
+    .await;
+    scene.first_replica_serving().await;
+    let stream = tokio::net::TcpStream::connect(&scene.gateway.listen)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/2 handshake with the gateway");
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = hyper::Request::post(format!(
+            "http://{}{}",
+            scene.gateway.listen,
+            ebb_local::grpc_health::CHECK_PATH
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(ebb_local::grpc_health::framed(&[])))
+        .unwrap();
+        let answer = send.send_request(req).await.expect("an answer");
+        let status = answer.status();
+        let body = answer.into_body().collect().await.expect("a body");
+        let trailers = body.trailers().cloned();
+        let bytes = body.to_bytes();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(&bytes[..], &[0, 0, 0, 0, 2, 0x08, 0x01], "SERVING");
+        assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    }
+    drop(scene);
+}
+
 /// SIGKILLs the process that serves on `ip` (a pod's model, or a gateway), as a crash would.
 fn kill_process_on(ip: &str) -> bool {
     let (alone, with_port) = (format!("\0{ip}\0"), format!("\0{ip}:"));
