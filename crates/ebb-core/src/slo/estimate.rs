@@ -425,6 +425,30 @@ mod tests {
         assert!((scv - 3.0).abs() < 1e-9, "{scv}");
     }
 
+    proptest::proptest! {
+        /// Whatever the queues showed, the `ca^2` used lies between Poisson's 1 (or the
+        /// dispersion, if lower) and the dispersion: the queues can take pessimism away, never
+        /// add it, and never make arrivals look smoother than Poisson's.
+        #[test]
+        fn the_calibrated_scv_stays_between_poisson_and_the_dispersion(
+            observed in 0.0f64..1e6,
+            predicted in 0.0f64..1e6,
+            prior in 0.0f64..60.0,
+            service_scv in 0.0f64..10.0,
+            pseudo in 0.0f64..100.0,
+        ) {
+            let state = SloState {
+                queue_observed: observed,
+                queue_predicted: predicted,
+                ..SloState::default()
+            };
+            let scv = state.calibrated_scv(prior, service_scv, pseudo);
+            proptest::prop_assert!(scv.is_finite());
+            proptest::prop_assert!(scv <= prior + 1e-12, "{scv} above {prior}");
+            proptest::prop_assert!(scv >= prior.min(1.0) - 1e-12, "{scv} below Poisson");
+        }
+    }
+
     #[test]
     fn the_prior_weighs_as_its_request_seconds() {
         // A queue seen half as long as Poisson predicts over about 3 request-seconds of
