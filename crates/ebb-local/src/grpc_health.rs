@@ -19,6 +19,25 @@ pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// `HealthCheckResponse { status: SERVING }`: field 1, varint 1.
 const SERVING: [u8; 2] = [0x08, 0x01];
 
+/// Whether a `Check` answer says SERVING: `grpc-status: 0` in the trailers (or, for an
+/// answer with no message, the headers) and one message whose `status` field (1) is 1.
+pub fn serving(headers: &HeaderMap, body: &[u8], trailers: Option<&HeaderMap>) -> bool {
+    let status = trailers
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"));
+    if status.is_none_or(|s| s != "0") {
+        return false;
+    }
+    let Some((&0, rest)) = body.split_first() else {
+        return false;
+    };
+    let Some((len, message)) = rest.split_first_chunk::<4>() else {
+        return false;
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    message.len() == len && message == SERVING
+}
+
 /// One gRPC message's frame.
 pub fn framed(message: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(5 + message.len());
@@ -79,6 +98,27 @@ mod tests {
         let body = r.into_body().collect().await.unwrap();
         assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(&body.to_bytes()[..], &[0, 0, 0, 0, 2, 0x08, 0x01]);
+    }
+
+    #[tokio::test]
+    async fn the_probe_reads_serving_and_nothing_else() {
+        let r = check(&call(Version::HTTP_2, Some("trailers")));
+        let headers = r.headers().clone();
+        let body = r.into_body().collect().await.unwrap();
+        let trailers = body.trailers().cloned();
+        let bytes = body.to_bytes();
+        assert!(serving(&headers, &bytes, trailers.as_ref()));
+        // NOT_SERVING (2), a failed status, no status, a cut message: not ready.
+        assert!(!serving(
+            &headers,
+            &framed(&[0x08, 0x02]),
+            trailers.as_ref()
+        ));
+        let mut failed = HeaderMap::new();
+        failed.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(!serving(&headers, &bytes, Some(&failed)));
+        assert!(!serving(&headers, &bytes, None));
+        assert!(!serving(&headers, &bytes[..5], trailers.as_ref()));
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! feeds the proxy's counters to an `ebb_core::Scaler` and applies its decisions, reporting
 //! the replicas it actually started or stopped.
 
-use crate::config::ServiceConfig;
+use crate::config::{Readiness, ServiceConfig};
 use crate::counters::ProxyCounters;
+use crate::grpc_health;
 use crate::health::ProbeChange;
 use crate::state::{Replica, ServiceState};
-use crate::upstream::{upstream, Upstream};
+use crate::upstream::{upstream, upstream_h2c, Upstream};
 use bytes::Bytes;
 use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct Service {
     stops: Mutex<Vec<(u32, watch::Sender<bool>)>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) client: Upstream,
+    /// HTTP/2 client for gRPC readiness probes.
+    h2c_client: Upstream,
     pub(crate) stopping: AtomicBool,
     replica_seconds_ms: AtomicU64,
     max_replicas_seen: AtomicU32,
@@ -55,6 +58,7 @@ impl Service {
     pub fn new(cfg: ServiceConfig, state: Arc<ServiceState>) -> Arc<Service> {
         Arc::new(Service {
             client: upstream(cfg.proxy.connect_timeout),
+            h2c_client: upstream_h2c(cfg.proxy.connect_timeout),
             cfg,
             state,
             ebb_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ebb")),
@@ -127,17 +131,46 @@ impl Service {
     }
 
     async fn ready_check(&self, port: u16) -> bool {
-        let Ok(req) = hyper::Request::get(format!(
-            "http://127.0.0.1:{port}{}",
-            self.cfg.readiness_path
-        ))
-        .body(Full::new(Bytes::new())) else {
+        let probe = async {
+            match &self.cfg.readiness {
+                Readiness::HttpGet(path) => self.http_ready(port, path).await,
+                Readiness::GrpcHealth => self.grpc_ready(port).await,
+            }
+        };
+        tokio::time::timeout(self.cfg.health.probe_timeout, probe)
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn http_ready(&self, port: u16, path: &str) -> bool {
+        let Ok(req) = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"))
+            .body(Full::new(Bytes::new()))
+        else {
             return false;
         };
-        matches!(
-            tokio::time::timeout(self.cfg.health.probe_timeout, self.client.request(req)).await,
-            Ok(Ok(r)) if r.status().is_success()
-        )
+        matches!(self.client.request(req).await, Ok(r) if r.status().is_success())
+    }
+
+    /// The gRPC health check over h2c, for the server as a whole (an empty service name).
+    async fn grpc_ready(&self, port: u16) -> bool {
+        let Ok(req) = hyper::Request::post(format!(
+            "http://127.0.0.1:{port}{}",
+            grpc_health::CHECK_PATH
+        ))
+        .header(hyper::header::CONTENT_TYPE, "application/grpc")
+        .header(hyper::header::TE, "trailers")
+        .body(Full::new(grpc_health::framed(&[]))) else {
+            return false;
+        };
+        let Ok(answer) = self.h2c_client.request(req).await else {
+            return false;
+        };
+        let (parts, body) = answer.into_parts();
+        let Ok(body) = body.collect().await else {
+            return false;
+        };
+        let trailers = body.trailers().cloned();
+        grpc_health::serving(&parts.headers, &body.to_bytes(), trailers.as_ref())
     }
 
     /// Watches a ready replica until its process exits, a stop comes, or it stays unhealthy
@@ -169,7 +202,7 @@ impl Service {
                     ProxyCounters::bump(&self.state.counters.probe_failures);
                     self.event(format!(
                         "replica {} failed {n} readiness probes in a row at {}; out of rotation",
-                        replica.id, self.cfg.readiness_path
+                        replica.id, self.cfg.readiness
                     ));
                 }
                 change @ (ProbeChange::Returned | ProbeChange::Recovered) => {
@@ -283,7 +316,7 @@ impl Service {
                         "replica {} not ready after {:.0}s at {}; restarting in {:.1}s",
                         replica.id,
                         self.cfg.readiness_timeout.as_secs_f64(),
-                        self.cfg.readiness_path,
+                        self.cfg.readiness,
                         backoff.as_secs_f64()
                     ));
                     self.terminate(&mut child, pid).await;

@@ -40,11 +40,21 @@ pub type Upstream = Client<HttpConnector, Full<Bytes>>;
 
 /// A new upstream client that gives up connecting after `connect_timeout`.
 pub fn upstream(connect_timeout: Duration) -> Upstream {
+    client(connect_timeout, false)
+}
+
+/// [`upstream`] speaking HTTP/2 with prior knowledge (h2c): gRPC health probes.
+pub fn upstream_h2c(connect_timeout: Duration) -> Upstream {
+    client(connect_timeout, true)
+}
+
+fn client(connect_timeout: Duration, h2c: bool) -> Upstream {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
+        .http2_only(h2c)
         .build(connector)
 }
 

@@ -501,15 +501,23 @@ async fn http2_clients_are_served_on_one_connection() {
 /// gRPC through `ebb up`: with `upstreamProtocol: h2c` the proxy speaks HTTP/2 to the
 /// replicas, passes `TE: trailers` on and the `grpc-status` trailer back, so a gRPC health
 /// check reaches the demo model's gRPC endpoint and comes back SERVING; REST requests work
-/// over the same HTTP/2 connections. With the default (HTTP/1.1 to the replicas) the same
-/// call reaches the replica downgraded, and the replica says so.
+/// over the same HTTP/2 connections, and the replicas' readiness is asked by the gRPC health
+/// check. With the default (HTTP/1.1 to the replicas) the same call reaches the replica
+/// downgraded, and the replica says so.
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_passes_through_to_h2c_replicas_with_its_trailers() {
     let dir = tempfile::tempdir().unwrap();
     let policy = "    minReplicas: 2\n    maxReplicas: 2\n    concurrency: {targetPerReplica: 4}";
     for (protocol, status) in [("h2c", 200), ("http1", 400)] {
         let port = free_port();
-        let proxy = format!("  proxy: {{upstreamProtocol: {protocol}}}\n");
+        // The h2c service also asks its replicas whether they are ready by the gRPC health
+        // check, as a gRPC-only server would need.
+        let readiness = if protocol == "h2c" {
+            "  readiness: {grpc: true}\n"
+        } else {
+            ""
+        };
+        let proxy = format!("  proxy: {{upstreamProtocol: {protocol}}}\n{readiness}");
         let up = Up::start(&config(dir.path(), port, policy, &proxy), port);
         let send = h2_client(port).await;
         let (head, body, trailers) = grpc_health_check(send.clone(), port).await;

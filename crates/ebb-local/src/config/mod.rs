@@ -135,6 +135,8 @@ struct RawServer {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawReadiness {
     path: Option<String>,
+    #[serde(default)]
+    grpc: bool,
     timeout_seconds: Option<f64>,
     period_ms: Option<u64>,
 }
@@ -187,6 +189,25 @@ pub struct LoadPhase {
     pub seconds: f64,
 }
 
+/// How a replica is asked whether it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// An HTTP/1.1 GET of this path must answer 2xx.
+    HttpGet(String),
+    /// The gRPC health check (`grpc.health.v1.Health/Check`, over h2c) must answer SERVING:
+    /// for replicas that serve only gRPC.
+    GrpcHealth,
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::HttpGet(path) => write!(f, "{path}"),
+            Readiness::GrpcHealth => write!(f, "the gRPC health check"),
+        }
+    }
+}
+
 /// A validated service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -196,8 +217,8 @@ pub struct ServiceConfig {
     pub command: Vec<String>,
     /// Where Ebb's proxy listens for this service.
     pub listen: SocketAddr,
-    /// Readiness path (HTTP GET must answer 200).
-    pub readiness_path: String,
+    /// How a replica is asked whether it is ready.
+    pub readiness: Readiness,
     /// How long a replica may take to become ready before it is restarted.
     pub readiness_timeout: std::time::Duration,
     /// How often readiness is polled.
@@ -397,19 +418,31 @@ impl Config {
                 (None, Some(spec)) => parse_policy(&format!("{p}.policy"), &spec)?,
             };
             let r = s.readiness.unwrap_or_default();
-            let path = r.path.unwrap_or_else(|| "/v2/health/ready".into());
-            if !path.starts_with('/') {
-                return Err(err(
-                    format!("{p}.readiness.path"),
-                    format!("'{path}' must start with /"),
-                ));
-            }
+            let readiness = match (r.path, r.grpc) {
+                (Some(_), true) => {
+                    return Err(err(
+                        format!("{p}.readiness"),
+                        "give path or grpc: true, not both",
+                    ))
+                }
+                (None, true) => Readiness::GrpcHealth,
+                (path, false) => {
+                    let path = path.unwrap_or_else(|| "/v2/health/ready".into());
+                    if !path.starts_with('/') {
+                        return Err(err(
+                            format!("{p}.readiness.path"),
+                            format!("'{path}' must start with /"),
+                        ));
+                    }
+                    Readiness::HttpGet(path)
+                }
+            };
             let q = s.queue.unwrap_or_default();
             services.push(ServiceConfig {
                 name,
                 command,
                 listen,
-                readiness_path: path,
+                readiness,
                 readiness_timeout: secs(
                     &format!("{p}.readiness.timeoutSeconds"),
                     r.timeout_seconds,
@@ -664,7 +697,23 @@ mod tests {
     fn valid_config() {
         let c = Config::from_yaml(OK).unwrap();
         assert_eq!(c.services[0].command, ["model", "--port", "{port}"]);
-        assert_eq!(c.services[0].readiness_path, "/v2/health/ready");
+        assert_eq!(
+            c.services[0].readiness,
+            Readiness::HttpGet("/v2/health/ready".into())
+        );
+    }
+
+    #[test]
+    fn readiness_is_a_path_or_the_grpc_health_check_not_both() {
+        let service = |readiness: &str| {
+            format!("services:\n- name: m\n  command: [server, \"{{port}}\"]\n  listen: 127.0.0.1:9\n  readiness: {readiness}\n  policy: {{maxReplicas: 1, concurrency: {{targetPerReplica: 1}}}}\n")
+        };
+        let c = Config::from_yaml(&service("{grpc: true}")).unwrap();
+        assert_eq!(c.services[0].readiness, Readiness::GrpcHealth);
+        assert_eq!(c.services[0].readiness.to_string(), "the gRPC health check");
+        let e = Config::from_yaml(&service("{grpc: true, path: /ready}")).unwrap_err();
+        assert_eq!(e.path, "services[0].readiness");
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     const MULTI: &str = "services:\n- name: pool\n  command: srv --port {port}\n  listen: 127.0.0.1:8081\n  server: {memoryMiB: 8192, maxReplicas: 3}\n  models:\n  - {name: iris, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n  - {name: wine, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n";
