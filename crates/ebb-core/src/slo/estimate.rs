@@ -309,9 +309,13 @@ impl SloState {
         level: f64,
         window: f64,
     ) {
+        let fresh = self.queue_at.is_none_or(|at| sample.at > at);
         let Some((service_mean, service_scv)) = self.service() else {
             return;
         };
+        if ready == 0 || !fresh || window <= 0.0 {
+            return;
+        }
         let poisson = Load {
             rate: level.max(0.0),
             arrival_scv: 1.0,
@@ -319,20 +323,15 @@ impl SloState {
             service_scv,
             shape_scv: service_scv,
         };
-        if sample.in_flight < 0.5 * poisson.offered() {
-            return;
-        }
         let predicted = mean_queue(&poisson, ready, slots);
         let waiting = (sample.in_flight - f64::from(ready) * f64::from(slots)).max(0.0);
-        if ready == 0 || !(predicted.is_finite() && waiting.is_finite() && window > 0.0) {
+        let gauged = sample.in_flight >= 0.5 * poisson.offered();
+        if !(gauged && predicted.is_finite() && waiting.is_finite()) {
             return;
         }
         let dt = self
             .queue_at
-            .map_or(1.0, |at| sample.at.seconds_since(at).clamp(0.0, window));
-        if self.queue_at.is_some_and(|at| sample.at <= at) {
-            return;
-        }
+            .map_or(1.0, |at| sample.at.seconds_since(at).min(window));
         self.queue_at = Some(sample.at);
         let keep = (-dt / window).exp();
         self.queue_observed = keep * self.queue_observed + dt * waiting;
