@@ -891,6 +891,60 @@ fn slo_reads_arrivals_from_queues() -> Decision {
     calm
 }
 
+/// The rate of sparse, slow requests (one a minute, 30 s each, as image generation) read
+/// right after an arrival, with the level's time constant at `level_service_times` service
+/// times (0: the 10 s default alone).
+fn sparse_rate_after_an_arrival(level_service_times: f64) -> f64 {
+    let mut p = policy(
+        "maxReplicas: 20\nslo: {latency: 120s, attainment: 99%, slotsPerReplica: 1, coldStartSeconds: 20}",
+    );
+    if let Some(slo) = p.slo.as_mut() {
+        slo.tuning.level_service_times = level_service_times;
+    }
+    let mut state = State::default();
+    let (mut arrivals, mut last) = (0.0, None);
+    for s in 0..=600 {
+        if s % 60 == 0 {
+            arrivals += 1.0;
+        }
+        let done = (arrivals - 1.0f64).max(0.0);
+        let o = Observation {
+            current_replicas: 1,
+            pods: pods(1),
+            traffic: Some(TrafficSample {
+                at: t(s),
+                in_flight: if s % 60 < 30 { 1.0 } else { 0.0 },
+                arrivals_total: arrivals,
+                completions_total: done,
+                service: Some(ServiceTotals {
+                    requests: done,
+                    seconds: done * 30.0,
+                    squared_seconds: done * 900.0 * 1.5,
+                    within: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.state.clone();
+        last = Some(d);
+    }
+    match last.unwrap().reasons.iter().find(|r| r.code() == "SloPlan") {
+        Some(Reason::SloPlan { rate, .. }) => *rate,
+        other => panic!("no SloPlan: {other:?}"),
+    }
+}
+
+/// A replica stays busy for a service time, so the level averages arrivals over at least
+/// one: one request a minute is not read as a burst of 0.1 req/s the second it arrives.
+#[test]
+fn the_level_spans_a_service_time() {
+    let spanning = sparse_rate_after_an_arrival(1.0);
+    let ten_seconds = sparse_rate_after_an_arrival(0.0);
+    assert!(spanning < 0.05, "{spanning}");
+    assert!(ten_seconds > 0.09, "{ten_seconds}");
+}
+
 fn slo_keeps_through_a_dip() -> Decision {
     let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
