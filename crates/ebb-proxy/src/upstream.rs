@@ -20,7 +20,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper::client::conn::http2;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,6 +77,11 @@ struct Pooled {
     sender: SendRequest<RequestBody>,
     conn: Pin<Box<Conn>>,
 }
+
+/// How often an HTTP/2 connection to a replica is pinged, and how long an answer may take
+/// before the connection is given up.
+const H2C_PING_INTERVAL: Duration = Duration::from_secs(10);
+const H2C_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle connections kept per replica at most.
 const IDLE_PER_REPLICA: usize = 256;
@@ -255,7 +260,13 @@ impl Upstreams {
             return Ok((sender, true));
         }
         let stream = self.dial(addr).await?;
+        // Pings find a connection whose replica vanished without a reset (a node lost, a
+        // network cut): every request to the replica shares it, so it must not linger.
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2C_PING_INTERVAL)
+            .keep_alive_timeout(H2C_PING_TIMEOUT)
+            .keep_alive_while_idle(true)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
@@ -704,6 +715,44 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// A peer that completes the HTTP/2 handshake and then never answers anything, pings
+    /// included (a replica whose node vanished without a reset).
+    async fn h2c_black_hole() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    // Empty SETTINGS, then an ACK of the client's.
+                    let _ = s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+                    let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+                    let mut buf = [0u8; 4096];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_h2c_connection_whose_pings_go_unanswered_is_given_up() {
+        let addr = h2c_black_hole().await;
+        let up = Upstreams::new(Duration::from_secs(1), UpstreamProtocol::H2c);
+        let answer = tokio::time::timeout(Duration::from_secs(600), up.send(addr, get(), SILENCE))
+            .await
+            .expect("the request hung with the connection");
+        let e = answer.unwrap_err();
+        assert!(e.reached, "{e:?}");
+        assert!(
+            up.multiplexed
+                .lock()
+                .unwrap()
+                .get(&addr)
+                .is_none_or(|s| s.is_closed()),
+            "the dead connection is still offered"
+        );
     }
 
     #[tokio::test]
