@@ -12,15 +12,16 @@
 //! fresh connection.
 
 use crate::body::RequestBody;
+use crate::dial::dial;
+use crate::multiplexed::Multiplexed;
 use crate::silence::Silence;
 use crate::BoxError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper::client::conn::http2;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,11 +78,6 @@ struct Pooled {
     sender: SendRequest<RequestBody>,
     conn: Pin<Box<Conn>>,
 }
-
-/// How often an HTTP/2 connection to a replica is pinged, and how long an answer may take
-/// before the connection is given up.
-const H2C_PING_INTERVAL: Duration = Duration::from_secs(10);
-const H2C_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle connections kept per replica at most.
 const IDLE_PER_REPLICA: usize = 256;
@@ -152,7 +148,7 @@ pub struct Upstreams {
     pool: Arc<Pool>,
     protocol: UpstreamProtocol,
     /// The HTTP/2 connection to each replica (h2c), shared by the requests in flight on it.
-    multiplexed: Mutex<HashMap<SocketAddr, http2::SendRequest<RequestBody>>>,
+    multiplexed: Multiplexed,
 }
 
 /// Awaits `work` while driving `conn` (which `work` depends on). `None` when the connection
@@ -205,22 +201,12 @@ impl Upstreams {
                 connect_timeout,
             }),
             protocol,
-            multiplexed: Mutex::new(HashMap::new()),
+            multiplexed: Multiplexed::new(connect_timeout),
         }
     }
 
-    async fn dial(&self, addr: SocketAddr) -> Result<TcpStream, String> {
-        let timeout = self.pool.connect_timeout;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| format!("connecting took over {:.1}s", timeout.as_secs_f64()))?
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
-
     async fn connect(&self, addr: SocketAddr) -> Result<Pooled, String> {
-        let stream = self.dial(addr).await?;
+        let stream = dial(addr, self.pool.connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -245,42 +231,6 @@ impl Upstreams {
         }
     }
 
-    /// The replica's HTTP/2 connection: the open one, or a new one driven by a task of its
-    /// own (many requests share it, so no one request can drive it).
-    async fn multiplexed(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<(http2::SendRequest<RequestBody>, bool), String> {
-        let open = self
-            .multiplexed
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&addr).filter(|s| !s.is_closed()).cloned());
-        if let Some(sender) = open {
-            return Ok((sender, true));
-        }
-        let stream = self.dial(addr).await?;
-        // Pings find a connection whose replica vanished without a reset (a node lost, a
-        // network cut): every request to the replica shares it, so it must not linger.
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(H2C_PING_INTERVAL)
-            .keep_alive_timeout(H2C_PING_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(replica = %addr, "HTTP/2 connection ended: {e}");
-            }
-        });
-        if let Ok(mut m) = self.multiplexed.lock() {
-            m.insert(addr, sender.clone());
-        }
-        Ok((sender, false))
-    }
-
     /// [`Upstreams::send`] over the replica's HTTP/2 connection. A request its connection
     /// refused before sending (the replica had closed it) goes out on a new one.
     async fn send_h2c(
@@ -297,12 +247,12 @@ impl Upstreams {
             }
         }
         loop {
-            let (mut sender, reused) = match self.multiplexed(addr).await {
+            let (mut sender, reused) = match self.multiplexed.get(addr).await {
                 Ok(s) => s,
                 Err(error) => return Err(Failed::unsent(error, req)),
             };
             if sender.ready().await.is_err() {
-                self.forget(addr);
+                self.multiplexed.forget(addr).await;
                 if reused {
                     continue;
                 }
@@ -324,7 +274,7 @@ impl Upstreams {
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {
-                    self.forget(addr);
+                    self.multiplexed.forget(addr).await;
                     match e.take_message() {
                         Some(again) if reused => req = again,
                         unsent => {
@@ -337,13 +287,6 @@ impl Upstreams {
                     }
                 }
             }
-        }
-    }
-
-    /// Drops the replica's HTTP/2 connection, so the next request opens a new one.
-    fn forget(&self, addr: SocketAddr) {
-        if let Ok(mut m) = self.multiplexed.lock() {
-            m.remove(&addr);
         }
     }
 
@@ -704,6 +647,30 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "not multiplexed");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_first_burst_to_an_h2c_replica_opens_one_connection() {
+        let (addr, accepted) = h2c_server(usize::MAX).await;
+        let up = Arc::new(Upstreams::new(
+            Duration::from_secs(1),
+            UpstreamProtocol::H2c,
+        ));
+        let start = Arc::new(tokio::sync::Barrier::new(32));
+        let calls: Vec<_> = (0..32)
+            .map(|_| {
+                let (up, start) = (up.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let r = up.send(addr, get(), SILENCE).await.unwrap();
+                    r.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(&call.await.unwrap()[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn an_h2c_connection_the_replica_closed_is_replaced_without_failing() {
         let (addr, accepted) = h2c_server(1).await;
@@ -746,11 +713,7 @@ mod tests {
         let e = answer.unwrap_err();
         assert!(e.reached, "{e:?}");
         assert!(
-            up.multiplexed
-                .lock()
-                .unwrap()
-                .get(&addr)
-                .is_none_or(|s| s.is_closed()),
+            !up.multiplexed.holds_open(addr).await,
             "the dead connection is still offered"
         );
     }
