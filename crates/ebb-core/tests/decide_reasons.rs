@@ -821,6 +821,35 @@ fn slo_plan_sizes_from_the_model() -> Decision {
     d
 }
 
+/// Second `s` of an SLO target with `replicas` ready pods: `in_flight` requests and the
+/// `(arrivals, completions)` counters, each completion served in `mean` seconds with squared
+/// coefficient of variation `scv`.
+fn slo_second(
+    s: i64,
+    replicas: u32,
+    in_flight: f64,
+    (arrivals, completions): (f64, f64),
+    (mean, scv): (f64, f64),
+) -> Observation {
+    Observation {
+        current_replicas: replicas,
+        pods: pods(replicas as usize),
+        traffic: Some(TrafficSample {
+            at: t(s),
+            in_flight,
+            arrivals_total: arrivals,
+            completions_total: completions,
+            service: Some(ServiceTotals {
+                requests: completions,
+                seconds: completions * mean,
+                squared_seconds: completions * mean * mean * (1.0 + scv),
+                within: None,
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Feeds 120 s of clumped arrivals (40 and 160 requests in turn, 100 req/s on average: counts
 /// dispersed ~60 times more than Poisson counts) to 3 ready replicas of 4 slots, with
 /// `waiting` requests seen beyond their slots each second.
@@ -830,23 +859,7 @@ fn slo_clumped_arrivals(waiting: f64) -> Decision {
     let (mut total, mut last) = (0.0, None);
     for s in 0..120 {
         total += if s % 2 == 0 { 40.0 } else { 160.0 };
-        let o = Observation {
-            current_replicas: 3,
-            pods: pods(3),
-            traffic: Some(TrafficSample {
-                at: t(s),
-                in_flight: 10.0 + waiting,
-                arrivals_total: total,
-                completions_total: total,
-                service: Some(ServiceTotals {
-                    requests: total,
-                    seconds: total * 0.1,
-                    squared_seconds: total * 0.01 * 1.284,
-                    within: None,
-                }),
-            }),
-            ..Default::default()
-        };
+        let o = slo_second(s, 3, 10.0 + waiting, (total, total), (0.1, 0.284));
         let d = decide(&p, &o, &state, t(s));
         state = d.state.clone();
         last = Some(d);
@@ -908,23 +921,8 @@ fn sparse_rate_after_an_arrival(level_service_times: f64) -> f64 {
             arrivals += 1.0;
         }
         let done = (arrivals - 1.0f64).max(0.0);
-        let o = Observation {
-            current_replicas: 1,
-            pods: pods(1),
-            traffic: Some(TrafficSample {
-                at: t(s),
-                in_flight: if s % 60 < 30 { 1.0 } else { 0.0 },
-                arrivals_total: arrivals,
-                completions_total: done,
-                service: Some(ServiceTotals {
-                    requests: done,
-                    seconds: done * 30.0,
-                    squared_seconds: done * 900.0 * 1.5,
-                    within: None,
-                }),
-            }),
-            ..Default::default()
-        };
+        let in_flight = if s % 60 < 30 { 1.0 } else { 0.0 };
+        let o = slo_second(s, 1, in_flight, (arrivals, done), (30.0, 0.5));
         let d = decide(&p, &o, &state, t(s));
         state = d.state.clone();
         last = Some(d);

@@ -95,6 +95,25 @@ pub struct Failed {
 }
 
 impl Failed {
+    /// A request its connection refused: back to be sent on another connection when that
+    /// one was reused (the replica had closed it while it was idle), else the failure, with
+    /// the request when it never left. (Large either way: both sides carry the request, as
+    /// [`Upstreams::send`]'s error does.)
+    #[allow(clippy::result_large_err)]
+    fn again_or(
+        mut e: hyper::client::conn::TrySendError<Request<RequestBody>>,
+        reused: bool,
+    ) -> Result<Request<RequestBody>, Failed> {
+        match e.take_message() {
+            Some(again) if reused => Ok(again),
+            unsent => Err(Failed {
+                error: e.into_error().to_string(),
+                reached: unsent.is_none(),
+                unsent,
+            }),
+        }
+    }
+
     /// The request never left: it can go to another replica as it is.
     fn unsent(error: impl Into<String>, req: Request<RequestBody>) -> Failed {
         Failed {
@@ -273,18 +292,9 @@ impl Upstreams {
                     };
                     return Ok(Response::from_parts(parts, body));
                 }
-                Err(mut e) => {
+                Err(e) => {
                     self.multiplexed.forget(addr).await;
-                    match e.take_message() {
-                        Some(again) if reused => req = again,
-                        unsent => {
-                            return Err(Failed {
-                                error: e.into_error().to_string(),
-                                reached: unsent.is_none(),
-                                unsent,
-                            })
-                        }
-                    }
+                    req = Failed::again_or(e, reused)?;
                 }
             }
         }
@@ -322,20 +332,10 @@ impl Upstreams {
             let head = match driving(&mut c.conn, &mut alive, sent).await {
                 None => return Err(closed()),
                 Some(Ok(head)) => head,
-                Some(Err(mut e)) => match e.take_message() {
-                    // Not sent: a pooled connection the replica had closed. Use another.
-                    Some(again) if reused => {
-                        req = again;
-                        continue;
-                    }
-                    unsent => {
-                        return Err(Failed {
-                            error: e.into_error().to_string(),
-                            reached: unsent.is_none(),
-                            unsent,
-                        })
-                    }
-                },
+                Some(Err(e)) => {
+                    req = Failed::again_or(e, reused)?;
+                    continue;
+                }
             };
             let (parts, body) = head.into_parts();
             let mut body = UpstreamBody {

@@ -295,7 +295,8 @@ impl SloState {
     }
 
     /// Compares the requests waiting beyond the `ready` replicas' slots now with what the
-    /// model with Poisson arrivals at rate `level` predicts there, as sums decaying over
+    /// model with Poisson arrivals at rate `level` (and the service time's mean and scv,
+    /// `service`) predicts there, as sums decaying over
     /// `window` seconds. Skipped while no replica is ready (requests then wait for a cold
     /// start, not in a queue), when the load exceeds the ready slots (any model predicts a
     /// growing queue), and when the in-flight count is under half the busy slots that the
@@ -307,12 +308,10 @@ impl SloState {
         ready: u32,
         slots: u32,
         level: f64,
+        (service_mean, service_scv): (f64, f64),
         window: f64,
     ) {
         let fresh = self.queue_at.is_none_or(|at| sample.at > at);
-        let Some((service_mean, service_scv)) = self.service() else {
-            return;
-        };
         if ready == 0 || !fresh || window <= 0.0 {
             return;
         }
@@ -389,9 +388,7 @@ mod tests {
                     within: None,
                 }),
             };
-            state.service_mean = Some(0.1);
-            state.service_square = Some(0.02);
-            state.observe_waiting(&sample, 3, 4, 100.0, 1800.0);
+            state.observe_waiting(&sample, 3, 4, 100.0, (0.1, 1.0), 1800.0);
         }
         state
     }

@@ -153,7 +153,8 @@ pub fn plan(
         scv_for_within(at, service_mean, share)
     });
     let slots = slo.slots_per_replica;
-    state.observe_waiting(sample, ready, slots, level, tuning.queue_seconds);
+    let service = (service_mean, service_scv);
+    state.observe_waiting(sample, ready, slots, level, service, tuning.queue_seconds);
     let arrival_scv = state.calibrated_scv(dispersion, service_scv, tuning.queue_prior);
     let load = Load {
         rate,
