@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on loopback, built from Debian's source package (no Docker,
 # no downloaded binaries): etcd + kube-apiserver + kube-controller-manager. There is no
-# scheduler and no kubelet: tests play the kubelet by patching pod status.
+# scheduler and no kubelet: tests play the kubelet by patching pod status (and, for the
+# end-to-end tests with real processes, by running each pod in a network namespace of its
+# own). The endpoint controllers run, so a Service's Endpoints and EndpointSlices list its
+# ready pods as in a cluster.
 #
 #   scripts/kube-control-plane.sh build         install packages, build and cache the binaries
 #   scripts/kube-control-plane.sh start DIR     start etcd, apiserver, controller-manager; write
@@ -33,6 +36,8 @@ install_packages() {
     command -v rsync >/dev/null || missing+=(rsync)
     command -v jq >/dev/null || missing+=(jq)
     command -v openssl >/dev/null || missing+=(openssl)
+    # The stand-in kubelet gives each test pod a network namespace of its own.
+    command -v ip >/dev/null || missing+=(iproute2)
     [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
@@ -163,7 +168,7 @@ KC
 
     log "starting kube-controller-manager"
     "$CACHE/kube-controller-manager" --kubeconfig "$dir/admin.kubeconfig" \
-        --controllers deployment,replicaset,garbagecollector,serviceaccount,serviceaccount-token,namespace \
+        --controllers deployment,replicaset,garbagecollector,serviceaccount,serviceaccount-token,namespace,endpoint,endpointslice,endpointslicemirroring \
         --service-account-private-key-file "$dir/sa.key" --root-ca-file "$dir/certs/apiserver.crt" \
         --use-service-account-credentials=false --leader-elect=false --bind-address 127.0.0.1 --port 0 \
         --secure-port 0 \

@@ -2,6 +2,7 @@
 //! permissions of `deploy/rbac.yaml`. Skipped without a control plane, unless CI is set.
 
 mod harness;
+mod pod_network;
 mod process_kubelet;
 
 use ebb_kube::crd::Autoscaler;
@@ -1701,6 +1702,85 @@ async fn two_model_pods(
     })
     .await;
     (client, ns, kubelet)
+}
+
+/// A Service in front of the Deployment `name`'s pods, on the models' port.
+fn service(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: {}, protocol: TCP}}]\n",
+        process_kubelet::MODEL_PORT
+    )
+}
+
+/// The ready addresses the endpoint controllers wrote for Service `name`: from its Endpoints
+/// (`v1`) and from its EndpointSlices (whichever `discovery.k8s.io` version the server has),
+/// sorted.
+async fn service_addresses(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> (Vec<String>, Vec<String>) {
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), ns);
+    let mut from_endpoints: Vec<String> = endpoints
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|e| e.subsets.unwrap_or_default())
+        .flat_map(|s| s.addresses.unwrap_or_default())
+        .map(|a| a.ip)
+        .collect();
+    from_endpoints.sort();
+    let (resource, _) = kube::discovery::pinned_kind(
+        client,
+        &kube::api::GroupVersionKind::gvk("discovery.k8s.io", "v1beta1", "EndpointSlice"),
+    )
+    .await
+    .expect("the server has EndpointSlices");
+    let slices: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let list = slices
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut from_slices: Vec<String> = list
+        .iter()
+        .flat_map(|s| s.data["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"].as_bool() != Some(false))
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    from_slices.sort();
+    (from_endpoints, from_slices)
+}
+
+/// The stand-in kubelet's pods are what a cluster's are to the endpoint controllers: each at an
+/// IP of its own network namespace (not loopback, which Endpoints refuse), listed as ready
+/// in the Service's Endpoints and EndpointSlices, and answering there.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_endpoint_controllers_list_the_pods_at_their_namespace_addresses() {
+    let p = plane();
+    let (client, ns, _kubelet) = two_model_pods(p, "e2e-pod-network").await;
+    apply(&client, &service("model"), Some(&ns)).await;
+    let mut ips = pod_ips(&client, &ns, "app=model").await;
+    ips.sort();
+    for ip in &ips {
+        let addr: std::net::IpAddr = ip.parse().expect("a pod IP");
+        assert!(!addr.is_loopback(), "pod IP {ip} is loopback");
+        assert!(
+            ip.starts_with("198.18."),
+            "pod IP {ip} is not in the test range"
+        );
+        assert_eq!(infer(&format!("{ip}:{}", process_kubelet::MODEL_PORT)), 200);
+    }
+    wait(
+        Duration::from_secs(20),
+        "the Service's Endpoints and EndpointSlices listing both pods",
+        || async { service_addresses(&client, &ns, "model").await == (ips.clone(), ips.clone()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

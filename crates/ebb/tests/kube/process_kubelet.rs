@@ -1,18 +1,21 @@
 //! A stand-in kubelet for one fake node that runs each pod as a real process: it binds the
-//! pods of its selector to the node, starts `ebb demo-model` (or `ebb demo-llm`) for each on a
-//! loopback address of the pod's own, and marks the pod Running and Ready with that IP once the model answers its
-//! readiness path. A pod being deleted gets what a kubelet gives it: SIGTERM, its grace period
-//! to finish its requests, then the pod object is removed. The gateway reaches the pods at
-//! their pod IPs.
+//! pods of its selector to the node, starts `ebb demo-model` (or `ebb demo-llm`) for each in a
+//! network namespace of the pod's own ([`PodNetwork`]), and marks the pod Running and Ready
+//! with the namespace's IP once the model answers its readiness path there. A pod being
+//! deleted gets what a kubelet gives it: SIGTERM, its grace period to finish its requests,
+//! then the pod object is removed and its namespace with it. kube-controller-manager's
+//! endpoint controllers list the pods in Endpoints and EndpointSlices as in a cluster, and the
+//! gateway reaches them at their pod IPs.
 
-use crate::harness::{mark_ready, next_pod_ip, pods_matching, Plane};
+use crate::harness::{mark_ready, pods_matching, Plane};
+use crate::pod_network::{PodHost, PodNetwork};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,12 +87,15 @@ impl ProcessKubelet {
 
     /// Runs each pod as `program`.
     pub(crate) fn running(p: &Plane, ns: &str, selector: &str, program: Program) -> ProcessKubelet {
+        let network = PodNetwork::create().unwrap_or_else(|e| {
+            panic!("the stand-in kubelet needs network namespaces (root and iproute2): {e}")
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, kubeconfig) = (stop.clone(), p.kubeconfig.clone());
         let (ns, selector) = (ns.to_string(), selector.to_string());
         let handle = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(run(kubeconfig, ns, selector, program, s));
+            rt.block_on(run(kubeconfig, ns, selector, program, &network, s));
         });
         ProcessKubelet {
             stop,
@@ -109,7 +115,10 @@ impl Drop for ProcessKubelet {
 
 /// Whether the model at `ip` answers its readiness path.
 fn ready(ip: &str, path: &str) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect((ip, MODEL_PORT)) else {
+    let Ok(addr) = format!("{ip}:{MODEL_PORT}").parse() else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
@@ -125,7 +134,7 @@ fn ready(ip: &str, path: &str) -> bool {
 /// One pod's process as the kubelet keeps it.
 struct Running {
     child: Child,
-    ip: String,
+    host: PodHost,
     reported: bool,
     /// When SIGTERM was sent, once the pod is being deleted.
     terminating: Option<Instant>,
@@ -153,6 +162,7 @@ async fn run(
     ns: String,
     selector: String,
     program: Program,
+    network: &PodNetwork,
     stop: Arc<AtomicBool>,
 ) {
     let client = ebb_kube::client(Some(&kubeconfig)).await.expect("client");
@@ -180,9 +190,13 @@ async fn run(
             {
                 continue;
             }
-            let ip = next_pod_ip();
-            let child = Command::new(env!("CARGO_BIN_EXE_ebb"))
-                .args(program.args(&ip))
+            let host = match network.add_pod() {
+                Ok(host) => host,
+                Err(e) => panic!("pod {name}'s network: {e}"),
+            };
+            let child = network
+                .command(&host, env!("CARGO_BIN_EXE_ebb"))
+                .args(program.args(&host.ip))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -191,7 +205,7 @@ async fn run(
                 name.clone(),
                 Running {
                     child,
-                    ip,
+                    host,
                     reported: false,
                     terminating: None,
                 },
@@ -206,8 +220,8 @@ async fn run(
                 }
                 r.terminating = Some(Instant::now());
             }
-            if !deleting && !r.reported && ready(&r.ip, program.readiness_path()) {
-                r.reported = mark_ready(&pods, name, &r.ip).await;
+            if !deleting && !r.reported && ready(&r.host.ip, program.readiness_path()) {
+                r.reported = mark_ready(&pods, name, &r.host.ip).await;
             }
         }
         // Terminated processes (or those past a 30 s grace): the pod object goes.
@@ -218,6 +232,7 @@ async fn run(
             if exited || since.elapsed() > Duration::from_secs(30) {
                 let _ = r.child.kill();
                 let _ = r.child.wait();
+                network.remove_pod(&r.host);
                 let _ = pods
                     .delete(name, &DeleteParams::default().grace_period(0))
                     .await;
@@ -232,5 +247,6 @@ async fn run(
     for (_, mut r) in running {
         let _ = r.child.kill();
         let _ = r.child.wait();
+        network.remove_pod(&r.host);
     }
 }
