@@ -5,11 +5,15 @@
 #   bench/gateway.sh [ROUNDS]     (needs haproxy: apt-get install haproxy)
 #
 # It starts a control plane (scripts/kube-control-plane.sh, or uses the one EBB_KUBE_ENV names),
-# creates two pod objects marked Ready with loopback pod IPs and runs `ebb demo-model` on each
-# (0 ms service time, so latency is all HTTP and scheduling). `ebb gateway` learns the pods from
-# its Pod watch; HAProxy (`balance leastconn`, `http-reuse always`) is pointed at the same two
-# pod IPs. Per round and path, `ebb load` sends 1,000 req/s (open loop) for 10 s: p50 and p99,
-# and what each adds over the same load sent straight to one pod. Both proxies get two threads.
+# creates two pod objects marked Ready and runs `ebb demo-model` for each in a network namespace
+# of its own (a veth pair to a bridge, pod IPs 198.18.250.2-3, as the end-to-end tests' pods;
+# root and iproute2 needed), 0 ms service time, so latency is all HTTP and scheduling.
+# `ebb gateway` learns the pods from its Pod watch; HAProxy (`balance leastconn`,
+# `http-reuse always`) is pointed at the same two pod IPs. Per round and path, `ebb load` sends
+# 1,000 req/s (open loop) for 10 s: p50 and p99, and what each adds over the same load sent
+# straight to one pod. The two proxies take turns going first, round by round (the machine
+# drifts within a round). Both proxies get two threads. The last lines give the median of the
+# rounds' added p50 for each, and the rounds in which the gateway added no more than HAProxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}
@@ -24,6 +28,8 @@ cleanup() {
   wait 2>/dev/null || true
   [ -n "${NS:-}" ] && api DELETE "/api/v1/namespaces/$NS" >/dev/null 2>&1 || true
   [ -n "$OWN_PLANE" ] && scripts/kube-control-plane.sh stop "$WORK/plane" >/dev/null 2>&1 || true
+  for i in 0 1; do ip link delete "ebbbench$$-$i" 2>/dev/null || true; ip netns delete "ebbbench$$-$i" 2>/dev/null || true; done
+  [ -n "${OWN_BRIDGE:-}" ] && ip link delete ebbbench 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,10 +49,26 @@ source bench/common.sh
 
 NS=ebb-bench-$$
 api POST /api/v1/namespaces "{\"metadata\":{\"name\":\"$NS\"}}" >/dev/null
-IPS=(127.0.200.2 127.0.200.3)
+IPS=(198.18.250.2 198.18.250.3)
+# One run at a time: the bridge's name is the lock (two runs would route the same pod IPs
+# through two bridges, and each would see the other's failures).
+BRIDGE=ebbbench
+ip link add name "$BRIDGE" type bridge 2>/dev/null || {
+  echo "another bench/gateway.sh is running (bridge $BRIDGE exists; if none is, remove it: ip link delete $BRIDGE)" >&2
+  exit 2
+}
+OWN_BRIDGE=1
+ip addr add 198.18.250.1/24 dev "$BRIDGE"
+ip link set dev "$BRIDGE" up
 for i in 0 1; do
-  ip=${IPS[$i]}
-  "$EBB" demo-model --host "$ip" --port 8080 --service-ms 0 --concurrency 256 >/dev/null 2>&1 &
+  ip=${IPS[$i]} ns=ebbbench$$-$i
+  ip netns add "$ns"
+  ip link add "$ns" type veth peer name "p$$-$i" netns "$ns"
+  ip link set dev "$ns" master "$BRIDGE" up
+  ip -n "$ns" link set dev lo up
+  ip -n "$ns" addr add "$ip/24" dev "p$$-$i"
+  ip -n "$ns" link set dev "p$$-$i" up
+  ip netns exec "$ns" "$EBB" demo-model --host "$ip" --port 8080 --service-ms 0 --concurrency 256 >/dev/null 2>&1 &
   PIDS+=("$!")
   api POST "/api/v1/namespaces/$NS/pods" \
     "{\"metadata\":{\"name\":\"model-$i\",\"labels\":{\"app\":\"bench\"}},\"spec\":{\"containers\":[{\"name\":\"m\",\"image\":\"example/model:1\"}]}}" >/dev/null
@@ -83,13 +105,31 @@ print(f"{p50:.0f} {p99:.0f} {ok} {err}")'
 
 echo "| round | path | p50 / p99 (us) | added p50 / p99 (us) | answered / errors |"
 echo "| --- | --- | --- | --- | --- |"
+ADDED_GW=(); ADDED_HA=()
 for round in $(seq "$ROUNDS"); do
+  for _ in 1 2; do
+    curl -fsS "http://${IPS[0]}:8080/v2/health/ready" >/dev/null || { echo "pod ${IPS[0]} does not answer" >&2; exit 1; }
+  done
   read -r D50 D99 DOK DERR < <(open_loop "${IPS[0]}:8080")
   echo "| $round | straight to one pod | $D50 / $D99 | | $DOK / $DERR |"
-  for who in gateway haproxy; do
+  order="gateway haproxy"; [ $((round % 2)) = 0 ] && order="haproxy gateway"
+  for who in $order; do
     case $who in gateway) addr=127.0.0.1:$GW_PORT;; haproxy) addr=127.0.0.1:$HA_PORT;; esac
     read -r P50 P99 OK ERR < <(open_loop "$addr")
     printf '| %s | %s | %s / %s | %+d / %+d | %s / %s |\n' "$round" "$who" "$P50" "$P99" \
       "$((P50 - D50))" "$((P99 - D99))" "$OK" "$ERR"
+    case $who in gateway) ADDED_GW+=("$((P50 - D50))");; haproxy) ADDED_HA+=("$((P50 - D50))");; esac
   done
 done
+echo
+echo "the gateway's own failure counters at the end (what it saw go wrong):"
+curl -fsS "http://127.0.0.1:$GW_ADMIN/metrics" | grep -E '^ebb_(upstream_errors|gateway_failures|upstream_timeouts|answers_broken|cancelled|retries|retries_refused|ejections|header_timeouts|accept_errors|idle_closed)_total' | grep -v ' 0$' || echo '  none'
+python3 - "${ADDED_GW[*]}" "${ADDED_HA[*]}" <<'PY'
+import statistics, sys
+gw = [int(x) for x in sys.argv[1].split()]; ha = [int(x) for x in sys.argv[2].split()]
+wins = sum(g <= h for g, h in zip(gw, ha))
+print()
+print(f"added p50, median of {len(gw)} rounds: gateway {statistics.median(gw):+.0f} us, "
+      f"haproxy {statistics.median(ha):+.0f} us; the gateway added no more than HAProxy "
+      f"in {wins} of {len(gw)} rounds")
+PY

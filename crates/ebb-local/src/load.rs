@@ -65,12 +65,24 @@ impl LoadReport {
 /// Why a load run was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Loopback only.
-    #[error("{0} is not a loopback address: the load generator only targets this machine")]
+    /// Loopback, or the benchmarking range of test namespaces, only.
+    #[error("{0} is not a loopback address (nor in 198.18.0.0/15, the test networks' range): the load generator only targets this machine")]
     NotLoopback(SocketAddr),
     /// Too much.
     #[error("{0} requests exceed the bound of {1}")]
     TooMany(u64, u64),
+}
+
+/// Whether `ip` is one the load may go to: loopback, or RFC 2544's benchmarking range
+/// (198.18.0.0/15), which the tests and benchmarks give to network namespaces they make on
+/// this machine and which no network routes.
+fn on_this_machine(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.octets()[0] == 198 && v4.octets()[1] & 0xfe == 18
+        }
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+    }
 }
 
 /// The most requests one run may send.
@@ -84,7 +96,7 @@ pub async fn run(
     rates: &[f64],
     seed: u64,
 ) -> Result<LoadReport, LoadError> {
-    if !target.ip().is_loopback() {
+    if !on_this_machine(target.ip()) {
         return Err(LoadError::NotLoopback(target));
     }
     let expected: f64 = rates.iter().sum();
@@ -200,4 +212,25 @@ pub fn phases_to_rates(phases: &[(f64, f64)]) -> Vec<f64> {
         out.extend(std::iter::repeat_n(rate, seconds.round() as usize));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_machine;
+
+    #[test]
+    fn load_goes_to_loopback_and_the_test_networks_only() {
+        for ok in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "198.18.0.2",
+            "198.19.255.254",
+        ] {
+            assert!(on_this_machine(ok.parse().unwrap()), "{ok}");
+        }
+        for refused in ["198.17.255.255", "198.20.0.1", "10.0.0.1", "8.8.8.8", "::2"] {
+            assert!(!on_this_machine(refused.parse().unwrap()), "{refused}");
+        }
+    }
 }

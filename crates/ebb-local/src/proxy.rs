@@ -535,6 +535,7 @@ impl Proxy {
                     if let Some(why) = body.cut() {
                         return Err(self.refused(why));
                     }
+                    tracing::debug!(replica = replica.id, reached, "request failed: {error}");
                     self.state
                         .counters
                         .gateway_failures
