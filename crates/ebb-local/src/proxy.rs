@@ -311,7 +311,8 @@ impl Proxy {
     ) -> Arc<Proxy> {
         Arc::new(Proxy {
             state,
-            upstreams: Upstreams::new(settings.connect_timeout, settings.upstream_protocol),
+            upstreams: Upstreams::new(settings.connect_timeout, settings.upstream_protocol)
+                .with_idle_limit(settings.upstream_idle),
             body_limits: BodyLimits {
                 max_bytes: settings.max_body_bytes,
                 retry_bytes: settings.retry_body_bytes,

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -77,10 +78,19 @@ pub enum UpstreamProtocol {
 struct Pooled {
     sender: SendRequest<RequestBody>,
     conn: Pin<Box<Conn>>,
+    /// When it last finished an exchange.
+    idle_since: Instant,
 }
 
 /// Idle connections kept per replica at most.
 const IDLE_PER_REPLICA: usize = 256;
+
+/// How long an idle connection is kept by default: less than the keep-alive timeouts of the
+/// servers models run in (uvicorn's and Node's 5 s), so that the proxy gives a connection up
+/// before the replica closes it. A replica closing a connection just as a request goes out
+/// on it makes that request fail, and a POST that may have arrived is not sent again
+/// (HAProxy purges idle server connections for the same reason).
+pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(4);
 
 /// Why a request got no answer.
 #[derive(Debug)]
@@ -127,29 +137,54 @@ impl Failed {
 /// Idle connections by replica address, shared by a thread's requests and the bodies that
 /// return connections to it.
 struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Pooled>>>,
+    idle: Mutex<Idle>,
     connect_timeout: Duration,
+    /// Idle connections older than this are closed instead of used.
+    idle_limit: Duration,
+}
+
+/// The idle connections, and when those past the limit were last swept out.
+struct Idle {
+    by_addr: HashMap<SocketAddr, Vec<Pooled>>,
+    swept: Instant,
 }
 
 impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<Pooled> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(&addr)?;
+        self.sweep(&mut idle);
+        let list = idle.by_addr.get_mut(&addr)?;
         while let Some(p) = list.pop() {
-            if !p.sender.is_closed() {
+            if !p.sender.is_closed() && p.idle_since.elapsed() < self.idle_limit {
                 return Some(p);
             }
         }
         None
     }
 
-    fn put(&self, addr: SocketAddr, p: Pooled) {
+    fn put(&self, addr: SocketAddr, mut p: Pooled) {
         if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(addr).or_default();
+            self.sweep(&mut idle);
+            let list = idle.by_addr.entry(addr).or_default();
             if list.len() < IDLE_PER_REPLICA {
+                p.idle_since = Instant::now();
                 list.push(p);
             }
         }
+    }
+
+    /// Closes the connections idle past the limit, once per limit: those of replicas no
+    /// request goes to any more (gone pods) would otherwise stay open for the process's life.
+    fn sweep(&self, idle: &mut Idle) {
+        if idle.swept.elapsed() < self.idle_limit {
+            return;
+        }
+        idle.swept = Instant::now();
+        let limit = self.idle_limit;
+        for list in idle.by_addr.values_mut() {
+            list.retain(|p| p.idle_since.elapsed() < limit && !p.sender.is_closed());
+        }
+        idle.by_addr.retain(|_, list| !list.is_empty());
     }
 
     /// Returns `c` to the pool once its exchange is over, if the replica keeps it open. One
@@ -216,12 +251,34 @@ impl Upstreams {
     pub fn new(connect_timeout: Duration, protocol: UpstreamProtocol) -> Upstreams {
         Upstreams {
             pool: Arc::new(Pool {
-                idle: Mutex::new(HashMap::new()),
+                idle: Mutex::new(Idle {
+                    by_addr: HashMap::new(),
+                    swept: Instant::now(),
+                }),
                 connect_timeout,
+                idle_limit: DEFAULT_IDLE_LIMIT,
             }),
             protocol,
             multiplexed: Multiplexed::new(connect_timeout),
         }
+    }
+
+    /// Closes HTTP/1.1 connections idle for `limit` instead of using them (set it below the
+    /// replicas' keep-alive timeout; [`DEFAULT_IDLE_LIMIT`] otherwise).
+    pub fn with_idle_limit(mut self, limit: Duration) -> Upstreams {
+        if let Some(pool) = Arc::get_mut(&mut self.pool) {
+            pool.idle_limit = limit;
+        }
+        self
+    }
+
+    /// The idle HTTP/1.1 connections kept now, to all replicas.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.pool
+            .idle
+            .lock()
+            .map_or(0, |i| i.by_addr.values().map(Vec::len).sum())
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<Pooled, String> {
@@ -233,6 +290,7 @@ impl Upstreams {
         Ok(Pooled {
             sender,
             conn: Box::pin(conn),
+            idle_since: Instant::now(),
         })
     }
 
@@ -572,6 +630,42 @@ mod tests {
             assert_eq!(&body[..], b"ok");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends a GET to `addr` through `up` and reads the whole answer.
+    async fn exchange(up: &Upstreams, addr: SocketAddr) {
+        let r = up.send(addr, get(), SILENCE).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.into_body().collect().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_limit_is_closed_instead_of_used() {
+        let (addr, accepted, _) = chunked_server(Duration::from_millis(1)).await;
+        let limit = Duration::from_millis(150);
+        let up =
+            Upstreams::new(Duration::from_secs(1), UpstreamProtocol::Http1).with_idle_limit(limit);
+        exchange(&up, addr).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        exchange(&up, addr).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "reused within the limit"
+        );
+        assert_eq!(up.idle_count(), 1);
+        tokio::time::sleep(limit + Duration::from_millis(50)).await;
+        exchange(&up, addr).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a new connection past the limit"
+        );
+        // A replica no request goes to any more: its connections are swept out by the others'.
+        let (other, _, _) = chunked_server(Duration::from_millis(1)).await;
+        tokio::time::sleep(limit + Duration::from_millis(50)).await;
+        exchange(&up, other).await;
+        assert_eq!(up.idle_count(), 1, "only the connection just used is kept");
     }
 
     #[tokio::test]

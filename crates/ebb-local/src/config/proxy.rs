@@ -21,6 +21,7 @@ pub(crate) struct RawProxy {
     idle_timeout_seconds: Option<f64>,
     connect_timeout_seconds: Option<f64>,
     upstream_timeout_seconds: Option<f64>,
+    upstream_idle_seconds: Option<f64>,
     max_connections: Option<usize>,
     #[serde(default)]
     deny_paths: Vec<String>,
@@ -65,6 +66,10 @@ pub struct ProxySettings {
     /// A replica must send an answer's head within this, or the client gets 504; an answer
     /// whose body then pauses for as long is cut (a stream may run for longer in all).
     pub upstream_timeout: Duration,
+    /// A connection to a replica left idle this long is closed rather than used again: keep
+    /// it below the replicas' keep-alive timeout, or a request can go out on a connection the
+    /// replica is closing (and a POST that may have arrived is not sent again).
+    pub upstream_idle: Duration,
     /// Client connections held at once; more wait in the kernel's backlog.
     pub max_connections: usize,
     /// Path prefixes answered 403 instead of forwarded (besides [`ALWAYS_DENIED`]).
@@ -235,6 +240,11 @@ impl ProxySettings {
                 r.upstream_timeout_seconds,
                 60.0,
             )?,
+            upstream_idle: seconds(
+                &format!("{p}.upstreamIdleSeconds"),
+                r.upstream_idle_seconds,
+                ebb_proxy::upstream::DEFAULT_IDLE_LIMIT.as_secs_f64(),
+            )?,
             max_connections,
             deny_paths: r.deny_paths,
             retry_budget: percent(
@@ -352,6 +362,10 @@ mod tests {
         let raw: RawProxy = serde_yaml::from_str("idleTimeoutSeconds: -1").unwrap();
         let e = ProxySettings::parse("services[0].proxy", Some(raw)).unwrap_err();
         assert_eq!(e.path, "services[0].proxy.idleTimeoutSeconds");
+        let e = ProxySettings::from_yaml("--proxy", "{upstreamIdleSeconds: 0}").unwrap_err();
+        assert_eq!(e.path, "--proxy.upstreamIdleSeconds");
+        let s = ProxySettings::from_yaml("--proxy", "{upstreamIdleSeconds: 1.5}").unwrap();
+        assert_eq!(s.upstream_idle, Duration::from_millis(1500));
         let e = ProxySettings::from_yaml("--proxy", "{upstreamProtocol: h3}").unwrap_err();
         assert_eq!(e.path, "--proxy.upstreamProtocol");
         assert!(e.to_string().contains("must be http1 or h2c"), "{e}");
