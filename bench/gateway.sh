@@ -18,8 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}
 command -v haproxy >/dev/null || { echo "bench/gateway.sh needs haproxy (apt-get install haproxy)" >&2; exit 2; }
-cargo build --release -q -p ebb
-EBB=$PWD/target/release/ebb
+# EBB_PROFILE=release-lto measures the build with link-time optimisation (see Cargo.toml).
+PROFILE=${EBB_PROFILE:-release}
+cargo build --profile "$PROFILE" -q -p ebb
+EBB=$PWD/target/$PROFILE/ebb
 WORK=$(mktemp -d)
 PIDS=()
 OWN_PLANE=""

@@ -17,8 +17,10 @@ ROUNDS=${1:-2}
 for tool in haproxy nginx wrk; do
   command -v "$tool" >/dev/null || { echo "bench/proxies.sh needs $tool (apt-get install haproxy nginx-light wrk)" >&2; exit 2; }
 done
-cargo build --release -q -p ebb
-EBB=$PWD/target/release/ebb
+# EBB_PROFILE=release-lto measures the build with link-time optimisation (see Cargo.toml).
+PROFILE=${EBB_PROFILE:-release}
+cargo build --profile "$PROFILE" -q -p ebb
+EBB=$PWD/target/$PROFILE/ebb
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
