@@ -1810,6 +1810,95 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
     assert!(ejections >= 1.0, "the dead pod is ejected: {text}");
 }
 
+/// A node that fails or is cut off by a partition: its pod's packets are dropped (no reset),
+/// and its pod object stays Ready in the API for as long as the node controller takes to
+/// notice. The gateway must not wait on it for long nor keep sending to it: requests caught
+/// on it end at the upstream timeout (504), new connections to it give up at the connect
+/// timeout and go to the other pod, and it is ejected after a few failures; from then on
+/// every request is answered.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_pod_cut_off_the_network_is_ejected_and_only_its_requests_caught_there_fail() {
+    let p = plane();
+    let (client, ns, kubelet) = two_model_pods(p, "e2e-gateway-partition").await;
+    let gateway = Gateway::start(
+        p,
+        &ns,
+        "app=model",
+        "{upstreamTimeoutSeconds: 2, connectTimeoutSeconds: 0.5}",
+    );
+    let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
+    let listen = gateway.listen.clone();
+    let start = std::time::Instant::now();
+    let cut_at = Duration::from_secs(2);
+    // Each request's status and when it was sent and answered, from six clients for 12 s.
+    let load = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| {
+                    let listen = listen.clone();
+                    sc.spawn(move || {
+                        let mut seen = Vec::new();
+                        while start.elapsed() < Duration::from_secs(12) {
+                            let sent = start.elapsed();
+                            let code = infer(&listen);
+                            seen.push((code, sent, start.elapsed()));
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    tokio::time::sleep(cut_at).await;
+    assert!(kubelet.cut_off(&victim), "no pod at {victim}");
+    let seen = load.await.unwrap();
+    let text = gateway.admin("/metrics");
+    let ejections = metric(&text, "ebb_ejections_total{service=\"model\"}").unwrap_or(0.0);
+    let timeouts = metric(&text, "ebb_upstream_timeouts_total{service=\"model\"}").unwrap_or(0.0);
+    let failed: Vec<_> = seen.iter().filter(|(code, _, _)| *code != 200).collect();
+    let longest = seen
+        .iter()
+        .map(|(_, s, e)| *e - *s)
+        .max()
+        .unwrap_or_default();
+    let last_failure = failed.iter().map(|(_, _, e)| *e).max();
+    eprintln!(
+        "{} requests, {} failed ({:?}), the last failure answered at {last_failure:?}; longest request {longest:?}; {timeouts} upstream timeouts, {ejections} ejections",
+        seen.len(),
+        failed.len(),
+        failed.iter().map(|(c, _, _)| *c).collect::<Vec<_>>()
+    );
+    assert!(ejections >= 1.0, "the cut-off pod is ejected: {text}");
+    assert!(
+        failed.iter().all(|(code, _, _)| *code == 504),
+        "a request caught on the cut-off pod ends at the upstream timeout, with 504: {failed:?}"
+    );
+    assert!(
+        longest < Duration::from_secs(4),
+        "no request waits past the upstream timeout (2 s) and a retry: {longest:?}"
+    );
+    // Once ejected (a few failed requests, each given up after 2 s), it gets nothing more.
+    let settled = cut_at + Duration::from_secs(6);
+    assert!(
+        last_failure.is_none_or(|t| t < settled),
+        "requests still failed {last_failure:?} after the cut"
+    );
+    assert!(
+        failed.len() <= 12,
+        "only the requests caught on the pod before its ejection fail: {}",
+        failed.len()
+    );
+    let after: Vec<_> = seen.iter().filter(|(_, s, _)| *s > settled).collect();
+    assert!(
+        after.len() > 50 && after.iter().all(|(code, _, _)| *code == 200),
+        "after the ejection every request is answered by the other pod"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn a_gateway_replica_killed_under_load_loses_only_its_requests_in_flight() {

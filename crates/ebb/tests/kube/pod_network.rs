@@ -91,7 +91,7 @@ fn links_of(index: u32) -> Vec<String> {
 }
 
 /// One pod's place on the network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PodHost {
     /// Its network namespace (`ip netns exec` runs the pod's program there).
     pub netns: String,
@@ -114,8 +114,8 @@ pub(crate) struct PodNetwork {
     index: u32,
     bridge: String,
     next_host: AtomicU32,
-    /// The pods' namespaces and veth ends, to remove on drop.
-    namespaces: Mutex<Vec<(String, String)>>,
+    /// The pods on the network, to remove on drop.
+    namespaces: Mutex<Vec<PodHost>>,
 }
 
 impl PodNetwork {
@@ -173,10 +173,15 @@ impl PodNetwork {
         let inside = format!("ebp{}-{host}", self.index);
         let addr = format!("{PREFIX}.{}.{host}", self.index);
         ip(&["netns", "add", &netns])?;
+        let pod = PodHost {
+            netns: netns.clone(),
+            ip: addr.clone(),
+            veth: veth.clone(),
+        };
         self.namespaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((netns.clone(), veth.clone()));
+            .push(pod.clone());
         ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", &inside, "netns", &netns,
         ])?;
@@ -190,11 +195,7 @@ impl PodNetwork {
         in_ns(&["link", "set", "dev", "lo", "up"])?;
         in_ns(&["addr", "add", &format!("{addr}/24"), "dev", &inside])?;
         in_ns(&["link", "set", "dev", &inside, "up"])?;
-        Ok(PodHost {
-            netns,
-            ip: addr,
-            veth,
-        })
+        Ok(pod)
     }
 
     /// `program` to be started inside `host`'s namespace. `ip netns exec` execs it, so the
@@ -211,7 +212,17 @@ impl PodNetwork {
         self.namespaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(n, _)| *n != host.netns);
+            .retain(|p| p != host);
+    }
+
+    /// Cuts the pod at `ip` off the network without a word, as a failed node or a partition
+    /// does: its veth goes down, so packets to it are dropped (no reset, no FIN) while its
+    /// process and its pod object stay as they were. False if no pod has that IP.
+    pub(crate) fn cut(&self, ip: &str) -> bool {
+        let pods = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        pods.iter()
+            .find(|p| p.ip == ip)
+            .is_some_and(|p| self::ip(&["link", "set", "dev", &p.veth, "down"]).is_ok())
     }
 }
 
@@ -219,8 +230,8 @@ impl Drop for PodNetwork {
     fn drop(&mut self) {
         let namespaces =
             std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
-        for (ns, veth) in namespaces {
-            remove(&ns, &veth);
+        for pod in namespaces {
+            remove(&pod.netns, &pod.veth);
         }
         let _ = ip(&["link", "delete", &self.bridge]);
     }

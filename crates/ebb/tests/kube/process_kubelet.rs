@@ -70,6 +70,7 @@ impl Program {
 
 /// Runs pods of one selector as `ebb demo-model` processes until dropped.
 pub(crate) struct ProcessKubelet {
+    network: Arc<PodNetwork>,
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -87,20 +88,29 @@ impl ProcessKubelet {
 
     /// Runs each pod as `program`.
     pub(crate) fn running(p: &Plane, ns: &str, selector: &str, program: Program) -> ProcessKubelet {
-        let network = PodNetwork::create().unwrap_or_else(|e| {
+        let network = Arc::new(PodNetwork::create().unwrap_or_else(|e| {
             panic!("the stand-in kubelet needs network namespaces (root and iproute2): {e}")
-        });
+        }));
+        let net = network.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, kubeconfig) = (stop.clone(), p.kubeconfig.clone());
         let (ns, selector) = (ns.to_string(), selector.to_string());
         let handle = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(run(kubeconfig, ns, selector, program, &network, s));
+            rt.block_on(run(kubeconfig, ns, selector, program, &net, s));
         });
         ProcessKubelet {
+            network,
             stop,
             handle: Some(handle),
         }
+    }
+}
+
+impl ProcessKubelet {
+    /// Cuts the pod at `ip` off the network, as a failed node ([`PodNetwork::cut`]).
+    pub(crate) fn cut_off(&self, ip: &str) -> bool {
+        self.network.cut(ip)
     }
 }
 
