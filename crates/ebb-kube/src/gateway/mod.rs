@@ -1,15 +1,16 @@
 //! `ebb gateway`: Ebb's proxy in the cluster, in front of a Service's pods.
 //!
 //! It learns the ready pods from a watch of the Pods its selector names (no polling; see
-//! [`endpoints`]), routes each request to the one with the fewest in flight, and holds
-//! requests while none is ready: a target scaled to zero keeps its first requests until a
-//! replica is up, instead of losing them. Its `/metrics` (on the admin address) carries the
+//! [`endpoints`]), checks it can reach each of them (`probe.rs`), routes each request to the
+//! one with the fewest in flight, and holds requests while none is ready: a target scaled to
+//! zero keeps its first requests until a replica is up, instead of losing them. Its `/metrics` (on the admin address) carries the
 //! proxy's counters, held requests included in `ebb_in_flight`, which an Autoscaler's
 //! `gateway` source reads from every gateway replica and sums: the held requests are the
 //! demand that brings the target back from zero. Health ejection, retries, limits and
 //! streaming are those of `ebb up`'s proxy, shared through `ebb-local` and `ebb-proxy`.
 
 pub mod endpoints;
+mod probe;
 
 use ebb_local::admin::Admin;
 use ebb_local::config::proxy::{HealthSettings, ProxySettings};
@@ -68,10 +69,13 @@ pub enum GatewayError {
     },
 }
 
-/// The pods the proxy routes to, kept equal to the ready pods the watch reports.
+/// The pods the proxy routes to, kept equal to the ready pods the watch reports, each with
+/// the task that checks it can be reached ([`probe`]).
 struct Routes {
     state: Arc<ServiceState>,
     by_name: BTreeMap<String, Arc<Replica>>,
+    checks: BTreeMap<String, tokio::task::AbortHandle>,
+    health: HealthSettings,
     next_id: u32,
 }
 
@@ -116,6 +120,9 @@ impl Routes {
                 replicas.retain(|x| !Arc::ptr_eq(x, &r));
                 self.state.event(format!("pod {name} left the rotation"));
             }
+            if let Some(check) = self.checks.remove(&name) {
+                check.abort();
+            }
         }
         for (name, addr) in add {
             self.next_id += 1;
@@ -125,9 +132,25 @@ impl Routes {
                 *since = Some(Instant::now());
             }
             replicas.push(r.clone());
+            let check = tokio::spawn(probe::check_pod(
+                self.state.clone(),
+                r.clone(),
+                name.clone(),
+                self.health.clone(),
+            ));
+            self.checks.insert(name.clone(), check.abort_handle());
             self.by_name.insert(name.clone(), r);
             self.state
                 .event(format!("pod {name} at {addr} joined the rotation"));
+        }
+    }
+}
+
+impl Drop for Routes {
+    /// The checks end with the routes they serve.
+    fn drop(&mut self) {
+        for check in self.checks.values() {
+            check.abort();
         }
     }
 }
@@ -145,6 +168,8 @@ async fn follow_pods(
     let mut routes = Routes {
         state,
         by_name: BTreeMap::new(),
+        checks: BTreeMap::new(),
+        health: cfg.health.clone(),
         next_id: 0,
     };
     let clock = crate::context::system_clock();

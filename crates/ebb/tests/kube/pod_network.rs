@@ -219,10 +219,19 @@ impl PodNetwork {
     /// does: its veth goes down, so packets to it are dropped (no reset, no FIN) while its
     /// process and its pod object stay as they were. False if no pod has that IP.
     pub(crate) fn cut(&self, ip: &str) -> bool {
+        self.set_link(ip, "down")
+    }
+
+    /// Joins the pod at `ip` to the network again after a [`cut`](Self::cut).
+    pub(crate) fn rejoin(&self, ip: &str) -> bool {
+        self.set_link(ip, "up")
+    }
+
+    fn set_link(&self, ip: &str, state: &str) -> bool {
         let pods = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         pods.iter()
             .find(|p| p.ip == ip)
-            .is_some_and(|p| self::ip(&["link", "set", "dev", &p.veth, "down"]).is_ok())
+            .is_some_and(|p| self::ip(&["link", "set", "dev", &p.veth, state]).is_ok())
     }
 }
 

@@ -112,6 +112,11 @@ impl ProcessKubelet {
     pub(crate) fn cut_off(&self, ip: &str) -> bool {
         self.network.cut(ip)
     }
+
+    /// Joins the pod at `ip` to the network again.
+    pub(crate) fn rejoin(&self, ip: &str) -> bool {
+        self.network.rejoin(ip)
+    }
 }
 
 impl Drop for ProcessKubelet {
