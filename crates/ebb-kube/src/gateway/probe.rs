@@ -62,3 +62,52 @@ async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {
         Ok(Ok(_))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> HealthSettings {
+        HealthSettings::from_yaml(
+            "--health",
+            "{probeIntervalMs: 20, probeTimeoutMs: 100, baseEjectionSeconds: 0.2}",
+        )
+        .unwrap()
+    }
+
+    async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < Duration::from_secs(5), "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ejected_pod_comes_back_once_its_ejection_is_over_and_it_can_be_reached() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Arc::new(ServiceState::new("m", Instant::now()));
+        let replica = Arc::new(Replica::at(1, listener.local_addr().unwrap(), "p".into()));
+        replica.ready.store(true, Ordering::Release);
+        let health = settings();
+        replica.health.eject(Instant::now(), &health);
+        let check = tokio::spawn(check_pod(
+            state.clone(),
+            replica.clone(),
+            "p".into(),
+            health,
+        ));
+        wait_until("back from its ejection", || !replica.health.is_ejected()).await;
+        assert!(replica.routable());
+        let events = state.events.lock().unwrap().clone();
+        assert!(
+            events.iter().any(|e| e.contains("ejection over")),
+            "{events:?}"
+        );
+        // Unreachable now: out of rotation after two failed checks.
+        drop(listener);
+        wait_until("out of rotation", || !replica.ready.load(Ordering::Acquire)).await;
+        assert!(!replica.routable());
+        check.abort();
+    }
+}
