@@ -1812,26 +1812,27 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
 
 /// A node that fails or is cut off by a partition: its pod's packets are dropped (no reset),
 /// and its pod object stays Ready in the API for as long as the node controller takes to
-/// notice. The gateway must not wait on it for long nor keep sending to it: requests caught
-/// on it end at the upstream timeout (504), new connections to it give up at the connect
-/// timeout and go to the other pod, and the gateway's own checks take it out of rotation;
-/// from then on every request is answered. When the partition heals, the checks put it back.
+/// notice. With the default upstream timeout (60 s), the gateway must still not wait on it
+/// for long nor keep sending to it: a connection whose data goes unacknowledged, or whose
+/// keep-alive probes go unanswered, is given up within seconds (the requests caught on it
+/// fail then, not after 60 s); new connections give up at the connect timeout and go to the
+/// other pod; the gateway's own checks take the pod out of rotation. From then on every
+/// request is answered, and when the partition heals the checks put the pod back.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
-async fn a_pod_cut_off_the_network_is_ejected_and_only_its_requests_caught_there_fail() {
+async fn a_pod_cut_off_the_network_leaves_the_rotation_and_only_its_requests_caught_there_fail() {
     let p = plane();
     let (client, ns, kubelet) = two_model_pods(p, "e2e-gateway-partition").await;
-    let gateway = Gateway::start(
-        p,
-        &ns,
-        "app=model",
-        "{upstreamTimeoutSeconds: 2, connectTimeoutSeconds: 0.5}",
-    );
+    let gateway = Gateway::start(p, &ns, "app=model", "{connectTimeoutSeconds: 0.5}");
     let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
     let listen = gateway.listen.clone();
     let start = std::time::Instant::now();
-    let cut_at = Duration::from_secs(2);
-    // Each request's status and when it was sent and answered, from six clients for 12 s.
+    let (cut_at, heal_at, end) = (
+        Duration::from_secs(2),
+        Duration::from_secs(12),
+        Duration::from_secs(16),
+    );
+    // Each request's status and when it was sent and answered, from six clients.
     let load = tokio::task::spawn_blocking(move || {
         std::thread::scope(|sc| {
             let hs: Vec<_> = (0..6)
@@ -1839,7 +1840,7 @@ async fn a_pod_cut_off_the_network_is_ejected_and_only_its_requests_caught_there
                     let listen = listen.clone();
                     sc.spawn(move || {
                         let mut seen = Vec::new();
-                        while start.elapsed() < Duration::from_secs(12) {
+                        while start.elapsed() < end {
                             let sent = start.elapsed();
                             let code = infer(&listen);
                             seen.push((code, sent, start.elapsed()));
@@ -1855,13 +1856,10 @@ async fn a_pod_cut_off_the_network_is_ejected_and_only_its_requests_caught_there
     });
     tokio::time::sleep(cut_at).await;
     assert!(kubelet.cut_off(&victim), "no pod at {victim}");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(heal_at - cut_at).await;
     assert!(kubelet.rejoin(&victim), "no pod at {victim}");
     let seen = load.await.unwrap();
     let status = gateway.admin("/ebb/status/model");
-    let text = gateway.admin("/metrics");
-    let ejections = metric(&text, "ebb_ejections_total{service=\"model\"}").unwrap_or(0.0);
-    let timeouts = metric(&text, "ebb_upstream_timeouts_total{service=\"model\"}").unwrap_or(0.0);
     let failed: Vec<_> = seen.iter().filter(|(code, _, _)| *code != 200).collect();
     let longest = seen
         .iter()
@@ -1869,54 +1867,43 @@ async fn a_pod_cut_off_the_network_is_ejected_and_only_its_requests_caught_there
         .max()
         .unwrap_or_default();
     let last_failure = failed.iter().map(|(_, _, e)| *e).max();
+    let out = status.matches("unreachable 2 times in a row").count();
+    let back = status.matches("back in rotation").count();
     eprintln!(
-        "{} requests, {} failed ({:?}), the last failure answered at {last_failure:?}; longest request {longest:?}; {timeouts} upstream timeouts, {ejections} ejections",
+        "{} requests, {} failed ({:?}), the last failure answered at {last_failure:?}; longest request {longest:?}; {out} taken out by the checks, {back} put back",
         seen.len(),
         failed.len(),
         failed.iter().map(|(c, _, _)| *c).collect::<Vec<_>>()
     );
-    let unreachable = status.matches("unreachable 2 times in a row").count();
-    let back = status.matches("back in rotation").count();
-    eprintln!("{unreachable} taken out by the checks, {back} put back");
+    assert!(out >= 1, "the checks take the cut-off pod out: {status}");
     assert!(
-        unreachable == 1 || ejections >= 1.0,
-        "the cut-off pod leaves the rotation: {status}"
+        failed
+            .iter()
+            .all(|(code, _, _)| *code == 502 || *code == 504),
+        "a request caught on the cut-off pod gets the gateway's error: {failed:?}"
     );
     assert!(
-        back >= 1,
-        "the pod is back once it can be reached: {status}"
+        longest < Duration::from_secs(9),
+        "a vanished pod's connections are given up within seconds, not at the 60 s upstream timeout: {longest:?}"
     );
-    let back_at = seen
-        .iter()
-        .filter(|(code, sent, _)| *code == 200 && *sent > cut_at + Duration::from_secs(7))
-        .count();
-    assert!(
-        back_at > 0,
-        "requests are answered after the partition heals"
-    );
-    assert!(
-        failed.iter().all(|(code, _, _)| *code == 504),
-        "a request caught on the cut-off pod ends at the upstream timeout, with 504: {failed:?}"
-    );
-    assert!(
-        longest < Duration::from_secs(4),
-        "no request waits past the upstream timeout (2 s) and a retry: {longest:?}"
-    );
-    // Once ejected (a few failed requests, each given up after 2 s), it gets nothing more.
-    let settled = cut_at + Duration::from_secs(6);
+    let settled = cut_at + Duration::from_secs(9);
     assert!(
         last_failure.is_none_or(|t| t < settled),
         "requests still failed {last_failure:?} after the cut"
     );
     assert!(
         failed.len() <= 12,
-        "only the requests caught on the pod before its ejection fail: {}",
+        "only the requests caught on the pod before it left the rotation fail: {}",
         failed.len()
     );
     let after: Vec<_> = seen.iter().filter(|(_, s, _)| *s > settled).collect();
     assert!(
         after.len() > 50 && after.iter().all(|(code, _, _)| *code == 200),
-        "after the ejection every request is answered by the other pod"
+        "once it left the rotation every request is answered by the other pod"
+    );
+    assert!(
+        back >= 1,
+        "the pod is back once it can be reached: {status}"
     );
 }
 
