@@ -195,20 +195,15 @@ impl Service {
             }
             let passed = self.ready_check(replica.port()).await;
             let now = Instant::now();
-            match replica.health.probe(passed, now, health) {
+            match self.state.apply_probe(replica, passed, now, health) {
                 ProbeChange::None => {}
                 ProbeChange::FailedProbes(n) => {
-                    replica.ready.store(false, Ordering::Release);
-                    ProxyCounters::bump(&self.state.counters.probe_failures);
                     self.event(format!(
                         "replica {} failed {n} readiness probes in a row at {}; out of rotation",
                         replica.id, self.cfg.readiness
                     ));
                 }
                 change @ (ProbeChange::Returned | ProbeChange::Recovered) => {
-                    replica.ready.store(true, Ordering::Release);
-                    ProxyCounters::bump(&self.state.counters.returns);
-                    self.state.ready_changed.notify_waiters();
                     self.event(format!(
                         "replica {} back in rotation ({})",
                         replica.id,

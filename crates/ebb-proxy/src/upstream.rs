@@ -151,11 +151,12 @@ struct Idle {
 
 impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<Pooled> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().ok()?;
-        self.sweep(&mut idle);
+        self.sweep(&mut idle, now);
         let list = idle.by_addr.get_mut(&addr)?;
         while let Some(p) = list.pop() {
-            if !p.sender.is_closed() && p.idle_since.elapsed() < self.idle_limit {
+            if self.usable(&p, now) {
                 return Some(p);
             }
         }
@@ -163,26 +164,31 @@ impl Pool {
     }
 
     fn put(&self, addr: SocketAddr, mut p: Pooled) {
+        let now = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
-            self.sweep(&mut idle);
+            self.sweep(&mut idle, now);
             let list = idle.by_addr.entry(addr).or_default();
             if list.len() < IDLE_PER_REPLICA {
-                p.idle_since = Instant::now();
+                p.idle_since = now;
                 list.push(p);
             }
         }
     }
 
+    /// Whether `p` may carry a request at `now`: open, and idle for less than the limit.
+    fn usable(&self, p: &Pooled, now: Instant) -> bool {
+        !p.sender.is_closed() && now.saturating_duration_since(p.idle_since) < self.idle_limit
+    }
+
     /// Closes the connections idle past the limit, once per limit: those of replicas no
     /// request goes to any more (gone pods) would otherwise stay open for the process's life.
-    fn sweep(&self, idle: &mut Idle) {
-        if idle.swept.elapsed() < self.idle_limit {
+    fn sweep(&self, idle: &mut Idle, now: Instant) {
+        if now.saturating_duration_since(idle.swept) < self.idle_limit {
             return;
         }
-        idle.swept = Instant::now();
-        let limit = self.idle_limit;
+        idle.swept = now;
         for list in idle.by_addr.values_mut() {
-            list.retain(|p| p.idle_since.elapsed() < limit && !p.sender.is_closed());
+            list.retain(|p| self.usable(p, now));
         }
         idle.by_addr.retain(|_, list| !list.is_empty());
     }

@@ -3,11 +3,12 @@
 //! It learns the ready pods from a watch of the Pods its selector names (no polling; see
 //! [`endpoints`]), checks it can reach each of them (`probe.rs`), routes each request to the
 //! one with the fewest in flight, and holds requests while none is ready: a target scaled to
-//! zero keeps its first requests until a replica is up, instead of losing them. Its `/metrics` (on the admin address) carries the
-//! proxy's counters, held requests included in `ebb_in_flight`, which an Autoscaler's
-//! `gateway` source reads from every gateway replica and sums: the held requests are the
-//! demand that brings the target back from zero. Health ejection, retries, limits and
-//! streaming are those of `ebb up`'s proxy, shared through `ebb-local` and `ebb-proxy`.
+//! zero keeps its first requests until a replica is up, instead of losing them. Its
+//! `/metrics` (on the admin address) carries the proxy's counters, held requests included in
+//! `ebb_in_flight`, which an Autoscaler's `gateway` source reads from every gateway replica
+//! and sums: the held requests are the demand that brings the target back from zero. Health
+//! ejection, retries, limits and streaming are those of `ebb up`'s proxy, shared through
+//! `ebb-local` and `ebb-proxy`.
 
 pub mod endpoints;
 mod probe;
@@ -69,14 +70,25 @@ pub enum GatewayError {
     },
 }
 
-/// The pods the proxy routes to, kept equal to the ready pods the watch reports, each with
-/// the task that checks it can be reached ([`probe`]).
+/// The pods the proxy routes to, kept equal to the ready pods the watch reports.
 struct Routes {
     state: Arc<ServiceState>,
-    by_name: BTreeMap<String, Arc<Replica>>,
-    checks: BTreeMap<String, tokio::task::AbortHandle>,
+    by_name: BTreeMap<String, Routed>,
     health: HealthSettings,
     next_id: u32,
+}
+
+/// A pod in rotation, with the task that checks it can be reached (`probe.rs`), which ends
+/// when the pod leaves.
+struct Routed {
+    replica: Arc<Replica>,
+    check: tokio::task::AbortHandle,
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        self.check.abort();
+    }
 }
 
 impl Routes {
@@ -87,7 +99,7 @@ impl Routes {
         let current = self
             .by_name
             .iter()
-            .map(|(n, r)| (n.clone(), r.addr))
+            .map(|(n, r)| (n.clone(), r.replica.addr))
             .collect();
         let (add, remove) = endpoints::diff(&current, wanted);
         let changed = !add.is_empty() || !remove.is_empty();
@@ -97,7 +109,7 @@ impl Routes {
         let mut drains_changed = false;
         for (name, r) in &self.by_name {
             let drain = drained.contains(name);
-            if r.spared.swap(drain, Ordering::AcqRel) != drain {
+            if r.replica.spared.swap(drain, Ordering::AcqRel) != drain {
                 drains_changed = true;
                 self.state.event(if drain {
                     format!("pod {name} drained: the controller is about to remove it (it gets requests only if no other pod can take them)")
@@ -117,11 +129,8 @@ impl Routes {
         };
         for name in remove {
             if let Some(r) = self.by_name.remove(&name) {
-                replicas.retain(|x| !Arc::ptr_eq(x, &r));
+                replicas.retain(|x| !Arc::ptr_eq(x, &r.replica));
                 self.state.event(format!("pod {name} left the rotation"));
-            }
-            if let Some(check) = self.checks.remove(&name) {
-                check.abort();
             }
         }
         for (name, addr) in add {
@@ -138,19 +147,13 @@ impl Routes {
                 name.clone(),
                 self.health.clone(),
             ));
-            self.checks.insert(name.clone(), check.abort_handle());
-            self.by_name.insert(name.clone(), r);
+            let routed = Routed {
+                replica: r,
+                check: check.abort_handle(),
+            };
+            self.by_name.insert(name.clone(), routed);
             self.state
                 .event(format!("pod {name} at {addr} joined the rotation"));
-        }
-    }
-}
-
-impl Drop for Routes {
-    /// The checks end with the routes they serve.
-    fn drop(&mut self) {
-        for check in self.checks.values() {
-            check.abort();
         }
     }
 }
@@ -168,7 +171,6 @@ async fn follow_pods(
     let mut routes = Routes {
         state,
         by_name: BTreeMap::new(),
-        checks: BTreeMap::new(),
         health: cfg.health.clone(),
         next_id: 0,
     };

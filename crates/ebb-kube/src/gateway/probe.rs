@@ -9,9 +9,7 @@
 use ebb_local::config::proxy::HealthSettings;
 use ebb_local::health::ProbeChange;
 use ebb_local::state::{Replica, ServiceState};
-use ebb_proxy::counters::ProxyCounters;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,20 +26,15 @@ pub(crate) async fn check_pod(
     loop {
         tick.tick().await;
         let passed = reachable(replica.addr, health.probe_timeout).await;
-        match replica.health.probe(passed, Instant::now(), &health) {
+        match state.apply_probe(&replica, passed, Instant::now(), &health) {
             ProbeChange::None => {}
             ProbeChange::FailedProbes(n) => {
-                replica.ready.store(false, Ordering::Release);
-                ProxyCounters::bump(&state.counters.probe_failures);
                 state.event(format!(
                     "pod {name} at {} unreachable {n} times in a row; out of rotation",
                     replica.addr
                 ));
             }
             change @ (ProbeChange::Returned | ProbeChange::Recovered) => {
-                replica.ready.store(true, Ordering::Release);
-                ProxyCounters::bump(&state.counters.returns);
-                state.ready_changed.notify_waiters();
                 state.event(format!(
                     "pod {name} back in rotation ({})",
                     if change == ProbeChange::Returned {
@@ -66,6 +59,7 @@ async fn reachable(addr: SocketAddr, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn settings() -> HealthSettings {
         HealthSettings::from_yaml(

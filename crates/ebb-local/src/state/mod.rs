@@ -3,7 +3,7 @@
 
 use crate::config::proxy::HealthSettings;
 use crate::counters::{ProxyCounters, RetryBudget};
-use crate::health::{Health, Outcome};
+use crate::health::{Health, Outcome, ProbeChange};
 use ebb_core::Hold;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -421,6 +421,32 @@ impl ServiceState {
                 )
             })
             .cloned()
+    }
+
+    /// Counts a readiness probe of `replica` and applies what it changed: failing probes take
+    /// it out of rotation, a passing one puts it back (an ejected replica once its ejection is
+    /// over), each counted. The caller says why in its own event.
+    pub fn apply_probe(
+        &self,
+        replica: &Replica,
+        passed: bool,
+        now: Instant,
+        s: &HealthSettings,
+    ) -> ProbeChange {
+        let change = replica.health.probe(passed, now, s);
+        match change {
+            ProbeChange::None => {}
+            ProbeChange::FailedProbes(_) => {
+                replica.ready.store(false, Ordering::Release);
+                ProxyCounters::bump(&self.counters.probe_failures);
+            }
+            ProbeChange::Returned | ProbeChange::Recovered => {
+                replica.ready.store(true, Ordering::Release);
+                ProxyCounters::bump(&self.counters.returns);
+                self.ready_changed.notify_waiters();
+            }
+        }
+        change
     }
 
     /// Counts a forwarded request's outcome against its replica, and ejects the replica when

@@ -1713,8 +1713,8 @@ fn service(name: &str) -> String {
 }
 
 /// The ready addresses the endpoint controllers wrote for Service `name`: from its Endpoints
-/// (`v1`) and from its EndpointSlices (whichever `discovery.k8s.io` version the server has),
-/// sorted.
+/// (`v1`) and from its EndpointSlices (`discovery.k8s.io/v1beta1`, the version the 1.20 test
+/// plane serves), sorted.
 async fn service_addresses(
     client: &kube::Client,
     ns: &str,

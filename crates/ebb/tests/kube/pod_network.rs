@@ -115,7 +115,7 @@ pub(crate) struct PodNetwork {
     bridge: String,
     next_host: AtomicU32,
     /// The pods on the network, to remove on drop.
-    namespaces: Mutex<Vec<PodHost>>,
+    pods: Mutex<Vec<PodHost>>,
 }
 
 impl PodNetwork {
@@ -125,10 +125,11 @@ impl PodNetwork {
         let mut last = String::new();
         for index in 0..NETWORKS {
             let bridge = format!("ebbpod{index}");
+            // A dead owner's namespaces and bridge; its veth pairs go once the bridge is
+            // claimed, below.
             if abandoned(&bridge) {
                 for ns in namespaces_of(index) {
-                    let host = ns.rsplit('-').next().unwrap_or_default();
-                    remove(&ns, &format!("ebv{index}-{host}"));
+                    let _ = ip(&["netns", "delete", &ns]);
                 }
                 let _ = ip(&["link", "delete", &bridge]);
             }
@@ -148,7 +149,7 @@ impl PodNetwork {
                 index,
                 bridge: bridge.clone(),
                 next_host: AtomicU32::new(2),
-                namespaces: Mutex::new(Vec::new()),
+                pods: Mutex::new(Vec::new()),
             };
             let alias = owner_alias(std::process::id());
             ip(&["link", "set", "dev", &bridge, "alias", &alias])?;
@@ -178,7 +179,7 @@ impl PodNetwork {
             ip: addr.clone(),
             veth: veth.clone(),
         };
-        self.namespaces
+        self.pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pod.clone());
@@ -209,7 +210,7 @@ impl PodNetwork {
     /// Removes `host`'s namespace (its veth pair goes with it), once its program has exited.
     pub(crate) fn remove_pod(&self, host: &PodHost) {
         remove(&host.netns, &host.veth);
-        self.namespaces
+        self.pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p| p != host);
@@ -228,7 +229,7 @@ impl PodNetwork {
     }
 
     fn set_link(&self, ip: &str, state: &str) -> bool {
-        let pods = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         pods.iter()
             .find(|p| p.ip == ip)
             .is_some_and(|p| self::ip(&["link", "set", "dev", &p.veth, state]).is_ok())
@@ -237,9 +238,8 @@ impl PodNetwork {
 
 impl Drop for PodNetwork {
     fn drop(&mut self) {
-        let namespaces =
-            std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
-        for pod in namespaces {
+        let pods = std::mem::take(&mut *self.pods.lock().unwrap_or_else(|e| e.into_inner()));
+        for pod in pods {
             remove(&pod.netns, &pod.veth);
         }
         let _ = ip(&["link", "delete", &self.bridge]);

@@ -105,9 +105,7 @@ impl ProcessKubelet {
             handle: Some(handle),
         }
     }
-}
 
-impl ProcessKubelet {
     /// Cuts the pod at `ip` off the network, as a failed node ([`PodNetwork::cut`]).
     pub(crate) fn cut_off(&self, ip: &str) -> bool {
         self.network.cut(ip)
