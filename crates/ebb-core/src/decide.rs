@@ -28,6 +28,9 @@ use crate::{schedule, slo};
 use serde::Serialize;
 use std::borrow::Cow;
 
+/// The LLM SLO's signal name, in proposals, reasons and fallbacks (`slo.ttft` / `slo.itl`).
+pub(crate) const TOKEN_SLO_SIGNAL: &str = "llmSlo";
+
 /// One metric's or signal's contribution to a decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,6 +196,29 @@ impl Builder {
             }
             crate::slo::Plan::Missing(why) => {
                 self.missing("slo", why);
+                None
+            }
+        }
+    }
+
+    fn add_token_slo(&mut self, plan: crate::slo::tokens::TokenPlan) -> Option<u32> {
+        match plan {
+            crate::slo::tokens::TokenPlan::Proposal {
+                replicas,
+                tokens_per_second,
+                reasons,
+            } => {
+                self.reasons.extend(reasons);
+                self.proposals.push(Proposal {
+                    name: TOKEN_SLO_SIGNAL.into(),
+                    replicas: Some(replicas),
+                    value: Some(tokens_per_second),
+                    missing: None,
+                });
+                Some(replicas)
+            }
+            crate::slo::tokens::TokenPlan::Missing(why) => {
+                self.missing(TOKEN_SLO_SIGNAL, why);
                 None
             }
         }
@@ -440,6 +466,23 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
         );
         let proposal = b.add_slo(plan);
         p.join(fallback(obs, "slo", &[], proposal, b), "slo");
+    }
+    if let Some(t) = &policy.token_slo {
+        let state = b.state.token_slo.get_or_insert_with(Default::default);
+        let window_ms = policy.engine.as_ref().map_or(0, |e| e.window_ms);
+        let plan = crate::slo::tokens::plan(
+            t,
+            state,
+            obs,
+            (policy.max_replicas, window_ms),
+            now,
+            policy.stale_after_ms,
+        );
+        let proposal = b.add_token_slo(plan);
+        p.join(
+            fallback(obs, TOKEN_SLO_SIGNAL, &[], proposal, b),
+            TOKEN_SLO_SIGNAL,
+        );
     }
     if let Some(e) = &policy.external_count {
         let outcome =

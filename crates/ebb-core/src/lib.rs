@@ -45,11 +45,11 @@ pub mod victims;
 
 pub use decide::{decide, Decision, Proposal};
 pub use observation::{
-    Fallback, MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample, Sample,
-    ServiceTotals, SourceFallback, TrafficSample, WithinLatency,
+    EngineSample, Fallback, MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample,
+    Sample, ServiceTotals, SourceFallback, TrafficSample, WithinLatency,
 };
 pub use policy::{Hold, Policy, PolicyError};
-pub use reason::{LimitReason, Reason};
+pub use reason::{LimitReason, Reason, TokenGoal};
 pub use scaler::Scaler;
 pub use state::State;
 pub use time::Time;

@@ -25,6 +25,9 @@ pub struct Observation {
     /// The externally supplied count or backlog.
     #[serde(default)]
     pub external_count: Option<ExternalSample>,
+    /// What an LLM SLO reads of the engines (from the engine block's scrapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineSample>,
     /// Sources past their failure threshold whose fallback stands in for the metrics they
     /// feed (KEDA's `fallback`), set by the driver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -198,6 +201,30 @@ pub struct PodSample {
     /// The sample's window in milliseconds (metrics-server reports one).
     #[serde(default)]
     pub window_ms: i64,
+}
+
+/// What the LLM SLO's token model reads of the serving engines, each over the engine block's
+/// window (histograms summed over replicas before a quantile is taken).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineSample {
+    /// When the scrapes were taken.
+    pub at: Time,
+    /// Replicas scraped (serving).
+    pub replicas: u32,
+    /// Prompt and generated tokens the replicas processed per second over the window, summed
+    /// (`None` until a replica has counted over some of it).
+    pub tokens_per_second: Option<f64>,
+    /// Requests waiting for an engine, summed over replicas, now.
+    pub waiting: f64,
+    /// Mean share of the KV cache in use, now (`None` where the engine exports none).
+    pub kv_cache: Option<f64>,
+    /// The ITL goal's quantile over the window, seconds.
+    pub itl_quantile: Option<f64>,
+    /// The TTFT goal's quantile over the window, seconds.
+    pub ttft_quantile: Option<f64>,
+    /// Whether replicas are starting beside the serving ones.
+    pub starting: bool,
 }
 
 /// Cumulative traffic counters at one moment, from Ebb's proxy or a pod scrape.

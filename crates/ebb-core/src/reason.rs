@@ -228,6 +228,31 @@ pub enum Reason {
         /// Whether the cold start was measured (false: configured or assumed).
         cold_start_measured: bool,
     },
+    /// The LLM SLO's token model sized the replicas.
+    TokenSloPlan {
+        /// The TTFT goal and what it allows.
+        ttft: Option<TokenGoal>,
+        /// The ITL goal and what it allows.
+        itl: Option<TokenGoal>,
+        /// Replicas the model asks for now.
+        replicas: u32,
+        /// Replicas proposed: more where a dip shorter than a cold start keeps them.
+        proposed: u32,
+        /// The fleet's token rate planned for, tokens/s (forecast included).
+        tokens_per_second: f64,
+        /// The planned rate against the measured one, percent.
+        forecast_percent: f64,
+        /// Work per replica the KV cache allows, tokens/s.
+        kv_work: Option<f64>,
+        /// Whether a quantile over its goal now asked for more than the plan.
+        over_now: bool,
+        /// Whether the response is still being learnt (no scale-down until it is).
+        learning: bool,
+        /// The cold-start horizon, seconds.
+        cold_start_seconds: f64,
+        /// Whether the cold start was measured.
+        cold_start_measured: bool,
+    },
     /// Replicas kept because the dip is shorter than a cold start (the ski-rental rule).
     SloKeepsThroughDip {
         /// Replicas kept.
@@ -320,6 +345,7 @@ impl Reason {
         "InitialScale",
         "DemandUnknown",
         "SloPlan",
+        "TokenSloPlan",
         "SloKeepsThroughDip",
         "SloRecurringBurst",
         "SloOutOfReach",
@@ -361,6 +387,7 @@ impl Reason {
             Reason::InitialScale { .. } => "InitialScale",
             Reason::DemandUnknown { .. } => "DemandUnknown",
             Reason::SloPlan { .. } => "SloPlan",
+            Reason::TokenSloPlan { .. } => "TokenSloPlan",
             Reason::SloKeepsThroughDip { .. } => "SloKeepsThroughDip",
             Reason::SloRecurringBurst { .. } => "SloRecurringBurst",
             Reason::SloOutOfReach { .. } => "SloOutOfReach",
@@ -515,6 +542,7 @@ impl fmt::Display for Reason {
                 sources.join(", ")
             ),
             Reason::SloPlan { .. } => fmt_slo_plan(self, f),
+            Reason::TokenSloPlan { .. } => fmt_token_slo_plan(self, f),
             Reason::SloKeepsThroughDip {
                 replicas,
                 needed,
@@ -575,6 +603,94 @@ impl fmt::Display for Reason {
 
 /// "SLO 500ms at 99.9%: 7 replicas predicted 99.93% for 212 req/s (dispersion 1.3, service
 /// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured)".
+/// A TTFT or ITL goal in a [`Reason::TokenSloPlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenGoal {
+    /// The goal's latency, seconds.
+    pub seconds: f64,
+    /// Its attainment (0.99: the p99).
+    pub attainment: f64,
+    /// The latency planned for: the goal's, or just above the best the engines reached where
+    /// they miss it at every load seen.
+    pub planned_seconds: f64,
+    /// Work per replica that keeps it, tokens/s (`None` while being learnt).
+    pub work: Option<f64>,
+}
+
+/// "TTFT p99 2s (up to 5300 tokens/s per replica), ITL p99 100ms (out of reach: planned
+/// 124ms, up to 4100 tokens/s per replica): 4 replicas for 18200 tokens/s; forecast +12%
+/// within the 69 s cold start (measured)".
+fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let Reason::TokenSloPlan {
+        ttft,
+        itl,
+        replicas,
+        proposed,
+        tokens_per_second,
+        forecast_percent,
+        kv_work,
+        over_now,
+        learning,
+        cold_start_seconds,
+        cold_start_measured,
+    } = r
+    else {
+        return Ok(());
+    };
+    let goal = |name: &str, g: &Option<TokenGoal>| {
+        g.map(|g| {
+            let mut text = format!(
+                "{name} p{} {} (",
+                crate::time::fmt_percent(g.attainment).trim_end_matches('%'),
+                crate::time::fmt_seconds(g.seconds)
+            );
+            if g.planned_seconds > g.seconds {
+                text += &format!(
+                    "out of reach: planned {}, ",
+                    crate::time::fmt_seconds(g.planned_seconds)
+                );
+            }
+            match g.work {
+                Some(w) => text += &format!("up to {w:.0} tokens/s per replica)"),
+                None => text += "being learnt)",
+            }
+            text
+        })
+    };
+    let goals: Vec<String> = [goal("TTFT", ttft), goal("ITL", itl)]
+        .into_iter()
+        .flatten()
+        .collect();
+    write!(
+        f,
+        "{}: {replicas} replicas for {tokens_per_second:.0} tokens/s",
+        goals.join(", ")
+    )?;
+    if let Some(kv) = kv_work {
+        write!(f, " (KV cache: up to {kv:.0} tokens/s per replica)")?;
+    }
+    write!(
+        f,
+        "; forecast {forecast_percent:+.0}% within the {cold_start_seconds:.0} s cold start ({})",
+        if *cold_start_measured {
+            "measured"
+        } else {
+            "configured or assumed"
+        }
+    )?;
+    if *over_now {
+        write!(f, "; a quantile over its goal now asks for more at once")?;
+    }
+    if *learning {
+        write!(f, "; still learning the engines' response: no scale-down")?;
+    }
+    if proposed > replicas {
+        write!(f, "; holding {proposed}")?;
+    }
+    Ok(())
+}
+
 fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Reason::SloPlan {
         latency_seconds,

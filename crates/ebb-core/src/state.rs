@@ -40,6 +40,9 @@ pub struct State {
     /// The SLO model's estimates and recent proposals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<crate::slo::SloState>,
+    /// The LLM SLO's token model state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_slo: Option<crate::slo::tokens::TokenSloState>,
 }
 
 fn reached() -> bool {

@@ -783,6 +783,103 @@ fn slo_feed_counting(
     last.expect("at least one second")
 }
 
+const TOKEN_SLO_POLICY: &str = "maxReplicas: 50
+engine: {kind: vllm}
+slo: {ttft: {latency: 1s}, itl: {latency: 50ms}, coldStartSeconds: 30, seasonSeconds: 0}";
+
+/// Seconds `from..from + seconds` of `replicas` engines sharing `tokens(s)` tokens a second,
+/// whose p99s grow with the work per replica `w`: TTFT 0.2 s + w / 10,000, ITL 20 ms +
+/// w / 100,000 (so 1 s of TTFT holds up to 8,000 tokens/s, 50 ms of ITL up to 3,000).
+fn engine_feed(
+    policy: &Policy,
+    state: &mut State,
+    (from, seconds): (i64, i64),
+    replicas: u32,
+    tokens: impl Fn(i64) -> f64,
+) -> Decision {
+    let mut last = None;
+    for s in from..from + seconds {
+        let work = tokens(s) / f64::from(replicas);
+        let o = Observation {
+            current_replicas: replicas,
+            pods: pods(replicas as usize),
+            engine: Some(EngineSample {
+                at: t(s),
+                replicas,
+                tokens_per_second: Some(tokens(s)),
+                waiting: 0.0,
+                kv_cache: Some(0.3),
+                itl_quantile: Some(0.02 + work / 100_000.0),
+                ttft_quantile: Some(0.2 + work / 10_000.0),
+                starting: false,
+            }),
+            ..Default::default()
+        };
+        let d = decide(policy, &o, state, t(s));
+        *state = d.state.clone();
+        last = Some(d);
+    }
+    last.expect("at least one second")
+}
+
+/// The LLM SLO learns the engines' response while the load moves (2 replicas sharing 2,000
+/// to 14,000 tokens/s), then sizes 8,000 tokens/s by the goal that binds: ITL's 50 ms holds
+/// about 3,000 tokens/s per replica, so 3 replicas (TTFT alone would take 1).
+fn token_slo_plan_sizes_from_the_engines() -> Decision {
+    let p = policy(TOKEN_SLO_POLICY);
+    let mut state = State::default();
+    let wave = |s: i64| 8_000.0 + 6_000.0 * (s as f64 / 15.0).sin();
+    engine_feed(&p, &mut state, (0, 600), 2, wave);
+    let d = engine_feed(&p, &mut state, (600, 120), 2, |_| 8_000.0);
+    let Some(
+        r @ Reason::TokenSloPlan {
+            replicas,
+            ttft,
+            itl,
+            learning,
+            ..
+        },
+    ) = d.reasons.iter().find(|r| r.code() == "TokenSloPlan")
+    else {
+        panic!("no TokenSloPlan in {:?}", d.reasons)
+    };
+    assert!(!learning, "{r}");
+    let itl_work = itl.and_then(|g| g.work).expect("itl learnt");
+    let ttft_work = ttft.and_then(|g| g.work).expect("ttft learnt");
+    assert!((2_500.0..=3_600.0).contains(&itl_work), "{r}");
+    assert!(ttft_work > itl_work, "{r}");
+    assert_eq!(*replicas, 3, "{r}");
+    assert_eq!(d.desired_replicas, 3);
+    let text = r.to_string();
+    assert!(text.starts_with("TTFT p99 1s (up to "), "{text}");
+    assert!(text.contains(": 3 replicas for 80"), "{text}");
+    assert!(
+        text.ends_with("cold start (configured or assumed)"),
+        "{text}"
+    );
+    d
+}
+
+/// No engine sample: the LLM SLO is missing and the count holds.
+fn token_slo_missing_engines_holds() -> Decision {
+    let p = policy(TOKEN_SLO_POLICY);
+    let o = Observation {
+        current_replicas: 4,
+        pods: pods(4),
+        ..Default::default()
+    };
+    let d = decide(&p, &o, &State::default(), t(100));
+    assert_eq!(d.desired_replicas, 4);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::MetricMissing { metric, .. } if metric == "llmSlo")),
+        "{:?}",
+        d.reasons
+    );
+    d
+}
+
 const SLO_POLICY: &str =
     "maxReplicas: 100\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4, coldStartSeconds: 20}";
 
@@ -1206,6 +1303,8 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_hedged_start", slo_hedged_start()),
         ("slo_warming_up", slo_warming_up()),
         ("slo_missing", slo_missing_traffic_holds()),
+        ("token_slo_plan", token_slo_plan_sizes_from_the_engines()),
+        ("token_slo_missing", token_slo_missing_engines_holds()),
     ]
 }
 
@@ -1256,6 +1355,8 @@ mod each {
         slo_hedged_start,
         slo_warming_up,
         slo_missing_traffic_holds,
+        token_slo_plan_sizes_from_the_engines,
+        token_slo_missing_engines_holds,
     );
 }
 

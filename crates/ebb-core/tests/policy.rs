@@ -438,6 +438,76 @@ fn an_engine_block_becomes_hpa_metrics_and_round_trips() {
 }
 
 #[test]
+fn an_llm_slo_reads_the_engine_block_and_round_trips() {
+    let p = Policy::from_yaml(
+        "maxReplicas: 20
+engine: {kind: vllm}
+slo:
+  ttft: {latency: 2s, percentile: p95}
+  itl: {latency: 60ms}
+  coldStartSeconds: 90",
+    )
+    .unwrap();
+    let t = p.token_slo.as_ref().expect("token goals");
+    assert_eq!(
+        (
+            t.ttft.map(|g| (g.seconds, g.attainment)),
+            t.itl.map(|g| (g.seconds, g.attainment))
+        ),
+        (Some((2.0, 0.95)), Some((0.06, 0.99)))
+    );
+    assert_eq!(t.cold_start_seconds, Some(90.0));
+    assert!(p.slo.is_none(), "no request latency goal");
+    assert!(p.metrics.is_empty(), "no engine target, and no CPU default");
+    let quantiles = p.engine.as_ref().and_then(|e| e.token_quantiles);
+    assert_eq!(
+        quantiles.map(|q| (q.ttft, q.itl)),
+        Some((Some(0.95), Some(0.99)))
+    );
+    let text = serde_yaml::to_string(&p.to_spec()).unwrap();
+    assert_eq!(Policy::from_yaml(&text).unwrap(), p, "{text}");
+    // Beside a request latency goal, both are kept.
+    let both = Policy::from_yaml(
+        "maxReplicas: 20\nengine: {kind: vllm}\nslo: {latency: 30s, itl: {latency: 60ms}}",
+    )
+    .unwrap();
+    assert!(both.slo.is_some() && both.token_slo.is_some());
+    let text = serde_yaml::to_string(&both.to_spec()).unwrap();
+    assert_eq!(Policy::from_yaml(&text).unwrap(), both, "{text}");
+}
+
+#[test]
+fn llm_slo_mistakes_name_their_field() {
+    assert_eq!(
+        errors("maxReplicas: 3\nslo: {ttft: {latency: 2s}}"),
+        ["slo.ttft: needs the engine block (engine.kind: vllm, sglang, tgi or triton): its metrics are what the goal reads"]
+    );
+    assert_eq!(
+        errors(
+            "maxReplicas: 3\nengine: {kind: vllm}\nslo: {ttft: {attainment: 100%}, itl: {latency: -1, percentile: p9x}, attainment: 99%}"
+        ),
+        [
+            "slo.ttft.latency: is required (e.g. 2s)",
+            "slo.ttft.attainment: must be above 0% and below 100%, got 100%",
+            "slo.itl.latency: must be above 0 and at most 1h, got -1s",
+            "slo.itl.percentile: must be a percentage like 99.9%, got '9x'",
+            "slo.attainment: belongs to a request latency goal (slo.latency); ttft and itl carry their own attainment",
+        ]
+    );
+    assert_eq!(
+        errors("maxReplicas: 3\nengine: {kind: triton}\nslo: {itl: {latency: 50ms}}"),
+        [
+            "slo.itl: triton exports no metric for time between tokens",
+            "engine.kind: triton exports no metric for prompt and generated tokens",
+        ]
+    );
+    assert_eq!(
+        errors("maxReplicas: 3\nslo: {attainment: 99%}"),
+        ["slo.latency: is required (e.g. 500ms), or ttft / itl for LLM serving"]
+    );
+}
+
+#[test]
 fn engine_mistakes_name_their_field() {
     let e = errors(
         "maxReplicas: 3\nengine: {kind: vlm, kvCacheUtilization: 1.5, ttft: {percentile: p100}}",
@@ -457,7 +527,7 @@ fn engine_mistakes_name_their_field() {
     );
     assert_eq!(
         errors("maxReplicas: 3\nengine: {kind: sglang}"),
-        ["engine: needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime"]
+        ["engine: needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime (or slo.ttft / slo.itl)"]
     );
     let m = "{type: Pods, pods: {metric: {name: engine.waiting}, target: {type: AverageValue, averageValue: 5}}}";
     assert_eq!(

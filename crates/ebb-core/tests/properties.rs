@@ -232,6 +232,45 @@ proptest! {
         }
     }
 
+    /// The LLM SLO over engine samples a broken scrape could give (NaN, negative, stale,
+    /// absent, replicas starting): replicas stay within bounds, and a decision whose LLM SLO
+    /// proposal is missing never lowers them.
+    #[test]
+    fn llm_slo_survives_absurd_engine_samples(
+        steps in prop::collection::vec(
+            (any_value(), any_value(), any_value(), any_value(), 0i64..200, prop::bool::ANY, prop::bool::ANY),
+            1..40,
+        ),
+    ) {
+        let p = policy("minReplicas: 1\nmaxReplicas: 30\nengine: {kind: vllm}\nslo: {ttft: {latency: 2s}, itl: {latency: 50ms}, coldStartSeconds: 10}\n");
+        let mut state = State::default();
+        let mut current = 5u32;
+        for (i, (tokens, ttft, itl, waiting, age, absent, starting)) in steps.iter().enumerate() {
+            let now = t(1000 + i as i64);
+            let mut o = obs(current, vec![]);
+            if !absent {
+                o.engine = Some(EngineSample {
+                    at: now.minus_millis(age * 1000),
+                    replicas: current,
+                    tokens_per_second: Some(*tokens),
+                    waiting: *waiting,
+                    kv_cache: Some(*ttft),
+                    itl_quantile: Some(*itl),
+                    ttft_quantile: Some(*ttft),
+                    starting: *starting,
+                });
+            }
+            let d = decide(&p, &o, &state, now);
+            prop_assert!(d.desired_replicas >= 1 && d.desired_replicas <= 30, "{}", d.summary());
+            if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
+                prop_assert!(d.desired_replicas >= current, "{} -> {}: {}", current, d.desired_replicas, d.summary());
+            }
+            prop_assert!(serde_json::to_string(&d).is_ok());
+            state = d.applied_state();
+            current = d.desired_replicas;
+        }
+    }
+
     #[test]
     fn scale_down_never_goes_below_a_recommendation_in_the_window(
         window in 0u32..400,

@@ -778,7 +778,7 @@ fn schema() -> Value {
                     "inferenceLag": open_object("Seldon-style inference lag."),
                     "externalCount": open_object("An externally supplied count or backlog."),
                     "scaleToZero": open_object("Scale to zero when idle."),
-                    "slo": open_object("Latency SLO (latency, attainment or percentile, slotsPerReplica, coldStartSeconds, seasonSeconds): replicas from Ebb's queueing model, no utilization target."),
+                    "slo": open_object("Latency SLO (latency, attainment or percentile, slotsPerReplica, coldStartSeconds, seasonSeconds): replicas from Ebb's queueing model, no utilization target. For LLM serving, ttft and itl ({latency, attainment}) with the engine block: replicas from the engines' learnt response."),
                     "engine": open_object("Targets on an LLM engine's own metrics, read by name: kind (vllm, sglang, tgi, triton), port and path of the pods' metrics, kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft and itl ({percentile, below}), windowSeconds."),
                     "formula": open_object("A composite metric: a CEL expression over the policy's metrics by name (name, expression, target of type Value or AverageValue); the metrics it reads no longer propose on their own."),
                     "schedules": {"type": "array", "items": open_object("A calendar window (name; start and end cron expressions, or days, from and to; timezone) with minReplicas and/or maxReplicas while open, and prewarmSeconds.")},

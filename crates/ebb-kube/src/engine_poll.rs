@@ -6,6 +6,7 @@ use crate::context::Pass;
 use crate::crd::{PodScrapeSource, SourceStatus};
 use crate::observe::TargetPod;
 use crate::sources::{self, PodEndpoint};
+use ebb_core::engine::EngineReading;
 use ebb_core::policy::Engine;
 use ebb_core::{MetricObservation, MetricValues};
 use std::time::Duration;
@@ -19,7 +20,7 @@ pub(crate) async fn observe(
     pass: &mut Pass<'_>,
     engine: &Engine,
     pods: &[TargetPod],
-) -> Vec<MetricObservation> {
+) -> EngineReading {
     let endpoints: Vec<PodEndpoint> = pods
         .iter()
         .filter(|p| p.ready && !p.deleting)
@@ -43,7 +44,7 @@ pub(crate) async fn observe(
     let starting = pods.iter().any(|p| !p.ready && !p.deleting);
     pass.memory
         .engine
-        .observe(engine, &scrapes, starting, pass.now)
+        .read(engine, &scrapes, starting, pass.now)
 }
 
 /// The engine's signals as the status lists them beside the sources: each target's metric,

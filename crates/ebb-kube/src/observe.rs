@@ -148,6 +148,7 @@ pub fn observation(
             })
             .collect(),
         metrics,
+        engine: None,
         traffic: traffic_sample,
         external_count,
         fallbacks: Vec::new(),

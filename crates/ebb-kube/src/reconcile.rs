@@ -69,10 +69,10 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     let latest = poll::latest(specs, &pass.memory.sources);
     let mut obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
     if let Some(engine) = &policy.engine {
-        let engine_metrics = crate::engine_poll::observe(pass, engine, &target.pods).await;
-        let engine_statuses = crate::engine_poll::statuses(engine, &engine_metrics);
+        let reading = crate::engine_poll::observe(pass, engine, &target.pods).await;
+        let engine_statuses = crate::engine_poll::statuses(engine, &reading.metrics);
         status.current_metrics.extend(engine_statuses);
-        obs.metrics.extend(engine_metrics);
+        reading.add_to(&mut obs);
     }
     obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);
     let (mut scaler, d) = decide(pass, policy, &obs, &status);

@@ -4,9 +4,9 @@
 
 use crate::upstream::Upstream;
 use bytes::Bytes;
-use ebb_core::engine::{EngineReader, Sample};
+use ebb_core::engine::{EngineReader, EngineReading, Sample};
 use ebb_core::policy::Engine;
-use ebb_core::{MetricObservation, Time};
+use ebb_core::Time;
 use http_body_util::{BodyExt, Full, Limited};
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ pub async fn observe(
     (replicas, starting): (&[(String, u16)], bool),
     timeout: Duration,
     now: Time,
-) -> Vec<MetricObservation> {
+) -> EngineReading {
     // A replica whose scrape failed comes with no samples: it gives no value this round, but
     // its histogram window goes on.
     let scrapes: Vec<(String, Vec<Sample>)> =
@@ -59,7 +59,7 @@ pub async fn observe(
             (name.clone(), samples.unwrap_or_default())
         }))
         .await;
-    reader.observe(engine, &scrapes, starting, now)
+    reader.read(engine, &scrapes, starting, now)
 }
 
 #[cfg(test)]
@@ -137,6 +137,62 @@ mod tests {
         );
         let p90 = external(&second, "engine.ttft").expect("p90");
         assert!((p90 - 0.85).abs() < 1e-9, "{p90}");
+    }
+
+    /// The LLM SLO's sample from vLLM's text: token counters' growth per second over the
+    /// window, summed over replicas (a replica whose counter went back restarted and counts
+    /// from zero); the goals' quantiles from the histograms; waiting summed; KV use averaged.
+    #[test]
+    fn vllm_pages_give_the_llm_slo_its_sample() {
+        let e = engine(
+            "maxReplicas: 8\nengine: {kind: vllm}\nslo: {ttft: {latency: 2s, percentile: p90}, itl: {latency: 50ms}}",
+        );
+        let labels = "engine=\"0\",model_name=\"m\",";
+        let page = |prompt: f64, generated: f64, n: f64, waiting: f64, kv: f64| {
+            parse(&format!(
+                "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{{engine=\"0\",model_name=\"m\"}} {prompt}\n# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{{engine=\"0\",model_name=\"m\"}} {generated}\nvllm:num_requests_waiting{{engine=\"0\",model_name=\"m\"}} {waiting}\nvllm:num_requests_running{{engine=\"0\",model_name=\"m\"}} 4\nvllm:kv_cache_usage_perc{{engine=\"0\",model_name=\"m\"}} {kv}\n{}{}",
+                histogram("vllm:time_to_first_token_seconds", labels, ["0.1", "0.25", "1.0"], n, 0.5),
+                histogram("vllm:inter_token_latency_seconds", labels, ["0.01", "0.025", "0.05"], 10.0 * n, 1.0)
+            ))
+        };
+        let mut reader = EngineReader::default();
+        let first = reader.read(
+            &e,
+            &[
+                ("a".into(), page(1_000.0, 500.0, 100.0, 1.0, 0.2)),
+                ("b".into(), page(9_000.0, 900.0, 100.0, 0.0, 0.4)),
+            ],
+            false,
+            Time::from_secs(10),
+        );
+        let s = first.sample.expect("a sample");
+        assert_eq!((s.replicas, s.tokens_per_second), (2, None));
+        // Ten seconds on: a grew by 3,000 + 1,000 tokens; b restarted and counted 2,000 + 0.
+        let second = reader.read(
+            &e,
+            &[
+                ("a".into(), page(4_000.0, 1_500.0, 300.0, 2.0, 0.5)),
+                ("b".into(), page(2_000.0, 0.0, 300.0, 3.0, 0.7)),
+            ],
+            false,
+            Time::from_secs(20),
+        );
+        let s = second.sample.expect("a sample");
+        assert_eq!(s.tokens_per_second, Some(600.0));
+        assert_eq!(s.waiting, 5.0);
+        assert!((s.kv_cache.expect("kv") - 0.6).abs() < 1e-12);
+        // TTFT: b's counts went back too, so all 300 of its count with a's 200: 500 in the
+        // window, 250 within 0.25 s and 250 within 1 s: p90's rank 450 is 200 of the 250 in
+        // (0.25, 1]: 0.25 + 0.75 x 0.8 = 0.85 s.
+        let ttft = s.ttft_quantile.expect("p90");
+        assert!((ttft - 0.85).abs() < 1e-9, "{ttft}");
+        // ITL: every gap within 0.025 s; p99 within (0.01, 0.025].
+        let itl = s.itl_quantile.expect("p99");
+        assert!(itl > 0.01 && itl <= 0.025, "{itl}");
+        assert!(
+            second.metrics.is_empty(),
+            "the block has no target of its own"
+        );
     }
 
     /// vLLM before 0.10 named the KV-cache gauge `gpu_cache_usage_perc`.

@@ -47,6 +47,7 @@ impl Service {
             current_replicas: pods.len() as u32,
             pods,
             metrics: Vec::new(),
+            engine: None,
             traffic: Some(TrafficSample {
                 at: now,
                 in_flight,

@@ -454,6 +454,7 @@ impl Service {
                 service: Some(self.state.service_totals()),
             }),
             external_count: None,
+            engine: None,
             fallbacks: Vec::new(),
             epoch_unix_ms: self.state.started_unix_ms,
         }
@@ -466,7 +467,7 @@ impl Service {
         engine: &ebb_core::policy::Engine,
         reader: &mut ebb_core::engine::EngineReader,
         now: Time,
-    ) -> Vec<ebb_core::MetricObservation> {
+    ) -> ebb_core::engine::EngineReading {
         let all = self.state.replicas();
         let live = || all.iter().filter(|r| !r.draining.load(Ordering::Acquire));
         let serving: Vec<(String, u16)> = live()
@@ -502,7 +503,9 @@ impl Service {
             let now = self.state.core_now();
             let mut obs = self.observe(now);
             if let Some(engine) = &self.cfg.policy.engine {
-                obs.metrics = self.observe_engine(engine, &mut engine_reader, now).await;
+                self.observe_engine(engine, &mut engine_reader, now)
+                    .await
+                    .add_to(&mut obs);
             }
             scaler.hold(self.state.hold());
             let d = scaler.decide(&obs, now);

@@ -248,14 +248,14 @@ impl Pipeline {
             ..Default::default()
         };
         // The engine's percentiles keep their own window in the reader, fed the latest scrape.
-        let engine_metrics = match (&policy.engine, self.engines.as_mut()) {
+        let engine_reading = match (&policy.engine, self.engines.as_mut()) {
             (Some(engine), Some(e)) if !self.scrapes.is_empty() => {
-                e.reader
-                    .observe(engine, &e.latest, starting, core_time(e.at))
+                e.reader.read(engine, &e.latest, starting, core_time(e.at))
             }
-            _ => Vec::new(),
+            _ => Default::default(),
         };
         let Some((first, last)) = self.window() else {
+            engine_reading.add_to(&mut obs);
             return obs;
         };
         let at = core_time(last.at);
@@ -323,7 +323,7 @@ impl Pipeline {
                 values,
             });
         }
-        obs.metrics.extend(engine_metrics);
+        engine_reading.add_to(&mut obs);
         let prev = self
             .scrapes
             .len()

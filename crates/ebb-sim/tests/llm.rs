@@ -140,7 +140,7 @@ fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
     let size = sizing(&requests, &cfg, 1.0);
     assert!(size.saturation_rps > 5.0, "{size:?}");
     let ebb = default_llm_policy(size.max_replicas);
-    let mut scalers = policies(&size, Some(ebb));
+    let mut scalers = policies(&size, &cfg, Some(ebb));
     scalers.truncate(1);
     scalers.push(Box::new(Schedule::fixed("one", 1)));
     let results = compare(&requests, &cfg, scalers, &|_, _| {});
@@ -152,6 +152,57 @@ fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
         "ebb p95 TTFT {} vs one replica's {}",
         ebb.ttft[1],
         one.ttft[1]
+    );
+}
+
+/// The LLM SLO policy under the same step, with goals the engines can keep (TTFT p99 1 s,
+/// ITL p99 100 ms): it learns the engines' response at the low rate, answers the step's queue
+/// at once, then sizes the fleet from the response; no target given.
+#[test]
+fn the_llm_slo_policy_sizes_a_step_from_the_engines_response() {
+    let mut requests = Vec::new();
+    for i in 0..900 {
+        let t = f64::from(i);
+        let rate = if t < 300.0 { 4 } else { 40 };
+        for k in 0..rate {
+            requests.push(LlmRequest {
+                at: t + f64::from(k) / f64::from(rate),
+                prompt: 400,
+                output: 60,
+            });
+        }
+    }
+    let mut cfg = config(20.0);
+    cfg.ttft_slo = 1.0;
+    cfg.itl_slo = 0.1;
+    let size = sizing(&requests, &cfg, 1.0);
+    let slo = policies(&size, &cfg, None)
+        .into_iter()
+        .find(|p| p.name() == "ebb-slo")
+        .expect("ebb-slo");
+    let results = compare(
+        &requests,
+        &cfg,
+        vec![slo, Box::new(Schedule::fixed("one", 1))],
+        &|_, _| {},
+    );
+    let (slo, one) = (&results[0], &results[1]);
+    assert_eq!(slo.failed, 0);
+    assert!(slo.peak_replicas >= 2, "{slo:?}");
+    assert!(
+        slo.ttft[1] < one.ttft[1] / 4.0,
+        "ebb-slo p95 TTFT {} vs one replica's {}",
+        slo.ttft[1],
+        one.ttft[1]
+    );
+    // The queue at the step asks for many at once; once it drained, the response learnt at
+    // the low rate (and above it since) sizes the fleet: well below the maximum.
+    let end = slo.replicas_series.last().copied().unwrap_or(f64::MAX);
+    assert!(
+        end <= f64::from(size.max_replicas) / 3.0,
+        "{end} of {}: {:?}",
+        size.max_replicas,
+        slo.replicas_series
     );
 }
 
@@ -176,7 +227,7 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     }
     let cfg = config(20.0);
     let size = sizing(&requests, &cfg, 1.0);
-    let mut kpa = policies(&size, None)
+    let mut kpa = policies(&size, &cfg, None)
         .into_iter()
         .find(|p| p.name() == "kpa")
         .expect("kpa");

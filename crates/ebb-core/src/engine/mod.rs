@@ -11,7 +11,7 @@ mod reader;
 
 pub use histogram::{quantile, Buckets};
 pub use preset::{EngineKind, Reading, Signal};
-pub use reader::{EngineReader, MIN_PERCENTILE_COUNT};
+pub use reader::{EngineReader, EngineReading, MIN_PERCENTILE_COUNT};
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,18 @@ pub struct Engine {
     pub targets: Vec<EngineTarget>,
     /// Window of the latency percentiles, milliseconds.
     pub window_ms: i64,
+    /// The quantiles the `slo` block's TTFT and ITL goals read: when set, the reader also
+    /// gives the token model its [`EngineSample`](crate::observation::EngineSample).
+    pub token_quantiles: Option<TokenQuantiles>,
+}
+
+/// The TTFT and ITL quantiles an LLM SLO needs (0.99 for p99).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenQuantiles {
+    /// Of time to first token.
+    pub ttft: Option<f64>,
+    /// Of the time between tokens.
+    pub itl: Option<f64>,
 }
 
 /// One target on an engine signal.

@@ -39,6 +39,8 @@ pub enum Signal {
     Itl,
     /// Time a request waited for the engine before it was scheduled, seconds (a histogram).
     QueueTime,
+    /// Prompt and generated tokens processed, a counter (its rate is the engine's work).
+    Tokens,
 }
 
 /// How a signal is read from one replica's scrape.
@@ -67,6 +69,8 @@ pub enum Reading {
         /// Label value of the denominator.
         denominator: &'static str,
     },
+    /// The sum of these counters (those the replica exports; at least one).
+    Counters(&'static [&'static str]),
     /// The first of these histograms the replica exports, its bounds in seconds times `scale`.
     Histogram {
         /// Histogram names without `_bucket`, newer first.
@@ -136,6 +140,18 @@ impl EngineKind {
                 names: &["vllm:request_queue_time_seconds"],
                 scale: 1.0,
             },
+            (Vllm, Tokens) => {
+                Reading::Counters(&["vllm:prompt_tokens_total", "vllm:generation_tokens_total"])
+            }
+            (Sglang, Tokens) => Reading::Counters(&[
+                "sglang:prompt_tokens_total",
+                "sglang:generation_tokens_total",
+            ]),
+            // The token-count histograms' sums.
+            (Tgi, Tokens) => Reading::Counters(&[
+                "tgi_request_input_length_sum",
+                "tgi_request_generated_tokens_sum",
+            ]),
             (Sglang, KvCacheUtilization) => Reading::Gauge(&["sglang:token_usage"]),
             (Sglang, Waiting) => Reading::Gauge(&["sglang:num_queue_reqs"]),
             (Sglang, Running) => Reading::Gauge(&["sglang:num_running_reqs"]),
@@ -186,8 +202,9 @@ impl EngineKind {
                 names: &["nv_inference_first_response_histogram_ms"],
                 scale: 0.001,
             },
-            // Triton exports no inter-token histogram, and its queue time only as a counter.
-            (Triton, Itl | QueueTime) => return None,
+            // Triton exports no inter-token histogram, its queue time only as a counter, and
+            // no token counts.
+            (Triton, Itl | QueueTime | Tokens) => return None,
         };
         Some(r)
     }
@@ -209,6 +226,7 @@ impl Signal {
             Signal::Ttft => "engine.ttft",
             Signal::Itl => "engine.itl",
             Signal::QueueTime => "engine.queueTime",
+            Signal::Tokens => "engine.tokens",
         }
     }
 }
@@ -253,6 +271,13 @@ impl Reading {
                 let n = sum_labeled(samples, name, label, numerator)?;
                 let d = sum_labeled(samples, name, label, denominator)?;
                 (d > 0.0).then(|| n / d)
+            }
+            Reading::Counters(names) => {
+                let found: Vec<f64> = names
+                    .iter()
+                    .filter_map(|name| sum_where(samples, name, |_| true))
+                    .collect();
+                (!found.is_empty()).then(|| found.iter().sum())
             }
             Reading::Histogram { .. } => None,
         }

@@ -10,7 +10,7 @@
 //! replicas changes. A missing percentile holds the count on that metric.
 
 use super::{quantile, Buckets, Engine, Reading, Sample, Signal};
-use crate::observation::{MetricObservation, MetricValues, PodSample};
+use crate::observation::{EngineSample, MetricObservation, MetricValues, Observation, PodSample};
 use crate::time::Time;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -25,6 +25,29 @@ pub struct EngineReader {
     history: BTreeMap<String, BTreeMap<Signal, VecDeque<(Time, Buckets)>>>,
     /// The replicas the histories were taken over.
     serving: BTreeSet<String>,
+    /// Per pod: its token counter by scrape time, oldest first, back to the last one at or
+    /// before the window's start.
+    tokens: BTreeMap<String, VecDeque<(Time, f64)>>,
+}
+
+/// One round of scrapes read: the policy metrics of the engine's targets, and what an LLM SLO
+/// reads (when the policy has one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineReading {
+    /// Observations of the engine block's targets.
+    pub metrics: Vec<MetricObservation>,
+    /// The token model's sample.
+    pub sample: Option<EngineSample>,
+}
+
+impl EngineReading {
+    /// Puts the reading into a driver's observation.
+    pub fn add_to(self, obs: &mut Observation) {
+        obs.metrics.extend(self.metrics);
+        if self.sample.is_some() {
+            obs.engine = self.sample;
+        }
+    }
 }
 
 impl EngineReader {
@@ -41,20 +64,48 @@ impl EngineReader {
         starting: bool,
         now: Time,
     ) -> Vec<MetricObservation> {
+        self.read(engine, scrapes, starting, now).metrics
+    }
+
+    /// [`EngineReader::observe`], with the LLM SLO's sample where the engine block carries
+    /// [`token_quantiles`](Engine::token_quantiles).
+    pub fn read(
+        &mut self,
+        engine: &Engine,
+        scrapes: &[(String, Vec<Sample>)],
+        starting: bool,
+        now: Time,
+    ) -> EngineReading {
         let serving: BTreeSet<String> = scrapes.iter().map(|(p, _)| p.clone()).collect();
         if serving != self.serving {
             self.history.clear();
+            // Token counters are each replica's own: a replica's growth stays its own when
+            // others come or go; only those gone are dropped.
+            self.tokens.retain(|pod, _| serving.contains(pod));
             self.serving = serving;
         }
         let window_start = now.minus_millis(engine.window_ms);
+        // Each histogram's growth over the window, read once however many quantiles use it.
+        let mut windows: BTreeMap<Signal, Buckets> = BTreeMap::new();
+        let mut grown = |reader: &mut Self, signal: Signal| -> Option<Buckets> {
+            if let Some(b) = windows.get(&signal) {
+                return Some(b.clone());
+            }
+            let Some(Reading::Histogram { names, scale }) = engine.kind.reading(signal) else {
+                return None;
+            };
+            let b = reader.window(signal, (names, scale), window_start, scrapes, now);
+            windows.insert(signal, b.clone());
+            Some(b)
+        };
         let mut out = Vec::new();
         for target in &engine.targets {
             let Some(reading) = engine.kind.reading(target.signal) else {
                 continue;
             };
             let values = match (reading, target.quantile) {
-                (Reading::Histogram { names, scale }, Some(q)) => self
-                    .percentile(target.signal, (names, scale), q, window_start, scrapes, now)
+                (Reading::Histogram { .. }, Some(q)) => grown(self, target.signal)
+                    .and_then(|b| percentile(&b, q))
                     .filter(|_| !starting)
                     .map(|v| MetricValues::External {
                         values: vec![v],
@@ -70,20 +121,74 @@ impl EngineReader {
                 });
             }
         }
-        out
+        let sample = engine.token_quantiles.map(|q| {
+            let itl = grown(self, Signal::Itl);
+            let ttft = grown(self, Signal::Ttft);
+            let tokens_per_second = self.token_rate(engine, scrapes, window_start, now);
+            let at = |b: &Option<Buckets>, q: Option<f64>| {
+                b.as_ref().zip(q).and_then(|(b, q)| percentile(b, q))
+            };
+            EngineSample {
+                at: now,
+                replicas: scrapes.len() as u32,
+                tokens_per_second,
+                waiting: gauge_values(engine, Signal::Waiting, scrapes).sum(),
+                kv_cache: mean(gauge_values(engine, Signal::KvCacheUtilization, scrapes)),
+                itl_quantile: at(&itl, q.itl),
+                ttft_quantile: at(&ttft, q.ttft),
+                starting,
+            }
+        });
+        EngineReading {
+            metrics: out,
+            sample,
+        }
     }
 
-    /// The `q` quantile of what the replicas' histogram (its names, newest first, and the
-    /// scale of its bounds to seconds) counted since `window_start`, summed over replicas.
-    fn percentile(
+    /// Tokens per second over the window, summed over the replicas whose counters span some
+    /// of it (each its growth over its own span; a counter that went back restarted, and
+    /// counts from zero).
+    fn token_rate(
+        &mut self,
+        engine: &Engine,
+        scrapes: &[(String, Vec<Sample>)],
+        window_start: Time,
+        now: Time,
+    ) -> Option<f64> {
+        let reading = engine.kind.reading(Signal::Tokens)?;
+        let mut total = None;
+        for (pod, samples) in scrapes {
+            let Some(count) = reading.gauge(samples) else {
+                continue;
+            };
+            let history = self.tokens.entry(pod.clone()).or_default();
+            history.push_back((now, count));
+            while history.len() > 1 && history[1].0 <= window_start {
+                history.pop_front();
+            }
+            let Some(&(then, earlier)) = history.front().filter(|(t, _)| *t < now) else {
+                continue;
+            };
+            let grown = if count >= earlier {
+                count - earlier
+            } else {
+                count
+            };
+            *total.get_or_insert(0.0) += grown / now.seconds_since(then);
+        }
+        total
+    }
+
+    /// What the replicas' histogram (its names, newest first, and the scale of its bounds to
+    /// seconds) counted since `window_start`, summed over replicas.
+    fn window(
         &mut self,
         signal: Signal,
         (names, scale): (&[&str], f64),
-        q: f64,
         window_start: Time,
         scrapes: &[(String, Vec<Sample>)],
         now: Time,
-    ) -> Option<f64> {
+    ) -> Buckets {
         let mut total = Buckets::default();
         for (pod, samples) in scrapes {
             let Some(now_counts) = names
@@ -110,11 +215,33 @@ impl EngineReader {
             let grown = now_counts.since(earlier).unwrap_or(now_counts);
             total.add(&grown);
         }
-        if total.count() < MIN_PERCENTILE_COUNT {
-            return None;
-        }
-        quantile(q, &total)
+        total
     }
+}
+
+/// The `q` quantile of a window's counts; `None` below [`MIN_PERCENTILE_COUNT`].
+fn percentile(counts: &Buckets, q: f64) -> Option<f64> {
+    if counts.count() < MIN_PERCENTILE_COUNT {
+        return None;
+    }
+    quantile(q, counts)
+}
+
+/// A gauge signal's value in each scrape that has it.
+fn gauge_values<'a>(
+    engine: &Engine,
+    signal: Signal,
+    scrapes: &'a [(String, Vec<Sample>)],
+) -> impl Iterator<Item = f64> + 'a {
+    let reading = engine.kind.reading(signal);
+    scrapes
+        .iter()
+        .filter_map(move |(_, samples)| reading.as_ref()?.gauge(samples))
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// A gauge's value in each replica's scrape that has it.

@@ -16,7 +16,14 @@ pub const DEFAULT_ENGINE_WINDOW_SECONDS: f64 = 60.0;
 pub const ENGINE_METRIC_PREFIX: &str = "engine.";
 
 /// Validates the block; its targets' metrics are appended to `metrics`.
-pub(super) fn engine(c: &mut Checker, s: &EngineSpec, metrics: &mut Vec<Metric>) -> Engine {
+/// `token_slo`: whether the `slo` block has TTFT or ITL goals, which read the engines'
+/// signals themselves (the block then needs no target of its own).
+pub(super) fn engine(
+    c: &mut Checker,
+    s: &EngineSpec,
+    metrics: &mut Vec<Metric>,
+    token_slo: bool,
+) -> Engine {
     let kind = match s.kind.as_deref() {
         None => {
             c.err("engine.kind", "is required: vllm, sglang, tgi or triton");
@@ -75,10 +82,10 @@ pub(super) fn engine(c: &mut Checker, s: &EngineSpec, metrics: &mut Vec<Metric>)
             targets.push((signal, field, Some(q), below));
         }
     }
-    if targets.is_empty() {
+    if targets.is_empty() && !token_slo {
         c.err(
             "engine",
-            "needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime",
+            "needs a target: kvCacheUtilization, waitingPerReplica, runningPerReplica, ttft, itl or queueTime (or slo.ttft / slo.itl)",
         );
     }
     let targets = targets
@@ -104,6 +111,7 @@ pub(super) fn engine(c: &mut Checker, s: &EngineSpec, metrics: &mut Vec<Metric>)
         path,
         targets,
         window_ms: (window * 1000.0).round() as i64,
+        token_quantiles: None,
     }
 }
 

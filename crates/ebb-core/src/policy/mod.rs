@@ -55,6 +55,8 @@ pub struct Policy {
     pub scale_to_zero: Option<ScaleToZero>,
     /// A latency SLO that sizes replicas through the queueing model.
     pub slo: Option<Slo>,
+    /// Ebb: the LLM SLO (the `slo` block's `ttft` and `itl`).
+    pub token_slo: Option<TokenSlo>,
     /// Targets on an LLM engine's own signals (their metrics are in `metrics` too).
     pub engine: Option<Engine>,
     /// The metrics it names combined into one composite with its own target.
@@ -427,6 +429,33 @@ pub struct Slo {
     pub tuning: Tuning,
 }
 
+/// An LLM serving SLO: time to first token (TTFT) and between tokens (ITL), each with the
+/// share that must meet it. Sized by the token model ([`crate::slo::tokens`]) from the
+/// engines' own signals, which the policy's `engine` block names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSlo {
+    /// Time to first token.
+    pub ttft: Option<LatencyGoal>,
+    /// Time between output tokens.
+    pub itl: Option<LatencyGoal>,
+    /// A fixed cold start, seconds; `None` = measured.
+    pub cold_start_seconds: Option<f64>,
+    /// Seasonal period of the forecast, seconds (0 = none).
+    pub season_seconds: f64,
+}
+
+/// A latency and the share of events within it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyGoal {
+    /// Seconds.
+    pub seconds: f64,
+    /// Share within (0.99 = 99%): the quantile that must stay below `seconds`.
+    pub attainment: f64,
+}
+
+/// Default attainment of a TTFT or ITL goal.
+pub const DEFAULT_TOKEN_ATTAINMENT_PERCENT: f64 = 99.0;
+
 /// Default SLO attainment when a policy gives only a latency.
 pub const DEFAULT_SLO_ATTAINMENT_PERCENT: f64 = 99.9;
 /// Default seasonal period of the SLO forecast: a day.
@@ -488,6 +517,7 @@ impl Policy {
             external_count: None,
             scale_to_zero: None,
             slo: None,
+            token_slo: None,
             engine: None,
             formula: None,
             schedules: Vec::new(),

@@ -343,6 +343,29 @@ pub struct SloSpec {
     /// Seasonal period of the traffic forecast, seconds (default 86400, a day; 0 turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub season_seconds: Option<f64>,
+    /// LLM serving: time to first token, and the share of requests whose first token must
+    /// arrive within it (needs the `engine` block, whose metrics it reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<TokenGoalSpec>,
+    /// LLM serving: time between output tokens, and the share of gaps that must stay within it
+    /// (needs the `engine` block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itl: Option<TokenGoalSpec>,
+}
+
+/// A token latency goal of the `slo` block, e.g. `{latency: 2s, attainment: 99%}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenGoalSpec {
+    /// The latency (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<DurationSpec>,
+    /// Share within it, e.g. `99%` (default 99%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attainment: Option<PercentSpec>,
+    /// The same as a percentile, e.g. `p99`; instead of `attainment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<String>,
 }
 
 /// Ebb's engine block: an LLM engine's signals with targets, its metric names known.

@@ -3,6 +3,7 @@
 
 use super::spec::*;
 use super::*;
+use crate::engine::{EngineKind, Signal, TokenQuantiles};
 use crate::time::secs_to_millis;
 use std::collections::BTreeSet;
 use thiserror::Error;
@@ -232,10 +233,14 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             );
         }
     }
-    let engine = spec
+    let token_goals = spec
+        .slo
+        .as_ref()
+        .is_some_and(|s| s.ttft.is_some() || s.itl.is_some());
+    let mut engine = spec
         .engine
         .as_ref()
-        .map(|e| super::engine::engine(&mut c, e, &mut metrics));
+        .map(|e| super::engine::engine(&mut c, e, &mut metrics, token_goals));
 
     let behavior_spec = spec.behavior.clone().unwrap_or_default();
     let defaults = if spec.slo.is_some() {
@@ -324,7 +329,19 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             ),
         }
     });
-    let slo = spec.slo.as_ref().map(|s| slo(&mut c, s));
+    let (slo, token_slo) = match &spec.slo {
+        Some(s) => slo(&mut c, s),
+        None => (None, None),
+    };
+    if let Some(t) = &token_slo {
+        match engine.as_mut() {
+            Some(e) => e.token_quantiles = Some(token_quantiles(&mut c, e.kind, t)),
+            None => c.err(
+                if t.ttft.is_some() { "slo.ttft" } else { "slo.itl" },
+                "needs the engine block (engine.kind: vllm, sglang, tgi or triton): its metrics are what the goal reads",
+            ),
+        }
+    }
     if scale_to_zero.is_some()
         && concurrency.is_none()
         && inference_lag.is_none()
@@ -333,7 +350,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
     {
         c.err(
             "scaleToZero",
-            "needs a traffic signal to tell idleness: add slo, concurrency, inferenceLag or externalCount",
+            "needs a traffic signal to tell idleness: add slo.latency, concurrency, inferenceLag or externalCount",
         );
     }
 
@@ -344,6 +361,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         && inference_lag.is_none()
         && external_count.is_none()
         && slo.is_none()
+        && token_slo.is_none()
     {
         metrics.push(Metric {
             name: "cpu".into(),
@@ -410,6 +428,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         external_count,
         scale_to_zero,
         slo,
+        token_slo,
         engine,
         formula,
         schedules,
@@ -760,36 +779,8 @@ fn concurrency(c: &mut Checker, s: &ConcurrencySpec) -> Concurrency {
     }
 }
 
-fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
-    let latency_seconds = match &s.latency {
-        None => {
-            c.err("slo.latency", "is required (e.g. 500ms)");
-            1.0
-        }
-        Some(d) => match duration_seconds(d) {
-            Ok(v) if v > 0.0 && v <= 3600.0 => v,
-            Ok(v) => {
-                c.err(
-                    "slo.latency",
-                    format!("must be above 0 and at most 1h, got {v}s"),
-                );
-                1.0
-            }
-            Err(e) => {
-                c.err("slo.latency", e);
-                1.0
-            }
-        },
-    };
-    let attainment_percent = match (&s.attainment, &s.percentile) {
-        (Some(_), Some(_)) => {
-            c.err("slo.percentile", "give attainment or percentile, not both");
-            DEFAULT_SLO_ATTAINMENT_PERCENT
-        }
-        (Some(a), None) => percent(c, "slo.attainment", a),
-        (None, Some(p)) => percentile(c, "slo.percentile", p),
-        (None, None) => DEFAULT_SLO_ATTAINMENT_PERCENT,
-    };
+/// The `slo` block: a request latency goal, LLM token goals, or both.
+fn slo(c: &mut Checker, s: &SloSpec) -> (Option<Slo>, Option<TokenSlo>) {
     let cold_start_seconds = s.cold_start_seconds.map(|v| {
         if !(0.0..=3600.0).contains(&v) {
             c.err(
@@ -799,10 +790,6 @@ fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
         }
         v.clamp(0.0, 3600.0)
     });
-    let slots_per_replica = match s.slots_per_replica {
-        Some(v) => c.count("slo.slotsPerReplica", v, 1, 100_000),
-        None => 1,
-    };
     let season_seconds = s.season_seconds.unwrap_or(DEFAULT_SLO_SEASON_SECONDS);
     if !(season_seconds == 0.0 || (60.0..=2_678_400.0).contains(&season_seconds)) {
         c.err(
@@ -812,13 +799,172 @@ fn slo(c: &mut Checker, s: &SloSpec) -> Slo {
             ),
         );
     }
-    Slo {
+    let season_seconds = season_seconds.clamp(0.0, 2_678_400.0);
+    let ttft = s.ttft.as_ref().map(|g| token_goal(c, "slo.ttft", g));
+    let itl = s.itl.as_ref().map(|g| token_goal(c, "slo.itl", g));
+    let tokens = (ttft.is_some() || itl.is_some()).then_some(TokenSlo {
+        ttft,
+        itl,
+        cold_start_seconds,
+        season_seconds,
+    });
+    if tokens.is_some() && s.latency.is_none() {
+        for (set, field) in [
+            (s.attainment.is_some(), "slo.attainment"),
+            (s.percentile.is_some(), "slo.percentile"),
+            (s.slots_per_replica.is_some(), "slo.slotsPerReplica"),
+        ] {
+            if set {
+                c.err(
+                    field,
+                    "belongs to a request latency goal (slo.latency); ttft and itl carry their own attainment",
+                );
+            }
+        }
+        return (None, tokens);
+    }
+    let latency_seconds = match &s.latency {
+        None => {
+            c.err(
+                "slo.latency",
+                "is required (e.g. 500ms), or ttft / itl for LLM serving",
+            );
+            1.0
+        }
+        Some(d) => latency(c, "slo.latency", d),
+    };
+    let attainment_percent = attainment(c, "slo", &s.attainment, &s.percentile)
+        .unwrap_or(DEFAULT_SLO_ATTAINMENT_PERCENT);
+    let slots_per_replica = match s.slots_per_replica {
+        Some(v) => c.count("slo.slotsPerReplica", v, 1, 100_000),
+        None => 1,
+    };
+    let slo = Slo {
         latency_seconds,
         attainment: attainment_percent / 100.0,
         cold_start_seconds,
         slots_per_replica,
-        season_seconds: season_seconds.clamp(0.0, 2_678_400.0),
+        season_seconds,
         tuning: super::Tuning::default(),
+    };
+    (Some(slo), tokens)
+}
+
+/// The `slo` block as a document writes it.
+fn slo_spec(slo: Option<&Slo>, tokens: Option<&TokenSlo>) -> Option<SloSpec> {
+    let goal = |g: &LatencyGoal| TokenGoalSpec {
+        latency: Some(DurationSpec::Text(crate::time::fmt_seconds(g.seconds))),
+        attainment: Some(PercentSpec::Text(crate::time::fmt_percent(g.attainment))),
+        percentile: None,
+    };
+    let mut spec = match slo {
+        Some(s) => SloSpec {
+            latency: Some(DurationSpec::Text(crate::time::fmt_seconds(
+                s.latency_seconds,
+            ))),
+            attainment: Some(PercentSpec::Text(crate::time::fmt_percent(s.attainment))),
+            percentile: None,
+            cold_start_seconds: s.cold_start_seconds,
+            slots_per_replica: Some(i64::from(s.slots_per_replica)),
+            season_seconds: Some(s.season_seconds),
+            ttft: None,
+            itl: None,
+        },
+        None => SloSpec {
+            cold_start_seconds: tokens?.cold_start_seconds,
+            season_seconds: tokens.map(|t| t.season_seconds),
+            ..SloSpec::default()
+        },
+    };
+    if let Some(t) = tokens {
+        spec.ttft = t.ttft.as_ref().map(goal);
+        spec.itl = t.itl.as_ref().map(goal);
+    }
+    Some(spec)
+}
+
+/// A latency above 0 and at most an hour, in seconds (1 after an error).
+fn latency(c: &mut Checker, path: &str, d: &DurationSpec) -> f64 {
+    match duration_seconds(d) {
+        Ok(v) if v > 0.0 && v <= 3600.0 => v,
+        Ok(v) => {
+            c.err(path, format!("must be above 0 and at most 1h, got {v}s"));
+            1.0
+        }
+        Err(e) => {
+            c.err(path, e);
+            1.0
+        }
+    }
+}
+
+/// `{prefix}.attainment` or `{prefix}.percentile` as a percentage; `None` when neither is given.
+fn attainment(
+    c: &mut Checker,
+    prefix: &str,
+    attainment: &Option<PercentSpec>,
+    percentile_text: &Option<String>,
+) -> Option<f64> {
+    match (attainment, percentile_text) {
+        (Some(_), Some(_)) => {
+            c.err(
+                format!("{prefix}.percentile"),
+                "give attainment or percentile, not both",
+            );
+            None
+        }
+        (Some(a), None) => Some(percent(c, &format!("{prefix}.attainment"), a)),
+        (None, Some(p)) => Some(percentile(c, &format!("{prefix}.percentile"), p)),
+        (None, None) => None,
+    }
+}
+
+/// A TTFT or ITL goal.
+fn token_goal(c: &mut Checker, path: &str, g: &TokenGoalSpec) -> LatencyGoal {
+    let seconds = match &g.latency {
+        None => {
+            c.err(format!("{path}.latency"), "is required (e.g. 2s)");
+            1.0
+        }
+        Some(d) => latency(c, &format!("{path}.latency"), d),
+    };
+    let percent = attainment(c, path, &g.attainment, &g.percentile)
+        .unwrap_or(DEFAULT_TOKEN_ATTAINMENT_PERCENT);
+    LatencyGoal {
+        seconds,
+        attainment: percent / 100.0,
+    }
+}
+
+/// The quantiles the token goals read, each checked against what the engine exports.
+fn token_quantiles(c: &mut Checker, kind: EngineKind, t: &TokenSlo) -> TokenQuantiles {
+    for (goal, field, signal, what) in [
+        (
+            t.ttft.is_some(),
+            "slo.ttft",
+            Signal::Ttft,
+            "time to first token",
+        ),
+        (
+            t.itl.is_some(),
+            "slo.itl",
+            Signal::Itl,
+            "time between tokens",
+        ),
+        (
+            true,
+            "engine.kind",
+            Signal::Tokens,
+            "prompt and generated tokens",
+        ),
+    ] {
+        if goal && kind.reading(signal).is_none() {
+            c.err(field, format!("{kind} exports no metric for {what}"));
+        }
+    }
+    TokenQuantiles {
+        ttft: t.ttft.map(|g| g.attainment),
+        itl: t.itl.map(|g| g.attainment),
     }
 }
 
@@ -1052,16 +1198,7 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
             activation_threshold: Some(z.activation_threshold),
             activation_replicas: Some(i64::from(z.activation_replicas)),
         }),
-        slo: p.slo.as_ref().map(|s| SloSpec {
-            latency: Some(DurationSpec::Text(crate::time::fmt_seconds(
-                s.latency_seconds,
-            ))),
-            attainment: Some(PercentSpec::Text(crate::time::fmt_percent(s.attainment))),
-            percentile: None,
-            cold_start_seconds: s.cold_start_seconds,
-            slots_per_replica: Some(i64::from(s.slots_per_replica)),
-            season_seconds: Some(s.season_seconds),
-        }),
+        slo: slo_spec(p.slo.as_ref(), p.token_slo.as_ref()),
         formula: p.formula.as_ref().map(|f| FormulaSpec {
             name: Some(f.formula.name.clone()),
             expression: Some(f.formula.expression.clone()),

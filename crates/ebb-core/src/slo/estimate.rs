@@ -60,14 +60,9 @@ pub struct SloState {
     /// Requests whose service time was measured so far.
     #[serde(default)]
     pub service_requests: f64,
-    /// Mean measured cold start, seconds.
-    pub cold_start_mean: Option<f64>,
-    /// Mean squared measured cold start.
-    pub cold_start_square: Option<f64>,
-    /// Cold starts measured so far.
-    pub cold_starts: u32,
-    /// Pods that turned ready at or before this time were already counted.
-    pub ready_watermark: Option<Time>,
+    /// The cold starts measured so far.
+    #[serde(flatten)]
+    pub cold: ColdStarts,
     /// Recent proposals, oldest first, for the keep-through-a-dip rule.
     #[serde(default)]
     pub recent: Vec<(Time, u32)>,
@@ -106,6 +101,70 @@ fn request_weight(added: f64, seen: f64, window: f64) -> f64 {
 /// [`SERVICE_PRIOR_REQUESTS`] were measured: a few samples understate a heavy tail.
 fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
     (n * measured + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS)
+}
+
+/// The cold start actually measured: from each pod's start to its turning ready, for pods
+/// that turned ready after Ebb first looked (the ones it started).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ColdStarts {
+    /// Mean measured cold start, seconds.
+    pub cold_start_mean: Option<f64>,
+    /// Mean squared measured cold start.
+    pub cold_start_square: Option<f64>,
+    /// Cold starts measured so far.
+    pub cold_starts: u32,
+    /// Pods that turned ready at or before this time were already counted.
+    pub ready_watermark: Option<Time>,
+}
+
+impl ColdStarts {
+    /// Counts the pods that turned ready since the last look as cold starts.
+    pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
+        let Some(watermark) = self.ready_watermark else {
+            // Pods ready before Ebb first looked were not started by it.
+            self.ready_watermark = Some(now);
+            return;
+        };
+        let mut newest = watermark;
+        for p in pods {
+            let (Some(started), Some(ready_at)) = (p.started_at, p.ready_changed_at) else {
+                continue;
+            };
+            if !p.ready || ready_at <= watermark || ready_at > now {
+                continue;
+            }
+            newest = newest.max(ready_at);
+            let seconds = ready_at.seconds_since(started);
+            if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
+                continue;
+            }
+            self.cold_starts = self.cold_starts.saturating_add(1);
+            let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
+            self.cold_start_mean = Some(ewma(self.cold_start_mean, seconds, weight));
+            self.cold_start_square = Some(ewma(self.cold_start_square, seconds * seconds, weight));
+        }
+        self.ready_watermark = Some(newest);
+    }
+
+    /// Mean and standard deviation of the measured cold start.
+    pub fn cold_start(&self) -> Option<(f64, f64)> {
+        let mean = self.cold_start_mean?;
+        let square = self.cold_start_square.unwrap_or(mean * mean);
+        Some((mean, (square - mean * mean).max(0.0).sqrt()))
+    }
+}
+
+impl SloState {
+    /// Counts the pods that turned ready since the last look as cold starts.
+    pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
+        self.cold.observe_pods(pods, now);
+    }
+
+    /// Mean and standard deviation of the measured cold start.
+    pub fn cold_start(&self) -> Option<(f64, f64)> {
+        self.cold.cold_start()
+    }
 }
 
 impl SloState {
@@ -237,40 +296,6 @@ impl SloState {
     }
 
     /// Counts pods that turned ready since the last look as measured cold starts.
-    pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
-        let Some(watermark) = self.ready_watermark else {
-            // Pods ready before Ebb first looked were not started by it.
-            self.ready_watermark = Some(now);
-            return;
-        };
-        let mut newest = watermark;
-        for p in pods {
-            let (Some(started), Some(ready_at)) = (p.started_at, p.ready_changed_at) else {
-                continue;
-            };
-            if !p.ready || ready_at <= watermark || ready_at > now {
-                continue;
-            }
-            newest = newest.max(ready_at);
-            let seconds = ready_at.seconds_since(started);
-            if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
-                continue;
-            }
-            self.cold_starts = self.cold_starts.saturating_add(1);
-            let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
-            self.cold_start_mean = Some(ewma(self.cold_start_mean, seconds, weight));
-            self.cold_start_square = Some(ewma(self.cold_start_square, seconds * seconds, weight));
-        }
-        self.ready_watermark = Some(newest);
-    }
-
-    /// Mean and standard deviation of the measured cold start.
-    pub fn cold_start(&self) -> Option<(f64, f64)> {
-        let mean = self.cold_start_mean?;
-        let square = self.cold_start_square.unwrap_or(mean * mean);
-        Some((mean, (square - mean * mean).max(0.0).sqrt()))
-    }
-
     /// Mean and squared coefficient of variation of the service time.
     pub fn service(&self) -> Option<(f64, f64)> {
         let mean = self.service_mean.filter(|m| *m > 0.0 && m.is_finite())?;

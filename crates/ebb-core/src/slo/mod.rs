@@ -7,13 +7,15 @@
 //! - [`forecast`]: Holt-Winters over the arrival rate;
 //! - [`estimate`]: the online estimates and the memory behind "keep a replica through a dip
 //!   shorter than its cold start";
-//! - [`plan`]: one decision's proposal and its reasons.
+//! - [`plan`]: one decision's proposal and its reasons;
+//! - [`tokens`]: the LLM SLO (TTFT and ITL) sized from the engines' own signals.
 
 pub mod estimate;
 pub mod forecast;
 pub mod plan;
 pub mod queueing;
 pub mod recurrence;
+pub mod tokens;
 
 pub use crate::policy::Tuning;
 pub use estimate::SloState;

@@ -3,6 +3,9 @@
 //!
 //! - **ebb**: the `engine` block (vLLM's names): KV-cache use, requests waiting, and the
 //!   queue-time percentile read from the engines' histogram buckets; scraped every second.
+//! - **ebb-slo**: the `slo` block's TTFT and ITL goals (the run's own: p99 of each within its
+//!   SLO), sized from the engines' learnt response ([`ebb_core::slo::tokens`]); no target to
+//!   pick.
 //! - **hpa-duty-cycle**: HPA on the accelerator's duty cycle at an average of 35 (percent), the
 //!   seeds' set-up; the duty cycle is the share of time the engine had work (what
 //!   `DCGM_FI_DEV_GPU_UTIL` reports), read through a Prometheus adapter (30 s scrape, 2 min
@@ -74,6 +77,25 @@ behavior:
     Policy::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("the built-in LLM policy: {e}"))
 }
 
+/// Ebb's LLM SLO policy: TTFT and ITL at p99 within `ttft` and `itl` seconds, read from the
+/// engines' own histograms and token counters (vLLM's names), sized by the token model.
+pub fn slo_llm_policy(max_replicas: u32, ttft: f64, itl: f64) -> Policy {
+    let ms = |s: f64| (s * 1000.0).round().max(1.0) as i64;
+    let yaml = format!(
+        "minReplicas: 1
+maxReplicas: {max}
+engine: {{kind: vllm, windowSeconds: 20}}
+slo:
+  ttft: {{latency: {ttft}ms, attainment: 99%}}
+  itl: {{latency: {itl}ms, attainment: 99%}}
+",
+        max = max_replicas.max(1),
+        ttft = ms(ttft),
+        itl = ms(itl),
+    );
+    Policy::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("the LLM SLO policy: {e}"))
+}
+
 /// HPA on the duty cycle at `target` (percent; the seeds' is [`DUTY_CYCLE_TARGET`]).
 pub fn duty_cycle_policy(target: i64, max_replicas: u32) -> Policy {
     Policy::hpa(
@@ -124,8 +146,9 @@ pub fn sizing(requests: &[LlmRequest], cfg: &LlmConfig, fit_share: f64) -> Sizin
     }
 }
 
-/// The policies of the comparison, Ebb's first (`ebb`: the built-in policy unless given).
-pub fn policies(sizing: &Sizing, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>> {
+/// The policies of the comparison, Ebb's first (`ebb`: the built-in policy unless given),
+/// then its SLO policy on the run's own TTFT and ITL SLOs.
+pub fn policies(sizing: &Sizing, cfg: &LlmConfig, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>> {
     let max = sizing.max_replicas;
     let ebb = ebb.unwrap_or_else(|| default_llm_policy(max));
     let initial = sizing.initial;
@@ -134,6 +157,11 @@ pub fn policies(sizing: &Sizing, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>
             "ebb",
             ebb.clone(),
             initial.clamp(ebb.min_replicas.max(1), ebb.max_replicas),
+        ),
+        EBB_DEPLOYMENT.scaler(
+            "ebb-slo",
+            slo_llm_policy(max, cfg.ttft_slo, cfg.itl_slo),
+            initial,
         ),
         HPA_DEPLOYMENT.scaler(
             "hpa-duty-cycle",

@@ -205,6 +205,9 @@ impl Fleet {
         let Some((_, step)) = self.replicas[idx].step.take() else {
             return;
         };
+        let counted = &mut self.replicas[idx].metrics;
+        counted.prompt_tokens += u64::from(step.prefill_tokens);
+        counted.generation_tokens += step.tokens.len() as u64;
         for &(id, _) in &step.tokens {
             let Some(l) = self.live.get_mut(&id) else {
                 continue;

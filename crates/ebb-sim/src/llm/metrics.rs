@@ -78,6 +78,10 @@ pub struct EngineMetrics {
     pub itl: BucketCounts,
     /// From arrival at the engine to being scheduled (vLLM buckets it as request latencies).
     pub queue: BucketCounts,
+    /// Prompt tokens prefilled (`vllm:prompt_tokens_total`).
+    pub prompt_tokens: u64,
+    /// Tokens generated (`vllm:generation_tokens_total`).
+    pub generation_tokens: u64,
 }
 
 impl Default for EngineMetrics {
@@ -86,6 +90,8 @@ impl Default for EngineMetrics {
             ttft: BucketCounts::new(&TTFT_BOUNDS),
             itl: BucketCounts::new(&ITL_BOUNDS),
             queue: BucketCounts::new(&E2E_BOUNDS),
+            prompt_tokens: 0,
+            generation_tokens: 0,
         }
     }
 }
@@ -109,6 +115,16 @@ impl EngineMetrics {
                 waiting as f64,
             ),
             ("vllm:kv_cache_usage_perc".to_string(), labels.clone(), kv),
+            (
+                "vllm:prompt_tokens_total".to_string(),
+                labels.clone(),
+                self.prompt_tokens as f64,
+            ),
+            (
+                "vllm:generation_tokens_total".to_string(),
+                labels.clone(),
+                self.generation_tokens as f64,
+            ),
         ];
         self.ttft
             .samples("vllm:time_to_first_token_seconds", &labels, &mut out);

@@ -68,7 +68,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     if args.llm_frontier {
         return frontier(args, &requests, &cfg, &size, &name);
     }
-    let scalers = policies(&size, ebb);
+    let scalers = policies(&size, &cfg, ebb);
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
     eprintln!(
         "simulating {name} token by token: {:.0} s, {} requests, {} policies",

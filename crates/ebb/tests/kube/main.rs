@@ -5,7 +5,7 @@ mod harness;
 mod pod_network;
 mod process_kubelet;
 
-use ebb_kube::crd::Autoscaler;
+use ebb_kube::crd::{Autoscaler, AutoscalerStatus};
 use harness::{apply, metric, namespace, plane, wait, Controller, Kubelet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -2026,17 +2026,56 @@ fn completion(addr: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn the_controller_scales_on_the_engines_waiting_requests() {
+    let engine = format!(
+        "  engine: {{kind: vllm, port: {}, waitingPerReplica: 1}}\n",
+        process_kubelet::MODEL_PORT
+    );
+    let status = scale_up_on_a_full_kv_cache("e2e-engine", &engine).await;
+    let reasons = status.reasons.join("; ");
+    assert!(reasons.contains("engine.waiting"), "{reasons}");
+    // The status lists the engine's signal beside the sources.
+    assert!(
+        status
+            .current_metrics
+            .iter()
+            .any(|m| m.name == "engine.waiting" && m.source == "engine"),
+        "{:?}",
+        status.current_metrics
+    );
+}
+
+/// The LLM SLO in the cluster: the controller reads the pods' TTFT and inter-token
+/// histograms and token counters, and a queue of requests waiting for a full KV cache asks
+/// for more replicas at once; the reason carries the goals.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_controller_sizes_an_llm_slo_from_the_engines() {
+    let engine = format!(
+        "  engine: {{kind: vllm, port: {}, windowSeconds: 5}}\n  slo: {{ttft: {{latency: 2s}}, itl: {{latency: 100ms}}}}\n",
+        process_kubelet::MODEL_PORT
+    );
+    let status = scale_up_on_a_full_kv_cache("e2e-llm-slo", &engine).await;
+    let reasons = status.reasons.join("; ");
+    assert!(
+        reasons.contains("TTFT p99 2s (") && reasons.contains("ITL p99 100ms ("),
+        "{reasons}"
+    );
+}
+
+/// One `ebb demo-llm` pod whose KV cache holds one request, an Autoscaler with `spec` (its
+/// engine or SLO lines) and eight completions at once: waits for a scale-up, checks every
+/// completion was answered, and gives the Autoscaler's status.
+async fn scale_up_on_a_full_kv_cache(namespace_name: &str, spec: &str) -> AutoscalerStatus {
     let p = plane();
     let client = harness::admin(p).await;
-    let ns = namespace(&client, "e2e-engine").await;
+    let ns = namespace(&client, namespace_name).await;
     apply(&client, &deployment("llm", 1), Some(&ns)).await;
     let _kubelet =
         process_kubelet::ProcessKubelet::running(p, &ns, "app=llm", process_kubelet::Program::Llm);
     apply(
         &client,
         &format!(
-            "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: llm}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: llm}}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.5\n  engine: {{kind: vllm, port: {}, waitingPerReplica: 1}}\n",
-            process_kubelet::MODEL_PORT
+            "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: llm}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: llm}}\n  minReplicas: 1\n  maxReplicas: 3\n  syncPeriodSeconds: 0.5\n{spec}"
         ),
         Some(&ns),
     )
@@ -2076,20 +2115,10 @@ async fn the_controller_scales_on_the_engines_waiting_requests() {
         .await
         .and_then(|a| a.status)
         .unwrap_or_default();
-    let reasons = status.reasons.join("; ");
-    eprintln!("{reasons}");
-    assert!(reasons.contains("engine.waiting"), "{reasons}");
-    // The status lists the engine's signal beside the sources.
-    assert!(
-        status
-            .current_metrics
-            .iter()
-            .any(|m| m.name == "engine.waiting" && m.source == "engine"),
-        "{:?}",
-        status.current_metrics
-    );
+    eprintln!("{}", status.reasons.join("; "));
     for a in answers.await.unwrap() {
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     }
     drop(ctl);
+    status
 }
