@@ -178,7 +178,8 @@ impl Builder {
         }
     }
 
-    fn add_slo(&mut self, plan: crate::slo::Plan) -> Option<u32> {
+    /// An SLO plan's proposal under `name` (`slo`, or the LLM SLO's).
+    fn add_slo(&mut self, name: &str, plan: crate::slo::Plan) -> Option<u32> {
         match plan {
             crate::slo::Plan::Proposal {
                 replicas,
@@ -187,7 +188,7 @@ impl Builder {
             } => {
                 self.reasons.extend(reasons);
                 self.proposals.push(Proposal {
-                    name: "slo".into(),
+                    name: name.into(),
                     replicas: Some(replicas),
                     value: Some(rate),
                     missing: None,
@@ -195,30 +196,7 @@ impl Builder {
                 Some(replicas)
             }
             crate::slo::Plan::Missing(why) => {
-                self.missing("slo", why);
-                None
-            }
-        }
-    }
-
-    fn add_token_slo(&mut self, plan: crate::slo::tokens::TokenPlan) -> Option<u32> {
-        match plan {
-            crate::slo::tokens::TokenPlan::Proposal {
-                replicas,
-                tokens_per_second,
-                reasons,
-            } => {
-                self.reasons.extend(reasons);
-                self.proposals.push(Proposal {
-                    name: TOKEN_SLO_SIGNAL.into(),
-                    replicas: Some(replicas),
-                    value: Some(tokens_per_second),
-                    missing: None,
-                });
-                Some(replicas)
-            }
-            crate::slo::tokens::TokenPlan::Missing(why) => {
-                self.missing(TOKEN_SLO_SIGNAL, why);
+                self.missing(name, why);
                 None
             }
         }
@@ -464,7 +442,7 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
             now,
             stale,
         );
-        let proposal = b.add_slo(plan);
+        let proposal = b.add_slo("slo", plan);
         p.join(fallback(obs, "slo", &[], proposal, b), "slo");
     }
     if let Some(t) = &policy.token_slo {
@@ -478,7 +456,7 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
             now,
             policy.stale_after_ms,
         );
-        let proposal = b.add_token_slo(plan);
+        let proposal = b.add_slo(TOKEN_SLO_SIGNAL, plan);
         p.join(
             fallback(obs, TOKEN_SLO_SIGNAL, &[], proposal, b),
             TOKEN_SLO_SIGNAL,

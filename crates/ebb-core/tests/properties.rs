@@ -136,6 +136,27 @@ fn bounds_with_lead(p: &Policy, o: &Observation, now: Time, lead_ms: i64) -> (u3
     (b.min_replicas, b.max_replicas)
 }
 
+/// A decision within `1..=max`, never lower than `current` when a proposal is missing, and
+/// serializable.
+fn held_within_bounds(d: &Decision, current: u32, max: u32) -> Result<(), TestCaseError> {
+    prop_assert!(
+        d.desired_replicas >= 1 && d.desired_replicas <= max,
+        "{}",
+        d.summary()
+    );
+    if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
+        prop_assert!(
+            d.desired_replicas >= current,
+            "{} -> {}: {}",
+            current,
+            d.desired_replicas,
+            d.summary()
+        );
+    }
+    prop_assert!(serde_json::to_string(d).is_ok());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -222,11 +243,7 @@ proptest! {
                 });
             }
             let d = decide(&p, &o, &state, now);
-            prop_assert!(d.desired_replicas >= 1 && d.desired_replicas <= 30, "{}", d.summary());
-            if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
-                prop_assert!(d.desired_replicas >= current, "{} -> {}: {}", current, d.desired_replicas, d.summary());
-            }
-            prop_assert!(serde_json::to_string(&d).is_ok());
+            held_within_bounds(&d, current, 30)?;
             state = d.applied_state();
             current = d.desired_replicas;
         }
@@ -261,11 +278,7 @@ proptest! {
                 });
             }
             let d = decide(&p, &o, &state, now);
-            prop_assert!(d.desired_replicas >= 1 && d.desired_replicas <= 30, "{}", d.summary());
-            if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
-                prop_assert!(d.desired_replicas >= current, "{} -> {}: {}", current, d.desired_replicas, d.summary());
-            }
-            prop_assert!(serde_json::to_string(&d).is_ok());
+            held_within_bounds(&d, current, 30)?;
             state = d.applied_state();
             current = d.desired_replicas;
         }

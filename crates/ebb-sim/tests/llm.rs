@@ -33,6 +33,23 @@ fn config(cold_start: f64) -> LlmConfig {
     }
 }
 
+/// `seconds` of requests (400 prompt tokens, 60 out), evenly spaced: `before.1` a second
+/// for the first `before.0` seconds, then `after` a second.
+fn step(seconds: u32, before: (u32, u32), after: u32) -> Vec<LlmRequest> {
+    let mut requests = Vec::new();
+    for i in 0..seconds {
+        let rate = if i < before.0 { before.1 } else { after };
+        for k in 0..rate {
+            requests.push(LlmRequest {
+                at: f64::from(i) + f64::from(k) / f64::from(rate),
+                prompt: 400,
+                output: 60,
+            });
+        }
+    }
+    requests
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6 * b.abs().max(1.0)
 }
@@ -124,18 +141,7 @@ fn a_request_the_engine_cannot_hold_fails_and_counts_against_attainment() {
 /// the step and serves every request; a fixed single replica falls behind.
 #[test]
 fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
-    let mut requests = Vec::new();
-    for i in 0..600 {
-        let t = f64::from(i);
-        let rate = if t < 60.0 { 2 } else { 40 };
-        for k in 0..rate {
-            requests.push(LlmRequest {
-                at: t + f64::from(k) / f64::from(rate),
-                prompt: 400,
-                output: 60,
-            });
-        }
-    }
+    let requests = step(600, (60, 2), 40);
     let cfg = config(20.0);
     let size = sizing(&requests, &cfg, 1.0);
     assert!(size.saturation_rps > 5.0, "{size:?}");
@@ -160,18 +166,7 @@ fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
 /// at once, then sizes the fleet from the response; no target given.
 #[test]
 fn the_llm_slo_policy_sizes_a_step_from_the_engines_response() {
-    let mut requests = Vec::new();
-    for i in 0..900 {
-        let t = f64::from(i);
-        let rate = if t < 300.0 { 4 } else { 40 };
-        for k in 0..rate {
-            requests.push(LlmRequest {
-                at: t + f64::from(k) / f64::from(rate),
-                prompt: 400,
-                output: 60,
-            });
-        }
-    }
+    let requests = step(900, (300, 4), 40);
     let mut cfg = config(20.0);
     cfg.ttft_slo = 1.0;
     cfg.itl_slo = 0.1;

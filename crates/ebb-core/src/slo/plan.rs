@@ -20,7 +20,7 @@ pub enum Plan {
     Proposal {
         /// Replicas.
         replicas: u32,
-        /// The rate planned for, req/s.
+        /// The rate planned for: req/s (tokens/s for the LLM SLO).
         rate: f64,
         /// Reasons with the model's numbers.
         reasons: Vec<Reason>,

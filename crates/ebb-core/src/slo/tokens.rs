@@ -24,6 +24,7 @@
 
 use super::estimate::ColdStarts;
 use super::forecast::{Forecaster, Smoothing};
+use super::plan::Plan;
 use crate::observation::{is_fresh, EngineSample, Observation};
 use crate::policy::{LatencyGoal, TokenSlo};
 use crate::reason::Reason;
@@ -221,22 +222,6 @@ pub struct TokenSloState {
     pub recent: Vec<(Time, u32)>,
 }
 
-/// The token model's result.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenPlan {
-    /// Replicas proposed.
-    Proposal {
-        /// Replicas.
-        replicas: u32,
-        /// The token rate planned for, tokens/s.
-        tokens_per_second: f64,
-        /// Reasons with the model's numbers.
-        reasons: Vec<Reason>,
-    },
-    /// No usable data.
-    Missing(String),
-}
-
 /// What one goal allows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Allowance {
@@ -353,18 +338,18 @@ pub fn plan(
     (max_replicas, window_ms): (u32, i64),
     now: Time,
     stale_after_ms: i64,
-) -> TokenPlan {
+) -> Plan {
     state.cold.observe_pods(&obs.pods, now);
     let Some(sample) = obs
         .engine
         .as_ref()
         .filter(|s| is_fresh(s.at, now, stale_after_ms) && s.at <= now)
     else {
-        return TokenPlan::Missing("no fresh engine sample for the LLM SLO".into());
+        return Plan::Missing("no fresh engine sample for the LLM SLO".into());
     };
     let measured_rate = match observe(slo, state, sample, window_ms) {
         Ok(v) => v,
-        Err(why) => return TokenPlan::Missing(why),
+        Err(why) => return Plan::Missing(why),
     };
     let (cold, cold_measured) = cold_start(slo, state);
     let planned_rate = measured_rate.max(state.forecast.peak_within(cold, &smoothing(slo)));
@@ -450,9 +435,9 @@ pub fn plan(
         cold_start_seconds: cold,
         cold_start_measured: cold_measured,
     }];
-    TokenPlan::Proposal {
+    Plan::Proposal {
         replicas,
-        tokens_per_second: planned_rate,
+        rate: planned_rate,
         reasons,
     }
 }
