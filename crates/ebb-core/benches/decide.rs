@@ -1,7 +1,8 @@
 //! Decisions for 10,000 independent targets, each with 3 metrics and a 300 s history of
 //! recommendations (one a second, as a fast control loop keeps) and scale events.
 //!
-//! A second group adds the `slo` block to every target.
+//! A second group adds the `slo` block to every target; a third, the LLM SLO (`slo.ttft` and
+//! `slo.itl` read from the engines).
 //!
 //! Run: `cargo bench -p ebb-core --bench decide`
 
@@ -128,6 +129,42 @@ fn slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
     (policy, targets)
 }
 
+/// The same targets with the LLM SLO: each state has had five minutes of engine samples at
+/// work moving between 1,000 and 7,000 tokens/s per replica, so both responses are learnt and
+/// every decision reads the monotone curves.
+fn llm_slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
+    let policy = Policy::from_yaml(&format!(
+        "{POLICY}engine: {{kind: vllm}}\nslo: {{ttft: {{latency: 1s}}, itl: {{latency: 50ms}}}}\n"
+    ))
+    .expect("benchmark LLM SLO policy");
+    let targets = (0..TARGETS)
+        .map(|i| {
+            let (mut obs, mut state) = target(i, now);
+            let replicas = obs.current_replicas.max(1);
+            let sample = |s: i64| {
+                let work = 4_000.0 + 3_000.0 * ((s + i as i64) as f64 / 15.0).sin();
+                EngineSample {
+                    at: now.minus_millis(s * 1000),
+                    replicas,
+                    tokens_per_second: Some(work * f64::from(replicas)),
+                    waiting: 0.0,
+                    kv_cache: Some(0.3),
+                    itl_quantile: Some(0.02 + work / 100_000.0),
+                    ttft_quantile: Some(0.2 + work / 10_000.0),
+                    starting: false,
+                }
+            };
+            for s in (1..=300).rev() {
+                obs.engine = Some(sample(s));
+                state = decide(&policy, &obs, &state, now.minus_millis(s * 1000)).state;
+            }
+            obs.engine = Some(sample(0));
+            (obs, state)
+        })
+        .collect();
+    (policy, targets)
+}
+
 fn bench(c: &mut Criterion) {
     let policy = Policy::from_yaml(POLICY).expect("benchmark policy");
     let now = Time::from_secs(10_000);
@@ -136,9 +173,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(TARGETS as u64));
     group.sample_size(20);
     let (slo_policy, slo_targets) = slo_targets(now);
+    let (llm_policy, llm_targets) = llm_slo_targets(now);
     for (name, policy, targets) in [
         ("10k_targets_3_metrics_300s_history", &policy, &targets),
         ("10k_targets_3_metrics_and_slo", &slo_policy, &slo_targets),
+        ("10k_targets_3_metrics_and_llm_slo", &llm_policy, &llm_targets),
     ] {
         group.bench_function(name, |b| {
             b.iter_batched_ref(
