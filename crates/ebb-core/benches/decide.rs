@@ -177,7 +177,11 @@ fn bench(c: &mut Criterion) {
     for (name, policy, targets) in [
         ("10k_targets_3_metrics_300s_history", &policy, &targets),
         ("10k_targets_3_metrics_and_slo", &slo_policy, &slo_targets),
-        ("10k_targets_3_metrics_and_llm_slo", &llm_policy, &llm_targets),
+        (
+            "10k_targets_3_metrics_and_llm_slo",
+            &llm_policy,
+            &llm_targets,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter_batched_ref(

@@ -226,6 +226,53 @@ mod tests {
         assert_eq!(per_pod(&obs, "engine.waiting"), vec![1.0, 6.0]);
     }
 
+    /// The token counters of SGLang (`sglang:prompt_tokens_total`,
+    /// `sglang:generation_tokens_total`) and TGI (the sums of its input-length and
+    /// generated-token histograms), as their pages write them: the LLM SLO's token rate.
+    #[test]
+    fn sglang_and_tgi_token_counters() {
+        let pages = [
+            (
+                "sglang",
+                "slo: {ttft: {latency: 2s}}",
+                "# TYPE sglang:prompt_tokens_total counter\nsglang:prompt_tokens_total{model_name=\"m\"} {p}\n# TYPE sglang:generation_tokens_total counter\nsglang:generation_tokens_total{model_name=\"m\"} {g}\n",
+            ),
+            (
+                "tgi",
+                "slo: {itl: {latency: 50ms}}",
+                "# TYPE tgi_request_input_length histogram\ntgi_request_input_length_bucket{le=\"+Inf\"} 3\ntgi_request_input_length_sum {p}\ntgi_request_input_length_count 3\n# TYPE tgi_request_generated_tokens histogram\ntgi_request_generated_tokens_bucket{le=\"+Inf\"} 3\ntgi_request_generated_tokens_sum {g}\ntgi_request_generated_tokens_count 3\n",
+            ),
+        ];
+        for (kind, slo, template) in pages {
+            let e = engine(&format!("maxReplicas: 8\nengine: {{kind: {kind}}}\n{slo}"));
+            let page = |p: f64, g: f64| {
+                parse(
+                    &template
+                        .replace("{p}", &p.to_string())
+                        .replace("{g}", &g.to_string()),
+                )
+            };
+            let mut reader = EngineReader::default();
+            reader.read(
+                &e,
+                &[("a".into(), page(100.0, 10.0))],
+                false,
+                Time::from_secs(0),
+            );
+            let s = reader
+                .read(
+                    &e,
+                    &[("a".into(), page(600.0, 510.0))],
+                    false,
+                    Time::from_secs(5),
+                )
+                .sample
+                .expect("a sample");
+            // 500 prompt and 500 generated tokens in 5 s.
+            assert_eq!(s.tokens_per_second, Some(200.0), "{kind}");
+        }
+    }
+
     /// TGI: queue size and the per-request mean time per token histogram; no KV-cache gauge,
     /// which `ebb check` refuses to target.
     #[test]
