@@ -354,18 +354,80 @@ pub fn plan(
     let (cold, cold_measured) = cold_start(slo, state);
     let planned_rate = measured_rate.max(state.forecast.peak_within(cold, &smoothing(slo)));
     let current = obs.current_replicas.max(sample.replicas);
+    let s = size(slo, state, sample, (measured_rate, planned_rate), current);
+    let mut replicas = s.sized.max(s.at_once).clamp(1, max_replicas.max(1));
+    if s.learning {
+        replicas = replicas.max(current.min(max_replicas));
+    }
+    let needed = replicas;
+    let keep_ms = (cold * KEEP_COLD_STARTS * 1000.0) as i64;
+    let replicas = keep_through_dips(state, (now, keep_ms), s.sized.min(needed), needed, current);
+    let goal = |g: Option<LatencyGoal>, a: &Option<Allowance>| {
+        g.zip(*a).map(|(g, a)| crate::reason::TokenGoal {
+            seconds: g.seconds,
+            attainment: g.attainment,
+            planned_seconds: a.planned,
+            work: a.work,
+        })
+    };
+    let reasons = vec![Reason::TokenSloPlan {
+        ttft: goal(slo.ttft, &s.goals[0]),
+        itl: goal(slo.itl, &s.goals[1]),
+        replicas: needed,
+        proposed: replicas,
+        tokens_per_second: planned_rate,
+        forecast_percent: if measured_rate > 0.0 {
+            (planned_rate / measured_rate - 1.0) * 100.0
+        } else {
+            0.0
+        },
+        kv_work: s.kv_work,
+        over_now: s.at_once > s.sized,
+        learning: s.learning,
+        cold_start_seconds: cold,
+        cold_start_measured: cold_measured,
+    }];
+    Plan::Proposal {
+        replicas,
+        rate: planned_rate,
+        reasons,
+    }
+}
+
+/// What the goals and the engines' state ask for.
+struct Sizing {
+    /// What each goal allows (TTFT, ITL).
+    goals: [Option<Allowance>; 2],
+    /// Work per replica the KV cache allows, tokens/s.
+    kv_work: Option<f64>,
+    /// Replicas for the planned rate at the least allowed work.
+    sized: u32,
+    /// Replicas a queue or a quantile over its goal asks for at once.
+    at_once: u32,
+    /// Whether a response is still being learnt (no scale-down then).
+    learning: bool,
+}
+
+/// Sizes `planned` tokens/s by the responses learnt, the KV cache, the queue and the
+/// quantiles now (`measured`: the token rate now).
+fn size(
+    slo: &TokenSlo,
+    state: &TokenSloState,
+    sample: &EngineSample,
+    (measured, planned): (f64, f64),
+    current: u32,
+) -> Sizing {
     let steady = !sample.starting;
+    let now_asks = |g: &LatencyGoal, r: &Response, q: Option<f64>| {
+        allowance(g, r, usable(q).filter(|_| steady), current)
+    };
     let goals = [
-        slo.ttft.map(|g| {
-            let m = usable(sample.ttft_quantile).filter(|_| steady);
-            allowance(&g, &state.ttft, m, current)
-        }),
-        slo.itl.map(|g| {
-            let m = usable(sample.itl_quantile).filter(|_| steady);
-            allowance(&g, &state.itl, m, current)
-        }),
+        slo.ttft
+            .map(|g| now_asks(&g, &state.ttft, sample.ttft_quantile)),
+        slo.itl
+            .map(|g| now_asks(&g, &state.itl, sample.itl_quantile)),
     ];
-    let work_now = measured_rate / f64::from(sample.replicas);
+    let work_now = measured / f64::from(sample.replicas.max(1));
     let kv_work = sample
         .kv_cache
         .filter(|kv| kv.is_finite() && *kv > 0.0 && work_now > 0.0)
@@ -376,9 +438,8 @@ pub fn plan(
         .filter_map(|a| a.work)
         .chain(kv_work)
         .fold(f64::INFINITY, f64::min);
-    let learnt = goals.iter().flatten().all(|a| a.work.is_some());
     let sized = if allowed.is_finite() && allowed > 0.0 {
-        ((planned_rate / allowed).ceil() as u32).max(1)
+        ((planned / allowed).ceil() as u32).max(1)
     } else {
         current
     };
@@ -387,58 +448,47 @@ pub fn plan(
     } else {
         0
     };
-    let over_now = goals
+    let at_once = goals
         .iter()
         .flatten()
         .map(|a| a.now_asks)
         .chain([queued])
         .max()
         .unwrap_or(0);
-    let mut replicas = sized.max(over_now).clamp(1, max_replicas.max(1));
-    let warm = [&state.ttft, &state.itl]
-        .iter()
-        .zip([slo.ttft.is_some(), slo.itl.is_some()])
-        .all(|(r, wanted)| !wanted || r.windows() >= WARMUP_WINDOWS);
-    if !(learnt && warm) {
-        replicas = replicas.max(current.min(max_replicas));
+    let learnt = goals.iter().flatten().all(|a| a.work.is_some());
+    let warm = [
+        (&state.ttft, slo.ttft.is_some()),
+        (&state.itl, slo.itl.is_some()),
+    ]
+    .iter()
+    .all(|(r, wanted)| !wanted || r.windows() >= WARMUP_WINDOWS);
+    Sizing {
+        goals,
+        kv_work,
+        sized,
+        at_once,
+        learning: !(learnt && warm),
     }
-    let keep_ms = (cold * KEEP_COLD_STARTS * 1000.0) as i64;
+}
+
+/// `replicas`, or more where a dip below what was sized in the last `keep_ms` is shorter
+/// than that (never more than `current`): the ski-rental rule over a few cold starts. Only
+/// what the response sized (`sized`) is remembered; what a queue or a quantile over its goal
+/// asked for on top is not (a burst answered is no level to keep).
+fn keep_through_dips(
+    state: &mut TokenSloState,
+    (now, keep_ms): (Time, i64),
+    sized: u32,
+    replicas: u32,
+    current: u32,
+) -> u32 {
     state.recent.retain(|(t, _)| now.millis_since(*t) < keep_ms);
     let kept = state.recent.iter().map(|(_, r)| *r).max().unwrap_or(0);
-    state.recent.push((now, replicas));
-    let needed = replicas;
+    state.recent.push((now, sized));
     if kept > replicas && replicas < current {
-        replicas = kept.min(current);
-    }
-    let goal = |g: Option<LatencyGoal>, a: &Option<Allowance>| {
-        g.zip(*a).map(|(g, a)| crate::reason::TokenGoal {
-            seconds: g.seconds,
-            attainment: g.attainment,
-            planned_seconds: a.planned,
-            work: a.work,
-        })
-    };
-    let reasons = vec![Reason::TokenSloPlan {
-        ttft: goal(slo.ttft, &goals[0]),
-        itl: goal(slo.itl, &goals[1]),
-        replicas: needed,
-        proposed: replicas,
-        tokens_per_second: planned_rate,
-        forecast_percent: if measured_rate > 0.0 {
-            (planned_rate / measured_rate - 1.0) * 100.0
-        } else {
-            0.0
-        },
-        kv_work,
-        over_now: over_now > sized,
-        learning: !(learnt && warm),
-        cold_start_seconds: cold,
-        cold_start_measured: cold_measured,
-    }];
-    Plan::Proposal {
-        replicas,
-        rate: planned_rate,
-        reasons,
+        kept.min(current)
+    } else {
+        replicas
     }
 }
 
