@@ -49,8 +49,53 @@ pub(crate) async fn observe(
 
 /// The engine's signals as the status lists them beside the sources: each target's metric,
 /// its value (the average over pods for a per-replica signal, as its target reads it; the
-/// percentile for a latency), or why there is none.
-pub(crate) fn statuses(engine: &Engine, observed: &[MetricObservation]) -> Vec<SourceStatus> {
+/// percentile for a latency), or why there is none; then what an LLM SLO reads.
+pub(crate) fn statuses(engine: &Engine, reading: &EngineReading) -> Vec<SourceStatus> {
+    let mut out = target_statuses(engine, &reading.metrics);
+    if let Some(q) = engine.token_quantiles {
+        out.extend(llm_slo_statuses(q, reading.sample.as_ref()));
+    }
+    out
+}
+
+/// The LLM SLO's inputs: the goals' quantiles and the token rate, or why each is missing.
+fn llm_slo_statuses(
+    q: ebb_core::engine::TokenQuantiles,
+    sample: Option<&ebb_core::EngineSample>,
+) -> Vec<SourceStatus> {
+    let entry = |name: &str, value: Option<f64>, why: &str| SourceStatus {
+        name: name.into(),
+        source: "engine".into(),
+        value,
+        error: value.is_none().then(|| why.to_string()),
+        last_success: None,
+    };
+    let quantile_why = "no quantile: replicas are starting, or the window has fewer than 10 observations since the serving replicas last changed";
+    let mut out = Vec::new();
+    if q.ttft.is_some() {
+        out.push(entry(
+            "llmSlo.ttft",
+            sample.and_then(|s| s.ttft_quantile),
+            quantile_why,
+        ));
+    }
+    if q.itl.is_some() {
+        out.push(entry(
+            "llmSlo.itl",
+            sample.and_then(|s| s.itl_quantile),
+            quantile_why,
+        ));
+    }
+    out.push(entry(
+        "llmSlo.tokensPerSecond",
+        sample.and_then(|s| s.tokens_per_second),
+        "no token counters over the window yet (a replica's first scrape has nothing to compare with)",
+    ));
+    out
+}
+
+/// Each engine target's value, or why there is none.
+fn target_statuses(engine: &Engine, observed: &[MetricObservation]) -> Vec<SourceStatus> {
     engine
         .targets
         .iter()
@@ -106,7 +151,7 @@ mod tests {
                 samples: vec![sample("a", 1.0), sample("b", 4.0)],
             },
         }];
-        let s = statuses(&engine, &observed);
+        let s = target_statuses(&engine, &observed);
         assert_eq!(
             (s[0].name.as_str(), s[0].value),
             ("engine.waiting", Some(2.5))
@@ -117,5 +162,40 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("replicas are starting"));
+    }
+
+    #[test]
+    fn the_status_lists_the_llm_slo_inputs() {
+        let engine = Policy::from_yaml(
+            "maxReplicas: 4\nengine: {kind: vllm}\nslo: {ttft: {latency: 2s}, itl: {latency: 50ms}}",
+        )
+        .unwrap()
+        .engine
+        .unwrap();
+        let reading = EngineReading {
+            metrics: Vec::new(),
+            sample: Some(ebb_core::EngineSample {
+                at: Time::ZERO,
+                replicas: 2,
+                tokens_per_second: Some(1200.0),
+                waiting: 0.0,
+                kv_cache: None,
+                itl_quantile: None,
+                ttft_quantile: Some(0.8),
+                starting: false,
+            }),
+        };
+        let s = statuses(&engine, &reading);
+        let listed: Vec<(&str, Option<f64>)> =
+            s.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("llmSlo.ttft", Some(0.8)),
+                ("llmSlo.itl", None),
+                ("llmSlo.tokensPerSecond", Some(1200.0)),
+            ]
+        );
+        assert!(s[1].error.as_deref().unwrap().contains("no quantile"));
     }
 }

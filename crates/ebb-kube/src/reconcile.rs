@@ -70,7 +70,7 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     let mut obs = observe::observation(&policy, target.replicas, &target.pods, &latest);
     if let Some(engine) = &policy.engine {
         let reading = crate::engine_poll::observe(pass, engine, &target.pods).await;
-        let engine_statuses = crate::engine_poll::statuses(engine, &reading.metrics);
+        let engine_statuses = crate::engine_poll::statuses(engine, &reading);
         status.current_metrics.extend(engine_statuses);
         reading.add_to(&mut obs);
     }

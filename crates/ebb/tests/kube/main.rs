@@ -2060,6 +2060,15 @@ async fn the_controller_sizes_an_llm_slo_from_the_engines() {
         reasons.contains("TTFT p99 2s (") && reasons.contains("ITL p99 100ms ("),
         "{reasons}"
     );
+    // The status lists what the SLO reads beside the sources.
+    assert!(
+        status
+            .current_metrics
+            .iter()
+            .any(|m| m.name == "llmSlo.tokensPerSecond" && m.source == "engine"),
+        "{:?}",
+        status.current_metrics
+    );
 }
 
 /// One `ebb demo-llm` pod whose KV cache holds one request, an Autoscaler with `spec` (its
