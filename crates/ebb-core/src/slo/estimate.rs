@@ -63,9 +63,9 @@ pub struct SloState {
     /// The cold starts measured so far.
     #[serde(flatten)]
     pub cold: ColdStarts,
-    /// Recent proposals, oldest first, for the keep-through-a-dip rule.
+    /// Recent proposals, for the keep-through-a-dip rule.
     #[serde(default)]
-    pub recent: Vec<(Time, u32)>,
+    pub recent: RecentProposals,
     /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
     #[serde(default)]
     pub recurrence: super::recurrence::Recurrence,
@@ -380,13 +380,20 @@ impl SloState {
         let ratio = (self.queue_observed + pseudo * factor) / (self.queue_predicted + pseudo);
         (ratio * (1.0 + service_scv) - service_scv).clamp(1.0, prior)
     }
+}
 
+/// Recent proposals, oldest first: the memory behind "keep a replica through a dip shorter
+/// than its cold start" (the ski-rental rule), for both SLO signals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecentProposals(pub Vec<(Time, u32)>);
+
+impl RecentProposals {
     /// Records a proposal and returns the highest one within the last `keep_ms`.
     pub fn remember(&mut self, proposal: u32, now: Time, keep_ms: i64) -> u32 {
-        self.recent
-            .retain(|(at, _)| now.millis_since(*at) < keep_ms);
-        self.recent.push((now, proposal));
-        self.recent.iter().map(|r| r.1).max().unwrap_or(proposal)
+        self.0.retain(|(at, _)| now.millis_since(*at) < keep_ms);
+        self.0.push((now, proposal));
+        self.0.iter().map(|r| r.1).max().unwrap_or(proposal)
     }
 }
 

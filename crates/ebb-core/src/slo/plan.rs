@@ -188,7 +188,7 @@ pub fn plan(
     let prewarm = for_recurring_burst(slo, tuning, state, &now_sized, lead, now);
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
     let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
-    let kept = state.remember(wanted, now, keep_ms);
+    let kept = state.recent.remember(wanted, now, keep_ms);
     // Hedge only for what is needed now, not for what a dip keeps.
     let hedge = if ready < needed {
         (f64::from(needed - ready) * tuning.hedge).floor() as u32

@@ -22,10 +22,10 @@
 //! whatever the curve says; until the curve has seen enough, no fewer replicas than the
 //! target has are proposed; and a replica is kept through a dip shorter than its cold start.
 
-use super::estimate::ColdStarts;
+use super::estimate::{ColdStarts, RecentProposals};
 use super::forecast::{Forecaster, Smoothing};
 use super::plan::Plan;
-use crate::observation::{is_fresh, EngineSample, Observation};
+use crate::observation::{is_fresh, is_usable, EngineSample, Observation};
 use crate::policy::{LatencyGoal, TokenSlo};
 use crate::reason::Reason;
 use crate::time::Time;
@@ -217,9 +217,9 @@ pub struct TokenSloState {
     /// Cold starts measured.
     #[serde(flatten)]
     pub cold: ColdStarts,
-    /// Recent proposals, oldest first, for the keep-through-a-dip rule.
+    /// What the response sized recently, for the keep-through-a-dip rule.
     #[serde(default)]
-    pub recent: Vec<(Time, u32)>,
+    pub recent: RecentProposals,
 }
 
 /// What one goal allows.
@@ -289,10 +289,7 @@ fn observe(
     if sample.replicas == 0 {
         return Err("no serving replica to read".into());
     }
-    let Some(rate) = sample
-        .tokens_per_second
-        .filter(|v| v.is_finite() && *v >= 0.0)
-    else {
+    let Some(rate) = sample.tokens_per_second.filter(|v| is_usable(*v)) else {
         return Err("no token counts over the window yet".into());
     };
     if state.last_at.is_some_and(|t| sample.at <= t) {
@@ -318,11 +315,13 @@ fn observe(
         .last_queue_at
         .is_none_or(|q| sample.at.millis_since(q) > window_ms);
     if !sample.starting && settled {
-        if let (Some(_), Some(q)) = (slo.ttft, usable(sample.ttft_quantile)) {
-            state.ttft.observe(work, q);
-        }
-        if let (Some(_), Some(q)) = (slo.itl, usable(sample.itl_quantile)) {
-            state.itl.observe(work, q);
+        for (goal, response, quantile) in [
+            (slo.ttft, &mut state.ttft, sample.ttft_quantile),
+            (slo.itl, &mut state.itl, sample.itl_quantile),
+        ] {
+            if let (Some(_), Some(q)) = (goal, usable(quantile)) {
+                response.observe(work, q);
+            }
         }
     }
     state.forecast.observe(rate, sample.at, dt, &smoothing(slo));
@@ -482,9 +481,8 @@ fn keep_through_dips(
     replicas: u32,
     current: u32,
 ) -> u32 {
-    state.recent.retain(|(t, _)| now.millis_since(*t) < keep_ms);
-    let kept = state.recent.iter().map(|(_, r)| *r).max().unwrap_or(0);
-    state.recent.push((now, sized));
+    // `sized` is at most `replicas`, so remembering it first leaves the comparison as it was.
+    let kept = state.recent.remember(sized, now, keep_ms);
     if kept > replicas && replicas < current {
         kept.min(current)
     } else {
