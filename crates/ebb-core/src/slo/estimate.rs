@@ -373,7 +373,7 @@ impl SloState {
     /// than predicted comes from a cold start lagging a rise, which the forecast, not `ca^2`,
     /// is for), nor below Poisson's 1.
     pub fn calibrated_scv(&self, prior: f64, service_scv: f64, pseudo: f64) -> f64 {
-        if pseudo <= 0.0 || prior <= 1.0 {
+        if pseudo <= 0.0 || prior.is_nan() || prior <= 1.0 {
             return prior;
         }
         let factor = (prior + service_scv) / (1.0 + service_scv);

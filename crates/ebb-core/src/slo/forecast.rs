@@ -57,6 +57,9 @@ pub struct Forecaster {
     pub open_bucket: Option<(i64, f64, f64)>,
 }
 
+/// The longest the level's time constant gets, seconds.
+const MAX_LEVEL_SECONDS: f64 = 3600.0;
+
 fn bucket_of(at: Time, season_seconds: f64) -> (i64, usize) {
     let width_ms = (season_seconds * 1000.0 / SEASON_BUCKETS as f64).max(1.0) as i64;
     let absolute = at.as_millis().div_euclid(width_ms);
@@ -68,9 +71,12 @@ fn bucket_of(at: Time, season_seconds: f64) -> (i64, usize) {
 
 impl Forecaster {
     /// The level's time constant now, seconds: see [`Smoothing::level_requests`].
+    /// Never longer than an hour, even where a measured service time (absurd, or a
+    /// broken source's) asks for a longer floor.
     pub fn level_time_constant(&self, s: &Smoothing) -> f64 {
         let rate = self.level.max(1e-9);
-        (s.level_requests / rate).clamp(s.level_seconds, 3600.0)
+        let floor = s.level_seconds.min(MAX_LEVEL_SECONDS);
+        (s.level_requests / rate).clamp(floor, MAX_LEVEL_SECONDS)
     }
 
     /// The seasonal offset at `at`, once learnt.

@@ -432,7 +432,8 @@ pub fn replicas_for_cached(
     }
     // The smallest stable count, then upwards; the Erlang B recursion is carried along, so
     // the whole search costs O(servers) plus one integral per candidate.
-    let mut n = ((offered / f64::from(slots)).floor() as u64 + 1).clamp(1, u64::from(max)) as u32;
+    let mut n =
+        ((offered / f64::from(slots)).floor() as u64 + 1).clamp(1, u64::from(max.max(1))) as u32;
     let mut b = 1.0;
     let mut k = 0u32;
     if cache.as_ref().is_some_and(|g| !g.fits(latency, load)) {
