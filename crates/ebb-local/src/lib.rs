@@ -1,12 +1,12 @@
 //! # ebb-local: Ebb's embedded default
 //!
-//! Runs a model server as local replica processes behind Ebb's own proxy. The proxy's counters
-//! are the observations `ebb_core::decide` reads; the supervisor applies its decisions,
-//! draining a replica before it stops so that a scale-in loses no request.
+//! Runs a model server as local replica processes behind Ebb's own proxy (`ebb_proxy`, the same
+//! one `ebb gateway` runs in a cluster). The proxy's counters are the observations
+//! `ebb_core::decide` reads; the supervisor applies its decisions, draining a replica before
+//! it stops so that a scale-in loses no request.
 
-pub use ebb_proxy::{counters, guard, server, upstream};
+pub use ebb_proxy::{admin, counters, guard, health, proxy, server, state, upstream};
 
-pub mod admin;
 pub mod config;
 pub mod control;
 pub mod demo_llm;
@@ -14,11 +14,8 @@ pub mod demo_model;
 pub mod engine_scrape;
 pub mod fault_replica;
 pub mod grpc_health;
-pub mod health;
 pub mod load;
 pub mod multi_control;
-pub mod proxy;
 pub mod runtime;
 pub mod service;
 pub mod signals;
-pub mod state;

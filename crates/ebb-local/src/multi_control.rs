@@ -116,26 +116,26 @@ impl Service {
                 model.remove(&copy);
                 self.event(format!(
                     "{}: server r{} never became ready; will place it again",
-                    model.cfg.name, copy.replica.id
+                    model.name, copy.replica.id
                 ));
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match self
-            .repository_call(&copy.replica, &model.cfg.name, "load")
+            .repository_call(&copy.replica, &model.name, "load")
             .await
         {
             Ok(()) => {
                 copy.set(CopyState::Ready);
                 self.state.ready_changed.notify_waiters();
-                self.event(format!("{} loaded on r{}", model.cfg.name, copy.replica.id));
+                self.event(format!("{} loaded on r{}", model.name, copy.replica.id));
             }
             Err(e) => {
                 model.remove(&copy);
                 self.event(format!(
                     "{}: load on r{} failed: {e}",
-                    model.cfg.name, copy.replica.id
+                    model.name, copy.replica.id
                 ));
             }
         }
@@ -160,7 +160,7 @@ impl Service {
             if new.state() != CopyState::Ready {
                 self.event(format!(
                     "{}: move from r{} cancelled, its replacement is not ready",
-                    model.cfg.name, copy.replica.id
+                    model.name, copy.replica.id
                 ));
                 return;
             }
@@ -171,12 +171,12 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if let Err(e) = self
-            .repository_call(&copy.replica, &model.cfg.name, "unload")
+            .repository_call(&copy.replica, &model.name, "unload")
             .await
         {
             self.event(format!(
                 "{}: unload on r{} failed: {e}",
-                model.cfg.name, copy.replica.id
+                model.name, copy.replica.id
             ));
         }
         model.remove(&copy);
@@ -203,10 +203,10 @@ impl Service {
         let (Some(cfg), Some(models)) = (self.cfg.models.clone(), self.state.models.clone()) else {
             return;
         };
-        let mut scalers: BTreeMap<String, Scaler> = models
+        let mut scalers: BTreeMap<String, Scaler> = cfg
             .models
             .iter()
-            .map(|(name, m)| (name.clone(), Scaler::new(m.cfg.policy.clone())))
+            .map(|m| (m.name.clone(), Scaler::new(m.policy.clone())))
             .collect();
         let mut tick = tokio::time::interval(self.cfg.sync_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,14 +234,14 @@ impl Service {
                 // loop starts minReplicas replicas: from zero the core would read "scaled to
                 // zero by someone else" and pause.
                 let floor = if obs.current_replicas == 0 && hold.is_none() {
-                    m.cfg.policy.min_replicas
+                    scaler.policy().min_replicas
                 } else {
                     0
                 };
                 demands.push(ModelDemand {
                     name: name.clone(),
                     replicas: d.desired_replicas.max(floor),
-                    memory_mib: m.cfg.memory_mib,
+                    memory_mib: m.memory_mib,
                     server_kind: None,
                 });
                 decisions.insert(name.clone(), d);

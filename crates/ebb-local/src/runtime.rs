@@ -4,7 +4,7 @@
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, QueueLimits};
 use crate::server::Listener;
 use crate::service::Service;
 use crate::state::ServiceState;
@@ -208,15 +208,25 @@ pub async fn run(
         let mut state =
             ServiceState::new(&cfg.name, started).with_retry_budget(cfg.proxy.retry_budget);
         if let Some(m) = &cfg.models {
-            state = state.with_models(&m.models);
+            state = state.with_models(m.models.iter().map(|m| (m.name.as_str(), m.memory_mib)));
         }
         if let Some(slo) = &cfg.policy.slo {
             state = state.with_slo_latency(slo.latency_seconds);
         }
         let state = Arc::new(state);
         let listener_ctx = listener_for(&state);
+        let queue = QueueLimits {
+            capacity: cfg.queue_capacity,
+            timeout: cfg.queue_timeout,
+        };
         let threads = crate::proxy::serve_on_threads(&cfg.name, listener, &listener_ctx, || {
-            Proxy::new(state.clone(), &cfg)
+            Proxy::with(
+                state.clone(),
+                cfg.proxy.clone(),
+                cfg.health.clone(),
+                queue,
+                None,
+            )
         });
         for (i, t) in threads.into_iter().enumerate() {
             if let Err(e) = t {

@@ -4,8 +4,8 @@
 use anyhow::Context;
 use clap::Args;
 use ebb_kube::gateway::GatewayConfig;
-use ebb_local::config::proxy::{HealthSettings, ProxySettings};
-use ebb_local::proxy::QueueLimits;
+use ebb_proxy::proxy::QueueLimits;
+use ebb_proxy::settings::{HealthSettings, ProxySettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,7 +56,7 @@ pub(crate) struct GatewayArgs {
 
 /// A duration flag, checked as `ebb up` checks its durations (in (0, a day]).
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    ebb_local::config::secs(&format!("--{flag}"), Some(v), v).map_err(|e| anyhow::anyhow!("{e}"))
+    ebb_proxy::settings::secs(&format!("--{flag}"), Some(v), v).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {

@@ -13,11 +13,11 @@
 pub mod endpoints;
 mod probe;
 
-use ebb_local::admin::Admin;
-use ebb_local::config::proxy::{HealthSettings, ProxySettings};
-use ebb_local::proxy::{Proxy, QueueLimits};
-use ebb_local::server::{self, Listener};
-use ebb_local::state::{Replica, ServiceState};
+use ebb_proxy::admin::Admin;
+use ebb_proxy::proxy::{Proxy, QueueLimits};
+use ebb_proxy::server::{self, Listener};
+use ebb_proxy::settings::{HealthSettings, ProxySettings};
+use ebb_proxy::state::{Replica, ServiceState};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
@@ -247,7 +247,7 @@ pub async fn run(
         Arc::new(|text| tracing::warn!("gateway listener: {text}")),
     );
     // Held requests are answered 503 when this replica stops: another replica holds them.
-    let threads = ebb_local::proxy::serve_on_threads("gateway", listener, &ctx, || {
+    let threads = ebb_proxy::proxy::serve_on_threads("gateway", listener, &ctx, || {
         Proxy::with(
             state.clone(),
             cfg.proxy.clone(),

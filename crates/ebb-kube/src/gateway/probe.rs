@@ -6,9 +6,9 @@
 //! of rotation, and a passing check puts it back, an ejected pod once its ejection is over
 //! (without this an ejected pod would never come back).
 
-use ebb_local::config::proxy::HealthSettings;
-use ebb_local::health::ProbeChange;
-use ebb_local::state::{Replica, ServiceState};
+use ebb_proxy::health::ProbeChange;
+use ebb_proxy::settings::HealthSettings;
+use ebb_proxy::state::{Replica, ServiceState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,31 +6,13 @@ use ebb_core::Policy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use thiserror::Error;
 
-pub mod proxy;
+pub use ebb_proxy::settings::{HealthSettings, ProxySettings};
 
-pub use proxy::{HealthSettings, ProxySettings};
-
-/// A configuration problem, with the field it concerns.
-#[derive(Debug, Error)]
-#[error("{path}: {reason}")]
-pub struct ConfigError {
-    /// Field path, e.g. `services[0].command`.
-    pub path: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// A problem with the field at `path`.
-    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-}
+/// A configuration problem, with the field it concerns (the proxy's settings and the rest of
+/// a service's share one error type).
+pub use ebb_proxy::settings::FieldError as ConfigError;
+pub use ebb_proxy::settings::{millis, secs};
 
 /// The longest path a Unix socket address holds (`sun_path` less its terminating zero).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -105,9 +87,9 @@ struct RawService {
     #[serde(default)]
     public: bool,
     #[serde(default)]
-    proxy: Option<proxy::RawProxy>,
+    proxy: Option<ebb_proxy::settings::RawProxy>,
     #[serde(default)]
-    health: Option<proxy::RawHealth>,
+    health: Option<ebb_proxy::settings::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,43 +261,6 @@ pub struct Config {
     pub admin: SocketAddr,
     /// The control socket (`ebb ctl`): a Unix socket in a directory private to the user.
     pub control_socket: std::path::PathBuf,
-}
-
-/// The longest duration a setting takes: a day. Anything longer is a mistake, and far
-/// longer ones overflow a `Duration` or an `Instant` deadline.
-const MAX_SECONDS: f64 = 86_400.0;
-
-/// A duration setting in seconds (`default` when absent), in (0, a day].
-pub fn secs(path: &str, v: Option<f64>, default: f64) -> Result<std::time::Duration, ConfigError> {
-    let v = v.unwrap_or(default);
-    if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS {
-        return Err(err(
-            path,
-            format!("must be a number of seconds in (0, {MAX_SECONDS}], got {v}"),
-        ));
-    }
-    Ok(std::time::Duration::from_secs_f64(v))
-}
-
-/// A period setting in milliseconds (`default` when absent), within `range`.
-pub(crate) fn millis(
-    path: &str,
-    v: Option<u64>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<std::time::Duration, ConfigError> {
-    let v = v.unwrap_or(default);
-    if !range.contains(&v) {
-        return Err(err(
-            path,
-            format!(
-                "must be between {} and {} ms, got {v}",
-                range.start(),
-                range.end()
-            ),
-        ));
-    }
-    Ok(std::time::Duration::from_millis(v))
 }
 
 /// The longest period setting: an hour.

@@ -1,19 +1,78 @@
-//! The proxy's limits, timeouts, retry budget and health checking as `ebb up` configures them
-//! (`services[i].proxy` and `services[i].health`), with defaults that are safe in front of a
-//! model server: what Envoy and HAProxy users expect without asking.
+//! The proxy's limits, timeouts, retry budget and health checking, as `ebb up` configures
+//! them (`services[i].proxy` and `services[i].health`) and `ebb gateway` takes them (`--proxy`,
+//! `--health`), with defaults that are safe in front of a model server: what Envoy and HAProxy
+//! users expect without asking. Every error names the field it concerns.
 
-use super::{millis, secs as seconds, ConfigError};
-use ebb_proxy::upstream::UpstreamProtocol;
+use crate::upstream::UpstreamProtocol;
 use serde::Deserialize;
 use std::time::Duration;
+use thiserror::Error;
+
+/// A setting that is wrong, with the path of its field.
+#[derive(Debug, Error)]
+#[error("{path}: {reason}")]
+pub struct FieldError {
+    /// Field path, e.g. `services[0].proxy.maxBodyBytes`.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A problem with the field at `path`.
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The longest duration a setting takes: a day. Anything longer is a mistake, and far
+/// longer ones overflow a `Duration` or an `Instant` deadline.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// A duration setting in seconds (`default` when absent): positive, finite, at most a day.
+pub fn secs(path: &str, v: Option<f64>, default: f64) -> Result<Duration, FieldError> {
+    let v = v.unwrap_or(default);
+    if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS {
+        return Err(FieldError::new(
+            path,
+            format!("must be a number of seconds in (0, {MAX_SECONDS}], got {v}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// A period setting in milliseconds (`default` when absent), within `range`.
+pub fn millis(
+    path: &str,
+    v: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, FieldError> {
+    let v = v.unwrap_or(default);
+    if !range.contains(&v) {
+        return Err(FieldError::new(
+            path,
+            format!(
+                "must be between {} and {} ms, got {v}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(Duration::from_millis(v))
+}
 
 /// Paths never forwarded from the service port: the V2 model repository extension loads and
 /// unloads models (Triton, MLServer, KServe), which no client of the service should reach.
 pub const ALWAYS_DENIED: &[&str] = &["/v2/repository"];
 
+/// A `proxy:` block as written, before [`ProxySettings::parse`] checks it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct RawProxy {
+pub struct RawProxy {
     max_body_bytes: Option<u64>,
     retry_body_bytes: Option<u64>,
     body_timeout_seconds: Option<f64>,
@@ -33,9 +92,10 @@ pub(crate) struct RawProxy {
     upstream_protocol: Option<String>,
 }
 
+/// A `health:` block as written, before [`HealthSettings::parse`] checks it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct RawHealth {
+pub struct RawHealth {
     probe_interval_ms: Option<u64>,
     probe_timeout_ms: Option<u64>,
     unhealthy_probes: Option<u32>,
@@ -111,10 +171,10 @@ pub struct HealthSettings {
     pub restart_after: Duration,
 }
 
-fn percent(path: &str, v: Option<f64>, default: f64, max: f64) -> Result<f64, ConfigError> {
+fn percent(path: &str, v: Option<f64>, default: f64, max: f64) -> Result<f64, FieldError> {
     let v = v.unwrap_or(default);
     if !v.is_finite() || !(0.0..=max).contains(&v) {
-        return Err(ConfigError::new(
+        return Err(FieldError::new(
             path,
             format!("must be a percentage in [0, {max}], got {v}"),
         ));
@@ -124,13 +184,9 @@ fn percent(path: &str, v: Option<f64>, default: f64, max: f64) -> Result<f64, Co
 
 /// The file descriptors this process may open (the soft limit).
 fn open_file_limit() -> u64 {
-    // SAFETY: getrlimit only writes into the struct passed.
-    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
 }
 
 /// Each client connection may need a replica connection too, and the runtime holds some of
@@ -141,11 +197,11 @@ fn default_max_connections() -> usize {
 }
 
 /// `http1` (the default) or `h2c`.
-fn upstream_protocol(path: &str, v: Option<&str>) -> Result<UpstreamProtocol, ConfigError> {
+fn upstream_protocol(path: &str, v: Option<&str>) -> Result<UpstreamProtocol, FieldError> {
     match v {
         None | Some("http1") => Ok(UpstreamProtocol::Http1),
         Some("h2c") => Ok(UpstreamProtocol::H2c),
-        Some(other) => Err(ConfigError::new(
+        Some(other) => Err(FieldError::new(
             path,
             format!("must be http1 or h2c (HTTP/2 with prior knowledge, for gRPC), got '{other}'"),
         )),
@@ -153,10 +209,10 @@ fn upstream_protocol(path: &str, v: Option<&str>) -> Result<UpstreamProtocol, Co
 }
 
 /// One proxy thread per core unless said otherwise.
-fn threads(path: &str, v: Option<usize>) -> Result<usize, ConfigError> {
+fn threads(path: &str, v: Option<usize>) -> Result<usize, FieldError> {
     let v = v.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if !(1..=256).contains(&v) {
-        return Err(ConfigError::new(
+        return Err(FieldError::new(
             path,
             format!("must be between 1 and 256, got {v}"),
         ));
@@ -167,39 +223,39 @@ fn threads(path: &str, v: Option<usize>) -> Result<usize, ConfigError> {
 impl ProxySettings {
     /// The fields of a `proxy:` block given as YAML text (`{retryNonIdempotent: true}`), checked
     /// as `ebb up` checks them; errors name the field under `p`.
-    pub fn from_yaml(p: &str, text: &str) -> Result<ProxySettings, ConfigError> {
+    pub fn from_yaml(p: &str, text: &str) -> Result<ProxySettings, FieldError> {
         let raw: RawProxy =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::new(p, e.to_string()))?;
+            serde_yaml::from_str(text).map_err(|e| FieldError::new(p, e.to_string()))?;
         ProxySettings::parse(p, Some(raw))
     }
 
     /// Validates `services[i].proxy` (`p` is its path).
-    pub(crate) fn parse(p: &str, raw: Option<RawProxy>) -> Result<ProxySettings, ConfigError> {
+    pub fn parse(p: &str, raw: Option<RawProxy>) -> Result<ProxySettings, FieldError> {
         let r = raw.unwrap_or_default();
         let max_body_bytes = r.max_body_bytes.unwrap_or(64 << 20);
         if max_body_bytes == 0 {
-            return Err(ConfigError::new(
+            return Err(FieldError::new(
                 format!("{p}.maxBodyBytes"),
                 "must be above 0",
             ));
         }
         let retry_body_bytes = r.retry_body_bytes.unwrap_or(1 << 20);
         if retry_body_bytes > max_body_bytes {
-            return Err(ConfigError::new(
+            return Err(FieldError::new(
                 format!("{p}.retryBodyBytes"),
                 format!("must be at most maxBodyBytes ({max_body_bytes}), got {retry_body_bytes}"),
             ));
         }
         let max_connections = r.max_connections.unwrap_or_else(default_max_connections);
         if max_connections == 0 {
-            return Err(ConfigError::new(
+            return Err(FieldError::new(
                 format!("{p}.maxConnections"),
                 "must be at least 1",
             ));
         }
         for (i, d) in r.deny_paths.iter().enumerate() {
             if !d.starts_with('/') {
-                return Err(ConfigError::new(
+                return Err(FieldError::new(
                     format!("{p}.denyPaths[{i}]"),
                     format!("'{d}' must start with /"),
                 ));
@@ -207,7 +263,7 @@ impl ProxySettings {
         }
         let max_attempts = r.max_attempts.unwrap_or(3);
         if !(1..=10).contains(&max_attempts) {
-            return Err(ConfigError::new(
+            return Err(FieldError::new(
                 format!("{p}.maxAttempts"),
                 format!("must be between 1 and 10, got {max_attempts}"),
             ));
@@ -215,35 +271,35 @@ impl ProxySettings {
         Ok(ProxySettings {
             max_body_bytes,
             retry_body_bytes,
-            body_timeout: seconds(
+            body_timeout: secs(
                 &format!("{p}.bodyTimeoutSeconds"),
                 r.body_timeout_seconds,
                 10.0,
             )?,
-            header_timeout: seconds(
+            header_timeout: secs(
                 &format!("{p}.headerTimeoutSeconds"),
                 r.header_timeout_seconds,
                 10.0,
             )?,
-            idle_timeout: seconds(
+            idle_timeout: secs(
                 &format!("{p}.idleTimeoutSeconds"),
                 r.idle_timeout_seconds,
                 60.0,
             )?,
-            connect_timeout: seconds(
+            connect_timeout: secs(
                 &format!("{p}.connectTimeoutSeconds"),
                 r.connect_timeout_seconds,
                 2.0,
             )?,
-            upstream_timeout: seconds(
+            upstream_timeout: secs(
                 &format!("{p}.upstreamTimeoutSeconds"),
                 r.upstream_timeout_seconds,
                 60.0,
             )?,
-            upstream_idle: seconds(
+            upstream_idle: secs(
                 &format!("{p}.upstreamIdleSeconds"),
                 r.upstream_idle_seconds,
-                ebb_proxy::upstream::DEFAULT_IDLE_LIMIT.as_secs_f64(),
+                crate::upstream::DEFAULT_IDLE_LIMIT.as_secs_f64(),
             )?,
             max_connections,
             deny_paths: r.deny_paths,
@@ -276,14 +332,14 @@ impl ProxySettings {
 
 impl HealthSettings {
     /// The fields of a `health:` block given as YAML text, checked as `ebb up` checks them.
-    pub fn from_yaml(p: &str, text: &str) -> Result<HealthSettings, ConfigError> {
+    pub fn from_yaml(p: &str, text: &str) -> Result<HealthSettings, FieldError> {
         let raw: RawHealth =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::new(p, e.to_string()))?;
+            serde_yaml::from_str(text).map_err(|e| FieldError::new(p, e.to_string()))?;
         HealthSettings::parse(p, Some(raw))
     }
 
     /// Validates `services[i].health` (`p` is its path).
-    pub(crate) fn parse(p: &str, raw: Option<RawHealth>) -> Result<HealthSettings, ConfigError> {
+    pub fn parse(p: &str, raw: Option<RawHealth>) -> Result<HealthSettings, FieldError> {
         let r = raw.unwrap_or_default();
         let ms = |field: &str, v: Option<u64>, default: u64| {
             millis(&format!("{p}.{field}"), v, default, 10..=600_000)
@@ -291,25 +347,25 @@ impl HealthSettings {
         let count = |field: &str, v: Option<u32>, default: u32| {
             let v = v.unwrap_or(default);
             if !(1..=1000).contains(&v) {
-                return Err(ConfigError::new(
+                return Err(FieldError::new(
                     format!("{p}.{field}"),
                     format!("must be between 1 and 1000, got {v}"),
                 ));
             }
             Ok(v)
         };
-        let base_ejection = seconds(
+        let base_ejection = secs(
             &format!("{p}.baseEjectionSeconds"),
             r.base_ejection_seconds,
             2.0,
         )?;
-        let max_ejection = seconds(
+        let max_ejection = secs(
             &format!("{p}.maxEjectionSeconds"),
             r.max_ejection_seconds,
             60.0,
         )?;
         if max_ejection < base_ejection {
-            return Err(ConfigError::new(
+            return Err(FieldError::new(
                 format!("{p}.maxEjectionSeconds"),
                 "must be at least baseEjectionSeconds",
             ));
@@ -327,7 +383,7 @@ impl HealthSettings {
                 50.0,
                 100.0,
             )?,
-            restart_after: seconds(
+            restart_after: secs(
                 &format!("{p}.restartAfterSeconds"),
                 r.restart_after_seconds,
                 30.0,

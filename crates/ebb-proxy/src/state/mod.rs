@@ -1,9 +1,9 @@
 //! What the proxy, the supervisor and the control loop share about one service: its replicas
 //! and the counters the decision core reads.
 
-use crate::config::proxy::HealthSettings;
 use crate::counters::{ProxyCounters, RetryBudget};
 use crate::health::{Health, Outcome, ProbeChange};
+use crate::settings::HealthSettings;
 use ebb_core::Hold;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -235,9 +235,9 @@ pub struct ServiceState {
     /// Latency of all answered requests (microseconds).
     pub total_latency: Mutex<Histogram<u64>>,
     /// From arrival to an answer body's first byte.
-    pub first_byte: ebb_proxy::histogram::Histogram,
+    pub first_byte: crate::histogram::Histogram,
     /// Gaps between an answer body's chunks.
-    pub chunk_gaps: ebb_proxy::histogram::Histogram,
+    pub chunk_gaps: crate::histogram::Histogram,
     /// Recent decisions, newest last.
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
     /// Scale events applied.
@@ -248,7 +248,7 @@ pub struct ServiceState {
     pub service_times: [AtomicU64; 3],
     /// The same times by bucket, for readers that count the share within an SLO from a
     /// histogram (the controller reading a gateway).
-    pub service_histogram: ebb_proxy::histogram::Histogram,
+    pub service_histogram: crate::histogram::Histogram,
     /// The SLO's latency (microseconds) and how many service times were within it, where the
     /// policy has an SLO: the SLO model's tail at the SLO, counted.
     pub service_within: Option<(u64, AtomicU64)>,
@@ -384,8 +384,11 @@ impl ServiceState {
         self
     }
 
-    /// The same state for a multi-model service hosting `models`.
-    pub fn with_models(mut self, models: &[crate::config::ModelConfig]) -> ServiceState {
+    /// The same state for a multi-model service hosting `models` (name, MiB a replica needs).
+    pub fn with_models<'a>(
+        mut self,
+        models: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> ServiceState {
         self.models = Some(Arc::new(models::ModelTable::new(models)));
         self
     }

@@ -11,23 +11,22 @@
 //! on its replica, until the last byte (so a drain waits for open streams). The time to the
 //! first byte and the gaps between chunks are measured on the way. Request bodies up to
 //! `retryBodyBytes` are held whole so that they can be retried; larger ones stream too
-//! ([`ebb_proxy::body`]).
+//! ([`crate::body`]).
 
-use crate::config::proxy::{HealthSettings, ProxySettings};
-use crate::config::ServiceConfig;
-use crate::guard::{Held, HeldBy};
-use crate::health::Outcome;
-use crate::server::{self, ConnectionLimits, Listener};
-use crate::state::models::{Copy, ModelEntry, ModelTable};
-use crate::state::{Replica, ServiceState};
-use crate::upstream::{UpstreamBody, Upstreams};
-use bytes::Bytes;
-use ebb_proxy::body::{
+use crate::body::{
     read_request, BodyLimits, CutWatch, Metered, Observer, ReadBody, Refused, RequestBody,
 };
-use ebb_proxy::headers::{idempotent, strip_hop_by_hop, strip_hop_by_hop_keeping_trailers};
-use ebb_proxy::upstream::UpstreamProtocol;
-use ebb_proxy::BoxError;
+use crate::guard::{Held, HeldBy};
+use crate::headers::{idempotent, strip_hop_by_hop, strip_hop_by_hop_keeping_trailers};
+use crate::health::Outcome;
+use crate::server::{self, ConnectionLimits, Listener};
+use crate::settings::{HealthSettings, ProxySettings};
+use crate::state::models::{Copy, ModelEntry, ModelTable};
+use crate::state::{Replica, ServiceState};
+use crate::upstream::UpstreamProtocol;
+use crate::upstream::{UpstreamBody, Upstreams};
+use crate::BoxError;
+use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -240,7 +239,7 @@ enum Sent {
 /// The request body as the retry loop holds it: bytes to send again, or a stream to send once.
 enum Outgoing {
     Whole(Bytes),
-    Streamed(Option<Box<ebb_proxy::body::Streamed>>, CutWatch),
+    Streamed(Option<Box<crate::body::Streamed>>, CutWatch),
 }
 
 impl Outgoing {
@@ -290,17 +289,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Proxy {
-    /// The proxy of the service `cfg` describes.
-    pub fn new(state: Arc<ServiceState>, cfg: &ServiceConfig) -> Arc<Proxy> {
-        let queue = QueueLimits {
-            capacity: cfg.queue_capacity,
-            timeout: cfg.queue_timeout,
-        };
-        Proxy::with(state, cfg.proxy.clone(), cfg.health.clone(), queue, None)
-    }
-
-    /// A proxy over `state`'s replicas with these settings, for a driver that is not `ebb
-    /// up` (the gateway); once `release_held` is cancelled, it answers the requests it holds
+    /// A proxy over `state`'s replicas with these settings; once `release_held` is cancelled, it answers the requests it holds
     /// for want of a ready replica with 503 instead of holding them.
     pub fn with(
         state: Arc<ServiceState>,
@@ -655,7 +644,7 @@ impl Proxy {
     /// The 503 for a request no replica could take: the queue was full, or the wait ran out.
     fn unavailable(&self, model: Option<&ModelEntry>, queue_full: bool) -> Answer {
         let (starting, _, _) = self.state.counts();
-        let what = model.map_or(self.state.name.clone(), |m| format!("model {}", m.cfg.name));
+        let what = model.map_or(self.state.name.clone(), |m| format!("model {}", m.name));
         let why = if queue_full {
             format!(
                 "no ready replica of {what}, and {} requests are already waiting for one ({starting} servers starting); try again",

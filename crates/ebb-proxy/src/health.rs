@@ -7,7 +7,7 @@
 //! removes a replica by itself, and the caller decides whether an ejection would leave too few
 //! replicas. All times are passed in, so the rules are tested without sleeping.
 
-use crate::config::proxy::HealthSettings;
+use crate::settings::HealthSettings;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! replicas have it loaded.
 
 use super::Replica;
-use crate::config::ModelConfig;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -62,8 +61,10 @@ impl Copy {
 /// One model of the service.
 #[derive(Debug)]
 pub struct ModelEntry {
-    /// Its configuration.
-    pub cfg: ModelConfig,
+    /// Its name (the `{name}` of `/v2/models/{name}/...`).
+    pub name: String,
+    /// Memory one replica of it needs, MiB.
+    pub memory_mib: u64,
     /// Requests received.
     pub arrivals: AtomicU64,
     /// Requests answered.
@@ -114,16 +115,18 @@ pub struct ModelTable {
 }
 
 impl ModelTable {
-    /// A table with no copies yet.
-    pub fn new(models: &[ModelConfig]) -> ModelTable {
+    /// A table with no copies yet of `models`: each one's name and the memory (MiB) one
+    /// replica of it needs.
+    pub fn new<'a>(models: impl IntoIterator<Item = (&'a str, u64)>) -> ModelTable {
         ModelTable {
             models: models
-                .iter()
-                .map(|m| {
+                .into_iter()
+                .map(|(name, memory_mib)| {
                     (
-                        m.name.clone(),
+                        name.to_string(),
                         Arc::new(ModelEntry {
-                            cfg: m.clone(),
+                            name: name.to_string(),
+                            memory_mib,
                             arrivals: AtomicU64::new(0),
                             completions: AtomicU64::new(0),
                             in_flight: AtomicU64::new(0),
@@ -175,7 +178,7 @@ impl ModelTable {
                     .collect();
                 serde_json::json!({
                     "name": name,
-                    "memoryMiB": m.cfg.memory_mib,
+                    "memoryMiB": m.memory_mib,
                     "requests": m.arrivals.load(Ordering::Relaxed),
                     "inFlight": m.in_flight.load(Ordering::Relaxed),
                     "ready": m.copies().iter().filter(|c| c.routable()).count(),
