@@ -240,8 +240,11 @@ pub enum Reason {
         proposed: u32,
         /// The fleet's token rate planned for, tokens/s (forecast included).
         tokens_per_second: f64,
-        /// The planned rate against the measured one, percent.
+        /// The forecast's peak within the cold start against the rate's level, percent.
         forecast_percent: f64,
+        /// The rate's level against the last window's rate, percent: above 0 while a fall
+        /// is still being followed (the level is smoothed), and then what the plan sizes for.
+        level_percent: f64,
         /// Work per replica the KV cache allows, tokens/s.
         kv_work: Option<f64>,
         /// Whether a quantile over its goal now asked for more than the plan.
@@ -629,6 +632,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         proposed,
         tokens_per_second,
         forecast_percent,
+        level_percent,
         kv_work,
         over_now,
         learning,
@@ -669,6 +673,14 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     )?;
     if let Some(kv) = kv_work {
         write!(f, " (KV cache: up to {kv:.0} tokens/s per replica)")?;
+    }
+    if *level_percent >= 1.0 {
+        write!(
+            f,
+            "; the rate's level is {level_percent:+.0}% over the last window's (it follows a \
+             fall with a {:.0} s time constant)",
+            crate::slo::tokens::LEVEL_SECONDS
+        )?;
     }
     write!(
         f,

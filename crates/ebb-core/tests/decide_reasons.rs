@@ -860,6 +860,34 @@ fn token_slo_plan_sizes_from_the_engines() -> Decision {
     d
 }
 
+/// When the token rate falls, the plan keeps sizing for the smoothed level until it follows,
+/// and says so: the level's lag is not reported as a forecast rise.
+#[test]
+fn a_falling_token_rate_is_reported_as_the_level_lagging_not_a_forecast() {
+    let p = policy(TOKEN_SLO_POLICY);
+    let mut state = State::default();
+    let wave = |s: i64| 8_000.0 + 6_000.0 * (s as f64 / 15.0).sin();
+    engine_feed(&p, &mut state, (0, 600), 2, wave);
+    engine_feed(&p, &mut state, (600, 120), 2, |_| 8_000.0);
+    let d = engine_feed(&p, &mut state, (720, 5), 2, |_| 2_000.0);
+    let Some(
+        r @ Reason::TokenSloPlan {
+            forecast_percent,
+            level_percent,
+            ..
+        },
+    ) = d.reasons.iter().find(|r| r.code() == "TokenSloPlan")
+    else {
+        panic!("no TokenSloPlan in {:?}", d.reasons)
+    };
+    assert!(*level_percent > 100.0, "{r}");
+    assert!(forecast_percent.abs() < 1.0, "{r}");
+    let text = r.to_string();
+    assert!(text.contains("the rate's level is +"), "{text}");
+    assert!(text.contains("over the last window's"), "{text}");
+    assert!(text.contains("forecast +0% within"), "{text}");
+}
+
 /// No engine sample: the LLM SLO is missing and the count holds.
 fn token_slo_missing_engines_holds() -> Decision {
     let p = policy(TOKEN_SLO_POLICY);

@@ -351,7 +351,9 @@ pub fn plan(
         Err(why) => return Plan::Missing(why),
     };
     let (cold, cold_measured) = cold_start(slo, state);
-    let planned_rate = measured_rate.max(state.forecast.peak_within(cold, &smoothing(slo)));
+    let level = state.forecast.at_horizon(0.0, &smoothing(slo));
+    let ahead = state.forecast.peak_within(cold, &smoothing(slo));
+    let planned_rate = measured_rate.max(ahead);
     let current = obs.current_replicas.max(sample.replicas);
     let s = size(slo, state, sample, (measured_rate, planned_rate), current);
     let mut replicas = s.sized.max(s.at_once).clamp(1, max_replicas.max(1));
@@ -375,11 +377,8 @@ pub fn plan(
         replicas: needed,
         proposed: replicas,
         tokens_per_second: planned_rate,
-        forecast_percent: if measured_rate > 0.0 {
-            (planned_rate / measured_rate - 1.0) * 100.0
-        } else {
-            0.0
-        },
+        forecast_percent: percent_over(ahead, level),
+        level_percent: percent_over(level, measured_rate),
         kv_work: s.kv_work,
         over_now: s.at_once > s.sized,
         learning: s.learning,
@@ -390,6 +389,15 @@ pub fn plan(
         replicas,
         rate: planned_rate,
         reasons,
+    }
+}
+
+/// How far `a` is above `b`, percent; 0 where `b` says nothing.
+fn percent_over(a: f64, b: f64) -> f64 {
+    if b > 0.0 && a.is_finite() {
+        (a / b - 1.0) * 100.0
+    } else {
+        0.0
     }
 }
 
