@@ -245,6 +245,8 @@ pub enum Reason {
         /// The rate's level against the last window's rate, percent: above 0 while a fall
         /// is still being followed (the level is smoothed), and then what the plan sizes for.
         level_percent: f64,
+        /// The level's time constant, seconds.
+        level_seconds: f64,
         /// Work per replica the KV cache allows, tokens/s.
         kv_work: Option<f64>,
         /// Whether a quantile over its goal now asked for more than the plan.
@@ -633,6 +635,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         tokens_per_second,
         forecast_percent,
         level_percent,
+        level_seconds,
         kv_work,
         over_now,
         learning,
@@ -678,8 +681,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "; the rate's level is {level_percent:+.0}% over the last window's (it follows a \
-             fall with a {:.0} s time constant)",
-            crate::slo::tokens::LEVEL_SECONDS
+             fall with a {level_seconds:.0} s time constant)"
         )?;
     }
     write!(

@@ -228,6 +228,42 @@ pub fn evaluate(
     )
 }
 
+/// What a setting that missed the target can promise: the attainment it held in the worst of
+/// `parts` equal stretches of `workload` (the share within the SLO of the requests that
+/// arrived in each). One run's average is a point, not a bound; a stretch as long as a
+/// fraction of the run shows how far it dips, and the longer run it is replayed on averages
+/// over more. `None` when a stretch held no request.
+pub fn worst_stretch(
+    workload: &Workload,
+    cfg: &RunConfig,
+    candidate: &Candidate,
+    initial: u32,
+    parts: usize,
+) -> Option<f64> {
+    let mut s = scaler(candidate, initial);
+    let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
+    worst_of_parts(&r.buckets, r.duration, parts)
+}
+
+/// The lowest share within the SLO over `parts` equal stretches of `duration` seconds.
+fn worst_of_parts(buckets: &[crate::record::Bucket], duration: f64, parts: usize) -> Option<f64> {
+    if parts == 0 || duration <= 0.0 {
+        return None;
+    }
+    let mut counts = vec![(0u64, 0u64); parts];
+    for b in buckets {
+        let i = ((b.t / duration * parts as f64) as usize).min(parts - 1);
+        counts[i].0 += b.arrivals;
+        counts[i].1 += b.slo_violations;
+    }
+    counts
+        .iter()
+        .map(|&(arrived, missed)| {
+            (arrived > 0).then(|| 1.0 - missed.min(arrived) as f64 / arrived as f64)
+        })
+        .try_fold(f64::INFINITY, |worst, share| share.map(|s| worst.min(s)))
+}
+
 /// The cheapest point of `family` that meets `target`; when none does, the one with the
 /// highest attainment (and `false`).
 pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
@@ -321,4 +357,35 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
         let _ = root.present();
     })();
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Bucket;
+
+    fn bucket(t: f64, arrivals: u64, slo_violations: u64) -> Bucket {
+        Bucket {
+            t,
+            arrivals,
+            slo_violations,
+            ..Bucket::default()
+        }
+    }
+
+    #[test]
+    fn the_worst_stretch_is_the_lowest_share_of_its_parts() {
+        let buckets = [
+            bucket(0.0, 100, 0),
+            bucket(60.0, 100, 1),
+            bucket(120.0, 100, 10),
+            bucket(180.0, 100, 2),
+        ];
+        let worst = worst_of_parts(&buckets, 240.0, 2).unwrap();
+        assert!((worst - 0.94).abs() < 1e-12, "{worst}");
+        assert!((worst_of_parts(&buckets, 240.0, 1).unwrap() - 0.9675).abs() < 1e-12);
+        // A stretch with no request says nothing: no promise.
+        assert_eq!(worst_of_parts(&buckets[..2], 240.0, 2), None);
+        assert_eq!(worst_of_parts(&buckets, 240.0, 0), None);
+    }
 }

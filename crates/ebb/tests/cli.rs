@@ -497,6 +497,33 @@ fn tune_recommends_policies_that_check_accepts() {
     assert!(dir.path().join("frontier.svg").exists());
 }
 
+/// Where no setting meets the SLO (here service times alone miss a 150 ms SLO for a fifth of
+/// the requests), tune recommends the closest, promises what it held in the worst quarter of
+/// the first half, and says whether the second half kept that promise (exit 0) or not (3).
+#[test]
+fn tune_promises_the_worst_quarter_where_no_setting_meets_the_slo() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ebb(&[
+        "tune",
+        "--synthetic",
+        "constant:50:10m",
+        "--slo",
+        "150ms",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert_eq!(out.matches("came closest").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("in each quarter of it: what it promises")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(out.matches("keeps its promise").count(), 2, "{out}");
+}
+
 #[test]
 fn check_accepts_the_slo_example() {
     let o = ebb(&["check", "examples/policies/slo.yaml"]);

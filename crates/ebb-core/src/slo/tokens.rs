@@ -379,6 +379,7 @@ pub fn plan(
         tokens_per_second: planned_rate,
         forecast_percent: percent_over(ahead, level),
         level_percent: percent_over(level, measured_rate),
+        level_seconds: LEVEL_SECONDS,
         kv_work: s.kv_work,
         over_now: s.at_once > s.sized,
         learning: s.learning,
