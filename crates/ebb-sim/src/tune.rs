@@ -242,25 +242,32 @@ pub fn worst_stretch(
 ) -> Option<f64> {
     let mut s = scaler(candidate, initial);
     let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
-    worst_of_parts(&r.buckets, r.duration, parts)
+    let outcomes = r.buckets.iter().map(|b| {
+        let missed = b.slo_violations.min(b.arrivals);
+        (b.t, b.arrivals, b.arrivals - missed)
+    });
+    worst_of_parts(outcomes, r.duration, parts)
 }
 
-/// The lowest share within the SLO over `parts` equal stretches of `duration` seconds.
-fn worst_of_parts(buckets: &[crate::record::Bucket], duration: f64, parts: usize) -> Option<f64> {
+/// The lowest share of requests that met the SLO over `parts` equal stretches of `duration`
+/// seconds, from `(start, requests, met)` per time slot.
+pub fn worst_of_parts(
+    outcomes: impl IntoIterator<Item = (f64, u64, u64)>,
+    duration: f64,
+    parts: usize,
+) -> Option<f64> {
     if parts == 0 || duration <= 0.0 {
         return None;
     }
     let mut counts = vec![(0u64, 0u64); parts];
-    for b in buckets {
-        let i = ((b.t / duration * parts as f64) as usize).min(parts - 1);
-        counts[i].0 += b.arrivals;
-        counts[i].1 += b.slo_violations;
+    for (t, requests, met) in outcomes {
+        let i = ((t / duration * parts as f64) as usize).min(parts - 1);
+        counts[i].0 += requests;
+        counts[i].1 += met.min(requests);
     }
     counts
         .iter()
-        .map(|&(arrived, missed)| {
-            (arrived > 0).then(|| 1.0 - missed.min(arrived) as f64 / arrived as f64)
-        })
+        .map(|&(requests, met)| (requests > 0).then(|| met as f64 / requests as f64))
         .try_fold(f64::INFINITY, |worst, share| share.map(|s| worst.min(s)))
 }
 
@@ -381,11 +388,16 @@ mod tests {
             bucket(120.0, 100, 10),
             bucket(180.0, 100, 2),
         ];
-        let worst = worst_of_parts(&buckets, 240.0, 2).unwrap();
+        let of = |b: &[Bucket]| {
+            b.iter()
+                .map(|b| (b.t, b.arrivals, b.arrivals - b.slo_violations))
+                .collect::<Vec<_>>()
+        };
+        let worst = worst_of_parts(of(&buckets), 240.0, 2).unwrap();
         assert!((worst - 0.94).abs() < 1e-12, "{worst}");
-        assert!((worst_of_parts(&buckets, 240.0, 1).unwrap() - 0.9675).abs() < 1e-12);
+        assert!((worst_of_parts(of(&buckets), 240.0, 1).unwrap() - 0.9675).abs() < 1e-12);
         // A stretch with no request says nothing: no promise.
-        assert_eq!(worst_of_parts(&buckets[..2], 240.0, 2), None);
-        assert_eq!(worst_of_parts(&buckets, 240.0, 0), None);
+        assert_eq!(worst_of_parts(of(&buckets[..2]), 240.0, 2), None);
+        assert_eq!(worst_of_parts(of(&buckets), 240.0, 0), None);
     }
 }

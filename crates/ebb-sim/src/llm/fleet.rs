@@ -232,7 +232,8 @@ impl Fleet {
                 self.completions_total += 1;
                 self.replicas[idx].outstanding -= 1;
                 let first = l.first_token.unwrap_or(now);
-                self.tally.served(first - l.arrived, l.tokens, now - first);
+                self.tally
+                    .served(l.arrived, first - l.arrived, l.tokens, now - first);
             }
         }
         self.start_step(idx, now);
@@ -309,7 +310,7 @@ impl Fleet {
     fn fail(&mut self, now: f64) {
         self.mark_in_system(now);
         self.completions_total += 1;
-        self.tally.failed();
+        self.tally.failed(now);
     }
 
     /// Sends the held requests to ready replicas, oldest first.

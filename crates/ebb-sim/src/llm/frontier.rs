@@ -109,6 +109,25 @@ pub fn evaluate(
     )
 }
 
+/// What `candidate` held, on the share of requests within both SLOs, in the worst of `parts`
+/// equal stretches of `requests` (see [`crate::tune::worst_stretch`]).
+pub fn worst_stretch(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    candidate: &Candidate,
+    initial: u32,
+    parts: usize,
+) -> Option<f64> {
+    let mut s = scaler(candidate, initial);
+    let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
+    let outcomes = r
+        .by_minute
+        .iter()
+        .enumerate()
+        .map(|(i, &(requests, met))| (i as f64 * 60.0, requests, met));
+    crate::tune::worst_of_parts(outcomes, r.duration, parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,12 @@ pub struct LlmResult {
     pub replicas_series: Vec<f64>,
     /// Report bucket, seconds.
     pub bucket: f64,
+    /// Per minute of arrival: requests, and those within both SLOs.
+    #[serde(skip)]
+    pub by_minute: Vec<(u64, u64)>,
+    /// Seconds the run covered.
+    #[serde(skip)]
+    pub duration: f64,
 }
 
 /// Runs one policy over `requests` (sorted by arrival); `progress` is called with the
@@ -139,5 +145,7 @@ pub fn run_llm_policy(
         scale_events,
         replicas_series: series,
         bucket: per_bucket as f64,
+        by_minute: std::mem::take(&mut tally.by_minute),
+        duration,
     }
 }

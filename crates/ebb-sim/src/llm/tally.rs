@@ -81,6 +81,18 @@ pub struct Tally {
     pub tpot_met: u64,
     /// Served requests that met both.
     pub both_met: u64,
+    /// Per minute of arrival (of failure, for requests that got nothing): requests, and
+    /// those that met both SLOs. What `ebb tune --llm` reads a setting's worst stretch from.
+    pub by_minute: Vec<(u64, u64)>,
+}
+
+/// The by-minute slot of `at` seconds, grown as needed.
+fn minute(by_minute: &mut Vec<(u64, u64)>, at: f64) -> &mut (u64, u64) {
+    let i = (at.max(0.0) / 60.0) as usize;
+    if by_minute.len() <= i {
+        by_minute.resize(i + 1, (0, 0));
+    }
+    &mut by_minute[i]
 }
 
 impl Tally {
@@ -97,12 +109,13 @@ impl Tally {
             ttft_met: 0,
             tpot_met: 0,
             both_met: 0,
+            by_minute: Vec::new(),
         }
     }
 
-    /// A request got its `tokens` tokens: the first `ttft` after it arrived, the rest over
-    /// `decode` seconds.
-    pub fn served(&mut self, ttft: f64, tokens: u32, decode: f64) {
+    /// A request that arrived at `arrived` got its `tokens` tokens: the first `ttft` after
+    /// it arrived, the rest over `decode` seconds.
+    pub fn served(&mut self, arrived: f64, ttft: f64, tokens: u32, decode: f64) {
         self.served += 1;
         self.ttfts.push(ttft as f32);
         let tpot = if tokens > 1 {
@@ -116,6 +129,9 @@ impl Tally {
         self.ttft_met += u64::from(a);
         self.tpot_met += u64::from(b);
         self.both_met += u64::from(a && b);
+        let slot = minute(&mut self.by_minute, arrived);
+        slot.0 += 1;
+        slot.1 += u64::from(a && b);
     }
 
     /// A gap between two tokens of one request.
@@ -123,9 +139,10 @@ impl Tally {
         self.gaps.observe(seconds);
     }
 
-    /// A request that got nothing.
-    pub fn failed(&mut self) {
+    /// A request that got nothing, given up at `at`.
+    pub fn failed(&mut self, at: f64) {
         self.failed += 1;
+        minute(&mut self.by_minute, at).0 += 1;
     }
 
     /// Requests counted.
@@ -154,13 +171,15 @@ mod tests {
     #[test]
     fn a_request_meets_each_slo_on_its_own() {
         let mut t = Tally::new(1.0, 0.05);
-        t.served(0.5, 11, 0.4); // TPOT 40 ms: both met
-        t.served(2.0, 11, 0.4); // TTFT missed
-        t.served(0.5, 3, 0.2); // TPOT 100 ms missed
-        t.served(0.5, 1, 0.0); // one token: no TPOT, met
-        t.failed();
+        t.served(0.0, 0.5, 11, 0.4); // TPOT 40 ms: both met
+        t.served(10.0, 2.0, 11, 0.4); // TTFT missed
+        t.served(70.0, 0.5, 3, 0.2); // TPOT 100 ms missed
+        t.served(80.0, 0.5, 1, 0.0); // one token: no TPOT, met
+        t.failed(130.0);
         assert_eq!((t.ttft_met, t.tpot_met, t.both_met), (3, 3, 2));
         assert_eq!((t.served, t.requests()), (4, 5));
         assert_eq!(t.tpots.len(), 3);
+        // By minute of arrival (of failure): two, then two (one met both), then one failed.
+        assert_eq!(t.by_minute, vec![(2, 1), (2, 1), (1, 0)]);
     }
 }

@@ -72,8 +72,6 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         println!("{}", frontier_table(&points, family));
     }
     let second_initial = sizing(&second, &cfg, 1.0).initial;
-    // The token-level runs keep no outcomes by time, so a setting that missed the target
-    // promises nothing beyond "below the SLO" here.
     let met_all = recommend(
         &points,
         &FAMILIES,
@@ -83,7 +81,15 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
                 .into_iter()
                 .next()
         },
-        &|_| None,
+        &|c| {
+            ebb_sim::llm::frontier::worst_stretch(
+                &first,
+                &cfg,
+                c,
+                fit.initial,
+                super::PROMISE_STRETCHES,
+            )
+        },
     )?;
     write_frontier(
         args,
