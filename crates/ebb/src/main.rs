@@ -44,6 +44,10 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Recommend an Ebb SLO policy and a plain HPA policy from a trace: fit on its first half,
     /// check on the second, print both, the cost/attainment frontier, and a plot.
+    ///
+    /// Each recommendation promises the SLO where it met it on the first half, else what it
+    /// held in the worst quarter of the first half; the exit code is 3 when the second half
+    /// breaks a promise, 0 otherwise.
     Tune(Box<tune::TuneArgs>),
     /// Run the Kubernetes controller: scale the targets of Autoscaler resources.
     Controller(Box<controller::ControllerArgs>),
