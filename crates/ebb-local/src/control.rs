@@ -6,8 +6,8 @@
 //! The protocol is one line each way: a command, then `ok: ...` or `error: ...`.
 
 use crate::config::MAX_SOCKET_PATH;
-use crate::state::ServiceState;
 use ebb_core::Hold;
+use ebb_proxy::state::ServiceState;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

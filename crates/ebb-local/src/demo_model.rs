@@ -221,16 +221,16 @@ pub async fn serve(
     let hosted = Arc::new(Hosted::new(&cfg));
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let cfg = Arc::new(cfg);
-    let ctx = crate::server::Listener::new(
+    let ctx = ebb_proxy::server::Listener::new(
         Arc::default(),
         Arc::new(|text| tracing::warn!("demo model: {text}")),
     );
-    let limits = crate::server::ConnectionLimits {
+    let limits = ebb_proxy::server::ConnectionLimits {
         max_connections: 4096,
         header_timeout: std::time::Duration::from_secs(10),
         idle_timeout: std::time::Duration::from_secs(60),
     };
-    let serving = crate::server::serve(listener, limits, ctx.clone(), move |req| {
+    let serving = ebb_proxy::server::serve(listener, limits, ctx.clone(), move |req| {
         let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
         async move {
             if req.uri().path() == grpc_health::CHECK_PATH {

@@ -2,11 +2,11 @@
 //! port), read through the engine's preset into the observations of the policy's engine
 //! metrics.
 
-use crate::upstream::Upstream;
 use bytes::Bytes;
 use ebb_core::engine::{EngineReader, EngineReading, Sample};
 use ebb_core::policy::Engine;
 use ebb_core::Time;
+use ebb_proxy::upstream::Upstream;
 use http_body_util::{BodyExt, Full, Limited};
 use std::time::Duration;
 

@@ -5,8 +5,6 @@
 //! `ebb_core::decide` reads; the supervisor applies its decisions, draining a replica before
 //! it stops so that a scale-in loses no request.
 
-pub use ebb_proxy::{admin, counters, guard, health, proxy, server, state, upstream};
-
 pub mod config;
 pub mod control;
 pub mod demo_llm;

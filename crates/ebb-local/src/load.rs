@@ -103,7 +103,7 @@ pub async fn run(
     if expected > MAX_REQUESTS as f64 {
         return Err(LoadError::TooMany(expected as u64, MAX_REQUESTS));
     }
-    let client = crate::upstream::upstream(Duration::from_secs(5));
+    let client = ebb_proxy::upstream::upstream(Duration::from_secs(5));
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
             .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),

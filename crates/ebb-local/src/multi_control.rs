@@ -6,11 +6,11 @@
 //! after its requests finish), and stop servers the plan emptied.
 
 use crate::service::Service;
-use crate::state::models::{Copy, CopyState, ModelEntry};
-use crate::state::Replica;
 use bytes::Bytes;
 use ebb_core::placement::{plan, ModelDemand, Move, ServerState};
 use ebb_core::{Hold, Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
+use ebb_proxy::state::models::{Copy, CopyState, ModelEntry};
+use ebb_proxy::state::Replica;
 use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -39,7 +39,7 @@ impl Service {
                 in_flight: Some(f64::from(c.in_flight.load(Ordering::Relaxed))),
             })
             .collect();
-        let in_flight = crate::state::take_mean_in_flight(
+        let in_flight = ebb_proxy::state::take_mean_in_flight(
             &m.in_flight_samples,
             m.in_flight.load(Ordering::Relaxed) as f64,
         );
@@ -273,7 +273,7 @@ impl Service {
         }
     }
 
-    fn apply(self: &Arc<Self>, moves: &[Move], models: &crate::state::models::ModelTable) {
+    fn apply(self: &Arc<Self>, moves: &[Move], models: &ebb_proxy::state::models::ModelTable) {
         let mut servers: BTreeMap<String, Arc<Replica>> = self
             .state
             .replicas()

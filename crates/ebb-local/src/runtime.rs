@@ -2,12 +2,12 @@
 //! view, replays the configured load if any, and on Ctrl-C (or when the load is done) drains
 //! and stops every replica before it prints a summary.
 
-use crate::admin::Admin;
 use crate::config::Config;
-use crate::proxy::{Proxy, QueueLimits};
-use crate::server::Listener;
 use crate::service::Service;
-use crate::state::ServiceState;
+use ebb_proxy::admin::Admin;
+use ebb_proxy::proxy::{Proxy, QueueLimits};
+use ebb_proxy::server::Listener;
+use ebb_proxy::state::ServiceState;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -170,7 +170,7 @@ pub async fn run(
     let started = Instant::now();
     let mut listeners = Vec::new();
     for (index, s) in config.services.iter().enumerate() {
-        let l = crate::server::bind_shared(s.listen, s.proxy.threads).map_err(|error| {
+        let l = ebb_proxy::server::bind_shared(s.listen, s.proxy.threads).map_err(|error| {
             RuntimeError::Bind {
                 index,
                 addr: s.listen,
@@ -180,7 +180,7 @@ pub async fn run(
         listeners.push(l);
     }
     let admin_listener =
-        crate::server::bind(config.admin).map_err(|error| RuntimeError::AdminBind {
+        ebb_proxy::server::bind(config.admin).map_err(|error| RuntimeError::AdminBind {
             addr: config.admin,
             error,
         })?;
@@ -219,15 +219,16 @@ pub async fn run(
             capacity: cfg.queue_capacity,
             timeout: cfg.queue_timeout,
         };
-        let threads = crate::proxy::serve_on_threads(&cfg.name, listener, &listener_ctx, || {
-            Proxy::with(
-                state.clone(),
-                cfg.proxy.clone(),
-                cfg.health.clone(),
-                queue,
-                None,
-            )
-        });
+        let threads =
+            ebb_proxy::proxy::serve_on_threads(&cfg.name, listener, &listener_ctx, || {
+                Proxy::with(
+                    state.clone(),
+                    cfg.proxy.clone(),
+                    cfg.health.clone(),
+                    queue,
+                    None,
+                )
+            });
         for (i, t) in threads.into_iter().enumerate() {
             if let Err(e) = t {
                 state.event(format!("proxy thread {i} could not start: {e}"));

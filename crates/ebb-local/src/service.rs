@@ -4,13 +4,13 @@
 //! the replicas it actually started or stopped.
 
 use crate::config::{Readiness, ServiceConfig};
-use crate::counters::ProxyCounters;
 use crate::grpc_health;
-use crate::health::ProbeChange;
-use crate::state::{Replica, ServiceState};
-use crate::upstream::{upstream, upstream_h2c, Upstream};
 use bytes::Bytes;
 use ebb_core::{Observation, Pod, PodPhase, Scaler, Time, TrafficSample};
+use ebb_proxy::counters::ProxyCounters;
+use ebb_proxy::health::ProbeChange;
+use ebb_proxy::state::{Replica, ServiceState};
+use ebb_proxy::upstream::{upstream, upstream_h2c, Upstream};
 use http_body_util::{BodyExt, Full};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -436,7 +436,7 @@ impl Service {
                 }
             })
             .collect();
-        let in_flight = crate::state::take_mean_in_flight(
+        let in_flight = ebb_proxy::state::take_mean_in_flight(
             &self.state.in_flight_samples,
             self.state.in_flight.load(Ordering::Relaxed) as f64,
         );
