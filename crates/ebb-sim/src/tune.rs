@@ -77,7 +77,14 @@ pub struct Point {
     pub attainment: f64,
     /// Replica-seconds.
     pub replica_seconds: f64,
+    /// The share within the SLO in the worst of [`STRETCHES`] equal stretches of the run:
+    /// what a setting that missed the target can promise (one run's average is a point, not
+    /// a bound). `None` when a stretch held no request.
+    pub worst_stretch: Option<f64>,
 }
+
+/// Equal stretches a run is split into for [`Point::worst_stretch`].
+pub const STRETCHES: usize = 4;
 
 /// Ebb's SLO policy planning for a range of attainments around `target`.
 pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
@@ -218,35 +225,19 @@ pub fn evaluate(
         &|_, c: &Candidate| {
             let mut s = scaler(c, initial);
             let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
+            let outcomes = r.buckets.iter().map(|b| {
+                let missed = b.slo_violations.min(b.arrivals);
+                (b.t, b.arrivals, b.arrivals - missed)
+            });
             Point {
                 candidate: c.clone(),
                 attainment: r.slo_attainment,
                 replica_seconds: r.replica_seconds,
+                worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
             }
         },
         &|done, total| progress(done as f64 / total.max(1) as f64),
     )
-}
-
-/// What a setting that missed the target can promise: the attainment it held in the worst of
-/// `parts` equal stretches of `workload` (the share within the SLO of the requests that
-/// arrived in each). One run's average is a point, not a bound; a stretch as long as a
-/// fraction of the run shows how far it dips, and the longer run it is replayed on averages
-/// over more. `None` when a stretch held no request.
-pub fn worst_stretch(
-    workload: &Workload,
-    cfg: &RunConfig,
-    candidate: &Candidate,
-    initial: u32,
-    parts: usize,
-) -> Option<f64> {
-    let mut s = scaler(candidate, initial);
-    let r = run_policy(workload, cfg, s.as_mut(), &mut |_| {});
-    let outcomes = r.buckets.iter().map(|b| {
-        let missed = b.slo_violations.min(b.arrivals);
-        (b.t, b.arrivals, b.arrivals - missed)
-    });
-    worst_of_parts(outcomes, r.duration, parts)
 }
 
 /// The lowest share of requests that met the SLO over `parts` equal stretches of `duration`

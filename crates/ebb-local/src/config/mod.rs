@@ -12,7 +12,7 @@ pub use ebb_proxy::settings::{HealthSettings, ProxySettings};
 /// A configuration problem, with the field it concerns (the proxy's settings and the rest of
 /// a service's share one error type).
 pub use ebb_proxy::settings::FieldError as ConfigError;
-pub use ebb_proxy::settings::{millis, secs};
+use ebb_proxy::settings::{millis, secs};
 
 /// The longest path a Unix socket address holds (`sun_path` less its terminating zero).
 pub const MAX_SOCKET_PATH: usize = 107;

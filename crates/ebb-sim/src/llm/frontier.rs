@@ -12,7 +12,7 @@ use super::run::run_llm_policy;
 use super::{LlmConfig, LlmRequest};
 use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
 use crate::parallel::map_on_all_cores;
-use crate::tune::{scaler, Candidate, Family, Point};
+use crate::tune::{scaler, worst_of_parts, Candidate, Family, Point, STRETCHES};
 
 /// Ebb's engine policy from most to least eager: (requests waiting per replica, queue-time
 /// p95 target in seconds); the built-in is (1, 0.5).
@@ -99,33 +99,20 @@ pub fn evaluate(
         &|_, candidate: Candidate| {
             let mut s = scaler(&candidate, initial);
             let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
+            let outcomes = r
+                .by_minute
+                .iter()
+                .enumerate()
+                .map(|(i, &(requests, met))| (i as f64 * 60.0, requests, met));
             Point {
                 candidate,
                 attainment: r.both_attainment,
                 replica_seconds: r.replica_seconds,
+                worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
             }
         },
         &|done, total| progress(done as f64 / total as f64),
     )
-}
-
-/// What `candidate` held, on the share of requests within both SLOs, in the worst of `parts`
-/// equal stretches of `requests` (see [`crate::tune::worst_stretch`]).
-pub fn worst_stretch(
-    requests: &[LlmRequest],
-    cfg: &LlmConfig,
-    candidate: &Candidate,
-    initial: u32,
-    parts: usize,
-) -> Option<f64> {
-    let mut s = scaler(candidate, initial);
-    let r = run_llm_policy(requests, cfg, s.as_mut(), &mut |_| {});
-    let outcomes = r
-        .by_minute
-        .iter()
-        .enumerate()
-        .map(|(i, &(requests, met))| (i as f64 * 60.0, requests, met));
-    crate::tune::worst_of_parts(outcomes, r.duration, parts)
 }
 
 #[cfg(test)]

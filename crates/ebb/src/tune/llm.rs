@@ -72,25 +72,11 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         println!("{}", frontier_table(&points, family));
     }
     let second_initial = sizing(&second, &cfg, 1.0).initial;
-    let met_all = recommend(
-        &points,
-        &FAMILIES,
-        attainment,
-        &|c| {
-            evaluate(&second, &cfg, vec![c.clone()], second_initial, &|_| {})
-                .into_iter()
-                .next()
-        },
-        &|c| {
-            ebb_sim::llm::frontier::worst_stretch(
-                &first,
-                &cfg,
-                c,
-                fit.initial,
-                super::PROMISE_STRETCHES,
-            )
-        },
-    )?;
+    let met_all = recommend(&points, &FAMILIES, attainment, &|c| {
+        evaluate(&second, &cfg, vec![c.clone()], second_initial, &|_| {})
+            .into_iter()
+            .next()
+    })?;
     write_frontier(
         args,
         &points,

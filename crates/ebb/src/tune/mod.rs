@@ -156,21 +156,16 @@ fn frontiers(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stretches of the first half a setting that missed the target is judged on: what it held in
-/// the worst of them is what it promises.
-const PROMISE_STRETCHES: usize = 4;
-
 /// For each family, the cheapest setting that met `attainment` on the first half (`points`),
 /// printed as the policy to paste, with its result on the second half (`check` replays it
 /// there). Where none met it, the closest one, promising what it held in the worst quarter of
-/// the first half (`floor`). Returns whether every choice kept its promise on the second half
-/// (the SLO, or that floor).
+/// the first half ([`Point::worst_stretch`]). Returns whether every choice kept its promise on
+/// the second half (the SLO, or that floor).
 fn recommend(
     points: &[Point],
     families: &[Family],
     attainment: f64,
     check: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<Point> + Sync),
-    floor: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<f64> + Sync),
 ) -> anyhow::Result<bool> {
     let mut met_all = true;
     for &family in families {
@@ -189,7 +184,7 @@ fn recommend(
         let promise = if meets {
             Some(attainment)
         } else {
-            let worst = floor(&chosen.candidate);
+            let worst = chosen.worst_stretch;
             println!(
                 "No {} setting met {} on the first half; this one came closest ({:.3}%){}.",
                 family.name(),
@@ -213,14 +208,16 @@ fn recommend(
             chosen.replica_seconds,
             checked.attainment * 100.0,
             checked.replica_seconds,
-            match (meets, kept, checked.attainment >= attainment) {
-                (_, _, true) => "meets the SLO".to_string(),
-                (true, _, false) => "MISSES the SLO on unseen traffic".to_string(),
-                (false, true, false) => "below the SLO, as on the first half, and keeps its promise".to_string(),
-                (false, false, false) => format!(
-                    "BELOW its promise ({:.3}%) on unseen traffic",
-                    promise.unwrap_or(0.0) * 100.0
-                ),
+            match (checked.attainment >= attainment, meets, promise) {
+                (true, _, _) => "meets the SLO".to_string(),
+                (false, true, _) => "MISSES the SLO on unseen traffic".to_string(),
+                (false, false, None) => "below the SLO, as on the first half".to_string(),
+                (false, false, Some(_)) if kept => {
+                    "below the SLO, as on the first half, and keeps its promise".to_string()
+                }
+                (false, false, Some(p)) => {
+                    format!("BELOW its promise ({:.3}%) on unseen traffic", p * 100.0)
+                }
             }
         );
     }
@@ -298,7 +295,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     }
 
     let second_initial = initial_replicas(&second, &cfg);
-    let check = |c: &ebb_sim::tune::Candidate| {
+    let met_all = recommend(&points, &[Family::EbbSlo, Family::Hpa], attainment, &|c| {
         evaluate(
             &second,
             &cfg,
@@ -308,12 +305,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         )
         .into_iter()
         .next()
-    };
-    let floor = |c: &ebb_sim::tune::Candidate| {
-        ebb_sim::tune::worst_stretch(&first, &cfg, c, initial, PROMISE_STRETCHES)
-    };
-    let families = [Family::EbbSlo, Family::Hpa];
-    let met_all = recommend(&points, &families, attainment, &check, &floor)?;
+    })?;
     write_frontier(
         &args,
         &points,
