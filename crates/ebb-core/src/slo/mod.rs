@@ -20,3 +20,12 @@ pub mod tokens;
 pub use crate::policy::Tuning;
 pub use estimate::SloState;
 pub use plan::{plan, Plan};
+
+/// How far `a` is above `b`, percent (a reason's "forecast +18%"); 0 where `b` says nothing.
+pub(crate) fn percent_over(a: f64, b: f64) -> f64 {
+    if b > 0.0 && a.is_finite() {
+        (a / b - 1.0) * 100.0
+    } else {
+        0.0
+    }
+}

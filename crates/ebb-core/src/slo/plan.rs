@@ -227,11 +227,7 @@ pub fn plan(
         service_ms: service_mean * 1000.0,
         service_sd_ms: service_mean * service_scv.sqrt() * 1000.0,
         service_measured: !state.service_from_littles_law,
-        forecast_percent: if level > 0.0 {
-            (planned / level - 1.0) * 100.0
-        } else {
-            0.0
-        },
+        forecast_percent: super::percent_over(planned, level),
         jump,
         cold_start_seconds: cold_start,
         cold_start_measured: measured,

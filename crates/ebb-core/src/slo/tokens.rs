@@ -377,8 +377,8 @@ pub fn plan(
         replicas: needed,
         proposed: replicas,
         tokens_per_second: planned_rate,
-        forecast_percent: percent_over(ahead, level),
-        level_percent: percent_over(level, measured_rate),
+        forecast_percent: super::percent_over(ahead, level),
+        level_percent: super::percent_over(level, measured_rate),
         level_seconds: LEVEL_SECONDS,
         kv_work: s.kv_work,
         over_now: s.at_once > s.sized,
@@ -390,15 +390,6 @@ pub fn plan(
         replicas,
         rate: planned_rate,
         reasons,
-    }
-}
-
-/// How far `a` is above `b`, percent; 0 where `b` says nothing.
-fn percent_over(a: f64, b: f64) -> f64 {
-    if b > 0.0 && a.is_finite() {
-        (a / b - 1.0) * 100.0
-    } else {
-        0.0
     }
 }
 
