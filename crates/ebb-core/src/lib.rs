@@ -32,6 +32,7 @@ pub mod formula;
 pub mod observation;
 pub mod placement;
 pub mod policy;
+pub mod pools;
 pub mod quantity;
 pub mod reason;
 pub mod sanitize;

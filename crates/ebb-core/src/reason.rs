@@ -315,6 +315,36 @@ pub enum Reason {
         /// Pod names, in removal order.
         pods: Vec<String>,
     },
+    /// Disaggregated serving: a pool raised to keep decode replicas per prefill replica
+    /// within the ratio the other pool's count asks for ([`crate::pools`]).
+    PoolRatio {
+        /// The pool raised (`prefill` or `decode`).
+        pool: String,
+        /// What its own policy decided.
+        own: u32,
+        /// What it was raised to.
+        to: u32,
+        /// What the other pool's own policy decided.
+        other: u32,
+        /// Fewest decode replicas per prefill replica.
+        min: f64,
+        /// Most decode replicas per prefill replica.
+        max: f64,
+    },
+    /// Disaggregated serving: a pool's maximum or an operator's hold keeps it outside the
+    /// ratio.
+    PoolRatioShort {
+        /// The pool short of the ratio.
+        pool: String,
+        /// Its count.
+        count: u32,
+        /// The other pool's count.
+        other: u32,
+        /// Fewest decode replicas per prefill replica.
+        min: f64,
+        /// Most decode replicas per prefill replica.
+        max: f64,
+    },
 }
 
 impl Reason {
@@ -357,6 +387,8 @@ impl Reason {
         "SloHedgedStart",
         "SloWarmingUp",
         "Victims",
+        "PoolRatio",
+        "PoolRatioShort",
     ];
 
     /// A stable, machine-readable code, like HPA's condition reasons.
@@ -399,6 +431,8 @@ impl Reason {
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
             Reason::Victims { .. } => "Victims",
+            Reason::PoolRatio { .. } => "PoolRatio",
+            Reason::PoolRatioShort { .. } => "PoolRatioShort",
         }
     }
 }
@@ -602,6 +636,29 @@ impl fmt::Display for Reason {
                 "{ready} of {needed} needed replicas ready: starting {extra} more, the first ready are kept and the rest removed while still starting"
             ),
             Reason::Victims { pods } => write!(f, "scale-in removes first: {}", pods.join(", ")),
+            Reason::PoolRatio {
+                pool,
+                own,
+                to,
+                other,
+                min,
+                max,
+            } => write!(
+                f,
+                "{pool} pool raised from {own} to {to} replicas: the other pool wants {other}, and decode replicas per prefill replica stay within {}",
+                fmt_ratio(*min, *max)
+            ),
+            Reason::PoolRatioShort {
+                pool,
+                count,
+                other,
+                min,
+                max,
+            } => write!(
+                f,
+                "{pool} pool at {count} replicas against the other pool's {other} is outside {} decode replicas per prefill replica: its maxReplicas or a hold stops the guard",
+                fmt_ratio(*min, *max)
+            ),
         }
     }
 }
@@ -811,6 +868,16 @@ impl LimitReason {
 impl fmt::Display for LimitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The guard's bounds in words ("1-4", "at least 1", "at most 4").
+fn fmt_ratio(min: f64, max: f64) -> String {
+    match (min > 0.0, max.is_finite()) {
+        (true, true) => format!("{}-{}", short(min), short(max)),
+        (true, false) => format!("at least {}", short(min)),
+        (false, true) => format!("at most {}", short(max)),
+        (false, false) => "any ratio".into(),
     }
 }
 

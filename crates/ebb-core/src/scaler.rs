@@ -69,6 +69,29 @@ impl Scaler {
         d
     }
 
+    /// Raises `d`, this scaler's last decision, to at least `floor` replicas for a reason
+    /// outside its own policy (the other pool's need: [`crate::pools`]), within its
+    /// `maxReplicas`. An operator's hold wins; a raise shortens a scale-in's victims to the
+    /// pods still to go.
+    pub fn raise(&mut self, d: &mut Decision, floor: u32, reason: crate::Reason) {
+        let to = floor.min(self.policy.max_replicas.max(d.desired_replicas));
+        if self.policy.hold.is_some() || to <= d.desired_replicas {
+            return;
+        }
+        d.desired_replicas = to;
+        d.proposed_replicas = d.proposed_replicas.max(to);
+        d.reasons.push(reason);
+        let removed = d.current_replicas.saturating_sub(to) as usize;
+        d.victims.truncate(removed);
+        if d.victims.is_empty() {
+            d.reasons
+                .retain(|r| !matches!(r, crate::Reason::Victims { .. }));
+        }
+        self.pending = (d.desired_replicas != d.current_replicas).then_some(Pending {
+            from: d.current_replicas,
+        });
+    }
+
     /// The driver reached `reached` replicas at `at` carrying out the last decision: the
     /// change from the count it started from is a scale event.
     pub fn applied(&mut self, reached: u32, at: Time) {

@@ -727,6 +727,59 @@ fn victims() -> Decision {
     d
 }
 
+/// Two pools on request rates (10 per pod), decode at 1-3 per prefill replica; decode's
+/// maximum is `decode_max`.
+fn pools(decode_max: u32) -> ebb_core::pools::PoolScaler {
+    let pool = |max: u32| {
+        RPS_POLICY
+            .replace("maxReplicas: 20", &format!("maxReplicas: {max}"))
+            .replace('\n', "\n    ")
+    };
+    let text = format!(
+        "pools:\n  prefill:\n    {}\n  decode:\n    {}\n  ratio: {{min: 1, max: 3}}\n",
+        pool(20).trim(),
+        pool(decode_max).trim()
+    );
+    let policy = ebb_core::pools::PoolsPolicy::from_yaml(&text).unwrap();
+    ebb_core::pools::PoolScaler::new(policy)
+}
+
+/// Prompts pile up (prefill asks for 6 replicas) while decode's own rate asks for 2: the guard
+/// raises decode to 6, and says why.
+fn pool_ratio() -> Decision {
+    let mut s = pools(20);
+    let o = ebb_core::pools::PoolObservations {
+        prefill: obs(2, vec![per_pod("rps", &[30.0, 30.0], t(100))]),
+        decode: obs(2, vec![per_pod("rps", &[10.0, 10.0], t(100))]),
+    };
+    let d = s.decide(&o, t(100));
+    assert_eq!(d.prefill.desired_replicas, 6);
+    assert_eq!(d.decode.desired_replicas, 6, "{}", d.decode.summary());
+    assert!(!d.prefill.has_reason("PoolRatio"));
+    assert_eq!(
+        d.decode.reasons.last().unwrap().to_string(),
+        "decode pool raised from 2 to 6 replicas: the other pool wants 6, and decode replicas per prefill replica stay within 1-3"
+    );
+    // The raise is carried out as the pool's own decision would be.
+    s.applied(ebb_core::pools::Pool::Decode, 6, t(100));
+    assert_eq!(s.pool(ebb_core::pools::Pool::Decode).state().scale_up_events.len(), 1);
+    d.decode
+}
+
+/// Decode's maximum of 4 cannot keep one decode replica per prefill replica at 6 prefill.
+fn pool_ratio_short() -> Decision {
+    let mut s = pools(4);
+    let o = ebb_core::pools::PoolObservations {
+        prefill: obs(2, vec![per_pod("rps", &[30.0, 30.0], t(100))]),
+        decode: obs(2, vec![per_pod("rps", &[10.0, 10.0], t(100))]),
+    };
+    let d = s.decide(&o, t(100)).decode;
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has_reason("PoolRatio"));
+    assert!(d.has_reason("PoolRatioShort"), "{}", d.summary());
+    d
+}
+
 /// Feeds an SLO policy `seconds` of traffic at `rate` req/s, one sample a second, from `from`;
 /// service times average 100 ms with scv 0.28 (lognormal sigma 0.5).
 fn slo_feed(
@@ -1288,6 +1341,8 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
     vec![
         ("metric_proposal", metric_proposal()),
         ("within_tolerance", within_tolerance()),
+        ("pool_ratio", pool_ratio()),
+        ("pool_ratio_short", pool_ratio_short()),
         ("metric_missing", metric_missing_and_no_usable_metric()),
         (
             "scale_down_blocked_by_missing",

@@ -160,6 +160,34 @@ fn held_within_bounds(d: &Decision, current: u32, max: u32) -> Result<(), TestCa
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// The pools' guard never lowers a pool, never passes a maximum it did not start above,
+    /// and, where the maxima leave room, keeps decode per prefill within the ratio.
+    #[test]
+    fn the_pool_guard_only_raises_within_maxima(
+        min in 0.0..5.0f64,
+        span in 0.0..5.0f64,
+        (p, p_max) in (0u32..50, 0u32..50),
+        (d, d_max) in (0u32..50, 0u32..50),
+        held in prop::bool::ANY,
+    ) {
+        use ebb_core::pools::{balance, Ratio, Wants};
+        let ratio = Ratio { min, max: if span == 0.0 { f64::INFINITY } else { min + span } };
+        let prefill = Wants { desired: p, max: p_max, held: false };
+        let decode = Wants { desired: d, max: d_max, held };
+        let (p2, d2) = balance(ratio, prefill, decode);
+        prop_assert!(p2 >= p && d2 >= d);
+        prop_assert!(p2 <= p.max(p_max) && d2 <= d.max(d_max));
+        prop_assert!(!held || d2 == d);
+        // Raised exactly to what the other pool's own count asks for, rounded up, or to the
+        // maximum: never more.
+        let d_asked = (ratio.min * f64::from(p)).ceil();
+        let p_asked = (f64::from(d) / ratio.max).ceil();
+        prop_assert!(d2 == d || f64::from(d2) == d_asked.min(f64::from(d_max)), "{p2} {d2} {ratio:?}");
+        prop_assert!(p2 == p || f64::from(p2) == p_asked.min(f64::from(p_max)), "{p2} {d2} {ratio:?}");
+        // At most one pool is raised.
+        prop_assert!(p2 == p || d2 == d);
+    }
+
     #[test]
     fn desired_stays_within_bounds_and_nothing_panics(
         p in any_policy(),

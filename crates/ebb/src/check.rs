@@ -10,6 +10,8 @@ use std::process::ExitCode;
 enum Document {
     /// A bare policy (`maxReplicas`, `metrics`, `slo`, ...).
     Policy,
+    /// A disaggregated server's two pools (`pools:` with `prefill`, `decode`, `ratio`).
+    Pools,
     /// An `ebb up` configuration (`services:`).
     UpConfig,
     /// A Kubernetes `Autoscaler` (`kind: Autoscaler`).
@@ -48,6 +50,8 @@ fn document(text: &str) -> Document {
     let value: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_default();
     if value.get("kind").and_then(|k| k.as_str()) == Some("Autoscaler") {
         Document::Autoscaler
+    } else if value.get("pools").is_some() {
+        Document::Pools
     } else if value.get("services").is_some() {
         Document::UpConfig
     } else {
@@ -63,6 +67,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
         Document::Policy => Policy::from_yaml(&text)
             .map(|p| vec![("policy".to_string(), p)])
             .map_err(|e| e.to_string()),
+        Document::Pools => return pools(&text, &name.to_string()),
         Document::UpConfig => up_config(&text),
         Document::Autoscaler => autoscaler(&text),
         Document::Manifests => manifests(&text),
@@ -75,6 +80,23 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
                 println!("# {name}: {what} valid; normalized with defaults filled in");
                 print!("{normalized}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A `pools` document: both pools' policies and the guard, printed normalized.
+fn pools(text: &str, name: &str) -> anyhow::Result<ExitCode> {
+    match ebb_core::pools::PoolsPolicy::from_yaml(text) {
+        Ok(p) => {
+            let normalized = serde_yaml::to_string(&p.to_document())
+                .context("cannot print the normalized policy")?;
+            println!("# {name}: pools policy valid; normalized with defaults filled in");
+            print!("{normalized}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

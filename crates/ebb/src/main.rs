@@ -46,7 +46,8 @@ enum Command {
     /// check on the second, print both, the cost/attainment frontier, and a plot.
     ///
     /// Each recommendation promises the SLO where it met it on the first half, else what it
-    /// held in the worst quarter of the first half; the exit code is 3 when the second half
+    /// held in the worst quarter of the first half, less two standard errors of a share
+    /// counted over that quarter's requests; the exit code is 3 when the second half
     /// breaks a promise, 0 otherwise.
     Tune(Box<tune::TuneArgs>),
     /// Run the Kubernetes controller: scale the targets of Autoscaler resources.

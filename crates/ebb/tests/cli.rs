@@ -499,7 +499,7 @@ fn tune_recommends_policies_that_check_accepts() {
 
 /// Where no setting meets the SLO (here service times alone miss a 150 ms SLO for a fifth of
 /// the requests), tune recommends the closest, promises what it held in the worst quarter of
-/// the first half, and says whether the second half kept that promise (exit 0) or not (3).
+/// the first half (less the chance in a share counted over its requests), and says whether the second half kept that promise (exit 0) or not (3).
 #[test]
 fn tune_promises_the_worst_quarter_where_no_setting_meets_the_slo() {
     let dir = tempfile::tempdir().unwrap();
@@ -516,7 +516,7 @@ fn tune_promises_the_worst_quarter_where_no_setting_meets_the_slo() {
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert_eq!(out.matches("came closest").count(), 2, "{out}");
     assert_eq!(
-        out.matches("in each quarter of it: what it promises")
+        out.matches("two standard errors of that count below")
             .count(),
         2,
         "{out}"

@@ -9,7 +9,7 @@ mod formula;
 mod schedule;
 pub mod spec;
 mod tuning;
-mod validate;
+pub(crate) mod validate;
 
 pub use crate::engine::{Engine, EngineTarget};
 use crate::quantity::Quantity;

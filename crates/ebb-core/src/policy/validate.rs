@@ -104,6 +104,12 @@ fn check_shape(text: &str) -> Result<(), PolicyError> {
 }
 
 pub(super) fn parse_spec(text: &str) -> Result<PolicySpec, PolicyError> {
+    parse_document(text)
+}
+
+/// Parses any policy document shape (a policy, a `pools` document) with the same limits and
+/// the same field paths in its errors.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyError> {
     check_shape(text)?;
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {

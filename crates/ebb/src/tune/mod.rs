@@ -159,7 +159,8 @@ fn frontiers(
 /// For each family, the cheapest setting that met `attainment` on the first half (`points`),
 /// printed as the policy to paste, with its result on the second half (`check` replays it
 /// there). Where none met it, the closest one, promising what it held in the worst quarter of
-/// the first half ([`Point::worst_stretch`]). Returns whether every choice kept its promise on
+/// the first half less the chance in a share counted over that quarter's requests
+/// ([`Point::worst_stretch`], [`ebb_sim::tune::Stretch::promise`]). Returns whether every choice kept its promise on
 /// the second half (the SLO, or that floor).
 fn recommend(
     points: &[Point],
@@ -191,11 +192,14 @@ fn recommend(
                 ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
                 worst.map_or(String::new(), |w| format!(
-                    ", and held at least {:.3}% in each quarter of it: what it promises",
-                    w * 100.0
+                    ", and held at least {:.3}% in each quarter of it ({} requests in the worst): \
+                     it promises {:.3}%, two standard errors of that count below",
+                    w.share * 100.0,
+                    w.requests,
+                    w.promise() * 100.0
                 ))
             );
-            worst
+            worst.map(|w| w.promise())
         };
         println!("```yaml");
         print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
