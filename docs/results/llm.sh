@@ -12,6 +12,7 @@ OUT=docs/results
 BODY=$(mktemp)
 FRONTIER=$(mktemp)
 TUNE=$(mktemp)
+POOLS=$(mktemp)
 COLD=(--cold-start lognormal:60s:0.3)
 
 run() { # name, description, args...
@@ -36,6 +37,30 @@ run() { # name, description, args...
         echo "![replicas](results/llm-$name/replicas.svg)"
         echo
     } >> "$BODY"
+}
+
+pools() { # name, args...: the disaggregated comparison (prefill and decode pools)
+    local name=$1; shift
+    local dir="$OUT/llm-pools-$name"
+    rm -rf "$dir"
+    echo "== llm-pools-$name" >&2
+    local out
+    out=$("$EBB" simulate --llm --pools "$@" --report "$dir" 2>&1)
+    rm -f "$dir/summary.csv" "$dir/results.json"
+    {
+        echo "### $name"
+        echo
+        echo '```sh'
+        echo "ebb simulate --llm --pools $*"
+        echo '```'
+        echo
+        echo "$out" | grep '^  pools:' | sed 's/^  pools: /Sizing (first half): /'
+        echo
+        echo "$out" | grep '^|'
+        echo
+        echo "![replicas](results/llm-pools-$name/replicas.svg)"
+        echo
+    } | awk 'NR>1 && /^\| policy \| prefill/{print ""} {print}' >> "$POOLS"
 }
 
 frontier() { # name, args...
@@ -85,6 +110,11 @@ run mooncake-conversation "Mooncake's conversation trace: 12,031 requests in an 
 run mooncake-conversation-second-half "The same, second half only (held out)." --trace "$MC/conversation_trace.jsonl" --ttft 5s --from 1768s "${COLD[@]}"
 run mooncake-synthetic "Mooncake's synthetic trace: 3,993 requests in 17 minutes, prompts 15,325 tokens on average (up to 191,378), outputs 149. TTFT SLO 5 s." --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
 
+pools azure-code --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
+pools azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
+pools mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
+pools mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
+
 frontier azure-code --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
 frontier azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
 frontier mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
@@ -95,6 +125,6 @@ tune azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" --attainment 99% "
 tune mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s --attainment 97% "${COLD[@]}"
 tune mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s --attainment 95% "${COLD[@]}"
 
-python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER" llm-tune "$TUNE"
-rm -f "$BODY" "$FRONTIER" "$TUNE"
+python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER" llm-tune "$TUNE" llm-pools "$POOLS"
+rm -f "$BODY" "$FRONTIER" "$TUNE" "$POOLS"
 echo "docs/results.md updated" >&2

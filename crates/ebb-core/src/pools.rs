@@ -208,7 +208,9 @@ fn ratio(spec: Option<&RatioSpec>, errors: &mut Vec<FieldError>) -> Ratio {
         Some(v) => {
             errors.push(field(
                 &format!("pools.ratio.{name}"),
-                format!("must be a positive number of decode replicas per prefill replica, got {v}"),
+                format!(
+                    "must be a positive number of decode replicas per prefill replica, got {v}"
+                ),
             ));
             default
         }
@@ -229,6 +231,10 @@ fn ratio(spec: Option<&RatioSpec>, errors: &mut Vec<FieldError>) -> Ratio {
 pub struct Wants {
     /// Replicas its own policy decided.
     pub desired: u32,
+    /// Its `minReplicas`: a pool held at its floor shows no demand, and asks nothing of the
+    /// other pool (one decode replica kept by `minReplicas: 1` must not keep prefill
+    /// replicas that one decode replica's ratio would ask for).
+    pub min: u32,
     /// Its `maxReplicas`.
     pub max: u32,
     /// An operator holds its count: the guard leaves it.
@@ -241,10 +247,17 @@ pub struct Wants {
 /// would need `min > max`), so one pass settles it; a raise is not fed back, which with a
 /// ratio no whole counts meet (min = max = 1.3) would walk both pools up to their maxima.
 pub fn balance(ratio: Ratio, prefill: Wants, decode: Wants) -> (u32, u32) {
-    let room = |w: Wants| if w.held { w.desired } else { w.max.max(w.desired) };
+    let room = |w: Wants| {
+        if w.held {
+            w.desired
+        } else {
+            w.max.max(w.desired)
+        }
+    };
     let (p, d) = (prefill.desired, decode.desired);
-    let d_needed = clamp_count((ratio.min * f64::from(p)).ceil());
-    let p_needed = clamp_count((f64::from(d) / ratio.max).ceil());
+    let demand = |w: Wants| if w.desired > w.min { w.desired } else { 0 };
+    let d_needed = clamp_count((ratio.min * f64::from(demand(prefill))).ceil());
+    let p_needed = clamp_count((f64::from(demand(decode)) / ratio.max).ceil());
     (
         p.max(p_needed.min(room(prefill))),
         d.max(d_needed.min(room(decode))),
@@ -333,6 +346,7 @@ impl PoolScaler {
         let mut decode = self.decode.decide(&obs.decode, now);
         let wants = |s: &Scaler, d: &Decision| Wants {
             desired: d.desired_replicas,
+            min: s.policy().min_replicas,
             max: s.policy().max_replicas,
             held: s.policy().hold.is_some(),
         };
@@ -368,9 +382,7 @@ impl PoolScaler {
         let short = match (p, d) {
             (0, _) => None,
             (p, d) if f64::from(d) < self.ratio.min * f64::from(p) => Some((Pool::Decode, d, p)),
-            (p, d) if f64::from(d) > self.ratio.max * f64::from(p) => {
-                Some((Pool::Prefill, p, d))
-            }
+            (p, d) if f64::from(d) > self.ratio.max * f64::from(p) => Some((Pool::Prefill, p, d)),
             _ => None,
         };
         if let Some((pool, count, other)) = short {
@@ -401,6 +413,7 @@ mod tests {
     fn wants(desired: u32, max: u32) -> Wants {
         Wants {
             desired,
+            min: 0,
             max,
             held: false,
         }
@@ -425,12 +438,35 @@ mod tests {
         assert_eq!(balance(r, wants(5, 10), wants(1, 6)), (5, 6));
         let held = Wants {
             desired: 1,
+            min: 0,
             max: 10,
             held: true,
         };
         assert_eq!(balance(r, wants(5, 10), held), (5, 1));
         // A maximum below the current count never lowers it.
         assert_eq!(balance(r, wants(3, 10), wants(8, 4)), (3, 8));
+    }
+
+    #[test]
+    fn a_pool_at_its_floor_asks_nothing_of_the_other() {
+        // At most 0.2 decode per prefill: one decode replica would ask for 5 prefill, but it
+        // is only there because minReplicas is 1.
+        let r = Ratio {
+            min: 0.05,
+            max: 0.2,
+        };
+        let floor = Wants {
+            desired: 1,
+            min: 1,
+            max: 10,
+            held: false,
+        };
+        assert_eq!(balance(r, wants(1, 10), floor), (1, 1));
+        let busy = Wants {
+            desired: 2,
+            ..floor
+        };
+        assert_eq!(balance(r, wants(1, 10), busy), (10, 2));
     }
 
     #[test]
@@ -451,7 +487,10 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("pools.prefill.maxReplicas"), "{text}");
         assert!(text.contains("pools.decode.maxReplicas"), "{text}");
-        assert!(text.contains("pools.ratio: min (3) is above max (1)"), "{text}");
+        assert!(
+            text.contains("pools.ratio: min (3) is above max (1)"),
+            "{text}"
+        );
         let e = PoolsPolicy::from_yaml("pools:\n  prefill: {maxReplicas: 2, bogus: 1}\n")
             .unwrap_err()
             .to_string();
@@ -461,7 +500,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("pools.prefill: is required"), "{e}");
-        assert!(e.contains("pools.ratio.min: must be a positive number"), "{e}");
+        assert!(
+            e.contains("pools.ratio.min: must be a positive number"),
+            "{e}"
+        );
     }
 
     #[test]

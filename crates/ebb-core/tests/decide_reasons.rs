@@ -762,7 +762,13 @@ fn pool_ratio() -> Decision {
     );
     // The raise is carried out as the pool's own decision would be.
     s.applied(ebb_core::pools::Pool::Decode, 6, t(100));
-    assert_eq!(s.pool(ebb_core::pools::Pool::Decode).state().scale_up_events.len(), 1);
+    assert_eq!(
+        s.pool(ebb_core::pools::Pool::Decode)
+            .state()
+            .scale_up_events
+            .len(),
+        1
+    );
     d.decode
 }
 

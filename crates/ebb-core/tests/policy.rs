@@ -214,7 +214,12 @@ fn shipped_example_policies_are_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        Policy::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if text.lines().any(|l| l.starts_with("pools:")) {
+            ebb_core::pools::PoolsPolicy::from_yaml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        } else {
+            Policy::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
         n += 1;
     }
     assert!(n >= 4, "expected the seed examples in {}", dir.display());

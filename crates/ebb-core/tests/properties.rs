@@ -172,8 +172,8 @@ proptest! {
     ) {
         use ebb_core::pools::{balance, Ratio, Wants};
         let ratio = Ratio { min, max: if span == 0.0 { f64::INFINITY } else { min + span } };
-        let prefill = Wants { desired: p, max: p_max, held: false };
-        let decode = Wants { desired: d, max: d_max, held };
+        let prefill = Wants { desired: p, min: 0, max: p_max, held: false };
+        let decode = Wants { desired: d, min: 0, max: d_max, held };
         let (p2, d2) = balance(ratio, prefill, decode);
         prop_assert!(p2 >= p && d2 >= d);
         prop_assert!(p2 <= p.max(p_max) && d2 <= d.max(d_max));

@@ -139,6 +139,44 @@ mod tests {
         assert!((p90 - 0.85).abs() < 1e-9, "{p90}");
     }
 
+    /// A window in which every replica was scraped throughout and none counted a request is
+    /// an idle fleet, read as nothing waiting (0 s), so that quiet hours may scale down; a
+    /// window not yet seen whole stays missing (held).
+    #[test]
+    fn an_idle_window_seen_whole_reads_zero_not_missing() {
+        let e = engine("maxReplicas: 8\nengine: {kind: vllm, ttft: {percentile: p90, below: 500ms}, windowSeconds: 60}");
+        let labels = "engine=\"0\",model_name=\"m\",";
+        let page = || {
+            parse(&histogram(
+                "vllm:time_to_first_token_seconds",
+                labels,
+                ["0.1", "0.25", "1.0"],
+                100.0,
+                0.5,
+            ))
+        };
+        let mut reader = EngineReader::default();
+        let at = |reader: &mut EngineReader, s: i64| {
+            let obs = reader.observe(&e, &[("a".into(), page())], false, Time::from_secs(s));
+            external(&obs, "engine.ttft")
+        };
+        assert_eq!(at(&mut reader, 0), None, "one scrape is no window");
+        assert_eq!(at(&mut reader, 30), None, "half a window seen");
+        assert_eq!(
+            at(&mut reader, 70),
+            Some(0.0),
+            "a whole window without a request"
+        );
+        // A replica that joins has not been seen over the window: missing again.
+        let obs = reader.observe(
+            &e,
+            &[("a".into(), page()), ("b".into(), page())],
+            false,
+            Time::from_secs(80),
+        );
+        assert_eq!(external(&obs, "engine.ttft"), None);
+    }
+
     /// The LLM SLO's sample from vLLM's text: token counters' growth per second over the
     /// window, summed over replicas (a replica whose counter went back restarted and counts
     /// from zero); the goals' quantiles from the histograms; waiting summed; KV use averaged.

@@ -203,6 +203,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Queues request `id` whose prompt's KV cache was computed on another replica and handed
+    /// over (the decode side of disaggregated serving): it is admitted as any request is (its
+    /// blocks must fit, the batch must have room), then decodes from its first step, its
+    /// first token included, at a decoding sequence's cost. Preempted, it recomputes its
+    /// prompt here, as vLLM does.
+    pub fn submit_prefilled(
+        &mut self,
+        id: u64,
+        prompt: u32,
+        max_output: u32,
+    ) -> Result<(), Rejected> {
+        self.submit(id, prompt, max_output)?;
+        if let Some(s) = self.waiting.back_mut() {
+            s.computed = s.prefill;
+        }
+        Ok(())
+    }
+
     /// Drops request `id` wherever it is (its client left), freeing its blocks.
     pub fn abort(&mut self, id: u64) {
         self.waiting.retain(|s| s.id != id);
@@ -331,7 +349,12 @@ impl Engine {
     }
 
     /// Prefills as much of `s` as the budget allows; the first token comes when it is done.
+    /// A sequence admitted with its prompt computed elsewhere decodes its first token here.
     fn prefill_chunk(s: &mut Seq, step: &mut Step, budget: &mut u32) {
+        if s.decoding() && s.generated == 0 {
+            step.decode_seqs += 1;
+            *budget = budget.saturating_sub(1);
+        }
         let chunk = (s.prefill - s.computed).min(*budget);
         s.computed += chunk;
         *budget -= chunk;
@@ -403,6 +426,19 @@ mod tests {
         // Prefill of 100 tokens: 10 ms + 10 ms; four decode steps of one sequence: 11 ms each.
         assert!((first - 0.020).abs() < 1e-9, "{first}");
         assert!((done - (0.020 + 4.0 * 0.011)).abs() < 1e-9, "{done}");
+        assert_eq!(e.kv_usage(), 0.0);
+    }
+
+    #[test]
+    fn a_handed_over_prompt_decodes_from_its_first_step() {
+        let mut e = Engine::new(params());
+        e.submit_prefilled(1, 100, 5).unwrap();
+        let out = run(&mut e);
+        let (_, first, done, tokens) = out[0];
+        assert_eq!(tokens, 5);
+        // No prefill: five decode steps of one sequence, 11 ms each; its blocks are held.
+        assert!((first - 0.011).abs() < 1e-9, "{first}");
+        assert!((done - 5.0 * 0.011).abs() < 1e-9, "{done}");
         assert_eq!(e.kv_usage(), 0.0);
     }
 

@@ -233,3 +233,104 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     // Zero replicas for part of the run: fewer replica-seconds than one replica throughout.
     assert!(r.replica_seconds < 400.0, "{}", r.replica_seconds);
 }
+
+/// Disaggregated, requests 10 s apart on one prefill and one decode replica: the prefill
+/// replica prefills the 100-token prompt in one step of 20 ms (its own first token is not the
+/// client's), the KV cache takes 100 x 50 us = 5 ms to hand over, and the decode replica's
+/// first step of 11 ms emits the first token the client sees: TTFT 36 ms. Each of the 9
+/// others takes a decode step of 11 ms. Both pools cost 100 replica-seconds each.
+#[test]
+fn disaggregated_requests_alone_match_the_closed_form() {
+    use ebb_sim::llm::disagg::{run_pools, Independent};
+    let requests: Vec<LlmRequest> = (0..=10)
+        .map(|i| LlmRequest {
+            at: f64::from(i) * 10.0,
+            prompt: 100,
+            output: 10,
+        })
+        .collect();
+    let mut cfg = config(0.0);
+    cfg.ttft_slo = 0.040;
+    let mut one = Independent::new(
+        "one each",
+        Box::new(Schedule::fixed("p", 1)),
+        Box::new(Schedule::fixed("d", 1)),
+    );
+    let r = run_pools(&requests, &cfg, 50e-6, &mut one, &mut |_| {});
+    let c = &r.result;
+    assert_eq!((c.requests, c.failed), (11, 0));
+    for q in c.ttft {
+        assert!(close(q, 0.036), "TTFT {q}");
+    }
+    for q in c.tpot {
+        assert!(close(q, 0.011), "TPOT {q}");
+    }
+    assert!(close(c.both_attainment, 1.0));
+    assert!(
+        close(r.prefill_replica_seconds, 100.0),
+        "{}",
+        r.prefill_replica_seconds
+    );
+    assert!(close(r.decode_replica_seconds, 100.0));
+    assert!(close(c.replica_seconds, 200.0));
+}
+
+/// A prompt the prefill pool cannot hold fails there, and counts as a failed request of the
+/// run (the decode pool never sees it).
+#[test]
+fn a_request_refused_by_the_prefill_pool_counts_as_failed() {
+    use ebb_sim::llm::disagg::{run_pools, Independent};
+    let requests = [
+        LlmRequest {
+            at: 1.0,
+            prompt: 100_000,
+            output: 10,
+        },
+        LlmRequest {
+            at: 2.0,
+            prompt: 100,
+            output: 10,
+        },
+    ];
+    let mut one = Independent::new(
+        "one each",
+        Box::new(Schedule::fixed("p", 1)),
+        Box::new(Schedule::fixed("d", 1)),
+    );
+    let mut cfg = config(0.0);
+    cfg.ttft_slo = 0.040;
+    let r = run_pools(&requests, &cfg, 5e-6, &mut one, &mut |_| {});
+    assert_eq!((r.result.requests, r.result.failed), (2, 1));
+    assert!(
+        close(r.result.both_attainment, 0.5),
+        "{}",
+        r.result.both_attainment
+    );
+}
+
+/// On a rising load the pools policy scales both pools, and its guard keeps decode per
+/// prefill within its ratio once the load settles.
+#[test]
+fn the_pools_policy_scales_both_pools() {
+    use ebb_sim::llm::pools::{compare_pools, pool_policies, pool_sizing};
+    let requests = step(300, (60, 2), 30);
+    let cfg = config(5.0);
+    let s = pool_sizing(&requests, &cfg);
+    let scalers = pool_policies(&s, None);
+    let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
+    assert_eq!(names[0], "ebb-pools");
+    let results = compare_pools(&requests, &cfg, 5e-6, scalers, &|_, _| {});
+    let ebb = &results[0];
+    assert_eq!(ebb.result.failed, 0);
+    assert!(
+        ebb.result.peak_replicas > 2,
+        "{:?}",
+        ebb.result.peak_replicas
+    );
+    assert!(ebb.prefill_replica_seconds > 0.0 && ebb.decode_replica_seconds > 0.0);
+    let fixed = results
+        .iter()
+        .find(|r| r.result.policy == "fixed-max")
+        .unwrap();
+    assert!(ebb.result.replica_seconds < fixed.result.replica_seconds);
+}

@@ -524,6 +524,34 @@ fn tune_promises_the_worst_quarter_where_no_setting_meets_the_slo() {
     assert_eq!(out.matches("keeps its promise").count(), 2, "{out}");
 }
 
+/// A `pools` document is checked as one: both pools' policies and the guard, each error with
+/// its whole path; the normalized document keeps the guard.
+#[test]
+fn check_validates_a_pools_document_with_full_paths() {
+    let o = ebb(&["check", "examples/policies/pools-vllm.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("pools policy valid"), "{out}");
+    assert!(out.contains("ratio:") && out.contains("min: 1.0"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "pools:\n  prefill: {maxReplicas: 2, engine: {kind: tgi, kvCacheUtilization: 0.8}}\n  decode: {maxReplicas: 0}\n  ratio: {min: 2, max: 1}\n",
+    )
+    .unwrap();
+    let o = ebb(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for needle in [
+        "pools.prefill.engine.kvCacheUtilization: tgi exports no metric for it",
+        "pools.decode.maxReplicas",
+        "pools.ratio: min (2) is above max (1)",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
 #[test]
 fn check_accepts_the_slo_example() {
     let o = ebb(&["check", "examples/policies/slo.yaml"]);

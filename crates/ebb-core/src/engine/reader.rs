@@ -86,8 +86,8 @@ impl EngineReader {
         }
         let window_start = now.minus_millis(engine.window_ms);
         // Each histogram's growth over the window, read once however many quantiles use it.
-        let mut windows: BTreeMap<Signal, Buckets> = BTreeMap::new();
-        let mut grown = |reader: &mut Self, signal: Signal| -> Option<Buckets> {
+        let mut windows: BTreeMap<Signal, Window> = BTreeMap::new();
+        let mut grown = |reader: &mut Self, signal: Signal| -> Option<Window> {
             if let Some(b) = windows.get(&signal) {
                 return Some(b.clone());
             }
@@ -105,7 +105,7 @@ impl EngineReader {
             };
             let values = match (reading, target.quantile) {
                 (Reading::Histogram { .. }, Some(q)) => grown(self, target.signal)
-                    .and_then(|b| percentile(&b, q))
+                    .and_then(|w| w.percentile(q))
                     .filter(|_| !starting)
                     .map(|v| MetricValues::External {
                         values: vec![v],
@@ -125,8 +125,11 @@ impl EngineReader {
             let itl = grown(self, Signal::Itl);
             let ttft = grown(self, Signal::Ttft);
             let tokens_per_second = self.token_rate(engine, scrapes, window_start, now);
-            let at = |b: &Option<Buckets>, q: Option<f64>| {
-                b.as_ref().zip(q).and_then(|(b, q)| percentile(b, q))
+            // The token model learns from windows that saw requests only.
+            let at = |w: &Option<Window>, q: Option<f64>| {
+                w.as_ref()
+                    .zip(q)
+                    .and_then(|(w, q)| percentile(&w.counts, q))
             };
             EngineSample {
                 at: now,
@@ -188,13 +191,15 @@ impl EngineReader {
         window_start: Time,
         scrapes: &[(String, Vec<Sample>)],
         now: Time,
-    ) -> Buckets {
+    ) -> Window {
         let mut total = Buckets::default();
+        let mut covered = !scrapes.is_empty();
         for (pod, samples) in scrapes {
             let Some(now_counts) = names
                 .iter()
                 .find_map(|n| Buckets::from_samples(samples, n, scale))
             else {
+                covered = false;
                 continue;
             };
             let history = self
@@ -208,14 +213,41 @@ impl EngineReader {
                 history.pop_front();
             }
             // The first scrape of a replica has nothing to compare with.
-            let Some((_, earlier)) = history.front().filter(|(t, _)| *t < now) else {
+            let Some((since, earlier)) = history.front().filter(|(t, _)| *t < now) else {
+                covered = false;
                 continue;
             };
+            covered &= *since <= window_start;
             // A count that went back: the replica restarted, and all it counted is recent.
             let grown = now_counts.since(earlier).unwrap_or(now_counts);
             total.add(&grown);
         }
-        total
+        Window {
+            counts: total,
+            covered,
+        }
+    }
+}
+
+/// A histogram's growth over the window, summed over the serving replicas.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    counts: Buckets,
+    /// Every serving replica's histogram was read now and at or before the window's start:
+    /// a count of zero then means no request, not a replica unseen.
+    covered: bool,
+}
+
+impl Window {
+    /// The `q` quantile of its counts, or zero where every replica was seen over the whole
+    /// window and none counted a request (nothing waited: an idle fleet is not a missing
+    /// metric, or it would hold its replicas through every quiet hour); `None` below
+    /// [`MIN_PERCENTILE_COUNT`] otherwise.
+    fn percentile(&self, q: f64) -> Option<f64> {
+        if self.covered && self.counts.count() == 0.0 {
+            return Some(0.0);
+        }
+        percentile(&self.counts, q)
     }
 }
 

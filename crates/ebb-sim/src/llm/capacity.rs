@@ -4,6 +4,7 @@
 //! per-replica number (HPA's request-rate target, everyone's first replica count) take it
 //! from here rather than from a guess.
 
+use super::fleet::Stage;
 use super::LlmRequest;
 use crate::engine::{Engine, EngineParams};
 
@@ -17,6 +18,12 @@ const MEASURED: u64 = 2_000;
 /// Requests per second one replica completes when saturated with `mix` (in its order, round
 /// and round); `None` for an empty mix.
 pub fn saturation_rps(params: EngineParams, mix: &[LlmRequest]) -> Option<f64> {
+    stage_saturation_rps(params, mix, Stage::Whole)
+}
+
+/// The same for one side of disaggregated serving: prefills a prefill replica completes, or
+/// handed-over requests a decode replica completes.
+pub fn stage_saturation_rps(params: EngineParams, mix: &[LlmRequest], stage: Stage) -> Option<f64> {
     if mix.is_empty() {
         return None;
     }
@@ -32,7 +39,7 @@ pub fn saturation_rps(params: EngineParams, mix: &[LlmRequest]) -> Option<f64> {
             id += 1;
             // A request the engine refuses is left out of the mix; a mix it refuses whole
             // has no rate.
-            if engine.submit(id, r.prompt, r.output).is_err() {
+            if stage.submit(&mut engine, id, r.prompt, r.output).is_err() {
                 refused_in_a_row += 1;
                 if refused_in_a_row >= mix.len() {
                     return None;

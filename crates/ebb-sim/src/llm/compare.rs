@@ -124,9 +124,19 @@ pub struct Sizing {
 /// first `fit_share` of the requests: the part a user would have measured beforehand), the
 /// first minute's replicas at 70% of it, and maxReplicas at four times the busiest minute's.
 pub fn sizing(requests: &[LlmRequest], cfg: &LlmConfig, fit_share: f64) -> Sizing {
-    let fit =
-        &requests[..((requests.len() as f64 * fit_share).ceil() as usize).min(requests.len())];
-    let rps = saturation_rps(cfg.engine, fit).unwrap_or(1.0).max(1e-3);
+    let rps = saturation_rps(cfg.engine, fitting(requests, fit_share)).unwrap_or(1.0);
+    sizing_for(requests, rps)
+}
+
+/// The first `fit_share` of the requests: the part a user would have measured beforehand.
+pub fn fitting(requests: &[LlmRequest], fit_share: f64) -> &[LlmRequest] {
+    &requests[..((requests.len() as f64 * fit_share).ceil() as usize).min(requests.len())]
+}
+
+/// Sizes replicas that each complete `rps` requests a second saturated: the first minute's
+/// at 70% of it, and maxReplicas at four times the busiest minute's.
+pub fn sizing_for(requests: &[LlmRequest], rps: f64) -> Sizing {
+    let rps = rps.max(1e-3);
     // Requests in each minute, in one pass.
     let mut per_minute: Vec<usize> = Vec::new();
     for r in requests {

@@ -23,6 +23,45 @@ pub struct LlmRequest {
     pub output: u32,
 }
 
+/// What a fleet's replicas do with a request: all of it, or one side of disaggregated serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Prefill and decode on the same replica.
+    Whole,
+    /// Prefill only: a request leaves with its KV cache at the end of its prefill step
+    /// ([`Fleet::take_handoffs`]); its tokens are the decode pool's to send.
+    Prefill,
+    /// Decode only: requests come with their prompt computed ([`Engine::submit_prefilled`]).
+    Decode,
+}
+
+impl Stage {
+    /// Queues a request of `prompt` and `output` tokens on `engine`: the part of it this
+    /// stage does.
+    pub fn submit(
+        self,
+        engine: &mut Engine,
+        id: u64,
+        prompt: u32,
+        output: u32,
+    ) -> Result<(), crate::engine::Rejected> {
+        match self {
+            Stage::Whole => engine.submit(id, prompt, output),
+            Stage::Prefill => engine.submit(id, prompt, 1),
+            Stage::Decode => engine.submit_prefilled(id, prompt, output),
+        }
+    }
+}
+
+/// A request whose prefill ended on a prefill replica, to be handed to the decode pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Handoff {
+    /// The request, with its arrival at the gateway.
+    pub request: LlmRequest,
+    /// When its prefill ended.
+    pub at: f64,
+}
+
 /// One replica: an engine, the step it is running and its counters.
 struct Replica {
     id: u32,
@@ -43,7 +82,10 @@ struct Replica {
 /// A request in the fleet: where it is and what it has received.
 #[derive(Debug, Clone, Copy)]
 struct Live {
+    request: LlmRequest,
     arrived: f64,
+    /// When it reached this fleet (a decode pool's requests arrive after their prefill).
+    entered: f64,
     scheduled: bool,
     first_token: Option<f64>,
     last_token: f64,
@@ -53,11 +95,13 @@ struct Live {
 /// The replicas, the gateway's queue and the bookkeeping of a run.
 pub struct Fleet {
     cfg: LlmConfig,
+    stage: Stage,
+    handoffs: Vec<Handoff>,
     replicas: Vec<Replica>,
     /// Indices of replicas not gone.
     active: Vec<usize>,
-    /// Requests held at the gateway while no replica is ready: (id, request).
-    held: VecDeque<(u64, LlmRequest)>,
+    /// Requests held at the gateway while no replica is ready: (id, request, when it came).
+    held: VecDeque<(u64, LlmRequest, f64)>,
     live: HashMap<u64, Live>,
     next_id: u64,
     arrivals_total: u64,
@@ -74,9 +118,16 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet with `initial` replicas ready at time zero.
     pub fn new(cfg: LlmConfig, initial: u32) -> Fleet {
+        Fleet::pool(cfg, initial, Stage::Whole)
+    }
+
+    /// One pool of a disaggregated server: `stage` says which side.
+    pub fn pool(cfg: LlmConfig, initial: u32, stage: Stage) -> Fleet {
         let tally = Tally::new(cfg.ttft_slo, cfg.itl_slo);
         let mut f = Fleet {
             cfg,
+            stage,
+            handoffs: Vec::new(),
             replicas: Vec::new(),
             active: Vec::new(),
             held: VecDeque::new(),
@@ -216,7 +267,12 @@ impl Fleet {
             match l.first_token {
                 None => {
                     l.first_token = Some(now);
-                    m.ttft.observe(now - l.arrived);
+                    // What the engine itself reports: from the request's arrival at it.
+                    let since = match self.stage {
+                        Stage::Decode => l.entered,
+                        Stage::Whole | Stage::Prefill => l.arrived,
+                    };
+                    m.ttft.observe(now - since);
                 }
                 Some(_) => {
                     m.itl.observe(now - l.last_token);
@@ -231,6 +287,13 @@ impl Fleet {
                 self.mark_in_system(now);
                 self.completions_total += 1;
                 self.replicas[idx].outstanding -= 1;
+                if self.stage == Stage::Prefill {
+                    self.handoffs.push(Handoff {
+                        request: l.request,
+                        at: now,
+                    });
+                    continue;
+                }
                 let first = l.first_token.unwrap_or(now);
                 self.tally
                     .served(l.arrived, first - l.arrived, l.tokens, now - first);
@@ -256,7 +319,7 @@ impl Fleet {
         for id in &step.admitted {
             if let Some(l) = self.live.get_mut(id).filter(|l| !l.scheduled) {
                 l.scheduled = true;
-                r.metrics.queue.observe(now - l.arrived);
+                r.metrics.queue.observe(now - l.entered);
             }
         }
         r.step = Some((now + step.seconds, step));
@@ -264,14 +327,19 @@ impl Fleet {
 
     /// A request arrives at the gateway at `req.at`.
     pub fn arrive(&mut self, req: LlmRequest) {
-        let now = req.at;
+        self.arrive_at(req, req.at);
+    }
+
+    /// A request that reached the gateway at `req.at` arrives at this fleet at `now` (a
+    /// decode pool's, once its KV cache is handed over).
+    pub fn arrive_at(&mut self, req: LlmRequest, now: f64) {
         self.mark_in_system(now);
         self.arrivals_total += 1;
         let id = self.next_id;
         self.next_id += 1;
         match self.route() {
             Some(idx) => self.submit(idx, id, req, now),
-            None => self.held.push_back((id, req)),
+            None => self.held.push_back((id, req, now)),
         }
     }
 
@@ -287,7 +355,11 @@ impl Fleet {
     fn submit(&mut self, idx: usize, id: u64, req: LlmRequest, now: f64) {
         let r = &mut self.replicas[idx];
         r.arrivals += 1;
-        if r.engine.submit(id, req.prompt, req.output).is_err() {
+        if self
+            .stage
+            .submit(&mut r.engine, id, req.prompt, req.output)
+            .is_err()
+        {
             // The engine can never run it (empty, or longer than its KV cache): refused at once.
             self.fail(now);
             return;
@@ -296,7 +368,9 @@ impl Fleet {
         self.live.insert(
             id,
             Live {
+                request: req,
                 arrived: req.at,
+                entered: now,
                 scheduled: false,
                 first_token: None,
                 last_token: now,
@@ -316,7 +390,7 @@ impl Fleet {
     /// Sends the held requests to ready replicas, oldest first.
     fn release_held(&mut self, now: f64) {
         while let Some(idx) = self.route() {
-            let Some((id, req)) = self.held.pop_front() else {
+            let Some((id, req, _)) = self.held.pop_front() else {
                 break;
             };
             self.submit(idx, id, req, now);
@@ -328,7 +402,7 @@ impl Fleet {
         while self
             .held
             .front()
-            .is_some_and(|(_, r)| now - r.at > self.cfg.hold_timeout)
+            .is_some_and(|(_, _, came)| now - came > self.cfg.hold_timeout)
         {
             self.held.pop_front();
             self.fail(now);
@@ -389,6 +463,11 @@ impl Fleet {
             self.fail(now);
         }
         self.advance(f64::INFINITY);
+    }
+
+    /// The requests whose prefill ended since the last call (a prefill pool's).
+    pub fn take_handoffs(&mut self) -> Vec<Handoff> {
+        std::mem::take(&mut self.handoffs)
     }
 
     /// The integral of requests in the system over time, up to `now`.

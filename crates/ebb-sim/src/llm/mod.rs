@@ -14,9 +14,11 @@
 
 pub mod capacity;
 pub mod compare;
+pub mod disagg;
 pub mod fleet;
 pub mod frontier;
 pub mod metrics;
+pub mod pools;
 pub mod report;
 pub mod run;
 pub mod tally;

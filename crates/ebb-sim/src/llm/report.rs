@@ -1,7 +1,6 @@
 //! The token-level comparison's report: a Markdown table for the terminal and docs, the
 //! results as JSON and CSV, and the replicas over time as an SVG plot.
 
-use super::compare::Sizing;
 use super::run::LlmResult;
 use crate::report::{secs, time_axis, time_chart, COLORS};
 use plotters::prelude::*;
@@ -42,7 +41,7 @@ pub fn table(results: &[LlmResult], ttft_slo: f64, tpot_slo: f64) -> String {
 pub fn write(
     dir: &Path,
     results: &[LlmResult],
-    sizing: &Sizing,
+    sizing: &impl serde::Serialize,
     title: &str,
 ) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;

@@ -54,6 +54,73 @@ pub struct LlmResult {
     pub duration: f64,
 }
 
+/// What the run loop serves: one fleet, or the two pools of a disaggregated server.
+pub trait Served {
+    /// Runs its own events up to and including `until`.
+    fn advance(&mut self, until: f64);
+    /// A request arrives at the gateway.
+    fn arrive(&mut self, req: LlmRequest);
+    /// Fails the requests held longer than the hold timeout.
+    fn expire_held(&mut self, now: f64);
+    /// Replicas that exist (and cost).
+    fn existing_replicas(&self) -> u32;
+    /// Replica-seconds up to `now`.
+    fn replica_seconds(&self, now: f64) -> f64;
+    /// Ends the run: held requests fail, the replicas finish what they hold.
+    fn finish(&mut self, now: f64);
+    /// Times a replica count changed.
+    fn scale_events(&self) -> u64;
+    /// What happened to the requests.
+    fn tally(&mut self) -> &mut super::tally::Tally;
+}
+
+/// What decides for a [`Served`]: when it scrapes and decides, and what it does then.
+pub trait Control<S: ?Sized> {
+    /// Name in reports.
+    fn name(&self) -> &str;
+    /// The first scrape and decision, then their periods.
+    fn ticks(&self) -> ((f64, f64), (f64, f64));
+    /// Takes a scrape.
+    fn scrape(&mut self, served: &S, now: f64);
+    /// Decides and applies the decision.
+    fn sync(&mut self, served: &mut S, now: f64);
+}
+
+/// One autoscaler over one fleet, its cold starts drawn from its own stream.
+struct Single<'a> {
+    scaler: &'a mut dyn Autoscaler,
+    rng: Pcg64Mcg,
+}
+
+impl Control<Fleet> for Single<'_> {
+    fn name(&self) -> &str {
+        self.scaler.name()
+    }
+    fn ticks(&self) -> ((f64, f64), (f64, f64)) {
+        let first = first_ticks(self.scaler);
+        (
+            first,
+            (self.scaler.scrape_interval(), self.scaler.sync_period()),
+        )
+    }
+    fn scrape(&mut self, fleet: &Fleet, now: f64) {
+        self.scaler.scrape(fleet, now);
+    }
+    fn sync(&mut self, fleet: &mut Fleet, now: f64) {
+        if let Some(cmd) = self.scaler.decide(fleet, now) {
+            let from = Observed::current_replicas(fleet);
+            let to = fleet.scale_to(
+                cmd.desired,
+                &cmd.victims,
+                now,
+                self.scaler.cold_start_override(),
+                &mut self.rng,
+            );
+            self.scaler.applied(from, to, now);
+        }
+    }
+}
+
 /// Runs one policy over `requests` (sorted by arrival); `progress` is called with the
 /// fraction done.
 pub fn run_llm_policy(
@@ -62,12 +129,28 @@ pub fn run_llm_policy(
     scaler: &mut dyn Autoscaler,
     progress: &mut dyn FnMut(f64),
 ) -> LlmResult {
-    let duration = requests.last().map_or(0.0, |r| r.at).max(1.0);
     let mut fleet = Fleet::new(cfg.clone(), scaler.initial_replicas());
-    let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
-    let scrape_every = scaler.scrape_interval();
-    let sync_every = scaler.sync_period();
-    let (mut next_scrape, mut next_sync) = first_ticks(scaler);
+    let rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
+    run_served(
+        requests,
+        cfg,
+        &mut fleet,
+        &mut Single { scaler, rng },
+        progress,
+    )
+}
+
+/// The event loop: merges arrivals, the served fleet's events, scrapes, decisions and the
+/// per-second bookkeeping, in time order.
+pub fn run_served<S: Served>(
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    fleet: &mut S,
+    control: &mut dyn Control<S>,
+    progress: &mut dyn FnMut(f64),
+) -> LlmResult {
+    let duration = requests.last().map_or(0.0, |r| r.at).max(1.0);
+    let ((mut next_scrape, mut next_sync), (scrape_every, sync_every)) = control.ticks();
     let mut next_second = 0.0f64;
     let mut arrivals = requests.iter().peekable();
     let mut peak = fleet.existing_replicas();
@@ -91,21 +174,11 @@ pub fn run_llm_policy(
             continue;
         }
         if next_scrape <= t {
-            scaler.scrape(&fleet, t);
+            control.scrape(fleet, t);
             next_scrape += scrape_every;
         }
         if next_sync <= t {
-            if let Some(cmd) = scaler.decide(&fleet, t) {
-                let from = Observed::current_replicas(&fleet);
-                let to = fleet.scale_to(
-                    cmd.desired,
-                    &cmd.victims,
-                    t,
-                    scaler.cold_start_override(),
-                    &mut rng,
-                );
-                scaler.applied(from, to, t);
-            }
+            control.sync(fleet, t);
             next_sync += sync_every;
         }
         if next_second <= t {
@@ -126,11 +199,11 @@ pub fn run_llm_policy(
     fleet.finish(duration);
     progress(1.0);
     let scale_events = fleet.scale_events();
-    let tally = &mut fleet.tally;
+    let tally = fleet.tally();
     let n = tally.requests().max(1) as f64;
     let pcts = |v: &mut Vec<f32>| QUANTILES.map(|q| quantile(v, q));
     LlmResult {
-        policy: scaler.name().to_string(),
+        policy: control.name().to_string(),
         requests: tally.requests(),
         failed: tally.failed,
         ttft_attainment: tally.ttft_met as f64 / n,
@@ -147,5 +220,32 @@ pub fn run_llm_policy(
         bucket: per_bucket as f64,
         by_minute: std::mem::take(&mut tally.by_minute),
         duration,
+    }
+}
+
+impl Served for Fleet {
+    fn advance(&mut self, until: f64) {
+        Fleet::advance(self, until);
+    }
+    fn arrive(&mut self, req: LlmRequest) {
+        Fleet::arrive(self, req);
+    }
+    fn expire_held(&mut self, now: f64) {
+        Fleet::expire_held(self, now);
+    }
+    fn existing_replicas(&self) -> u32 {
+        Fleet::existing_replicas(self)
+    }
+    fn replica_seconds(&self, now: f64) -> f64 {
+        Fleet::replica_seconds(self, now)
+    }
+    fn finish(&mut self, now: f64) {
+        Fleet::finish(self, now);
+    }
+    fn scale_events(&self) -> u64 {
+        Fleet::scale_events(self)
+    }
+    fn tally(&mut self) -> &mut super::tally::Tally {
+        &mut self.tally
     }
 }

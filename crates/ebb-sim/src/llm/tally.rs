@@ -149,6 +149,18 @@ impl Tally {
     pub fn requests(&self) -> u64 {
         self.served + self.failed
     }
+
+    /// Takes in the failures another tally counted (a prefill pool's: requests refused or
+    /// held too long before any decode replica saw them).
+    pub fn absorb_failures(&mut self, other: &Tally) {
+        self.failed += other.failed;
+        for (i, &(failed, _)) in other.by_minute.iter().enumerate() {
+            if self.by_minute.len() <= i {
+                self.by_minute.resize(i + 1, (0, 0));
+            }
+            self.by_minute[i].0 += failed;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 
 use super::{cold_start, parse_seconds, print_done, progress_bars, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
+use ebb_core::pools::PoolsPolicy;
 use ebb_sim::engine::EngineParams;
 use ebb_sim::llm::compare::Sizing;
 use ebb_sim::llm::compare::{compare, policies, sizing};
 use ebb_sim::llm::frontier::sweep;
+use ebb_sim::llm::pools::{compare_pools, pool_policies, pool_sizing};
 use ebb_sim::llm::LlmRequest;
 use ebb_sim::llm::{report, requests, LlmConfig, HOLD_TIMEOUT_SECONDS};
 use ebb_sim::tune::{against, frontier_svg, Family, Point};
@@ -49,6 +51,9 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     } = input;
     let requests = requests(&workload).map_err(|e| anyhow::anyhow!("--llm: {e}"))?;
     let cfg = llm_config(args, run_cfg.bucket)?;
+    if args.pools {
+        return pools(args, &requests, &cfg, notes, &name);
+    }
     let ebb = match &args.policy {
         Some(path) => {
             let p = super::read_policy_file(path)?;
@@ -173,6 +178,84 @@ fn frontier(
         started.elapsed().as_secs_f64(),
         &args.report,
         &[svg],
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--pools`: the disaggregated comparison, Ebb's pools policy beside one HPA or KPA per pool.
+fn pools(
+    args: &SimulateArgs,
+    requests: &[LlmRequest],
+    cfg: &LlmConfig,
+    mut notes: Vec<String>,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let per_token = args.kv_transfer_us * 1e-6;
+    if !(per_token.is_finite() && (0.0..=1.0).contains(&per_token)) {
+        bail!("--kv-transfer-us must be between 0 and 1,000,000 microseconds a token");
+    }
+    let ebb = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                PoolsPolicy::from_yaml(&text)
+                    .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let size = pool_sizing(requests, cfg);
+    notes.push(format!(
+        "pools: a prefill replica completes {:.2} prefills/s of the first half's mix saturated, a decode replica {:.2} req/s (decode per prefill at equal load: {:.2}); KV handover {} us a prompt token; maxReplicas {} prefill, {} decode",
+        size.prefill.saturation_rps,
+        size.decode.saturation_rps,
+        size.capacity_ratio,
+        args.kv_transfer_us,
+        size.prefill.max_replicas,
+        size.decode.max_replicas
+    ));
+    let scalers = pool_policies(&size, ebb);
+    let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
+    eprintln!(
+        "simulating {name} token by token on prefill and decode pools: {} requests, {} policies",
+        requests.len(),
+        names.len()
+    );
+    for n in &notes {
+        eprintln!("  {n}");
+    }
+    let started = std::time::Instant::now();
+    let (_multi, bars) = progress_bars(&names);
+    let results = compare_pools(requests, cfg, per_token, scalers, &|i, f| {
+        if let Some(b) = bars.get(i) {
+            b.set_position((f * 1000.0) as u64);
+        }
+    });
+    for b in &bars {
+        b.finish();
+    }
+    let whole: Vec<_> = results.iter().map(|r| r.result.clone()).collect();
+    println!("{}", report::table(&whole, cfg.ttft_slo, cfg.itl_slo));
+    println!("| policy | prefill GPU-hours | decode GPU-hours |\n|---|---:|---:|");
+    let hours = |s: f64| s * cfg.gpus_per_replica / 3600.0;
+    for r in &results {
+        println!(
+            "| {} | {:.2} | {:.2} |",
+            r.result.policy,
+            hours(r.prefill_replica_seconds),
+            hours(r.decode_replica_seconds)
+        );
+    }
+    let title = format!("Replicas over time (both pools): {name}");
+    let files = report::write(&args.report, &whole, &size, &title)
+        .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
+    print_done(
+        results.len(),
+        "pools policies token by token",
+        started.elapsed().as_secs_f64(),
+        &args.report,
+        &files,
     );
     Ok(ExitCode::SUCCESS)
 }
