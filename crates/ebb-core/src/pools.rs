@@ -147,7 +147,10 @@ impl PoolsPolicy {
         };
         let prefill = pool("prefill", &spec.prefill);
         let decode = pool("decode", &spec.decode);
-        let ratio = ratio(spec.ratio.as_ref(), &mut errors);
+        let ratio = Ratio::from_spec(spec.ratio.as_ref(), "pools.ratio").unwrap_or_else(|e| {
+            errors.extend(e);
+            Ratio::ANY
+        });
         match (prefill, decode) {
             (Some(prefill), Some(decode)) if errors.is_empty() => Ok(PoolsPolicy {
                 prefill,
@@ -197,33 +200,38 @@ fn prefixed(prefix: &str, path: &str) -> String {
     }
 }
 
-/// The guard, or errors for bounds that are not finite, negative, or crossed.
-fn ratio(spec: Option<&RatioSpec>, errors: &mut Vec<FieldError>) -> Ratio {
-    let Some(spec) = spec else {
-        return Ratio::ANY;
-    };
-    let mut bound = |name: &str, value: Option<f64>, default: f64| match value {
-        None => default,
-        Some(v) if v.is_finite() && v > 0.0 => v,
-        Some(v) => {
-            errors.push(field(
-                &format!("pools.ratio.{name}"),
-                format!(
-                    "must be a positive number of decode replicas per prefill replica, got {v}"
-                ),
-            ));
-            default
+impl Ratio {
+    /// The guard as written at `path`, or errors for bounds that are not finite and
+    /// positive, or crossed; no guard where none is written.
+    pub fn from_spec(spec: Option<&RatioSpec>, path: &str) -> Result<Ratio, Vec<FieldError>> {
+        let Some(spec) = spec else {
+            return Ok(Ratio::ANY);
+        };
+        let mut errors = Vec::new();
+        let mut bound = |name: &str, value: Option<f64>, default: f64| match value {
+            None => default,
+            Some(v) if v.is_finite() && v > 0.0 => v,
+            Some(v) => {
+                errors.push(field(
+                    &format!("{path}.{name}"),
+                    format!(
+                        "must be a positive number of decode replicas per prefill replica, got {v}"
+                    ),
+                ));
+                default
+            }
+        };
+        let min = bound("min", spec.min, 0.0);
+        let max = bound("max", spec.max, f64::INFINITY);
+        if min > max {
+            errors.push(field(path, format!("min ({min}) is above max ({max})")));
         }
-    };
-    let min = bound("min", spec.min, 0.0);
-    let max = bound("max", spec.max, f64::INFINITY);
-    if min > max {
-        errors.push(field(
-            "pools.ratio",
-            format!("min ({min}) is above max ({max})"),
-        ));
+        if errors.is_empty() {
+            Ok(Ratio { min, max })
+        } else {
+            Err(errors)
+        }
     }
-    Ratio { min, max }
 }
 
 /// What a pool's own policy wants and the most it may have.
@@ -398,6 +406,12 @@ impl PoolScaler {
                 Pool::Decode => decode.reasons.push(reason),
             }
         }
+    }
+
+    /// An operator's hold on one pool's count (pause), or `None` to let it scale again; the
+    /// guard leaves a held pool as it is.
+    pub fn hold(&mut self, pool: Pool, hold: Option<crate::policy::Hold>) {
+        self.pool_mut(pool).hold(hold);
     }
 
     /// The driver reached `reached` replicas of `pool` at `at`.

@@ -14,6 +14,7 @@ pub mod fault_replica;
 pub mod grpc_health;
 pub mod load;
 pub mod multi_control;
+pub mod pools_control;
 pub mod runtime;
 pub mod service;
 pub mod signals;

@@ -234,16 +234,30 @@ pub async fn run(
                 state.event(format!("proxy thread {i} could not start: {e}"));
             }
         }
+        let pooled = config.pool_of(&cfg.name).is_some();
         let service = Service::new(cfg, state.clone());
-        let tasks = vec![
-            tokio::spawn(service.clone().sample_in_flight()),
-            tokio::spawn(service.clone().control()),
-        ];
+        let mut tasks = vec![tokio::spawn(service.clone().sample_in_flight())];
+        // A pool's decisions come from its group's loop, started below.
+        if !pooled {
+            tasks.push(tokio::spawn(service.clone().control()));
+        }
         running.push(Running {
             service,
             listener: listener_ctx,
             tasks,
         });
+    }
+    for group in &config.pools {
+        let find = |name: &str| running.iter().position(|r| r.service.cfg.name == name);
+        if let (Some(p), Some(d)) = (find(&group.prefill), find(&group.decode)) {
+            let (prefill, decode) = (running[p].service.clone(), running[d].service.clone());
+            let task = tokio::spawn(crate::pools_control::control(
+                prefill,
+                decode,
+                group.clone(),
+            ));
+            running[p].tasks.push(task);
+        }
     }
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin);
     if !view.quiet {

@@ -485,12 +485,7 @@ impl Service {
         if self.cfg.models.is_some() {
             return self.control_models().await;
         }
-        let initial = self.cfg.policy.min_replicas;
-        for _ in 0..initial {
-            if let Err(e) = self.add_replica() {
-                self.event(format!("could not start a replica: {e}"));
-            }
-        }
+        self.start_initial();
         let mut scaler = Scaler::new(self.cfg.policy.clone());
         let mut engine_reader = ebb_core::engine::EngineReader::default();
         let mut tick = tokio::time::interval(self.cfg.sync_period);
@@ -501,47 +496,80 @@ impl Service {
                 break;
             }
             let now = self.state.core_now();
-            let mut obs = self.observe(now);
-            if let Some(engine) = &self.cfg.policy.engine {
-                self.observe_engine(engine, &mut engine_reader, now)
-                    .await
-                    .add_to(&mut obs);
-            }
+            let obs = self.observe_all(&mut engine_reader, now).await;
             scaler.hold(self.state.hold());
             let d = scaler.decide(&obs, now);
-            self.state.note_proposal(d.proposed_replicas);
-            if d.desired_replicas == d.current_replicas {
-                continue;
+            if let Some(reached) = self.apply_decision(&d) {
+                // What was reached, not what was wanted, counts against the rate policies.
+                scaler.applied(reached, now);
             }
-            self.state.note_scale(&d, None);
-            let reached = if d.desired_replicas > d.current_replicas {
-                let started = (d.current_replicas..d.desired_replicas)
-                    .filter(|_| match self.add_replica() {
-                        Ok(_) => true,
-                        Err(e) => {
-                            self.event(format!("could not start a replica: {e}"));
-                            false
-                        }
-                    })
-                    .count() as u32;
-                d.current_replicas + started
-            } else {
-                let replicas = self.state.replicas();
-                let mut stopping = 0;
-                for victim in &d.victims {
-                    if let Some(r) = replicas.iter().find(|r| {
-                        r.id.to_string() == *victim && !r.draining.load(Ordering::Acquire)
-                    }) {
-                        let (me, r) = (self.clone(), r.clone());
-                        tokio::spawn(async move { me.drain_and_stop(r).await });
-                        stopping += 1;
-                    }
-                }
-                d.current_replicas.saturating_sub(stopping)
-            };
-            // What was reached, not what was wanted, counts against the rate policies.
-            scaler.applied(reached, now);
         }
+    }
+
+    /// Starts the policy's `minReplicas`.
+    pub(crate) fn start_initial(self: &Arc<Self>) {
+        for _ in 0..self.cfg.policy.min_replicas {
+            if let Err(e) = self.add_replica() {
+                self.event(format!("could not start a replica: {e}"));
+            }
+        }
+    }
+
+    /// Whether the service is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The proxy's counters and, with an `engine` block, the engines' signals.
+    pub(crate) async fn observe_all(
+        &self,
+        engine_reader: &mut ebb_core::engine::EngineReader,
+        now: Time,
+    ) -> Observation {
+        let mut obs = self.observe(now);
+        if let Some(engine) = &self.cfg.policy.engine {
+            self.observe_engine(engine, engine_reader, now)
+                .await
+                .add_to(&mut obs);
+        }
+        obs
+    }
+
+    /// Carries out a decision: starts replicas, or drains its victims. Returns the count
+    /// reached when the decision changed it.
+    pub(crate) fn apply_decision(self: &Arc<Self>, d: &ebb_core::Decision) -> Option<u32> {
+        self.state.note_proposal(d.proposed_replicas);
+        if d.desired_replicas == d.current_replicas {
+            return None;
+        }
+        self.state.note_scale(d, None);
+        let reached = if d.desired_replicas > d.current_replicas {
+            let started = (d.current_replicas..d.desired_replicas)
+                .filter(|_| match self.add_replica() {
+                    Ok(_) => true,
+                    Err(e) => {
+                        self.event(format!("could not start a replica: {e}"));
+                        false
+                    }
+                })
+                .count() as u32;
+            d.current_replicas + started
+        } else {
+            let replicas = self.state.replicas();
+            let mut stopping = 0;
+            for victim in &d.victims {
+                if let Some(r) = replicas
+                    .iter()
+                    .find(|r| r.id.to_string() == *victim && !r.draining.load(Ordering::Acquire))
+                {
+                    let (me, r) = (self.clone(), r.clone());
+                    tokio::spawn(async move { me.drain_and_stop(r).await });
+                    stopping += 1;
+                }
+            }
+            d.current_replicas.saturating_sub(stopping)
+        };
+        Some(reached)
     }
 
     /// Drains and stops every replica at once (their grace periods run side by side), and

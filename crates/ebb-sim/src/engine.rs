@@ -152,6 +152,36 @@ pub enum Rejected {
     Empty,
 }
 
+/// What a replica does with a request: all of it, or one side of disaggregated serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Prefill and decode on the same replica.
+    Whole,
+    /// Prefill only: a request leaves with its KV cache at the end of its prefill step
+    /// (the simulator's `Fleet::take_handoffs`); its tokens are the decode pool's to send.
+    Prefill,
+    /// Decode only: requests come with their prompt computed ([`Engine::submit_prefilled`]).
+    Decode,
+}
+
+impl Stage {
+    /// Queues a request of `prompt` and `output` tokens on `engine`: the part of it this
+    /// stage does.
+    pub fn submit(
+        self,
+        engine: &mut Engine,
+        id: u64,
+        prompt: u32,
+        output: u32,
+    ) -> Result<(), Rejected> {
+        match self {
+            Stage::Whole => engine.submit(id, prompt, output),
+            Stage::Prefill => engine.submit(id, prompt, 1),
+            Stage::Decode => engine.submit_prefilled(id, prompt, output),
+        }
+    }
+}
+
 /// The engine's scheduler state.
 #[derive(Debug, Clone)]
 pub struct Engine {

@@ -68,6 +68,32 @@ pub(crate) struct DemoLlmArgs {
     /// Requests waiting at most; more are answered 503.
     #[arg(long, default_value_t = 10_000)]
     max_waiting: usize,
+    /// Disaggregated serving: `prefill` computes the prompt and answers with the first token
+    /// (a disaggregation router then sends the request to a decode replica); `decode` takes
+    /// the prompt as computed elsewhere and generates every token; `whole` does both.
+    #[arg(long, value_enum, default_value_t = Role::Whole)]
+    role: Role,
+}
+
+/// What a demo engine does with a request.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Prefill and decode.
+    Whole,
+    /// Prefill only.
+    Prefill,
+    /// Decode only.
+    Decode,
+}
+
+impl From<Role> for ebb_sim::engine::Stage {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Whole => ebb_sim::engine::Stage::Whole,
+            Role::Prefill => ebb_sim::engine::Stage::Prefill,
+            Role::Decode => ebb_sim::engine::Stage::Decode,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +272,7 @@ pub(crate) fn demo_llm(args: DemoLlmArgs) -> anyhow::Result<ExitCode> {
             model: args.model,
             engine,
             max_waiting: args.max_waiting,
+            stage: args.role.into(),
         };
         tokio::select! {
             _ = ebb_local::demo_llm::serve(listener, cfg) => {}

@@ -272,3 +272,110 @@ fn ebb_up_scales_on_the_engines_waiting_requests() {
     }
     up.interrupt();
 }
+
+/// Two services as the prefill and decode pools of one disaggregated server, decided together:
+/// prompts queue at the prefill replicas (one fits the KV cache at a time), the prefill pool
+/// grows on its waiting requests, and the ratio guard grows the decode pool with it (its own
+/// policy asks for nothing: no request reaches it here; the router that would send them is
+/// not Ebb's).
+#[test]
+fn ebb_up_scales_two_pools_together_through_the_ratio_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefill, decode, admin) = (free_port(), free_port(), free_port());
+    let cfg = dir.path().join("pools.yaml");
+    let service = |name: &str, port: u16, role: &str, policy: &str| {
+        format!(
+            "- name: {name}
+  command: [\"{{ebb}}\", demo-llm, --port, \"{{port}}\", --role, {role}, --kv-blocks, \"8\", --step-ms, \"20\", --prefill-us-per-token, \"1000\"]
+  listen: 127.0.0.1:{port}
+  readiness: {{path: /health, periodMs: 50}}
+  syncPeriodMs: 250
+  proxy: {{upstreamTimeoutSeconds: 60}}
+  policy: {policy}
+"
+        )
+    };
+    let text = format!(
+        "admin: 127.0.0.1:{admin}\nservices:\n{}{}pools:\n- {{prefill: prefill, decode: decode, ratio: {{min: 1}}}}\n",
+        service(
+            "prefill",
+            prefill,
+            "prefill",
+            "{minReplicas: 1, maxReplicas: 3, engine: {kind: vllm, waitingPerReplica: 1}, behavior: {scaleUp: {policies: [{type: Pods, value: 4, periodSeconds: 1}]}}}"
+        ),
+        service(
+            "decode",
+            decode,
+            "decode",
+            "{minReplicas: 1, maxReplicas: 4, engine: {kind: vllm, kvCacheUtilization: 90%}}"
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let up = Up::start(&cfg, prefill);
+    let answers = std::thread::scope(|sc| {
+        // Eight clients, five prompts each of 100 words: 120 ms of prefill apiece, one at a
+        // time per replica, so seven wait at first.
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(move || {
+                    (0..5)
+                        .map(|_| http(prefill, &completion_request(100, 8, false)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let s = up.wait_until(Duration::from_secs(20), |s| {
+            s["replicas"]["ready"].as_u64().unwrap_or(0) >= 2
+        });
+        assert!(
+            s["decisions"].to_string().contains("engine.waiting"),
+            "{s:#}"
+        );
+        let start = Instant::now();
+        let d = loop {
+            let d = up.status_of("decode").expect("decode's status");
+            if d["replicas"]["ready"].as_u64().unwrap_or(0) >= 2 {
+                break d;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "decode stayed: {d:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let decisions = d["decisions"].to_string();
+        assert!(
+            decisions.contains("decode pool raised from 1 to"),
+            "{decisions}"
+        );
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(answers.len(), 40);
+    for a in answers {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        // A prefill replica answers with the first token only.
+        assert!(a.contains("\"completion_tokens\":1"), "{a}");
+    }
+    up.interrupt();
+}
+
+/// A decode replica takes the prompt as computed: 100 prompt words with a prefill of 1 ms a
+/// token (100 ms) come back from a decode replica in a few decode steps.
+#[test]
+fn a_decode_replica_skips_the_prefill() {
+    let slow = ["--prefill-us-per-token", "1000", "--step-ms", "5"];
+    let whole = Engine::start(&slow);
+    let decode = Engine::start(&[&slow[..], &["--role", "decode"]].concat());
+    let time = |port: u16| {
+        let t = Instant::now();
+        let a = http(port, &completion_request(100, 4, false));
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        t.elapsed()
+    };
+    let (w, d) = (time(whole.port), time(decode.port));
+    assert!(w >= Duration::from_millis(100), "{w:?}");
+    assert!(d < Duration::from_millis(80), "{d:?} against {w:?}");
+}

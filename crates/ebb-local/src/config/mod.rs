@@ -52,6 +52,29 @@ struct RawConfig {
     admin: Option<String>,
     #[serde(default)]
     control_socket: Option<String>,
+    #[serde(default)]
+    pools: Vec<RawPools>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPools {
+    prefill: Option<String>,
+    decode: Option<String>,
+    #[serde(default)]
+    ratio: Option<ebb_core::pools::RatioSpec>,
+}
+
+/// Two services that are the prefill and decode pools of one disaggregated server, decided
+/// together by one `ebb_core::pools::PoolScaler` (each by its own policy, then the guard).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolGroup {
+    /// The prefill pool's service.
+    pub prefill: String,
+    /// The decode pool's service.
+    pub decode: String,
+    /// Decode replicas per prefill replica.
+    pub ratio: ebb_core::pools::Ratio,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +284,8 @@ pub struct Config {
     pub admin: SocketAddr,
     /// The control socket (`ebb ctl`): a Unix socket in a directory private to the user.
     pub control_socket: std::path::PathBuf,
+    /// Services paired as the prefill and decode pools of a disaggregated server.
+    pub pools: Vec<PoolGroup>,
 }
 
 /// The longest period setting: an hour.
@@ -499,13 +524,66 @@ impl Config {
                 ),
             ));
         }
+        let pools = pool_groups(raw.pools, &services)?;
         Ok(Config {
             services,
             load: raw.load,
             admin,
             control_socket,
+            pools,
         })
     }
+
+    /// The pool group a service belongs to, if any.
+    pub fn pool_of(&self, service: &str) -> Option<&PoolGroup> {
+        self.pools
+            .iter()
+            .find(|g| g.prefill == service || g.decode == service)
+    }
+}
+
+/// The `pools` list: each names two single-model services of this file, each service in one
+/// group at most.
+fn pool_groups(
+    raw: Vec<RawPools>,
+    services: &[ServiceConfig],
+) -> Result<Vec<PoolGroup>, ConfigError> {
+    let mut grouped = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, g) in raw.into_iter().enumerate() {
+        let p = format!("pools[{i}]");
+        let mut name = |role: &str, value: Option<String>| -> Result<String, ConfigError> {
+            let path = format!("{p}.{role}");
+            let name = value.ok_or_else(|| err(&path, "is required: a service's name"))?;
+            let service = services
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| err(&path, format!("no service named '{name}'")))?;
+            if service.models.is_some() {
+                return Err(err(
+                    &path,
+                    format!("'{name}' hosts several models: a pool is a single-model service"),
+                ));
+            }
+            if !grouped.insert(name.clone()) {
+                return Err(err(&path, format!("'{name}' is already a pool")));
+            }
+            Ok(name)
+        };
+        let prefill = name("prefill", g.prefill)?;
+        let decode = name("decode", g.decode)?;
+        let ratio = ebb_core::pools::Ratio::from_spec(g.ratio.as_ref(), &format!("{p}.ratio"))
+            .map_err(|e| match e.into_iter().next() {
+                Some(f) => err(f.path, f.reason),
+                None => err(format!("{p}.ratio"), "is not a ratio"),
+            })?;
+        out.push(PoolGroup {
+            prefill,
+            decode,
+            ratio,
+        });
+    }
+    Ok(out)
 }
 
 /// The service's policy, validated; one problem is named by its full path, several by the
@@ -662,6 +740,53 @@ mod tests {
     }
 
     const MULTI: &str = "services:\n- name: pool\n  command: srv --port {port}\n  listen: 127.0.0.1:8081\n  server: {memoryMiB: 8192, maxReplicas: 3}\n  models:\n  - {name: iris, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n  - {name: wine, memoryMiB: 3000, policy: {maxReplicas: 2, concurrency: {targetPerReplica: 2}}}\n";
+
+    #[test]
+    fn pools_pair_two_services_and_name_their_fields() {
+        let service = |name: &str, port: u16| {
+            format!("- name: {name}\n  command: [server, \"{{port}}\"]\n  listen: 127.0.0.1:{port}\n  policy: {{maxReplicas: 4, concurrency: {{targetPerReplica: 1}}}}\n")
+        };
+        let with = |pools: &str| {
+            format!(
+                "services:\n{}{}pools:\n{pools}",
+                service("p", 9001),
+                service("d", 9002)
+            )
+        };
+        let c = Config::from_yaml(&with(
+            "- {prefill: p, decode: d, ratio: {min: 1, max: 4}}\n",
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].ratio.min, 1.0);
+        assert_eq!(c.pool_of("d").map(|g| g.prefill.as_str()), Some("p"));
+        assert_eq!(c.pool_of("x"), None);
+        for (pools, field, why) in [
+            (
+                "- {prefill: p, decode: x}\n",
+                "pools[0].decode",
+                "no service named 'x'",
+            ),
+            (
+                "- {prefill: p, decode: p}\n",
+                "pools[0].decode",
+                "already a pool",
+            ),
+            ("- {decode: d}\n", "pools[0].prefill", "is required"),
+            (
+                "- {prefill: p, decode: d, ratio: {min: 0}}\n",
+                "pools[0].ratio.min",
+                "must be a positive number",
+            ),
+            (
+                "- {prefill: p, decode: d, ratio: {min: 3, max: 2}}\n",
+                "pools[0].ratio",
+                "min (3) is above max (2)",
+            ),
+        ] {
+            let e = Config::from_yaml(&with(pools)).unwrap_err().to_string();
+            assert!(e.starts_with(field) && e.contains(why), "{pools}: {e}");
+        }
+    }
 
     #[test]
     fn multi_model_service() {

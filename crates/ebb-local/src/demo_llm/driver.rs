@@ -3,7 +3,7 @@
 //! aborted, freeing its KV blocks (as vLLM does on a disconnect).
 
 use super::metrics::Metrics;
-use ebb_sim::engine::{Engine, EngineParams, Rejected, Step};
+use ebb_sim::engine::{Engine, EngineParams, Rejected, Stage, Step};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -36,19 +36,22 @@ pub struct Driver {
     work: Notify,
     next_id: AtomicU64,
     max_waiting: usize,
+    stage: Stage,
     /// vLLM's metrics of this engine.
     pub metrics: Metrics,
 }
 
 impl Driver {
-    /// An idle engine with `params`, refusing requests once `max_waiting` wait.
-    pub fn new(params: EngineParams, max_waiting: usize) -> Driver {
+    /// An idle engine with `params`, refusing requests once `max_waiting` wait, doing
+    /// `stage` of each request (all of it, or one side of disaggregated serving).
+    pub fn new(params: EngineParams, max_waiting: usize, stage: Stage) -> Driver {
         Driver {
             engine: Mutex::new(Engine::new(params)),
             streams: Mutex::new(HashMap::new()),
             work: Notify::new(),
             next_id: AtomicU64::new(1),
             max_waiting,
+            stage,
             metrics: Metrics::default(),
         }
     }
@@ -66,7 +69,7 @@ impl Driver {
             if engine.waiting() >= self.max_waiting {
                 return Err(Refusal::Busy(engine.waiting()));
             }
-            engine.submit(id, prompt, max_output)?;
+            self.stage.submit(&mut engine, id, prompt, max_output)?;
         }
         let stream = Stream {
             tx,

@@ -34,6 +34,10 @@ pub struct DemoLlm {
     pub engine: EngineParams,
     /// Requests waiting at most; more get 503.
     pub max_waiting: usize,
+    /// What it does with a request: all of it, or one side of disaggregated serving (a
+    /// prefill replica answers with the first token; a decode replica takes the prompt as
+    /// computed elsewhere and decodes from its first step).
+    pub stage: ebb_sim::engine::Stage,
 }
 
 /// Request bodies larger than this get 413.
@@ -70,7 +74,7 @@ fn error(status: StatusCode, message: &str) -> Reply {
 
 /// Serves on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, cfg: DemoLlm) {
-    let driver = Arc::new(Driver::new(cfg.engine, cfg.max_waiting));
+    let driver = Arc::new(Driver::new(cfg.engine, cfg.max_waiting, cfg.stage));
     let cfg = Arc::new(cfg);
     let engine = driver.clone();
     tokio::spawn(async move { engine.run().await });
@@ -131,7 +135,12 @@ async fn route(req: Request<Incoming>, driver: &Driver, cfg: &DemoLlm) -> Reply 
 }
 
 /// Runs one request through the engine and answers it, streamed or whole.
-async fn complete(api: Api, ask: Ask, driver: &Driver, cfg: &DemoLlm) -> Reply {
+async fn complete(api: Api, mut ask: Ask, driver: &Driver, cfg: &DemoLlm) -> Reply {
+    // A prefill replica answers with the first token, whatever was asked (as a disaggregation
+    // router asks it: `max_tokens: 1`), and says so in the usage.
+    if cfg.stage == ebb_sim::engine::Stage::Prefill {
+        ask.max_tokens = 1;
+    }
     let (id, mut tokens) = match driver.submit(ask.prompt_tokens, ask.max_tokens) {
         Ok(t) => t,
         Err(e @ Refusal::Busy(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

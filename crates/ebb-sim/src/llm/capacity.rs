@@ -4,8 +4,8 @@
 //! per-replica number (HPA's request-rate target, everyone's first replica count) take it
 //! from here rather than from a guess.
 
-use super::fleet::Stage;
 use super::LlmRequest;
+use crate::engine::Stage;
 use crate::engine::{Engine, EngineParams};
 
 /// Requests kept waiting so that the engine never runs short of work.

@@ -12,11 +12,12 @@
 //! [`ebb_core::pools::PoolScaler`] decides both at once with its ratio guard; the baselines
 //! run one autoscaler per pool, as two HPAs or two KPA revisions would.
 
-use super::fleet::{Fleet, Stage};
+use super::fleet::Fleet;
 use super::run::{run_served, Control, LlmResult, Served};
 use super::tally::Tally;
 use super::{LlmConfig, LlmRequest};
 use crate::autoscaler::{Autoscaler, Command};
+use crate::engine::Stage;
 
 use crate::observe::{core_time, Observed, Pipeline};
 use crate::run::name_seed;

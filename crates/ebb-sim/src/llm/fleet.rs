@@ -6,7 +6,7 @@ use super::metrics::EngineMetrics;
 use super::tally::Tally;
 use super::LlmConfig;
 use crate::cluster::{removal_order, ReplicaState};
-use crate::engine::{Engine, Step};
+use crate::engine::{Engine, Stage, Step};
 use crate::observe::{Observed, ReplicaView, Totals};
 use ebb_core::engine::Sample;
 use rand::Rng;
@@ -21,36 +21,6 @@ pub struct LlmRequest {
     pub prompt: u32,
     /// Output tokens.
     pub output: u32,
-}
-
-/// What a fleet's replicas do with a request: all of it, or one side of disaggregated serving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Prefill and decode on the same replica.
-    Whole,
-    /// Prefill only: a request leaves with its KV cache at the end of its prefill step
-    /// ([`Fleet::take_handoffs`]); its tokens are the decode pool's to send.
-    Prefill,
-    /// Decode only: requests come with their prompt computed ([`Engine::submit_prefilled`]).
-    Decode,
-}
-
-impl Stage {
-    /// Queues a request of `prompt` and `output` tokens on `engine`: the part of it this
-    /// stage does.
-    pub fn submit(
-        self,
-        engine: &mut Engine,
-        id: u64,
-        prompt: u32,
-        output: u32,
-    ) -> Result<(), crate::engine::Rejected> {
-        match self {
-            Stage::Whole => engine.submit(id, prompt, output),
-            Stage::Prefill => engine.submit(id, prompt, 1),
-            Stage::Decode => engine.submit_prefilled(id, prompt, output),
-        }
-    }
 }
 
 /// A request whose prefill ended on a prefill replica, to be handed to the decode pool.

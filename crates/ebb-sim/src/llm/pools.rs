@@ -21,12 +21,12 @@ use super::compare::{
     KPA_CONCURRENCY_TARGET, QUEUE_TIME_TARGET,
 };
 use super::disagg::{run_pools, CorePools, Independent, PoolAutoscaler, PoolsResult};
-use super::fleet::Stage;
 use super::{LlmConfig, LlmRequest};
 use crate::autoscaler::Schedule;
 use crate::compare::{
     hpa_policy, kpa_policy, EBB_DEPLOYMENT, HPA_DEPLOYMENT, KPA_DEPLOYMENT, TARGET_UTILIZATION,
 };
+use crate::engine::Stage;
 use crate::parallel::map_on_all_cores;
 use ebb_core::pools::{PoolsPolicy, Ratio};
 

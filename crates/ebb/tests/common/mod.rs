@@ -108,12 +108,16 @@ impl Up {
     }
 
     pub(crate) fn status(&self) -> Option<serde_json::Value> {
+        self.status_of(&self.name)
+    }
+
+    /// The status of the service `name`.
+    pub(crate) fn status_of(&self, name: &str) -> Option<serde_json::Value> {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(
             s,
-            "GET /ebb/status/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            self.name
+            "GET /ebb/status/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
         let mut text = String::new();
