@@ -57,6 +57,11 @@ pub struct AutoscalerSpec {
     /// `minReplicas`/`maxReplicas`; no signal of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+    /// Disaggregated serving: this Autoscaler scales one pool of a prefill/decode server, and
+    /// the Autoscaler named `partner` scales the other; each raises its own pool to keep
+    /// decode replicas per prefill replica within `ratio` (`ebb_core::pools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolSpec>,
     /// Everything else is the policy: `minReplicas`, `maxReplicas`, `metrics`, `behavior`,
     /// `tolerance`, `concurrency`, `inferenceLag`, `externalCount`, `scaleToZero`, ...
     /// Validated by the decision core, which names the field of any problem.
@@ -107,6 +112,62 @@ pub struct PlacedModel {
     #[serde(rename = "memoryMiB")]
     #[schemars(range(min = 1))]
     pub memory_mib: u64,
+}
+
+/// One pool of a disaggregated server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSpec {
+    /// Which pool this Autoscaler's target is.
+    pub role: PoolRole,
+    /// The Autoscaler of the other pool, in this namespace.
+    pub partner: String,
+    /// Decode replicas per prefill replica (`min`, `max`; either may be left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<PoolRatioSpec>,
+}
+
+/// A pool's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PoolRole {
+    /// Replicas that compute prompts and hand their KV cache on.
+    #[serde(rename = "prefill")]
+    Prefill,
+    /// Replicas that generate the tokens.
+    #[serde(rename = "decode")]
+    Decode,
+}
+
+impl From<PoolRole> for ebb_core::pools::Pool {
+    fn from(r: PoolRole) -> Self {
+        match r {
+            PoolRole::Prefill => ebb_core::pools::Pool::Prefill,
+            PoolRole::Decode => ebb_core::pools::Pool::Decode,
+        }
+    }
+}
+
+/// The ratio guard's bounds as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolRatioSpec {
+    /// Fewest decode replicas per prefill replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Most decode replicas per prefill replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// What a pool's Autoscaler publishes for its partner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// The replicas this pool's own policy decided, before the guard: what the partner's
+    /// guard reads (a raised count fed back would walk both pools up).
+    pub own_replicas: u32,
+    /// Its `minReplicas`: a pool at its floor asks nothing of the other.
+    pub min_replicas: u32,
 }
 
 /// How an Autoscaler acts on its decisions.
@@ -415,6 +476,9 @@ pub struct AutoscalerStatus {
     /// starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Disaggregated serving: this pool's own decision, for its partner's guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolStatus>,
 }
 
 /// What a dry run saw: the last times its decision differed from the target's count.
@@ -598,9 +662,49 @@ impl AutoscalerSpec {
         }))
     }
 
-    /// Checks the parts the core does not know: sources and sync period.
+    /// The pool guard's ratio, when this Autoscaler is one pool of a pair.
+    pub fn pool_ratio(&self) -> Result<Option<ebb_core::pools::Ratio>, Vec<SpecError>> {
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let spec = pool.ratio.as_ref().map(|r| ebb_core::pools::RatioSpec {
+            min: r.min,
+            max: r.max,
+        });
+        ebb_core::pools::Ratio::from_spec(spec.as_ref(), "spec.pool.ratio")
+            .map(Some)
+            .map_err(|e| {
+                e.into_iter()
+                    .map(|f| SpecError {
+                        path: f.path,
+                        reason: f.reason,
+                    })
+                    .collect()
+            })
+    }
+
+    /// Checks the parts the core does not know: sources, sync period and the pool pairing.
     pub fn check_sources(&self) -> Result<(), Vec<SpecError>> {
         let mut errors = Vec::new();
+        if let Err(e) = self.pool_ratio() {
+            errors.extend(e);
+        }
+        if let Some(pool) = &self.pool {
+            if pool.partner.trim().is_empty() {
+                errors.push(SpecError {
+                    path: "spec.pool.partner".into(),
+                    reason: "is required: the other pool's Autoscaler".into(),
+                });
+            }
+            if self.placement.is_some() {
+                errors.push(SpecError {
+                    path: "spec.pool".into(),
+                    reason:
+                        "a placement Autoscaler sizes a server from its models; it is not a pool"
+                            .into(),
+                });
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let p = format!("spec.sources[{i}]");
@@ -788,7 +892,8 @@ fn schema() -> Value {
                     "scaleIn": derived::<ScaleInSpec>(),
                     "mode": derived::<Mode>(),
                     "sources": {"type": "array", "items": derived::<SourceSpec>()},
-                    "placement": derived::<PlacementSpec>()
+                    "placement": derived::<PlacementSpec>(),
+                    "pool": derived::<PoolSpec>()
                 }
             },
             "status": open_object("What the controller observed and did.")

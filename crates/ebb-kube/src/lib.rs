@@ -28,6 +28,7 @@ pub mod observe;
 pub mod pause;
 mod placement_mode;
 mod poll;
+mod pool_guard;
 pub mod reconcile;
 pub mod selector;
 pub mod sources;

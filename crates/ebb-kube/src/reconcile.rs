@@ -75,7 +75,8 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
         reading.add_to(&mut obs);
     }
     obs.fallbacks = poll::fallbacks(specs, &pass.memory.sources, &policy);
-    let (mut scaler, d) = decide(pass, policy, &obs, &status);
+    let (mut scaler, mut d) = decide(pass, policy, &obs, &status);
+    status.pool = crate::pool_guard::guard(pass, &mut scaler, &mut d);
 
     if pass.obj.spec.dry_run() {
         dry_run(pass, &d, &mut status).await;

@@ -77,6 +77,7 @@ pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatu
         decision_state: _,
         dry_run,
         placement,
+        pool,
     } = new;
     let same_metric = |a: &SourceStatus, b: &SourceStatus| {
         let SourceStatus {
@@ -95,6 +96,7 @@ pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatu
         || old.reasons != *reasons
         || old.conditions != *conditions
         || old.placement != *placement
+        || old.pool != *pool
         || old.dry_run != *dry_run
         || old.current_metrics.len() != current_metrics.len()
         || !old

@@ -409,6 +409,79 @@ async fn a_schedule_raises_the_floor_ahead_of_its_start_and_lets_go_at_its_end()
     drop(ctl);
 }
 
+/// Disaggregated serving: two Autoscalers, one per pool, paired by `spec.pool`. The prefill
+/// pool scales on its traffic (14 in flight at 4 a replica: 4); the decode pool's own traffic
+/// asks for its floor of 1, and its guard raises it to one decode replica per prefill replica,
+/// read from the prefill Autoscaler's `status.pool`. When prefill falls back, so does decode.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_decode_pool_follows_its_prefill_pool_through_the_ratio_guard() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-pools").await;
+    apply(&client, &deployment("prefill", 1), Some(&ns)).await;
+    apply(&client, &deployment("decode", 1), Some(&ns)).await;
+    let prefill = Kubelet::start(p, &ns, "app=prefill");
+    let decode = Kubelet::start(p, &ns, "app=decode");
+    let pool = |name: &str, role: &str, partner: &str, port: u16| {
+        format!(
+            "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: {name}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  pool: {{role: {role}, partner: {partner}, ratio: {{min: 1, max: 4}}}}\n  minReplicas: 1\n  maxReplicas: 6\n  syncPeriodSeconds: 0.5\n  concurrency: {{metric: concurrency, targetPerReplica: 4, stableWindowSeconds: 3, panicWindowSeconds: 1}}\n  behavior:\n    scaleDown: {{stabilizationWindowSeconds: 2, policies: [{{type: Percent, value: 100, periodSeconds: 1}}]}}\n{}",
+            TRAFFIC_SOURCE.replace("PORT", &port.to_string())
+        )
+    };
+    apply(
+        &client,
+        &pool("prefill", "prefill", "decode", prefill.port),
+        Some(&ns),
+    )
+    .await;
+    apply(
+        &client,
+        &pool("decode", "decode", "prefill", decode.port),
+        Some(&ns),
+    )
+    .await;
+    let ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    prefill.set_load(14.0);
+    decode.set_load(0.0);
+    wait(
+        Duration::from_secs(40),
+        "prefill at 4 and decode raised to 4",
+        || async {
+            replicas(&client, &ns, "prefill").await == 4
+                && replicas(&client, &ns, "decode").await == 4
+        },
+    )
+    .await;
+    let d = autoscaler(&client, &ns, "decode").await.expect("decode");
+    let st = d.status.expect("status");
+    assert_eq!(
+        st.pool.map(|p| p.own_replicas),
+        Some(1),
+        "its own policy wants 1"
+    );
+    let raised = "decode pool raised from 1 to 4 replicas: the other pool wants 4, and decode replicas per prefill replica stay within 1-4";
+    wait(Duration::from_secs(10), "the guard's reason", || async {
+        autoscaler(&client, &ns, "decode")
+            .await
+            .and_then(|a| a.status)
+            .is_some_and(|s| s.reasons.iter().any(|r| r == raised))
+    })
+    .await;
+    // The prefill pool was never raised for decode's sake: its status says its own count.
+    let pf = autoscaler(&client, &ns, "prefill").await.expect("prefill");
+    assert_eq!(
+        pf.status.and_then(|s| s.pool).map(|p| p.own_replicas),
+        Some(4)
+    );
+    prefill.set_load(1.0);
+    wait(Duration::from_secs(40), "both back to 1", || async {
+        replicas(&client, &ns, "prefill").await == 1 && replicas(&client, &ns, "decode").await == 1
+    })
+    .await;
+    drop((prefill, decode, ctl));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn scales_a_seldon_like_model_on_a_pods_metric() {
