@@ -552,6 +552,26 @@ fn check_validates_a_pools_document_with_full_paths() {
     }
 }
 
+/// A pools document given where one policy is expected says where it belongs.
+#[test]
+fn simulate_points_a_pools_document_to_llm_pools() {
+    let o = ebb(&[
+        "simulate",
+        "--synthetic",
+        "constant:1:1m",
+        "--policy",
+        "examples/policies/pools-vllm.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "a pools document (prefill and decode pools) is simulated with --llm --pools"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn check_accepts_the_slo_example() {
     let o = ebb(&["check", "examples/policies/slo.yaml"]);

@@ -198,6 +198,12 @@ fn pools(
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
+            if !super::is_pools_document(&text) {
+                bail!(
+                    "--pools: policy {} is a single policy; a pools document holds `pools: {{prefill: ..., decode: ..., ratio: ...}}` (examples/policies/pools-vllm.yaml)",
+                    path.display()
+                );
+            }
             Some(
                 PoolsPolicy::from_yaml(&text)
                     .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?,

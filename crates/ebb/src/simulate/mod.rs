@@ -500,7 +500,20 @@ fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<
 pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy {}", path.display()))?;
+    if is_pools_document(&text) {
+        bail!(
+            "policy {}: a pools document (prefill and decode pools) is simulated with --llm --pools",
+            path.display()
+        );
+    }
     Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))
+}
+
+/// Whether a policy document is a `pools` document (its top level names `pools`).
+pub(crate) fn is_pools_document(text: &str) -> bool {
+    serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("pools").is_some())
 }
 
 /// The policy file `--policy` names for a request-level run. An `engine` block is refused
