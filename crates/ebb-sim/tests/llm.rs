@@ -50,6 +50,17 @@ fn step(seconds: u32, before: (u32, u32), after: u32) -> Vec<LlmRequest> {
     requests
 }
 
+/// Eleven requests 10 s apart (100 prompt tokens, 10 out): each alone in the engine.
+fn apart() -> Vec<LlmRequest> {
+    (0..=10)
+        .map(|i| LlmRequest {
+            at: f64::from(i) * 10.0,
+            prompt: 100,
+            output: 10,
+        })
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6 * b.abs().max(1.0)
 }
@@ -60,13 +71,7 @@ fn close(a: f64, b: f64) -> bool {
 /// replica-seconds, and at 2 GPUs each 200/3600 GPU-hours.
 #[test]
 fn requests_alone_on_one_replica_match_the_closed_form() {
-    let requests: Vec<LlmRequest> = (0..=10)
-        .map(|i| LlmRequest {
-            at: f64::from(i) * 10.0,
-            prompt: 100,
-            output: 10,
-        })
-        .collect();
+    let requests = apart();
     let mut one = Schedule::fixed("one", 1);
     let r = run_llm_policy(&requests, &config(0.0), &mut one, &mut |_| {});
     assert_eq!((r.requests, r.failed), (11, 0));
@@ -234,6 +239,15 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     assert!(r.replica_seconds < 400.0, "{}", r.replica_seconds);
 }
 
+/// One prefill and one decode replica throughout.
+fn one_each() -> ebb_sim::llm::disagg::Independent {
+    ebb_sim::llm::disagg::Independent::new(
+        "one each",
+        Box::new(Schedule::fixed("p", 1)),
+        Box::new(Schedule::fixed("d", 1)),
+    )
+}
+
 /// Disaggregated, requests 10 s apart on one prefill and one decode replica: the prefill
 /// replica prefills the 100-token prompt in one step of 20 ms (its own first token is not the
 /// client's), the KV cache takes 100 x 50 us = 5 ms to hand over, and the decode replica's
@@ -241,21 +255,11 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
 /// others takes a decode step of 11 ms. Both pools cost 100 replica-seconds each.
 #[test]
 fn disaggregated_requests_alone_match_the_closed_form() {
-    use ebb_sim::llm::disagg::{run_pools, Independent};
-    let requests: Vec<LlmRequest> = (0..=10)
-        .map(|i| LlmRequest {
-            at: f64::from(i) * 10.0,
-            prompt: 100,
-            output: 10,
-        })
-        .collect();
+    use ebb_sim::llm::disagg::run_pools;
+    let requests = apart();
     let mut cfg = config(0.0);
     cfg.ttft_slo = 0.040;
-    let mut one = Independent::new(
-        "one each",
-        Box::new(Schedule::fixed("p", 1)),
-        Box::new(Schedule::fixed("d", 1)),
-    );
+    let mut one = one_each();
     let r = run_pools(&requests, &cfg, 50e-6, &mut one, &mut |_| {});
     let c = &r.result;
     assert_eq!((c.requests, c.failed), (11, 0));
@@ -279,7 +283,7 @@ fn disaggregated_requests_alone_match_the_closed_form() {
 /// run (the decode pool never sees it).
 #[test]
 fn a_request_refused_by_the_prefill_pool_counts_as_failed() {
-    use ebb_sim::llm::disagg::{run_pools, Independent};
+    use ebb_sim::llm::disagg::run_pools;
     let requests = [
         LlmRequest {
             at: 1.0,
@@ -292,11 +296,7 @@ fn a_request_refused_by_the_prefill_pool_counts_as_failed() {
             output: 10,
         },
     ];
-    let mut one = Independent::new(
-        "one each",
-        Box::new(Schedule::fixed("p", 1)),
-        Box::new(Schedule::fixed("d", 1)),
-    );
+    let mut one = one_each();
     let mut cfg = config(0.0);
     cfg.ttft_slo = 0.040;
     let r = run_pools(&requests, &cfg, 5e-6, &mut one, &mut |_| {});

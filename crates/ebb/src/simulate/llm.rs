@@ -75,25 +75,16 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     }
     let scalers = policies(&size, &cfg, ebb);
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
-    eprintln!(
+    let heading = format!(
         "simulating {name} token by token: {:.0} s, {} requests, {} policies",
         workload.duration(),
         requests.len(),
         names.len()
     );
-    for n in &notes {
-        eprintln!("  {n}");
-    }
     let started = std::time::Instant::now();
-    let (_multi, bars) = progress_bars(&names);
-    let results = compare(&requests, &cfg, scalers, &|i, f| {
-        if let Some(b) = bars.get(i) {
-            b.set_position((f * 1000.0) as u64);
-        }
+    let results = with_bars(&heading, &names, &notes, |progress| {
+        compare(&requests, &cfg, scalers, progress)
     });
-    for b in &bars {
-        b.finish();
-    }
     println!("{}", report::table(&results, cfg.ttft_slo, cfg.itl_slo));
     let title = format!("Replicas over time: {name}");
     let files = report::write(&args.report, &results, &size, &title)
@@ -223,24 +214,15 @@ fn pools(
     ));
     let scalers = pool_policies(&size, ebb);
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
-    eprintln!(
+    let heading = format!(
         "simulating {name} token by token on prefill and decode pools: {} requests, {} policies",
         requests.len(),
         names.len()
     );
-    for n in &notes {
-        eprintln!("  {n}");
-    }
     let started = std::time::Instant::now();
-    let (_multi, bars) = progress_bars(&names);
-    let results = compare_pools(requests, cfg, per_token, scalers, &|i, f| {
-        if let Some(b) = bars.get(i) {
-            b.set_position((f * 1000.0) as u64);
-        }
+    let results = with_bars(&heading, &names, &notes, |progress| {
+        compare_pools(requests, cfg, per_token, scalers, progress)
     });
-    for b in &bars {
-        b.finish();
-    }
     let whole: Vec<_> = results.iter().map(|r| r.result.clone()).collect();
     println!("{}", report::table(&whole, cfg.ttft_slo, cfg.itl_slo));
     println!("| policy | prefill GPU-hours | decode GPU-hours |\n|---|---:|---:|");
@@ -264,4 +246,28 @@ fn pools(
         &files,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says what runs (`heading`, then each note), runs it with one progress bar per policy of
+/// `names` (`run` reports `(policy index, fraction done)`), and finishes the bars.
+fn with_bars<T>(
+    heading: &str,
+    names: &[String],
+    notes: &[String],
+    run: impl FnOnce(&(dyn Fn(usize, f64) + Sync)) -> T,
+) -> T {
+    eprintln!("{heading}");
+    for n in notes {
+        eprintln!("  {n}");
+    }
+    let (_multi, bars) = progress_bars(names);
+    let out = run(&|i, f| {
+        if let Some(b) = bars.get(i) {
+            b.set_position((f * 1000.0) as u64);
+        }
+    });
+    for b in &bars {
+        b.finish();
+    }
+    out
 }
