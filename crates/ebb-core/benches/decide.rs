@@ -2,7 +2,8 @@
 //! recommendations (one a second, as a fast control loop keeps) and scale events.
 //!
 //! A second group adds the `slo` block to every target; a third, the LLM SLO (`slo.ttft` and
-//! `slo.itl` read from the engines).
+//! `slo.itl` read from the engines); a fourth decides the same 10,000 targets as 5,000
+//! disaggregated servers (`ebb_core::pools::PoolScaler`: prefill and decode, then the guard).
 //!
 //! Run: `cargo bench -p ebb-core --bench decide`
 
@@ -198,6 +199,41 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    let pools = ebb_core::pools::PoolsPolicy {
+        prefill: policy.clone(),
+        decode: policy.clone(),
+        ratio: ebb_core::pools::Ratio { min: 1.0, max: 4.0 },
+    };
+    group.bench_function("5k_pools_of_two_3_metrics_300s_history", |b| {
+        b.iter_batched_ref(
+            || {
+                targets
+                    .chunks(2)
+                    .map(|pair| {
+                        let scaler = ebb_core::pools::PoolScaler::with_states(
+                            pools.clone(),
+                            pair[0].1.clone(),
+                            pair[1].1.clone(),
+                        );
+                        let obs = ebb_core::pools::PoolObservations {
+                            prefill: pair[0].0.clone(),
+                            decode: pair[1].0.clone(),
+                        };
+                        (scaler, obs)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |scalers| {
+                let mut scaled = 0u32;
+                for (scaler, obs) in scalers.iter_mut() {
+                    let d = scaler.decide(black_box(obs), now);
+                    scaled += d.prefill.desired_replicas + d.decode.desired_replicas;
+                }
+                black_box(scaled)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
