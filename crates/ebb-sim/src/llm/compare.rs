@@ -44,7 +44,9 @@ pub const QUEUE_TIME_TARGET: f64 = 0.5;
 /// Ebb's built-in policy for LLM serving: scale on the engines' own saturation signals (a
 /// replica per request waiting for the engine, the KV cache at 70% on average) and on how long
 /// requests wait to be scheduled (p95 over a minute below 500 ms), whichever asks for most;
-/// scale up at once, down slowly (a replica is kept through a dip shorter than two minutes).
+/// scale up at once, down slowly (a replica is kept through a dip shorter than five minutes,
+/// HPA's default: chosen on the first halves once a window without requests stopped holding
+/// the count, docs/results.md).
 /// Queue time rather than TTFT: TTFT grows with the prompt's prefill, which more replicas do
 /// not shorten (chosen on the traces' first halves: docs/results.md).
 pub fn default_llm_policy(max_replicas: u32) -> Policy {
@@ -68,7 +70,7 @@ behavior:
     stabilizationWindowSeconds: 0
     policies: [{{type: Percent, value: 100, periodSeconds: 5}}, {{type: Pods, value: 4, periodSeconds: 5}}]
   scaleDown:
-    stabilizationWindowSeconds: 120
+    stabilizationWindowSeconds: 300
     policies: [{{type: Percent, value: 20, periodSeconds: 30}}]
 ",
         max = max_replicas.max(1),
