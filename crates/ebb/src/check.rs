@@ -50,10 +50,11 @@ fn document(text: &str) -> Document {
     let value: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_default();
     if value.get("kind").and_then(|k| k.as_str()) == Some("Autoscaler") {
         Document::Autoscaler
+    } else if value.get("services").is_some() {
+        // An `ebb up` configuration may pair its services as pools too (`pools:` beside them).
+        Document::UpConfig
     } else if value.get("pools").is_some() {
         Document::Pools
-    } else if value.get("services").is_some() {
-        Document::UpConfig
     } else {
         Document::Policy
     }
@@ -111,13 +112,24 @@ fn up_config(text: &str) -> Result<Vec<(String, Policy)>, String> {
     let config = ebb_local::config::Config::from_yaml(text)
         .map_err(|e| format!("invalid ebb up configuration: {e}"))?;
     let mut out = Vec::new();
-    for s in config.services {
+    for s in &config.services {
+        let pool = config.pool_of(&s.name).map(|g| {
+            let role = if g.prefill == s.name {
+                "prefill"
+            } else {
+                "decode"
+            };
+            format!(" ({role} pool of {} and {})", g.prefill, g.decode)
+        });
         match &s.models {
             Some(m) => out.extend(m.models.iter().map(|model| {
                 let what = format!("service {} model {}", s.name, model.name);
                 (what, model.policy.clone())
             })),
-            None => out.push((format!("service {}", s.name), s.policy)),
+            None => out.push((
+                format!("service {}{}", s.name, pool.unwrap_or_default()),
+                s.policy.clone(),
+            )),
         }
     }
     Ok(out)

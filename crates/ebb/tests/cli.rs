@@ -552,6 +552,23 @@ fn check_validates_a_pools_document_with_full_paths() {
     }
 }
 
+/// An `ebb up` configuration that pairs its services as pools is checked as a configuration,
+/// each service saying which pool it is.
+#[test]
+fn check_reads_an_up_config_with_pools_as_a_configuration() {
+    let o = ebb(&["check", "examples/local/llm-pools.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("service prefill (prefill pool of prefill and decode) valid"),
+        "{out}"
+    );
+    assert!(
+        out.contains("service decode (decode pool of prefill and decode) valid"),
+        "{out}"
+    );
+}
+
 /// A pools document given where one policy is expected says where it belongs.
 #[test]
 fn simulate_points_a_pools_document_to_llm_pools() {

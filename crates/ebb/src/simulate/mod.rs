@@ -509,11 +509,12 @@ pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy>
     Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))
 }
 
-/// Whether a policy document is a `pools` document (its top level names `pools`).
+/// Whether a policy document is a `pools` document (its top level names `pools`, and no
+/// `services`: an `ebb up` configuration may pair services as pools too).
 pub(crate) fn is_pools_document(text: &str) -> bool {
     serde_yaml::from_str::<serde_yaml::Value>(text)
         .ok()
-        .is_some_and(|v| v.get("pools").is_some())
+        .is_some_and(|v| v.get("pools").is_some() && v.get("services").is_none())
 }
 
 /// The policy file `--policy` names for a request-level run. An `engine` block is refused
