@@ -28,6 +28,7 @@ use serde_json::{json, Value};
     schema = "disabled",
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.scaleTargetRef.name"}"#,
     printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.scaleTargetRef.kind","priority":1}"#,
+    printcolumn = r#"{"name":"Pool","type":"string","jsonPath":".spec.pool.role","priority":1}"#,
     printcolumn = r#"{"name":"Min","type":"integer","jsonPath":".spec.minReplicas"}"#,
     printcolumn = r#"{"name":"Max","type":"integer","jsonPath":".spec.maxReplicas"}"#,
     printcolumn = r#"{"name":"Current","type":"integer","jsonPath":".status.currentReplicas"}"#,
@@ -970,7 +971,7 @@ mod tests {
             .collect();
         assert_eq!(
             cols,
-            ["Target", "Kind", "Min", "Max", "Current", "Desired", "Age"]
+            ["Target", "Kind", "Pool", "Min", "Max", "Current", "Desired", "Age"]
         );
         let schema = v
             .schema
