@@ -104,6 +104,7 @@ impl Scaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reason;
 
     /// An external desired count, limited to 2 new pods a minute.
     fn policy() -> Policy {
@@ -154,6 +155,53 @@ mod tests {
         assert_eq!(d.desired_replicas, 3);
         s.applied(1, Time::from_millis(2_000));
         assert!(s.state().scale_up_events.is_empty(), "nothing was reached");
+    }
+
+    fn raised(floor: u32) -> Reason {
+        Reason::PoolRatio {
+            pool: "decode".into(),
+            own: 0,
+            to: floor,
+            other: 0,
+            min: 1.0,
+            max: f64::INFINITY,
+        }
+    }
+
+    #[test]
+    fn a_raise_shortens_a_scale_in_and_is_carried_out_as_the_decision_would_be() {
+        let mut s = Scaler::new(policy());
+        let mut d = s.decide(&obs(5, 1.0, 1_000), Time::from_millis(1_000));
+        d.victims = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        assert_eq!(d.desired_replicas, 1);
+        // Raised to 3: two of the five go, not four.
+        s.raise(&mut d, 3, raised(3));
+        assert_eq!((d.desired_replicas, d.proposed_replicas), (3, 3));
+        assert_eq!(d.victims, ["a", "b"]);
+        assert!(d.has_reason("PoolRatio"));
+        s.applied(3, Time::from_millis(1_000));
+        assert_eq!(s.state().scale_down_events.len(), 1);
+        assert_eq!(s.state().scale_down_events[0].change, 2);
+        // Raised to the count it has: nothing to carry out, no event.
+        let mut d = s.decide(&obs(3, 1.0, 2_000), Time::from_millis(2_000));
+        s.raise(&mut d, 3, raised(3));
+        assert_eq!(d.desired_replicas, 3);
+        assert!(d.victims.is_empty() && !d.has_reason("Victims"));
+        s.applied(3, Time::from_millis(2_000));
+        assert_eq!(s.state().scale_down_events.len(), 1);
+    }
+
+    #[test]
+    fn a_raise_stops_at_the_maximum_and_leaves_a_hold_alone() {
+        let mut s = Scaler::new(policy());
+        let mut d = s.decide(&obs(2, 2.0, 1_000), Time::from_millis(1_000));
+        s.raise(&mut d, 50, raised(50));
+        assert_eq!(d.desired_replicas, 10, "maxReplicas");
+        s.hold(Some(crate::Hold::Current));
+        let mut d = s.decide(&obs(2, 2.0, 2_000), Time::from_millis(2_000));
+        s.raise(&mut d, 6, raised(6));
+        assert_eq!(d.desired_replicas, 2, "held");
+        assert!(!d.has_reason("PoolRatio"));
     }
 
     #[test]
