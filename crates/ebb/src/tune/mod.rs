@@ -253,6 +253,9 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     if args.multi_model {
         bail!("--multi-model: ebb tune recommends single-model policies");
     }
+    if args.pools {
+        bail!("--pools: ebb tune recommends policies for one pool; compare pools policies with `ebb simulate --llm --pools --policy FILE`");
+    }
     let prepared = prepare(&args)?;
     if args.llm {
         if frontier {
