@@ -51,6 +51,34 @@ impl fmt::Display for Pool {
     }
 }
 
+/// One of something per pool: what every driver keeps twice (observations, decisions,
+/// scalers, fleets, pipelines), reached by [`Pool`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pair<T> {
+    /// The prefill pool's.
+    pub prefill: T,
+    /// The decode pool's.
+    pub decode: T,
+}
+
+impl<T> Pair<T> {
+    /// The one of `pool`.
+    pub fn get(&self, pool: Pool) -> &T {
+        match pool {
+            Pool::Prefill => &self.prefill,
+            Pool::Decode => &self.decode,
+        }
+    }
+
+    /// The one of `pool`, to change.
+    pub fn get_mut(&mut self, pool: Pool) -> &mut T {
+        match pool {
+            Pool::Prefill => &mut self.prefill,
+            Pool::Decode => &mut self.decode,
+        }
+    }
+}
+
 /// The `pools` document as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -175,14 +203,6 @@ impl PoolsPolicy {
             }),
         }
     }
-
-    /// One pool's policy.
-    pub fn pool(&self, pool: Pool) -> &Policy {
-        match pool {
-            Pool::Prefill => &self.prefill,
-            Pool::Decode => &self.decode,
-        }
-    }
 }
 
 fn field(path: &str, reason: impl Into<String>) -> FieldError {
@@ -249,8 +269,19 @@ pub struct Wants {
     pub held: bool,
 }
 
+/// What each pool's partner asks of it under the ratio (prefill, decode), before any maximum
+/// or hold: decode `ceil(min x prefill)`, prefill `ceil(decode / max)`. A pool at its floor
+/// asks nothing.
+pub fn asked(ratio: Ratio, prefill: Wants, decode: Wants) -> (u32, u32) {
+    let demand = |w: Wants| if w.desired > w.min { w.desired } else { 0 };
+    (
+        clamp_count((f64::from(demand(decode)) / ratio.max).ceil()),
+        clamp_count((ratio.min * f64::from(demand(prefill))).ceil()),
+    )
+}
+
 /// Each pool's count after the guard: a pool below what the other pool's own count asks for
-/// is raised to it (rounded up), within its maximum; never below what its own policy wants.
+/// ([`asked`]) is raised to it, within its maximum; never below what its own policy wants.
 /// Only one pool can be short (decode below `min` x prefill and above `max` x prefill at once
 /// would need `min > max`), so one pass settles it; a raise is not fed back, which with a
 /// ratio no whole counts meet (min = max = 1.3) would walk both pools up to their maxima.
@@ -262,14 +293,57 @@ pub fn balance(ratio: Ratio, prefill: Wants, decode: Wants) -> (u32, u32) {
             w.max.max(w.desired)
         }
     };
-    let (p, d) = (prefill.desired, decode.desired);
-    let demand = |w: Wants| if w.desired > w.min { w.desired } else { 0 };
-    let d_needed = clamp_count((ratio.min * f64::from(demand(prefill))).ceil());
-    let p_needed = clamp_count((f64::from(demand(decode)) / ratio.max).ceil());
+    let (p_asked, d_asked) = asked(ratio, prefill, decode);
     (
-        p.max(p_needed.min(room(prefill))),
-        d.max(d_needed.min(room(decode))),
+        prefill.desired.max(p_asked.min(room(prefill))),
+        decode.desired.max(d_asked.min(room(decode))),
     )
+}
+
+impl Wants {
+    /// What `policy` decided in `d`, with its bounds and hold.
+    pub fn of(policy: &Policy, d: &Decision) -> Wants {
+        Wants {
+            desired: d.desired_replicas,
+            min: policy.min_replicas,
+            max: policy.max_replicas,
+            held: policy.hold.is_some(),
+        }
+    }
+}
+
+/// The guard on one pool: `d`, the decision `scaler` just made for `pool`, is raised to what
+/// `partner` (the other pool's own decision) asks ([`Reason::PoolRatio`]); where its
+/// maximum or a hold keeps it below that, it says so ([`Reason::PoolRatioShort`]). Every
+/// driver's guard is this one: [`PoolScaler`] runs it on both pools at once, the controller on
+/// its own pool with its partner's published decision.
+pub fn guard(ratio: Ratio, pool: Pool, scaler: &mut Scaler, d: &mut Decision, partner: Wants) {
+    let own = Wants::of(scaler.policy(), d);
+    let (asked, to) = match pool {
+        Pool::Prefill => (asked(ratio, own, partner).0, balance(ratio, own, partner).0),
+        Pool::Decode => (asked(ratio, partner, own).1, balance(ratio, partner, own).1),
+    };
+    let (min, max) = (ratio.min, ratio.max);
+    if to > own.desired {
+        let reason = Reason::PoolRatio {
+            pool: pool.as_str().into(),
+            own: own.desired,
+            to,
+            other: partner.desired,
+            min,
+            max,
+        };
+        scaler.raise(d, to, reason);
+    }
+    if asked > d.desired_replicas {
+        d.reasons.push(Reason::PoolRatioShort {
+            pool: pool.as_str().into(),
+            count: d.desired_replicas,
+            other: partner.desired,
+            min,
+            max,
+        });
+    }
 }
 
 fn clamp_count(v: f64) -> u32 {
@@ -281,39 +355,16 @@ fn clamp_count(v: f64) -> u32 {
 }
 
 /// What each pool was observed to have.
-#[derive(Debug, Clone, Default)]
-pub struct PoolObservations {
-    /// The prefill pool.
-    pub prefill: Observation,
-    /// The decode pool.
-    pub decode: Observation,
-}
+pub type PoolObservations = Pair<Observation>;
 
 /// Both pools' decisions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolDecision {
-    /// The prefill pool's.
-    pub prefill: Decision,
-    /// The decode pool's.
-    pub decode: Decision,
-}
-
-impl PoolDecision {
-    /// One pool's decision.
-    pub fn pool(&self, pool: Pool) -> &Decision {
-        match pool {
-            Pool::Prefill => &self.prefill,
-            Pool::Decode => &self.decode,
-        }
-    }
-}
+pub type PoolDecision = Pair<Decision>;
 
 /// The pools' policy with the state their decisions carry: one [`Scaler`] per pool, and the
 /// guard between them.
 #[derive(Debug, Clone)]
 pub struct PoolScaler {
-    prefill: Scaler,
-    decode: Scaler,
+    scalers: Pair<Scaler>,
     ratio: Ratio,
 }
 
@@ -326,97 +377,50 @@ impl PoolScaler {
     /// Scalers resuming from each pool's state.
     pub fn with_states(policy: PoolsPolicy, prefill: State, decode: State) -> PoolScaler {
         PoolScaler {
-            prefill: Scaler::with_state(policy.prefill, prefill),
-            decode: Scaler::with_state(policy.decode, decode),
+            scalers: Pair {
+                prefill: Scaler::with_state(policy.prefill, prefill),
+                decode: Scaler::with_state(policy.decode, decode),
+            },
             ratio: policy.ratio,
         }
     }
 
     /// One pool's scaler (its policy, its state).
     pub fn pool(&self, pool: Pool) -> &Scaler {
-        match pool {
-            Pool::Prefill => &self.prefill,
-            Pool::Decode => &self.decode,
-        }
+        self.scalers.get(pool)
     }
 
-    fn pool_mut(&mut self, pool: Pool) -> &mut Scaler {
-        match pool {
-            Pool::Prefill => &mut self.prefill,
-            Pool::Decode => &mut self.decode,
-        }
-    }
-
-    /// Decides both pools from their observations, then applies the guard. Each pool's
-    /// decision waits for [`applied`](Self::applied) as a [`Scaler`]'s does.
+    /// Decides both pools from their observations, then applies the [`guard`] to each, with
+    /// the other pool's own decision. Each pool's decision waits for
+    /// [`applied`](Self::applied) as a [`Scaler`]'s does.
     pub fn decide(&mut self, obs: &PoolObservations, now: Time) -> PoolDecision {
-        let mut prefill = self.prefill.decide(&obs.prefill, now);
-        let mut decode = self.decode.decide(&obs.decode, now);
-        let wants = |s: &Scaler, d: &Decision| Wants {
-            desired: d.desired_replicas,
-            min: s.policy().min_replicas,
-            max: s.policy().max_replicas,
-            held: s.policy().hold.is_some(),
+        let mut d = Pair {
+            prefill: self.scalers.prefill.decide(&obs.prefill, now),
+            decode: self.scalers.decode.decide(&obs.decode, now),
         };
-        let (p, d) = balance(
-            self.ratio,
-            wants(&self.prefill, &prefill),
-            wants(&self.decode, &decode),
-        );
-        let (own_p, own_d) = (prefill.desired_replicas, decode.desired_replicas);
-        let guard = |pool: Pool, own: u32, to: u32, other: u32| Reason::PoolRatio {
-            pool: pool.as_str().into(),
-            own,
-            to,
-            other,
-            min: self.ratio.min,
-            max: self.ratio.max,
-        };
-        if p > own_p {
-            let r = guard(Pool::Prefill, own_p, p, own_d);
-            self.prefill.raise(&mut prefill, p, r);
+        let wants = |pool: Pool| Wants::of(self.scalers.get(pool).policy(), d.get(pool));
+        let (prefill, decode) = (wants(Pool::Prefill), wants(Pool::Decode));
+        for (pool, partner) in [(Pool::Prefill, decode), (Pool::Decode, prefill)] {
+            guard(
+                self.ratio,
+                pool,
+                self.scalers.get_mut(pool),
+                d.get_mut(pool),
+                partner,
+            );
         }
-        if d > own_d {
-            let r = guard(Pool::Decode, own_d, d, own_p);
-            self.decode.raise(&mut decode, d, r);
-        }
-        self.note_short_of_ratio(&mut prefill, &mut decode);
-        PoolDecision { prefill, decode }
-    }
-
-    /// Says so where a pool's maximum (or a hold) kept the guard from reaching the ratio.
-    fn note_short_of_ratio(&self, prefill: &mut Decision, decode: &mut Decision) {
-        let (p, d) = (prefill.desired_replicas, decode.desired_replicas);
-        let short = match (p, d) {
-            (0, _) => None,
-            (p, d) if f64::from(d) < self.ratio.min * f64::from(p) => Some((Pool::Decode, d, p)),
-            (p, d) if f64::from(d) > self.ratio.max * f64::from(p) => Some((Pool::Prefill, p, d)),
-            _ => None,
-        };
-        if let Some((pool, count, other)) = short {
-            let reason = Reason::PoolRatioShort {
-                pool: pool.as_str().into(),
-                count,
-                other,
-                min: self.ratio.min,
-                max: self.ratio.max,
-            };
-            match pool {
-                Pool::Prefill => prefill.reasons.push(reason),
-                Pool::Decode => decode.reasons.push(reason),
-            }
-        }
+        d
     }
 
     /// An operator's hold on one pool's count (pause), or `None` to let it scale again; the
     /// guard leaves a held pool as it is.
     pub fn hold(&mut self, pool: Pool, hold: Option<crate::policy::Hold>) {
-        self.pool_mut(pool).hold(hold);
+        self.scalers.get_mut(pool).hold(hold);
     }
 
     /// The driver reached `reached` replicas of `pool` at `at`.
     pub fn applied(&mut self, pool: Pool, reached: u32, at: Time) {
-        self.pool_mut(pool).applied(reached, at);
+        self.scalers.get_mut(pool).applied(reached, at);
     }
 }
 
@@ -481,6 +485,59 @@ mod tests {
             ..floor
         };
         assert_eq!(balance(r, wants(1, 10), busy), (10, 2));
+    }
+
+    /// Two pools on external desired counts, prefill with a floor of 3, 1-4 decode replicas
+    /// per prefill replica; each pool's count asks for `wanted`.
+    fn floor_of_three(prefill: f64, decode: f64) -> PoolDecision {
+        let pool = |min: u32| {
+            format!(
+                "{{minReplicas: {min}, maxReplicas: 10, externalCount: {{mode: desiredReplicas}}}}"
+            )
+        };
+        let text = format!(
+            "pools:\n  prefill: {}\n  decode: {}\n  ratio: {{min: 1, max: 4}}\n",
+            pool(3),
+            pool(1)
+        );
+        let mut s = PoolScaler::new(PoolsPolicy::from_yaml(&text).unwrap());
+        let now = Time::from_secs(100);
+        let at = |current: u32, wanted: f64| Observation {
+            current_replicas: current,
+            external_count: Some(crate::Sample {
+                value: wanted,
+                at: now,
+            }),
+            ..Observation::default()
+        };
+        s.decide(
+            &Pair {
+                prefill: at(3, prefill),
+                decode: at(1, decode),
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn a_pool_at_its_floor_is_neither_followed_nor_reported_short() {
+        // Prefill at its floor of 3: no demand, so decode stays at 1 and nothing is short.
+        let d = floor_of_three(1.0, 1.0);
+        assert_eq!(
+            (d.prefill.desired_replicas, d.decode.desired_replicas),
+            (3, 1)
+        );
+        for r in d.prefill.reasons.iter().chain(&d.decode.reasons) {
+            assert!(
+                !matches!(r, Reason::PoolRatio { .. } | Reason::PoolRatioShort { .. }),
+                "{r}"
+            );
+        }
+        // Prefill asking for 5 is demand: decode follows to 5.
+        let d = floor_of_three(5.0, 1.0);
+        assert_eq!(d.decode.desired_replicas, 5, "{}", d.decode.summary());
+        assert!(d.decode.has_reason("PoolRatio"));
+        assert!(!d.decode.has_reason("PoolRatioShort"));
     }
 
     #[test]

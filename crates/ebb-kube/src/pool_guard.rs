@@ -1,7 +1,7 @@
 //! Disaggregated serving in the controller: two Autoscalers, one per pool (`spec.pool` names
 //! the role and the partner), each deciding its own pool with its own policy, status,
 //! conditions and Events. After its own decision, each raises its own pool to the ratio that
-//! its partner's *own* decision asks for (`ebb_core::pools::balance`), read from the partner's
+//! its partner's *own* decision asks for (`ebb_core::pools::guard`), read from the partner's
 //! `status.pool` in the watch cache: the own count, before the partner's guard, so that two
 //! guards never feed each other's raises back. A partner not found, of the same role, or with
 //! no published decision asks for nothing (the guard only raises, so a missing partner never
@@ -9,44 +9,22 @@
 
 use crate::context::Pass;
 use crate::crd::{PoolRole, PoolStatus};
-use ebb_core::pools::{balance, Pool, Wants};
-use ebb_core::{Decision, Policy, Reason, Scaler};
+use ebb_core::pools::{self, Wants};
+use ebb_core::{Decision, Scaler};
 
 /// Applies the guard to `d` (this pool's decision, carried by `scaler`) and returns what this
 /// pool publishes for its partner; `None` when the Autoscaler is not a pool.
 pub(crate) fn guard(pass: &Pass<'_>, scaler: &mut Scaler, d: &mut Decision) -> Option<PoolStatus> {
     let pool = pass.obj.spec.pool.as_ref()?;
     let ratio = pass.obj.spec.pool_ratio().ok().flatten()?;
-    let policy: &Policy = scaler.policy();
-    let own = Wants {
-        desired: d.desired_replicas,
-        min: policy.min_replicas,
-        max: policy.max_replicas,
-        held: policy.hold.is_some(),
-    };
-    let published = PoolStatus {
+    let own = Wants::of(scaler.policy(), d);
+    if let Some(partner) = partner_decision(pass, &pool.partner, pool.role) {
+        pools::guard(ratio, pool.role.into(), scaler, d, partner);
+    }
+    Some(PoolStatus {
         own_replicas: own.desired,
         min_replicas: own.min,
-    };
-    let Some(partner) = partner_decision(pass, &pool.partner, pool.role) else {
-        return Some(published);
-    };
-    let (to, other) = match pool.role {
-        PoolRole::Prefill => (balance(ratio, own, partner).0, partner.desired),
-        PoolRole::Decode => (balance(ratio, partner, own).1, partner.desired),
-    };
-    if to > own.desired {
-        let reason = Reason::PoolRatio {
-            pool: Pool::from(pool.role).as_str().into(),
-            own: own.desired,
-            to,
-            other,
-            min: ratio.min,
-            max: ratio.max,
-        };
-        scaler.raise(d, to, reason);
-    }
-    Some(published)
+    })
 }
 
 /// The partner's own decision, as the guard reads it: held, so that only this pool moves.

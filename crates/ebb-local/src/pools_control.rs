@@ -39,7 +39,7 @@ pub async fn control(prefill: Arc<Service>, decode: Arc<Service>, group: PoolGro
         scaler.hold(Pool::Decode, decode.state.hold());
         let d = scaler.decide(&obs, now);
         for (pool, service) in [(Pool::Prefill, &prefill), (Pool::Decode, &decode)] {
-            if let Some(reached) = service.apply_decision(d.pool(pool)) {
+            if let Some(reached) = service.apply_decision(d.get(pool)) {
                 scaler.applied(pool, reached, now);
             }
         }
