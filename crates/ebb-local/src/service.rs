@@ -492,7 +492,7 @@ impl Service {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self.stopping.load(Ordering::Acquire) {
+            if self.is_stopping() {
                 break;
             }
             let now = self.state.core_now();

@@ -20,6 +20,17 @@ pub struct Command {
     pub reasons: String,
 }
 
+impl Command {
+    /// What a core decision asks of the fleet; `None` when it keeps the count.
+    pub fn from_decision(d: &ebb_core::Decision) -> Option<Command> {
+        (d.desired_replicas != d.current_replicas).then(|| Command {
+            desired: d.desired_replicas,
+            victims: d.victims.iter().filter_map(|v| v.parse().ok()).collect(),
+            reasons: d.summary(),
+        })
+    }
+}
+
 /// A policy under simulation.
 pub trait Autoscaler: Send {
     /// Name in reports.
@@ -95,16 +106,7 @@ impl Autoscaler for CorePolicy {
     }
     fn decide(&mut self, fleet: &dyn Observed, now: f64) -> Option<Command> {
         let obs = self.pipeline.observe(self.scaler.policy(), fleet, now);
-        let d = self.scaler.decide(&obs, core_time(now));
-        if d.desired_replicas == d.current_replicas {
-            return None;
-        }
-        let cmd = Command {
-            desired: d.desired_replicas,
-            victims: d.victims.iter().filter_map(|v| v.parse().ok()).collect(),
-            reasons: d.summary(),
-        };
-        Some(cmd)
+        Command::from_decision(&self.scaler.decide(&obs, core_time(now)))
     }
     fn applied(&mut self, _from: u32, to: u32, now: f64) {
         self.scaler.applied(to, core_time(now));

@@ -165,6 +165,15 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The output tokens this stage generates of the `asked`: a prefill replica only the
+    /// first (as a disaggregation router asks it, `max_tokens: 1`).
+    pub fn output_tokens(self, asked: u32) -> u32 {
+        match self {
+            Stage::Prefill => asked.min(1),
+            Stage::Whole | Stage::Decode => asked,
+        }
+    }
+
     /// Queues a request of `prompt` and `output` tokens on `engine`: the part of it this
     /// stage does.
     pub fn submit(
@@ -174,9 +183,9 @@ impl Stage {
         prompt: u32,
         output: u32,
     ) -> Result<(), Rejected> {
+        let output = self.output_tokens(output);
         match self {
-            Stage::Whole => engine.submit(id, prompt, output),
-            Stage::Prefill => engine.submit(id, prompt, 1),
+            Stage::Whole | Stage::Prefill => engine.submit(id, prompt, output),
             Stage::Decode => engine.submit_prefilled(id, prompt, output),
         }
     }

@@ -34,15 +34,16 @@ pub(crate) fn name_seed(name: &str) -> u64 {
     })
 }
 
-/// The first scrape and the first decision of `scaler`: at time zero, or never for one that
-/// does not scrape or decide.
-pub(crate) fn first_ticks(scaler: &dyn Autoscaler) -> (f64, f64) {
-    let scrape = if scaler.scrape_interval() > 0.0 {
+/// The first scrape and the first decision of a policy that scrapes every `scrape_interval`
+/// and decides every `sync_period` seconds: at time zero, or never for one that does not
+/// scrape (interval 0) or decide (an infinite period).
+pub(crate) fn first_ticks(scrape_interval: f64, sync_period: f64) -> (f64, f64) {
+    let scrape = if scrape_interval > 0.0 {
         0.0
     } else {
         f64::INFINITY
     };
-    let sync = if scaler.sync_period().is_finite() {
+    let sync = if sync_period.is_finite() {
         0.0
     } else {
         f64::INFINITY
@@ -65,7 +66,8 @@ pub fn run_policy(
     let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
     let scrape_every = scaler.scrape_interval();
     let sync_every = scaler.sync_period();
-    let (mut next_scrape, mut next_sync) = first_ticks(scaler);
+    let (mut next_scrape, mut next_sync) =
+        first_ticks(scaler.scrape_interval(), scaler.sync_period());
     let mut next_second = 0.0f64;
     let mut next_bucket = cfg.bucket;
     let mut requests = 0u64;

@@ -136,11 +136,9 @@ async fn route(req: Request<Incoming>, driver: &Driver, cfg: &DemoLlm) -> Reply 
 
 /// Runs one request through the engine and answers it, streamed or whole.
 async fn complete(api: Api, mut ask: Ask, driver: &Driver, cfg: &DemoLlm) -> Reply {
-    // A prefill replica answers with the first token, whatever was asked (as a disaggregation
-    // router asks it: `max_tokens: 1`), and says so in the usage.
-    if cfg.stage == ebb_sim::engine::Stage::Prefill {
-        ask.max_tokens = 1;
-    }
+    // A prefill replica answers with the first token, whatever was asked, and says so in the
+    // usage.
+    ask.max_tokens = cfg.stage.output_tokens(ask.max_tokens);
     let (id, mut tokens) = match driver.submit(ask.prompt_tokens, ask.max_tokens) {
         Ok(t) => t,
         Err(e @ Refusal::Busy(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

@@ -21,7 +21,7 @@ use crate::engine::Stage;
 
 use crate::observe::{core_time, Observed, Pipeline};
 use crate::run::name_seed;
-use ebb_core::pools::{Pool, PoolObservations, PoolScaler, PoolsPolicy};
+use ebb_core::pools::{Pair, Pool, PoolObservations, PoolScaler, PoolsPolicy};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use std::cmp::Ordering;
@@ -59,51 +59,42 @@ impl Ord for Transfer {
 
 /// The two pools and the handovers between them.
 pub struct Disagg {
-    /// The prefill pool.
-    pub prefill: Fleet,
-    /// The decode pool.
-    pub decode: Fleet,
+    /// The prefill and decode pools.
+    pub fleets: Pair<Fleet>,
     transfers: BinaryHeap<Transfer>,
     per_token: f64,
     merged: bool,
-    /// Each pool's replica-seconds when the run ended (prefill, decode).
-    cost: [f64; 2],
+    /// Each pool's replica-seconds when the run ended.
+    cost: Pair<f64>,
 }
 
 impl Disagg {
-    /// Pools of `initial` replicas each (prefill, decode), ready at time zero; handovers take
-    /// `per_token` seconds a prompt token.
-    pub fn new(cfg: &LlmConfig, initial: [u32; 2], per_token: f64) -> Disagg {
+    /// Pools of `initial` replicas each, ready at time zero; handovers take `per_token`
+    /// seconds a prompt token.
+    pub fn new(cfg: &LlmConfig, initial: Pair<u32>, per_token: f64) -> Disagg {
         Disagg {
-            prefill: Fleet::pool(cfg.clone(), initial[0], Stage::Prefill),
-            decode: Fleet::pool(cfg.clone(), initial[1], Stage::Decode),
+            fleets: Pair {
+                prefill: Fleet::pool(cfg.clone(), initial.prefill, Stage::Prefill),
+                decode: Fleet::pool(cfg.clone(), initial.decode, Stage::Decode),
+            },
             transfers: BinaryHeap::new(),
             per_token: per_token.max(0.0),
             merged: false,
-            cost: [0.0; 2],
+            cost: Pair::default(),
         }
     }
 
-    /// One pool.
-    pub fn pool(&self, pool: Pool) -> &Fleet {
-        match pool {
-            Pool::Prefill => &self.prefill,
-            Pool::Decode => &self.decode,
-        }
-    }
-
-    fn pool_mut(&mut self, pool: Pool) -> &mut Fleet {
-        match pool {
-            Pool::Prefill => &mut self.prefill,
-            Pool::Decode => &mut self.decode,
-        }
+    /// Both pools' values of `f`, summed.
+    fn both<T: std::ops::Add<Output = T>>(&self, f: impl Fn(&Fleet) -> T) -> T {
+        f(&self.fleets.prefill) + f(&self.fleets.decode)
     }
 }
 
 impl Served for Disagg {
     fn advance(&mut self, until: f64) {
-        self.prefill.advance(until);
-        for h in self.prefill.take_handoffs() {
+        let Pair { prefill, decode } = &mut self.fleets;
+        prefill.advance(until);
+        for h in prefill.take_handoffs() {
             self.transfers.push(Transfer {
                 at: h.at + f64::from(h.request.prompt) * self.per_token,
                 request: h.request,
@@ -113,44 +104,46 @@ impl Served for Disagg {
             let Some(t) = self.transfers.pop() else {
                 break;
             };
-            self.decode.advance(t.at);
-            self.decode.arrive_at(t.request, t.at);
+            decode.advance(t.at);
+            decode.arrive_at(t.request, t.at);
         }
-        self.decode.advance(until);
+        decode.advance(until);
     }
     fn arrive(&mut self, req: LlmRequest) {
-        self.prefill.arrive(req);
+        self.fleets.prefill.arrive(req);
     }
     fn expire_held(&mut self, now: f64) {
-        self.prefill.expire_held(now);
-        self.decode.expire_held(now);
+        for pool in Pool::BOTH {
+            self.fleets.get_mut(pool).expire_held(now);
+        }
     }
     fn existing_replicas(&self) -> u32 {
-        self.prefill.existing_replicas() + self.decode.existing_replicas()
+        self.both(Fleet::existing_replicas)
     }
     fn replica_seconds(&self, now: f64) -> f64 {
-        self.prefill.replica_seconds(now) + self.decode.replica_seconds(now)
+        self.both(|f| f.replica_seconds(now))
     }
     fn finish(&mut self, now: f64) {
-        self.cost = [
-            self.prefill.replica_seconds(now),
-            self.decode.replica_seconds(now),
-        ];
-        self.prefill.finish(now);
+        self.cost = Pair {
+            prefill: self.fleets.prefill.replica_seconds(now),
+            decode: self.fleets.decode.replica_seconds(now),
+        };
+        self.fleets.prefill.finish(now);
         // What the prefill pool finished goes on to decode, however late.
         self.advance(f64::INFINITY);
-        self.decode.finish(now);
+        self.fleets.decode.finish(now);
     }
     fn scale_events(&self) -> u64 {
-        self.prefill.scale_events() + self.decode.scale_events()
+        self.both(Fleet::scale_events)
     }
     fn tally(&mut self) -> &mut Tally {
+        let Pair { prefill, decode } = &mut self.fleets;
         if !self.merged {
             self.merged = true;
-            let prefill = std::mem::replace(&mut self.prefill.tally, Tally::new(0.0, 0.0));
-            self.decode.tally.absorb_failures(&prefill);
+            let failures = std::mem::replace(&mut prefill.tally, Tally::new(0.0, 0.0));
+            decode.tally.absorb_failures(&failures);
         }
-        &mut self.decode.tally
+        &mut decode.tally
     }
 }
 
@@ -164,25 +157,19 @@ pub trait PoolAutoscaler: Send {
     fn sync_period(&self) -> f64;
     /// Takes a scrape of one pool.
     fn scrape(&mut self, pool: Pool, fleet: &dyn Observed, now: f64);
-    /// Decides both pools (prefill, decode); `None` leaves a pool as it is.
-    fn decide(
-        &mut self,
-        prefill: &dyn Observed,
-        decode: &dyn Observed,
-        now: f64,
-    ) -> [Option<Command>; 2];
+    /// Decides both pools; `None` leaves a pool as it is.
+    fn decide(&mut self, fleets: &Pair<Fleet>, now: f64) -> Pair<Option<Command>>;
     /// A pool's command was applied and reached `to`.
     fn applied(&mut self, pool: Pool, from: u32, to: u32, now: f64);
-    /// Replicas of each pool at time zero (prefill, decode).
-    fn initial_replicas(&self) -> [u32; 2];
+    /// Replicas of each pool at time zero.
+    fn initial_replicas(&self) -> Pair<u32>;
 }
 
 /// One autoscaler per pool, neither knowing of the other: what two HPAs or two KPA revisions
 /// do.
 pub struct Independent {
     name: String,
-    prefill: Box<dyn Autoscaler>,
-    decode: Box<dyn Autoscaler>,
+    scalers: Pair<Box<dyn Autoscaler>>,
 }
 
 impl Independent {
@@ -194,15 +181,7 @@ impl Independent {
     ) -> Independent {
         Independent {
             name: name.into(),
-            prefill,
-            decode,
-        }
-    }
-
-    fn pool_mut(&mut self, pool: Pool) -> &mut dyn Autoscaler {
-        match pool {
-            Pool::Prefill => self.prefill.as_mut(),
-            Pool::Decode => self.decode.as_mut(),
+            scalers: Pair { prefill, decode },
         }
     }
 }
@@ -212,33 +191,28 @@ impl PoolAutoscaler for Independent {
         &self.name
     }
     fn scrape_interval(&self) -> f64 {
-        self.prefill.scrape_interval()
+        self.scalers.prefill.scrape_interval()
     }
     fn sync_period(&self) -> f64 {
-        self.prefill.sync_period()
+        self.scalers.prefill.sync_period()
     }
     fn scrape(&mut self, pool: Pool, fleet: &dyn Observed, now: f64) {
-        self.pool_mut(pool).scrape(fleet, now);
+        self.scalers.get_mut(pool).scrape(fleet, now);
     }
-    fn decide(
-        &mut self,
-        prefill: &dyn Observed,
-        decode: &dyn Observed,
-        now: f64,
-    ) -> [Option<Command>; 2] {
-        [
-            self.prefill.decide(prefill, now),
-            self.decode.decide(decode, now),
-        ]
+    fn decide(&mut self, fleets: &Pair<Fleet>, now: f64) -> Pair<Option<Command>> {
+        Pair {
+            prefill: self.scalers.prefill.decide(&fleets.prefill, now),
+            decode: self.scalers.decode.decide(&fleets.decode, now),
+        }
     }
     fn applied(&mut self, pool: Pool, from: u32, to: u32, now: f64) {
-        self.pool_mut(pool).applied(from, to, now);
+        self.scalers.get_mut(pool).applied(from, to, now);
     }
-    fn initial_replicas(&self) -> [u32; 2] {
-        [
-            self.prefill.initial_replicas(),
-            self.decode.initial_replicas(),
-        ]
+    fn initial_replicas(&self) -> Pair<u32> {
+        Pair {
+            prefill: self.scalers.prefill.initial_replicas(),
+            decode: self.scalers.decode.initial_replicas(),
+        }
     }
 }
 
@@ -246,9 +220,9 @@ impl PoolAutoscaler for Independent {
 pub struct CorePools {
     name: String,
     scaler: PoolScaler,
-    pipelines: [Pipeline; 2],
+    pipelines: Pair<Pipeline>,
     sync_period: f64,
-    initial: [u32; 2],
+    initial: Pair<u32>,
 }
 
 impl CorePools {
@@ -259,7 +233,7 @@ impl CorePools {
         policy: PoolsPolicy,
         pipeline: Pipeline,
         sync_period: f64,
-        initial: [u32; 2],
+        initial: Pair<u32>,
     ) -> CorePools {
         let reading = |p: &ebb_core::Policy| {
             if p.engine.is_some() {
@@ -270,7 +244,10 @@ impl CorePools {
         };
         CorePools {
             name: name.into(),
-            pipelines: [reading(&policy.prefill), reading(&policy.decode)],
+            pipelines: Pair {
+                prefill: reading(&policy.prefill),
+                decode: reading(&policy.decode),
+            },
             scaler: PoolScaler::new(policy),
             sync_period,
             initial,
@@ -278,52 +255,40 @@ impl CorePools {
     }
 }
 
-fn index(pool: Pool) -> usize {
-    match pool {
-        Pool::Prefill => 0,
-        Pool::Decode => 1,
-    }
-}
-
-fn command(d: &ebb_core::Decision) -> Option<Command> {
-    (d.desired_replicas != d.current_replicas).then(|| Command {
-        desired: d.desired_replicas,
-        victims: d.victims.iter().filter_map(|v| v.parse().ok()).collect(),
-        reasons: d.summary(),
-    })
-}
-
 impl PoolAutoscaler for CorePools {
     fn name(&self) -> &str {
         &self.name
     }
     fn scrape_interval(&self) -> f64 {
-        self.pipelines[0].scrape_interval
+        self.pipelines.prefill.scrape_interval
     }
     fn sync_period(&self) -> f64 {
         self.sync_period
     }
     fn scrape(&mut self, pool: Pool, fleet: &dyn Observed, now: f64) {
-        self.pipelines[index(pool)].scrape(fleet, now);
+        self.pipelines.get_mut(pool).scrape(fleet, now);
     }
-    fn decide(
-        &mut self,
-        prefill: &dyn Observed,
-        decode: &dyn Observed,
-        now: f64,
-    ) -> [Option<Command>; 2] {
-        let [p, d] = &mut self.pipelines;
-        let obs = PoolObservations {
-            prefill: p.observe(self.scaler.pool(Pool::Prefill).policy(), prefill, now),
-            decode: d.observe(self.scaler.pool(Pool::Decode).policy(), decode, now),
+    fn decide(&mut self, fleets: &Pair<Fleet>, now: f64) -> Pair<Option<Command>> {
+        let mut observe = |pool: Pool| {
+            let policy = self.scaler.pool(pool).policy();
+            self.pipelines
+                .get_mut(pool)
+                .observe(policy, fleets.get(pool), now)
         };
-        let decision = self.scaler.decide(&obs, core_time(now));
-        [command(&decision.prefill), command(&decision.decode)]
+        let obs = PoolObservations {
+            prefill: observe(Pool::Prefill),
+            decode: observe(Pool::Decode),
+        };
+        let d = self.scaler.decide(&obs, core_time(now));
+        Pair {
+            prefill: Command::from_decision(&d.prefill),
+            decode: Command::from_decision(&d.decode),
+        }
     }
     fn applied(&mut self, pool: Pool, _from: u32, to: u32, now: f64) {
         self.scaler.applied(pool, to, core_time(now));
     }
-    fn initial_replicas(&self) -> [u32; 2] {
+    fn initial_replicas(&self) -> Pair<u32> {
         self.initial
     }
 }
@@ -338,21 +303,21 @@ impl Control<Disagg> for Pools<'_> {
     fn name(&self) -> &str {
         self.scaler.name()
     }
-    fn ticks(&self) -> ((f64, f64), (f64, f64)) {
-        let every = (self.scaler.scrape_interval(), self.scaler.sync_period());
-        let first = |period: f64| if period > 0.0 { 0.0 } else { f64::INFINITY };
-        ((first(every.0), first(every.1)), every)
+    fn periods(&self) -> (f64, f64) {
+        (self.scaler.scrape_interval(), self.scaler.sync_period())
     }
     fn scrape(&mut self, served: &Disagg, now: f64) {
         for pool in Pool::BOTH {
-            self.scaler.scrape(pool, served.pool(pool), now);
+            self.scaler.scrape(pool, served.fleets.get(pool), now);
         }
     }
     fn sync(&mut self, served: &mut Disagg, now: f64) {
-        let commands = self.scaler.decide(&served.prefill, &served.decode, now);
-        for (pool, cmd) in Pool::BOTH.into_iter().zip(commands) {
-            let Some(cmd) = cmd else { continue };
-            let fleet = served.pool_mut(pool);
+        let mut commands = self.scaler.decide(&served.fleets, now);
+        for pool in Pool::BOTH {
+            let Some(cmd) = commands.get_mut(pool).take() else {
+                continue;
+            };
+            let fleet = served.fleets.get_mut(pool);
             let from = Observed::current_replicas(fleet);
             let to = fleet.scale_to(cmd.desired, &cmd.victims, now, None, &mut self.rng);
             self.scaler.applied(pool, from, to, now);
@@ -391,8 +356,8 @@ pub fn run_pools(
         progress,
     );
     PoolsResult {
-        prefill_replica_seconds: served.cost[0],
-        decode_replica_seconds: served.cost[1],
+        prefill_replica_seconds: served.cost.prefill,
+        decode_replica_seconds: served.cost.decode,
         result,
     }
 }

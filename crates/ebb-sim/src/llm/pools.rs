@@ -28,7 +28,7 @@ use crate::compare::{
 };
 use crate::engine::Stage;
 use crate::parallel::map_on_all_cores;
-use ebb_core::pools::{PoolsPolicy, Ratio};
+use ebb_core::pools::{Pair, PoolsPolicy, Ratio};
 
 /// Share of the requests whose mix sizes the pools.
 pub const FIT_SHARE: f64 = 0.5;
@@ -77,12 +77,14 @@ pub fn default_pools_policy(s: &PoolSizing) -> PoolsPolicy {
 pub fn pool_policies(s: &PoolSizing, ebb: Option<PoolsPolicy>) -> Vec<Box<dyn PoolAutoscaler>> {
     let (p, d) = (&s.prefill, &s.decode);
     let ebb = ebb.unwrap_or_else(|| default_pools_policy(s));
-    let initial = [
-        p.initial
+    let initial = Pair {
+        prefill: p
+            .initial
             .clamp(ebb.prefill.min_replicas.max(1), ebb.prefill.max_replicas),
-        d.initial
+        decode: d
+            .initial
             .clamp(ebb.decode.min_replicas.max(1), ebb.decode.max_replicas),
-    ];
+    };
     let both = |name: &str, make: &dyn Fn(&Sizing) -> Box<dyn crate::autoscaler::Autoscaler>| {
         Box::new(Independent::new(name, make(p), make(d))) as Box<dyn PoolAutoscaler>
     };

@@ -78,8 +78,8 @@ pub trait Served {
 pub trait Control<S: ?Sized> {
     /// Name in reports.
     fn name(&self) -> &str;
-    /// The first scrape and decision, then their periods.
-    fn ticks(&self) -> ((f64, f64), (f64, f64));
+    /// Seconds between scrapes (0: never) and between decisions (infinite: never).
+    fn periods(&self) -> (f64, f64);
     /// Takes a scrape.
     fn scrape(&mut self, served: &S, now: f64);
     /// Decides and applies the decision.
@@ -96,12 +96,8 @@ impl Control<Fleet> for Single<'_> {
     fn name(&self) -> &str {
         self.scaler.name()
     }
-    fn ticks(&self) -> ((f64, f64), (f64, f64)) {
-        let first = first_ticks(self.scaler);
-        (
-            first,
-            (self.scaler.scrape_interval(), self.scaler.sync_period()),
-        )
+    fn periods(&self) -> (f64, f64) {
+        (self.scaler.scrape_interval(), self.scaler.sync_period())
     }
     fn scrape(&mut self, fleet: &Fleet, now: f64) {
         self.scaler.scrape(fleet, now);
@@ -150,7 +146,8 @@ pub fn run_served<S: Served>(
     progress: &mut dyn FnMut(f64),
 ) -> LlmResult {
     let duration = requests.last().map_or(0.0, |r| r.at).max(1.0);
-    let ((mut next_scrape, mut next_sync), (scrape_every, sync_every)) = control.ticks();
+    let (scrape_every, sync_every) = control.periods();
+    let (mut next_scrape, mut next_sync) = first_ticks(scrape_every, sync_every);
     let mut next_second = 0.0f64;
     let mut arrivals = requests.iter().peekable();
     let mut peak = fleet.existing_replicas();

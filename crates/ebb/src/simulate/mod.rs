@@ -500,13 +500,17 @@ fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<
 pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy {}", path.display()))?;
-    if is_pools_document(&text) {
-        bail!(
-            "policy {}: a pools document (prefill and decode pools) is simulated with --llm --pools",
-            path.display()
-        );
-    }
-    Policy::from_yaml(&text).with_context(|| format!("policy {}", path.display()))
+    Policy::from_yaml(&text).map_err(|e| {
+        // Only a document that is not a policy is read again, to say where it belongs.
+        if is_pools_document(&text) {
+            anyhow::anyhow!(
+                "policy {}: a pools document (prefill and decode pools) is simulated with --llm --pools",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("policy {}", path.display()))
+        }
+    })
 }
 
 /// Whether a policy document is a `pools` document (its top level names `pools`, and no
