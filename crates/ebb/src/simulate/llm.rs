@@ -4,7 +4,6 @@
 
 use super::{cold_start, parse_seconds, print_done, progress_bars, Prepared, SimulateArgs};
 use anyhow::{bail, Context};
-use ebb_core::pools::PoolsPolicy;
 use ebb_sim::engine::EngineParams;
 use ebb_sim::llm::compare::Sizing;
 use ebb_sim::llm::compare::{compare, policies, sizing};
@@ -185,23 +184,11 @@ fn pools(
     if !(per_token.is_finite() && (0.0..=1.0).contains(&per_token)) {
         bail!("--kv-transfer-us must be between 0 and 1,000,000 microseconds a token");
     }
-    let ebb = match &args.policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if !super::is_pools_document(&text) {
-                bail!(
-                    "--pools: policy {} is a single policy; a pools document holds `pools: {{prefill: ..., decode: ..., ratio: ...}}` (examples/policies/pools-vllm.yaml)",
-                    path.display()
-                );
-            }
-            Some(
-                PoolsPolicy::from_yaml(&text)
-                    .map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let ebb = args
+        .policy
+        .as_deref()
+        .map(super::read_pools_file)
+        .transpose()?;
     let size = pool_sizing(requests, cfg);
     notes.push(format!(
         "pools: a prefill replica completes {:.2} prefills/s of the first half's mix saturated, a decode replica {:.2} req/s (decode per prefill at equal load: {:.2}); KV handover {} us a prompt token; maxReplicas {} prefill, {} decode",

@@ -498,8 +498,7 @@ fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<
 
 /// The policy file `path`, read and validated.
 pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    let text = read_policy_text(path)?;
     Policy::from_yaml(&text).map_err(|e| {
         // Only a document that is not a policy is read again, to say where it belongs.
         if is_pools_document(&text) {
@@ -509,6 +508,28 @@ pub(crate) fn read_policy_file(path: &std::path::Path) -> anyhow::Result<Policy>
             )
         } else {
             anyhow::Error::new(e).context(format!("policy {}", path.display()))
+        }
+    })
+}
+
+fn read_policy_text(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read policy {}", path.display()))
+}
+
+/// The `pools` document `--policy` names for a `--llm --pools` run; a single policy there is
+/// told where it belongs.
+pub(crate) fn read_pools_file(
+    path: &std::path::Path,
+) -> anyhow::Result<ebb_core::pools::PoolsPolicy> {
+    let text = read_policy_text(path)?;
+    ebb_core::pools::PoolsPolicy::from_yaml(&text).map_err(|e| {
+        if is_pools_document(&text) {
+            anyhow::anyhow!("policy {}: {e}", path.display())
+        } else {
+            anyhow::anyhow!(
+                "--pools: policy {} is a single policy; a pools document holds `pools: {{prefill: ..., decode: ..., ratio: ...}}` (examples/policies/pools-vllm.yaml)",
+                path.display()
+            )
         }
     })
 }
