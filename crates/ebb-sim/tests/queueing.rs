@@ -112,15 +112,21 @@ fn attainment_at(
     run_policy(&workload, &cfg, &mut fixed, &mut |_| {}).slo_attainment
 }
 
-/// The SLO policy's queueing model (`ebb_core::slo::queueing`) against the simulator, the
-/// referee, at fixed replicas over a grid of replica counts, slots, service-time variability
-/// (lognormal sigma 0.25-1), load (50-85% of the slots) and SLO (2.5-5x the median service).
+/// The SLO policy's queueing models against the simulator, the referee, at fixed replicas
+/// over a grid of replica counts, slots, service-time variability (lognormal sigma 0.25-1),
+/// load (50-85% of the slots) and SLO (2.5-5x the median service).
 ///
-/// The goal, 0.3 points everywhere, is not met, and this test holds the model to what
-/// it does reach. Where SLOs are planned (simulated attainment of 95% or more) it is at most
-/// 1.1 points optimistic (one replica of four slots at 85% load) and 1.2 pessimistic; below
-/// that, off by up to about 5.8 points (one-slot replicas at 85% load). Every row is printed
-/// (`--nocapture`), and docs/slo.md shows the table.
+/// - The model for least-outstanding dispatch (`ebb_core::slo::dispatch`), the simulator's
+///   and Ebb's proxy's: within 0.3 points wherever SLOs are planned (simulated attainment of
+///   95% or more). Below that not everywhere: one replica at 70-85% load (the geometric sum
+///   of residuals taken as gamma) and heavy-tailed service (sigma 1) at 70-85% load are off
+///   by up to about 2 points, where attainment is 21-94%.
+/// - The planner's model (`ebb_core::slo::queueing`, one central queue's Erlang C): where SLOs
+///   are planned, at most 1.1 points optimistic (one replica of four slots at 85% load) and
+///   1.3 pessimistic; below that, up to about 5.8 points pessimistic (one-slot replicas at 85%
+///   load). Its pessimism is the margin the planner relies on (docs/slo.md).
+///
+/// Every row is printed (`--nocapture`), and docs/slo.md shows the table.
 /// Requests simulated per case. The referee's own noise must be well below the 0.3 points the
 /// model is held to: at 25,000 requests one seed differs from another by up to 1.8 points at
 /// 85% load (one replica: long busy periods), at 1,000,000 by at most 0.25.
@@ -128,9 +134,9 @@ const REQUESTS: f64 = 1_000_000.0;
 
 #[test]
 fn slo_model_predicts_simulated_attainment() {
-    use ebb_core::slo::queueing::{attainment, Load};
-    let mut worst: f64 = 0.0;
-    let mut worst_planned = (0.0f64, 0.0f64);
+    use ebb_core::slo::{dispatch, queueing};
+    let mut planner = Gaps::default();
+    let mut model = Gaps::default();
     let mut rows = Vec::new();
     for &(replicas, slots) in &[(1u32, 1u32), (1, 4), (3, 4), (10, 4), (4, 8), (20, 1)] {
         for &sigma in &[0.25, 0.5, 1.0] {
@@ -141,45 +147,79 @@ fn slo_model_predicts_simulated_attainment() {
                     let rate = rho * f64::from(replicas * slots) / mean;
                     let seconds = (REQUESTS / rate).ceil() as usize;
                     let simulated = attainment_at(replicas, slots, rate, sigma, slo, seconds);
-                    let load = Load {
+                    let load = queueing::Load {
                         rate,
                         arrival_scv: 1.0,
                         service_mean: mean,
                         service_scv: scv,
                         shape_scv: scv,
                     };
-                    let predicted = attainment(&load, replicas, slots, slo);
-                    let gap = (predicted - simulated) * 100.0;
-                    worst = worst.max(gap.abs());
-                    if simulated >= 0.95 {
-                        worst_planned = (worst_planned.0.max(gap), worst_planned.1.min(gap));
-                    }
+                    let dispatched = dispatch::attainment(&load, replicas, slots, slo);
+                    let central = queueing::attainment(&load, replicas, slots, slo);
+                    let gap = model.add(dispatched, simulated);
+                    let planner_gap = planner.add(central, simulated);
                     rows.push(format!(
-                        "n={replicas:>2} slots={slots} sigma={sigma:.2} rho={rho:.2} slo={slo}s: predicted {:.3}% simulated {:.3}% ({gap:+.3} points)",
-                        predicted * 100.0,
-                        simulated * 100.0
+                        "| {replicas} | {slots} | {sigma:.2} | {:.0}% | {:.0} ms | {:.3}% | {:.3}% | {gap:+.3} | {:.3}% | {planner_gap:+.3} |",
+                        rho * 100.0,
+                        slo * 1000.0,
+                        simulated * 100.0,
+                        dispatched * 100.0,
+                        central * 100.0,
                     ));
                 }
             }
         }
     }
+    eprintln!("| replicas | slots | service sigma | load | SLO | simulated | least-outstanding model | gap (points) | planner's model | gap (points) |");
+    eprintln!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         eprintln!("{r}");
     }
-    eprintln!(
-        "worst gap {worst:.3} points over {} cases; at 95% or more: {:+.3} to {:+.3}",
-        rows.len(),
-        worst_planned.1,
-        worst_planned.0
+    eprintln!("least-outstanding model: {}", model.summary());
+    eprintln!("planner's model: {}", planner.summary());
+    assert!(
+        model.planned.0 <= 0.3 && model.planned.1 >= -0.3,
+        "least-outstanding model: {}",
+        model.summary()
     );
     assert!(
-        worst_planned.0 <= 1.1,
-        "optimistic by {:.3} points where SLOs are planned",
-        worst_planned.0
+        model.worst <= 2.5,
+        "least-outstanding model: {}",
+        model.summary()
     );
     assert!(
-        worst_planned.1 >= -1.3,
-        "pessimistic by {:.3} points where SLOs are planned",
-        -worst_planned.1
+        planner.planned.0 <= 1.1 && planner.planned.1 >= -1.3,
+        "planner's model: {}",
+        planner.summary()
     );
+}
+
+/// How far a model's predictions are from the simulated attainment, in points.
+#[derive(Default)]
+struct Gaps {
+    worst: f64,
+    within: usize,
+    cases: usize,
+    /// Most optimistic and most pessimistic where the simulated attainment is 95% or more.
+    planned: (f64, f64),
+}
+
+impl Gaps {
+    fn add(&mut self, predicted: f64, simulated: f64) -> f64 {
+        let gap = (predicted - simulated) * 100.0;
+        self.worst = self.worst.max(gap.abs());
+        self.within += usize::from(gap.abs() <= 0.3);
+        self.cases += 1;
+        if simulated >= 0.95 {
+            self.planned = (self.planned.0.max(gap), self.planned.1.min(gap));
+        }
+        gap
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "within 0.3 points on {} of {} cases, worst {:.3}; at 95% or more: {:+.3} to {:+.3}",
+            self.within, self.cases, self.worst, self.planned.1, self.planned.0
+        )
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`plan`]: one decision's proposal and its reasons;
 //! - [`tokens`]: the LLM SLO (TTFT and ITL) sized from the engines' own signals.
 
+pub mod dispatch;
 pub mod estimate;
 pub mod forecast;
 pub mod plan;

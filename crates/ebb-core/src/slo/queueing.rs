@@ -84,13 +84,13 @@ fn erlang_c_from_b(b: f64, servers: u32, offered: f64) -> f64 {
 
 /// The lognormal with a given mean and squared coefficient of variation, as `(mu, sigma)` of
 /// `ln S`.
-fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
+pub(crate) fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
     let sigma2 = (1.0 + scv.max(0.0)).ln();
     (mean.ln() - sigma2 / 2.0, sigma2.sqrt())
 }
 
 /// Standard normal CDF.
-fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
@@ -209,7 +209,7 @@ pub fn scv_for_within(latency: f64, mean: f64, within: f64) -> Option<f64> {
 /// `P(R > t)` for `R` the residual service of a busy slot (the equilibrium distribution,
 /// `E[(S - t)+] / E[S]`), lognormal `S`: `Phi(d + sigma) - t / m Phi(d)`,
 /// `d = (mu - ln t) / sigma`.
-fn residual_survival(t: f64, mean: f64, mu: f64, sigma: f64) -> f64 {
+pub(crate) fn residual_survival(t: f64, mean: f64, mu: f64, sigma: f64) -> f64 {
     if t <= 0.0 {
         return 1.0;
     }
@@ -309,6 +309,40 @@ fn residual_of(load: &Load) -> impl Fn(f64) -> f64 {
     move |t: f64| residual_survival(t, mean, mu, sigma.max(1e-6))
 }
 
+/// Simpson's rule for `E[f(T - S); S < T]` over the normal variable of `ln S`, the service
+/// times below the SLO spread as the load's shape says: `(slack T - s, weight)` per point.
+pub(crate) fn simpson_points(latency: f64, load: &Load) -> Vec<(f64, f64)> {
+    let (mu, sigma) = lognormal_params(load.service_mean, load.shape_scv);
+    if sigma < 1e-6 {
+        return if load.service_mean < latency {
+            vec![(latency - load.service_mean, 1.0)]
+        } else {
+            Vec::new()
+        };
+    }
+    let z_hi = (latency.ln() - mu) / sigma;
+    // Below -6 standard deviations lies a share of 1e-9 of the service times.
+    let z_lo = -6.0f64;
+    if z_hi <= z_lo {
+        return Vec::new();
+    }
+    const STEPS: usize = 12;
+    let h = (z_hi - z_lo) / STEPS as f64;
+    (0..=STEPS)
+        .map(|i| {
+            let z = z_lo + h * i as f64;
+            let simpson = match i {
+                0 | STEPS => 1.0,
+                i if i % 2 == 1 => 4.0,
+                _ => 2.0,
+            };
+            let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let slack = (latency - (mu + sigma * z).exp()).max(0.0);
+            (slack, simpson * density * h / 3.0)
+        })
+        .collect()
+}
+
 /// The integration grid for `P(W > T - S; S < T | W > 0)`: Simpson's rule over the normal
 /// variable of `ln S`. What does not depend on the replica count (each point's slack `T - s`,
 /// weight and residual-service survival) is computed once per search.
@@ -335,40 +369,9 @@ impl PenaltyGrid {
     fn new(latency: f64, load: &Load) -> PenaltyGrid {
         let key = (latency, load.service_mean, load.service_scv, load.shape_scv);
         let residual = residual_of(load);
-        // The service times below the SLO are spread as the shape says.
-        let (mu, sigma) = lognormal_params(load.service_mean, load.shape_scv);
-        if sigma < 1e-6 {
-            let points = if load.service_mean < latency {
-                let slack = latency - load.service_mean;
-                vec![(slack, 1.0, residual(slack))]
-            } else {
-                Vec::new()
-            };
-            return PenaltyGrid { points, key };
-        }
-        let z_hi = (latency.ln() - mu) / sigma;
-        // Below -6 standard deviations lies a share of 1e-9 of the service times.
-        let z_lo = -6.0f64;
-        if z_hi <= z_lo {
-            return PenaltyGrid {
-                points: Vec::new(),
-                key,
-            };
-        }
-        const STEPS: usize = 12;
-        let h = (z_hi - z_lo) / STEPS as f64;
-        let points = (0..=STEPS)
-            .map(|i| {
-                let z = z_lo + h * i as f64;
-                let simpson = match i {
-                    0 | STEPS => 1.0,
-                    i if i % 2 == 1 => 4.0,
-                    _ => 2.0,
-                };
-                let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
-                let slack = (latency - (mu + sigma * z).exp()).max(0.0);
-                (slack, simpson * density * h / 3.0, residual(slack))
-            })
+        let points = simpson_points(latency, load)
+            .into_iter()
+            .map(|(slack, weight)| (slack, weight, residual(slack)))
             .collect();
         PenaltyGrid { points, key }
     }
