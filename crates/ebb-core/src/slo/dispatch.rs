@@ -27,12 +27,13 @@
 //! It is solved exactly, level by level from the top: what happens above level `Q` starts at
 //! `(Q + 1, 0)` (only a request finding no free slot climbs) and comes back down at the `I`
 //! where a queued request left, so each level is a tridiagonal system plus one rank-one term,
-//! `O(c + n^2 s / 2)` in all (less for large fleets: each level is solved only as far from `I = 0` as it goes). Arrivals see
-//! the chain's averages (PASTA), so an arrival waits with probability `P(I = 0)`, and behind
-//! `floor(Q / n)` others. With one replica it is M/M/c, and Erlang C (1917) exactly. The chain
-//! assumes exponential service; against the simulator with lognormal service (sigma from 0.25
-//! to 1) its chance of waiting stays within a few percent (the shape of the service moves how
-//! long a request waits far more than whether it waits).
+//! `O(c + n^2 s / 2)` in all (less for large fleets: each level is solved only as far from
+//! `I = 0` as its excursions go). Arrivals see the chain's averages (PASTA), so an arrival
+//! waits with probability `P(I = 0)`, and behind `floor(Q / n)` others. With one replica it
+//! is M/M/c, and Erlang C (1917) exactly. The chain assumes exponential service; against the
+//! simulator with lognormal service (sigma from 0.25 to 1) its chance of waiting stays within
+//! a few percent (the shape of the service moves how long a request waits far more than
+//! whether it waits).
 //!
 //! **How long it waits** ([`attainment`]): one turnover of its replica, the residual of a
 //! service `S / slots` with the equilibrium (length-biased) distribution
@@ -45,6 +46,7 @@
 //! S < T]`. Where it is still off (up to 1.7 points, heavy-tailed service at 70-85% load,
 //! where attainment is 47-94%), it is pessimistic: with a heavy tail the first of a replica's
 //! slots frees up sooner than a turnover of `S / slots` says.
+
 use super::queueing::{lognormal_params, residual_survival, service_within, simpson_points, Load};
 
 /// Predicted share of requests within `latency` seconds at `replicas` replicas of `slots`
