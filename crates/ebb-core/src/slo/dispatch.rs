@@ -47,7 +47,7 @@
 //! where attainment is 47-94%), it is pessimistic: with a heavy tail the first of a replica's
 //! slots frees up sooner than a turnover of `S / slots` says.
 
-use super::queueing::{lognormal_params, residual_survival, service_within, simpson_points, Load};
+use super::queueing::{residual_of, service_within, simpson_points, Load};
 
 /// Predicted share of requests within `latency` seconds at `replicas` replicas of `slots`
 /// slots under least-outstanding dispatch. It computes the wait behind others as a discrete
@@ -138,10 +138,9 @@ fn stretch(load: &Load) -> f64 {
 /// `P(stretch x R > t)` for one turnover `R`, the residual of `S / slots`:
 /// `P(R_S > slots t / stretch)` for the residual `R_S` of a whole service.
 fn first_turnover(load: &Load, slots: u32) -> impl Fn(f64) -> f64 {
-    let (mu, sigma) = lognormal_params(load.service_mean, load.service_scv);
-    let mean = load.service_mean;
+    let residual = residual_of(load);
     let scale = f64::from(slots.max(1)) / stretch(load);
-    move |t: f64| residual_survival(t * scale, mean, mu, sigma.max(1e-6))
+    move |t: f64| residual(t * scale)
 }
 
 /// What an arrival finds: the chance it waits, and if it does, the chance that requests are
@@ -234,7 +233,7 @@ fn ground_level(c: usize, a: f64, back: &[f64]) -> Ground {
 }
 
 /// One level's system and the return distribution it hands the level below, kept between
-/// levels so that solving the chain allocates only four vectors.
+/// levels so that solving the chain allocates only three vectors.
 #[derive(Default)]
 struct Scratch {
     /// Where the excursions above come back to the level being solved (by `I`); replaced by
@@ -257,10 +256,11 @@ impl Scratch {
     /// An excursion seldom strays far from `I = 0` (arrivals fill free slots as fast as they
     /// open once fewer than `a` can open), so it is solved on `I <= cap`, treating a rise past
     /// `cap` as lost, and `cap` doubles until the rises lost, `T(cap) (k - cap)`, are below
-    /// one in 10^10 excursions: about 20 states a level instead of `k`.
+    /// one in 10^10 excursions: at first `FIRST_CAP` states a level instead of `k`, and never
+    /// fewer than the level above came back to, so no return is dropped.
     fn excursion(&mut self, k: usize, a: f64, leave: f64) -> f64 {
-        let mut cap = k.min(FIRST_CAP);
         std::mem::swap(&mut self.above, &mut self.back);
+        let mut cap = k.min(FIRST_CAP.max(self.above.len().saturating_sub(1)));
         loop {
             let at_zero = self.solve(k, cap, a, leave);
             let lost = self.back[cap] / leave * (k - cap) as f64;

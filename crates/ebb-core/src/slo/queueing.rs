@@ -84,13 +84,13 @@ fn erlang_c_from_b(b: f64, servers: u32, offered: f64) -> f64 {
 
 /// The lognormal with a given mean and squared coefficient of variation, as `(mu, sigma)` of
 /// `ln S`.
-pub(crate) fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
+fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
     let sigma2 = (1.0 + scv.max(0.0)).ln();
     (mean.ln() - sigma2 / 2.0, sigma2.sqrt())
 }
 
 /// Standard normal CDF.
-pub(crate) fn normal_cdf(z: f64) -> f64 {
+fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
@@ -209,7 +209,7 @@ pub fn scv_for_within(latency: f64, mean: f64, within: f64) -> Option<f64> {
 /// `P(R > t)` for `R` the residual service of a busy slot (the equilibrium distribution,
 /// `E[(S - t)+] / E[S]`), lognormal `S`: `Phi(d + sigma) - t / m Phi(d)`,
 /// `d = (mu - ln t) / sigma`.
-pub(crate) fn residual_survival(t: f64, mean: f64, mu: f64, sigma: f64) -> f64 {
+fn residual_survival(t: f64, mean: f64, mu: f64, sigma: f64) -> f64 {
     if t <= 0.0 {
         return 1.0;
     }
@@ -303,7 +303,7 @@ fn erlang_survival(t: f64, mean: f64, shape: u32) -> f64 {
 }
 
 /// `P(R > t)` for the residual service of a busy slot, with the service's variance.
-fn residual_of(load: &Load) -> impl Fn(f64) -> f64 {
+pub(crate) fn residual_of(load: &Load) -> impl Fn(f64) -> f64 {
     let (mu, sigma) = lognormal_params(load.service_mean, load.service_scv);
     let mean = load.service_mean;
     move |t: f64| residual_survival(t, mean, mu, sigma.max(1e-6))
