@@ -31,11 +31,13 @@ pub struct Tuning {
     /// service times alone come close to the SLO (or miss it), the target is lowered by this
     /// much rather than bought with replicas that cannot help.
     pub min_wait_budget: f64,
-    /// Extra replicas started per missing ready replica while capacity is short. Cold starts
-    /// vary (image pulls, node placement, model load); of `k + e` replicas started, the
-    /// fastest `k` are ready well before the slowest of `k` would be. The extras are still
-    /// starting when enough are ready and are removed first (the victim ranking takes unready
-    /// pods first), so they cost part of one cold start each.
+    /// The fewest extra replicas started per missing ready replica while capacity is short.
+    /// Cold starts vary (image pulls, node placement, model load); of `k + e` replicas
+    /// started, the fastest `k` are ready well before the slowest of `k` would be. The extras
+    /// are still starting when enough are ready and are removed first (the victim ranking
+    /// takes unready pods first), so they cost part of one cold start each. A shortage that
+    /// misses far more requests than the last replica needed avoids starts more
+    /// (`slo::hedge`).
     pub hedge: f64,
     /// Standard deviations of the measured cold start, beyond `cold_start_spread`, by which
     /// replicas for a recurring burst are started early: the burst's time is known, so a slow

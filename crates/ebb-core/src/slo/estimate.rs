@@ -3,10 +3,11 @@
 //! service time's mean and variance, and the cold start actually measured.
 
 use super::forecast::{Forecaster, Smoothing};
-use super::queueing::{mean_queue, Load};
+use super::queueing::{mean_queue, normal_cdf, Load};
 use crate::observation::{is_usable, Pod, TrafficSample, WithinLatency};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Requests over which the mean service time averages (exponentially weighted).
 pub const SERVICE_MEAN_WINDOW_REQUESTS: f64 = 1000.0;
@@ -66,6 +67,10 @@ pub struct SloState {
     /// Recent proposals, for the keep-through-a-dip rule.
     #[serde(default)]
     pub recent: RecentProposals,
+    /// Recent counts started (the count needed with its hedged starts), so that starting
+    /// replicas are not cancelled while the count needed is still not ready.
+    #[serde(default)]
+    pub recent_starts: RecentProposals,
     /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
     #[serde(default)]
     pub recurrence: super::recurrence::Recurrence,
@@ -116,6 +121,11 @@ pub struct ColdStarts {
     pub cold_starts: u32,
     /// Pods that turned ready at or before this time were already counted.
     pub ready_watermark: Option<Time>,
+    /// Pods seen starting and not yet ready: when each started and was last seen unready. One
+    /// removed before it turned ready (a hedged start no longer needed) still says its cold
+    /// start was longer than that: left out, the fast starts alone would be measured.
+    #[serde(default)]
+    pub starting: BTreeMap<String, (Time, Time)>,
 }
 
 impl ColdStarts {
@@ -135,16 +145,77 @@ impl ColdStarts {
                 continue;
             }
             newest = newest.max(ready_at);
-            let seconds = ready_at.seconds_since(started);
-            if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
-                continue;
-            }
-            self.cold_starts = self.cold_starts.saturating_add(1);
-            let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
-            self.cold_start_mean = Some(ewma(self.cold_start_mean, seconds, weight));
-            self.cold_start_square = Some(ewma(self.cold_start_square, seconds * seconds, weight));
+            self.add(
+                ready_at.seconds_since(started),
+                (ready_at.seconds_since(started), 0.0),
+            );
         }
         self.ready_watermark = Some(newest);
+        // After those measured now, so that a start cut short is expected beyond them.
+        self.observe_removed_while_starting(pods, now);
+    }
+
+    /// Tracks the pods still starting; one that left (or began deleting) before it turned
+    /// ready is counted at what its cold start is expected to be, given it was longer than
+    /// it had been starting when last seen.
+    fn observe_removed_while_starting(&mut self, pods: &[Pod], now: Time) {
+        let mut gone: Vec<(Time, Time)> = Vec::new();
+        self.starting.retain(|name, &mut seen| {
+            let here = pods.iter().find(|p| &p.name == name);
+            let removed = here.is_none_or(|p| p.deleting && !p.ready);
+            if removed {
+                gone.push(seen);
+            }
+            !removed && here.is_some_and(|p| !p.ready)
+        });
+        for p in pods.iter().filter(|p| !p.ready && !p.deleting) {
+            if let Some(started) = p.started_at.filter(|&at| at <= now) {
+                self.starting.insert(p.name.clone(), (started, now));
+            }
+        }
+        for (started, last_seen) in gone {
+            let at_least = last_seen.seconds_since(started);
+            if at_least > 0.0 {
+                self.add(at_least, self.beyond(at_least));
+            }
+        }
+    }
+
+    /// `(E[T | T > c], E[T^2 | T > c])` for the cold start `T` as measured so far
+    /// (lognormal with its mean and standard deviation): `E[T^k | T > c] = E[T^k]
+    /// Phi(k s - a) / Phi(-a)`, `a = (ln c - m) / s`. Before any was measured, `c` itself.
+    fn beyond(&self, c: f64) -> (f64, f64) {
+        let Some((mean, sd)) = self.cold_start() else {
+            return (c, c * c);
+        };
+        if sd <= 1e-9 || mean <= 0.0 {
+            let t = c.max(mean);
+            return (t, t * t);
+        }
+        let s2 = (1.0 + (sd / mean).powi(2)).ln();
+        let s = s2.sqrt();
+        let m = mean.ln() - s2 / 2.0;
+        let a = (c.ln() - m) / s;
+        let tail = normal_cdf(-a);
+        if tail < 1e-12 {
+            return (c, c * c);
+        }
+        let first = mean * normal_cdf(s - a) / tail;
+        let second = (2.0 * m + 2.0 * s2).exp() * normal_cdf(2.0 * s - a) / tail;
+        (first.max(c), second.max(c * c))
+    }
+
+    /// Counts one cold start of `seconds` (with the moments it adds, which differ from
+    /// `seconds` only for one cut short).
+    fn add(&mut self, seconds: f64, (first, second): (f64, f64)) {
+        if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
+            return;
+        }
+        let second = if second > 0.0 { second } else { first * first };
+        self.cold_starts = self.cold_starts.saturating_add(1);
+        let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
+        self.cold_start_mean = Some(ewma(self.cold_start_mean, first, weight));
+        self.cold_start_square = Some(ewma(self.cold_start_square, second, weight));
     }
 
     /// Mean and standard deviation of the measured cold start.
@@ -488,5 +559,63 @@ mod tests {
         };
         // Prior factor (3 + 1) / 2 = 2; ratio (1.5 + 3 x 2) / (3 + 3) = 1.25; ca^2 = 1.5.
         assert!((state.calibrated_scv(3.0, 1.0, 3.0) - 1.5).abs() < 1e-12);
+    }
+
+    fn starting(name: &str, started: i64, ready_at: Option<i64>) -> Pod {
+        Pod {
+            name: name.into(),
+            ready: ready_at.is_some(),
+            started_at: Some(Time::from_secs(started)),
+            ready_changed_at: ready_at.map(Time::from_secs),
+            ..Default::default()
+        }
+    }
+
+    /// Ten rounds: `fast` ready after 10 s and, when `cut` is set, `slow` started beside it
+    /// and removed after 11 s while still starting (a hedged start no longer needed).
+    fn measured(cut: bool) -> (f64, f64) {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        for round in 0..10i64 {
+            let t0 = 100 * round + 1;
+            let fast_ready = starting("fast", t0, Some(t0 + 10));
+            cold.observe_pods(&[starting("fast", t0, None)], Time::from_secs(t0 + 5));
+            if cut {
+                let slow = starting("slow", t0, None);
+                cold.observe_pods(&[fast_ready.clone(), slow], Time::from_secs(t0 + 11));
+            }
+            cold.observe_pods(&[fast_ready], Time::from_secs(t0 + 12));
+            // The pods leave before the next round starts.
+            cold.observe_pods(&[], Time::from_secs(t0 + 50));
+        }
+        cold.cold_start().unwrap()
+    }
+
+    #[test]
+    fn starts_removed_before_ready_count_as_longer_than_they_ran() {
+        let (only_fast, _) = measured(false);
+        assert!((only_fast - 10.0).abs() < 1e-9, "{only_fast}");
+        // Each slow start ran at least 11 s (last seen starting), longer than the fast ones:
+        // the mean rises above theirs.
+        let (with_cut, sd) = measured(true);
+        assert!(with_cut > only_fast, "{with_cut}");
+        assert!(sd > 0.0, "{sd}");
+    }
+
+    #[test]
+    fn a_start_cut_short_is_expected_beyond_its_time() {
+        let mut cold = ColdStarts {
+            cold_start_mean: Some(20.0),
+            cold_start_square: Some(20.0 * 20.0 + 8.0 * 8.0),
+            cold_starts: 10,
+            ..Default::default()
+        };
+        let (first, second) = cold.beyond(25.0);
+        assert!(first > 25.0 && second > first * first, "{first} {second}");
+        // Early cuts say little: the expectation is then near the mean.
+        let (early, _) = cold.beyond(1.0);
+        assert!((early - 20.0).abs() < 0.5, "{early}");
+        cold.cold_start_square = Some(400.0);
+        assert_eq!(cold.beyond(25.0).0, 25.0);
     }
 }

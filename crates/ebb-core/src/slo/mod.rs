@@ -13,6 +13,7 @@
 pub mod dispatch;
 pub mod estimate;
 pub mod forecast;
+pub mod hedge;
 pub mod plan;
 pub mod queueing;
 pub mod recurrence;

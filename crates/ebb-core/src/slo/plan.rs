@@ -3,7 +3,7 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
-use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load};
+use super::queueing::{attainment, replicas_for_cached, scv_for_within, service_within, Load};
 use super::recurrence::Due;
 use crate::observation::{is_fresh, Observation};
 use crate::policy::{Slo, Tuning};
@@ -80,6 +80,57 @@ fn for_recurring_burst(
         &mut state.grid,
     );
     (replicas > now_sized.needed).then_some((replicas, due))
+}
+
+/// What a shortage of ready replicas is worth, in replicas: the requests missed a second with
+/// `ready` replicas instead of `needed`, over those the last replica needed avoids (the price
+/// of a miss the target sets in steady state).
+fn shortage_worth(
+    load: &Load,
+    ready: u32,
+    needed: u32,
+    predicted: f64,
+    slots: u32,
+    latency: f64,
+) -> f64 {
+    let with_ready = if ready == 0 {
+        0.0
+    } else {
+        attainment(load, ready, slots, latency)
+    };
+    let one_fewer = attainment(load, needed - 1, slots, latency);
+    let marginal = predicted - one_fewer;
+    if marginal <= 0.0 {
+        return 0.0;
+    }
+    ((predicted - with_ready) / marginal).max(0.0)
+}
+
+/// Replicas started beyond the `needed - ready` missing ones (`hedge::extra_starts`): at
+/// least `Tuning::hedge` per missing one, more for a shortage that misses many more requests
+/// than the last replica needed avoids.
+fn extra_starts(
+    tuning: &Tuning,
+    state: &SloState,
+    sized: &Sized,
+    ready: u32,
+    predicted: f64,
+    slo: &Slo,
+    cold_start: f64,
+) -> u32 {
+    let missing = sized.needed - ready;
+    let worth = shortage_worth(
+        &sized.load,
+        ready,
+        sized.needed,
+        predicted,
+        slo.slots_per_replica,
+        slo.latency_seconds,
+    );
+    let (mean, sd) = state.cold_start().unwrap_or((cold_start, 0.0));
+    let room = sized.max_replicas.saturating_sub(sized.needed);
+    let least = (f64::from(missing) * tuning.hedge).floor() as u32;
+    super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
 }
 
 /// The cold start the plan sizes for, whether it was measured, and its spread: the one the
@@ -191,12 +242,23 @@ pub fn plan(
     let kept = state.recent.remember(wanted, now, keep_ms);
     // Hedge only for what is needed now, not for what a dip keeps.
     let hedge = if ready < needed {
-        (f64::from(needed - ready) * tuning.hedge).floor() as u32
+        extra_starts(tuning, state, &now_sized, ready, predicted, slo, cold_start)
+    } else {
+        0
+    };
+    let started = needed.saturating_add(hedge);
+    let recently_started = state.recent_starts.remember(started, now, keep_ms);
+    // While the count needed is not ready, replicas still starting are not cancelled: a
+    // dip of one in the count needed would otherwise remove a hedged start a second after
+    // it began and start it again the next (pod churn, and a cold start begun anew).
+    let still_short = if ready < needed {
+        recently_started.min(obs.current_replicas)
     } else {
         0
     };
     let planned_replicas = kept
-        .max(needed.saturating_add(hedge))
+        .max(started)
+        .max(still_short)
         .min(max_replicas.max(kept));
     let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
     let replicas = if warming {

@@ -90,7 +90,7 @@ fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
 }
 
 /// Standard normal CDF.
-fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
@@ -131,7 +131,7 @@ pub fn service_within(latency: f64, mean: f64, scv: f64) -> f64 {
 
 /// The standard normal quantile (Acklam's rational approximation, relative error below
 /// 1.2e-9; refined by one Halley step on [`normal_cdf`]).
-fn normal_quantile(p: f64) -> f64 {
+pub(crate) fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,
         2.209_460_984_245_205e2,
