@@ -3,7 +3,7 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
-use super::queueing::{attainment, replicas_for_cached, scv_for_within, service_within, Load};
+use super::queueing::{attainments, replicas_for_cached, scv_for_within, service_within, Load};
 use super::recurrence::Due;
 use crate::observation::{is_fresh, Observation};
 use crate::policy::{Slo, Tuning};
@@ -93,12 +93,7 @@ fn shortage_worth(
     slots: u32,
     latency: f64,
 ) -> f64 {
-    let with_ready = if ready == 0 {
-        0.0
-    } else {
-        attainment(load, ready, slots, latency)
-    };
-    let one_fewer = attainment(load, needed - 1, slots, latency);
+    let [with_ready, one_fewer] = attainments(load, [ready, needed - 1], slots, latency);
     let marginal = predicted - one_fewer;
     if marginal <= 0.0 {
         return 0.0;

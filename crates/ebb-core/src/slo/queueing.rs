@@ -399,6 +399,27 @@ pub fn attainment(load: &Load, replicas: u32, slots: u32, latency: f64) -> f64 {
     predict(within, wait, &shape, &PenaltyGrid::new(latency, load))
 }
 
+/// [`attainment`] at several replica counts, building the integration grid once.
+pub fn attainments<const N: usize>(
+    load: &Load,
+    counts: [u32; N],
+    slots: u32,
+    latency: f64,
+) -> [f64; N] {
+    let within = service_within(latency, load.service_mean, load.shape_scv);
+    if load.rate <= 0.0 {
+        return [within; N];
+    }
+    let grid = PenaltyGrid::new(latency, load);
+    counts.map(|replicas| {
+        let wait = erlang_c(replicas.saturating_mul(slots), load.offered());
+        if wait >= 1.0 || replicas == 0 {
+            return 0.0;
+        }
+        predict(within, wait, &WaitShape::new(load, replicas, slots), &grid)
+    })
+}
+
 /// `F_S(T) - C(c, a) E[P(W > T - S | W > 0); S < T]` from its parts (`wait < 1`).
 fn predict(within: f64, wait: f64, shape: &WaitShape, grid: &PenaltyGrid) -> f64 {
     if wait <= 0.0 {
