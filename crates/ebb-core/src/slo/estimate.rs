@@ -3,7 +3,7 @@
 //! service time's mean and variance, and the cold start actually measured.
 
 use super::forecast::{Forecaster, Smoothing};
-use super::queueing::{mean_queue, normal_cdf, Load};
+use super::queueing::{lognormal_params, mean_queue, normal_cdf, Load};
 use crate::observation::{is_usable, Pod, TrafficSample, WithinLatency};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -145,10 +145,8 @@ impl ColdStarts {
                 continue;
             }
             newest = newest.max(ready_at);
-            self.add(
-                ready_at.seconds_since(started),
-                (ready_at.seconds_since(started), 0.0),
-            );
+            let seconds = ready_at.seconds_since(started);
+            self.add(seconds, (seconds, seconds * seconds));
         }
         self.ready_watermark = Some(newest);
         // After those measured now, so that a start cut short is expected beyond them.
@@ -169,8 +167,16 @@ impl ColdStarts {
             !removed && here.is_some_and(|p| !p.ready)
         });
         for p in pods.iter().filter(|p| !p.ready && !p.deleting) {
-            if let Some(started) = p.started_at.filter(|&at| at <= now) {
-                self.starting.insert(p.name.clone(), (started, now));
+            let Some(started) = p.started_at.filter(|&at| at <= now) else {
+                continue;
+            };
+            // Every decision sees the starting pods again: update in place, without a copy
+            // of the name.
+            match self.starting.get_mut(&p.name) {
+                Some(seen) => *seen = (started, now),
+                None => {
+                    self.starting.insert(p.name.clone(), (started, now));
+                }
             }
         }
         for (started, last_seen) in gone {
@@ -192,9 +198,8 @@ impl ColdStarts {
             let t = c.max(mean);
             return (t, t * t);
         }
-        let s2 = (1.0 + (sd / mean).powi(2)).ln();
-        let s = s2.sqrt();
-        let m = mean.ln() - s2 / 2.0;
+        let (m, s) = lognormal_params(mean, (sd / mean).powi(2));
+        let s2 = s * s;
         let a = (c.ln() - m) / s;
         let tail = normal_cdf(-a);
         if tail < 1e-12 {
@@ -205,13 +210,12 @@ impl ColdStarts {
         (first.max(c), second.max(c * c))
     }
 
-    /// Counts one cold start of `seconds` (with the moments it adds, which differ from
-    /// `seconds` only for one cut short).
+    /// Counts one cold start that took (or, cut short, had taken) `seconds`, with the first
+    /// and second moments it adds: `seconds` and its square for one measured to the end.
     fn add(&mut self, seconds: f64, (first, second): (f64, f64)) {
         if !(0.0..=COLD_START_CEILING_SECONDS).contains(&seconds) {
             return;
         }
-        let second = if second > 0.0 { second } else { first * first };
         self.cold_starts = self.cold_starts.saturating_add(1);
         let weight = (1.0 / f64::from(self.cold_starts)).max(1.0 / COLD_START_WINDOW);
         self.cold_start_mean = Some(ewma(self.cold_start_mean, first, weight));

@@ -13,7 +13,7 @@
 //! are the marginal replica's, several times the missing count for a step that leaves the
 //! ready replicas overwhelmed (as Knative's panic mode does, but sized).
 
-use super::queueing::normal_quantile;
+use super::queueing::{lognormal_params, normal_quantile};
 
 /// The most replicas started per missing one.
 const MOST_PER_MISSING: u32 = 8;
@@ -25,8 +25,7 @@ pub fn extra_starts(missing: u32, worth: f64, mean: f64, sd: f64, room: u32) -> 
     if missing == 0 || ![worth, mean, sd].iter().all(|&v| v > 0.0) {
         return 0;
     }
-    let sigma = (1.0 + (sd / mean).powi(2)).ln().sqrt();
-    let mu = mean.ln() - sigma * sigma / 2.0;
+    let (mu, sigma) = lognormal_params(mean, (sd / mean).powi(2));
     let kth_ready = |started: u32| {
         let p = (f64::from(missing) - 0.375) / (f64::from(started) + 0.25);
         (mu + sigma * normal_quantile(p)).exp()

@@ -84,7 +84,7 @@ fn erlang_c_from_b(b: f64, servers: u32, offered: f64) -> f64 {
 
 /// The lognormal with a given mean and squared coefficient of variation, as `(mu, sigma)` of
 /// `ln S`.
-fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
+pub(crate) fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
     let sigma2 = (1.0 + scv.max(0.0)).ln();
     (mean.ln() - sigma2 / 2.0, sigma2.sqrt())
 }
@@ -387,16 +387,8 @@ impl PenaltyGrid {
 
 /// Predicted share of requests within `latency` seconds at `replicas` replicas.
 pub fn attainment(load: &Load, replicas: u32, slots: u32, latency: f64) -> f64 {
-    let within = service_within(latency, load.service_mean, load.shape_scv);
-    if load.rate <= 0.0 {
-        return within;
-    }
-    let wait = erlang_c(replicas.saturating_mul(slots), load.offered());
-    if wait >= 1.0 || replicas == 0 {
-        return 0.0;
-    }
-    let shape = WaitShape::new(load, replicas, slots);
-    predict(within, wait, &shape, &PenaltyGrid::new(latency, load))
+    let [predicted] = attainments(load, [replicas], slots, latency);
+    predicted
 }
 
 /// [`attainment`] at several replica counts, building the integration grid once.
