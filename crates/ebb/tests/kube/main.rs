@@ -453,13 +453,20 @@ async fn a_decode_pool_follows_its_prefill_pool_through_the_ratio_guard() {
         },
     )
     .await;
-    let d = autoscaler(&client, &ns, "decode").await.expect("decode");
-    let st = d.status.expect("status");
-    assert_eq!(
-        st.pool.map(|p| p.own_replicas),
-        Some(1),
-        "its own policy wants 1"
-    );
+    // The scale is written before the status of the same pass, so the status may lag the
+    // replica count by one write: wait for it rather than read it once.
+    wait(
+        Duration::from_secs(10),
+        "decode's status: its own policy wants 1",
+        || async {
+            autoscaler(&client, &ns, "decode")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|s| s.pool)
+                .is_some_and(|p| p.own_replicas == 1)
+        },
+    )
+    .await;
     let raised = "decode pool raised from 1 to 4 replicas: the other pool wants 4, and decode replicas per prefill replica stay within 1-4";
     wait(Duration::from_secs(10), "the guard's reason", || async {
         autoscaler(&client, &ns, "decode")
@@ -469,11 +476,18 @@ async fn a_decode_pool_follows_its_prefill_pool_through_the_ratio_guard() {
     })
     .await;
     // The prefill pool was never raised for decode's sake: its status says its own count.
-    let pf = autoscaler(&client, &ns, "prefill").await.expect("prefill");
-    assert_eq!(
-        pf.status.and_then(|s| s.pool).map(|p| p.own_replicas),
-        Some(4)
-    );
+    wait(
+        Duration::from_secs(10),
+        "prefill's status: its own 4",
+        || async {
+            autoscaler(&client, &ns, "prefill")
+                .await
+                .and_then(|a| a.status)
+                .and_then(|s| s.pool)
+                .is_some_and(|p| p.own_replicas == 4)
+        },
+    )
+    .await;
     prefill.set_load(1.0);
     wait(Duration::from_secs(40), "both back to 1", || async {
         replicas(&client, &ns, "prefill").await == 1 && replicas(&client, &ns, "decode").await == 1
