@@ -219,12 +219,18 @@ impl Builder {
 /// Decides the desired replicas for one target. Pure: the same inputs give the same decision.
 /// The stages run in the order the module documentation gives.
 pub fn decide(policy: &Policy, obs: &Observation, state: &State, now: Time) -> Decision {
+    decide_from(policy, obs, state.clone(), now)
+}
+
+/// [`decide`] from a state the caller gives up (the [`crate::Scaler`]'s own): the decision's
+/// state is that one carried forward, with no copy of the history made.
+pub(crate) fn decide_from(policy: &Policy, obs: &Observation, state: State, now: Time) -> Decision {
     let mut b = Builder {
         now,
         current: obs.current_replicas,
         proposals: Vec::new(),
         reasons: Vec::new(),
-        state: state.clone(),
+        state,
         panic: false,
         schedule_floor: 0,
     };

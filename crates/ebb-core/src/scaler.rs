@@ -6,7 +6,8 @@
 //! kept whether or not it was carried out, and a scale event counts against the rate
 //! policies only for the replicas the driver says it actually reached.
 
-use crate::{decide, Decision, Observation, Policy, State, Time};
+use crate::decide::decide_from;
+use crate::{Decision, Observation, Policy, State, Time};
 
 /// A decision waiting to be carried out: the count it started from.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +62,7 @@ impl Scaler {
     /// [`applied`](Self::applied); one not carried out before the next `decide` records no
     /// scale event.
     pub fn decide(&mut self, obs: &Observation, now: Time) -> Decision {
-        let d = decide(&self.policy, obs, &self.state, now);
+        let d = decide_from(&self.policy, obs, std::mem::take(&mut self.state), now);
         self.state = d.state.clone();
         self.pending = (d.desired_replicas != d.current_replicas).then_some(Pending {
             from: d.current_replicas,

@@ -86,14 +86,15 @@ fn for_recurring_burst(
 /// `ready` replicas instead of `needed`, over those the last replica needed avoids (the price
 /// of a miss the target sets in steady state).
 fn shortage_worth(
-    load: &Load,
+    state: &mut SloState,
+    sized: &Sized,
     ready: u32,
-    needed: u32,
     predicted: f64,
-    slots: u32,
-    latency: f64,
+    slo: &Slo,
 ) -> f64 {
-    let [with_ready, one_fewer] = attainments(load, [ready, needed - 1], slots, latency);
+    let counts = [ready, sized.needed - 1];
+    let (slots, latency) = (slo.slots_per_replica, slo.latency_seconds);
+    let [with_ready, one_fewer] = attainments(&sized.load, counts, slots, latency, &mut state.grid);
     let marginal = predicted - one_fewer;
     if marginal <= 0.0 {
         return 0.0;
@@ -106,7 +107,7 @@ fn shortage_worth(
 /// than the last replica needed avoids.
 fn extra_starts(
     tuning: &Tuning,
-    state: &SloState,
+    state: &mut SloState,
     sized: &Sized,
     ready: u32,
     predicted: f64,
@@ -114,17 +115,15 @@ fn extra_starts(
     cold_start: f64,
 ) -> u32 {
     let missing = sized.needed - ready;
-    let worth = shortage_worth(
-        &sized.load,
-        ready,
-        sized.needed,
-        predicted,
-        slo.slots_per_replica,
-        slo.latency_seconds,
-    );
+    let least = (f64::from(missing) * tuning.hedge).floor() as u32;
     let (mean, sd) = state.cold_start().unwrap_or((cold_start, 0.0));
     let room = sized.max_replicas.saturating_sub(sized.needed);
-    let least = (f64::from(missing) * tuning.hedge).floor() as u32;
+    if sd <= 0.0 || room == 0 {
+        // Cold starts that do not vary (or no room) make no extra worth its cost: the
+        // shortage need not be priced.
+        return least;
+    }
+    let worth = shortage_worth(state, sized, ready, predicted, slo);
     super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
 }
 

@@ -366,6 +366,18 @@ impl PenaltyGrid {
             && (load.shape_scv - shape).abs() < 0.005 * shape.max(0.01)
     }
 
+    /// The grid in `cache` when it fits `latency` and `load`, else a new one kept there.
+    fn cached<'c>(
+        cache: &'c mut Option<PenaltyGrid>,
+        latency: f64,
+        load: &Load,
+    ) -> &'c PenaltyGrid {
+        if cache.as_ref().is_some_and(|g| !g.fits(latency, load)) {
+            *cache = None;
+        }
+        cache.get_or_insert_with(|| PenaltyGrid::new(latency, load))
+    }
+
     fn new(latency: f64, load: &Load) -> PenaltyGrid {
         let key = (latency, load.service_mean, load.service_scv, load.shape_scv);
         let residual = residual_of(load);
@@ -387,22 +399,24 @@ impl PenaltyGrid {
 
 /// Predicted share of requests within `latency` seconds at `replicas` replicas.
 pub fn attainment(load: &Load, replicas: u32, slots: u32, latency: f64) -> f64 {
-    let [predicted] = attainments(load, [replicas], slots, latency);
+    let [predicted] = attainments(load, [replicas], slots, latency, &mut None);
     predicted
 }
 
-/// [`attainment`] at several replica counts, building the integration grid once.
+/// [`attainment`] at several replica counts, with the integration grid kept in `cache` (as
+/// [`replicas_for_cached`] keeps it: built once, reused while the service time holds).
 pub fn attainments<const N: usize>(
     load: &Load,
     counts: [u32; N],
     slots: u32,
     latency: f64,
+    cache: &mut Option<PenaltyGrid>,
 ) -> [f64; N] {
     let within = service_within(latency, load.service_mean, load.shape_scv);
     if load.rate <= 0.0 {
         return [within; N];
     }
-    let grid = PenaltyGrid::new(latency, load);
+    let grid = PenaltyGrid::cached(cache, latency, load);
     counts.map(|replicas| {
         let wait = erlang_c(replicas.saturating_mul(slots), load.offered());
         if wait >= 1.0 || replicas == 0 {
@@ -452,9 +466,6 @@ pub fn replicas_for_cached(
         ((offered / f64::from(slots)).floor() as u64 + 1).clamp(1, u64::from(max.max(1))) as u32;
     let mut b = 1.0;
     let mut k = 0u32;
-    if cache.as_ref().is_some_and(|g| !g.fits(latency, load)) {
-        *cache = None;
-    }
     let bounds = Bounds::new(load, latency);
     loop {
         let servers = n.saturating_mul(slots);
@@ -475,7 +486,7 @@ pub fn replicas_for_cached(
                 n += 1;
                 continue;
             }
-            let grid = cache.get_or_insert_with(|| PenaltyGrid::new(latency, load));
+            let grid = PenaltyGrid::cached(cache, latency, load);
             let predicted = predict(bounds.within, wait, &shape, grid);
             if bounds.surely_meets(&shape, latency, wait, target) {
                 // Met for sure; the integral (cheap with the grid kept) gives the prediction.
