@@ -42,9 +42,23 @@ pub struct Normalized {
 /// scale events; the returned [`Normalized::recommendations`] is the history to keep next
 /// (pruned to what the windows can see, with this recommendation added).
 pub fn normalize(input: &NormalizeInput<'_>, history: &State) -> Normalized {
+    normalize_with(input, history, history.recommendations.clone())
+}
+
+/// [`normalize`] on a decision's own state: its recommendations are pruned in place rather
+/// than copied (the history is the largest part of the state).
+pub fn normalize_owned(input: &NormalizeInput<'_>, state: &mut State) -> Normalized {
+    let recommendations = std::mem::take(&mut state.recommendations);
+    normalize_with(input, state, recommendations)
+}
+
+fn normalize_with(
+    input: &NormalizeInput<'_>,
+    state: &State,
+    recommendations: Vec<Recommendation>,
+) -> Normalized {
     let mut reasons = Vec::new();
-    let (stabilized, recommendations) = stabilize(input, &history.recommendations);
-    let state = history;
+    let (stabilized, recommendations) = stabilize(input, recommendations);
     if stabilized != input.recommendation {
         let reason = if input.recommendation >= input.current_replicas {
             Reason::ScaleUpStabilized {
@@ -70,7 +84,10 @@ pub fn normalize(input: &NormalizeInput<'_>, history: &State) -> Normalized {
 }
 
 /// The stabilization step alone: the stabilized count and the history to keep.
-fn stabilize(input: &NormalizeInput<'_>, history: &[Recommendation]) -> (u32, Vec<Recommendation>) {
+fn stabilize(
+    input: &NormalizeInput<'_>,
+    mut history: Vec<Recommendation>,
+) -> (u32, Vec<Recommendation>) {
     let up_window_ms = i64::from(input.behavior.scale_up.stabilization_window_seconds) * 1000;
     let down_window_ms = i64::from(input.behavior.scale_down.stabilization_window_seconds) * 1000;
     let up_cutoff = input.now.minus_millis(up_window_ms);
@@ -79,11 +96,7 @@ fn stabilize(input: &NormalizeInput<'_>, history: &[Recommendation]) -> (u32, Ve
     let mut up_recommendation = input.recommendation;
     let mut down_recommendation = input.recommendation;
     let oldest_cutoff = up_cutoff.min(down_cutoff);
-    let mut kept = Vec::with_capacity(history.len() + 1);
-    for rec in history {
-        if rec.at > oldest_cutoff {
-            kept.push(*rec);
-        }
+    for rec in &history {
         if rec.at > up_cutoff {
             up_recommendation = up_recommendation.min(rec.replicas);
         }
@@ -99,11 +112,12 @@ fn stabilize(input: &NormalizeInput<'_>, history: &[Recommendation]) -> (u32, Ve
         stabilized = down_recommendation;
     }
 
-    kept.push(Recommendation {
+    history.retain(|rec| rec.at > oldest_cutoff);
+    history.push(Recommendation {
         at: input.now,
         replicas: input.recommendation,
     });
-    (stabilized, kept)
+    (stabilized, history)
 }
 
 /// Replicas changed by events within `period_seconds` before `now` (strictly after the cutoff).

@@ -765,7 +765,7 @@ fn apply_behaviors(policy: &Policy, recommendation: u32, b: &mut Builder) -> (u3
         recommendation,
         now: b.now,
     };
-    let normalized = behavior::normalize(&input, &b.state);
+    let normalized = behavior::normalize_owned(&input, &mut b.state);
     b.state.recommendations = normalized.recommendations;
     b.reasons.extend(normalized.reasons);
     (normalized.desired, normalized.limit)
