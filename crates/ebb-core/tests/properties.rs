@@ -343,3 +343,42 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// `decide` prunes its own state's recommendations in place (`normalize_owned`); the
+    /// conformance cases read `normalize` on a borrowed state. Both are one computation.
+    #[test]
+    fn normalizing_in_place_equals_normalizing_a_borrowed_state(
+        history in prop::collection::vec((0i64..1000, 0u32..40), 0..40),
+        (up, down) in (0u32..600, 0u32..600),
+        (current, recommendation) in (0u32..40, 0u32..40),
+        (events_up, events_down) in (prop::collection::vec((0i64..1000, 1u32..5), 0..5), prop::collection::vec((0i64..1000, 1u32..5), 0..5)),
+    ) {
+        use ebb_core::behavior::{normalize, normalize_owned, NormalizeInput};
+        let mut behavior = ebb_core::policy::Behavior::default();
+        behavior.scale_up.stabilization_window_seconds = up;
+        behavior.scale_down.stabilization_window_seconds = down;
+        let events = |e: &[(i64, u32)]| e.iter().map(|(s, c)| state::ScaleEvent { at: t(*s), change: *c }).collect();
+        let state = State {
+            recommendations: history.iter().map(|(s, r)| state::Recommendation { at: t(*s), replicas: *r }).collect(),
+            scale_up_events: events(&events_up),
+            scale_down_events: events(&events_down),
+            ..Default::default()
+        };
+        let input = NormalizeInput {
+            behavior: &behavior,
+            min_replicas: 1,
+            max_replicas: 40,
+            current_replicas: current,
+            recommendation,
+            now: t(1000),
+        };
+        let borrowed = normalize(&input, &state);
+        let mut own = state.clone();
+        let owned = normalize_owned(&input, &mut own);
+        prop_assert_eq!(&borrowed, &owned);
+        prop_assert!(own.recommendations.is_empty(), "taken into the result");
+    }
+}

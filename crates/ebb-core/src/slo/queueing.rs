@@ -422,7 +422,7 @@ pub fn attainments<const N: usize>(
         if wait >= 1.0 || replicas == 0 {
             return 0.0;
         }
-        predict(within, wait, &WaitShape::new(load, replicas, slots), &grid)
+        predict(within, wait, &WaitShape::new(load, replicas, slots), grid)
     })
 }
 
