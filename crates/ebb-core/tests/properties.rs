@@ -382,3 +382,29 @@ proptest! {
         prop_assert!(own.recommendations.is_empty(), "taken into the result");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The keep-through-a-dip memory drops proposals that a later, higher one outlives; its
+    /// maximum is still that of the memory that keeps every proposal within the window,
+    /// whatever the window does from one decision to the next (it follows the measured cold
+    /// start; a proposal once outside it is forgotten by both).
+    #[test]
+    fn the_dip_memory_keeps_the_maximum_of_its_window(
+        steps in prop::collection::vec((0i64..3000, 0u32..12, 1i64..30_000), 1..80),
+    ) {
+        use ebb_core::slo::estimate::RecentProposals;
+        let mut memory = RecentProposals::default();
+        let mut all: Vec<(i64, u32)> = Vec::new();
+        let mut now = 0i64;
+        for (gap, proposal, keep_ms) in steps {
+            now += gap;
+            let got = memory.remember(proposal, t(0).plus_millis(now), keep_ms);
+            all.retain(|(at, _)| now - at < keep_ms);
+            all.push((now, proposal));
+            let want = all.iter().map(|r| r.1).max();
+            prop_assert_eq!(Some(got), want);
+        }
+    }
+}

@@ -465,8 +465,16 @@ pub struct RecentProposals(pub Vec<(Time, u32)>);
 
 impl RecentProposals {
     /// Records a proposal and returns the highest one within the last `keep_ms`.
+    ///
+    /// An earlier proposal no higher than a later one never decides a maximum again (the
+    /// later one is in every window the earlier is in, whatever `keep_ms` becomes), so it is
+    /// dropped: the memory holds a falling sequence, a few entries rather than one a second
+    /// (the state is copied every decision and written to the controller's status).
     pub fn remember(&mut self, proposal: u32, now: Time, keep_ms: i64) -> u32 {
         self.0.retain(|(at, _)| now.millis_since(*at) < keep_ms);
+        while self.0.last().is_some_and(|&(_, r)| r <= proposal) {
+            self.0.pop();
+        }
         self.0.push((now, proposal));
         self.0.iter().map(|r| r.1).max().unwrap_or(proposal)
     }
