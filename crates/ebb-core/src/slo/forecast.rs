@@ -13,6 +13,7 @@
 
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Buckets per seasonal period.
 pub const SEASON_BUCKETS: usize = 96;
@@ -46,15 +47,23 @@ pub struct Forecaster {
     pub at: Option<Time>,
     /// When it started (the seasonal clock's origin is the driver's epoch).
     pub since: Option<Time>,
-    /// Seasonal offsets per bucket, req/s; empty until a whole period was seen.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub season: Vec<f64>,
-    /// While learning the first period: per-bucket sums and weights of the rate.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub learning: Vec<[f64; 2]>,
-    /// The bucket being filled and its sum and weight (after the first period).
+    /// Seasonal offsets per bucket, req/s; empty until a whole period was seen. Shared
+    /// between copies of the state and written only when a bucket closes, so a decision
+    /// copies a pointer, not the period.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub season: Arc<Vec<f64>>,
+    /// While learning the first period: per-bucket sums and weights of the rate (shared and
+    /// written as `season` is).
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub learning: Arc<Vec<[f64; 2]>>,
+    /// The bucket being filled and its sum and weight: of the rate during the first period,
+    /// of its difference from the level after it.
     #[serde(default)]
     pub open_bucket: Option<(i64, f64, f64)>,
+}
+
+fn is_empty<T>(v: &Arc<Vec<T>>) -> bool {
+    v.is_empty()
 }
 
 /// The longest the level's time constant gets, seconds.
@@ -114,34 +123,45 @@ impl Forecaster {
     }
 
     fn learn_season(&mut self, rate: f64, at: Time, dt: f64, s: &Smoothing) {
-        let (absolute, index) = bucket_of(at, s.season_seconds);
-        let since = self.since.unwrap_or(at);
-        if self.season.is_empty() {
-            if self.learning.len() != SEASON_BUCKETS {
-                self.learning = vec![[0.0, 0.0]; SEASON_BUCKETS];
-            }
-            self.learning[index][0] += rate * dt;
-            self.learning[index][1] += dt;
-            if at.millis_since(since) as f64 >= s.season_seconds * 1000.0 {
-                self.finish_first_period();
-            }
-            return;
-        }
+        let (absolute, _) = bucket_of(at, s.season_seconds);
+        let learning = self.season.is_empty();
+        let value = if learning { rate } else { rate - self.level };
         match &mut self.open_bucket {
             Some((b, sum, weight)) if *b == absolute => {
-                *sum += (rate - self.level) * dt;
+                *sum += value * dt;
                 *weight += dt;
             }
             open => {
-                if let Some((b, sum, weight)) = open.take() {
-                    if weight > 0.0 {
-                        let i = b.rem_euclid(SEASON_BUCKETS as i64) as usize;
-                        let w = s.season_weight;
-                        self.season[i] = w * (sum / weight) + (1.0 - w) * self.season[i];
-                    }
+                let closed = open.replace((absolute, value * dt, dt));
+                if let Some(closed) = closed {
+                    self.close_bucket(closed, s);
                 }
-                *open = Some((absolute, (rate - self.level) * dt, dt));
             }
+        }
+        let since = self.since.unwrap_or(at);
+        if learning && at.millis_since(since) as f64 >= s.season_seconds * 1000.0 {
+            if let Some(open) = self.open_bucket.take() {
+                self.close_bucket(open, s);
+            }
+            self.finish_first_period();
+        }
+    }
+
+    /// Adds a closed bucket's sum and weight: to the first period's sums while learning it,
+    /// else to the season with weight `season_weight`.
+    fn close_bucket(&mut self, (bucket, sum, weight): (i64, f64, f64), s: &Smoothing) {
+        let i = bucket.rem_euclid(SEASON_BUCKETS as i64) as usize;
+        if self.season.is_empty() {
+            let learning = Arc::make_mut(&mut self.learning);
+            if learning.len() != SEASON_BUCKETS {
+                *learning = vec![[0.0, 0.0]; SEASON_BUCKETS];
+            }
+            learning[i][0] += sum;
+            learning[i][1] += weight;
+        } else if weight > 0.0 {
+            let w = s.season_weight;
+            let season = Arc::make_mut(&mut self.season);
+            season[i] = w * (sum / weight) + (1.0 - w) * season[i];
         }
     }
 
@@ -151,12 +171,13 @@ impl Forecaster {
             .iter()
             .fold((0.0, 0.0), |(t, w), b| (t + b[0], w + b[1]));
         let mean = if weight > 0.0 { total / weight } else { 0.0 };
-        self.season = self
-            .learning
-            .iter()
-            .map(|b| if b[1] > 0.0 { b[0] / b[1] - mean } else { 0.0 })
-            .collect();
-        self.learning.clear();
+        self.season = Arc::new(
+            self.learning
+                .iter()
+                .map(|b| if b[1] > 0.0 { b[0] / b[1] - mean } else { 0.0 })
+                .collect(),
+        );
+        self.learning = Arc::default();
         // The level carried the season so far: take it out from here on.
         self.level = mean.max(0.0);
     }
@@ -235,6 +256,39 @@ mod tests {
             "seasonal error {err_with} of {target}"
         );
         assert!(err_with < err_without, "{err_with} vs {err_without}");
+    }
+
+    #[test]
+    fn a_copy_shares_the_period_until_a_bucket_closes() {
+        // A 96-second "day": one-second buckets, so every sample closes one.
+        let s = smoothing(96.0);
+        let mut f = Forecaster::default();
+        for t in 0..200 {
+            f.observe(
+                50.0 + f64::from(t % 7),
+                Time::from_secs(i64::from(t)),
+                1.0,
+                &s,
+            );
+        }
+        assert_eq!(f.season.len(), SEASON_BUCKETS);
+        let copy = f.clone();
+        assert!(Arc::ptr_eq(&copy.season, &f.season), "a copy is a pointer");
+        f.observe(80.0, Time::from_secs(200), 1.0, &s);
+        f.observe(80.0, Time::from_secs(201), 1.0, &s);
+        assert!(!Arc::ptr_eq(&copy.season, &f.season), "written on its own");
+        assert_ne!(copy.season, f.season);
+        // The state a status holds reads back, the shared vectors as plain arrays.
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"season\":["));
+        let back: Forecaster = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.season.len(), SEASON_BUCKETS);
+        let close = |a: &f64, b: &f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        assert!(back
+            .season
+            .iter()
+            .zip(f.season.iter())
+            .all(|(a, b)| close(a, b)));
     }
 
     #[test]
