@@ -409,6 +409,20 @@ async fn a_schedule_raises_the_floor_ahead_of_its_start_and_lets_go_at_its_end()
     drop(ctl);
 }
 
+/// Waits for the pool Autoscaler `name`'s status to say its own policy wants `own` replicas
+/// (before the other pool's guard).
+async fn wait_own_replicas(client: &kube::Client, ns: &str, name: &str, own: u32) {
+    let what = format!("{name}'s status: its own policy wants {own}");
+    wait(Duration::from_secs(10), &what, || async {
+        autoscaler(client, ns, name)
+            .await
+            .and_then(|a| a.status)
+            .and_then(|s| s.pool)
+            .is_some_and(|p| p.own_replicas == own)
+    })
+    .await;
+}
+
 /// Disaggregated serving: two Autoscalers, one per pool, paired by `spec.pool`. The prefill
 /// pool scales on its traffic (14 in flight at 4 a replica: 4); the decode pool's own traffic
 /// asks for its floor of 1, and its guard raises it to one decode replica per prefill replica,
@@ -455,18 +469,7 @@ async fn a_decode_pool_follows_its_prefill_pool_through_the_ratio_guard() {
     .await;
     // The scale is written before the status of the same pass, so the status may lag the
     // replica count by one write: wait for it rather than read it once.
-    wait(
-        Duration::from_secs(10),
-        "decode's status: its own policy wants 1",
-        || async {
-            autoscaler(&client, &ns, "decode")
-                .await
-                .and_then(|a| a.status)
-                .and_then(|s| s.pool)
-                .is_some_and(|p| p.own_replicas == 1)
-        },
-    )
-    .await;
+    wait_own_replicas(&client, &ns, "decode", 1).await;
     let raised = "decode pool raised from 1 to 4 replicas: the other pool wants 4, and decode replicas per prefill replica stay within 1-4";
     wait(Duration::from_secs(10), "the guard's reason", || async {
         autoscaler(&client, &ns, "decode")
@@ -476,18 +479,7 @@ async fn a_decode_pool_follows_its_prefill_pool_through_the_ratio_guard() {
     })
     .await;
     // The prefill pool was never raised for decode's sake: its status says its own count.
-    wait(
-        Duration::from_secs(10),
-        "prefill's status: its own 4",
-        || async {
-            autoscaler(&client, &ns, "prefill")
-                .await
-                .and_then(|a| a.status)
-                .and_then(|s| s.pool)
-                .is_some_and(|p| p.own_replicas == 4)
-        },
-    )
-    .await;
+    wait_own_replicas(&client, &ns, "prefill", 4).await;
     prefill.set_load(1.0);
     wait(Duration::from_secs(40), "both back to 1", || async {
         replicas(&client, &ns, "prefill").await == 1 && replicas(&client, &ns, "decode").await == 1
