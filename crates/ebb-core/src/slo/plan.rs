@@ -3,7 +3,9 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
-use super::queueing::{attainments, replicas_for_cached, scv_for_within, service_within, Load};
+use super::queueing::{
+    attainments, replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid,
+};
 use super::recurrence::Due;
 use crate::observation::{is_fresh, Observation};
 use crate::policy::{Slo, Tuning};
@@ -86,7 +88,7 @@ fn for_recurring_burst(
 /// `ready` replicas instead of `needed`, over those the last replica needed avoids (the price
 /// of a miss the target sets in steady state).
 fn shortage_worth(
-    state: &mut SloState,
+    grid: &mut Option<PenaltyGrid>,
     sized: &Sized,
     ready: u32,
     predicted: f64,
@@ -94,7 +96,7 @@ fn shortage_worth(
 ) -> f64 {
     let counts = [ready, sized.needed - 1];
     let (slots, latency) = (slo.slots_per_replica, slo.latency_seconds);
-    let [with_ready, one_fewer] = attainments(&sized.load, counts, slots, latency, &mut state.grid);
+    let [with_ready, one_fewer] = attainments(&sized.load, counts, slots, latency, grid);
     let marginal = predicted - one_fewer;
     if marginal <= 0.0 {
         return 0.0;
@@ -123,7 +125,7 @@ fn extra_starts(
         // shortage need not be priced.
         return least;
     }
-    let worth = shortage_worth(state, sized, ready, predicted, slo);
+    let worth = shortage_worth(&mut state.grid, sized, ready, predicted, slo);
     super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
 }
 
