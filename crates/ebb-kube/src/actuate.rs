@@ -100,16 +100,16 @@ pub fn retryable(e: &kube::Error) -> bool {
 }
 
 /// Runs `op` up to 5 times, 100 ms apart and doubling, while it fails with a retryable error.
-pub async fn with_backoff<F, Fut>(mut op: F) -> Result<(), kube::Error>
+pub async fn with_backoff<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
     let mut delay = Duration::from_millis(100);
     let mut tries = 0;
     loop {
         match op().await {
-            Ok(()) => return Ok(()),
+            Ok(done) => return Ok(done),
             Err(e) if retryable(&e) && tries < 4 => {
                 tries += 1;
                 tracing::debug!(error = %e, "retrying after {delay:?}");

@@ -146,17 +146,12 @@ pub async fn run(client: kube::Client, e: Election, leading: watch::Sender<bool>
 
 /// Gives the lease up if `identity` holds it (on a graceful stop), so that another replica
 /// takes over at its next poll instead of after the lease expires. A renewal still in flight
-/// when the stop came can land between the read and the write: on that conflict the lease is
-/// read again (a few times) rather than left to expire.
+/// when the stop came can land between the read and the write: on that conflict (or another
+/// retryable error) the lease is read again with the controller's usual backoff
+/// (`actuate::with_backoff`) rather than left to expire.
 pub async fn release(client: kube::Client, e: &Election) -> Result<bool, kube::Error> {
     let api: Api<Lease> = Api::namespaced(client, &e.namespace);
-    let mut attempt = 0;
-    loop {
-        match release_once(&api, e).await {
-            Err(kube::Error::Api(ae)) if ae.code == 409 && attempt < 3 => attempt += 1,
-            other => return other,
-        }
-    }
+    crate::actuate::with_backoff(|| release_once(&api, e)).await
 }
 
 async fn release_once(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> {
