@@ -30,6 +30,30 @@ metrics:
   external: {metric: {name: queue}, target: {type: AverageValue, averageValue: "30"}}
 "#;
 
+/// Recommendations made once a second for 300 s, moving between 4 and 8, as the core keeps
+/// them: oldest first, and pruned by a normalization under HPA's default windows to those that
+/// can still bound a decision (`behavior::normalize` keeps no other).
+fn history(now: Time) -> Vec<Recommendation> {
+    let made = |s: i64| Recommendation {
+        at: now.minus_millis(s * 1000),
+        replicas: (PODS as i64 + (s % 5) - 2) as u32,
+    };
+    let state = State {
+        recommendations: (2..=301).rev().map(made).collect(),
+        ..Default::default()
+    };
+    let behavior = ebb_core::policy::Behavior::default();
+    let input = ebb_core::behavior::NormalizeInput {
+        behavior: &behavior,
+        min_replicas: 1,
+        max_replicas: 50,
+        current_replicas: PODS as u32,
+        recommendation: made(1).replicas,
+        now: made(1).at,
+    };
+    ebb_core::behavior::normalize(&input, &state).recommendations
+}
+
 fn target(i: usize, now: Time) -> (Observation, State) {
     let load = 5.0 + (i % 17) as f64;
     let per_pod = |name: &str, scale: f64| MetricObservation {
@@ -71,12 +95,7 @@ fn target(i: usize, now: Time) -> (Observation, State) {
         ..Default::default()
     };
     let state = State {
-        recommendations: (1..=300)
-            .map(|s| Recommendation {
-                at: now.minus_millis(s * 1000),
-                replicas: (PODS as i64 + (s % 5) - 2) as u32,
-            })
-            .collect(),
+        recommendations: history(now),
         scale_up_events: vec![ScaleEvent {
             at: now.minus_millis(10_000),
             change: 1,
@@ -101,7 +120,9 @@ fn slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
     .expect("benchmark SLO policy");
     let targets = (0..TARGETS)
         .map(|i| {
-            let (mut obs, mut state) = target(i, now);
+            // The history ends before the two minutes of warm-up decisions begin.
+            let (mut obs, _) = target(i, now);
+            let (_, mut state) = target(i, now.minus_millis(121_000));
             let rate = 100.0 + (i % 200) as f64;
             let sample = |s: i64| TrafficSample {
                 at: now.minus_millis(s * 1000),
@@ -140,7 +161,9 @@ fn llm_slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
     .expect("benchmark LLM SLO policy");
     let targets = (0..TARGETS)
         .map(|i| {
-            let (mut obs, mut state) = target(i, now);
+            // The history ends before the five minutes of warm-up decisions begin.
+            let (mut obs, _) = target(i, now);
+            let (_, mut state) = target(i, now.minus_millis(301_000));
             let replicas = obs.current_replicas.max(1);
             let sample = |s: i64| {
                 let work = 4_000.0 + 3_000.0 * ((s + i as i64) as f64 / 15.0).sin();

@@ -40,7 +40,8 @@ pub struct Normalized {
 
 /// Applies stabilization then rate limits. `history` supplies the past recommendations and
 /// scale events; the returned [`Normalized::recommendations`] is the history to keep next
-/// (pruned to what the windows can see, with this recommendation added).
+/// (pruned to what the windows can see and can still bound a decision, with this
+/// recommendation added).
 pub fn normalize(input: &NormalizeInput<'_>, history: &State) -> Normalized {
     normalize_with(input, history, history.recommendations.clone())
 }
@@ -117,7 +118,34 @@ fn stabilize(
         at: input.now,
         replicas: input.recommendation,
     });
+    drop_dominated(&mut history);
     (stabilized, history)
+}
+
+/// Drops the recommendations that can never bound a decision again, whatever the windows
+/// become: one with a later recommendation at or above it (which outlives it in every window
+/// a maximum is taken over) and a later one at or below it (likewise for a minimum).
+///
+/// Both windows end at the decision, so the stabilized count is the same as with the whole
+/// history; the history shrinks from one entry a decision to a few (it is copied every
+/// decision and written to the controller's status). A history whose times go backwards is
+/// kept whole.
+fn drop_dominated(history: &mut Vec<Recommendation>) {
+    if !history.windows(2).all(|w| w[0].at <= w[1].at) {
+        return;
+    }
+    let mut later: Option<(u32, u32)> = None;
+    let mut keep = vec![true; history.len()];
+    for (i, rec) in history.iter().enumerate().rev() {
+        let r = rec.replicas;
+        keep[i] = match later {
+            Some((low, high)) => !(low <= r && r <= high),
+            None => true,
+        };
+        later = Some(later.map_or((r, r), |(low, high)| (low.min(r), high.max(r))));
+    }
+    let mut flags = keep.into_iter();
+    history.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// Replicas changed by events within `period_seconds` before `now` (strictly after the cutoff).

@@ -6,28 +6,18 @@
 //! per-direction tolerance. Inputs are already sanitized (see [`crate::sanitize`]).
 
 use crate::observation::{Pod, PodPhase};
+pub use crate::pod_samples::{PodMetric, PodSamples};
 use crate::policy::{MetricSource, Readiness, Target, Tolerance};
 use crate::time::Time;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use thiserror::Error;
-
-/// One pod's usable sample, in milli-units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PodMetric {
-    /// Value in milli-units.
-    pub milli: i64,
-    /// When the sample's window ended.
-    pub at: Time,
-    /// The sample's window, ms.
-    pub window_ms: i64,
-}
 
 /// Usable samples of one metric, in milli-units, keyed by pod names borrowed from the
 /// observation (no copies on the hot path).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricInput<'a> {
     /// Per-pod samples by pod name.
-    PerPod(BTreeMap<&'a str, PodMetric>),
+    PerPod(PodSamples<'a>),
     /// An object's value.
     Object(i64),
     /// External series values.
@@ -186,37 +176,39 @@ fn ceil_replicas(x: f64) -> u32 {
 /// How HPA groups pods before computing a ratio (`groupPods`).
 struct PodGroups<'a> {
     ready_count: usize,
-    unready: BTreeSet<&'a str>,
-    missing: BTreeSet<&'a str>,
-    ignored: BTreeSet<&'a str>,
+    unready: Vec<&'a str>,
+    missing: Vec<&'a str>,
+    ignored: Vec<&'a str>,
 }
 
 fn group_pods<'a>(
     pods: &'a [Pod],
-    samples: &BTreeMap<&'a str, PodMetric>,
+    samples: &PodSamples<'a>,
     resource: &str,
     now: Time,
     readiness: Readiness,
 ) -> PodGroups<'a> {
     let mut g = PodGroups {
         ready_count: 0,
-        unready: BTreeSet::new(),
-        missing: BTreeSet::new(),
-        ignored: BTreeSet::new(),
+        unready: Vec::new(),
+        missing: Vec::new(),
+        ignored: Vec::new(),
     };
+    let mut hint = 0;
     for pod in pods {
         if pod.deleting || pod.phase == PodPhase::Failed {
-            g.ignored.insert(&pod.name);
+            g.ignored.push(&pod.name);
             continue;
         }
         if pod.phase == PodPhase::Pending {
-            g.unready.insert(&pod.name);
+            g.unready.push(&pod.name);
             continue;
         }
-        let Some(sample) = samples.get(pod.name.as_str()) else {
-            g.missing.insert(&pod.name);
+        let Some((at, sample)) = samples.get_near(&pod.name, hint) else {
+            g.missing.push(&pod.name);
             continue;
         };
+        hint = at + 1;
         if resource == CPU {
             let unready = match (pod.started_at, pod.ready_changed_at) {
                 (Some(started), Some(changed)) => {
@@ -233,7 +225,7 @@ fn group_pods<'a>(
                 _ => true,
             };
             if unready {
-                g.unready.insert(&pod.name);
+                g.unready.push(&pod.name);
                 continue;
             }
         }
@@ -242,9 +234,9 @@ fn group_pods<'a>(
     g
 }
 
-fn remove_pods<'a>(samples: &mut BTreeMap<&'a str, PodMetric>, pods: &BTreeSet<&'a str>) {
+fn remove_pods(samples: &mut PodSamples<'_>, pods: &[&str]) {
     for p in pods {
-        samples.remove(*p);
+        samples.remove(p);
     }
 }
 
@@ -258,13 +250,13 @@ fn zero_metric() -> PodMetric {
 
 /// `GetResourceUtilizationRatio`: ratio, utilization percent (truncated), raw average.
 fn utilization_ratio(
-    samples: &BTreeMap<&str, PodMetric>,
+    samples: &PodSamples<'_>,
     requests: &BTreeMap<&str, i64>,
     target_pct: i32,
 ) -> Result<(f64, i64), CalcError> {
     let mut metrics_total: i128 = 0;
     let mut requests_total: i128 = 0;
-    for (pod, m) in samples {
+    for (pod, m) in samples.iter() {
         let Some(req) = requests.get(pod) else {
             continue;
         };
@@ -280,7 +272,7 @@ fn utilization_ratio(
 }
 
 fn resource_utilization_replicas<'a>(
-    mut metrics: BTreeMap<&'a str, PodMetric>,
+    mut metrics: PodSamples<'a>,
     resource: &str,
     metric_name: &str,
     target_pct: i32,
@@ -379,14 +371,14 @@ fn resource_utilization_replicas<'a>(
 }
 
 /// `GetMetricUsageRatio`: ratio and the truncated average.
-fn usage_ratio_of(samples: &BTreeMap<&str, PodMetric>, target_milli: i64) -> (f64, i64) {
+fn usage_ratio_of(samples: &PodSamples<'_>, target_milli: i64) -> (f64, i64) {
     let total: i128 = samples.values().map(|m| i128::from(m.milli)).sum();
     let avg = (total / samples.len().max(1) as i128) as i64;
     (avg as f64 / target_milli as f64, avg)
 }
 
 fn plain_metric_replicas<'a>(
-    mut metrics: BTreeMap<&'a str, PodMetric>,
+    mut metrics: PodSamples<'a>,
     target_milli: i64,
     resource: &str,
     ctx: &CalcContext<'a>,

@@ -322,7 +322,7 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
                 && utilization_ok;
             let current = match metric.target {
                 Target::Utilization(_) => format!("{}%", p.current),
-                _ => Quantity::from_milli(p.current).to_string(),
+                _ => crate::quantity::milli_text(p.current),
             };
             let mut reasons = vec![format!(
                 "metric {} proposed {} (current {current}, target {}, usage ratio {:.4})",

@@ -17,7 +17,7 @@ use crate::behavior::{self, NormalizeInput};
 use crate::calculator::{self, CalcContext, MetricInput, MetricProposal};
 use crate::observation::{Fallback, MetricObservation, MetricValues, Observation};
 use crate::policy::{FormulaMetric, MetricSource, Policy, ScaleToZero, Target};
-use crate::quantity::Quantity;
+use crate::quantity;
 use crate::reason::{LimitReason, Reason};
 use crate::sanitize;
 use crate::signals::{concurrency, external, lag, traffic, SignalOutcome};
@@ -557,10 +557,7 @@ fn calculate(
 fn current_value(target: &Target, p: &MetricProposal) -> (f64, String) {
     match target {
         Target::Utilization(_) => (p.current as f64, format!("{}%", p.current)),
-        _ => (
-            p.current as f64 / 1000.0,
-            Quantity::from_milli(p.current).to_string(),
-        ),
+        _ => (p.current as f64 / 1000.0, quantity::milli_text(p.current)),
     }
 }
 
@@ -593,7 +590,7 @@ fn input_total(policy: &Policy, name: &str, obs: &Observation, now: Time) -> Res
             // Summed as floats: milli-units of absurd samples overflow an integer sum.
             let target_pods: Vec<f64> = samples
                 .iter()
-                .filter(|(pod, _)| obs.pods.iter().any(|p| p.name == **pod && !p.deleting))
+                .filter(|(pod, _)| obs.pods.iter().any(|p| p.name == *pod && !p.deleting))
                 .map(|(_, m)| m.milli as f64)
                 .collect();
             if target_pods.is_empty() {

@@ -31,6 +31,7 @@ pub mod engine;
 pub mod formula;
 pub mod observation;
 pub mod placement;
+pub mod pod_samples;
 pub mod policy;
 pub mod pools;
 pub mod quantity;

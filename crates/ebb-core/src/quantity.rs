@@ -42,15 +42,10 @@ pub struct Quantity {
 impl Quantity {
     /// A quantity of `milli` thousandths, printed canonically.
     pub fn from_milli(milli: i64) -> Quantity {
-        let text = if milli % 1000 == 0 {
-            format!("{}", milli / 1000)
-        } else {
-            let sign = if milli < 0 { "-" } else { "" };
-            let abs = milli.unsigned_abs();
-            let frac = format!("{:03}", abs % 1000);
-            format!("{sign}{}.{}", abs / 1000, frac.trim_end_matches('0'))
-        };
-        Quantity { milli, text }
+        Quantity {
+            milli,
+            text: milli_text(milli),
+        }
     }
 
     /// The value in milli-units, as HPA's `MilliValue()`.
@@ -62,6 +57,27 @@ impl Quantity {
     pub fn as_f64(&self) -> f64 {
         self.milli as f64 / 1000.0
     }
+}
+
+/// `milli` thousandths in canonical form ("1.5", "-0.25", "3"), in one allocation: every
+/// decision reports each metric's current value this way.
+pub fn milli_text(milli: i64) -> String {
+    use fmt::Write;
+    let mut text = String::with_capacity(24);
+    let sign = if milli < 0 { "-" } else { "" };
+    let abs = milli.unsigned_abs();
+    let (whole, mut frac) = (abs / 1000, abs % 1000);
+    // Writing to a String cannot fail.
+    let _ = write!(text, "{sign}{whole}");
+    if frac != 0 {
+        let mut digits = 3;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let _ = write!(text, ".{frac:0digits$}");
+    }
+    text
 }
 
 impl fmt::Display for Quantity {

@@ -4,8 +4,8 @@
 
 use crate::calculator::{MetricInput, PodMetric};
 use crate::observation::{is_fresh, is_usable, MetricObservation, MetricValues};
+use crate::pod_samples::PodSamples;
 use crate::time::Time;
-use std::collections::BTreeMap;
 
 /// Converts a value in the metric's unit to HPA's milli-units.
 pub fn to_milli(value: f64) -> i64 {
@@ -32,7 +32,7 @@ pub fn metric_input(
             if samples.is_empty() {
                 return Err("no pod samples observed".into());
             }
-            let usable: BTreeMap<&str, PodMetric> = samples
+            let usable: PodSamples = samples
                 .iter()
                 .filter(|s| is_usable(s.value) && fresh(s.at))
                 .map(|s| {

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct State {
-    /// Past unstabilized recommendations, oldest first (HPA's `recommendations`).
+    /// Past unstabilized recommendations, oldest first (HPA's `recommendations`), less those
+    /// that can no longer bound a decision (see `behavior::normalize`).
     #[serde(default)]
     pub recommendations: Vec<Recommendation>,
     /// Replica increases made by scale-ups, oldest first.

@@ -386,6 +386,48 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// Normalization keeps only the recommendations that can still bound a decision; the
+    /// stabilized count is the one the whole history gives (HPA keeps every recommendation
+    /// either window still sees), step after step, even when the windows change between steps.
+    #[test]
+    fn the_pruned_history_stabilizes_as_the_whole_history_does(
+        steps in prop::collection::vec((0i64..40, 0u32..40, 0u32..120, 0u32..120, 0u32..40), 1..60),
+    ) {
+        use ebb_core::behavior::{normalize, NormalizeInput};
+        let mut state = State::default();
+        let mut whole: Vec<(Time, u32)> = Vec::new();
+        let mut now = t(0);
+        for (gap, recommendation, up, down, current) in steps {
+            now = now.plus_millis(gap * 1000);
+            let mut behavior = ebb_core::policy::Behavior::default();
+            behavior.scale_up.stabilization_window_seconds = up;
+            behavior.scale_down.stabilization_window_seconds = down;
+            let input = NormalizeInput {
+                behavior: &behavior,
+                min_replicas: 0,
+                max_replicas: 40,
+                current_replicas: current,
+                recommendation,
+                now,
+            };
+            let after = |window: u32| now.minus_millis(i64::from(window) * 1000);
+            let in_window = |window: u32| {
+                whole.iter().filter(move |(at, _)| *at > after(window)).map(|(_, r)| *r)
+            };
+            let up_bound = in_window(up).chain([recommendation]).min().unwrap_or(recommendation);
+            let down_bound = in_window(down).chain([recommendation]).max().unwrap_or(recommendation);
+            let expected = current.max(up_bound).min(down_bound);
+            let normalized = normalize(&input, &state);
+            prop_assert_eq!(normalized.stabilized, expected);
+            // HPA forgets what neither window sees now, whatever the next windows are.
+            let oldest = after(up).min(after(down));
+            whole.retain(|(at, _)| *at > oldest);
+            whole.push((now, recommendation));
+            prop_assert!(normalized.recommendations.len() <= whole.len());
+            state.recommendations = normalized.recommendations;
+        }
+    }
+
     /// The keep-through-a-dip memory drops proposals that a later, higher one outlives; its
     /// maximum is still that of the memory that keeps every proposal within the window,
     /// whatever the window does from one decision to the next (it follows the measured cold

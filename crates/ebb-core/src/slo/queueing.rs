@@ -348,8 +348,9 @@ pub(crate) fn simpson_points(latency: f64, load: &Load) -> Vec<(f64, f64)> {
 /// weight and residual-service survival) is computed once per search.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PenaltyGrid {
-    /// `(slack, weight, P(R > slack))` per point.
-    points: Vec<(f64, f64, f64)>,
+    /// `(slack, weight, P(R > slack))` per point; shared, since the state that keeps the grid
+    /// is copied every decision and the grid outlives many of them.
+    points: std::sync::Arc<[(f64, f64, f64)]>,
     /// The latency, mean service, scv and shape scv it was built for.
     key: (f64, f64, f64, f64),
 }
