@@ -171,10 +171,20 @@ pub fn target_candidates(cfg: &RunConfig, max_replicas: u32) -> Vec<Candidate> {
     out
 }
 
+/// The family's cheapest setting.
+pub fn cheapest(points: &[Point], family: Family) -> Option<&Point> {
+    points
+        .iter()
+        .filter(|p| p.candidate.family == family)
+        .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds))
+}
+
 /// Where each family's frontier stands against one reference point (KPA's defaults): the
 /// least replica-seconds it needs to reach the reference's attainment, and the best
 /// attainment it reaches within the reference's replica-seconds, both interpolated linearly
 /// between the family's non-dominated points. `None` where the frontier does not get there.
+/// Where the family's [`cheapest`] setting is already above the reference's attainment, the
+/// cost is that setting's: a bound, since the knob's range stops short of the reference.
 pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f64>, Option<f64>) {
     let mut line: Vec<(f64, f64)> = points
         .iter()
@@ -422,6 +432,49 @@ mod tests {
         // A stretch with no request says nothing: no promise.
         assert_eq!(worst_of_parts(of(&buckets[..2]), 240.0, 2), None);
         assert_eq!(worst_of_parts(of(&buckets), 240.0, 0), None);
+    }
+
+    fn point(family: Family, attainment: f64, replica_seconds: f64) -> Point {
+        let policy = Policy::from_yaml(
+            "maxReplicas: 4\nmetrics:\n- type: External\n  external: {metric: {name: q}, target: {type: AverageValue, averageValue: '1'}}\n",
+        )
+        .expect("a valid policy");
+        Point {
+            candidate: Candidate {
+                family,
+                knob: String::new(),
+                policy,
+            },
+            attainment,
+            replica_seconds,
+            worst_stretch: None,
+        }
+    }
+
+    /// Between two settings the cost is interpolated; where the cheapest setting already
+    /// overshoots the reference's attainment, its cost is what is reported, and `cheapest`
+    /// names it so that the report can say it is a bound.
+    #[test]
+    fn a_frontier_is_read_between_settings_or_bounded_by_its_cheapest() {
+        let reference = point(Family::Kpa, 0.95, 1000.0);
+        let points = [
+            point(Family::Kpa, 0.95, 1000.0),
+            point(Family::Hpa, 0.90, 400.0),
+            point(Family::Hpa, 1.00, 800.0),
+            point(Family::EbbSlo, 0.97, 700.0),
+            point(Family::EbbSlo, 0.99, 900.0),
+        ];
+        let (cost, reached) = against(&points, Family::Hpa, &reference);
+        assert!((cost.unwrap() - 600.0).abs() < 1e-9, "{cost:?}");
+        assert!((reached.unwrap() - 1.0).abs() < 1e-12);
+        let (cost, _) = against(&points, Family::EbbSlo, &reference);
+        assert_eq!(cost, Some(700.0));
+        let bound = cheapest(&points, Family::EbbSlo).unwrap();
+        assert!(bound.attainment > reference.attainment);
+        assert_eq!(
+            cheapest(&points, Family::HpaDutyCycle).map(|p| p.attainment),
+            None
+        );
     }
 
     /// 94 of 100 within: the standard error is sqrt(0.94 x 0.06 / 100) = 2.375 points, so
