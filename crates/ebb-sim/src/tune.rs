@@ -171,28 +171,40 @@ pub fn target_candidates(cfg: &RunConfig, max_replicas: u32) -> Vec<Candidate> {
     out
 }
 
-/// The family's cheapest setting.
-pub fn cheapest(points: &[Point], family: Family) -> Option<&Point> {
-    points
-        .iter()
-        .filter(|p| p.candidate.family == family)
-        .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds))
+/// A family's frontier read at one reference point (KPA's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// The least replica-seconds it needs to reach the reference's attainment; `None` where
+    /// no setting reaches it.
+    pub cost: Option<f64>,
+    /// Where even the family's cheapest setting is above the reference's attainment: that
+    /// setting's attainment. `cost` is then that setting's cost, a bound, since the knob's
+    /// range stops short of the reference.
+    pub cheapest_above: Option<f64>,
+    /// The best attainment it reaches within the reference's replica-seconds; `None` where
+    /// every setting costs more.
+    pub attainment: Option<f64>,
 }
 
-/// Where each family's frontier stands against one reference point (KPA's defaults): the
-/// least replica-seconds it needs to reach the reference's attainment, and the best
-/// attainment it reaches within the reference's replica-seconds, both interpolated linearly
-/// between the family's non-dominated points. `None` where the frontier does not get there.
-/// Where the family's [`cheapest`] setting is already above the reference's attainment, the
-/// cost is that setting's: a bound, since the knob's range stops short of the reference.
-pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f64>, Option<f64>) {
+impl Reading {
+    /// Says that the cost is a bound, where it is one.
+    pub fn bound_note(&self) -> Option<String> {
+        self.cheapest_above
+            .map(|a| format!("at most: its cheapest setting reaches {:.3}%", a * 100.0))
+    }
+}
+
+/// Where a family's frontier stands against one reference point: both readings interpolated
+/// linearly between the family's non-dominated points ([`Reading`]).
+pub fn against(points: &[Point], family: Family, reference: &Point) -> Reading {
     let mut line: Vec<(f64, f64)> = points
         .iter()
         .filter(|p| p.candidate.family == family)
         .map(|p| (p.replica_seconds, p.attainment))
         .collect();
     line.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // The non-dominated envelope: attainment only rises with cost.
+    // The non-dominated envelope: attainment only rises with cost. Its first point is the
+    // cheapest setting.
     let mut envelope: Vec<(f64, f64)> = Vec::new();
     for p in line {
         if envelope.last().is_none_or(|l| p.1 > l.1) {
@@ -215,6 +227,10 @@ pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f
             }
         })
     });
+    let cheapest_above = envelope
+        .first()
+        .map(|p| p.1)
+        .filter(|a| *a > reference.attainment);
     let within: Vec<&(f64, f64)> = envelope
         .iter()
         .filter(|p| p.0 <= reference.replica_seconds)
@@ -229,7 +245,11 @@ pub fn against(points: &[Point], family: Family, reference: &Point) -> (Option<f
                 None => last.1,
             },
         );
-    (cost, attainment)
+    Reading {
+        cost,
+        cheapest_above,
+        attainment,
+    }
 }
 
 /// The candidate as an autoscaler behind its family's observation pipeline.
@@ -452,8 +472,7 @@ mod tests {
     }
 
     /// Between two settings the cost is interpolated; where the cheapest setting already
-    /// overshoots the reference's attainment, its cost is what is reported, and `cheapest`
-    /// names it so that the report can say it is a bound.
+    /// overshoots the reference's attainment, its cost is what is reported, marked a bound.
     #[test]
     fn a_frontier_is_read_between_settings_or_bounded_by_its_cheapest() {
         let reference = point(Family::Kpa, 0.95, 1000.0);
@@ -464,17 +483,20 @@ mod tests {
             point(Family::EbbSlo, 0.97, 700.0),
             point(Family::EbbSlo, 0.99, 900.0),
         ];
-        let (cost, reached) = against(&points, Family::Hpa, &reference);
-        assert!((cost.unwrap() - 600.0).abs() < 1e-9, "{cost:?}");
-        assert!((reached.unwrap() - 1.0).abs() < 1e-12);
-        let (cost, _) = against(&points, Family::EbbSlo, &reference);
-        assert_eq!(cost, Some(700.0));
-        let bound = cheapest(&points, Family::EbbSlo).unwrap();
-        assert!(bound.attainment > reference.attainment);
+        let hpa = against(&points, Family::Hpa, &reference);
+        assert!((hpa.cost.unwrap() - 600.0).abs() < 1e-9, "{hpa:?}");
+        assert!((hpa.attainment.unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(hpa.cheapest_above, None);
+        assert_eq!(hpa.bound_note(), None);
+        let ebb = against(&points, Family::EbbSlo, &reference);
+        assert_eq!(ebb.cost, Some(700.0));
+        assert_eq!(ebb.cheapest_above, Some(0.97));
         assert_eq!(
-            cheapest(&points, Family::HpaDutyCycle).map(|p| p.attainment),
-            None
+            ebb.bound_note().as_deref(),
+            Some("at most: its cheapest setting reaches 97.000%")
         );
+        let none = against(&points, Family::HpaDutyCycle, &reference);
+        assert_eq!((none.cost, none.cheapest_above), (None, None));
     }
 
     /// 94 of 100 within: the standard error is sqrt(0.94 x 0.06 / 100) = 2.375 points, so

@@ -145,15 +145,20 @@ fn frontier(
         Family::Hpa,
         Family::Kpa,
     ] {
-        let (cost, attainment) = against(&points, family, reference);
+        let reading = against(&points, family, reference);
+        let bound = reading
+            .bound_note()
+            .map_or(String::new(), |note| format!(" ({note})"));
         println!(
             "| {} | {} | {} |",
             family.name(),
-            cost.map_or("not reached".into(), |c| format!(
-                "{:.2}",
+            reading.cost.map_or("not reached".into(), |c| format!(
+                "{:.2}{bound}",
                 c * cfg.gpus_per_replica / 3600.0
             )),
-            attainment.map_or("not reached".into(), |a| format!("{:.2}%", a * 100.0)),
+            reading
+                .attainment
+                .map_or("not reached".into(), |a| format!("{:.2}%", a * 100.0)),
         );
     }
     std::fs::create_dir_all(&args.report)

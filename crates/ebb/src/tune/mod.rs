@@ -131,28 +131,23 @@ fn frontiers(
     println!("| family | replica-s at KPA's default attainment | attainment at KPA's default replica-s |");
     println!("|---|---:|---:|");
     for family in [Family::EbbSlo, Family::EbbRps, Family::Hpa, Family::Kpa] {
-        let (cost, reached) = ebb_sim::tune::against(&points, family, reference);
-        // Where even the cheapest setting swept is above the reference's attainment, the cost
-        // there is a bound: the knob's range stops short of the reference.
-        let overshoot = ebb_sim::tune::cheapest(&points, family)
-            .filter(|p| p.attainment > reference.attainment)
-            .map_or(String::new(), |p| {
-                format!(
-                    "; at most: its cheapest setting reaches {:.3}%",
-                    p.attainment * 100.0
-                )
-            });
+        let reading = ebb_sim::tune::against(&points, family, reference);
+        let bound = reading
+            .bound_note()
+            .map_or(String::new(), |note| format!("; {note}"));
         println!(
             "| {} | {} | {} |",
             family.name(),
-            cost.map_or("not reached".into(), |c| format!(
-                "{c:.0} ({:.2}x{overshoot})",
+            reading.cost.map_or("not reached".into(), |c| format!(
+                "{c:.0} ({:.2}x{bound})",
                 c / reference.replica_seconds
             )),
-            reached.map_or("costs more at every setting".into(), |a| format!(
-                "{:.3}%",
-                a * 100.0
-            )),
+            reading
+                .attainment
+                .map_or("costs more at every setting".into(), |a| format!(
+                    "{:.3}%",
+                    a * 100.0
+                )),
         );
     }
     println!();
