@@ -27,10 +27,10 @@ impl Engine {
             .spawn()
             .unwrap();
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !answers_health(port) {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "demo-llm did not listen"
+                "demo-llm did not answer its health check"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -54,6 +54,21 @@ impl Drop for Engine {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether an engine answers `GET /health` on `port`. A bare connect is no proof that it
+/// listens: a connect to a free loopback port in the ephemeral range can succeed by
+/// connecting to itself (CI once saw the next connect refused right after such a probe).
+fn answers_health(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let request = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut answer = [0u8; 12];
+    s.write_all(request.as_bytes()).is_ok()
+        && s.read_exact(&mut answer).is_ok()
+        && answer.starts_with(b"HTTP/1.1 200")
 }
 
 fn http(port: u16, raw: &str) -> String {
