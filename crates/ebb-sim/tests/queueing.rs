@@ -2,6 +2,7 @@
 //! Little's law holds.
 
 use ebb_sim::autoscaler::Schedule;
+use ebb_sim::workload::Request;
 use ebb_sim::{run_policy, ClusterConfig, ColdStart, RunConfig, ServiceTime, Workload};
 
 /// Erlang C: the probability an arrival waits in an M/M/c queue with offered load `a = lambda/mu`.
@@ -79,8 +80,9 @@ fn erlang_c_formula_is_right() {
     assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
 }
 
-/// Simulated SLO attainment at a fixed replica count: Poisson arrivals at `rate`, lognormal
-/// service (median 100 ms, `sigma`), least-outstanding dispatch to per-replica queues.
+/// Simulated SLO attainment at a fixed replica count: renewal arrivals at the case's rate
+/// (Poisson, or [`bursty_arrivals`]), lognormal service (median 100 ms, `sigma`),
+/// least-outstanding dispatch to per-replica queues.
 fn attainment_at(case: &Case, seconds: usize, seed: u64) -> f64 {
     let cfg = RunConfig {
         cluster: ClusterConfig {
@@ -100,12 +102,43 @@ fn attainment_at(case: &Case, seconds: usize, seed: u64) -> f64 {
         seed,
         gpus_per_replica: 1.0,
     };
-    let workload = Workload::Rate {
-        interval: 1.0,
-        rates: vec![case.rate(); seconds],
+    let workload = if case.arrival_scv == 1.0 {
+        Workload::Rate {
+            interval: 1.0,
+            rates: vec![case.rate(); seconds],
+        }
+    } else {
+        bursty_arrivals(case.rate(), case.arrival_scv, seconds as f64, seed)
     };
     let mut fixed = Schedule::fixed("fixed", case.replicas);
     run_policy(&workload, &cfg, &mut fixed, &mut |_| {}).slo_attainment
+}
+
+/// A renewal process burstier than Poisson: gaps drawn from a two-phase hyperexponential
+/// with balanced means (Whitt, 1982), mean `1 / rate` and squared coefficient of variation
+/// `scv` (above 1). Its counts are `scv` times as dispersed as Poisson's over any window much
+/// longer than a gap, the burstiness Allen-Cunneen's `ca^2` stands for.
+fn bursty_arrivals(rate: f64, scv: f64, seconds: f64, seed: u64) -> Workload {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed ^ 0x9e37_79b9);
+    let p = 0.5 * (1.0 + ((scv - 1.0) / (scv + 1.0)).sqrt());
+    let fast = 2.0 * p * rate;
+    let slow = 2.0 * (1.0 - p) * rate;
+    let mut at = 0.0;
+    let mut requests = Vec::new();
+    loop {
+        let phase = if rng.gen::<f64>() < p { fast } else { slow };
+        at += -(1.0 - rng.gen::<f64>()).ln() / phase;
+        if at >= seconds {
+            break Workload::Requests(requests);
+        }
+        requests.push(Request {
+            at,
+            work: f32::NAN,
+            prompt: f32::NAN,
+            model: 0,
+        });
+    }
 }
 
 /// One point of the grid.
@@ -119,6 +152,8 @@ struct Case {
     rho: f64,
     /// The SLO's latency, seconds.
     slo: f64,
+    /// Squared coefficient of variation of the gaps between arrivals (1: Poisson).
+    arrival_scv: f64,
 }
 
 impl Case {
@@ -207,6 +242,7 @@ fn slo_model_predicts_simulated_attainment() {
                         sigma,
                         rho,
                         slo,
+                        arrival_scv: 1.0,
                     });
                 }
             }
@@ -222,6 +258,7 @@ fn slo_model_predicts_simulated_attainment() {
             sigma,
             rho,
             slo,
+            ..
         } = *case;
         let mean = case.mean_service();
         let scv = (sigma * sigma).exp_m1();
@@ -299,4 +336,82 @@ impl Gaps {
             self.within, self.cases, self.worst, self.planned.1, self.planned.0
         )
     }
+}
+
+/// Both models against renewal arrivals burstier than Poisson ([`bursty_arrivals`]: gaps
+/// with squared coefficient of variation 2 and 4), given that `ca^2`, at 30-70% load.
+/// Neither model is within 0.3 points here, and the test holds each to what it reaches
+/// (docs/slo.md, "Arrivals burstier than Poisson", has the table and why):
+///
+/// - where SLOs are planned (simulated attainment of 95% or more), the least-outstanding model
+///   is 0.84 points pessimistic to 0.43 optimistic, the planner's 1.69 pessimistic to 0.50
+///   optimistic: Allen-Cunneen's `(ca^2 + cs^2) / 2` lengthens every wait, where bursts make
+///   more requests wait, each less long (GI/M/c: the wait decays at `c mu (1 - sigma)`);
+/// - below that, at 70% load and 2.5 times the median service, both are optimistic by up to
+///   5.3 and 7.7 points (one replica of four slots, `ca^2` 4).
+#[test]
+fn slo_model_with_bursty_arrivals() {
+    use ebb_core::slo::{dispatch, queueing};
+    let mut cases = Vec::new();
+    for &(replicas, slots) in &[(1u32, 4u32), (3, 4), (10, 4), (20, 1), (2, 4)] {
+        for &arrival_scv in &[2.0, 4.0] {
+            for &rho in &[0.3, 0.5, 0.7] {
+                for &slo in &[0.25, 0.5] {
+                    cases.push(Case {
+                        replicas,
+                        slots,
+                        sigma: 0.5,
+                        rho,
+                        slo,
+                        arrival_scv,
+                    });
+                }
+            }
+        }
+    }
+    let refereed =
+        ebb_sim::parallel::map_on_all_cores(cases.clone(), &|_, case| referee(&case), &|_, _| {});
+    let mut planner = Gaps::default();
+    let mut model = Gaps::default();
+    eprintln!("| replicas | slots | arrival ca^2 | load | SLO | simulated | its standard error (points) | requests simulated | least-outstanding model | gap (points) | planner's model | gap (points) |");
+    eprintln!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (case, simulated) in cases.iter().zip(&refereed) {
+        let scv = (case.sigma * case.sigma).exp_m1();
+        let load = queueing::Load {
+            rate: case.rate(),
+            arrival_scv: case.arrival_scv,
+            service_mean: case.mean_service(),
+            service_scv: scv,
+            shape_scv: scv,
+        };
+        let dispatched = dispatch::attainment(&load, case.replicas, case.slots, case.slo);
+        let central = queueing::attainment(&load, case.replicas, case.slots, case.slo);
+        let gap = model.add(dispatched, simulated.attainment);
+        let planner_gap = planner.add(central, simulated.attainment);
+        eprintln!(
+            "| {} | {} | {:.0} | {:.0}% | {:.0} ms | {:.3}% | {:.3} | {:.0}M | {:.3}% | {gap:+.3} | {:.3}% | {planner_gap:+.3} |",
+            case.replicas,
+            case.slots,
+            case.arrival_scv,
+            case.rho * 100.0,
+            case.slo * 1000.0,
+            simulated.attainment * 100.0,
+            simulated.standard_error * 100.0,
+            simulated.requests / 1e6,
+            dispatched * 100.0,
+            central * 100.0,
+        );
+    }
+    eprintln!("least-outstanding model: {}", model.summary());
+    eprintln!("planner's model: {}", planner.summary());
+    assert!(
+        model.planned.0 <= 0.5 && model.planned.1 >= -0.9 && model.worst <= 5.5,
+        "least-outstanding model: {}",
+        model.summary()
+    );
+    assert!(
+        planner.planned.0 <= 0.6 && planner.planned.1 >= -1.8 && planner.worst <= 8.0,
+        "planner's model: {}",
+        planner.summary()
+    );
 }
