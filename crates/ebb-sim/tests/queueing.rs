@@ -339,16 +339,17 @@ impl Gaps {
 }
 
 /// Both models against renewal arrivals burstier than Poisson ([`bursty_arrivals`]: gaps
-/// with squared coefficient of variation 2 and 4), given that `ca^2`, at 30-70% load.
-/// Neither model is within 0.3 points here, and the test holds each to what it reaches
+/// with squared coefficient of variation 2 and 4), given that `ca^2`, at 30-70% load
 /// (docs/slo.md, "Arrivals burstier than Poisson", has the table and why):
 ///
-/// - where SLOs are planned (simulated attainment of 95% or more), the least-outstanding model
-///   is 0.84 points pessimistic to 0.43 optimistic, the planner's 1.69 pessimistic to 0.50
-///   optimistic: Allen-Cunneen's `(ca^2 + cs^2) / 2` lengthens every wait, where bursts make
-///   more requests wait, each less long (GI/M/c: the wait decays at `c mu (1 - sigma)`);
-/// - below that, at 70% load and 2.5 times the median service, both are optimistic by up to
-///   5.3 and 7.7 points (one replica of four slots, `ca^2` 4).
+/// - the least-outstanding model, with GI/M/c's chance of waiting and `sigma`
+///   (`ebb_core::slo::bursts`): within 0.3 points wherever SLOs are planned (simulated
+///   attainment of 95% or more) and on 55 of 60 cases, at worst 0.76 points (one replica of
+///   four slots, `ca^2` 4, 50% load, 250 ms);
+/// - the planner's model (Allen-Cunneen): 1.69 points pessimistic to 0.50 optimistic where
+///   SLOs are planned, and up to 7.7 points optimistic below that. Allen-Cunneen's
+///   `(ca^2 + cs^2) / 2` lengthens every wait, where bursts make more requests wait, each
+///   less long.
 #[test]
 fn slo_model_with_bursty_arrivals() {
     use ebb_core::slo::{dispatch, queueing};
@@ -405,7 +406,12 @@ fn slo_model_with_bursty_arrivals() {
     eprintln!("least-outstanding model: {}", model.summary());
     eprintln!("planner's model: {}", planner.summary());
     assert!(
-        model.planned.0 <= 0.5 && model.planned.1 >= -0.9 && model.worst <= 5.5,
+        model.planned.0 <= 0.3 && model.planned.1 >= -0.3 && model.within >= 55,
+        "least-outstanding model: {}",
+        model.summary()
+    );
+    assert!(
+        model.worst <= 1.0,
         "least-outstanding model: {}",
         model.summary()
     );

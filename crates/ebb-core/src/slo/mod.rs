@@ -4,12 +4,15 @@
 //!
 //! - [`queueing`]: predicted attainment at `n` replicas (Erlang C, Allen-Cunneen, lognormal
 //!   service), and the search for the fewest replicas that meet a target;
+//! - [`dispatch`]: the closer model of least-outstanding dispatch, the referee's;
+//! - [`bursts`]: GI/M/c's chance of waiting for arrivals burstier than Poisson;
 //! - [`forecast`]: Holt-Winters over the arrival rate;
 //! - [`estimate`]: the online estimates and the memory behind "keep a replica through a dip
 //!   shorter than its cold start";
 //! - [`plan`]: one decision's proposal and its reasons;
 //! - [`tokens`]: the LLM SLO (TTFT and ITL) sized from the engines' own signals.
 
+pub mod bursts;
 pub mod dispatch;
 pub mod estimate;
 pub mod forecast;
