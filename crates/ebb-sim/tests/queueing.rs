@@ -175,17 +175,21 @@ const PRECISION: f64 = 0.0005;
 /// requests: where the target is not reached by then, the row says how far it got).
 const REPLICATIONS: (usize, usize) = (4, 40);
 
-/// The simulator's attainment for a case with its standard error, from independent
-/// replications (seeds 1, 2, ...) added until the standard error is below [`PRECISION`].
-/// Heavy-tailed service at 85% load has long busy periods: there one run of 1,000,000
-/// requests differs from another by up to 1.2 points, while the model is exact to 0.05
-/// points on one replica of one slot (Pollaczek-Khinchine).
+/// The simulator's attainment for a case, with the error it carries.
 struct Referee {
     attainment: f64,
+    /// Of the mean over the replications.
     standard_error: f64,
+    /// Simulated in all.
     requests: f64,
 }
 
+/// The simulator's attainment for a case with its standard error, from independent
+/// replications (seeds 1, 2, ...) added until the standard error is below [`PRECISION`].
+/// Heavy-tailed service at 85% load has long busy periods: there one run of 1,000,000
+/// requests differs from another by up to 1.2 points, while on one replica of one slot,
+/// where the model is Pollaczek-Khinchine's exact M/G/1 wait, runs of 30,000,000 requests
+/// (a separate simulation) agree with it to 0.05 points.
 fn referee(case: &Case) -> Referee {
     let seconds = (REPLICATION / case.rate()).ceil() as usize;
     let mut runs: Vec<f64> = Vec::new();

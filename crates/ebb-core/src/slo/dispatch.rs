@@ -48,12 +48,14 @@
 //! drains at `c mu (1 - sigma)` ([`super::bursts`]: the chance of waiting times GI/M/c's over
 //! Erlang C's, `sigma^n` for `rho^n`, each turnover stretched by
 //! `2 (ca^2 + cs^2) / ((ca^2 + 1)(1 + cs^2))`); smoother ones by Kingman's
-//! `(ca^2 + cs^2) / (1 + cs^2)`. Then, as in `queueing.rs`, `P(W + S <= T) = F_S(T) - P(W > 0) E[P(W > T -
-//! S | W > 0); S < T]`. Where it is still off (docs/slo.md has every case), it is up to 1.2
-//! points pessimistic with heavy-tailed service at 70-85% load (where attainment is 69-94%):
-//! a replica that takes a waiting request has often just started a request, younger than an
-//! equilibrium residual says; and up to 0.6 optimistic for near-deterministic service at one
-//! replica of four slots and 85% load (74-85%).
+//! `(ca^2 + cs^2) / (1 + cs^2)`. Then, as in `queueing.rs`,
+//! `P(W + S <= T) = F_S(T) - P(W > 0) E[P(W > T - S | W > 0); S < T]`. Where it is still off
+//! (docs/slo.md has every case), it is up to 1.2 points pessimistic with heavy-tailed service
+//! at 70-85% load (where attainment is 69-94%): the requests in service at the replica a
+//! waiting request joins are younger than equilibrium residuals say (every slot busy with no
+//! queue comes mostly just after a queue drained or a clump filled the last free slots); and
+//! up to 0.6 optimistic for near-deterministic service at one replica of four slots and 85%
+//! load (74-85%).
 
 use super::queueing::{residual_of, service_within, simpson_points, Load};
 
