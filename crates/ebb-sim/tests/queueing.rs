@@ -164,6 +164,54 @@ impl Case {
     fn rate(&self) -> f64 {
         self.rho * f64::from(self.replicas * self.slots) / self.mean_service()
     }
+
+    /// What the models are told: the case's true rate, arrivals and service.
+    fn load(&self) -> ebb_core::slo::queueing::Load {
+        let scv = (self.sigma * self.sigma).exp_m1();
+        ebb_core::slo::queueing::Load {
+            rate: self.rate(),
+            arrival_scv: self.arrival_scv,
+            service_mean: self.mean_service(),
+            service_scv: scv,
+            shape_scv: scv,
+        }
+    }
+}
+
+/// Both models against the referee on every case, on all cores: prints the table (`varied`
+/// names the third column, `column` fills it) and the summaries, and returns the gaps of the
+/// least-outstanding model and of the planner's.
+fn compare(cases: Vec<Case>, varied: &str, column: fn(&Case) -> String) -> (Gaps, Gaps) {
+    use ebb_core::slo::{dispatch, queueing};
+    let refereed =
+        ebb_sim::parallel::map_on_all_cores(cases.clone(), &|_, case| referee(&case), &|_, _| {});
+    let mut model = Gaps::default();
+    let mut planner = Gaps::default();
+    eprintln!("| replicas | slots | {varied} | load | SLO | simulated | its standard error (points) | requests simulated | least-outstanding model | gap (points) | planner's model | gap (points) |");
+    eprintln!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (case, simulated) in cases.iter().zip(&refereed) {
+        let load = case.load();
+        let dispatched = dispatch::attainment(&load, case.replicas, case.slots, case.slo);
+        let central = queueing::attainment(&load, case.replicas, case.slots, case.slo);
+        let gap = model.add(dispatched, simulated.attainment);
+        let planner_gap = planner.add(central, simulated.attainment);
+        eprintln!(
+            "| {} | {} | {} | {:.0}% | {:.0} ms | {:.3}% | {:.3} | {:.0}M | {:.3}% | {gap:+.3} | {:.3}% | {planner_gap:+.3} |",
+            case.replicas,
+            case.slots,
+            column(case),
+            case.rho * 100.0,
+            case.slo * 1000.0,
+            simulated.attainment * 100.0,
+            simulated.standard_error * 100.0,
+            simulated.requests / 1e6,
+            dispatched * 100.0,
+            central * 100.0,
+        );
+    }
+    eprintln!("least-outstanding model: {}", model.summary());
+    eprintln!("planner's model: {}", planner.summary());
+    (model, planner)
 }
 
 /// Requests per replication of the referee. Each starts empty; at 250,000 requests the
@@ -232,9 +280,6 @@ fn referee(case: &Case) -> Referee {
 /// Every row is printed (`--nocapture`), and docs/slo.md shows the table.
 #[test]
 fn slo_model_predicts_simulated_attainment() {
-    use ebb_core::slo::{dispatch, queueing};
-    let mut planner = Gaps::default();
-    let mut model = Gaps::default();
     let mut cases = Vec::new();
     for &(replicas, slots) in &[(1u32, 1u32), (1, 4), (3, 4), (10, 4), (4, 8), (20, 1)] {
         for &sigma in &[0.25, 0.5, 1.0] {
@@ -252,49 +297,7 @@ fn slo_model_predicts_simulated_attainment() {
             }
         }
     }
-    let refereed =
-        ebb_sim::parallel::map_on_all_cores(cases.clone(), &|_, case| referee(&case), &|_, _| {});
-    let mut rows = Vec::new();
-    for (case, simulated) in cases.iter().zip(&refereed) {
-        let Case {
-            replicas,
-            slots,
-            sigma,
-            rho,
-            slo,
-            ..
-        } = *case;
-        let mean = case.mean_service();
-        let scv = (sigma * sigma).exp_m1();
-        let load = queueing::Load {
-            rate: case.rate(),
-            arrival_scv: 1.0,
-            service_mean: mean,
-            service_scv: scv,
-            shape_scv: scv,
-        };
-        let dispatched = dispatch::attainment(&load, replicas, slots, slo);
-        let central = queueing::attainment(&load, replicas, slots, slo);
-        let gap = model.add(dispatched, simulated.attainment);
-        let planner_gap = planner.add(central, simulated.attainment);
-        rows.push(format!(
-            "| {replicas} | {slots} | {sigma:.2} | {:.0}% | {:.0} ms | {:.3}% | {:.3} | {:.0}M | {:.3}% | {gap:+.3} | {:.3}% | {planner_gap:+.3} |",
-            rho * 100.0,
-            slo * 1000.0,
-            simulated.attainment * 100.0,
-            simulated.standard_error * 100.0,
-            simulated.requests / 1e6,
-            dispatched * 100.0,
-            central * 100.0,
-        ));
-    }
-    eprintln!("| replicas | slots | service sigma | load | SLO | simulated | its standard error (points) | requests simulated | least-outstanding model | gap (points) | planner's model | gap (points) |");
-    eprintln!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        eprintln!("{r}");
-    }
-    eprintln!("least-outstanding model: {}", model.summary());
-    eprintln!("planner's model: {}", planner.summary());
+    let (model, planner) = compare(cases, "service sigma", |c| format!("{:.2}", c.sigma));
     assert!(
         model.planned.0 <= 0.3 && model.planned.1 >= -0.3,
         "least-outstanding model: {}",
@@ -356,7 +359,6 @@ impl Gaps {
 ///   less long.
 #[test]
 fn slo_model_with_bursty_arrivals() {
-    use ebb_core::slo::{dispatch, queueing};
     let mut cases = Vec::new();
     for &(replicas, slots) in &[(1u32, 4u32), (3, 4), (10, 4), (20, 1), (2, 4)] {
         for &arrival_scv in &[2.0, 4.0] {
@@ -374,41 +376,7 @@ fn slo_model_with_bursty_arrivals() {
             }
         }
     }
-    let refereed =
-        ebb_sim::parallel::map_on_all_cores(cases.clone(), &|_, case| referee(&case), &|_, _| {});
-    let mut planner = Gaps::default();
-    let mut model = Gaps::default();
-    eprintln!("| replicas | slots | arrival ca^2 | load | SLO | simulated | its standard error (points) | requests simulated | least-outstanding model | gap (points) | planner's model | gap (points) |");
-    eprintln!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (case, simulated) in cases.iter().zip(&refereed) {
-        let scv = (case.sigma * case.sigma).exp_m1();
-        let load = queueing::Load {
-            rate: case.rate(),
-            arrival_scv: case.arrival_scv,
-            service_mean: case.mean_service(),
-            service_scv: scv,
-            shape_scv: scv,
-        };
-        let dispatched = dispatch::attainment(&load, case.replicas, case.slots, case.slo);
-        let central = queueing::attainment(&load, case.replicas, case.slots, case.slo);
-        let gap = model.add(dispatched, simulated.attainment);
-        let planner_gap = planner.add(central, simulated.attainment);
-        eprintln!(
-            "| {} | {} | {:.0} | {:.0}% | {:.0} ms | {:.3}% | {:.3} | {:.0}M | {:.3}% | {gap:+.3} | {:.3}% | {planner_gap:+.3} |",
-            case.replicas,
-            case.slots,
-            case.arrival_scv,
-            case.rho * 100.0,
-            case.slo * 1000.0,
-            simulated.attainment * 100.0,
-            simulated.standard_error * 100.0,
-            simulated.requests / 1e6,
-            dispatched * 100.0,
-            central * 100.0,
-        );
-    }
-    eprintln!("least-outstanding model: {}", model.summary());
-    eprintln!("planner's model: {}", planner.summary());
+    let (model, planner) = compare(cases, "arrival ca^2", |c| format!("{:.0}", c.arrival_scv));
     assert!(
         model.planned.0 <= 0.3 && model.planned.1 >= -0.3 && model.within >= 55,
         "least-outstanding model: {}",
