@@ -5,7 +5,9 @@
 //!
 //! - the **level** follows the deseasonalized rate with time constant `level_seconds`;
 //! - the **trend** (req/s per second) follows the level's slope with time constant
-//!   `trend_seconds`, damped towards zero beyond it when extrapolated;
+//!   `trend_seconds`, damped towards zero beyond it when extrapolated; the planner
+//!   extrapolates only the part of it that counting noise cannot explain
+//!   ([`Forecaster::peak_within_beyond_noise`]);
 //! - the **season** keeps one value per bucket of the period (a day by default, in 96
 //!   buckets of 15 minutes). It is learnt from the first whole period (each bucket's mean minus
 //!   the period's mean) and then updated with weight `season_weight` each time a bucket
@@ -185,20 +187,51 @@ impl Forecaster {
     /// The forecast rate `h` seconds after the last sample (never negative); the trend is
     /// damped beyond its own time constant so that noise is not extrapolated far.
     pub fn at_horizon(&self, h: f64, s: &Smoothing) -> f64 {
+        self.extrapolated(h, s, self.trend)
+    }
+
+    fn extrapolated(&self, h: f64, s: &Smoothing, trend: f64) -> f64 {
         let Some(at) = self.at else {
             return 0.0;
         };
         let damped = s.trend_seconds * (1.0 - (-h / s.trend_seconds).exp());
         let when = at.plus_millis((h * 1000.0) as i64);
-        (self.level + self.trend * damped + self.season_at(when, s)).max(0.0)
+        (self.level + trend * damped + self.season_at(when, s)).max(0.0)
     }
 
     /// The highest forecast over `(0, horizon]`, checked at a few points.
     pub fn peak_within(&self, horizon: f64, s: &Smoothing) -> f64 {
+        self.peak_with_trend(horizon, s, self.trend)
+    }
+
+    /// As [`Forecaster::peak_within`], with the trend shrunk towards zero by its standard
+    /// error under counting noise ([`Forecaster::trend_noise`]; a soft threshold): a slope
+    /// that Poisson arrivals at a steady rate would produce as often as not is not
+    /// extrapolated. A sparse stream's single arrival lifts the level, and the slope it leaves
+    /// would otherwise be read as a rise within the cold start.
+    pub fn peak_within_beyond_noise(&self, horizon: f64, s: &Smoothing) -> f64 {
+        let noise = self.trend_noise(s);
+        let trend = self.trend.signum() * (self.trend.abs() - noise).max(0.0);
+        self.peak_with_trend(horizon, s, trend)
+    }
+
+    fn peak_with_trend(&self, horizon: f64, s: &Smoothing, trend: f64) -> f64 {
         const POINTS: usize = 4;
         (1..=POINTS)
-            .map(|i| self.at_horizon(horizon * i as f64 / POINTS as f64, s))
-            .fold(self.at_horizon(0.0, s), f64::max)
+            .map(|i| self.extrapolated(horizon * i as f64 / POINTS as f64, s, trend))
+            .fold(self.extrapolated(0.0, s, trend), f64::max)
+    }
+
+    /// The trend's standard deviation (req/s per second) when requests arrive as a Poisson
+    /// stream at the rate now, with no trend at all. The level averages per-second counts
+    /// (variance `rate`) over its time constant `T_L`, so its own variance is about
+    /// `rate / (2 T_L)`; the trend, an exponential average of the level's slopes over
+    /// `T_T`, telescopes to about the level's distance from its own average over `T_T`,
+    /// divided by `T_T`. Hence `sqrt(rate / (2 T_L)) / T_T`. Counting noise only: the
+    /// clumps that make counts overdispersed are traffic, and what the trend is there for.
+    pub fn trend_noise(&self, s: &Smoothing) -> f64 {
+        let rate = self.at_horizon(0.0, s);
+        (rate / (2.0 * self.level_time_constant(s))).sqrt() / s.trend_seconds
     }
 }
 
@@ -289,6 +322,89 @@ mod tests {
             .iter()
             .zip(f.season.iter())
             .all(|(a, b)| close(a, b)));
+    }
+
+    /// Poisson counts by inversion, from a small xorshift generator (no `rand` here).
+    fn poisson_counts(rate: f64, seconds: usize, mut seed: u64) -> Vec<f64> {
+        let mut uniform = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..seconds)
+            .map(|_| {
+                let (mut k, mut p, mut cdf, u) = (0.0, (-rate).exp(), 0.0, uniform());
+                loop {
+                    cdf += p;
+                    if u < cdf || k > 10.0 * rate + 50.0 {
+                        return k;
+                    }
+                    k += 1.0;
+                    p *= rate / k;
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trend_noise_matches_the_spread_of_a_steady_poisson_stream() {
+        for (rate, level_seconds) in [(50.0, 10.0), (0.05, 32.0), (2.0, 10.0)] {
+            let s = Smoothing {
+                level_seconds,
+                ..smoothing(0.0)
+            };
+            let mut f = Forecaster::default();
+            let (mut squares, mut noise, mut n) = (0.0, 0.0, 0.0);
+            for (t, count) in poisson_counts(rate, 200_000, 7).into_iter().enumerate() {
+                f.observe(count, Time::from_secs(t as i64), 1.0, &s);
+                if t > 1000 {
+                    squares += f.trend * f.trend;
+                    // The formula at the true rate: the level itself is noisy at low rates.
+                    noise += (rate / (2.0 * level_seconds)).sqrt() / s.trend_seconds;
+                    n += 1.0;
+                }
+            }
+            let (spread, noise) = ((squares / n).sqrt(), noise / n);
+            assert!(
+                (spread / noise - 1.0).abs() < 0.1,
+                "rate {rate}: trend sd {spread} against {noise}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sparse_arrival_is_not_read_as_a_rise_but_a_steep_one_is() {
+        let s = Smoothing {
+            level_seconds: 32.0,
+            ..smoothing(0.0)
+        };
+        let mut f = Forecaster::default();
+        // A request a minute, then one more: the slope it leaves is noise.
+        for t in 0..3600 {
+            let count = if t % 60 == 0 || t == 3590 { 1.0 } else { 0.0 };
+            f.observe(count, Time::from_secs(t), 1.0, &s);
+        }
+        let now = f.at_horizon(0.0, &s);
+        assert!(
+            f.peak_within(40.0, &s) > now * 1.2,
+            "the bare trend extrapolates"
+        );
+        assert!(f.peak_within_beyond_noise(40.0, &s) <= now * 1.01);
+        // From 10 to 100 req/s in a minute: far beyond counting noise.
+        let mut f = Forecaster::default();
+        for t in 0..660 {
+            let rate = if t < 600 {
+                10.0
+            } else {
+                10.0 + 1.5 * f64::from(t - 600)
+            };
+            f.observe(rate, Time::from_secs(i64::from(t)), 1.0, &smoothing(0.0));
+        }
+        let (s, now) = (smoothing(0.0), f.at_horizon(0.0, &smoothing(0.0)));
+        let beyond = f.peak_within_beyond_noise(20.0, &s);
+        assert!(beyond > now + 15.0, "{now} -> {beyond}");
+        assert!(beyond >= 0.9 * f.peak_within(20.0, &s));
     }
 
     #[test]

@@ -181,7 +181,9 @@ pub fn plan(
     let (cold_start, measured, cold_start_sd) = cold_start(slo, tuning, state);
     let dispersion = state.dispersion();
     let level = state.forecast.at_horizon(0.0, &smoothing);
-    let ahead = state.forecast.peak_within(cold_start, &smoothing);
+    let ahead = state
+        .forecast
+        .peak_within_beyond_noise(cold_start, &smoothing);
     // Standard error of a rate measured over a window (counts with the measured dispersion).
     let noise = |rate: f64, seconds: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
     let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
