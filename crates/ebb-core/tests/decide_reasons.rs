@@ -1127,6 +1127,57 @@ fn the_level_spans_a_service_time() {
     assert!(ten_seconds > 0.09, "{ten_seconds}");
 }
 
+/// The forecast over the cold start that the SLO plan's reason reports, in percent.
+fn forecast_percent(d: &Decision) -> f64 {
+    match d.reasons.iter().find(|r| r.code() == "SloPlan") {
+        Some(Reason::SloPlan {
+            forecast_percent, ..
+        }) => *forecast_percent,
+        other => panic!("no SloPlan: {other:?}"),
+    }
+}
+
+/// The forecast extrapolates a rise only beyond what counting noise explains: one more
+/// request on a sparse stream is not planned for as a rise within the cold start, a rate
+/// that climbs from 20 to 80 req/s in 20 s is.
+#[test]
+fn the_forecast_carries_a_rise_beyond_counting_noise() {
+    let mut p = policy(
+        "maxReplicas: 20\nslo: {latency: 120s, attainment: 99%, slotsPerReplica: 1, coldStartSeconds: 40}",
+    );
+    let (mut state, mut arrivals, mut last) = (State::default(), 0.0, None);
+    for s in 0..=600 {
+        arrivals += if s % 60 == 0 { 1.0 } else { 0.0 };
+        let in_flight = if s % 60 < 30 { 1.0 } else { 0.0 };
+        let o = slo_second(
+            s,
+            1,
+            in_flight,
+            (arrivals, (arrivals - 1.0f64).max(0.0)),
+            (30.0, 0.5),
+        );
+        let d = decide(&p, &o, &state, t(s));
+        state = d.state.clone();
+        last = Some(d);
+    }
+    let sparse = forecast_percent(&last.expect("decisions"));
+    assert!(sparse < 1.0, "a sparse arrival read as a rise of {sparse}%");
+
+    p = policy(SLO_POLICY);
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    slo_feed(&p, &mut state, &mut totals, 0, 60, 20.0, &pods(2));
+    let mut rising = None;
+    for s in 60..80 {
+        let rate = 20.0 + 3.0 * (s - 59) as f64;
+        rising = Some(slo_feed(&p, &mut state, &mut totals, s, 1, rate, &pods(2)));
+    }
+    let rise = forecast_percent(&rising.expect("decisions"));
+    assert!(
+        rise > 10.0,
+        "a climb of 3 req/s a second forecast at +{rise}%"
+    );
+}
+
 fn slo_keeps_through_a_dip() -> Decision {
     let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
