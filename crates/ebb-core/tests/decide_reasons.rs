@@ -1142,7 +1142,7 @@ fn forecast_percent(d: &Decision) -> f64 {
 /// that climbs from 20 to 80 req/s in 20 s is.
 #[test]
 fn the_forecast_carries_a_rise_beyond_counting_noise() {
-    let mut p = policy(
+    let sparse_policy = policy(
         "maxReplicas: 20\nslo: {latency: 120s, attainment: 99%, slotsPerReplica: 1, coldStartSeconds: 40}",
     );
     let (mut state, mut arrivals, mut last) = (State::default(), 0.0, None);
@@ -1156,14 +1156,14 @@ fn the_forecast_carries_a_rise_beyond_counting_noise() {
             (arrivals, (arrivals - 1.0f64).max(0.0)),
             (30.0, 0.5),
         );
-        let d = decide(&p, &o, &state, t(s));
+        let d = decide(&sparse_policy, &o, &state, t(s));
         state = d.state.clone();
         last = Some(d);
     }
     let sparse = forecast_percent(&last.expect("decisions"));
     assert!(sparse < 1.0, "a sparse arrival read as a rise of {sparse}%");
 
-    p = policy(SLO_POLICY);
+    let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
     slo_feed(&p, &mut state, &mut totals, 0, 60, 20.0, &pods(2));
     let mut rising = None;

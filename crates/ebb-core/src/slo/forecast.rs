@@ -205,10 +205,11 @@ impl Forecaster {
     }
 
     /// As [`Forecaster::peak_within`], with the trend shrunk towards zero by its standard
-    /// error under counting noise ([`Forecaster::trend_noise`]; a soft threshold): a slope
-    /// that Poisson arrivals at a steady rate would produce as often as not is not
-    /// extrapolated. A sparse stream's single arrival lifts the level, and the slope it leaves
-    /// would otherwise be read as a rise within the cold start.
+    /// deviation under counting noise ([`Forecaster::trend_noise`]; a soft threshold): a
+    /// slope within one standard deviation of what Poisson arrivals at a steady rate produce
+    /// is not extrapolated, and a larger one only by its excess. A sparse stream's single
+    /// arrival lifts the level, and the slope it leaves would otherwise be read as a rise
+    /// within the cold start.
     pub fn peak_within_beyond_noise(&self, horizon: f64, s: &Smoothing) -> f64 {
         let noise = self.trend_noise(s);
         let trend = self.trend.signum() * (self.trend.abs() - noise).max(0.0);
