@@ -77,6 +77,8 @@ pub struct Point {
     pub attainment: f64,
     /// Replica-seconds.
     pub replica_seconds: f64,
+    /// Requests the attainment was counted over.
+    pub requests: u64,
     /// The worst of [`STRETCHES`] equal stretches of the run: what a setting that missed the
     /// target can promise (one run's average is a point, not a bound). `None` when a stretch
     /// held no request.
@@ -104,6 +106,21 @@ impl Stretch {
         let n = self.requests.max(1) as f64;
         let error = (self.share * (1.0 - self.share) / n).sqrt();
         (self.share - PROMISE_STANDARD_ERRORS * error).max(0.0)
+    }
+}
+
+impl Point {
+    /// Whether the run met `target` by more than chance: its attainment, less two binomial
+    /// standard errors of a share counted over its requests (the allowance a promise makes,
+    /// [`Stretch::promise`]), still reaches it. A setting that met 99.9% by one request in
+    /// 10,000 of 100,000 met it by less than the count's own noise, and unseen traffic
+    /// misses it as often as not.
+    pub fn meets_beyond_chance(&self, target: f64) -> bool {
+        let whole = Stretch {
+            share: self.attainment,
+            requests: self.requests,
+        };
+        whole.promise() >= target
     }
 }
 
@@ -287,6 +304,7 @@ pub fn evaluate(
                 candidate: c.clone(),
                 attainment: r.slo_attainment,
                 replica_seconds: r.replica_seconds,
+                requests: r.buckets.iter().map(|b| b.arrivals).sum(),
                 worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
             }
         },
@@ -322,12 +340,13 @@ pub fn worst_of_parts(
         .min_by(|a, b| a.share.total_cmp(&b.share))
 }
 
-/// The cheapest point of `family` that meets `target`; when none does, the one with the
-/// highest attainment (and `false`).
+/// The cheapest point of `family` that meets `target` by more than chance
+/// ([`Point::meets_beyond_chance`]); when none does, the one with the highest attainment (and
+/// `false`).
 pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
     let of_family = || points.iter().filter(move |p| p.candidate.family == family);
     let meeting = of_family()
-        .filter(|p| p.attainment >= target)
+        .filter(|p| p.meets_beyond_chance(target))
         .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds));
     match meeting {
         Some(p) => Some((p, true)),
@@ -467,8 +486,32 @@ mod tests {
             },
             attainment,
             replica_seconds,
+            requests: 1_000_000_000,
             worst_stretch: None,
         }
+    }
+
+    /// Of two settings that met 99.9% on 100,000 requests, the cheaper met it by one request
+    /// in 10,000: less than the count's two standard errors (0.02 points), so not chosen.
+    #[test]
+    fn a_setting_that_met_the_target_by_chance_is_not_chosen() {
+        let counted = |attainment, replica_seconds| Point {
+            requests: 100_000,
+            ..point(Family::EbbSlo, attainment, replica_seconds)
+        };
+        let points = [counted(0.99901, 100.0), counted(0.99930, 120.0)];
+        let (chosen, meets) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert!(meets);
+        assert_eq!(chosen.replica_seconds, 120.0);
+        assert!(!points[0].meets_beyond_chance(0.999));
+        // On millions of requests the allowance vanishes and the cheaper one is chosen.
+        let many = |p: &Point| Point {
+            requests: 100_000_000,
+            ..p.clone()
+        };
+        let points = [many(&points[0]), many(&points[1])];
+        let (chosen, _) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!(chosen.replica_seconds, 100.0);
     }
 
     /// Between two settings the cost is interpolated; where the cheapest setting already

@@ -161,8 +161,8 @@ fn frontiers(
     Ok(ExitCode::SUCCESS)
 }
 
-/// For each family, the cheapest setting that met `attainment` on the first half (`points`),
-/// printed as the policy to paste, with its result on the second half (`check` replays it
+/// For each family, the cheapest setting that met `attainment` on the first half (`points`)
+/// by more than chance ([`Point::meets_beyond_chance`]), printed as the policy to paste, with its result on the second half (`check` replays it
 /// there). Where none met it, the closest one, promising what it held in the worst quarter of
 /// the first half less the chance in a share counted over that quarter's requests
 /// ([`Point::worst_stretch`], [`ebb_sim::tune::Stretch::promise`]). Returns whether every choice kept its promise on
@@ -188,11 +188,18 @@ fn recommend(
         println!("## {title}: {}", chosen.candidate.knob);
         // What it promises: the SLO where it met it, else what it held in its worst quarter.
         let promise = if meets {
+            println!(
+                "It met {} on the first half by more than chance: {:.3}% of {} requests, less \
+                 two standard errors of that count.",
+                ebb_core::time::fmt_percent(attainment),
+                chosen.attainment * 100.0,
+                chosen.requests
+            );
             Some(attainment)
         } else {
             let worst = chosen.worst_stretch;
             println!(
-                "No {} setting met {} on the first half; this one came closest ({:.3}%){}.",
+                "No {} setting met {} on the first half by more than chance; this one came closest ({:.3}%){}.",
                 family.name(),
                 ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
