@@ -45,7 +45,8 @@ enum Command {
     /// Recommend an Ebb SLO policy and a plain HPA policy from a trace: fit on its first half,
     /// check on the second, print both, the cost/attainment frontier, and a plot.
     ///
-    /// Each recommendation promises the SLO where it met it on the first half, else what it
+    /// Each recommendation promises the SLO where it met it on the first half by more than
+    /// two standard errors of a share counted over the first half's requests, else what it
     /// held in the worst quarter of the first half, less two standard errors of a share
     /// counted over that quarter's requests; the exit code is 3 when the second half
     /// breaks a promise, 0 otherwise.
