@@ -187,8 +187,15 @@ pub fn plan(
     // Standard error of a rate measured over a window (counts with the measured dispersion).
     let noise = |rate: f64, seconds: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
     let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
-    let jump = state.short_rate * short_window >= tuning.jump_requests
-        && state.short_rate > level + tuning.jump_threshold * noise(level, short_window);
+    let above = |standard_error: f64| {
+        state.short_rate * short_window >= tuning.jump_requests
+            && state.short_rate > level + tuning.jump_threshold * standard_error
+    };
+    // A jump to plan for is judged against counting noise alone: the clumps that make counts
+    // overdispersed are the traffic the jump path is for. A recurring burst's onset is judged
+    // against the clumping too, so that one clump is not taken for the start of a period.
+    let jump = above((level.max(0.0) / short_window).sqrt());
+    let onset = above(noise(level, short_window));
     let base = if jump { state.short_rate } else { level };
     let planned = base.max(ahead);
     let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
@@ -226,7 +233,7 @@ pub fn plan(
     let (needed, predicted) =
         replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
     let arrivals_total = sample.arrivals_total;
-    state.recurrence.observe(jump, rate, arrivals_total, now);
+    state.recurrence.observe(onset, rate, arrivals_total, now);
     let lead = cold_start + tuning.prewarm_spread * cold_start_sd;
     let now_sized = Sized {
         load,
