@@ -1178,6 +1178,45 @@ fn the_forecast_carries_a_rise_beyond_counting_noise() {
     );
 }
 
+/// On traffic whose counts clump (40 and 160 requests in turn, dispersed ~60 times more than
+/// Poisson counts), a rise to 180 req/s is a jump planned for at once: the clumping is judged
+/// traffic, not noise (with the dispersion in the standard error it had to exceed 216 req/s).
+#[test]
+fn a_jump_on_clumped_traffic_is_judged_against_counting_noise() {
+    let p = policy(SLO_POLICY);
+    let mut state = State::default();
+    let (mut total, mut last) = (0.0, None);
+    for s in 0..123 {
+        total += match s {
+            0..120 if s % 2 == 0 => 40.0,
+            0..120 => 160.0,
+            _ => 180.0,
+        };
+        let o = slo_second(s, 3, 10.0, (total, total), (0.1, 0.284));
+        let d = decide(&p, &o, &state, t(s));
+        state = d.state.clone();
+        last = Some(d);
+    }
+    match last
+        .expect("decisions")
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloPlan")
+    {
+        Some(Reason::SloPlan {
+            jump,
+            rate,
+            dispersion,
+            ..
+        }) => {
+            assert!(*dispersion > 10.0, "{dispersion}");
+            assert!(*jump, "no jump at {rate} req/s");
+            assert!(*rate > 150.0, "{rate}");
+        }
+        other => panic!("no SloPlan: {other:?}"),
+    }
+}
+
 fn slo_keeps_through_a_dip() -> Decision {
     let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
