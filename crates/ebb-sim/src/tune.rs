@@ -1,6 +1,7 @@
 //! Recommending a policy from the user's own traffic: run each family's knob over a grid on
 //! the first half of a trace, keep the cheapest setting that meets the SLO there by more than
-//! chance, and check it on the second half. The grid's points are also the family's cost/attainment frontier.
+//! chance, and check it on the second half. The grid's points are also the family's
+//! cost/attainment frontier.
 //!
 //! Families: Ebb's SLO policy (knob: the attainment it plans for) and a plain HPA policy
 //! (knobs: request-rate target per pod, scale-down window), the latter for users who stay on
@@ -304,7 +305,7 @@ pub fn evaluate(
                 candidate: c.clone(),
                 attainment: r.slo_attainment,
                 replica_seconds: r.replica_seconds,
-                requests: r.buckets.iter().map(|b| b.arrivals).sum(),
+                requests: r.requests,
                 worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
             }
         },

@@ -184,8 +184,11 @@ pub fn plan(
     let ahead = state
         .forecast
         .peak_within_beyond_noise(cold_start, &smoothing);
-    // Standard error of a rate measured over a window (counts with the measured dispersion).
-    let noise = |rate: f64, seconds: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
+    // Standard error of a rate measured over a window, for counts `dispersion` times as
+    // dispersed as Poisson counts.
+    let standard_error =
+        |rate: f64, seconds: f64, dispersion: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
+    let noise = |rate: f64, seconds: f64| standard_error(rate, seconds, dispersion);
     let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
     let above = |standard_error: f64| {
         state.short_rate * short_window >= tuning.jump_requests
@@ -194,7 +197,7 @@ pub fn plan(
     // A jump to plan for is judged against counting noise alone: the clumps that make counts
     // overdispersed are the traffic the jump path is for. A recurring burst's onset is judged
     // against the clumping too, so that one clump is not taken for the start of a period.
-    let jump = above((level.max(0.0) / short_window).sqrt());
+    let jump = above(standard_error(level, short_window, 1.0));
     let onset = above(noise(level, short_window));
     let base = if jump { state.short_rate } else { level };
     let planned = base.max(ahead);

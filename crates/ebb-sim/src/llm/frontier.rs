@@ -108,7 +108,7 @@ pub fn evaluate(
                 candidate,
                 attainment: r.both_attainment,
                 replica_seconds: r.replica_seconds,
-                requests: r.by_minute.iter().map(|&(requests, _)| requests).sum(),
+                requests: r.requests,
                 worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
             }
         },

@@ -162,8 +162,8 @@ fn frontiers(
 }
 
 /// For each family, the cheapest setting that met `attainment` on the first half (`points`)
-/// by more than chance ([`Point::meets_beyond_chance`]), printed as the policy to paste, with its result on the second half (`check` replays it
-/// there). Where none met it, the closest one, promising what it held in the worst quarter of
+/// by more than chance ([`Point::meets_beyond_chance`]), printed as the policy to paste, with
+/// its result on the second half (`check` replays it there). Where none met it, the closest one, promising what it held in the worst quarter of
 /// the first half less the chance in a share counted over that quarter's requests
 /// ([`Point::worst_stretch`], [`ebb_sim::tune::Stretch::promise`]). Returns whether every choice kept its promise on
 /// the second half (the SLO, or that floor).
@@ -199,7 +199,8 @@ fn recommend(
         } else {
             let worst = chosen.worst_stretch;
             println!(
-                "No {} setting met {} on the first half by more than chance; this one came closest ({:.3}%){}.",
+                "No {} setting met {} on the first half by more than chance; this one came \
+                 closest ({:.3}%){}.",
                 family.name(),
                 ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
