@@ -231,7 +231,9 @@ impl Workload {
         }
     }
 
-    /// The arrival stream for `seed`, each with its service time.
+    /// The arrival stream for `seed`, each with its service time. A window cut with
+    /// [`Workload::window`] draws from its start again: give it [`window_seed`] so that a
+    /// later window does not replay the draws of the first.
     pub fn arrivals<'a>(&'a self, service: &'a ServiceTime, seed: u64) -> Arrivals<'a> {
         Arrivals {
             workload: self,
@@ -308,6 +310,21 @@ impl Iterator for Arrivals<'_> {
     }
 }
 
+/// The seed a window of a workload starting `from_seconds` in draws with: `seed` itself for
+/// a window from the start, else `seed` mixed with the start (SplitMix64's finalizer).
+/// [`Workload::window`] re-bases a window to time zero, and the draws start over there, so
+/// without it a held-out second half would replay the first half's arrivals and service times:
+/// a synthetic pattern whose period divides the half would be the very same run twice.
+pub fn window_seed(seed: u64, from_seconds: f64) -> u64 {
+    if from_seconds <= 0.0 {
+        return seed;
+    }
+    let mut z = seed ^ from_seconds.to_bits().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +361,26 @@ mod tests {
         assert_eq!(second, 0);
         assert!((third - 1800.0).abs() < 150.0, "{third}");
         assert!(arrivals.windows(2).all(|p| p[0].at <= p[1].at));
+    }
+
+    #[test]
+    fn a_later_window_of_a_periodic_pattern_does_not_replay_the_first() {
+        let w = Workload::Rate {
+            interval: 1.0,
+            rates: vec![50.0; 200],
+        };
+        let s = ServiceTime::LogNormal {
+            median: 0.1,
+            sigma: 0.5,
+        };
+        let first = w.clone().window(0.0, Some(100.0));
+        let second = w.window(100.0, Some(100.0));
+        let a: Vec<Arrival> = first.arrivals(&s, window_seed(7, 0.0)).collect();
+        let b: Vec<Arrival> = second.arrivals(&s, window_seed(7, 100.0)).collect();
+        assert_ne!(a, b);
+        assert_eq!(window_seed(7, 0.0), 7);
+        assert_eq!(window_seed(7, 100.0), window_seed(7, 100.0));
+        assert_ne!(window_seed(7, 100.0), window_seed(8, 100.0));
     }
 
     #[test]

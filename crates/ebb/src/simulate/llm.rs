@@ -19,7 +19,8 @@ use std::process::ExitCode;
 const FIT_SHARE: f64 = 0.5;
 
 /// The token-level run's settings from the flags (`bucket`: the report's time-series bucket).
-pub(crate) fn llm_config(args: &SimulateArgs, bucket: f64) -> anyhow::Result<LlmConfig> {
+/// `seed` is the run's, drawn for its window (`RunConfig::seed`).
+pub(crate) fn llm_config(args: &SimulateArgs, bucket: f64, seed: u64) -> anyhow::Result<LlmConfig> {
     let ttft = parse_seconds(&args.ttft).map_err(|e| anyhow::anyhow!("--ttft: {e}"))?;
     let tpot = parse_seconds(&args.tpot).map_err(|e| anyhow::anyhow!("--tpot: {e}"))?;
     for (flag, v) in [("--ttft", ttft), ("--tpot", tpot)] {
@@ -35,7 +36,7 @@ pub(crate) fn llm_config(args: &SimulateArgs, bucket: f64) -> anyhow::Result<Llm
         hold_timeout: HOLD_TIMEOUT_SECONDS,
         gpus_per_replica: args.gpus_per_replica,
         bucket,
-        seed: args.seed,
+        seed,
     })
 }
 
@@ -49,7 +50,7 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         ..
     } = input;
     let requests = requests(&workload).map_err(|e| anyhow::anyhow!("--llm: {e}"))?;
-    let cfg = llm_config(args, run_cfg.bucket)?;
+    let cfg = llm_config(args, run_cfg.bucket, run_cfg.seed)?;
     if args.pools {
         return pools(args, &requests, &cfg, notes, &name);
     }

@@ -85,7 +85,9 @@ pub(crate) struct SimulateArgs {
     /// Multiply the request rate by this factor.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) rate_scale: f64,
-    /// Start this far into the trace (after time scaling).
+    /// Start this far into the trace (after time scaling). A window that starts later draws
+    /// its own arrivals and service times (the seed mixed with the start), not those of the
+    /// trace's first seconds again.
     #[arg(long, default_value = "0s")]
     pub(crate) from: String,
     /// Where the trace's first second lies on the calendar (RFC 3339, e.g.
@@ -358,7 +360,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
         service: service.clone(),
         slo,
         bucket: bucket_for(workload.duration()),
-        seed: args.seed,
+        seed: ebb_sim::workload::window_seed(args.seed, from),
         gpus_per_replica: args.gpus_per_replica,
     };
     Ok(Prepared {

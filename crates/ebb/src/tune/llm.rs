@@ -9,7 +9,7 @@ use crate::simulate::{progress_bars, Prepared, SimulateArgs};
 use anyhow::bail;
 use ebb_sim::llm::compare::sizing;
 use ebb_sim::llm::frontier::{candidates, evaluate};
-use ebb_sim::llm::{requests, LlmRequest};
+use ebb_sim::llm::{requests, LlmConfig, LlmRequest};
 use ebb_sim::tune::Family;
 use std::process::ExitCode;
 
@@ -39,7 +39,7 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         ..
     } = prepared;
     let all = requests(&workload).map_err(|e| anyhow::anyhow!("--llm: {e}"))?;
-    let cfg = llm_config(args, run_cfg.bucket)?;
+    let cfg = llm_config(args, run_cfg.bucket, run_cfg.seed)?;
     let half = workload.duration() / 2.0;
     let (first, second) = halves(&all, half);
     if first.is_empty() || second.is_empty() {
@@ -71,11 +71,21 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
     for family in FAMILIES {
         println!("{}", frontier_table(&points, family));
     }
-    let second_initial = sizing(&second, &cfg, 1.0).initial;
+    let second_cfg = LlmConfig {
+        seed: ebb_sim::workload::window_seed(cfg.seed, half),
+        ..cfg.clone()
+    };
+    let second_initial = sizing(&second, &second_cfg, 1.0).initial;
     let met_all = recommend(&points, &FAMILIES, attainment, &|c| {
-        evaluate(&second, &cfg, vec![c.clone()], second_initial, &|_| {})
-            .into_iter()
-            .next()
+        evaluate(
+            &second,
+            &second_cfg,
+            vec![c.clone()],
+            second_initial,
+            &|_| {},
+        )
+        .into_iter()
+        .next()
     })?;
     write_frontier(
         args,

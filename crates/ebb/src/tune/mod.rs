@@ -9,7 +9,7 @@ use ebb_sim::compare::initial_replicas;
 use ebb_sim::tune::{
     choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point,
 };
-use ebb_sim::Workload;
+use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
 
 mod llm;
@@ -314,11 +314,16 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         println!("{}", frontier_table(&points, family));
     }
 
-    let second_initial = initial_replicas(&second, &cfg);
+    // The second half draws its own arrivals and service times, not a replay of the first's.
+    let second_cfg = RunConfig {
+        seed: ebb_sim::workload::window_seed(cfg.seed, half),
+        ..cfg.clone()
+    };
+    let second_initial = initial_replicas(&second, &second_cfg);
     let met_all = recommend(&points, &[Family::EbbSlo, Family::Hpa], attainment, &|c| {
         evaluate(
             &second,
-            &cfg,
+            &second_cfg,
             std::slice::from_ref(c),
             second_initial,
             &|_| {},
