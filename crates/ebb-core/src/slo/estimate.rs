@@ -179,9 +179,13 @@ impl ColdStarts {
                 }
             }
         }
+        // Before any start was measured to its end, one cut short says only that cold starts
+        // last longer than it ran: counted as a whole one, a hedged start removed a second
+        // after it began would anchor the estimate at a second.
+        let measured = self.cold_start().is_some();
         for (started, last_seen) in gone {
             let at_least = last_seen.seconds_since(started);
-            if at_least > 0.0 {
+            if at_least > 0.0 && measured {
                 self.add(at_least, self.beyond(at_least));
             }
         }
@@ -189,7 +193,7 @@ impl ColdStarts {
 
     /// `(E[T | T > c], E[T^2 | T > c])` for the cold start `T` as measured so far
     /// (lognormal with its mean and standard deviation): `E[T^k | T > c] = E[T^k]
-    /// Phi(k s - a) / Phi(-a)`, `a = (ln c - m) / s`. Before any was measured, `c` itself.
+    /// Phi(k s - a) / Phi(-a)`, `a = (ln c - m) / s` (only asked once one was measured).
     fn beyond(&self, c: f64) -> (f64, f64) {
         let Some((mean, sd)) = self.cold_start() else {
             return (c, c * c);
@@ -612,6 +616,20 @@ mod tests {
         let (with_cut, sd) = measured(true);
         assert!(with_cut > only_fast, "{with_cut}");
         assert!(sd > 0.0, "{sd}");
+    }
+
+    #[test]
+    fn a_start_cut_short_before_any_was_measured_is_not_counted() {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        // A hedged start removed 4 s after it began, before any pod turned ready.
+        cold.observe_pods(&[starting("hedge", 1, None)], Time::from_secs(5));
+        cold.observe_pods(&[], Time::from_secs(6));
+        assert_eq!(cold.cold_start(), None);
+        // The first start measured to its end is then the estimate.
+        cold.observe_pods(&[starting("a", 10, None)], Time::from_secs(11));
+        cold.observe_pods(&[starting("a", 10, Some(30))], Time::from_secs(31));
+        assert_eq!(cold.cold_start(), Some((20.0, 0.0)));
     }
 
     #[test]
