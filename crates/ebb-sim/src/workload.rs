@@ -363,16 +363,22 @@ mod tests {
         assert!(arrivals.windows(2).all(|p| p[0].at <= p[1].at));
     }
 
-    #[test]
-    fn a_later_window_of_a_periodic_pattern_does_not_replay_the_first() {
+    /// 50 req/s for `seconds`, and lognormal service times around 100 ms.
+    fn steady(seconds: usize) -> (Workload, ServiceTime) {
         let w = Workload::Rate {
             interval: 1.0,
-            rates: vec![50.0; 200],
+            rates: vec![50.0; seconds],
         };
         let s = ServiceTime::LogNormal {
             median: 0.1,
             sigma: 0.5,
         };
+        (w, s)
+    }
+
+    #[test]
+    fn a_later_window_of_a_periodic_pattern_does_not_replay_the_first() {
+        let (w, s) = steady(200);
         let first = w.clone().window(0.0, Some(100.0));
         let second = w.window(100.0, Some(100.0));
         let a: Vec<Arrival> = first.arrivals(&s, window_seed(7, 0.0)).collect();
@@ -385,14 +391,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        let w = Workload::Rate {
-            interval: 1.0,
-            rates: vec![50.0; 100],
-        };
-        let s = ServiceTime::LogNormal {
-            median: 0.1,
-            sigma: 0.5,
-        };
+        let (w, s) = steady(100);
         let a: Vec<Arrival> = w.arrivals(&s, 3).collect();
         let b: Vec<Arrival> = w.arrivals(&s, 3).collect();
         assert_eq!(a, b);
