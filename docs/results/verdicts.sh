@@ -4,8 +4,8 @@
 # service times and cold starts are drawn anew for each). The first halves are where the SLO
 # model's constants (ebb_core::slo::Tuning) are chosen; the second halves are held out.
 # Each run-seed gets a verdict (docs/results/verdicts.py says which).
-# Usage: bash docs/results/verdicts.sh (from the repository root; about 12 minutes on two
-# cores). SEEDS (default "1 2 3 4") and JOBS (default 2) change what runs and how many at once.
+# Usage: bash docs/results/verdicts.sh (from the repository root; about 3 minutes on a
+# 2-core machine). SEEDS (default "1 2 3 4") and JOBS (default 2) change what runs and how many at once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TRACES=${TRACES:-../shared/traces}
