@@ -80,10 +80,10 @@ pub struct Point {
     pub replica_seconds: f64,
     /// Requests the attainment was counted over.
     pub requests: u64,
-    /// The worst of [`STRETCHES`] equal stretches of the run: what a setting that missed the
-    /// target can promise (one run's average is a point, not a bound). `None` when a stretch
-    /// held no request.
-    pub worst_stretch: Option<Stretch>,
+    /// The run's [`STRETCHES`] equal stretches: what a setting that missed the target can
+    /// promise (one run's average is a point, not a bound). `None` when a stretch held no
+    /// request.
+    pub stretches: Option<Stretches>,
 }
 
 /// One stretch of a run: the share of its requests within the SLO, and how many there were.
@@ -125,8 +125,51 @@ impl Point {
     }
 }
 
-/// Equal stretches a run is split into for [`Point::worst_stretch`].
+/// Equal stretches a run is split into for [`Point::stretches`].
 pub const STRETCHES: usize = 4;
+
+/// Student's t at 97.5% (one-sided) with `STRETCHES - 1` = 3 degrees of freedom.
+const T_975_THREE_DEGREES: f64 = 3.182;
+const _: () = assert!(STRETCHES == 4, "T_975_THREE_DEGREES is for four stretches");
+
+/// A run's equal stretches, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stretches(pub Vec<Stretch>);
+
+impl Stretches {
+    /// The stretch with the lowest share.
+    pub fn worst(&self) -> Option<Stretch> {
+        self.0
+            .iter()
+            .copied()
+            .min_by(|a, b| a.share.total_cmp(&b.share))
+    }
+
+    /// A 97.5% prediction bound for the share of a run as long as this one, on traffic of the
+    /// same kind, from its stretches' spread (Student's t, the stretches taken as independent
+    /// draws: the run to come averages as many stretches as this one did, so its share varies
+    /// by `s^2 (1/n + 1/n)` around theirs). The stretches' spread holds what counting chance
+    /// misses: traffic that changes from one stretch to the next.
+    pub fn prediction_bound(&self) -> Option<f64> {
+        let n = self.0.len();
+        if n != STRETCHES {
+            return None;
+        }
+        let shares: Vec<f64> = self.0.iter().map(|s| s.share).collect();
+        let mean = shares.iter().sum::<f64>() / n as f64;
+        let variance = shares.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let spread = (variance * 2.0 / n as f64).sqrt();
+        Some((mean - T_975_THREE_DEGREES * spread).max(0.0))
+    }
+
+    /// What a setting that missed the target promises for the run to come: the lower of its
+    /// worst stretch less the chance in that stretch's count ([`Stretch::promise`]) and the
+    /// stretches' prediction bound ([`Stretches::prediction_bound`]).
+    pub fn promise(&self) -> Option<f64> {
+        let worst = self.worst()?.promise();
+        Some(self.prediction_bound().map_or(worst, |b| b.min(worst)))
+    }
+}
 
 /// Ebb's SLO policy planning for a range of attainments around `target`.
 pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
@@ -306,20 +349,20 @@ pub fn evaluate(
                 attainment: r.slo_attainment,
                 replica_seconds: r.replica_seconds,
                 requests: r.requests,
-                worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
+                stretches: stretches_of(outcomes, r.duration, STRETCHES),
             }
         },
         &|done, total| progress(done as f64 / total.max(1) as f64),
     )
 }
 
-/// The stretch with the lowest share of requests that met the SLO, of `parts` equal stretches
-/// of `duration` seconds, from `(start, requests, met)` per time slot.
-pub fn worst_of_parts(
+/// `parts` equal stretches of `duration` seconds, each with its share of requests that met
+/// the SLO, from `(start, requests, met)` per time slot.
+pub fn stretches_of(
     outcomes: impl IntoIterator<Item = (f64, u64, u64)>,
     duration: f64,
     parts: usize,
-) -> Option<Stretch> {
+) -> Option<Stretches> {
     if parts == 0 || duration <= 0.0 {
         return None;
     }
@@ -335,10 +378,7 @@ pub fn worst_of_parts(
             requests,
         })
     });
-    stretches
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .min_by(|a, b| a.share.total_cmp(&b.share))
+    stretches.collect::<Option<Vec<_>>>().map(Stretches)
 }
 
 /// The cheapest point of `family` that meets `target` by more than chance
@@ -464,14 +504,46 @@ mod tests {
                 .map(|b| (b.t, b.arrivals, b.arrivals - b.slo_violations))
                 .collect::<Vec<_>>()
         };
-        let worst = worst_of_parts(of(&buckets), 240.0, 2).unwrap();
+        let worst = stretches_of(of(&buckets), 240.0, 2)
+            .and_then(|s| s.worst())
+            .unwrap();
         assert!((worst.share - 0.94).abs() < 1e-12, "{worst:?}");
         assert_eq!(worst.requests, 200);
-        let whole = worst_of_parts(of(&buckets), 240.0, 1).unwrap();
+        let whole = stretches_of(of(&buckets), 240.0, 1)
+            .and_then(|s| s.worst())
+            .unwrap();
         assert!((whole.share - 0.9675).abs() < 1e-12);
         // A stretch with no request says nothing: no promise.
-        assert_eq!(worst_of_parts(of(&buckets[..2]), 240.0, 2), None);
-        assert_eq!(worst_of_parts(of(&buckets), 240.0, 0), None);
+        assert_eq!(stretches_of(of(&buckets[..2]), 240.0, 2), None);
+        assert_eq!(stretches_of(of(&buckets), 240.0, 0), None);
+    }
+
+    /// Quarters of 99.9, 99.8, 99.7 and 99.6% (a million requests each): mean 99.75%, sample
+    /// standard deviation 0.129 points, so the bound is 99.75 - 3.182 x 0.129 x sqrt(1/2) =
+    /// 99.46%, below the worst quarter's 99.6%: traffic that drifts from quarter to quarter
+    /// promises less than its worst quarter. Four equal quarters promise their share less the
+    /// chance in the count.
+    #[test]
+    fn a_promise_allows_for_traffic_that_changes_between_stretches() {
+        let quarters = |shares: [f64; 4]| {
+            Stretches(
+                shares
+                    .iter()
+                    .map(|&share| Stretch {
+                        share,
+                        requests: 1_000_000,
+                    })
+                    .collect(),
+            )
+        };
+        let drifting = quarters([0.999, 0.998, 0.997, 0.996]);
+        let bound = drifting.prediction_bound().unwrap();
+        assert!((bound - 0.99459).abs() < 2e-5, "{bound}");
+        assert_eq!(drifting.promise(), Some(bound));
+        let steady = quarters([0.998; 4]);
+        let worst = steady.worst().unwrap().promise();
+        assert_eq!(steady.promise(), Some(worst));
+        assert!(worst < 0.998 && worst > 0.9979, "{worst}");
     }
 
     fn point(family: Family, attainment: f64, replica_seconds: f64) -> Point {
@@ -488,7 +560,7 @@ mod tests {
             attainment,
             replica_seconds,
             requests: 1_000_000_000,
-            worst_stretch: None,
+            stretches: None,
         }
     }
 

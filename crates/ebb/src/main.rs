@@ -46,9 +46,10 @@ enum Command {
     /// check on the second, print both, the cost/attainment frontier, and a plot.
     ///
     /// Each recommendation promises the SLO where it met it on the first half by more than
-    /// two standard errors of a share counted over the first half's requests, else what it
-    /// held in the worst quarter of the first half, less two standard errors of a share
-    /// counted over that quarter's requests; the exit code is 3 when the second half
+    /// two standard errors of a share counted over the first half's requests, else the lower
+    /// of what it held in the worst quarter of the first half less two standard errors of a
+    /// share counted over that quarter's requests, and a 97.5% prediction bound for a half
+    /// from the four quarters' spread (Student's t); the exit code is 3 when the second half
     /// breaks a promise, 0 otherwise.
     Tune(Box<tune::TuneArgs>),
     /// Run the Kubernetes controller: scale the targets of Autoscaler resources.

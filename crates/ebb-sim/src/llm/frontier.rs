@@ -12,7 +12,7 @@ use super::run::run_llm_policy;
 use super::{LlmConfig, LlmRequest};
 use crate::compare::{hpa_policy, kpa_policy, TARGET_UTILIZATION};
 use crate::parallel::map_on_all_cores;
-use crate::tune::{scaler, worst_of_parts, Candidate, Family, Point, STRETCHES};
+use crate::tune::{scaler, stretches_of, Candidate, Family, Point, STRETCHES};
 
 /// Ebb's engine policy from most to least eager: (requests waiting per replica, queue-time
 /// p95 target in seconds); the built-in is (1, 0.5).
@@ -109,7 +109,7 @@ pub fn evaluate(
                 attainment: r.both_attainment,
                 replica_seconds: r.replica_seconds,
                 requests: r.requests,
-                worst_stretch: worst_of_parts(outcomes, r.duration, STRETCHES),
+                stretches: stretches_of(outcomes, r.duration, STRETCHES),
             }
         },
         &|done, total| progress(done as f64 / total as f64),

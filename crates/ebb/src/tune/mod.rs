@@ -161,12 +161,36 @@ fn frontiers(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a setting that missed the target promises, and why: its worst quarter less the chance
+/// in that quarter's count, or, lower, what the quarters' spread predicts for a half.
+fn promise_text(stretches: &ebb_sim::tune::Stretches) -> String {
+    let (Some(worst), Some(promise)) = (stretches.worst(), stretches.promise()) else {
+        return String::new();
+    };
+    let why = match stretches.prediction_bound() {
+        Some(bound) if bound < worst.promise() => format!(
+            "the 97.5% prediction bound for a half from its quarters' spread (two standard \
+             errors of the worst quarter's count below it would be {:.3}%)",
+            worst.promise() * 100.0
+        ),
+        _ => "two standard errors of that count below".to_string(),
+    };
+    format!(
+        ", and held at least {:.3}% in each quarter of it ({} requests in the worst): it \
+         promises {:.3}%, {why}",
+        worst.share * 100.0,
+        worst.requests,
+        promise * 100.0
+    )
+}
+
 /// For each family, the cheapest setting that met `attainment` on the first half (`points`)
 /// by more than chance ([`Point::meets_beyond_chance`]), printed as the policy to paste, with
-/// its result on the second half (`check` replays it there). Where none met it, the closest one, promising what it held in the worst quarter of
-/// the first half less the chance in a share counted over that quarter's requests
-/// ([`Point::worst_stretch`], [`ebb_sim::tune::Stretch::promise`]). Returns whether every choice kept its promise on
-/// the second half (the SLO, or that floor).
+/// its result on the second half (`check` replays it there). Where none met it, the closest
+/// one, promising the lower of what it held in the worst quarter of the first half less the
+/// chance in that quarter's count, and a prediction bound from the quarters' spread
+/// ([`Point::stretches`], [`ebb_sim::tune::Stretches::promise`]). Returns whether every
+/// choice kept its promise on the second half (the SLO, or that floor).
 fn recommend(
     points: &[Point],
     families: &[Family],
@@ -197,22 +221,16 @@ fn recommend(
             );
             Some(attainment)
         } else {
-            let worst = chosen.worst_stretch;
+            let stretches = chosen.stretches.as_ref();
             println!(
                 "No {} setting met {} on the first half by more than chance; this one came \
                  closest ({:.3}%){}.",
                 family.name(),
                 ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
-                worst.map_or(String::new(), |w| format!(
-                    ", and held at least {:.3}% in each quarter of it ({} requests in the worst): \
-                     it promises {:.3}%, two standard errors of that count below",
-                    w.share * 100.0,
-                    w.requests,
-                    w.promise() * 100.0
-                ))
+                stretches.map_or(String::new(), promise_text)
             );
-            worst.map(|w| w.promise())
+            stretches.and_then(|s| s.promise())
         };
         println!("```yaml");
         print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
