@@ -15,6 +15,7 @@ JOBS=${JOBS:-2}
 cargo build --release --quiet -p ebb
 export EBB=$PWD/target/release/ebb
 OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
 export OUT
 
 # name, full duration in seconds, simulate's arguments.
@@ -45,7 +46,11 @@ one() {
     dir=$(mktemp -d)
     echo "== $half half of $name, seed $seed" >&2
     # shellcheck disable=SC2068 # the run's arguments are split on purpose
-    "$EBB" simulate $@ "${window[@]}" --seed "$seed" --baselines kpa --report "$dir" > /dev/null
+    if ! "$EBB" simulate $@ "${window[@]}" --seed "$seed" --baselines kpa --report "$dir" > /dev/null; then
+        echo "verdicts: the $half half of $name, seed $seed, failed" >&2
+        rm -rf "$dir"
+        return 1
+    fi
     python3 - "$dir/summary.csv" "$half,$seed,$name" > "$OUT/$half-$seed-$name.csv" <<'PY'
 import csv, sys
 rows = {r["policy"]: r for r in csv.DictReader(open(sys.argv[1]))}
@@ -62,10 +67,10 @@ for seed in $SEEDS; do
     for half in first second; do
         while read -r line; do echo "$half $seed $line"; done <<< "$RUNS"
     done
-done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
+done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _ # exits non-zero if any run failed
 
 BODY=$(mktemp)
 cat "$OUT"/*.csv | python3 docs/results/verdicts.py 0.999 > "$BODY"
 python3 docs/results/splice.py verdicts "$BODY"
-rm -rf "$OUT" "$BODY"
+rm -f "$BODY"
 echo "docs/results.md verdicts updated" >&2
