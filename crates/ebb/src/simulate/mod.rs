@@ -86,8 +86,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub(crate) rate_scale: f64,
     /// Start this far into the trace (after time scaling). A window that starts later draws
-    /// its own arrivals and service times (the seed mixed with the start), not those of the
-    /// trace's first seconds again.
+    /// its own arrivals, service times and cold starts (the seed mixed with the start), not
+    /// those of the trace's first seconds again.
     #[arg(long, default_value = "0s")]
     pub(crate) from: String,
     /// Where the trace's first second lies on the calendar (RFC 3339, e.g.
