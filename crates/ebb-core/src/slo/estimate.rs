@@ -179,39 +179,39 @@ impl ColdStarts {
                 }
             }
         }
-        // Before any start was measured to its end, one cut short says only that cold starts
-        // last longer than it ran: counted as a whole one, a hedged start removed a second
-        // after it began would anchor the estimate at a second.
-        let measured = self.cold_start().is_some();
         for (started, last_seen) in gone {
             let at_least = last_seen.seconds_since(started);
-            if at_least > 0.0 && measured {
-                self.add(at_least, self.beyond(at_least));
+            if at_least <= 0.0 {
+                continue;
+            }
+            if let Some(moments) = self.beyond(at_least) {
+                self.add(at_least, moments);
             }
         }
     }
 
     /// `(E[T | T > c], E[T^2 | T > c])` for the cold start `T` as measured so far
     /// (lognormal with its mean and standard deviation): `E[T^k | T > c] = E[T^k]
-    /// Phi(k s - a) / Phi(-a)`, `a = (ln c - m) / s` (only asked once one was measured).
-    fn beyond(&self, c: f64) -> (f64, f64) {
-        let Some((mean, sd)) = self.cold_start() else {
-            return (c, c * c);
-        };
+    /// Phi(k s - a) / Phi(-a)`, `a = (ln c - m) / s`. `None` before any start was measured to
+    /// its end: one cut short then says only that cold starts last longer than it ran, and
+    /// counted as a whole one, a hedged start removed a second after it began would anchor
+    /// the estimate at a second.
+    fn beyond(&self, c: f64) -> Option<(f64, f64)> {
+        let (mean, sd) = self.cold_start()?;
         if sd <= 1e-9 || mean <= 0.0 {
             let t = c.max(mean);
-            return (t, t * t);
+            return Some((t, t * t));
         }
         let (m, s) = lognormal_params(mean, (sd / mean).powi(2));
         let s2 = s * s;
         let a = (c.ln() - m) / s;
         let tail = normal_cdf(-a);
         if tail < 1e-12 {
-            return (c, c * c);
+            return Some((c, c * c));
         }
         let first = mean * normal_cdf(s - a) / tail;
         let second = (2.0 * m + 2.0 * s2).exp() * normal_cdf(2.0 * s - a) / tail;
-        (first.max(c), second.max(c * c))
+        Some((first.max(c), second.max(c * c)))
     }
 
     /// Counts one cold start that took (or, cut short, had taken) `seconds`, with the first
@@ -640,12 +640,14 @@ mod tests {
             cold_starts: 10,
             ..Default::default()
         };
-        let (first, second) = cold.beyond(25.0);
+        let (first, second) = cold.beyond(25.0).expect("measured");
         assert!(first > 25.0 && second > first * first, "{first} {second}");
         // Early cuts say little: the expectation is then near the mean.
-        let (early, _) = cold.beyond(1.0);
+        let (early, _) = cold.beyond(1.0).expect("measured");
         assert!((early - 20.0).abs() < 0.5, "{early}");
         cold.cold_start_square = Some(400.0);
-        assert_eq!(cold.beyond(25.0).0, 25.0);
+        assert_eq!(cold.beyond(25.0).map(|(first, _)| first), Some(25.0));
+        // Nothing measured yet: nothing to expect beyond a cut.
+        assert_eq!(ColdStarts::default().beyond(25.0), None);
     }
 }
