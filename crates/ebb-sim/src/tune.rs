@@ -165,10 +165,42 @@ impl Stretches {
     /// What a setting that missed the target promises for the run to come: the lower of its
     /// worst stretch less the chance in that stretch's count ([`Stretch::promise`]) and the
     /// stretches' prediction bound ([`Stretches::prediction_bound`]).
-    pub fn promise(&self) -> Option<f64> {
-        let worst = self.worst()?.promise();
-        Some(self.prediction_bound().map_or(worst, |b| b.min(worst)))
+    pub fn promise(&self) -> Option<Promise> {
+        let worst = self.worst()?;
+        let worst_promise = worst.promise();
+        let (share, basis) = match self.prediction_bound() {
+            Some(bound) if bound < worst_promise => (bound, PromiseBasis::Spread),
+            _ => (worst_promise, PromiseBasis::WorstStretch),
+        };
+        Some(Promise {
+            share,
+            basis,
+            worst,
+            worst_promise,
+        })
     }
+}
+
+/// Which of [`Stretches::promise`]'s two rules set a promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromiseBasis {
+    /// The worst stretch less the chance in its count.
+    WorstStretch,
+    /// The prediction bound from the stretches' spread, lower than the worst stretch's.
+    Spread,
+}
+
+/// What a setting that missed the target promises, and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Promise {
+    /// The share promised.
+    pub share: f64,
+    /// The rule that set it.
+    pub basis: PromiseBasis,
+    /// The worst stretch.
+    pub worst: Stretch,
+    /// What the worst stretch alone promises ([`Stretch::promise`]).
+    pub worst_promise: f64,
 }
 
 /// Ebb's SLO policy planning for a range of attainments around `target`.
@@ -539,10 +571,14 @@ mod tests {
         let drifting = quarters([0.999, 0.998, 0.997, 0.996]);
         let bound = drifting.prediction_bound().unwrap();
         assert!((bound - 0.99459).abs() < 2e-5, "{bound}");
-        assert_eq!(drifting.promise(), Some(bound));
+        let promise = drifting.promise().unwrap();
+        assert_eq!(promise.share, bound);
+        assert_eq!(promise.basis, PromiseBasis::Spread);
         let steady = quarters([0.998; 4]);
         let worst = steady.worst().unwrap().promise();
-        assert_eq!(steady.promise(), Some(worst));
+        let promise = steady.promise().unwrap();
+        assert_eq!(promise.share, worst);
+        assert_eq!(promise.basis, PromiseBasis::WorstStretch);
         assert!(worst < 0.998 && worst > 0.9979, "{worst}");
     }
 

@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ebb_sim::compare::initial_replicas;
 use ebb_sim::tune::{
-    choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point,
+    choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point, Promise,
+    PromiseBasis, Stretches,
 };
 use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
@@ -163,24 +164,21 @@ fn frontiers(
 
 /// What a setting that missed the target promises, and why: its worst quarter less the chance
 /// in that quarter's count, or, lower, what the quarters' spread predicts for a half.
-fn promise_text(stretches: &ebb_sim::tune::Stretches) -> String {
-    let (Some(worst), Some(promise)) = (stretches.worst(), stretches.promise()) else {
-        return String::new();
-    };
-    let why = match stretches.prediction_bound() {
-        Some(bound) if bound < worst.promise() => format!(
+fn promise_text(promise: &Promise) -> String {
+    let why = match promise.basis {
+        PromiseBasis::Spread => format!(
             "the 97.5% prediction bound for a half from its quarters' spread (two standard \
              errors of the worst quarter's count below it would be {:.3}%)",
-            worst.promise() * 100.0
+            promise.worst_promise * 100.0
         ),
-        _ => "two standard errors of that count below".to_string(),
+        PromiseBasis::WorstStretch => "two standard errors of that count below".to_string(),
     };
     format!(
         ", and held at least {:.3}% in each quarter of it ({} requests in the worst): it \
          promises {:.3}%, {why}",
-        worst.share * 100.0,
-        worst.requests,
-        promise * 100.0
+        promise.worst.share * 100.0,
+        promise.worst.requests,
+        promise.share * 100.0
     )
 }
 
@@ -221,16 +219,16 @@ fn recommend(
             );
             Some(attainment)
         } else {
-            let stretches = chosen.stretches.as_ref();
+            let promise = chosen.stretches.as_ref().and_then(Stretches::promise);
             println!(
                 "No {} setting met {} on the first half by more than chance; this one came \
                  closest ({:.3}%){}.",
                 family.name(),
                 ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
-                stretches.map_or(String::new(), promise_text)
+                promise.as_ref().map_or(String::new(), promise_text)
             );
-            stretches.and_then(|s| s.promise())
+            promise.map(|p| p.share)
         };
         println!("```yaml");
         print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
