@@ -439,15 +439,11 @@ fn propose(policy: &Policy, obs: &Observation, b: &mut Builder) -> Proposals {
     if let Some(slo) = &policy.slo {
         let slo_state = b.state.slo.get_or_insert_with(Default::default);
         let stale = policy.stale_after_ms;
-        let plan = crate::slo::plan(
-            slo,
-            &slo.tuning,
-            slo_state,
-            obs,
-            policy.max_replicas,
-            now,
-            stale,
-        );
+        let range = crate::slo::Range {
+            max_replicas: policy.max_replicas,
+            to_zero: policy.scale_to_zero.is_some(),
+        };
+        let plan = crate::slo::plan(slo, &slo.tuning, slo_state, obs, range, now, stale);
         let proposal = b.add_slo("slo", plan);
         p.join(fallback(obs, "slo", &[], proposal, b), "slo");
     }
@@ -675,15 +671,28 @@ fn scale_to_zero(
         return Some(from_zero(policy, z, &demand, proposals, b));
     }
     let idle_for = b.state.last_active_at.map_or(0, |t| now.millis_since(t));
+    // The SLO proposes zero only through a silence before a burst it predicts (its reason
+    // says so); every other proposal must agree.
+    let silent = proposals.best == Some(0) && slo_proposal(b) == Some(0);
     let idle = demand.known == 0.0
         && demand.unknown.is_empty()
         && proposals.missing.is_empty()
-        && idle_for >= z.idle_ms;
+        && (z.idle_ms.is_some_and(|ms| idle_for >= ms) || silent);
     if idle && b.state.panic.is_none() && b.schedule_floor == 0 {
-        b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
+        if z.idle_ms.is_some_and(|ms| idle_for >= ms) {
+            b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
+        }
         return Some(0);
     }
     None
+}
+
+/// The SLO signal's proposal in this decision, if it made one.
+fn slo_proposal(b: &Builder) -> Option<u32> {
+    b.proposals
+        .iter()
+        .find(|p| p.name == "slo")
+        .and_then(|p| p.replicas)
 }
 
 /// At zero: activates on any known demand at the threshold (sized by the proposals), and
@@ -695,15 +704,21 @@ fn from_zero(
     proposals: &Proposals,
     b: &mut Builder,
 ) -> u32 {
-    if demand.known > 0.0 && demand.known >= z.activation_threshold {
+    // From zero with nothing waiting, the SLO proposes replicas only for a recurring burst
+    // due within a cold start (its reason says which).
+    let prewarm =
+        demand.known == 0.0 && demand.unknown.is_empty() && slo_proposal(b).is_some_and(|r| r > 0);
+    if prewarm || (demand.known > 0.0 && demand.known >= z.activation_threshold) {
         let floor = policy.min_replicas.max(1);
         let proposed = proposals.best.unwrap_or(1).max(floor);
         let activation = z.activation_replicas;
         let desired = proposed.max(activation).min(policy.max_replicas);
-        b.reasons.push(Reason::Activated {
-            signal: demand.source.clone(),
-            value: demand.known,
-        });
+        if !prewarm {
+            b.reasons.push(Reason::Activated {
+                signal: demand.source.clone(),
+                value: demand.known,
+            });
+        }
         if activation > proposed {
             b.reasons.push(Reason::ActivationScale {
                 replicas: activation,

@@ -281,6 +281,18 @@ pub enum Reason {
         /// How early replicas are started: the cold start with its spread, seconds.
         lead_seconds: f64,
     },
+    /// No replicas through a silence between recurring bursts (a policy that may scale to
+    /// zero): the next burst is due well after the replicas for it would be started.
+    SloSilentUntilBurst {
+        /// How long no request has arrived, seconds.
+        quiet_seconds: f64,
+        /// Seconds until the next burst is due.
+        due_in_seconds: f64,
+        /// The interval between bursts, seconds.
+        period_seconds: f64,
+        /// How early replicas are started for it: the cold start with its spread, seconds.
+        lead_seconds: f64,
+    },
     /// The estimates have not seen enough traffic yet to scale down on.
     SloWarmingUp {
         /// Replicas held.
@@ -383,6 +395,7 @@ impl Reason {
         "TokenSloPlan",
         "SloKeepsThroughDip",
         "SloRecurringBurst",
+        "SloSilentUntilBurst",
         "SloOutOfReach",
         "SloHedgedStart",
         "SloWarmingUp",
@@ -427,6 +440,7 @@ impl Reason {
             Reason::TokenSloPlan { .. } => "TokenSloPlan",
             Reason::SloKeepsThroughDip { .. } => "SloKeepsThroughDip",
             Reason::SloRecurringBurst { .. } => "SloRecurringBurst",
+            Reason::SloSilentUntilBurst { .. } => "SloSilentUntilBurst",
             Reason::SloOutOfReach { .. } => "SloOutOfReach",
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
@@ -607,6 +621,15 @@ impl fmt::Display for Reason {
                     "bursts recur every {period_seconds:.0} s: {replicas} replicas for the next one's {rate:.1} req/s ({when}), started {lead_seconds:.0} s ahead, a cold start with its spread"
                 )
             }
+            Reason::SloSilentUntilBurst {
+                quiet_seconds,
+                due_in_seconds,
+                period_seconds,
+                lead_seconds,
+            } => write!(
+                f,
+                "silent for {quiet_seconds:.0} s and bursts recur every {period_seconds:.0} s: no replicas until {lead_seconds:.0} s before the next, due in {due_in_seconds:.0} s"
+            ),
             Reason::SloOutOfReach {
                 latency_seconds,
                 attainment,

@@ -1303,6 +1303,109 @@ fn slo_recurring_burst() -> Decision {
     d
 }
 
+/// Bursts of 200 req/s for ten seconds every two minutes, `between` req/s between them, for
+/// `seconds`, under `policy_text`; each decision applied at once. Returns every decision.
+fn slo_bursts_from_silence(policy_text: &str, between: f64, seconds: i64) -> Vec<Decision> {
+    let p = policy(policy_text);
+    let (mut state, mut total, mut replicas) = (State::default(), 0.0, 1u32);
+    let mut out = Vec::new();
+    for s in 0..seconds {
+        let rate = if s % 120 < 10 { 200.0 } else { between };
+        total += rate;
+        let sample = TrafficSample {
+            at: t(s),
+            in_flight: rate * 0.1,
+            arrivals_total: total,
+            completions_total: total,
+            service: Some(ServiceTotals {
+                requests: total,
+                seconds: total * 0.1,
+                squared_seconds: total * 0.01 * 1.284,
+                within: None,
+            }),
+        };
+        let o = Observation {
+            current_replicas: replicas,
+            pods: pods(replicas as usize),
+            traffic: Some(sample),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.applied_state();
+        replicas = d.desired_replicas;
+        out.push(d);
+    }
+    out
+}
+
+const SLO_TO_ZERO_POLICY: &str = "minReplicas: 0\nmaxReplicas: 100\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4, coldStartSeconds: 20}\nscaleToZero: {idleSeconds: never}";
+
+fn slo_silent_until_burst() -> Decision {
+    let decisions = slo_bursts_from_silence(SLO_TO_ZERO_POLICY, 0.0, 600);
+    let silent = decisions
+        .iter()
+        .find(|d| d.has_reason("SloSilentUntilBurst"))
+        .unwrap_or_else(|| panic!("never silent: {}", decisions[599].summary()));
+    let Some(Reason::SloSilentUntilBurst {
+        quiet_seconds,
+        due_in_seconds,
+        period_seconds,
+        lead_seconds,
+    }) = silent
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloSilentUntilBurst")
+    else {
+        unreachable!()
+    };
+    assert_eq!(silent.desired_replicas, 0, "{}", silent.summary());
+    assert!((period_seconds - 120.0).abs() < 3.0, "{period_seconds}");
+    assert!((lead_seconds - 20.0).abs() < 1e-9, "{lead_seconds}");
+    // Silent for a cold start first (a dip shorter than that is kept through), and the next
+    // burst more than a cold start beyond the lead.
+    assert!(*quiet_seconds >= 20.0, "{quiet_seconds}");
+    assert!(*due_in_seconds >= 40.0, "{due_in_seconds}");
+    // From zero, the replicas for each later burst start one lead ahead of it, with no
+    // request waiting, and are up when it comes.
+    let at = silent.at.millis_since(Time::from_millis(0)) / 1000;
+    let next_burst = (at / 120 + 1) * 120;
+    let (started_at, prewarm) = decisions
+        .iter()
+        .enumerate()
+        .skip(at as usize)
+        .find(|(_, d)| d.current_replicas == 0 && d.desired_replicas > 0)
+        .expect("started again");
+    let ahead = next_burst - started_at as i64;
+    assert!(
+        (19..=25).contains(&ahead),
+        "{ahead} s ahead: {}",
+        prewarm.summary()
+    );
+    assert!(
+        prewarm.has_reason("SloRecurringBurst"),
+        "{}",
+        prewarm.summary()
+    );
+    assert!(!prewarm.has_reason("Activated"), "{}", prewarm.summary());
+    for burst in (next_burst..600).step_by(120) {
+        let d = &decisions[burst as usize];
+        assert!(d.current_replicas > 0, "burst at {burst}: {}", d.summary());
+    }
+    silent.clone()
+}
+
+#[test]
+fn the_slo_keeps_a_replica_where_the_silences_are_not_bridged() {
+    // A trickle between the bursts: the gap is not silent, so a replica stays.
+    for d in slo_bursts_from_silence(SLO_TO_ZERO_POLICY, 1.0, 600) {
+        assert!(d.desired_replicas > 0, "{}", d.summary());
+    }
+    // Silent gaps, but the policy may not scale to zero.
+    for d in slo_bursts_from_silence(SLO_POLICY, 0.0, 600) {
+        assert!(d.desired_replicas > 0, "{}", d.summary());
+    }
+}
+
 fn slo_out_of_reach() -> Decision {
     // 150 ms against a service of 100 ms mean and 51 ms deviation: about 8% of requests take
     // longer with no wait at all.
@@ -1477,6 +1580,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_reads_arrivals", slo_reads_arrivals_from_queues()),
         ("slo_recurring_burst", slo_recurring_burst()),
+        ("slo_silent_until_burst", slo_silent_until_burst()),
         ("slo_out_of_reach", slo_out_of_reach()),
         ("slo_out_of_reach_counted", slo_out_of_reach_counted()),
         ("slo_hedged_start", slo_hedged_start()),
@@ -1529,6 +1633,7 @@ mod each {
         slo_keeps_through_a_dip,
         slo_reads_arrivals_from_queues,
         slo_recurring_burst,
+        slo_silent_until_burst,
         slo_out_of_reach,
         slo_out_of_reach_counted,
         slo_hedged_start,

@@ -540,3 +540,24 @@ fn engine_mistakes_name_their_field() {
         ["metrics[0]: the name 'engine.waiting' is kept for the engine block's metrics"]
     );
 }
+
+#[test]
+fn idle_seconds_never_leaves_zero_to_the_slo() {
+    let slo = "minReplicas: 0\nmaxReplicas: 9\nslo: {latency: 500ms, attainment: 99.9%}\n";
+    let p = Policy::from_yaml(&format!("{slo}scaleToZero: {{idleSeconds: never}}")).unwrap();
+    assert_eq!(p.scale_to_zero.as_ref().and_then(|z| z.idle_ms), None);
+    // It survives the round trip through the normalized document.
+    let again = Policy::from_yaml(&serde_yaml::to_string(&p.to_spec()).unwrap()).unwrap();
+    assert_eq!(again.scale_to_zero, p.scale_to_zero);
+    let p = Policy::from_yaml(&format!("{slo}scaleToZero: {{idleSeconds: 90}}")).unwrap();
+    assert_eq!(p.scale_to_zero.and_then(|z| z.idle_ms), Some(90_000));
+    assert_eq!(
+        errors(&format!("{slo}scaleToZero: {{idleSeconds: soon}}")),
+        ["scaleToZero.idleSeconds: must be a positive number of seconds or `never`, got 'soon'"]
+    );
+    let e = errors("minReplicas: 0\nmaxReplicas: 9\nconcurrency: {targetPerReplica: 4}\nscaleToZero: {idleSeconds: never}");
+    assert_eq!(
+        e,
+        ["scaleToZero.idleSeconds: `never` needs an slo block: only the SLO goes to zero other than after an idle time"]
+    );
+}

@@ -127,15 +127,23 @@ pub struct EbbSpec {
 
 /// Ebb's built-in policy for a cluster, used when no policy file is given: the SLO block at
 /// the comparison's latency and attainment, with the cluster's slots per replica. The cold
-/// start is measured, not told; no utilization target is chosen by hand.
+/// start is measured, not told; no utilization target is chosen by hand. It may scale to
+/// zero, but never for idling alone (`idleSeconds: never`): only through a silence before a
+/// recurring burst it predicts, so a request that comes when nothing was predicted still
+/// finds a replica.
 pub fn default_ebb_policy(
     latency_seconds: f64,
     attainment: f64,
     slots: u32,
     max_replicas: u32,
 ) -> Policy {
-    let mut policy = Policy::hpa(1, max_replicas.max(1), Vec::new());
+    let mut policy = Policy::hpa(0, max_replicas.max(1), Vec::new());
     policy.behavior = ebb_core::policy::Behavior::slo_default();
+    policy.scale_to_zero = Some(ebb_core::policy::ScaleToZero {
+        idle_ms: None,
+        activation_threshold: 1.0,
+        activation_replicas: 1,
+    });
     policy.slo = Some(ebb_core::policy::Slo {
         latency_seconds,
         attainment,
@@ -210,7 +218,7 @@ pub fn kpa_policy(slots: u32, utilization: f64, max_replicas: u32) -> Policy {
         panic_threshold: 2.0,
     });
     policy.scale_to_zero = Some(ScaleToZero {
-        idle_ms: 90_000,
+        idle_ms: Some(90_000),
         activation_threshold: 1.0,
         activation_replicas: 1,
     });

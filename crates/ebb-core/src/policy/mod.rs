@@ -464,8 +464,9 @@ pub const DEFAULT_SLO_SEASON_SECONDS: f64 = 86_400.0;
 /// Scale to zero.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaleToZero {
-    /// Idle time before scaling to zero.
-    pub idle_ms: i64,
+    /// Idle time before scaling to zero; `None`: never for idling alone (an SLO policy still
+    /// goes through the silences it bridges).
+    pub idle_ms: Option<i64>,
     /// Waiting requests (or backlog items) that bring the target back from zero.
     pub activation_threshold: f64,
     /// The fewest replicas a return from zero starts.

@@ -288,9 +288,11 @@ pub struct ExternalCountSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleToZeroSpec {
-    /// Scale to zero after this long with no traffic (default 300).
+    /// Scale to zero after this long with no traffic (default 300), or `never`: with an
+    /// `slo` block, only through the silences the SLO bridges (before a recurring burst it
+    /// predicts, with replicas started one cold start ahead of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_seconds: Option<f64>,
+    pub idle_seconds: Option<IdleSpec>,
     /// Come back from zero when this many requests (or backlog items) are waiting (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation_threshold: Option<f64>,
@@ -298,6 +300,16 @@ pub struct ScaleToZeroSpec {
     /// activation scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation_replicas: Option<i64>,
+}
+
+/// `scaleToZero.idleSeconds`: a number of seconds, or `never`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IdleSpec {
+    /// Seconds.
+    Seconds(f64),
+    /// `never` (any other word is refused by validation, naming the field).
+    Word(String),
 }
 
 /// A duration: a number of seconds, or text such as `500ms`, `1.5s`, `2m`.

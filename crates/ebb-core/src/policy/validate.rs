@@ -323,9 +323,7 @@ pub(super) fn validate(spec: &PolicySpec) -> Result<Policy, PolicyError> {
             );
         }
         ScaleToZero {
-            idle_ms: secs_to_millis(
-                c.positive("scaleToZero.idleSeconds", s.idle_seconds.unwrap_or(300.0)),
-            ),
+            idle_ms: idle_ms(&mut c, s.idle_seconds.as_ref(), spec.slo.is_some()),
             activation_threshold: activation.max(0.0),
             activation_replicas: c.count(
                 "scaleToZero.activationReplicas",
@@ -1058,6 +1056,35 @@ fn external_count(c: &mut Checker, s: &ExternalCountSpec) -> ExternalCount {
     ExternalCount { mode }
 }
 
+/// The word `scaleToZero.idleSeconds` takes for "not for idling alone".
+const NEVER: &str = "never";
+
+/// `scaleToZero.idleSeconds`: seconds (default 300), or `never`, which only an SLO policy
+/// takes (without one nothing else would ever take the target to zero).
+fn idle_ms(c: &mut Checker, idle: Option<&IdleSpec>, has_slo: bool) -> Option<i64> {
+    match idle {
+        None => Some(secs_to_millis(300.0)),
+        Some(IdleSpec::Seconds(v)) => {
+            Some(secs_to_millis(c.positive("scaleToZero.idleSeconds", *v)))
+        }
+        Some(IdleSpec::Word(w)) if w == NEVER && has_slo => None,
+        Some(IdleSpec::Word(w)) if w == NEVER => {
+            c.err(
+                "scaleToZero.idleSeconds",
+                "`never` needs an slo block: only the SLO goes to zero other than after an idle time",
+            );
+            None
+        }
+        Some(IdleSpec::Word(w)) => {
+            c.err(
+                "scaleToZero.idleSeconds",
+                format!("must be a positive number of seconds or `never`, got '{w}'"),
+            );
+            None
+        }
+    }
+}
+
 fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
@@ -1200,7 +1227,9 @@ pub(super) fn to_spec(p: &Policy) -> PolicySpec {
             },
         }),
         scale_to_zero: p.scale_to_zero.as_ref().map(|z| ScaleToZeroSpec {
-            idle_seconds: Some(secs(z.idle_ms)),
+            idle_seconds: Some(z.idle_ms.map_or(IdleSpec::Word(NEVER.into()), |ms| {
+                IdleSpec::Seconds(secs(ms))
+            })),
             activation_threshold: Some(z.activation_threshold),
             activation_replicas: Some(i64::from(z.activation_replicas)),
         }),

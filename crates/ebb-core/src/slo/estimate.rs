@@ -74,6 +74,13 @@ pub struct SloState {
     /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
     #[serde(default)]
     pub recurrence: super::recurrence::Recurrence,
+    /// When a sample last brought arrivals: how long the traffic has been silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_arrival: Option<Time>,
+    /// The last silence that arrivals ended: when, and how long it had lasted, seconds (a
+    /// burst's onset records the silence before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_ended: Option<(Time, f64)>,
     /// Requests seen waiting beyond the ready slots, averaged over the calibration window.
     #[serde(default)]
     pub queue_observed: f64,
@@ -276,6 +283,19 @@ impl SloState {
             // An absurd counter jump: skip it rather than let it poison the estimates.
             self.last = Some(*sample);
             return false;
+        }
+        if arrivals > 0.0 {
+            // Before the first arrival the silence began before the estimates did: at least
+            // that long, which no burst seen later can shorten.
+            let silent = self
+                .last_arrival
+                .map_or(super::recurrence::SILENT_SINCE_START, |t| {
+                    last.at.seconds_since(t)
+                });
+            if silent > 0.0 {
+                self.silence_ended = Some((sample.at, silent));
+            }
+            self.last_arrival = Some(sample.at);
         }
         let expected = self.forecast.at_horizon(dt, smoothing) * dt;
         self.forecast.observe(rate, sample.at, dt, smoothing);

@@ -24,7 +24,7 @@ pub mod tokens;
 
 pub use crate::policy::Tuning;
 pub use estimate::SloState;
-pub use plan::{plan, Plan};
+pub use plan::{plan, Plan, Range};
 
 /// How far `a` is above `b`, percent (a reason's "forecast +18%"); 0 where `b` says nothing.
 pub(crate) fn percent_over(a: f64, b: f64) -> f64 {

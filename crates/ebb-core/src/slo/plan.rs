@@ -7,7 +7,7 @@ use super::queueing::{
     attainments, replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid,
 };
 use super::recurrence::Due;
-use crate::observation::{is_fresh, Observation};
+use crate::observation::{is_fresh, Observation, TrafficSample};
 use crate::policy::{Slo, Tuning};
 use crate::reason::Reason;
 use crate::time::Time;
@@ -54,10 +54,11 @@ struct Sized {
     max_replicas: u32,
 }
 
-/// Replicas for a recurring burst due within `lead` seconds, when more than are needed now.
-/// The burst's first `lead` seconds may spend `prewarm_budget` of a period's allowed misses;
-/// the replicas that keep within it are started ahead, and none when those held anyway do (a
-/// burst the reactive path absorbs costs nothing to wait for).
+/// Replicas for a recurring burst due within `lead` seconds. The burst's first `lead` seconds
+/// may spend `prewarm_budget` of a period's allowed misses; the replicas that keep within it
+/// are started ahead (the caller starts none beyond those held anyway, unless it holds none:
+/// a burst the reactive path absorbs costs nothing to wait for, but one that finds no replica
+/// waits a whole cold start).
 fn for_recurring_burst(
     slo: &Slo,
     tuning: &Tuning,
@@ -81,7 +82,54 @@ fn for_recurring_burst(
         now_sized.max_replicas,
         &mut state.grid,
     );
-    (replicas > now_sized.needed).then_some((replicas, due))
+    Some((replicas, due))
+}
+
+/// Why the plan proposes no replicas, for a policy that may scale to zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Silence {
+    /// The traffic has been silent for a cold start and the next recurring burst is due
+    /// more than a cold start after the replicas for it would be started: a replica kept
+    /// through the silence is paid for with nothing to serve, and the burst is met by
+    /// replicas started one lead ahead of it (what the clairvoyant does with every gap).
+    UntilBurst {
+        quiet_seconds: f64,
+        due_in_seconds: f64,
+        period_seconds: f64,
+    },
+    /// At zero with nothing arriving and no burst due: nothing to start a replica for.
+    AtZero,
+}
+
+/// Whether the traffic allows zero replicas now. A burst due within the lead, a request in
+/// flight or one that arrived since the last sample never does.
+fn silence(
+    state: &SloState,
+    sample: &TrafficSample,
+    at_zero: bool,
+    (lead, cold_start): (f64, f64),
+    now: Time,
+) -> Option<Silence> {
+    if sample.in_flight > 0.0 || state.recurrence.due(now, lead).is_some() {
+        return None;
+    }
+    let quiet = state
+        .last_arrival
+        .map_or(f64::INFINITY, |t| now.seconds_since(t));
+    let until_burst = state.recurrence.silent_gap(now).filter(|gap| {
+        quiet >= cold_start
+            && gap.due_in_seconds - lead >= cold_start
+            && quiet + gap.due_in_seconds <= gap.silent_seconds
+    });
+    match until_burst {
+        Some(gap) => Some(Silence::UntilBurst {
+            quiet_seconds: quiet,
+            due_in_seconds: gap.due_in_seconds,
+            period_seconds: gap.period_seconds,
+        }),
+        None if at_zero && quiet > 0.0 => Some(Silence::AtZero),
+        None => None,
+    }
 }
 
 /// What a shortage of ready replicas is worth, in replicas: the requests missed a second with
@@ -147,16 +195,28 @@ pub fn lead_seconds(slo: &Slo, state: Option<&SloState>) -> f64 {
     cold_start + slo.tuning.prewarm_spread * sd
 }
 
+/// The counts a policy lets the plan propose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// The most replicas.
+    pub max_replicas: u32,
+    /// Whether the policy may scale to zero (`scaleToZero`): then the plan proposes zero
+    /// through the silences between the bursts it predicts, and from zero starts replicas one
+    /// lead ahead of the next.
+    pub to_zero: bool,
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
     tuning: &Tuning,
     state: &mut SloState,
     obs: &Observation,
-    max_replicas: u32,
+    range: Range,
     now: Time,
     stale_after_ms: i64,
 ) -> Plan {
+    let max_replicas = range.max_replicas;
     let smoothing = smoothing(tuning, slo, state);
     state.observe_pods(&obs.pods, now);
     let Some(sample) = obs
@@ -236,7 +296,13 @@ pub fn plan(
     let (needed, predicted) =
         replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
     let arrivals_total = sample.arrivals_total;
-    state.recurrence.observe(onset, rate, arrivals_total, now);
+    let silence_before = state
+        .silence_ended
+        .filter(|(ended, _)| now.seconds_since(*ended) <= super::recurrence::QUIET_SECONDS)
+        .map_or(0.0, |(_, seconds)| seconds);
+    state
+        .recurrence
+        .observe(onset, rate, arrivals_total, silence_before, now);
     let lead = cold_start + tuning.prewarm_spread * cold_start_sd;
     let now_sized = Sized {
         load,
@@ -244,7 +310,10 @@ pub fn plan(
         needed,
         max_replicas,
     };
-    let prewarm = for_recurring_burst(slo, tuning, state, &now_sized, lead, now);
+    let at_zero = obs.current_replicas == 0;
+    let prewarm = for_recurring_burst(slo, tuning, state, &now_sized, lead, now)
+        .filter(|(replicas, _)| *replicas > needed || at_zero)
+        .map(|(replicas, due)| (replicas.max(needed), due));
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
     let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
     let kept = state.recent.remember(wanted, now, keep_ms);
@@ -269,10 +338,14 @@ pub fn plan(
         .max(still_short)
         .min(max_replicas.max(kept));
     let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
-    let replicas = if warming {
-        obs.current_replicas
-    } else {
-        planned_replicas
+    let silent = range
+        .to_zero
+        .then(|| silence(state, sample, at_zero, (lead, cold_start), now))
+        .flatten();
+    let replicas = match (warming, silent) {
+        (true, _) => obs.current_replicas,
+        (false, Some(_)) => 0,
+        (false, None) => planned_replicas,
     };
 
     let mut reasons = Vec::new();
@@ -302,7 +375,22 @@ pub fn plan(
         cold_start_seconds: cold_start,
         cold_start_measured: measured,
     });
-    if warming {
+    if let (
+        false,
+        Some(Silence::UntilBurst {
+            quiet_seconds,
+            due_in_seconds,
+            period_seconds,
+        }),
+    ) = (warming, silent)
+    {
+        reasons.push(Reason::SloSilentUntilBurst {
+            quiet_seconds,
+            due_in_seconds,
+            period_seconds,
+            lead_seconds: lead,
+        });
+    } else if warming {
         reasons.push(Reason::SloWarmingUp {
             held: replicas,
             seconds: super::estimate::WARMUP_SECONDS,

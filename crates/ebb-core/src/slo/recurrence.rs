@@ -29,6 +29,9 @@ pub const TOLERANCE_FLOOR_SECONDS: f64 = 5.0;
 /// two bursts look alike: their peak rates within this share of the larger. Copies of one job
 /// on a clock look alike; two unrelated surges seldom do.
 pub const ALIKE_SHARE: f64 = 0.25;
+/// The silence before the first arrivals the estimates saw: it began before they did, so its
+/// length is unknown but not short (a burst that ended it came out of silence).
+pub const SILENT_SINCE_START: f64 = f64::MAX;
 /// Longest period followed, seconds: longer cycles are the daily season's job.
 pub const MAX_PERIOD_SECONDS: f64 = 7200.0;
 
@@ -44,6 +47,10 @@ pub struct Onset {
     pub peak_rate: f64,
     /// The arrivals counter at the onset.
     pub arrivals_total: f64,
+    /// How long the traffic had been silent just before the burst, seconds (0 when it was
+    /// not): bursts that come out of silence leave a gap with nothing to serve.
+    #[serde(default)]
+    pub silence_before: f64,
 }
 
 /// The state carried between decisions (in the decision state, so it survives restarts).
@@ -56,6 +63,18 @@ pub struct Recurrence {
     /// When the jump test last fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_jump: Option<Time>,
+}
+
+/// The gap before the next burst, for bursts that come out of silence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gap {
+    /// Seconds until the next burst is due.
+    pub due_in_seconds: f64,
+    /// The bursts' period, seconds.
+    pub period_seconds: f64,
+    /// The shortest silence seen before a burst, widened by how far the gaps strayed: a
+    /// silence that has not lasted this long yet is expected to last until the burst.
+    pub silent_seconds: f64,
 }
 
 /// A burst that is due.
@@ -72,8 +91,16 @@ pub struct Due {
 }
 
 impl Recurrence {
-    /// Takes one decision's jump test, the rate it planned for and the arrivals counter.
-    pub fn observe(&mut self, jump: bool, rate: f64, arrivals_total: f64, now: Time) {
+    /// Takes one decision's jump test, the rate it planned for, the arrivals counter and
+    /// the silence the traffic came out of just before (seconds, 0 if none).
+    pub fn observe(
+        &mut self,
+        jump: bool,
+        rate: f64,
+        arrivals_total: f64,
+        silence_before: f64,
+        now: Time,
+    ) {
         if jump {
             let quiet = self
                 .last_jump
@@ -84,6 +111,7 @@ impl Recurrence {
                     at: now,
                     peak_rate: rate,
                     arrivals_total,
+                    silence_before,
                 });
                 let excess = self.onsets.len().saturating_sub(GAPS + 1);
                 self.onsets.drain(..excess);
@@ -117,6 +145,25 @@ impl Recurrence {
         let regular = strayed <= (TOLERANCE_SHARE * mean).max(TOLERANCE_FLOOR_SECONDS);
         let window = strayed.max(TOLERANCE_FLOOR_SECONDS);
         (regular && mean <= MAX_PERIOD_SECONDS && mean > 0.0).then_some((mean, window))
+    }
+
+    /// The silence ahead, while the bursts are periodic and each came out of silence: the
+    /// next is due in `Gap::due_in_seconds`, and nothing arrived that long before the last
+    /// ones. None once the next is later than the gaps ever strayed (a burst that failed to
+    /// come predicts nothing more).
+    pub fn silent_gap(&self, now: Time) -> Option<Gap> {
+        let (period, tolerance) = self.period()?;
+        let due_in = period - now.seconds_since(self.onsets.last()?.at);
+        let silent = self
+            .onsets
+            .iter()
+            .map(|o| o.silence_before)
+            .fold(f64::INFINITY, f64::min);
+        (due_in >= -tolerance).then_some(Gap {
+            due_in_seconds: due_in,
+            period_seconds: period,
+            silent_seconds: silent + tolerance,
+        })
     }
 
     /// The burst to have replicas ready for now, if one is due within `lead_seconds` (the cold
@@ -177,7 +224,7 @@ mod tests {
             let jump = in_burst && t < start + 3.0;
             let rate = if in_burst { 120.0 } else { 20.0 };
             arrivals += rate;
-            r.observe(jump, rate, arrivals, at(t));
+            r.observe(jump, rate, arrivals, 0.0, at(t));
             t += 1.0;
         }
     }
@@ -211,10 +258,10 @@ mod tests {
         assert!((p.period_seconds - 300.0).abs() < 1e-9, "{p:?}");
         // The second surge peaks at twice the first: not copies of one job.
         let mut r = Recurrence::default();
-        r.observe(true, 120.0, 0.0, at(0.0));
-        r.observe(false, 20.0, 100.0, at(100.0));
-        r.observe(true, 240.0, 200.0, at(300.0));
-        r.observe(false, 20.0, 300.0, at(400.0));
+        r.observe(true, 120.0, 0.0, 0.0, at(0.0));
+        r.observe(false, 20.0, 100.0, 0.0, at(100.0));
+        r.observe(true, 240.0, 200.0, 0.0, at(300.0));
+        r.observe(false, 20.0, 300.0, 0.0, at(400.0));
         assert_eq!(r.due(at(565.0), 30.0), None, "unlike bursts");
     }
 
@@ -234,10 +281,33 @@ mod tests {
     fn jumps_within_one_burst_are_one_onset() {
         let mut r = Recurrence::default();
         for t in 0..20 {
-            r.observe(t % 3 == 0, 4.0, 0.0, at(f64::from(t)));
+            r.observe(t % 3 == 0, 4.0, 0.0, 0.0, at(f64::from(t)));
         }
         assert_eq!(r.onsets.len(), 1);
         assert_eq!(r.onsets[0].peak_rate, 4.0);
+    }
+
+    #[test]
+    fn the_gap_is_silent_only_where_every_burst_came_out_of_silence() {
+        let onset = |r: &mut Recurrence, at_s: f64, silence_before: f64| {
+            r.observe(true, 80.0, at_s * 10.0, silence_before, at(at_s));
+            r.observe(false, 80.0, at_s * 10.0 + 100.0, 0.0, at(at_s + 60.0));
+        };
+        // Bursts every 360 s after 240 s of silence; the first came out of a silence that
+        // began before the estimates did.
+        let mut r = Recurrence::default();
+        onset(&mut r, 0.0, SILENT_SINCE_START);
+        onset(&mut r, 360.0, 240.0);
+        let gap = r.silent_gap(at(500.0)).expect("periodic");
+        assert!((gap.due_in_seconds - 220.0).abs() < 1e-9, "{gap:?}");
+        assert!((gap.period_seconds - 360.0).abs() < 1e-9, "{gap:?}");
+        assert!((gap.silent_seconds - 245.0).abs() < 1e-9, "{gap:?}");
+        // A burst that has not come by the tolerance ends the prediction.
+        assert!(r.silent_gap(at(730.0)).is_none());
+        // One burst that came out of a trickle caps the silence expected at its own.
+        onset(&mut r, 720.0, 3.0);
+        let gap = r.silent_gap(at(800.0)).expect("periodic");
+        assert!((gap.silent_seconds - 8.0).abs() < 1e-9, "{gap:?}");
     }
 
     #[test]
