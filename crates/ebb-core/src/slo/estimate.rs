@@ -58,6 +58,11 @@ pub struct SloState {
     pub within_requests: f64,
     /// Whether the service estimate came from Little's law (no service-time counters).
     pub service_from_littles_law: bool,
+    /// Whether the service estimate was learnt only while requests outnumbered the ready
+    /// slots (the first ones, with nothing better to go on): an upper bound that the first
+    /// sample within the slots replaces.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service_provisional: bool,
     /// Requests whose service time was measured so far.
     #[serde(default)]
     pub service_requests: f64,
@@ -304,11 +309,29 @@ impl SloState {
         self.count_variance += weight * (residual * residual / dt - self.count_variance);
         let short = 1.0 - (-dt / SHORT_RATE_SECONDS).exp();
         self.short_rate += short * (rate - self.short_rate);
-        if !(sample.in_flight > slots && self.service_mean.is_some()) {
+        let overloaded = sample.in_flight > slots;
+        if !overloaded && self.service_provisional {
+            // The first clean sample replaces what a backlog taught (a cold start from zero
+            // under load: each request then also waited in its replica's own queue).
+            self.forget_service();
+        }
+        if !(overloaded && self.service_mean.is_some()) {
             self.observe_service(&last, sample, dt);
+            self.service_provisional = overloaded && self.service_mean.is_some();
         }
         self.last = Some(*sample);
         true
+    }
+
+    /// Drops the service estimate and its shape, to learn them again.
+    fn forget_service(&mut self) {
+        self.service_mean = None;
+        self.service_square = None;
+        self.within_share = None;
+        self.within_latency = None;
+        self.within_requests = 0.0;
+        self.service_requests = 0.0;
+        self.service_provisional = false;
     }
 
     fn observe_service(&mut self, last: &TrafficSample, now: &TrafficSample, dt: f64) {
@@ -530,6 +553,52 @@ mod tests {
             state.observe_waiting(&sample, 3, 4, 100.0, (0.1, 1.0), 1800.0);
         }
         state
+    }
+
+    #[test]
+    fn a_service_time_learnt_under_a_backlog_gives_way_to_the_first_clean_one() {
+        let smoothing = Smoothing {
+            level_seconds: 30.0,
+            level_requests: 0.0,
+            trend_seconds: 60.0,
+            season_seconds: 0.0,
+            season_weight: 0.0,
+        };
+        let mut state = SloState::default();
+        let (mut served, mut busy, mut squares) = (0.0, 0.0, 0.0);
+        let mut feed = |state: &mut SloState, s: i64, in_flight: f64, each: f64| {
+            served += 40.0;
+            busy += 40.0 * each;
+            squares += 40.0 * each * each;
+            let sample = TrafficSample {
+                at: Time::from_secs(s),
+                in_flight,
+                arrivals_total: served,
+                completions_total: served,
+                service: Some(ServiceTotals {
+                    requests: served,
+                    seconds: busy,
+                    squared_seconds: squares,
+                    within: None,
+                }),
+            };
+            state.observe(&sample, &smoothing, 4.0);
+        };
+        // From zero under load: 200 requests for one replica's 4 slots, each request
+        // also waiting 3 s in the replica's own queue.
+        for s in 0..5 {
+            feed(&mut state, s, 200.0, 3.0);
+        }
+        assert!(state.service_provisional);
+        assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
+        // More of the backlog teaches nothing more; the first sample within the slots
+        // replaces it rather than being averaged with it.
+        feed(&mut state, 5, 200.0, 6.0);
+        assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
+        feed(&mut state, 6, 2.0, 0.05);
+        assert!(!state.service_provisional);
+        let mean = state.service_mean.unwrap();
+        assert!((mean - 0.05).abs() < 1e-9, "{mean}");
     }
 
     #[test]
