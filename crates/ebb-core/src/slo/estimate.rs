@@ -63,6 +63,9 @@ pub struct SloState {
     /// sample within the slots replaces.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service_provisional: bool,
+    /// Whether the last sample had more requests in flight than ready slots.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_overloaded: bool,
     /// Requests whose service time was measured so far.
     #[serde(default)]
     pub service_requests: f64,
@@ -310,15 +313,23 @@ impl SloState {
         let short = 1.0 - (-dt / SHORT_RATE_SECONDS).exp();
         self.short_rate += short * (rate - self.short_rate);
         let overloaded = sample.in_flight > slots;
-        if !overloaded && self.service_provisional {
-            // The first clean sample replaces what a backlog taught (a cold start from zero
-            // under load: each request then also waited in its replica's own queue).
+        let drained = !overloaded && !self.last_overloaded;
+        if drained && self.service_provisional {
+            // What a backlog taught (a cold start from zero under load: each request then
+            // also waited in its replica's own queue) gives way once a whole interval
+            // within the slots has passed: the requests that waited have completed.
             self.forget_service();
         }
-        if !(overloaded && self.service_mean.is_some()) {
+        let learns = match (self.service_mean, self.service_provisional) {
+            (None, _) => true,
+            (Some(_), true) => false,
+            (Some(_), false) => !overloaded,
+        };
+        if learns {
             self.observe_service(&last, sample, dt);
             self.service_provisional = overloaded && self.service_mean.is_some();
         }
+        self.last_overloaded = overloaded;
         self.last = Some(*sample);
         true
     }
@@ -595,7 +606,11 @@ mod tests {
         // replaces it rather than being averaged with it.
         feed(&mut state, 5, 200.0, 6.0);
         assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
-        feed(&mut state, 6, 2.0, 0.05);
+        // The first interval within the slots still completes requests that waited.
+        feed(&mut state, 6, 2.0, 2.0);
+        assert!(state.service_provisional);
+        assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
+        feed(&mut state, 7, 2.0, 0.05);
         assert!(!state.service_provisional);
         let mean = state.service_mean.unwrap();
         assert!((mean - 0.05).abs() < 1e-9, "{mean}");
