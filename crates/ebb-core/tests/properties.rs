@@ -277,6 +277,52 @@ proptest! {
         }
     }
 
+    /// Bursts on a clock with silence between (any period, length, rate and jitter), under
+    /// an SLO that may go to zero through the silences, with samples lost at random: the
+    /// count stays within bounds; it goes to zero only on a fresh sample with nothing in
+    /// flight and nothing arriving; and a decision with a missing proposal never lowers it.
+    #[test]
+    fn zero_through_silences_only_on_fresh_silence(
+        period in 60i64..400,
+        length in 3i64..40,
+        rate in 5.0..300.0f64,
+        jitter in prop::collection::vec(0i64..8, 8),
+        lost in prop::collection::vec(prop::bool::weighted(0.05), 2400),
+    ) {
+        let p = policy("minReplicas: 0\nmaxReplicas: 30\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4, coldStartSeconds: 10}\nscaleToZero: {idleSeconds: never}\n");
+        let (mut state, mut current, mut total) = (State::default(), 1u32, 0.0);
+        let seconds = (period * 6).min(2400);
+        for s in 0..seconds {
+            let cycle = (s / period) as usize;
+            let start = cycle as i64 * period + jitter[cycle % jitter.len()];
+            let arriving = if (start..start + length).contains(&s) { rate } else { 0.0 };
+            total += arriving;
+            let mut o = obs(current, vec![]);
+            let sample = !lost[s as usize];
+            if sample {
+                o.traffic = Some(TrafficSample {
+                    service: Some(ServiceTotals {
+                        requests: total,
+                        seconds: total * 0.1,
+                        squared_seconds: total * 0.02,
+                        within: None,
+                    }),
+                    ..traffic(t(s), arriving * 0.1, total, total)
+                });
+            }
+            let d = decide(&p, &o, &state, t(s));
+            prop_assert!(d.desired_replicas <= 30, "{}", d.summary());
+            if d.desired_replicas == 0 && current > 0 {
+                prop_assert!(sample && arriving == 0.0, "to zero at {} without a fresh silence: {}", s, d.summary());
+            }
+            if d.proposals.iter().any(|pr| pr.replicas.is_none()) {
+                prop_assert!(d.desired_replicas >= current, "{} -> {} at {}: {}", current, d.desired_replicas, s, d.summary());
+            }
+            state = d.applied_state();
+            current = d.desired_replicas;
+        }
+    }
+
     /// The LLM SLO over engine samples a broken scrape could give (NaN, negative, stale,
     /// absent, replicas starting): replicas stay within bounds, and a decision whose LLM SLO
     /// proposal is missing never lowers them.
