@@ -674,12 +674,13 @@ fn scale_to_zero(
     // The SLO proposes zero only through a silence before a burst it predicts (its reason
     // says so); every other proposal must agree.
     let silent = proposals.best == Some(0) && slo_proposal(b) == Some(0);
+    let idled = z.idle_ms.is_some_and(|ms| idle_for >= ms);
     let idle = demand.known == 0.0
         && demand.unknown.is_empty()
         && proposals.missing.is_empty()
-        && (z.idle_ms.is_some_and(|ms| idle_for >= ms) || silent);
+        && (idled || silent);
     if idle && b.state.panic.is_none() && b.schedule_floor == 0 {
-        if z.idle_ms.is_some_and(|ms| idle_for >= ms) {
+        if idled {
             b.reasons.push(Reason::ScaleToZero { idle_ms: idle_for });
         }
         return Some(0);

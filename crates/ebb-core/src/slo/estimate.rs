@@ -60,7 +60,7 @@ pub struct SloState {
     pub service_from_littles_law: bool,
     /// Whether the service estimate was learnt only while requests outnumbered the ready
     /// slots (the first ones, with nothing better to go on): an upper bound that the first
-    /// sample within the slots replaces.
+    /// sample after a whole interval within the slots replaces.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service_provisional: bool,
     /// Whether the last sample had more requests in flight than ready slots.
@@ -332,6 +332,15 @@ impl SloState {
         self.last_overloaded = overloaded;
         self.last = Some(*sample);
         true
+    }
+
+    /// How long the traffic had been silent before the arrivals that ended its last silence,
+    /// seconds, if they came within `QUIET_SECONDS` of `now` (a burst's onset is seen a few
+    /// samples after its first arrivals); 0 otherwise.
+    pub fn silence_just_ended(&self, now: Time) -> f64 {
+        self.silence_ended
+            .filter(|(ended, _)| now.seconds_since(*ended) <= super::recurrence::QUIET_SECONDS)
+            .map_or(0.0, |(_, seconds)| seconds)
     }
 
     /// Drops the service estimate and its shape, to learn them again.

@@ -54,11 +54,11 @@ struct Sized {
     max_replicas: u32,
 }
 
-/// Replicas for a recurring burst due within `lead` seconds. The burst's first `lead` seconds
-/// may spend `prewarm_budget` of a period's allowed misses; the replicas that keep within it
-/// are started ahead (the caller starts none beyond those held anyway, unless it holds none:
-/// a burst the reactive path absorbs costs nothing to wait for, but one that finds no replica
-/// waits a whole cold start).
+/// Replicas for a recurring burst due within `lead` seconds (`None`: none is due). The
+/// burst's first `lead` seconds may spend `prewarm_budget` of a period's allowed misses; the
+/// replicas that keep within it are started ahead (the caller starts none beyond those held
+/// anyway, unless it holds none: a burst the reactive path absorbs costs nothing to wait for,
+/// but one that finds no replica waits a whole cold start).
 fn for_recurring_burst(
     slo: &Slo,
     tuning: &Tuning,
@@ -101,16 +101,17 @@ enum Silence {
     AtZero,
 }
 
-/// Whether the traffic allows zero replicas now. A burst due within the lead, a request in
-/// flight or one that arrived since the last sample never does.
+/// Whether the traffic allows zero replicas now. A burst due within the lead (`burst_due`),
+/// a request in flight or one that arrived since the last sample never does.
 fn silence(
     state: &SloState,
     sample: &TrafficSample,
     at_zero: bool,
+    burst_due: bool,
     (lead, cold_start): (f64, f64),
     now: Time,
 ) -> Option<Silence> {
-    if sample.in_flight > 0.0 || state.recurrence.due(now, lead).is_some() {
+    if sample.in_flight > 0.0 || burst_due {
         return None;
     }
     let quiet = state
@@ -296,10 +297,7 @@ pub fn plan(
     let (needed, predicted) =
         replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
     let arrivals_total = sample.arrivals_total;
-    let silence_before = state
-        .silence_ended
-        .filter(|(ended, _)| now.seconds_since(*ended) <= super::recurrence::QUIET_SECONDS)
-        .map_or(0.0, |(_, seconds)| seconds);
+    let silence_before = state.silence_just_ended(now);
     state
         .recurrence
         .observe(onset, rate, arrivals_total, silence_before, now);
@@ -311,7 +309,9 @@ pub fn plan(
         max_replicas,
     };
     let at_zero = obs.current_replicas == 0;
-    let prewarm = for_recurring_burst(slo, tuning, state, &now_sized, lead, now)
+    let burst = for_recurring_burst(slo, tuning, state, &now_sized, lead, now);
+    let burst_due = burst.is_some();
+    let prewarm = burst
         .filter(|(replicas, _)| *replicas > needed || at_zero)
         .map(|(replicas, due)| (replicas.max(needed), due));
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
@@ -340,7 +340,7 @@ pub fn plan(
     let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
     let silent = range
         .to_zero
-        .then(|| silence(state, sample, at_zero, (lead, cold_start), now))
+        .then(|| silence(state, sample, at_zero, burst_due, (lead, cold_start), now))
         .flatten();
     let replicas = match (warming, silent) {
         (true, _) => obs.current_replicas,
