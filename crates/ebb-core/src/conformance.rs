@@ -230,6 +230,7 @@ fn run_replicas(name: &str, c: ReplicasCase) -> Result<CaseOutcome, String> {
                 deleting: p.deleting,
                 started_at: Some(started_at),
                 ready_changed_at: Some(p.ready_since_seconds_ago.map_or(started_at, ago)),
+                created_at: None,
                 requests: p
                     .request
                     .iter()

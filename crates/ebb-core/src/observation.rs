@@ -134,12 +134,25 @@ pub struct Pod {
     /// When the Ready condition last changed; `None` means unknown.
     #[serde(default)]
     pub ready_changed_at: Option<Time>,
+    /// When the pod was created, for the scale-up that asked for it. The SLO's cold start runs
+    /// from here to Ready, so that the time spent Pending (scheduling, a GPU node brought up
+    /// for it, the image pulled) counts: `started_at` begins only once a node runs it. `None`:
+    /// from `started_at`.
+    #[serde(default)]
+    pub created_at: Option<Time>,
     /// Resource requests in milli-units, keyed like metric names ("cpu", "container/cpu").
     #[serde(default)]
     pub requests: BTreeMap<String, i64>,
     /// Requests in flight on this pod, where the driver knows it (proxy, pod scrape).
     #[serde(default)]
     pub in_flight: Option<f64>,
+}
+
+impl Pod {
+    /// When its cold start began: created, else started.
+    pub fn cold_start_began(&self) -> Option<Time> {
+        self.created_at.or(self.started_at)
+    }
 }
 
 /// Samples of one HPA metric.

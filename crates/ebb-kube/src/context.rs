@@ -8,7 +8,7 @@ use crate::crd::AutoscalerStatus;
 use crate::memory::Memory;
 use crate::metrics::ControllerMetrics;
 use ebb_core::Time;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -60,8 +60,8 @@ pub struct Context {
     pub client: kube::Client,
     /// Pods, HPAs and Autoscalers, from the watches.
     pub caches: Arc<Caches>,
-    /// Publishes Events.
-    pub recorder: Recorder,
+    /// Who publishes the Events (see [`Context::publish`]).
+    reporter: Reporter,
     /// The controller's own metrics.
     pub metrics: Arc<ControllerMetrics>,
     /// The clock.
@@ -71,6 +71,21 @@ pub struct Context {
 }
 
 impl Context {
+    /// Publishes an Event about `reference`, a new one for each call. kube-rs's `Recorder`
+    /// folds every Event with the same reason and action into the first one it published in
+    /// the last six minutes, counting them but keeping the first's note: the second rescale
+    /// in a minute would say the first's "New size: 1". Ebb publishes only on a change (a
+    /// rescale, a new failure message), so there is no storm to fold.
+    pub async fn publish(
+        &self,
+        event: &kube::runtime::events::Event,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+    ) -> Result<(), kube::Error> {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+            .publish(event, reference)
+            .await
+    }
+
     /// A context for `client` reading `caches`, publishing Events as `reporter`.
     pub fn new(
         client: kube::Client,
@@ -79,12 +94,12 @@ impl Context {
         metrics: Arc<ControllerMetrics>,
         clock: Clock,
     ) -> Context {
-        let reporter = kube::runtime::events::Reporter {
+        let reporter = Reporter {
             controller: "ebb-controller".into(),
             instance: Some(reporter.to_string()),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             caches,
             metrics,

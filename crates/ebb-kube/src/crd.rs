@@ -819,6 +819,9 @@ impl AutoscalerSpec {
                 }
             }
         }
+        if let Some(e) = self.zero_without_a_way_back() {
+            errors.push(e);
+        }
         if let Some(v) = self.sync_period_seconds {
             if !v.is_finite() || !(0.1..=3600.0).contains(&v) {
                 errors.push(SpecError {
@@ -832,6 +835,31 @@ impl AutoscalerSpec {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl AutoscalerSpec {
+    /// A policy that may scale to zero with no source that reports while no pod runs. Pod
+    /// scrapes and resource metrics are read from the target's pods: at zero there are none,
+    /// the demand stays unknown (`DemandUnknown`), and the target would never come back. A
+    /// gateway holds and counts the requests sent at zero; Prometheus and Redis read what
+    /// lives outside the pods (an ingress's counters, a queue).
+    fn zero_without_a_way_back(&self) -> Option<SpecError> {
+        if !self.policy.contains_key("scaleToZero") {
+            return None;
+        }
+        let reports_at_zero =
+            |s: &SourceSpec| s.gateway.is_some() || s.prometheus.is_some() || s.redis.is_some();
+        if self.sources.iter().any(reports_at_zero) {
+            return None;
+        }
+        Some(SpecError {
+            path: "spec.scaleToZero".into(),
+            reason: "needs a source that reports while no pod runs (a gateway source in front \
+                     of the pods, or prometheus or redis): pod scrapes and resource metrics \
+                     have no pod to read at zero, so nothing would bring the target back"
+                .into(),
+        })
     }
 }
 
@@ -955,6 +983,42 @@ mod tests {
         assert!(paths.contains(&"spec.sources[0].redis.kind"), "{paths:?}");
         assert!(paths.contains(&"spec.sources[1].name"), "{paths:?}");
         assert!(paths.contains(&"spec.sources[1]"), "{paths:?}");
+    }
+
+    #[test]
+    fn scale_to_zero_needs_a_source_that_reports_at_zero() {
+        let head = "scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: m}\nminReplicas: 0\nmaxReplicas: 5\nslo: {latency: 500ms, attainment: 99.9%}\nscaleToZero: {idleSeconds: never}\nsources:\n";
+        let scrape =
+            "- name: traffic\n  podScrape: {port: 8080, traffic: {inFlight: [ebb_in_flight]}}\n";
+        let e = spec(&format!("{head}{scrape}"))
+            .check_sources()
+            .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "spec.scaleToZero");
+        assert!(e[0].reason.contains("no pod to read at zero"), "{e:?}");
+        let e = spec(&format!(
+            "{head}- name: cpu\n  resourceMetrics: {{resource: cpu}}\n"
+        ))
+        .check_sources()
+        .unwrap_err();
+        assert_eq!(e[0].path, "spec.scaleToZero", "{e:?}");
+        for other in [
+            "- name: front\n  gateway: {selector: 'app=gw'}\n",
+            "- name: externalCount\n  redis: {address: 'redis://x', key: k, kind: listLength}\n",
+            "- name: externalCount\n  prometheus: {url: 'http://p:9090', query: 'sum(q)'}\n",
+        ] {
+            let s = spec(&format!("{head}{scrape}{other}"));
+            assert!(
+                s.check_sources().is_ok(),
+                "{other}: {:?}",
+                s.check_sources()
+            );
+        }
+        // Without scaleToZero a pod scrape alone is fine.
+        let s = spec(&format!(
+            "scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: m}}\nmaxReplicas: 5\nsources:\n{scrape}"
+        ));
+        assert!(s.check_sources().is_ok());
     }
 
     #[test]

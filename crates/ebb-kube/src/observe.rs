@@ -28,6 +28,8 @@ pub struct TargetPod {
     pub started_at: Option<Time>,
     /// Last change of the Ready condition.
     pub ready_changed_at: Option<Time>,
+    /// Creation (`metadata.creationTimestamp`): where a cold start begins.
+    pub created_at: Option<Time>,
     /// Resource requests summed over containers, milli-units (`cpu`, `memory`).
     pub requests: BTreeMap<String, i64>,
 }
@@ -143,6 +145,7 @@ pub fn observation(
                 deleting: p.deleting,
                 started_at: p.started_at,
                 ready_changed_at: p.ready_changed_at,
+                created_at: p.created_at,
                 requests: p.requests.clone(),
                 in_flight: per_pod_in_flight.get(&p.name).copied(),
             })

@@ -182,7 +182,7 @@ impl Pass<'_> {
             action: "Scale".into(),
             secondary: None,
         };
-        if let Err(e) = self.ctx.recorder.publish(&ev, &reference).await {
+        if let Err(e) = self.ctx.publish(&ev, &reference).await {
             tracing::warn!(autoscaler = %self.name, error = %e, "could not publish an event");
         }
     }

@@ -166,6 +166,7 @@ pub(crate) fn target_pods(pods: &[Arc<Pod>]) -> Vec<TargetPod> {
                 deleting: p.metadata.deletion_timestamp.is_some(),
                 started_at: status.start_time.as_ref().map(at),
                 ready_changed_at: ready_cond.and_then(|c| c.last_transition_time.as_ref().map(at)),
+                created_at: p.metadata.creation_timestamp.as_ref().map(at),
                 requests,
             }
         })

@@ -35,6 +35,7 @@ impl Service {
                 deleting: false,
                 started_at: Some(at(c.replica.created)),
                 ready_changed_at: Some(at(c.replica.created)),
+                created_at: Some(at(c.replica.created)),
                 requests: Default::default(),
                 in_flight: Some(f64::from(c.in_flight.load(Ordering::Relaxed))),
             })

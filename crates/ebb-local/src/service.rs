@@ -431,6 +431,7 @@ impl Service {
                             .and_then(|x| *x)
                             .map_or(at(r.created), at),
                     ),
+                    created_at: Some(at(r.created)),
                     requests: Default::default(),
                     in_flight: Some(f64::from(r.in_flight.load(Ordering::Relaxed))),
                 }

@@ -235,6 +235,7 @@ impl Pipeline {
                     deleting: false,
                     started_at: Some(core_time(r.created)),
                     ready_changed_at: Some(core_time(if ready { r.ready_at } else { r.created })),
+                    created_at: Some(core_time(r.created)),
                     requests: BTreeMap::from([("cpu".to_string(), 1000)]),
                     in_flight: Some(f64::from(r.outstanding)),
                 }

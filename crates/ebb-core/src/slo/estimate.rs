@@ -7,7 +7,7 @@ use super::queueing::{lognormal_params, mean_queue, normal_cdf, Load};
 use crate::observation::{is_usable, Pod, TrafficSample, WithinLatency};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Requests over which the mean service time averages (exponentially weighted).
 pub const SERVICE_MEAN_WINDOW_REQUESTS: f64 = 1000.0;
@@ -123,8 +123,11 @@ fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
     (n * measured + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS)
 }
 
-/// The cold start actually measured: from each pod's start to its turning ready, for pods
-/// that turned ready after Ebb first looked (the ones it started).
+/// Kubernetes writes its timestamps (creation, Ready's last transition) in whole seconds.
+const API_TIME_RESOLUTION_MS: i64 = 1000;
+
+/// The cold start actually measured: from each pod's creation (else start) to its first
+/// turning ready, for pods that turned ready after Ebb first looked (the ones it started).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ColdStarts {
@@ -134,8 +137,13 @@ pub struct ColdStarts {
     pub cold_start_square: Option<f64>,
     /// Cold starts measured so far.
     pub cold_starts: u32,
-    /// Pods that turned ready at or before this time were already counted.
+    /// When Ebb first looked: pods that turned ready before it were not started by it (read
+    /// by earlier versions as the newest ready time counted).
     pub ready_watermark: Option<Time>,
+    /// The pods seen ready, each counted once: a pod whose readiness flaps later is not a
+    /// cold start from its creation an hour before.
+    #[serde(default)]
+    pub ready_seen: BTreeSet<String>,
     /// Pods seen starting and not yet ready: when each started and was last seen unready. One
     /// removed before it turned ready (a hedged start no longer needed) still says its cold
     /// start was longer than that: left out, the fast starts alone would be measured.
@@ -146,24 +154,35 @@ pub struct ColdStarts {
 impl ColdStarts {
     /// Counts the pods that turned ready since the last look as cold starts.
     pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
-        let Some(watermark) = self.ready_watermark else {
+        self.ready_seen
+            .retain(|name| pods.iter().any(|p| &p.name == name));
+        let Some(first_look) = self.ready_watermark else {
             // Pods ready before Ebb first looked were not started by it.
             self.ready_watermark = Some(now);
+            let ready = pods.iter().filter(|p| p.ready).map(|p| p.name.clone());
+            self.ready_seen.extend(ready);
             return;
         };
-        let mut newest = watermark;
-        for p in pods {
-            let (Some(started), Some(ready_at)) = (p.started_at, p.ready_changed_at) else {
-                continue;
-            };
-            if !p.ready || ready_at <= watermark || ready_at > now {
+        for p in pods.iter().filter(|p| p.ready) {
+            if self.ready_seen.contains(&p.name) {
                 continue;
             }
-            newest = newest.max(ready_at);
-            let seconds = ready_at.seconds_since(started);
+            self.ready_seen.insert(p.name.clone());
+            let (Some(began), Some(ready_at)) = (p.cold_start_began(), p.ready_changed_at) else {
+                continue;
+            };
+            // Not ready at the first look (those are in `ready_seen`), so it turned ready
+            // since, even where the API's whole seconds put its Ready time up to a second
+            // before the first look. (The time matters only for state kept by a version
+            // without `ready_seen`.)
+            let after_first_look = ready_at.millis_since(first_look) > -API_TIME_RESOLUTION_MS
+                || self.starting.contains_key(&p.name);
+            if !after_first_look || ready_at > now || ready_at < began {
+                continue;
+            }
+            let seconds = ready_at.seconds_since(began);
             self.add(seconds, (seconds, seconds * seconds));
         }
-        self.ready_watermark = Some(newest);
         // After those measured now, so that a start cut short is expected beyond them.
         self.observe_removed_while_starting(pods, now);
     }
@@ -181,8 +200,13 @@ impl ColdStarts {
             }
             !removed && here.is_some_and(|p| !p.ready)
         });
-        for p in pods.iter().filter(|p| !p.ready && !p.deleting) {
-            let Some(started) = p.started_at.filter(|&at| at <= now) else {
+        // A pod once ready that is not now (its readiness flapped) is not starting.
+        let ready_seen = &self.ready_seen;
+        let starting = pods
+            .iter()
+            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&p.name));
+        for p in starting {
+            let Some(started) = p.cold_start_began().filter(|&at| at <= now) else {
                 continue;
             };
             // Every decision sees the starting pods again: update in place, without a copy
@@ -743,6 +767,64 @@ mod tests {
         cold.observe_pods(&[starting("a", 10, None)], Time::from_secs(11));
         cold.observe_pods(&[starting("a", 10, Some(30))], Time::from_secs(31));
         assert_eq!(cold.cold_start(), Some((20.0, 0.0)));
+    }
+
+    #[test]
+    fn a_cold_start_runs_from_creation_where_the_driver_knows_it() {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        // Pending 40 s (a GPU node brought up for it), then started, ready 20 s later.
+        let pending = Pod {
+            created_at: Some(Time::from_secs(10)),
+            ..starting("a", 50, None)
+        };
+        cold.observe_pods(
+            &[Pod {
+                started_at: None,
+                ..pending.clone()
+            }],
+            Time::from_secs(30),
+        );
+        let ready = Pod {
+            created_at: Some(Time::from_secs(10)),
+            ..starting("a", 50, Some(70))
+        };
+        cold.observe_pods(&[ready], Time::from_secs(71));
+        assert_eq!(cold.cold_start(), Some((60.0, 0.0)));
+    }
+
+    #[test]
+    fn a_pod_whose_readiness_flaps_is_not_a_cold_start_again() {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        cold.observe_pods(&[starting("a", 10, None)], Time::from_secs(15));
+        cold.observe_pods(&[starting("a", 10, Some(30))], Time::from_secs(31));
+        assert_eq!(cold.cold_start(), Some((20.0, 0.0)));
+        // An hour on it fails its readiness probe, then passes again; later it is removed
+        // while unready. Neither is a start.
+        cold.observe_pods(&[starting("a", 10, None)], Time::from_secs(3600));
+        cold.observe_pods(&[starting("a", 10, Some(3700))], Time::from_secs(3701));
+        cold.observe_pods(&[starting("a", 10, None)], Time::from_secs(4000));
+        cold.observe_pods(&[], Time::from_secs(4001));
+        assert_eq!(cold.cold_start(), Some((20.0, 0.0)));
+        assert!(cold.ready_seen.is_empty() && cold.starting.is_empty());
+    }
+
+    #[test]
+    fn a_start_is_counted_where_whole_seconds_put_its_ready_time_before_the_first_look() {
+        // First look at 100.6 s, before the pod exists; created and ready within the second,
+        // the API reports both in whole seconds: 100 s.
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_millis(100_600));
+        let ready = Pod {
+            name: "a".into(),
+            ready: true,
+            created_at: Some(Time::from_secs(100)),
+            ready_changed_at: Some(Time::from_secs(100)),
+            ..Default::default()
+        };
+        cold.observe_pods(&[ready], Time::from_millis(101_000));
+        assert_eq!(cold.cold_start(), Some((0.0, 0.0)));
     }
 
     #[test]

@@ -410,7 +410,8 @@ pub fn plan(
             cold_start_seconds: cold_start * tuning.keep_cold_starts,
         });
     }
-    if hedge > 0 && !warming {
+    // Through a silence nothing is started, hedged or not.
+    if hedge > 0 && !warming && silent.is_none() {
         reasons.push(Reason::SloHedgedStart {
             extra: hedge,
             ready,

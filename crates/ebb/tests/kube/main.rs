@@ -31,6 +31,17 @@ async fn replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
         .unwrap_or(-1)
 }
 
+/// The Deployment's ready replicas, as its controller last counted them.
+async fn ready_replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|d| d.status)
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
 async fn autoscaler(client: &kube::Client, ns: &str, name: &str) -> Option<Autoscaler> {
     Api::<Autoscaler>::namespaced(client.clone(), ns)
         .get(name)
@@ -1688,6 +1699,85 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
         "the 50 ms service measured as {service_ms} ms: {reasons}"
     );
     assert_eq!(failed, 0);
+    drop(scene);
+}
+
+/// Bursts on a clock behind the gateway, silence between: once two alike bursts have come 40 s
+/// apart, the SLO takes the last replica away through the silence (`SloSilentUntilBurst`, from
+/// the gateway's counters, which keep reporting at zero) and starts the next burst's replica
+/// one lead ahead of it, so the third burst finds it ready. The cold start is stated (3 s):
+/// the stand-in kubelet's pods are ready within the second the API's timestamps count in, so
+/// a measured one would be 0 s and the lead with it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_slo_goes_to_zero_between_bursts_on_a_clock_and_is_ready_for_the_next() {
+    const PERIOD: Duration = Duration::from_secs(40);
+    const BURST: Duration = Duration::from_secs(5);
+    let scene = gateway_scene(
+        "e2e-gateway-slo-zero",
+        0,
+        "{}",
+        "  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 3}\n  scaleToZero: {idleSeconds: never}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n",
+    )
+    .await;
+    let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
+    // The replica count every 100 ms, from the first burst on.
+    let counts = {
+        let (client, ns) = (client.clone(), ns.clone());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let start = std::time::Instant::now();
+        let task = tokio::spawn(async move {
+            let mut last = String::new();
+            loop {
+                let n = replicas(&client, &ns, "model").await;
+                s.lock().unwrap().push((start.elapsed(), n));
+                let reasons = autoscaler(&client, &ns, "model")
+                    .await
+                    .and_then(|a| a.status)
+                    .map(|s| s.reasons.join("; "))
+                    .unwrap_or_default();
+                if reasons != last {
+                    eprintln!("{:?} at {n}: {reasons}", start.elapsed());
+                    last = reasons;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (seen, start, task)
+    };
+    let mut answered = (0, 0);
+    for burst in 0..3u32 {
+        let at = counts.1 + PERIOD * burst;
+        tokio::time::sleep_until(at.into()).await;
+        if burst == 2 {
+            let ready = ready_replicas(client, ns, "model").await;
+            assert!(ready >= 1, "no replica ready ahead of the third burst");
+        }
+        let listen = gateway.listen.clone();
+        let (ok, failed) =
+            tokio::task::spawn_blocking(move || load_through(&listen, 4, at + BURST))
+                .await
+                .unwrap();
+        eprintln!("burst {burst}: {ok} answered, {failed} failed");
+        answered = (answered.0 + ok, answered.1 + failed);
+    }
+    counts.2.abort();
+    let seen = counts.0.lock().unwrap().clone();
+    let zero_between =
+        |from: Duration, to: Duration| seen.iter().any(|(t, n)| *t > from && *t < to && *n == 0);
+    assert!(
+        zero_between(PERIOD + BURST, PERIOD * 2),
+        "never at zero between the second and third bursts: {seen:?}"
+    );
+    let reasons = events(client, ns).await;
+    assert!(
+        reasons
+            .iter()
+            .any(|(_, n)| n.contains("silent for") && n.contains("bursts recur every")),
+        "{reasons:?}"
+    );
+    assert_eq!(answered.1, 0, "every request answered");
     drop(scene);
 }
 
