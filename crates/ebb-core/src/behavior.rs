@@ -260,6 +260,7 @@ fn rate_limit(
             reasons.push(match limit_reason {
                 LimitReason::TooFewReplicas => Reason::TooFewReplicas {
                     min: input.min_replicas,
+                    through_scale_to_zero: false,
                 },
                 _ if rules.select_policy == SelectPolicy::Disabled => Reason::ScaleDownDisabled,
                 _ => Reason::ScaleDownLimit {

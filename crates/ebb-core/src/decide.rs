@@ -780,7 +780,15 @@ fn apply_behaviors(policy: &Policy, recommendation: u32, b: &mut Builder) -> (u3
     };
     let normalized = behavior::normalize_owned(&input, &mut b.state);
     b.state.recommendations = normalized.recommendations;
-    b.reasons.extend(normalized.reasons);
+    let floor_of_one = min_replicas > policy.min_replicas;
+    b.reasons
+        .extend(normalized.reasons.into_iter().map(|r| match r {
+            Reason::TooFewReplicas { min, .. } => Reason::TooFewReplicas {
+                min,
+                through_scale_to_zero: floor_of_one,
+            },
+            other => other,
+        }));
     (normalized.desired, normalized.limit)
 }
 

@@ -102,8 +102,11 @@ pub enum Reason {
     },
     /// Clamped to minReplicas.
     TooFewReplicas {
-        /// minReplicas.
+        /// minReplicas, or 1 where the policy's is 0 (see `through_scale_to_zero`).
         min: u32,
+        /// The policy's minReplicas is 0 and the floor is 1: zero is reached only through
+        /// `scaleToZero`'s own rules, not by a proposal of zero.
+        through_scale_to_zero: bool,
     },
     /// The target had more replicas than maxReplicas: brought down to max at once.
     CurrentAboveMax {
@@ -511,7 +514,14 @@ impl fmt::Display for Reason {
                 write!(f, "scale-down disabled by selectPolicy: Disabled")
             }
             Reason::TooManyReplicas { max } => write!(f, "clamped to maxReplicas {max}"),
-            Reason::TooFewReplicas { min } => write!(f, "clamped to minReplicas {min}"),
+            Reason::TooFewReplicas {
+                min,
+                through_scale_to_zero: true,
+            } => write!(
+                f,
+                "held at {min}: minReplicas 0 reaches zero only through scaleToZero"
+            ),
+            Reason::TooFewReplicas { min, .. } => write!(f, "clamped to minReplicas {min}"),
             Reason::CurrentAboveMax { max } => {
                 write!(f, "current replicas above maxReplicas: scaling to {max}")
             }

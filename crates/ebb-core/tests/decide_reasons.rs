@@ -353,6 +353,31 @@ fn scale_to_zero() -> Decision {
     d
 }
 
+/// Idle for 40 s of the 60 the policy asks: the proposal of zero is held at one, and the
+/// reason says why when the policy's own minReplicas is 0.
+fn held_at_one_until_scale_to_zero() -> Decision {
+    let state = State {
+        traffic: steady(0, 100, 0.0),
+        last_active_at: Some(t(60)),
+        ..Default::default()
+    };
+    let mut o = obs(2, vec![]);
+    o.traffic = state.traffic.last().copied();
+    let p = policy(&format!(
+        "{ZERO_POLICY}behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
+    ));
+    let d = decide(&p, &o, &state, t(100));
+    assert_eq!(d.desired_replicas, 1);
+    assert!(d.has_reason("TooFewReplicas"));
+    assert!(
+        d.summary()
+            .contains("held at 1: minReplicas 0 reaches zero only through scaleToZero"),
+        "{}",
+        d.summary()
+    );
+    d
+}
+
 fn activated() -> Decision {
     let state = State {
         traffic: steady(0, 99, 0.0),
@@ -1558,6 +1583,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("scale_down_disabled", scale_down_disabled()),
         ("too_many", too_many_replicas()),
         ("too_few", too_few_replicas()),
+        ("held_at_one", held_at_one_until_scale_to_zero()),
         ("above_max", current_above_max()),
         ("below_min", current_below_min()),
         ("scaling_disabled", scaling_disabled()),
@@ -1613,6 +1639,7 @@ mod each {
         scale_up_disabled,
         scale_down_disabled,
         too_many_replicas,
+        held_at_one_until_scale_to_zero,
         too_few_replicas,
         current_above_max,
         current_below_min,
