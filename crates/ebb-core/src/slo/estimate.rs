@@ -164,11 +164,14 @@ impl ColdStarts {
             return;
         };
         for p in pods.iter().filter(|p| p.ready) {
-            if self.ready_seen.contains(&p.name) {
+            let ready_at = p.ready_changed_at;
+            if self.ready_seen.contains(&p.name) || ready_at.is_some_and(|at| at > now) {
+                // Counted already, or stamped by an API server whose clock runs ahead of
+                // ours: counted at a later look.
                 continue;
             }
             self.ready_seen.insert(p.name.clone());
-            let (Some(began), Some(ready_at)) = (p.cold_start_began(), p.ready_changed_at) else {
+            let (Some(began), Some(ready_at)) = (p.cold_start_began(), ready_at) else {
                 continue;
             };
             // Not ready at the first look (those are in `ready_seen`), so it turned ready
@@ -177,7 +180,7 @@ impl ColdStarts {
             // without `ready_seen`.)
             let after_first_look = ready_at.millis_since(first_look) > -API_TIME_RESOLUTION_MS
                 || self.starting.contains_key(&p.name);
-            if !after_first_look || ready_at > now || ready_at < began {
+            if !after_first_look || ready_at < began {
                 continue;
             }
             let seconds = ready_at.seconds_since(began);
@@ -791,6 +794,17 @@ mod tests {
         };
         cold.observe_pods(&[ready], Time::from_secs(71));
         assert_eq!(cold.cold_start(), Some((60.0, 0.0)));
+    }
+
+    #[test]
+    fn a_ready_time_ahead_of_our_clock_is_counted_at_a_later_look() {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        let ready = starting("a", 10, Some(31));
+        cold.observe_pods(std::slice::from_ref(&ready), Time::from_millis(30_500));
+        assert_eq!(cold.cold_start(), None);
+        cold.observe_pods(&[ready], Time::from_secs(31));
+        assert_eq!(cold.cold_start(), Some((21.0, 0.0)));
     }
 
     #[test]
