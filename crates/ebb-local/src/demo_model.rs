@@ -43,6 +43,9 @@ pub struct DemoModel {
     pub preload: Vec<String>,
     /// How long loading a model takes.
     pub load: Duration,
+    /// How long after it starts listening the server reports ready (the time a real one
+    /// spends loading its weights): until then `/v2/health/ready` and inference answer 503.
+    pub startup: Duration,
 }
 
 /// Where a model of the repository is.
@@ -219,6 +222,7 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let hosted = Arc::new(Hosted::new(&cfg));
+    let ready_at = Instant::now() + cfg.startup;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let cfg = Arc::new(cfg);
     let ctx = ebb_proxy::server::Listener::new(
@@ -235,6 +239,11 @@ pub async fn serve(
         async move {
             if req.uri().path() == grpc_health::CHECK_PATH {
                 return grpc_health::check(&req).map(|b| b.boxed_unsync());
+            }
+            let live = req.uri().path() == "/v2/health/live";
+            if Instant::now() < ready_at && !live {
+                let loading = error(StatusCode::SERVICE_UNAVAILABLE, "loading weights".into());
+                return loading.map(|b| b.boxed_unsync());
             }
             route(req, &hosted, &slots, &cfg)
                 .await
@@ -358,6 +367,47 @@ async fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The status line's code of `GET path` from the demo model at `addr`.
+    async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Serves a demo model that reports ready `startup` after it starts; its address.
+    async fn started(startup: Duration) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = DemoModel {
+            name: "iris".into(),
+            service: Duration::ZERO,
+            concurrency: 1,
+            repository: Vec::new(),
+            preload: Vec::new(),
+            load: Duration::ZERO,
+            startup,
+        };
+        tokio::spawn(serve(listener, cfg, std::future::pending()));
+        addr
+    }
+
+    #[tokio::test]
+    async fn it_is_live_but_not_ready_while_loading_its_weights() {
+        let loading = started(Duration::from_secs(3600)).await;
+        assert_eq!(status_of(loading, "/v2/health/ready").await, 503);
+        assert_eq!(status_of(loading, "/v2/models/iris").await, 503);
+        assert_eq!(status_of(loading, "/v2/health/live").await, 200);
+        let loaded = started(Duration::ZERO).await;
+        assert_eq!(status_of(loaded, "/v2/health/ready").await, 200);
+    }
 
     #[test]
     fn infers_probabilities_per_row() {

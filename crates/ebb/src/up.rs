@@ -50,6 +50,10 @@ pub(crate) struct DemoModelArgs {
     /// How long loading a repository model takes, in milliseconds.
     #[arg(long, default_value_t = 300)]
     load_ms: u64,
+    /// How long after starting it reports ready, in milliseconds (a real server loading its
+    /// weights): until then readiness and inference answer 503.
+    #[arg(long, default_value_t = 0)]
+    startup_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +259,7 @@ pub(crate) fn demo_model(args: DemoModelArgs) -> anyhow::Result<ExitCode> {
             repository: args.repository,
             preload: args.preload,
             load: Duration::from_millis(args.load_ms),
+            startup: Duration::from_millis(args.startup_ms),
         };
         ebb_local::demo_model::serve(listener, cfg, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)

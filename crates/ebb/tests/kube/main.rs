@@ -1422,11 +1422,22 @@ impl GatewayScene {
 /// `--proxy` YAML `proxy`, and the Autoscaler's spec after its target: `spec`, which ends with
 /// its sources' `- name: traffic` entry (and its options), to which the gateway is added.
 async fn gateway_scene(name: &str, replicas: u32, proxy: &str, spec: &str) -> GatewayScene {
+    gateway_scene_running(name, replicas, proxy, spec, process_kubelet::Program::Model).await
+}
+
+/// [`gateway_scene`] with each model pod running `program`.
+async fn gateway_scene_running(
+    name: &str,
+    replicas: u32,
+    proxy: &str,
+    spec: &str,
+    program: process_kubelet::Program,
+) -> GatewayScene {
     let p = plane();
     let client = harness::admin(p).await;
     let ns = namespace(&client, name).await;
     apply(&client, &deployment("model", replicas), Some(&ns)).await;
-    let kubelet = process_kubelet::ProcessKubelet::start(p, &ns, "app=model");
+    let kubelet = process_kubelet::ProcessKubelet::running(p, &ns, "app=model", program);
     let gateway = Gateway::start(p, &ns, "app=model", proxy);
     gateway_pod(&client, &ns, &gateway.ip).await;
     let autoscaler = format!(
@@ -1705,19 +1716,20 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
 /// Bursts on a clock behind the gateway, silence between: once two alike bursts have come 40 s
 /// apart, the SLO takes the last replica away through the silence (`SloSilentUntilBurst`, from
 /// the gateway's counters, which keep reporting at zero) and starts the next burst's replica
-/// one lead ahead of it, so the third burst finds it ready. The cold start is stated (3 s):
-/// the stand-in kubelet's pods are ready within the second the API's timestamps count in, so
-/// a measured one would be 0 s and the lead with it.
+/// one lead ahead of it, so the third burst finds it ready. The model pods load for 2 s
+/// before they turn ready, and the cold start is measured from their creation to Ready on the
+/// API's whole-second timestamps (status and Events say "measured").
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn the_slo_goes_to_zero_between_bursts_on_a_clock_and_is_ready_for_the_next() {
     const PERIOD: Duration = Duration::from_secs(40);
     const BURST: Duration = Duration::from_secs(5);
-    let scene = gateway_scene(
+    let scene = gateway_scene_running(
         "e2e-gateway-slo-zero",
         0,
         "{}",
-        "  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 3}\n  scaleToZero: {idleSeconds: never}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n",
+        "  minReplicas: 0\n  maxReplicas: 3\n  syncPeriodSeconds: 0.25\n  slo: {latency: 1s, attainment: 99%, slotsPerReplica: 8}\n  scaleToZero: {idleSeconds: never}\n  sources:\n  - name: traffic\n    pollSeconds: 0.25\n",
+        process_kubelet::Program::SlowModel,
     )
     .await;
     let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
@@ -1771,12 +1783,11 @@ async fn the_slo_goes_to_zero_between_bursts_on_a_clock_and_is_ready_for_the_nex
         "never at zero between the second and third bursts: {seen:?}"
     );
     let reasons = events(client, ns).await;
-    assert!(
-        reasons
-            .iter()
-            .any(|(_, n)| n.contains("silent for") && n.contains("bursts recur every")),
-        "{reasons:?}"
-    );
+    let silent = reasons
+        .iter()
+        .find(|(_, n)| n.contains("silent for") && n.contains("bursts recur every"));
+    let silent = silent.unwrap_or_else(|| panic!("no Event of the silence: {reasons:?}"));
+    assert!(silent.1.contains("cold start (measured)"), "{silent:?}");
     assert_eq!(answered.1, 0, "every request answered");
     drop(scene);
 }

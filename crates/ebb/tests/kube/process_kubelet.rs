@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum Program {
     /// `ebb demo-model`: 50 ms a request, 8 at once.
     Model,
+    /// The same, ready only 2 s after it starts (a server loading its weights): a cold start
+    /// the API's whole-second timestamps can measure.
+    SlowModel,
     /// `ebb demo-llm` with 8 KV blocks and 20 ms steps: a 100-word prompt fills the cache, so
     /// requests wait in the engine.
     Llm,
@@ -34,7 +37,7 @@ impl Program {
     fn args(self, ip: &str) -> Vec<String> {
         let port = MODEL_PORT.to_string();
         let args: &[&str] = match self {
-            Program::Model => &[
+            Program::Model | Program::SlowModel => &[
                 "demo-model",
                 "--host",
                 ip,
@@ -44,6 +47,12 @@ impl Program {
                 "50",
                 "--concurrency",
                 "8",
+                "--startup-ms",
+                if self == Program::SlowModel {
+                    "2000"
+                } else {
+                    "0"
+                },
             ],
             Program::Llm => &[
                 "demo-llm",
@@ -62,7 +71,7 @@ impl Program {
 
     fn readiness_path(self) -> &'static str {
         match self {
-            Program::Model => "/v2/health/ready",
+            Program::Model | Program::SlowModel => "/v2/health/ready",
             Program::Llm => "/health",
         }
     }
