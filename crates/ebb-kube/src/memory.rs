@@ -16,6 +16,8 @@ pub(crate) struct Memory {
     pub(crate) state: Option<State>,
     /// The status this instance last wrote, to skip writes that would change nothing.
     pub(crate) written: Option<AutoscalerStatus>,
+    /// When it wrote it (writes of numbers alone wait for a refresh after it).
+    pub(crate) written_at: Option<Time>,
     /// Dry-run mode: when the last pass counted replica-seconds.
     pub(crate) dry_run_at: Option<Time>,
     /// The engine block's histogram counts per pod, for its percentiles' window.

@@ -56,14 +56,32 @@ pub(crate) fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
         .join("; ")
 }
 
-/// Whether writing `new` over `old` would tell anything new. The decision state and each
-/// source's `lastSuccess` are left out of the comparison: they move on every pass, even when
-/// nothing else does, and a write for them alone would cost one API write per Autoscaler per
-/// pass. They are written with the next change that matters (a new value, decision, reason
-/// or condition), and a new leader that reads a state a little older than the last pass
-/// rebuilds the same recommendation from the same signals.
-pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatus) -> bool {
-    let Some(old) = old else { return true };
+/// What writing a status over the last one would change for a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Nothing shown: only the decision state or a source's `lastSuccess` moved.
+    Nothing,
+    /// Only numbers: a source's value, or the figures inside the reasons and condition
+    /// messages (the SLO's "27.7 req/s", a dispersion, a forecast), which move on every pass.
+    Numbers,
+    /// Something a reader acts on: replicas, a decision, a reason or condition that is new
+    /// in its words, a source's error, the placement, the pool, the dry run.
+    Meaning,
+}
+
+/// Seconds between writes of a status whose only changes are numbers: about HPA's sync
+/// period. With an SLO block every reason carries the model's figures, which move on every
+/// pass: written each time, that is an API write per Autoscaler per second.
+pub const NUMBERS_REFRESH_SECONDS: f64 = 15.0;
+
+/// What writing `new` over `old` would change ([`Change`]). The decision state and each
+/// source's `lastSuccess` are left out: they move on every pass, even when nothing else
+/// does, and are written with the next change. A new leader that reads a state a little
+/// older than the last pass rebuilds the same recommendation from the same signals.
+pub fn what_changed(old: Option<&AutoscalerStatus>, new: &AutoscalerStatus) -> Change {
+    let Some(old) = old else {
+        return Change::Meaning;
+    };
     // Destructured in full, so that a field added to the status is compared (or left out)
     // on purpose; nothing is cloned, since this runs on every pass.
     let AutoscalerStatus {
@@ -79,31 +97,72 @@ pub fn tells_something_new(old: Option<&AutoscalerStatus>, new: &AutoscalerStatu
         placement,
         pool,
     } = new;
-    let same_metric = |a: &SourceStatus, b: &SourceStatus| {
+    let same_source = |a: &SourceStatus, b: &SourceStatus| {
         let SourceStatus {
             name,
             source,
-            value,
+            value: _,
             error,
             last_success: _,
         } = b;
-        (&a.name, &a.source, &a.value, &a.error) == (name, source, value, error)
+        (&a.name, &a.source, &a.error) == (name, source, error)
     };
-    old.observed_generation != *observed_generation
+    let same_condition = |a: &Condition, b: &Condition| {
+        (&a.type_, &a.status, &a.reason, &a.last_transition_time)
+            == (&b.type_, &b.status, &b.reason, &b.last_transition_time)
+            && same_words(&a.message, &b.message)
+    };
+    let meaning = old.observed_generation != *observed_generation
         || old.current_replicas != *current_replicas
         || old.desired_replicas != *desired_replicas
         || old.last_scale_time != *last_scale_time
-        || old.reasons != *reasons
-        || old.conditions != *conditions
         || old.placement != *placement
         || old.pool != *pool
         || old.dry_run != *dry_run
-        || old.current_metrics.len() != current_metrics.len()
-        || !old
+        || !same_all(&old.current_metrics, current_metrics, same_source)
+        || !same_all(&old.conditions, conditions, same_condition)
+        || !same_all(&old.reasons, reasons, |a, b| same_words(a, b));
+    if meaning {
+        return Change::Meaning;
+    }
+    let numbers = old.reasons != *reasons
+        || old.conditions != *conditions
+        || old
             .current_metrics
             .iter()
             .zip(current_metrics)
-            .all(|(a, b)| same_metric(a, b))
+            .any(|(a, b)| a.value != b.value);
+    if numbers {
+        Change::Numbers
+    } else {
+        Change::Nothing
+    }
+}
+
+/// Whether two lists hold the same items, pairwise by `same`.
+fn same_all<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+}
+
+/// Whether two sentences differ at most in their numbers (each run of digits, with its
+/// decimal points and thousands separators, reads as one `#`).
+fn same_words(a: &str, b: &str) -> bool {
+    a == b || words(a).eq(words(b))
+}
+
+/// `text` with each number as one `#`.
+fn words(text: &str) -> impl Iterator<Item = char> + '_ {
+    let mut in_number = false;
+    text.chars().filter_map(move |c| {
+        let part_of_number = c.is_ascii_digit() || (in_number && (c == '.' || c == ','));
+        let starts = c.is_ascii_digit() && !in_number;
+        in_number = part_of_number;
+        match (starts, part_of_number) {
+            (true, _) => Some('#'),
+            (false, true) => None,
+            (false, false) => Some(c),
+        }
+    })
 }
 
 /// The conditions, counts and reasons a decision reports (pure: unit-tested without an API).
@@ -187,12 +246,22 @@ impl Pass<'_> {
         }
     }
 
-    /// Writes the status when it tells something new (see [`tells_something_new`]), compared
-    /// with what this instance last wrote or, before its first write, what the cache shows.
+    /// Writes the status when it tells something new ([`what_changed`]), compared with what
+    /// this instance last wrote or, before its first write, what the cache shows: at once
+    /// for a change of meaning, at most every [`NUMBERS_REFRESH_SECONDS`] for numbers alone.
     /// The write is a merge patch of the status subresource.
     pub(crate) async fn write(&mut self, status: &AutoscalerStatus) -> Result<(), kube::Error> {
         let last = self.memory.written.as_ref().or(self.obj.status.as_ref());
-        if !tells_something_new(last, status) {
+        let refresh_due = self
+            .memory
+            .written_at
+            .is_none_or(|at| self.now.seconds_since(at) >= NUMBERS_REFRESH_SECONDS);
+        let write = match what_changed(last, status) {
+            Change::Meaning => true,
+            Change::Numbers => refresh_due,
+            Change::Nothing => false,
+        };
+        if !write {
             self.ctx.metrics.status_write_skipped();
             return Ok(());
         }
@@ -202,6 +271,7 @@ impl Pass<'_> {
             .await?;
         self.ctx.metrics.status_written();
         self.memory.written = Some(status.clone());
+        self.memory.written_at = Some(self.now);
         Ok(())
     }
 
@@ -392,22 +462,49 @@ mod tests {
         let old = AutoscalerStatus {
             desired_replicas: Some(3),
             current_metrics: vec![metric(12.0, "2026-12-01T00:00:00Z")],
+            reasons: vec!["SLO 500ms at 99.9%: 3 replicas predicted 99.93% for 27.7 req/s".into()],
             decision_state: Some(State::default()),
             ..Default::default()
         };
-        assert!(tells_something_new(None, &old));
+        assert_eq!(what_changed(None, &old), Change::Meaning);
         let mut later = old.clone();
         later.current_metrics = vec![metric(12.0, "2026-12-01T00:00:05Z")];
         later.decision_state = Some(State {
             last_active_at: Some(Time::from_secs(5)),
             ..Default::default()
         });
-        assert!(!tells_something_new(Some(&old), &later));
+        assert_eq!(what_changed(Some(&old), &later), Change::Nothing);
         let mut moved = later.clone();
         moved.current_metrics = vec![metric(13.0, "2026-12-01T00:00:05Z")];
-        assert!(tells_something_new(Some(&old), &moved));
-        let mut decided = later;
+        assert_eq!(what_changed(Some(&old), &moved), Change::Numbers);
+        let mut figures = later.clone();
+        figures.reasons =
+            vec!["SLO 500ms at 99.9%: 3 replicas predicted 99.941% for 131.25 req/s".into()];
+        assert_eq!(what_changed(Some(&old), &figures), Change::Numbers);
+        let mut words = later.clone();
+        words.reasons = vec![
+            "SLO 500ms at 99.9%: 3 replicas predicted 99.93% for 27.7 req/s; a jump in the last seconds".into(),
+        ];
+        assert_eq!(what_changed(Some(&old), &words), Change::Meaning);
+        let mut decided = later.clone();
         decided.desired_replicas = Some(4);
-        assert!(tells_something_new(Some(&old), &decided));
+        assert_eq!(what_changed(Some(&old), &decided), Change::Meaning);
+        let mut failing = later;
+        failing.current_metrics[0].error = Some("connection refused".into());
+        assert_eq!(what_changed(Some(&old), &failing), Change::Meaning);
+    }
+
+    #[test]
+    fn numbers_read_as_one_mark_whatever_their_digits() {
+        assert!(same_words(
+            "7 replicas for 212.5 req/s",
+            "12 replicas for 1,024 req/s"
+        ));
+        assert!(same_words("SLO 500ms at 99.9%", "SLO 250ms at 99%"));
+        assert!(!same_words("7 replicas", "7 replicas kept"));
+        assert!(!same_words(
+            "metric rps proposed 3",
+            "metric gpu proposed 3"
+        ));
     }
 }

@@ -227,6 +227,28 @@ fn pod_metrics(ip: &str, port: u16, in_flight: f64) {
     });
 }
 
+/// A pod's metrics endpoint whose in-flight gauge moves on every scrape (1.5, 2.0, 2.5, ...),
+/// never enough to change a decision at 4 per replica.
+fn moving_pod_metrics(ip: &str, port: u16) {
+    let l = TcpListener::bind((ip, port)).expect("bind pod endpoint");
+    std::thread::spawn(move || {
+        for (scrape, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let in_flight = 1.5 + 0.5 * (scrape % 3) as f64;
+            let body = format!(
+                "ebb_in_flight {in_flight}\nebb_requests_total 10\nebb_responses_total 10\n"
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
 fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
@@ -745,4 +767,32 @@ async fn steady_signals_write_no_status_and_nothing_is_listed() {
         .map(|l| l.path.clone())
         .collect();
     assert!(lists.is_empty(), "LISTs made: {lists:?}");
+}
+
+/// Signals whose numbers move on every poll while the decision stays: the status is written
+/// with its first meaning, then with the numbers only every NUMBERS_REFRESH_SECONDS (15 s), not
+/// on every pass.
+#[tokio::test]
+async fn moving_numbers_alone_write_the_status_at_most_every_refresh() {
+    let ip = "127.0.2.10";
+    let port = free_port(ip);
+    moving_pod_metrics(ip, port);
+    let (client, log) = mock(World::new(1, &[("model-a", ip)]));
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(client, at.clone());
+    let mut writes = Vec::new();
+    for _ in 0..40 {
+        reconcile(autoscaler("", port, None), ctx.clone())
+            .await
+            .expect("reconcile");
+        writes.push(status_writes(&log));
+        // One second a pass: the 2 s pod scrape falls due every other pass.
+        at.fetch_add(1000, Ordering::SeqCst);
+    }
+    assert!(scale_patches(&log).is_empty(), "one replica is enough");
+    // The first passes settle the meaning (the first value, then the target's size); over the
+    // next 35 s the moving values alone are written twice or three times, where every
+    // other pass would have written them before.
+    let later = writes[39] - writes[4];
+    assert!((2..=3).contains(&later), "{writes:?}");
 }

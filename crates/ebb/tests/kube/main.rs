@@ -550,8 +550,9 @@ async fn scales_a_seldon_like_model_on_a_pods_metric() {
     })
     .await;
     // The status is written after the scale: wait for it rather than race it.
+    // A value alone is written at most every 15 s (NUMBERS_REFRESH_SECONDS).
     wait(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         "the summed per-pod value (180) in the status",
         || async {
             autoscaler(&client, &ns, "iris")
