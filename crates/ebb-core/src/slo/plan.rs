@@ -317,8 +317,12 @@ pub fn plan(
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
     let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
     let kept = state.recent.remember(wanted, now, keep_ms);
-    // Hedge only for what is needed now, not for what a dip keeps.
-    let hedge = if ready < needed {
+    // Hedge only for what is needed now, not for what a dip keeps; and only while requests
+    // are in flight or arriving. With none, a shortage misses nothing, and a replica wanted
+    // ahead of a burst is started one lead ahead, its spread allowed for: an extra start
+    // would be a pod created and removed for nothing (on a GPU pool, perhaps a node).
+    let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
+    let hedge = if ready < needed && demand_now {
         extra_starts(tuning, state, &now_sized, ready, predicted, slo, cold_start)
     } else {
         0
