@@ -123,6 +123,15 @@ fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
     (n * measured + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS)
 }
 
+/// A pod's name as a number (FNV-1a, 64 bits: the same in every version, since the set it
+/// keys is kept in the persisted state). The decision state is copied on every decision, and
+/// numbers copy without an allocation each.
+pub fn pod_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Kubernetes writes its timestamps (creation, Ready's last transition) in whole seconds.
 const API_TIME_RESOLUTION_MS: i64 = 1000;
 
@@ -140,10 +149,10 @@ pub struct ColdStarts {
     /// When Ebb first looked: pods that turned ready before it were not started by it (read
     /// by earlier versions as the newest ready time counted).
     pub ready_watermark: Option<Time>,
-    /// The pods seen ready, each counted once: a pod whose readiness flaps later is not a
-    /// cold start from its creation an hour before.
+    /// The pods seen ready ([`pod_key`]s of their names), each counted once: a pod whose
+    /// readiness flaps later is not a cold start from its creation an hour before.
     #[serde(default)]
-    pub ready_seen: BTreeSet<String>,
+    pub ready_seen: BTreeSet<u64>,
     /// Pods seen starting and not yet ready: when each started and was last seen unready. One
     /// removed before it turned ready (a hedged start no longer needed) still says its cold
     /// start was longer than that: left out, the fast starts alone would be measured.
@@ -154,23 +163,26 @@ pub struct ColdStarts {
 impl ColdStarts {
     /// Counts the pods that turned ready since the last look as cold starts.
     pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
-        self.ready_seen
-            .retain(|name| pods.iter().any(|p| &p.name == name));
+        if !self.ready_seen.is_empty() {
+            let here: Vec<u64> = pods.iter().map(|p| pod_key(&p.name)).collect();
+            self.ready_seen.retain(|key| here.contains(key));
+        }
         let Some(first_look) = self.ready_watermark else {
             // Pods ready before Ebb first looked were not started by it.
             self.ready_watermark = Some(now);
-            let ready = pods.iter().filter(|p| p.ready).map(|p| p.name.clone());
+            let ready = pods.iter().filter(|p| p.ready).map(|p| pod_key(&p.name));
             self.ready_seen.extend(ready);
             return;
         };
         for p in pods.iter().filter(|p| p.ready) {
             let ready_at = p.ready_changed_at;
-            if self.ready_seen.contains(&p.name) || ready_at.is_some_and(|at| at > now) {
+            let key = pod_key(&p.name);
+            if self.ready_seen.contains(&key) || ready_at.is_some_and(|at| at > now) {
                 // Counted already, or stamped by an API server whose clock runs ahead of
                 // ours: counted at a later look.
                 continue;
             }
-            self.ready_seen.insert(p.name.clone());
+            self.ready_seen.insert(key);
             let (Some(began), Some(ready_at)) = (p.cold_start_began(), ready_at) else {
                 continue;
             };
@@ -207,7 +219,7 @@ impl ColdStarts {
         let ready_seen = &self.ready_seen;
         let starting = pods
             .iter()
-            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&p.name));
+            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&pod_key(&p.name)));
         for p in starting {
             let Some(started) = p.cold_start_began().filter(|&at| at <= now) else {
                 continue;
