@@ -123,11 +123,16 @@ fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
     (n * measured + SERVICE_PRIOR_REQUESTS * prior) / (n + SERVICE_PRIOR_REQUESTS)
 }
 
-/// A pod's name as a number (FNV-1a, 64 bits: the same in every version, since the set it
-/// keys is kept in the persisted state). The decision state is copied on every decision, and
-/// numbers copy without an allocation each.
-pub fn pod_key(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+/// A pod as a number: its name and creation time (a StatefulSet's pod recreated under the
+/// same name is another pod), hashed with FNV-1a, 64 bits, the same in every version, since
+/// the set it keys is kept in the persisted state. The decision state is copied on every
+/// decision, and numbers copy without an allocation each.
+pub fn pod_key(pod: &Pod) -> u64 {
+    let created = pod
+        .created_at
+        .map_or(i64::MIN, |t| t.millis_since(Time::ZERO));
+    let bytes = pod.name.bytes().chain(created.to_le_bytes());
+    bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
@@ -149,7 +154,7 @@ pub struct ColdStarts {
     /// When Ebb first looked: pods that turned ready before it were not started by it (read
     /// by earlier versions as the newest ready time counted).
     pub ready_watermark: Option<Time>,
-    /// The pods seen ready ([`pod_key`]s of their names), each counted once: a pod whose
+    /// The pods seen ready ([`pod_key`]s), each counted once: a pod whose
     /// readiness flaps later is not a cold start from its creation an hour before.
     #[serde(default)]
     pub ready_seen: BTreeSet<u64>,
@@ -164,19 +169,19 @@ impl ColdStarts {
     /// Counts the pods that turned ready since the last look as cold starts.
     pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
         if !self.ready_seen.is_empty() {
-            let here: Vec<u64> = pods.iter().map(|p| pod_key(&p.name)).collect();
+            let here: Vec<u64> = pods.iter().map(pod_key).collect();
             self.ready_seen.retain(|key| here.contains(key));
         }
         let Some(first_look) = self.ready_watermark else {
             // Pods ready before Ebb first looked were not started by it.
             self.ready_watermark = Some(now);
-            let ready = pods.iter().filter(|p| p.ready).map(|p| pod_key(&p.name));
+            let ready = pods.iter().filter(|p| p.ready).map(pod_key);
             self.ready_seen.extend(ready);
             return;
         };
         for p in pods.iter().filter(|p| p.ready) {
             let ready_at = p.ready_changed_at;
-            let key = pod_key(&p.name);
+            let key = pod_key(p);
             if self.ready_seen.contains(&key) || ready_at.is_some_and(|at| at > now) {
                 // Counted already, or stamped by an API server whose clock runs ahead of
                 // ours: counted at a later look.
@@ -219,7 +224,7 @@ impl ColdStarts {
         let ready_seen = &self.ready_seen;
         let starting = pods
             .iter()
-            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&pod_key(&p.name)));
+            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&pod_key(p)));
         for p in starting {
             let Some(started) = p.cold_start_began().filter(|&at| at <= now) else {
                 continue;
@@ -806,6 +811,22 @@ mod tests {
         };
         cold.observe_pods(&[ready], Time::from_secs(71));
         assert_eq!(cold.cold_start(), Some((60.0, 0.0)));
+    }
+
+    #[test]
+    fn a_pod_recreated_under_its_name_is_a_cold_start_of_its_own() {
+        let mut cold = ColdStarts::default();
+        cold.observe_pods(&[], Time::from_secs(0));
+        let incarnation = |created: i64, ready_at: Option<i64>| Pod {
+            created_at: Some(Time::from_secs(created)),
+            ..starting("model-0", created, ready_at)
+        };
+        cold.observe_pods(&[incarnation(10, Some(30))], Time::from_secs(31));
+        // Deleted and created again between two looks, as a StatefulSet does.
+        cold.observe_pods(&[incarnation(100, None)], Time::from_secs(101));
+        cold.observe_pods(&[incarnation(100, Some(140))], Time::from_secs(141));
+        // 20 s and 40 s.
+        assert_eq!(cold.cold_start(), Some((30.0, 10.0)));
     }
 
     #[test]
