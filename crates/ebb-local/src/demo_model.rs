@@ -237,11 +237,12 @@ pub async fn serve(
     let serving = ebb_proxy::server::serve(listener, limits, ctx.clone(), move |req| {
         let (hosted, slots, cfg) = (hosted.clone(), slots.clone(), cfg.clone());
         async move {
+            let loaded = Instant::now() >= ready_at;
             if req.uri().path() == grpc_health::CHECK_PATH {
-                return grpc_health::check(&req).map(|b| b.boxed_unsync());
+                return grpc_health::check(&req, loaded).map(|b| b.boxed_unsync());
             }
             let live = req.uri().path() == "/v2/health/live";
-            if Instant::now() < ready_at && !live {
+            if !loaded && !live {
                 let loading = error(StatusCode::SERVICE_UNAVAILABLE, "loading weights".into());
                 return loading.map(|b| b.boxed_unsync());
             }

@@ -18,6 +18,8 @@ pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// `HealthCheckResponse { status: SERVING }`: field 1, varint 1.
 const SERVING: [u8; 2] = [0x08, 0x01];
+/// `HealthCheckResponse { status: NOT_SERVING }`: field 1, varint 2.
+const NOT_SERVING: [u8; 2] = [0x08, 0x02];
 
 /// Whether a `Check` answer says SERVING: `grpc-status: 0` in the trailers (or, for an
 /// answer with no message, the headers) and one message whose `status` field (1) is 1.
@@ -47,11 +49,12 @@ pub fn framed(message: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Answers a `Check` call: SERVING with `grpc-status: 0`. gRPC runs only over HTTP/2, and
+/// Answers a `Check` call with `grpc-status: 0`: SERVING when `serving`, else NOT_SERVING (a
+/// server still loading its weights). gRPC runs only over HTTP/2, and
 /// its clients send `TE: trailers` (the protocol requires it): a call that arrives over
 /// HTTP/1.1, or without it, is refused with 400 and the reason, so a proxy that downgrades
 /// the call or drops the header is caught.
-pub fn check<B>(req: &Request<B>) -> Response<Frames> {
+pub fn check<B>(req: &Request<B>, serving: bool) -> Response<Frames> {
     if req.version() != Version::HTTP_2 {
         return refused("gRPC needs HTTP/2; this call came over HTTP/1.1");
     }
@@ -64,7 +67,8 @@ pub fn check<B>(req: &Request<B>) -> Response<Frames> {
     }
     let mut status = HeaderMap::new();
     status.insert("grpc-status", HeaderValue::from_static("0"));
-    let frames = VecDeque::from([Frame::data(framed(&SERVING)), Frame::trailers(status)]);
+    let message = if serving { SERVING } else { NOT_SERVING };
+    let frames = VecDeque::from([Frame::data(framed(&message)), Frame::trailers(status)]);
     let mut r = Response::new(Frames(frames));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -92,17 +96,24 @@ mod tests {
 
     #[tokio::test]
     async fn serving_comes_framed_with_the_status_in_the_trailers() {
-        let r = check(&call(Version::HTTP_2, Some("trailers")));
+        let r = check(&call(Version::HTTP_2, Some("trailers")), true);
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
         let body = r.into_body().collect().await.unwrap();
         assert_eq!(body.trailers().unwrap()["grpc-status"], "0");
         assert_eq!(&body.to_bytes()[..], &[0, 0, 0, 0, 2, 0x08, 0x01]);
+        let loading = check(&call(Version::HTTP_2, Some("trailers")), false);
+        let body = loading.into_body().collect().await.unwrap();
+        assert_eq!(
+            &body.to_bytes()[..],
+            &[0, 0, 0, 0, 2, 0x08, 0x02],
+            "NOT_SERVING"
+        );
     }
 
     #[tokio::test]
     async fn the_probe_reads_serving_and_nothing_else() {
-        let r = check(&call(Version::HTTP_2, Some("trailers")));
+        let r = check(&call(Version::HTTP_2, Some("trailers")), true);
         let headers = r.headers().clone();
         let body = r.into_body().collect().await.unwrap();
         let trailers = body.trailers().cloned();
@@ -124,9 +135,9 @@ mod tests {
     #[test]
     fn a_call_over_http1_or_without_te_trailers_is_refused() {
         assert_eq!(
-            check(&call(Version::HTTP_11, Some("trailers"))).status(),
+            check(&call(Version::HTTP_11, Some("trailers")), true).status(),
             400
         );
-        assert_eq!(check(&call(Version::HTTP_2, None)).status(), 400);
+        assert_eq!(check(&call(Version::HTTP_2, None), true).status(), 400);
     }
 }
