@@ -209,36 +209,26 @@ fn mock(world: World) -> (MockApi, Arc<Mutex<Vec<Logged>>>) {
 
 /// A pod's metrics endpoint on its own loopback IP, serving `in_flight`.
 fn pod_metrics(ip: &str, port: u16, in_flight: f64) {
-    let l = TcpListener::bind((ip, port)).expect("bind pod endpoint");
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            let body = format!(
-                "ebb_in_flight {in_flight}\nebb_requests_total 10\nebb_responses_total 10\n"
-            );
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
+    pod_metrics_by_scrape(ip, port, move |_| in_flight);
 }
 
 /// A pod's metrics endpoint whose in-flight gauge moves on every scrape (1.5, 2.0, 2.5, ...),
 /// never enough to change a decision at 4 per replica.
 fn moving_pod_metrics(ip: &str, port: u16) {
+    pod_metrics_by_scrape(ip, port, |scrape| 1.5 + 0.5 * (scrape % 3) as f64);
+}
+
+/// A pod's metrics endpoint on its own loopback IP, serving `in_flight(n)` at the `n`-th scrape.
+fn pod_metrics_by_scrape(ip: &str, port: u16, in_flight: impl Fn(usize) -> f64 + Send + 'static) {
     let l = TcpListener::bind((ip, port)).expect("bind pod endpoint");
     std::thread::spawn(move || {
         for (scrape, s) in l.incoming().enumerate() {
             let Ok(mut s) = s else { continue };
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf);
-            let in_flight = 1.5 + 0.5 * (scrape % 3) as f64;
             let body = format!(
-                "ebb_in_flight {in_flight}\nebb_requests_total 10\nebb_responses_total 10\n"
+                "ebb_in_flight {}\nebb_requests_total 10\nebb_responses_total 10\n",
+                in_flight(scrape)
             );
             let _ = write!(
                 s,

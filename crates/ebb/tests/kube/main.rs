@@ -21,23 +21,23 @@ fn deployment(name: &str, replicas: u32) -> String {
     )
 }
 
-async fn replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
+async fn get_deployment(client: &kube::Client, ns: &str, name: &str) -> Option<Deployment> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|d| d.spec)
+    api.get(name).await.ok()
+}
+
+/// The Deployment's replicas as its spec asks (-1 when it cannot be read).
+async fn replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
+    let d = get_deployment(client, ns, name).await;
+    d.and_then(|d| d.spec)
         .and_then(|s| s.replicas)
         .unwrap_or(-1)
 }
 
 /// The Deployment's ready replicas, as its controller last counted them.
 async fn ready_replicas(client: &kube::Client, ns: &str, name: &str) -> i32 {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|d| d.status)
+    let d = get_deployment(client, ns, name).await;
+    d.and_then(|d| d.status)
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0)
 }
