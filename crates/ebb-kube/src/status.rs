@@ -57,7 +57,7 @@ pub(crate) fn spec_errors(errors: &[crate::crd::SpecError]) -> String {
 }
 
 /// What writing a status over the last one would change for a reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// Nothing shown: only the decision state or a source's `lastSuccess` moved.
     Nothing,

@@ -168,20 +168,22 @@ pub struct ColdStarts {
 impl ColdStarts {
     /// Counts the pods that turned ready since the last look as cold starts.
     pub fn observe_pods(&mut self, pods: &[Pod], now: Time) {
-        if !self.ready_seen.is_empty() {
-            let here: Vec<u64> = pods.iter().map(pod_key).collect();
-            self.ready_seen.retain(|key| here.contains(key));
-        }
+        // Each pod's key, hashed once a decision.
+        let keys: Vec<u64> = pods.iter().map(pod_key).collect();
+        self.ready_seen.retain(|key| keys.contains(key));
+        let ready = || {
+            pods.iter()
+                .zip(keys.iter().copied())
+                .filter(|(p, _)| p.ready)
+        };
         let Some(first_look) = self.ready_watermark else {
             // Pods ready before Ebb first looked were not started by it.
             self.ready_watermark = Some(now);
-            let ready = pods.iter().filter(|p| p.ready).map(pod_key);
-            self.ready_seen.extend(ready);
+            self.ready_seen.extend(ready().map(|(_, key)| key));
             return;
         };
-        for p in pods.iter().filter(|p| p.ready) {
+        for (p, key) in ready() {
             let ready_at = p.ready_changed_at;
-            let key = pod_key(p);
             if self.ready_seen.contains(&key) || ready_at.is_some_and(|at| at > now) {
                 // Counted already, or stamped by an API server whose clock runs ahead of
                 // ours: counted at a later look.
@@ -204,13 +206,13 @@ impl ColdStarts {
             self.add(seconds, (seconds, seconds * seconds));
         }
         // After those measured now, so that a start cut short is expected beyond them.
-        self.observe_removed_while_starting(pods, now);
+        self.observe_removed_while_starting(pods, &keys, now);
     }
 
     /// Tracks the pods still starting; one that left (or began deleting) before it turned
     /// ready is counted at what its cold start is expected to be, given it was longer than
-    /// it had been starting when last seen.
-    fn observe_removed_while_starting(&mut self, pods: &[Pod], now: Time) {
+    /// it had been starting when last seen. `keys` are the pods' [`pod_key`]s.
+    fn observe_removed_while_starting(&mut self, pods: &[Pod], keys: &[u64], now: Time) {
         let mut gone: Vec<(Time, Time)> = Vec::new();
         self.starting.retain(|name, &mut seen| {
             let here = pods.iter().find(|p| &p.name == name);
@@ -224,8 +226,9 @@ impl ColdStarts {
         let ready_seen = &self.ready_seen;
         let starting = pods
             .iter()
-            .filter(|p| !p.ready && !p.deleting && !ready_seen.contains(&pod_key(p)));
-        for p in starting {
+            .zip(keys)
+            .filter(|(p, key)| !p.ready && !p.deleting && !ready_seen.contains(key));
+        for (p, _) in starting {
             let Some(started) = p.cold_start_began().filter(|&at| at <= now) else {
                 continue;
             };
