@@ -222,9 +222,60 @@ pub async fn prometheus_query(
     creds: &Credentials,
     timeout: Duration,
 ) -> Result<Vec<Series>, SourceError> {
+    let body = prometheus_api(src, "query", &[("query", query)], creds, timeout).await?;
+    parse_prometheus_data(&body["data"]).map_err(|reason| SourceError::Parse {
+        what: format!("prometheus answer to {query}"),
+        reason,
+    })
+}
+
+/// Runs a PromQL range query from `start` to `end` (Unix seconds) at `step` seconds: the
+/// answer as Prometheus wrote it (a matrix), for `ebb simulate` and `ebb tune` to read as
+/// recorded traffic. Prometheus answers at most 11,000 points a series: longer ranges are
+/// the caller's to split.
+pub async fn prometheus_range(
+    src: &PrometheusSource,
+    query: &str,
+    (start, end, step): (f64, f64, f64),
+    timeout: Duration,
+) -> Result<serde_json::Value, SourceError> {
+    let (start, end, step) = (start.to_string(), end.to_string(), step.to_string());
+    let args = [
+        ("query", query),
+        ("start", &start),
+        ("end", &end),
+        ("step", &step),
+    ];
+    prometheus_api(src, "query_range", &args, &Credentials::default(), timeout).await
+}
+
+/// An error with the causes it wraps ("error sending request: ... Connection refused"): a
+/// client's own message rarely says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// One call of Prometheus's HTTP API: its JSON answer where its status is `success`, else an
+/// error naming the URL, the HTTP status and Prometheus's own error.
+async fn prometheus_api(
+    src: &PrometheusSource,
+    path: &str,
+    args: &[(&str, &str)],
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<serde_json::Value, SourceError> {
     let client = http_client(src.insecure_skip_verify, creds.ca_pem.as_deref())?;
-    let url = format!("{}/api/v1/query", src.url.trim_end_matches('/'));
-    let mut req = client.get(&url).timeout(timeout).query(&[("query", query)]);
+    let url = format!("{}/api/v1/{path}", src.url.trim_end_matches('/'));
+    let mut req = client.get(&url).timeout(timeout).query(args);
     if let Some(t) = &creds.token {
         req = req.bearer_auth(t);
     } else if let Some((u, p)) = &creds.basic {
@@ -234,7 +285,7 @@ pub async fn prometheus_query(
         url: url.clone(),
         reason,
     };
-    let resp = req.send().await.map_err(|e| http(e.to_string()))?;
+    let resp = req.send().await.map_err(|e| http(with_causes(&e)))?;
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()
@@ -247,10 +298,7 @@ pub async fn prometheus_query(
             body["error"].as_str().unwrap_or("query failed")
         )));
     }
-    parse_prometheus_data(&body["data"]).map_err(|reason| SourceError::Parse {
-        what: format!("prometheus answer to {query}"),
-        reason,
-    })
+    Ok(body)
 }
 
 /// Reads the `data` of an instant query: vector or scalar results.

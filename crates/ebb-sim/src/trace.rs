@@ -11,7 +11,13 @@
 //! | `worldcup` | `invocation_count.csv` (`period,count`, per minute) | rate series, 60 s intervals |
 //! | `alibaba-dlrm` | `disaggregated_DLRM_trace.csv` (instances with creation/deletion times) | not requests: the busiest service's replica count per minute, read as a demand proxy (see [`DLRM_UTILIZATION`]) |
 //! | `csv` | any CSV with a `timestamp` (or `time`) column, optional `model` and `work` columns | requests |
-//! | `rate-csv` | any CSV with `time` and `count` (or `rate`) columns | rate series |
+//! | `rate-csv` | any CSV with `time` and `count` (or `rate`) columns, or `time` and one column of requests per second per series (Grafana's CSV export) | rate series; the series are added up |
+//! | `prometheus` | a Prometheus range query's answer (`/api/v1/query_range` as `curl` saves it, `promtool query range -o json`), one or several | rate series; the series are added up ([`prometheus`]) |
+//!
+//! A time given as a number is seconds, or milliseconds where it is above 10^11 (seconds that
+//! large are 5,000 years away; Grafana and many exporters write Unix milliseconds).
+
+mod prometheus;
 
 use crate::workload::{Request, Workload};
 use chrono::NaiveDateTime;
@@ -75,6 +81,8 @@ pub enum TraceFormat {
     Csv,
     /// Generic rate CSV.
     RateCsv,
+    /// A Prometheus range query's answer (JSON).
+    Prometheus,
 }
 
 impl TraceFormat {
@@ -90,6 +98,7 @@ impl TraceFormat {
             TraceFormat::AlibabaDlrm => "alibaba-dlrm",
             TraceFormat::Csv => "csv",
             TraceFormat::RateCsv => "rate-csv",
+            TraceFormat::Prometheus => "prometheus",
         }
     }
 
@@ -105,6 +114,7 @@ impl TraceFormat {
             TraceFormat::AlibabaDlrm,
             TraceFormat::Csv,
             TraceFormat::RateCsv,
+            TraceFormat::Prometheus,
         ]
         .into_iter()
         .find(|f| f.name() == s)
@@ -172,6 +182,7 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
             w
         }
         TraceFormat::RateCsv => read_rate_csv(path)?,
+        TraceFormat::Prometheus => prometheus::read(path)?,
     };
     if workload.expected_requests() <= 0.0 {
         return Err(TraceError::Format {
@@ -219,8 +230,26 @@ pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
         });
     }
     let header = first_line(path)?;
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_lowercase()).collect();
-    let has = |c: &str| cols.iter().any(|x| x == c);
+    if name.ends_with(".json")
+        || header.starts_with("{\"status\"")
+        || header.starts_with("[{\"metric\"")
+    {
+        return Ok(TraceFormat::Prometheus);
+    }
+    let cols: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(header.as_bytes())
+        .records()
+        .next()
+        .and_then(Result::ok)
+        .map(|r| r.iter().map(|c| c.trim().to_string()).collect())
+        .unwrap_or_default();
+    let has = |c: &str| cols.iter().any(|x| x.eq_ignore_ascii_case(c));
+    // Grafana's CSV export: "Time", then one column per series.
+    let grafana = cols.first().is_some_and(|c| c == "Time")
+        && cols.len() > 1
+        && !has("model")
+        && !has("work");
     Ok(
         if header.starts_with("TIMESTAMP,ContextTokens,GeneratedTokens") {
             TraceFormat::AzureLlm
@@ -230,7 +259,7 @@ pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
             TraceFormat::WorldCup
         } else if has("instance_sn") && has("creation_time") && has("deletion_time") {
             TraceFormat::AlibabaDlrm
-        } else if (has("time") || has("timestamp")) && (has("count") || has("rate")) {
+        } else if (has("time") || has("timestamp")) && (has("count") || has("rate")) || grafana {
             TraceFormat::RateCsv
         } else if has("timestamp") || has("time") {
             TraceFormat::Csv
@@ -271,9 +300,20 @@ fn parse_datetime(s: &str) -> Option<f64> {
         .map(|t| t.and_utc().timestamp_micros() as f64 / 1e6)
 }
 
-/// Parses a timestamp: a date-time, or a number of seconds.
+/// Numbers of seconds above this are milliseconds (as seconds they would be 5,000 years on).
+const MILLISECONDS_ABOVE: f64 = 1e11;
+
+/// Parses a timestamp: a date-time, or a number of seconds (of milliseconds above
+/// [`MILLISECONDS_ABOVE`]).
 fn parse_time(s: &str) -> Option<f64> {
-    parse_datetime(s).or_else(|| s.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
+    parse_datetime(s).or_else(|| {
+        let v = s.trim().parse::<f64>().ok().filter(|v| v.is_finite())?;
+        Some(if v.abs() > MILLISECONDS_ABOVE {
+            v / 1000.0
+        } else {
+            v
+        })
+    })
 }
 
 /// A CSV row with its 1-based line number.
@@ -764,13 +804,67 @@ fn read_request_csv(path: &Path) -> Result<(Workload, Vec<String>), TraceError> 
     Ok((finish_requests(out), models.names))
 }
 
+/// The columns a rate CSV's rates come from: `count` (requests per sample interval) or
+/// `rate` (per second), else every column but the time's, each a series in requests per
+/// second (Grafana's export: one column per series), added up.
+enum RateColumns {
+    Count(usize),
+    Rates(Vec<usize>),
+}
+
+fn rate_columns(
+    h: &csv::StringRecord,
+    path: &Path,
+    time: usize,
+) -> Result<RateColumns, TraceError> {
+    if let Ok(c) = col(h, path, "count") {
+        return Ok(RateColumns::Count(c));
+    }
+    if let Ok(c) = col(h, path, "rate") {
+        return Ok(RateColumns::Rates(vec![c]));
+    }
+    let series: Vec<usize> = (0..h.len()).filter(|&i| i != time).collect();
+    if series.is_empty() {
+        return Err(TraceError::Format {
+            file: path.to_path_buf(),
+            reason:
+                "missing column 'count' or 'rate' (or a column of requests per second per series)"
+                    .into(),
+        });
+    }
+    Ok(RateColumns::Rates(series))
+}
+
+/// A cell of a rate CSV: a finite, non-negative number, or nothing (a series without a
+/// sample at that time, in a joined export).
+fn rate_cell(
+    rec: &csv::StringRecord,
+    i: usize,
+    path: &Path,
+    line: usize,
+    name: &str,
+) -> Result<Option<f64>, TraceError> {
+    let text = rec.get(i).unwrap_or("").trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let v: f64 = text
+        .parse()
+        .map_err(|_| row(path, line, format!("{name} '{text}' is not a number")))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(row(
+            path,
+            line,
+            format!("{v} is not a request count or rate"),
+        ));
+    }
+    Ok(Some(v))
+}
+
 fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {
     let (h, recs) = records(path)?;
     let ts = col(&h, path, "time").or_else(|_| col(&h, path, "timestamp"))?;
-    let (count, is_rate) = match col(&h, path, "count") {
-        Ok(c) => (c, false),
-        Err(_) => (col(&h, path, "rate")?, true),
-    };
+    let columns = rate_columns(&h, path, ts)?;
     let mut samples = Vec::new();
     for (line, rec) in recs {
         let rec = rec?;
@@ -782,14 +876,25 @@ fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {
                 format!("time '{t}' is neither seconds nor a date-time"),
             )
         })?;
-        let v: f64 = field(&rec, count, path, line, "count")?
-            .trim()
-            .parse()
-            .map_err(|_| row(path, line, "count is not a number"))?;
-        if !v.is_finite() || v < 0.0 {
-            return Err(row(path, line, format!("{v} is not a request count")));
+        let value = match &columns {
+            RateColumns::Count(c) => Some(
+                rate_cell(&rec, *c, path, line, "count")?
+                    .ok_or_else(|| row(path, line, "count is empty"))?,
+            ),
+            RateColumns::Rates(cs) => {
+                let mut sum = None;
+                for &c in cs {
+                    let name = h.get(c).unwrap_or("rate");
+                    if let Some(v) = rate_cell(&rec, c, path, line, name)? {
+                        sum = Some(sum.unwrap_or(0.0) + v);
+                    }
+                }
+                sum
+            }
+        };
+        if let Some(v) = value {
+            samples.push((at, v));
         }
-        samples.push((at, v));
     }
     let mut times: Vec<f64> = samples.iter().map(|s| s.0).collect();
     times.sort_by(f64::total_cmp);
@@ -799,9 +904,10 @@ fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {
         .filter(|g| *g > 0.0)
         .fold(f64::INFINITY, f64::min);
     let interval = if interval.is_finite() { interval } else { 1.0 };
+    let per_interval = matches!(columns, RateColumns::Count(_));
     let samples = samples
         .into_iter()
-        .map(|(t, v)| (t, if is_rate { v } else { v / interval }))
+        .map(|(t, v)| (t, if per_interval { v / interval } else { v }))
         .collect();
     Ok(to_rate_series(samples, interval))
 }

@@ -372,3 +372,103 @@ fn malformed_rows_name_file_line_and_reason() {
         .to_string();
     assert!(missing.contains("nope.csv"), "{missing}");
 }
+
+/// A rate series's rates, or a panic naming what it is instead.
+fn rates(w: &Workload) -> (f64, Vec<f64>) {
+    match w {
+        Workload::Rate { interval, rates } => (*interval, rates.clone()),
+        Workload::Requests(_) => panic!("expected a rate series"),
+    }
+}
+
+#[test]
+fn prometheus_range_answers_become_one_rate_series() {
+    let d = tempfile::tempdir().unwrap();
+    // What curl saves from /api/v1/query_range: two pods' rates are added up; a NaN (a gap in
+    // scraping) is left out, which leaves that step at the other pod's rate.
+    let api = r#"{"status":"success","data":{"resultType":"matrix","result":[
+        {"metric":{"pod":"a"},"values":[[1733011200,"1.5"],[1733011215,"2"],[1733011230,"NaN"]]},
+        {"metric":{"pod":"b"},"values":[[1733011200,"0.5"],[1733011215,"1"],[1733011230,"4"]]}]}}"#;
+    let p = write(d.path(), "traffic.json", api);
+    let t = read_trace(&p, None).unwrap();
+    assert_eq!(t.format, TraceFormat::Prometheus);
+    assert_eq!(rates(&t.workload), (15.0, vec![2.0, 3.0, 4.0]));
+
+    // Two day-long answers appended by a loop: the sample where they meet counts once.
+    let day = |from: i64, v: &str| {
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[{from},"{v}"],[{},"{v}"]]}}]}}}}"#,
+            from + 60
+        )
+    };
+    let appended = format!("{}\n{}\n", day(0, "1"), day(60, "2"));
+    let p = write(d.path(), "week.txt", &appended);
+    let t = read_trace(&p, None).unwrap();
+    assert_eq!(t.format, TraceFormat::Prometheus, "detected by content");
+    assert_eq!(rates(&t.workload), (60.0, vec![1.0, 2.0, 2.0]));
+
+    // promtool query range -o json: the bare matrix.
+    let bare = r#"[{"metric":{"job":"x"},"values":[[10.5,"3"],[11.5,"5"]]}]"#;
+    let p = write(d.path(), "promtool.json", bare);
+    assert_eq!(
+        rates(&read_trace(&p, None).unwrap().workload),
+        (1.0, vec![3.0, 5.0])
+    );
+}
+
+#[test]
+fn prometheus_answers_that_cannot_be_replayed_say_why() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#,
+            "Prometheus answered error (bad_data): exceeded maximum resolution of 11,000 points per timeseries",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            "the answer is a vector, not a range query's matrix: save /api/v1/query_range, not /api/v1/query",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+            "the answer holds no samples (the query matched no series over that range)",
+        ),
+        (
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[0,"-2"]]}]}}"#,
+            "the value -2 at 0 is not a request rate (requests per second)",
+        ),
+        ("", "the file holds no answer"),
+    ];
+    for (text, reason) in cases {
+        let p = write(d.path(), "answer.json", text);
+        let e = read_trace(&p, None).unwrap_err().to_string();
+        assert!(e.ends_with(&format!("answer.json: {reason}")), "{e}");
+    }
+    let p = write(d.path(), "answer.json", "{\"status\":\n\"success\", oops}");
+    let e = read_trace(&p, None).unwrap_err().to_string();
+    assert!(
+        e.contains("answer.json:2: not a Prometheus range query's answer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn grafana_csv_exports_add_up_their_series() {
+    let d = tempfile::tempdir().unwrap();
+    // Formatted times, a series name with commas inside its quotes, an empty cell where a
+    // series had no sample.
+    let csv = "\"Time\",\"{pod=\"\"a\"\",job=\"\"m\"\"}\",\"{pod=\"\"b\"\",job=\"\"m\"\"}\"\n2026-12-01 00:00:00,1,2\n2026-12-01 00:00:30,4,\n2026-12-01 00:01:00,,\n2026-12-01 00:01:30,1,1\n";
+    let p = write(d.path(), "grafana.csv", csv);
+    let t = read_trace(&p, None).unwrap();
+    assert_eq!(t.format, TraceFormat::RateCsv);
+    assert_eq!(rates(&t.workload), (30.0, vec![3.0, 4.0, 0.0, 2.0]));
+    // Unix milliseconds (Grafana without formatted data).
+    let ms = "Time,rate\n1764547200000,2\n1764547215000,6\n";
+    let p = write(d.path(), "ms.csv", ms);
+    assert_eq!(
+        rates(&read_trace(&p, None).unwrap().workload),
+        (15.0, vec![2.0, 6.0])
+    );
+    let bad = write(d.path(), "bad.csv", "\"Time\",\"x\"\n0,1\n15,fast\n");
+    let e = read_trace(&bad, None).unwrap_err().to_string();
+    assert!(e.ends_with("bad.csv:3: x 'fast' is not a number"), "{e}");
+}

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 pub(crate) mod llm;
 mod multi;
+mod prometheus;
 use std::process::ExitCode;
 
 /// The pattern a newcomer's first run replays: a step from 20 to 150 requests/s.
@@ -27,9 +28,23 @@ pub(crate) struct SimulateArgs {
     #[arg(long, conflicts_with = "synthetic")]
     pub(crate) trace: Option<PathBuf>,
     /// The trace's format when detection is not enough (azure-llm, mooncake, alibaba-lora,
-    /// alibaba-qps, counts-per-second, worldcup, alibaba-dlrm, csv, rate-csv).
+    /// alibaba-qps, counts-per-second, worldcup, alibaba-dlrm, csv, rate-csv, prometheus).
     #[arg(long)]
     pub(crate) trace_format: Option<String>,
+    /// Replay the traffic a Prometheus server recorded (its URL; with --query), fetched up to
+    /// now and saved as traffic.json in the report folder (which --trace reads again).
+    #[arg(long, conflicts_with_all = ["trace", "synthetic"], requires = "query")]
+    pub(crate) prometheus: Option<String>,
+    /// With --prometheus: a PromQL query for requests per second, e.g.
+    /// 'sum(rate(http_requests_total{service="my-model"}[1m]))'.
+    #[arg(long, requires = "prometheus")]
+    pub(crate) query: Option<String>,
+    /// With --prometheus: how far back from now.
+    #[arg(long, default_value = "7d")]
+    pub(crate) since: String,
+    /// With --prometheus: the query's step (the rate series' resolution).
+    #[arg(long, default_value = "15s")]
+    pub(crate) step: String,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
@@ -258,7 +273,21 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
 
     let mut notes = Vec::new();
     let mut model_names = Vec::new();
-    let (mut workload, name) = match (&args.trace, &args.synthetic) {
+    let fetched = match (&args.prometheus, &args.query) {
+        (Some(url), Some(query)) => Some(prometheus::fetch(
+            &prometheus::Fetch {
+                url,
+                query,
+                since_seconds: parse_duration(&args.since)
+                    .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
+                step_seconds: parse_duration(&args.step)
+                    .map_err(|e| anyhow::anyhow!("--step: {e}"))?,
+            },
+            &args.report,
+        )?),
+        _ => None,
+    };
+    let (mut workload, name) = match (fetched.as_ref().or(args.trace.as_ref()), &args.synthetic) {
         (Some(path), _) => {
             let format = match &args.trace_format {
                 Some(f) => Some(
