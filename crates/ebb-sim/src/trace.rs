@@ -132,6 +132,10 @@ pub struct Trace {
     pub notes: Vec<String>,
     /// Model names by model id, for traces that name several models (empty otherwise).
     pub model_names: Vec<String>,
+    /// Where the workload's time zero lies on the calendar (Unix milliseconds), for a
+    /// policy's schedules, where the trace says so without doubt (a Prometheus answer's Unix
+    /// times; a date-time without a zone does not).
+    pub start_unix_ms: Option<i64>,
 }
 
 fn io(file: &Path) -> impl Fn(std::io::Error) -> TraceError + '_ {
@@ -157,6 +161,7 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
     };
     let mut notes = Vec::new();
     let mut model_names = Vec::new();
+    let mut start_unix_ms = None;
     let workload = match format {
         TraceFormat::AzureLlm => read_azure(path)?,
         TraceFormat::Mooncake => read_mooncake(path)?,
@@ -182,7 +187,11 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
             w
         }
         TraceFormat::RateCsv => read_rate_csv(path)?,
-        TraceFormat::Prometheus => prometheus::read(path)?,
+        TraceFormat::Prometheus => {
+            let (w, start) = prometheus::read(path)?;
+            start_unix_ms = Some(start);
+            w
+        }
     };
     if workload.expected_requests() <= 0.0 {
         return Err(TraceError::Format {
@@ -195,6 +204,7 @@ pub fn read_trace(path: &Path, format: Option<TraceFormat>) -> Result<Trace, Tra
         format,
         notes,
         model_names,
+        start_unix_ms,
     })
 }
 

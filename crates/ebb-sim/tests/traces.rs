@@ -393,6 +393,11 @@ fn prometheus_range_answers_become_one_rate_series() {
     let t = read_trace(&p, None).unwrap();
     assert_eq!(t.format, TraceFormat::Prometheus);
     assert_eq!(rates(&t.workload), (15.0, vec![2.0, 3.0, 4.0]));
+    assert_eq!(
+        t.start_unix_ms,
+        Some(1_733_011_200_000),
+        "Unix times are on the calendar"
+    );
 
     // Two day-long answers appended by a loop: the sample where they meet counts once.
     let day = |from: i64, v: &str| {
@@ -461,6 +466,10 @@ fn grafana_csv_exports_add_up_their_series() {
     let t = read_trace(&p, None).unwrap();
     assert_eq!(t.format, TraceFormat::RateCsv);
     assert_eq!(rates(&t.workload), (30.0, vec![3.0, 4.0, 0.0, 2.0]));
+    assert_eq!(
+        t.start_unix_ms, None,
+        "a date-time without a zone is not on the calendar"
+    );
     // Unix milliseconds (Grafana without formatted data).
     let ms = "Time,rate\n1764547200000,2\n1764547215000,6\n";
     let p = write(d.path(), "ms.csv", ms);

@@ -680,3 +680,57 @@ fn a_closed_pipe_ends_the_command_quietly() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// A Prometheus answer of `minutes` at 2 req/s from `start` (Unix seconds).
+fn prometheus_answer(dir: &Path, name: &str, start: u64, minutes: u64) -> PathBuf {
+    let values: Vec<String> = (0..=minutes)
+        .map(|m| format!("[{},\"2\"]", start + 60 * m))
+        .collect();
+    let text = format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
+        values.join(",")
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn simulate_puts_a_prometheus_answer_on_its_own_calendar_for_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    // Monday 30 November 2026, noon in New York, and the Sunday before.
+    let monday = prometheus_answer(dir.path(), "monday.json", 1_796_058_000, 10);
+    let sunday = prometheus_answer(dir.path(), "sunday.json", 1_795_971_600, 10);
+    let replica_seconds = |trace: &Path| -> f64 {
+        let report = dir.path().join("report");
+        let o = ebb(&[
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--policy",
+            "examples/policies/simulate-nasa-schedule.yaml",
+            "--baselines",
+            "none",
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
+        let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+        let i = header.iter().position(|h| *h == "replica_seconds").unwrap();
+        summary
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .nth(i)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Business hours hold the schedule's floor of 8 for the whole 10 minutes; Sunday's
+    // 2 req/s needs one or two.
+    let (weekday, weekend) = (replica_seconds(&monday), replica_seconds(&sunday));
+    assert!(weekday >= 8.0 * 590.0, "Monday: {weekday} replica-s");
+    assert!(weekend < 3.0 * 600.0, "Sunday: {weekend} replica-s");
+}

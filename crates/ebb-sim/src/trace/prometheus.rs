@@ -109,8 +109,9 @@ fn rate_of(path: &Path, at: f64, value: &str) -> Result<Option<f64>, TraceError>
     Ok(Some(v))
 }
 
-/// Reads every answer in the file into one rate series.
-pub(super) fn read(path: &Path) -> Result<Workload, TraceError> {
+/// Reads every answer in the file into one rate series, with its first sample's Unix time in
+/// milliseconds.
+pub(super) fn read(path: &Path) -> Result<(Workload, i64), TraceError> {
     let f = std::fs::File::open(path).map_err(super::io(path))?;
     let answers = serde_json::Deserializer::from_reader(BufReader::new(f)).into_iter::<Answer>();
     // Rates by (series, millisecond): an answer appended after another that ends where it
@@ -145,6 +146,7 @@ pub(super) fn read(path: &Path) -> Result<Workload, TraceError> {
             "the answer holds no samples (the query matched no series over that range)",
         ));
     }
+    let first = by_time.keys().next().copied().unwrap_or(0);
     let step = by_time
         .keys()
         .collect::<Vec<_>>()
@@ -157,5 +159,5 @@ pub(super) fn read(path: &Path) -> Result<Workload, TraceError> {
         .into_iter()
         .map(|(ms, rate)| (ms as f64 / 1000.0, rate))
         .collect();
-    Ok(super::to_rate_series(samples, step))
+    Ok((super::to_rate_series(samples, step), first))
 }

@@ -106,7 +106,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, default_value = "0s")]
     pub(crate) from: String,
     /// Where the trace's first second lies on the calendar (RFC 3339, e.g.
-    /// 1995-07-01T00:00:00-04:00), for a policy's schedules; --from moves along from it.
+    /// 1995-07-01T00:00:00-04:00), for a policy's schedules; --from moves along from it. A
+    /// Prometheus answer's own times serve where it is not given.
     #[arg(long)]
     pub(crate) start: Option<String>,
     /// Replay only this long (after time scaling).
@@ -236,6 +237,8 @@ pub(crate) struct Prepared {
     pub(crate) sync: f64,
     pub(crate) attainment: f64,
     pub(crate) timeout: f64,
+    /// The trace's time zero on the calendar, where the trace records it (Unix ms).
+    pub(crate) start_unix_ms: Option<i64>,
 }
 
 /// Reads and checks the workload and cluster flags (shared by `ebb simulate` and `ebb tune`).
@@ -273,6 +276,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
 
     let mut notes = Vec::new();
     let mut model_names = Vec::new();
+    let mut start_unix_ms = None;
     let fetched = match (&args.prometheus, &args.query) {
         (Some(url), Some(query)) => Some(prometheus::fetch(
             &prometheus::Fetch {
@@ -298,6 +302,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             };
             let trace = read_trace(path, format)?;
             model_names = trace.model_names.clone();
+            start_unix_ms = trace.start_unix_ms;
             notes.push(format!(
                 "trace {} read as {}",
                 path.display(),
@@ -402,25 +407,32 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
         sync,
         attainment,
         timeout,
+        start_unix_ms,
     })
 }
 
-/// Where the replayed window's time zero lies on the calendar: `--start` moved along by
-/// `--from`. A policy with schedules needs it; without schedules the calendar is not read.
-fn calendar_epoch(args: &SimulateArgs, policy: &ebb_core::Policy) -> anyhow::Result<i64> {
-    let Some(start) = args.start.as_deref() else {
-        if !policy.schedules.is_empty() {
-            bail!("--start: the policy has schedules, so the simulation needs the trace's start on the calendar (RFC 3339, e.g. --start 1995-07-01T00:00:00-04:00)");
-        }
-        return Ok(0);
+/// Where the replayed window's time zero lies on the calendar: `--start`, else where the
+/// trace records it (`trace_start`, Unix ms), moved along by `--from`. A policy with schedules
+/// needs it; without schedules the calendar is not read.
+fn calendar_epoch(
+    args: &SimulateArgs,
+    policy: &ebb_core::Policy,
+    trace_start: Option<i64>,
+) -> anyhow::Result<i64> {
+    let start = match (args.start.as_deref(), trace_start) {
+        (Some(start), _) => chrono::DateTime::parse_from_rfc3339(start)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--start: '{start}' is not an RFC 3339 time ({e}), e.g. 1995-07-01T00:00:00-04:00"
+                )
+            })?
+            .timestamp_millis(),
+        (None, Some(recorded)) => recorded,
+        (None, None) if policy.schedules.is_empty() => return Ok(0),
+        (None, None) => bail!("--start: the policy has schedules, so the simulation needs the trace's start on the calendar (RFC 3339, e.g. --start 1995-07-01T00:00:00-04:00)"),
     };
-    let start = chrono::DateTime::parse_from_rfc3339(start).map_err(|e| {
-        anyhow::anyhow!(
-            "--start: '{start}' is not an RFC 3339 time ({e}), e.g. 1995-07-01T00:00:00-04:00"
-        )
-    })?;
     let from = parse_duration(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
-    Ok(start.timestamp_millis() + (from * 1000.0).round() as i64)
+    Ok(start + (from * 1000.0).round() as i64)
 }
 
 /// `ebb simulate`: Ebb's policy beside the baselines on one workload (or the multi-model
@@ -445,11 +457,12 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         sync,
         attainment,
         timeout,
+        start_unix_ms,
         ..
     } = prepared;
     let baselines = parse_baselines(&args.baselines)?;
     let policy = ebb_policy(&args, cfg.slo, attainment)?;
-    let epoch_unix_ms = calendar_epoch(&args, &policy)?;
+    let epoch_unix_ms = calendar_epoch(&args, &policy, start_unix_ms)?;
     let ebb = EbbSpec {
         name: "ebb".into(),
         policy,
