@@ -30,6 +30,9 @@ pub const COLD_START_WINDOW: f64 = 10.0;
 /// unready later in its life, or its clock is off).
 pub const COLD_START_CEILING_SECONDS: f64 = 3600.0;
 
+/// The longest decision period the lead allows for, seconds.
+pub const MAX_PERIOD_SECONDS: f64 = 60.0;
+
 /// The estimator state carried from one decision to the next.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,6 +101,12 @@ pub struct SloState {
     /// When the queue was last compared (the sample's time).
     #[serde(default)]
     pub queue_at: Option<Time>,
+    /// Seconds between the traffic samples of the last two decisions: the decision loop's
+    /// period (the controller's sync, a poll), by which a start left to the next decision
+    /// comes late. At most [`MAX_PERIOD_SECONDS`], so a gap in the samples (a restart) does
+    /// not read as a slow loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<f64>,
     /// The queueing model's integration grid, kept while the service time holds (not
     /// persisted: a restarted controller rebuilds it).
     #[serde(skip)]
@@ -332,6 +341,7 @@ impl SloState {
             return false;
         }
         let dt = sample.at.seconds_since(last.at);
+        self.period_seconds = Some(dt.min(MAX_PERIOD_SECONDS));
         let arrivals = sample.arrivals_total - last.arrivals_total;
         let rate = arrivals / dt;
         if !(rate.is_finite() && rate <= MAX_RATE) {
@@ -620,6 +630,44 @@ mod tests {
             state.observe_waiting(&sample, 3, 4, 100.0, (0.1, 1.0), 1800.0);
         }
         state
+    }
+
+    #[test]
+    fn the_lead_allows_for_the_decision_loops_period() {
+        let smoothing = Smoothing {
+            level_seconds: 30.0,
+            level_requests: 0.0,
+            trend_seconds: 60.0,
+            season_seconds: 0.0,
+            season_weight: 0.0,
+        };
+        let slo = crate::policy::Slo {
+            latency_seconds: 0.5,
+            attainment: 0.999,
+            cold_start_seconds: Some(20.0),
+            slots_per_replica: 4,
+            season_seconds: 0.0,
+            tuning: crate::policy::Tuning::default(),
+        };
+        let mut state = SloState::default();
+        let lead = |state: &SloState| crate::slo::plan::lead_seconds(&slo, Some(state));
+        assert_eq!(lead(&state), 20.0, "no decision seen yet");
+        let at = |s: i64, total: f64| TrafficSample {
+            at: Time::from_millis(s * 1000),
+            in_flight: 1.0,
+            arrivals_total: total,
+            completions_total: total,
+            service: None,
+        };
+        // A controller syncing every 5 s: a start left to the next decision is 5 s late.
+        for (i, s) in [0, 5, 10].into_iter().enumerate() {
+            state.observe(&at(s, 10.0 * i as f64), &smoothing, 4.0);
+        }
+        assert_eq!(state.period_seconds, Some(5.0));
+        assert_eq!(lead(&state), 25.0);
+        // An hour without samples (a restart) is not a slow loop.
+        state.observe(&at(3610, 40.0), &smoothing, 4.0);
+        assert_eq!(lead(&state), 20.0 + MAX_PERIOD_SECONDS);
     }
 
     #[test]

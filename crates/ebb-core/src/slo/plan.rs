@@ -188,12 +188,18 @@ fn cold_start(slo: &Slo, tuning: &Tuning, state: &SloState) -> (f64, bool, f64) 
     }
 }
 
-/// How far ahead capacity must be started to be ready in time (seconds): the cold start
-/// plus the spread the pre-warm allows for. Schedules raise their floors this far ahead.
+/// How far ahead capacity must be started to be ready in time (seconds): the cold start,
+/// the spread the pre-warm allows for, and the decision loop's period (a start left to the
+/// next decision comes that much later). Schedules raise their floors this far ahead.
 pub fn lead_seconds(slo: &Slo, state: Option<&SloState>) -> f64 {
     let fresh = SloState::default();
-    let (cold_start, _, sd) = cold_start(slo, &slo.tuning, state.unwrap_or(&fresh));
-    cold_start + slo.tuning.prewarm_spread * sd
+    let state = state.unwrap_or(&fresh);
+    let (cold_start, _, sd) = cold_start(slo, &slo.tuning, state);
+    lead(cold_start, sd, &slo.tuning, state)
+}
+
+fn lead(cold_start: f64, sd: f64, tuning: &Tuning, state: &SloState) -> f64 {
+    cold_start + tuning.prewarm_spread * sd + state.period_seconds.unwrap_or(0.0)
 }
 
 /// The counts a policy lets the plan propose.
@@ -228,6 +234,15 @@ pub fn plan(
         return Plan::Missing("no fresh traffic sample for the SLO model".into());
     };
     let ready = obs.ready_replicas();
+    // The level the traffic rises from. A sample that spans more than the short rate's window
+    // (a controller syncing every 5 s) has already pulled the level half way up a burst by
+    // the time the decision sees it; one within it has not moved it further than the short
+    // rate shows.
+    let spans_short_window = state
+        .last
+        .is_some_and(|last| sample.at.seconds_since(last.at) > super::estimate::SHORT_RATE_SECONDS);
+    let level_before = (spans_short_window && state.forecast.at.is_some())
+        .then(|| state.forecast.at_horizon(0.0, &smoothing));
     state.observe(
         sample,
         &smoothing,
@@ -251,15 +266,17 @@ pub fn plan(
         |rate: f64, seconds: f64, dispersion: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
     let noise = |rate: f64, seconds: f64| standard_error(rate, seconds, dispersion);
     let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
-    let above = |standard_error: f64| {
+    let above = |from: f64, standard_error: f64| {
         state.short_rate * short_window >= tuning.jump_requests
-            && state.short_rate > level + tuning.jump_threshold * standard_error
+            && state.short_rate > from + tuning.jump_threshold * standard_error
     };
     // A jump to plan for is judged against counting noise alone: the clumps that make counts
     // overdispersed are the traffic the jump path is for. A recurring burst's onset is judged
-    // against the clumping too, so that one clump is not taken for the start of a period.
-    let jump = above(standard_error(level, short_window, 1.0));
-    let onset = above(noise(level, short_window));
+    // against the clumping too, so that one clump is not taken for the start of a period,
+    // and from the level before this sample.
+    let jump = above(level, standard_error(level, short_window, 1.0));
+    let from = level_before.map_or(level, |before| before.min(level));
+    let onset = above(from, noise(from, short_window));
     let base = if jump { state.short_rate } else { level };
     let planned = base.max(ahead);
     let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
@@ -301,7 +318,7 @@ pub fn plan(
     state
         .recurrence
         .observe(onset, rate, arrivals_total, silence_before, now);
-    let lead = cold_start + tuning.prewarm_spread * cold_start_sd;
+    let lead = lead(cold_start, cold_start_sd, tuning, state);
     let now_sized = Sized {
         load,
         target,
