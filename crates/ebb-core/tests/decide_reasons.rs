@@ -1333,12 +1333,29 @@ fn slo_recurring_burst() -> Decision {
 /// Bursts of 200 req/s for ten seconds every two minutes, `between` req/s between them, for
 /// `seconds`, under `policy_text`; each decision applied at once. Returns every decision.
 fn slo_bursts_from_silence(policy_text: &str, between: f64, seconds: i64) -> Vec<Decision> {
+    let rate = |s: i64| if s % 120 < 10 { 200.0 } else { between };
+    slo_decided(policy_text, rate, seconds, 1, 1)
+}
+
+/// `seconds` of traffic at `rate(s)` req/s from `replicas` replicas, under `policy_text`, one
+/// sample and one decision every `period` seconds (the arrivals counted every second), each
+/// decision applied at once. Returns every decision.
+fn slo_decided(
+    policy_text: &str,
+    rate: impl Fn(i64) -> f64,
+    seconds: i64,
+    period: i64,
+    mut replicas: u32,
+) -> Vec<Decision> {
     let p = policy(policy_text);
-    let (mut state, mut total, mut replicas) = (State::default(), 0.0, 1u32);
+    let (mut state, mut total) = (State::default(), 0.0);
     let mut out = Vec::new();
     for s in 0..seconds {
-        let rate = if s % 120 < 10 { 200.0 } else { between };
+        let rate = rate(s);
         total += rate;
+        if s % period != 0 {
+            continue;
+        }
         let sample = TrafficSample {
             at: t(s),
             in_flight: rate * 0.1,
@@ -1704,46 +1721,16 @@ fn every_reason_prints_a_sentence() {
 }
 
 /// Bursts of 200 req/s for 30 s every two minutes, 20 req/s between, seen as a controller at
-/// its default sync sees them: one sample and one decision every `period` seconds. The
-/// decisions, one per period.
+/// its default sync sees them: one sample and one decision every `period` seconds.
 fn slo_bursts_decided_every(period: i64) -> Vec<Decision> {
-    let p = policy(SLO_POLICY);
-    let (mut state, mut total, mut replicas) = (State::default(), 0.0, 2u32);
-    let mut decisions = Vec::new();
-    for s in 0..720 {
-        let rate = if (60..90).contains(&(s % 120)) {
+    let rate = |s: i64| {
+        if (60..90).contains(&(s % 120)) {
             200.0
         } else {
             20.0
-        };
-        total += rate;
-        if s % period != 0 {
-            continue;
         }
-        let sample = TrafficSample {
-            at: t(s),
-            in_flight: rate * 0.1,
-            arrivals_total: total,
-            completions_total: total,
-            service: Some(ServiceTotals {
-                requests: total,
-                seconds: total * 0.1,
-                squared_seconds: total * 0.01 * 1.284,
-                within: None,
-            }),
-        };
-        let o = Observation {
-            current_replicas: replicas,
-            pods: pods(replicas as usize),
-            traffic: Some(sample),
-            ..Default::default()
-        };
-        let d = decide(&p, &o, &state, t(s));
-        state = d.state.clone();
-        replicas = d.desired_replicas;
-        decisions.push(d);
-    }
-    decisions
+    };
+    slo_decided(SLO_POLICY, rate, 720, period, 2)
 }
 
 #[test]

@@ -632,15 +632,20 @@ mod tests {
         state
     }
 
-    #[test]
-    fn the_lead_allows_for_the_decision_loops_period() {
-        let smoothing = Smoothing {
+    /// A 30 s level and a 60 s trend, no season.
+    fn test_smoothing() -> Smoothing {
+        Smoothing {
             level_seconds: 30.0,
             level_requests: 0.0,
             trend_seconds: 60.0,
             season_seconds: 0.0,
             season_weight: 0.0,
-        };
+        }
+    }
+
+    #[test]
+    fn the_lead_allows_for_the_decision_loops_period() {
+        let smoothing = test_smoothing();
         let slo = crate::policy::Slo {
             latency_seconds: 0.5,
             attainment: 0.999,
@@ -672,13 +677,7 @@ mod tests {
 
     #[test]
     fn a_service_time_learnt_under_a_backlog_gives_way_to_the_first_clean_one() {
-        let smoothing = Smoothing {
-            level_seconds: 30.0,
-            level_requests: 0.0,
-            trend_seconds: 60.0,
-            season_seconds: 0.0,
-            season_weight: 0.0,
-        };
+        let smoothing = test_smoothing();
         let mut state = SloState::default();
         let (mut served, mut busy, mut squares) = (0.0, 0.0, 0.0);
         let mut feed = |state: &mut SloState, s: i64, in_flight: f64, each: f64| {
