@@ -734,3 +734,20 @@ fn simulate_puts_a_prometheus_answer_on_its_own_calendar_for_schedules() {
     assert!(weekday >= 8.0 * 590.0, "Monday: {weekday} replica-s");
     assert!(weekend < 3.0 * 600.0, "Sunday: {weekend} replica-s");
 }
+
+#[test]
+fn the_prometheus_flags_need_each_other() {
+    for args in [
+        &["simulate", "--since", "1h"][..],
+        &["tune", "--step", "30s"][..],
+        &["simulate", "--prometheus", "http://127.0.0.1:1"][..],
+    ] {
+        let o = ebb(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("required arguments were not provided"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

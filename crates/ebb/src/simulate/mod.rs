@@ -39,12 +39,12 @@ pub(crate) struct SimulateArgs {
     /// 'sum(rate(http_requests_total{service="my-model"}[1m]))'.
     #[arg(long, requires = "prometheus")]
     pub(crate) query: Option<String>,
-    /// With --prometheus: how far back from now.
-    #[arg(long, default_value = "7d")]
-    pub(crate) since: String,
-    /// With --prometheus: the query's step (the rate series' resolution).
-    #[arg(long, default_value = "15s")]
-    pub(crate) step: String,
+    /// With --prometheus: how far back from now [default: 7d].
+    #[arg(long, requires = "prometheus")]
+    pub(crate) since: Option<String>,
+    /// With --prometheus: the query's step, the rate series' resolution [default: 15s].
+    #[arg(long, requires = "prometheus")]
+    pub(crate) step: Option<String>,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
@@ -282,9 +282,9 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             &prometheus::Fetch {
                 url,
                 query,
-                since_seconds: parse_duration(&args.since)
+                since_seconds: parse_duration(args.since.as_deref().unwrap_or("7d"))
                     .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
-                step_seconds: parse_duration(&args.step)
+                step_seconds: parse_duration(args.step.as_deref().unwrap_or("15s"))
                     .map_err(|e| anyhow::anyhow!("--step: {e}"))?,
             },
             &args.report,
