@@ -237,6 +237,7 @@ pub async fn prometheus_range(
     src: &PrometheusSource,
     query: &str,
     (start, end, step): (f64, f64, f64),
+    creds: &Credentials,
     timeout: Duration,
 ) -> Result<serde_json::Value, SourceError> {
     let (start, end, step) = (start.to_string(), end.to_string(), step.to_string());
@@ -246,7 +247,7 @@ pub async fn prometheus_range(
         ("end", &end),
         ("step", &step),
     ];
-    prometheus_api(src, "query_range", &args, &Credentials::default(), timeout).await
+    prometheus_api(src, "query_range", &args, creds, timeout).await
 }
 
 /// An error with the causes it wraps ("error sending request: ... Connection refused"): a

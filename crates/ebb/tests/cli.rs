@@ -751,3 +751,79 @@ fn the_prometheus_flags_need_each_other() {
         );
     }
 }
+
+/// A stand-in for a Prometheus behind a bearer token: answers any range query with two
+/// minutes at 3 req/s when the request carries `Bearer secret`, else 401 as Prometheus's
+/// API does. Returns its URL.
+fn prometheus_behind_a_token() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            let (status, body) = if request.contains("authorization: bearer secret") {
+                let values: Vec<String> = (0..=120)
+                    .step_by(60)
+                    .map(|t| format!("[{},\"3\"]", 1_796_000_000 + t))
+                    .collect();
+                (
+                    "200 OK",
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
+                        values.join(",")
+                    ),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    r#"{"status":"error","errorType":"unauthorized","error":"missing token"}"#
+                        .to_string(),
+                )
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    url
+}
+
+#[test]
+fn simulate_reads_a_prometheus_behind_a_bearer_token() {
+    let url = prometheus_behind_a_token();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret\n").unwrap();
+    let report = dir.path().join("report");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--prometheus",
+            &url,
+            "--query",
+            "sum(rate(x[1m]))",
+            "--since",
+            "2m",
+            "--step",
+            "60s",
+            "--baselines",
+            "none",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ebb(&args)
+    };
+    let o = run(&["--prometheus-token-file", token.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("| ebb |"), "{}", stdout(&o));
+    let o = run(&[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("401 Unauthorized: unauthorized missing token"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -45,6 +45,9 @@ pub(crate) struct SimulateArgs {
     /// With --prometheus: the query's step, the rate series' resolution [default: 15s].
     #[arg(long, requires = "prometheus")]
     pub(crate) step: Option<String>,
+    /// With --prometheus: a file holding a bearer token for the server.
+    #[arg(long, requires = "prometheus")]
+    pub(crate) prometheus_token_file: Option<PathBuf>,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
@@ -286,6 +289,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
                     .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
                 step_seconds: parse_duration(args.step.as_deref().unwrap_or("15s"))
                     .map_err(|e| anyhow::anyhow!("--step: {e}"))?,
+                token_file: args.prometheus_token_file.as_deref(),
             },
             &args.report,
         )?),

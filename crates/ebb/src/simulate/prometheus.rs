@@ -21,6 +21,19 @@ pub(crate) struct Fetch<'a> {
     pub(crate) query: &'a str,
     pub(crate) since_seconds: f64,
     pub(crate) step_seconds: f64,
+    /// A file holding a bearer token for the server (a managed Prometheus, a proxy in front).
+    pub(crate) token_file: Option<&'a Path>,
+}
+
+/// The bearer token in `path`, trimmed of the newline most tools write after it.
+fn token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--prometheus-token-file: cannot read {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("--prometheus-token-file: {} is empty", path.display());
+    }
+    Ok(token.to_string())
 }
 
 /// The ranges, oldest first, that cover `since` seconds up to `end` at `step`, each at most
@@ -59,6 +72,10 @@ pub(crate) fn fetch(f: &Fetch, report: &Path) -> anyhow::Result<PathBuf> {
         url: f.url.to_string(),
         ..Default::default()
     };
+    let creds = ebb_kube::sources::Credentials {
+        token: f.token_file.map(token).transpose()?,
+        ..Default::default()
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -76,6 +93,7 @@ pub(crate) fn fetch(f: &Fetch, report: &Path) -> anyhow::Result<PathBuf> {
                 &src,
                 f.query,
                 (from, to, f.step_seconds),
+                &creds,
                 QUERY_TIMEOUT,
             ))
             .with_context(|| format!("--prometheus: the range query {}", f.query))?;
