@@ -573,6 +573,21 @@ impl ModelIds {
     }
 }
 
+/// The sampling interval of a rate series: the shortest positive gap between its sorted
+/// sample `times` (seconds), 1 s for a single sample.
+fn shortest_gap(times: &[f64]) -> f64 {
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    if gap.is_finite() {
+        gap
+    } else {
+        1.0
+    }
+}
+
 /// Turns (time, requests per second) samples into a rate series on a regular grid.
 fn to_rate_series(mut samples: Vec<(f64, f64)>, interval: f64) -> Workload {
     samples.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -908,12 +923,7 @@ fn read_rate_csv(path: &Path) -> Result<Workload, TraceError> {
     }
     let mut times: Vec<f64> = samples.iter().map(|s| s.0).collect();
     times.sort_by(f64::total_cmp);
-    let interval = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .filter(|g| *g > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let interval = if interval.is_finite() { interval } else { 1.0 };
+    let interval = shortest_gap(&times);
     let per_interval = matches!(columns, RateColumns::Count(_));
     let samples = samples
         .into_iter()

@@ -115,8 +115,9 @@ pub(super) fn read(path: &Path) -> Result<(Workload, i64), TraceError> {
     let f = std::fs::File::open(path).map_err(super::io(path))?;
     let answers = serde_json::Deserializer::from_reader(BufReader::new(f)).into_iter::<Answer>();
     // Rates by (series, millisecond): an answer appended after another that ends where it
-    // begins repeats that sample.
-    let mut by_series: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    // begins repeats that sample. A series is numbered by its labels as first seen.
+    let mut series_ids: BTreeMap<BTreeMap<String, String>, usize> = BTreeMap::new();
+    let mut by_series: BTreeMap<(usize, i64), f64> = BTreeMap::new();
     let mut answered = 0usize;
     for answer in answers {
         let answer = answer.map_err(|e| {
@@ -125,10 +126,11 @@ pub(super) fn read(path: &Path) -> Result<(Workload, i64), TraceError> {
         })?;
         answered += 1;
         for series in series_of(path, answer)? {
-            let name = format!("{:?}", series.metric);
+            let next = series_ids.len();
+            let id = *series_ids.entry(series.metric).or_insert(next);
             for (at, value) in &series.values {
                 if let Some(rate) = rate_of(path, *at, value)? {
-                    by_series.insert((name.clone(), (at * 1000.0).round() as i64), rate);
+                    by_series.insert((id, (at * 1000.0).round() as i64), rate);
                 }
             }
         }
@@ -147,17 +149,11 @@ pub(super) fn read(path: &Path) -> Result<(Workload, i64), TraceError> {
         ));
     }
     let first = by_time.keys().next().copied().unwrap_or(0);
-    let step = by_time
-        .keys()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .filter(|g| *g > 0)
-        .min()
-        .map_or(1.0, |ms| ms as f64 / 1000.0);
-    let samples = by_time
+    let samples: Vec<(f64, f64)> = by_time
         .into_iter()
         .map(|(ms, rate)| (ms as f64 / 1000.0, rate))
         .collect();
+    let times: Vec<f64> = samples.iter().map(|s| s.0).collect();
+    let step = super::shortest_gap(&times);
     Ok((super::to_rate_series(samples, step), first))
 }
