@@ -42,7 +42,8 @@ pub struct AutoscalerSpec {
     /// Where the signals come from.
     #[serde(default)]
     pub sources: Vec<SourceSpec>,
-    /// Seconds between decisions (default 5; sources keep their own poll intervals).
+    /// Seconds between decisions at most (default 5): a source due sooner (its own poll
+    /// interval) brings the next decision forward.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_period_seconds: Option<f64>,
     /// Safe scale-in options.
@@ -917,7 +918,7 @@ fn schema() -> Value {
                     "schedules": {"type": "array", "items": open_object("A calendar window (name; start and end cron expressions, or days, from and to; timezone) with minReplicas and/or maxReplicas while open, and prewarmSeconds.")},
                     "staleAfterSeconds": number("Samples older than this count as missing."),
                     "readiness": open_object("CPU readiness flags."),
-                    "syncPeriodSeconds": number("Seconds between decisions."),
+                    "syncPeriodSeconds": number("Seconds between decisions at most (default 5); a source due sooner brings the next one forward."),
                     "scaleIn": derived::<ScaleInSpec>(),
                     "mode": derived::<Mode>(),
                     "sources": {"type": "array", "items": derived::<SourceSpec>()},

@@ -1714,6 +1714,52 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
     drop(scene);
 }
 
+/// With no `syncPeriodSeconds` (5 s) and no `pollSeconds`, an SLO behind the gateway still
+/// decides every 0.5 s, the gateway's default poll: a pass runs when the sync period passes or
+/// a source is due, whichever is sooner. The SLO's own record of its loop's period (the time
+/// between the samples of its last two decisions, which sets how far ahead it starts
+/// capacity) says so; the docs' account of the controller's decision period rests on it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn an_slo_decides_as_often_as_its_traffic_is_polled() {
+    let scene = gateway_scene(
+        "e2e-slo-period",
+        1,
+        "{}",
+        "  minReplicas: 1\n  maxReplicas: 3\n  slo: {latency: 1s, attainment: 99%, slotsPerReplica: 8, coldStartSeconds: 2}\n  sources:\n  - name: traffic\n",
+    )
+    .await;
+    let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
+    scene.first_replica_serving().await;
+    let listen = gateway.listen.clone();
+    let load = tokio::task::spawn_blocking(move || {
+        load_through(
+            &listen,
+            1,
+            std::time::Instant::now() + Duration::from_secs(4),
+        )
+    });
+    let period = || async {
+        autoscaler(client, ns, "model")
+            .await
+            .and_then(|a| a.status?.decision_state?.slo?.period_seconds)
+    };
+    wait(
+        Duration::from_secs(20),
+        "the SLO's loop period in the status",
+        || async { period().await.is_some() },
+    )
+    .await;
+    let seconds = period().await.unwrap_or(f64::NAN);
+    let (_, failed) = load.await.unwrap();
+    assert!(
+        (0.3..=1.5).contains(&seconds),
+        "decisions {seconds} s apart, not the gateway's 0.5 s poll"
+    );
+    assert_eq!(failed, 0);
+    drop(scene);
+}
+
 /// Bursts on a clock behind the gateway, silence between: once two alike bursts have come 40 s
 /// apart, the SLO takes the last replica away through the silence (`SloSilentUntilBurst`, from
 /// the gateway's counters, which keep reporting at zero) and starts the next burst's replica
