@@ -196,11 +196,18 @@ fn http_client(insecure: bool, ca: Option<&[u8]>) -> Result<reqwest::Client, Sou
     crate::install_crypto();
     let mut b = reqwest::Client::builder().tls_danger_accept_invalid_certs(insecure);
     if let Some(pem) = ca {
-        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SourceError::Parse {
+        let bad = |reason: String| SourceError::Parse {
             what: "ca.crt".into(),
-            reason: e.to_string(),
-        })?;
-        b = b.add_root_certificate(cert);
+            reason,
+        };
+        // A bundle: a cluster's CA beside an intermediate, or a system bundle, all trusted.
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
     }
     let client = b.build().map_err(|e| SourceError::Http {
         url: "(client)".into(),

@@ -326,3 +326,88 @@ async fn prometheus_bearer_and_basic_auth() {
         .await
         .is_ok());
 }
+
+/// The test-only certificates in `tests/fixtures/tls` (README there says how they were made).
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Prometheus stand-in over TLS with `server.crt` (signed by `ca.crt`), answering a scalar
+/// to every request. Returns its URL.
+fn tls_prometheus() -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&fixture("server.crt"))
+        .collect::<Result<_, _>>()
+        .expect("server.crt");
+    let key = PrivateKeyDer::from_pem_slice(&fixture("server.key")).expect("server.key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let config = std::sync::Arc::new(config);
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            let mut buf = [0u8; 4096];
+            if tls.read(&mut buf).unwrap_or(0) == 0 {
+                continue; // the client refused the certificate
+            }
+            let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"7"]}}"#;
+            let _ = write!(tls, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    format!("https://{addr}")
+}
+
+/// A CA bundle is trusted whole (a cluster's CA beside others, as `ca.crt` Secrets and
+/// `--prometheus-ca-file` hold them), wherever in it the server's CA is; without it, the
+/// server's certificate is refused and the error says so.
+#[tokio::test]
+async fn prometheus_over_tls_trusts_every_ca_in_a_bundle() {
+    let src = PrometheusSource {
+        url: tls_prometheus(),
+        ..Default::default()
+    };
+    let t = Duration::from_secs(5);
+    let with_ca = |pem: Vec<u8>| Credentials {
+        ca_pem: Some(pem),
+        ..Default::default()
+    };
+    let bundle = [fixture("other.crt"), fixture("ca.crt")].concat();
+    let series = sources::prometheus_query(&src, "up", &with_ca(bundle), t)
+        .await
+        .expect("the server's CA second in the bundle");
+    assert_eq!(
+        sources::prometheus_value(series),
+        Ok(SourceValue::Scalar(7.0))
+    );
+    let e = sources::prometheus_query(&src, "up", &with_ca(fixture("other.crt")), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let e = sources::prometheus_query(&src, "up", &with_ca(b"junk".to_vec()), t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca.crt") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+}

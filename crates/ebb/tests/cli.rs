@@ -752,9 +752,9 @@ fn the_prometheus_flags_need_each_other() {
     }
 }
 
-/// A stand-in for a Prometheus behind a bearer token: answers any range query with two
-/// minutes at 3 req/s when the request carries `Bearer secret`, else 401 as Prometheus's
-/// API does. Returns its URL.
+/// A stand-in for a Prometheus behind a bearer token or basic auth: answers any range query
+/// with two minutes at 3 req/s when the request carries `Bearer secret` or the user `ebb`
+/// with the password `hunter2`, else 401 as Prometheus's API does. Returns its URL.
 fn prometheus_behind_a_token() -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -765,7 +765,11 @@ fn prometheus_behind_a_token() -> String {
             let mut buf = [0u8; 4096];
             let n = s.read(&mut buf).unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]).to_lowercase();
-            let (status, body) = if request.contains("authorization: bearer secret") {
+            let known = [
+                "authorization: bearer secret",
+                "authorization: basic zwjiomh1bnrlcji=",
+            ];
+            let (status, body) = if known.iter().any(|k| request.contains(k)) {
                 let values: Vec<String> = (0..=120)
                     .step_by(60)
                     .map(|t| format!("[{},\"3\"]", 1_796_000_000 + t))
@@ -791,7 +795,7 @@ fn prometheus_behind_a_token() -> String {
 }
 
 #[test]
-fn simulate_reads_a_prometheus_behind_a_bearer_token() {
+fn simulate_reads_a_prometheus_behind_a_bearer_token_or_basic_auth() {
     let url = prometheus_behind_a_token();
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
@@ -819,6 +823,11 @@ fn simulate_reads_a_prometheus_behind_a_bearer_token() {
     let o = run(&["--prometheus-token-file", token.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("| ebb |"), "{}", stdout(&o));
+    let password = dir.path().join("password");
+    std::fs::write(&password, "hunter2\n").unwrap();
+    let basic = ["--prometheus-user", "ebb", "--prometheus-password-file"];
+    let o = run(&[basic[0], basic[1], basic[2], password.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&[]);
     assert!(!o.status.success());
     assert!(
@@ -826,4 +835,15 @@ fn simulate_reads_a_prometheus_behind_a_bearer_token() {
         "{}",
         stderr(&o)
     );
+    // A wrong file for the CA bundle is named by its flag before anything is asked.
+    let o = run(&["--prometheus-ca-file", password.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--prometheus-ca-file: ") && stderr(&o).contains("no PEM certificate"),
+        "{}",
+        stderr(&o)
+    );
+    // A user without a password file is refused by the parser.
+    let o = run(&basic[..2]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

@@ -46,8 +46,17 @@ pub(crate) struct SimulateArgs {
     #[arg(long, requires = "prometheus")]
     pub(crate) step: Option<String>,
     /// With --prometheus: a file holding a bearer token for the server.
-    #[arg(long, requires = "prometheus")]
+    #[arg(long, requires = "prometheus", conflicts_with = "prometheus_user")]
     pub(crate) prometheus_token_file: Option<PathBuf>,
+    /// With --prometheus: a user for basic auth (the password from --prometheus-password-file).
+    #[arg(long, requires_all = ["prometheus", "prometheus_password_file"])]
+    pub(crate) prometheus_user: Option<String>,
+    /// With --prometheus-user: a file holding the password (kept off the command line).
+    #[arg(long, requires = "prometheus_user")]
+    pub(crate) prometheus_password_file: Option<PathBuf>,
+    /// With --prometheus: a PEM bundle of the CAs that sign the server's certificate.
+    #[arg(long, requires = "prometheus")]
+    pub(crate) prometheus_ca_file: Option<PathBuf>,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
     /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
     #[arg(long)]
@@ -289,7 +298,12 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
                     .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
                 step_seconds: parse_duration(args.step.as_deref().unwrap_or("15s"))
                     .map_err(|e| anyhow::anyhow!("--step: {e}"))?,
-                token_file: args.prometheus_token_file.as_deref(),
+                credentials: prometheus::Credentials {
+                    token_file: args.prometheus_token_file.as_deref(),
+                    user: args.prometheus_user.as_deref(),
+                    password_file: args.prometheus_password_file.as_deref(),
+                    ca_file: args.prometheus_ca_file.as_deref(),
+                },
             },
             &args.report,
         )?),

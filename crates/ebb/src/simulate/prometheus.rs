@@ -21,19 +21,68 @@ pub(crate) struct Fetch<'a> {
     pub(crate) query: &'a str,
     pub(crate) since_seconds: f64,
     pub(crate) step_seconds: f64,
-    /// A file holding a bearer token for the server (a managed Prometheus, a proxy in front).
-    pub(crate) token_file: Option<&'a Path>,
+    pub(crate) credentials: Credentials<'a>,
 }
 
-/// The bearer token in `path`, trimmed of the newline most tools write after it.
-fn token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--prometheus-token-file: cannot read {}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        bail!("--prometheus-token-file: {} is empty", path.display());
+/// How to reach a server that asks who is calling (a managed Prometheus, a proxy in front),
+/// each from a file so that no secret is on the command line: the same three the controller's
+/// Prometheus sources take from a Secret.
+#[derive(Default)]
+pub(crate) struct Credentials<'a> {
+    /// A bearer token.
+    pub(crate) token_file: Option<&'a Path>,
+    /// Basic auth: the user, and a file holding the password.
+    pub(crate) user: Option<&'a str>,
+    pub(crate) password_file: Option<&'a Path>,
+    /// A PEM bundle of the CAs that sign the server's certificate.
+    pub(crate) ca_file: Option<&'a Path>,
+}
+
+impl Credentials<'_> {
+    /// Read from their files; a file that cannot be read, or a secret that is empty, is named
+    /// by its flag.
+    fn read(&self) -> anyhow::Result<ebb_kube::sources::Credentials> {
+        let password = self
+            .password_file
+            .map(|p| secret("--prometheus-password-file", p))
+            .transpose()?;
+        let ca_pem = self.ca_file.map(ca_bundle).transpose()?;
+        Ok(ebb_kube::sources::Credentials {
+            token: self
+                .token_file
+                .map(|p| secret("--prometheus-token-file", p))
+                .transpose()?,
+            basic: self.user.map(str::to_string).zip(password),
+            ca_pem,
+            password: None,
+        })
     }
-    Ok(token.to_string())
+}
+
+/// The PEM bundle in `path`, checked for a certificate so that a wrong file is named by its
+/// flag.
+fn ca_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("--prometheus-ca-file: cannot read {}", path.display()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        bail!(
+            "--prometheus-ca-file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(pem)
+}
+
+/// The secret in `path` (a token, a password), trimmed of the newline most tools write after
+/// it.
+fn secret(flag: &str, path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(secret.to_string())
 }
 
 /// The ranges, oldest first, that cover `since` seconds up to `end` at `step`, each at most
@@ -59,6 +108,7 @@ pub(crate) fn fetch(f: &Fetch, report: &Path) -> anyhow::Result<PathBuf> {
     if f.since_seconds < f.step_seconds * 2.0 {
         bail!("--since must cover at least two steps");
     }
+    let creds = f.credentials.read()?;
     std::fs::create_dir_all(report)
         .with_context(|| format!("cannot create {}", report.display()))?;
     let path = report.join("traffic.json");
@@ -70,10 +120,6 @@ pub(crate) fn fetch(f: &Fetch, report: &Path) -> anyhow::Result<PathBuf> {
         .as_secs() as f64;
     let src = PrometheusSource {
         url: f.url.to_string(),
-        ..Default::default()
-    };
-    let creds = ebb_kube::sources::Credentials {
-        token: f.token_file.map(token).transpose()?,
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread()
