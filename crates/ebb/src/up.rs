@@ -123,6 +123,7 @@ pub(crate) struct LoadArgs {
     #[arg(long)]
     target: String,
     /// step:LOW:HIGH:AT:D, ramp:FROM:TO:D, spikes:BASE:PEAK:EVERY:WIDTH:D, sine:..., onoff:..., constant:R:D,
+    /// flashes:BASE:PEAK:GAP:WIDTH:D (bursts at random times, GAP apart on average),
     /// or trace:FILE (any trace `ebb simulate` reads).
     #[arg(long)]
     pattern: String,

@@ -58,7 +58,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, requires = "prometheus")]
     pub(crate) prometheus_ca_file: Option<PathBuf>,
     /// A synthetic pattern: constant:R:D, step:LOW:HIGH:AT:D, ramp:FROM:TO:D,
-    /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D.
+    /// sine:MEAN:AMP:PERIOD:D, spikes:BASE:PEAK:EVERY:WIDTH:D, onoff:R:ON:OFF:D,
+    /// flashes:BASE:PEAK:GAP:WIDTH:D (bursts at random times, GAP apart on average).
     #[arg(long)]
     pub(crate) synthetic: Option<String>,
     /// Ebb's policy (default: the SLO policy at --slo and --attainment, with the cluster's slots).
