@@ -1,13 +1,17 @@
-//! The controller's view of the cluster: reflector caches of Pods, HorizontalPodAutoscalers and
-//! Autoscalers, kept current by one watch each (as the HPA controller's listers and kube-rs's
-//! controllers do), so that a reconcile reads memory instead of LISTing the API server.
+//! The controller's view of the cluster: reflector caches of Pods, HorizontalPodAutoscalers,
+//! Autoscalers, Deployments and StatefulSets, kept current by one watch each (as the HPA
+//! controller's listers and kube-rs's controllers do), so that a reconcile reads memory
+//! instead of asking the API server: no LIST, and no `/scale` GET for the two workload kinds
+//! (a pass every 0.5-2 s, as an SLO fed by the gateway or a pod scrape makes, would otherwise
+//! GET each target's `/scale` as often).
 
 use crate::crd::Autoscaler;
 use crate::selector;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::SelectorExt;
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
@@ -17,6 +21,11 @@ use std::sync::{Arc, RwLock};
 pub struct Caches {
     pods: Store<Pod>,
     hpas: Store<HorizontalPodAutoscaler>,
+    /// Deployments and StatefulSets, without their pod templates (most of their bytes, never
+    /// read). Not awaited by [`Caches::ready`]: a target missing from them (a watch the RBAC
+    /// does not allow, an object newer than the cache) is read through its `/scale` instead.
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
     /// The Autoscalers' store belongs to the controller's own watch, which is rebuilt at every
     /// leadership term; it is handed over here when the term starts.
     autoscalers: RwLock<Option<Store<Autoscaler>>>,
@@ -48,6 +57,8 @@ impl Caches {
         .default_backoff()
         .reflect(hpas_writer)
         .for_each(log_watch_error("horizontalpodautoscalers"));
+        let (deployments, deployment_watch) = workload_watch(client, namespace, "deployments");
+        let (statefulsets, statefulset_watch) = workload_watch(client, namespace, "statefulsets");
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let (p, h) = (pods.clone(), hpas.clone());
         let announce = async move {
@@ -55,11 +66,19 @@ impl Caches {
             let _ = ready_tx.send(true);
         };
         let watches = Box::pin(async move {
-            futures::join!(pod_watch, hpa_watch, announce);
+            futures::join!(
+                pod_watch,
+                hpa_watch,
+                deployment_watch,
+                statefulset_watch,
+                announce
+            );
         });
         let caches = Caches {
             pods,
             hpas,
+            deployments,
+            statefulsets,
             autoscalers: RwLock::new(None),
             ready,
         };
@@ -76,11 +95,24 @@ impl Caches {
         let caches = Caches {
             pods: filled(pods),
             hpas: filled(hpas),
+            deployments: filled(Vec::new()),
+            statefulsets: filled(Vec::new()),
             autoscalers: RwLock::new(None),
             ready,
         };
         caches.use_autoscalers(filled(autoscalers));
         caches
+    }
+
+    /// These caches holding exactly these Deployments and StatefulSets, for tests and tools.
+    pub fn with_workloads(
+        mut self,
+        deployments: Vec<Deployment>,
+        statefulsets: Vec<StatefulSet>,
+    ) -> Caches {
+        self.deployments = filled(deployments);
+        self.statefulsets = filled(statefulsets);
+        self
     }
 
     /// Hands over the store of the Autoscalers watch that drives this leadership term.
@@ -104,10 +136,41 @@ impl Caches {
         namespace: &str,
         selector: &str,
     ) -> Result<Vec<Arc<Pod>>, selector::SelectorError> {
-        let selector = selector::parse(selector)?;
-        Ok(self.pods.state_filter(|p| {
+        Ok(self.pods_selected(namespace, &selector::parse(selector)?))
+    }
+
+    /// The pods of `namespace` that `selector` selects.
+    pub fn pods_selected(&self, namespace: &str, selector: &Selector) -> Vec<Arc<Pod>> {
+        self.pods.state_filter(|p| {
             p.metadata.namespace.as_deref() == Some(namespace) && selector.matches(p.labels())
-        }))
+        })
+    }
+
+    /// What the `/scale` of an `apps/v1` Deployment or StatefulSet would say (its replicas
+    /// and pod selector), from the cache; `None` for other kinds, an object the cache does
+    /// not hold, or one whose selector cannot be read.
+    pub fn workload_scale(&self, namespace: &str, kind: &str, name: &str) -> Option<CachedScale> {
+        let (replicas, selector) = match kind {
+            "Deployment" => {
+                let d = self
+                    .deployments
+                    .get(&reflector::ObjectRef::new(name).within(namespace))?;
+                let spec = d.spec.as_ref()?;
+                (spec.replicas?, spec.selector.clone())
+            }
+            "StatefulSet" => {
+                let s = self
+                    .statefulsets
+                    .get(&reflector::ObjectRef::new(name).within(namespace))?;
+                let spec = s.spec.as_ref()?;
+                (spec.replicas?, spec.selector.clone())
+            }
+            _ => return None,
+        };
+        Some(CachedScale {
+            replicas: u32::try_from(replicas).ok()?,
+            selector: Selector::try_from(selector).ok()?,
+        })
     }
 
     /// The HPAs of `namespace`.
@@ -122,6 +185,67 @@ impl Caches {
             .ok()
             .and_then(|s| s.as_ref().map(|s| in_namespace(s, namespace)))
             .unwrap_or_default()
+    }
+}
+
+/// A workload's `/scale`, read from the cache.
+#[derive(Debug, Clone)]
+pub struct CachedScale {
+    /// `spec.replicas`.
+    pub replicas: u32,
+    /// `spec.selector`, the pods it owns.
+    pub selector: Selector,
+}
+
+/// A store of `K` (a Deployment or a StatefulSet) kept without its pod template and managed
+/// fields, and the watch that fills it.
+fn workload_watch<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    what: &'static str,
+) -> (Store<K>, Watches)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + WithoutTemplate
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let watch = watcher(api::<K>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| {
+            o.managed_fields_mut().clear();
+            o.drop_template();
+        })
+        .reflect(writer)
+        .for_each(log_watch_error(what));
+    (store, Box::pin(watch))
+}
+
+/// A workload whose pod template the cache need not keep.
+pub(crate) trait WithoutTemplate {
+    fn drop_template(&mut self);
+}
+
+impl WithoutTemplate for Deployment {
+    fn drop_template(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+}
+
+impl WithoutTemplate for StatefulSet {
+    fn drop_template(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+            spec.volume_claim_templates = None;
+        }
     }
 }
 

@@ -18,6 +18,9 @@ pub(crate) struct Memory {
     pub(crate) written: Option<AutoscalerStatus>,
     /// When it wrote it (writes of numbers alone wait for a refresh after it).
     pub(crate) written_at: Option<Time>,
+    /// The count this instance last set on the target, and when (the watch cache may not
+    /// show it yet).
+    pub(crate) scaled: Option<(u32, Time)>,
     /// Dry-run mode: when the last pass counted replica-seconds.
     pub(crate) dry_run_at: Option<Time>,
     /// The engine block's histogram counts per pod, for its percentiles' window.

@@ -131,7 +131,7 @@ fn decide(
 /// The apply stage: before a scale-in, the victims' deletion costs and (if asked) a wait until
 /// they are idle; then the `/scale` patch. The core records the count only when it was reached.
 async fn apply(
-    pass: &Pass<'_>,
+    pass: &mut Pass<'_>,
     target: &Target,
     d: &Decision,
     obs: &Observation,
@@ -193,6 +193,7 @@ async fn apply(
         .await
     {
         scaler.applied(d.desired_replicas, pass.now);
+        pass.memory.scaled = Some((d.desired_replicas, pass.now));
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) async fn read_target(
     ctx: &crate::context::Context,
     obj: &Autoscaler,
     ns: &str,
+    scaled: Option<(u32, Time)>,
 ) -> Result<Target, TargetProblem> {
     // A dry run writes nothing, so it may watch beside the autoscaler that does.
     if let Some(why) = conflict(&ctx.caches, obj, ns).filter(|_| !obj.spec.dry_run()) {
@@ -73,6 +74,14 @@ pub(crate) async fn read_target(
     let target = ScaleTarget::resolve(ctx, ns, r).await.map_err(|e| {
         TargetProblem::NoScale(format!("cannot resolve {} {}: {e}", r.kind, r.name))
     })?;
+    if let Some(cached) = cached_scale(ctx, r, ns, scaled) {
+        let pods = target_pods(&ctx.caches.pods_selected(ns, &cached.selector));
+        return Ok(Target {
+            replicas: cached.replicas,
+            scale: target,
+            pods,
+        });
+    }
     let scale = target.get_scale().await.map_err(|e| {
         TargetProblem::NoScale(format!(
             "cannot read the scale of {} {}: {e}",
@@ -97,6 +106,31 @@ pub(crate) async fn read_target(
         scale: target,
         pods,
     })
+}
+
+/// How long after this instance scaled a target the cache must agree with the count it set
+/// before it is read instead of `/scale`: the watch brings the change within milliseconds,
+/// and a pass that read the count from before would take it for someone else's.
+const CACHE_CATCH_UP_SECONDS: f64 = 10.0;
+
+/// The target's `/scale` from the watch cache, for an `apps/v1` Deployment or StatefulSet
+/// the cache holds, unless it still shows a count other than the one this instance set
+/// (`scaled`: the count and when) within [`CACHE_CATCH_UP_SECONDS`].
+fn cached_scale(
+    ctx: &crate::context::Context,
+    r: &crate::crd::ScaleTargetRef,
+    ns: &str,
+    scaled: Option<(u32, Time)>,
+) -> Option<crate::caches::CachedScale> {
+    if r.api_version != "apps/v1" {
+        return None;
+    }
+    let cached = ctx.caches.workload_scale(ns, &r.kind, &r.name)?;
+    let now = (ctx.clock)();
+    let behind = scaled.is_some_and(|(count, at)| {
+        count != cached.replicas && now.seconds_since(at) < CACHE_CATCH_UP_SECONDS
+    });
+    (!behind).then_some(cached)
 }
 
 /// Another scaler of the same target, from the watch caches: an HPA, or an older Autoscaler.
@@ -179,7 +213,7 @@ pub(crate) async fn target_or_report(
     pass: &mut Pass<'_>,
     status: &mut AutoscalerStatus,
 ) -> Result<Result<Target, Action>, ReconcileError> {
-    match read_target(pass.ctx, pass.obj, pass.ns).await {
+    match read_target(pass.ctx, pass.obj, pass.ns, pass.memory.scaled).await {
         Ok(t) => Ok(Ok(t)),
         Err(problem) => {
             let why = (problem.reason(), problem.message().to_string());

@@ -355,6 +355,55 @@ async fn scales_up_through_scale_with_an_event_and_status() {
     );
 }
 
+/// Requests that read the target's `/scale`.
+fn scale_reads(log: &Arc<Mutex<Vec<Logged>>>) -> usize {
+    let l = log.lock().expect("log");
+    l.iter()
+        .filter(|r| r.method == Method::GET && r.path.contains("/scale"))
+        .count()
+}
+
+/// A Deployment the watch cache holds is read from it: its size and selector, with no
+/// `/scale` GET (a pass every 0.5-2 s would otherwise GET it as often). Right after this
+/// instance scaled it, a cache still showing another count is behind, and `/scale` is read
+/// instead; 10 s later the cache is believed (someone else set that count).
+#[tokio::test]
+async fn a_deployment_in_the_watch_cache_is_read_without_a_scale_get() {
+    let ip = "127.0.2.12";
+    let port = free_port(ip);
+    pod_metrics(ip, port, 14.0);
+    let world = World::new(1, &[("model-a", ip)]);
+    let (mut api, log) = mock(world);
+    let cached: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "model", "namespace": "ml"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "model"}},
+                 "template": {"metadata": {"labels": {"app": "model"}}}}
+    }))
+    .expect("deployment");
+    let caches = Arc::try_unwrap(api.caches).ok().expect("one owner");
+    api.caches = Arc::new(caches.with_workloads(vec![cached], Vec::new()));
+    let at = Arc::new(AtomicI64::new(T0));
+    let ctx = context(api, at.clone());
+    let a = autoscaler("", port, None);
+    reconcile(a.clone(), ctx.clone()).await.expect("reconcile");
+    assert_eq!(scale_reads(&log), 0, "read from the cache");
+    assert_eq!(scale_patches(&log).len(), 1, "scaled 1 -> 4");
+    let st = last_status(&log);
+    assert_eq!(
+        (st.current_replicas, st.desired_replicas),
+        (Some(1), Some(4))
+    );
+    // A second later the cache still says 1: behind the 4 just set, so /scale is read.
+    at.fetch_add(1_000, Ordering::SeqCst);
+    reconcile(a.clone(), ctx.clone()).await.expect("reconcile");
+    assert_eq!(scale_reads(&log), 1, "the cache is behind: /scale read");
+    assert_eq!(scale_patches(&log).len(), 1, "4 is 4: no second write");
+    // 10 s after the write the cache's count is believed.
+    at.fetch_add(10_000, Ordering::SeqCst);
+    reconcile(a, ctx).await.expect("reconcile");
+    assert_eq!(scale_reads(&log), 1, "read from the cache again");
+}
+
 #[tokio::test]
 async fn no_write_when_the_desired_count_is_the_current_one() {
     let ip = "127.0.2.3";
