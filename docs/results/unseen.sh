@@ -32,14 +32,7 @@ one() {
         rm -rf "$dir"
         return 1
     fi
-    python3 - "$dir/summary.csv" "$spec,$seed" > "$OUT/$seed-${spec//:/_}.csv" <<'PY'
-import csv, sys
-rows = {r["policy"]: r for r in csv.DictReader(open(sys.argv[1]))}
-cells = [sys.argv[2]]
-for p in ["ebb", "kpa", "hpa"]:
-    cells += [rows[p]["slo_attainment"], rows[p]["replica_seconds"]]
-print(",".join(cells))
-PY
+    python3 docs/results/cells.py "$dir/summary.csv" "$spec,$seed" ebb kpa hpa > "$OUT/$seed-${spec//:/_}.csv"
     rm -rf "$dir"
 }
 export -f one

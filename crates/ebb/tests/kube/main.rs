@@ -1563,6 +1563,13 @@ async fn requests_at_zero_are_held_by_the_gateway_until_a_replica_is_ready() {
     drop(scene);
 }
 
+/// [`load_through`] `addr` for `seconds` from now, in the background: its answer when joined.
+fn load_for(addr: &str, clients: usize, seconds: u64) -> tokio::task::JoinHandle<(u64, u64)> {
+    let addr = addr.to_string();
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    tokio::task::spawn_blocking(move || load_through(&addr, clients, until))
+}
+
 /// Requests sent one after another by each of `clients` threads until `until`: (answered 200,
 /// answered otherwise or not at all).
 fn load_through(addr: &str, clients: usize, until: std::time::Instant) -> (u64, u64) {
@@ -1675,14 +1682,7 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
     .await;
     let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
     scene.first_replica_serving().await;
-    let listen = gateway.listen.clone();
-    let load = tokio::task::spawn_blocking(move || {
-        load_through(
-            &listen,
-            2,
-            std::time::Instant::now() + Duration::from_secs(6),
-        )
-    });
+    let load = load_for(&gateway.listen, 2, 6);
     let plan = || async {
         autoscaler(client, ns, "model")
             .await
@@ -1731,14 +1731,7 @@ async fn an_slo_decides_as_often_as_its_traffic_is_polled() {
     .await;
     let (client, ns, gateway) = (&scene.client, &scene.ns, &scene.gateway);
     scene.first_replica_serving().await;
-    let listen = gateway.listen.clone();
-    let load = tokio::task::spawn_blocking(move || {
-        load_through(
-            &listen,
-            1,
-            std::time::Instant::now() + Duration::from_secs(4),
-        )
-    });
+    let load = load_for(&gateway.listen, 1, 4);
     let period = || async {
         autoscaler(client, ns, "model")
             .await
@@ -2017,14 +2010,7 @@ async fn a_model_process_killed_under_load_has_its_requests_retried_on_another()
     let (client, ns, _kubelet) = two_model_pods(p, "e2e-gateway-crash").await;
     let gateway = Gateway::start(p, &ns, "app=model", "{retryNonIdempotent: true}");
     let victim = pod_ips(&client, &ns, "app=model").await[0].clone();
-    let listen = gateway.listen.clone();
-    let load = tokio::task::spawn_blocking(move || {
-        load_through(
-            &listen,
-            6,
-            std::time::Instant::now() + Duration::from_secs(5),
-        )
-    });
+    let load = load_for(&gateway.listen, 6, 5);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(kill_process_on(&victim), "no process serves {victim}");
     let (ok, failed) = load.await.unwrap();
