@@ -429,6 +429,29 @@ pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, 
     }
 }
 
+/// Where no setting of `family` met the target and `closest` came closest: the cheapest
+/// setting whose attainment is as close within chance (at least `closest`'s less two binomial
+/// standard errors of a share counted over its requests, the allowance
+/// [`Point::meets_beyond_chance`] makes), if one costs less. When the target is out of reach
+/// the closest setting may buy its last hundredth of a point at twice the replicas; this says
+/// what the same attainment, as far as the count can tell, costs.
+pub fn cheapest_as_close<'a>(
+    points: &'a [Point],
+    family: Family,
+    closest: &Point,
+) -> Option<&'a Point> {
+    let floor = Stretch {
+        share: closest.attainment,
+        requests: closest.requests,
+    }
+    .promise();
+    points
+        .iter()
+        .filter(|p| p.candidate.family == family)
+        .filter(|p| p.attainment >= floor && p.replica_seconds < closest.replica_seconds)
+        .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds))
+}
+
 /// The frontier as an SVG: replica-seconds against the share of requests missing the SLO,
 /// one line per family, the target as a horizontal line.
 pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
@@ -621,6 +644,30 @@ mod tests {
         let points = [many(&points[0]), many(&points[1])];
         let (chosen, _) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
         assert_eq!(chosen.replica_seconds, 100.0);
+    }
+
+    /// Where none meets the target, the cheapest setting within the closest one's two
+    /// standard errors (0.012 points over 10,000,000 requests at 96.5%) is named; one further
+    /// off, or dearer, is not.
+    #[test]
+    fn the_cheapest_setting_as_close_within_chance_is_named() {
+        let counted = |attainment, replica_seconds| Point {
+            requests: 10_000_000,
+            ..point(Family::Hpa, attainment, replica_seconds)
+        };
+        let points = [
+            counted(0.96534, 570.0),
+            counted(0.96525, 350.0),
+            counted(0.96528, 440.0),
+            counted(0.96500, 260.0),
+            point(Family::EbbSlo, 0.96534, 100.0),
+        ];
+        let (closest, meets) = choose(&points, Family::Hpa, 0.999).expect("a choice");
+        assert!(!meets);
+        assert_eq!(closest.replica_seconds, 570.0);
+        let cheaper = cheapest_as_close(&points, Family::Hpa, closest).expect("one as close");
+        assert_eq!(cheaper.replica_seconds, 350.0);
+        assert!(cheapest_as_close(&points[..1], Family::Hpa, closest).is_none());
     }
 
     /// Between two settings the cost is interpolated; where the cheapest setting already

@@ -228,6 +228,15 @@ fn recommend(
                 chosen.attainment * 100.0,
                 promise.as_ref().map_or(String::new(), promise_text)
             );
+            if let Some(cheaper) = ebb_sim::tune::cheapest_as_close(points, family, chosen) {
+                println!(
+                    "As close within chance (two standard errors of its count), for {:.2}x the \
+                     replica-seconds: {} ({:.3}%).",
+                    cheaper.replica_seconds / chosen.replica_seconds,
+                    cheaper.candidate.knob,
+                    cheaper.attainment * 100.0
+                );
+            }
             promise.map(|p| p.share)
         };
         println!("```yaml");
