@@ -2,7 +2,7 @@
 //! Autoscalers, Deployments and StatefulSets, kept current by one watch each (as the HPA
 //! controller's listers and kube-rs's controllers do), so that a reconcile reads memory
 //! instead of asking the API server: no LIST, and no `/scale` GET for the two workload kinds
-//! (a pass every 0.5-2 s, as an SLO fed by the gateway or a pod scrape makes, would otherwise
+//! (a pass every 0.5-1 s, as an SLO fed by the gateway or a pod scrape makes, would otherwise
 //! GET each target's `/scale` as often).
 
 use crate::crd::Autoscaler;

@@ -206,8 +206,8 @@ pub struct SourceSpec {
     /// count; a pod scrape with `traffic` feeds Ebb's traffic signals (concurrency, rps,
     /// inference lag) whatever its name.
     pub name: String,
-    /// Seconds between polls (default: 15 for Prometheus, 2 for pod scraping, 5 for Redis
-    /// and resource metrics).
+    /// Seconds between polls (default: 15 for Prometheus, 2 for pod scraping, 1 for a pod
+    /// scrape with `traffic`, 0.5 for the gateway, 5 for Redis and resource metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_seconds: Option<f64>,
     /// Seconds one poll may take (default 5).

@@ -161,13 +161,25 @@ pub fn kind_of(s: &SourceSpec) -> &'static str {
     SourceKind::of(s).as_str()
 }
 
-/// How often a source is polled by default.
+/// How often a source is polled unless it says. A pod scrape that feeds the traffic signals
+/// is polled every second, as Knative's autoscaler scrapes its pods: the SLO model decides on
+/// each sample, and deciding every 2 s instead of every second cost Ebb 6 of its 49 first-half
+/// and 3 of its 47 held-out wins against KPA in `docs/results/verdicts.sh` (spikes and on-off
+/// pay more for later starts; docs/results.md).
 pub fn default_poll(s: &SourceSpec) -> Duration {
-    let secs = s
-        .poll_seconds
-        .unwrap_or_else(|| SourceKind::of(s).default_poll_seconds());
+    let secs = s.poll_seconds.unwrap_or_else(|| {
+        let kind = SourceKind::of(s);
+        if kind == SourceKind::PodScrape && s.feeds_traffic() {
+            TRAFFIC_SCRAPE_SECONDS
+        } else {
+            kind.default_poll_seconds()
+        }
+    });
     Duration::from_secs_f64(secs.clamp(0.1, 3600.0))
 }
+
+/// The default poll of a pod scrape that feeds the traffic signals.
+const TRAFFIC_SCRAPE_SECONDS: f64 = 1.0;
 
 /// How long one poll may take.
 pub fn timeout(s: &SourceSpec) -> Duration {
@@ -625,5 +637,15 @@ mod kind_tests {
         assert_eq!(default_poll(&s), Duration::from_secs(15));
         s.poll_seconds = Some(1.0);
         assert_eq!(default_poll(&s), Duration::from_secs(1));
+        // Pods: every 2 s for a metric, every second for the traffic signals.
+        let mut s = SourceSpec {
+            pod_scrape: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(default_poll(&s), Duration::from_secs(2));
+        s.pod_scrape.as_mut().unwrap().traffic = Some(Default::default());
+        assert_eq!(default_poll(&s), Duration::from_secs(1));
+        s.poll_seconds = Some(5.0);
+        assert_eq!(default_poll(&s), Duration::from_secs(5));
     }
 }
