@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -150,27 +151,11 @@ impl Caches {
     /// and pod selector), from the cache; `None` for other kinds, an object the cache does
     /// not hold, or one whose selector cannot be read.
     pub fn workload_scale(&self, namespace: &str, kind: &str, name: &str) -> Option<CachedScale> {
-        let (replicas, selector) = match kind {
-            "Deployment" => {
-                let d = self
-                    .deployments
-                    .get(&reflector::ObjectRef::new(name).within(namespace))?;
-                let spec = d.spec.as_ref()?;
-                (spec.replicas?, spec.selector.clone())
-            }
-            "StatefulSet" => {
-                let s = self
-                    .statefulsets
-                    .get(&reflector::ObjectRef::new(name).within(namespace))?;
-                let spec = s.spec.as_ref()?;
-                (spec.replicas?, spec.selector.clone())
-            }
-            _ => return None,
-        };
-        Some(CachedScale {
-            replicas: u32::try_from(replicas).ok()?,
-            selector: Selector::try_from(selector).ok()?,
-        })
+        match kind {
+            "Deployment" => cached_scale(&self.deployments, namespace, name),
+            "StatefulSet" => cached_scale(&self.statefulsets, namespace, name),
+            _ => None,
+        }
     }
 
     /// The HPAs of `namespace`.
@@ -197,6 +182,20 @@ pub struct CachedScale {
     pub selector: Selector,
 }
 
+/// What `/scale` would say of the object `name` in `store`.
+fn cached_scale<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<CachedScale>
+where
+    K: Resource + Workload + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let object = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
+    let (replicas, selector) = object.scale_spec()?;
+    Some(CachedScale {
+        replicas: u32::try_from(replicas).ok()?,
+        selector: Selector::try_from(selector).ok()?,
+    })
+}
+
 /// A store of `K` (a Deployment or a StatefulSet) kept without its pod template and managed
 /// fields, and the watch that fills it.
 fn workload_watch<K>(
@@ -206,7 +205,7 @@ fn workload_watch<K>(
 ) -> (Store<K>, Watches)
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + WithoutTemplate
+        + Workload
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -227,12 +226,20 @@ where
     (store, Box::pin(watch))
 }
 
-/// A workload whose pod template the cache need not keep.
-pub(crate) trait WithoutTemplate {
+/// A workload kind the caches read `/scale` from: what its `/scale` shows, and the pod
+/// template the cache need not keep.
+pub(crate) trait Workload {
+    /// `spec.replicas` and `spec.selector`, as its `/scale` shows them.
+    fn scale_spec(&self) -> Option<(i32, LabelSelector)>;
     fn drop_template(&mut self);
 }
 
-impl WithoutTemplate for Deployment {
+impl Workload for Deployment {
+    fn scale_spec(&self) -> Option<(i32, LabelSelector)> {
+        let spec = self.spec.as_ref()?;
+        Some((spec.replicas?, spec.selector.clone()))
+    }
+
     fn drop_template(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
             spec.template = Default::default();
@@ -240,7 +247,12 @@ impl WithoutTemplate for Deployment {
     }
 }
 
-impl WithoutTemplate for StatefulSet {
+impl Workload for StatefulSet {
+    fn scale_spec(&self) -> Option<(i32, LabelSelector)> {
+        let spec = self.spec.as_ref()?;
+        Some((spec.replicas?, spec.selector.clone()))
+    }
+
     fn drop_template(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
             spec.template = Default::default();

@@ -193,6 +193,17 @@ pub fn render_query(query: &str, name: &str, namespace: &str) -> String {
         .replace("{{namespace}}", namespace)
 }
 
+/// The certificates of a PEM bundle (a cluster's CA beside an intermediate, or a system
+/// bundle: all are trusted), or why there are none. `ebb simulate --prometheus-ca-file`
+/// checks its file with it before asking anything.
+pub fn ca_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
+}
+
 /// The HTTP client for one TLS configuration, built once and shared, so that polls reuse
 /// connections instead of setting up a client (and TLS) every time. Timeouts are per request.
 fn http_client(insecure: bool, ca: Option<&[u8]>) -> Result<reqwest::Client, SourceError> {
@@ -208,15 +219,10 @@ fn http_client(insecure: bool, ca: Option<&[u8]>) -> Result<reqwest::Client, Sou
     crate::install_crypto();
     let mut b = reqwest::Client::builder().tls_danger_accept_invalid_certs(insecure);
     if let Some(pem) = ca {
-        let bad = |reason: String| SourceError::Parse {
+        let certs = ca_certificates(pem).map_err(|reason| SourceError::Parse {
             what: "ca.crt".into(),
             reason,
-        };
-        // A bundle: a cluster's CA beside an intermediate, or a system bundle, all trusted.
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no PEM certificate in it".into()));
-        }
+        })?;
         for cert in certs {
             b = b.add_root_certificate(cert);
         }

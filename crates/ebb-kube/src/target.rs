@@ -60,12 +60,8 @@ pub(crate) struct Target {
 
 /// The checks both modes make before reading signals: nothing else scales the target, its
 /// `/scale` can be read, and so can its selector.
-pub(crate) async fn read_target(
-    ctx: &crate::context::Context,
-    obj: &Autoscaler,
-    ns: &str,
-    scaled: Option<(u32, Time)>,
-) -> Result<Target, TargetProblem> {
+pub(crate) async fn read_target(pass: &Pass<'_>) -> Result<Target, TargetProblem> {
+    let (ctx, obj, ns) = (pass.ctx, pass.obj, pass.ns);
     // A dry run writes nothing, so it may watch beside the autoscaler that does.
     if let Some(why) = conflict(&ctx.caches, obj, ns).filter(|_| !obj.spec.dry_run()) {
         return Err(TargetProblem::Conflicting(why));
@@ -74,7 +70,7 @@ pub(crate) async fn read_target(
     let target = ScaleTarget::resolve(ctx, ns, r).await.map_err(|e| {
         TargetProblem::NoScale(format!("cannot resolve {} {}: {e}", r.kind, r.name))
     })?;
-    if let Some(cached) = cached_scale(ctx, r, ns, scaled) {
+    if let Some(cached) = cached_scale(pass) {
         let pods = target_pods(&ctx.caches.pods_selected(ns, &cached.selector));
         return Ok(Target {
             replicas: cached.replicas,
@@ -115,20 +111,15 @@ const CACHE_CATCH_UP_SECONDS: f64 = 10.0;
 
 /// The target's `/scale` from the watch cache, for an `apps/v1` Deployment or StatefulSet
 /// the cache holds, unless it still shows a count other than the one this instance set
-/// (`scaled`: the count and when) within [`CACHE_CATCH_UP_SECONDS`].
-fn cached_scale(
-    ctx: &crate::context::Context,
-    r: &crate::crd::ScaleTargetRef,
-    ns: &str,
-    scaled: Option<(u32, Time)>,
-) -> Option<crate::caches::CachedScale> {
+/// (the pass's memory of its last write) within [`CACHE_CATCH_UP_SECONDS`].
+fn cached_scale(pass: &Pass<'_>) -> Option<crate::caches::CachedScale> {
+    let r = &pass.obj.spec.scale_target_ref;
     if r.api_version != "apps/v1" {
         return None;
     }
-    let cached = ctx.caches.workload_scale(ns, &r.kind, &r.name)?;
-    let now = (ctx.clock)();
-    let behind = scaled.is_some_and(|(count, at)| {
-        count != cached.replicas && now.seconds_since(at) < CACHE_CATCH_UP_SECONDS
+    let cached = pass.ctx.caches.workload_scale(pass.ns, &r.kind, &r.name)?;
+    let behind = pass.memory.scaled.is_some_and(|(count, at)| {
+        count != cached.replicas && pass.now.seconds_since(at) < CACHE_CATCH_UP_SECONDS
     });
     (!behind).then_some(cached)
 }
@@ -213,7 +204,7 @@ pub(crate) async fn target_or_report(
     pass: &mut Pass<'_>,
     status: &mut AutoscalerStatus,
 ) -> Result<Result<Target, Action>, ReconcileError> {
-    match read_target(pass.ctx, pass.obj, pass.ns, pass.memory.scaled).await {
+    match read_target(pass).await {
         Ok(t) => Ok(Ok(t)),
         Err(problem) => {
             let why = (problem.reason(), problem.message().to_string());

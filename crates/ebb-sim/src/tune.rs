@@ -117,11 +117,17 @@ impl Point {
     /// 10,000 of 100,000 met it by less than the count's own noise, and unseen traffic
     /// misses it as often as not.
     pub fn meets_beyond_chance(&self, target: f64) -> bool {
-        let whole = Stretch {
+        self.attainment_less_chance() >= target
+    }
+
+    /// Its attainment less two binomial standard errors of a share counted over its requests
+    /// ([`Stretch::promise`] of the whole run).
+    pub fn attainment_less_chance(&self) -> f64 {
+        Stretch {
             share: self.attainment,
             requests: self.requests,
-        };
-        whole.promise() >= target
+        }
+        .promise()
     }
 }
 
@@ -440,11 +446,7 @@ pub fn cheapest_as_close<'a>(
     family: Family,
     closest: &Point,
 ) -> Option<&'a Point> {
-    let floor = Stretch {
-        share: closest.attainment,
-        requests: closest.requests,
-    }
-    .promise();
+    let floor = closest.attainment_less_chance();
     points
         .iter()
         .filter(|p| p.candidate.family == family)

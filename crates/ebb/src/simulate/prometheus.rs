@@ -59,16 +59,13 @@ impl Credentials<'_> {
     }
 }
 
-/// The PEM bundle in `path`, checked for a certificate so that a wrong file is named by its
-/// flag.
+/// The PEM bundle in `path`, parsed as the sources' client will parse it, so that a wrong
+/// file is named by its flag before anything is asked.
 fn ca_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("--prometheus-ca-file: cannot read {}", path.display()))?;
-    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        bail!(
-            "--prometheus-ca-file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        );
+    if let Err(why) = ebb_kube::sources::ca_certificates(&pem) {
+        bail!("--prometheus-ca-file: {}: {why}", path.display());
     }
     Ok(pem)
 }
