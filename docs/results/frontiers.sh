@@ -2,7 +2,7 @@
 # Regenerates the frontier section of docs/results.md: `ebb tune --frontier` on the synthetic
 # patterns and the shorter shared traces (each family's own knob swept over the whole run,
 # compared with KPA's defaults). Usage: bash docs/results/frontiers.sh (from the repository
-# root; takes a few minutes).
+# root; about 9 minutes on 2 cores, most of it the four long traces).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TRACES=${TRACES:-../shared/traces}
@@ -46,6 +46,11 @@ frontier azure-conv --trace "$TRACES/azure-public-dataset/AzureLLMInferenceTrace
 frontier mooncake-conversation --trace "$TRACES/mooncake/conversation_trace.jsonl" --rate-scale 10
 frontier mooncake-synthetic --trace "$TRACES/mooncake/synthetic_trace.jsonl" --rate-scale 10
 frontier alibaba-qps --trace "$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI/qps.tar.gz" --rate-scale 20
+G="$TRACES/alibaba-clusterdata/cluster-trace-v2026-GenAI"
+frontier alibaba-lora --trace "$G/lora_request_trace.csv" --service proportional:0s:1s --slots 1 --slo 120s --timeout 600s --cold-start "empirical:$G/basemodel_update_latency_anon.tar.gz"
+frontier nasa --trace "$TRACES/web-service-datasets/nasa/workload.tbz2" --duration 7d --rate-scale 50
+frontier worldcup --trace "$TRACES/worldcup98-dataset/invocation_count.csv" --rate-scale 0.02
+frontier alibaba-dlrm --trace "$TRACES/alibaba-clusterdata/cluster-trace-gpu-v2025/disaggregated_DLRM_trace.csv" --rate-scale 0.0005
 
 python3 docs/results/splice.py frontier "$BODY"
 rm -f "$BODY"

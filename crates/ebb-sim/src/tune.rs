@@ -3,7 +3,7 @@
 //! chance, and check it on the second half. The grid's points are also the family's
 //! cost/attainment frontier.
 //!
-//! Families: Ebb's SLO policy (knob: the attainment it plans for) and a plain HPA policy
+//! Families: Ebb's SLO policy (knobs: the attainment it plans for, scale-down window) and a plain HPA policy
 //! (knobs: request-rate target per pod, scale-down window), the latter for users who stay on
 //! HPA. HPA runs behind the observation pipeline its real deployment has (see
 //! [`crate::compare`]).
@@ -209,19 +209,86 @@ pub struct Promise {
     pub worst_promise: f64,
 }
 
-/// Ebb's SLO policy planning for a range of attainments around `target`.
+/// Ebb's SLO policy planning for a range of attainments around `target`, each with the policy's
+/// own scale-down rule (keep a replica through a dip shorter than its cold start) and with a
+/// 300 s scale-down window on top, as HPA is swept with its windows: a window holds the
+/// fleet through a quiet spell whose end the model cannot yet foresee (bursts that have not
+/// recurred often enough to be learnt), a price some traffic is worth paying. Where a cold
+/// start fits within the SLO, also with scale to zero after a minute idle, as KPA's defaults
+/// do: the first request back then waits a cold start and can still meet the SLO.
 pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
     let miss = 1.0 - target;
-    [10.0, 5.0, 2.0, 1.0, 0.5, 0.2]
+    let planned: Vec<f64> = SLO_MISS_MULTIPLES
         .iter()
         .map(|k| 1.0 - miss * k)
         .filter(|a| *a > 0.0 && *a < 1.0)
-        .map(|planned| Candidate {
-            family: Family::EbbSlo,
-            knob: format!("plans for {}", ebb_core::time::fmt_percent(planned)),
-            policy: default_ebb_policy(cfg.slo, planned, cfg.cluster.slots, max_replicas),
-        })
-        .collect()
+        .collect();
+    let mut variants = vec![SloVariant::OwnRule, SloVariant::ScaleDownWindow(300)];
+    if cfg.cluster.cold_start.median() < cfg.slo {
+        variants.push(SloVariant::ScaleToZeroAfter(SLO_IDLE_SECONDS));
+    }
+    let mut out = Vec::new();
+    for variant in variants {
+        for &attainment in &planned {
+            let mut policy =
+                default_ebb_policy(cfg.slo, attainment, cfg.cluster.slots, max_replicas);
+            variant.apply(&mut policy);
+            out.push(Candidate {
+                family: Family::EbbSlo,
+                knob: format!(
+                    "plans for {}{}",
+                    ebb_core::time::fmt_percent(attainment),
+                    variant.words()
+                ),
+                policy,
+            });
+        }
+    }
+    out
+}
+
+/// The misses the SLO family plans for, as multiples of the target's (`1 - target`): from
+/// a hundred times as many (90% for a 99.9% target) to a fifth.
+const SLO_MISS_MULTIPLES: [f64; 9] = [100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2];
+
+/// Idle seconds before the SLO family's scale-to-zero settings go to zero: Knative's stable
+/// window, after which KPA's defaults do.
+const SLO_IDLE_SECONDS: i64 = 60;
+
+/// How an SLO setting releases replicas, beside the attainment it plans for.
+#[derive(Debug, Clone, Copy)]
+enum SloVariant {
+    /// The policy's own rule: through dips shorter than a cold start, never to zero for
+    /// idling alone.
+    OwnRule,
+    /// A scale-down stabilization window of this many seconds on top.
+    ScaleDownWindow(u32),
+    /// Scale to zero after this many idle seconds.
+    ScaleToZeroAfter(i64),
+}
+
+impl SloVariant {
+    fn apply(self, policy: &mut Policy) {
+        match self {
+            SloVariant::OwnRule => {}
+            SloVariant::ScaleDownWindow(w) => {
+                policy.behavior.scale_down.stabilization_window_seconds = w;
+            }
+            SloVariant::ScaleToZeroAfter(idle) => {
+                if let Some(zero) = policy.scale_to_zero.as_mut() {
+                    zero.idle_ms = Some(idle * 1000);
+                }
+            }
+        }
+    }
+
+    fn words(self) -> String {
+        match self {
+            SloVariant::OwnRule => String::new(),
+            SloVariant::ScaleDownWindow(w) => format!(", scale-down window {w}s"),
+            SloVariant::ScaleToZeroAfter(idle) => format!(", to zero after {idle}s idle"),
+        }
+    }
 }
 
 /// HPA with a request-rate target per pod from 30% to 90% of a replica's capacity, each with
@@ -270,6 +337,25 @@ pub fn target_candidates(cfg: &RunConfig, max_replicas: u32) -> Vec<Candidate> {
     out
 }
 
+/// A family's non-dominated settings as (replica-seconds, attainment), cheapest first: each
+/// reaches more than every cheaper one. With two knobs (a target and a window) the family's
+/// settings are no single curve; this is its frontier.
+pub fn envelope(points: &[Point], family: Family) -> Vec<(f64, f64)> {
+    let mut line: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.candidate.family == family)
+        .map(|p| (p.replica_seconds, p.attainment))
+        .collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut envelope: Vec<(f64, f64)> = Vec::new();
+    for p in line {
+        if envelope.last().is_none_or(|l| p.1 > l.1) {
+            envelope.push(p);
+        }
+    }
+    envelope
+}
+
 /// A family's frontier read at one reference point (KPA's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
@@ -296,20 +382,7 @@ impl Reading {
 /// Where a family's frontier stands against one reference point: both readings interpolated
 /// linearly between the family's non-dominated points ([`Reading`]).
 pub fn against(points: &[Point], family: Family, reference: &Point) -> Reading {
-    let mut line: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|p| p.candidate.family == family)
-        .map(|p| (p.replica_seconds, p.attainment))
-        .collect();
-    line.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // The non-dominated envelope: attainment only rises with cost. Its first point is the
-    // cheapest setting.
-    let mut envelope: Vec<(f64, f64)> = Vec::new();
-    for p in line {
-        if envelope.last().is_none_or(|l| p.1 > l.1) {
-            envelope.push(p);
-        }
-    }
+    let envelope = envelope(points, family);
     let interpolate = |x0: f64, y0: f64, x1: f64, y1: f64, y: f64| {
         if (y1 - y0).abs() < 1e-12 {
             x0
@@ -421,17 +494,56 @@ pub fn stretches_of(
 
 /// The cheapest point of `family` that meets `target` by more than chance
 /// ([`Point::meets_beyond_chance`]); when none does, the one with the highest attainment (and
-/// `false`).
+/// `false`; of equal attainment, the cheapest). Settings that cost the same to the replica-second (a floor every one of them
+/// keeps) are told apart by how little they depart from what the user stated
+/// ([`departure`]): planning for 90% is no advice to give for a 99.9% SLO when planning for
+/// 99.9% costs nothing more.
 pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
     let of_family = || points.iter().filter(move |p| p.candidate.family == family);
     let meeting = of_family()
         .filter(|p| p.meets_beyond_chance(target))
-        .min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds));
+        .min_by(|a, b| cheaper(a, b).then(departs_less(a, b, target)));
     match meeting {
         Some(p) => Some((p, true)),
         None => of_family()
-            .max_by(|a, b| a.attainment.total_cmp(&b.attainment))
+            .min_by(|a, b| {
+                (b.attainment.total_cmp(&a.attainment))
+                    .then(cheaper(a, b))
+                    .then(departs_less(a, b, target))
+            })
             .map(|p| (p, false)),
+    }
+}
+
+/// Orders two points by their replica-seconds, the least first; to the replica-second, since
+/// settings that keep the same floor differ only by float rounding.
+fn cheaper(a: &Point, b: &Point) -> std::cmp::Ordering {
+    (a.replica_seconds.round()).total_cmp(&b.replica_seconds.round())
+}
+
+/// Orders two points by [`departure`], the least first.
+fn departs_less(a: &Point, b: &Point, target: f64) -> std::cmp::Ordering {
+    let (da, db) = (
+        departure(&a.candidate, target),
+        departure(&b.candidate, target),
+    );
+    da.0.cmp(&db.0).then(da.1.total_cmp(&db.1))
+}
+
+/// How far an SLO setting departs from the policy the user stated: whether it adds a
+/// scale-down window or scale to zero, then how many times more or fewer misses it plans for than `target`
+/// allows (on a log scale). Other families' settings do not depart.
+fn departure(c: &Candidate, target: f64) -> (bool, f64) {
+    match &c.policy.slo {
+        Some(slo) => (
+            c.policy.behavior.scale_down.stabilization_window_seconds > 0
+                || c.policy
+                    .scale_to_zero
+                    .as_ref()
+                    .is_some_and(|z| z.idle_ms.is_some()),
+            ((1.0 - slo.attainment) / (1.0 - target)).ln().abs(),
+        ),
+        None => (false, 0.0),
     }
 }
 
@@ -463,7 +575,7 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
         let root = SVGBackend::with_string(&mut svg, (760, 440)).into_drawing_area();
         let _ = root.fill(&WHITE);
         let floor = 0.001;
-        let miss = |p: &Point| ((1.0 - p.attainment) * 100.0).max(floor);
+        let miss = |attainment: f64| ((1.0 - attainment) * 100.0).max(floor);
         let xmax = points.iter().map(|p| p.replica_seconds).fold(1.0, f64::max) * 1.1;
         let xmin = points
             .iter()
@@ -473,7 +585,7 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
             * 0.9;
         let ymax = points
             .iter()
-            .map(miss)
+            .map(|p| miss(p.attainment))
             .fold((1.0 - target) * 100.0, f64::max)
             * 3.0;
         let chart = ChartBuilder::on(&root)
@@ -488,7 +600,7 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
             .x_desc("replica-seconds")
             .y_desc("requests missing the SLO (%)")
             .draw();
-        let target_miss = ((1.0 - target) * 100.0).max(floor);
+        let target_miss = miss(target);
         let _ = chart
             .draw_series(LineSeries::new(
                 [(xmin, target_miss), (xmax, target_miss)],
@@ -507,22 +619,27 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
             (Family::HpaDutyCycle, MAGENTA),
         ];
         for (family, color) in families {
-            let mut line: Vec<(f64, f64)> = points
+            let settings: Vec<(f64, f64)> = points
                 .iter()
                 .filter(|p| p.candidate.family == family)
-                .map(|p| (p.replica_seconds, miss(p)))
+                .map(|p| (p.replica_seconds, miss(p.attainment)))
                 .collect();
-            if line.is_empty() {
+            if settings.is_empty() {
                 continue;
             }
-            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // The frontier as a line; settings it passes over as open circles.
+            let frontier: Vec<(f64, f64)> = envelope(points, family)
+                .into_iter()
+                .map(|(cost, attainment)| (cost, miss(attainment)))
+                .collect();
             let _ = chart
-                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(frontier.clone(), color.stroke_width(2)))
                 .map(|s| {
                     s.label(family.name())
                         .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color))
                 });
-            let _ = chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())));
+            let _ = chart.draw_series(settings.iter().map(|p| Circle::new(*p, 4, color)));
+            let _ = chart.draw_series(frontier.iter().map(|p| Circle::new(*p, 4, color.filled())));
         }
         let _ = chart
             .configure_series_labels()
@@ -539,6 +656,17 @@ mod tests {
     use super::*;
     use crate::record::Bucket;
 
+    fn run_config() -> RunConfig {
+        RunConfig {
+            cluster: crate::ClusterConfig::default(),
+            service: crate::ServiceTime::Constant(0.1),
+            slo: 0.5,
+            bucket: 10.0,
+            seed: 1,
+            gpus_per_replica: 1.0,
+        }
+    }
+
     fn bucket(t: f64, arrivals: u64, slo_violations: u64) -> Bucket {
         Bucket {
             t,
@@ -546,6 +674,43 @@ mod tests {
             slo_violations,
             ..Bucket::default()
         }
+    }
+
+    #[test]
+    fn the_slo_family_plans_from_a_hundred_times_the_misses_to_a_fifth_each_way_of_releasing() {
+        let cfg = run_config();
+        let candidates = slo_candidates(&cfg, 0.999, 50);
+        let setting = |c: &Candidate| {
+            let slo = c.policy.slo.as_ref().expect("an SLO block");
+            let window = c.policy.behavior.scale_down.stabilization_window_seconds;
+            ((slo.attainment * 1e4).round() as u32, window)
+        };
+        let got: Vec<(u32, u32)> = candidates.iter().map(setting).collect();
+        let planned = [9000, 9500, 9800, 9900, 9950, 9980, 9990, 9995, 9998];
+        let want: Vec<(u32, u32)> = [0, 300]
+            .iter()
+            .flat_map(|w| planned.iter().map(move |a| (*a, *w)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(candidates[0].knob, "plans for 90%");
+        assert_eq!(
+            candidates[17].knob,
+            "plans for 99.98%, scale-down window 300s"
+        );
+        // A target so loose that a hundred times its misses is no attainment is left out.
+        assert_eq!(slo_candidates(&cfg, 0.99, 50).len(), 2 * 8);
+        // Where a cold start fits within the SLO, scale to zero after a minute idle is tried.
+        let slow = RunConfig { slo: 120.0, ..cfg };
+        let candidates = slo_candidates(&slow, 0.999, 50);
+        assert_eq!(candidates.len(), 3 * 9);
+        let zero = &candidates[18];
+        assert_eq!(zero.knob, "plans for 90%, to zero after 60s idle");
+        let idle = zero.policy.scale_to_zero.as_ref().and_then(|z| z.idle_ms);
+        assert_eq!(idle, Some(60_000));
+        assert_eq!(
+            zero.policy.behavior.scale_down.stabilization_window_seconds,
+            0
+        );
     }
 
     #[test]
@@ -646,6 +811,31 @@ mod tests {
         let points = [many(&points[0]), many(&points[1])];
         let (chosen, _) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
         assert_eq!(chosen.replica_seconds, 100.0);
+    }
+
+    /// Where every setting keeps the same floor of replicas, the one planning for the user's
+    /// own target with the policy's own scale-down rule is chosen, not the first swept.
+    #[test]
+    fn of_settings_that_cost_the_same_the_least_departure_is_chosen() {
+        let cfg = run_config();
+        let points: Vec<Point> = slo_candidates(&cfg, 0.999, 50)
+            .into_iter()
+            .map(|candidate| Point {
+                candidate,
+                ..point(Family::EbbSlo, 0.9995, 1022.0)
+            })
+            .collect();
+        let (chosen, meets) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert!(meets);
+        assert_eq!(chosen.candidate.knob, "plans for 99.9%");
+        // A cheaper setting still wins, whatever it plans for.
+        let mut points = points;
+        points[17].replica_seconds = 1000.0;
+        let (chosen, _) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!(
+            chosen.candidate.knob,
+            "plans for 99.98%, scale-down window 300s"
+        );
     }
 
     /// Where none meets the target, the cheapest setting within the closest one's two
