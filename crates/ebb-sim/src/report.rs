@@ -33,6 +33,23 @@ pub(crate) fn secs(s: f64) -> String {
     }
 }
 
+/// An axis tick as a reader takes it in at a glance: "2.5M", "15k", "600", "0.5" (plotters
+/// prints every tick with a decimal, "2000000.0").
+pub(crate) fn axis_number(v: f64) -> String {
+    let magnitude = v.abs();
+    let (scaled, suffix) = if magnitude >= 1e6 {
+        (v / 1e6, "M")
+    } else if magnitude >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    // Up to three decimals, trailing zeros dropped: ticks are round numbers.
+    let text = format!("{scaled:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{suffix}")
+}
+
 /// The comparison as a Markdown table (readable in a terminal too).
 pub fn table(c: &Comparison) -> String {
     let mut out = String::new();
@@ -318,7 +335,13 @@ pub(crate) fn time_chart<'a, DB: DrawingBackend>(
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..x_max, y)
         .ok()?;
-    let _ = chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw();
+    let _ = chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| axis_number(*v))
+        .y_label_formatter(&|v| axis_number(*v))
+        .draw();
     Some(chart)
 }
 
@@ -485,4 +508,20 @@ fn cost_plot(c: &Comparison) -> String {
         let _ = root.present();
     })();
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis_number;
+
+    #[test]
+    fn axis_ticks_read_at_a_glance() {
+        assert_eq!(axis_number(2_000_000.0), "2M");
+        assert_eq!(axis_number(2_500_000.0), "2.5M");
+        assert_eq!(axis_number(14_000.0), "14k");
+        assert_eq!(axis_number(600.0), "600");
+        assert_eq!(axis_number(0.5), "0.5");
+        assert_eq!(axis_number(0.010_000_000_000_000_002), "0.01");
+        assert_eq!(axis_number(0.0), "0");
+    }
 }

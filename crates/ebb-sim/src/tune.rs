@@ -599,6 +599,8 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
             .configure_mesh()
             .x_desc("replica-seconds")
             .y_desc("requests missing the SLO (%)")
+            .x_label_formatter(&|v| crate::report::axis_number(*v))
+            .y_label_formatter(&|v| crate::report::axis_number(*v))
             .draw();
         let target_miss = miss(target);
         let _ = chart
