@@ -3,9 +3,10 @@
 //! chance, and check it on the second half. The grid's points are also the family's
 //! cost/attainment frontier.
 //!
-//! Families: Ebb's SLO policy (knobs: the attainment it plans for, scale-down window) and a plain HPA policy
-//! (knobs: request-rate target per pod, scale-down window), the latter for users who stay on
-//! HPA. HPA runs behind the observation pipeline its real deployment has (see
+//! Families: Ebb's SLO policy (knobs: the attainment it plans for, and how it lets replicas
+//! go: its own rule, a scale-down window, scale to zero) and a plain HPA policy (knobs:
+//! request-rate target per pod, scale-down window), the latter for users who stay on HPA.
+//! HPA runs behind the observation pipeline its real deployment has (see
 //! [`crate::compare`]).
 
 use crate::autoscaler::Autoscaler;
@@ -494,10 +495,10 @@ pub fn stretches_of(
 
 /// The cheapest point of `family` that meets `target` by more than chance
 /// ([`Point::meets_beyond_chance`]); when none does, the one with the highest attainment (and
-/// `false`; of equal attainment, the cheapest). Settings that cost the same to the replica-second (a floor every one of them
-/// keeps) are told apart by how little they depart from what the user stated
-/// ([`departure`]): planning for 90% is no advice to give for a 99.9% SLO when planning for
-/// 99.9% costs nothing more.
+/// `false`; of equal attainment, the cheapest). Settings that cost the same to the
+/// replica-second (a floor every one of them keeps) are told apart by how little they depart
+/// from what the user stated ([`departure`]): planning for 90% is no advice to give for a
+/// 99.9% SLO when planning for 99.9% costs nothing more.
 pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
     let of_family = || points.iter().filter(move |p| p.candidate.family == family);
     let meeting = of_family()
@@ -531,8 +532,8 @@ fn departs_less(a: &Point, b: &Point, target: f64) -> std::cmp::Ordering {
 }
 
 /// How far an SLO setting departs from the policy the user stated: whether it adds a
-/// scale-down window or scale to zero, then how many times more or fewer misses it plans for than `target`
-/// allows (on a log scale). Other families' settings do not depart.
+/// scale-down window or scale to zero, then how many times more or fewer misses it plans for
+/// than `target` allows (on a log scale). Other families' settings do not depart.
 fn departure(c: &Candidate, target: f64) -> (bool, f64) {
     match &c.policy.slo {
         Some(slo) => (
