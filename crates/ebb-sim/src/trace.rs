@@ -12,7 +12,7 @@
 //! | `alibaba-dlrm` | `disaggregated_DLRM_trace.csv` (instances with creation/deletion times) | not requests: the busiest service's replica count per minute, read as a demand proxy (see [`DLRM_UTILIZATION`]) |
 //! | `csv` | any CSV with a `timestamp` (or `time`) column, optional `model` and `work` columns | requests |
 //! | `rate-csv` | any CSV with `time` and `count` (or `rate`) columns, or `time` and one column of requests per second per series (Grafana's CSV export) | rate series; the series are added up |
-//! | `prometheus` | a Prometheus range query's answer (`/api/v1/query_range` as `curl` saves it, `promtool query range -o json`), one or several | rate series; the series are added up ([`prometheus`]) |
+//! | `prometheus` | a Prometheus range query's answer (`/api/v1/query_range` as `curl` saves it, `promtool query range -o json`), one or several | rate series; the series are added up (`trace::prometheus`) |
 //!
 //! A time given as a number is seconds, or milliseconds where it is above 10^11 (seconds that
 //! large are 5,000 years away; Grafana and many exporters write Unix milliseconds).

@@ -497,7 +497,7 @@ pub fn stretches_of(
 /// ([`Point::meets_beyond_chance`]); when none does, the one with the highest attainment (and
 /// `false`; of equal attainment, the cheapest). Settings that cost the same to the
 /// replica-second (a floor every one of them keeps) are told apart by how little they depart
-/// from what the user stated ([`departure`]): planning for 90% is no advice to give for a
+/// from what the user stated (`departure`): planning for 90% is no advice to give for a
 /// 99.9% SLO when planning for 99.9% costs nothing more.
 pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
     let of_family = || points.iter().filter(move |p| p.candidate.family == family);
