@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `ebb tune` on every shared trace (fit on the first half, check on the second), as summarized
 # in docs/results.md ("ebb tune on every shared trace"). Prints each run's output; writes the
-# frontier plots under $OUT (default /tmp/ebb-tune). Takes about ten minutes on 2 cores.
+# frontier plots under $OUT (default /tmp/ebb-tune). Takes about four minutes on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TRACES=${TRACES:-../shared/traces}
