@@ -4,7 +4,7 @@
 //! runtime in its terminal view, the simulator in its report. Each has a stable code (like
 //! HPA's condition reasons) for machines and a sentence for people.
 
-use crate::time::{fmt_percent, fmt_seconds, fmt_window};
+use crate::time::{fmt_percent, fmt_seconds, fmt_short, fmt_window};
 use serde::Serialize;
 use std::fmt;
 
@@ -557,13 +557,13 @@ impl fmt::Display for Reason {
             } => {
                 let inputs = inputs
                     .iter()
-                    .map(|(n, v)| format!("{n} {}", crate::reason::short(*v)))
+                    .map(|(n, v)| format!("{n} {}", fmt_short(*v)))
                     .collect::<Vec<_>>()
                     .join(", ");
                 write!(
                     f,
                     "formula {name} = {expression} = {} with {inputs}",
-                    crate::reason::short(*value)
+                    fmt_short(*value)
                 )
             }
             Reason::Schedule {
@@ -907,15 +907,9 @@ impl fmt::Display for LimitReason {
 /// The guard's bounds in words ("1-4", "at least 1", "at most 4").
 fn fmt_ratio(min: f64, max: f64) -> String {
     match (min > 0.0, max.is_finite()) {
-        (true, true) => format!("{}-{}", short(min), short(max)),
-        (true, false) => format!("at least {}", short(min)),
-        (false, true) => format!("at most {}", short(max)),
+        (true, true) => format!("{}-{}", fmt_short(min), fmt_short(max)),
+        (true, false) => format!("at least {}", fmt_short(min)),
+        (false, true) => format!("at most {}", fmt_short(max)),
         (false, false) => "any ratio".into(),
     }
-}
-
-/// A number as short as it reads exactly to three decimals ("45", "3.2", "0.125").
-fn short(v: f64) -> String {
-    let text = format!("{v:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

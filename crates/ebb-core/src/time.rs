@@ -117,15 +117,17 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
 
 /// Formats seconds the way users write a latency: "500ms" below a second, "1.5s" above.
 pub fn fmt_seconds(seconds: f64) -> String {
-    let trim = |v: f64| {
-        let t = format!("{v:.3}");
-        t.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
     if seconds < 1.0 {
-        format!("{}ms", trim(seconds * 1000.0))
+        format!("{}ms", fmt_short(seconds * 1000.0))
     } else {
-        format!("{}s", trim(seconds))
+        format!("{}s", fmt_short(seconds))
     }
+}
+
+/// A number as short as it reads exactly to three decimals ("45", "3.2", "0.125").
+pub fn fmt_short(v: f64) -> String {
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Formats a share (0.999) as a percentage users write ("99.9%").

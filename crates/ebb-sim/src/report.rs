@@ -44,10 +44,8 @@ pub(crate) fn axis_number(v: f64) -> String {
     } else {
         (v, "")
     };
-    // Up to three decimals, trailing zeros dropped: ticks are round numbers.
-    let text = format!("{scaled:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{suffix}")
+    // Ticks are round numbers: three decimals are plenty.
+    format!("{}{suffix}", ebb_core::time::fmt_short(scaled))
 }
 
 /// The comparison as a Markdown table (readable in a terminal too).
