@@ -269,13 +269,18 @@ fn context(api: MockApi, at: Arc<AtomicI64>) -> Arc<Context> {
     ))
 }
 
-fn scale_patches(log: &Arc<Mutex<Vec<Logged>>>) -> Vec<Logged> {
+/// The requests the mock API saw with `method` on a path containing `part`, in order.
+fn logged(log: &Arc<Mutex<Vec<Logged>>>, method: Method, part: &str) -> Vec<Logged> {
     log.lock()
         .expect("log")
         .iter()
-        .filter(|l| l.method == Method::PATCH && l.path.contains("/scale"))
+        .filter(|l| l.method == method && l.path.contains(part))
         .cloned()
         .collect()
+}
+
+fn scale_patches(log: &Arc<Mutex<Vec<Logged>>>) -> Vec<Logged> {
+    logged(log, Method::PATCH, "/scale")
 }
 
 fn last_status(log: &Arc<Mutex<Vec<Logged>>>) -> AutoscalerStatus {
@@ -357,10 +362,7 @@ async fn scales_up_through_scale_with_an_event_and_status() {
 
 /// Requests that read the target's `/scale`.
 fn scale_reads(log: &Arc<Mutex<Vec<Logged>>>) -> usize {
-    let l = log.lock().expect("log");
-    l.iter()
-        .filter(|r| r.method == Method::GET && r.path.contains("/scale"))
-        .count()
+    logged(log, Method::GET, "/scale").len()
 }
 
 /// A Deployment the watch cache holds is read from it: its size and selector, with no
@@ -753,12 +755,9 @@ fn deleted_autoscalers_are_forgotten() {
     });
 }
 
+/// Writes of the Autoscaler's status.
 fn status_writes(log: &Arc<Mutex<Vec<Logged>>>) -> usize {
-    log.lock()
-        .expect("log")
-        .iter()
-        .filter(|l| l.method == Method::PATCH && l.path.contains("/status"))
-        .count()
+    logged(log, Method::PATCH, "/status").len()
 }
 
 /// Steady signals: the status is written while it tells something new, then never again; and
@@ -781,12 +780,9 @@ async fn steady_signals_write_no_status_and_nothing_is_listed() {
         at.fetch_add(5000, Ordering::SeqCst);
     }
     assert!(writes[0] == 1, "the first pass writes: {writes:?}");
-    let bodies: Vec<Value> = log
-        .lock()
-        .expect("log")
-        .iter()
-        .filter(|l| l.method == Method::PATCH && l.path.contains("/status"))
-        .map(|l| l.body.clone())
+    let bodies: Vec<Value> = logged(&log, Method::PATCH, "/status")
+        .into_iter()
+        .map(|l| l.body)
         .collect();
     assert_eq!(
         writes[2], writes[4],
