@@ -776,7 +776,8 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     write!(
         f,
-        "; forecast {forecast_percent:+.0}% within the {cold_start_seconds:.0} s cold start ({})",
+        "; forecast {forecast_percent:+.0}% within the {} s cold start ({})",
+        cold_start_words(*cold_start_seconds),
         if *cold_start_measured {
             "measured"
         } else {
@@ -846,11 +847,22 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     };
     write!(
         f,
-        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s ({arrivals}, {service}); {ahead} within the {cold_start_seconds:.0} s cold start ({cold})",
+        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s ({arrivals}, {service}); {ahead} within the {} s cold start ({cold})",
         fmt_seconds(*latency_seconds),
         fmt_percent(*attainment),
         fmt_percent(*predicted),
+        cold_start_words(*cold_start_seconds),
     )
+}
+
+/// A cold start in whole seconds, or to a tenth below ten (a local replica ready in 0.4 s
+/// read "0 s").
+fn cold_start_words(seconds: f64) -> String {
+    if seconds < 10.0 {
+        fmt_short((seconds * 10.0).round() / 10.0)
+    } else {
+        format!("{seconds:.0}")
+    }
 }
 
 /// Serializes reasons as their structured fields plus `message`, the sentence users read.
@@ -911,5 +923,18 @@ fn fmt_ratio(min: f64, max: f64) -> String {
         (true, false) => format!("at least {}", fmt_short(min)),
         (false, true) => format!("at most {}", fmt_short(max)),
         (false, false) => "any ratio".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cold_start_words;
+
+    #[test]
+    fn a_cold_start_under_ten_seconds_reads_to_a_tenth() {
+        assert_eq!(cold_start_words(0.43), "0.4");
+        assert_eq!(cold_start_words(3.0), "3");
+        assert_eq!(cold_start_words(9.96), "10");
+        assert_eq!(cold_start_words(21.4), "21");
     }
 }
