@@ -237,6 +237,28 @@ fn http_client(insecure: bool, ca: Option<&[u8]>) -> Result<reqwest::Client, Sou
     Ok(client)
 }
 
+/// The most a source's answer may hold (a pod's metrics page, a query's result): a pod
+/// that answers without end, or a query that matches every series, fails its source rather
+/// than filling the controller's memory. Kubelets and Prometheus pages run to a few MiB.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Reads a response's body, failing as soon as it passes `limit` bytes (by its stated length
+/// or as it streams in).
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let too_big = || format!("answered more than {} MiB", limit >> 20);
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| with_causes(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// One series of a query result: its labels and value.
 pub type Series = (BTreeMap<String, String>, f64);
 
@@ -313,9 +335,8 @@ async fn prometheus_api(
     };
     let resp = req.send().await.map_err(|e| http(with_causes(&e)))?;
     let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
+    let bytes = read_bounded(resp, MAX_BODY_BYTES).await.map_err(http)?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| http(format!("answered {status} with no JSON: {e}")))?;
     if body["status"] != "success" {
         return Err(http(format!(
@@ -490,10 +511,13 @@ pub async fn scrape_pods(
                         reason: format!("answered {}", resp.status()),
                     });
                 }
-                let text = resp.text().await.map_err(|e| SourceError::Http {
-                    url: url.clone(),
-                    reason: e.to_string(),
+                let bytes = read_bounded(resp, MAX_BODY_BYTES).await.map_err(|reason| {
+                    SourceError::Http {
+                        url: url.clone(),
+                        reason,
+                    }
                 })?;
+                let text = String::from_utf8_lossy(&bytes);
                 parse_exposition(&text).map_err(|reason| SourceError::Parse {
                     what: url.clone(),
                     reason,

@@ -261,6 +261,65 @@ async fn pods_are_scraped_over_http() {
         .contains("pod c has no IP yet"));
 }
 
+/// A pod whose metrics page never ends (streamed without a length) and one that states a
+/// length past the bound: each fails its own scrape, named, after at most the bound read,
+/// and the pod beside them is scraped as usual.
+#[tokio::test]
+async fn a_metrics_page_past_the_bound_fails_its_scrape() {
+    let endless = TcpListener::bind("127.0.1.4:0").expect("bind");
+    let port = endless.local_addr().expect("addr").port();
+    let stated = TcpListener::bind(("127.0.1.5", port)).expect("bind");
+    let fine = TcpListener::bind(("127.0.1.6", port)).expect("bind");
+    std::thread::spawn(move || {
+        for s in endless.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.read(&mut [0u8; 2048]);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+            );
+            let line = b"# an endless comment line, sixty-four bytes long, again and on\n";
+            let mut sent = 0usize;
+            // Twice the bound at most, so that a reader without one would still finish.
+            while sent < 2 * sources::MAX_BODY_BYTES && s.write_all(line).is_ok() {
+                sent += line.len();
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for s in stated.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.read(&mut [0u8; 2048]);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\nm 1\n",
+                1u64 << 40
+            );
+        }
+    });
+    serve(fine, "m 4\n".into());
+    let src = PodScrapeSource {
+        port,
+        metric: Some("m".into()),
+        ..Default::default()
+    };
+    let pod = |name: &str, ip: &str| PodEndpoint {
+        name: name.into(),
+        ip: Some(ip.into()),
+    };
+    let pods = [
+        pod("endless", "127.0.1.4"),
+        pod("stated", "127.0.1.5"),
+        pod("fine", "127.0.1.6"),
+    ];
+    let scrapes = sources::scrape_pods(&src, &pods, Duration::from_secs(20)).await;
+    for (name, scrape) in &scrapes[..2] {
+        let e = scrape.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("answered more than 16 MiB"), "{name}: {e}");
+    }
+    let fine = scrapes[2].1.as_ref().expect("the pod beside them");
+    assert_eq!(sources::metric_sum(fine, "m"), Some(4.0));
+}
+
 /// A stand-in for a Prometheus behind auth: answers a scalar only when the request carries
 /// `expected` as its Authorization header, 401 otherwise.
 fn authenticated_prometheus(expected: &'static str) -> String {

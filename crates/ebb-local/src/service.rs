@@ -166,7 +166,9 @@ impl Service {
             return false;
         };
         let (parts, body) = answer.into_parts();
-        let Ok(body) = body.collect().await else {
+        // A health answer is a few bytes; a replica that streams more fails the probe rather
+        // than filling Ebb's memory within the probe's timeout.
+        let Ok(body) = http_body_util::Limited::new(body, 64 << 10).collect().await else {
             return false;
         };
         let trailers = body.trailers().cloned();
