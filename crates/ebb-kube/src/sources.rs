@@ -3,7 +3,7 @@
 //! an error that names the source and the reason; nothing here decides anything.
 
 use crate::crd::{PodScrapeSource, PrometheusSource, RedisSource, SourceSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Why a poll failed.
@@ -414,6 +414,20 @@ pub fn parse_exposition(text: &str) -> Result<Scrape, String> {
     crate::exposition::parse(text)
 }
 
+/// The metric names a pod scrape reads (its `metric`, its `traffic` counters and gauges);
+/// `None` when it names none (the gateway's and the engines' scrapes read the whole page).
+fn names_read(src: &PodScrapeSource) -> Option<BTreeSet<String>> {
+    let traffic = src.traffic.iter().flat_map(|t| {
+        t.arrivals
+            .iter()
+            .chain(&t.completions)
+            .chain(&t.in_flight)
+            .cloned()
+    });
+    let names: BTreeSet<String> = src.metric.iter().cloned().chain(traffic).collect();
+    (!names.is_empty()).then_some(names)
+}
+
 /// The sum of `metric` over its series in a scrape; `None` when it is absent.
 pub fn metric_sum(scrape: &[crate::exposition::Sample], metric: &str) -> Option<f64> {
     let mut found = false;
@@ -482,8 +496,10 @@ pub async fn scrape_pods(
     };
     let path = src.path.clone().unwrap_or_else(|| "/metrics".into());
     let scheme = src.scheme.clone().unwrap_or_else(|| "http".into());
+    let names = names_read(src);
     let polls = pods.iter().map(|p| {
         let client = client.clone();
+        let names = &names;
         let url =
             p.ip.as_ref()
                 .map(|ip| format!("{scheme}://{ip}:{}{path}", src.port));
@@ -518,7 +534,8 @@ pub async fn scrape_pods(
                     }
                 })?;
                 let text = String::from_utf8_lossy(&bytes);
-                parse_exposition(&text).map_err(|reason| SourceError::Parse {
+                let read = |name: &str| names.as_ref().is_none_or(|n| n.contains(name));
+                crate::exposition::parse_where(&text, read).map_err(|reason| SourceError::Parse {
                     what: url.clone(),
                     reason,
                 })
