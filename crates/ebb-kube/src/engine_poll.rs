@@ -36,11 +36,13 @@ pub(crate) async fn observe(
     };
     // A pod whose scrape failed comes with no samples: it gives no value this pass, but its
     // histogram window goes on.
-    let scrapes: Vec<_> = sources::scrape_pods(&source, &endpoints, SCRAPE_TIMEOUT)
-        .await
-        .into_iter()
-        .map(|(pod, r)| (pod, r.unwrap_or_default()))
-        .collect();
+    let names = engine.kind.sample_names();
+    let scrapes: Vec<_> =
+        sources::scrape_pods_keeping(&source, &endpoints, SCRAPE_TIMEOUT, Some(&names))
+            .await
+            .into_iter()
+            .map(|(pod, r)| (pod, r.unwrap_or_default()))
+            .collect();
     let starting = pods.iter().any(|p| !p.ready && !p.deleting);
     pass.memory
         .engine

@@ -479,11 +479,22 @@ pub async fn scrape_gateways(
     Ok(scrape_pods(&admin, &endpoints, timeout).await)
 }
 
-/// Scrapes every pod that has an IP, concurrently: each pod's scrape or error.
+/// Scrapes every pod that has an IP, concurrently: each pod's scrape or error, holding the
+/// metrics the source names (every metric where it names none).
 pub async fn scrape_pods(
     src: &PodScrapeSource,
     pods: &[PodEndpoint],
     timeout: Duration,
+) -> Vec<(String, Result<Scrape, SourceError>)> {
+    scrape_pods_keeping(src, pods, timeout, names_read(src).as_ref()).await
+}
+
+/// [`scrape_pods`], holding the samples named in `names` (all of them with `None`).
+pub async fn scrape_pods_keeping(
+    src: &PodScrapeSource,
+    pods: &[PodEndpoint],
+    timeout: Duration,
+    names: Option<&BTreeSet<String>>,
 ) -> Vec<(String, Result<Scrape, SourceError>)> {
     let client = match http_client(true, None) {
         Ok(c) => c,
@@ -496,10 +507,8 @@ pub async fn scrape_pods(
     };
     let path = src.path.clone().unwrap_or_else(|| "/metrics".into());
     let scheme = src.scheme.clone().unwrap_or_else(|| "http".into());
-    let names = names_read(src);
     let polls = pods.iter().map(|p| {
         let client = client.clone();
-        let names = &names;
         let url =
             p.ip.as_ref()
                 .map(|ip| format!("{scheme}://{ip}:{}{path}", src.port));
@@ -534,7 +543,7 @@ pub async fn scrape_pods(
                     }
                 })?;
                 let text = String::from_utf8_lossy(&bytes);
-                let read = |name: &str| names.as_ref().is_none_or(|n| n.contains(name));
+                let read = |name: &str| names.is_none_or(|n| n.contains(name));
                 crate::exposition::parse_where(&text, read).map_err(|reason| SourceError::Parse {
                     what: url.clone(),
                     reason,

@@ -8,17 +8,20 @@ use ebb_core::policy::Engine;
 use ebb_core::Time;
 use ebb_proxy::upstream::Upstream;
 use http_body_util::{BodyExt, Full, Limited};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The most a replica's metrics page may hold.
 const MAX_METRICS_BYTES: usize = 4 << 20;
 
-/// Fetches and parses one replica's metrics; the error says why.
+/// Fetches one replica's metrics and parses the samples named in `names` (the engine's:
+/// [`ebb_core::engine::EngineKind::sample_names`]); the error says why.
 pub async fn scrape(
     client: &Upstream,
     port: u16,
     path: &str,
     timeout: Duration,
+    names: &BTreeSet<String>,
 ) -> Result<Vec<Sample>, String> {
     let req = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"))
         .body(Full::new(Bytes::new()))
@@ -37,7 +40,7 @@ pub async fn scrape(
     let text = tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| format!("{path} took over {:.1}s", timeout.as_secs_f64()))??;
-    ebb_proxy::exposition::parse(&text)
+    ebb_proxy::exposition::parse_where(&text, |name| names.contains(name))
 }
 
 /// Scrapes every serving replica (name, port) at once and reads the engine's signals
@@ -53,9 +56,10 @@ pub async fn observe(
 ) -> EngineReading {
     // A replica whose scrape failed comes with no samples: it gives no value this round, but
     // its histogram window goes on.
+    let names = &engine.kind.sample_names();
     let scrapes: Vec<(String, Vec<Sample>)> =
         futures::future::join_all(replicas.iter().map(|(name, port)| async move {
-            let samples = scrape(client, *port, &engine.path, timeout).await;
+            let samples = scrape(client, *port, &engine.path, timeout, names).await;
             (name.clone(), samples.unwrap_or_default())
         }))
         .await;
@@ -100,6 +104,53 @@ mod tests {
             "# TYPE {name} histogram\n{name}_bucket{{{labels}le=\"{a}\"}} 0\n{name}_bucket{{{labels}le=\"{b}\"}} {}\n{name}_bucket{{{labels}le=\"{c}\"}} {n}\n{name}_bucket{{{labels}le=\"+Inf\"}} {n}\n{name}_sum{{{labels}}} 1\n{name}_count{{{labels}}} {n}\n",
             n * fast
         )
+    }
+
+    /// The names a vLLM engine reads ([`ebb_core::engine::EngineKind::sample_names`], what the
+    /// controller's engine scrape keeps of each page) read every signal as the whole page
+    /// does: the demo engine's page (vLLM's names, labels and buckets), twice, with every
+    /// target and the LLM SLO in the policy.
+    #[test]
+    fn the_names_an_engine_reads_read_what_the_whole_page_reads() {
+        use crate::demo_llm::metrics::Metrics;
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+        let e = engine(
+            "maxReplicas: 8\nengine: {kind: vllm, kvCacheUtilization: 80%, waitingPerReplica: 2, runningPerReplica: 8, ttft: {percentile: p90, below: 500ms}, itl: {percentile: p50, below: 50ms}, queueTime: {percentile: p90, below: 1s}}\nslo: {ttft: {latency: 2s, percentile: p90}, itl: {latency: 50ms}}",
+        );
+        let names = e.kind.sample_names();
+        let metrics = Metrics::default();
+        let mut whole = EngineReader::default();
+        let mut kept = EngineReader::default();
+        for (round, s) in [(1u64, 10), (2, 20), (3, 30)] {
+            for i in 0..200 * round {
+                let ms = |base: u64| Duration::from_millis(base + i % 97);
+                metrics.time_to_first_token.observe(ms(40));
+                metrics.inter_token.observe(ms(5));
+                metrics.time_per_output_token.observe(ms(5));
+                metrics.queue_time.observe(ms(20));
+                metrics.e2e_latency.observe(ms(900));
+            }
+            metrics
+                .prompt_tokens
+                .fetch_add(5_000 * round, Ordering::Relaxed);
+            metrics
+                .generation_tokens
+                .fetch_add(900 * round, Ordering::Relaxed);
+            let page = metrics.exposition("m", 5, 3, 0.6);
+            let all = parse(&page);
+            let read = ebb_proxy::exposition::parse_where(&page, |n| names.contains(n)).unwrap();
+            // The demo's page is mostly the histograms read; vLLM's own has a dozen more.
+            assert!(read.len() < all.len(), "{} of {}", read.len(), all.len());
+            let at = Time::from_secs(s);
+            let from_whole = whole.read(&e, &[("a".into(), all)], false, at);
+            let from_kept = kept.read(&e, &[("a".into(), read)], false, at);
+            assert_eq!(from_whole, from_kept, "round {round}");
+            if round == 3 {
+                assert_eq!(from_whole.metrics.len(), 6, "{from_whole:?}");
+                assert!(from_whole.sample.is_some(), "{from_whole:?}");
+            }
+        }
     }
 
     /// vLLM's V1 names and labels, as its `/metrics` writes them.

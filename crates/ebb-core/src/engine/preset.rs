@@ -80,7 +80,49 @@ pub enum Reading {
     },
 }
 
+impl Signal {
+    /// Every signal.
+    pub const ALL: [Signal; 7] = [
+        Signal::KvCacheUtilization,
+        Signal::Waiting,
+        Signal::Running,
+        Signal::Ttft,
+        Signal::Itl,
+        Signal::QueueTime,
+        Signal::Tokens,
+    ];
+}
+
+impl Reading {
+    /// The sample names this reading looks up: a histogram's `_bucket`, `_count` and `_sum`
+    /// series, every name where several are tried in turn.
+    pub fn sample_names(&self) -> Vec<String> {
+        let owned = |names: &[&str]| names.iter().map(|n| (*n).to_string()).collect();
+        match self {
+            Reading::Gauge(names) | Reading::Counters(names) => owned(names),
+            Reading::LabeledGauge { name, .. } | Reading::LabeledRatio { name, .. } => {
+                vec![(*name).to_string()]
+            }
+            Reading::Histogram { names, .. } => names
+                .iter()
+                .flat_map(|n| ["_bucket", "_count", "_sum"].map(|suffix| format!("{n}{suffix}")))
+                .collect(),
+        }
+    }
+}
+
 impl EngineKind {
+    /// Every sample name any signal of this engine reads: all that a scrape of its replicas
+    /// needs to keep (a vLLM page holds a hundred other series, most of them histogram
+    /// buckets).
+    pub fn sample_names(self) -> std::collections::BTreeSet<String> {
+        Signal::ALL
+            .into_iter()
+            .filter_map(|signal| self.reading(signal))
+            .flat_map(|reading| reading.sample_names())
+            .collect()
+    }
+
     /// Every engine, for messages.
     pub const ALL: [EngineKind; 4] = [
         EngineKind::Vllm,
