@@ -4,11 +4,12 @@
 //! serving a metrics page the size of MLServer's or vLLM's.
 //!
 //! The pods are served by a child process (this program with `--serve`), so the CPU time
-//! measured is the scraper's alone: per round, wall time and the controller process's CPU
-//! (user + system, from /proc/self/stat), and its RSS at the end.
+//! measured is the scraper's alone: per round, wall time and the scraping process's CPU
+//! (user + system, from /proc/self/stat). The server listens on 0.0.0.0 (every 127.x.y.z
+//! reaches it) while the benchmark runs.
 //!
 //! `cargo run --release -p ebb-kube --example scrape_load -- [PODS...]` (default 100 1000
-//! 5000); `EBB_SCRAPE_ROUNDS` (default 20) rounds each, one a second as the controller polls.
+//! 5000); `EBB_SCRAPE_ROUNDS` (default 10) rounds each, one a second as the controller polls.
 
 use ebb_kube::crd::{PodScrapeSource, TrafficMetrics};
 use ebb_kube::sources::{self, PodEndpoint};
@@ -19,8 +20,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A page like MLServer's (`model_infer_*` counters, a latency histogram per model, the
-/// Python process's metrics) or vLLM's (a dozen histograms of 20-40 buckets per model).
+/// A page with MLServer's request counters and gauge and `histograms` latency histograms of
+/// 31 buckets: one is MLServer's size, a dozen vLLM's.
 fn page(histograms: usize) -> String {
     let mut p = String::new();
     p.push_str("# TYPE model_infer_request_total counter\nmodel_infer_request_total{model=\"m\",version=\"1\"} 123456\n");
@@ -150,7 +151,7 @@ async fn main() -> Result<(), BoxError> {
         });
         return serve(port, page(histograms)).await;
     }
-    let rounds: usize = std::env::var("EBB_SCRAPE_ROUNDS").map_or(Ok(20), |v| v.parse())?;
+    let rounds: usize = std::env::var("EBB_SCRAPE_ROUNDS").map_or(Ok(10), |v| v.parse())?;
     let counts: Vec<usize> = if args.is_empty() {
         vec![100, 1000, 5000]
     } else {
