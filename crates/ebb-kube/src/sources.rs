@@ -415,7 +415,8 @@ pub fn parse_exposition(text: &str) -> Result<Scrape, String> {
 }
 
 /// The metric names a pod scrape reads (its `metric`, its `traffic` counters and gauges);
-/// `None` when it names none (the gateway's and the engines' scrapes read the whole page).
+/// `None` when it names none (the gateway's scrape, which reads Ebb's own short page whole;
+/// an engine's scrape names its engine's through [`scrape_pods_keeping`]).
 fn names_read(src: &PodScrapeSource) -> Option<BTreeSet<String>> {
     let traffic = src.traffic.iter().flat_map(|t| {
         t.arrivals
