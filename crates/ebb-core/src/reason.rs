@@ -322,6 +322,10 @@ pub enum Reason {
         within_without_wait: f64,
         /// Whether that share was counted (false: inferred from the mean and variance).
         within_measured: bool,
+        /// Requests the count is over: under `slo::estimate::SERVICE_PRIOR_REQUESTS` it
+        /// still leans on the shape the mean and variance give (a few hundred requests say
+        /// little about a tail).
+        counted_requests: f64,
         /// The attainment planned for instead.
         planned_for: f64,
     },
@@ -645,6 +649,7 @@ impl fmt::Display for Reason {
                 attainment,
                 within_without_wait,
                 within_measured,
+                counted_requests,
                 planned_for,
             } => write!(
                 f,
@@ -653,7 +658,7 @@ impl fmt::Display for Reason {
                 fmt_percent(*attainment),
                 fmt_percent(*within_without_wait),
                 fmt_seconds(*latency_seconds),
-                if *within_measured { "counted" } else { "from their mean and variance" },
+                share_source(*within_measured, *counted_requests),
                 fmt_percent(*planned_for),
             ),
             Reason::SloWarmingUp { held, seconds } => write!(
@@ -853,6 +858,19 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt_percent(*predicted),
         cold_start_words(*cold_start_seconds),
     )
+}
+
+/// Where a share of service times within the SLO came from: counted (over how many requests,
+/// and whether the fitted shape still weighs in), or the mean and variance alone.
+fn share_source(measured: bool, requests: f64) -> String {
+    let prior = crate::slo::estimate::SERVICE_PRIOR_REQUESTS;
+    match (measured, requests < prior) {
+        (false, _) => "from their mean and variance".into(),
+        (true, false) => format!("counted over {requests:.0} requests"),
+        (true, true) => format!(
+            "counted over {requests:.0} requests, leaning on their mean and variance until {prior:.0}"
+        ),
+    }
 }
 
 /// A cold start in whole seconds, or to a tenth below ten (a local replica ready in 0.4 s

@@ -1494,7 +1494,25 @@ fn slo_out_of_reach_counted() -> Decision {
         (0.96..0.97).contains(within_without_wait),
         "{within_without_wait}"
     );
-    assert!(d.summary().contains("(counted)"), "{}", d.summary());
+    assert!(d.summary().contains("(counted over "), "{}", d.summary());
+    assert!(!d.summary().contains("leaning on"), "{}", d.summary());
+    // Four seconds in, 150 requests counted: the share still leans on the fitted shape, and
+    // says so.
+    let (mut early, mut totals) = (State::default(), (0.0, 0.0));
+    let e = slo_feed_counting(
+        &p,
+        &mut early,
+        &mut totals,
+        (0, 4, 50.0),
+        &pods(3),
+        Some((0.15, 0.97)),
+    );
+    assert!(
+        e.summary()
+            .contains("(counted over 150 requests, leaning on their mean and variance until 300)"),
+        "{}",
+        e.summary()
+    );
     // Counted at another latency than the SLO's: not used.
     let (mut other, mut totals) = (State::default(), (0.0, 0.0));
     let fitted = slo_feed_counting(

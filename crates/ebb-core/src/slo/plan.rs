@@ -376,6 +376,7 @@ pub fn plan(
             attainment: slo.attainment,
             within_without_wait: within,
             within_measured: counted_shape.is_some(),
+            counted_requests: state.within_requests,
             planned_for: target,
         });
     }
