@@ -1472,15 +1472,13 @@ fn slo_out_of_reach_counted() -> Decision {
     // moments' lognormal says 92%): the counted share sets the ceiling, leaning on the fit only
     // for the first few hundred requests.
     let p = policy("maxReplicas: 100\nslo: {latency: 150ms, attainment: 99%, slotsPerReplica: 4}");
-    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
-    let d = slo_feed_counting(
-        &p,
-        &mut state,
-        &mut totals,
-        (0, 100, 50.0),
-        &pods(3),
-        Some((0.15, 0.97)),
-    );
+    // `seconds` at 50 req/s on 3 pods, the share `within` counted at its latency.
+    let counted = |seconds: i64, within: (f64, f64)| {
+        let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+        let feed = (0, seconds, 50.0);
+        slo_feed_counting(&p, &mut state, &mut totals, feed, &pods(3), Some(within))
+    };
+    let d = counted(100, (0.15, 0.97));
     let Some(Reason::SloOutOfReach {
         within_without_wait,
         within_measured,
@@ -1498,44 +1496,18 @@ fn slo_out_of_reach_counted() -> Decision {
     assert!(!d.summary().contains("leaning on"), "{}", d.summary());
     // Four seconds in, 150 requests counted: the share still leans on the fitted shape, and
     // says so.
-    let (mut early, mut totals) = (State::default(), (0.0, 0.0));
-    let e = slo_feed_counting(
-        &p,
-        &mut early,
-        &mut totals,
-        (0, 4, 50.0),
-        &pods(3),
-        Some((0.15, 0.97)),
-    );
+    let early = counted(4, (0.15, 0.97)).summary();
     assert!(
-        e.summary()
-            .contains("(counted over 150 requests, leaning on their mean and variance until 300)"),
-        "{}",
-        e.summary()
+        early.contains("(counted over 150 requests, leaning on their mean and variance until 300)"),
+        "{early}"
     );
     // Counted at another latency than the SLO's: not used.
-    let (mut other, mut totals) = (State::default(), (0.0, 0.0));
-    let fitted = slo_feed_counting(
-        &p,
-        &mut other,
-        &mut totals,
-        (0, 100, 50.0),
-        &pods(3),
-        Some((0.2, 0.97)),
-    );
+    let fitted = counted(100, (0.2, 0.97));
     assert!(fitted.summary().contains("(from their mean and variance)"));
     // Counted at a histogram bucket's bound below the SLO (the controller reading a gateway):
     // the shape is fitted there and read at the SLO. 70% within 100 ms, where the two moments
     // say 60%, is a lognormal with 82% within 150 ms.
-    let (mut bucketed, mut totals) = (State::default(), (0.0, 0.0));
-    let b = slo_feed_counting(
-        &p,
-        &mut bucketed,
-        &mut totals,
-        (0, 100, 50.0),
-        &pods(3),
-        Some((0.1, 0.70)),
-    );
+    let b = counted(100, (0.1, 0.70));
     let Some(Reason::SloOutOfReach {
         within_without_wait,
         within_measured: true,
