@@ -322,10 +322,11 @@ pub enum Reason {
         within_without_wait: f64,
         /// Whether that share was counted (false: inferred from the mean and variance).
         within_measured: bool,
-        /// Requests the count is over: under `slo::estimate::SERVICE_PRIOR_REQUESTS` it
-        /// still leans on the shape the mean and variance give (a few hundred requests say
-        /// little about a tail).
+        /// Requests the count is over.
         counted_requests: f64,
+        /// Under this many counted, the share still leans on the shape the mean and variance
+        /// give (a few hundred requests say little about a tail).
+        prior_requests: f64,
         /// The attainment planned for instead.
         planned_for: f64,
     },
@@ -650,6 +651,7 @@ impl fmt::Display for Reason {
                 within_without_wait,
                 within_measured,
                 counted_requests,
+                prior_requests,
                 planned_for,
             } => write!(
                 f,
@@ -658,7 +660,7 @@ impl fmt::Display for Reason {
                 fmt_percent(*attainment),
                 fmt_percent(*within_without_wait),
                 fmt_seconds(*latency_seconds),
-                share_source(*within_measured, *counted_requests),
+                share_source(*within_measured, *counted_requests, *prior_requests),
                 fmt_percent(*planned_for),
             ),
             Reason::SloWarmingUp { held, seconds } => write!(
@@ -862,8 +864,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 /// Where a share of service times within the SLO came from: counted (over how many requests,
 /// and whether the fitted shape still weighs in), or the mean and variance alone.
-fn share_source(measured: bool, requests: f64) -> String {
-    let prior = crate::slo::estimate::SERVICE_PRIOR_REQUESTS;
+fn share_source(measured: bool, requests: f64, prior: f64) -> String {
     match (measured, requests < prior) {
         (false, _) => "from their mean and variance".into(),
         (true, false) => format!("counted over {requests:.0} requests"),

@@ -377,6 +377,7 @@ pub fn plan(
             within_without_wait: within,
             within_measured: counted_shape.is_some(),
             counted_requests: state.within_requests,
+            prior_requests: super::estimate::SERVICE_PRIOR_REQUESTS,
             planned_for: target,
         });
     }
