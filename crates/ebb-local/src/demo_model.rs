@@ -17,7 +17,7 @@
 
 use crate::grpc_health;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::{Rng, SeedableRng};
@@ -27,10 +27,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-
-/// The largest inference request read: a batch of iris rows is a few KiB; a client that sends
-/// without end is answered 413 rather than held in memory.
-const MAX_BODY: usize = 1 << 20;
 
 /// The demo model's settings.
 #[derive(Debug, Clone)]
@@ -342,24 +338,9 @@ async fn route(
                 Some((ModelState::Ready, m)) => m,
                 Some(_) => return not_loaded(&name),
             };
-            let stated = hyper::body::Body::size_hint(req.body()).lower();
-            if stated > MAX_BODY as u64 {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request bodies are limited to {MAX_BODY} bytes"),
-                );
-            }
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request bodies are limited to {MAX_BODY} bytes"),
-                    )
-                }
-                Err(e) => {
-                    return error(StatusCode::BAD_REQUEST, format!("could not read body: {e}"))
-                }
+            let body = match crate::demo_body::read(req).await {
+                Ok(body) => body,
+                Err((status, message)) => return error(status, message),
             };
             let Ok(_permit) = slots.acquire().await else {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
@@ -435,7 +416,7 @@ mod tests {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = format!(
             "POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            MAX_BODY + 1
+            crate::demo_body::MAX_BODY + 1
         );
         s.write_all(head.as_bytes()).await.unwrap();
         let mut answer = [0u8; 12];
@@ -447,7 +428,7 @@ mod tests {
             "POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
         s.write_all(head.as_bytes()).await.unwrap();
         let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
-        for _ in 0..(2 * MAX_BODY / 0x10000) {
+        for _ in 0..(2 * crate::demo_body::MAX_BODY / 0x10000) {
             if s.write_all(chunk.as_bytes()).await.is_err() {
                 break;
             }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod control;
+pub mod demo_body;
 pub mod demo_llm;
 pub mod demo_model;
 pub mod engine_scrape;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use driver::{Driver, Refusal};
 use ebb_sim::engine::EngineParams;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -39,9 +39,6 @@ pub struct DemoLlm {
     /// computed elsewhere and decodes from its first step).
     pub stage: ebb_sim::engine::Stage,
 }
-
-/// Request bodies larger than this get 413.
-const MAX_BODY: usize = 1 << 20;
 
 type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
 
@@ -117,14 +114,9 @@ async fn route(req: Request<Incoming>, driver: &Driver, cfg: &DemoLlm) -> Reply 
         (&Method::POST, "/v1/chat/completions") => Api::Chat,
         (_, path) => return error(StatusCode::NOT_FOUND, &format!("no route {path}")),
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request bodies are limited to {MAX_BODY} bytes"),
-            )
-        }
+    let body = match crate::demo_body::read(req).await {
+        Ok(body) => body,
+        Err((status, message)) => return error(status, &message),
     };
     let ask = match openai::parse(api, &body, &cfg.model) {
         Ok(a) => a,
