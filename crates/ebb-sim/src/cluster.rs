@@ -407,8 +407,10 @@ impl Cluster {
             arrival: at,
             service,
         };
-        // Requests held since the fleet was at zero go first; while any are still held
-        // (every replica is full), a new one waits behind them, as at an activator.
+        // The oldest held requests that timed out fail now. The others stay held: the events
+        // up to `at` were processed first, and each Ready and completion passed held requests
+        // on until every replica was full, so none fits yet. A new request waits behind them,
+        // as at an activator.
         self.drain_pending(at, outcomes);
         if self.routable.is_empty() || !self.pending.is_empty() {
             if self.pending.len() < self.config.activator_queue as usize {
