@@ -108,7 +108,7 @@ mod tests {
 
     /// The names a vLLM engine reads ([`ebb_core::engine::EngineKind::sample_names`], what the
     /// controller's engine scrape keeps of each page) read every signal as the whole page
-    /// does: the demo engine's page (vLLM's names, labels and buckets), twice, with every
+    /// does: the demo engine's page (vLLM's names, labels and buckets), three rounds, with every
     /// target and the LLM SLO in the policy.
     #[test]
     fn the_names_an_engine_reads_read_what_the_whole_page_reads() {
