@@ -314,6 +314,68 @@ fn simulate_rejects_bad_input_clearly() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// `--slo-tuning` reaches the `slo` block of a `--policy` file as it does the built-in one's
+/// (until 2026-12-05 it was silently dropped there), and is refused for a policy without one.
+#[test]
+fn simulate_applies_slo_tuning_to_a_policy_files_slo_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("slo.yaml");
+    std::fs::write(
+        &policy,
+        "maxReplicas: 40\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}\n",
+    )
+    .unwrap();
+    let replica_seconds = |tuning: &str| {
+        let out = dir.path().join(format!("report-{}", tuning.len()));
+        let o = ebb(&[
+            "simulate",
+            "--synthetic",
+            "step:10:80:60s:3m",
+            "--cold-start",
+            "5s",
+            "--baselines",
+            "none",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--slo-tuning",
+            tuning,
+            "--report",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+        let column = header.iter().position(|h| *h == "replica_seconds").unwrap();
+        row[column].parse::<f64>().unwrap()
+    };
+    let (plain, with_margin) = (replica_seconds(""), replica_seconds("rateMargin=4"));
+    assert!(with_margin > plain, "{with_margin} <= {plain}");
+
+    let o = ebb(&[
+        "simulate",
+        "--synthetic",
+        "constant:5:1m",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--slo-tuning",
+        "noSuchConstant=1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--slo-tuning"), "{}", stderr(&o));
+    let o = ebb(&[
+        "simulate",
+        "--synthetic",
+        "constant:5:1m",
+        "--policy",
+        "examples/policies/rps-per-replica.yaml",
+        "--slo-tuning",
+        "hedge=0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no `slo` block"), "{}", stderr(&o));
+}
+
 /// Azure's LLM trace format: a minute of requests, 4 a second, with their tokens.
 fn azure_llm_trace(dir: &std::path::Path) -> PathBuf {
     let mut text = String::from("TIMESTAMP,ContextTokens,GeneratedTokens\n");

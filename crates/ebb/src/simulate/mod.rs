@@ -74,8 +74,9 @@ pub(crate) struct SimulateArgs {
     /// Share of requests that must meet the SLO: Ebb's built-in SLO policy plans for it.
     #[arg(long, default_value = "99.9%")]
     pub(crate) attainment: String,
-    /// Constants of the built-in SLO policy's model, as name=value pairs (for experiments and
-    /// fitting; e.g. hedge=0,rateMargin=0.5).
+    /// Constants of the SLO policy's model (the built-in one's, or the `slo` block's of
+    /// `--policy`), as name=value pairs (for experiments and fitting; e.g.
+    /// hedge=0,rateMargin=0.5).
     #[arg(long, default_value = "")]
     pub(crate) slo_tuning: String,
     /// Directory for the report (HTML, SVG, CSV).
@@ -543,14 +544,21 @@ fn parse_baselines(text: &str) -> anyhow::Result<Vec<Baseline>> {
 }
 
 /// Ebb's policy: the file `--policy` names, or the built-in SLO policy at `--slo` and
-/// `--attainment` (with `--slo-tuning` applied).
+/// `--attainment`; `--slo-tuning` applies to either's `slo` block.
 fn ebb_policy(args: &SimulateArgs, slo: f64, attainment: f64) -> anyhow::Result<Policy> {
-    if let Some(p) = &args.policy {
-        return read_policy(p);
-    }
-    let max_replicas = args.max_replicas.unwrap_or(1000);
-    let mut p = default_ebb_policy(slo, attainment, args.slots, max_replicas);
-    if let Some(s) = p.slo.as_mut() {
+    let mut p = match &args.policy {
+        Some(path) => read_policy(path)?,
+        None => default_ebb_policy(
+            slo,
+            attainment,
+            args.slots,
+            args.max_replicas.unwrap_or(1000),
+        ),
+    };
+    if !args.slo_tuning.trim().is_empty() {
+        let s = p.slo.as_mut().with_context(|| {
+            "--slo-tuning: the policy has no `slo` block for its constants to apply to"
+        })?;
         s.tuning = s
             .tuning
             .parse(&args.slo_tuning)
