@@ -230,6 +230,9 @@ pub enum Reason {
         cold_start_seconds: f64,
         /// Whether the cold start was measured (false: configured or assumed).
         cold_start_measured: bool,
+        /// Where the lead spans few service times: the requests in flight the count was sized
+        /// from over it (`slo::transient`); `None` for the steady state.
+        over_lead: Option<OverLead>,
     },
     /// The LLM SLO's token model sized the replicas.
     TokenSloPlan {
@@ -703,8 +706,17 @@ impl fmt::Display for Reason {
     }
 }
 
-/// "SLO 500ms at 99.9%: 7 replicas predicted 99.93% for 212 req/s (dispersion 1.3, service
-/// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured)".
+/// What an SLO plan sized over the lead from: the requests in flight now and the seconds until
+/// a replica started now is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OverLead {
+    /// Requests in flight now.
+    pub in_flight: f64,
+    /// The lead, seconds.
+    pub lead_seconds: f64,
+}
+
 /// A TTFT or ITL goal in a [`Reason::TokenSloPlan`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -803,6 +815,9 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())
 }
 
+/// "SLO 500ms at 99.9%: 7 replicas predicted 99.93% for 212 req/s (dispersion 1.3, service
+/// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured)"; over the lead,
+/// "3 replicas predicted 99.65% over the next 47 s from 2 in flight, for 0.02 req/s".
 fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Reason::SloPlan {
         latency_seconds,
@@ -820,9 +835,20 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         jump,
         cold_start_seconds,
         cold_start_measured,
+        over_lead,
     } = r
     else {
         return Ok(());
+    };
+    let sized = match over_lead {
+        Some(OverLead {
+            in_flight,
+            lead_seconds,
+        }) => format!(
+            " over the next {} s from {in_flight:.0} in flight,",
+            cold_start_words(*lead_seconds)
+        ),
+        None => String::new(),
     };
     let service = if *service_measured {
         format!("service {service_ms:.0} ms +- {service_sd_ms:.0} ms")
@@ -854,12 +880,24 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     };
     write!(
         f,
-        "SLO {} at {}{planning}: {replicas} replicas predicted {} for {rate:.1} req/s ({arrivals}, {service}); {ahead} within the {} s cold start ({cold})",
+        "SLO {} at {}{planning}: {replicas} replicas predicted {}{sized} for {} req/s ({arrivals}, {service}); {ahead} within the {} s cold start ({cold})",
         fmt_seconds(*latency_seconds),
         fmt_percent(*attainment),
         fmt_percent(*predicted),
+        rate_words(*rate),
         cold_start_words(*cold_start_seconds),
     )
+}
+
+/// A request rate to a tenth, or to two significant digits below one a second (a stream of
+/// one request a minute read "0.0 req/s").
+fn rate_words(rate: f64) -> String {
+    if rate.abs() >= 1.0 || rate == 0.0 {
+        format!("{rate:.1}")
+    } else {
+        let digits = (1.0 - rate.abs().log10().floor()).clamp(1.0, 6.0) as usize;
+        format!("{rate:.digits$}")
+    }
 }
 
 /// Where a share of service times within the SLO came from: counted (over how many requests,

@@ -1016,6 +1016,14 @@ fn slo_plan_sizes_from_the_model() -> Decision {
     assert!(*predicted >= *planned_for, "{predicted} < {planned_for}");
     assert!((*rate - 100.0).abs() < 10.0, "{rate}");
     assert!(d.desired_replicas >= *replicas);
+    // A 20 s cold start spans 200 service times of 100 ms: the steady state sizes it.
+    assert!(matches!(
+        d.reasons.iter().find(|r| r.code() == "SloPlan"),
+        Some(Reason::SloPlan {
+            over_lead: None,
+            ..
+        })
+    ));
     let text = d
         .reasons
         .iter()
@@ -1743,4 +1751,68 @@ fn recurring_bursts_are_learnt_when_decisions_are_five_seconds_apart() {
             "every {period} s: lead {prewarm}"
         );
     }
+}
+
+/// Ten minutes of one 35 s request a minute on one replica, then a second with `in_flight`
+/// requests in flight: the SLO plan's reason for that second.
+fn sparse_slow_plan(in_flight: f64) -> Reason {
+    let p = policy(
+        "maxReplicas: 20\nslo: {latency: 120s, attainment: 99%, slotsPerReplica: 1, coldStartSeconds: 20}",
+    );
+    let (mut state, mut arrivals) = (State::default(), 0.0);
+    for s in 0..600 {
+        arrivals += if s % 60 == 0 { 1.0 } else { 0.0 };
+        let busy = if s % 60 < 35 { 1.0 } else { 0.0 };
+        let o = slo_second(
+            s,
+            1,
+            busy,
+            (arrivals, (arrivals - busy).max(0.0)),
+            (35.0, 1.0),
+        );
+        state = decide(&p, &o, &state, t(s)).state;
+    }
+    let o = slo_second(
+        600,
+        1,
+        in_flight,
+        (arrivals + in_flight, arrivals),
+        (35.0, 1.0),
+    );
+    let d = decide(&p, &o, &state, t(600));
+    d.reasons
+        .into_iter()
+        .find(|r| r.code() == "SloPlan")
+        .expect("an SloPlan")
+}
+
+/// Where a replica starts within a service time (20 s against 35 s requests), the requests in
+/// flight now say what the lead holds: the plan sizes from them over the lead, and says so.
+#[test]
+fn a_lead_within_a_few_service_times_is_sized_from_the_requests_in_flight() {
+    let replicas_of = |r: &Reason| match r {
+        Reason::SloPlan {
+            replicas,
+            over_lead,
+            ..
+        } => (*replicas, *over_lead),
+        other => panic!("{other:?}"),
+    };
+    let (idle, idle_lead) = replicas_of(&sparse_slow_plan(0.0));
+    let busy_reason = sparse_slow_plan(3.0);
+    let (busy, busy_lead) = replicas_of(&busy_reason);
+    let lead = busy_lead.expect("sized over the lead");
+    assert_eq!(lead.in_flight, 3.0);
+    // The configured cold start plus the decision loop's second.
+    assert!((lead.lead_seconds - 21.0).abs() < 1e-9, "{lead:?}");
+    assert!(idle_lead.is_some());
+    // Three busy replicas and room for the next arrival, where none in flight needs one.
+    assert_eq!(idle, 1);
+    assert!((4..=6).contains(&busy), "{busy}: {busy_reason}");
+    let text = busy_reason.to_string();
+    assert!(
+        text.contains(&format!("{busy} replicas predicted"))
+            && text.contains("over the next 21 s from 3 in flight, for 0."),
+        "{text}"
+    );
 }

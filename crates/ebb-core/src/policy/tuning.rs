@@ -51,6 +51,9 @@ pub struct Tuning {
     /// a service time, so the arrivals that size it are those of the last service time: a
     /// 10 s window on requests that take 35 s reads each arrival as a burst.
     pub level_service_times: f64,
+    /// Mean service times the lead may span for the plan to size over it from the requests
+    /// in flight (`slo::transient`) rather than for the steady state; 0 never does.
+    pub transient_service_times: f64,
     /// Weight, in request-seconds of predicted waiting, of the dispersion of counts as the
     /// arrivals' `ca^2` before the queues seen correct it (see
     /// `slo::estimate::SloState::calibrated_scv`).
@@ -77,6 +80,7 @@ impl Default for Tuning {
             prewarm_spread: 1.0,
             prewarm_budget: 0.5,
             level_service_times: 1.0,
+            transient_service_times: 5.0,
             queue_prior: 3.0,
             queue_seconds: 1800.0,
         }
@@ -113,6 +117,7 @@ impl Tuning {
                 "prewarmSpread" => &mut self.prewarm_spread,
                 "prewarmBudget" => &mut self.prewarm_budget,
                 "levelServiceTimes" => &mut self.level_service_times,
+                "transientServiceTimes" => &mut self.transient_service_times,
                 "queuePrior" => &mut self.queue_prior,
                 "queueSeconds" => &mut self.queue_seconds,
                 other => return Err(format!("unknown constant '{other}'")),

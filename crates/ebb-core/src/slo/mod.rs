@@ -21,6 +21,7 @@ pub mod plan;
 pub mod queueing;
 pub mod recurrence;
 pub mod tokens;
+pub mod transient;
 
 pub use crate::policy::Tuning;
 pub use estimate::SloState;

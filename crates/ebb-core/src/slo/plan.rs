@@ -3,10 +3,9 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
-use super::queueing::{
-    attainments, replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid,
-};
+use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid};
 use super::recurrence::Due;
+use super::transient::Model;
 use crate::observation::{is_fresh, Observation, TrafficSample};
 use crate::policy::{Slo, Tuning};
 use crate::reason::Reason;
@@ -49,6 +48,7 @@ fn smoothing(tuning: &Tuning, slo: &Slo, state: &SloState) -> Smoothing {
 /// What the model sized for the traffic now.
 struct Sized {
     load: Load,
+    model: Model,
     target: f64,
     needed: u32,
     max_replicas: u32,
@@ -145,7 +145,10 @@ fn shortage_worth(
 ) -> f64 {
     let counts = [ready, sized.needed - 1];
     let (slots, latency) = (slo.slots_per_replica, slo.latency_seconds);
-    let [with_ready, one_fewer] = attainments(&sized.load, counts, slots, latency, grid);
+    let [with_ready, one_fewer] =
+        sized
+            .model
+            .attainments(&sized.load, counts, slots, latency, grid);
     let marginal = predicted - one_fewer;
     if marginal <= 0.0 {
         return 0.0;
@@ -311,16 +314,18 @@ pub fn plan(
     let within = service_within(latency, service_mean, load.shape_scv);
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
+    let lead = lead(cold_start, cold_start_sd, tuning, state);
+    let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
     let (needed, predicted) =
-        replicas_for_cached(&load, slots, latency, target, max_replicas, &mut state.grid);
+        model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
     let arrivals_total = sample.arrivals_total;
     let silence_before = state.silence_just_ended(now);
     state
         .recurrence
         .observe(onset, rate, arrivals_total, silence_before, now);
-    let lead = lead(cold_start, cold_start_sd, tuning, state);
     let now_sized = Sized {
         load,
+        model,
         target,
         needed,
         max_replicas,
@@ -397,6 +402,7 @@ pub fn plan(
         jump,
         cold_start_seconds: cold_start,
         cold_start_measured: measured,
+        over_lead: model.over_lead(),
     });
     if let (
         false,

@@ -309,6 +309,16 @@ pub(crate) fn residual_of(load: &Load) -> impl Fn(f64) -> f64 {
     move |t: f64| residual_survival(t, mean, mu, sigma.max(1e-6))
 }
 
+/// Simpson's rule's weight of point `i` of `0..=steps` (`steps` even): 1, 4, 2, ..., 4, 1.
+pub(crate) fn simpson_weight(i: usize, steps: usize) -> f64 {
+    match i {
+        0 => 1.0,
+        i if i == steps => 1.0,
+        i if i % 2 == 1 => 4.0,
+        _ => 2.0,
+    }
+}
+
 /// Simpson's rule for `E[f(T - S); S < T]` over the normal variable of `ln S`, the service
 /// times below the SLO spread as the load's shape says: `(slack T - s, weight)` per point,
 /// `steps` (even) intervals from 6 standard deviations below the median to the SLO.
@@ -331,12 +341,7 @@ pub(crate) fn simpson_points(latency: f64, load: &Load, steps: usize) -> Vec<(f6
     (0..=steps)
         .map(|i| {
             let z = z_lo + h * i as f64;
-            let simpson = match i {
-                0 => 1.0,
-                i if i == steps => 1.0,
-                i if i % 2 == 1 => 4.0,
-                _ => 2.0,
-            };
+            let simpson = simpson_weight(i, steps);
             let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
             let slack = (latency - (mu + sigma * z).exp()).max(0.0);
             (slack, simpson * density * h / 3.0)
@@ -431,6 +436,19 @@ pub fn attainments<const N: usize>(
         }
         predict(within, wait, &WaitShape::new(load, replicas, slots), grid)
     })
+}
+
+/// `E[P(W > T - S | W > 0); S < T]`: the share of requests that miss `latency` once they
+/// wait, at `replicas` replicas (the grid kept in `cache`).
+pub(crate) fn miss_given_wait(
+    load: &Load,
+    replicas: u32,
+    slots: u32,
+    latency: f64,
+    cache: &mut Option<PenaltyGrid>,
+) -> f64 {
+    let grid = PenaltyGrid::cached(cache, latency, load);
+    grid.penalty(&WaitShape::new(load, replicas.max(1), slots.max(1)))
 }
 
 /// `F_S(T) - C(c, a) E[P(W > T - S | W > 0); S < T]` from its parts (`wait < 1`).

@@ -1,0 +1,330 @@
+//! Sizing over the next lead from the requests in flight now.
+//!
+//! The steady-state model (`queueing`) sizes for a stream whose past it does not know. Where
+//! a request takes about as long as a replica takes to start (image generation: 35 s a
+//! request, 20-40 s a cold start), the requests in flight now say most of what the next lead
+//! holds: a replica started now is ready before those in flight have finished. So over the
+//! lead `L` the busy slots at time `t` are those of the `k` in flight still running
+//! (each with probability `e^(-t / E[S])`) plus the arrivals since that are still in service
+//! (Poisson with mean `lambda E[S] (1 - e^(-t / E[S]))`, M/M/inf), and an arrival at `t`
+//! waits when they fill every slot. Its chance of missing the SLO once it waits is the
+//! steady-state model's. Long after one service time the busy count forgets `k` and the
+//! steady-state model is the better one; the planner uses this one only while the lead is
+//! within a few service times.
+
+use super::queueing::{
+    attainments, miss_given_wait, replicas_for_cached, service_within, simpson_weight, Load,
+    PenaltyGrid,
+};
+use crate::policy::Tuning;
+use crate::reason::OverLead;
+
+/// Most slots the transient sum runs over; beyond, the traffic is dense enough that the
+/// steady-state model serves.
+pub const MAX_SLOTS: u32 = 256;
+
+/// The share of arrivals over the next `horizon` seconds that find every one of `servers`
+/// slots busy, with `in_flight` requests in service now: by Simpson's rule over the horizon
+/// (arrivals are Poisson, so they see the time average). Eight intervals serve a horizon of
+/// up to `Tuning::transient_service_times` service times.
+pub fn waiting_share(load: &Load, servers: u32, in_flight: f64, horizon: f64) -> f64 {
+    const STEPS: usize = 8;
+    let h = horizon.max(0.0) / STEPS as f64;
+    (0..=STEPS)
+        .map(|i| simpson_weight(i, STEPS) * all_busy_at(load, servers, in_flight, h * i as f64))
+        .sum::<f64>()
+        / (3.0 * STEPS as f64)
+}
+
+/// The chance that every one of `servers` slots is busy `t` seconds on: each of the
+/// `in_flight` requests still running with probability `e^(-t / E[S])`, and the arrivals
+/// since still in service Poisson with mean `lambda E[S] (1 - e^(-t / E[S]))`.
+fn all_busy_at(load: &Load, servers: u32, in_flight: f64, t: f64) -> f64 {
+    let m = load.service_mean.max(1e-9);
+    let still = (-t / m).exp();
+    let arrived = load.rate * m * (1.0 - still);
+    let k = in_flight.max(0.0).round() as usize;
+    at_least(servers as usize, k, still, arrived)
+}
+
+/// `P(Bin(k, p) + Poisson(mu) >= c)`: the binomial's terms (by their logarithms, since `p`
+/// may be 0 or 1) against the Poisson's cumulative sums, `O(c)`.
+fn at_least(c: usize, k: usize, p: f64, mu: f64) -> f64 {
+    if c == 0 {
+        return 1.0;
+    }
+    let mut poisson_cdf = Vec::with_capacity(c);
+    let (mut term, mut sum) = ((-mu).exp(), 0.0);
+    for j in 0..c {
+        sum += term;
+        poisson_cdf.push(sum);
+        term *= mu / (j + 1) as f64;
+    }
+    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
+    let mut ln_choose = 0.0;
+    let mut below = 0.0;
+    for j in 0..=k.min(c - 1) {
+        if j > 0 {
+            ln_choose += ((k - (j - 1)) as f64 / j as f64).ln();
+        }
+        let hits = if j == 0 { 0.0 } else { j as f64 * ln_p };
+        let misses = if j == k { 0.0 } else { (k - j) as f64 * ln_q };
+        below += (ln_choose + hits + misses).exp() * poisson_cdf[c - 1 - j];
+    }
+    (1.0 - below).clamp(0.0, 1.0)
+}
+
+/// Which model sizes a decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// The steady state (`queueing`): the lead spans many service times, so the requests in
+    /// flight now have finished long before a replica started now is ready.
+    Steady,
+    /// Over the next `lead` seconds from the `in_flight` requests now.
+    OverLead {
+        /// Requests in flight now.
+        in_flight: f64,
+        /// Seconds until a replica started now is ready.
+        lead: f64,
+    },
+}
+
+impl Model {
+    /// Over the lead where it spans at most `Tuning::transient_service_times` mean service
+    /// times (after five, under 1% of the requests in flight now are still running), else
+    /// the steady state.
+    pub fn for_lead(in_flight: f64, lead: f64, service_mean: f64, tuning: &Tuning) -> Model {
+        if lead <= tuning.transient_service_times * service_mean && in_flight.is_finite() {
+            Model::OverLead {
+                in_flight: in_flight.max(0.0),
+                lead,
+            }
+        } else {
+            Model::Steady
+        }
+    }
+
+    /// What a reason says the count was sized from (`None`: the steady state).
+    pub fn over_lead(self) -> Option<OverLead> {
+        match self {
+            Model::Steady => None,
+            Model::OverLead { in_flight, lead } => Some(OverLead {
+                in_flight,
+                lead_seconds: lead,
+            }),
+        }
+    }
+
+    /// Predicted attainment at each of `counts` replicas.
+    pub fn attainments<const N: usize>(
+        self,
+        load: &Load,
+        counts: [u32; N],
+        slots: u32,
+        latency: f64,
+        cache: &mut Option<PenaltyGrid>,
+    ) -> [f64; N] {
+        match self {
+            Model::Steady => attainments(load, counts, slots, latency, cache),
+            Model::OverLead { in_flight, lead } => counts.map(|n| {
+                over_lead(load, n, slots, latency, (in_flight, lead), cache)
+                    .unwrap_or_else(|| attainments(load, [n], slots, latency, cache)[0])
+            }),
+        }
+    }
+
+    /// The fewest replicas (up to `max`) whose predicted attainment reaches `target`, with
+    /// that prediction; `max` with its prediction when none does. Over the lead, never fewer
+    /// than the requests in flight fill: one fewer would be a busy replica, drained rather
+    /// than removed, and a request queued at a replica is not helped by another.
+    pub fn replicas_for(
+        self,
+        load: &Load,
+        slots: u32,
+        latency: f64,
+        target: f64,
+        max: u32,
+        cache: &mut Option<PenaltyGrid>,
+    ) -> (u32, f64) {
+        let steady = |cache: &mut Option<PenaltyGrid>| {
+            replicas_for_cached(load, slots, latency, target, max, cache)
+        };
+        let Model::OverLead { in_flight, lead } = self else {
+            return steady(cache);
+        };
+        let max = max.max(1);
+        let filled = (in_flight / f64::from(slots.max(1))).ceil() as u32;
+        let mut last = (max, 0.0);
+        for n in filled.clamp(1, max)..=max {
+            let Some(predicted) = over_lead(load, n, slots, latency, (in_flight, lead), cache)
+            else {
+                // Too many slots for the sum: traffic this dense has the steady state's shape.
+                return steady(cache);
+            };
+            last = (n, predicted);
+            if predicted >= target {
+                break;
+            }
+        }
+        last
+    }
+}
+
+/// Predicted attainment of the arrivals over the next `lead` seconds at `replicas` replicas
+/// with `in_flight` requests in service now; `None` past [`MAX_SLOTS`] slots.
+fn over_lead(
+    load: &Load,
+    replicas: u32,
+    slots: u32,
+    latency: f64,
+    (in_flight, lead): (f64, f64),
+    cache: &mut Option<PenaltyGrid>,
+) -> Option<f64> {
+    let servers = replicas.saturating_mul(slots.max(1));
+    if servers > MAX_SLOTS {
+        return None;
+    }
+    if replicas == 0 {
+        return Some(0.0);
+    }
+    let within = service_within(latency, load.service_mean, load.shape_scv);
+    let wait = waiting_share(load, servers, in_flight, lead);
+    if wait <= 0.0 {
+        return Some(within);
+    }
+    let miss = miss_given_wait(load, replicas, slots, latency, cache);
+    Some((within - wait * miss).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(rate: f64, service_mean: f64) -> Load {
+        Load {
+            rate,
+            arrival_scv: 1.0,
+            service_mean,
+            service_scv: 1.0,
+            shape_scv: 1.0,
+        }
+    }
+
+    /// `P(Bin(k, p) + Poisson(mu) >= c)` by the plain convolution.
+    fn at_least_by_convolution(c: usize, k: usize, p: f64, mu: f64) -> f64 {
+        let choose =
+            |n: usize, j: usize| (0..j).fold(1.0, |a, i| a * (n - i) as f64 / (i + 1) as f64);
+        let poisson = |j: usize| (0..j).fold((-mu).exp(), |a, i| a * mu / (i + 1) as f64);
+        let below: f64 = (0..c)
+            .map(|total| {
+                (0..=total.min(k))
+                    .map(|j| {
+                        choose(k, j)
+                            * p.powi(j as i32)
+                            * (1.0 - p).powi((k - j) as i32)
+                            * poisson(total - j)
+                    })
+                    .sum::<f64>()
+            })
+            .sum();
+        1.0 - below
+    }
+
+    #[test]
+    fn the_sum_is_the_convolution() {
+        for c in [1, 2, 4, 9] {
+            for k in [0, 1, 3, 8, 12] {
+                for p in [0.0, 0.2, 0.7, 1.0] {
+                    for mu in [0.0, 0.4, 2.5, 7.0] {
+                        let (fast, plain) =
+                            (at_least(c, k, p, mu), at_least_by_convolution(c, k, p, mu));
+                        assert!(
+                            (fast - plain).abs() < 1e-9,
+                            "c {c} k {k} p {p} mu {mu}: {fast} vs {plain}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_requests_in_flight_are_forgotten_after_a_few_service_times() {
+        let l = load(0.05, 40.0); // 2 Erlangs
+                                  // Ten service times on, the busy count is Poisson(2) whatever was in flight.
+        let stationary = at_least(3, 0, 0.0, 2.0);
+        for k in [0.0, 3.0, 6.0] {
+            let later = all_busy_at(&l, 3, k, 400.0);
+            assert!(
+                (later - stationary).abs() < 1e-3,
+                "{k}: {later} vs {stationary}"
+            );
+        }
+        // With no lead, an arrival waits exactly when those in flight fill the slots.
+        assert_eq!(waiting_share(&l, 3, 3.0, 0.0), 1.0);
+        assert_eq!(waiting_share(&l, 3, 2.0, 0.0), 0.0);
+        // More in flight, more arrivals wait; more slots, fewer.
+        let (two, three) = (
+            waiting_share(&l, 3, 2.0, 30.0),
+            waiting_share(&l, 3, 3.0, 30.0),
+        );
+        assert!(two < three, "{two} {three}");
+        assert!(waiting_share(&l, 4, 3.0, 30.0) < three);
+    }
+
+    /// A c-server FIFO queue with exponential service, `k` requests in it at time 0 and Poisson
+    /// arrivals: the share of the arrivals within `lead` that wait, over `runs` replications.
+    fn simulated_waiting_share(c: u32, k: u32, rate: f64, mean: f64, lead: f64, runs: u32) -> f64 {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (mut arrivals, mut waited) = (0u64, 0u64);
+        for _ in 0..runs {
+            let (mut t, mut in_system) = (0.0, k);
+            loop {
+                let departures = f64::from(in_system.min(c)) / mean;
+                let total = rate + departures;
+                t += -uniform().ln() / total;
+                if t > lead {
+                    break;
+                }
+                if uniform() * total < rate {
+                    arrivals += 1;
+                    waited += u64::from(in_system >= c);
+                    in_system += 1;
+                } else {
+                    in_system -= 1;
+                }
+            }
+        }
+        waited as f64 / arrivals as f64
+    }
+
+    #[test]
+    fn the_share_that_waits_matches_a_simulated_queue() {
+        // (slots, in flight, offered Erlangs, lead in service times)
+        for (c, k, offered, leads) in [
+            (1, 0, 0.5, 1.0),
+            (1, 1, 0.5, 1.0),
+            (2, 1, 1.0, 1.5),
+            (3, 3, 1.0, 0.5),
+            (4, 3, 2.0, 1.0),
+            (4, 0, 2.0, 2.0),
+            (8, 6, 5.0, 1.0),
+        ] {
+            let (mean, lead) = (40.0, 40.0 * leads);
+            let l = load(offered / mean, mean);
+            let predicted = waiting_share(&l, c, f64::from(k), lead);
+            let simulated = simulated_waiting_share(c, k, l.rate, mean, lead, 200_000);
+            eprintln!("c {c} k {k} a {offered} lead {leads}: predicted {predicted:.4} simulated {simulated:.4}");
+            assert!(
+                (predicted - simulated).abs() < 0.01,
+                "c {c} k {k}: {predicted} vs {simulated}"
+            );
+        }
+    }
+}
