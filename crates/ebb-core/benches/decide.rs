@@ -1,8 +1,10 @@
 //! Decisions for 10,000 independent targets, each with 3 metrics and a 300 s history of
 //! recommendations (one a second, as a fast control loop keeps) and scale events.
 //!
-//! A second group adds the `slo` block to every target; a third, the LLM SLO (`slo.ttft` and
-//! `slo.itl` read from the engines); a fourth decides the same 10,000 targets as 5,000
+//! A second group adds the `slo` block to every target (100 ms requests, sized by the steady
+//! state); a third, an `slo` block over 35 s requests whose 20 s cold start is sized over the
+//! lead from the requests in flight; a fourth, the LLM SLO (`slo.ttft` and `slo.itl` read
+//! from the engines); a fifth decides the same 10,000 targets as 5,000
 //! disaggregated servers (`ebb_core::pools::PoolScaler`: prefill and decode, then the guard).
 //!
 //! Run: `cargo bench -p ebb-core --bench decide`
@@ -109,36 +111,68 @@ fn target(i: usize, now: Time) -> (Observation, State) {
     (obs, state)
 }
 
-/// The same targets with the `slo` block as well: each state has had two minutes of proxy
-/// counters (100-300 req/s, service 100 ms with scv 0.28, 99.92% of it within the SLO), so
-/// the estimates, the forecast and the keep-through-a-dip memory are warm, and every decision
-/// runs the queueing search.
-fn slo_targets(now: Time) -> (Policy, Vec<(Observation, State)>) {
-    let policy = Policy::from_yaml(&format!(
-        "{POLICY}slo: {{latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}}\n"
-    ))
-    .expect("benchmark SLO policy");
+/// What the SLO targets' traffic looks like: the block, the rate of target `i` (req/s), the
+/// mean service time (s) and its scv, and the share counted within the SLO.
+struct SloTraffic {
+    block: &'static str,
+    rate: fn(usize) -> f64,
+    service: f64,
+    scv: f64,
+    within: (f64, f64),
+}
+
+/// Proxy counters at 100-300 req/s, service 100 ms with scv 0.28, 99.92% of it within a
+/// 500 ms SLO: the lead spans 200 service times, so the steady-state model sizes.
+const STEADY: SloTraffic = SloTraffic {
+    block: "slo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}",
+    rate: |i| 100.0 + (i % 200) as f64,
+    service: 0.1,
+    scv: 0.28,
+    within: (0.5, 0.9992),
+};
+
+/// Image requests: 0.05-0.5 req/s of 35 s each (scv 1), one at a time, a 20 s cold start
+/// under a 120 s SLO: 2-18 requests in flight, and the count sized over the lead from them
+/// (`slo::transient`).
+const OVER_LEAD: SloTraffic = SloTraffic {
+    block: "slo: {latency: 120s, attainment: 99.9%, slotsPerReplica: 1, coldStartSeconds: 20}",
+    rate: |i| 0.05 + (i % 10) as f64 * 0.05,
+    service: 35.0,
+    scv: 1.0,
+    within: (120.0, 0.995),
+};
+
+/// The same targets with an `slo` block as well: each state has had two minutes of proxy
+/// counters of `traffic`, so the estimates, the forecast and the keep-through-a-dip memory
+/// are warm, and every decision runs the search for a count.
+fn slo_targets(now: Time, traffic: &SloTraffic) -> (Policy, Vec<(Observation, State)>) {
+    let policy =
+        Policy::from_yaml(&format!("{POLICY}{}\n", traffic.block)).expect("benchmark SLO policy");
     let targets = (0..TARGETS)
         .map(|i| {
             // The history ends before the two minutes of warm-up decisions begin.
             let (mut obs, _) = target(i, now);
             let (_, mut state) = target(i, now.minus_millis(121_000));
-            let rate = 100.0 + (i % 200) as f64;
-            let sample = |s: i64| TrafficSample {
-                at: now.minus_millis(s * 1000),
-                in_flight: rate * 0.1,
-                arrivals_total: rate * (200 - s) as f64,
-                completions_total: rate * (200 - s) as f64,
-                service: Some(ServiceTotals {
-                    requests: rate * (200 - s) as f64,
-                    seconds: rate * (200 - s) as f64 * 0.1,
-                    squared_seconds: rate * (200 - s) as f64 * 0.0128,
-                    // The proxy counts service times within the SLO: the shape is fitted to it.
-                    within: Some(WithinLatency {
-                        latency_seconds: 0.5,
-                        requests: rate * (200 - s) as f64 * 0.9992,
+            let rate = (traffic.rate)(i);
+            let m = traffic.service;
+            let sample = |s: i64| {
+                let done = rate * (200 - s) as f64;
+                TrafficSample {
+                    at: now.minus_millis(s * 1000),
+                    in_flight: rate * m,
+                    arrivals_total: done,
+                    completions_total: done,
+                    service: Some(ServiceTotals {
+                        requests: done,
+                        seconds: done * m,
+                        squared_seconds: done * m * m * (1.0 + traffic.scv),
+                        // The proxy counts service times within the SLO: the shape is fitted to it.
+                        within: Some(WithinLatency {
+                            latency_seconds: traffic.within.0,
+                            requests: done * traffic.within.1,
+                        }),
                     }),
-                }),
+                }
             };
             for s in (1..=120).rev() {
                 obs.traffic = Some(sample(s));
@@ -196,11 +230,21 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide");
     group.throughput(Throughput::Elements(TARGETS as u64));
     group.sample_size(20);
-    let (slo_policy, slo_targets) = slo_targets(now);
+    let (slo_policy, slo_targets_steady) = slo_targets(now, &STEADY);
+    let (lead_policy, lead_targets) = slo_targets(now, &OVER_LEAD);
     let (llm_policy, llm_targets) = llm_slo_targets(now);
     for (name, policy, targets) in [
         ("10k_targets_3_metrics_300s_history", &policy, &targets),
-        ("10k_targets_3_metrics_and_slo", &slo_policy, &slo_targets),
+        (
+            "10k_targets_3_metrics_and_slo",
+            &slo_policy,
+            &slo_targets_steady,
+        ),
+        (
+            "10k_targets_3_metrics_and_slo_over_lead",
+            &lead_policy,
+            &lead_targets,
+        ),
         (
             "10k_targets_3_metrics_and_llm_slo",
             &llm_policy,

@@ -24,54 +24,125 @@ use crate::reason::OverLead;
 pub const MAX_SLOTS: u32 = 256;
 
 /// The share of arrivals over the next `horizon` seconds that find every one of `servers`
-/// slots busy, with `in_flight` requests in service now: by Simpson's rule over the horizon
-/// (arrivals are Poisson, so they see the time average). Eight intervals serve a horizon of
-/// up to `Tuning::transient_service_times` service times.
+/// slots busy, with `in_flight` requests in service now (see [`Lead`]).
 pub fn waiting_share(load: &Load, servers: u32, in_flight: f64, horizon: f64) -> f64 {
+    Lead::new(load, in_flight, horizon).waiting_share(servers)
+}
+
+/// The lead's points for Simpson's rule over `[0, L]` (arrivals are Poisson, so they see the
+/// time average), each with the distribution of the busy slots then. What does not depend on
+/// the count tried (the terms' exponentials) is computed once per decision; a count costs a
+/// sum of products.
+pub struct Lead {
+    points: Vec<(f64, BusyAt)>,
+}
+
+impl Lead {
+    /// Eight intervals serve a lead of up to `Tuning::transient_service_times` service times.
     const STEPS: usize = 8;
-    let h = horizon.max(0.0) / STEPS as f64;
-    (0..=STEPS)
-        .map(|i| simpson_weight(i, STEPS) * all_busy_at(load, servers, in_flight, h * i as f64))
-        .sum::<f64>()
-        / (3.0 * STEPS as f64)
+
+    /// The points of a lead of `horizon` seconds from `in_flight` requests in service.
+    pub fn new(load: &Load, in_flight: f64, horizon: f64) -> Lead {
+        let k = in_flight.max(0.0).round() as usize;
+        let h = horizon.max(0.0) / Self::STEPS as f64;
+        let points = (0..=Self::STEPS)
+            .map(|i| {
+                let weight = simpson_weight(i, Self::STEPS);
+                (weight, BusyAt::after(load, k, h * i as f64))
+            })
+            .collect();
+        Lead { points }
+    }
+
+    /// The share of the lead's arrivals that find every one of `servers` slots busy.
+    pub fn waiting_share(&mut self, servers: u32) -> f64 {
+        self.points
+            .iter_mut()
+            .map(|(weight, busy)| *weight * busy.at_least(servers as usize))
+            .sum::<f64>()
+            / (3.0 * Self::STEPS as f64)
+    }
 }
 
-/// The chance that every one of `servers` slots is busy `t` seconds on: each of the
-/// `in_flight` requests still running with probability `e^(-t / E[S])`, and the arrivals
-/// since still in service Poisson with mean `lambda E[S] (1 - e^(-t / E[S]))`.
-fn all_busy_at(load: &Load, servers: u32, in_flight: f64, t: f64) -> f64 {
-    let m = load.service_mean.max(1e-9);
-    let still = (-t / m).exp();
-    let arrived = load.rate * m * (1.0 - still);
-    let k = in_flight.max(0.0).round() as usize;
-    at_least(servers as usize, k, still, arrived)
+/// `Bin(k, p) + Poisson(mu)` at one point of the lead: the binomial's terms up to
+/// [`MAX_SLOTS`] (by their logarithms, since `p` may be 0 or 1), and the Poisson's cumulative
+/// sums, extended as far as a count asks.
+struct BusyAt {
+    binomial: Vec<f64>,
+    poisson_cdf: Vec<f64>,
+    mu: f64,
+    next_term: f64,
 }
 
-/// `P(Bin(k, p) + Poisson(mu) >= c)`: the binomial's terms (by their logarithms, since `p`
-/// may be 0 or 1) against the Poisson's cumulative sums, `O(c)`.
-fn at_least(c: usize, k: usize, p: f64, mu: f64) -> f64 {
-    if c == 0 {
-        return 1.0;
+impl BusyAt {
+    /// The busy slots `t` seconds after `k` requests were in service: each still running with
+    /// probability `e^(-t / E[S])`, and the arrivals since still in service Poisson with mean
+    /// `lambda E[S] (1 - e^(-t / E[S]))`.
+    fn after(load: &Load, k: usize, t: f64) -> BusyAt {
+        let m = load.service_mean.max(1e-9);
+        let still = (-t / m).exp();
+        BusyAt::new(k, still, load.rate * m * (1.0 - still))
     }
-    let mut poisson_cdf = Vec::with_capacity(c);
-    let (mut term, mut sum) = ((-mu).exp(), 0.0);
-    for j in 0..c {
-        sum += term;
-        poisson_cdf.push(sum);
-        term *= mu / (j + 1) as f64;
-    }
-    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
-    let mut ln_choose = 0.0;
-    let mut below = 0.0;
-    for j in 0..=k.min(c - 1) {
-        if j > 0 {
-            ln_choose += ((k - (j - 1)) as f64 / j as f64).ln();
+
+    fn new(k: usize, p: f64, mu: f64) -> BusyAt {
+        BusyAt {
+            binomial: binomial_terms(k, p, (MAX_SLOTS as usize).min(k)),
+            poisson_cdf: Vec::with_capacity(k.min(MAX_SLOTS as usize) + 8),
+            mu,
+            next_term: (-mu).exp(),
         }
-        let hits = if j == 0 { 0.0 } else { j as f64 * ln_p };
-        let misses = if j == k { 0.0 } else { (k - j) as f64 * ln_q };
-        below += (ln_choose + hits + misses).exp() * poisson_cdf[c - 1 - j];
     }
-    (1.0 - below).clamp(0.0, 1.0)
+
+    /// `P(Bin(k, p) + Poisson(mu) >= c)`, `O(c)`.
+    fn at_least(&mut self, c: usize) -> f64 {
+        if c == 0 {
+            return 1.0;
+        }
+        while self.poisson_cdf.len() < c {
+            let j = self.poisson_cdf.len();
+            let sum = self.poisson_cdf.last().copied().unwrap_or(0.0) + self.next_term;
+            self.poisson_cdf.push(sum);
+            self.next_term *= self.mu / (j + 1) as f64;
+        }
+        let below: f64 = self
+            .binomial
+            .iter()
+            .take(c)
+            .enumerate()
+            .map(|(j, b)| b * self.poisson_cdf[c - 1 - j])
+            .sum();
+        (1.0 - below).clamp(0.0, 1.0)
+    }
+}
+
+/// `P(Bin(k, p) = j)` for `j` in `0..=last`: by the ratio of neighbouring terms from
+/// `(1 - p)^k` (one exponential), or by each term's logarithm where that start underflows
+/// (`p` near 1 with many in flight).
+fn binomial_terms(k: usize, p: f64, last: usize) -> Vec<f64> {
+    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
+    let start = k as f64 * ln_q;
+    if p > 0.0 && p < 1.0 && start > -700.0 {
+        let odds = p / (1.0 - p);
+        let mut term = start.exp();
+        return (0..=last)
+            .map(|j| {
+                let this = term;
+                term *= (k - j) as f64 / (j + 1) as f64 * odds;
+                this
+            })
+            .collect();
+    }
+    let mut ln_choose = 0.0;
+    (0..=last)
+        .map(|j| {
+            if j > 0 {
+                ln_choose += ((k - (j - 1)) as f64 / j as f64).ln();
+            }
+            let hits = if j == 0 { 0.0 } else { j as f64 * ln_p };
+            let misses = if j == k { 0.0 } else { (k - j) as f64 * ln_q };
+            (ln_choose + hits + misses).exp()
+        })
+        .collect()
 }
 
 /// Which model sizes a decision.
@@ -126,10 +197,13 @@ impl Model {
     ) -> [f64; N] {
         match self {
             Model::Steady => attainments(load, counts, slots, latency, cache),
-            Model::OverLead { in_flight, lead } => counts.map(|n| {
-                over_lead(load, n, slots, latency, (in_flight, lead), cache)
-                    .unwrap_or_else(|| attainments(load, [n], slots, latency, cache)[0])
-            }),
+            Model::OverLead { in_flight, lead } => {
+                let mut lead = Lead::new(load, in_flight, lead);
+                counts.map(|n| {
+                    over_lead(load, n, slots, latency, &mut lead, cache)
+                        .unwrap_or_else(|| attainments(load, [n], slots, latency, cache)[0])
+                })
+            }
         }
     }
 
@@ -153,12 +227,23 @@ impl Model {
             return steady(cache);
         };
         let max = max.max(1);
+        let mut lead = Lead::new(load, in_flight, lead);
         let filled = (in_flight / f64::from(slots.max(1))).ceil() as u32;
+        // A waiting request misses least with the most replicas (its queue shortest), so a
+        // count whose waits miss the target even at that rate is passed over unintegrated.
+        let within = service_within(latency, load.service_mean, load.shape_scv);
+        let least_miss = miss_given_wait(load, max, slots, latency, cache);
         let mut last = (max, 0.0);
         for n in filled.clamp(1, max)..=max {
-            let Some(predicted) = over_lead(load, n, slots, latency, (in_flight, lead), cache)
-            else {
+            let servers = n.saturating_mul(slots.max(1));
+            if servers > MAX_SLOTS {
                 // Too many slots for the sum: traffic this dense has the steady state's shape.
+                return steady(cache);
+            }
+            if n < max && within - lead.waiting_share(servers) * least_miss < target {
+                continue;
+            }
+            let Some(predicted) = over_lead(load, n, slots, latency, &mut lead, cache) else {
                 return steady(cache);
             };
             last = (n, predicted);
@@ -177,7 +262,7 @@ fn over_lead(
     replicas: u32,
     slots: u32,
     latency: f64,
-    (in_flight, lead): (f64, f64),
+    lead: &mut Lead,
     cache: &mut Option<PenaltyGrid>,
 ) -> Option<f64> {
     let servers = replicas.saturating_mul(slots.max(1));
@@ -188,7 +273,7 @@ fn over_lead(
         return Some(0.0);
     }
     let within = service_within(latency, load.service_mean, load.shape_scv);
-    let wait = waiting_share(load, servers, in_flight, lead);
+    let wait = lead.waiting_share(servers);
     if wait <= 0.0 {
         return Some(within);
     }
@@ -199,6 +284,14 @@ fn over_lead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at_least(c: usize, k: usize, p: f64, mu: f64) -> f64 {
+        BusyAt::new(k, p, mu).at_least(c)
+    }
+
+    fn all_busy_at(l: &Load, servers: u32, in_flight: f64, t: f64) -> f64 {
+        BusyAt::after(l, in_flight as usize, t).at_least(servers as usize)
+    }
 
     fn load(rate: f64, service_mean: f64) -> Load {
         Load {
@@ -245,6 +338,28 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_binomial_terms_sum_to_one_by_either_path() {
+        // (1 - p)^k from 0.5^200 (ratios) to 0.001^300 (underflows: logarithms).
+        for (k, p) in [
+            (200, 0.5),
+            (200, 0.99),
+            (300, 0.999),
+            (40, 0.3),
+            (1, 1.0),
+            (5, 0.0),
+        ] {
+            let terms = binomial_terms(k, p, k);
+            let total: f64 = terms.iter().sum();
+            assert!((total - 1.0).abs() < 1e-9, "k {k} p {p}: {total}");
+            let mean: f64 = terms.iter().enumerate().map(|(j, t)| j as f64 * t).sum();
+            assert!(
+                (mean - k as f64 * p).abs() < 1e-6,
+                "k {k} p {p}: mean {mean}"
+            );
         }
     }
 
