@@ -65,8 +65,8 @@ impl Lead {
 }
 
 /// `Bin(k, p) + Poisson(mu)` at one point of the lead: the binomial's terms up to
-/// [`MAX_SLOTS`] (by their logarithms, since `p` may be 0 or 1), and the Poisson's cumulative
-/// sums, extended as far as a count asks.
+/// [`MAX_SLOTS`] ([`binomial_terms`]), and the Poisson's cumulative sums, extended as far as a
+/// count asks.
 struct BusyAt {
     binomial: Vec<f64>,
     poisson_cdf: Vec<f64>,
