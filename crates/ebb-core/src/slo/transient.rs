@@ -199,9 +199,14 @@ impl Model {
             Model::Steady => attainments(load, counts, slots, latency, cache),
             Model::OverLead { in_flight, lead } => {
                 let mut lead = Lead::new(load, in_flight, lead);
+                let within = service_within(latency, load.service_mean, load.shape_scv);
                 counts.map(|n| {
-                    over_lead(load, n, slots, latency, &mut lead, cache)
-                        .unwrap_or_else(|| attainments(load, [n], slots, latency, cache)[0])
+                    let servers = n.saturating_mul(slots.max(1));
+                    if servers > MAX_SLOTS {
+                        return attainments(load, [n], slots, latency, cache)[0];
+                    }
+                    let wait = lead.waiting_share(servers);
+                    over_lead(load, n, slots, latency, (within, wait), cache)
                 })
             }
         }
@@ -240,12 +245,11 @@ impl Model {
                 // Too many slots for the sum: traffic this dense has the steady state's shape.
                 return steady(cache);
             }
-            if n < max && within - lead.waiting_share(servers) * least_miss < target {
+            let wait = lead.waiting_share(servers);
+            if n < max && within - wait * least_miss < target {
                 continue;
             }
-            let Some(predicted) = over_lead(load, n, slots, latency, &mut lead, cache) else {
-                return steady(cache);
-            };
+            let predicted = over_lead(load, n, slots, latency, (within, wait), cache);
             last = (n, predicted);
             if predicted >= target {
                 break;
@@ -255,30 +259,26 @@ impl Model {
     }
 }
 
-/// Predicted attainment of the arrivals over the next `lead` seconds at `replicas` replicas
-/// with `in_flight` requests in service now; `None` past [`MAX_SLOTS`] slots.
+/// Predicted attainment of the arrivals over the lead at `replicas` replicas, from the share
+/// of service times `within` the SLO and the share of the lead's arrivals that `wait`
+/// (`Lead::waiting_share`): `within - wait x (miss given a wait)`, with no integral where none
+/// waits.
 fn over_lead(
     load: &Load,
     replicas: u32,
     slots: u32,
     latency: f64,
-    lead: &mut Lead,
+    (within, wait): (f64, f64),
     cache: &mut Option<PenaltyGrid>,
-) -> Option<f64> {
-    let servers = replicas.saturating_mul(slots.max(1));
-    if servers > MAX_SLOTS {
-        return None;
-    }
+) -> f64 {
     if replicas == 0 {
-        return Some(0.0);
+        return 0.0;
     }
-    let within = service_within(latency, load.service_mean, load.shape_scv);
-    let wait = lead.waiting_share(servers);
     if wait <= 0.0 {
-        return Some(within);
+        return within;
     }
     let miss = miss_given_wait(load, replicas, slots, latency, cache);
-    Some((within - wait * miss).max(0.0))
+    (within - wait * miss).max(0.0)
 }
 
 #[cfg(test)]
