@@ -23,6 +23,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The replica-seconds of the first policy in a simulate report's `summary.csv` (Ebb's, or
+/// the only one with `--baselines none`).
+fn first_replica_seconds(report: &Path) -> f64 {
+    let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
+    let mut lines = summary.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "replica_seconds").unwrap();
+    row[column].parse().unwrap()
+}
+
 #[test]
 fn check_prints_the_normalized_policy() {
     let o = ebb(&["check", "examples/policies/rps-per-replica.yaml"]);
@@ -343,11 +354,7 @@ fn simulate_applies_slo_tuning_to_a_policy_files_slo_block() {
             out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-        let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
-        let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
-        let column = header.iter().position(|h| *h == "replica_seconds").unwrap();
-        row[column].parse::<f64>().unwrap()
+        first_replica_seconds(&out)
     };
     let (plain, with_margin) = (replica_seconds(""), replica_seconds("rateMargin=4"));
     assert!(with_margin > plain, "{with_margin} <= {plain}");
@@ -777,18 +784,7 @@ fn simulate_puts_a_prometheus_answer_on_its_own_calendar_for_schedules() {
             report.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let summary = std::fs::read_to_string(report.join("summary.csv")).unwrap();
-        let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
-        let i = header.iter().position(|h| *h == "replica_seconds").unwrap();
-        summary
-            .lines()
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .nth(i)
-            .unwrap()
-            .parse()
-            .unwrap()
+        first_replica_seconds(&report)
     };
     // Business hours hold the schedule's floor of 8 for the whole 10 minutes; Sunday's
     // 2 req/s needs one or two.
