@@ -211,7 +211,9 @@ pub async fn run(
             state = state.with_models(m.models.iter().map(|m| (m.name.as_str(), m.memory_mib)));
         }
         if let Some(slo) = &cfg.policy.slo {
-            state = state.with_slo_latency(slo.latency_seconds);
+            state = state
+                .with_slo_latency(slo.latency_seconds)
+                .with_slots_per_replica(slo.slots_per_replica);
         }
         let state = Arc::new(state);
         let listener_ctx = listener_for(&state);

@@ -147,15 +147,20 @@ struct OnReplica {
     replica: Arc<Replica>,
     _in_flight: HeldBy<Replica>,
     _copy_in_flight: Option<HeldBy<Copy>>,
+    /// Whether the replica had a free slot when the request was sent: if not, the request
+    /// waits in the replica's own queue, and its time there is no service time.
+    found_free_slot: bool,
 }
 
 impl OnReplica {
-    fn begin(replica: &Arc<Replica>, copy: Option<&Arc<Copy>>) -> OnReplica {
+    fn begin(state: &ServiceState, replica: &Arc<Replica>, copy: Option<&Arc<Copy>>) -> OnReplica {
         replica.requests.fetch_add(1, Ordering::Relaxed);
+        let found_free_slot = state.has_free_slot(replica);
         OnReplica {
             replica: replica.clone(),
             _in_flight: HeldBy::new(replica.clone(), |r| &r.in_flight),
             _copy_in_flight: copy.map(|c| HeldBy::new(c.clone(), |c| &c.in_flight)),
+            found_free_slot,
         }
     }
 }
@@ -167,7 +172,8 @@ struct Exchange {
     _model: Option<ModelAccounted>,
     on: OnReplica,
     sent: Instant,
-    /// Not a 5xx: its duration is a service time the SLO model may learn from.
+    /// Not a 5xx: its duration is a service time the SLO model may learn from (where the
+    /// replica had a free slot for it).
     served: bool,
     health: Arc<HealthSettings>,
 }
@@ -183,7 +189,7 @@ impl Observer for Exchange {
 
     fn finished(&mut self, total: Duration) {
         self.request.answered(total);
-        if self.served {
+        if self.served && self.on.found_free_slot {
             self.request.state.record_service(self.sent.elapsed());
         }
     }
@@ -609,7 +615,7 @@ impl Proxy {
     ) -> Sent {
         up.headers_mut()
             .insert(hyper::header::HOST, replica.host.clone());
-        let on = OnReplica::begin(replica, copy);
+        let on = OnReplica::begin(&self.state, replica, copy);
         let sent = Instant::now();
         let addr = replica.addr;
         let silence = self.settings.upstream_timeout;

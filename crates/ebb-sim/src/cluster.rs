@@ -153,9 +153,14 @@ struct Event {
     kind: EventKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum EventKind {
-    Completion,
+    /// A request finished; `timed` is its service time where Ebb's proxy would count one:
+    /// where it found a free slot when sent to the replica (one that waited in the replica's
+    /// own queue is not counted, since the proxy's clock would include the wait).
+    Completion {
+        timed: Option<f64>,
+    },
     Ready,
 }
 
@@ -235,8 +240,10 @@ pub struct Cluster {
     pub arrivals_total: u64,
     /// Requests that have left (served or failed).
     pub completions_total: u64,
-    /// Service times of the requests that started service (what a proxy measures as a
-    /// replica's time on a request).
+    /// The service times Ebb's proxy counts: those of the requests that found a free slot
+    /// when sent to a replica, counted as each answer completes (until 2026-12-05, eighth
+    /// session, every request's bare service time, counted when it started: a proxy cannot
+    /// see the service time of a request that waited in a replica's own queue).
     pub service: ebb_core::ServiceTotals,
     in_system: u64,
     in_system_area: f64,
@@ -458,9 +465,10 @@ impl Cluster {
             self.events.push(Event {
                 at: now + req.service,
                 replica: idx as u32,
-                kind: EventKind::Completion,
+                kind: EventKind::Completion {
+                    timed: Some(req.service),
+                },
             });
-            self.count_service(req.service);
             Dispatch::Started
         } else {
             r.queue.push_back(req);
@@ -483,14 +491,23 @@ impl Cluster {
                         self.drain_pending(e.at, outcomes);
                     }
                 }
-                EventKind::Completion => self.complete(idx, e.at, outcomes),
+                EventKind::Completion { timed } => self.complete(idx, e.at, timed, outcomes),
             }
         }
     }
 
-    fn complete(&mut self, idx: usize, now: f64, outcomes: &mut impl FnMut(f64, Outcome)) {
+    fn complete(
+        &mut self,
+        idx: usize,
+        now: f64,
+        timed: Option<f64>,
+        outcomes: &mut impl FnMut(f64, Outcome),
+    ) {
         // The request that finished: its latency was fixed when it started.
         let timeout = self.config.timeout;
+        if let Some(service) = timed {
+            self.count_service(service);
+        }
         {
             let r = &mut self.replicas[idx];
             r.touch(now);
@@ -512,9 +529,8 @@ impl Cluster {
             self.events.push(Event {
                 at: now + next.service,
                 replica: idx as u32,
-                kind: EventKind::Completion,
+                kind: EventKind::Completion { timed: None },
             });
-            self.count_service(next.service);
             outcomes(now, Outcome::Served(now - next.arrival + next.service));
             break;
         }
@@ -668,5 +684,37 @@ mod tests {
             late > 4.0,
             "the late arrival waited behind the held ones: {late}"
         );
+    }
+
+    /// Ebb's proxy clocks a replica's answer from the moment it sent the request, so it
+    /// counts only the requests that found a free slot (one that waited in the replica's own
+    /// queue would read its wait as service), and each once answered: of three 1 s requests
+    /// at once on one slot, the first, counted at 1 s. Time held at the activator, before any
+    /// replica was ready, is not the replica's.
+    #[test]
+    fn service_totals_count_what_a_proxy_counts() {
+        let config = ClusterConfig {
+            slots: 1,
+            ..ClusterConfig::default()
+        };
+        let mut cluster = Cluster::new(config.clone(), 1);
+        let mut ignore = |_: f64, _: Outcome| {};
+        for _ in 0..3 {
+            cluster.arrive(0.0, 1.0, &mut ignore);
+        }
+        assert_eq!(cluster.service.requests, 0.0);
+        let mut counted = Vec::new();
+        for at in [1.0, 2.0, 3.0] {
+            cluster.advance(at, &mut ignore);
+            counted.push((cluster.service.requests, cluster.service.seconds));
+        }
+        assert_eq!(counted, [(1.0, 1.0); 3]);
+
+        let mut cold = Cluster::new(config, 0);
+        cold.arrive(0.0, 1.0, &mut ignore);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        cold.scale_to(1, &[], 0.0, Some(5.0), &mut rng);
+        cold.advance(10.0, &mut ignore);
+        assert_eq!((cold.service.requests, cold.service.seconds), (1.0, 1.0));
     }
 }

@@ -60,18 +60,6 @@ fn watch_stream(port: u16, leave_after: Option<usize>) -> Seen {
     seen
 }
 
-/// The value of the sample `series` (the whole text before the value) on the admin page.
-fn metric(up: &Up, series: &str) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", up.admin)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
-}
-
 #[test]
 fn answers_stream_through_as_they_come_and_count_until_their_last_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,18 +87,12 @@ fn answers_stream_through_as_they_come_and_count_until_their_last_byte() {
     let s = up.status().unwrap();
     assert_eq!(proxy_counter(&s, "cancelled_total"), 0, "{s:#}");
     let labels = format!("{{service=\"{}\"}}", up.name);
-    let firsts = metric(
-        &up,
-        &format!("ebb_time_to_first_byte_seconds_count{labels}"),
-    );
-    let gaps = metric(&up, &format!("ebb_inter_chunk_seconds_count{labels}"));
-    let within_100ms = metric(
-        &up,
-        &format!(
-            "ebb_inter_chunk_seconds_bucket{{service=\"{}\",le=\"0.1\"}}",
-            up.name
-        ),
-    );
+    let firsts = up.metric(&format!("ebb_time_to_first_byte_seconds_count{labels}"));
+    let gaps = up.metric(&format!("ebb_inter_chunk_seconds_count{labels}"));
+    let within_100ms = up.metric(&format!(
+        "ebb_inter_chunk_seconds_bucket{{service=\"{}\",le=\"0.1\"}}",
+        up.name
+    ));
     assert_eq!(firsts, 1.0);
     assert!(gaps >= 9.0, "{gaps} gaps for 10 events");
     assert_eq!(within_100ms, 0.0, "every gap was 150 ms");

@@ -602,3 +602,38 @@ where
     }
     out
 }
+
+/// The proxy times a replica's answer from sending the request to the answer, so a request
+/// sent while the replica's slots (the SLO's `slotsPerReplica`) were all taken would read its
+/// wait in the replica's own queue as service: four at once on one slot of 500 ms would read
+/// 0.5, 1, 1.5 and 2 s (the SLO model took a constant 2 s for 2.3 s +- 2.1 s this way). Only
+/// the one that found the slot free is counted.
+#[test]
+fn answers_that_waited_inside_a_replica_are_not_service_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = "    minReplicas: 1\n    maxReplicas: 1\n    slo: {latency: 5s, attainment: 99%, slotsPerReplica: 1}";
+    let cfg = config_of_model(dir.path(), port, (500, 1), policy, "");
+    let up = Up::start(&cfg, port);
+    let body = r#"{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let infer = || post(port, "/v2/models/iris/infer", body).0;
+    let codes: Vec<u16> = std::thread::scope(|sc| {
+        // The first on the replica before the others are sent: the replica takes requests in
+        // the order their connections reach it, not the order the proxy sent them in.
+        let first = sc.spawn(infer);
+        up.wait_until(Duration::from_secs(5), |s| {
+            s["replicas"]["list"][0]["inFlight"].as_u64() >= Some(1)
+        });
+        let others: Vec<_> = (0..3).map(|_| sc.spawn(infer)).collect();
+        std::iter::once(first)
+            .chain(others)
+            .map(|c| c.join().unwrap())
+            .collect()
+    });
+    assert_eq!(codes, [200; 4]);
+    let count = up.metric("ebb_service_seconds_count{service=\"iris\"}");
+    let sum = up.metric("ebb_service_seconds_sum{service=\"iris\"}");
+    assert_eq!(count, 1.0, "one answer found the slot free");
+    assert!((0.45..1.0).contains(&sum), "{sum} s");
+    up.interrupt();
+}

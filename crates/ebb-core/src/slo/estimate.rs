@@ -63,12 +63,22 @@ pub struct SloState {
     pub service_from_littles_law: bool,
     /// Whether the service estimate was learnt only while requests outnumbered the ready
     /// slots (the first ones, with nothing better to go on): an upper bound that the first
-    /// sample after a whole interval within the slots replaces.
+    /// sample after the backlog drained replaces.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service_provisional: bool,
+    /// What the answers showed while the estimate was provisional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisional: Option<super::backlog::Provisional>,
     /// Whether the last sample had more requests in flight than ready slots.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last_overloaded: bool,
+    /// After an overload, the completions count by which the requests in flight when it
+    /// ended have all completed: until then, completions include requests that waited in a
+    /// replica's own queue, which a proxy times as the replica's (since 2026-12-05, eighth
+    /// session; before, one sample interval within the slots was taken as enough, and
+    /// requests that had queued for longer than it were learnt as service times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_done_at: Option<f64>,
     /// Requests whose service time was measured so far.
     #[serde(default)]
     pub service_requests: f64,
@@ -369,24 +379,25 @@ impl SloState {
         self.count_variance += weight * (residual * residual / dt - self.count_variance);
         let short = 1.0 - (-dt / SHORT_RATE_SECONDS).exp();
         self.short_rate += short * (rate - self.short_rate);
-        let overloaded = sample.in_flight > slots;
-        let drained = !overloaded && !self.last_overloaded;
+        let saturated = self.last_overloaded && sample.in_flight > slots && slots > 0.0;
+        let drained = self.track_backlog(&last, sample, slots);
         if drained && self.service_provisional {
             // What a backlog taught (a cold start from zero under load: each request then
-            // also waited in its replica's own queue) gives way once a whole interval
-            // within the slots has passed: the requests that waited have completed.
+            // also waited in its replica's own queue) gives way once the requests that
+            // waited have completed.
             self.forget_service();
         }
-        let learns = match (self.service_mean, self.service_provisional) {
-            (None, _) => true,
-            (Some(_), true) => false,
-            (Some(_), false) => !overloaded,
-        };
-        if learns {
-            self.observe_service(&last, sample, dt);
-            self.service_provisional = overloaded && self.service_mean.is_some();
+        match (
+            drained,
+            self.service_mean.is_none() || self.service_provisional,
+        ) {
+            (true, _) => self.observe_service(&last, sample, dt),
+            (false, true) => {
+                let slot_seconds = saturated.then_some(slots * dt);
+                self.observe_provisional(&last, sample, dt, slot_seconds);
+            }
+            (false, false) => {}
         }
-        self.last_overloaded = overloaded;
         self.last = Some(*sample);
         true
     }
@@ -400,6 +411,69 @@ impl SloState {
             .map_or(0.0, |(_, seconds)| seconds)
     }
 
+    /// Whether the completions between `last` and `sample` are free of an overload's backlog:
+    /// more requests in flight than ready `slots` wait in the replicas' own queues, and the
+    /// ones in flight when the overload ended may have waited too, so the intervals up to the
+    /// one in which the last of them completed are not service times.
+    fn track_backlog(&mut self, last: &TrafficSample, sample: &TrafficSample, slots: f64) -> bool {
+        let overloaded = sample.in_flight > slots;
+        if overloaded {
+            self.backlog_done_at = None;
+        } else if self.last_overloaded {
+            let in_flight = if is_usable(sample.in_flight) {
+                sample.in_flight
+            } else {
+                0.0
+            };
+            self.backlog_done_at = Some(sample.completions_total + in_flight);
+        }
+        let drained = !overloaded
+            && !self.last_overloaded
+            && self
+                .backlog_done_at
+                .is_none_or(|done| last.completions_total >= done);
+        if drained {
+            self.backlog_done_at = None;
+        }
+        self.last_overloaded = overloaded;
+        drained
+    }
+
+    /// Learns the service time from answers that may have waited in a replica's queue (see
+    /// [`super::backlog`]): the mean is an upper bound, and the shape is left to the prior.
+    fn observe_provisional(
+        &mut self,
+        last: &TrafficSample,
+        now: &TrafficSample,
+        dt: f64,
+        slot_seconds: Option<f64>,
+    ) {
+        let (Some(s1), Some(s0)) = (now.service, last.service) else {
+            // Little's law reads the waits into the time in system either way.
+            self.observe_service(last, now, dt);
+            self.service_provisional = self.service_mean.is_some();
+            return;
+        };
+        let (served, seconds) = (s1.requests - s0.requests, s1.seconds - s0.seconds);
+        let mean = seconds / served;
+        if !(served > 0.0 && mean.is_finite() && (0.0..86_400.0).contains(&mean)) {
+            return;
+        }
+        let provisional = self.provisional.get_or_insert_with(Default::default);
+        provisional.add(seconds, served, slot_seconds);
+        let Some(mean) = provisional.mean() else {
+            return;
+        };
+        self.service_mean = Some(mean);
+        self.service_square = Some(2.0 * mean * mean);
+        self.within_share = None;
+        self.within_latency = None;
+        self.within_requests = 0.0;
+        self.service_requests = 0.0;
+        self.service_from_littles_law = false;
+        self.service_provisional = true;
+    }
+
     /// Drops the service estimate and its shape, to learn them again.
     fn forget_service(&mut self) {
         self.service_mean = None;
@@ -409,6 +483,7 @@ impl SloState {
         self.within_requests = 0.0;
         self.service_requests = 0.0;
         self.service_provisional = false;
+        self.provisional = None;
     }
 
     fn observe_service(&mut self, last: &TrafficSample, now: &TrafficSample, dt: f64) {
@@ -675,48 +750,125 @@ mod tests {
         assert_eq!(lead(&state), 20.0 + MAX_PERIOD_SECONDS);
     }
 
+    /// The running counters a driver reports, to feed [`SloState::observe`] with.
+    #[derive(Default)]
+    struct Counters {
+        arrived: f64,
+        done: f64,
+        busy: f64,
+        squares: f64,
+    }
+
+    impl Counters {
+        /// The sample at second `s` after `arrived` more arrivals and `finished` more
+        /// completions of `each` seconds, with `in_flight` in flight.
+        fn next(
+            &mut self,
+            s: i64,
+            in_flight: f64,
+            arrived: f64,
+            finished: f64,
+            each: f64,
+        ) -> TrafficSample {
+            self.arrived += arrived;
+            self.done += finished;
+            self.busy += finished * each;
+            self.squares += finished * each * each;
+            TrafficSample {
+                at: Time::from_secs(s),
+                in_flight,
+                arrivals_total: self.arrived,
+                completions_total: self.done,
+                service: Some(ServiceTotals {
+                    requests: self.done,
+                    seconds: self.busy,
+                    squared_seconds: self.squares,
+                    within: None,
+                }),
+            }
+        }
+    }
+
     #[test]
     fn a_service_time_learnt_under_a_backlog_gives_way_to_the_first_clean_one() {
         let smoothing = test_smoothing();
         let mut state = SloState::default();
-        let (mut served, mut busy, mut squares) = (0.0, 0.0, 0.0);
+        let mut counters = Counters::default();
         let mut feed = |state: &mut SloState, s: i64, in_flight: f64, each: f64| {
-            served += 40.0;
-            busy += 40.0 * each;
-            squares += 40.0 * each * each;
-            let sample = TrafficSample {
-                at: Time::from_secs(s),
-                in_flight,
-                arrivals_total: served,
-                completions_total: served,
-                service: Some(ServiceTotals {
-                    requests: served,
-                    seconds: busy,
-                    squared_seconds: squares,
-                    within: None,
-                }),
-            };
+            let sample = counters.next(s, in_flight, 40.0, 40.0, each);
             state.observe(&sample, &smoothing, 4.0);
         };
         // From zero under load: 200 requests for one replica's 4 slots, each request
-        // also waiting 3 s in the replica's own queue.
-        for s in 0..5 {
+        // also waiting about 3 s in the replica's own queue. With no interval yet that began
+        // and ended with the slots full, the timed mean is all there is.
+        for s in 0..2 {
             feed(&mut state, s, 200.0, 3.0);
         }
         assert!(state.service_provisional);
         assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
-        // More of the backlog teaches nothing more; the first sample within the slots
-        // replaces it rather than being averaged with it.
-        feed(&mut state, 5, 200.0, 6.0);
-        assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
-        // The first interval within the slots still completes requests that waited.
-        feed(&mut state, 6, 2.0, 2.0);
+        // Then the full slots read it: 4 slots answering 40 a second take 100 ms each,
+        // assumed exponential (the waits say nothing of the shape).
+        for s in 2..6 {
+            feed(&mut state, s, 200.0, 3.0);
+        }
         assert!(state.service_provisional);
-        assert!((state.service_mean.unwrap() - 3.0).abs() < 1e-9);
-        feed(&mut state, 7, 2.0, 0.05);
+        let (mean, scv) = state.service().unwrap();
+        assert!((mean - 0.1).abs() < 1e-9, "{mean}");
+        assert!((scv - 1.0).abs() < 1e-9, "{scv}");
+        // The first interval within the slots still completes requests that waited, and
+        // so does the next, in which the two in flight at the overload's end complete.
+        feed(&mut state, 6, 2.0, 2.0);
+        feed(&mut state, 7, 2.0, 2.0);
+        assert!(state.service_provisional);
+        assert!((state.service_mean.unwrap() - 0.1).abs() < 1e-9);
+        feed(&mut state, 8, 2.0, 0.05);
         assert!(!state.service_provisional);
         let mean = state.service_mean.unwrap();
         assert!((mean - 0.05).abs() < 1e-9, "{mean}");
+    }
+
+    /// A replica's own queue can hold requests for many sample intervals (2 s requests, one
+    /// slot, five queued): none of their times is learnt, however long they take to drain,
+    /// and a learnt estimate is not moved by them either.
+    #[test]
+    fn requests_that_queued_are_not_learnt_until_the_last_of_them_completed() {
+        let smoothing = test_smoothing();
+        let mut state = SloState::default();
+        let mut counters = Counters::default();
+        // (arrivals, completions, in flight, seconds per completion) each second.
+        let mut feed =
+            |state: &mut SloState, s: i64, add: f64, finish: f64, in_flight: f64, each: f64| {
+                let sample = counters.next(s, in_flight, add, finish, each);
+                state.observe(&sample, &smoothing, 1.0);
+            };
+        // Learnt: 2 s a request, one at a time.
+        for s in 0..20 {
+            feed(&mut state, s, 0.5, 0.5, 1.0, 2.0);
+        }
+        let learnt = state.service_mean.unwrap();
+        assert!((learnt - 2.0).abs() < 1e-9, "{learnt}");
+        // Six arrive at once; one slot serves them over 12 s; each completion carries its
+        // wait. At second 22 only the last of them is in flight, within the slot.
+        feed(&mut state, 20, 6.0, 0.0, 6.0, 0.0);
+        for (s, in_flight, timed) in [(21, 5.0, 4.0), (22, 1.0, 6.0), (23, 1.0, 8.0)] {
+            feed(
+                &mut state,
+                s,
+                0.0,
+                if s == 22 { 4.0 } else { 0.0 },
+                in_flight,
+                timed,
+            );
+        }
+        for s in 24..33 {
+            let finish = if s == 32 { 1.0 } else { 0.0 };
+            feed(&mut state, s, 0.0, finish, 1.0 - finish, 12.0);
+            assert_eq!(state.service_mean, Some(learnt), "second {s}");
+        }
+        // Past the backlog: fresh completions are learnt again.
+        feed(&mut state, 33, 1.0, 0.0, 1.0, 0.0);
+        feed(&mut state, 34, 0.0, 1.0, 0.0, 2.5);
+        assert!(state.service_mean.unwrap() > learnt);
     }
 
     #[test]

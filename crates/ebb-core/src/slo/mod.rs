@@ -9,9 +9,11 @@
 //! - [`forecast`]: Holt-Winters over the arrival rate;
 //! - [`estimate`]: the online estimates and the memory behind "keep a replica through a dip
 //!   shorter than its cold start";
+//! - [`backlog`]: the service time read while requests wait in the replicas' own queues;
 //! - [`plan`]: one decision's proposal and its reasons;
 //! - [`tokens`]: the LLM SLO (TTFT and ITL) sized from the engines' own signals.
 
+pub mod backlog;
 pub mod bursts;
 pub mod dispatch;
 pub mod estimate;

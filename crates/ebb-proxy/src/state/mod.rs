@@ -252,6 +252,10 @@ pub struct ServiceState {
     /// The SLO's latency (microseconds) and how many service times were within it, where the
     /// policy has an SLO: the SLO model's tail at the SLO, counted.
     pub service_within: Option<(u64, AtomicU64)>,
+    /// Requests a replica serves at once, where the policy says (its SLO's slots): a request
+    /// sent to a replica with all of them taken waits in the replica's own queue, and its
+    /// time is not counted as a service time. `None`: every answer is counted.
+    pub slots_per_replica: Option<u32>,
     /// Supervisor events (crashes, restarts, readiness failures), newest last.
     pub events: Mutex<VecDeque<String>>,
     /// Sum of in-flight samples since the control loop last read it, and their count.
@@ -312,6 +316,7 @@ impl ServiceState {
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             service_within: None,
+            slots_per_replica: None,
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
@@ -382,6 +387,22 @@ impl ServiceState {
         let micros = (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64;
         self.service_within = Some((micros, AtomicU64::new(0)));
         self
+    }
+
+    /// The same state with replicas of `slots` slots: answers to requests sent to a full
+    /// replica are not timed as service.
+    pub fn with_slots_per_replica(mut self, slots: u32) -> ServiceState {
+        self.slots_per_replica = Some(slots);
+        self
+    }
+
+    /// Whether `replica` can start another request now, as far as its slots are known: by
+    /// Ebb's own count of what it sent there. A replica takes requests in the order their
+    /// connections reach it, so now and then one counted as free waits behind one sent just
+    /// after it (read as one service time more); the ones sent to a full replica never count.
+    pub fn has_free_slot(&self, replica: &Replica) -> bool {
+        self.slots_per_replica
+            .is_none_or(|slots| replica.in_flight.load(Ordering::Relaxed) < slots)
     }
 
     /// The same state for a multi-model service hosting `models` (name, MiB a replica needs).
@@ -521,7 +542,8 @@ impl ServiceState {
         }
     }
 
-    /// Counts one replica's time on a request (sent to answered, Ebb's own queue excluded).
+    /// Counts one replica's time on a request (sent to answered, Ebb's own queue excluded; the
+    /// caller leaves out requests that found the replica's slots taken).
     pub fn record_service(&self, took: std::time::Duration) {
         let v = (took.as_micros() as u64).clamp(1, 3_600_000_000);
         self.service_times[0].fetch_add(1, Ordering::Relaxed);

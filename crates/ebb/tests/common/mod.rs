@@ -22,12 +22,23 @@ pub(crate) fn free_port() -> u16 {
 }
 
 pub(crate) fn config(dir: &Path, port: u16, policy: &str, extra: &str) -> PathBuf {
+    config_of_model(dir, port, (20, 2), policy, extra)
+}
+
+/// [`config`] with the demo model taking `service_ms` a request, `concurrency` at once.
+pub(crate) fn config_of_model(
+    dir: &Path,
+    port: u16,
+    (service_ms, concurrency): (u32, u32),
+    policy: &str,
+    extra: &str,
+) -> PathBuf {
     let admin = free_port();
     let text = format!(
         r#"admin: 127.0.0.1:{admin}
 services:
 - name: iris
-  command: ["{{ebb}}", demo-model, --port, "{{port}}", --service-ms, "20", --concurrency, "2"]
+  command: ["{{ebb}}", demo-model, --port, "{{port}}", --service-ms, "{service_ms}", --concurrency, "{concurrency}"]
   listen: 127.0.0.1:{port}
   syncPeriodMs: 250
   drainTimeoutSeconds: 10
@@ -144,6 +155,19 @@ impl Up {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The value of the sample `series` (the whole text before the value) on the admin
+    /// port's `/metrics`.
+    pub(crate) fn metric(&self, series: &str) -> f64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
     }
 
     pub(crate) fn pids(&self) -> Vec<i32> {

@@ -2333,10 +2333,21 @@ async fn scale_up_on_a_full_kv_cache(namespace_name: &str, spec: &str) -> Autosc
         || async { replicas(&client, &ns, "llm").await >= 2 },
     )
     .await;
-    let status = autoscaler(&client, &ns, "llm")
-        .await
-        .and_then(|a| a.status)
-        .unwrap_or_default();
+    // The controller patches the scale before it writes the status of the same pass: wait
+    // for the status that pass wrote, not the one before it.
+    let scaled_status = || async {
+        autoscaler(&client, &ns, "llm")
+            .await
+            .and_then(|a| a.status)
+            .filter(|s| s.desired_replicas >= Some(2))
+    };
+    wait(
+        Duration::from_secs(10),
+        "the status of the scale-up",
+        || async { scaled_status().await.is_some() },
+    )
+    .await;
+    let status = scaled_status().await.unwrap_or_default();
     eprintln!("{}", status.reasons.join("; "));
     for a in answers.await.unwrap() {
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
