@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A gauge a guard raises and lowers.
 pub trait Gauge: Sync {
-    /// One more.
-    fn up(&self);
+    /// One more; the count before it.
+    fn up(&self) -> u64;
     /// One fewer.
     fn down(&self);
 }
 
 impl Gauge for AtomicU64 {
-    fn up(&self) {
-        self.fetch_add(1, Ordering::AcqRel);
+    fn up(&self) -> u64 {
+        self.fetch_add(1, Ordering::AcqRel)
     }
     fn down(&self) {
         self.fetch_sub(1, Ordering::AcqRel);
@@ -22,8 +22,8 @@ impl Gauge for AtomicU64 {
 }
 
 impl Gauge for AtomicU32 {
-    fn up(&self) {
-        self.fetch_add(1, Ordering::AcqRel);
+    fn up(&self) -> u64 {
+        u64::from(self.fetch_add(1, Ordering::AcqRel))
     }
     fn down(&self) {
         self.fetch_sub(1, Ordering::AcqRel);
@@ -60,8 +60,14 @@ pub struct HeldBy<T: Send + Sync + 'static> {
 impl<T: Send + Sync + 'static> HeldBy<T> {
     /// Raises the gauge `gauge` picks out of `owner` until the returned guard drops.
     pub fn new(owner: std::sync::Arc<T>, gauge: fn(&T) -> &dyn Gauge) -> HeldBy<T> {
-        gauge(&owner).up();
-        HeldBy { owner, gauge }
+        HeldBy::counting(owner, gauge).0
+    }
+
+    /// [`HeldBy::new`], with the count the gauge held before it: read and raised at once, so
+    /// that of requests counted on a replica at the same moment each sees its own place.
+    pub fn counting(owner: std::sync::Arc<T>, gauge: fn(&T) -> &dyn Gauge) -> (HeldBy<T>, u64) {
+        let before = gauge(&owner).up();
+        (HeldBy { owner, gauge }, before)
     }
 }
 
@@ -107,5 +113,32 @@ mod tests {
         drop(held);
         drop(again);
         assert_eq!(owner.n.load(Ordering::Relaxed), 0);
+    }
+
+    /// Eight threads counting on one gauge at once each see a place of their own: a slot
+    /// taken by one is never also read as free by another.
+    #[test]
+    fn counts_raised_at_once_each_see_their_own_place() {
+        struct Owner {
+            n: AtomicU32,
+        }
+        let owner = std::sync::Arc::new(Owner {
+            n: AtomicU32::new(0),
+        });
+        let mut places: Vec<u64> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let owner = owner.clone();
+                    sc.spawn(move || {
+                        let (held, before) = HeldBy::counting(owner, |o| &o.n);
+                        std::mem::forget(held);
+                        before
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        places.sort_unstable();
+        assert_eq!(places, (0..8).collect::<Vec<u64>>());
     }
 }

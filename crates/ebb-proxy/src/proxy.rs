@@ -155,12 +155,12 @@ struct OnReplica {
 impl OnReplica {
     fn begin(state: &ServiceState, replica: &Arc<Replica>, copy: Option<&Arc<Copy>>) -> OnReplica {
         replica.requests.fetch_add(1, Ordering::Relaxed);
-        let found_free_slot = state.has_free_slot(replica);
+        let (in_flight, before) = HeldBy::counting(replica.clone(), |r| &r.in_flight);
         OnReplica {
             replica: replica.clone(),
-            _in_flight: HeldBy::new(replica.clone(), |r| &r.in_flight),
+            _in_flight: in_flight,
             _copy_in_flight: copy.map(|c| HeldBy::new(c.clone(), |c| &c.in_flight)),
-            found_free_slot,
+            found_free_slot: state.slot_was_free(before),
         }
     }
 }

@@ -396,13 +396,14 @@ impl ServiceState {
         self
     }
 
-    /// Whether `replica` can start another request now, as far as its slots are known: by
-    /// Ebb's own count of what it sent there. A replica takes requests in the order their
-    /// connections reach it, so now and then one counted as free waits behind one sent just
-    /// after it (read as one service time more); the ones sent to a full replica never count.
-    pub fn has_free_slot(&self, replica: &Replica) -> bool {
+    /// Whether a request sent to a replica that already had `in_flight` requests from Ebb
+    /// found a slot free there, as far as its slots are known. By Ebb's own count: a replica
+    /// takes requests in the order their connections reach it, so now and then one counted
+    /// as free waits behind one sent just after it (read as one service time more); the ones
+    /// sent to a full replica never count.
+    pub fn slot_was_free(&self, in_flight: u64) -> bool {
         self.slots_per_replica
-            .is_none_or(|slots| replica.in_flight.load(Ordering::Relaxed) < slots)
+            .is_none_or(|slots| in_flight < u64::from(slots))
     }
 
     /// The same state for a multi-model service hosting `models` (name, MiB a replica needs).
