@@ -52,6 +52,11 @@ pub(crate) struct GatewayArgs {
     /// '{consecutiveFailures: 3}'.
     #[arg(long, default_value = "{}")]
     health: String,
+    /// Requests a pod serves at once (the Autoscaler's `slo.slotsPerReplica`): the answer to
+    /// a request sent to a pod with all of them taken includes a wait in the pod's own queue,
+    /// and is not counted as a service time. Unset: every answer is counted.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    slots_per_replica: Option<u32>,
 }
 
 /// A duration flag, checked as `ebb up` checks its durations (in (0, a day]).
@@ -87,6 +92,7 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         health: HealthSettings::from_yaml("--health", &args.health)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         drain: seconds("drain-seconds", args.drain_seconds)?,
+        slots_per_replica: args.slots_per_replica,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

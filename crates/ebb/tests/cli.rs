@@ -153,6 +153,23 @@ fn check_reports_an_unreadable_file() {
     assert!(stderr(&o).contains("cannot read no/such/policy.yaml"));
 }
 
+/// A gateway's slot count is checked before it talks to any cluster: zero slots would count
+/// no answer as a service time.
+#[test]
+fn gateway_refuses_zero_slots_naming_the_flag() {
+    let o = ebb(&[
+        "gateway",
+        "--selector",
+        "app=model",
+        "--target-port",
+        "8080",
+        "--slots-per-replica",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--slots-per-replica"), "{}", stderr(&o));
+}
+
 #[test]
 fn conformance_ends_with_the_count_line() {
     let o = ebb(&["conformance", "conformance"]);

@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub health: HealthSettings,
     /// How long a stop waits for requests in flight.
     pub drain: Duration,
+    /// Requests a pod serves at once, where known: answers to requests sent to a full pod
+    /// are not counted as service times.
+    pub slots_per_replica: Option<u32>,
 }
 
 /// Why the gateway could not run.
@@ -229,7 +232,11 @@ pub async fn run(
         }
     })?;
     let admin_listener = bind("admin", cfg.admin)?;
-    let state = Arc::new(ServiceState::new(&cfg.name, Instant::now()));
+    let mut state = ServiceState::new(&cfg.name, Instant::now());
+    if let Some(slots) = cfg.slots_per_replica {
+        state = state.with_slots_per_replica(slots);
+    }
+    let state = Arc::new(state);
     let synced = Arc::new(AtomicBool::new(false));
     let watch = tokio::spawn(follow_pods(
         client,

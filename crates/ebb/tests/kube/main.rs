@@ -1347,6 +1347,9 @@ impl Gateway {
                 &format!("{admin_ip}:{admin}"),
             ])
             .args(["--queue-timeout-seconds", "60", "--proxy", proxy])
+            // The model pods' slots, as the SLO tests' `slotsPerReplica` states them: answers
+            // to requests sent to a full pod are not service times.
+            .args(["--slots-per-replica", "8"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
