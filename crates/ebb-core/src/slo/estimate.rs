@@ -136,6 +136,13 @@ fn request_weight(added: f64, seen: f64, window: f64) -> f64 {
     (added / seen).max(1.0 - (-added / window).exp())
 }
 
+/// The mean of `served` answers that took `seconds` in all, where it can be a service time:
+/// not from counters that went backwards or jumped by more than a day a request.
+fn plausible_mean(seconds: f64, served: f64) -> Option<f64> {
+    let mean = seconds / served;
+    (served > 0.0 && is_usable(mean) && mean < 86_400.0).then_some(mean)
+}
+
 /// `measured` from `n` requests, leaning on `prior` until many more than
 /// [`SERVICE_PRIOR_REQUESTS`] were measured: a few samples understate a heavy tail.
 fn lean_on_prior(measured: f64, n: f64, prior: f64) -> f64 {
@@ -455,8 +462,7 @@ impl SloState {
             return;
         };
         let (served, seconds) = (s1.requests - s0.requests, s1.seconds - s0.seconds);
-        let mean = seconds / served;
-        if !(served > 0.0 && mean.is_finite() && (0.0..86_400.0).contains(&mean)) {
+        if plausible_mean(seconds, served).is_none() {
             return;
         }
         let provisional = self.provisional.get_or_insert_with(Default::default);
@@ -464,26 +470,29 @@ impl SloState {
         let Some(mean) = provisional.mean() else {
             return;
         };
+        self.forget_shape();
         self.service_mean = Some(mean);
         self.service_square = Some(2.0 * mean * mean);
-        self.within_share = None;
-        self.within_latency = None;
-        self.within_requests = 0.0;
-        self.service_requests = 0.0;
         self.service_from_littles_law = false;
         self.service_provisional = true;
     }
 
     /// Drops the service estimate and its shape, to learn them again.
     fn forget_service(&mut self) {
+        self.forget_shape();
         self.service_mean = None;
         self.service_square = None;
+        self.service_provisional = false;
+        self.provisional = None;
+    }
+
+    /// Drops the counted share within the SLO and the count of requests measured, which the
+    /// shape's prior leans on: what a backlog cannot tell.
+    fn forget_shape(&mut self) {
         self.within_share = None;
         self.within_latency = None;
         self.within_requests = 0.0;
         self.service_requests = 0.0;
-        self.service_provisional = false;
-        self.provisional = None;
     }
 
     fn observe_service(&mut self, last: &TrafficSample, now: &TrafficSample, dt: f64) {
@@ -493,16 +502,12 @@ impl SloState {
                 s1.seconds - s0.seconds,
                 s1.squared_seconds - s0.squared_seconds,
             );
-            let plausible = |v: f64| v.is_finite() && v >= 0.0;
-            if served > 0.0
-                && plausible(sum / served)
-                && plausible(squares / served)
-                && sum / served < 86_400.0
-            {
+            let mean = plausible_mean(sum, served).filter(|_| is_usable(squares / served));
+            if let Some(mean) = mean {
                 let seen = self.service_requests + served;
                 let mean_weight = request_weight(served, seen, SERVICE_MEAN_WINDOW_REQUESTS);
                 let shape_weight = request_weight(served, seen, SERVICE_SHAPE_WINDOW_REQUESTS);
-                self.service_mean = Some(ewma(self.service_mean, sum / served, mean_weight));
+                self.service_mean = Some(ewma(self.service_mean, mean, mean_weight));
                 self.service_square =
                     Some(ewma(self.service_square, squares / served, shape_weight));
                 self.service_from_littles_law = false;
