@@ -1448,6 +1448,47 @@ fn slo_silent_until_burst() -> Decision {
     silent.clone()
 }
 
+/// The first burst out of zero comes while its replicas start, before any request has been
+/// answered, so no service time is known while it lasts. Its onset counts all the same: the
+/// recurrence starts its clock at the first burst, not the second.
+#[test]
+fn a_burst_from_zero_before_any_answer_is_an_onset() {
+    let p = policy(SLO_TO_ZERO_POLICY);
+    let (mut state, mut arrivals, mut replicas) = (State::default(), 0.0, 0);
+    for s in 0..40 {
+        arrivals += if s >= 30 { 200.0 } else { 0.0 };
+        let held = ServiceTotals {
+            requests: 0.0,
+            seconds: 0.0,
+            squared_seconds: 0.0,
+            within: None,
+        };
+        let o = Observation {
+            current_replicas: replicas,
+            traffic: Some(TrafficSample {
+                at: t(s),
+                in_flight: arrivals,
+                arrivals_total: arrivals,
+                completions_total: 0.0,
+                service: Some(held),
+            }),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.applied_state();
+        replicas = d.desired_replicas;
+    }
+    let slo = state.slo.expect("the SLO's state");
+    let onsets = &slo.recurrence.onsets;
+    assert_eq!(onsets.len(), 1, "{onsets:?}");
+    let at = onsets[0].at.millis_since(t(30)) as f64 / 1000.0;
+    assert!(
+        (0.0..=2.0).contains(&at),
+        "onset {at} s after the burst began"
+    );
+    assert!(onsets[0].peak_rate > 100.0, "{onsets:?}");
+}
+
 #[test]
 fn the_slo_keeps_a_replica_where_the_silences_are_not_bridged() {
     // A trickle between the bursts: the gap is not silent, so a replica stays.

@@ -254,9 +254,6 @@ pub fn plan(
     if state.forecast.at.is_none() {
         return Plan::Missing("not enough traffic samples yet for the SLO model".into());
     }
-    let Some((service_mean, service_scv)) = state.service() else {
-        return Plan::Missing("no completed request yet to measure the service time".into());
-    };
     let (cold_start, measured, cold_start_sd) = cold_start(slo, tuning, state);
     let dispersion = state.dispersion();
     let level = state.forecast.at_horizon(0.0, &smoothing);
@@ -284,6 +281,18 @@ pub fn plan(
     let planned = base.max(ahead);
     let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
     let rate = planned + tuning.rate_margin * noise(planned, level_window);
+    // The recurrence sees every onset, whether or not a service time has been learnt yet:
+    // the first burst out of zero comes before any request has completed.
+    if rate.is_finite() {
+        let silence_before = state.silence_just_ended(now);
+        let arrivals_total = sample.arrivals_total;
+        state
+            .recurrence
+            .observe(onset, rate, arrivals_total, silence_before, now);
+    }
+    let Some((service_mean, service_scv)) = state.service() else {
+        return Plan::Missing("no completed request yet to measure the service time".into());
+    };
     let latency = slo.latency_seconds;
     // The service times' shape, fitted to their share within the latency the driver counts
     // at (the SLO's, or a histogram bucket's below it), then read at the SLO.
@@ -318,11 +327,6 @@ pub fn plan(
     let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
     let (needed, predicted) =
         model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
-    let arrivals_total = sample.arrivals_total;
-    let silence_before = state.silence_just_ended(now);
-    state
-        .recurrence
-        .observe(onset, rate, arrivals_total, silence_before, now);
     let now_sized = Sized {
         load,
         model,
