@@ -299,6 +299,23 @@ pub enum Reason {
         /// How early replicas are started for it: the cold start with its spread, seconds.
         lead_seconds: f64,
     },
+    /// No replicas after an idle spell longer than a replica is worth keeping through (a
+    /// policy that may scale to zero), where the requests that would arrive at zero fit in
+    /// the waiting budget.
+    SloIdleToZero {
+        /// How long no request has arrived, seconds.
+        quiet_seconds: f64,
+        /// How long an idle replica is kept: a cold start's worth, seconds.
+        keep_seconds: f64,
+        /// The cold start with its spread, seconds.
+        lead_seconds: f64,
+        /// The SLO's latency, seconds.
+        latency_seconds: f64,
+        /// Share of requests within the latency after waiting the cold start.
+        cold_within: f64,
+        /// Share of requests that arrived within a cold start after an idle spell.
+        arrived_after_idle: f64,
+    },
     /// The estimates have not seen enough traffic yet to scale down on.
     SloWarmingUp {
         /// Replicas held.
@@ -407,6 +424,7 @@ impl Reason {
         "SloKeepsThroughDip",
         "SloRecurringBurst",
         "SloSilentUntilBurst",
+        "SloIdleToZero",
         "SloOutOfReach",
         "SloHedgedStart",
         "SloWarmingUp",
@@ -452,6 +470,7 @@ impl Reason {
             Reason::SloKeepsThroughDip { .. } => "SloKeepsThroughDip",
             Reason::SloRecurringBurst { .. } => "SloRecurringBurst",
             Reason::SloSilentUntilBurst { .. } => "SloSilentUntilBurst",
+            Reason::SloIdleToZero { .. } => "SloIdleToZero",
             Reason::SloOutOfReach { .. } => "SloOutOfReach",
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
@@ -647,6 +666,20 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "silent for {quiet_seconds:.0} s and bursts recur every {period_seconds:.0} s: no replicas until {lead_seconds:.0} s before the next, due in {due_in_seconds:.0} s"
+            ),
+            Reason::SloIdleToZero {
+                quiet_seconds,
+                keep_seconds,
+                lead_seconds,
+                latency_seconds,
+                cold_within,
+                arrived_after_idle,
+            } => write!(
+                f,
+                "idle for {quiet_seconds:.0} s, longer than the {keep_seconds:.0} s a replica is kept through: no replicas until the next request ({} of requests came within a {lead_seconds:.0} s cold start of an idle spell, and one that waits it meets {} {} of the time)",
+                fmt_percent(*arrived_after_idle),
+                fmt_seconds(*latency_seconds),
+                fmt_percent(*cold_within),
             ),
             Reason::SloOutOfReach {
                 latency_seconds,

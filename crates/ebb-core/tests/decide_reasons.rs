@@ -1489,6 +1489,86 @@ fn a_burst_from_zero_before_any_answer_is_an_onset() {
     assert!(onsets[0].peak_rate > 100.0, "{onsets:?}");
 }
 
+/// One request a minute, each served in 5 s, one slot a replica, a 10 s cold start, and a
+/// policy that may scale to zero with no idle time of its own: the decisions until the
+/// first `SloIdleToZero` (or the last, if none). Pods turn ready at once.
+fn slo_sparse_requests(latency: &str) -> Vec<Decision> {
+    let p = policy(&format!(
+        "minReplicas: 0\nmaxReplicas: 10\nslo: {{latency: {latency}, attainment: 99%, slotsPerReplica: 1, coldStartSeconds: 10}}\nscaleToZero: {{idleSeconds: never}}"
+    ));
+    let (mut state, mut replicas, mut requests) = (State::default(), 1, 0.0);
+    let mut out = Vec::new();
+    for s in 0..8000 {
+        if s % 60 == 0 {
+            requests += 1.0;
+        }
+        let busy = s % 60 < 5;
+        let completed = if busy { requests - 1.0 } else { requests };
+        let o = Observation {
+            current_replicas: replicas,
+            pods: pods(replicas as usize),
+            traffic: Some(TrafficSample {
+                at: t(s),
+                in_flight: if busy { 1.0 } else { 0.0 },
+                arrivals_total: requests,
+                completions_total: completed,
+                service: Some(ServiceTotals {
+                    requests: completed,
+                    seconds: completed * 5.0,
+                    squared_seconds: completed * 25.0 * 1.1,
+                    within: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.applied_state();
+        replicas = d.desired_replicas;
+        let done = d.has_reason("SloIdleToZero");
+        out.push(d);
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+fn slo_idle_to_zero() -> Decision {
+    let decisions = slo_sparse_requests("120s");
+    let d = decisions.last().unwrap().clone();
+    let Some(Reason::SloIdleToZero {
+        quiet_seconds,
+        keep_seconds,
+        cold_within,
+        arrived_after_idle,
+        ..
+    }) = d.reasons.iter().find(|r| r.code() == "SloIdleToZero")
+    else {
+        panic!("never idle to zero: {}", d.summary())
+    };
+    assert_eq!(d.desired_replicas, 0, "{}", d.summary());
+    // Kept through a cold start's worth of silence first.
+    assert!(*quiet_seconds >= *keep_seconds, "{}", d.summary());
+    assert!((10.0..=12.0).contains(keep_seconds), "{}", d.summary());
+    // Every request came after a silence, and each that waits a start still meets 120 s.
+    assert!(*arrived_after_idle > 0.99, "{}", d.summary());
+    assert!(*cold_within > 0.999, "{}", d.summary());
+    // Not before the share was measured over enough requests.
+    let at = d.at.millis_since(t(0)) / 1000;
+    assert!(at >= 60 * 99, "at {at} s: {}", d.summary());
+    d
+}
+
+#[test]
+fn an_idle_spell_keeps_its_replica_where_a_cold_start_would_miss_the_slo() {
+    // 10 s of cold start before 5 s of service misses a 12 s SLO.
+    let decisions = slo_sparse_requests("12s");
+    assert_eq!(decisions.len(), 8000);
+    for d in &decisions[6000..] {
+        assert!(d.desired_replicas > 0, "{}", d.summary());
+    }
+}
+
 #[test]
 fn the_slo_keeps_a_replica_where_the_silences_are_not_bridged() {
     // A trickle between the bursts: the gap is not silent, so a replica stays.
@@ -1667,6 +1747,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_reads_arrivals", slo_reads_arrivals_from_queues()),
         ("slo_recurring_burst", slo_recurring_burst()),
         ("slo_silent_until_burst", slo_silent_until_burst()),
+        ("slo_idle_to_zero", slo_idle_to_zero()),
         ("slo_out_of_reach", slo_out_of_reach()),
         ("slo_out_of_reach_counted", slo_out_of_reach_counted()),
         ("slo_hedged_start", slo_hedged_start()),
@@ -1721,6 +1802,7 @@ mod each {
         slo_reads_arrivals_from_queues,
         slo_recurring_burst,
         slo_silent_until_burst,
+        slo_idle_to_zero,
         slo_out_of_reach,
         slo_out_of_reach_counted,
         slo_hedged_start,

@@ -31,6 +31,10 @@ pub struct Tuning {
     /// service times alone come close to the SLO (or miss it), the target is lowered by this
     /// much rather than bought with replicas that cannot help.
     pub min_wait_budget: f64,
+    /// The share of the waiting budget (what the plan lets waiting add to the misses) that
+    /// requests arriving at zero after an idle spell may spend, for a policy that may scale
+    /// to zero (`slo::idle`). The rest is the queues'.
+    pub idle_budget: f64,
     /// The fewest extra replicas started per missing ready replica while capacity is short.
     /// Cold starts vary (image pulls, node placement, model load); of `k + e` replicas
     /// started, the fastest `k` are ready well before the slowest of `k` would be. The extras
@@ -77,6 +81,7 @@ impl Default for Tuning {
             keep_cold_starts: 1.0,
             hedge: 1.0,
             min_wait_budget: 0.5,
+            idle_budget: 0.5,
             prewarm_spread: 1.0,
             prewarm_budget: 0.5,
             level_service_times: 1.0,
@@ -114,6 +119,7 @@ impl Tuning {
                 "keepColdStarts" => &mut self.keep_cold_starts,
                 "hedge" => &mut self.hedge,
                 "minWaitBudget" => &mut self.min_wait_budget,
+                "idleBudget" => &mut self.idle_budget,
                 "prewarmSpread" => &mut self.prewarm_spread,
                 "prewarmBudget" => &mut self.prewarm_budget,
                 "levelServiceTimes" => &mut self.level_service_times,

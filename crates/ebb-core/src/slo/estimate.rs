@@ -95,6 +95,9 @@ pub struct SloState {
     /// Burst onsets, to start replicas ahead of bursts that recur on a clock.
     #[serde(default)]
     pub recurrence: super::recurrence::Recurrence,
+    /// The arrivals that followed idle spells, to judge going to zero through one.
+    #[serde(default)]
+    pub idle: super::idle::IdleArrivals,
     /// When a sample last brought arrivals: how long the traffic has been silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_arrival: Option<Time>,

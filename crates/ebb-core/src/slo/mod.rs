@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod estimate;
 pub mod forecast;
 pub mod hedge;
+pub mod idle;
 pub mod plan;
 pub mod queueing;
 pub mod recurrence;

@@ -3,6 +3,7 @@
 
 use super::estimate::SloState;
 use super::forecast::Smoothing;
+use super::idle::IdleCost;
 use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid};
 use super::recurrence::Due;
 use super::transient::Model;
@@ -99,6 +100,19 @@ enum Silence {
     },
     /// At zero with nothing arriving and no burst due: nothing to start a replica for.
     AtZero,
+    /// Nothing arrived for longer than a replica is worth keeping through (a cold start's
+    /// worth of replica-seconds: the ski-rental rule's break-even), and the requests that
+    /// would arrive at zero fit in the waiting budget (`slo::idle`).
+    Idle { quiet_seconds: f64 },
+}
+
+/// When an idle spell may go to zero without a burst to wait for ([`Silence::Idle`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct IdleRule {
+    /// Seconds of silence a replica is kept through.
+    keep_seconds: f64,
+    /// Whether the waits of requests arriving at zero fit the budget.
+    allowed: bool,
 }
 
 /// Whether the traffic allows zero replicas now. A burst due within the lead (`burst_due`),
@@ -109,6 +123,7 @@ fn silence(
     at_zero: bool,
     burst_due: bool,
     (lead, cold_start): (f64, f64),
+    idle: IdleRule,
     now: Time,
 ) -> Option<Silence> {
     if sample.in_flight > 0.0 || burst_due {
@@ -129,6 +144,9 @@ fn silence(
             period_seconds: gap.period_seconds,
         }),
         None if at_zero && quiet > 0.0 => Some(Silence::AtZero),
+        None if idle.allowed && quiet >= idle.keep_seconds => Some(Silence::Idle {
+            quiet_seconds: quiet,
+        }),
         None => None,
     }
 }
@@ -246,6 +264,7 @@ pub fn plan(
         .is_some_and(|last| sample.at.seconds_since(last.at) > super::estimate::SHORT_RATE_SECONDS);
     let level_before = (spans_short_window && state.forecast.at.is_some())
         .then(|| state.forecast.at_horizon(0.0, &smoothing));
+    let arrivals_before = state.last.map(|last| last.arrivals_total);
     state.observe(
         sample,
         &smoothing,
@@ -324,6 +343,26 @@ pub fn plan(
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
     let lead = lead(cold_start, cold_start_sd, tuning, state);
+    let keep_seconds = cold_start * tuning.keep_cold_starts;
+    let silence_ended = state
+        .silence_ended
+        .filter(|(at, _)| *at == sample.at)
+        .map(|(_, seconds)| seconds);
+    let arrivals = arrivals_before.map_or(0.0, |before| sample.arrivals_total - before);
+    state
+        .idle
+        .observe(arrivals, silence_ended, sample.at, (keep_seconds, lead));
+    let idle_cost = IdleCost {
+        within,
+        cold_within: super::idle::within_after_cold_start(
+            latency - state.period_seconds.unwrap_or(0.0),
+            state.cold_start().unwrap_or((cold_start, 0.0)),
+            service_mean,
+            load.shape_scv,
+        ),
+        wait_budget: budget,
+        restart_seconds: cold_start * (1.0 + tuning.hedge),
+    };
     let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
     let (needed, predicted) =
         model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
@@ -341,7 +380,7 @@ pub fn plan(
         .filter(|(replicas, _)| *replicas > needed || at_zero)
         .map(|(replicas, due)| (replicas.max(needed), due));
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
-    let keep_ms = (cold_start * tuning.keep_cold_starts * 1000.0) as i64;
+    let keep_ms = (keep_seconds * 1000.0) as i64;
     let kept = state.recent.remember(wanted, now, keep_ms);
     // Hedge only for what is needed now, not for what a dip keeps; and only while requests
     // are in flight or arriving. With none, a shortage misses nothing, and a replica wanted
@@ -370,7 +409,21 @@ pub fn plan(
     let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
     let silent = range
         .to_zero
-        .then(|| silence(state, sample, at_zero, burst_due, (lead, cold_start), now))
+        .then(|| {
+            let idle = IdleRule {
+                keep_seconds,
+                allowed: state.idle.allows_zero(&idle_cost, tuning.idle_budget),
+            };
+            silence(
+                state,
+                sample,
+                at_zero,
+                burst_due,
+                (lead, cold_start),
+                idle,
+                now,
+            )
+        })
         .flatten();
     let replicas = match (warming, silent) {
         (true, _) => obs.current_replicas,
@@ -422,6 +475,15 @@ pub fn plan(
             due_in_seconds,
             period_seconds,
             lead_seconds: lead,
+        });
+    } else if let (false, Some(Silence::Idle { quiet_seconds })) = (warming, silent) {
+        reasons.push(Reason::SloIdleToZero {
+            quiet_seconds,
+            keep_seconds,
+            lead_seconds: lead,
+            latency_seconds: latency,
+            cold_within: idle_cost.cold_within,
+            arrived_after_idle: state.idle.share(),
         });
     } else if warming {
         reasons.push(Reason::SloWarmingUp {

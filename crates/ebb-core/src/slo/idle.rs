@@ -1,0 +1,301 @@
+//! Going to zero through an idle spell that no recurring burst explains. A replica kept idle
+//! costs replica-seconds; letting it go costs a return (the replica the next request needs,
+//! with the hedged extras started beside it, each for a cold start), and every request that
+//! arrives within that cold start waits for it. Both are measured rather than assumed:
+//!
+//! - the ski-rental rule with the spells' own length: a replica is kept through a cold
+//!   start's worth of silence, and let go then only where the spells have lasted beyond
+//!   that, on average over the last [`SPELLS`] and less a standard error, longer than a
+//!   return costs (a Poisson stream's gaps do not, where the keep time is near its mean
+//!   gap);
+//! - the SLO's side: the share of requests that arrived within one lead (the cold start with
+//!   its spread) after a silence at least the keep time long, the ones a replica let go
+//!   would have made wait, whether or not one was let go; times the attainment a cold wait
+//!   loses, it must fit in `Tuning::idle_budget` of the waiting budget (what the plan lets
+//!   waiting add to the misses service times alone make).
+//!
+//! Sparse requests under an SLO far longer than a cold start (an image generator under a
+//! two-minute SLO, with hours of quiet) go to zero between them; traffic whose first seconds
+//! after a pause hold many requests, an SLO a cold start cannot meet, or gaps too short to
+//! pay for a return keep their replica.
+
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+
+/// Idle spells the share is averaged over (exponentially).
+pub const SPELLS: f64 = 20.0;
+/// Requests seen before the share is trusted: until then, no idle spell goes to zero.
+pub const MIN_REQUESTS: f64 = 100.0;
+
+/// What the arrivals after idle spells have shown (in the decision state, so it survives
+/// restarts): arrivals that would have waited and all arrivals, each sum shrunk by
+/// `1 / SPELLS` at every idle spell, so that the share is taken over the last few dozen
+/// spells and what came between them, however many requests a burst holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleArrivals {
+    /// Arrivals within one lead after an idle spell (decayed).
+    #[serde(default)]
+    pub waited: f64,
+    /// All arrivals (decayed).
+    #[serde(default)]
+    pub arrivals: f64,
+    /// How long idle spells lasted beyond the keep time, seconds (the replica-seconds a
+    /// replica let go at the end of the keep time saves), averaged over the last spells,
+    /// with the average of its square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_keep: Option<(f64, f64)>,
+    /// Requests counted so far (not decayed).
+    #[serde(default)]
+    pub requests: f64,
+    /// The end of the lead after the last idle spell: arrivals before it count as ones that
+    /// would have waited a cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_until: Option<Time>,
+}
+
+/// What a decision may weigh going to zero with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleCost {
+    /// The share of requests within the SLO's latency with no wait.
+    pub within: f64,
+    /// The share within it after waiting a cold start with its spread.
+    pub cold_within: f64,
+    /// What the plan lets waiting add to the misses (`within` less the planned target).
+    pub wait_budget: f64,
+    /// What a return from zero costs in replica-seconds: the replicas it starts (the one
+    /// needed and its hedged extras), each for a cold start.
+    pub restart_seconds: f64,
+}
+
+/// Five-point Gauss-Hermite rule for a standard normal: nodes and weights.
+const NODES: [(f64, f64); 5] = [
+    (-2.856_970_013_872_806, 0.011_257_411_327_720_69),
+    (-1.355_626_179_974_266, 0.222_075_922_005_612_6),
+    (0.0, 0.533_333_333_333_333_3),
+    (1.355_626_179_974_266, 0.222_075_922_005_612_6),
+    (2.856_970_013_872_806, 0.011_257_411_327_720_69),
+];
+
+/// The share of requests within `latency` that first wait a cold start of mean `cold_mean`
+/// and deviation `cold_sd` (seconds; taken as normal): the service's share within what is
+/// left, averaged over the cold start. An average, not the lead's bound: the lead must be
+/// long enough for nearly every start, but a request's chance of meeting the SLO is the
+/// average over the starts it may meet.
+pub fn within_after_cold_start(
+    latency: f64,
+    (cold_mean, cold_sd): (f64, f64),
+    service_mean: f64,
+    service_scv: f64,
+) -> f64 {
+    NODES
+        .iter()
+        .map(|(x, w)| {
+            let cold = (cold_mean + x * cold_sd).max(0.0);
+            w * super::queueing::service_within(latency - cold, service_mean, service_scv)
+        })
+        .sum()
+}
+
+impl IdleArrivals {
+    /// Counts `arrivals` of a sample at `at`. `silence_before` is the silence these arrivals
+    /// ended, if they ended one; one at least `keep_seconds` long opens a window of
+    /// `lead_seconds`.
+    pub fn observe(
+        &mut self,
+        arrivals: f64,
+        silence_before: Option<f64>,
+        at: Time,
+        (keep_seconds, lead_seconds): (f64, f64),
+    ) {
+        if !(arrivals > 0.0 && arrivals.is_finite()) {
+            return;
+        }
+        if let Some(silence) = silence_before.filter(|s| *s >= keep_seconds) {
+            self.window_until = Some(at.plus_millis((lead_seconds * 1000.0) as i64));
+            let keep = 1.0 - 1.0 / SPELLS;
+            self.waited *= keep;
+            self.arrivals *= keep;
+            // The silence before the first arrivals seen has no known length.
+            if silence < super::recurrence::SILENT_SINCE_START {
+                let beyond = silence - keep_seconds;
+                let (mean, square) =
+                    self.beyond_keep
+                        .map_or((beyond, beyond * beyond), |(m, q)| {
+                            (
+                                m + (beyond - m) / SPELLS,
+                                q + (beyond * beyond - q) / SPELLS,
+                            )
+                        });
+                self.beyond_keep = Some((mean, square));
+            }
+        }
+        if self.window_until.is_some_and(|until| at <= until) {
+            self.waited += arrivals;
+        }
+        self.arrivals += arrivals;
+        self.requests += arrivals;
+    }
+
+    /// The share of requests that arrived within one lead after an idle spell.
+    pub fn share(&self) -> f64 {
+        if self.arrivals > 0.0 {
+            self.waited / self.arrivals
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether going to zero at the end of the keep time saves more replica-seconds than
+    /// the return costs (the ski-rental rule with the spells' measured length, less a
+    /// standard error, where a return starts hedged replicas), and the misses that requests arriving at zero would
+    /// add fit in `budget_share` of the waiting budget.
+    pub fn allows_zero(&self, cost: &IdleCost, budget_share: f64) -> bool {
+        let lost = (cost.within - cost.cold_within).max(0.0);
+        // One standard error below the average: gaps that only happen to have run long
+        // lately (a Poisson stream's) do not pass for a pattern.
+        let saves = self.beyond_keep.is_some_and(|(mean, square)| {
+            let error = ((square - mean * mean).max(0.0) / SPELLS).sqrt();
+            mean - error > cost.restart_seconds
+        });
+        self.requests >= MIN_REQUESTS
+            && saves
+            && self.share() * lost <= budget_share * cost.wait_budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: f64) -> Time {
+        Time::from_millis((s * 1000.0) as i64)
+    }
+
+    const KEEP_LEAD: (f64, f64) = (30.0, 40.0);
+
+    /// One request every `gap` seconds for `n` requests, each after a silence of `gap`.
+    fn spaced(gap: f64, n: usize) -> IdleArrivals {
+        let mut idle = IdleArrivals::default();
+        for i in 0..n {
+            idle.observe(1.0, Some(gap), at(gap * i as f64), KEEP_LEAD);
+        }
+        idle
+    }
+
+    #[test]
+    fn the_wait_of_a_cold_start_is_averaged_over_its_spread() {
+        // A fixed 20 s start before 10 s of service: all within 60 s, none within 25 s.
+        let fixed = |latency| within_after_cold_start(latency, (20.0, 0.0), 10.0, 0.0);
+        assert!((fixed(60.0) - 1.0).abs() < 1e-12);
+        assert!(fixed(25.0).abs() < 1e-12);
+        // Starts of 20 s +- 5 s before a service of 10 s +- 5 s, against the convolution
+        // summed on a fine grid.
+        let (latency, cold, service) = (40.0, (20.0, 5.0), (10.0, 0.25));
+        let quadrature = within_after_cold_start(latency, cold, service.0, service.1);
+        let grid: f64 = (-800..=800)
+            .map(|i| {
+                let x = f64::from(i) / 100.0;
+                let density = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt() / 100.0;
+                let left = latency - (cold.0 + x * cold.1).max(0.0);
+                density * crate::slo::queueing::service_within(left, service.0, service.1)
+            })
+            .sum();
+        assert!((quadrature - grid).abs() < 0.005, "{quadrature} {grid}");
+        // The weights sum to one.
+        let sum: f64 = NODES.iter().map(|(_, w)| w).sum();
+        assert!((sum - 1.0).abs() < 1e-12, "{sum}");
+    }
+
+    #[test]
+    fn spells_that_vary_must_save_a_standard_error_more_than_a_restart() {
+        let cost = IdleCost {
+            within: 1.0,
+            cold_within: 1.0,
+            wait_budget: 0.001,
+            restart_seconds: 60.0,
+        };
+        // Spells alternating 40 s and 120 s beyond the keep time: 80 s on average, with a
+        // deviation of 40 s, so a standard error of about 9 s.
+        let mut idle = IdleArrivals::default();
+        for i in 0..500 {
+            let silence = 30.0 + if i % 2 == 0 { 40.0 } else { 120.0 };
+            idle.observe(1.0, Some(silence), at(f64::from(i) * 200.0), KEEP_LEAD);
+        }
+        assert!(idle.allows_zero(&cost, 0.5));
+        let dearer = IdleCost {
+            restart_seconds: 76.0,
+            ..cost
+        };
+        assert!(!idle.allows_zero(&dearer, 0.5));
+    }
+
+    #[test]
+    fn requests_after_long_silences_each_count_as_waiting() {
+        let idle = spaced(120.0, 200);
+        assert!((idle.share() - 1.0).abs() < 1e-9, "{}", idle.share());
+        // Closer than the keep time, none would have found zero.
+        let busy = spaced(10.0, 200);
+        assert!(busy.share() < 1e-9, "{}", busy.share());
+    }
+
+    #[test]
+    fn the_requests_of_a_burst_within_a_lead_of_its_start_count() {
+        // A burst of 100 req/s for a minute after each five-minute pause: 40 s of it within
+        // the lead, two thirds of its requests.
+        let mut idle = IdleArrivals::default();
+        for burst in 0..5 {
+            let start = 360.0 * f64::from(burst);
+            for s in 0..60 {
+                let silence = (s == 0).then_some(300.0);
+                idle.observe(100.0, silence, at(start + f64::from(s)), KEEP_LEAD);
+            }
+        }
+        assert!(
+            (idle.share() - 41.0 / 60.0).abs() < 0.02,
+            "{}",
+            idle.share()
+        );
+    }
+
+    #[test]
+    fn zero_is_allowed_only_where_the_waits_fit_the_budget() {
+        let cost = IdleCost {
+            within: 0.998,
+            cold_within: 0.99,
+            wait_budget: 0.0005,
+            restart_seconds: 60.0,
+        };
+        // One request in fifty after a long silence: 0.02 * 0.008 = 0.016% of misses.
+        let mut sparse = IdleArrivals::default();
+        for i in 0..500 {
+            let silence = if i % 50 == 0 { 600.0 } else { 5.0 };
+            sparse.observe(1.0, Some(silence), at(f64::from(i) * 100.0), KEEP_LEAD);
+        }
+        assert!(sparse.allows_zero(&cost, 0.5), "{}", sparse.share());
+        // Every request after one: 0.8%, far beyond the budget.
+        let budget = IdleCost {
+            wait_budget: 1.0,
+            ..cost
+        };
+        assert!(spaced(120.0, 500).allows_zero(&budget, 0.5));
+        assert!(!spaced(120.0, 500).allows_zero(&cost, 0.5));
+        // Spells that end 90 s after the keep time save more than a 60 s restart, and ones
+        // that end 50 s after it do not.
+        let restart = |seconds| IdleCost {
+            restart_seconds: seconds,
+            ..budget
+        };
+        assert!(!spaced(80.0, 500).allows_zero(&budget, 0.5));
+        assert!(spaced(80.0, 500).allows_zero(&restart(40.0), 0.5));
+        // Too few requests to judge.
+        let few = spaced(10.0, 20);
+        assert!(!few.allows_zero(&cost, 0.5));
+        // A cold start the SLO cannot absorb loses everything a request had.
+        let slow = IdleCost {
+            cold_within: 0.0,
+            ..cost
+        };
+        assert!(!sparse.allows_zero(&slow, 0.5));
+    }
+}
