@@ -300,13 +300,17 @@ pub enum Reason {
         lead_seconds: f64,
     },
     /// No replicas after an idle spell longer than a replica is worth keeping through (a
-    /// policy that may scale to zero), where the requests that would arrive at zero fit in
-    /// the waiting budget.
+    /// policy that may scale to zero), where the spells last long enough beyond that to pay
+    /// for a return and the requests that would arrive at zero fit in the waiting budget.
     SloIdleToZero {
         /// How long no request has arrived, seconds.
         quiet_seconds: f64,
         /// How long an idle replica is kept: a cold start's worth, seconds.
         keep_seconds: f64,
+        /// How long the spells lasted beyond the keep time on average, seconds.
+        beyond_keep_seconds: f64,
+        /// What a return costs: the replicas it starts, each for a cold start, seconds.
+        restart_seconds: f64,
         /// The cold start with its spread, seconds.
         lead_seconds: f64,
         /// The SLO's latency, seconds.
@@ -670,13 +674,15 @@ impl fmt::Display for Reason {
             Reason::SloIdleToZero {
                 quiet_seconds,
                 keep_seconds,
+                beyond_keep_seconds,
+                restart_seconds,
                 lead_seconds,
                 latency_seconds,
                 cold_within,
                 arrived_after_idle,
             } => write!(
                 f,
-                "idle for {quiet_seconds:.0} s, longer than the {keep_seconds:.0} s a replica is kept through: no replicas until the next request ({} of requests came within a {lead_seconds:.0} s cold start of an idle spell, and one that waits it meets {} {} of the time)",
+                "idle for {quiet_seconds:.0} s, longer than the {keep_seconds:.0} s a replica is kept through: no replicas until the next request (spells last {beyond_keep_seconds:.0} s beyond that, more than the {restart_seconds:.0} replica-seconds of a return; {} of requests came within a {lead_seconds:.0} s cold start of one, and one that waits it meets {} {} of the time)",
                 fmt_percent(*arrived_after_idle),
                 fmt_seconds(*latency_seconds),
                 fmt_percent(*cold_within),

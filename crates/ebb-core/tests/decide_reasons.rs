@@ -1539,6 +1539,8 @@ fn slo_idle_to_zero() -> Decision {
     let Some(Reason::SloIdleToZero {
         quiet_seconds,
         keep_seconds,
+        beyond_keep_seconds,
+        restart_seconds,
         cold_within,
         arrived_after_idle,
         ..
@@ -1550,6 +1552,13 @@ fn slo_idle_to_zero() -> Decision {
     // Kept through a cold start's worth of silence first.
     assert!(*quiet_seconds >= *keep_seconds, "{}", d.summary());
     assert!((10.0..=12.0).contains(keep_seconds), "{}", d.summary());
+    // Arrivals a minute apart leave silences of 59 s between the samples that saw them,
+    // 49 s beyond the keep time: more than a return's two cold starts.
+    assert!(
+        *beyond_keep_seconds > *restart_seconds && (47.0..=51.0).contains(beyond_keep_seconds),
+        "{}",
+        d.summary()
+    );
     // Every request came after a silence, and each that waits a start still meets 120 s.
     assert!(*arrived_after_idle > 0.99, "{}", d.summary());
     assert!(*cold_within > 0.999, "{}", d.summary());

@@ -100,8 +100,8 @@ enum Silence {
     },
     /// At zero with nothing arriving and no burst due: nothing to start a replica for.
     AtZero,
-    /// Nothing arrived for longer than a replica is worth keeping through (a cold start's
-    /// worth of replica-seconds: the ski-rental rule's break-even), and the requests that
+    /// Nothing arrived for a cold start's worth of replica-seconds (the keep time), the
+    /// spells have lasted long enough beyond it to pay for a return, and the requests that
     /// would arrive at zero fit in the waiting budget (`slo::idle`).
     Idle { quiet_seconds: f64 },
 }
@@ -111,7 +111,7 @@ enum Silence {
 struct IdleRule {
     /// Seconds of silence a replica is kept through.
     keep_seconds: f64,
-    /// Whether the waits of requests arriving at zero fit the budget.
+    /// Whether a return pays and the waits of requests arriving at zero fit the budget.
     allowed: bool,
 }
 
@@ -149,6 +149,23 @@ fn silence(
         }),
         None => None,
     }
+}
+
+/// Counts a sample's `arrivals` for the idle rule (`slo::idle`), with the silence they
+/// ended if they ended one at this sample.
+fn observe_idle(
+    state: &mut SloState,
+    sample: &TrafficSample,
+    arrivals: f64,
+    keep_lead: (f64, f64),
+) {
+    let silence_ended = state
+        .silence_ended
+        .filter(|(at, _)| *at == sample.at)
+        .map(|(_, seconds)| seconds);
+    state
+        .idle
+        .observe(arrivals, silence_ended, sample.at, keep_lead);
 }
 
 /// What a shortage of ready replicas is worth, in replicas: the requests missed a second with
@@ -344,14 +361,8 @@ pub fn plan(
     let target = within - budget;
     let lead = lead(cold_start, cold_start_sd, tuning, state);
     let keep_seconds = cold_start * tuning.keep_cold_starts;
-    let silence_ended = state
-        .silence_ended
-        .filter(|(at, _)| *at == sample.at)
-        .map(|(_, seconds)| seconds);
     let arrivals = arrivals_before.map_or(0.0, |before| sample.arrivals_total - before);
-    state
-        .idle
-        .observe(arrivals, silence_ended, sample.at, (keep_seconds, lead));
+    observe_idle(state, sample, arrivals, (keep_seconds, lead));
     let idle_cost = IdleCost {
         within,
         cold_within: super::idle::within_after_cold_start(
@@ -480,6 +491,8 @@ pub fn plan(
         reasons.push(Reason::SloIdleToZero {
             quiet_seconds,
             keep_seconds,
+            beyond_keep_seconds: state.idle.beyond_keep.map_or(0.0, |(mean, _)| mean),
+            restart_seconds: idle_cost.restart_seconds,
             lead_seconds: lead,
             latency_seconds: latency,
             cold_within: idle_cost.cold_within,
