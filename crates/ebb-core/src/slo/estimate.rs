@@ -126,7 +126,9 @@ pub struct SloState {
     pub grid: Option<super::queueing::PenaltyGrid>,
 }
 
-fn ewma(old: Option<f64>, new: f64, weight: f64) -> f64 {
+/// An exponentially weighted average moved `weight` of the way to `new` (`new` itself when
+/// there is none yet).
+pub(super) fn ewma(old: Option<f64>, new: f64, weight: f64) -> f64 {
     match old {
         Some(o) => o + weight * (new - o),
         None => new,

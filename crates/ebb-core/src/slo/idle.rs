@@ -19,6 +19,7 @@
 //! after a pause hold many requests, an SLO a cold start cannot meet, or gaps too short to
 //! pay for a return keep their replica.
 
+use super::estimate::ewma;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +60,8 @@ pub struct IdleArrivals {
 pub struct IdleCost {
     /// The share of requests within the SLO's latency with no wait.
     pub within: f64,
-    /// The share within it after waiting a cold start with its spread.
+    /// The share within it after waiting a cold start, averaged over the measured ones
+    /// ([`within_after_cold_start`]).
     pub cold_within: f64,
     /// What the plan lets waiting add to the misses (`within` less the planned target).
     pub wait_budget: f64,
@@ -119,15 +121,11 @@ impl IdleArrivals {
             // The silence before the first arrivals seen has no known length.
             if silence < super::recurrence::SILENT_SINCE_START {
                 let beyond = silence - keep_seconds;
-                let (mean, square) =
-                    self.beyond_keep
-                        .map_or((beyond, beyond * beyond), |(m, q)| {
-                            (
-                                m + (beyond - m) / SPELLS,
-                                q + (beyond * beyond - q) / SPELLS,
-                            )
-                        });
-                self.beyond_keep = Some((mean, square));
+                let (mean, square) = self.beyond_keep.unzip();
+                self.beyond_keep = Some((
+                    ewma(mean, beyond, 1.0 / SPELLS),
+                    ewma(square, beyond * beyond, 1.0 / SPELLS),
+                ));
             }
         }
         if self.window_until.is_some_and(|until| at <= until) {
@@ -148,8 +146,8 @@ impl IdleArrivals {
 
     /// Whether going to zero at the end of the keep time saves more replica-seconds than
     /// the return costs (the ski-rental rule with the spells' measured length, less a
-    /// standard error, where a return starts hedged replicas), and the misses that requests arriving at zero would
-    /// add fit in `budget_share` of the waiting budget.
+    /// standard error, where a return starts hedged replicas), and the misses that requests
+    /// arriving at zero would add fit in `budget_share` of the waiting budget.
     pub fn allows_zero(&self, cost: &IdleCost, budget_share: f64) -> bool {
         let lost = (cost.within - cost.cold_within).max(0.0);
         // One standard error below the average: gaps that only happen to have run long
