@@ -41,6 +41,14 @@ pub(crate) struct SourceMemory {
     pub(crate) at: Option<Time>,
     pub(crate) error: Option<String>,
     pub(crate) reported_error: Option<String>,
+    /// What is wrong with a value that is still used (a gateway counting service times with
+    /// slots other than the policy's), and what was last said of it in an Event.
+    pub(crate) warning: Option<String>,
+    pub(crate) reported_warning: Option<String>,
+    /// The last poll's warning, not yet confirmed: a gateway that has just started may be
+    /// scraped before it has read its Autoscaler, so a warning stands once two polls in a
+    /// row find it.
+    pub(crate) unconfirmed_warning: Option<String>,
     /// Failed polls in a row (for the source's fallback).
     pub(crate) failures: u32,
     /// Counter values per pod at the last scrape, for rates.

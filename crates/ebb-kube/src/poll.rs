@@ -36,12 +36,12 @@ pub(crate) fn text(v: &[u8]) -> String {
 
 /// Polls the sources that are due (together), keeping each one's last good value when a poll
 /// fails; returns when the next one falls due. A source whose spec changed starts afresh.
-/// `slo_latency` is the policy's SLO latency, where it has one: the gateway's service-time
-/// histogram is read at it.
+/// `slo` is the policy's request SLO, where it has one: the gateway's service-time histogram
+/// is read at its latency, and the gateways' slots are checked against its.
 pub(crate) async fn poll_due(
     pass: &mut Pass<'_>,
     pods: &[TargetPod],
-    slo_latency: Option<f64>,
+    slo: Option<SloReading>,
 ) -> Duration {
     let specs = &pass.obj.spec.sources;
     let mut memories = std::mem::take(&mut pass.memory.sources);
@@ -68,7 +68,7 @@ pub(crate) async fn poll_due(
         let pass = &*pass;
         polls.push(async move {
             if due {
-                poll_one(pass, spec, pods, &mut mem, slo_latency).await;
+                poll_one(pass, spec, pods, &mut mem, slo).await;
             }
             mem
         });
@@ -82,10 +82,10 @@ async fn poll_one(
     spec: &SourceSpec,
     pods: &[TargetPod],
     mem: &mut SourceMemory,
-    slo_latency: Option<f64>,
+    slo: Option<SloReading>,
 ) {
     let t0 = Instant::now();
-    let r = poll(pass, spec, pods, mem, slo_latency).await;
+    let r = poll(pass, spec, pods, mem, slo).await;
     let kind = sources::kind_of(spec);
     let ok = r.is_ok();
     pass.ctx
@@ -186,7 +186,7 @@ pub(crate) async fn poll(
     spec: &SourceSpec,
     pods: &[TargetPod],
     memory: &mut SourceMemory,
-    slo_latency: Option<f64>,
+    slo: Option<SloReading>,
 ) -> Result<SourceValue, SourceError> {
     let (ctx, ns, now) = (pass.ctx, pass.ns, pass.now);
     let target = &pass.obj.spec.scale_target_ref.name;
@@ -227,7 +227,7 @@ pub(crate) async fn poll(
         return resource_metrics(ctx, ns, pods, &rm.resource, timeout).await;
     }
     if let Some(g) = &spec.gateway {
-        return gateway(ctx, ns, g, memory, timeout, slo_latency).await;
+        return gateway(ctx, ns, g, memory, timeout, slo).await;
     }
     let Some(ps) = &spec.pod_scrape else {
         return Err(SourceError::NoData("no source kind given".into()));
@@ -424,6 +424,38 @@ fn within_bucket(scrape: &sources::Scrape, latency: f64) -> Option<f64> {
     Some(bound)
 }
 
+/// What the controller reads of a policy's request SLO while it polls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SloReading {
+    /// The SLO's latency, seconds: the gateway's histogram is read at it.
+    pub(crate) latency: f64,
+    /// `slo.slotsPerReplica`: what the gateways should count a full pod at.
+    pub(crate) slots: u32,
+}
+
+/// The gateway's count of a full pod, exported as a gauge.
+const GATEWAY_SLOTS: &str = "ebb_slots_per_replica";
+
+/// Which gateway pods count service times with slots other than the policy's `slots` (or
+/// with none, timing every answer), said for an Event: their service times then include
+/// waits in full pods' queues, or leave out answers from pods with a slot free.
+fn slots_disagreement(ok: &[(String, sources::Scrape)], slots: u32) -> Option<String> {
+    let off: Vec<String> = ok
+        .iter()
+        .filter_map(|(pod, s)| match sources::metric_sum(s, GATEWAY_SLOTS) {
+            Some(v) if v == f64::from(slots) => None,
+            Some(v) => Some(format!("{pod} counts {v}")),
+            None => Some(format!("{pod} counts none")),
+        })
+        .collect();
+    (!off.is_empty()).then(|| {
+        format!(
+            "gateway pods time service with other slots than slo.slotsPerReplica {slots} ({}): run them with --autoscaler NAME to follow the Autoscaler",
+            off.join(", ")
+        )
+    })
+}
+
 /// The gateway's replicas, scraped and summed: what they received, answered and hold. Each
 /// target pod's in-flight count is the sum of what every gateway replica has sent it.
 async fn gateway(
@@ -432,12 +464,16 @@ async fn gateway(
     g: &GatewaySource,
     memory: &mut SourceMemory,
     timeout: Duration,
-    slo_latency: Option<f64>,
+    slo: Option<SloReading>,
 ) -> Result<SourceValue, SourceError> {
     let scrapes = sources::scrape_gateways(&ctx.caches, ns, g, timeout).await?;
     let ok = scraped(scrapes, "gateway pod")?;
-    let within_at =
-        slo_latency.and_then(|latency| ok.iter().find_map(|(_, s)| within_bucket(s, latency)));
+    let disagreement = slo.and_then(|slo| slots_disagreement(&ok, slo.slots));
+    memory.warning = disagreement
+        .clone()
+        .filter(|d| memory.unconfirmed_warning.as_ref() == Some(d));
+    memory.unconfirmed_warning = disagreement;
+    let within_at = slo.and_then(|slo| ok.iter().find_map(|(_, s)| within_bucket(s, slo.latency)));
     let names = TrafficMetrics {
         arrivals: Some("ebb_requests_total".into()),
         completions: Some("ebb_responses_total".into()),
@@ -602,6 +638,34 @@ mod tests {
 
     /// The SLO's share is counted at the highest bucket bound at or below its latency, not
     /// above (which would flatter the service) nor far below (which says little of the tail).
+    #[test]
+    fn gateways_counting_other_slots_than_the_policys_are_named() {
+        let with = |slots: Option<f64>| {
+            let mut pod = gateway_pod(10.0, 10.0, 1.0);
+            pod.extend(slots.map(|v| (GATEWAY_SLOTS.to_string(), BTreeMap::new(), v)));
+            pod
+        };
+        let agree = vec![
+            ("a".to_string(), with(Some(8.0))),
+            ("b".to_string(), with(Some(8.0))),
+        ];
+        assert_eq!(slots_disagreement(&agree, 8), None);
+        let off = vec![
+            ("a".to_string(), with(Some(8.0))),
+            ("b".to_string(), with(Some(4.0))),
+            ("c".to_string(), with(None)),
+        ];
+        let w = slots_disagreement(&off, 8).expect("b and c disagree");
+        assert!(
+            w.contains("b counts 4") && w.contains("c counts none") && !w.contains("a counts"),
+            "{w}"
+        );
+        assert!(
+            w.contains("slo.slotsPerReplica 8") && w.contains("--autoscaler"),
+            "{w}"
+        );
+    }
+
     #[test]
     fn service_times_within_the_slo_are_read_from_the_highest_bucket_at_or_below_it() {
         let mut pod = gateway_pod(100.0, 100.0, 12.0);

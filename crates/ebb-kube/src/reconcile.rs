@@ -60,8 +60,11 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
         Ok(t) => t,
         Err(action) => return Ok(action),
     };
-    let slo_latency = policy.slo.as_ref().map(|s| s.latency_seconds);
-    let next_due = poll::poll_due(pass, &target.pods, slo_latency).await;
+    let slo = policy.slo.as_ref().map(|s| poll::SloReading {
+        latency: s.latency_seconds,
+        slots: s.slots_per_replica,
+    });
+    let next_due = poll::poll_due(pass, &target.pods, slo).await;
     let failed = report_source_failures(pass).await;
     let specs = &pass.obj.spec.sources;
     status.current_metrics = poll::source_statuses(specs, &pass.memory.sources);
@@ -283,7 +286,31 @@ async fn report_source_failures(pass: &mut Pass<'_>) -> Vec<String> {
         pass.event(EventType::Warning, "FailedGetSource", line)
             .await;
     }
+    report_source_warnings(pass).await;
     failed
+}
+
+/// A Warning Event when what is wrong with a source's still-used value is new (the gateway's
+/// slots against the policy's).
+async fn report_source_warnings(pass: &mut Pass<'_>) {
+    let mut new_warnings = Vec::new();
+    for (s, m) in pass
+        .obj
+        .spec
+        .sources
+        .iter()
+        .zip(pass.memory.sources.iter_mut())
+    {
+        if m.warning != m.reported_warning {
+            m.reported_warning.clone_from(&m.warning);
+            if let Some(w) = &m.warning {
+                new_warnings.push(format!("source {}: {w}", s.name));
+            }
+        }
+    }
+    for line in new_warnings {
+        pass.event(EventType::Warning, "GatewaySlots", line).await;
+    }
 }
 
 /// How failed reconciles are retried: exponential backoff per object, 1 s to 5 min.

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use ebb_kube::gateway::GatewayConfig;
+use ebb_kube::gateway::{GatewayConfig, SlotsSource};
 use ebb_proxy::proxy::QueueLimits;
 use ebb_proxy::settings::{HealthSettings, ProxySettings};
 use std::path::PathBuf;
@@ -52,9 +52,14 @@ pub(crate) struct GatewayArgs {
     /// '{consecutiveFailures: 3}'.
     #[arg(long, default_value = "{}")]
     health: String,
-    /// Requests a pod serves at once (the Autoscaler's `slo.slotsPerReplica`): the answer to
-    /// a request sent to a pod with all of them taken includes a wait in the pod's own queue,
-    /// and is not counted as a service time. Unset: every answer is counted.
+    /// The Autoscaler (in the gateway's namespace) whose `slo.slotsPerReplica` says how many
+    /// requests a pod serves at once, followed as it changes: the answer to a request sent to
+    /// a pod with all of them taken includes a wait in the pod's own queue, and is not counted
+    /// as a service time. Needs get/list/watch on autoscalers.ebb.dev.
+    #[arg(long, conflicts_with = "slots_per_replica")]
+    autoscaler: Option<String>,
+    /// Requests a pod serves at once, stated here instead of read from `--autoscaler` (keep it
+    /// equal to the Autoscaler's `slo.slotsPerReplica`). Neither: every answer is counted.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     slots_per_replica: Option<u32>,
 }
@@ -92,7 +97,11 @@ pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         health: HealthSettings::from_yaml("--health", &args.health)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         drain: seconds("drain-seconds", args.drain_seconds)?,
-        slots_per_replica: args.slots_per_replica,
+        slots: match (args.autoscaler, args.slots_per_replica) {
+            (Some(name), _) => SlotsSource::Autoscaler(name),
+            (None, Some(slots)) => SlotsSource::Fixed(slots),
+            (None, None) => SlotsSource::Unknown,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -170,6 +170,29 @@ fn gateway_refuses_zero_slots_naming_the_flag() {
     assert!(stderr(&o).contains("--slots-per-replica"), "{}", stderr(&o));
 }
 
+/// Slots read from the Autoscaler and slots stated by hand could disagree: the gateway takes
+/// one or the other, and says so before it talks to any cluster.
+#[test]
+fn gateway_takes_its_slots_from_the_autoscaler_or_the_flag_not_both() {
+    let o = ebb(&[
+        "gateway",
+        "--selector",
+        "app=model",
+        "--target-port",
+        "8080",
+        "--autoscaler",
+        "model",
+        "--slots-per-replica",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--autoscaler") && err.contains("--slots-per-replica"),
+        "{err}"
+    );
+}
+
 #[test]
 fn conformance_ends_with_the_count_line() {
     let o = ebb(&["conformance", "conformance"]);

@@ -10,6 +10,7 @@
 //! ejection, retries, limits and streaming are those of `ebb up`'s proxy, shared through
 //! `ebb-local` and `ebb-proxy`.
 
+mod autoscaler;
 pub mod endpoints;
 mod probe;
 
@@ -53,9 +54,21 @@ pub struct GatewayConfig {
     pub health: HealthSettings,
     /// How long a stop waits for requests in flight.
     pub drain: Duration,
-    /// Requests a pod serves at once, where known: answers to requests sent to a full pod
-    /// are not counted as service times.
-    pub slots_per_replica: Option<u32>,
+    /// Where the slots a pod serves at once come from: answers to requests sent to a full
+    /// pod are not counted as service times.
+    pub slots: SlotsSource,
+}
+
+/// Where the gateway learns how many requests a pod serves at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotsSource {
+    /// Not known: every answer is timed as service.
+    Unknown,
+    /// Stated on the command line.
+    Fixed(u32),
+    /// The named Autoscaler's `slo.slotsPerReplica` (in the gateway's namespace), followed as
+    /// it changes.
+    Autoscaler(String),
 }
 
 /// Why the gateway could not run.
@@ -233,11 +246,20 @@ pub async fn run(
     })?;
     let admin_listener = bind("admin", cfg.admin)?;
     let mut state = ServiceState::new(&cfg.name, Instant::now());
-    if let Some(slots) = cfg.slots_per_replica {
+    if let SlotsSource::Fixed(slots) = cfg.slots {
         state = state.with_slots_per_replica(slots);
     }
     let state = Arc::new(state);
     let synced = Arc::new(AtomicBool::new(false));
+    let slots_watch = match &cfg.slots {
+        SlotsSource::Autoscaler(name) => Some(tokio::spawn(autoscaler::follow(
+            client.clone(),
+            cfg.namespace.clone(),
+            name.clone(),
+            state.clone(),
+        ))),
+        _ => None,
+    };
     let watch = tokio::spawn(follow_pods(
         client,
         cfg.clone(),
@@ -289,6 +311,7 @@ pub async fn run(
     }
     drop(threads);
     watch.abort();
+    slots_watch.inspect(tokio::task::JoinHandle::abort);
     admin.abort();
     Ok(())
 }

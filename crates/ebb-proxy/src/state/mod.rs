@@ -254,8 +254,9 @@ pub struct ServiceState {
     pub service_within: Option<(u64, AtomicU64)>,
     /// Requests a replica serves at once, where the policy says (its SLO's slots): a request
     /// sent to a replica with all of them taken waits in the replica's own queue, and its
-    /// time is not counted as a service time. `None`: every answer is counted.
-    pub slots_per_replica: Option<u32>,
+    /// time is not counted as a service time. 0: not known, every answer is counted. Atomic
+    /// because the gateway follows its Autoscaler's `slo.slotsPerReplica` while it serves.
+    slots_per_replica: AtomicU32,
     /// Supervisor events (crashes, restarts, readiness failures), newest last.
     pub events: Mutex<VecDeque<String>>,
     /// Sum of in-flight samples since the control loop last read it, and their count.
@@ -316,7 +317,7 @@ impl ServiceState {
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             service_within: None,
-            slots_per_replica: None,
+            slots_per_replica: AtomicU32::new(0),
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
             started,
@@ -391,9 +392,24 @@ impl ServiceState {
 
     /// The same state with replicas of `slots` slots: answers to requests sent to a full
     /// replica are not timed as service.
-    pub fn with_slots_per_replica(mut self, slots: u32) -> ServiceState {
-        self.slots_per_replica = Some(slots);
+    pub fn with_slots_per_replica(self, slots: u32) -> ServiceState {
+        self.set_slots_per_replica(Some(slots));
         self
+    }
+
+    /// Replicas' slots from now on (`None`: not known, every answer counted), returning the
+    /// slots before.
+    pub fn set_slots_per_replica(&self, slots: Option<u32>) -> Option<u32> {
+        let old = self
+            .slots_per_replica
+            .swap(slots.unwrap_or(0), Ordering::AcqRel);
+        (old > 0).then_some(old)
+    }
+
+    /// Requests a replica serves at once, where known.
+    pub fn slots_per_replica(&self) -> Option<u32> {
+        let slots = self.slots_per_replica.load(Ordering::Acquire);
+        (slots > 0).then_some(slots)
     }
 
     /// Whether a request sent to a replica that already had `in_flight` requests from Ebb
@@ -402,7 +418,7 @@ impl ServiceState {
     /// as free waits behind one sent just after it (read as one service time more); the ones
     /// sent to a full replica never count.
     pub fn slot_was_free(&self, in_flight: u64) -> bool {
-        self.slots_per_replica
+        self.slots_per_replica()
             .is_none_or(|slots| in_flight < u64::from(slots))
     }
 
@@ -666,6 +682,7 @@ impl ServiceState {
             "errors": self.errors.load(Ordering::Relaxed),
             "inFlight": self.in_flight.load(Ordering::Relaxed),
             "waiting": self.waiting.load(Ordering::Relaxed),
+            "slotsPerReplica": self.slots_per_replica(),
             "proxy": self.counters.exposition().into_iter().map(|(name, _, _, v)| {
                 (name.trim_start_matches("ebb_").to_string(), serde_json::json!(v))
             }).collect::<serde_json::Map<_, _>>(),
@@ -750,6 +767,14 @@ impl ServiceState {
             "Requests held while no replica is ready.",
             count(&self.waiting),
         );
+        if let Some(slots) = self.slots_per_replica() {
+            line(
+                "ebb_slots_per_replica",
+                "gauge",
+                "Requests a replica serves at once, as the proxy counts them: answers to requests sent to a replica with all of them taken are not service times.",
+                slots.to_string(),
+            );
+        }
         let service = self.service_totals();
         line(
             "ebb_service_squared_seconds_total",

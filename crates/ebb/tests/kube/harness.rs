@@ -152,8 +152,20 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
             && pinned_kind(&client, &s).await.is_ok()
     })
     .await;
-    // The ServiceAccount's token Secret (created by the token controller on 1.20).
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "ebb-system");
+    service_account_kubeconfig(&client, server, "ebb-system", "ebb-controller", dir).await
+}
+
+/// A kubeconfig (written in `dir`) holding the token of the ServiceAccount `ns/name`, from
+/// the token Secret the token controller creates for it (on 1.20): a client with exactly
+/// the permissions its RBAC grants.
+pub(crate) async fn service_account_kubeconfig(
+    client: &kube::Client,
+    server: &str,
+    ns: &str,
+    name: &str,
+    dir: &Path,
+) -> PathBuf {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let start = Instant::now();
     let token = loop {
         let list = secrets
@@ -166,7 +178,7 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
                 && s.annotations()
                     .get("kubernetes.io/service-account.name")
                     .map(String::as_str)
-                    == Some("ebb-controller");
+                    == Some(name);
             is_sa
                 .then(|| {
                     s.data
@@ -180,14 +192,14 @@ async fn setup(kubeconfig: &Path, server: &str, dir: &Path) -> PathBuf {
             break t;
         }
         if start.elapsed() > Duration::from_secs(30) {
-            panic!("no token Secret for ServiceAccount ebb-system/ebb-controller after 30s");
+            panic!("no token Secret for ServiceAccount {ns}/{name} after 30s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let path = dir.join("ebb-controller.kubeconfig");
+    let path = dir.join(format!("{ns}-{name}.kubeconfig"));
     std::fs::write(
         &path,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: ebb-controller\n  user: {{token: '{token}'}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: ebb-controller}}\ncurrent-context: c\n"),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: {name}\n  user: {{token: '{token}'}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: {name}}}\ncurrent-context: c\n"),
     )
     .expect("write kubeconfig");
     path

@@ -1080,7 +1080,8 @@ async fn the_helm_chart_renders_the_deploy_pieces_and_applies() {
         .map(|s| s.containers[0].args.clone().unwrap_or_default())
         .unwrap_or_default();
     assert!(
-        args.contains(&"--selector=app=model".to_string()),
+        args.contains(&"--selector=app=model".to_string())
+            && args.contains(&"--autoscaler=model".to_string()),
         "{args:?}"
     );
     let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), "ebb-chart");
@@ -1091,8 +1092,11 @@ async fn the_helm_chart_renders_the_deploy_pieces_and_applies() {
         .rules;
     assert_eq!(
         serde_json::to_value(&rules).unwrap(),
-        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]),
-        "the gateway may only read pods"
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["ebb.dev"], "resources": ["autoscalers"], "resourceNames": ["model"], "verbs": ["get", "list", "watch"]}
+        ]),
+        "the gateway may only read pods and its own Autoscaler"
     );
 }
 
@@ -1332,12 +1336,26 @@ struct Gateway {
 
 impl Gateway {
     fn start(p: &harness::Plane, ns: &str, selector: &str, proxy: &str) -> Gateway {
+        // The model pods' slots, from the Autoscaler's `slo.slotsPerReplica` where the test
+        // has one: answers to requests sent to a full pod are not service times.
+        let slots = ["--autoscaler", "model"];
+        Gateway::start_as(&p.kubeconfig, ns, selector, proxy, &slots)
+    }
+
+    /// [`Gateway::start`] with the credentials in `kubeconfig` and the slots flags `slots`.
+    fn start_as(
+        kubeconfig: &std::path::Path,
+        ns: &str,
+        selector: &str,
+        proxy: &str,
+        slots: &[&str],
+    ) -> Gateway {
         let (port, admin) = (harness::free_port(), harness::free_port());
         let admin_ip = harness::next_pod_ip();
         let listen = format!("127.0.0.1:{port}");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ebb"))
             .args(["gateway", "--kubeconfig"])
-            .arg(&p.kubeconfig)
+            .arg(kubeconfig)
             .args(["--namespace", ns, "--selector", selector, "--name", "model"])
             .args(["--target-port", &process_kubelet::MODEL_PORT.to_string()])
             .args([
@@ -1347,9 +1365,7 @@ impl Gateway {
                 &format!("{admin_ip}:{admin}"),
             ])
             .args(["--queue-timeout-seconds", "60", "--proxy", proxy])
-            // The model pods' slots, as the SLO tests' `slotsPerReplica` states them: answers
-            // to requests sent to a full pod are not service times.
-            .args(["--slots-per-replica", "8"])
+            .args(slots)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1382,6 +1398,115 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An Autoscaler `model` with an SLO of `slots` slots a pod, read through a gateway source.
+fn slots_autoscaler(slots: u32) -> String {
+    format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  maxReplicas: 3\n  slo: {{latency: 1s, attainment: 99%, slotsPerReplica: {slots}}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: 9901}}\n"
+    )
+}
+
+/// The gateway run with the ServiceAccount, Role and RoleBinding of deploy/gateway.yaml (and
+/// nothing more) takes the slots a pod serves at once from its Autoscaler's
+/// `slo.slotsPerReplica`, and follows a change to it: the two settings cannot disagree.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn the_gateway_follows_its_autoscalers_slots_with_the_role_deploy_grants_it() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-slots").await;
+    let manifests = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/gateway.yaml"),
+    )
+    .expect("deploy/gateway.yaml");
+    for doc in serde_yaml::Deserializer::from_str(&manifests) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+        if ["ServiceAccount", "Role", "RoleBinding"].contains(&v["kind"].as_str().unwrap_or("")) {
+            let text = serde_yaml::to_string(&v).expect("yaml");
+            apply(
+                &client,
+                &text.replace("namespace: models", &format!("namespace: {ns}")),
+                None,
+            )
+            .await;
+        }
+    }
+    let kubeconfig =
+        harness::service_account_kubeconfig(&client, &p.server, &ns, "ebb-gateway", &p.dir).await;
+    let gateway = Gateway::start_as(
+        &kubeconfig,
+        &ns,
+        "app=model",
+        "{}",
+        &["--autoscaler", "model"],
+    );
+    let slots = || {
+        metric(
+            &gateway.admin("/metrics"),
+            "ebb_slots_per_replica{service=\"model\"}",
+        )
+    };
+    assert_eq!(slots(), None, "no Autoscaler yet: every answer is timed");
+    apply(&client, &slots_autoscaler(8), Some(&ns)).await;
+    wait(
+        Duration::from_secs(20),
+        "the gateway to read 8 slots",
+        || async { slots() == Some(8.0) },
+    )
+    .await;
+    apply(&client, &slots_autoscaler(2), Some(&ns)).await;
+    wait(
+        Duration::from_secs(20),
+        "the gateway to follow the change to 2",
+        || async { slots() == Some(2.0) },
+    )
+    .await;
+    let status = gateway.admin("/ebb/status");
+    assert!(status.contains("\"slotsPerReplica\":2"), "{status}");
+    assert!(
+        status.contains("from Autoscaler model's slo.slotsPerReplica"),
+        "{status}"
+    );
+}
+
+/// A gateway run with slots stated by hand that differ from the Autoscaler's: the controller
+/// reads the gateway's `ebb_slots_per_replica` and says so in a Warning Event (the service
+/// times it sizes on would include waits in full pods' queues).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
+async fn a_gateway_counting_other_slots_than_the_autoscalers_is_warned_of() {
+    let p = plane();
+    let client = harness::admin(p).await;
+    let ns = namespace(&client, "e2e-gateway-slots-off").await;
+    apply(&client, &deployment("model", 1), Some(&ns)).await;
+    let _kubelet = process_kubelet::ProcessKubelet::running(
+        p,
+        &ns,
+        "app=model",
+        process_kubelet::Program::Model,
+    );
+    let slots = ["--slots-per-replica", "4"];
+    let gateway = Gateway::start_as(&p.kubeconfig, &ns, "app=model", "{}", &slots);
+    gateway_pod(&client, &ns, &gateway.ip).await;
+    let autoscaler = format!(
+        "apiVersion: ebb.dev/v1alpha1\nkind: Autoscaler\nmetadata: {{name: model}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\n  minReplicas: 1\n  maxReplicas: 2\n  slo: {{latency: 1s, attainment: 99%, slotsPerReplica: 8}}\n  sources:\n  - name: traffic\n    gateway: {{selector: app=ebb-gateway, port: {}}}\n",
+        gateway.admin_port
+    );
+    apply(&client, &autoscaler, Some(&ns)).await;
+    let _ctl = Controller::start(p, &["--namespace", &ns, "--no-leader-election"]);
+    wait(
+        Duration::from_secs(30),
+        "a GatewaySlots warning",
+        || async {
+            events(&client, &ns).await.iter().any(|(r, n)| {
+                r == "GatewaySlots"
+                    && n.contains("gateway-0 counts 4")
+                    && n.contains("slo.slotsPerReplica 8")
+            })
+        },
+    )
+    .await;
 }
 
 /// A pod object standing for a gateway replica at `ip` (the test runs the gateway itself).
@@ -1724,6 +1849,17 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
     )
     .await;
     let reasons = plan().await;
+    // The gateway counts a pod full at the Autoscaler's slotsPerReplica, read from it.
+    let slots = metric(
+        &gateway.admin("/metrics"),
+        "ebb_slots_per_replica{service=\"model\"}",
+    );
+    assert_eq!(slots, Some(8.0));
+    let warned = events(client, ns).await;
+    assert!(
+        !warned.iter().any(|(r, _)| r == "GatewaySlots"),
+        "a gateway that follows the Autoscaler is not warned of: {warned:?}"
+    );
     let (ok, failed) = load.await.unwrap();
     eprintln!("{ok} answered, {failed} failed; {reasons}");
     let service_ms: f64 = reasons

@@ -1,0 +1,157 @@
+//! The gateway's reading of its Autoscaler: the slots a pod serves at once, from the
+//! policy's `slo.slotsPerReplica`, so that the gateway's count of service times and the
+//! Autoscaler's queueing model agree on what a full pod is without anyone keeping two settings
+//! equal by hand. A watch of the one object (its name as a field selector), so a change to the
+//! policy reaches the gateway within a watch event.
+
+use crate::crd::{Autoscaler, AutoscalerSpec};
+use ebb_proxy::state::ServiceState;
+use futures::StreamExt;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use std::sync::Arc;
+
+/// What the gateway takes from an Autoscaler's spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SlotsFrom {
+    /// The policy's SLO states them (or its default): answers from full pods are not timed.
+    Slo(u32),
+    /// The policy has no request SLO (a token SLO or a utilization target): every answer is
+    /// timed, as without an Autoscaler.
+    NoSlo,
+    /// The spec does not validate; the slots in force are kept until it does.
+    Invalid(String),
+}
+
+/// The slots `spec` states, as the controller would read them.
+pub(super) fn slots_from(spec: &AutoscalerSpec) -> SlotsFrom {
+    match spec.policy() {
+        Ok(policy) => policy.slo.map_or(SlotsFrom::NoSlo, |slo| {
+            SlotsFrom::Slo(slo.slots_per_replica)
+        }),
+        Err(errors) => SlotsFrom::Invalid(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+}
+
+/// Applies `from` to `state`, recording a change among the gateway's events.
+fn apply(state: &ServiceState, autoscaler: &str, from: SlotsFrom) {
+    let slots = match from {
+        SlotsFrom::Slo(slots) => Some(slots),
+        SlotsFrom::NoSlo => None,
+        SlotsFrom::Invalid(why) => {
+            tracing::warn!("Autoscaler {autoscaler} does not validate, slots kept: {why}");
+            return;
+        }
+    };
+    let old = state.set_slots_per_replica(slots);
+    if old != slots {
+        let text = match slots {
+            Some(s) => format!(
+                "slots per replica {s}, from Autoscaler {autoscaler}'s slo.slotsPerReplica: answers to requests sent to a pod with {s} in flight are not timed as service"
+            ),
+            None => format!(
+                "Autoscaler {autoscaler} has no slo block: every answer is timed as service"
+            ),
+        };
+        tracing::info!("{text}");
+        state.event(text);
+    }
+}
+
+/// Follows the Autoscaler `name` in `namespace` until the process ends.
+pub(super) async fn follow(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    state: Arc<ServiceState>,
+) {
+    let api: Api<Autoscaler> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut objects = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    // A failing watch (most often a Role without autoscalers) is said once among the
+    // gateway's events, not at every retry.
+    let mut last_error = String::new();
+    while let Some(object) = objects.next().await {
+        match object {
+            Ok(a) => {
+                last_error.clear();
+                apply(&state, &name, slots_from(&a.spec));
+            }
+            Err(e) => {
+                let text = format!("cannot watch Autoscaler {name} (the gateway's Role needs get, list and watch on autoscalers.ebb.dev): {e}");
+                tracing::warn!("{text}");
+                if text != last_error {
+                    state.event(text.clone());
+                    last_error = text;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn spec(policy: &str) -> AutoscalerSpec {
+        let yaml = format!(
+            "scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: model}}\nsources: []\n{policy}"
+        );
+        serde_yaml::from_str(&yaml).expect("spec")
+    }
+
+    #[test]
+    fn an_slo_states_the_slots_or_its_default() {
+        let four =
+            spec("maxReplicas: 5\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}\n");
+        assert_eq!(slots_from(&four), SlotsFrom::Slo(4));
+        let default = spec("maxReplicas: 5\nslo: {latency: 500ms, attainment: 99.9%}\n");
+        let SlotsFrom::Slo(slots) = slots_from(&default) else {
+            panic!("an slo block without slotsPerReplica has the default");
+        };
+        assert!(slots >= 1);
+    }
+
+    #[test]
+    fn a_policy_without_an_slo_times_every_answer() {
+        let rps = spec("maxReplicas: 5\nmetrics:\n- type: External\n  external:\n    metric: {name: rps}\n    target: {type: AverageValue, averageValue: \"10\"}\n");
+        assert_eq!(slots_from(&rps), SlotsFrom::NoSlo);
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_slots_in_force_and_says_which_field() {
+        let bad =
+            spec("maxReplicas: 5\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 0}\n");
+        let SlotsFrom::Invalid(why) = slots_from(&bad) else {
+            panic!("slotsPerReplica 0 validates");
+        };
+        assert!(why.contains("spec.slo.slotsPerReplica"), "{why}");
+        let state = ServiceState::new("model", Instant::now()).with_slots_per_replica(4);
+        apply(&state, "model", slots_from(&bad));
+        assert_eq!(state.slots_per_replica(), Some(4));
+    }
+
+    #[test]
+    fn a_change_is_applied_and_recorded_once() {
+        let state = ServiceState::new("model", Instant::now());
+        let eight =
+            spec("maxReplicas: 5\nslo: {latency: 1s, attainment: 99%, slotsPerReplica: 8}\n");
+        apply(&state, "model", slots_from(&eight));
+        apply(&state, "model", slots_from(&eight));
+        assert_eq!(state.slots_per_replica(), Some(8));
+        assert!(!state.slot_was_free(8) && state.slot_was_free(7));
+        let rps = spec("maxReplicas: 5\nmetrics:\n- type: External\n  external:\n    metric: {name: rps}\n    target: {type: AverageValue, averageValue: \"10\"}\n");
+        apply(&state, "model", slots_from(&rps));
+        assert_eq!(state.slots_per_replica(), None);
+        let events = state.events.lock().expect("events").clone();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].contains("slots per replica 8"), "{events:?}");
+    }
+}
