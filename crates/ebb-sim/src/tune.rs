@@ -121,6 +121,21 @@ impl Point {
         self.attainment_less_chance() >= target
     }
 
+    /// Whether its quarters are steady enough for a half of the same traffic to reach
+    /// `target`: their 97.5% prediction bound for a half ([`Stretches::prediction_bound`])
+    /// reaches it, or cannot be drawn (a quarter with no request). Counting chance is not all
+    /// that moves a share from one stretch of traffic to the next.
+    pub fn steady_at(&self, target: f64) -> bool {
+        self.prediction_bound().is_none_or(|bound| bound >= target)
+    }
+
+    /// Its quarters' 97.5% prediction bound for a half, where it can be drawn.
+    pub fn prediction_bound(&self) -> Option<f64> {
+        self.stretches
+            .as_ref()
+            .and_then(Stretches::prediction_bound)
+    }
+
     /// Its attainment less two binomial standard errors of a share counted over its requests
     /// ([`Stretch::promise`] of the whole run).
     pub fn attainment_less_chance(&self) -> f64 {
@@ -493,27 +508,55 @@ pub fn stretches_of(
     stretches.collect::<Option<Vec<_>>>().map(Stretches)
 }
 
-/// The cheapest point of `family` that meets `target` by more than chance
-/// ([`Point::meets_beyond_chance`]); when none does, the one with the highest attainment (and
-/// `false`; of equal attainment, the cheapest). Settings that cost the same to the
-/// replica-second (a floor every one of them keeps) are told apart by how little they depart
-/// from what the user stated (`departure`): planning for 90% is no advice to give for a
-/// 99.9% SLO when planning for 99.9% costs nothing more.
-pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, bool)> {
-    let of_family = || points.iter().filter(move |p| p.candidate.family == family);
-    let meeting = of_family()
-        .filter(|p| p.meets_beyond_chance(target))
-        .min_by(|a, b| cheaper(a, b).then(departs_less(a, b, target)));
-    match meeting {
-        Some(p) => Some((p, true)),
-        None => of_family()
-            .min_by(|a, b| {
-                (b.attainment.total_cmp(&a.attainment))
-                    .then(cheaper(a, b))
-                    .then(departs_less(a, b, target))
-            })
-            .map(|p| (p, false)),
+/// How a chosen setting stood against the target on the first half, and so what it promises
+/// for traffic it has not seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Standing {
+    /// It met the target by more than chance, and its quarters are steady enough that a half
+    /// of the same traffic meets it too ([`Point::steady_at`]): it promises the target.
+    Meets,
+    /// It met the target by more than chance over the half, but its quarters vary so much
+    /// that a half of the same traffic may not: it promises their prediction bound for a half
+    /// (this share, below the target). No setting met the target with quarters that steady.
+    MetUnsteadily(f64),
+    /// No setting met the target by more than chance; this one came closest.
+    Closest,
+}
+
+impl Standing {
+    /// Whether the setting met the target on the first half by more than chance.
+    pub fn met(self) -> bool {
+        !matches!(self, Standing::Closest)
     }
+}
+
+/// The cheapest point of `family` that meets `target` by more than chance
+/// ([`Point::meets_beyond_chance`]) with quarters steady enough to promise it
+/// ([`Standing::Meets`]); where none is that steady, the cheapest that meets it at all, which
+/// promises less ([`Standing::MetUnsteadily`]): cost is weighed first, and the promise says
+/// what the quarters allow. Where none meets it, the one with the highest attainment (of
+/// equal attainment, the cheapest). Settings that cost the same to the replica-second (a
+/// floor every one of them keeps) are told apart by how little they depart from what the
+/// user stated (`departure`): planning for 90% is no advice to give for a 99.9% SLO when
+/// planning for 99.9% costs nothing more.
+pub fn choose(points: &[Point], family: Family, target: f64) -> Option<(&Point, Standing)> {
+    let of_family = || points.iter().filter(move |p| p.candidate.family == family);
+    let meeting = || of_family().filter(|p| p.meets_beyond_chance(target));
+    let cheapest = |a: &&Point, b: &&Point| cheaper(a, b).then(departs_less(a, b, target));
+    if let Some(p) = meeting().filter(|p| p.steady_at(target)).min_by(cheapest) {
+        return Some((p, Standing::Meets));
+    }
+    if let Some(p) = meeting().min_by(cheapest) {
+        let bound = p.prediction_bound().unwrap_or(target);
+        return Some((p, Standing::MetUnsteadily(bound)));
+    }
+    of_family()
+        .min_by(|a, b| {
+            (b.attainment.total_cmp(&a.attainment))
+                .then(cheaper(a, b))
+                .then(departs_less(a, b, target))
+        })
+        .map(|p| (p, Standing::Closest))
 }
 
 /// Orders two points by their replica-seconds, the least first; to the replica-second, since
@@ -802,8 +845,8 @@ mod tests {
             ..point(Family::EbbSlo, attainment, replica_seconds)
         };
         let points = [counted(0.99901, 100.0), counted(0.99930, 120.0)];
-        let (chosen, meets) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
-        assert!(meets);
+        let (chosen, standing) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!(standing, Standing::Meets);
         assert_eq!(chosen.replica_seconds, 120.0);
         assert!(!points[0].meets_beyond_chance(0.999));
         // On millions of requests the allowance vanishes and the cheaper one is chosen.
@@ -814,6 +857,50 @@ mod tests {
         let points = [many(&points[0]), many(&points[1])];
         let (chosen, _) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
         assert_eq!(chosen.replica_seconds, 100.0);
+    }
+
+    /// Quarters of the same traffic at 99.99, 99.95, 99.90 and 99.86% average 99.925% over a
+    /// billion requests, beyond chance; their prediction bound for a half (99.925 - 3.182 x
+    /// 0.0568 x sqrt(1/2) = 99.797%) is not. A dearer setting whose quarters are steady is
+    /// chosen to promise the SLO; without one, the cheap unsteady setting is, promising its
+    /// bound, not the SLO, and not the costliest setting that came closest.
+    #[test]
+    fn a_setting_whose_quarters_vary_promises_their_bound_unless_a_steady_one_meets() {
+        let quarters = |shares: [f64; 4]| {
+            Some(Stretches(
+                shares
+                    .iter()
+                    .map(|&share| Stretch {
+                        share,
+                        requests: 250_000_000,
+                    })
+                    .collect(),
+            ))
+        };
+        let unsteady = Point {
+            stretches: quarters([0.9999, 0.9995, 0.999, 0.9986]),
+            ..point(Family::EbbSlo, 0.99925, 100.0)
+        };
+        let steady = Point {
+            stretches: quarters([0.9995; 4]),
+            ..point(Family::EbbSlo, 0.9995, 130.0)
+        };
+        let costly = Point {
+            stretches: quarters([0.9999, 0.9995, 0.999, 0.9986]),
+            ..point(Family::EbbSlo, 0.99925, 500.0)
+        };
+        assert!(unsteady.meets_beyond_chance(0.999) && !unsteady.steady_at(0.999));
+        let all = [unsteady.clone(), steady, costly.clone()];
+        let (chosen, standing) = choose(&all, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!((chosen.replica_seconds, standing), (130.0, Standing::Meets));
+        let without_steady = [costly, unsteady];
+        let (chosen, standing) = choose(&without_steady, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!(chosen.replica_seconds, 100.0);
+        let Standing::MetUnsteadily(bound) = standing else {
+            panic!("{standing:?}");
+        };
+        assert!((bound - 0.99797).abs() < 2e-5, "{bound}");
+        assert!(standing.met());
     }
 
     /// Where every setting keeps the same floor of replicas, the one planning for the user's
@@ -828,8 +915,8 @@ mod tests {
                 ..point(Family::EbbSlo, 0.9995, 1022.0)
             })
             .collect();
-        let (chosen, meets) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
-        assert!(meets);
+        let (chosen, standing) = choose(&points, Family::EbbSlo, 0.999).expect("a choice");
+        assert_eq!(standing, Standing::Meets);
         assert_eq!(chosen.candidate.knob, "plans for 99.9%");
         // A cheaper setting still wins, whatever it plans for.
         let mut points = points;
@@ -857,8 +944,8 @@ mod tests {
             counted(0.96500, 260.0),
             point(Family::EbbSlo, 0.96534, 100.0),
         ];
-        let (closest, meets) = choose(&points, Family::Hpa, 0.999).expect("a choice");
-        assert!(!meets);
+        let (closest, standing) = choose(&points, Family::Hpa, 0.999).expect("a choice");
+        assert_eq!(standing, Standing::Closest);
         assert_eq!(closest.replica_seconds, 570.0);
         let cheaper = cheapest_as_close(&points, Family::Hpa, closest).expect("one as close");
         assert_eq!(cheaper.replica_seconds, 350.0);

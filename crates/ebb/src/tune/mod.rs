@@ -8,7 +8,7 @@ use clap::Args;
 use ebb_sim::compare::initial_replicas;
 use ebb_sim::tune::{
     choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point, Promise,
-    PromiseBasis, Stretches,
+    PromiseBasis, Standing, Stretches,
 };
 use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
@@ -183,12 +183,14 @@ fn promise_text(promise: &Promise) -> String {
 }
 
 /// For each family, the cheapest setting that met `attainment` on the first half (`points`)
-/// by more than chance ([`Point::meets_beyond_chance`]), printed as the policy to paste, with
-/// its result on the second half (`check` replays it there). Where none met it, the closest
-/// one, promising the lower of what it held in the worst quarter of the first half less the
-/// chance in that quarter's count, and a prediction bound from the quarters' spread
-/// ([`Point::stretches`], [`ebb_sim::tune::Stretches::promise`]). Returns whether every
-/// choice kept its promise on the second half (the SLO, or that floor).
+/// by more than chance ([`Point::meets_beyond_chance`]) with quarters steady enough to promise
+/// it ([`Point::steady_at`]), printed as the policy to paste, with its result on the second
+/// half (`check` replays it there). Where none was that steady, the cheapest that met it,
+/// promising its quarters' prediction bound for a half. Where none met it, the closest one,
+/// promising the lower of what it held in the worst quarter of the first half less the chance
+/// in that quarter's count, and that prediction bound ([`Point::stretches`],
+/// [`ebb_sim::tune::Stretches::promise`]). Returns whether every choice kept its promise on
+/// the second half (the SLO, or that floor).
 fn recommend(
     points: &[Point],
     families: &[Family],
@@ -197,7 +199,7 @@ fn recommend(
 ) -> anyhow::Result<bool> {
     let mut met_all = true;
     for &family in families {
-        let Some((chosen, meets)) = choose(points, family, attainment) else {
+        let Some((chosen, standing)) = choose(points, family, attainment) else {
             continue;
         };
         let Some(checked) = check(&chosen.candidate) else {
@@ -208,23 +210,82 @@ fn recommend(
             _ => "Recommended Ebb policy",
         };
         println!("## {title}: {}", chosen.candidate.knob);
-        // What it promises: the SLO where it met it, else what it held in its worst quarter.
-        let promise = if meets {
+        let promise = say_standing(points, family, chosen, standing, attainment);
+        println!("```yaml");
+        print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
+        println!("```");
+        let kept = promise.is_none_or(|p| checked.attainment >= p);
+        met_all &= kept;
+        println!(
+            "first half: {:.3}% at {:.0} replica-s; second half (not used to choose): {:.3}% at {:.0} replica-s: {}\n",
+            chosen.attainment * 100.0,
+            chosen.replica_seconds,
+            checked.attainment * 100.0,
+            checked.replica_seconds,
+            match (checked.attainment >= attainment, standing, promise) {
+                (true, _, _) => "meets the SLO".to_string(),
+                (false, Standing::Meets, _) => "MISSES the SLO on unseen traffic".to_string(),
+                (false, _, None) => "below the SLO, as on the first half".to_string(),
+                (false, Standing::MetUnsteadily(_), Some(_)) if kept => {
+                    "below the SLO, and keeps its promise".to_string()
+                }
+                (false, _, Some(_)) if kept => {
+                    "below the SLO, as on the first half, and keeps its promise".to_string()
+                }
+                (false, _, Some(p)) => {
+                    format!("BELOW its promise ({:.3}%) on unseen traffic", p * 100.0)
+                }
+            }
+        );
+    }
+    Ok(met_all)
+}
+
+/// Says how `chosen` stood on the first half and returns what it promises: the SLO where it
+/// met it with steady quarters, else the share its quarters allow.
+fn say_standing(
+    points: &[Point],
+    family: Family,
+    chosen: &Point,
+    standing: Standing,
+    attainment: f64,
+) -> Option<f64> {
+    let slo = ebb_core::time::fmt_percent(attainment);
+    match standing {
+        Standing::Meets => {
             println!(
-                "It met {} on the first half by more than chance: {:.3}% of {} requests, less \
-                 two standard errors of that count.",
-                ebb_core::time::fmt_percent(attainment),
+                "It met {slo} on the first half by more than chance: {:.3}% of {} requests, less \
+                 two standard errors of that count{}.",
                 chosen.attainment * 100.0,
-                chosen.requests
+                chosen.requests,
+                chosen.prediction_bound().map_or(String::new(), |b| format!(
+                    ", and its quarters are steady enough for a half like them to meet it too \
+                     (their 97.5% prediction bound for a half: {:.3}%)",
+                    b * 100.0
+                ))
             );
             Some(attainment)
-        } else {
+        }
+        Standing::MetUnsteadily(bound) => {
+            println!(
+                "It met {slo} on the first half by more than chance ({:.3}% of {} requests), \
+                 but its quarters vary ({}): their 97.5% prediction bound for a half is \
+                 {:.3}%, which it promises. No {} setting met {slo} with quarters steady \
+                 enough to promise it.",
+                chosen.attainment * 100.0,
+                chosen.requests,
+                quarter_shares(chosen),
+                bound * 100.0,
+                family.name()
+            );
+            Some(bound)
+        }
+        Standing::Closest => {
             let promise = chosen.stretches.as_ref().and_then(Stretches::promise);
             println!(
-                "No {} setting met {} on the first half by more than chance; this one came \
+                "No {} setting met {slo} on the first half by more than chance; this one came \
                  closest ({:.3}%){}.",
                 family.name(),
-                ebb_core::time::fmt_percent(attainment),
                 chosen.attainment * 100.0,
                 promise.as_ref().map_or(String::new(), promise_text)
             );
@@ -238,32 +299,18 @@ fn recommend(
                 );
             }
             promise.map(|p| p.share)
-        };
-        println!("```yaml");
-        print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
-        println!("```");
-        let kept = promise.is_none_or(|p| checked.attainment >= p);
-        met_all &= kept;
-        println!(
-            "first half: {:.3}% at {:.0} replica-s; second half (not used to choose): {:.3}% at {:.0} replica-s: {}\n",
-            chosen.attainment * 100.0,
-            chosen.replica_seconds,
-            checked.attainment * 100.0,
-            checked.replica_seconds,
-            match (checked.attainment >= attainment, meets, promise) {
-                (true, _, _) => "meets the SLO".to_string(),
-                (false, true, _) => "MISSES the SLO on unseen traffic".to_string(),
-                (false, false, None) => "below the SLO, as on the first half".to_string(),
-                (false, false, Some(_)) if kept => {
-                    "below the SLO, as on the first half, and keeps its promise".to_string()
-                }
-                (false, false, Some(p)) => {
-                    format!("BELOW its promise ({:.3}%) on unseen traffic", p * 100.0)
-                }
-            }
-        );
+        }
     }
-    Ok(met_all)
+}
+
+/// The quarters' shares, in order ("99.990%, 99.950%, ...").
+fn quarter_shares(point: &Point) -> String {
+    point.stretches.as_ref().map_or(String::new(), |s| {
+        s.0.iter()
+            .map(|q| format!("{:.3}%", q.share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// Writes the frontier plot into the report folder and says where.
