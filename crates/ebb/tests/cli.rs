@@ -153,19 +153,24 @@ fn check_reports_an_unreadable_file() {
     assert!(stderr(&o).contains("cannot read no/such/policy.yaml"));
 }
 
-/// A gateway's slot count is checked before it talks to any cluster: zero slots would count
-/// no answer as a service time.
-#[test]
-fn gateway_refuses_zero_slots_naming_the_flag() {
-    let o = ebb(&[
+/// `ebb gateway` for the pods `app=model` on port 8080, with `flags`.
+fn gateway(flags: &[&str]) -> Output {
+    let mut args = vec![
         "gateway",
         "--selector",
         "app=model",
         "--target-port",
         "8080",
-        "--slots-per-replica",
-        "0",
-    ]);
+    ];
+    args.extend_from_slice(flags);
+    ebb(&args)
+}
+
+/// A gateway's slot count is checked before it talks to any cluster: zero slots would count
+/// no answer as a service time.
+#[test]
+fn gateway_refuses_zero_slots_naming_the_flag() {
+    let o = gateway(&["--slots-per-replica", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--slots-per-replica"), "{}", stderr(&o));
 }
@@ -174,17 +179,7 @@ fn gateway_refuses_zero_slots_naming_the_flag() {
 /// one or the other, and says so before it talks to any cluster.
 #[test]
 fn gateway_takes_its_slots_from_the_autoscaler_or_the_flag_not_both() {
-    let o = ebb(&[
-        "gateway",
-        "--selector",
-        "app=model",
-        "--target-port",
-        "8080",
-        "--autoscaler",
-        "model",
-        "--slots-per-replica",
-        "4",
-    ]);
+    let o = gateway(&["--autoscaler", "model", "--slots-per-replica", "4"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
