@@ -340,27 +340,34 @@ impl SloState {
 }
 
 impl SloState {
-    /// Takes a new traffic sample; returns false when it brought nothing new. Service times
-    /// are only learnt while requests in flight fit in `slots` (the ready replicas' slots):
-    /// beyond that, a replica's time on a request includes waiting in its own queue.
-    pub fn observe(&mut self, sample: &TrafficSample, smoothing: &Smoothing, slots: f64) -> bool {
+    /// Takes a new traffic sample; returns the requests that arrived since the last one, or
+    /// `None` when it brought nothing new (or nothing believable: a counter that restarted or
+    /// jumped absurdly), so that what else counts arrivals counts the same ones. Service
+    /// times are only learnt while requests in flight fit in `slots` (the ready replicas'
+    /// slots): beyond that, a replica's time on a request includes waiting in its own queue.
+    pub fn observe(
+        &mut self,
+        sample: &TrafficSample,
+        smoothing: &Smoothing,
+        slots: f64,
+    ) -> Option<f64> {
         let usable = is_usable(sample.arrivals_total) && is_usable(sample.completions_total);
         if !usable {
-            return false;
+            return None;
         }
         let Some(last) = self.last else {
             self.last = Some(*sample);
-            return false;
+            return None;
         };
         if sample.at <= last.at {
-            return false;
+            return None;
         }
         if sample.arrivals_total < last.arrivals_total
             || sample.completions_total < last.completions_total
         {
             // Counters restarted: start the differences again, keep what was learnt.
             self.last = Some(*sample);
-            return false;
+            return None;
         }
         let dt = sample.at.seconds_since(last.at);
         self.period_seconds = Some(dt.min(MAX_PERIOD_SECONDS));
@@ -369,7 +376,7 @@ impl SloState {
         if !(rate.is_finite() && rate <= MAX_RATE) {
             // An absurd counter jump: skip it rather than let it poison the estimates.
             self.last = Some(*sample);
-            return false;
+            return None;
         }
         if arrivals > 0.0 {
             // Before the first arrival the silence began before the estimates did: at least
@@ -411,7 +418,7 @@ impl SloState {
             (false, false) => {}
         }
         self.last = Some(*sample);
-        true
+        Some(arrivals)
     }
 
     /// How long the traffic had been silent before the arrivals that ended its last silence,

@@ -281,12 +281,13 @@ pub fn plan(
         .is_some_and(|last| sample.at.seconds_since(last.at) > super::estimate::SHORT_RATE_SECONDS);
     let level_before = (spans_short_window && state.forecast.at.is_some())
         .then(|| state.forecast.at_horizon(0.0, &smoothing));
-    let arrivals_before = state.last.map(|last| last.arrivals_total);
-    state.observe(
-        sample,
-        &smoothing,
-        f64::from(ready) * f64::from(slo.slots_per_replica),
-    );
+    let arrivals = state
+        .observe(
+            sample,
+            &smoothing,
+            f64::from(ready) * f64::from(slo.slots_per_replica),
+        )
+        .unwrap_or(0.0);
     if state.forecast.at.is_none() {
         return Plan::Missing("not enough traffic samples yet for the SLO model".into());
     }
@@ -361,7 +362,6 @@ pub fn plan(
     let target = within - budget;
     let lead = lead(cold_start, cold_start_sd, tuning, state);
     let keep_seconds = cold_start * tuning.keep_cold_starts;
-    let arrivals = arrivals_before.map_or(0.0, |before| sample.arrivals_total - before);
     observe_idle(state, sample, arrivals, (keep_seconds, lead));
     let idle_cost = IdleCost {
         within,
