@@ -767,6 +767,48 @@ mod tests {
         assert_eq!(lead(&state), 20.0 + MAX_PERIOD_SECONDS);
     }
 
+    /// What a sample brought is what the idle rule counts: the arrivals since the last one, and
+    /// none for the first sample, a counter that restarted, or a jump beyond any real rate.
+    #[test]
+    fn a_sample_brings_the_arrivals_since_the_last_and_none_it_did_not_believe() {
+        let smoothing = test_smoothing();
+        let at = |s: i64, total: f64| TrafficSample {
+            at: Time::from_millis(s * 1000),
+            in_flight: 0.0,
+            arrivals_total: total,
+            completions_total: total,
+            service: None,
+        };
+        let mut state = SloState::default();
+        assert_eq!(
+            state.observe(&at(0, 100.0), &smoothing, 4.0),
+            None,
+            "the first"
+        );
+        assert_eq!(state.observe(&at(1, 112.0), &smoothing, 4.0), Some(12.0));
+        assert_eq!(
+            state.observe(&at(1, 112.0), &smoothing, 4.0),
+            None,
+            "no time passed"
+        );
+        assert_eq!(
+            state.observe(&at(2, 5.0), &smoothing, 4.0),
+            None,
+            "a restart"
+        );
+        assert_eq!(state.observe(&at(3, 9.0), &smoothing, 4.0), Some(4.0));
+        let absurd = 9.0 + 10.0 * MAX_RATE;
+        assert_eq!(
+            state.observe(&at(4, absurd), &smoothing, 4.0),
+            None,
+            "a jump"
+        );
+        assert_eq!(
+            state.observe(&at(5, absurd + 3.0), &smoothing, 4.0),
+            Some(3.0)
+        );
+    }
+
     /// The running counters a driver reports, to feed [`SloState::observe`] with.
     #[derive(Default)]
     struct Counters {
