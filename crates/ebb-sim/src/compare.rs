@@ -336,6 +336,20 @@ pub fn schedule_policies(
     out
 }
 
+/// The share of `workload`'s requests within the SLO with peak provisioning (a fixed fleet
+/// for the busiest second's requests in service: no request waits for a slot): the most any
+/// scaling setting can reach on it, its service times alone deciding the rest.
+pub fn peak_attainment(workload: &Workload, cfg: &RunConfig) -> f64 {
+    let demand = Demand::of(workload, &cfg.service, cfg.seed);
+    let slots = cfg.cluster.slots;
+    schedule_policies(&demand, slots, &[Baseline::Peak])
+        .into_iter()
+        .next()
+        .map_or(f64::NAN, |mut peak| {
+            run_policy(workload, cfg, peak.as_mut(), &mut |_| {}).slo_attainment
+        })
+}
+
 /// Runs every policy over the workload on all cores, reporting progress per policy (indices
 /// follow Ebb first, then `baselines` in order). The demand pre-pass runs alongside the
 /// policies that do not need it.

@@ -190,13 +190,19 @@ fn promise_text(promise: &Promise) -> String {
 /// promising the lower of what it held in the worst quarter of the first half less the chance
 /// in that quarter's count, and that prediction bound ([`Point::stretches`],
 /// [`ebb_sim::tune::Stretches::promise`]). Returns whether every choice kept its promise on
-/// the second half (the SLO, or that floor).
+/// the second half (the SLO, or that floor). Where one did not, `ceiling` (the second half's
+/// attainment under peak provisioning, where it can be had) says whether any setting could
+/// have.
 fn recommend(
     points: &[Point],
     families: &[Family],
     attainment: f64,
     check: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<Point> + Sync),
+    peak: &dyn Fn() -> Option<f64>,
 ) -> anyhow::Result<bool> {
+    // Run once, and only where a promise was broken.
+    let peak_once = std::cell::OnceCell::new();
+    let ceiling = || *peak_once.get_or_init(peak);
     let mut met_all = true;
     for &family in families {
         let Some((chosen, standing)) = choose(points, family, attainment) else {
@@ -237,8 +243,25 @@ fn recommend(
                 }
             }
         );
+        if let (false, Some(p), Some(c)) = (kept, promise, promise.and_then(|_| ceiling())) {
+            println!("{}\n", ceiling_text(p, c));
+        }
     }
     Ok(met_all)
+}
+
+/// Whether any setting could have kept a promise of `promise` on the second half, where peak
+/// provisioning (no request waits for a slot) reaches `ceiling`.
+fn ceiling_text(promise: f64, ceiling: f64) -> String {
+    let verdict = if ceiling < promise {
+        "no setting could have kept it: the second half's service times alone miss more than the first half's did, which a promise read from the first half cannot see"
+    } else {
+        "a setting could have: the shortfall is the scaling's"
+    };
+    format!(
+        "Peak provisioning (a fixed fleet for the busiest second: no request waits for a slot) reaches {:.3}% on the second half: {verdict}.",
+        ceiling * 100.0
+    )
 }
 
 /// Says how `chosen` stood on the first half and returns what it promises: the SLO where it
@@ -392,7 +415,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         ..cfg.clone()
     };
     let second_initial = initial_replicas(&second, &second_cfg);
-    let met_all = recommend(&points, &[Family::EbbSlo, Family::Hpa], attainment, &|c| {
+    let check = |c: &ebb_sim::tune::Candidate| {
         evaluate(
             &second,
             &second_cfg,
@@ -402,7 +425,15 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         )
         .into_iter()
         .next()
-    })?;
+    };
+    let peak = || Some(ebb_sim::compare::peak_attainment(&second, &second_cfg));
+    let met_all = recommend(
+        &points,
+        &[Family::EbbSlo, Family::Hpa],
+        attainment,
+        &check,
+        &peak,
+    )?;
     write_frontier(
         &args,
         &points,
@@ -414,4 +445,19 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ceiling_text;
+
+    /// A broken promise is put down to the service times only where even peak provisioning
+    /// falls below it on the second half.
+    #[test]
+    fn a_broken_promise_is_blamed_on_the_service_only_below_peaks_ceiling() {
+        let service = ceiling_text(0.99424, 0.99366);
+        assert!(service.contains("99.366%") && service.contains("no setting could have"));
+        let scaling = ceiling_text(0.999, 0.99935);
+        assert!(scaling.contains("the shortfall is the scaling's"), "{scaling}");
+    }
 }
