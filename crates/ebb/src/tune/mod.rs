@@ -458,6 +458,9 @@ mod tests {
         let service = ceiling_text(0.99424, 0.99366);
         assert!(service.contains("99.366%") && service.contains("no setting could have"));
         let scaling = ceiling_text(0.999, 0.99935);
-        assert!(scaling.contains("the shortfall is the scaling's"), "{scaling}");
+        assert!(
+            scaling.contains("the shortfall is the scaling's"),
+            "{scaling}"
+        );
     }
 }
