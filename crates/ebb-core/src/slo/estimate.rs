@@ -749,13 +749,7 @@ mod tests {
         let mut state = SloState::default();
         let lead = |state: &SloState| crate::slo::plan::lead_seconds(&slo, Some(state));
         assert_eq!(lead(&state), 20.0, "no decision seen yet");
-        let at = |s: i64, total: f64| TrafficSample {
-            at: Time::from_millis(s * 1000),
-            in_flight: 1.0,
-            arrivals_total: total,
-            completions_total: total,
-            service: None,
-        };
+        let at = |s: i64, total: f64| counted_at(s, total, 1.0);
         // A controller syncing every 5 s: a start left to the next decision is 5 s late.
         for (i, s) in [0, 5, 10].into_iter().enumerate() {
             state.observe(&at(s, 10.0 * i as f64), &smoothing, 4.0);
@@ -767,18 +761,24 @@ mod tests {
         assert_eq!(lead(&state), 20.0 + MAX_PERIOD_SECONDS);
     }
 
+    /// A sample at `s` seconds whose `total` requests all arrived and completed, with
+    /// `in_flight` in flight.
+    fn counted_at(s: i64, total: f64, in_flight: f64) -> TrafficSample {
+        TrafficSample {
+            at: Time::from_millis(s * 1000),
+            in_flight,
+            arrivals_total: total,
+            completions_total: total,
+            service: None,
+        }
+    }
+
     /// What a sample brought is what the idle rule counts: the arrivals since the last one, and
     /// none for the first sample, a counter that restarted, or a jump beyond any real rate.
     #[test]
     fn a_sample_brings_the_arrivals_since_the_last_and_none_it_did_not_believe() {
         let smoothing = test_smoothing();
-        let at = |s: i64, total: f64| TrafficSample {
-            at: Time::from_millis(s * 1000),
-            in_flight: 0.0,
-            arrivals_total: total,
-            completions_total: total,
-            service: None,
-        };
+        let at = |s: i64, total: f64| counted_at(s, total, 0.0);
         let mut state = SloState::default();
         assert_eq!(
             state.observe(&at(0, 100.0), &smoothing, 4.0),
