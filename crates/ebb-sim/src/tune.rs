@@ -523,13 +523,6 @@ pub enum Standing {
     Closest,
 }
 
-impl Standing {
-    /// Whether the setting met the target on the first half by more than chance.
-    pub fn met(self) -> bool {
-        !matches!(self, Standing::Closest)
-    }
-}
-
 /// The cheapest point of `family` that meets `target` by more than chance
 /// ([`Point::meets_beyond_chance`]) with quarters steady enough to promise it
 /// ([`Standing::Meets`]); where none is that steady, the cheapest that meets it at all, which
@@ -900,7 +893,6 @@ mod tests {
             panic!("{standing:?}");
         };
         assert!((bound - 0.99797).abs() < 2e-5, "{bound}");
-        assert!(standing.met());
     }
 
     /// Where every setting keeps the same floor of replicas, the one planning for the user's

@@ -243,8 +243,11 @@ fn recommend(
                 }
             }
         );
-        if let (false, Some(p), Some(c)) = (kept, promise, promise.and_then(|_| ceiling())) {
-            println!("{}\n", ceiling_text(p, c));
+        if !kept {
+            // Kept is only false where there was a promise.
+            if let (Some(p), Some(c)) = (promise, ceiling()) {
+                println!("{}\n", ceiling_text(p, c));
+            }
         }
     }
     Ok(met_all)
