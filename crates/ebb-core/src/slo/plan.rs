@@ -363,7 +363,8 @@ pub fn plan(
     let lead = lead(cold_start, cold_start_sd, tuning, state);
     let keep_seconds = cold_start * tuning.keep_cold_starts;
     observe_idle(state, sample, arrivals, (keep_seconds, lead));
-    let idle_cost = IdleCost {
+    // What going to zero through an idle spell costs, where the policy may go to zero.
+    let idle_cost = range.to_zero.then(|| IdleCost {
         within,
         cold_within: super::idle::within_after_cold_start(
             latency - state.period_seconds.unwrap_or(0.0),
@@ -373,7 +374,7 @@ pub fn plan(
         ),
         wait_budget: budget,
         restart_seconds: cold_start * (1.0 + tuning.hedge),
-    };
+    });
     let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
     let (needed, predicted) =
         model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
@@ -418,24 +419,21 @@ pub fn plan(
         .max(still_short)
         .min(max_replicas.max(kept));
     let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
-    let silent = range
-        .to_zero
-        .then(|| {
-            let idle = IdleRule {
-                keep_seconds,
-                allowed: state.idle.allows_zero(&idle_cost, tuning.idle_budget),
-            };
-            silence(
-                state,
-                sample,
-                at_zero,
-                burst_due,
-                (lead, cold_start),
-                idle,
-                now,
-            )
-        })
-        .flatten();
+    let silent = idle_cost.as_ref().and_then(|cost| {
+        let idle = IdleRule {
+            keep_seconds,
+            allowed: state.idle.allows_zero(cost, tuning.idle_budget),
+        };
+        silence(
+            state,
+            sample,
+            at_zero,
+            burst_due,
+            (lead, cold_start),
+            idle,
+            now,
+        )
+    });
     let replicas = match (warming, silent) {
         (true, _) => obs.current_replicas,
         (false, Some(_)) => 0,
@@ -487,15 +485,17 @@ pub fn plan(
             period_seconds,
             lead_seconds: lead,
         });
-    } else if let (false, Some(Silence::Idle { quiet_seconds })) = (warming, silent) {
+    } else if let (false, Some(Silence::Idle { quiet_seconds }), Some(cost)) =
+        (warming, silent, &idle_cost)
+    {
         reasons.push(Reason::SloIdleToZero {
             quiet_seconds,
             keep_seconds,
             beyond_keep_seconds: state.idle.beyond_keep.map_or(0.0, |(mean, _)| mean),
-            restart_seconds: idle_cost.restart_seconds,
+            restart_seconds: cost.restart_seconds,
             lead_seconds: lead,
             latency_seconds: latency,
-            cold_within: idle_cost.cold_within,
+            cold_within: cost.cold_within,
             arrived_after_idle: state.idle.share(),
         });
     } else if warming {
