@@ -636,8 +636,8 @@ mod tests {
         (format!("{SERVICE_HISTOGRAM}_bucket"), labels, v)
     }
 
-    /// The SLO's share is counted at the highest bucket bound at or below its latency, not
-    /// above (which would flatter the service) nor far below (which says little of the tail).
+    /// Gateway pods whose slot gauge differs from the policy's, or is missing, are named;
+    /// those that agree are not.
     #[test]
     fn gateways_counting_other_slots_than_the_policys_are_named() {
         let with = |slots: Option<f64>| {
@@ -666,6 +666,8 @@ mod tests {
         );
     }
 
+    /// The SLO's share is counted at the highest bucket bound at or below its latency, not
+    /// above (which would flatter the service) nor far below (which says little of the tail).
     #[test]
     fn service_times_within_the_slo_are_read_from_the_highest_bucket_at_or_below_it() {
         let mut pod = gateway_pod(100.0, 100.0, 12.0);

@@ -66,6 +66,7 @@ async fn reconcile_policy(pass: &mut Pass<'_>) -> Result<Action, ReconcileError>
     });
     let next_due = poll::poll_due(pass, &target.pods, slo).await;
     let failed = report_source_failures(pass).await;
+    report_source_warnings(pass).await;
     let specs = &pass.obj.spec.sources;
     status.current_metrics = poll::source_statuses(specs, &pass.memory.sources);
 
@@ -286,7 +287,6 @@ async fn report_source_failures(pass: &mut Pass<'_>) -> Vec<String> {
         pass.event(EventType::Warning, "FailedGetSource", line)
             .await;
     }
-    report_source_warnings(pass).await;
     failed
 }
 
