@@ -85,6 +85,9 @@ pub struct Point {
     /// promise (one run's average is a point, not a bound). `None` when a stretch held no
     /// request.
     pub stretches: Option<Stretches>,
+    /// The most replicas the run had (starting or ready): what a `maxReplicas` must allow
+    /// for the setting to do what it did here.
+    pub peak_replicas: u32,
 }
 
 /// One stretch of a run: the share of its requests within the SLO, and how many there were.
@@ -477,6 +480,7 @@ pub fn evaluate(
                 replica_seconds: r.replica_seconds,
                 requests: r.requests,
                 stretches: stretches_of(outcomes, r.duration, STRETCHES),
+                peak_replicas: r.scale_log.iter().map(|e| e.2).fold(initial, u32::max),
             }
         },
         &|done, total| progress(done as f64 / total.max(1) as f64),
@@ -826,6 +830,7 @@ mod tests {
             replica_seconds,
             requests: 1_000_000_000,
             stretches: None,
+            peak_replicas: 4,
         }
     }
 

@@ -585,6 +585,13 @@ fn tune_recommends_policies_that_check_accepts() {
     assert!(out.contains("second half (not used to choose)"), "{out}");
     let blocks = yaml_blocks(&out);
     assert_eq!(blocks.len(), 2, "{out}");
+    // Only what the setting chose: no defaults, and a bound from what the replays ran.
+    assert!(!blocks[0].contains("readiness:"), "{}", blocks[0]);
+    assert!(!blocks[0].contains("maxReplicas: 1000"), "{}", blocks[0]);
+    assert!(
+        out.contains("maxReplicas is twice the most replicas it ran in either half"),
+        "{out}"
+    );
     let ebb_policy = dir.path().join("ebb.yaml");
     std::fs::write(&ebb_policy, &blocks[0]).unwrap();
     let c = ebb(&["check", ebb_policy.to_str().unwrap()]);

@@ -110,6 +110,7 @@ pub fn evaluate(
                 replica_seconds: r.replica_seconds,
                 requests: r.requests,
                 stretches: stretches_of(outcomes, r.duration, STRETCHES),
+                peak_replicas: r.peak_replicas,
             }
         },
         &|done, total| progress(done as f64 / total as f64),

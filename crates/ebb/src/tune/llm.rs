@@ -88,7 +88,7 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         .next()
     };
     // Token workloads have no peak-provisioning replay to read a ceiling from.
-    let met_all = recommend(&points, &FAMILIES, attainment, &check, &|| None)?;
+    let met_all = recommend(&points, &FAMILIES, attainment, &check, &|| None, false)?;
     write_frontier(
         args,
         &points,

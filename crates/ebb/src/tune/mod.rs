@@ -13,6 +13,7 @@ use ebb_sim::tune::{
 use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
 
+mod document;
 mod llm;
 
 #[derive(Args, Debug)]
@@ -50,38 +51,6 @@ fn frontier_table(points: &[Point], family: Family) -> String {
         ));
     }
     out
-}
-
-/// The recommendation as users paste it: Ebb's policy document, or an HPA manifest holding
-/// only what `autoscaling/v2` has.
-fn policy_yaml(family: Family, policy: &ebb_core::Policy) -> anyhow::Result<String> {
-    let mut spec = policy.to_spec();
-    if matches!(family, Family::EbbSlo | Family::EbbEngine) {
-        return serde_yaml::to_string(&spec).context("cannot print the policy");
-    }
-    spec.stale_after_seconds = None;
-    spec.readiness = None;
-    if let Some(b) = spec.behavior.as_mut() {
-        for rules in [b.scale_up.as_mut(), b.scale_down.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            rules.tolerance = None;
-        }
-    }
-    let hpa = serde_json::json!({
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "my-model"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-model"},
-            "minReplicas": spec.min_replicas,
-            "maxReplicas": spec.max_replicas,
-            "metrics": spec.metrics,
-            "behavior": spec.behavior,
-        }
-    });
-    serde_yaml::to_string(&hpa).context("cannot print the HPA")
 }
 
 /// maxReplicas as `ebb simulate` gives them: `--max-replicas` for everyone when given; else
@@ -192,13 +161,15 @@ fn promise_text(promise: &Promise) -> String {
 /// [`ebb_sim::tune::Stretches::promise`]). Returns whether every choice kept its promise on
 /// the second half (the SLO, or that floor). Where one did not, `ceiling` (the second half's
 /// attainment under peak provisioning, where it can be had) says whether any setting could
-/// have.
+/// have. Where Ebb's settings ran with no bound (`ebb_unbounded`: no `--max-replicas`), its
+/// policy is printed with twice the most replicas it ran in either half as `maxReplicas`.
 fn recommend(
     points: &[Point],
     families: &[Family],
     attainment: f64,
     check: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<Point> + Sync),
     peak: &dyn Fn() -> Option<f64>,
+    ebb_unbounded: bool,
 ) -> anyhow::Result<bool> {
     // Run once, and only where a promise was broken.
     let peak_once = std::cell::OnceCell::new();
@@ -217,9 +188,20 @@ fn recommend(
         };
         println!("## {title}: {}", chosen.candidate.knob);
         let promise = say_standing(points, family, chosen, standing, attainment);
+        let mut policy = chosen.candidate.policy.clone();
+        let most = chosen.peak_replicas.max(checked.peak_replicas);
+        let bounded_here = ebb_unbounded && family == Family::EbbSlo;
+        if bounded_here {
+            policy.max_replicas = most.saturating_mul(2).max(policy.min_replicas).max(1);
+        }
         println!("```yaml");
-        print!("{}", policy_yaml(family, &chosen.candidate.policy)?);
+        print!("{}", document::policy_yaml(family, &policy)?);
         println!("```");
+        if bounded_here {
+            println!(
+                "maxReplicas is twice the most replicas it ran in either half ({most}): the replays had no bound, so this one changes nothing they did. Lower it to what your budget allows (or pass --max-replicas to tune within it)."
+            );
+        }
         let kept = promise.is_none_or(|p| checked.attainment >= p);
         met_all &= kept;
         println!(
@@ -436,6 +418,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         attainment,
         &check,
         &peak,
+        args.max_replicas.is_none(),
     )?;
     write_frontier(
         &args,
