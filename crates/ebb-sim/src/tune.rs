@@ -608,8 +608,9 @@ pub fn cheapest_as_close<'a>(
 }
 
 /// The frontier as an SVG: replica-seconds against the share of requests missing the SLO,
-/// one line per family, the target as a horizontal line.
-pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
+/// one line per family, the target as a horizontal line, and a ring around each setting in
+/// `recommended`.
+pub fn frontier_svg(points: &[Point], target: f64, title: &str, recommended: &[Point]) -> String {
     use plotters::prelude::*;
     let mut svg = String::new();
     (|| {
@@ -683,6 +684,23 @@ pub fn frontier_svg(points: &[Point], target: f64, title: &str) -> String {
                 });
             let _ = chart.draw_series(settings.iter().map(|p| Circle::new(*p, 4, color)));
             let _ = chart.draw_series(frontier.iter().map(|p| Circle::new(*p, 4, color.filled())));
+        }
+        // The settings recommended: a ring around each.
+        let rings: Vec<(f64, f64)> = recommended
+            .iter()
+            .map(|p| (p.replica_seconds, miss(p.attainment)))
+            .collect();
+        if !rings.is_empty() {
+            let _ = chart
+                .draw_series(
+                    rings
+                        .iter()
+                        .map(|p| Circle::new(*p, 9, BLACK.stroke_width(2))),
+                )
+                .map(|s| {
+                    s.label("recommended")
+                        .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.stroke_width(2)))
+                });
         }
         let _ = chart
             .configure_series_labels()
@@ -832,6 +850,24 @@ mod tests {
             stretches: None,
             peak_replicas: 4,
         }
+    }
+
+    /// The plot draws each family's settings, and rings only where a setting was
+    /// recommended.
+    #[test]
+    fn the_plot_rings_the_recommended_settings() {
+        let points = [
+            point(Family::EbbSlo, 0.9995, 100.0),
+            point(Family::Hpa, 0.998, 80.0),
+        ];
+        let plain = frontier_svg(&points, 0.999, "t", &[]);
+        let marked = frontier_svg(&points, 0.999, "t", &points[..1]);
+        assert!(
+            plain.contains("ebb-slo") && plain.contains("hpa"),
+            "{plain}"
+        );
+        assert!(!plain.contains("recommended"), "{plain}");
+        assert!(marked.contains("recommended"), "{marked}");
     }
 
     /// Of two settings that met 99.9% on 100,000 requests, the cheaper met it by one request

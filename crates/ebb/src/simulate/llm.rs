@@ -166,8 +166,11 @@ fn frontier(
         .with_context(|| format!("cannot write the report to {}", args.report.display()))?;
     let svg = args.report.join("frontier.svg");
     let title = format!("Frontiers, token by token: {name}");
-    std::fs::write(&svg, frontier_svg(&points, reference.attainment, &title))
-        .with_context(|| format!("cannot write {}", svg.display()))?;
+    std::fs::write(
+        &svg,
+        frontier_svg(&points, reference.attainment, &title, &[]),
+    )
+    .with_context(|| format!("cannot write {}", svg.display()))?;
     print_done(
         points.len(),
         "settings token by token",

@@ -88,12 +88,14 @@ pub(super) fn run(args: &SimulateArgs, prepared: Prepared) -> anyhow::Result<Exi
         .next()
     };
     // Token workloads have no peak-provisioning replay to read a ceiling from.
-    let met_all = recommend(&points, &FAMILIES, attainment, &check, &|| None, false)?;
+    let (met_all, recommended) =
+        recommend(&points, &FAMILIES, attainment, &check, &|| None, false)?;
     write_frontier(
         args,
         &points,
         attainment,
         &format!("Cost against SLO misses, token by token, first half of {name}"),
+        &recommended,
     )?;
     Ok(if met_all {
         ExitCode::SUCCESS

@@ -127,7 +127,13 @@ fn frontiers(
             frontier_table(&points, family).replace(" (first half)", "")
         );
     }
-    write_frontier(args, &points, attainment, &format!("Frontiers: {name}"))?;
+    write_frontier(
+        args,
+        &points,
+        attainment,
+        &format!("Frontiers: {name}"),
+        &[],
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,6 +169,7 @@ fn promise_text(promise: &Promise) -> String {
 /// attainment under peak provisioning, where it can be had) says whether any setting could
 /// have. Where Ebb's settings ran with no bound (`ebb_unbounded`: no `--max-replicas`), its
 /// policy is printed with twice the most replicas it ran in either half as `maxReplicas`.
+/// Returns the settings chosen too, for the plot to mark.
 fn recommend(
     points: &[Point],
     families: &[Family],
@@ -170,15 +177,17 @@ fn recommend(
     check: &(dyn Fn(&ebb_sim::tune::Candidate) -> Option<Point> + Sync),
     peak: &dyn Fn() -> Option<f64>,
     ebb_unbounded: bool,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, Vec<Point>)> {
     // Run once, and only where a promise was broken.
     let peak_once = std::cell::OnceCell::new();
     let ceiling = || *peak_once.get_or_init(peak);
     let mut met_all = true;
+    let mut recommended = Vec::new();
     for &family in families {
         let Some((chosen, standing)) = choose(points, family, attainment) else {
             continue;
         };
+        recommended.push(chosen.clone());
         let Some(checked) = check(&chosen.candidate) else {
             continue;
         };
@@ -232,7 +241,7 @@ fn recommend(
             }
         }
     }
-    Ok(met_all)
+    Ok((met_all, recommended))
 }
 
 /// Whether any setting could have kept a promise of `promise` on the second half, where peak
@@ -327,11 +336,12 @@ fn write_frontier(
     points: &[Point],
     attainment: f64,
     title: &str,
+    recommended: &[Point],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.report)
         .with_context(|| format!("cannot create {}", args.report.display()))?;
     let path = args.report.join("frontier.svg");
-    std::fs::write(&path, frontier_svg(points, attainment, title))
+    std::fs::write(&path, frontier_svg(points, attainment, title, recommended))
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("frontier plot: {}", path.display());
     Ok(())
@@ -412,7 +422,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         .next()
     };
     let peak = || Some(ebb_sim::compare::peak_attainment(&second, &second_cfg));
-    let met_all = recommend(
+    let (met_all, recommended) = recommend(
         &points,
         &[Family::EbbSlo, Family::Hpa],
         attainment,
@@ -425,6 +435,7 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         &points,
         attainment,
         &format!("Cost against SLO misses, first half of {name}"),
+        &recommended,
     )?;
     Ok(if met_all {
         ExitCode::SUCCESS
