@@ -59,6 +59,10 @@ pub struct PolicyResult {
     pub gpu_hours: f64,
     /// Changes of the replica count.
     pub scale_events: u64,
+    /// Changes undone by the next one within [`REVERSAL_SECONDS`] (up then down, or down then
+    /// up): in a cluster, pods created and deleted, or deleted and created again, within
+    /// seconds. The simulator prices them at almost nothing; an operator sees churn.
+    pub reversed_scale_events: u64,
     /// Under-capacity episodes (ready < needed).
     pub capacity_episodes: u64,
     /// Mean time to capacity over those episodes, seconds.
@@ -257,6 +261,7 @@ impl Recorder {
             replica_seconds,
             gpu_hours: replica_seconds * gpus_per_replica / 3600.0,
             scale_events,
+            reversed_scale_events: reversals(&scale_log),
             capacity_episodes: 0,
             time_to_capacity_mean: 0.0,
             time_to_capacity_max: 0.0,
@@ -282,6 +287,23 @@ impl Recorder {
             bucket: self.bucket,
         }
     }
+}
+
+/// How soon a change of the replica count undone by the next counts as reversed, seconds: two
+/// of Ebb's decision periods in the simulator, one of KPA's.
+pub const REVERSAL_SECONDS: f64 = 2.0;
+
+/// Changes in `scale_log` undone by the next within [`REVERSAL_SECONDS`].
+fn reversals(scale_log: &[(f64, u32, u32, String)]) -> u64 {
+    let direction = |from: u32, to: u32| i64::from(to) - i64::from(from);
+    scale_log
+        .windows(2)
+        .filter(|w| {
+            let ((t0, a0, b0, _), (t1, a1, b1, _)) = (&w[0], &w[1]);
+            t1 - t0 <= REVERSAL_SECONDS
+                && direction(*a0, *b0).signum() * direction(*a1, *b1).signum() < 0
+        })
+        .count() as u64
 }
 
 impl PolicyResult {
@@ -320,5 +342,29 @@ impl PolicyResult {
             episodes.iter().sum::<f64>() / episodes.len() as f64
         };
         self.time_to_capacity_max = episodes.iter().copied().fold(0.0, f64::max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reversals;
+
+    fn log(events: &[(f64, u32, u32)]) -> Vec<(f64, u32, u32, String)> {
+        events
+            .iter()
+            .map(|&(t, from, to)| (t, from, to, String::new()))
+            .collect()
+    }
+
+    /// A start undone a second later is a reversal; one undone after the window, or
+    /// followed by a change the same way, is not.
+    #[test]
+    fn only_changes_undone_within_the_window_are_reversals() {
+        assert_eq!(reversals(&log(&[(10.0, 3, 5), (11.0, 5, 4)])), 1);
+        assert_eq!(reversals(&log(&[(10.0, 5, 4), (12.0, 4, 5)])), 1);
+        assert_eq!(reversals(&log(&[(10.0, 3, 5), (13.0, 5, 4)])), 0);
+        assert_eq!(reversals(&log(&[(10.0, 3, 5), (11.0, 5, 7)])), 0);
+        assert_eq!(reversals(&log(&[(1.0, 1, 2), (2.0, 2, 1), (3.0, 1, 2)])), 2);
+        assert_eq!(reversals(&[]), 0);
     }
 }

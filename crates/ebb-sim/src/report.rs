@@ -62,7 +62,7 @@ pub fn table(c: &Comparison) -> String {
 }
 
 /// The table's columns.
-const HEADERS: [&str; 15] = [
+const HEADERS: [&str; 16] = [
     "policy",
     "requests",
     "SLO attainment",
@@ -77,6 +77,7 @@ const HEADERS: [&str; 15] = [
     "vs oracle",
     "vs clairvoyant",
     "scale events",
+    "reversed within 2 s",
     "time to capacity (mean / max)",
 ];
 
@@ -112,6 +113,7 @@ fn cells(r: &PolicyResult, oracle: f64, clairvoyant: f64) -> Vec<String> {
         relative(oracle),
         relative(clairvoyant),
         r.scale_events.to_string(),
+        r.reversed_scale_events.to_string(),
         format!(
             "{} / {}",
             secs(r.time_to_capacity_mean),
