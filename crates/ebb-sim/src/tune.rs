@@ -85,8 +85,8 @@ pub struct Point {
     /// promise (one run's average is a point, not a bound). `None` when a stretch held no
     /// request.
     pub stretches: Option<Stretches>,
-    /// The most replicas the run had (starting or ready): what a `maxReplicas` must allow
-    /// for the setting to do what it did here.
+    /// The most replicas the setting asked for (its first count or any change's): what a
+    /// `maxReplicas` must allow for it to do what it did here.
     pub peak_replicas: u32,
 }
 

@@ -589,7 +589,7 @@ fn tune_recommends_policies_that_check_accepts() {
     assert!(!blocks[0].contains("readiness:"), "{}", blocks[0]);
     assert!(!blocks[0].contains("maxReplicas: 1000"), "{}", blocks[0]);
     assert!(
-        out.contains("maxReplicas is twice the most replicas it ran in either half"),
+        out.contains("maxReplicas is twice the most replicas it asked for in either half"),
         "{out}"
     );
     let ebb_policy = dir.path().join("ebb.yaml");

@@ -168,7 +168,7 @@ fn promise_text(promise: &Promise) -> String {
 /// the second half (the SLO, or that floor). Where one did not, `ceiling` (the second half's
 /// attainment under peak provisioning, where it can be had) says whether any setting could
 /// have. Where Ebb's settings ran with no bound (`ebb_unbounded`: no `--max-replicas`), its
-/// policy is printed with twice the most replicas it ran in either half as `maxReplicas`.
+/// policy is printed with twice the most replicas it asked for in either half as `maxReplicas`.
 /// Returns the settings chosen too, for the plot to mark.
 fn recommend(
     points: &[Point],
@@ -208,7 +208,7 @@ fn recommend(
         println!("```");
         if bounded_here {
             println!(
-                "maxReplicas is twice the most replicas it ran in either half ({most}): the replays had no bound, so this one changes nothing they did. Lower it to what your budget allows (or pass --max-replicas to tune within it)."
+                "maxReplicas is twice the most replicas it asked for in either half ({most}): the replays had no bound, so this one changes nothing they did. Lower it to what your budget allows (or pass --max-replicas to tune within it)."
             );
         }
         let kept = promise.is_none_or(|p| checked.attainment >= p);
