@@ -169,7 +169,7 @@ fn promise_text(promise: &Promise) -> String {
 /// attainment under peak provisioning, where it can be had) says whether any setting could
 /// have. Where Ebb's settings ran with no bound (`ebb_unbounded`: no `--max-replicas`), its
 /// policy is printed with twice the most replicas it asked for in either half as `maxReplicas`.
-/// Returns the settings chosen too, for the plot to mark.
+/// Returns the settings it printed too, for the plot to mark.
 fn recommend(
     points: &[Point],
     families: &[Family],
@@ -187,10 +187,10 @@ fn recommend(
         let Some((chosen, standing)) = choose(points, family, attainment) else {
             continue;
         };
-        recommended.push(chosen.clone());
         let Some(checked) = check(&chosen.candidate) else {
             continue;
         };
+        recommended.push(chosen.clone());
         let title = match family {
             Family::Hpa => "Recommended HPA policy (metric rps: the pods' request rate, e.g. through a Prometheus adapter)",
             _ => "Recommended Ebb policy",
