@@ -35,8 +35,10 @@ pub struct Tuning {
     /// requests arriving at zero after an idle spell may spend, for a policy that may scale
     /// to zero (`slo::idle`). The rest is the queues'.
     pub idle_budget: f64,
-    /// The fewest extra replicas started per missing ready replica while capacity is short.
-    /// Cold starts vary (image pulls, node placement, model load); of `k + e` replicas
+    /// The fewest extra replicas started per missing ready replica while capacity is short,
+    /// from the second short decision in a row (the first starts only the extras its priced
+    /// shortage is worth, so a one-second clump does not start hedges removed a second
+    /// later). Cold starts vary (image pulls, node placement, model load); of `k + e` replicas
     /// started, the fastest `k` are ready well before the slowest of `k` would be. The extras
     /// are still starting when enough are ready and are removed first (the victim ranking
     /// takes unready pods first), so they cost part of one cold start each. A shortage that

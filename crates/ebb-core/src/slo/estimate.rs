@@ -120,6 +120,13 @@ pub struct SloState {
     /// not read as a slow loop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_seconds: Option<f64>,
+    /// Whether the last decision found fewer replicas ready than needed while requests were
+    /// in flight or arriving: the floor of `Tuning::hedge` extras per missing replica is
+    /// started from the second such decision in a row. A one-second clump that reads as a
+    /// jump starts only the extras its priced shortage is worth; hedges started for it
+    /// were otherwise removed, still starting, the next second (pod churn).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub short_before: bool,
     /// The queueing model's integration grid, kept while the service time holds (not
     /// persisted: a restarted controller rebuilds it).
     #[serde(skip)]

@@ -191,9 +191,9 @@ fn shortage_worth(
     ((predicted - with_ready) / marginal).max(0.0)
 }
 
-/// Replicas started beyond the `needed - ready` missing ones (`hedge::extra_starts`): at
-/// least `Tuning::hedge` per missing one, more for a shortage that misses many more requests
-/// than the last replica needed avoids.
+/// Replicas started beyond the `needed - ready` missing ones (`hedge::extra_starts`): more
+/// for a shortage that misses many more requests than the last replica needed avoids, and
+/// from the second short decision in a row at least `Tuning::hedge` per missing one.
 fn extra_starts(
     tuning: &Tuning,
     state: &mut SloState,
@@ -204,7 +204,11 @@ fn extra_starts(
     cold_start: f64,
 ) -> u32 {
     let missing = sized.needed - ready;
-    let least = (f64::from(missing) * tuning.hedge).floor() as u32;
+    let least = if state.short_before {
+        (f64::from(missing) * tuning.hedge).floor() as u32
+    } else {
+        0
+    };
     let (mean, sd) = state.cold_start().unwrap_or((cold_start, 0.0));
     let room = sized.max_replicas.saturating_sub(sized.needed);
     if sd <= 0.0 || room == 0 {
@@ -399,11 +403,13 @@ pub fn plan(
     // ahead of a burst is started one lead ahead, its spread allowed for: an extra start
     // would be a pod created and removed for nothing (on a GPU pool, perhaps a node).
     let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
-    let hedge = if ready < needed && demand_now {
+    let short = ready < needed && demand_now;
+    let hedge = if short {
         extra_starts(tuning, state, &now_sized, ready, predicted, slo, cold_start)
     } else {
         0
     };
+    state.short_before = short;
     let started = needed.saturating_add(hedge);
     let recently_started = state.recent_starts.remember(started, now, keep_ms);
     // While the count needed is not ready, replicas still starting are not cancelled: a
