@@ -55,7 +55,8 @@ pub(crate) struct GatewayArgs {
     /// The Autoscaler (in the gateway's namespace) whose `slo.slotsPerReplica` says how many
     /// requests a pod serves at once, followed as it changes: the answer to a request sent to
     /// a pod with all of them taken includes a wait in the pod's own queue, and is not counted
-    /// as a service time. Needs get/list/watch on autoscalers.ebb.dev.
+    /// as a service time. While it is gone (deleted, or not created yet) every answer is
+    /// timed. Needs get/list/watch on autoscalers.ebb.dev.
     #[arg(long, conflicts_with = "slots_per_replica")]
     autoscaler: Option<String>,
     /// Requests a pod serves at once, stated here instead of read from `--autoscaler` (keep it

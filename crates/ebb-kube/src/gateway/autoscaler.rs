@@ -21,6 +21,10 @@ pub(super) enum SlotsFrom {
     NoSlo,
     /// The spec does not validate; the slots in force are kept until it does.
     Invalid(String),
+    /// The Autoscaler is not there (deleted, or not created yet): every answer is timed, as
+    /// without one, until it is. Kept slots would go on leaving answers untimed for a policy
+    /// that is gone; one created again says its own.
+    Absent,
 }
 
 /// The slots `spec` states, as the controller would read them.
@@ -41,9 +45,10 @@ pub(super) fn slots_from(spec: &AutoscalerSpec) -> SlotsFrom {
 
 /// Applies `from` to `state`, recording a change among the gateway's events.
 fn apply(state: &ServiceState, autoscaler: &str, from: SlotsFrom) {
+    let gone = from == SlotsFrom::Absent;
     let slots = match from {
         SlotsFrom::Slo(slots) => Some(slots),
-        SlotsFrom::NoSlo => None,
+        SlotsFrom::NoSlo | SlotsFrom::Absent => None,
         SlotsFrom::Invalid(why) => {
             tracing::warn!("Autoscaler {autoscaler} does not validate, slots kept: {why}");
             return;
@@ -54,6 +59,9 @@ fn apply(state: &ServiceState, autoscaler: &str, from: SlotsFrom) {
         let text = match slots {
             Some(s) => format!(
                 "slots per replica {s}, from Autoscaler {autoscaler}'s slo.slotsPerReplica: answers to requests sent to a pod with {s} in flight are not timed as service"
+            ),
+            None if gone => format!(
+                "Autoscaler {autoscaler} is gone: every answer is timed as service until it is created again"
             ),
             None => format!(
                 "Autoscaler {autoscaler} has no slo block: every answer is timed as service"
@@ -73,15 +81,18 @@ pub(super) async fn follow(
 ) {
     let api: Api<Autoscaler> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut objects = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     // A failing watch (most often a Role without autoscalers) is said once among the
     // gateway's events, not at every retry.
     let mut last_error = String::new();
-    while let Some(object) = objects.next().await {
-        match object {
-            Ok(a) => {
+    let mut listing = Listing::default();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
                 last_error.clear();
-                apply(&state, &name, slots_from(&a.spec));
+                if let Some(from) = listing.read(event) {
+                    apply(&state, &name, from);
+                }
             }
             Err(e) => {
                 let text = format!("cannot watch Autoscaler {name} (the gateway's Role needs get, list and watch on autoscalers.ebb.dev): {e}");
@@ -91,6 +102,32 @@ pub(super) async fn follow(
                     last_error = text;
                 }
             }
+        }
+    }
+}
+
+/// Whether the last (re)list of the watch has shown the Autoscaler yet: a list that ends
+/// without it says it is gone, as a delete does (a delete missed while the watch was down
+/// shows only so).
+#[derive(Debug, Default)]
+struct Listing {
+    seen: bool,
+}
+
+impl Listing {
+    /// What one watch event says of the slots, if anything.
+    fn read(&mut self, event: watcher::Event<Autoscaler>) -> Option<SlotsFrom> {
+        match event {
+            watcher::Event::Apply(a) | watcher::Event::InitApply(a) => {
+                self.seen = true;
+                Some(slots_from(&a.spec))
+            }
+            watcher::Event::Delete(_) => Some(SlotsFrom::Absent),
+            watcher::Event::Init => {
+                self.seen = false;
+                None
+            }
+            watcher::Event::InitDone => (!self.seen).then_some(SlotsFrom::Absent),
         }
     }
 }
@@ -153,5 +190,45 @@ mod tests {
         let events = state.events.lock().expect("events").clone();
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(events[0].contains("slots per replica 8"), "{events:?}");
+    }
+    #[test]
+    fn a_deleted_autoscaler_stops_leaving_answers_untimed() {
+        let state = ServiceState::new("model", Instant::now());
+        let mut listing = Listing::default();
+        let four =
+            spec("maxReplicas: 5\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}\n");
+        let object = Autoscaler::new("model", four);
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(object.clone()),
+            watcher::Event::InitDone,
+        ] {
+            if let Some(from) = listing.read(event) {
+                apply(&state, "model", from);
+            }
+        }
+        assert_eq!(state.slots_per_replica(), Some(4));
+        let from = listing.read(watcher::Event::Delete(object.clone()));
+        apply(&state, "model", from.expect("a delete says something"));
+        assert_eq!(state.slots_per_replica(), None);
+        let events = state.events.lock().expect("events").clone();
+        assert!(
+            events.back().is_some_and(|e| e.contains("is gone")),
+            "{events:?}"
+        );
+        // Created again: its slots come back.
+        let from = listing.read(watcher::Event::Apply(object));
+        apply(&state, "model", from.expect("an apply says something"));
+        assert_eq!(state.slots_per_replica(), Some(4));
+    }
+
+    #[test]
+    fn a_relist_without_the_autoscaler_reads_as_gone() {
+        let mut listing = Listing { seen: true };
+        assert_eq!(listing.read(watcher::Event::Init), None);
+        assert_eq!(
+            listing.read(watcher::Event::InitDone),
+            Some(SlotsFrom::Absent)
+        );
     }
 }

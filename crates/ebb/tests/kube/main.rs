@@ -1468,6 +1468,20 @@ async fn the_gateway_follows_its_autoscalers_slots_with_the_role_deploy_grants_i
         status.contains("from Autoscaler model's slo.slotsPerReplica"),
         "{status}"
     );
+    // Deleted: the policy that said 2 is gone, and every answer is timed again.
+    let autoscalers: Api<Autoscaler> = Api::namespaced(client.clone(), &ns);
+    autoscalers
+        .delete("model", &Default::default())
+        .await
+        .expect("delete the Autoscaler");
+    wait(
+        Duration::from_secs(20),
+        "the gateway to time every answer once the Autoscaler is gone",
+        || async { slots().is_none() },
+    )
+    .await;
+    let status = gateway.admin("/ebb/status");
+    assert!(status.contains("Autoscaler model is gone"), "{status}");
 }
 
 /// A gateway run with slots stated by hand that differ from the Autoscaler's: the controller
