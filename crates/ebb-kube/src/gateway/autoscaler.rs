@@ -45,28 +45,29 @@ pub(super) fn slots_from(spec: &AutoscalerSpec) -> SlotsFrom {
 
 /// Applies `from` to `state`, recording a change among the gateway's events.
 fn apply(state: &ServiceState, autoscaler: &str, from: SlotsFrom) {
-    let gone = from == SlotsFrom::Absent;
-    let slots = match from {
-        SlotsFrom::Slo(slots) => Some(slots),
-        SlotsFrom::NoSlo | SlotsFrom::Absent => None,
+    let (slots, text) = match from {
+        SlotsFrom::Slo(s) => (
+            Some(s),
+            format!(
+                "slots per replica {s}, from Autoscaler {autoscaler}'s slo.slotsPerReplica: answers to requests sent to a pod with {s} in flight are not timed as service"
+            ),
+        ),
+        SlotsFrom::NoSlo => (
+            None,
+            format!("Autoscaler {autoscaler} has no slo block: every answer is timed as service"),
+        ),
+        SlotsFrom::Absent => (
+            None,
+            format!(
+                "Autoscaler {autoscaler} is gone: every answer is timed as service until it is created again"
+            ),
+        ),
         SlotsFrom::Invalid(why) => {
             tracing::warn!("Autoscaler {autoscaler} does not validate, slots kept: {why}");
             return;
         }
     };
-    let old = state.set_slots_per_replica(slots);
-    if old != slots {
-        let text = match slots {
-            Some(s) => format!(
-                "slots per replica {s}, from Autoscaler {autoscaler}'s slo.slotsPerReplica: answers to requests sent to a pod with {s} in flight are not timed as service"
-            ),
-            None if gone => format!(
-                "Autoscaler {autoscaler} is gone: every answer is timed as service until it is created again"
-            ),
-            None => format!(
-                "Autoscaler {autoscaler} has no slo block: every answer is timed as service"
-            ),
-        };
+    if state.set_slots_per_replica(slots) != slots {
         tracing::info!("{text}");
         state.event(text);
     }
@@ -191,6 +192,7 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(events[0].contains("slots per replica 8"), "{events:?}");
     }
+
     #[test]
     fn a_deleted_autoscaler_stops_leaving_answers_untimed() {
         let state = ServiceState::new("model", Instant::now());
