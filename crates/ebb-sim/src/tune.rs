@@ -451,10 +451,14 @@ pub(crate) fn scaler(c: &Candidate, initial: u32) -> Box<dyn Autoscaler> {
         Family::EbbSlo | Family::EbbEngine => "ebb",
         other => other.name(),
     };
-    let initial = initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas);
     c.family
         .deployment()
-        .scaler(name, c.policy.clone(), initial)
+        .scaler(name, c.policy.clone(), starting_replicas(c, initial))
+}
+
+/// The replicas the candidate starts with: `initial` within its bounds.
+fn starting_replicas(c: &Candidate, initial: u32) -> u32 {
+    initial.clamp(c.policy.min_replicas.max(1), c.policy.max_replicas)
 }
 
 /// Runs every candidate over `workload` on all cores; `progress` gets the share of runs done.
@@ -480,7 +484,11 @@ pub fn evaluate(
                 replica_seconds: r.replica_seconds,
                 requests: r.requests,
                 stretches: stretches_of(outcomes, r.duration, STRETCHES),
-                peak_replicas: r.scale_log.iter().map(|e| e.2).fold(initial, u32::max),
+                peak_replicas: r
+                    .scale_log
+                    .iter()
+                    .map(|e| e.2)
+                    .fold(starting_replicas(c, initial), u32::max),
             }
         },
         &|done, total| progress(done as f64 / total.max(1) as f64),
