@@ -228,8 +228,9 @@ pub enum Reason {
         jump: bool,
         /// The cold-start horizon, seconds.
         cold_start_seconds: f64,
-        /// Whether the cold start was measured (false: configured or assumed).
-        cold_start_measured: bool,
+        /// The cold starts measured into it (0: configured or assumed), so that a horizon
+        /// read from one fast start is seen as such.
+        cold_starts_measured: u32,
         /// Where the lead spans few service times: the requests in flight the count was sized
         /// from over it (`slo::transient`); `None` for the steady state.
         over_lead: Option<OverLead>,
@@ -261,8 +262,8 @@ pub enum Reason {
         learning: bool,
         /// The cold-start horizon, seconds.
         cold_start_seconds: f64,
-        /// Whether the cold start was measured.
-        cold_start_measured: bool,
+        /// The cold starts measured into it (0: configured or assumed).
+        cold_starts_measured: u32,
     },
     /// Replicas kept because the dip is shorter than a cold start (the ski-rental rule).
     SloKeepsThroughDip {
@@ -773,7 +774,7 @@ pub struct TokenGoal {
 
 /// "TTFT p99 2s (up to 5300 tokens/s per replica), ITL p99 100ms (out of reach: planned
 /// 124ms, up to 4100 tokens/s per replica): 4 replicas for 18200 tokens/s; forecast +12%
-/// within the 69 s cold start (measured)".
+/// within the 69 s cold start (measured over 4 starts)".
 fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Reason::TokenSloPlan {
         ttft,
@@ -788,7 +789,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         over_now,
         learning,
         cold_start_seconds,
-        cold_start_measured,
+        cold_starts_measured,
     } = r
     else {
         return Ok(());
@@ -836,11 +837,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f,
         "; forecast {forecast_percent:+.0}% within the {} s cold start ({})",
         cold_start_words(*cold_start_seconds),
-        if *cold_start_measured {
-            "measured"
-        } else {
-            "configured or assumed"
-        }
+        cold_start_source(*cold_starts_measured)
     )?;
     if *over_now {
         write!(f, "; a quantile over its goal now asks for more at once")?;
@@ -855,8 +852,9 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 /// "SLO 500ms at 99.9%: 7 replicas predicted 99.93% for 212 req/s (dispersion 1.3, service
-/// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured)"; over the lead,
-/// "3 replicas predicted 99.65% over the next 47 s from 2 in flight, for 0.02 req/s".
+/// 113 ms +- 57 ms); forecast +18% within the 21 s cold start (measured over 12 starts)";
+/// over the lead, "3 replicas predicted 99.65% over the next 47 s from 2 in flight, for
+/// 0.02 req/s".
 fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Reason::SloPlan {
         latency_seconds,
@@ -873,7 +871,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         forecast_percent,
         jump,
         cold_start_seconds,
-        cold_start_measured,
+        cold_starts_measured,
         over_lead,
     } = r
     else {
@@ -894,11 +892,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     } else {
         format!("time in system {service_ms:.0} ms by Little's law")
     };
-    let cold = if *cold_start_measured {
-        "measured"
-    } else {
-        "configured or assumed"
-    };
+    let cold = cold_start_source(*cold_starts_measured);
     let ahead = if *jump {
         format!("a jump in the last seconds, {forecast_percent:+.0}% over the level")
     } else {
@@ -953,6 +947,16 @@ fn share_source(measured: bool, requests: f64, prior: f64) -> String {
 
 /// A cold start in whole seconds, or to a tenth below ten (a local replica ready in 0.4 s
 /// read "0 s").
+/// Where the cold-start horizon came from: "measured over 3 starts" or "configured or
+/// assumed".
+fn cold_start_source(measured: u32) -> String {
+    match measured {
+        0 => "configured or assumed".into(),
+        1 => "measured over 1 start".into(),
+        n => format!("measured over {n} starts"),
+    }
+}
+
 fn cold_start_words(seconds: f64) -> String {
     if seconds < 10.0 {
         fmt_short((seconds * 10.0).round() / 10.0)

@@ -1661,6 +1661,66 @@ fn slo_out_of_reach_counted() -> Decision {
     d
 }
 
+/// The SLO plan's cold-start horizon and how many starts it rests on, once the pods in
+/// `ready_after` (seconds each took) were started beside 2 ready ones and turned ready.
+fn horizon_after_starts(ready_after: &[i64]) -> (f64, u32, String) {
+    let p =
+        policy("maxReplicas: 100\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}");
+    let (mut state, mut totals) = (State::default(), (0.0, 0.0));
+    slo_feed(&p, &mut state, &mut totals, 0, 30, 40.0, &pods(2));
+    let mut at = 30;
+    for (i, took) in ready_after.iter().enumerate() {
+        let mut new = Pod {
+            name: format!("new-{i}"),
+            started_at: Some(t(at)),
+            ..Default::default()
+        };
+        let with = |p: &Pod| [pods(2), vec![p.clone()]].concat();
+        slo_feed(&p, &mut state, &mut totals, at, 1, 40.0, &with(&new));
+        (new.ready, new.ready_changed_at) = (true, Some(t(at + took)));
+        slo_feed(&p, &mut state, &mut totals, at + took, 1, 40.0, &with(&new));
+        at += took + 1;
+    }
+    let d = slo_feed(&p, &mut state, &mut totals, at, 1, 40.0, &pods(2));
+    let Some(
+        r @ Reason::SloPlan {
+            cold_start_seconds,
+            cold_starts_measured,
+            ..
+        },
+    ) = d.reasons.iter().find(|r| r.code() == "SloPlan")
+    else {
+        panic!("no SloPlan in {}", d.summary())
+    };
+    (*cold_start_seconds, *cold_starts_measured, r.to_string())
+}
+
+/// The plan's reason says what its cold-start horizon rests on: the assumed 30 s before any
+/// start was measured, then how many starts were (one fast start alone sets it, which the
+/// reader should see).
+#[test]
+fn the_horizon_says_how_many_cold_starts_it_rests_on() {
+    let (none, measured, text) = horizon_after_starts(&[]);
+    assert_eq!((none, measured), (30.0, 0), "{text}");
+    assert!(
+        text.ends_with("30 s cold start (configured or assumed)"),
+        "{text}"
+    );
+    let (one, measured, text) = horizon_after_starts(&[12]);
+    assert_eq!((one, measured), (12.0, 1), "{text}");
+    assert!(
+        text.ends_with("12 s cold start (measured over 1 start)"),
+        "{text}"
+    );
+    let (two, measured, text) = horizon_after_starts(&[12, 16]);
+    // Mean 14 s plus one standard deviation, 2 s.
+    assert_eq!((two, measured), (16.0, 2), "{text}");
+    assert!(
+        text.ends_with("16 s cold start (measured over 2 starts)"),
+        "{text}"
+    );
+}
+
 fn slo_hedged_start() -> Decision {
     let p = policy(SLO_POLICY);
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));

@@ -220,13 +220,18 @@ fn extra_starts(
     super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
 }
 
-/// The cold start the plan sizes for, whether it was measured, and its spread: the one the
-/// SLO block states, else the measured mean widened by its spread, else an assumption.
-fn cold_start(slo: &Slo, tuning: &Tuning, state: &SloState) -> (f64, bool, f64) {
+/// The cold start the plan sizes for, the starts measured into it (0: configured or
+/// assumed), and its spread: the one the SLO block states, else the measured mean widened by
+/// its spread, else an assumption.
+fn cold_start(slo: &Slo, tuning: &Tuning, state: &SloState) -> (f64, u32, f64) {
     match (slo.cold_start_seconds, state.cold_start()) {
-        (Some(c), _) => (c, false, 0.0),
-        (None, Some((mean, sd))) => (mean + tuning.cold_start_spread * sd, true, sd),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, false, 0.0),
+        (Some(c), _) => (c, 0, 0.0),
+        (None, Some((mean, sd))) => (
+            mean + tuning.cold_start_spread * sd,
+            state.cold.cold_starts,
+            sd,
+        ),
+        (None, None) => (ASSUMED_COLD_START_SECONDS, 0, 0.0),
     }
 }
 
@@ -295,7 +300,7 @@ pub fn plan(
     if state.forecast.at.is_none() {
         return Plan::Missing("not enough traffic samples yet for the SLO model".into());
     }
-    let (cold_start, measured, cold_start_sd) = cold_start(slo, tuning, state);
+    let (cold_start, cold_starts_measured, cold_start_sd) = cold_start(slo, tuning, state);
     let dispersion = state.dispersion();
     let level = state.forecast.at_horizon(0.0, &smoothing);
     let ahead = state
@@ -473,7 +478,7 @@ pub fn plan(
         forecast_percent: super::percent_over(planned, level),
         jump,
         cold_start_seconds: cold_start,
-        cold_start_measured: measured,
+        cold_starts_measured,
         over_lead: model.over_lead(),
     });
     if let (

@@ -254,12 +254,13 @@ fn allowance(
     }
 }
 
-/// The cold start the plan sizes for, and whether it was measured.
-fn cold_start(slo: &TokenSlo, state: &TokenSloState) -> (f64, bool) {
+/// The cold start the plan sizes for, and the starts measured into it (0: configured or
+/// assumed).
+fn cold_start(slo: &TokenSlo, state: &TokenSloState) -> (f64, u32) {
     match (slo.cold_start_seconds, state.cold.cold_start()) {
-        (Some(c), _) => (c, false),
-        (None, Some((mean, sd))) => (mean + sd, true),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, false),
+        (Some(c), _) => (c, 0),
+        (None, Some((mean, sd))) => (mean + sd, state.cold.cold_starts),
+        (None, None) => (ASSUMED_COLD_START_SECONDS, 0),
     }
 }
 
@@ -350,7 +351,7 @@ pub fn plan(
         Ok(v) => v,
         Err(why) => return Plan::Missing(why),
     };
-    let (cold, cold_measured) = cold_start(slo, state);
+    let (cold, cold_starts_measured) = cold_start(slo, state);
     let level = state.forecast.at_horizon(0.0, &smoothing(slo));
     let ahead = state.forecast.peak_within(cold, &smoothing(slo));
     let planned_rate = measured_rate.max(ahead);
@@ -384,7 +385,7 @@ pub fn plan(
         over_now: s.at_once > s.sized,
         learning: s.learning,
         cold_start_seconds: cold,
-        cold_start_measured: cold_measured,
+        cold_starts_measured,
     }];
     Plan::Proposal {
         replicas,
