@@ -945,8 +945,6 @@ fn share_source(measured: bool, requests: f64, prior: f64) -> String {
     }
 }
 
-/// A cold start in whole seconds, or to a tenth below ten (a local replica ready in 0.4 s
-/// read "0 s").
 /// Where the cold-start horizon came from: "measured over 3 starts" or "configured or
 /// assumed".
 fn cold_start_source(measured: u32) -> String {
@@ -957,6 +955,8 @@ fn cold_start_source(measured: u32) -> String {
     }
 }
 
+/// A cold start in whole seconds, or to a tenth below ten (a local replica ready in 0.4 s
+/// read "0 s").
 fn cold_start_words(seconds: f64) -> String {
     if seconds < 10.0 {
         fmt_short((seconds * 10.0).round() / 10.0)
