@@ -1668,6 +1668,7 @@ fn horizon_after_starts(ready_after: &[i64]) -> (f64, u32, String) {
         policy("maxReplicas: 100\nslo: {latency: 500ms, attainment: 99.9%, slotsPerReplica: 4}");
     let (mut state, mut totals) = (State::default(), (0.0, 0.0));
     slo_feed(&p, &mut state, &mut totals, 0, 30, 40.0, &pods(2));
+    let with = |p: &Pod| [pods(2), vec![p.clone()]].concat();
     let mut at = 30;
     for (i, took) in ready_after.iter().enumerate() {
         let mut new = Pod {
@@ -1675,7 +1676,6 @@ fn horizon_after_starts(ready_after: &[i64]) -> (f64, u32, String) {
             started_at: Some(t(at)),
             ..Default::default()
         };
-        let with = |p: &Pod| [pods(2), vec![p.clone()]].concat();
         slo_feed(&p, &mut state, &mut totals, at, 1, 40.0, &with(&new));
         (new.ready, new.ready_changed_at) = (true, Some(t(at + took)));
         slo_feed(&p, &mut state, &mut totals, at + took, 1, 40.0, &with(&new));

@@ -332,6 +332,18 @@ impl ColdStarts {
         let square = self.cold_start_square.unwrap_or(mean * mean);
         Some((mean, (square - mean * mean).max(0.0).sqrt()))
     }
+
+    /// The cold start a plan sizes for, the starts measured into it (0: stated or assumed),
+    /// and its spread: the one the policy `stated`, else the measured mean widened by
+    /// `spread` standard deviations, else `assumed`. The request and the token SLO plans
+    /// read it alike.
+    pub fn horizon(&self, stated: Option<f64>, assumed: f64, spread: f64) -> (f64, u32, f64) {
+        match (stated, self.cold_start()) {
+            (Some(c), _) => (c, 0, 0.0),
+            (None, Some((mean, sd))) => (mean + spread * sd, self.cold_starts, sd),
+            (None, None) => (assumed, 0, 0.0),
+        }
+    }
 }
 
 impl SloState {

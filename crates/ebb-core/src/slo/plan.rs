@@ -220,19 +220,14 @@ fn extra_starts(
     super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
 }
 
-/// The cold start the plan sizes for, the starts measured into it (0: configured or
-/// assumed), and its spread: the one the SLO block states, else the measured mean widened by
-/// its spread, else an assumption.
+/// The cold start the plan sizes for, the starts measured into it, and its spread
+/// (`ColdStarts::horizon`).
 fn cold_start(slo: &Slo, tuning: &Tuning, state: &SloState) -> (f64, u32, f64) {
-    match (slo.cold_start_seconds, state.cold_start()) {
-        (Some(c), _) => (c, 0, 0.0),
-        (None, Some((mean, sd))) => (
-            mean + tuning.cold_start_spread * sd,
-            state.cold.cold_starts,
-            sd,
-        ),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, 0, 0.0),
-    }
+    state.cold.horizon(
+        slo.cold_start_seconds,
+        ASSUMED_COLD_START_SECONDS,
+        tuning.cold_start_spread,
+    )
 }
 
 /// How far ahead capacity must be started to be ready in time (seconds): the cold start,

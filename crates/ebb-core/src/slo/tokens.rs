@@ -60,6 +60,8 @@ pub const OUT_OF_REACH_MARGIN: f64 = 1.1;
 pub const KEEP_COLD_STARTS: f64 = 3.0;
 /// Cold start assumed until one is measured, seconds.
 pub const ASSUMED_COLD_START_SECONDS: f64 = 60.0;
+/// Standard deviations of the measured cold start added to its mean for the horizon.
+pub const COLD_START_SPREAD: f64 = 1.0;
 /// Time constant of the token-rate forecast's level, seconds.
 pub const LEVEL_SECONDS: f64 = 30.0;
 /// Time constant of its trend, seconds.
@@ -254,16 +256,6 @@ fn allowance(
     }
 }
 
-/// The cold start the plan sizes for, and the starts measured into it (0: configured or
-/// assumed).
-fn cold_start(slo: &TokenSlo, state: &TokenSloState) -> (f64, u32) {
-    match (slo.cold_start_seconds, state.cold.cold_start()) {
-        (Some(c), _) => (c, 0),
-        (None, Some((mean, sd))) => (mean + sd, state.cold.cold_starts),
-        (None, None) => (ASSUMED_COLD_START_SECONDS, 0),
-    }
-}
-
 fn smoothing(slo: &TokenSlo) -> Smoothing {
     Smoothing {
         level_seconds: LEVEL_SECONDS,
@@ -351,7 +343,11 @@ pub fn plan(
         Ok(v) => v,
         Err(why) => return Plan::Missing(why),
     };
-    let (cold, cold_starts_measured) = cold_start(slo, state);
+    let (cold, cold_starts_measured, _) = state.cold.horizon(
+        slo.cold_start_seconds,
+        ASSUMED_COLD_START_SECONDS,
+        COLD_START_SPREAD,
+    );
     let level = state.forecast.at_horizon(0.0, &smoothing(slo));
     let ahead = state.forecast.peak_within(cold, &smoothing(slo));
     let planned_rate = measured_rate.max(ahead);
