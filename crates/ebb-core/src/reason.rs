@@ -950,7 +950,7 @@ fn share_source(measured: bool, requests: f64, prior: f64) -> String {
 fn cold_start_source(measured: u32) -> String {
     match measured {
         0 => "configured or assumed".into(),
-        1 => "measured over 1 start".into(),
+        1 => "measured over 1 start, widened until a second: one has no spread".into(),
         n => format!("measured over {n} starts"),
     }
 }

@@ -236,8 +236,27 @@ pub struct Promise {
 /// start fits within the SLO, also with scale to zero after a minute idle, as KPA's defaults
 /// do: the first request back then waits a cold start and can still meet the SLO.
 pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
+    slo_sweep(cfg, target, max_replicas, &SLO_MISS_MULTIPLES)
+}
+
+/// [`slo_candidates`] reaching further down, for `ebb tune --frontier`: a frontier read at
+/// a baseline's attainment far below the target (KPA's 89% on NASA, 91% on Azure code)
+/// needs settings that cheap, where a setting that plans for half the requests is never the
+/// one to recommend for a 99.9% target.
+pub fn slo_frontier_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Candidate> {
+    let multiples: Vec<f64> = SLO_FRONTIER_MISS_MULTIPLES
+        .iter()
+        .chain(&SLO_MISS_MULTIPLES)
+        .copied()
+        .collect();
+    slo_sweep(cfg, target, max_replicas, &multiples)
+}
+
+/// The SLO family planning for `1 - (1 - target) k` for each multiple `k` that leaves an
+/// attainment, each way of releasing replicas.
+fn slo_sweep(cfg: &RunConfig, target: f64, max_replicas: u32, multiples: &[f64]) -> Vec<Candidate> {
     let miss = 1.0 - target;
-    let planned: Vec<f64> = SLO_MISS_MULTIPLES
+    let planned: Vec<f64> = multiples
         .iter()
         .map(|k| 1.0 - miss * k)
         .filter(|a| *a > 0.0 && *a < 1.0)
@@ -269,6 +288,10 @@ pub fn slo_candidates(cfg: &RunConfig, target: f64, max_replicas: u32) -> Vec<Ca
 /// The misses the SLO family plans for, as multiples of the target's (`1 - target`): from
 /// a hundred times as many (90% for a 99.9% target) to a fifth.
 const SLO_MISS_MULTIPLES: [f64; 9] = [100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2];
+
+/// Below [`SLO_MISS_MULTIPLES`] on the frontier: 500 and 200 times the target's misses (50%
+/// and 80% for a 99.9% target).
+const SLO_FRONTIER_MISS_MULTIPLES: [f64; 2] = [500.0, 200.0];
 
 /// Idle seconds before the SLO family's scale-to-zero settings go to zero: Knative's stable
 /// window, after which KPA's defaults do.
@@ -780,6 +803,25 @@ mod tests {
             zero.policy.behavior.scale_down.stabilization_window_seconds,
             0
         );
+    }
+
+    #[test]
+    fn the_frontier_sweeps_the_slo_family_down_to_half_the_requests() {
+        let cfg = run_config();
+        let tune = slo_candidates(&cfg, 0.999, 50);
+        let frontier = slo_frontier_candidates(&cfg, 0.999, 50);
+        let knobs: Vec<&str> = frontier.iter().map(|c| c.knob.as_str()).collect();
+        assert_eq!(
+            &knobs[..3],
+            ["plans for 50%", "plans for 80%", "plans for 90%"]
+        );
+        assert_eq!(frontier.len(), 2 * 11);
+        // Every setting `ebb tune` recommends from is on the frontier too.
+        for c in &tune {
+            assert!(knobs.contains(&c.knob.as_str()), "{} is missing", c.knob);
+        }
+        // At a 99% target, 200 and 500 times the misses are no attainment: left out.
+        assert_eq!(slo_frontier_candidates(&cfg, 0.99, 50).len(), 2 * 8);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ebb_sim::compare::initial_replicas;
 use ebb_sim::tune::{
-    choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, Family, Point, Promise,
-    PromiseBasis, Standing, Stretches,
+    choose, evaluate, frontier_svg, hpa_candidates, slo_candidates, slo_frontier_candidates,
+    Family, Point, Promise, PromiseBasis, Standing, Stretches,
 };
 use ebb_sim::{RunConfig, Workload};
 use std::process::ExitCode;
@@ -71,7 +71,7 @@ fn frontiers(
     name: &str,
 ) -> anyhow::Result<ExitCode> {
     let (ebb_max, baseline_max) = max_replicas(args, workload, cfg);
-    let mut candidates = slo_candidates(cfg, attainment, ebb_max);
+    let mut candidates = slo_frontier_candidates(cfg, attainment, ebb_max);
     candidates.extend(hpa_candidates(cfg, baseline_max));
     candidates.extend(ebb_sim::tune::target_candidates(cfg, baseline_max));
     let (_multi, bars) = progress_bars(&["frontiers".to_string()]);
