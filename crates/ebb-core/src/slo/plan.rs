@@ -244,25 +244,6 @@ fn lead(cold_start: f64, sd: f64, tuning: &Tuning, state: &SloState) -> f64 {
     cold_start + tuning.prewarm_spread * sd + state.period_seconds.unwrap_or(0.0)
 }
 
-/// Two standard errors of a counted share of service times within the SLO (none for a share
-/// the mean and variance imply): the share averages the last 5,000 or so requests (about
-/// 10,000 for an exponential average over 5,000), with the fitted shape's 300 on top while
-/// few were counted. Within it, the SLO is not called out of reach: World Cup's service
-/// times, 99.936% within 500 ms, read 99.8999% now and then, and the reason said a 99.9% SLO
-/// was out of reach. The plan itself is unchanged: it plans for the share less the waiting
-/// budget either way.
-fn counting_noise(state: &SloState, within: f64, counted: bool) -> f64 {
-    use super::estimate::{SERVICE_PRIOR_REQUESTS, SERVICE_SHAPE_WINDOW_REQUESTS};
-    if !counted {
-        return 0.0;
-    }
-    let requests = state
-        .within_requests
-        .min(2.0 * SERVICE_SHAPE_WINDOW_REQUESTS);
-    let share = within.clamp(0.0, 1.0);
-    2.0 * (share * (1.0 - share) / (requests + SERVICE_PRIOR_REQUESTS)).sqrt()
-}
-
 /// The counts a policy lets the plan propose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
@@ -466,7 +447,10 @@ pub fn plan(
     };
 
     let mut reasons = Vec::new();
-    if within + counting_noise(state, within, counted_shape.is_some()) < slo.attainment {
+    // A counted share is known to its count: within its noise the SLO is not called out of
+    // reach (the plan is the same either way).
+    let noise = counted_shape.map_or(0.0, |_| state.within_noise(within));
+    if within + noise < slo.attainment {
         reasons.push(Reason::SloOutOfReach {
             latency_seconds: latency,
             attainment: slo.attainment,
