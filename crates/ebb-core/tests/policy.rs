@@ -561,3 +561,24 @@ fn idle_seconds_never_leaves_zero_to_the_slo() {
         ["scaleToZero.idleSeconds: `never` needs an slo block: only the SLO goes to zero other than after an idle time"]
     );
 }
+
+/// A percentage a user writes is the share they mean, to the last bit: `99.9 / 100.0` in
+/// binary is 0.9990000000000001, a target no share of 0.999 quite meets.
+#[test]
+fn percentages_are_the_shares_they_spell() {
+    for (written, share) in [
+        ("99.9%", 0.999),
+        ("99.99", 0.9999),
+        ("95%", 0.95),
+        ("99.5%", 0.995),
+    ] {
+        let p = Policy::from_yaml(&format!(
+            "maxReplicas: 20\nslo: {{latency: 500ms, attainment: '{written}'}}"
+        ))
+        .unwrap();
+        assert_eq!(p.slo.as_ref().unwrap().attainment, share, "{written}");
+    }
+    let q = Policy::from_yaml("maxReplicas: 20\nslo: {latency: 0.5, percentile: p99.9}").unwrap();
+    assert_eq!(q.slo.as_ref().unwrap().attainment, 0.999);
+    assert_eq!(ebb_core::policy::share_of_percent(70.0), 0.7);
+}

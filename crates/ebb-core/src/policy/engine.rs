@@ -140,7 +140,7 @@ fn share(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
     let v = match p {
         PercentSpec::Number(v) => *v,
         PercentSpec::Text(t) => match t.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
-            Some(Ok(percent)) => percent / 100.0,
+            Some(Ok(percent)) => super::validate::share_of_percent(percent),
             _ => f64::NAN,
         },
     };
@@ -164,7 +164,11 @@ fn share(c: &mut Checker, path: &str, p: &PercentSpec) -> f64 {
 fn latency_target(c: &mut Checker, path: &str, l: &LatencyTargetSpec) -> (f64, f64) {
     let quantile = match &l.percentile {
         None => 0.95,
-        Some(p) => super::validate::percentile(c, &format!("{path}.percentile"), p) / 100.0,
+        Some(p) => super::validate::share_of_percent(super::validate::percentile(
+            c,
+            &format!("{path}.percentile"),
+            p,
+        )),
     };
     let below = match &l.below {
         None => {

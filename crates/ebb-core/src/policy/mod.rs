@@ -17,7 +17,7 @@ pub use engine::{DEFAULT_ENGINE_WINDOW_SECONDS, ENGINE_METRIC_PREFIX};
 use serde::Serialize;
 use std::fmt;
 pub use tuning::Tuning;
-pub use validate::{parse_percent, FieldError, PolicyError};
+pub use validate::{parse_percent, share_of_percent, FieldError, PolicyError};
 
 /// HPA's default tolerance around a usage ratio of 1.0.
 pub const DEFAULT_TOLERANCE: f64 = 0.1;

@@ -779,7 +779,7 @@ fn concurrency(c: &mut Checker, s: &ConcurrencySpec) -> Concurrency {
         target_per_replica,
         stable_window_ms: secs_to_millis(stable),
         panic_window_ms: secs_to_millis(panic),
-        panic_threshold: threshold / 100.0,
+        panic_threshold: share_of_percent(threshold),
     }
 }
 
@@ -845,7 +845,7 @@ fn slo(c: &mut Checker, s: &SloSpec) -> (Option<Slo>, Option<TokenSlo>) {
     };
     let slo = Slo {
         latency_seconds,
-        attainment: attainment_percent / 100.0,
+        attainment: share_of_percent(attainment_percent),
         cold_start_seconds,
         slots_per_replica,
         season_seconds,
@@ -936,7 +936,7 @@ fn token_goal(c: &mut Checker, path: &str, g: &TokenGoalSpec) -> LatencyGoal {
         .unwrap_or(DEFAULT_TOKEN_ATTAINMENT_PERCENT);
     LatencyGoal {
         seconds,
-        attainment: percent / 100.0,
+        attainment: share_of_percent(percent),
     }
 }
 
@@ -1008,6 +1008,13 @@ pub fn parse_percent(text: &str) -> Result<f64, String> {
         .parse::<f64>()
         .map_err(|_| format!("must be a percentage like 99.9%, got '{text}'"))?;
     check_percent(v)
+}
+
+/// The share a percentage names, with its decimal point moved in the text rather than
+/// divided in binary: `99.9 / 100.0` is 0.9990000000000001, one unit in the last place above
+/// the 0.999 a user means (and a target that high is never quite met by a share that is).
+pub fn share_of_percent(percent: f64) -> f64 {
+    format!("{percent}e-2").parse().unwrap_or(percent / 100.0)
 }
 
 fn check_percent(v: f64) -> Result<f64, String> {

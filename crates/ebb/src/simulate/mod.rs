@@ -263,8 +263,8 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
         bail!("--slo must be above 0 and at most 1h, got {}", args.slo);
     }
     let attainment = ebb_core::policy::parse_percent(&args.attainment)
-        .map_err(|e| anyhow::anyhow!("--attainment: {e}"))?
-        / 100.0;
+        .map(ebb_core::policy::share_of_percent)
+        .map_err(|e| anyhow::anyhow!("--attainment: {e}"))?;
     let mut service: ServiceTime = args
         .service
         .parse()
