@@ -231,6 +231,9 @@ pub enum Reason {
         /// The cold starts measured into it (0: configured or assumed), so that a horizon
         /// read from one fast start is seen as such.
         cold_starts_measured: u32,
+        /// Whether the belief about cold starts' spread still widens the horizon (fewer
+        /// starts measured than the estimate averages over), which the reader should see.
+        cold_start_widened: bool,
         /// Where the lead spans few service times: the requests in flight the count was sized
         /// from over it (`slo::transient`); `None` for the steady state.
         over_lead: Option<OverLead>,
@@ -264,6 +267,8 @@ pub enum Reason {
         cold_start_seconds: f64,
         /// The cold starts measured into it (0: configured or assumed).
         cold_starts_measured: u32,
+        /// Whether the belief about cold starts' spread still widens the horizon.
+        cold_start_widened: bool,
     },
     /// Replicas kept because the dip is shorter than a cold start (the ski-rental rule).
     SloKeepsThroughDip {
@@ -774,7 +779,7 @@ pub struct TokenGoal {
 
 /// "TTFT p99 2s (up to 5300 tokens/s per replica), ITL p99 100ms (out of reach: planned
 /// 124ms, up to 4100 tokens/s per replica): 4 replicas for 18200 tokens/s; forecast +12%
-/// within the 69 s cold start (measured over 4 starts)".
+/// within the 69 s cold start (measured over 4 starts, widened while few)".
 fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Reason::TokenSloPlan {
         ttft,
@@ -790,6 +795,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         learning,
         cold_start_seconds,
         cold_starts_measured,
+        cold_start_widened,
     } = r
     else {
         return Ok(());
@@ -837,7 +843,7 @@ fn fmt_token_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f,
         "; forecast {forecast_percent:+.0}% within the {} s cold start ({})",
         cold_start_words(*cold_start_seconds),
-        cold_start_source(*cold_starts_measured)
+        cold_start_source(*cold_starts_measured, *cold_start_widened)
     )?;
     if *over_now {
         write!(f, "; a quantile over its goal now asks for more at once")?;
@@ -872,6 +878,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         jump,
         cold_start_seconds,
         cold_starts_measured,
+        cold_start_widened,
         over_lead,
     } = r
     else {
@@ -892,7 +899,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     } else {
         format!("time in system {service_ms:.0} ms by Little's law")
     };
-    let cold = cold_start_source(*cold_starts_measured);
+    let cold = cold_start_source(*cold_starts_measured, *cold_start_widened);
     let ahead = if *jump {
         format!("a jump in the last seconds, {forecast_percent:+.0}% over the level")
     } else {
@@ -945,13 +952,15 @@ fn share_source(measured: bool, requests: f64, prior: f64) -> String {
     }
 }
 
-/// Where the cold-start horizon came from: "measured over 3 starts" or "configured or
-/// assumed".
-fn cold_start_source(measured: u32) -> String {
-    match measured {
-        0 => "configured or assumed".into(),
-        1 => "measured over 1 start, widened until a second: one has no spread".into(),
-        n => format!("measured over {n} starts"),
+/// Where the cold-start horizon came from: "configured or assumed", or measured over how
+/// many starts, and whether the belief about their spread still widens it
+/// (`slo::estimate::predicted_start`).
+fn cold_start_source(measured: u32, widened: bool) -> String {
+    match (measured, widened) {
+        (0, _) => "configured or assumed".into(),
+        (1, _) => "measured over 1 start, widened while few: one has no spread".into(),
+        (n, true) => format!("measured over {n} starts, widened while few"),
+        (n, false) => format!("measured over {n} starts"),
     }
 }
 

@@ -1738,7 +1738,7 @@ fn the_horizon_says_how_many_cold_starts_it_rests_on() {
     );
     // One start has no spread of its own: 12 s is planned as 2.54 times it.
     let (one, measured, text) = horizon_after_starts(&[12]);
-    let widened = 12.0 * (1.0 + ebb_core::slo::estimate::one_start_spread());
+    let widened = ebb_core::slo::estimate::predicted_start(12.0, 0.0, 1.0, 1.0);
     assert_eq!(measured, 1, "{text}");
     assert!(
         (one - widened).abs() < 1e-9 && (30.0..31.0).contains(&one),
@@ -1746,15 +1746,21 @@ fn the_horizon_says_how_many_cold_starts_it_rests_on() {
     );
     assert!(
         text.ends_with(
-            "31 s cold start (measured over 1 start, widened until a second: one has no spread)"
+            "31 s cold start (measured over 1 start, widened while few: one has no spread)"
         ),
         "{text}"
     );
+    // Two starts, 12 s and 16 s: more than their mean and deviation (16 s) say, since two
+    // can land close by chance.
     let (two, measured, text) = horizon_after_starts(&[12, 16]);
-    // Mean 14 s plus one standard deviation, 2 s.
-    assert_eq!((two, measured), (16.0, 2), "{text}");
+    let widened = ebb_core::slo::estimate::predicted_start(14.0, 2.0, 2.0, 1.0);
+    assert_eq!(measured, 2, "{text}");
     assert!(
-        text.ends_with("16 s cold start (measured over 2 starts)"),
+        (two - widened).abs() < 1e-9 && (25.0..26.0).contains(&two),
+        "{two}: {text}"
+    );
+    assert!(
+        text.ends_with("26 s cold start (measured over 2 starts, widened while few)"),
         "{text}"
     );
 }

@@ -34,9 +34,9 @@ pub const COLD_START_CEILING_SECONDS: f64 = 3600.0;
 /// 1.85 times their median (42.0 s and 22.7 s), a lognormal sigma of `ln 1.85 / 1.28 =
 /// 0.48`.
 pub const PRIOR_COLD_START_LOG_SPREAD: f64 = 0.5;
-/// Student's t with two degrees of freedom at 84.13%, the share one normal deviation
-/// covers: the prior spread counts as two starts', the one start's mean takes one of them.
-const T2_AT_ONE_DEVIATION: f64 = 1.3213;
+/// The starts [`PRIOR_COLD_START_LOG_SPREAD`] weighs as: after one measured start, whose
+/// mean takes one of them, the next is predicted as Student's t with two degrees of freedom.
+const PRIOR_COLD_STARTS: f64 = 2.0;
 
 /// The longest decision period the lead allows for, seconds.
 pub const MAX_PERIOD_SECONDS: f64 = 60.0;
@@ -342,39 +342,76 @@ impl ColdStarts {
     }
 
     /// The cold start a plan sizes for, the starts measured into it (0: stated or assumed),
-    /// and its measured spread: the one the policy `stated`, else the measured mean widened
-    /// by `spread` standard deviations, else `assumed`. The request and the token SLO plans
-    /// read it alike.
+    /// and its measured spread: the one the policy `stated`, else the measured starts'
+    /// [`predicted_start`] `spread` deviations up, else `assumed`. The request and the token
+    /// SLO plans read it alike.
     ///
-    /// One start measured has no spread of its own, and read as exact, one fast draw of a
-    /// slow service sets the horizon at that draw until a second is measured (sine's first
-    /// half, seed 1: a 12 s start of a service whose starts take 20 s at the median planned
-    /// 12 s ahead for 400 s, and the two replicas then started for the rise took 38 s). Its
-    /// deviation is then taken as [`one_start_spread`] times it for the horizon alone; the
-    /// spread returned, which prices hedged starts, stays the measured one (none): priced at
-    /// a believed spread, they started extras the runs then paid for (spikes 1.26x KPA's
-    /// replica-seconds where they cost 0.96x).
+    /// The spread returned, which prices hedged starts and the pre-warm's allowance, stays
+    /// the measured one: priced at a believed spread, hedges started extras the runs then
+    /// paid for (spikes 1.26x KPA's replica-seconds where they cost 0.96x).
     pub fn horizon(&self, stated: Option<f64>, assumed: f64, spread: f64) -> (f64, u32, f64) {
         match (stated, self.cold_start()) {
             (Some(c), _) => (c, 0, 0.0),
-            (None, Some((mean, sd))) if self.cold_starts == 1 => {
-                (mean * (1.0 + spread * one_start_spread()), 1, sd)
+            (None, Some((mean, sd))) => {
+                let starts = f64::from(self.cold_starts).min(COLD_START_EFFECTIVE_STARTS);
+                (
+                    predicted_start(mean, sd, starts, spread),
+                    self.cold_starts,
+                    sd,
+                )
             }
-            (None, Some((mean, sd))) => (mean + spread * sd, self.cold_starts, sd),
             (None, None) => (assumed, 0, 0.0),
         }
     }
 }
 
-/// The deviation of one measured cold start, as a share of it: lognormal starts of unknown
-/// log-spread, believed [`PRIOR_COLD_START_LOG_SPREAD`] as if from two starts, predict the
-/// next start after one as Student's t with two degrees of freedom on the log scale, of
-/// scale `sigma sqrt(1 + 1/1)`; its 84% point (where one deviation above the mean lies) is
-/// `e^(1.32 x 0.71) = 2.54` times the start, so the deviation is 1.54 times it. Relative, so
-/// a service whose starts take 2 s plans 5 s ahead after one (not an absolute prior's tens
-/// of seconds), and the second start measured replaces it.
-pub fn one_start_spread() -> f64 {
-    (T2_AT_ONE_DEVIATION * PRIOR_COLD_START_LOG_SPREAD * std::f64::consts::SQRT_2).exp() - 1.0
+/// Whether the belief about cold starts' spread still widens a horizon measured over
+/// `starts`: until the estimate averages over a whole window of them (the reasons say so).
+pub fn widened_while_few(starts: u32) -> bool {
+    starts > 0 && f64::from(starts) < COLD_START_WINDOW
+}
+
+/// The most starts the cold-start estimate weighs as: an exponential average over
+/// [`COLD_START_WINDOW`] starts has the variance of a mean of `2 W - 1`.
+const COLD_START_EFFECTIVE_STARTS: f64 = 2.0 * COLD_START_WINDOW - 1.0;
+
+/// The next cold start's `spread` deviations up, predicted from `starts` measured ones of
+/// `mean` and standard deviation `sd`: lognormal starts of unknown log-spread, believed
+/// [`PRIOR_COLD_START_LOG_SPREAD`] as if from [`PRIOR_COLD_STARTS`] starts (a conjugate
+/// normal, scaled-inverse-chi-squared prior on the log scale, flat on the log-mean). The
+/// next start is then Student's t on the log scale, with `PRIOR_COLD_STARTS + n - 1`
+/// degrees of freedom, of scale `sigma_n sqrt(1 + 1/n)`, where `sigma_n^2` pools the prior's
+/// and the starts' log-variance by their degrees of freedom (Gelman et al., *Bayesian Data
+/// Analysis*, 3rd ed., section 3.3).
+///
+/// Few starts are few: one start, read as exact, set sine's horizon at a 12 s draw of a
+/// service whose starts take 20 s at the median, for 400 s, and the two replicas then
+/// started for its rise took 38 s. After one start the next is planned 2.54 times it (so a
+/// service whose starts take 2 s plans 5 s ahead, not an absolute prior's tens of seconds);
+/// two starts a second apart no longer read as a spread of half a second. As starts are
+/// measured the prior fades: over a window's worth of starts of the simulator's
+/// log-spread 0.4 it gives the median times 1.54, where the mean plus a deviation gives 1.53.
+pub fn predicted_start(mean: f64, sd: f64, starts: f64, spread: f64) -> f64 {
+    let (log_mean, log_sd) = super::queueing::lognormal_params(mean, (sd / mean).powi(2));
+    let freedom = PRIOR_COLD_STARTS + starts - 1.0;
+    let pooled = (PRIOR_COLD_STARTS * PRIOR_COLD_START_LOG_SPREAD.powi(2)
+        + (starts - 1.0) * log_sd * log_sd)
+        / freedom;
+    let scale = (pooled * (1.0 + 1.0 / starts)).sqrt();
+    (log_mean + student_t_quantile(spread, freedom) * scale).exp()
+}
+
+/// Student's t quantile with `freedom` degrees of freedom at the probability a normal puts
+/// below `z`: the Cornish-Fisher expansion to its fourth term (Abramowitz and Stegun
+/// 26.7.5), 1.3200 for 2 degrees and `z` 1, where the exact quantile is 1.3213, and closer
+/// with more degrees.
+fn student_t_quantile(z: f64, freedom: f64) -> f64 {
+    let (z2, v) = (z * z, freedom);
+    let g1 = z * (z2 + 1.0) / 4.0;
+    let g2 = z * ((5.0 * z2 + 16.0) * z2 + 3.0) / 96.0;
+    let g3 = z * (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) / 384.0;
+    let g4 = z * ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) / 92160.0;
+    z + g1 / v + g2 / (v * v) + g3 / v.powi(3) + g4 / v.powi(4)
 }
 
 impl SloState {
@@ -1113,7 +1150,7 @@ mod tests {
     }
 
     #[test]
-    fn one_start_widens_the_horizon_by_its_own_size_until_a_second_is_measured() {
+    fn few_starts_widen_the_horizon_and_the_belief_fades_as_starts_are_measured() {
         let mut cold = ColdStarts::default();
         cold.observe_pods(&[], Time::from_secs(0));
         assert_eq!(cold.horizon(None, 30.0, 1.0), (30.0, 0, 0.0));
@@ -1124,12 +1161,53 @@ mod tests {
         assert!((one - 2.0 * 2.543).abs() < 0.01, "{one}");
         // The measured spread, none, is what prices hedged starts.
         assert_eq!((measured, spread), (1, 0.0));
-        // A second start replaces the belief with what two measure: 2 s and 4 s.
+        // Two starts, 2 s and 4 s: more than their mean and deviation (4 s) say, since two
+        // starts can land close by chance; t with 3 degrees of freedom on the log scale.
         cold.observe_pods(&[starting("b", 20, None)], Time::from_secs(21));
         cold.observe_pods(&[starting("b", 20, Some(24))], Time::from_secs(24));
-        assert_eq!(cold.horizon(None, 30.0, 1.0), (4.0, 2, 1.0));
+        let (two, measured, spread) = cold.horizon(None, 30.0, 1.0);
+        assert!((two - 5.50).abs() < 0.01, "{two}");
+        assert_eq!((measured, spread), (2, 1.0));
         // A stated cold start is taken as it is.
         assert_eq!(cold.horizon(Some(40.0), 30.0, 1.0), (40.0, 0, 0.0));
+    }
+
+    #[test]
+    fn over_a_window_of_starts_the_horizon_is_what_they_measure() {
+        // Lognormal starts of log-spread 0.4 (the simulator's) and median 1: mean plus one
+        // deviation is 1.534; the prediction after a window's worth of them is within 1%.
+        let mean = 0.08_f64.exp();
+        let sd = mean * (0.16_f64.exp() - 1.0).sqrt();
+        let predicted = predicted_start(mean, sd, COLD_START_EFFECTIVE_STARTS, 1.0);
+        assert!((predicted / (mean + sd) - 1.0).abs() < 0.01, "{predicted}");
+        // Starts far tighter than believed are believed tighter as they are counted.
+        let tight = |starts| predicted_start(10.0, 0.5, starts, 1.0);
+        assert!(
+            tight(2.0) > tight(5.0) && tight(5.0) > tight(19.0),
+            "{}",
+            tight(19.0)
+        );
+        assert!(tight(19.0) < 13.0, "{}", tight(19.0));
+    }
+
+    #[test]
+    fn the_t_quantile_is_within_a_thousandth_of_the_exact_one() {
+        // Exact quantiles at 84.13% (one deviation) and 97.72% (two).
+        for (freedom, one, two) in [
+            (3.0, 1.1969, 3.3068),
+            (4.0, 1.1416, 2.8693),
+            (10.0, 1.0526, 2.2837),
+        ] {
+            assert!(
+                (student_t_quantile(1.0, freedom) - one).abs() < 1e-3,
+                "{freedom}"
+            );
+            assert!(
+                (student_t_quantile(2.0, freedom) - two).abs() < 5e-3,
+                "{freedom}"
+            );
+        }
+        assert!((student_t_quantile(1.0, 2.0) - 1.3213).abs() < 2e-3);
     }
 
     #[test]

@@ -477,6 +477,7 @@ pub fn plan(
         jump,
         cold_start_seconds: cold_start,
         cold_starts_measured,
+        cold_start_widened: super::estimate::widened_while_few(cold_starts_measured),
         over_lead: model.over_lead(),
     });
     if let (

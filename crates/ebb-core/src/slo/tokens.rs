@@ -382,6 +382,7 @@ pub fn plan(
         learning: s.learning,
         cold_start_seconds: cold,
         cold_starts_measured,
+        cold_start_widened: super::estimate::widened_while_few(cold_starts_measured),
     }];
     Plan::Proposal {
         replicas,
