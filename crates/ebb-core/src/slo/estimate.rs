@@ -29,14 +29,15 @@ pub const COLD_START_WINDOW: f64 = 10.0;
 /// A pod whose start-to-ready time exceeds this is not counted as a cold start (it was
 /// unready later in its life, or its clock is off).
 pub const COLD_START_CEILING_SECONDS: f64 = 3600.0;
-/// The log-spread believed of one service's cold starts before two were measured: Alibaba's
-/// measured base-model loads (`../shared/traces`, 7,531 samples) put their 90th percentile
-/// 1.85 times their median (42.0 s and 22.7 s), a lognormal sigma of `ln 1.85 / 1.28 =
-/// 0.48`.
+/// The log-spread believed of one service's cold starts, pooled with the starts measured
+/// ([`predicted_start`]): Alibaba's measured base-model loads (`../shared/traces`, 7,531
+/// samples) put their 90th percentile 1.85 times their median (42.0 s and 22.7 s), a
+/// lognormal sigma of `ln 1.85 / 1.28 = 0.48`.
 pub const PRIOR_COLD_START_LOG_SPREAD: f64 = 0.5;
-/// The starts [`PRIOR_COLD_START_LOG_SPREAD`] weighs as: after one measured start, whose
-/// mean takes one of them, the next is predicted as Student's t with two degrees of freedom.
-const PRIOR_COLD_STARTS: f64 = 2.0;
+/// The starts [`PRIOR_COLD_START_LOG_SPREAD`] weighs as against those measured: after one
+/// start, whose mean takes one of them, the next is predicted as Student's t with two
+/// degrees of freedom, and with more starts the belief's share of the pooled spread falls.
+pub const PRIOR_COLD_STARTS: f64 = 2.0;
 
 /// The longest decision period the lead allows for, seconds.
 pub const MAX_PERIOD_SECONDS: f64 = 60.0;
