@@ -428,7 +428,7 @@ pub fn plan(
     let silent = idle_cost.as_ref().and_then(|cost| {
         let idle = IdleRule {
             keep_seconds,
-            allowed: state.idle.allows_zero(cost, tuning.idle_budget),
+            allowed: state.idle.allows_zero(cost, tuning.idle_budget, now),
         };
         silence(
             state,
