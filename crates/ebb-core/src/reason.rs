@@ -315,6 +315,8 @@ pub enum Reason {
         keep_seconds: f64,
         /// How long the spells lasted beyond the keep time on average, seconds.
         beyond_keep_seconds: f64,
+        /// The spells that average rests on, each weighed by its age.
+        spells: f64,
         /// What a return costs: the replicas it starts, each for a cold start, seconds.
         restart_seconds: f64,
         /// The cold start with its spread, seconds.
@@ -681,6 +683,7 @@ impl fmt::Display for Reason {
                 quiet_seconds,
                 keep_seconds,
                 beyond_keep_seconds,
+                spells,
                 restart_seconds,
                 lead_seconds,
                 latency_seconds,
@@ -688,7 +691,7 @@ impl fmt::Display for Reason {
                 arrived_after_idle,
             } => write!(
                 f,
-                "idle for {quiet_seconds:.0} s, longer than the {keep_seconds:.0} s a replica is kept through: no replicas until the next request (spells last {beyond_keep_seconds:.0} s beyond that, more than the {restart_seconds:.0} replica-seconds of a return; {} of requests came within a {lead_seconds:.0} s cold start of one, and one that waits it meets {} {} of the time)",
+                "idle for {quiet_seconds:.0} s, longer than the {keep_seconds:.0} s a replica is kept through: no replicas until the next request (the last {spells:.0} spells, weighed by age, lasted {beyond_keep_seconds:.0} s beyond that on average, more than the {restart_seconds:.0} replica-seconds of a return; {} of requests came within a {lead_seconds:.0} s cold start of one, and one that waits it meets {} {} of the time)",
                 fmt_percent(*arrived_after_idle),
                 fmt_seconds(*latency_seconds),
                 fmt_percent(*cold_within),

@@ -1540,6 +1540,7 @@ fn slo_idle_to_zero() -> Decision {
         quiet_seconds,
         keep_seconds,
         beyond_keep_seconds,
+        spells,
         restart_seconds,
         cold_within,
         arrived_after_idle,
@@ -1556,6 +1557,15 @@ fn slo_idle_to_zero() -> Decision {
     // 49 s beyond the keep time: more than a return's two cold starts.
     assert!(
         *beyond_keep_seconds > *restart_seconds && (47.0..=51.0).contains(beyond_keep_seconds),
+        "{}",
+        d.summary()
+    );
+    // The average rests on a full window of recent spells (one a minute, none aged), and
+    // the text says how many.
+    assert!((19.0..=20.0).contains(spells), "{}", d.summary());
+    assert!(
+        d.summary()
+            .contains("the last 20 spells, weighed by age, lasted"),
         "{}",
         d.summary()
     );

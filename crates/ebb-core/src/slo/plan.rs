@@ -502,6 +502,7 @@ pub fn plan(
             quiet_seconds,
             keep_seconds,
             beyond_keep_seconds: state.idle.beyond_keep.map_or(0.0, |(mean, _)| mean),
+            spells: state.idle.spells_at(now),
             restart_seconds: cost.restart_seconds,
             lead_seconds: lead,
             latency_seconds: latency,
