@@ -185,18 +185,20 @@ impl IdleArrivals {
     }
 
     /// Whether going to zero at the end of the keep time saves more replica-seconds than
-    /// the return costs (the ski-rental rule with the spells' measured length, less a
-    /// standard error, where a return starts hedged replicas), and the misses that requests
-    /// arriving at zero would add fit in `budget_share` of the waiting budget.
+    /// the return costs (the ski-rental rule with the spells' measured length, over at
+    /// least [`MIN_SPELLS`] weighed by age at `now` and less a standard error, where a
+    /// return starts hedged replicas), and the misses that requests arriving at zero would
+    /// add fit in `budget_share` of the waiting budget.
     pub fn allows_zero(&self, cost: &IdleCost, budget_share: f64, now: Time) -> bool {
         let lost = (cost.within - cost.cold_within).max(0.0);
+        let spells = self.spells_at(now);
         // One standard error below the average: gaps that only happen to have run long
         // lately (a Poisson stream's) do not pass for a pattern.
-        let saves = self.beyond_keep.is_some_and(|(mean, square)| {
-            let spells = self.spells_at(now);
-            let error = ((square - mean * mean).max(0.0) / spells).sqrt();
-            spells >= MIN_SPELLS && mean - error > cost.restart_seconds
-        });
+        let saves = spells >= MIN_SPELLS
+            && self.beyond_keep.is_some_and(|(mean, square)| {
+                let error = ((square - mean * mean).max(0.0) / spells).sqrt();
+                mean - error > cost.restart_seconds
+            });
         self.requests >= MIN_REQUESTS
             && saves
             && self.share() * lost <= budget_share * cost.wait_budget
