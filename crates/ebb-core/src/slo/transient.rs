@@ -34,7 +34,7 @@ pub fn waiting_share(load: &Load, servers: u32, in_flight: f64, horizon: f64) ->
 /// the count tried (the terms' exponentials) is computed once per decision; a count costs a
 /// sum of products.
 pub struct Lead {
-    points: Vec<(f64, BusyAt)>,
+    busy: BusyAt,
 }
 
 impl Lead {
@@ -45,104 +45,126 @@ impl Lead {
     pub fn new(load: &Load, in_flight: f64, horizon: f64) -> Lead {
         let k = in_flight.max(0.0).round() as usize;
         let h = horizon.max(0.0) / Self::STEPS as f64;
-        let points = (0..=Self::STEPS)
-            .map(|i| {
-                let weight = simpson_weight(i, Self::STEPS);
-                (weight, BusyAt::after(load, k, h * i as f64))
-            })
-            .collect();
-        Lead { points }
+        let m = load.service_mean.max(1e-9);
+        // Each request in flight still running with probability `e^(-t / E[S])`, the arrivals
+        // since still in service Poisson with mean `lambda E[S] (1 - e^(-t / E[S]))`.
+        let points = std::array::from_fn(|i| {
+            let still = (-(h * i as f64) / m).exp();
+            (still, load.rate * m * (1.0 - still))
+        });
+        Lead {
+            busy: BusyAt::new(k, points),
+        }
     }
 
     /// The share of the lead's arrivals that find every one of `servers` slots busy.
     pub fn waiting_share(&mut self, servers: u32) -> f64 {
-        self.points
-            .iter_mut()
-            .map(|(weight, busy)| *weight * busy.at_least(servers as usize))
+        let busy = self.busy.at_least(servers as usize);
+        busy.iter()
+            .enumerate()
+            .map(|(i, all_busy)| simpson_weight(i, Self::STEPS) * all_busy)
             .sum::<f64>()
             / (3.0 * Self::STEPS as f64)
     }
 }
 
-/// `Bin(k, p) + Poisson(mu)` at one point of the lead: the binomial's terms up to
+/// Points of the lead's rule (`Lead::STEPS` intervals).
+const POINTS: usize = Lead::STEPS + 1;
+
+/// `Bin(k, p) + Poisson(mu)` at each of the lead's [`POINTS`]: the binomial's terms up to
 /// [`MAX_SLOTS`] ([`binomial_terms`]), and the Poisson's cumulative sums, extended as far as a
-/// count asks.
+/// count asks. Both are kept term after term with the points side by side, so a decision
+/// allocates twice (not twice a point) and a count's sums run over every point at once.
 struct BusyAt {
-    binomial: Vec<f64>,
-    poisson_cdf: Vec<f64>,
-    mu: f64,
-    next_term: f64,
+    /// `P(Bin(k, p_i) = j)` at `binomial[j][i]`, `j` up to `min(k, MAX_SLOTS)`.
+    binomial: Vec<[f64; POINTS]>,
+    /// `P(Poisson(mu_i) <= j)` at `poisson_cdf[j][i]`.
+    poisson_cdf: Vec<[f64; POINTS]>,
+    mu: [f64; POINTS],
+    next_term: [f64; POINTS],
 }
 
 impl BusyAt {
-    /// The busy slots `t` seconds after `k` requests were in service: each still running with
-    /// probability `e^(-t / E[S])`, and the arrivals since still in service Poisson with mean
-    /// `lambda E[S] (1 - e^(-t / E[S]))`.
-    fn after(load: &Load, k: usize, t: f64) -> BusyAt {
-        let m = load.service_mean.max(1e-9);
-        let still = (-t / m).exp();
-        BusyAt::new(k, still, load.rate * m * (1.0 - still))
-    }
-
-    fn new(k: usize, p: f64, mu: f64) -> BusyAt {
+    /// The busy slots at each point `(p, mu)`: `k` requests in flight, each still running
+    /// with probability `p`, and `Poisson(mu)` arrivals since still in service.
+    fn new(k: usize, at: [(f64, f64); POINTS]) -> BusyAt {
+        let last = (MAX_SLOTS as usize).min(k);
+        let mut binomial = vec![[0.0; POINTS]; last + 1];
+        for (i, (p, _)) in at.iter().enumerate() {
+            binomial_terms(k, *p, last, |j, term| binomial[j][i] = term);
+        }
+        let mu = at.map(|(_, mu)| mu);
         BusyAt {
-            binomial: binomial_terms(k, p, (MAX_SLOTS as usize).min(k)),
-            poisson_cdf: Vec::with_capacity(k.min(MAX_SLOTS as usize) + 8),
+            binomial,
+            poisson_cdf: Vec::with_capacity(last + 8),
             mu,
-            next_term: (-mu).exp(),
+            next_term: mu.map(|mu| (-mu).exp()),
         }
     }
 
-    /// `P(Bin(k, p) + Poisson(mu) >= c)`, `O(c)`.
-    fn at_least(&mut self, c: usize) -> f64 {
-        if c == 0 {
-            return 1.0;
-        }
+    /// The Poisson sums through `c - 1` at every point.
+    fn extend_to(&mut self, c: usize) {
         while self.poisson_cdf.len() < c {
             let j = self.poisson_cdf.len();
-            let sum = self.poisson_cdf.last().copied().unwrap_or(0.0) + self.next_term;
-            self.poisson_cdf.push(sum);
-            self.next_term *= self.mu / (j + 1) as f64;
+            let before = self.poisson_cdf.last().copied().unwrap_or([0.0; POINTS]);
+            let mut sums = [0.0; POINTS];
+            for i in 0..POINTS {
+                sums[i] = before[i] + self.next_term[i];
+                self.next_term[i] *= self.mu[i] / (j + 1) as f64;
+            }
+            self.poisson_cdf.push(sums);
         }
-        let below: f64 = self
-            .binomial
-            .iter()
-            .take(c)
-            .enumerate()
-            .map(|(j, b)| b * self.poisson_cdf[c - 1 - j])
-            .sum();
-        (1.0 - below).clamp(0.0, 1.0)
+    }
+
+    /// `P(Bin(k, p) + Poisson(mu) >= c)` at each point, `O(c)` a point.
+    fn at_least(&mut self, c: usize) -> [f64; POINTS] {
+        if c == 0 {
+            return [1.0; POINTS];
+        }
+        self.extend_to(c);
+        let mut below = [0.0; POINTS];
+        let terms = self.binomial.len().min(c);
+        let poisson = self.poisson_cdf[c - terms..c].iter().rev();
+        for (binomial, poisson) in self.binomial[..terms].iter().zip(poisson) {
+            for i in 0..POINTS {
+                below[i] += binomial[i] * poisson[i];
+            }
+        }
+        below.map(|below| (1.0 - below).clamp(0.0, 1.0))
     }
 }
 
-/// `P(Bin(k, p) = j)` for `j` in `0..=last`: by the ratio of neighbouring terms from
-/// `(1 - p)^k` (one exponential), or by each term's logarithm where that start underflows
-/// (`p` near 1 with many in flight).
-fn binomial_terms(k: usize, p: f64, last: usize) -> Vec<f64> {
-    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
-    let start = k as f64 * ln_q;
-    if p > 0.0 && p < 1.0 && start > -700.0 {
-        let odds = p / (1.0 - p);
-        let mut term = start.exp();
-        return (0..=last)
-            .map(|j| {
-                let this = term;
-                term *= (k - j) as f64 / (j + 1) as f64 * odds;
-                this
-            })
-            .collect();
+/// `P(Bin(k, p) = j)` for `j` in `0..=last`, each given to `term`: by the ratio of
+/// neighbouring terms from `(1 - p)^k` (one exponential), or by each term's logarithm where
+/// that start underflows (`p` near 1 with many in flight). With `p` at 0 or 1 (the lead's
+/// first point: every request still running) the count is certain.
+fn binomial_terms(k: usize, p: f64, last: usize, mut term: impl FnMut(usize, f64)) {
+    if p <= 0.0 || p >= 1.0 {
+        let certain = if p <= 0.0 { 0 } else { k };
+        (0..last + 1).for_each(|j| term(j, if j == certain { 1.0 } else { 0.0 }));
+        return;
     }
+    let ln_q = (1.0 - p).ln();
+    let start = k as f64 * ln_q;
+    if start > -700.0 {
+        let odds = p / (1.0 - p);
+        let mut next = start.exp();
+        for j in 0..last + 1 {
+            term(j, next);
+            next *= (k - j) as f64 / (j + 1) as f64 * odds;
+        }
+        return;
+    }
+    let ln_p = p.ln();
     let mut ln_choose = 0.0;
-    (0..=last)
-        .map(|j| {
-            if j > 0 {
-                ln_choose += ((k - (j - 1)) as f64 / j as f64).ln();
-            }
-            let hits = if j == 0 { 0.0 } else { j as f64 * ln_p };
-            let misses = if j == k { 0.0 } else { (k - j) as f64 * ln_q };
-            (ln_choose + hits + misses).exp()
-        })
-        .collect()
+    for j in 0..last + 1 {
+        if j > 0 {
+            ln_choose += ((k - (j - 1)) as f64 / j as f64).ln();
+        }
+        let hits = if j == 0 { 0.0 } else { j as f64 * ln_p };
+        let misses = if j == k { 0.0 } else { (k - j) as f64 * ln_q };
+        term(j, (ln_choose + hits + misses).exp());
+    }
 }
 
 /// Which model sizes a decision.
@@ -286,11 +308,13 @@ mod tests {
     use super::*;
 
     fn at_least(c: usize, k: usize, p: f64, mu: f64) -> f64 {
-        BusyAt::new(k, p, mu).at_least(c)
+        BusyAt::new(k, [(p, mu); POINTS]).at_least(c)[0]
     }
 
     fn all_busy_at(l: &Load, servers: u32, in_flight: f64, t: f64) -> f64 {
-        BusyAt::after(l, in_flight as usize, t).at_least(servers as usize)
+        let still = (-t / l.service_mean).exp();
+        let mu = l.rate * l.service_mean * (1.0 - still);
+        at_least(servers as usize, in_flight as usize, still, mu)
     }
 
     fn load(rate: f64, service_mean: f64) -> Load {
@@ -350,9 +374,12 @@ mod tests {
             (300, 0.999),
             (40, 0.3),
             (1, 1.0),
+            (12, 1.0),
             (5, 0.0),
+            (0, 1.0),
         ] {
-            let terms = binomial_terms(k, p, k);
+            let mut terms = vec![0.0; k + 1];
+            binomial_terms(k, p, k, |j, term| terms[j] = term);
             let total: f64 = terms.iter().sum();
             assert!((total - 1.0).abs() < 1e-9, "k {k} p {p}: {total}");
             let mean: f64 = terms.iter().enumerate().map(|(j, t)| j as f64 * t).sum();
