@@ -59,10 +59,11 @@ impl Lead {
 
     /// The share of the lead's arrivals that find every one of `servers` slots busy.
     pub fn waiting_share(&mut self, servers: u32) -> f64 {
-        let busy = self.busy.at_least(servers as usize);
-        busy.iter()
+        let all_busy = self.busy.at_least(servers as usize);
+        all_busy
+            .iter()
             .enumerate()
-            .map(|(i, all_busy)| simpson_weight(i, Self::STEPS) * all_busy)
+            .map(|(i, share)| simpson_weight(i, Self::STEPS) * share)
             .sum::<f64>()
             / (3.0 * Self::STEPS as f64)
     }
