@@ -204,14 +204,24 @@ pub fn scale_down_limit(current: u32, rules: &ScalingRules, state: &State, now: 
     result
 }
 
+/// The rules as a limit's reason names them ("Pods 4/15s, Percent 100%/15s"), written into
+/// one string: a scale-up held by its limit says this every decision.
 fn describe(rules: &ScalingRules) -> String {
-    let list: Vec<String> = rules.policies.iter().map(|p| p.to_string()).collect();
-    let select = match rules.select_policy {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(24 * rules.policies.len() + 24);
+    for (i, policy) in rules.policies.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{policy}");
+    }
+    text.push_str(match rules.select_policy {
         SelectPolicy::Max => "",
         SelectPolicy::Min => " (selectPolicy Min)",
         SelectPolicy::Disabled => " (selectPolicy Disabled)",
-    };
-    format!("{}{select}", list.join(", "))
+    });
+    text
 }
 
 fn rate_limit(

@@ -228,8 +228,9 @@ pub(crate) fn decide_from(policy: &Policy, obs: &Observation, state: State, now:
     let mut b = Builder {
         now,
         current: obs.current_replicas,
-        proposals: Vec::new(),
-        reasons: Vec::new(),
+        // Room for a few metrics' proposals and reasons without growing.
+        proposals: Vec::with_capacity(4),
+        reasons: Vec::with_capacity(8),
         state,
         panic: false,
         schedule_floor: 0,
@@ -570,7 +571,7 @@ fn report(name: &str, target: &Target, p: &MetricProposal, b: &mut Builder) -> O
         replicas: p.replicas,
         value,
         value_text,
-        target_text: target.to_string(),
+        target_text: target.text(),
     };
     b.add(name, outcome)
 }

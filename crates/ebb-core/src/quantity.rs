@@ -59,25 +59,51 @@ impl Quantity {
     }
 }
 
-/// `milli` thousandths in canonical form ("1.5", "-0.25", "3"), in one allocation: every
-/// decision reports each metric's current value this way.
+/// `milli` thousandths in canonical form ("1.5", "-0.25", "3"), in one allocation and
+/// without the formatting machinery: every decision reports each metric's current value this
+/// way, and `write!` took most of a plain decision's text.
 pub fn milli_text(milli: i64) -> String {
-    use fmt::Write;
-    let mut text = String::with_capacity(24);
-    let sign = if milli < 0 { "-" } else { "" };
     let abs = milli.unsigned_abs();
-    let (whole, mut frac) = (abs / 1000, abs % 1000);
-    // Writing to a String cannot fail.
-    let _ = write!(text, "{sign}{whole}");
+    let (whole, frac) = (abs / 1000, abs % 1000);
+    let mut text = String::with_capacity(26);
+    if milli < 0 {
+        text.push('-');
+    }
+    push_decimal(&mut text, whole);
     if frac != 0 {
-        let mut digits = 3;
-        while frac % 10 == 0 {
-            frac /= 10;
-            digits -= 1;
+        let digits = [frac / 100, frac / 10 % 10, frac % 10];
+        let significant = digits
+            .iter()
+            .rposition(|d| *d != 0)
+            .map_or(0, |last| last + 1);
+        text.push('.');
+        for digit in &digits[..significant] {
+            push_digit(&mut text, *digit);
         }
-        let _ = write!(text, ".{frac:0digits$}");
     }
     text
+}
+
+/// `n` in decimal digits.
+fn push_decimal(text: &mut String, n: u64) {
+    let mut digits = [0u64; 20];
+    let (mut rest, mut count) = (n, 0);
+    loop {
+        digits[count] = rest % 10;
+        count += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for digit in digits[..count].iter().rev() {
+        push_digit(text, *digit);
+    }
+}
+
+/// One decimal digit (`digit` below 10).
+fn push_digit(text: &mut String, digit: u64) {
+    text.push(char::from(b'0' + digit as u8));
 }
 
 impl fmt::Display for Quantity {
@@ -252,6 +278,31 @@ pub fn parse_milli(input: &str) -> Result<i64, QuantityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milli_text_writes_what_the_formatter_writes() {
+        let formatted = |milli: i64| {
+            let sign = if milli < 0 { "-" } else { "" };
+            let abs = milli.unsigned_abs();
+            let (whole, mut frac) = (abs / 1000, abs % 1000);
+            if frac == 0 {
+                return format!("{sign}{whole}");
+            }
+            let mut digits = 3;
+            while frac % 10 == 0 {
+                frac /= 10;
+                digits -= 1;
+            }
+            format!("{sign}{whole}.{frac:0digits$}")
+        };
+        let edges = [
+            0, 1, -1, 5, 10, 100, 999, 1000, 1001, 1010, 1100, -1005, 12_345_678,
+        ];
+        let extremes = [i64::MAX, i64::MIN, i64::MIN + 1, i64::MAX - 999];
+        for milli in edges.into_iter().chain(extremes).chain(-3000..3000) {
+            assert_eq!(milli_text(milli), formatted(milli), "{milli}");
+        }
+    }
 
     #[test]
     fn parses_suffixes_exactly() {

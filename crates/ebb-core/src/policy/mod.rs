@@ -220,6 +220,18 @@ impl fmt::Display for Target {
     }
 }
 
+impl Target {
+    /// The [`fmt::Display`] text in one allocation of the right size: every decision reports
+    /// each metric's target.
+    pub fn text(&self) -> String {
+        use fmt::Write;
+        let mut text = String::with_capacity(32);
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{self}");
+        text
+    }
+}
+
 /// Scale-up and scale-down rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Behavior {
