@@ -145,8 +145,8 @@ pub(crate) fn slo_targets(
     let targets = (0..count)
         .map(|i| {
             // The history ends before the two minutes of warm-up decisions begin.
-            let (mut obs, _) = target(i, now);
-            let (_, mut state) = target(i, now.minus_millis(121_000));
+            let (obs, _) = target(i, now);
+            let (_, state) = target(i, now.minus_millis(121_000));
             let rate = (traffic.rate)(i);
             let m = traffic.service;
             let sample = |s: i64| {
@@ -168,12 +168,9 @@ pub(crate) fn slo_targets(
                     }),
                 }
             };
-            for s in (1..=120).rev() {
-                obs.traffic = Some(sample(s));
-                state = decide(&policy, &obs, &state, now.minus_millis(s * 1000)).state;
-            }
-            obs.traffic = Some(sample(0));
-            (obs, state)
+            warmed(&policy, (obs, state), now, 120, |obs, s| {
+                obs.traffic = Some(sample(s))
+            })
         })
         .collect();
     (policy, targets)
@@ -190,8 +187,8 @@ pub(crate) fn llm_slo_targets(now: Time, count: usize) -> (Policy, Vec<(Observat
     let targets = (0..count)
         .map(|i| {
             // The history ends before the five minutes of warm-up decisions begin.
-            let (mut obs, _) = target(i, now);
-            let (_, mut state) = target(i, now.minus_millis(301_000));
+            let (obs, _) = target(i, now);
+            let (_, state) = target(i, now.minus_millis(301_000));
             let replicas = obs.current_replicas.max(1);
             let sample = |s: i64| {
                 let work = 4_000.0 + 3_000.0 * ((s + i as i64) as f64 / 15.0).sin();
@@ -206,13 +203,28 @@ pub(crate) fn llm_slo_targets(now: Time, count: usize) -> (Policy, Vec<(Observat
                     starting: false,
                 }
             };
-            for s in (1..=300).rev() {
-                obs.engine = Some(sample(s));
-                state = decide(&policy, &obs, &state, now.minus_millis(s * 1000)).state;
-            }
-            obs.engine = Some(sample(0));
-            (obs, state)
+            warmed(&policy, (obs, state), now, 300, |obs, s| {
+                obs.engine = Some(sample(s))
+            })
         })
         .collect();
     (policy, targets)
+}
+
+/// A target after `seconds` of decisions, one a second up to `now`, each on the sample `feed`
+/// puts into the observation for that many seconds before `now`; the observation then holds
+/// the sample at `now`.
+fn warmed(
+    policy: &Policy,
+    (mut obs, mut state): (Observation, State),
+    now: Time,
+    seconds: i64,
+    feed: impl Fn(&mut Observation, i64),
+) -> (Observation, State) {
+    for s in (1..=seconds).rev() {
+        feed(&mut obs, s);
+        state = decide(policy, &obs, &state, now.minus_millis(s * 1000)).state;
+    }
+    feed(&mut obs, 0);
+    (obs, state)
 }
