@@ -47,8 +47,8 @@ pub mod victims;
 
 pub use decide::{decide, Decision, Proposal};
 pub use observation::{
-    EngineSample, Fallback, MetricObservation, MetricValues, Observation, Pod, PodPhase, PodSample,
-    Sample, ServiceTotals, SourceFallback, TrafficSample, WithinLatency,
+    AnsweredWithin, EngineSample, Fallback, MetricObservation, MetricValues, Observation, Pod,
+    PodPhase, PodSample, Sample, ServiceTotals, SourceFallback, TrafficSample, WithinLatency,
 };
 pub use policy::{Hold, Policy, PolicyError};
 pub use reason::{LimitReason, Reason, TokenGoal};

@@ -257,6 +257,11 @@ pub struct TrafficSample {
     /// without them it falls back to Little's law).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceTotals>,
+    /// The requests answered as their clients saw them (queueing included) and how many met
+    /// the SLO's latency, where the driver counts them: the attainment reached, against which
+    /// the model's prediction is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<AnsweredWithin>,
 }
 
 /// Cumulative service-time counters: the time replicas spent on requests, queueing excluded.
@@ -283,6 +288,21 @@ pub struct WithinLatency {
     pub latency_seconds: f64,
     /// Requests whose service time was at most that.
     pub requests: f64,
+}
+
+/// Cumulative counts of the requests that ended, as their clients saw them: the SLO's
+/// attainment as reached, not as predicted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredWithin {
+    /// The latency counted against (the SLO's), seconds.
+    pub latency_seconds: f64,
+    /// Requests that ended: answered, failed (Ebb's own 503 or 504, a replica's 5xx, an
+    /// answer cut off) or given up by their client after the latency had passed. A client
+    /// that gives up sooner says nothing about the SLO and is not counted.
+    pub requests: f64,
+    /// Of those, the ones answered without a server error within the latency.
+    pub within: f64,
 }
 
 /// The externally supplied value at one moment.

@@ -362,6 +362,24 @@ pub enum Reason {
         /// The attainment planned for instead.
         planned_for: f64,
     },
+    /// The attainment reached, beside the one the plan predicts: the share of the requests
+    /// that ended over about the last hour (waiting, cold starts and failures included)
+    /// within the SLO's latency, as the driver counted them (`slo::reached`).
+    SloReached {
+        /// The SLO's latency, seconds.
+        latency_seconds: f64,
+        /// The latency the driver counted answers within, seconds: the SLO's, or a histogram
+        /// bucket's bound below it (a count that can only understate what was reached).
+        counted_at_seconds: f64,
+        /// The SLO's attainment.
+        attainment: f64,
+        /// The share reached.
+        reached: f64,
+        /// The requests it is over, weighted by age.
+        requests: f64,
+        /// Whether it falls short of the SLO by more than chance.
+        short: bool,
+    },
     /// These pods were ranked first to remove on scale-in.
     Victims {
         /// Pod names, in removal order.
@@ -438,6 +456,7 @@ impl Reason {
         "SloSilentUntilBurst",
         "SloIdleToZero",
         "SloOutOfReach",
+        "SloReached",
         "SloHedgedStart",
         "SloWarmingUp",
         "Victims",
@@ -484,6 +503,7 @@ impl Reason {
             Reason::SloSilentUntilBurst { .. } => "SloSilentUntilBurst",
             Reason::SloIdleToZero { .. } => "SloIdleToZero",
             Reason::SloOutOfReach { .. } => "SloOutOfReach",
+            Reason::SloReached { .. } => "SloReached",
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
             Reason::Victims { .. } => "Victims",
@@ -713,6 +733,24 @@ impl fmt::Display for Reason {
                 fmt_seconds(*latency_seconds),
                 share_source(*within_measured, *counted_requests, *prior_requests),
                 fmt_percent(*planned_for),
+            ),
+            Reason::SloReached {
+                latency_seconds,
+                counted_at_seconds,
+                attainment,
+                reached,
+                requests,
+                short,
+            } => write!(
+                f,
+                "reached: {} within {} over about the last hour ({requests:.0} requests){}",
+                fmt_percent(*reached),
+                fmt_seconds(counted_at_seconds.min(*latency_seconds)),
+                if *short {
+                    format!("; short of the SLO's {} by more than chance", fmt_percent(*attainment))
+                } else {
+                    String::new()
+                },
             ),
             Reason::SloWarmingUp { held, seconds } => write!(
                 f,

@@ -60,6 +60,7 @@ pub(crate) fn traffic(at: Time, in_flight: f64, arrivals: f64, completions: f64)
         arrivals_total: arrivals,
         completions_total: completions,
         service: None,
+        answered: None,
     }
 }
 

@@ -853,6 +853,7 @@ fn slo_feed_counting(
                     requests: totals.1 * share,
                 }),
             }),
+            answered: None,
         };
         let o = Observation {
             current_replicas: pods.len() as u32,
@@ -1062,9 +1063,88 @@ fn slo_second(
                 squared_seconds: completions * mean * mean * (1.0 + scv),
                 within: None,
             }),
+            answered: None,
         }),
         ..Default::default()
     }
+}
+
+/// Feeds 100 req/s to 3 ready replicas of 4 slots for `seconds`, the driver counting answers
+/// within the SLO's 500 ms: `within` of each second's 100.
+fn slo_answers(seconds: i64, within: f64) -> Decision {
+    let p = policy(SLO_POLICY);
+    let mut state = State::default();
+    let mut last = None;
+    for s in 0..seconds {
+        let total = 100.0 * s as f64;
+        let mut o = slo_second(s, 3, 10.0, (total, total), (0.1, 0.284));
+        if let Some(traffic) = o.traffic.as_mut() {
+            traffic.answered = Some(AnsweredWithin {
+                latency_seconds: 0.5,
+                requests: total,
+                within: within * s as f64,
+            });
+        }
+        let d = decide(&p, &o, &state, t(s));
+        state = d.state.clone();
+        last = Some(d);
+    }
+    last.expect("decisions")
+}
+
+/// The attainment reached is reported beside the one predicted: the share of the requests
+/// that ended within the SLO's latency over about the last hour, and whether it falls short
+/// of the SLO by more than chance. The same plan either way: decisions do not use it yet.
+fn slo_reached() -> Decision {
+    let reached = |d: &Decision| match d.reasons.iter().find(|r| r.code() == "SloReached") {
+        Some(Reason::SloReached {
+            reached,
+            requests,
+            short,
+            counted_at_seconds,
+            ..
+        }) => (*reached, *requests, *short, *counted_at_seconds),
+        _ => panic!("no SloReached in {}", d.summary()),
+    };
+    let met = slo_answers(120, 99.95);
+    let (share, requests, short, at) = reached(&met);
+    assert!((share - 0.9995).abs() < 1e-9, "{share}");
+    // 119 seconds of 100 answers, the oldest 2 minutes back: they weigh nearly all of it.
+    assert!((requests - 11_900.0).abs() < 200.0, "{requests}");
+    assert!(!short);
+    assert_eq!(at, 0.5);
+    let text = met
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloReached")
+        .unwrap()
+        .to_string();
+    assert!(
+        text.starts_with("reached: 99.95% within 500ms over about the last hour (11"),
+        "{text}"
+    );
+    let missed = slo_answers(120, 99.0);
+    let (share, _, short, _) = reached(&missed);
+    assert!((share - 0.99).abs() < 1e-9 && short, "{share}");
+    let text = missed
+        .reasons
+        .iter()
+        .find(|r| r.code() == "SloReached")
+        .unwrap()
+        .to_string();
+    assert!(
+        text.ends_with("short of the SLO's 99.9% by more than chance"),
+        "{text}"
+    );
+    assert_eq!(met.desired_replicas, missed.desired_replicas);
+    // A driver that does not count answers gets no such reason.
+    let uncounted = slo_clumped_arrivals(0.0);
+    assert!(
+        !uncounted.has_reason("SloReached"),
+        "{}",
+        uncounted.summary()
+    );
+    missed
 }
 
 /// Feeds 120 s of clumped arrivals (40 and 160 requests in turn, 100 req/s on average: counts
@@ -1375,6 +1455,7 @@ fn slo_decided(
                 squared_seconds: total * 0.01 * 1.284,
                 within: None,
             }),
+            answered: None,
         };
         let o = Observation {
             current_replicas: replicas,
@@ -1471,6 +1552,7 @@ fn a_burst_from_zero_before_any_answer_is_an_onset() {
                 arrivals_total: arrivals,
                 completions_total: 0.0,
                 service: Some(held),
+                answered: None,
             }),
             ..Default::default()
         };
@@ -1518,6 +1600,7 @@ fn slo_sparse_requests(latency: &str) -> Vec<Decision> {
                     squared_seconds: completed * 25.0 * 1.1,
                     within: None,
                 }),
+                answered: None,
             }),
             ..Default::default()
         };
@@ -1874,6 +1957,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_plan", slo_plan_sizes_from_the_model()),
         ("slo_keeps", slo_keeps_through_a_dip()),
         ("slo_reads_arrivals", slo_reads_arrivals_from_queues()),
+        ("slo_reached", slo_reached()),
         ("slo_recurring_burst", slo_recurring_burst()),
         ("slo_silent_until_burst", slo_silent_until_burst()),
         ("slo_idle_to_zero", slo_idle_to_zero()),
@@ -1929,6 +2013,7 @@ mod each {
         slo_plan_sizes_from_the_model,
         slo_keeps_through_a_dip,
         slo_reads_arrivals_from_queues,
+        slo_reached,
         slo_recurring_burst,
         slo_silent_until_burst,
         slo_idle_to_zero,

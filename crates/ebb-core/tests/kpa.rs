@@ -41,6 +41,7 @@ fn windows(stable: f64, panic: f64, now: i64) -> Vec<TrafficSample> {
             arrivals_total: 0.0,
             completions_total: 0.0,
             service: None,
+            answered: None,
         })
         .collect()
 }

@@ -267,6 +267,12 @@ proptest! {
                         // An absurd count within the SLO as well (more than served, NaN, ...).
                         within: Some(WithinLatency { latency_seconds: 0.5, requests: *inflight }),
                     }),
+                    // And absurd counts of the answers reached (more within than ended, ...).
+                    answered: Some(AnsweredWithin {
+                        latency_seconds: 0.5,
+                        requests: *arrivals,
+                        within: *inflight,
+                    }),
                     ..traffic(now.minus_millis(age * 1000), *inflight, *arrivals, *arrivals)
                 });
             }

@@ -27,9 +27,10 @@ pub(crate) struct Memory {
     pub(crate) engine: ebb_core::engine::EngineReader,
 }
 
-/// How many counters a traffic source keeps per pod: arrivals, completions, and the service
-/// time's count, sum, sum of squares and count within the SLO.
-pub(crate) const TRAFFIC_COUNTERS: usize = 6;
+/// How many counters a traffic source keeps per pod: arrivals, completions, the service
+/// time's count, sum, sum of squares and count within the SLO, and the answers that ended
+/// and those within the SLO as their clients saw them.
+pub(crate) const TRAFFIC_COUNTERS: usize = 8;
 
 /// One source's memory between reconciles.
 #[derive(Debug, Clone, Default)]

@@ -118,6 +118,7 @@ pub fn observation(
             arrivals,
             completions,
             service,
+            answered,
             ..
         }) => Some(TrafficSample {
             at: t.at,
@@ -125,6 +126,7 @@ pub fn observation(
             arrivals_total: *arrivals,
             completions_total: *completions,
             service: *service,
+            answered: *answered,
         }),
         _ => None,
     });
@@ -253,6 +255,7 @@ mod tests {
                     completions: 94.0,
                     per_pod_in_flight: BTreeMap::from([("a".into(), 4.0), ("b".into(), 2.0)]),
                     service: None,
+                    answered: None,
                 }),
                 at,
             },

@@ -247,7 +247,7 @@ pub(crate) async fn poll(
     }
     let ok = scraped(sources::scrape_pods(ps, &endpoints, timeout).await, "pod")?;
     if let Some(t) = &ps.traffic {
-        return Ok(traffic_value(&ok, t, None, None, memory));
+        return Ok(traffic_value(&ok, t, None, CountedAt::default(), memory));
     }
     let metric = ps.metric.clone().unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -313,13 +313,13 @@ const SERVICE_COUNTERS: [&str; 3] = [
 
 /// The traffic signals from scrapes of the pods that count requests (the target's own, or the
 /// gateway's), summed, with service-wide counters that only grow. `service` names the
-/// service-time counters to read, where the pods export them; `within_at` is the histogram
-/// bucket of service times to count as within the SLO (see [`within_bucket`]).
+/// service-time counters to read, where the pods export them; `at` gives the histogram
+/// buckets to count service times and answers as within the SLO at (see [`bucket_at`]).
 fn traffic_value(
     ok: &[(String, sources::Scrape)],
     t: &TrafficMetrics,
     service: Option<&[&str; 3]>,
-    within_at: Option<f64>,
+    at: CountedAt,
     memory: &mut SourceMemory,
 ) -> SourceValue {
     let mut in_flight = 0.0;
@@ -345,10 +345,13 @@ fn traffic_value(
             service_seen |= v.is_some();
             c[2 + i] = v.unwrap_or(0.0);
         }
-        if let Some(le) = within_at {
-            c[5] = service_buckets(s)
+        if let Some(le) = at.service {
+            c[5] = buckets(s, SERVICE_HISTOGRAM)
                 .and_then(|b| b.count_at(le))
                 .unwrap_or(0.0);
+        }
+        if let Some(le) = at.answers {
+            [c[6], c[7]] = answers_counted(s, le);
         }
         counters.insert(pod.clone(), c);
     }
@@ -359,9 +362,11 @@ fn traffic_value(
             arrivals,
             completions,
             service,
+            answered,
             ..
         }) => {
             let s = service.unwrap_or_default();
+            let a = answered.unwrap_or_default();
             [
                 *arrivals,
                 *completions,
@@ -369,6 +374,8 @@ fn traffic_value(
                 s.seconds,
                 s.squared_seconds,
                 s.within.map_or(0.0, |w| w.requests),
+                a.requests,
+                a.within,
             ]
         }
         _ => [0.0; TRAFFIC_COUNTERS],
@@ -399,29 +406,67 @@ fn traffic_value(
             requests: totals[2],
             seconds: totals[3],
             squared_seconds: totals[4],
-            within: within_at.map(|latency_seconds| ebb_core::WithinLatency {
+            within: at.service.map(|latency_seconds| ebb_core::WithinLatency {
                 latency_seconds,
                 requests: totals[5],
             }),
         }),
+        answered: at.answers.map(|latency_seconds| ebb_core::AnsweredWithin {
+            latency_seconds,
+            requests: totals[6],
+            within: totals[7],
+        }),
     }
+}
+
+/// The histogram bounds at which a gateway's counts stand for the SLO (see [`bucket_at`]):
+/// its service times', and its answers' as clients saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CountedAt {
+    /// The service-time histogram's bound.
+    pub(crate) service: Option<f64>,
+    /// The answers' histogram's bound (and the abandoned requests').
+    pub(crate) answers: Option<f64>,
 }
 
 /// The service-time histogram the gateway exports.
 const SERVICE_HISTOGRAM: &str = "ebb_service_seconds";
+/// The gateway's histogram of answers that did not fail, from arrival to last byte.
+const ANSWERED_HISTOGRAM: &str = "ebb_answered_seconds";
+/// The gateway's histogram of how long clients waited before they went away unanswered.
+const ABANDONED_HISTOGRAM: &str = "ebb_abandoned_seconds";
+/// The gateway's count of answers that failed.
+const ANSWERS_FAILED: &str = "ebb_answers_failed_total";
 
-fn service_buckets(scrape: &sources::Scrape) -> Option<Buckets> {
-    Buckets::from_samples(scrape, SERVICE_HISTOGRAM, 1.0)
+fn buckets(scrape: &sources::Scrape, histogram: &str) -> Option<Buckets> {
+    Buckets::from_samples(scrape, histogram, 1.0)
 }
 
-/// The bucket bound of the gateway's service-time histogram in `scrape` to count service
-/// times within an SLO of `latency` seconds: the highest bound at or below it, so that the
-/// count never flatters the service, and no lower than half of it (below that the count says
-/// little about the tail at the SLO). The core fits the service times' shape to the share
-/// within that bound.
-fn within_bucket(scrape: &sources::Scrape, latency: f64) -> Option<f64> {
-    let (bound, _) = service_buckets(scrape)?.at_or_below(latency * (1.0 + 1e-9), latency / 2.0)?;
+/// The bound of the gateway's `histogram` in `scrape` to count within an SLO of `latency`
+/// seconds at: the highest bound at or below it, so that the count never flatters the
+/// service, and no lower than half of it (below that the count says little about the tail at
+/// the SLO). The core fits the service times' shape to the share within that bound, and
+/// reports the answers within it as the attainment reached.
+fn bucket_at(scrape: &sources::Scrape, histogram: &str, latency: f64) -> Option<f64> {
+    let (bound, _) =
+        buckets(scrape, histogram)?.at_or_below(latency * (1.0 + 1e-9), latency / 2.0)?;
     Some(bound)
+}
+
+/// A gateway pod's answers as clients saw them, counted at the bound `le`: those that ended
+/// (answered, failed, or abandoned after `le`) and those answered within `le`.
+fn answers_counted(scrape: &sources::Scrape, le: f64) -> [f64; 2] {
+    let count = |histogram: &str| {
+        buckets(scrape, histogram)
+            .map_or((0.0, 0.0), |b| (b.count(), b.count_at(le).unwrap_or(0.0)))
+    };
+    let (good, within) = count(ANSWERED_HISTOGRAM);
+    let (abandoned, abandoned_early) = count(ABANDONED_HISTOGRAM);
+    let failed = sources::metric_sum(scrape, ANSWERS_FAILED).unwrap_or(0.0);
+    [
+        good + failed + (abandoned - abandoned_early).max(0.0),
+        within,
+    ]
 }
 
 /// What the controller reads of a policy's request SLO while it polls.
@@ -473,13 +518,22 @@ async fn gateway(
         .clone()
         .filter(|d| memory.unconfirmed_warning.as_ref() == Some(d));
     memory.unconfirmed_warning = disagreement;
-    let within_at = slo.and_then(|slo| ok.iter().find_map(|(_, s)| within_bucket(s, slo.latency)));
+    let at_bound = |histogram: &str| {
+        slo.and_then(|slo| {
+            ok.iter()
+                .find_map(|(_, s)| bucket_at(s, histogram, slo.latency))
+        })
+    };
+    let at = CountedAt {
+        service: at_bound(SERVICE_HISTOGRAM),
+        answers: at_bound(ANSWERED_HISTOGRAM),
+    };
     let names = TrafficMetrics {
         arrivals: Some("ebb_requests_total".into()),
         completions: Some("ebb_responses_total".into()),
         in_flight: vec!["ebb_in_flight".into()],
     };
-    let mut value = traffic_value(&ok, &names, Some(&SERVICE_COUNTERS), within_at, memory);
+    let mut value = traffic_value(&ok, &names, Some(&SERVICE_COUNTERS), at, memory);
     if let SourceValue::Traffic {
         per_pod_in_flight, ..
     } = &mut value
@@ -584,7 +638,13 @@ mod tests {
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.clone()))
                 .collect();
-            let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), None, &mut memory);
+            let v = traffic_value(
+                &ok,
+                &names(),
+                Some(&SERVICE_COUNTERS),
+                CountedAt::default(),
+                &mut memory,
+            );
             memory.value = Some(v.clone());
             v
         };
@@ -622,9 +682,15 @@ mod tests {
             "a".to_string(),
             scrape(&[("ebb_requests_total", 5.0), ("ebb_in_flight", 1.0)]),
         )];
-        let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), None, &mut memory);
+        let v = traffic_value(
+            &ok,
+            &names(),
+            Some(&SERVICE_COUNTERS),
+            CountedAt::default(),
+            &mut memory,
+        );
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
-        let v = traffic_value(&ok, &names(), None, None, &mut memory);
+        let v = traffic_value(&ok, &names(), None, CountedAt::default(), &mut memory);
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
     }
 
@@ -677,11 +743,19 @@ mod tests {
             bucket("1", 100.0),
             bucket("+Inf", 100.0),
         ]);
-        assert_eq!(within_bucket(&pod, 0.5), Some(0.5));
-        assert_eq!(within_bucket(&pod, 0.7), Some(0.5));
-        assert_eq!(within_bucket(&pod, 0.3), Some(0.25));
-        assert_eq!(within_bucket(&pod, 0.2), None, "0.1 s and below: none");
-        assert_eq!(within_bucket(&pod, 3.0), None, "1 s is under half of 3 s");
+        assert_eq!(bucket_at(&pod, SERVICE_HISTOGRAM, 0.5), Some(0.5));
+        assert_eq!(bucket_at(&pod, SERVICE_HISTOGRAM, 0.7), Some(0.5));
+        assert_eq!(bucket_at(&pod, SERVICE_HISTOGRAM, 0.3), Some(0.25));
+        assert_eq!(
+            bucket_at(&pod, SERVICE_HISTOGRAM, 0.2),
+            None,
+            "0.1 s and below: none"
+        );
+        assert_eq!(
+            bucket_at(&pod, SERVICE_HISTOGRAM, 3.0),
+            None,
+            "1 s is under half of 3 s"
+        );
 
         let mut memory = SourceMemory::default();
         let ok = vec![("a".to_string(), pod.clone()), ("b".to_string(), pod)];
@@ -689,15 +763,71 @@ mod tests {
             &ok,
             &names(),
             Some(&SERVICE_COUNTERS),
-            Some(0.5),
+            CountedAt {
+                service: Some(0.5),
+                answers: None,
+            },
             &mut memory,
         );
-        let SourceValue::Traffic { service, .. } = v else {
+        let SourceValue::Traffic {
+            service, answered, ..
+        } = v
+        else {
             panic!("traffic")
         };
         let within = service
             .and_then(|s| s.within)
             .expect("a count within the SLO");
         assert_eq!((within.latency_seconds, within.requests), (0.5, 196.0));
+        assert_eq!(
+            answered, None,
+            "no answers counted where none were asked for"
+        );
+    }
+
+    /// The answers as clients saw them, read at the bound at or below the SLO: those that
+    /// ended are the good answers, the failed ones and those abandoned after the bound (not
+    /// those abandoned sooner); those within are the good answers within the bound. Summed
+    /// over the gateway pods, and carried on across a pod's restart like every counter.
+    #[test]
+    fn answers_are_read_as_clients_saw_them_at_the_bound_below_the_slo() {
+        let series = |name: &str, le: &str, v: f64| {
+            let labels = BTreeMap::from([
+                ("service".to_string(), "m".to_string()),
+                ("le".to_string(), le.to_string()),
+            ]);
+            (format!("{name}_bucket"), labels, v)
+        };
+        let pod = |good: [f64; 3], abandoned: [f64; 3], failed: f64| {
+            let mut p = gateway_pod(100.0, 100.0, 12.0);
+            for (le, (g, a)) in ["0.25", "0.5", "+Inf"]
+                .iter()
+                .zip(good.iter().zip(abandoned))
+            {
+                p.push(series(ANSWERED_HISTOGRAM, le, *g));
+                p.push(series(ABANDONED_HISTOGRAM, le, a));
+            }
+            p.push((ANSWERS_FAILED.to_string(), BTreeMap::new(), failed));
+            p
+        };
+        // 90 good answers (80 within 0.5 s), 3 failed, 5 abandoned of which 2 after 0.5 s.
+        let a = pod([60.0, 80.0, 90.0], [1.0, 3.0, 5.0], 3.0);
+        assert_eq!(bucket_at(&a, ANSWERED_HISTOGRAM, 0.7), Some(0.5));
+        assert_eq!(answers_counted(&a, 0.5), [95.0, 80.0]);
+        let mut memory = SourceMemory::default();
+        let at = CountedAt {
+            service: None,
+            answers: Some(0.5),
+        };
+        let ok = vec![("a".to_string(), a.clone()), ("b".to_string(), a)];
+        let v = traffic_value(&ok, &names(), Some(&SERVICE_COUNTERS), at, &mut memory);
+        let SourceValue::Traffic { answered, .. } = v else {
+            panic!("traffic")
+        };
+        let answered = answered.expect("answers counted");
+        assert_eq!(
+            (answered.latency_seconds, answered.requests, answered.within),
+            (0.5, 190.0, 160.0)
+        );
     }
 }

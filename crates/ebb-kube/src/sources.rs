@@ -71,6 +71,9 @@ pub enum SourceValue {
         per_pod_in_flight: BTreeMap<String, f64>,
         /// Service-time counters, where the scraped pods export them (Ebb's gateway does).
         service: Option<ebb_core::ServiceTotals>,
+        /// The answers as their clients saw them against the SLO's latency (read at a
+        /// histogram bucket at or below it), where the gateway exports them.
+        answered: Option<ebb_core::AnsweredWithin>,
     },
 }
 

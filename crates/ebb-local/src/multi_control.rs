@@ -55,6 +55,7 @@ impl Service {
                 arrivals_total: m.arrivals.load(Ordering::Relaxed) as f64,
                 completions_total: m.completions.load(Ordering::Relaxed) as f64,
                 service: None,
+                answered: None,
             }),
             external_count: None,
             fallbacks: Vec::new(),

@@ -91,6 +91,9 @@ pub struct ServiceSummary {
     pub replica_seconds: f64,
     /// Supervisor events.
     pub events: Vec<String>,
+    /// The SLO's attainment as reached, where the policy has an SLO: the answers as clients
+    /// saw them against its latency.
+    pub reached: Option<ebb_core::AnsweredWithin>,
 }
 
 /// What a run produced.
@@ -122,6 +125,15 @@ impl std::fmt::Display for Summary {
                 s.max_replicas,
                 s.replica_seconds
             )?;
+            if let Some(r) = s.reached.filter(|r| r.requests > 0.0) {
+                writeln!(
+                    f,
+                    "    SLO reached: {:.2}% of {} requests ended within {} ms (failures and clients gone after it count as misses)",
+                    100.0 * r.within / r.requests,
+                    r.requests,
+                    r.latency_seconds * 1e3
+                )?;
+            }
             for e in &s.events {
                 writeln!(f, "    {e}")?;
             }
@@ -398,6 +410,7 @@ pub async fn run(
                 scale_events: s.scale_events.load(Ordering::Relaxed),
                 max_replicas,
                 replica_seconds,
+                reached: s.answers.totals(),
                 events: s
                     .events
                     .lock()

@@ -455,6 +455,7 @@ impl Service {
                 // Each replica's time on a request (its own internal queue included, which
                 // errs towards more replicas; Ebb's queue excluded).
                 service: Some(self.state.service_totals()),
+                answered: self.state.answers.totals(),
             }),
             external_count: None,
             engine: None,

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answers;
 pub mod body;
 pub mod counters;
 mod dial;

@@ -96,15 +96,18 @@ impl Accounted {
         }
     }
 
-    /// Ebb's own answer: complete when handed over.
+    /// Ebb's own answer: complete when handed over (a 5xx of its own is a failure).
     fn answer_now(mut self, r: Answer) -> Answer {
-        self.answered(self.arrived.elapsed());
+        self.answered(self.arrived.elapsed(), r.status().is_server_error());
         r
     }
 
-    fn answered(&mut self, took: Duration) {
+    /// The answer's last byte went out after `took`; `failed` where it was a server error
+    /// or was cut off.
+    fn answered(&mut self, took: Duration, failed: bool) {
         self.answered = true;
         self.state.record_latency(took.as_micros() as u64);
+        self.state.answers.answered(took, failed);
     }
 }
 
@@ -112,6 +115,7 @@ impl Drop for Accounted {
     fn drop(&mut self) {
         self.state.completions.fetch_add(1, Ordering::Relaxed);
         if !self.answered {
+            self.state.answers.abandoned(self.arrived.elapsed());
             self.state
                 .counters
                 .cancelled
@@ -188,7 +192,7 @@ impl Observer for Exchange {
     }
 
     fn finished(&mut self, total: Duration) {
-        self.request.answered(total);
+        self.request.answered(total, !self.served);
         if self.served && self.on.found_free_slot {
             self.request.state.record_service(self.sent.elapsed());
         }
@@ -202,7 +206,7 @@ impl Observer for Exchange {
             .fetch_add(1, Ordering::Relaxed);
         state.report_outcome(&self.on.replica, Outcome::GatewayFailure, &self.health);
         tracing::debug!(replica = self.on.replica.id, "answer broke off: {why}");
-        self.request.answered(total);
+        self.request.answered(total, true);
     }
 
     fn abandoned(&mut self) {}

@@ -160,6 +160,8 @@ enum EventKind {
     /// own queue is not counted, since the proxy's clock would include the wait).
     Completion {
         timed: Option<f64>,
+        /// When the request arrived: its client's latency ends with the completion.
+        arrived: f64,
     },
     Ready,
 }
@@ -245,6 +247,9 @@ pub struct Cluster {
     /// session, every request's bare service time, counted when it started: a proxy cannot
     /// see the service time of a request that waited in a replica's own queue).
     pub service: ebb_core::ServiceTotals,
+    /// The requests that ended and those answered within the SLO's latency, as a proxy in
+    /// front of the replicas counts them (where `count_within` set a latency).
+    pub answered: Option<ebb_core::AnsweredWithin>,
     in_system: u64,
     in_system_area: f64,
     last_change: f64,
@@ -266,6 +271,7 @@ impl Cluster {
             arrivals_total: 0,
             completions_total: 0,
             service: ebb_core::ServiceTotals::default(),
+            answered: None,
             in_system: 0,
             in_system_area: 0.0,
             last_change: 0.0,
@@ -342,13 +348,28 @@ impl Cluster {
         self.events.peek().map(|e| e.at)
     }
 
-    /// Counts, from now on, the service times within `latency_seconds` (the SLO's), as Ebb's
-    /// proxy does for a policy with an SLO.
+    /// Counts, from now on, the service times within `latency_seconds` (the SLO's), and the
+    /// requests answered within it as their clients saw them, as Ebb's proxy does for a
+    /// policy with an SLO.
     pub fn count_within(&mut self, latency_seconds: f64) {
         self.service.within = Some(ebb_core::WithinLatency {
             latency_seconds,
             requests: 0.0,
         });
+        self.answered = Some(ebb_core::AnsweredWithin {
+            latency_seconds,
+            ..Default::default()
+        });
+    }
+
+    /// Counts a request that ended: answered after `latency` seconds, or failed (`None`).
+    fn count_answer(&mut self, latency: Option<f64>) {
+        if let Some(a) = self.answered.as_mut() {
+            a.requests += 1.0;
+            if latency.is_some_and(|l| l <= a.latency_seconds) {
+                a.within += 1.0;
+            }
+        }
     }
 
     fn count_service(&mut self, service: f64) {
@@ -435,6 +456,7 @@ impl Cluster {
     }
 
     fn fail(&mut self, now: f64, outcome: Outcome, outcomes: &mut impl FnMut(f64, Outcome)) {
+        self.count_answer(None);
         self.completions_total += 1;
         self.mark_in_system(now, -1);
         outcomes(now, outcome);
@@ -467,6 +489,7 @@ impl Cluster {
                 replica: idx as u32,
                 kind: EventKind::Completion {
                     timed: Some(req.service),
+                    arrived: req.arrival,
                 },
             });
             Dispatch::Started
@@ -491,7 +514,10 @@ impl Cluster {
                         self.drain_pending(e.at, outcomes);
                     }
                 }
-                EventKind::Completion { timed } => self.complete(idx, e.at, timed, outcomes),
+                EventKind::Completion { timed, arrived } => {
+                    self.count_answer(Some(e.at - arrived));
+                    self.complete(idx, e.at, timed, outcomes);
+                }
             }
         }
     }
@@ -529,7 +555,10 @@ impl Cluster {
             self.events.push(Event {
                 at: now + next.service,
                 replica: idx as u32,
-                kind: EventKind::Completion { timed: None },
+                kind: EventKind::Completion {
+                    timed: None,
+                    arrived: next.arrival,
+                },
             });
             outcomes(now, Outcome::Served(now - next.arrival + next.service));
             break;
@@ -684,6 +713,42 @@ mod tests {
             late > 4.0,
             "the late arrival waited behind the held ones: {late}"
         );
+    }
+
+    /// The answers are counted as their clients see them, when each ends: served within
+    /// the SLO's latency (waiting included), or not, or failed. They agree with the outcomes
+    /// the run's attainment is read from. One replica of one slot and a 2-request queue, 0.2 s
+    /// requests, a 500 ms SLO: of four at once, one is dropped at once (the queue is full),
+    /// two are answered within the SLO (at 0.2 and 0.4 s) and the third is not (0.6 s).
+    #[test]
+    fn answers_are_counted_as_clients_see_them() {
+        let config = ClusterConfig {
+            slots: 1,
+            queue_per_replica: 2,
+            ..ClusterConfig::default()
+        };
+        let mut cluster = Cluster::new(config, 1);
+        cluster.count_within(0.5);
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut record = |_: f64, o: Outcome| outcomes.push(o);
+        for _ in 0..4 {
+            cluster.arrive(0.0, 0.2, &mut record);
+        }
+        let after_arrivals = cluster.answered.unwrap();
+        // Three held (one in service, two queued), one dropped: counted at once.
+        assert_eq!((after_arrivals.requests, after_arrivals.within), (1.0, 0.0));
+        cluster.advance(0.45, &mut record);
+        // Answered at 0.2 and 0.4 s.
+        let midway = cluster.answered.unwrap();
+        assert_eq!((midway.requests, midway.within), (3.0, 2.0));
+        cluster.advance(10.0, &mut record);
+        let done = cluster.answered.unwrap();
+        assert_eq!((done.requests, done.within), (4.0, 2.0));
+        let within = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Served(l) if *l <= 0.5))
+            .count();
+        assert_eq!((outcomes.len(), within), (4, 2), "{outcomes:?}");
     }
 
     /// Ebb's proxy clocks a replica's answer from the moment it sent the request, so it

@@ -52,6 +52,8 @@ pub struct Totals {
     pub completions_total: u64,
     /// Service-time counters.
     pub service: ServiceTotals,
+    /// Requests that ended and those answered within the SLO's latency, where counted.
+    pub answered: Option<ebb_core::AnsweredWithin>,
     /// The integral of requests in the system over time.
     pub in_system_area: f64,
     /// Requests waiting (in replicas' queues and the activator).
@@ -95,6 +97,7 @@ impl Observed for Cluster {
             arrivals_total: self.arrivals_total,
             completions_total: self.completions_total,
             service: self.service,
+            answered: self.answered,
             in_system_area: self.in_system_area(now),
             queued: self.queued(),
         }
@@ -342,6 +345,7 @@ impl Pipeline {
             arrivals_total: last.totals.arrivals_total as f64,
             completions_total: last.totals.completions_total as f64,
             service: Some(last.totals.service),
+            answered: last.totals.answered,
         });
         obs.external_count = Some(ValueSample {
             value: last.totals.queued as f64,

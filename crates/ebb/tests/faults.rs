@@ -621,3 +621,45 @@ fn an_ephemeral_port_is_reported_as_bound() {
     let line = stdout.lines().find(|l| l.contains("serving on")).unwrap();
     assert!(!line.ends_with(":0"), "{line}");
 }
+
+/// The proxy counts the answers as their clients saw them against the SLO's latency (the SLO
+/// model's attainment reached): fast answers are within it, slow ones and a replica's 500s
+/// are misses (Ebb's own 5xx are counted the same way), and a client that left before the
+/// latency says nothing, while one that waited past it missed it.
+#[test]
+fn answers_are_counted_against_the_slo_as_clients_see_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, port, control) = faulty(dir.path(), 1, "", "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "concurrency: {targetPerReplica: 1000}",
+        "slo: {latency: 500ms, attainment: 99%, slotsPerReplica: 4}",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let up = Up::start(&cfg, port);
+    up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 1);
+    let infer = || post(port, "/v2/models/m/infer", "{}").0;
+    // Five fast answers: within.
+    set_mode(&control, "all", "ok");
+    assert_eq!((0..5).map(|_| infer()).collect::<Vec<_>>(), [200; 5]);
+    // Two answered after 800 ms: misses.
+    set_mode(&control, "all", "slow:800");
+    assert_eq!([infer(), infer()], [200, 200]);
+    // Before a 3 s answer, a client gone after 100 ms says nothing; one gone after 900 ms
+    // missed.
+    set_mode(&control, "all", "slow:3000");
+    impatient(port, Duration::from_millis(100));
+    impatient(port, Duration::from_millis(900));
+    counters_settle(&up);
+    // Two 500s from the replica: misses.
+    set_mode(&control, "all", "error");
+    assert_eq!([infer(), infer()], [500, 500]);
+    let s = up.status().unwrap();
+    let answers = &s["answers"];
+    assert_eq!(answers["slo"]["latencySeconds"], 0.5, "{answers:#}");
+    assert_eq!(answers["slo"]["within"], 5.0, "{answers:#}");
+    assert_eq!(answers["slo"]["ended"], 10.0, "{answers:#}");
+    assert_eq!(answers["good"], 7, "{answers:#}");
+    assert_eq!(answers["failed"], 2, "{answers:#}");
+    assert_eq!(answers["abandoned"], 2, "{answers:#}");
+    up.interrupt();
+}

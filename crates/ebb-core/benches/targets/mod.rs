@@ -166,6 +166,12 @@ pub(crate) fn slo_targets(
                             requests: done * traffic.within.1,
                         }),
                     }),
+                    // And the answers as clients saw them: the attainment reached.
+                    answered: Some(AnsweredWithin {
+                        latency_seconds: traffic.within.0,
+                        requests: done,
+                        within: done * traffic.within.1,
+                    }),
                 }
             };
             warmed(&policy, (obs, state), now, 120, |obs, s| {

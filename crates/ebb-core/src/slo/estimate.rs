@@ -136,6 +136,10 @@ pub struct SloState {
     /// were otherwise removed, still starting, the next second (pod churn).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub short_before: bool,
+    /// The attainment reached: the requests that ended within the SLO's latency, as the
+    /// driver counted them, over about the last hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<super::reached::Reached>,
     /// The queueing model's integration grid, kept while the service time holds (not
     /// persisted: a restarted controller rebuilds it).
     #[serde(skip)]
@@ -459,6 +463,9 @@ impl SloState {
         }
         let dt = sample.at.seconds_since(last.at);
         self.period_seconds = Some(dt.min(MAX_PERIOD_SECONDS));
+        if let (Some(now), Some(before)) = (sample.answered, last.answered) {
+            self.reached = super::reached::Reached::observe(self.reached, before, now, dt);
+        }
         let arrivals = sample.arrivals_total - last.arrivals_total;
         let rate = arrivals / dt;
         if !(rate.is_finite() && rate <= MAX_RATE) {
@@ -657,10 +664,8 @@ impl SloState {
     /// `latency`: the SLO's own (Ebb's proxy, the simulator), or a histogram's bucket bound
     /// below it but no lower than half of it (the controller reading a gateway's buckets).
     pub fn counted_at(&self, latency: f64) -> Option<f64> {
-        // The driver may count at the latency rounded to its clock's unit.
-        let slack = 1e-6 * latency.abs().max(1e-3);
         self.within_latency
-            .filter(|at| *at <= latency + slack && *at >= latency / 2.0)
+            .filter(|at| super::reached::stands_for(*at, latency))
     }
 
     /// The counted share of service times within `at` (the latency they are counted at),
@@ -818,6 +823,7 @@ mod tests {
                     squared_seconds: total * 0.02,
                     within: None,
                 }),
+                answered: None,
             };
             state.observe_waiting(&sample, 3, 4, 100.0, (0.1, 1.0), 1800.0);
         }
@@ -870,6 +876,7 @@ mod tests {
             arrivals_total: total,
             completions_total: total,
             service: None,
+            answered: None,
         }
     }
 
@@ -944,6 +951,7 @@ mod tests {
                     squared_seconds: self.squares,
                     within: None,
                 }),
+                answered: None,
             }
         }
     }

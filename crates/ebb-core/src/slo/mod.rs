@@ -11,6 +11,8 @@
 //!   shorter than its cold start";
 //! - [`backlog`]: the service time read while requests wait in the replicas' own queues;
 //! - [`plan`]: one decision's proposal and its reasons;
+//! - [`reached`]: the attainment reached, from the driver's counts of answers, beside the
+//!   attainment predicted;
 //! - [`tokens`]: the LLM SLO (TTFT and ITL) sized from the engines' own signals.
 
 pub mod backlog;
@@ -22,6 +24,7 @@ pub mod hedge;
 pub mod idle;
 pub mod plan;
 pub mod queueing;
+pub mod reached;
 pub mod recurrence;
 pub mod tokens;
 pub mod transient;

@@ -480,6 +480,18 @@ pub fn plan(
         cold_start_widened: super::estimate::widened_while_few(cold_starts_measured),
         over_lead: model.over_lead(),
     });
+    if let Some(reached) = state.reached.filter(|r| r.counted_at(latency)) {
+        if let Some(share) = reached.share() {
+            reasons.push(Reason::SloReached {
+                latency_seconds: latency,
+                counted_at_seconds: reached.latency_seconds,
+                attainment: slo.attainment,
+                reached: share,
+                requests: reached.requests,
+                short: reached.short_of(slo.attainment),
+            });
+        }
+    }
     if let (
         false,
         Some(Silence::UntilBurst {

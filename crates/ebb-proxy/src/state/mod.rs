@@ -252,6 +252,8 @@ pub struct ServiceState {
     /// The SLO's latency (microseconds) and how many service times were within it, where the
     /// policy has an SLO: the SLO model's tail at the SLO, counted.
     pub service_within: Option<(u64, AtomicU64)>,
+    /// The answers as their clients saw them: the SLO's attainment as reached.
+    pub answers: crate::answers::Answers,
     /// Requests a replica serves at once, where the policy says (its SLO's slots): a request
     /// sent to a replica with all of them taken waits in the replica's own queue, and its
     /// time is not counted as a service time. 0: not known, every answer is counted. Atomic
@@ -317,6 +319,7 @@ impl ServiceState {
             scale_events: AtomicU64::new(0),
             service_times: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             service_within: None,
+            answers: Default::default(),
             slots_per_replica: AtomicU32::new(0),
             events: Mutex::new(VecDeque::new()),
             in_flight_samples: Mutex::new((0.0, 0)),
@@ -383,10 +386,12 @@ impl ServiceState {
         self
     }
 
-    /// The same state counting the service times within `latency_seconds` (the SLO's).
+    /// The same state counting the service times, and the answers as their clients saw them,
+    /// within `latency_seconds` (the SLO's).
     pub fn with_slo_latency(mut self, latency_seconds: f64) -> ServiceState {
         let micros = (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64;
         self.service_within = Some((micros, AtomicU64::new(0)));
+        self.answers = crate::answers::Answers::with_latency(latency_seconds);
         self
     }
 
@@ -686,6 +691,7 @@ impl ServiceState {
             "proxy": self.counters.exposition().into_iter().map(|(name, _, _, v)| {
                 (name.trim_start_matches("ebb_").to_string(), serde_json::json!(v))
             }).collect::<serde_json::Map<_, _>>(),
+            "answers": self.answers.status_json(),
             "scaleEvents": self.scale_events.load(Ordering::Relaxed),
             "control": self.control.lock().map(|c| c.json()).unwrap_or_default(),
             "decisions": decisions,
@@ -775,6 +781,12 @@ impl ServiceState {
                 slots.to_string(),
             );
         }
+        line(
+            "ebb_answers_failed_total",
+            "counter",
+            "Answers that failed as their clients saw them (Ebb's own 5xx, a replica's 5xx, an answer cut off): misses of any SLO.",
+            count(&self.answers.failed),
+        );
         let service = self.service_totals();
         line(
             "ebb_service_squared_seconds_total",
@@ -788,6 +800,18 @@ impl ServiceState {
             kind: "histogram",
             help: "Replicas' time on answered requests, from sent to answered (Ebb's own queue excluded): the SLO model's service time, and by bucket its share within an SLO.",
             samples: self.service_histogram.exposition("ebb_service_seconds", "", &labels, false),
+        });
+        out.push(Family {
+            name: "ebb_answered_seconds",
+            kind: "histogram",
+            help: "From a request's arrival to its answer's last byte, as its client saw it (Ebb's queue, cold starts and retries included), for answers that did not fail: by bucket, the SLO's attainment as reached.",
+            samples: self.answers.good.exposition("ebb_answered_seconds", "", &labels, false),
+        });
+        out.push(Family {
+            name: "ebb_abandoned_seconds",
+            kind: "histogram",
+            help: "How long a client waited before it went away without an answer: those beyond the SLO's latency missed it.",
+            samples: self.answers.abandoned.exposition("ebb_abandoned_seconds", "", &labels, false),
         });
         out.push(Family {
             name: "ebb_time_to_first_byte_seconds",

@@ -473,6 +473,8 @@ impl Observed for Fleet {
             arrivals_total: self.arrivals_total,
             completions_total: self.completions_total,
             service: ebb_core::ServiceTotals::default(),
+            // The token SLO is judged per token (TTFT, ITL), not per answer.
+            answered: None,
             in_system_area: self.in_system_area(now),
             queued: self.held.len() as u64
                 + self

@@ -1834,7 +1834,8 @@ async fn through_the_gateway_a_step_of_load_scales_up_and_back_down_with_every_r
 }
 
 /// The SLO model behind a gateway reads the replicas' service time from the gateway's
-/// counters (the model pods serve in 50 ms), not Little's law on in-flight requests.
+/// counters (the model pods serve in 50 ms), not Little's law on in-flight requests, and the
+/// attainment reached from its histogram of answers as clients saw them.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a Kubernetes control plane: scripts/kube-control-plane.sh start DIR, EBB_KUBE_ENV=DIR/env, then cargo test -- --include-ignored"]
 async fn the_slo_model_measures_the_service_time_through_the_gateway() {
@@ -1862,7 +1863,18 @@ async fn the_slo_model_measures_the_service_time_through_the_gateway() {
         || async { measured(&plan().await) },
     )
     .await;
+    // The attainment reached, from the gateway's histogram of answers at its 1 s bucket.
+    wait(
+        Duration::from_secs(20),
+        "the attainment reached, from the gateway's answers",
+        || async { plan().await.contains("reached: ") },
+    )
+    .await;
     let reasons = plan().await;
+    assert!(
+        reasons.contains(" within 1s over about the last hour ("),
+        "{reasons}"
+    );
     // The gateway counts a pod full at the Autoscaler's slotsPerReplica, read from it.
     let slots = metric(
         &gateway.admin("/metrics"),
