@@ -95,7 +95,7 @@ impl Reached {
         if expected >= 30.0 {
             return (self.missed - 0.5 - expected) / expected.sqrt() > NORMAL_BEYOND_CHANCE;
         }
-        poisson_at_least(self.missed.floor(), expected) < BEYOND_CHANCE
+        seldom_by_chance(self.missed.floor(), expected)
     }
 }
 
@@ -104,17 +104,22 @@ const BEYOND_CHANCE: f64 = 0.025;
 /// The standard normal's quantile for [`BEYOND_CHANCE`].
 const NORMAL_BEYOND_CHANCE: f64 = 1.96;
 
-/// The chance that a Poisson count of mean `mean` (under 30 here) is at least `k`.
-fn poisson_at_least(k: f64, mean: f64) -> f64 {
+/// Whether a Poisson count of mean `mean` (under 30 here) is at least `k` less often than
+/// [`BEYOND_CHANCE`]: summed from 0 up, stopping as soon as the counts below `k` are known to
+/// be that likely (a few standard deviations above the mean), however many were counted.
+fn seldom_by_chance(k: f64, mean: f64) -> bool {
     let mut term = (-mean).exp();
     let mut below = 0.0;
     let mut j = 0.0;
     while j < k && term > 0.0 {
         below += term;
+        if below > 1.0 - BEYOND_CHANCE {
+            return true;
+        }
         j += 1.0;
         term *= mean / j;
     }
-    (1.0 - below).max(0.0)
+    false
 }
 
 #[cfg(test)]
@@ -183,12 +188,16 @@ mod tests {
     }
 
     #[test]
-    fn the_poisson_tail_is_right() {
-        // P(X >= 1) = 1 - e^-m; P(X >= 3 | 0.1) = 1 - e^-0.1 (1 + 0.1 + 0.005).
-        assert!((poisson_at_least(1.0, 0.1) - (1.0 - (-0.1f64).exp())).abs() < 1e-15);
-        let three = 1.0 - (-0.1f64).exp() * 1.105;
-        assert!((poisson_at_least(3.0, 0.1) - three).abs() < 1e-15);
-        assert_eq!(poisson_at_least(0.0, 5.0), 1.0);
+    fn the_poisson_tail_is_read_right() {
+        // Mean 0.1: P(X >= 1) = 9.5%, P(X >= 2) = 0.47%.
+        assert!(!seldom_by_chance(1.0, 0.1));
+        assert!(seldom_by_chance(2.0, 0.1));
+        // Mean 12: P(X >= 19) = 3.7%, P(X >= 20) = 2.1%.
+        assert!(!seldom_by_chance(19.0, 12.0));
+        assert!(seldom_by_chance(20.0, 12.0));
+        // Far out, decided without summing every term.
+        assert!(seldom_by_chance(1e9, 12.0));
+        assert!(!seldom_by_chance(0.0, 5.0));
     }
 
     #[test]
