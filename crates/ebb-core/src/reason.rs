@@ -237,6 +237,9 @@ pub enum Reason {
         /// Where the lead spans few service times: the requests in flight the count was sized
         /// from over it (`slo::transient`); `None` for the steady state.
         over_lead: Option<OverLead>,
+        /// Requests waiting beyond the ready replicas' slots, whose draining over the lead (or
+        /// the SLO's latency, if longer) the rate includes.
+        queued: f64,
     },
     /// The LLM SLO's token model sized the replicas.
     TokenSloPlan {
@@ -921,6 +924,7 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         cold_starts_measured,
         cold_start_widened,
         over_lead,
+        queued,
     } = r
     else {
         return Ok(());
@@ -967,7 +971,14 @@ fn fmt_slo_plan(r: &Reason, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt_percent(*predicted),
         rate_words(*rate),
         cold_start_words(*cold_start_seconds),
-    )
+    )?;
+    if *queued >= 1.0 {
+        write!(
+            f,
+            "; the rate drains the {queued:.0} requests queued beyond the ready slots"
+        )?;
+    }
+    Ok(())
 }
 
 /// A request rate to a tenth, or to two significant digits below one a second (a stream of

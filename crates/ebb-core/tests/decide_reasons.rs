@@ -2123,6 +2123,55 @@ fn sparse_slow_plan(in_flight: f64) -> Reason {
         .expect("an SloPlan")
 }
 
+/// A queue beyond the ready slots is drained on top of the arrivals: 100 req/s on 3 ready
+/// replicas of 4 slots for a minute, then a second with 60 requests in flight (48 queued)
+/// plans more replicas than the same second with 10, and says why.
+#[test]
+fn a_queue_beyond_the_ready_slots_is_planned_to_drain() {
+    let p = policy(SLO_POLICY);
+    let mut state = State::default();
+    for s in 0..60 {
+        let total = 100.0 * s as f64;
+        let o = slo_second(s, 3, 10.0, (total, total), (0.1, 0.284));
+        state = decide(&p, &o, &state, t(s)).state;
+    }
+    let at = |in_flight: f64| {
+        let o = slo_second(60, 3, in_flight, (6000.0, 6000.0 - in_flight), (0.1, 0.284));
+        let d = decide(&p, &o, &state, t(60));
+        let plan = d
+            .reasons
+            .iter()
+            .find(|r| r.code() == "SloPlan")
+            .cloned()
+            .expect("an SloPlan");
+        let Reason::SloPlan {
+            replicas,
+            rate,
+            queued,
+            ..
+        } = plan
+        else {
+            unreachable!()
+        };
+        (replicas, rate, queued, plan.to_string())
+    };
+    let (calm, calm_rate, none, calm_text) = at(10.0);
+    let (queued, queued_rate, waiting, text) = at(60.0);
+    assert_eq!(none, 0.0);
+    assert_eq!(waiting, 48.0);
+    // Drained over the 21 s lead (the configured 20 s and the loop's second).
+    assert!(
+        (queued_rate - calm_rate - 48.0 / 21.0).abs() < 1e-6,
+        "{calm_rate} {queued_rate}"
+    );
+    assert!(queued >= calm, "{calm} {queued}");
+    assert!(!calm_text.contains("queued"), "{calm_text}");
+    assert!(
+        text.ends_with("; the rate drains the 48 requests queued beyond the ready slots"),
+        "{text}"
+    );
+}
+
 /// Where a replica starts within a service time (20 s against 35 s requests), the requests in
 /// flight now say what the lead holds: the plan sizes from them over the lead, and says so.
 #[test]

@@ -255,6 +255,22 @@ pub struct Range {
     pub to_zero: bool,
 }
 
+/// The requests waiting beyond the ready replicas' slots, which the steady-state plan sizes
+/// capacity to drain over the lead on top of the arrivals (a step that came faster than a
+/// decision leaves a queue the arrival rate alone never clears: `ebb up`'s SLO example, 20 to
+/// 200 req/s, held 122 requests a second after the step, and they waited up to 1.8 s while the
+/// plan caught up with the rate). None with no replica ready (the cold start's own wait) or
+/// where the plan sizes over the lead from the requests in flight, which counts them already.
+fn queued_beyond_slots(in_flight: f64, ready: u32, slots: u32, model: &Model) -> f64 {
+    let queued = in_flight - f64::from(ready) * f64::from(slots);
+    let counted = ready > 0 && model.over_lead().is_none() && queued.is_finite();
+    if counted {
+        queued.max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
@@ -346,6 +362,10 @@ pub fn plan(
     let service = (service_mean, service_scv);
     state.observe_waiting(sample, ready, slots, level, service, tuning.queue_seconds);
     let arrival_scv = state.calibrated_scv(dispersion, service_scv, tuning.queue_prior);
+    let lead = lead(cold_start, cold_start_sd, tuning, state);
+    let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
+    let queued = queued_beyond_slots(sample.in_flight, ready, slots, &model);
+    let rate = rate + queued / lead.max(latency);
     let load = Load {
         rate,
         arrival_scv,
@@ -364,7 +384,6 @@ pub fn plan(
     let within = service_within(latency, service_mean, load.shape_scv);
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
-    let lead = lead(cold_start, cold_start_sd, tuning, state);
     let keep_seconds = cold_start * tuning.keep_cold_starts;
     observe_idle(state, sample, arrivals, (keep_seconds, lead));
     // What going to zero through an idle spell costs, where the policy may go to zero.
@@ -379,7 +398,6 @@ pub fn plan(
         wait_budget: budget,
         restart_seconds: cold_start * (1.0 + tuning.hedge),
     });
-    let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
     let (needed, predicted) =
         model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
     let now_sized = Sized {
@@ -479,6 +497,7 @@ pub fn plan(
         cold_starts_measured,
         cold_start_widened: super::estimate::widened_while_few(cold_starts_measured),
         over_lead: model.over_lead(),
+        queued,
     });
     if let Some(reached) = state.reached.filter(|r| r.counted_at(latency)) {
         if let Some(share) = reached.share() {
