@@ -1113,12 +1113,11 @@ fn slo_reached() -> Decision {
     assert!((requests - 11_900.0).abs() < 200.0, "{requests}");
     assert!(!short);
     assert_eq!(at, 0.5);
-    let text = met
-        .reasons
-        .iter()
-        .find(|r| r.code() == "SloReached")
-        .unwrap()
-        .to_string();
+    let text_of = |d: &Decision| {
+        let reason = d.reasons.iter().find(|r| r.code() == "SloReached");
+        reason.expect("an SloReached").to_string()
+    };
+    let text = text_of(&met);
     assert!(
         text.starts_with("reached: 99.95% within 500ms over about the last hour (11"),
         "{text}"
@@ -1126,12 +1125,7 @@ fn slo_reached() -> Decision {
     let missed = slo_answers(120, 99.0);
     let (share, _, short, _) = reached(&missed);
     assert!((share - 0.99).abs() < 1e-9 && short, "{share}");
-    let text = missed
-        .reasons
-        .iter()
-        .find(|r| r.code() == "SloReached")
-        .unwrap()
-        .to_string();
+    let text = text_of(&missed);
     assert!(
         text.ends_with("short of the SLO's 99.9% by more than chance"),
         "{text}"

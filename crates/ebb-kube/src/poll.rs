@@ -628,6 +628,20 @@ mod tests {
         }
     }
 
+    /// The traffic and service-time counters of gateway pods, with nothing counted at an SLO.
+    fn gateway_counters(
+        ok: &[(String, sources::Scrape)],
+        memory: &mut SourceMemory,
+    ) -> SourceValue {
+        traffic_value(
+            ok,
+            &names(),
+            Some(&SERVICE_COUNTERS),
+            CountedAt::default(),
+            memory,
+        )
+    }
+
     /// The gateway replicas' service-time counters are summed into totals that only grow,
     /// through a replica's restart, as the request counters are.
     #[test]
@@ -638,13 +652,7 @@ mod tests {
                 .iter()
                 .map(|(n, s)| (n.to_string(), s.clone()))
                 .collect();
-            let v = traffic_value(
-                &ok,
-                &names(),
-                Some(&SERVICE_COUNTERS),
-                CountedAt::default(),
-                &mut memory,
-            );
+            let v = gateway_counters(&ok, &mut memory);
             memory.value = Some(v.clone());
             v
         };
@@ -682,13 +690,7 @@ mod tests {
             "a".to_string(),
             scrape(&[("ebb_requests_total", 5.0), ("ebb_in_flight", 1.0)]),
         )];
-        let v = traffic_value(
-            &ok,
-            &names(),
-            Some(&SERVICE_COUNTERS),
-            CountedAt::default(),
-            &mut memory,
-        );
+        let v = gateway_counters(&ok, &mut memory);
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
         let v = traffic_value(&ok, &names(), None, CountedAt::default(), &mut memory);
         assert!(matches!(v, SourceValue::Traffic { service: None, .. }));
