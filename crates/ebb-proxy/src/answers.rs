@@ -10,6 +10,12 @@ use crate::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// An SLO's latency in whole microseconds, the unit the proxy counts times in: from one
+/// microsecond to an hour.
+pub fn latency_micros(latency_seconds: f64) -> u64 {
+    (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64
+}
+
 /// The counts of answers a proxy keeps.
 #[derive(Debug, Default)]
 pub struct Answers {
@@ -29,9 +35,11 @@ pub struct Answers {
 impl Answers {
     /// Counts exactly, from now on, the requests that end within `latency_seconds`.
     pub fn with_latency(latency_seconds: f64) -> Answers {
-        let micros = (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64;
         Answers {
-            within: Some((micros, [AtomicU64::new(0), AtomicU64::new(0)])),
+            within: Some((
+                latency_micros(latency_seconds),
+                [AtomicU64::new(0), AtomicU64::new(0)],
+            )),
             ..Answers::default()
         }
     }
@@ -72,9 +80,7 @@ impl Answers {
                 within: within.load(Ordering::Relaxed) as f64,
             })
     }
-}
 
-impl Answers {
     /// The counts for the status page: answers by outcome, and the exact counts against the
     /// SLO's latency where the proxy knows it.
     pub fn status_json(&self) -> serde_json::Value {

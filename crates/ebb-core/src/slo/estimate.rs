@@ -146,6 +146,12 @@ pub struct SloState {
     pub grid: Option<super::queueing::PenaltyGrid>,
 }
 
+/// The requests in flight beyond what `ready` replicas of `slots` slots hold at once: those
+/// waiting in a queue (none where the slots hold them all).
+pub(super) fn waiting_beyond_slots(in_flight: f64, ready: u32, slots: u32) -> f64 {
+    (in_flight - f64::from(ready) * f64::from(slots)).max(0.0)
+}
+
 /// An exponentially weighted average moved `weight` of the way to `new` (`new` itself when
 /// there is none yet).
 pub(super) fn ewma(old: Option<f64>, new: f64, weight: f64) -> f64 {
@@ -744,7 +750,7 @@ impl SloState {
             shape_scv: service_scv,
         };
         let predicted = mean_queue(&poisson, ready, slots);
-        let waiting = (sample.in_flight - f64::from(ready) * f64::from(slots)).max(0.0);
+        let waiting = waiting_beyond_slots(sample.in_flight, ready, slots);
         let gauged = sample.in_flight >= 0.5 * poisson.offered();
         if !(gauged && predicted.is_finite() && waiting.is_finite()) {
             return;

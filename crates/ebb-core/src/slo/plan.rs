@@ -262,10 +262,10 @@ pub struct Range {
 /// plan caught up with the rate). None with no replica ready (the cold start's own wait) or
 /// where the plan sizes over the lead from the requests in flight, which counts them already.
 fn queued_beyond_slots(in_flight: f64, ready: u32, slots: u32, model: &Model) -> f64 {
-    let queued = in_flight - f64::from(ready) * f64::from(slots);
+    let queued = super::estimate::waiting_beyond_slots(in_flight, ready, slots);
     let counted = ready > 0 && model.over_lead().is_none() && queued.is_finite();
     if counted {
-        queued.max(0.0)
+        queued
     } else {
         0.0
     }

@@ -36,6 +36,14 @@ pub struct Reached {
 }
 
 impl Reached {
+    /// Nothing counted yet, at `latency_seconds`.
+    fn counting_at(latency_seconds: f64) -> Reached {
+        Reached {
+            latency_seconds,
+            ..Reached::default()
+        }
+    }
+
     /// `reached` carried on over the answers counted between two samples `seconds` apart.
     /// Counts that went backwards (a restarted proxy), that say more answered within the
     /// latency than answered at all, or that are not numbers, are skipped: the count goes on
@@ -47,10 +55,7 @@ impl Reached {
         seconds: f64,
     ) -> Option<Reached> {
         if now.latency_seconds != last.latency_seconds {
-            return Some(Reached {
-                latency_seconds: now.latency_seconds,
-                ..Reached::default()
-            });
+            return Some(Reached::counting_at(now.latency_seconds));
         }
         let ended = now.requests - last.requests;
         let within = now.within - last.within;
@@ -60,10 +65,7 @@ impl Reached {
         }
         let mut r = reached
             .filter(|r| r.latency_seconds == now.latency_seconds)
-            .unwrap_or(Reached {
-                latency_seconds: now.latency_seconds,
-                ..Reached::default()
-            });
+            .unwrap_or(Reached::counting_at(now.latency_seconds));
         let kept = (-seconds / REACHED_WINDOW_SECONDS).exp();
         r.requests = r.requests * kept + ended;
         r.missed = r.missed * kept + (ended - within);

@@ -389,7 +389,7 @@ impl ServiceState {
     /// The same state counting the service times, and the answers as their clients saw them,
     /// within `latency_seconds` (the SLO's).
     pub fn with_slo_latency(mut self, latency_seconds: f64) -> ServiceState {
-        let micros = (latency_seconds * 1e6).round().clamp(1.0, 3.6e9) as u64;
+        let micros = crate::answers::latency_micros(latency_seconds);
         self.service_within = Some((micros, AtomicU64::new(0)));
         self.answers = crate::answers::Answers::with_latency(latency_seconds);
         self
