@@ -150,6 +150,8 @@ impl Drop for ModelAccounted {
 struct OnReplica {
     replica: Arc<Replica>,
     _in_flight: HeldBy<Replica>,
+    /// Dropped after `_in_flight`: the slot is free by then.
+    _freed: SlotFreed,
     _copy_in_flight: Option<HeldBy<Copy>>,
     /// Whether the replica had a free slot when the request was sent: if not, the request
     /// waits in the replica's own queue, and its time there is no service time.
@@ -157,14 +159,31 @@ struct OnReplica {
 }
 
 impl OnReplica {
-    fn begin(state: &ServiceState, replica: &Arc<Replica>, copy: Option<&Arc<Copy>>) -> OnReplica {
+    fn begin(
+        state: &Arc<ServiceState>,
+        replica: &Arc<Replica>,
+        copy: Option<&Arc<Copy>>,
+    ) -> OnReplica {
         replica.requests.fetch_add(1, Ordering::Relaxed);
         let (in_flight, before) = HeldBy::counting(replica.clone(), |r| &r.in_flight);
         OnReplica {
             replica: replica.clone(),
             _in_flight: in_flight,
+            _freed: SlotFreed(state.clone()),
             _copy_in_flight: copy.map(|c| HeldBy::new(c.clone(), |c| &c.in_flight)),
             found_free_slot: state.slot_was_free(before),
+        }
+    }
+}
+
+/// Wakes the requests held in the activator queue when a request leaves its replica (see
+/// [`ServiceState::pick_with_room`]).
+struct SlotFreed(Arc<ServiceState>);
+
+impl Drop for SlotFreed {
+    fn drop(&mut self) {
+        if self.0.waiting.load(Ordering::Acquire) > 0 {
+            self.0.slot_freed.notify_one();
         }
     }
 }
@@ -670,19 +689,28 @@ impl Proxy {
     }
 
     /// A replica now, or once one becomes ready before `deadline`, holding a place in the
-    /// queue (released however the wait ends).
+    /// queue (released however the wait ends). While requests are held, a new one joins them
+    /// rather than overtake them, and each goes on to a replica with a free slot where the
+    /// slots are known ([`ServiceState::pick_with_room`]).
     async fn wait_for_replica(&self, model: Option<&ModelEntry>, deadline: Instant) -> Wait {
-        if let Some(r) = pick(&self.state, model, &[]) {
-            return Wait::Got(r);
-        }
         let state = &self.state;
+        if model.is_some() || state.waiting.load(Ordering::Acquire) == 0 {
+            if let Some(r) = pick(state, model, &[]) {
+                return Wait::Got(r);
+            }
+        }
         let _place = Held::new(&state.waiting);
         if state.waiting.load(Ordering::Acquire) as usize > self.queue.capacity {
             return Wait::QueueFull;
         }
+        let held_pick = || match model {
+            Some(_) => pick(state, model, &[]),
+            None => state.pick_with_room().map(|r| (r, None)),
+        };
         loop {
-            let notified = state.ready_changed.notified();
-            if let Some(r) = pick(state, model, &[]) {
+            let ready = state.ready_changed.notified();
+            let freed = state.slot_freed.notified();
+            if let Some(r) = held_pick() {
                 return Wait::Got(r);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -692,8 +720,14 @@ impl Proxy {
             if self.release_held.as_ref().is_some_and(|t| t.is_cancelled()) {
                 return Wait::Released;
             }
-            // Wake on a readiness change, or re-check a little later in any case.
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), notified).await;
+            // Wake on a readiness change or a freed slot, or re-check a little later anyway.
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), async {
+                tokio::select! {
+                    _ = ready => {}
+                    _ = freed => {}
+                }
+            })
+            .await;
         }
     }
 }

@@ -663,3 +663,63 @@ fn answers_are_counted_against_the_slo_as_clients_see_them() {
     assert_eq!(answers["abandoned"], 2, "{answers:#}");
     up.interrupt();
 }
+
+/// A replica's requests in flight now.
+fn replica_in_flight(s: &serde_json::Value, id: u64) -> u64 {
+    s["replicas"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .map_or(0, |r| r["inFlight"].as_u64().unwrap())
+}
+
+#[test]
+fn requests_held_while_no_replica_is_ready_go_on_as_slots_free() {
+    let dir = tempfile::tempdir().unwrap();
+    // One proxy thread: two threads may each hand the same free slot on (see
+    // `ServiceState::pick_with_room`).
+    let (cfg, port, control) = faulty(dir.path(), 2, ", threads: 1", "", "");
+    // One slot a replica, as the SLO says: what the proxy may hand each replica at once.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "concurrency: {targetPerReplica: 1000}",
+        "slo: {latency: 5s, attainment: 99%, slotsPerReplica: 1}",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    set_mode(&control, "all", "hang");
+    let up = Up::spawn(&cfg, port);
+    up.wait_until(Duration::from_secs(10), |s| s["replicas"]["starting"] == 2);
+    let ids = replicas(&up);
+    let ((first, first_port, _), (second, second_port, _)) = (ids[0], ids[1]);
+    std::thread::scope(|sc| {
+        let answers: Vec<_> = (0..6)
+            .map(|_| sc.spawn(|| post(port, "/v2/models/m/infer", "{}").0))
+            .collect();
+        up.wait_until(Duration::from_secs(5), |s| s["waiting"] == 6);
+        // The first replica turns ready: it is handed one request at a time, the rest held.
+        set_mode(&control, &first_port.to_string(), "slow:300");
+        up.wait_until(Duration::from_secs(5), |s| {
+            replica_state(s, first) == "ready"
+        });
+        let watched = Instant::now();
+        while watched.elapsed() < Duration::from_millis(600) {
+            let s = up.status().unwrap();
+            assert!(replica_in_flight(&s, first) <= 1, "{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The second turns ready and takes its share of what is still held.
+        set_mode(&control, &second_port.to_string(), "slow:300");
+        for answer in answers {
+            assert_eq!(answer.join().unwrap(), 200);
+        }
+    });
+    let s = up.status().unwrap();
+    let served: Vec<u64> = [first, second]
+        .iter()
+        .map(|id| replica_requests(&s).iter().find(|r| r.0 == *id).unwrap().1)
+        .collect();
+    assert!(served[0] >= 2 && served[1] >= 1, "{served:?}: {s}");
+    assert_eq!(s["waiting"], 0);
+    counters_settle(&up);
+    up.interrupt();
+}

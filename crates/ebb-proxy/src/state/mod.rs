@@ -230,6 +230,9 @@ pub struct ServiceState {
     pub waiting: AtomicU64,
     /// Woken when a replica becomes ready.
     pub ready_changed: Notify,
+    /// Woken when a request leaves a replica while requests are held: one of them may take
+    /// the slot it freed.
+    pub slot_freed: Notify,
     /// The latency histogram as the view last saw it (the recent p99 is the difference).
     pub viewed_latency: Mutex<Histogram<u64>>,
     /// Latency of all answered requests (microseconds).
@@ -310,6 +313,7 @@ impl ServiceState {
             in_flight: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             ready_changed: Notify::new(),
+            slot_freed: Notify::new(),
             viewed_latency: Mutex::new(histogram()),
             total_latency: Mutex::new(histogram()),
             first_byte: Default::default(),
@@ -459,6 +463,31 @@ impl ServiceState {
         replicas
             .iter()
             .filter(|r| r.routable() && !avoid.contains(&r.id))
+            .min_by_key(|r| {
+                (
+                    r.spared.load(Ordering::Relaxed),
+                    r.in_flight.load(Ordering::Relaxed),
+                    r.id,
+                )
+            })
+            .cloned()
+    }
+
+    /// The replica a request held in the activator queue goes to: the least busy routable one
+    /// with a free slot where the replicas' slots are known, so that a queue built up while
+    /// no replica was ready is spread over the replicas as they turn ready (as Knative's
+    /// activator hands requests only to pods with capacity), not all sent to the first ready
+    /// one to wait in its own queue while the others idle. With the slots not known, the least
+    /// busy routable one. The slot is not claimed here: two proxy threads may each hand the
+    /// same free slot on, so a replica takes at most one request per thread beyond its slots.
+    pub fn pick_with_room(&self) -> Option<Arc<Replica>> {
+        let Some(slots) = self.slots_per_replica() else {
+            return self.pick(&[]);
+        };
+        let replicas = self.replicas.read().ok()?;
+        replicas
+            .iter()
+            .filter(|r| r.routable() && r.in_flight.load(Ordering::Relaxed) < slots)
             .min_by_key(|r| {
                 (
                     r.spared.load(Ordering::Relaxed),
