@@ -27,12 +27,17 @@ fn replicas(up: &Up) -> Vec<(u64, u16, i32)> {
         .collect()
 }
 
-fn replica_state(s: &serde_json::Value, id: u64) -> String {
+/// Replica `id`'s entry in the status, if it is listed.
+fn replica(s: &serde_json::Value, id: u64) -> Option<&serde_json::Value> {
     s["replicas"]["list"]
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["id"] == id)
+}
+
+fn replica_state(s: &serde_json::Value, id: u64) -> String {
+    replica(s, id)
         .map(|r| r["state"].as_str().unwrap().to_string())
         .unwrap_or_default()
 }
@@ -666,12 +671,7 @@ fn answers_are_counted_against_the_slo_as_clients_see_them() {
 
 /// A replica's requests in flight now.
 fn replica_in_flight(s: &serde_json::Value, id: u64) -> u64 {
-    s["replicas"]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id)
-        .map_or(0, |r| r["inFlight"].as_u64().unwrap())
+    replica(s, id).map_or(0, |r| r["inFlight"].as_u64().unwrap())
 }
 
 #[test]
@@ -716,7 +716,7 @@ fn requests_held_while_no_replica_is_ready_go_on_as_slots_free() {
     let s = up.status().unwrap();
     let served: Vec<u64> = [first, second]
         .iter()
-        .map(|id| replica_requests(&s).iter().find(|r| r.0 == *id).unwrap().1)
+        .map(|id| replica(&s, *id).unwrap()["requests"].as_u64().unwrap())
         .collect();
     assert!(served[0] >= 2 && served[1] >= 1, "{served:?}: {s}");
     assert_eq!(s["waiting"], 0);

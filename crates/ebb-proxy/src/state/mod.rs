@@ -458,11 +458,16 @@ impl ServiceState {
     /// The routable replica with the fewest requests in flight, other than those in `avoid`
     /// (the ones a request already failed on).
     pub fn pick(&self, avoid: &[u32]) -> Option<Arc<Replica>> {
+        self.least_busy(|r| !avoid.contains(&r.id))
+    }
+
+    /// The routable replica with the fewest requests in flight among those `eligible` says;
+    /// a replica about to be removed only when no other one can take the request.
+    fn least_busy(&self, eligible: impl Fn(&Replica) -> bool) -> Option<Arc<Replica>> {
         let replicas = self.replicas.read().ok()?;
-        // A replica about to be removed is used only when no other one can take the request.
         replicas
             .iter()
-            .filter(|r| r.routable() && !avoid.contains(&r.id))
+            .filter(|r| r.routable() && eligible(r))
             .min_by_key(|r| {
                 (
                     r.spared.load(Ordering::Relaxed),
@@ -481,21 +486,10 @@ impl ServiceState {
     /// busy routable one. The slot is not claimed here: two proxy threads may each hand the
     /// same free slot on, so a replica takes at most one request per thread beyond its slots.
     pub fn pick_with_room(&self) -> Option<Arc<Replica>> {
-        let Some(slots) = self.slots_per_replica() else {
-            return self.pick(&[]);
-        };
-        let replicas = self.replicas.read().ok()?;
-        replicas
-            .iter()
-            .filter(|r| r.routable() && r.in_flight.load(Ordering::Relaxed) < slots)
-            .min_by_key(|r| {
-                (
-                    r.spared.load(Ordering::Relaxed),
-                    r.in_flight.load(Ordering::Relaxed),
-                    r.id,
-                )
-            })
-            .cloned()
+        match self.slots_per_replica() {
+            Some(slots) => self.least_busy(|r| r.in_flight.load(Ordering::Relaxed) < slots),
+            None => self.pick(&[]),
+        }
     }
 
     /// Counts a readiness probe of `replica` and applies what it changed: failing probes take
