@@ -627,6 +627,16 @@ fn an_ephemeral_port_is_reported_as_bound() {
     assert!(!line.ends_with(":0"), "{line}");
 }
 
+/// Gives the fault service of `cfg` the SLO policy `slo` (a flow map) instead of its
+/// concurrency target: the proxy then knows the replicas' slots and the SLO's latency.
+fn scale_by_slo(cfg: &std::path::Path, slo: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        "concurrency: {targetPerReplica: 1000}",
+        &format!("slo: {slo}"),
+    );
+    std::fs::write(cfg, text).unwrap();
+}
+
 /// The proxy counts the answers as their clients saw them against the SLO's latency (the SLO
 /// model's attainment reached): fast answers are within it, slow ones and a replica's 500s
 /// are misses (Ebb's own 5xx are counted the same way), and a client that left before the
@@ -635,11 +645,10 @@ fn an_ephemeral_port_is_reported_as_bound() {
 fn answers_are_counted_against_the_slo_as_clients_see_them() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, port, control) = faulty(dir.path(), 1, "", "", "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "concurrency: {targetPerReplica: 1000}",
-        "slo: {latency: 500ms, attainment: 99%, slotsPerReplica: 4}",
+    scale_by_slo(
+        &cfg,
+        "{latency: 500ms, attainment: 99%, slotsPerReplica: 4}",
     );
-    std::fs::write(&cfg, text).unwrap();
     let up = Up::start(&cfg, port);
     up.wait_until(Duration::from_secs(20), |s| s["replicas"]["ready"] == 1);
     let infer = || post(port, "/v2/models/m/infer", "{}").0;
@@ -681,11 +690,7 @@ fn requests_held_while_no_replica_is_ready_go_on_as_slots_free() {
     // `ServiceState::pick_with_room`).
     let (cfg, port, control) = faulty(dir.path(), 2, ", threads: 1", "", "");
     // One slot a replica, as the SLO says: what the proxy may hand each replica at once.
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "concurrency: {targetPerReplica: 1000}",
-        "slo: {latency: 5s, attainment: 99%, slotsPerReplica: 1}",
-    );
-    std::fs::write(&cfg, text).unwrap();
+    scale_by_slo(&cfg, "{latency: 5s, attainment: 99%, slotsPerReplica: 1}");
     set_mode(&control, "all", "hang");
     let up = Up::spawn(&cfg, port);
     up.wait_until(Duration::from_secs(10), |s| s["replicas"]["starting"] == 2);
