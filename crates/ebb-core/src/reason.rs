@@ -331,6 +331,17 @@ pub enum Reason {
         /// Share of requests that arrived within a cold start after an idle spell.
         arrived_after_idle: f64,
     },
+    /// From zero with no request answered yet, so no service time known: replicas sized as if
+    /// each request took the SLO's whole latency, the slowest service that could still meet
+    /// it, all started at once rather than one now and the rest once it has answered.
+    SloServiceUnknown {
+        /// Replicas started.
+        replicas: u32,
+        /// The arrival rate planned for, req/s.
+        rate: f64,
+        /// The SLO's latency, seconds: the service time assumed.
+        latency_seconds: f64,
+    },
     /// The estimates have not seen enough traffic yet to scale down on.
     SloWarmingUp {
         /// Replicas held.
@@ -462,6 +473,7 @@ impl Reason {
         "SloReached",
         "SloHedgedStart",
         "SloWarmingUp",
+        "SloServiceUnknown",
         "Victims",
         "PoolRatio",
         "PoolRatioShort",
@@ -509,6 +521,7 @@ impl Reason {
             Reason::SloReached { .. } => "SloReached",
             Reason::SloHedgedStart { .. } => "SloHedgedStart",
             Reason::SloWarmingUp { .. } => "SloWarmingUp",
+            Reason::SloServiceUnknown { .. } => "SloServiceUnknown",
             Reason::Victims { .. } => "Victims",
             Reason::PoolRatio { .. } => "PoolRatio",
             Reason::PoolRatioShort { .. } => "PoolRatioShort",
@@ -754,6 +767,15 @@ impl fmt::Display for Reason {
                 } else {
                     String::new()
                 },
+            ),
+            Reason::SloServiceUnknown {
+                replicas,
+                rate,
+                latency_seconds,
+            } => write!(
+                f,
+                "no request answered yet, so no service time known: {replicas} replicas for {rate:.1} req/s as if each took the SLO's {}, the slowest service that meets it",
+                fmt_seconds(*latency_seconds)
             ),
             Reason::SloWarmingUp { held, seconds } => write!(
                 f,

@@ -1565,6 +1565,68 @@ fn a_burst_from_zero_before_any_answer_is_an_onset() {
     assert!(onsets[0].peak_rate > 100.0, "{onsets:?}");
 }
 
+/// A burst of 150 req/s out of zero, its replicas starting (none ready) for 20 s, so nothing
+/// answered: the SLO sizes for the burst as if each request took its whole 500 ms, at once,
+/// and never lowers the count while nothing is known.
+fn slo_service_unknown() -> Decision {
+    let p = policy(SLO_TO_ZERO_POLICY);
+    let (mut state, mut arrivals, mut replicas) = (State::default(), 0.0, 0u32);
+    let mut decisions = Vec::new();
+    for s in 0..20 {
+        arrivals += 150.0;
+        let starting: Vec<Pod> = (0..replicas)
+            .map(|i| Pod {
+                name: format!("pod-{i}"),
+                ready: false,
+                started_at: Some(t(1)),
+                ..Default::default()
+            })
+            .collect();
+        let o = Observation {
+            current_replicas: replicas,
+            pods: starting,
+            traffic: Some(TrafficSample {
+                at: t(s),
+                in_flight: arrivals,
+                arrivals_total: arrivals,
+                completions_total: 0.0,
+                service: None,
+                answered: None,
+            }),
+            ..Default::default()
+        };
+        let d = decide(&p, &o, &state, t(s));
+        state = d.applied_state();
+        assert!(d.desired_replicas >= replicas, "{}", d.summary());
+        replicas = d.desired_replicas;
+        decisions.push(d);
+    }
+    // 150 req/s for 500 ms each over 4 slots a replica: 19, started within seconds of the
+    // first arrivals rather than one now and the rest once it has answered.
+    let sized = decisions
+        .iter()
+        .position(|d| d.desired_replicas >= 19)
+        .unwrap_or_else(|| panic!("never sized: {}", decisions[19].summary()));
+    assert!(
+        sized <= 3,
+        "sized at {sized} s: {}",
+        decisions[sized].summary()
+    );
+    let d = decisions.pop().expect("decisions");
+    let Some(Reason::SloServiceUnknown {
+        replicas,
+        rate,
+        latency_seconds,
+    }) = d.reasons.iter().find(|r| r.code() == "SloServiceUnknown")
+    else {
+        panic!("no SloServiceUnknown in {}", d.summary())
+    };
+    assert_eq!(*latency_seconds, 0.5);
+    assert!(*rate >= 150.0 && *rate < 200.0, "{rate}");
+    assert!((19..=25).contains(replicas), "{}", d.summary());
+    d
+}
+
 /// One request a minute, each served in 5 s, one slot a replica, a 10 s cold start, and a
 /// policy that may scale to zero with no idle time of its own: the decisions until the
 /// first `SloIdleToZero` (or the last, if none). Pods turn ready at once.
@@ -1959,6 +2021,7 @@ fn all_scenarios() -> Vec<(&'static str, Decision)> {
         ("slo_out_of_reach_counted", slo_out_of_reach_counted()),
         ("slo_hedged_start", slo_hedged_start()),
         ("slo_warming_up", slo_warming_up()),
+        ("slo_service_unknown", slo_service_unknown()),
         ("slo_missing", slo_missing_traffic_holds()),
         ("token_slo_plan", token_slo_plan_sizes_from_the_engines()),
         ("token_slo_missing", token_slo_missing_engines_holds()),
@@ -2015,6 +2078,7 @@ mod each {
         slo_out_of_reach_counted,
         slo_hedged_start,
         slo_warming_up,
+        slo_service_unknown,
         slo_missing_traffic_holds,
         token_slo_plan_sizes_from_the_engines,
         token_slo_missing_engines_holds,

@@ -271,6 +271,41 @@ fn queued_beyond_slots(in_flight: f64, ready: u32, slots: u32, model: &Model) ->
     }
 }
 
+/// The plan before any request has been answered, so before any service time is known. With
+/// no replica ready and requests arriving (a cold start from zero), it sizes for `rate` as if
+/// each request took the SLO's whole latency, the slowest service that could still meet it,
+/// so that the replicas all start at once: waiting for the first to answer put the rest a whole
+/// cold start behind it (`ebb up`'s burst example queued 454 requests so). Never fewer than
+/// are already started: a prior does not scale down. Once the first replica is ready, its
+/// answers come within a decision or two, and the plan waits for them.
+fn before_any_answer(
+    slo: &Slo,
+    obs: &Observation,
+    ready: u32,
+    rate: f64,
+    max_replicas: u32,
+) -> Plan {
+    let unknown = || Plan::Missing("no completed request yet to measure the service time".into());
+    if ready > 0 || !(rate > 0.0 && rate.is_finite()) {
+        return unknown();
+    }
+    let slots = f64::from(slo.slots_per_replica.max(1));
+    let sized = (rate * slo.latency_seconds / slots).ceil();
+    let replicas = (sized.min(f64::from(max_replicas)) as u32)
+        .max(1)
+        .max(obs.current_replicas)
+        .min(max_replicas.max(1));
+    Plan::Proposal {
+        replicas,
+        rate,
+        reasons: vec![Reason::SloServiceUnknown {
+            replicas,
+            rate,
+            latency_seconds: slo.latency_seconds,
+        }],
+    }
+}
+
 /// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
 pub fn plan(
     slo: &Slo,
@@ -348,7 +383,7 @@ pub fn plan(
             .observe(onset, rate, arrivals_total, silence_before, now);
     }
     let Some((service_mean, service_scv)) = state.service() else {
-        return Plan::Missing("no completed request yet to measure the service time".into());
+        return before_any_answer(slo, obs, ready, rate, max_replicas);
     };
     let latency = slo.latency_seconds;
     // The service times' shape, fitted to their share within the latency the driver counts
