@@ -1601,8 +1601,8 @@ fn slo_service_unknown() -> Decision {
         replicas = d.desired_replicas;
         decisions.push(d);
     }
-    // 150 req/s for 500 ms each over 4 slots a replica: 19, started within seconds of the
-    // first arrivals rather than one now and the rest once it has answered.
+    // 150 req/s for 500 ms each over 4 slots a replica: 19, started from the second sample
+    // (the first sample's rate), not one now and the rest once it has answered.
     let sized = decisions
         .iter()
         .position(|d| d.desired_replicas >= 19)

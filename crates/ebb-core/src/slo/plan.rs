@@ -272,12 +272,13 @@ fn queued_beyond_slots(in_flight: f64, ready: u32, slots: u32, model: &Model) ->
 }
 
 /// The plan before any request has been answered, so before any service time is known. With
-/// no replica ready and requests arriving (a cold start from zero), it sizes for `rate` as if
-/// each request took the SLO's whole latency, the slowest service that could still meet it,
-/// so that the replicas all start at once: waiting for the first to answer put the rest a whole
-/// cold start behind it (`ebb up`'s burst example queued 454 requests so). Never fewer than
-/// are already started: a prior does not scale down. Once the first replica is ready, its
-/// answers come within a decision or two, and the plan waits for them.
+/// no replica ready and requests arriving (a cold start from zero), it sizes for `rate` (the
+/// planned rate, or the latest sample's if higher) as if each request took the SLO's whole
+/// latency, the slowest service that could still meet it, so that the replicas all start at
+/// once: waiting for the first to answer put the rest a whole cold start behind it (`ebb up`'s
+/// burst example queued 454 requests so). Never fewer than are already started: a prior does
+/// not scale down. Once the first replica is ready, its answers come within a decision or
+/// two, and the plan waits for them.
 fn before_any_answer(
     slo: &Slo,
     obs: &Observation,
@@ -336,6 +337,7 @@ pub fn plan(
         .is_some_and(|last| sample.at.seconds_since(last.at) > super::estimate::SHORT_RATE_SECONDS);
     let level_before = (spans_short_window && state.forecast.at.is_some())
         .then(|| state.forecast.at_horizon(0.0, &smoothing));
+    let since_last = state.last.map(|last| sample.at.seconds_since(last.at));
     let arrivals = state
         .observe(
             sample,
@@ -383,7 +385,10 @@ pub fn plan(
             .observe(onset, rate, arrivals_total, silence_before, now);
     }
     let Some((service_mean, service_scv)) = state.service() else {
-        return before_any_answer(slo, obs, ready, rate, max_replicas);
+        // The latest sample's own rate too: out of zero the estimates are still rising
+        // from nothing, while every request of the burst waits.
+        let latest = since_last.map_or(0.0, |dt| arrivals / dt);
+        return before_any_answer(slo, obs, ready, rate.max(latest), max_replicas);
     };
     let latency = slo.latency_seconds;
     // The service times' shape, fitted to their share within the latency the driver counts
