@@ -1944,7 +1944,8 @@ async fn an_slo_decides_as_often_as_its_traffic_is_polled() {
 /// Bursts on a clock behind the gateway, silence between: once two alike bursts have come 40 s
 /// apart, the SLO takes the last replica away through the silence (`SloSilentUntilBurst`, from
 /// the gateway's counters, which keep reporting at zero) and starts the next burst's replica
-/// one lead ahead of it, so the third burst finds it ready. The model pods load for 2 s
+/// one lead ahead of it, so the third burst finds it ready; the first burst's replicas start
+/// before any request has been answered. The model pods load for 2 s
 /// before they turn ready, and the cold start is measured from their creation to Ready on the
 /// API's whole-second timestamps (status and Events say "measured"). Each burst comes from
 /// independent clients at a set rate, so the first, which finds no replica, arrives like the
@@ -2024,6 +2025,18 @@ async fn the_slo_goes_to_zero_between_bursts_on_a_clock_and_is_ready_for_the_nex
         "never at zero between the second and third bursts: {seen:?}"
     );
     let reasons = events(client, ns).await;
+    // Out of zero with nothing answered yet, the first burst's replicas start before any has
+    // answered, sized as if each request took the SLO's 1 s (40 req/s over 8 slots: 5, within
+    // the 3 allowed), not one now and the rest a cold start later (`SloServiceUnknown`).
+    let unknown = reasons.iter().find(|(r, n)| {
+        r == "SuccessfulRescale"
+            && n.starts_with("New size: 3;")
+            && n.contains("no request answered yet")
+    });
+    assert!(
+        unknown.is_some(),
+        "the first burst's replicas not started before an answer: {reasons:?}"
+    );
     let silent = reasons
         .iter()
         .find(|(_, n)| n.contains("silent for") && n.contains("bursts recur every"));
