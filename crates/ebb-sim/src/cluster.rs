@@ -66,6 +66,10 @@ pub struct ClusterConfig {
     pub cold_start: ColdStart,
     /// The most replicas the cluster can run (GPU nodes run out); `None` = unbounded.
     pub max_replicas: Option<u32>,
+    /// Whether a run starts with no replica for the policies that may scale to zero (the
+    /// others at their minimum), as a service does after a silence with nothing learnt,
+    /// rather than every policy with the replicas the first minute needs ready.
+    pub start_at_zero: bool,
 }
 
 impl Default for ClusterConfig {
@@ -80,6 +84,7 @@ impl Default for ClusterConfig {
                 sigma: 0.4,
             },
             max_replicas: None,
+            start_at_zero: false,
         }
     }
 }

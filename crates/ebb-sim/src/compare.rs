@@ -289,32 +289,57 @@ pub fn core_policies(
 ) -> Vec<Box<dyn Autoscaler>> {
     let slots = cfg.cluster.slots;
     let capacity = f64::from(slots) / cfg.service.mean();
+    let at_zero = cfg.cluster.start_at_zero;
+    // Each policy's first count: none (or its minimum) starting at zero, else `initial`.
+    let start = |p: &Policy| {
+        if at_zero {
+            replicas_at_zero(p)
+        } else {
+            initial
+        }
+    };
     let mut out: Vec<Box<dyn Autoscaler>> = Vec::new();
     if let Some(e) = ebb {
+        let p = &e.policy;
+        let first = if at_zero {
+            replicas_at_zero(p)
+        } else {
+            initial.clamp(p.min_replicas.max(1), p.max_replicas)
+        };
         out.push(Box::new(CorePolicy::new(
             e.name.clone(),
-            e.policy.clone(),
+            p.clone(),
             Pipeline::new(e.scrape_interval, e.rate_window).with_epoch(e.epoch_unix_ms),
             e.sync_period,
-            initial.clamp(e.policy.min_replicas.max(1), e.policy.max_replicas),
+            first,
         )));
     }
     for b in baselines {
         match b {
-            Baseline::Hpa => out.push(HPA_DEPLOYMENT.scaler(
-                "hpa",
-                hpa_policy(capacity * TARGET_UTILIZATION, max_replicas),
-                initial,
-            )),
-            Baseline::Kpa => out.push(KPA_DEPLOYMENT.scaler(
-                "kpa",
-                kpa_policy(slots, TARGET_UTILIZATION, max_replicas),
-                initial,
-            )),
+            Baseline::Hpa => {
+                let policy = hpa_policy(capacity * TARGET_UTILIZATION, max_replicas);
+                let initial = start(&policy);
+                out.push(HPA_DEPLOYMENT.scaler("hpa", policy, initial));
+            }
+            Baseline::Kpa => {
+                let policy = kpa_policy(slots, TARGET_UTILIZATION, max_replicas);
+                let initial = start(&policy);
+                out.push(KPA_DEPLOYMENT.scaler("kpa", policy, initial));
+            }
             Baseline::Peak | Baseline::Oracle => {}
         }
     }
     out
+}
+
+/// The replicas `policy` starts a run at zero with (`ClusterConfig::start_at_zero`): none
+/// where it may scale to zero, its minimum otherwise.
+fn replicas_at_zero(policy: &Policy) -> u32 {
+    if policy.min_replicas == 0 && policy.scale_to_zero.is_some() {
+        0
+    } else {
+        policy.min_replicas.max(1)
+    }
 }
 
 /// The schedule policies (peak, oracle), built from the demand pre-pass.

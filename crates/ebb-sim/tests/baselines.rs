@@ -138,3 +138,61 @@ fn runs_are_deterministic() {
     let b = run(Baseline::Hpa, &w);
     assert_eq!(a, b);
 }
+
+/// Starting at zero (`ClusterConfig::start_at_zero`): Ebb's built-in policy and KPA, which may
+/// scale to zero, start with no replica and HPA with its minimum of one; without it every
+/// policy starts with the count given. From zero, a burst that no answer has measured yet
+/// starts Ebb's replicas together, before the first is ready (`SloServiceUnknown`), and
+/// every request is answered.
+#[test]
+fn starting_at_zero_starts_the_policies_that_may_scale_to_zero_with_none() {
+    use ebb_sim::compare::{default_ebb_policy, EbbSpec};
+    let mut cfg = cfg();
+    let ebb = EbbSpec {
+        name: "ebb".into(),
+        policy: default_ebb_policy(0.5, 0.999, 4, 100),
+        scrape_interval: 1.0,
+        rate_window: 10.0,
+        sync_period: 1.0,
+        epoch_unix_ms: 0,
+    };
+    let baselines = [Baseline::Kpa, Baseline::Hpa];
+    let starts = |cfg: &RunConfig| -> Vec<(String, u32)> {
+        core_policies(cfg, 7, Some(&ebb), &baselines, 100)
+            .iter()
+            .map(|s| (s.name().to_string(), s.initial_replicas()))
+            .collect()
+    };
+    let named = |counts: [u32; 3]| -> Vec<(String, u32)> {
+        ["ebb", "kpa", "hpa"]
+            .iter()
+            .zip(counts)
+            .map(|(n, c)| (n.to_string(), c))
+            .collect()
+    };
+    assert_eq!(starts(&cfg), named([7, 7, 7]));
+    cfg.cluster.start_at_zero = true;
+    assert_eq!(starts(&cfg), named([0, 0, 1]));
+    // 100 req/s from the first second, 5 s cold starts: sized as if each request took the
+    // SLO's 500 ms over 4 slots, 13 replicas, all before the first is ready.
+    let burst = Workload::Rate {
+        interval: 1.0,
+        rates: vec![100.0; 60],
+    };
+    let mut scalers = core_policies(&cfg, 7, Some(&ebb), &[], 100);
+    let r = run_policy(&burst, &cfg, scalers[0].as_mut(), &mut |_| {});
+    let before_ready: u32 = r
+        .scale_log
+        .iter()
+        .filter(|(t, ..)| *t < 5.0)
+        .map(|(_, _, to, _)| *to)
+        .max()
+        .unwrap_or(0);
+    assert!(before_ready >= 10, "{:?}", r.scale_log);
+    assert!(
+        r.scale_log[0].3.contains("no request answered yet"),
+        "{:?}",
+        r.scale_log[0]
+    );
+    assert_eq!(r.served, r.requests, "{r:?}");
+}

@@ -358,6 +358,53 @@ fn simulate_rejects_bad_input_clearly() {
     );
     let o = ebb(&["simulate", "--llm", "--multi-model"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A start from zero is the single-service replay's; tune replays each half from the
+    // replicas its first minute needs.
+    let o = ebb(&["simulate", "--llm", "--start-at-zero"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = ebb(&["tune", "--synthetic", "constant:5:10m", "--start-at-zero"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--start-at-zero: ebb tune"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `--start-at-zero`: Ebb's built-in policy and KPA start with no replica, HPA with one; Ebb's
+/// first decision, with no request answered, starts the burst's replicas together.
+#[test]
+fn simulate_starts_at_zero_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ebb(&[
+        "simulate",
+        "--synthetic",
+        "onoff:80:1m:1m:4m",
+        "--baselines",
+        "kpa,hpa",
+        "--start-at-zero",
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = |policy: &str| {
+        std::fs::read_to_string(dir.path().join(format!("scale-log-{policy}.txt"))).unwrap()
+    };
+    let first = log("ebb").lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.contains(" 0 -> ") && first.contains("no request answered yet"),
+        "{first}"
+    );
+    assert!(log("kpa")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .contains(" 0 -> "));
+    assert!(
+        !log("hpa").lines().any(|l| l.contains(" 0 -> ")),
+        "{}",
+        log("hpa")
+    );
 }
 
 /// `--slo-tuning` reaches the `slo` block of a `--policy` file as it does the built-in one's

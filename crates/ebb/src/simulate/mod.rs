@@ -108,6 +108,11 @@ pub(crate) struct SimulateArgs {
     /// GPUs per replica, for GPU-hours.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) gpus_per_replica: f64,
+    /// Start the policies that may scale to zero (Ebb's built-in, KPA) with no replica, as a
+    /// service after a silence with nothing learnt, and HPA at its minimum; by default every
+    /// policy starts with the replicas the first minute needs, ready.
+    #[arg(long, conflicts_with_all = ["multi_model", "llm"])]
+    pub(crate) start_at_zero: bool,
     /// Stretch time by this factor (0.5 plays the trace twice as fast).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) time_scale: f64,
@@ -410,6 +415,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             timeout,
             cold_start: cold_start(&args.cold_start)?,
             max_replicas: args.max_cluster_replicas,
+            start_at_zero: args.start_at_zero,
         },
         service: service.clone(),
         slo,

@@ -359,6 +359,9 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     if args.pools {
         bail!("--pools: ebb tune recommends policies for one pool; compare pools policies with `ebb simulate --llm --pools --policy FILE`");
     }
+    if args.start_at_zero {
+        bail!("--start-at-zero: ebb tune replays each half from the replicas its first minute needs; compare starts from zero with `ebb simulate --start-at-zero`");
+    }
     let prepared = prepare(&args)?;
     if args.llm {
         if frontier {
