@@ -1608,7 +1608,7 @@ fn slo_service_unknown() -> Decision {
         .position(|d| d.desired_replicas >= 19)
         .unwrap_or_else(|| panic!("never sized: {}", decisions[19].summary()));
     assert!(
-        sized <= 3,
+        sized <= 1,
         "sized at {sized} s: {}",
         decisions[sized].summary()
     );

@@ -289,41 +289,35 @@ pub fn core_policies(
 ) -> Vec<Box<dyn Autoscaler>> {
     let slots = cfg.cluster.slots;
     let capacity = f64::from(slots) / cfg.service.mean();
-    let at_zero = cfg.cluster.start_at_zero;
-    // Each policy's first count: none (or its minimum) starting at zero, else `initial`.
-    let start = |p: &Policy| {
-        if at_zero {
+    // Each policy's first count: none (or its minimum) starting at zero, else `otherwise`.
+    let start = |p: &Policy, otherwise: u32| {
+        if cfg.cluster.start_at_zero {
             replicas_at_zero(p)
         } else {
-            initial
+            otherwise
         }
     };
     let mut out: Vec<Box<dyn Autoscaler>> = Vec::new();
     if let Some(e) = ebb {
         let p = &e.policy;
-        let first = if at_zero {
-            replicas_at_zero(p)
-        } else {
-            initial.clamp(p.min_replicas.max(1), p.max_replicas)
-        };
         out.push(Box::new(CorePolicy::new(
             e.name.clone(),
             p.clone(),
             Pipeline::new(e.scrape_interval, e.rate_window).with_epoch(e.epoch_unix_ms),
             e.sync_period,
-            first,
+            start(p, initial.clamp(p.min_replicas.max(1), p.max_replicas)),
         )));
     }
     for b in baselines {
         match b {
             Baseline::Hpa => {
                 let policy = hpa_policy(capacity * TARGET_UTILIZATION, max_replicas);
-                let initial = start(&policy);
+                let initial = start(&policy, initial);
                 out.push(HPA_DEPLOYMENT.scaler("hpa", policy, initial));
             }
             Baseline::Kpa => {
                 let policy = kpa_policy(slots, TARGET_UTILIZATION, max_replicas);
-                let initial = start(&policy);
+                let initial = start(&policy, initial);
                 out.push(KPA_DEPLOYMENT.scaler("kpa", policy, initial));
             }
             Baseline::Peak | Baseline::Oracle => {}

@@ -286,13 +286,12 @@ fn before_any_answer(
     rate: f64,
     max_replicas: u32,
 ) -> Plan {
-    let unknown = || Plan::Missing("no completed request yet to measure the service time".into());
     if ready > 0 || !(rate > 0.0 && rate.is_finite()) {
-        return unknown();
+        return Plan::Missing("no completed request yet to measure the service time".into());
     }
     let slots = f64::from(slo.slots_per_replica.max(1));
-    let sized = (rate * slo.latency_seconds / slots).ceil();
-    let replicas = (sized.min(f64::from(max_replicas)) as u32)
+    // `as` saturates: a count beyond `u32` is cut to `maxReplicas` below all the same.
+    let replicas = ((rate * slo.latency_seconds / slots).ceil() as u32)
         .max(1)
         .max(obs.current_replicas)
         .min(max_replicas.max(1));
