@@ -193,7 +193,8 @@ fn shortage_worth(
 
 /// Replicas started beyond the `needed - ready` missing ones (`hedge::extra_starts`): more
 /// for a shortage that misses many more requests than the last replica needed avoids, and
-/// from the second short decision in a row at least `Tuning::hedge` per missing one.
+/// from the second short decision in a row at least `Tuning::hedge` per missing one. The
+/// starts in progress (their ages in `starting`) count among them.
 fn extra_starts(
     tuning: &Tuning,
     state: &mut SloState,
@@ -201,7 +202,7 @@ fn extra_starts(
     ready: u32,
     predicted: f64,
     slo: &Slo,
-    cold_start: f64,
+    (cold_start, starting): (f64, &[f64]),
 ) -> u32 {
     let missing = sized.needed - ready;
     let least = if state.short_before {
@@ -217,7 +218,17 @@ fn extra_starts(
         return least;
     }
     let worth = shortage_worth(&mut state.grid, sized, ready, predicted, slo);
-    super::hedge::extra_starts(missing, worth, mean, sd, room).max(least)
+    super::hedge::extra_starts(missing, starting, worth, mean, sd, room).max(least)
+}
+
+/// The ages (seconds) of the replicas still starting: neither ready nor being removed.
+fn starts_in_progress(obs: &Observation, now: Time) -> Vec<f64> {
+    obs.pods
+        .iter()
+        .filter(|p| !p.ready && !p.deleting)
+        .filter_map(|p| p.cold_start_began())
+        .map(|began| now.seconds_since(began).max(0.0))
+        .collect()
 }
 
 /// The cold start the plan sizes for, the starts measured into it, and its spread
@@ -462,7 +473,16 @@ pub fn plan(
     let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
     let short = ready < needed && demand_now;
     let hedge = if short {
-        extra_starts(tuning, state, &now_sized, ready, predicted, slo, cold_start)
+        let starting = starts_in_progress(obs, now);
+        extra_starts(
+            tuning,
+            state,
+            &now_sized,
+            ready,
+            predicted,
+            slo,
+            (cold_start, &starting),
+        )
     } else {
         0
     };
