@@ -40,17 +40,17 @@ pub fn extra_starts(
     if missing == 0 || ![worth, mean, sd].iter().all(|&v| v > 0.0) {
         return in_progress.saturating_sub(missing);
     }
-    let (mu, sigma) = lognormal_params(mean, (sd / mean).powi(2));
-    let kth_ready = |new: u32| kth_ready(missing, starting, new, (mu, sigma), mean);
-    let slowest = kth_ready(fewest);
+    let ready = ReadyTimes::new(missing, starting, mean, sd);
+    let slowest = ready.kth(fewest, ready.horizon);
     let most = missing
         .saturating_mul(MOST_PER_MISSING)
         .min(missing.saturating_add(room))
         .saturating_sub(in_progress)
         .max(fewest);
-    let (mut best, mut best_net) = (fewest, 0.0);
+    let (mut best, mut best_net, mut ready_at) = (fewest, 0.0, slowest);
     for new in fewest + 1..=most {
-        let ready_at = kth_ready(new);
+        // More started now are never ready later: the last answer bounds the next.
+        ready_at = ready.kth(new, ready_at);
         let net = worth * (slowest - ready_at) - f64::from(new - fewest) * ready_at;
         if net > best_net {
             (best, best_net) = (new, net);
@@ -59,46 +59,119 @@ pub fn extra_starts(
     (in_progress + best).saturating_sub(missing)
 }
 
-/// When the `missing`-th replica is ready, seconds from now, with the starts in progress at
-/// ages `starting` and `new` started now: where the count expected ready reaches Blom's
-/// `missing - 3/8`, a fresh start weighing `F(t)` (with Blom's quarter start more) and one
-/// in progress at age `a` the chance it is ready by `a + t` given it was not at `a`. With
-/// none in progress this is Blom's quantile `(k - 3/8) / (m + 1/4)` of the cold start.
-fn kth_ready(missing: u32, starting: &[f64], new: u32, (mu, sigma): (f64, f64), mean: f64) -> f64 {
-    let cdf = |t: f64| {
+/// How precisely (seconds) a ready time is searched for: far finer than cold starts of
+/// seconds are known.
+const PRECISION_SECONDS: f64 = 1e-3;
+
+/// Starts in progress whose ages fall in one slice this share of the cold start's standard
+/// deviation wide are counted as one cohort, at its middle member's age: a decision's starts
+/// begin together, shifting an age by a small part of the spread moves nothing the model
+/// can tell, and the sum then costs one term per cohort.
+const COHORT_SD: f64 = 0.05;
+
+/// The most steps a ready time's search takes: Newton's converge in a few, and halving
+/// the horizon to the precision takes under 30.
+const MOST_STEPS: u32 = 60;
+
+/// When the `missing`-th replica is ready with the starts in progress and some started now:
+/// where the count expected ready reaches Blom's `missing - 3/8`, a fresh start weighing
+/// `F(t)` (with Blom's quarter start more) and one in progress at age `a` the chance it is
+/// ready by `a + t` given it was not at `a`. With none in progress this is Blom's quantile
+/// `(k - 3/8) / (m + 1/4)` of the cold start.
+struct ReadyTimes {
+    /// The count expected ready that marks the `missing`-th: `missing - 3/8`.
+    k: f64,
+    /// The cold start's lognormal parameters.
+    mu: f64,
+    sigma: f64,
+    /// Each cohort in progress: how many, `F(a)` and `1 - F(a)` at its age `a`.
+    cohorts: Vec<(f64, f64, f64, f64)>,
+    /// Where the search gives up: starts long overdue count for little, and where even all
+    /// of them and the fresh ones are not expected ready by then, it stands for "far later".
+    horizon: f64,
+}
+
+impl ReadyTimes {
+    fn new(missing: u32, starting: &[f64], mean: f64, sd: f64) -> Self {
+        let (mu, sigma) = lognormal_params(mean, (sd / mean).powi(2));
+        let mut ages = starting.to_vec();
+        ages.sort_unstable_by(f64::total_cmp);
+        let mut times = Self {
+            k: f64::from(missing) - 0.375,
+            mu,
+            sigma,
+            cohorts: Vec::new(),
+            horizon: HORIZON_MEANS * mean,
+        };
+        let slice = |age: &f64| (age / (COHORT_SD * sd)).floor();
+        for cohort in ages.chunk_by(|a, b| slice(a) == slice(b)) {
+            let age = cohort[cohort.len() / 2];
+            let (done, _) = times.cdf_pdf(age);
+            let count = cohort.len() as f64;
+            times
+                .cohorts
+                .push((count, age, done, (1.0 - done).max(1e-12)));
+        }
+        times
+    }
+
+    /// The cold start's distribution function and density at `t`.
+    fn cdf_pdf(&self, t: f64) -> (f64, f64) {
         if t <= 0.0 {
-            0.0
-        } else {
-            normal_cdf((t.ln() - mu) / sigma)
+            return (0.0, 0.0);
         }
-    };
-    let k = f64::from(missing) - 0.375;
-    let fresh = f64::from(new) + 0.25;
-    if starting.is_empty() {
-        return (mu + sigma * normal_quantile(k / fresh)).exp();
+        let z = (t.ln() - self.mu) / self.sigma;
+        let density = (-0.5 * z * z).exp() / (self.sigma * t * (2.0 * std::f64::consts::PI).sqrt());
+        (normal_cdf(z), density)
     }
-    let expected = |t: f64| {
-        let in_progress: f64 = starting
-            .iter()
-            .map(|&age| (cdf(age + t) - cdf(age)) / (1.0 - cdf(age)).max(1e-12))
-            .sum();
-        in_progress + fresh * cdf(t)
-    };
-    // Starts long overdue count for little; where even all of them and the fresh ones are
-    // not expected ready within this horizon, the horizon stands for "far later".
-    let (mut early, mut late) = (0.0, HORIZON_MEANS * mean);
-    if expected(late) < k {
-        return late;
-    }
-    for _ in 0..30 {
-        let mid = 0.5 * (early + late);
-        if expected(mid) >= k {
-            late = mid;
-        } else {
-            early = mid;
+
+    /// The count expected ready `t` seconds from now with `fresh` started now (Blom's
+    /// quarter included), less `k`, and its slope.
+    fn shortfall(&self, t: f64, fresh: f64) -> (f64, f64) {
+        let (done, density) = self.cdf_pdf(t);
+        let (mut count, mut slope) = (fresh * done - self.k, fresh * density);
+        for &(many, age, done_at_age, left) in &self.cohorts {
+            let (done, density) = self.cdf_pdf(age + t);
+            count += many * (done - done_at_age) / left;
+            slope += many * density / left;
         }
+        (count, slope)
     }
-    late
+
+    /// The `missing`-th ready with `new` started now, seconds from now, known to be no later
+    /// than `latest`: Newton's steps from `latest`, kept within a bracket that halves where a
+    /// step would leave it (*Numerical Recipes*, `rtsafe`).
+    fn kth(&self, new: u32, latest: f64) -> f64 {
+        let fresh = f64::from(new) + 0.25;
+        if self.cohorts.is_empty() {
+            return (self.mu + self.sigma * normal_quantile(self.k / fresh)).exp();
+        }
+        let (mut early, mut late) = (0.0, latest.min(self.horizon));
+        let (count, mut slope) = self.shortfall(late, fresh);
+        if count < 0.0 {
+            return self.horizon;
+        }
+        let (mut t, mut count) = (late, count);
+        for _ in 0..MOST_STEPS {
+            let newton = t - count / slope;
+            let next = if slope > 0.0 && newton > early && newton < late {
+                newton
+            } else {
+                0.5 * (early + late)
+            };
+            if (next - t).abs() < PRECISION_SECONDS || late - early < PRECISION_SECONDS {
+                return next.max(early).min(late);
+            }
+            t = next;
+            (count, slope) = self.shortfall(t, fresh);
+            if count >= 0.0 {
+                late = t;
+            } else {
+                early = t;
+            }
+        }
+        late
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +227,40 @@ mod tests {
         // ready, so at least four fresh ones start beside them.
         let extra = extra_starts(4, &[500.0; 4], 10.0, 21.7, 9.0, 100);
         assert!(extra >= 4, "{extra}");
+    }
+
+    #[test]
+    fn ready_times_match_a_plain_search() {
+        // Newton's steps within their bracket against halving alone, to the precision.
+        for (missing, starting) in [
+            (1, vec![3.0]),
+            (4, vec![0.0, 10.0, 20.0, 40.0]),
+            (8, vec![5.0; 16]),
+            (3, vec![500.0, 1.0]),
+        ] {
+            let times = ReadyTimes::new(missing, &starting, 21.7, 9.0);
+            for new in 0..20 {
+                let fresh = f64::from(new) + 0.25;
+                let (mut early, mut late) = (0.0, times.horizon);
+                if times.shortfall(late, fresh).0 < 0.0 {
+                    assert_eq!(times.kth(new, times.horizon), times.horizon);
+                    continue;
+                }
+                for _ in 0..60 {
+                    let mid = 0.5 * (early + late);
+                    if times.shortfall(mid, fresh).0 >= 0.0 {
+                        late = mid;
+                    } else {
+                        early = mid;
+                    }
+                }
+                let found = times.kth(new, times.horizon);
+                assert!(
+                    (found - late).abs() < 2.0 * PRECISION_SECONDS,
+                    "{missing} {new}: {found} against {late}"
+                );
+            }
+        }
     }
 
     #[test]
