@@ -1,10 +1,11 @@
-"""The table of Ebb's built-in SLO policy against KPA's and HPA's defaults on patterns no
-constant was chosen on, with verdicts against KPA (docs/results/verdicts.py defines them).
+"""The table of Ebb's built-in SLO policy against KPA's and HPA's defaults on synthetic
+patterns over several seeds, with verdicts against KPA (docs/results/verdicts.py defines
+them); patterns.sh writes its input.
 
 Reads CSV lines `spec,seed,ebb attainment,ebb replica-s,kpa attainment,kpa replica-s,hpa
 attainment,hpa replica-s` on standard input. Arguments: the SLO's attainment target (a
 share) and the specs, one per line, in the order to show them.
-Usage: python3 docs/results/unseen.py TARGET SPECS < lines.csv"""
+Usage: python3 docs/results/patterns.py TARGET SPECS < lines.csv"""
 import collections
 import csv
 import sys
