@@ -3,9 +3,11 @@
 //!
 //! A second group adds the `slo` block to every target (100 ms requests, sized by the steady
 //! state); a third, an `slo` block over 35 s requests whose 20 s cold start is sized over the
-//! lead from the requests in flight; a fourth, the LLM SLO (`slo.ttft` and `slo.itl` read
-//! from the engines); a fifth decides the same 10,000 targets as 5,000
-//! disaggregated servers (`ebb_core::pools::PoolScaler`: prefill and decode, then the guard).
+//! lead from the requests in flight; a fourth, the steady `slo` targets caught short, with
+//! replicas starting (each decision prices extra starts beside them, `slo::hedge`); a fifth,
+//! the LLM SLO (`slo.ttft` and `slo.itl` read from the engines); a sixth decides the same
+//! 10,000 targets as 5,000 disaggregated servers (`ebb_core::pools::PoolScaler`: prefill and
+//! decode, then the guard).
 //!
 //! Run: `cargo bench -p ebb-core --bench decide`
 
@@ -28,6 +30,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     let (slo_policy, slo_targets_steady) = slo_targets(now, &STEADY, TARGETS);
     let (lead_policy, lead_targets) = slo_targets(now, &OVER_LEAD, TARGETS);
+    let (short_policy, short_targets) = short_slo_targets(now, TARGETS);
     let (llm_policy, llm_targets) = llm_slo_targets(now, TARGETS);
     for (name, policy, targets) in [
         ("10k_targets_3_metrics_300s_history", &policy, &targets),
@@ -40,6 +43,11 @@ fn bench(c: &mut Criterion) {
             "10k_targets_3_metrics_and_slo_over_lead",
             &lead_policy,
             &lead_targets,
+        ),
+        (
+            "10k_targets_3_metrics_and_slo_short",
+            &short_policy,
+            &short_targets,
         ),
         (
             "10k_targets_3_metrics_and_llm_slo",

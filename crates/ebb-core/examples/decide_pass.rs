@@ -9,7 +9,7 @@
 //!     target/release/examples/decide_pass over_lead 1000 5
 //! ```
 //!
-//! Arguments: the group (`plain`, `slo`, `over_lead` or `llm_slo`), the targets and the
+//! Arguments: the group (`plain`, `slo`, `over_lead`, `short` or `llm_slo`), the targets and the
 //! passes. Callgrind's "Collected" divided by targets times passes is the instructions a
 //! decision takes.
 
@@ -27,6 +27,7 @@ enum Group {
     Plain,
     Slo,
     OverLead,
+    Short,
     LlmSlo,
 }
 
@@ -38,9 +39,10 @@ impl std::str::FromStr for Group {
             "plain" => Ok(Group::Plain),
             "slo" => Ok(Group::Slo),
             "over_lead" => Ok(Group::OverLead),
+            "short" => Ok(Group::Short),
             "llm_slo" => Ok(Group::LlmSlo),
             other => Err(format!(
-                "group {other:?}: expected plain, slo, over_lead or llm_slo"
+                "group {other:?}: expected plain, slo, over_lead, short or llm_slo"
             )),
         }
     }
@@ -66,6 +68,7 @@ fn main() -> Result<(), String> {
         ),
         Group::Slo => slo_targets(now, &STEADY, count),
         Group::OverLead => slo_targets(now, &OVER_LEAD, count),
+        Group::Short => short_slo_targets(now, count),
         Group::LlmSlo => llm_slo_targets(now, count),
     };
     println!("{}", measured(passes, &policy, &targets, now));

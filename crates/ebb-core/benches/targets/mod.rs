@@ -140,6 +140,58 @@ pub(crate) fn slo_targets(
     traffic: &SloTraffic,
     count: usize,
 ) -> (Policy, Vec<(Observation, State)>) {
+    slo_targets_shaped(now, traffic, count, |_, _| {})
+}
+
+/// The steady SLO targets caught short: in their two minutes of warm-up four replicas were
+/// started and turned ready 15-30 s later (so the cold start is measured, with its spread),
+/// and at `now` the arrivals have jumped tenfold with three more replicas 2-4 s into their cold
+/// starts. Every decision is short of ready replicas and prices extra starts beside those
+/// in progress (`slo::hedge`).
+pub(crate) fn short_slo_targets(now: Time, count: usize) -> (Policy, Vec<(Observation, State)>) {
+    const STARTED_AGO: i64 = 110;
+    const JUMP: f64 = 10.0;
+    slo_targets_shaped(now, &STEADY, count, |obs, s| {
+        obs.pods.truncate(PODS);
+        let began = now.minus_millis(STARTED_AGO * 1000);
+        for k in 0..4_i64 {
+            let cold_start = 15 + 5 * k;
+            if s > STARTED_AGO {
+                break;
+            }
+            let ready_at = began.plus_millis(cold_start * 1000);
+            obs.pods.push(Pod {
+                name: format!("{}-warm-{k}", obs.pods[0].name),
+                ready: s <= STARTED_AGO - cold_start,
+                created_at: Some(began),
+                ready_changed_at: (s <= STARTED_AGO - cold_start).then_some(ready_at),
+                ..Default::default()
+            });
+        }
+        if s == 0 {
+            for age in 2..=4 {
+                obs.pods.push(Pod {
+                    name: format!("{}-new-{age}", obs.pods[0].name),
+                    created_at: Some(now.minus_millis(age * 1000)),
+                    ..Default::default()
+                });
+            }
+            let sample = obs.traffic.as_mut().expect("the SLO targets' traffic");
+            sample.arrivals_total += (JUMP - 1.0) * sample.in_flight / STEADY.service;
+            sample.in_flight *= JUMP;
+        }
+        obs.current_replicas = obs.pods.len() as u32;
+    })
+}
+
+/// The SLO targets of `traffic`, with `shape` changing each observation after its traffic
+/// sample for that many seconds before `now` is put in.
+fn slo_targets_shaped(
+    now: Time,
+    traffic: &SloTraffic,
+    count: usize,
+    shape: impl Fn(&mut Observation, i64),
+) -> (Policy, Vec<(Observation, State)>) {
     let policy =
         Policy::from_yaml(&format!("{POLICY}{}\n", traffic.block)).expect("benchmark SLO policy");
     let targets = (0..count)
@@ -175,7 +227,8 @@ pub(crate) fn slo_targets(
                 }
             };
             warmed(&policy, (obs, state), now, 120, |obs, s| {
-                obs.traffic = Some(sample(s))
+                obs.traffic = Some(sample(s));
+                shape(obs, s);
             })
         })
         .collect();
