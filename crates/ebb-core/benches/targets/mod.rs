@@ -154,17 +154,15 @@ pub(crate) fn short_slo_targets(now: Time, count: usize) -> (Policy, Vec<(Observ
     slo_targets_shaped(now, &STEADY, count, |obs, s| {
         obs.pods.truncate(PODS);
         let began = now.minus_millis(STARTED_AGO * 1000);
-        for k in 0..4_i64 {
+        let started = if s <= STARTED_AGO { 0..4_i64 } else { 0..0 };
+        for k in started {
             let cold_start = 15 + 5 * k;
-            if s > STARTED_AGO {
-                break;
-            }
-            let ready_at = began.plus_millis(cold_start * 1000);
+            let ready = s <= STARTED_AGO - cold_start;
             obs.pods.push(Pod {
                 name: format!("{}-warm-{k}", obs.pods[0].name),
-                ready: s <= STARTED_AGO - cold_start,
+                ready,
                 created_at: Some(began),
-                ready_changed_at: (s <= STARTED_AGO - cold_start).then_some(ready_at),
+                ready_changed_at: ready.then(|| began.plus_millis(cold_start * 1000)),
                 ..Default::default()
             });
         }

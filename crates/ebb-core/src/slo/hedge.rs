@@ -13,7 +13,7 @@
 //! are the marginal replica's, several times the missing count for a step that leaves the
 //! ready replicas overwhelmed (as Knative's panic mode does, but sized).
 
-use super::queueing::{lognormal_params, normal_cdf, normal_quantile};
+use super::queueing::{lognormal_params, normal_cdf, normal_pdf, normal_quantile};
 
 /// The most replicas started per missing one.
 const MOST_PER_MISSING: u32 = 8;
@@ -84,11 +84,23 @@ struct ReadyTimes {
     /// The cold start's lognormal parameters.
     mu: f64,
     sigma: f64,
-    /// Each cohort in progress: how many, `F(a)` and `1 - F(a)` at its age `a`.
-    cohorts: Vec<(f64, f64, f64, f64)>,
+    /// The starts in progress, by cohort.
+    cohorts: Vec<Cohort>,
     /// Where the search gives up: starts long overdue count for little, and where even all
     /// of them and the fresh ones are not expected ready by then, it stands for "far later".
     horizon: f64,
+}
+
+/// Starts in progress of about one age.
+struct Cohort {
+    /// How many.
+    many: f64,
+    /// Their age (seconds): the middle member's.
+    age: f64,
+    /// The chance a cold start is over by that age, `F(a)`, and its complement (kept off
+    /// zero: it divides).
+    done: f64,
+    left: f64,
 }
 
 impl ReadyTimes {
@@ -107,10 +119,12 @@ impl ReadyTimes {
         for cohort in ages.chunk_by(|a, b| slice(a) == slice(b)) {
             let age = cohort[cohort.len() / 2];
             let (done, _) = times.cdf_pdf(age);
-            let count = cohort.len() as f64;
-            times
-                .cohorts
-                .push((count, age, done, (1.0 - done).max(1e-12)));
+            times.cohorts.push(Cohort {
+                many: cohort.len() as f64,
+                age,
+                done,
+                left: (1.0 - done).max(1e-12),
+            });
         }
         times
     }
@@ -121,8 +135,7 @@ impl ReadyTimes {
             return (0.0, 0.0);
         }
         let z = (t.ln() - self.mu) / self.sigma;
-        let density = (-0.5 * z * z).exp() / (self.sigma * t * (2.0 * std::f64::consts::PI).sqrt());
-        (normal_cdf(z), density)
+        (normal_cdf(z), normal_pdf(z) / (self.sigma * t))
     }
 
     /// The count expected ready `t` seconds from now with `fresh` started now (Blom's
@@ -130,10 +143,10 @@ impl ReadyTimes {
     fn shortfall(&self, t: f64, fresh: f64) -> (f64, f64) {
         let (done, density) = self.cdf_pdf(t);
         let (mut count, mut slope) = (fresh * done - self.k, fresh * density);
-        for &(many, age, done_at_age, left) in &self.cohorts {
-            let (done, density) = self.cdf_pdf(age + t);
-            count += many * (done - done_at_age) / left;
-            slope += many * density / left;
+        for c in &self.cohorts {
+            let (done, density) = self.cdf_pdf(c.age + t);
+            count += c.many * (done - c.done) / c.left;
+            slope += c.many * density / c.left;
         }
         (count, slope)
     }

@@ -242,7 +242,7 @@ mod tests {
         let grid: f64 = (-800..=800)
             .map(|i| {
                 let x = f64::from(i) / 100.0;
-                let density = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt() / 100.0;
+                let density = crate::slo::queueing::normal_pdf(x) / 100.0;
                 let left = latency - (cold.0 + x * cold.1).max(0.0);
                 density * crate::slo::queueing::service_within(left, service.0, service.1)
             })

@@ -89,6 +89,11 @@ pub(crate) fn lognormal_params(mean: f64, scv: f64) -> (f64, f64) {
     (mean.ln() - sigma2 / 2.0, sigma2.sqrt())
 }
 
+/// Standard normal density.
+pub(crate) fn normal_pdf(z: f64) -> f64 {
+    (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
 /// Standard normal CDF.
 pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
@@ -342,7 +347,7 @@ pub(crate) fn simpson_points(latency: f64, load: &Load, steps: usize) -> Vec<(f6
         .map(|i| {
             let z = z_lo + h * i as f64;
             let simpson = simpson_weight(i, steps);
-            let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let density = normal_pdf(z);
             let slack = (latency - (mu + sigma * z).exp()).max(0.0);
             (slack, simpson * density * h / 3.0)
         })
