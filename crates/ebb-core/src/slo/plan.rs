@@ -194,15 +194,15 @@ fn shortage_worth(
 /// Replicas started beyond the `needed - ready` missing ones (`hedge::extra_starts`): more
 /// for a shortage that misses many more requests than the last replica needed avoids, and
 /// from the second short decision in a row at least `Tuning::hedge` per missing one. The
-/// starts in progress (their ages in `starting`) count among them.
+/// starts in progress (the observation's pods still starting) count among them.
 fn extra_starts(
     tuning: &Tuning,
     state: &mut SloState,
     sized: &Sized,
-    ready: u32,
-    predicted: f64,
+    (ready, predicted): (u32, f64),
     slo: &Slo,
-    (cold_start, starting): (f64, &[f64]),
+    cold_start: f64,
+    (obs, now): (&Observation, Time),
 ) -> u32 {
     let missing = sized.needed - ready;
     let least = if state.short_before {
@@ -218,7 +218,8 @@ fn extra_starts(
         return least;
     }
     let worth = shortage_worth(&mut state.grid, sized, ready, predicted, slo);
-    super::hedge::extra_starts(missing, starting, worth, mean, sd, room).max(least)
+    let starting = starts_in_progress(obs, now);
+    super::hedge::extra_starts(missing, &starting, worth, mean, sd, room).max(least)
 }
 
 /// The ages (seconds) of the replicas still starting: neither ready nor being removed.
@@ -473,15 +474,14 @@ pub fn plan(
     let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
     let short = ready < needed && demand_now;
     let hedge = if short {
-        let starting = starts_in_progress(obs, now);
         extra_starts(
             tuning,
             state,
             &now_sized,
-            ready,
-            predicted,
+            (ready, predicted),
             slo,
-            (cold_start, &starting),
+            cold_start,
+            (obs, now),
         )
     } else {
         0
