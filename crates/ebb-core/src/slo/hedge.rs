@@ -41,7 +41,7 @@ pub fn extra_starts(
         return in_progress.saturating_sub(missing);
     }
     let ready = ReadyTimes::new(missing, starting, mean, sd);
-    let slowest = ready.kth(fewest, ready.horizon);
+    let (slowest, mut probe) = ready.kth(fewest, ready.horizon, None);
     let most = missing
         .saturating_mul(MOST_PER_MISSING)
         .min(missing.saturating_add(room))
@@ -50,7 +50,7 @@ pub fn extra_starts(
     let (mut best, mut best_net, mut ready_at) = (fewest, 0.0, slowest);
     for new in fewest + 1..=most {
         // More started now are never ready later: the last answer bounds the next.
-        ready_at = ready.kth(new, ready_at);
+        (ready_at, probe) = ready.kth(new, ready_at, probe);
         let net = worth * (slowest - ready_at) - f64::from(new - fewest) * ready_at;
         if net > best_net {
             (best, best_net) = (new, net);
@@ -140,7 +140,7 @@ impl ReadyTimes {
 
     /// The count expected ready `t` seconds from now with `fresh` started now (Blom's
     /// quarter included), less `k`, and its slope.
-    fn shortfall(&self, t: f64, fresh: f64) -> (f64, f64) {
+    fn shortfall(&self, t: f64, fresh: f64) -> Probe {
         let (done, density) = self.cdf_pdf(t);
         let (mut count, mut slope) = (fresh * done - self.k, fresh * density);
         for c in &self.cohorts {
@@ -148,42 +148,87 @@ impl ReadyTimes {
             count += c.many * (done - c.done) / c.left;
             slope += c.many * density / c.left;
         }
-        (count, slope)
+        Probe {
+            t,
+            count,
+            slope,
+            done,
+            density,
+        }
     }
 
     /// The `missing`-th ready with `new` started now, seconds from now, known to be no later
-    /// than `latest`: Newton's steps from `latest`, kept within a bracket that halves where a
-    /// step would leave it (*Numerical Recipes*, `rtsafe`).
-    fn kth(&self, new: u32, latest: f64) -> f64 {
+    /// than `latest`: Newton's steps kept within a bracket that halves where a step would
+    /// leave it (*Numerical Recipes*, `rtsafe`), from `probe` where the count before's search
+    /// left one (that point for one start fewer), else from `latest`. Returns the last point
+    /// evaluated as well, for the next count's search.
+    fn kth(&self, new: u32, latest: f64, probe: Option<Probe>) -> (f64, Option<Probe>) {
         let fresh = f64::from(new) + 0.25;
         if self.cohorts.is_empty() {
-            return (self.mu + self.sigma * normal_quantile(self.k / fresh)).exp();
+            let quantile = (self.mu + self.sigma * normal_quantile(self.k / fresh)).exp();
+            return (quantile, None);
         }
         let (mut early, mut late) = (0.0, latest.min(self.horizon));
-        let (count, mut slope) = self.shortfall(late, fresh);
-        if count < 0.0 {
-            return self.horizon;
+        let mut at = match probe {
+            Some(probe) => probe.one_more(),
+            None => self.shortfall(late, fresh),
+        };
+        if at.count < 0.0 && at.t >= late {
+            // Not ready by the bound: where that came from the count before's point (which
+            // can sit a hair beyond its answer), look at the bound itself.
+            if probe.is_some() {
+                at = self.shortfall(late, fresh);
+            }
+            if at.count < 0.0 {
+                return (self.horizon, Some(at));
+            }
         }
-        let (mut t, mut count) = (late, count);
+        if at.count >= 0.0 {
+            late = late.min(at.t);
+        } else {
+            early = at.t;
+        }
         for _ in 0..MOST_STEPS {
-            let newton = t - count / slope;
-            let next = if slope > 0.0 && newton > early && newton < late {
+            let newton = at.t - at.count / at.slope;
+            let next = if at.slope > 0.0 && newton > early && newton < late {
                 newton
             } else {
                 0.5 * (early + late)
             };
-            if (next - t).abs() < PRECISION_SECONDS || late - early < PRECISION_SECONDS {
-                return next.max(early).min(late);
+            if (next - at.t).abs() < PRECISION_SECONDS || late - early < PRECISION_SECONDS {
+                return (next.max(early).min(late), Some(at));
             }
-            t = next;
-            (count, slope) = self.shortfall(t, fresh);
-            if count >= 0.0 {
-                late = t;
+            at = self.shortfall(next, fresh);
+            if at.count >= 0.0 {
+                late = at.t;
             } else {
-                early = t;
+                early = at.t;
             }
         }
-        late
+        (late, Some(at))
+    }
+}
+
+/// A point a ready time's search evaluated: the shortfall and its slope there, and the cold
+/// start's distribution and density at it.
+#[derive(Clone, Copy)]
+struct Probe {
+    t: f64,
+    count: f64,
+    slope: f64,
+    done: f64,
+    density: f64,
+}
+
+impl Probe {
+    /// The same point with one more replica started now: the next count's search starts here
+    /// without evaluating it again.
+    fn one_more(self) -> Self {
+        Self {
+            count: self.count + self.done,
+            slope: self.slope + self.density,
+            ..self
+        }
     }
 }
 
@@ -255,19 +300,29 @@ mod tests {
             for new in 0..20 {
                 let fresh = f64::from(new) + 0.25;
                 let (mut early, mut late) = (0.0, times.horizon);
-                if times.shortfall(late, fresh).0 < 0.0 {
-                    assert_eq!(times.kth(new, times.horizon), times.horizon);
+                if times.shortfall(late, fresh).count < 0.0 {
+                    assert_eq!(times.kth(new, times.horizon, None).0, times.horizon);
                     continue;
                 }
                 for _ in 0..60 {
                     let mid = 0.5 * (early + late);
-                    if times.shortfall(mid, fresh).0 >= 0.0 {
+                    if times.shortfall(mid, fresh).count >= 0.0 {
                         late = mid;
                     } else {
                         early = mid;
                     }
                 }
-                let found = times.kth(new, times.horizon);
+                let found = times.kth(new, times.horizon, None).0;
+                // And from the count before's search, as `extra_starts` runs them.
+                let (before, probe) = match new {
+                    0 => (times.horizon, None),
+                    _ => times.kth(new - 1, times.horizon, None),
+                };
+                let chained = times.kth(new, before, probe).0;
+                assert!(
+                    (chained - late).abs() < 2.0 * PRECISION_SECONDS,
+                    "{missing} {new}: {chained} chained against {late}"
+                );
                 assert!(
                     (found - late).abs() < 2.0 * PRECISION_SECONDS,
                     "{missing} {new}: {found} against {late}"
