@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the LLM serving section of docs/results.md and its plots under
 # docs/results/llm-*: `ebb simulate --llm` (token by token, each replica the engine model of
-# `ebb demo-llm`) on the Azure LLM and Mooncake traces, whole and second halves.
+# `ebb demo-llm`) on the Azure LLM and Mooncake traces, whole, second halves and (Mooncake's,
+# whose first minute needs more than one replica) from zero.
 # Usage: bash docs/results/llm.sh   (from the repository root; takes about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,6 +14,9 @@ BODY=$(mktemp)
 FRONTIER=$(mktemp)
 TUNE=$(mktemp)
 POOLS=$(mktemp)
+SUMMARY=$(mktemp)
+echo "| run | ebb-slo | ebb (engine targets) | hpa-duty-cycle | kpa |" >> "$SUMMARY"
+echo "|---|---:|---:|---:|---:|" >> "$SUMMARY"
 COLD=(--cold-start lognormal:60s:0.3)
 
 run() { # name, description, args...
@@ -37,6 +41,24 @@ run() { # name, description, args...
         echo "![replicas](results/llm-$name/replicas.svg)"
         echo
     } >> "$BODY"
+    summary_row "$name" "$table"
+}
+
+summary_row() { # name, table: one row of the summary (within both SLOs, GPU-hours)
+    local label=$1
+    case $label in
+        *-second-half) label="${label%-second-half}, second half (held out)" ;;
+        *-from-zero) label="${label%-from-zero}, from zero" ;;
+        mooncake-synthetic) label="$label (not used to choose)" ;;
+    esac
+    echo "$2" | awk -F'|' -v label="$label" '
+        { gsub(/ /, "", $2); cell[$2] = $5 ", " $9 }
+        END {
+            row = "| " label
+            n = split("ebb-slo ebb hpa-duty-cycle kpa", names, " ")
+            for (i = 1; i <= n; i++) { c = cell[names[i]]; gsub(/  +/, " ", c); gsub(/^ | $/, "", c); sub(/ ,/, ",", c); row = row " | " c }
+            print row " |"
+        }' >> "$SUMMARY"
 }
 
 pools() { # name, args...: the disaggregated comparison (prefill and decode pools)
@@ -109,6 +131,8 @@ run azure-conv-second-half "The same, second half only (held out)." --trace "$AZ
 run mooncake-conversation "Mooncake's conversation trace: 12,031 requests in an hour, prompts 12,035 tokens on average (up to 126,195), outputs 343. TTFT SLO 5 s: at 2 s even maxReplicas from the start reaches only 94%, since a prompt over 40,000 tokens takes more than 2 s to prefill alone." --trace "$MC/conversation_trace.jsonl" --ttft 5s "${COLD[@]}"
 run mooncake-conversation-second-half "The same, second half only (held out)." --trace "$MC/conversation_trace.jsonl" --ttft 5s --from 1768s "${COLD[@]}"
 run mooncake-synthetic "Mooncake's synthetic trace: 3,993 requests in 17 minutes, prompts 15,325 tokens on average (up to 191,378), outputs 149. TTFT SLO 5 s." --trace "$MC/synthetic_trace.jsonl" --ttft 5s "${COLD[@]}"
+run mooncake-conversation-from-zero "Mooncake's conversation trace from zero (\`--start-at-zero\`): KPA starts with no replica, the other policies with their minimum of one ready and nothing learnt, where the runs above start with the first minute's need (4 replicas) ready." --trace "$MC/conversation_trace.jsonl" --ttft 5s --start-at-zero "${COLD[@]}"
+run mooncake-synthetic-from-zero "Mooncake's synthetic trace from zero (\`--start-at-zero\`), as above." --trace "$MC/synthetic_trace.jsonl" --ttft 5s --start-at-zero "${COLD[@]}"
 
 pools azure-code --trace "$AZ/AzureLLMInferenceTrace_code.csv" "${COLD[@]}"
 pools azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" "${COLD[@]}"
@@ -125,6 +149,6 @@ tune azure-conv --trace "$AZ/AzureLLMInferenceTrace_conv.csv" --attainment 99% "
 tune mooncake-conversation --trace "$MC/conversation_trace.jsonl" --ttft 5s --attainment 97% "${COLD[@]}"
 tune mooncake-synthetic --trace "$MC/synthetic_trace.jsonl" --ttft 5s --attainment 95% "${COLD[@]}"
 
-python3 docs/results/splice.py llm "$BODY" llm-frontier "$FRONTIER" llm-tune "$TUNE" llm-pools "$POOLS"
-rm -f "$BODY" "$FRONTIER" "$TUNE" "$POOLS"
+python3 docs/results/splice.py llm-summary "$SUMMARY" llm "$BODY" llm-frontier "$FRONTIER" llm-tune "$TUNE" llm-pools "$POOLS"
+rm -f "$BODY" "$FRONTIER" "$TUNE" "$POOLS" "$SUMMARY"
 echo "docs/results.md updated" >&2

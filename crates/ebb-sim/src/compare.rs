@@ -328,7 +328,7 @@ pub fn core_policies(
 
 /// The replicas `policy` starts a run at zero with (`ClusterConfig::start_at_zero`): none
 /// where it may scale to zero, its minimum otherwise.
-fn replicas_at_zero(policy: &Policy) -> u32 {
+pub(crate) fn replicas_at_zero(policy: &Policy) -> u32 {
     if policy.min_replicas == 0 && policy.scale_to_zero.is_some() {
         0
     } else {

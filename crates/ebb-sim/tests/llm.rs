@@ -2,7 +2,7 @@
 
 use ebb_sim::autoscaler::Schedule;
 use ebb_sim::engine::EngineParams;
-use ebb_sim::llm::compare::{compare, default_llm_policy, policies, sizing};
+use ebb_sim::llm::compare::{compare, default_llm_policy, policies, sizing, Start};
 use ebb_sim::llm::{run_llm_policy, LlmConfig, LlmRequest, HOLD_TIMEOUT_SECONDS};
 use ebb_sim::ColdStart;
 
@@ -151,7 +151,7 @@ fn ebb_scales_the_engines_up_under_a_step_and_serves_every_request() {
     let size = sizing(&requests, &cfg, 1.0);
     assert!(size.saturation_rps > 5.0, "{size:?}");
     let ebb = default_llm_policy(size.max_replicas);
-    let mut scalers = policies(&size, &cfg, Some(ebb));
+    let mut scalers = policies(&size, &cfg, Some(ebb), Start::Warm);
     scalers.truncate(1);
     scalers.push(Box::new(Schedule::fixed("one", 1)));
     let results = compare(&requests, &cfg, scalers, &|_, _| {});
@@ -176,7 +176,7 @@ fn the_llm_slo_policy_sizes_a_step_from_the_engines_response() {
     cfg.ttft_slo = 1.0;
     cfg.itl_slo = 0.1;
     let size = sizing(&requests, &cfg, 1.0);
-    let slo = policies(&size, &cfg, None)
+    let slo = policies(&size, &cfg, None, Start::Warm)
         .into_iter()
         .find(|p| p.name() == "ebb-slo")
         .expect("ebb-slo");
@@ -227,7 +227,7 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     }
     let cfg = config(20.0);
     let size = sizing(&requests, &cfg, 1.0);
-    let mut kpa = policies(&size, &cfg, None)
+    let mut kpa = policies(&size, &cfg, None, Start::Warm)
         .into_iter()
         .find(|p| p.name() == "kpa")
         .expect("kpa");
@@ -237,6 +237,48 @@ fn a_request_at_zero_is_held_through_the_cold_start() {
     assert!(r.ttft[2] >= 20.0, "{:?}", r.ttft);
     // Zero replicas for part of the run: fewer replica-seconds than one replica throughout.
     assert!(r.replica_seconds < 400.0, "{}", r.replica_seconds);
+}
+
+/// Started as a service after a silence (`--start-at-zero`): KPA from none, Ebb's policies
+/// and HPA from their minimum of one, fixed-max at maxReplicas. The step's 40 requests a
+/// second need two or more replicas; every policy that starts low reaches them, the first
+/// requests KPA gets wait out a whole cold start, and none are lost.
+#[test]
+fn from_zero_kpa_starts_with_none_and_the_others_at_their_minimum() {
+    let requests = step(600, (60, 2), 40);
+    let cfg = config(20.0);
+    let size = sizing(&requests, &cfg, 1.0);
+    let scalers = policies(&size, &cfg, None, Start::AtZero);
+    let first: Vec<(String, u32)> = scalers
+        .iter()
+        .map(|s| (s.name().to_string(), s.initial_replicas()))
+        .collect();
+    let at = |name: &str| first.iter().find(|(n, _)| n == name).map(|(_, r)| *r);
+    assert_eq!(at("kpa"), Some(0), "{first:?}");
+    for name in ["ebb", "ebb-slo", "hpa-duty-cycle", "hpa-rps"] {
+        assert_eq!(at(name), Some(1), "{name}: {first:?}");
+    }
+    assert_eq!(at("fixed-max"), Some(size.max_replicas), "{first:?}");
+    let warm = policies(&size, &cfg, None, Start::Warm);
+    assert!(warm
+        .iter()
+        .all(|s| s.initial_replicas() == size.initial || s.name() == "fixed-max"));
+    let results = compare(&requests, &cfg, scalers, &|_, _| {});
+    for r in &results {
+        assert_eq!(r.failed, 0, "{}", r.policy);
+        assert!(
+            r.peak_replicas >= 2,
+            "{}: {:?}",
+            r.policy,
+            r.replicas_series
+        );
+    }
+    let kpa = results.iter().find(|r| r.policy == "kpa").expect("kpa");
+    assert!(
+        kpa.ttft[2] >= 20.0,
+        "KPA's first requests wait a cold start: {:?}",
+        kpa.ttft
+    );
 }
 
 /// One prefill and one decode replica throughout.

@@ -358,10 +358,18 @@ fn simulate_rejects_bad_input_clearly() {
     );
     let o = ebb(&["simulate", "--llm", "--multi-model"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    // A start from zero is the single-service replay's; tune replays each half from the
-    // replicas its first minute needs.
-    let o = ebb(&["simulate", "--llm", "--start-at-zero"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A start from zero is the single-service replay's (with --llm too, but for the pools
+    // and the frontier's sweep); tune replays each half from the replicas its first minute
+    // needs.
+    for mode in ["--pools", "--llm-frontier"] {
+        let o = ebb(&["simulate", "--llm", mode, "--start-at-zero"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot be used with '--start-at-zero'"),
+            "{mode}: {}",
+            stderr(&o)
+        );
+    }
     let o = ebb(&["tune", "--synthetic", "constant:5:10m", "--start-at-zero"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
@@ -523,6 +531,37 @@ fn simulate_llm_compares_the_policies_token_by_token() {
             .unwrap();
     assert_eq!(json["results"][0]["requests"], 240);
     assert!(report.join("replicas.svg").exists());
+    // From zero: the notes say how each policy starts, and every request is still answered.
+    let o = ebb(&[
+        "simulate",
+        "--llm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--cold-start",
+        "30s",
+        "--start-at-zero",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("KPA starts with none, fixed-max with maxReplicas"),
+        "{}",
+        stderr(&o)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
+            .unwrap();
+    let kpa = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "kpa")
+        .expect("kpa");
+    assert_eq!(
+        (kpa["requests"].as_u64(), kpa["failed"].as_u64()),
+        (Some(240), Some(0))
+    );
     // The frontiers: every family's knob, read at the duty-cycle default, and a plot.
     let o = ebb(&[
         "simulate",

@@ -17,15 +17,17 @@
 //! - **fixed-max**: maxReplicas from the start, the attainment within reach of any policy
 //!   (long prompts miss a TTFT SLO however many replicas there are).
 //!
-//! Every run starts with the replicas the first minute needs at 70% of saturation, and every
-//! autoscaler gets the same maxReplicas.
+//! Every run starts with the replicas the first minute needs at 70% of saturation, ready (or,
+//! with [`Start::AtZero`], as a service after a silence: KPA with none, the others at their
+//! minimum), and every autoscaler gets the same maxReplicas.
 
 use super::capacity::saturation_rps;
 use super::run::{run_llm_policy, LlmResult};
 use super::{LlmConfig, LlmRequest};
 use crate::autoscaler::{Autoscaler, Schedule};
 use crate::compare::{
-    hpa_policy, kpa_policy, EBB_DEPLOYMENT, HPA_DEPLOYMENT, KPA_DEPLOYMENT, TARGET_UTILIZATION,
+    hpa_policy, kpa_policy, replicas_at_zero, Deployment, EBB_DEPLOYMENT, HPA_DEPLOYMENT,
+    KPA_DEPLOYMENT, TARGET_UTILIZATION,
 };
 use crate::parallel::map_on_all_cores;
 use ebb_core::policy::{Metric, MetricSource, Target};
@@ -158,37 +160,59 @@ pub fn sizing_for(requests: &[LlmRequest], rps: f64) -> Sizing {
     }
 }
 
+/// How the policies of a comparison start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the replicas the first minute needs, ready: each policy is judged on following
+    /// the traffic, not on finding it.
+    Warm,
+    /// As a service after a silence, nothing learnt (`ebb simulate --start-at-zero`): none
+    /// where the policy may scale to zero (KPA), its minimum otherwise. fixed-max still starts
+    /// at maxReplicas: it marks what is within reach.
+    AtZero,
+}
+
 /// The policies of the comparison, Ebb's first (`ebb`: the built-in policy unless given),
 /// then its SLO policy on the run's own TTFT and ITL SLOs.
-pub fn policies(sizing: &Sizing, cfg: &LlmConfig, ebb: Option<Policy>) -> Vec<Box<dyn Autoscaler>> {
+pub fn policies(
+    sizing: &Sizing,
+    cfg: &LlmConfig,
+    ebb: Option<Policy>,
+    start: Start,
+) -> Vec<Box<dyn Autoscaler>> {
     let max = sizing.max_replicas;
     let ebb = ebb.unwrap_or_else(|| default_llm_policy(max));
-    let initial = sizing.initial;
+    let initial = |policy: &Policy| match start {
+        Start::Warm => sizing
+            .initial
+            .clamp(policy.min_replicas.max(1), policy.max_replicas),
+        Start::AtZero => replicas_at_zero(policy),
+    };
+    let scaler = |deployment: &Deployment, name: &str, policy: Policy| {
+        let replicas = initial(&policy);
+        deployment.scaler(name, policy, replicas)
+    };
     vec![
-        EBB_DEPLOYMENT.scaler(
-            "ebb",
-            ebb.clone(),
-            initial.clamp(ebb.min_replicas.max(1), ebb.max_replicas),
-        ),
-        EBB_DEPLOYMENT.scaler(
+        scaler(&EBB_DEPLOYMENT, "ebb", ebb),
+        scaler(
+            &EBB_DEPLOYMENT,
             "ebb-slo",
             slo_llm_policy(max, cfg.ttft_slo, cfg.itl_slo),
-            initial,
         ),
-        HPA_DEPLOYMENT.scaler(
+        scaler(
+            &HPA_DEPLOYMENT,
             "hpa-duty-cycle",
             duty_cycle_policy(DUTY_CYCLE_TARGET, max),
-            initial,
         ),
-        HPA_DEPLOYMENT.scaler(
+        scaler(
+            &HPA_DEPLOYMENT,
             "hpa-rps",
             hpa_policy(sizing.saturation_rps * TARGET_UTILIZATION, max),
-            initial,
         ),
-        KPA_DEPLOYMENT.scaler(
+        scaler(
+            &KPA_DEPLOYMENT,
             "kpa",
             kpa_policy(KPA_CONCURRENCY_TARGET, TARGET_UTILIZATION, max),
-            initial,
         ),
         Box::new(Schedule::fixed("fixed-max", max)),
     ]

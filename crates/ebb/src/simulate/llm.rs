@@ -6,7 +6,7 @@ use super::{cold_start, parse_seconds, print_done, progress_bars, Prepared, Simu
 use anyhow::{bail, Context};
 use ebb_sim::engine::EngineParams;
 use ebb_sim::llm::compare::Sizing;
-use ebb_sim::llm::compare::{compare, policies, sizing};
+use ebb_sim::llm::compare::{compare, policies, sizing, Start};
 use ebb_sim::llm::frontier::sweep;
 use ebb_sim::llm::pools::{compare_pools, pool_policies, pool_sizing};
 use ebb_sim::llm::LlmRequest;
@@ -65,15 +65,27 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         None => None,
     };
     let size = sizing(&requests, &cfg, FIT_SHARE);
+    let (start, starts_with) = if args.start_at_zero {
+        (
+            Start::AtZero,
+            "KPA starts with none, fixed-max with maxReplicas, the others with their minimum ready"
+                .to_string(),
+        )
+    } else {
+        (
+            Start::Warm,
+            format!("every policy starts with {} ready", size.initial),
+        )
+    };
     notes.push(format!(
-        "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; every policy starts with {} ready, maxReplicas {}",
+        "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; {starts_with}, maxReplicas {}",
         cfg.engine.kv_blocks, cfg.engine.block_tokens, cfg.engine.max_running, cfg.engine.step_tokens,
-        size.saturation_rps, size.initial, size.max_replicas
+        size.saturation_rps, size.max_replicas
     ));
     if args.llm_frontier {
         return frontier(args, &requests, &cfg, &size, &name);
     }
-    let scalers = policies(&size, &cfg, ebb);
+    let scalers = policies(&size, &cfg, ebb, start);
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
     let heading = format!(
         "simulating {name} token by token: {:.0} s, {} requests, {} policies",

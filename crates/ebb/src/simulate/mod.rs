@@ -109,9 +109,10 @@ pub(crate) struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub(crate) gpus_per_replica: f64,
     /// Start the policies that may scale to zero (Ebb's built-in, KPA) with no replica, as a
-    /// service after a silence with nothing learnt, and HPA at its minimum; by default every
-    /// policy starts with the replicas the first minute needs, ready.
-    #[arg(long, conflicts_with_all = ["multi_model", "llm"])]
+    /// service after a silence with nothing learnt, and the others at their minimum (with
+    /// --llm too); by default every policy starts with the replicas the first minute needs,
+    /// ready.
+    #[arg(long, conflicts_with_all = ["multi_model", "pools", "llm_frontier"])]
     pub(crate) start_at_zero: bool,
     /// Stretch time by this factor (0.5 plays the trace twice as fast).
     #[arg(long, default_value_t = 1.0)]
