@@ -491,6 +491,28 @@ fn azure_llm_trace(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// `ebb simulate --llm` on `trace` with 30 s cold starts, its report in `report`, and `extra`
+/// flags.
+fn simulate_llm(trace: &Path, report: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "simulate",
+        "--llm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--cold-start",
+        "30s",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ebb(&args)
+}
+
+/// The `results.json` a token-level run wrote to `report`.
+fn results_json(report: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap()).unwrap()
+}
+
 /// `--llm` replays a token trace through every policy, prints the table with TTFT and TPOT
 /// attainment, and writes the report; an engine policy file is taken as Ebb's.
 #[test]
@@ -504,18 +526,7 @@ fn simulate_llm_compares_the_policies_token_by_token() {
     )
     .unwrap();
     let report = dir.path().join("report");
-    let o = ebb(&[
-        "simulate",
-        "--llm",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--cold-start",
-        "30s",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = simulate_llm(&trace, &report, &["--policy", policy.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
@@ -526,32 +537,18 @@ fn simulate_llm_compares_the_policies_token_by_token() {
         assert!(out.contains(&format!("| {name} |")), "{name}: {out}");
     }
     assert!(stderr(&o).contains("240 requests"), "{}", stderr(&o));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
-            .unwrap();
+    let json = results_json(&report);
     assert_eq!(json["results"][0]["requests"], 240);
     assert!(report.join("replicas.svg").exists());
     // From zero: the notes say how each policy starts, and every request is still answered.
-    let o = ebb(&[
-        "simulate",
-        "--llm",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--cold-start",
-        "30s",
-        "--start-at-zero",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = simulate_llm(&trace, &report, &["--start-at-zero"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("KPA starts with none, fixed-max with maxReplicas"),
         "{}",
         stderr(&o)
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("results.json")).unwrap())
-            .unwrap();
+    let json = results_json(&report);
     let kpa = json["results"]
         .as_array()
         .unwrap()
@@ -563,17 +560,7 @@ fn simulate_llm_compares_the_policies_token_by_token() {
         (Some(240), Some(0))
     );
     // The frontiers: every family's knob, read at the duty-cycle default, and a plot.
-    let o = ebb(&[
-        "simulate",
-        "--llm",
-        "--llm-frontier",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--cold-start",
-        "30s",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = simulate_llm(&trace, &report, &["--llm-frontier"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("Read at HPA on duty cycle's default"), "{out}");
