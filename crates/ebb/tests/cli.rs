@@ -543,10 +543,10 @@ fn simulate_llm_compares_the_policies_token_by_token() {
     // From zero: the notes say how each policy starts, and every request is still answered.
     let o = simulate_llm(&trace, &report, &["--start-at-zero"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("KPA starts with none, fixed-max with maxReplicas"),
-        "{}",
-        stderr(&o)
+        err.contains("from zero, each policy starts with (ready, nothing learnt): ebb 1, ebb-slo 1, hpa-duty-cycle 1, hpa-rps 1, kpa 0, fixed-max "),
+        "{err}"
     );
     let json = results_json(&report);
     let kpa = json["results"]

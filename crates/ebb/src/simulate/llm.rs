@@ -66,19 +66,15 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
     };
     let size = sizing(&requests, &cfg, FIT_SHARE);
     let (start, starts_with) = if args.start_at_zero {
-        (
-            Start::AtZero,
-            "KPA starts with none, fixed-max with maxReplicas, the others with their minimum ready"
-                .to_string(),
-        )
+        (Start::AtZero, String::new())
     } else {
         (
             Start::Warm,
-            format!("every policy starts with {} ready", size.initial),
+            format!("every policy starts with {} ready, ", size.initial),
         )
     };
     notes.push(format!(
-        "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; {starts_with}, maxReplicas {}",
+        "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; {starts_with}maxReplicas {}",
         cfg.engine.kv_blocks, cfg.engine.block_tokens, cfg.engine.max_running, cfg.engine.step_tokens,
         size.saturation_rps, size.max_replicas
     ));
@@ -86,6 +82,17 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         return frontier(args, &requests, &cfg, &size, &name);
     }
     let scalers = policies(&size, &cfg, ebb, start);
+    if start == Start::AtZero {
+        // Read from the scalers themselves: a --policy that may scale to zero starts at zero.
+        let firsts: Vec<String> = scalers
+            .iter()
+            .map(|s| format!("{} {}", s.name(), s.initial_replicas()))
+            .collect();
+        notes.push(format!(
+            "from zero, each policy starts with (ready, nothing learnt): {}",
+            firsts.join(", ")
+        ));
+    }
     let names: Vec<String> = scalers.iter().map(|s| s.name().to_string()).collect();
     let heading = format!(
         "simulating {name} token by token: {:.0} s, {} requests, {} policies",
