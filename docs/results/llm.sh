@@ -52,11 +52,11 @@ summary_row() { # name, table: one row of the summary (within both SLOs, GPU-hou
         mooncake-synthetic) label="$label (not used to choose)" ;;
     esac
     echo "$2" | awk -F'|' -v label="$label" '
-        { gsub(/ /, "", $2); cell[$2] = $5 ", " $9 }
+        { for (i = 2; i <= 9; i++) gsub(/^ +| +$/, "", $i); cell[$2] = $5 ", " $9 }
         END {
             row = "| " label
             n = split("ebb-slo ebb hpa-duty-cycle kpa", names, " ")
-            for (i = 1; i <= n; i++) { c = cell[names[i]]; gsub(/  +/, " ", c); gsub(/^ | $/, "", c); sub(/ ,/, ",", c); row = row " | " c }
+            for (i = 1; i <= n; i++) row = row " | " cell[names[i]]
             print row " |"
         }' >> "$SUMMARY"
 }
