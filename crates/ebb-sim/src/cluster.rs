@@ -3,6 +3,7 @@
 //! an activator queue while no replica is ready; draining on scale-in; an optional cap on the
 //! cluster's replicas. Time is `f64` seconds since the start of the run.
 
+use ebb_core::Policy;
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal};
 use std::cmp::Ordering;
@@ -66,10 +67,31 @@ pub struct ClusterConfig {
     pub cold_start: ColdStart,
     /// The most replicas the cluster can run (GPU nodes run out); `None` = unbounded.
     pub max_replicas: Option<u32>,
-    /// Whether a run starts with no replica for the policies that may scale to zero (the
-    /// others at their minimum), as a service does after a silence with nothing learnt,
-    /// rather than every policy with the replicas the first minute needs ready.
-    pub start_at_zero: bool,
+    /// How the policies start: with the replicas the first minute needs, ready, or at zero.
+    pub start: Start,
+}
+
+/// How the policies of a run start (the request-level and the token-level simulators alike).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Start {
+    /// With the replicas the first minute needs, ready: each policy is judged on following
+    /// the traffic, not on finding it.
+    #[default]
+    Warm,
+    /// As a service after a silence, nothing learnt (`ebb simulate --start-at-zero`): none
+    /// where the policy may scale to zero, its minimum otherwise.
+    AtZero,
+}
+
+impl Start {
+    /// The replicas `policy` starts with: `warm` (the first minute's need) for a warm start.
+    pub fn replicas(self, policy: &Policy, warm: u32) -> u32 {
+        match self {
+            Start::Warm => warm,
+            Start::AtZero if policy.min_replicas == 0 && policy.scale_to_zero.is_some() => 0,
+            Start::AtZero => policy.min_replicas.max(1),
+        }
+    }
 }
 
 impl Default for ClusterConfig {
@@ -84,7 +106,7 @@ impl Default for ClusterConfig {
                 sigma: 0.4,
             },
             max_replicas: None,
-            start_at_zero: false,
+            start: Start::Warm,
         }
     }
 }

@@ -289,14 +289,7 @@ pub fn core_policies(
 ) -> Vec<Box<dyn Autoscaler>> {
     let slots = cfg.cluster.slots;
     let capacity = f64::from(slots) / cfg.service.mean();
-    // Each policy's first count: none (or its minimum) starting at zero, else `otherwise`.
-    let start = |p: &Policy, otherwise: u32| {
-        if cfg.cluster.start_at_zero {
-            replicas_at_zero(p)
-        } else {
-            otherwise
-        }
-    };
+    let start = |p: &Policy, warm: u32| cfg.cluster.start.replicas(p, warm);
     let mut out: Vec<Box<dyn Autoscaler>> = Vec::new();
     if let Some(e) = ebb {
         let p = &e.policy;
@@ -324,16 +317,6 @@ pub fn core_policies(
         }
     }
     out
-}
-
-/// The replicas `policy` starts a run at zero with (`ClusterConfig::start_at_zero`): none
-/// where it may scale to zero, its minimum otherwise.
-pub(crate) fn replicas_at_zero(policy: &Policy) -> u32 {
-    if policy.min_replicas == 0 && policy.scale_to_zero.is_some() {
-        0
-    } else {
-        policy.min_replicas.max(1)
-    }
 }
 
 /// The schedule policies (peak, oracle), built from the demand pre-pass.

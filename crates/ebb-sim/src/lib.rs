@@ -27,7 +27,7 @@ pub mod trace;
 pub mod tune;
 pub mod workload;
 
-pub use cluster::{ClusterConfig, ColdStart};
+pub use cluster::{ClusterConfig, ColdStart, Start};
 pub use record::PolicyResult;
 pub use run::{run_policy, RunConfig};
 pub use service::ServiceTime;

@@ -139,7 +139,7 @@ fn runs_are_deterministic() {
     assert_eq!(a, b);
 }
 
-/// Starting at zero (`ClusterConfig::start_at_zero`): Ebb's built-in policy and KPA, which may
+/// Starting at zero (`Start::AtZero`): Ebb's built-in policy and KPA, which may
 /// scale to zero, start with no replica and HPA with its minimum of one; without it every
 /// policy starts with the count given. From zero, a burst that no answer has measured yet
 /// starts Ebb's replicas together, before the first is ready (`SloServiceUnknown`), and
@@ -171,7 +171,7 @@ fn starting_at_zero_starts_the_policies_that_may_scale_to_zero_with_none() {
             .collect()
     };
     assert_eq!(starts(&cfg), named([7, 7, 7]));
-    cfg.cluster.start_at_zero = true;
+    cfg.cluster.start = ebb_sim::Start::AtZero;
     assert_eq!(starts(&cfg), named([0, 0, 1]));
     // 100 req/s from the first second, 5 s cold starts: sized as if each request took the
     // SLO's 500 ms over 4 slots, 13 replicas, all before the first is ready.

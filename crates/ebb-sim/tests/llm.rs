@@ -2,9 +2,9 @@
 
 use ebb_sim::autoscaler::Schedule;
 use ebb_sim::engine::EngineParams;
-use ebb_sim::llm::compare::{compare, default_llm_policy, policies, sizing, Start};
+use ebb_sim::llm::compare::{compare, default_llm_policy, policies, sizing};
 use ebb_sim::llm::{run_llm_policy, LlmConfig, LlmRequest, HOLD_TIMEOUT_SECONDS};
-use ebb_sim::ColdStart;
+use ebb_sim::{ColdStart, Start};
 
 /// An engine whose step times are easy to add up: 10 ms a step, 0.1 ms a prompt token, 1 ms a
 /// decoding sequence.

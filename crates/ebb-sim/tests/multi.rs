@@ -57,7 +57,7 @@ fn config() -> MultiConfig {
                 timeout: 30.0,
                 cold_start: ColdStart::Fixed(5.0),
                 max_replicas: None,
-                start_at_zero: false,
+                start: ebb_sim::Start::Warm,
             },
             service: ServiceTime::Exponential { mean: 0.5 },
             slo: 2.0,

@@ -28,7 +28,7 @@ fn mmc(c: u32, lambda: f64, mean_service: f64, hours: f64, seed: u64) -> ebb_sim
             timeout: 1e9,
             cold_start: ColdStart::Fixed(0.0),
             max_replicas: None,
-            start_at_zero: false,
+            start: ebb_sim::Start::Warm,
         },
         service: ServiceTime::Exponential { mean: mean_service },
         slo: 1.0,
@@ -93,7 +93,7 @@ fn attainment_at(case: &Case, seconds: usize, seed: u64) -> f64 {
             timeout: 1e9,
             cold_start: ColdStart::Fixed(0.0),
             max_replicas: None,
-            start_at_zero: false,
+            start: ebb_sim::Start::Warm,
         },
         service: ServiceTime::LogNormal {
             median: 0.1,

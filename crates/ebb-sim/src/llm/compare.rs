@@ -25,9 +25,10 @@ use super::capacity::saturation_rps;
 use super::run::{run_llm_policy, LlmResult};
 use super::{LlmConfig, LlmRequest};
 use crate::autoscaler::{Autoscaler, Schedule};
+use crate::cluster::Start;
 use crate::compare::{
-    hpa_policy, kpa_policy, replicas_at_zero, Deployment, EBB_DEPLOYMENT, HPA_DEPLOYMENT,
-    KPA_DEPLOYMENT, TARGET_UTILIZATION,
+    hpa_policy, kpa_policy, Deployment, EBB_DEPLOYMENT, HPA_DEPLOYMENT, KPA_DEPLOYMENT,
+    TARGET_UTILIZATION,
 };
 use crate::parallel::map_on_all_cores;
 use ebb_core::policy::{Metric, MetricSource, Target};
@@ -160,20 +161,9 @@ pub fn sizing_for(requests: &[LlmRequest], rps: f64) -> Sizing {
     }
 }
 
-/// How the policies of a comparison start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// With the replicas the first minute needs, ready: each policy is judged on following
-    /// the traffic, not on finding it.
-    Warm,
-    /// As a service after a silence, nothing learnt (`ebb simulate --start-at-zero`): none
-    /// where the policy may scale to zero (KPA), its minimum otherwise. fixed-max still starts
-    /// at maxReplicas: it marks what is within reach.
-    AtZero,
-}
-
 /// The policies of the comparison, Ebb's first (`ebb`: the built-in policy unless given),
-/// then its SLO policy on the run's own TTFT and ITL SLOs.
+/// then its SLO policy on the run's own TTFT and ITL SLOs, each started as `start` says
+/// (fixed-max always at maxReplicas: it marks what is within reach).
 pub fn policies(
     sizing: &Sizing,
     cfg: &LlmConfig,
@@ -182,11 +172,11 @@ pub fn policies(
 ) -> Vec<Box<dyn Autoscaler>> {
     let max = sizing.max_replicas;
     let ebb = ebb.unwrap_or_else(|| default_llm_policy(max));
-    let initial = |policy: &Policy| match start {
-        Start::Warm => sizing
+    let initial = |policy: &Policy| {
+        let warm = sizing
             .initial
-            .clamp(policy.min_replicas.max(1), policy.max_replicas),
-        Start::AtZero => replicas_at_zero(policy),
+            .clamp(policy.min_replicas.max(1), policy.max_replicas);
+        start.replicas(policy, warm)
     };
     let scaler = |deployment: &Deployment, name: &str, policy: Policy| {
         let replicas = initial(&policy);

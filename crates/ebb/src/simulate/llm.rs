@@ -6,12 +6,13 @@ use super::{cold_start, parse_seconds, print_done, progress_bars, Prepared, Simu
 use anyhow::{bail, Context};
 use ebb_sim::engine::EngineParams;
 use ebb_sim::llm::compare::Sizing;
-use ebb_sim::llm::compare::{compare, policies, sizing, Start};
+use ebb_sim::llm::compare::{compare, policies, sizing};
 use ebb_sim::llm::frontier::sweep;
 use ebb_sim::llm::pools::{compare_pools, pool_policies, pool_sizing};
 use ebb_sim::llm::LlmRequest;
 use ebb_sim::llm::{report, requests, LlmConfig, HOLD_TIMEOUT_SECONDS};
 use ebb_sim::tune::{against, frontier_svg, Family, Point};
+use ebb_sim::Start;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -65,13 +66,10 @@ pub(super) fn run(args: &SimulateArgs, input: Prepared) -> anyhow::Result<ExitCo
         None => None,
     };
     let size = sizing(&requests, &cfg, FIT_SHARE);
-    let (start, starts_with) = if args.start_at_zero {
-        (Start::AtZero, String::new())
-    } else {
-        (
-            Start::Warm,
-            format!("every policy starts with {} ready, ", size.initial),
-        )
+    let start = run_cfg.cluster.start;
+    let starts_with = match start {
+        Start::AtZero => String::new(),
+        Start::Warm => format!("every policy starts with {} ready, ", size.initial),
     };
     notes.push(format!(
         "engine: {} KV blocks of {} tokens, {} sequences at once, {}-token steps; one replica completes {:.2} req/s of the first half's mix saturated; {starts_with}maxReplicas {}",

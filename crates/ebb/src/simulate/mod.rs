@@ -416,7 +416,11 @@ pub(crate) fn prepare(args: &SimulateArgs) -> anyhow::Result<Prepared> {
             timeout,
             cold_start: cold_start(&args.cold_start)?,
             max_replicas: args.max_cluster_replicas,
-            start_at_zero: args.start_at_zero,
+            start: if args.start_at_zero {
+                ebb_sim::Start::AtZero
+            } else {
+                ebb_sim::Start::Warm
+            },
         },
         service: service.clone(),
         slo,
