@@ -63,7 +63,7 @@ def listed(items):
     return "; ".join(items) if items else "none"
 
 
-def whole_runs(doc):
+def whole_runs(doc, frontier_cost):
     """One run each, at the defaults (a run with its own `--policy` is not), against KPA's
     defaults; and the clairvoyant goal."""
     wins, not_wins, counted, met, missed = 0, [], 0, 0, []
@@ -82,7 +82,9 @@ def whole_runs(doc):
             wins += 1
         else:
             # `shown` reads "both meet (-0.007 pt, 0.86x)": the name before it.
-            not_wins.append(f"{name} {shown.replace('**', '')}")
+            at = frontier_cost.get(name, "not swept")
+            not_wins.append(f"{name} {shown.replace('**', '')}, where Ebb's frontier reaches "
+                            f"KPA's attainment at {at} KPA's cost")
         printed = {r["policy"]: r for r in table(body)}
         if "peak" not in printed or percent(printed["peak"]["SLO attainment"]) < TARGET:
             continue
@@ -102,8 +104,10 @@ def counts(text):
 
 
 def frontier(doc):
-    """Each trace's two readings of Ebb's SLO frontier against KPA's and HPA's."""
-    readings, behind = 0, []
+    """Each trace's two readings of Ebb's SLO frontier against KPA's and HPA's; and, by
+    trace, what Ebb's SLO family costs at KPA's default attainment, against KPA's default
+    (the cell's ratio, e.g. "0.97x")."""
+    readings, behind, ebb_cost = 0, [], {}
     for name, body in sections(part(doc, "frontier"), "#### ").items():
         rows = {r["family"]: r for r in table(body)}
         cost_key = next(k for k in rows["kpa"] if k.startswith("replica-s at"))
@@ -119,6 +123,8 @@ def frontier(doc):
             return percent(cell) if cell.endswith("%") else float("-inf")
 
         readings += 2
+        ratio = re.search(r"\(([0-9.]+x)", rows["ebb-slo"][cost_key])
+        ebb_cost[name] = ratio.group(1) if ratio else "not reached"
         cheapest = min(("kpa", "hpa"), key=cost)
         if cost("ebb-slo") > cost(cheapest):
             shown = "not reached" if cost("ebb-slo") == float("inf") else f"{cost('ebb-slo'):.0f}"
@@ -128,7 +134,7 @@ def frontier(doc):
         if reached("ebb-slo") < reached(highest):
             behind.append(f"{name} at KPA's cost (ebb-slo {rows['ebb-slo'][att_key]}, "
                           f"{highest} {rows[highest][att_key]})")
-    return readings - len(behind), readings, behind
+    return (readings - len(behind), readings, behind), ebb_cost
 
 
 def model_grid(slo_doc, varied):
@@ -160,10 +166,10 @@ def tune(doc):
 
 def standing():
     doc, slo_doc = open(RESULTS).read(), open(SLO).read()
-    (wins, runs, not_wins), (met, counted, missed) = whole_runs(doc)
+    (ahead, readings, behind), frontier_cost = frontier(doc)
+    (wins, runs, not_wins), (met, counted, missed) = whole_runs(doc, frontier_cost)
     (first, first_of), (held, held_of) = counts(part(doc, "verdicts"))[:2]
     zero, zero_of = counts(part(doc, "zero"))[0]
-    ahead, readings, behind = frontier(doc)
     poisson = model_grid(slo_doc, "service sigma")
     bursty = model_grid(slo_doc, "arrival ca^2")
     promises = tune(doc)
