@@ -276,6 +276,17 @@ fn slo_mistakes_are_named() {
             .any(|e| e.starts_with("slo.percentile: give attainment or percentile")),
         "{e:?}"
     );
+    // Both given, each still checked: every problem named at once.
+    let e = errors("maxReplicas: 20\nslo: {latency: 1s, attainment: 120%, percentile: p9x}");
+    assert_eq!(
+        e,
+        [
+            "slo.percentile: give attainment or percentile, not both",
+            "slo.attainment: must be above 0% and below 100%, got 120%",
+            "slo.percentile: must be a percentage like 99.9%, got '9x'",
+        ],
+        "{e:?}"
+    );
     let e = errors("maxReplicas: 20\nslo: {latency: 2h}");
     assert!(
         e.iter()

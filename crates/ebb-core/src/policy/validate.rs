@@ -910,11 +910,14 @@ fn attainment(
     percentile_text: &Option<String>,
 ) -> Option<f64> {
     match (attainment, percentile_text) {
-        (Some(_), Some(_)) => {
+        (Some(a), Some(p)) => {
             c.err(
                 format!("{prefix}.percentile"),
                 "give attainment or percentile, not both",
             );
+            // Each is still checked, so that one pass names every problem.
+            percent(c, &format!("{prefix}.attainment"), a);
+            percentile(c, &format!("{prefix}.percentile"), p);
             None
         }
         (Some(a), None) => Some(percent(c, &format!("{prefix}.attainment"), a)),
