@@ -215,6 +215,8 @@ def standing():
 
 
 def main():
+    # The paths are the repository's: run from anywhere.
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     check = sys.argv[1:] == ["--check"]
     if sys.argv[1:] not in ([], ["--check"]):
         sys.exit(__doc__)
