@@ -2,16 +2,18 @@
 between `<!-- NAME:start -->` and `<!-- NAME:end -->` becomes the file's content. Then the
 summary of where the SLO policy stands is computed again from the page (standing.py).
 Usage: python3 docs/results/splice.py NAME BODY_FILE [NAME BODY_FILE ...]"""
-import subprocess
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from parts import replace_part  # noqa: E402
+from standing import with_standing  # noqa: E402
 
 args = sys.argv[1:]
 if not args or len(args) % 2:
     sys.exit(__doc__)
 doc = open("docs/results.md").read()
 for name, path in zip(args[::2], args[1::2]):
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    body = open(path).read().strip("\n")
-    doc = doc[: doc.index(start) + len(start)] + "\n\n" + body + "\n\n" + doc[doc.index(end):]
-open("docs/results.md", "w").write(doc)
-subprocess.run([sys.executable, "docs/results/standing.py"], check=True)
+    doc = replace_part(doc, name, open(path).read())
+open("docs/results.md", "w").write(with_standing(doc))

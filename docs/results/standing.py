@@ -16,6 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+from parts import part, replace_part  # noqa: E402
 from verdicts import verdict  # noqa: E402
 
 RESULTS = "docs/results.md"
@@ -29,11 +30,6 @@ CLAIRVOYANT_RATIO = 1.15
 MODEL_POINTS = 0.3
 
 
-def part(doc, name):
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    return doc[doc.index(start) + len(start):doc.index(end)]
-
-
 def sections(text, marker):
     """The text under each heading that starts with `marker` (e.g. "### "), by its name."""
     found = {}
@@ -43,17 +39,22 @@ def sections(text, marker):
     return found
 
 
-def table(text):
+def table_rows(text):
     """The first markdown table in `text` (its lines from the first that starts with "|"
-    to the next blank line), as dicts by header, cells stripped."""
+    to the next blank line) as lists of cells, stripped: the header first, the separator
+    dropped."""
     text = "\n" + text
     if "\n|" not in text:
         return []
     lines = text[text.index("\n|") + 1:].split("\n\n")[0].splitlines()
-    if len(lines) < 2:
-        return []
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    return [dict(zip(cells[0], row)) for row in cells[2:]]
+    return cells[:1] + cells[2:]
+
+
+def table(text):
+    """The first markdown table in `text`, as dicts by header."""
+    header, *rows = table_rows(text) or [[]]
+    return [dict(zip(header, row)) for row in rows]
 
 
 def percent(cell):
@@ -156,9 +157,7 @@ def model_grid(slo_doc, varied):
     """Cases within MODEL_POINTS of the simulator, for the dispatch and the planner's model,
     in docs/slo.md's table whose third column is `varied` (the two models' gaps are its
     10th and 12th columns: both are headed "gap (points)")."""
-    start = slo_doc.index(f"| replicas | slots | {varied} |")
-    lines = [line for line in slo_doc[start:].split("\n\n")[0].splitlines()[2:]]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    rows = table_rows(slo_doc[slo_doc.index(f"| replicas | slots | {varied} |"):])[1:]
     dispatch = sum(abs(float(row[9])) <= MODEL_POINTS for row in rows)
     planner = sum(abs(float(row[11])) <= MODEL_POINTS for row in rows)
     return dispatch, planner, len(rows)
@@ -179,8 +178,9 @@ def tune(doc):
     return kept
 
 
-def standing():
-    doc, slo_doc = open(RESULTS).read(), open(SLO).read()
+def standing(doc):
+    """The standing part's text for `doc`, the text of docs/results.md."""
+    slo_doc = open(SLO).read()
     (ahead, readings, behind), frontier_cost = frontier(doc)
     runs = default_runs(doc)
     wins, runs_count, not_wins = against_kpa(runs, frontier_cost)
@@ -231,6 +231,11 @@ def standing():
     return "\n".join(lines)
 
 
+def with_standing(doc):
+    """`doc`, the text of docs/results.md, with its standing part computed from it."""
+    return replace_part(doc, "standing", standing(doc))
+
+
 def main():
     # The paths are the repository's: run from anywhere.
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -238,9 +243,7 @@ def main():
     if sys.argv[1:] not in ([], ["--check"]):
         sys.exit(__doc__)
     doc = open(RESULTS).read()
-    body = standing()
-    start, end = "<!-- standing:start -->", "<!-- standing:end -->"
-    new = doc[: doc.index(start) + len(start)] + "\n\n" + body + "\n\n" + doc[doc.index(end):]
+    new = with_standing(doc)
     if check:
         if new != doc:
             sys.exit("docs/results.md's standing part is not what the tables say: run "
