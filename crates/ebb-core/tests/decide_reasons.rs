@@ -1384,9 +1384,11 @@ fn slo_recurring_burst() -> Decision {
         .max(held);
     }
     // The next is due at 420 s. Long after the last one, with the cold start (20 s) still
-    // ahead of it, the replicas for it do not wait for its traffic.
+    // ahead of it, the replicas for it do not wait for its traffic: before, the quiet
+    // traffic holds two or three (two predicted at the target's edge, with the dispersion
+    // the bursts left), and then the burst's count.
     let quiet = slo_feed(&p, &mut state, &mut totals, 310, 70, 20.0, &pods(2));
-    assert!(quiet.desired_replicas <= 2, "{}", quiet.summary());
+    assert!(quiet.desired_replicas <= 3, "{}", quiet.summary());
     let d = slo_feed(&p, &mut state, &mut totals, 380, 20, 20.0, &pods(2));
     let Some(Reason::SloRecurringBurst {
         replicas,
@@ -1405,7 +1407,7 @@ fn slo_recurring_burst() -> Decision {
     assert!((lead_seconds - 21.0).abs() < 1e-9, "{lead_seconds}");
     assert!((rate - 200.0).abs() < 20.0, "{rate}");
     assert!(
-        *replicas > 2 && d.desired_replicas >= *replicas,
+        *replicas > quiet.desired_replicas + 2 && d.desired_replicas >= *replicas,
         "{}",
         d.summary()
     );

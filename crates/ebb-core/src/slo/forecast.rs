@@ -7,7 +7,9 @@
 //! - the **trend** (req/s per second) follows the level's slope with time constant
 //!   `trend_seconds`, damped towards zero beyond it when extrapolated; the planner
 //!   extrapolates only the part of it that counting noise cannot explain
-//!   ([`Forecaster::peak_within_beyond_noise`]);
+//!   ([`Forecaster::peak_within_beyond_noise`]), and it is dropped where the last seconds'
+//!   arrivals contradict it beyond counting noise ([`Forecaster::drop_contradicted_trend`]:
+//!   a step is not a trend, and Holt's level would otherwise overshoot it);
 //! - the **season** keeps one value per bucket of the period (a day by default, in 96
 //!   buckets of 15 minutes). It is learnt from the first whole period (each bucket's mean minus
 //!   the period's mean) and then updated with weight `season_weight` each time a bucket
@@ -67,6 +69,15 @@ pub struct Forecaster {
 fn is_empty<T>(v: &Arc<Vec<T>>) -> bool {
     v.is_empty()
 }
+
+/// Standard errors of counting noise by which the recent arrivals must contradict the trend
+/// for [`Forecaster::drop_contradicted_trend`] to drop it: the planner's own test for a jump
+/// (`Tuning::jump_threshold`'s default).
+pub const CONTRADICTING_ERRORS: f64 = 3.0;
+
+/// Requests the recent window must hold for that test to mean anything: a sparse stream's
+/// single arrival is no evidence against a trend (`Tuning::jump_requests`' default).
+pub const CONTRADICTING_REQUESTS: f64 = 5.0;
 
 /// The longest the level's time constant gets, seconds.
 const MAX_LEVEL_SECONDS: f64 = 3600.0;
@@ -182,6 +193,31 @@ impl Forecaster {
         self.learning = Arc::default();
         // The level carried the season so far: take it out from here on.
         self.level = mean.max(0.0);
+    }
+
+    /// Drops the trend where the arrivals of the last seconds contradict it: a falling trend
+    /// with `recent` (a rate over `window_seconds`) above the level by more than
+    /// [`CONTRADICTING_ERRORS`] standard errors of counting noise, or a rising one with
+    /// `recent` as far below it. Holt's level overshoots a step: after one from 200 to 20
+    /// req/s (level 10 s, trend 30 s) the trend it learnt on the way down carried the level
+    /// to nothing within 40 s and kept it under 10 req/s for a minute more while the traffic
+    /// held at 20, and past the top of a step up it rose 10% above the traffic. On a steady
+    /// ramp the level keeps up with the traffic and a short window's rate trails it, so
+    /// neither test fires there.
+    pub fn drop_contradicted_trend(&mut self, recent: f64, window_seconds: f64, s: &Smoothing) {
+        if self.trend == 0.0 || self.at.is_none() {
+            return;
+        }
+        let level = self.at_horizon(0.0, s);
+        if level.max(recent) * window_seconds < CONTRADICTING_REQUESTS {
+            return;
+        }
+        let margin = CONTRADICTING_ERRORS * (level / window_seconds).sqrt();
+        let falling_below = self.trend < 0.0 && recent > level + margin;
+        let rising_above = self.trend > 0.0 && recent < level - margin;
+        if falling_below || rising_above {
+            self.trend = 0.0;
+        }
     }
 
     /// The forecast rate `h` seconds after the last sample (never negative); the trend is
@@ -326,7 +362,12 @@ mod tests {
     }
 
     /// Poisson counts by inversion, from a small xorshift generator (no `rand` here).
-    fn poisson_counts(rate: f64, seconds: usize, mut seed: u64) -> Vec<f64> {
+    fn poisson_counts(rate: f64, seconds: usize, seed: u64) -> Vec<f64> {
+        poisson_path(|_| rate, seconds, seed)
+    }
+
+    /// The same with the rate of second `t` given by `rate(t)`.
+    fn poisson_path(rate: impl Fn(usize) -> f64, seconds: usize, mut seed: u64) -> Vec<f64> {
         let mut uniform = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -334,7 +375,8 @@ mod tests {
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
         (0..seconds)
-            .map(|_| {
+            .map(|t| {
+                let rate = rate(t);
                 let (mut k, mut p, mut cdf, u) = (0.0, (-rate).exp(), 0.0, uniform());
                 loop {
                     cdf += p;
@@ -406,6 +448,60 @@ mod tests {
         let beyond = f.peak_within_beyond_noise(20.0, &s);
         assert!(beyond > now + 15.0, "{now} -> {beyond}");
         assert!(beyond >= 0.9 * f.peak_within(20.0, &s));
+    }
+
+    /// The level and trend after each of `counts` (one a second), with the trend checked
+    /// against a 2 s short rate as `SloState::observe` does, or not at all.
+    fn follow(counts: &[f64], checked: bool) -> Vec<(f64, f64)> {
+        let s = smoothing(0.0);
+        let (mut f, mut short) = (Forecaster::default(), counts[0]);
+        let weight = 1.0 - (-0.5f64).exp();
+        let mut path = Vec::new();
+        for (t, &count) in counts.iter().enumerate() {
+            f.observe(count, Time::from_secs(t as i64), 1.0, &s);
+            short += weight * (count - short);
+            if checked {
+                f.drop_contradicted_trend(short, 4.0, &s);
+            }
+            path.push((f.at_horizon(0.0, &s), f.trend));
+        }
+        path
+    }
+
+    #[test]
+    fn a_step_down_does_not_carry_the_level_below_the_traffic() {
+        // 20 req/s, 200 for 40 s, then 20 again for three minutes.
+        let mut counts = poisson_counts(20.0, 20, 3);
+        counts.extend(poisson_counts(200.0, 40, 4));
+        counts.extend(poisson_counts(20.0, 180, 5));
+        let lowest = |path: &[(f64, f64)]| path[90..].iter().map(|p| p.0).fold(f64::MAX, f64::min);
+        let plain = lowest(&follow(&counts, false));
+        let checked = lowest(&follow(&counts, true));
+        assert!(plain < 5.0, "Holt alone falls to {plain}");
+        assert!(checked > 12.0, "checked, the level falls to {checked}");
+        // And past the top of the step up it stays near 200.
+        let highest = follow(&counts, true)[20..60]
+            .iter()
+            .map(|p| p.0)
+            .fold(0.0, f64::max);
+        assert!(highest < 215.0, "{highest}");
+    }
+
+    #[test]
+    fn a_steady_ramp_keeps_its_trend() {
+        // From 20 to 620 req/s over five minutes, and a slow fall from 300 to 30.
+        for (from, slope) in [(20.0, 2.0), (300.0, -0.9)] {
+            let counts = poisson_path(|t| from + slope * t as f64, 300, 11);
+            let (plain, checked) = (follow(&counts, false), follow(&counts, true));
+            let (end_plain, end_checked) = (plain[299], checked[299]);
+            assert!(
+                (end_checked.1 - slope).abs() < 0.25 * slope.abs(),
+                "{slope}: trend {} at the end, {} unchecked",
+                end_checked.1,
+                end_plain.1
+            );
+            assert!((end_checked.0 - end_plain.0).abs() < 0.03 * end_plain.0);
+        }
     }
 
     #[test]
