@@ -11,7 +11,8 @@ pub struct Tuning {
     pub level_seconds: f64,
     /// Requests the level averages over at least (see `slo::forecast::Smoothing::level_requests`).
     pub level_requests: f64,
-    /// Requests the short window must hold before a jump counts.
+    /// Requests the short window must hold before a jump counts (or a trend is dropped as
+    /// contradicted: `slo::forecast::Forecaster::drop_contradicted_trend`).
     pub jump_requests: f64,
     /// Time constant of the rate trend, seconds.
     pub trend_seconds: f64,
@@ -19,7 +20,9 @@ pub struct Tuning {
     pub season_weight: f64,
     /// Standard errors of the level's estimate added to the planned rate.
     pub rate_margin: f64,
-    /// Standard errors by which the short-window rate must exceed the level to count as a jump.
+    /// Standard errors by which the short-window rate must exceed the level to count as a jump,
+    /// and by which it must stand on the far side of the level from the trend for the trend to
+    /// be dropped.
     pub jump_threshold: f64,
     /// Standard deviations of the measured cold start added to its mean for the horizon.
     pub cold_start_spread: f64,

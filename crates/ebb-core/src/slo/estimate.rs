@@ -499,8 +499,6 @@ impl SloState {
         self.count_variance += weight * (residual * residual / dt - self.count_variance);
         let short = 1.0 - (-dt / SHORT_RATE_SECONDS).exp();
         self.short_rate += short * (rate - self.short_rate);
-        self.forecast
-            .drop_contradicted_trend(self.short_rate, 2.0 * SHORT_RATE_SECONDS, smoothing);
         let saturated = self.last_overloaded && sample.in_flight > slots && slots > 0.0;
         let drained = self.track_backlog(&last, sample, slots);
         if drained && self.service_provisional {

@@ -70,14 +70,16 @@ fn is_empty<T>(v: &Arc<Vec<T>>) -> bool {
     v.is_empty()
 }
 
-/// Standard errors of counting noise by which the recent arrivals must contradict the trend
-/// for [`Forecaster::drop_contradicted_trend`] to drop it: the planner's own test for a jump
-/// (`Tuning::jump_threshold`'s default).
-pub const CONTRADICTING_ERRORS: f64 = 3.0;
-
-/// Requests the recent window must hold for that test to mean anything: a sparse stream's
-/// single arrival is no evidence against a trend (`Tuning::jump_requests`' default).
-pub const CONTRADICTING_REQUESTS: f64 = 5.0;
+/// When a short window's rate differs from the level by more than counting noise explains:
+/// the planner's jump test (`Tuning::jump_threshold`, `Tuning::jump_requests`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseTest {
+    /// Standard errors of counting noise the difference must exceed.
+    pub standard_errors: f64,
+    /// Requests the window must hold for the test to mean anything: a sparse stream's single
+    /// arrival is no evidence.
+    pub least_requests: f64,
+}
 
 /// The longest the level's time constant gets, seconds.
 const MAX_LEVEL_SECONDS: f64 = 3600.0;
@@ -196,23 +198,29 @@ impl Forecaster {
     }
 
     /// Drops the trend where the arrivals of the last seconds contradict it: a falling trend
-    /// with `recent` (a rate over `window_seconds`) above the level by more than
-    /// [`CONTRADICTING_ERRORS`] standard errors of counting noise, or a rising one with
-    /// `recent` as far below it. Holt's level overshoots a step: after one from 200 to 20
+    /// with `recent` (a rate over `window_seconds`) above the level by more than `test`'s
+    /// standard errors of counting noise, or a rising one with `recent` as far below it;
+    /// the planner's test for a jump, from either side. Holt's level overshoots a step: after one from 200 to 20
     /// req/s (level 10 s, trend 30 s) the trend it learnt on the way down carried the level
     /// to nothing within 40 s and kept it under 10 req/s for a minute more while the traffic
     /// held at 20, and past the top of a step up it rose 10% above the traffic. On a steady
     /// ramp the level keeps up with the traffic and a short window's rate trails it, so
     /// neither test fires there.
-    pub fn drop_contradicted_trend(&mut self, recent: f64, window_seconds: f64, s: &Smoothing) {
+    pub fn drop_contradicted_trend(
+        &mut self,
+        recent: f64,
+        window_seconds: f64,
+        test: NoiseTest,
+        s: &Smoothing,
+    ) {
         if self.trend == 0.0 || self.at.is_none() {
             return;
         }
         let level = self.at_horizon(0.0, s);
-        if level.max(recent) * window_seconds < CONTRADICTING_REQUESTS {
+        if level.max(recent) * window_seconds < test.least_requests {
             return;
         }
-        let margin = CONTRADICTING_ERRORS * (level / window_seconds).sqrt();
+        let margin = test.standard_errors * (level / window_seconds).sqrt();
         let falling_below = self.trend < 0.0 && recent > level + margin;
         let rising_above = self.trend > 0.0 && recent < level - margin;
         if falling_below || rising_above {
@@ -451,7 +459,7 @@ mod tests {
     }
 
     /// The level and trend after each of `counts` (one a second), with the trend checked
-    /// against a 2 s short rate as `SloState::observe` does, or not at all.
+    /// against a 2 s short rate as the planner does (its default jump test), or not at all.
     fn follow(counts: &[f64], checked: bool) -> Vec<(f64, f64)> {
         let s = smoothing(0.0);
         let (mut f, mut short) = (Forecaster::default(), counts[0]);
@@ -461,7 +469,12 @@ mod tests {
             f.observe(count, Time::from_secs(t as i64), 1.0, &s);
             short += weight * (count - short);
             if checked {
-                f.drop_contradicted_trend(short, 4.0, &s);
+                let tuning = crate::policy::Tuning::default();
+                let test = NoiseTest {
+                    standard_errors: tuning.jump_threshold,
+                    least_requests: tuning.jump_requests,
+                };
+                f.drop_contradicted_trend(short, 4.0, test, &s);
             }
             path.push((f.at_horizon(0.0, &s), f.trend));
         }

@@ -2,7 +2,7 @@
 //! start, size with the queueing model, keep replicas through dips shorter than a cold start.
 
 use super::estimate::SloState;
-use super::forecast::Smoothing;
+use super::forecast::{NoiseTest, Smoothing};
 use super::idle::IdleCost;
 use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid};
 use super::recurrence::Due;
@@ -356,6 +356,16 @@ pub fn plan(
             f64::from(ready) * f64::from(slo.slots_per_replica),
         )
         .unwrap_or(0.0);
+    let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
+    let jump_test = NoiseTest {
+        standard_errors: tuning.jump_threshold,
+        least_requests: tuning.jump_requests,
+    };
+    // A step is not a trend: the jump test, from either side of the level, drops one the
+    // last seconds contradict.
+    state
+        .forecast
+        .drop_contradicted_trend(state.short_rate, short_window, jump_test, &smoothing);
     if state.forecast.at.is_none() {
         return Plan::Missing("not enough traffic samples yet for the SLO model".into());
     }
@@ -370,10 +380,9 @@ pub fn plan(
     let standard_error =
         |rate: f64, seconds: f64, dispersion: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
     let noise = |rate: f64, seconds: f64| standard_error(rate, seconds, dispersion);
-    let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
     let above = |from: f64, standard_error: f64| {
-        state.short_rate * short_window >= tuning.jump_requests
-            && state.short_rate > from + tuning.jump_threshold * standard_error
+        state.short_rate * short_window >= jump_test.least_requests
+            && state.short_rate > from + jump_test.standard_errors * standard_error
     };
     // A jump to plan for is judged against counting noise alone: the clumps that make counts
     // overdispersed are the traffic the jump path is for. A recurring burst's onset is judged
