@@ -4,7 +4,7 @@
 //! cluster's replicas. Time is `f64` seconds since the start of the run.
 
 use ebb_core::Policy;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -283,6 +283,15 @@ pub struct Cluster {
     replica_area: f64,
     replica_last: f64,
     scale_events: u64,
+    /// Where set, each cold start is drawn from its own stream, keyed by this seed, the
+    /// second it begins in and its place among that second's starts: common random numbers,
+    /// so two runs (two policies, or one policy before and after a change) that start a
+    /// replica in the same second draw the same cold start, whatever they started before.
+    /// Drawn in order from one generator, one start more or fewer early in a run shifted
+    /// every later draw, and moved whole runs by hundredths of a point.
+    cold_seed: Option<u64>,
+    /// The second of the last start and how many began in it.
+    starts_in_second: (i64, u64),
 }
 
 impl Cluster {
@@ -305,6 +314,8 @@ impl Cluster {
             replica_area: 0.0,
             replica_last: 0.0,
             scale_events: 0,
+            cold_seed: None,
+            starts_in_second: (i64::MIN, 0),
         };
         for _ in 0..initial {
             let idx = c.add_replica(0.0, 0.0);
@@ -622,6 +633,28 @@ impl Cluster {
         }
     }
 
+    /// Draws every cold start from a stream keyed by `seed`, the second it begins in and its
+    /// place among that second's starts, not from the caller's generator in order.
+    pub fn key_cold_starts(&mut self, seed: u64) {
+        self.cold_seed = Some(seed);
+    }
+
+    /// A cold start for a replica started at `now`.
+    fn draw_cold_start<R: Rng>(&mut self, now: f64, rng: &mut R) -> f64 {
+        let Some(seed) = self.cold_seed else {
+            return self.config.cold_start.sample(rng);
+        };
+        let second = now.floor() as i64;
+        let (last, count) = self.starts_in_second;
+        let place = if last == second { count } else { 0 };
+        self.starts_in_second = (second, place + 1);
+        let key = seed
+            ^ (second as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ place.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        let mut stream = rand_pcg::Pcg64Mcg::seed_from_u64(key);
+        self.config.cold_start.sample(&mut stream)
+    }
+
     /// Scales to `desired` replicas at `now`: new replicas start (within the cluster cap);
     /// on scale-in `victims` (replica ids, best first) go first, then starting replicas, then
     /// the least busy. Returns the replica count after the change.
@@ -642,7 +675,7 @@ impl Cluster {
             let add = (desired - current).min(cap);
             for _ in 0..add {
                 let delay = cold_start
-                    .unwrap_or_else(|| self.config.cold_start.sample(rng))
+                    .unwrap_or_else(|| self.draw_cold_start(now, rng))
                     .max(0.0);
                 let idx = self.add_replica(now, now + delay);
                 // Even an instant start goes through a Ready event, so that requests waiting
@@ -700,6 +733,36 @@ impl Cluster {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// Two runs that start a replica in the same second, as the same start of that second,
+    /// draw the same cold start, whatever either started before; another second or another
+    /// place in it draws another.
+    #[test]
+    fn keyed_cold_starts_do_not_depend_on_the_starts_before() {
+        let config = || ClusterConfig {
+            cold_start: ColdStart::LogNormal {
+                median: 20.0,
+                sigma: 0.4,
+            },
+            ..ClusterConfig::default()
+        };
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        let (mut quiet, mut busy) = (Cluster::new(config(), 0), Cluster::new(config(), 0));
+        quiet.key_cold_starts(7);
+        busy.key_cold_starts(7);
+        for at in [3.0, 5.5, 5.9, 9.0] {
+            busy.draw_cold_start(at, &mut rng);
+        }
+        let draws = |c: &mut Cluster, rng: &mut rand_pcg::Pcg64Mcg| {
+            [10.2, 10.7, 12.0].map(|at| c.draw_cold_start(at, rng))
+        };
+        let (a, b) = (draws(&mut quiet, &mut rng), draws(&mut busy, &mut rng));
+        assert_eq!(a, b);
+        assert!(a[0] != a[1] && a[0] != a[2], "{a:?}");
+        let mut other = Cluster::new(config(), 0);
+        other.key_cold_starts(8);
+        assert_ne!(draws(&mut other, &mut rng), a);
+    }
 
     /// 200 requests held while the fleet is at zero; one replica of 4 slots and a 64-request
     /// queue becomes ready after 5 s. It takes 68 at once; the other 132 follow as slots

@@ -62,6 +62,7 @@ pub fn run_policy(
     let duration = workload.duration().max(1.0);
     let mut cluster = Cluster::new(cfg.cluster.clone(), scaler.initial_replicas());
     cluster.count_within(cfg.slo);
+    cluster.key_cold_starts(cfg.seed ^ 0x5eed_c01d);
     let mut rec = Recorder::new(cfg.slo, cfg.bucket, duration);
     let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
     let scrape_every = scaler.scrape_interval();
