@@ -200,9 +200,9 @@ impl Forecaster {
     /// Drops the trend where the arrivals of the last seconds contradict it: a falling trend
     /// with `recent` (a rate over `window_seconds`) above the level by more than `test`'s
     /// standard errors of counting noise, or a rising one with `recent` as far below it;
-    /// the planner's test for a jump, from either side. Holt's level overshoots a step: after one from 200 to 20
-    /// req/s (level 10 s, trend 30 s) the trend it learnt on the way down carried the level
-    /// to nothing within 40 s and kept it under 10 req/s for a minute more while the traffic
+    /// the planner's test for a jump, from either side. Holt's level overshoots a step:
+    /// after one from 200 to 20 req/s (level 10 s, trend 30 s) the trend it learnt on the
+    /// way down carried the level to nothing within 40 s and kept it under 10 req/s for a minute more while the traffic
     /// held at 20, and past the top of a step up it rose 10% above the traffic. On a steady
     /// ramp the level keeps up with the traffic and a short window's rate trails it, so
     /// neither test fires there.
@@ -464,16 +464,12 @@ mod tests {
         let s = smoothing(0.0);
         let (mut f, mut short) = (Forecaster::default(), counts[0]);
         let weight = 1.0 - (-0.5f64).exp();
+        let test = crate::policy::Tuning::default().jump_test();
         let mut path = Vec::new();
         for (t, &count) in counts.iter().enumerate() {
             f.observe(count, Time::from_secs(t as i64), 1.0, &s);
             short += weight * (count - short);
             if checked {
-                let tuning = crate::policy::Tuning::default();
-                let test = NoiseTest {
-                    standard_errors: tuning.jump_threshold,
-                    least_requests: tuning.jump_requests,
-                };
                 f.drop_contradicted_trend(short, 4.0, test, &s);
             }
             path.push((f.at_horizon(0.0, &s), f.trend));
