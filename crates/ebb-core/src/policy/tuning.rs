@@ -98,15 +98,6 @@ impl Default for Tuning {
 }
 
 impl Tuning {
-    /// The jump test (`jump_threshold`, `jump_requests`), which the planner also uses to
-    /// drop a trend the last seconds contradict.
-    pub fn jump_test(&self) -> crate::slo::forecast::NoiseTest {
-        crate::slo::forecast::NoiseTest {
-            standard_errors: self.jump_threshold,
-            least_requests: self.jump_requests,
-        }
-    }
-
     /// Applies `name=value` pairs separated by commas (for `ebb simulate --slo-tuning` and
     /// `ebb tune`'s search).
     pub fn parse(mut self, text: &str) -> Result<Tuning, String> {

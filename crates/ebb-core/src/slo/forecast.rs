@@ -81,6 +81,17 @@ pub struct NoiseTest {
     pub least_requests: f64,
 }
 
+impl NoiseTest {
+    /// The planner's jump test (`Tuning::jump_threshold`, `Tuning::jump_requests`), which
+    /// also drops a trend the last seconds contradict.
+    pub fn jump(tuning: &crate::policy::Tuning) -> NoiseTest {
+        NoiseTest {
+            standard_errors: tuning.jump_threshold,
+            least_requests: tuning.jump_requests,
+        }
+    }
+}
+
 /// The longest the level's time constant gets, seconds.
 const MAX_LEVEL_SECONDS: f64 = 3600.0;
 
@@ -464,7 +475,7 @@ mod tests {
         let s = smoothing(0.0);
         let (mut f, mut short) = (Forecaster::default(), counts[0]);
         let weight = 1.0 - (-0.5f64).exp();
-        let test = crate::policy::Tuning::default().jump_test();
+        let test = NoiseTest::jump(&crate::policy::Tuning::default());
         let mut path = Vec::new();
         for (t, &count) in counts.iter().enumerate() {
             f.observe(count, Time::from_secs(t as i64), 1.0, &s);

@@ -2,7 +2,7 @@
 //! start, size with the queueing model, keep replicas through dips shorter than a cold start.
 
 use super::estimate::SloState;
-use super::forecast::Smoothing;
+use super::forecast::{NoiseTest, Smoothing};
 use super::idle::IdleCost;
 use super::queueing::{replicas_for_cached, scv_for_within, service_within, Load, PenaltyGrid};
 use super::recurrence::Due;
@@ -357,7 +357,7 @@ pub fn plan(
         )
         .unwrap_or(0.0);
     let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
-    let jump_test = tuning.jump_test();
+    let jump_test = NoiseTest::jump(tuning);
     // A step is not a trend: the jump test, from either side of the level, drops one the
     // last seconds contradict.
     state
