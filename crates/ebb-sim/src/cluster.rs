@@ -283,20 +283,23 @@ pub struct Cluster {
     replica_area: f64,
     replica_last: f64,
     scale_events: u64,
-    /// Where set, each cold start is drawn from its own stream, keyed by this seed, the
-    /// second it begins in and its place among that second's starts: common random numbers,
-    /// so two runs (two policies, or one policy before and after a change) that start a
-    /// replica in the same second draw the same cold start, whatever they started before.
-    /// Drawn in order from one generator, one start more or fewer early in a run shifted
-    /// every later draw, and moved whole runs by hundredths of a point.
-    cold_seed: Option<u64>,
+    /// Each cold start is drawn from its own stream, keyed by this seed, the second it begins
+    /// in and its place among that second's starts: common random numbers, so two runs (two
+    /// policies, or one policy before and after a change) that start a replica in the same
+    /// second draw the same cold start, whatever they started before. Drawn in order from one
+    /// generator, one start more or fewer early in a run shifted every later draw, and moved
+    /// whole runs by hundredths of a point.
+    cold_seed: u64,
     /// The second of the last start and how many began in it.
     starts_in_second: (i64, u64),
 }
 
 impl Cluster {
     /// A cluster with `initial` replicas ready at time zero.
-    pub fn new(config: ClusterConfig, initial: u32) -> Cluster {
+    /// A cluster of `initial` ready replicas whose cold starts are drawn from streams keyed by
+    /// `cold_start_seed` (see [`Cluster::draw_cold_start`]): runs with the same seed meet the
+    /// same cold starts in the same seconds, whatever each started before.
+    pub fn new(config: ClusterConfig, initial: u32, cold_start_seed: u64) -> Cluster {
         let mut c = Cluster {
             config,
             replicas: Vec::new(),
@@ -314,7 +317,7 @@ impl Cluster {
             replica_area: 0.0,
             replica_last: 0.0,
             scale_events: 0,
-            cold_seed: None,
+            cold_seed: cold_start_seed,
             starts_in_second: (i64::MIN, 0),
         };
         for _ in 0..initial {
@@ -633,17 +636,12 @@ impl Cluster {
         }
     }
 
-    /// Draws every cold start from a stream keyed by `seed`, the second it begins in and its
-    /// place among that second's starts, not from the caller's generator in order.
-    pub fn key_cold_starts(&mut self, seed: u64) {
-        self.cold_seed = Some(seed);
-    }
-
-    /// A cold start for a replica started at `now`.
-    fn draw_cold_start<R: Rng>(&mut self, now: f64, rng: &mut R) -> f64 {
-        let Some(seed) = self.cold_seed else {
-            return self.config.cold_start.sample(rng);
-        };
+    /// A cold start for a replica started at `now`, from a stream keyed by the cluster's seed,
+    /// the second it begins in and its place among that second's starts (common random
+    /// numbers): one start more early in a run does not redraw every later one, and every
+    /// policy run with the same seed meets the same luck.
+    fn draw_cold_start(&mut self, now: f64) -> f64 {
+        let seed = self.cold_seed;
         let second = now.floor() as i64;
         let (last, count) = self.starts_in_second;
         let place = if last == second { count } else { 0 };
@@ -658,13 +656,12 @@ impl Cluster {
     /// Scales to `desired` replicas at `now`: new replicas start (within the cluster cap);
     /// on scale-in `victims` (replica ids, best first) go first, then starting replicas, then
     /// the least busy. Returns the replica count after the change.
-    pub fn scale_to<R: Rng>(
+    pub fn scale_to(
         &mut self,
         desired: u32,
         victims: &[u32],
         now: f64,
         cold_start: Option<f64>,
-        rng: &mut R,
     ) -> u32 {
         let current = self.current_replicas();
         if desired > current {
@@ -675,7 +672,7 @@ impl Cluster {
             let add = (desired - current).min(cap);
             for _ in 0..add {
                 let delay = cold_start
-                    .unwrap_or_else(|| self.draw_cold_start(now, rng))
+                    .unwrap_or_else(|| self.draw_cold_start(now))
                     .max(0.0);
                 let idx = self.add_replica(now, now + delay);
                 // Even an instant start goes through a Ready event, so that requests waiting
@@ -732,7 +729,6 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     /// Two runs that start a replica in the same second, as the same start of that second,
     /// draw the same cold start, whatever either started before; another second or another
@@ -746,22 +742,15 @@ mod tests {
             },
             ..ClusterConfig::default()
         };
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-        let (mut quiet, mut busy) = (Cluster::new(config(), 0), Cluster::new(config(), 0));
-        quiet.key_cold_starts(7);
-        busy.key_cold_starts(7);
+        let (mut quiet, mut busy) = (Cluster::new(config(), 0, 7), Cluster::new(config(), 0, 7));
         for at in [3.0, 5.5, 5.9, 9.0] {
-            busy.draw_cold_start(at, &mut rng);
+            busy.draw_cold_start(at);
         }
-        let draws = |c: &mut Cluster, rng: &mut rand_pcg::Pcg64Mcg| {
-            [10.2, 10.7, 12.0].map(|at| c.draw_cold_start(at, rng))
-        };
-        let (a, b) = (draws(&mut quiet, &mut rng), draws(&mut busy, &mut rng));
+        let draws = |c: &mut Cluster| [10.2, 10.7, 12.0].map(|at| c.draw_cold_start(at));
+        let (a, b) = (draws(&mut quiet), draws(&mut busy));
         assert_eq!(a, b);
         assert!(a[0] != a[1] && a[0] != a[2], "{a:?}");
-        let mut other = Cluster::new(config(), 0);
-        other.key_cold_starts(8);
-        assert_ne!(draws(&mut other, &mut rng), a);
+        assert_ne!(draws(&mut Cluster::new(config(), 0, 8)), a);
     }
 
     /// 200 requests held while the fleet is at zero; one replica of 4 slots and a 64-request
@@ -774,14 +763,13 @@ mod tests {
             timeout: 10.0,
             ..ClusterConfig::default()
         };
-        let mut cluster = Cluster::new(config, 0);
+        let mut cluster = Cluster::new(config, 0, 1);
         let mut outcomes: Vec<(f64, Outcome)> = Vec::new();
         let mut record = |at: f64, o: Outcome| outcomes.push((at, o));
         for i in 0..200 {
             cluster.arrive(f64::from(i) * 0.001, 0.1, &mut record);
         }
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-        cluster.scale_to(1, &[], 0.2, Some(4.8), &mut rng);
+        cluster.scale_to(1, &[], 0.2, Some(4.8));
         cluster.advance(5.5, &mut record);
         cluster.arrive(5.5, 0.1, &mut record);
         cluster.advance(60.0, &mut record);
@@ -817,7 +805,7 @@ mod tests {
             queue_per_replica: 2,
             ..ClusterConfig::default()
         };
-        let mut cluster = Cluster::new(config, 1);
+        let mut cluster = Cluster::new(config, 1, 1);
         cluster.count_within(0.5);
         let mut outcomes: Vec<Outcome> = Vec::new();
         let mut record = |_: f64, o: Outcome| outcomes.push(o);
@@ -852,7 +840,7 @@ mod tests {
             slots: 1,
             ..ClusterConfig::default()
         };
-        let mut cluster = Cluster::new(config.clone(), 1);
+        let mut cluster = Cluster::new(config.clone(), 1, 1);
         let mut ignore = |_: f64, _: Outcome| {};
         for _ in 0..3 {
             cluster.arrive(0.0, 1.0, &mut ignore);
@@ -865,10 +853,9 @@ mod tests {
         }
         assert_eq!(counted, [(1.0, 1.0); 3]);
 
-        let mut cold = Cluster::new(config, 0);
+        let mut cold = Cluster::new(config, 0, 1);
         cold.arrive(0.0, 1.0, &mut ignore);
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-        cold.scale_to(1, &[], 0.0, Some(5.0), &mut rng);
+        cold.scale_to(1, &[], 0.0, Some(5.0));
         cold.advance(10.0, &mut ignore);
         assert_eq!((cold.service.requests, cold.service.seconds), (1.0, 1.0));
     }

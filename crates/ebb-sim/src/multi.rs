@@ -22,7 +22,7 @@ use crate::compare::{hpa_policy, HPA_DEPLOYMENT, TARGET_UTILIZATION};
 use crate::fleet::Fleet;
 use crate::observe::Pipeline;
 use crate::record::{PolicyResult, Recorder};
-use crate::run::RunConfig;
+use crate::run::{cold_start_seed, RunConfig};
 use crate::workload::Workload;
 use ebb_core::placement::{lower_bound, plan_with, ModelDemand, Move, PlanOptions, ServerKind};
 use ebb_core::Policy;
@@ -429,7 +429,13 @@ impl<'a> MultiRun<'a> {
                 } else {
                     0
                 };
-                let mut cluster = Cluster::new(cfg.run.cluster.clone(), initial);
+                // Every start here is given its cold start (drawn with the server's start
+                // below), so the cluster's own keyed draws are never used.
+                let mut cluster = Cluster::new(
+                    cfg.run.cluster.clone(),
+                    initial,
+                    cold_start_seed(cfg.run.seed),
+                );
                 cluster.count_within(cfg.run.slo);
                 ModelSim {
                     cluster,
@@ -863,13 +869,12 @@ fn apply_one_per_model(
                 let delay = cfg.server_start.sample(rng) + cfg.run.cluster.cold_start.sample(rng);
                 let current = sim.cluster.current_replicas();
                 sim.cluster
-                    .scale_to(current + 1, &[], now, Some(delay.max(0.0)), rng);
+                    .scale_to(current + 1, &[], now, Some(delay.max(0.0)));
                 existing += 1;
                 started += 1;
             }
         } else {
-            sim.cluster
-                .scale_to(cmd.desired, &cmd.victims, now, None, rng);
+            sim.cluster.scale_to(cmd.desired, &cmd.victims, now, None);
         }
         let to = sim.cluster.current_replicas();
         sim.scaler.applied(from, to, now);
@@ -977,7 +982,7 @@ fn apply_plan(
         for ready in &added {
             let current = sim.cluster.current_replicas();
             sim.cluster
-                .scale_to(current + 1, &[], now, Some(*ready - now), rng);
+                .scale_to(current + 1, &[], now, Some(*ready - now));
         }
         if removed > 0 {
             let to = from.saturating_sub(removed);
@@ -985,7 +990,7 @@ fn apply_plan(
                 .as_ref()
                 .map(|c| c.victims.clone())
                 .unwrap_or_default();
-            sim.cluster.scale_to(to, &victims, now, None, rng);
+            sim.cluster.scale_to(to, &victims, now, None);
         }
         let to = sim.cluster.current_replicas();
         debug_assert_eq!(to as usize, fleet.copies_of(m), "model {m}");

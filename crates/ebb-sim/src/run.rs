@@ -6,8 +6,6 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::record::{PolicyResult, Recorder};
 use crate::service::ServiceTime;
 use crate::workload::Workload;
-use rand::SeedableRng;
-use rand_pcg::Pcg64Mcg;
 
 /// What every policy in a comparison shares.
 #[derive(Debug, Clone)]
@@ -26,12 +24,19 @@ pub struct RunConfig {
     pub gpus_per_replica: f64,
 }
 
-/// A seed of the policy's own from its name, so that each policy's cold starts are drawn the
-/// same way in every run of it.
+/// A seed of the policy's own from its name, so that each policy's draws in the LLM fleet
+/// simulators are the same in every run of it. (Request-level clusters draw cold starts from
+/// [`cold_start_seed`], the same for every policy.)
 pub(crate) fn name_seed(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// The key of a request-level cluster's cold starts in a run with `seed`: the same for every
+/// policy, apart from the arrivals' and service times' streams.
+pub(crate) fn cold_start_seed(seed: u64) -> u64 {
+    seed ^ 0x5eed_c01d
 }
 
 /// The first scrape and the first decision of a policy that scrapes every `scrape_interval`
@@ -60,11 +65,13 @@ pub fn run_policy(
     progress: &mut dyn FnMut(f64),
 ) -> PolicyResult {
     let duration = workload.duration().max(1.0);
-    let mut cluster = Cluster::new(cfg.cluster.clone(), scaler.initial_replicas());
+    let mut cluster = Cluster::new(
+        cfg.cluster.clone(),
+        scaler.initial_replicas(),
+        cold_start_seed(cfg.seed),
+    );
     cluster.count_within(cfg.slo);
-    cluster.key_cold_starts(cfg.seed ^ 0x5eed_c01d);
     let mut rec = Recorder::new(cfg.slo, cfg.bucket, duration);
-    let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed ^ name_seed(scaler.name()));
     let scrape_every = scaler.scrape_interval();
     let sync_every = scaler.sync_period();
     let (mut next_scrape, mut next_sync) =
@@ -104,13 +111,8 @@ pub fn run_policy(
         if next_sync <= t {
             if let Some(cmd) = scaler.decide(&cluster, t) {
                 let from = cluster.current_replicas();
-                let to = cluster.scale_to(
-                    cmd.desired,
-                    &cmd.victims,
-                    t,
-                    scaler.cold_start_override(),
-                    &mut rng,
-                );
+                let to =
+                    cluster.scale_to(cmd.desired, &cmd.victims, t, scaler.cold_start_override());
                 scaler.applied(from, to, t);
                 if from != to {
                     scale_log.push((t, from, to, cmd.reasons));
