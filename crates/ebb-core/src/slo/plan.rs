@@ -50,9 +50,21 @@ fn smoothing(tuning: &Tuning, slo: &Slo, state: &SloState) -> Smoothing {
 struct Sized {
     load: Load,
     model: Model,
+    /// The attainment planned for: the SLO's, or what service times alone allow less the
+    /// least waiting budget (`Tuning::min_wait_budget`).
     target: f64,
+    /// The fewest replicas the model predicts reach `target`, and its prediction there.
     needed: u32,
+    predicted: f64,
     max_replicas: u32,
+    /// The share of service times within the SLO with no wait at all.
+    within: f64,
+    /// What waiting may add to the misses.
+    budget: f64,
+    /// Requests queued beyond the ready slots that the rate drains over the lead.
+    queued: f64,
+    /// Whether the service times' shape was fitted to a counted share within the latency.
+    counted_shape: bool,
 }
 
 /// Replicas for a recurring burst due within `lead` seconds (`None`: none is due). The
@@ -318,7 +330,9 @@ fn before_any_answer(
     }
 }
 
-/// Plans replicas for `slo` from the observation, advancing the estimates in `state`.
+/// Plans replicas for `slo` from the observation, advancing the estimates in `state`: the
+/// traffic observed, the rate planned over the cold start, the load sized with the queueing
+/// model, the count kept, hedged or silenced, and the reasons with the model's numbers.
 pub fn plan(
     slo: &Slo,
     tuning: &Tuning,
@@ -328,7 +342,6 @@ pub fn plan(
     now: Time,
     stale_after_ms: i64,
 ) -> Plan {
-    let max_replicas = range.max_replicas;
     let smoothing = smoothing(tuning, slo, state);
     state.observe_pods(&obs.pods, now);
     let Some(sample) = obs
@@ -339,6 +352,84 @@ pub fn plan(
         return Plan::Missing("no fresh traffic sample for the SLO model".into());
     };
     let ready = obs.ready_replicas();
+    let Some(observed) = observe_traffic(slo, tuning, state, sample, ready, &smoothing) else {
+        return Plan::Missing("not enough traffic samples yet for the SLO model".into());
+    };
+    let cold = ColdStart::now(slo, tuning, state);
+    let rate = planned_rate(tuning, state, sample, &observed, &cold, &smoothing, now);
+    let Some(service) = state.service() else {
+        // The latest sample's own rate too: out of zero the estimates are still rising
+        // from nothing, while every request of the burst waits.
+        let latest = observed.since_last.map_or(0.0, |dt| observed.arrivals / dt);
+        let rate = rate.rate.max(latest);
+        return before_any_answer(slo, obs, ready, rate, range.max_replicas);
+    };
+    let at = (sample, ready);
+    let sized = match size(
+        slo,
+        tuning,
+        state,
+        at,
+        (&rate, &cold),
+        service,
+        range.max_replicas,
+    ) {
+        Ok(sized) => sized,
+        Err(missing) => return missing,
+    };
+    observe_idle(
+        state,
+        sample,
+        observed.arrivals,
+        (cold.keep_seconds, cold.lead),
+    );
+    let idle_cost = range
+        .to_zero
+        .then(|| idle_cost(slo, tuning, state, &sized, &cold));
+    let count = count(
+        slo,
+        tuning,
+        state,
+        &sized,
+        &cold,
+        idle_cost.as_ref(),
+        (obs, sample, ready, now),
+    );
+    let reasons = reasons(
+        slo,
+        state,
+        (&rate, &cold),
+        (&sized, &count),
+        idle_cost.as_ref(),
+        now,
+    );
+    Plan::Proposal {
+        replicas: count.replicas,
+        rate: sized.load.rate,
+        reasons,
+    }
+}
+
+/// What the sample added to the estimates.
+struct Observed {
+    /// Arrivals the sample counted since the last one.
+    arrivals: f64,
+    /// Seconds since the last sample (`None`: the first).
+    since_last: Option<f64>,
+    /// The level before this sample, where the sample spans more than the short rate's
+    /// window.
+    level_before: Option<f64>,
+}
+
+/// Advances the rate estimates by `sample`; `None` while the forecaster has no level yet.
+fn observe_traffic(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    sample: &TrafficSample,
+    ready: u32,
+    smoothing: &Smoothing,
+) -> Option<Observed> {
     // The level the traffic rises from. A sample that spans more than the short rate's window
     // (a controller syncing every 5 s) has already pulled the level half way up a burst by
     // the time the decision sees it; one within it has not moved it further than the short
@@ -347,53 +438,114 @@ pub fn plan(
         .last
         .is_some_and(|last| sample.at.seconds_since(last.at) > super::estimate::SHORT_RATE_SECONDS);
     let level_before = (spans_short_window && state.forecast.at.is_some())
-        .then(|| state.forecast.at_horizon(0.0, &smoothing));
+        .then(|| state.forecast.at_horizon(0.0, smoothing));
     let since_last = state.last.map(|last| sample.at.seconds_since(last.at));
     let arrivals = state
         .observe(
             sample,
-            &smoothing,
+            smoothing,
             f64::from(ready) * f64::from(slo.slots_per_replica),
         )
         .unwrap_or(0.0);
-    let short_window = 2.0 * super::estimate::SHORT_RATE_SECONDS;
-    let jump_test = NoiseTest::jump(tuning);
     // A step is not a trend: the jump test, from either side of the level, drops one the
     // last seconds contradict.
-    state
-        .forecast
-        .drop_contradicted_trend(state.short_rate, short_window, jump_test, &smoothing);
-    if state.forecast.at.is_none() {
-        return Plan::Missing("not enough traffic samples yet for the SLO model".into());
+    state.forecast.drop_contradicted_trend(
+        state.short_rate,
+        SHORT_WINDOW_SECONDS,
+        NoiseTest::jump(tuning),
+        smoothing,
+    );
+    state.forecast.at?;
+    Some(Observed {
+        arrivals,
+        since_last,
+        level_before,
+    })
+}
+
+/// The window of the short rate the jump test reads, seconds.
+const SHORT_WINDOW_SECONDS: f64 = 2.0 * super::estimate::SHORT_RATE_SECONDS;
+
+/// The cold start the plan sizes for and what follows from it.
+struct ColdStart {
+    /// Seconds (`ColdStarts::horizon`: the measured mean widened by its spread).
+    seconds: f64,
+    /// Cold starts measured into it.
+    measured: u32,
+    /// How far ahead capacity must be started (`lead`).
+    lead: f64,
+    /// How long a replica is kept through a dip (the ski-rental rule).
+    keep_seconds: f64,
+}
+
+impl ColdStart {
+    fn now(slo: &Slo, tuning: &Tuning, state: &SloState) -> Self {
+        let (seconds, measured, sd) = cold_start(slo, tuning, state);
+        ColdStart {
+            seconds,
+            measured,
+            lead: lead(seconds, sd, tuning, state),
+            keep_seconds: seconds * tuning.keep_cold_starts,
+        }
     }
-    let (cold_start, cold_starts_measured, cold_start_sd) = cold_start(slo, tuning, state);
+}
+
+/// The rate planned for and how it was read.
+struct Rate {
+    /// The level now, req/s.
+    level: f64,
+    /// The rate over the cold start ahead (the level, a jump's short rate, or the
+    /// forecast's peak), req/s.
+    planned: f64,
+    /// `planned` with the rate margin, req/s.
+    rate: f64,
+    /// Whether the last seconds jumped beyond counting noise.
+    jump: bool,
+    /// Dispersion of the per-second counts.
+    dispersion: f64,
+}
+
+/// The rate to plan for over the cold start: a jump's short rate or the forecast's peak
+/// beyond noise, whichever is higher. The recurrence sees every onset, whether or not a
+/// service time has been learnt yet: the first burst out of zero comes before any request
+/// has completed.
+fn planned_rate(
+    tuning: &Tuning,
+    state: &mut SloState,
+    sample: &TrafficSample,
+    observed: &Observed,
+    cold: &ColdStart,
+    smoothing: &Smoothing,
+    now: Time,
+) -> Rate {
     let dispersion = state.dispersion();
-    let level = state.forecast.at_horizon(0.0, &smoothing);
+    let level = state.forecast.at_horizon(0.0, smoothing);
     let ahead = state
         .forecast
-        .peak_within_beyond_noise(cold_start, &smoothing);
+        .peak_within_beyond_noise(cold.seconds, smoothing);
+    let jump_test = NoiseTest::jump(tuning);
     // Standard error of a rate measured over a window, for counts `dispersion` times as
     // dispersed as Poisson counts.
     let standard_error =
         |rate: f64, seconds: f64, dispersion: f64| (rate.max(0.0) * dispersion / seconds).sqrt();
     let noise = |rate: f64, seconds: f64| standard_error(rate, seconds, dispersion);
     let above = |from: f64, standard_error: f64| {
-        state.short_rate * short_window >= jump_test.least_requests
+        state.short_rate * SHORT_WINDOW_SECONDS >= jump_test.least_requests
             && state.short_rate > from + jump_test.standard_errors * standard_error
     };
     // A jump to plan for is judged against counting noise alone: the clumps that make counts
     // overdispersed are the traffic the jump path is for. A recurring burst's onset is judged
     // against the clumping too, so that one clump is not taken for the start of a period,
     // and from the level before this sample.
-    let jump = above(level, standard_error(level, short_window, 1.0));
-    let from = level_before.map_or(level, |before| before.min(level));
-    let onset = above(from, noise(from, short_window));
+    let jump = above(level, standard_error(level, SHORT_WINDOW_SECONDS, 1.0));
+    let from = observed
+        .level_before
+        .map_or(level, |before| before.min(level));
+    let onset = above(from, noise(from, SHORT_WINDOW_SECONDS));
     let base = if jump { state.short_rate } else { level };
     let planned = base.max(ahead);
-    let level_window = 2.0 * state.forecast.level_time_constant(&smoothing);
+    let level_window = 2.0 * state.forecast.level_time_constant(smoothing);
     let rate = planned + tuning.rate_margin * noise(planned, level_window);
-    // The recurrence sees every onset, whether or not a service time has been learnt yet:
-    // the first burst out of zero comes before any request has completed.
     if rate.is_finite() {
         let silence_before = state.silence_just_ended(now);
         let arrivals_total = sample.arrivals_total;
@@ -401,12 +553,27 @@ pub fn plan(
             .recurrence
             .observe(onset, rate, arrivals_total, silence_before, now);
     }
-    let Some((service_mean, service_scv)) = state.service() else {
-        // The latest sample's own rate too: out of zero the estimates are still rising
-        // from nothing, while every request of the burst waits.
-        let latest = since_last.map_or(0.0, |dt| arrivals / dt);
-        return before_any_answer(slo, obs, ready, rate.max(latest), max_replicas);
-    };
+    Rate {
+        level,
+        planned,
+        rate,
+        jump,
+        dispersion,
+    }
+}
+
+/// The load for the rate planned (with the queue beyond the ready slots drained over the
+/// lead), the attainment to plan for and the fewest replicas the model predicts reach it;
+/// the plan is missing where an estimate is out of range.
+fn size(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    (sample, ready): (&TrafficSample, u32),
+    (rate, cold): (&Rate, &ColdStart),
+    (service_mean, service_scv): (f64, f64),
+    max_replicas: u32,
+) -> Result<Sized, Plan> {
     let latency = slo.latency_seconds;
     // The service times' shape, fitted to their share within the latency the driver counts
     // at (the SLO's, or a histogram bucket's below it), then read at the SLO.
@@ -417,62 +584,165 @@ pub fn plan(
     });
     let slots = slo.slots_per_replica;
     let service = (service_mean, service_scv);
-    state.observe_waiting(sample, ready, slots, level, service, tuning.queue_seconds);
-    let arrival_scv = state.calibrated_scv(dispersion, service_scv, tuning.queue_prior);
-    let lead = lead(cold_start, cold_start_sd, tuning, state);
-    let model = Model::for_lead(sample.in_flight, lead, service_mean, tuning);
+    state.observe_waiting(
+        sample,
+        ready,
+        slots,
+        rate.level,
+        service,
+        tuning.queue_seconds,
+    );
+    let arrival_scv = state.calibrated_scv(rate.dispersion, service_scv, tuning.queue_prior);
+    let model = Model::for_lead(sample.in_flight, cold.lead, service_mean, tuning);
     let queued = queued_beyond_slots(sample.in_flight, ready, slots, &model);
-    let rate = rate + queued / lead.max(latency);
+    let planned = rate.rate + queued / cold.lead.max(latency);
     let load = Load {
-        rate,
+        rate: planned,
         arrival_scv,
         service_mean,
         service_scv,
         shape_scv: counted_shape.unwrap_or(service_scv),
     };
-    if ![rate, dispersion, service_mean, service_scv, cold_start]
-        .iter()
-        .all(|v| v.is_finite())
+    if ![
+        planned,
+        rate.dispersion,
+        service_mean,
+        service_scv,
+        cold.seconds,
+    ]
+    .iter()
+    .all(|v| v.is_finite())
     {
-        return Plan::Missing(format!(
-            "traffic estimates out of range (rate {rate}, service {service_mean}s)"
-        ));
+        return Err(Plan::Missing(format!(
+            "traffic estimates out of range (rate {planned}, service {service_mean}s)"
+        )));
     }
     let within = service_within(latency, service_mean, load.shape_scv);
     let budget = (within - slo.attainment).max((1.0 - slo.attainment) * tuning.min_wait_budget);
     let target = within - budget;
-    let keep_seconds = cold_start * tuning.keep_cold_starts;
-    observe_idle(state, sample, arrivals, (keep_seconds, lead));
-    // What going to zero through an idle spell costs, where the policy may go to zero.
-    let idle_cost = range.to_zero.then(|| IdleCost {
-        within,
-        cold_within: super::idle::within_after_cold_start(
-            latency - state.period_seconds.unwrap_or(0.0),
-            state.cold_start().unwrap_or((cold_start, 0.0)),
-            service_mean,
-            load.shape_scv,
-        ),
-        wait_budget: budget,
-        restart_seconds: cold_start * (1.0 + tuning.hedge),
-    });
     let (needed, predicted) =
         model.replicas_for(&load, slots, latency, target, max_replicas, &mut state.grid);
-    let now_sized = Sized {
+    Ok(Sized {
         load,
         model,
         target,
         needed,
+        predicted,
         max_replicas,
-    };
+        within,
+        budget,
+        queued,
+        counted_shape: counted_shape.is_some(),
+    })
+}
+
+/// What going to zero through an idle spell costs, for a policy that may go to zero.
+fn idle_cost(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &SloState,
+    sized: &Sized,
+    cold: &ColdStart,
+) -> IdleCost {
+    IdleCost {
+        within: sized.within,
+        cold_within: super::idle::within_after_cold_start(
+            slo.latency_seconds - state.period_seconds.unwrap_or(0.0),
+            state.cold_start().unwrap_or((cold.seconds, 0.0)),
+            sized.load.service_mean,
+            sized.load.shape_scv,
+        ),
+        wait_budget: sized.budget,
+        restart_seconds: cold.seconds * (1.0 + tuning.hedge),
+    }
+}
+
+/// The count proposed and how it was reached.
+struct Count {
+    /// The replicas ready when it was reached.
+    ready: u32,
+    /// The count kept through a dip shorter than the keep time.
+    kept: u32,
+    /// Extra replicas started while short.
+    hedge: u32,
+    /// Replicas for a recurring burst due within the lead, and the burst.
+    prewarm: Option<(u32, Due)>,
+    /// Whether the current count is held while the estimates warm up.
+    warming: bool,
+    /// Why the traffic allows zero replicas now, where it does.
+    silent: Option<Silence>,
+    /// The count proposed.
+    replicas: u32,
+}
+
+/// The count to propose: the one sized, or a recurring burst's, kept through a dip shorter
+/// than the keep time, hedged while short; held while the estimates warm up; zero through a
+/// silence the policy may go to zero in.
+fn count(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    sized: &Sized,
+    cold: &ColdStart,
+    idle_cost: Option<&IdleCost>,
+    (obs, sample, ready, now): (&Observation, &TrafficSample, u32, Time),
+) -> Count {
+    let needed = sized.needed;
     let at_zero = obs.current_replicas == 0;
-    let burst = for_recurring_burst(slo, tuning, state, &now_sized, lead, now);
+    let burst = for_recurring_burst(slo, tuning, state, sized, cold.lead, now);
     let burst_due = burst.is_some();
     let prewarm = burst
         .filter(|(replicas, _)| *replicas > needed || at_zero)
         .map(|(replicas, due)| (replicas.max(needed), due));
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
-    let keep_ms = (keep_seconds * 1000.0) as i64;
+    let keep_ms = (cold.keep_seconds * 1000.0) as i64;
     let kept = state.recent.remember(wanted, now, keep_ms);
+    let (hedge, planned_replicas) = hedged(
+        slo,
+        tuning,
+        state,
+        sized,
+        cold,
+        kept,
+        (obs, sample, ready, now),
+    );
+    let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
+    let silent = idle_cost.and_then(|cost| {
+        let idle = IdleRule {
+            keep_seconds: cold.keep_seconds,
+            allowed: state.idle.allows_zero(cost, tuning.idle_budget, now),
+        };
+        let cold_start = (cold.lead, cold.seconds);
+        silence(state, sample, at_zero, burst_due, cold_start, idle, now)
+    });
+    let replicas = match (warming, silent) {
+        (true, _) => obs.current_replicas,
+        (false, Some(_)) => 0,
+        (false, None) => planned_replicas,
+    };
+    Count {
+        ready,
+        kept,
+        hedge,
+        prewarm,
+        warming,
+        silent,
+        replicas,
+    }
+}
+
+/// The extra starts while short of ready replicas, and the count with them and the `kept`
+/// one.
+fn hedged(
+    slo: &Slo,
+    tuning: &Tuning,
+    state: &mut SloState,
+    sized: &Sized,
+    cold: &ColdStart,
+    kept: u32,
+    (obs, sample, ready, now): (&Observation, &TrafficSample, u32, Time),
+) -> (u32, u32) {
+    let needed = sized.needed;
     // Hedge only for what is needed now, not for what a dip keeps; and only while requests
     // are in flight or arriving. With none, a shortage misses nothing, and a replica wanted
     // ahead of a burst is started one lead ahead, its spread allowed for: an extra start
@@ -480,13 +750,14 @@ pub fn plan(
     let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
     let short = ready < needed && demand_now;
     let hedge = if short {
+        let shortage = (ready, sized.predicted);
         extra_starts(
             tuning,
             state,
-            &now_sized,
-            (ready, predicted),
+            sized,
+            shortage,
             slo,
-            cold_start,
+            cold.seconds,
             (obs, now),
         )
     } else {
@@ -494,6 +765,7 @@ pub fn plan(
     };
     state.short_before = short;
     let started = needed.saturating_add(hedge);
+    let keep_ms = (cold.keep_seconds * 1000.0) as i64;
     let recently_started = state.recent_starts.remember(started, now, keep_ms);
     // While the count needed is not ready, replicas still starting are not cancelled: a
     // dip of one in the count needed would otherwise remove a hedged start a second after
@@ -503,66 +775,64 @@ pub fn plan(
     } else {
         0
     };
-    let planned_replicas = kept
+    let planned = kept
         .max(started)
         .max(still_short)
-        .min(max_replicas.max(kept));
-    let warming = !state.warm(now) && planned_replicas < obs.current_replicas;
-    let silent = idle_cost.as_ref().and_then(|cost| {
-        let idle = IdleRule {
-            keep_seconds,
-            allowed: state.idle.allows_zero(cost, tuning.idle_budget, now),
-        };
-        silence(
-            state,
-            sample,
-            at_zero,
-            burst_due,
-            (lead, cold_start),
-            idle,
-            now,
-        )
-    });
-    let replicas = match (warming, silent) {
-        (true, _) => obs.current_replicas,
-        (false, Some(_)) => 0,
-        (false, None) => planned_replicas,
-    };
+        .min(sized.max_replicas.max(kept));
+    (hedge, planned)
+}
 
+/// The decision's reasons: the plan with the model's numbers, the attainment reached, and
+/// why the count differs from the one sized.
+fn reasons(
+    slo: &Slo,
+    state: &SloState,
+    (rate, cold): (&Rate, &ColdStart),
+    (sized, count): (&Sized, &Count),
+    idle_cost: Option<&IdleCost>,
+    now: Time,
+) -> Vec<Reason> {
+    let latency = slo.latency_seconds;
     let mut reasons = Vec::new();
     // A counted share is known to its count: within its noise the SLO is not called out of
     // reach (the plan is the same either way).
-    let noise = counted_shape.map_or(0.0, |_| state.within_noise(within));
+    let within = sized.within;
+    let noise = if sized.counted_shape {
+        state.within_noise(within)
+    } else {
+        0.0
+    };
     if within + noise < slo.attainment {
         reasons.push(Reason::SloOutOfReach {
             latency_seconds: latency,
             attainment: slo.attainment,
             within_without_wait: within,
-            within_measured: counted_shape.is_some(),
+            within_measured: sized.counted_shape,
             counted_requests: state.within_requests,
             prior_requests: super::estimate::SERVICE_PRIOR_REQUESTS,
-            planned_for: target,
+            planned_for: sized.target,
         });
     }
+    let load = &sized.load;
     reasons.push(Reason::SloPlan {
         latency_seconds: latency,
         attainment: slo.attainment,
-        planned_for: target,
-        replicas: needed,
-        predicted,
-        rate,
-        dispersion,
-        arrival_scv,
-        service_ms: service_mean * 1000.0,
-        service_sd_ms: service_mean * service_scv.sqrt() * 1000.0,
+        planned_for: sized.target,
+        replicas: sized.needed,
+        predicted: sized.predicted,
+        rate: load.rate,
+        dispersion: rate.dispersion,
+        arrival_scv: load.arrival_scv,
+        service_ms: load.service_mean * 1000.0,
+        service_sd_ms: load.service_mean * load.service_scv.sqrt() * 1000.0,
         service_measured: !state.service_from_littles_law,
-        forecast_percent: super::percent_over(planned, level),
-        jump,
-        cold_start_seconds: cold_start,
-        cold_starts_measured,
-        cold_start_widened: super::estimate::widened_while_few(cold_starts_measured),
-        over_lead: model.over_lead(),
-        queued,
+        forecast_percent: super::percent_over(rate.planned, rate.level),
+        jump: rate.jump,
+        cold_start_seconds: cold.seconds,
+        cold_starts_measured: cold.measured,
+        cold_start_widened: super::estimate::widened_while_few(cold.measured),
+        over_lead: sized.model.over_lead(),
+        queued: sized.queued,
     });
     if let Some(reached) = state.reached.filter(|r| r.counted_at(latency)) {
         if let Some(share) = reached.share() {
@@ -576,66 +846,84 @@ pub fn plan(
             });
         }
     }
-    if let (
-        false,
-        Some(Silence::UntilBurst {
-            quiet_seconds,
-            due_in_seconds,
-            period_seconds,
-        }),
-    ) = (warming, silent)
-    {
-        reasons.push(Reason::SloSilentUntilBurst {
-            quiet_seconds,
-            due_in_seconds,
-            period_seconds,
-            lead_seconds: lead,
+    reasons.extend(why_not_sized(
+        slo,
+        state,
+        cold,
+        (sized, count),
+        idle_cost,
+        now,
+    ));
+    // Through a silence nothing is started, hedged or not.
+    if count.hedge > 0 && !count.warming && count.silent.is_none() {
+        reasons.push(Reason::SloHedgedStart {
+            extra: count.hedge,
+            ready: count.ready,
+            needed: sized.needed,
         });
-    } else if let (false, Some(Silence::Idle { quiet_seconds }), Some(cost)) =
-        (warming, silent, &idle_cost)
-    {
-        reasons.push(Reason::SloIdleToZero {
-            quiet_seconds,
-            keep_seconds,
-            beyond_keep_seconds: state.idle.beyond_keep.map_or(0.0, |(mean, _)| mean),
-            spells: state.idle.spells_at(now),
-            restart_seconds: cost.restart_seconds,
-            lead_seconds: lead,
-            latency_seconds: latency,
-            cold_within: cost.cold_within,
-            arrived_after_idle: state.idle.share(),
-        });
-    } else if warming {
-        reasons.push(Reason::SloWarmingUp {
-            held: replicas,
+    }
+    reasons
+}
+
+/// Why the count proposed is not the one sized, where it is not: a silence, warming up, a
+/// recurring burst due, or a dip kept through.
+fn why_not_sized(
+    slo: &Slo,
+    state: &SloState,
+    cold: &ColdStart,
+    (sized, count): (&Sized, &Count),
+    idle_cost: Option<&IdleCost>,
+    now: Time,
+) -> Option<Reason> {
+    if count.warming {
+        return Some(Reason::SloWarmingUp {
+            held: count.replicas,
             seconds: super::estimate::WARMUP_SECONDS,
         });
-    } else if let Some((replicas, due)) = prewarm {
-        reasons.push(Reason::SloRecurringBurst {
+    }
+    match (count.silent, idle_cost) {
+        (
+            Some(Silence::UntilBurst {
+                quiet_seconds,
+                due_in_seconds,
+                period_seconds,
+            }),
+            _,
+        ) => {
+            return Some(Reason::SloSilentUntilBurst {
+                quiet_seconds,
+                due_in_seconds,
+                period_seconds,
+                lead_seconds: cold.lead,
+            })
+        }
+        (Some(Silence::Idle { quiet_seconds }), Some(cost)) => {
+            return Some(Reason::SloIdleToZero {
+                quiet_seconds,
+                keep_seconds: cold.keep_seconds,
+                beyond_keep_seconds: state.idle.beyond_keep.map_or(0.0, |(mean, _)| mean),
+                spells: state.idle.spells_at(now),
+                restart_seconds: cost.restart_seconds,
+                lead_seconds: cold.lead,
+                latency_seconds: slo.latency_seconds,
+                cold_within: cost.cold_within,
+                arrived_after_idle: state.idle.share(),
+            })
+        }
+        _ => {}
+    }
+    if let Some((replicas, due)) = count.prewarm {
+        return Some(Reason::SloRecurringBurst {
             replicas,
             rate: due.peak_rate,
             period_seconds: due.period_seconds,
             due_in_seconds: due.due_in_seconds,
-            lead_seconds: lead,
-        });
-    } else if kept > needed {
-        reasons.push(Reason::SloKeepsThroughDip {
-            replicas: kept,
-            needed,
-            cold_start_seconds: cold_start * tuning.keep_cold_starts,
+            lead_seconds: cold.lead,
         });
     }
-    // Through a silence nothing is started, hedged or not.
-    if hedge > 0 && !warming && silent.is_none() {
-        reasons.push(Reason::SloHedgedStart {
-            extra: hedge,
-            ready,
-            needed,
-        });
-    }
-    Plan::Proposal {
-        replicas,
-        rate,
-        reasons,
-    }
+    (count.kept > sized.needed).then_some(Reason::SloKeepsThroughDip {
+        replicas: count.kept,
+        needed: sized.needed,
+        cold_start_seconds: cold.keep_seconds,
+    })
 }
