@@ -183,13 +183,8 @@ fn observe_idle(
 /// What a shortage of ready replicas is worth, in replicas: the requests missed a second with
 /// `ready` replicas instead of `needed`, over those the last replica needed avoids (the price
 /// of a miss the target sets in steady state).
-fn shortage_worth(
-    grid: &mut Option<PenaltyGrid>,
-    sized: &Sized,
-    ready: u32,
-    predicted: f64,
-    slo: &Slo,
-) -> f64 {
+fn shortage_worth(grid: &mut Option<PenaltyGrid>, sized: &Sized, ready: u32, slo: &Slo) -> f64 {
+    let predicted = sized.predicted;
     let counts = [ready, sized.needed - 1];
     let (slots, latency) = (slo.slots_per_replica, slo.latency_seconds);
     let [with_ready, one_fewer] =
@@ -211,7 +206,7 @@ fn extra_starts(
     tuning: &Tuning,
     state: &mut SloState,
     sized: &Sized,
-    (ready, predicted): (u32, f64),
+    ready: u32,
     slo: &Slo,
     cold_start: f64,
     (obs, now): (&Observation, Time),
@@ -229,7 +224,7 @@ fn extra_starts(
         // shortage need not be priced.
         return least;
     }
-    let worth = shortage_worth(&mut state.grid, sized, ready, predicted, slo);
+    let worth = shortage_worth(&mut state.grid, sized, ready, slo);
     let starting = starts_in_progress(obs, now);
     super::hedge::extra_starts(missing, &starting, worth, mean, sd, room).max(least)
 }
@@ -364,12 +359,11 @@ pub fn plan(
         let rate = rate.rate.max(latest);
         return before_any_answer(slo, obs, ready, rate, range.max_replicas);
     };
-    let at = (sample, ready);
     let sized = match size(
         slo,
         tuning,
         state,
-        at,
+        (sample, ready),
         (&rate, &cold),
         service,
         range.max_replicas,
@@ -487,6 +481,11 @@ impl ColdStart {
             lead: lead(seconds, sd, tuning, state),
             keep_seconds: seconds * tuning.keep_cold_starts,
         }
+    }
+
+    /// The keep time in milliseconds, as the recent counts' memories take it.
+    fn keep_ms(&self) -> i64 {
+        (self.keep_seconds * 1000.0) as i64
     }
 }
 
@@ -695,8 +694,7 @@ fn count(
         .filter(|(replicas, _)| *replicas > needed || at_zero)
         .map(|(replicas, due)| (replicas.max(needed), due));
     let wanted = prewarm.map_or(needed, |(replicas, _)| replicas);
-    let keep_ms = (cold.keep_seconds * 1000.0) as i64;
-    let kept = state.recent.remember(wanted, now, keep_ms);
+    let kept = state.recent.remember(wanted, now, cold.keep_ms());
     let (hedge, planned_replicas) = hedged(
         slo,
         tuning,
@@ -750,23 +748,13 @@ fn hedged(
     let demand_now = sample.in_flight > 0.0 || state.last_arrival == Some(sample.at);
     let short = ready < needed && demand_now;
     let hedge = if short {
-        let shortage = (ready, sized.predicted);
-        extra_starts(
-            tuning,
-            state,
-            sized,
-            shortage,
-            slo,
-            cold.seconds,
-            (obs, now),
-        )
+        extra_starts(tuning, state, sized, ready, slo, cold.seconds, (obs, now))
     } else {
         0
     };
     state.short_before = short;
     let started = needed.saturating_add(hedge);
-    let keep_ms = (cold.keep_seconds * 1000.0) as i64;
-    let recently_started = state.recent_starts.remember(started, now, keep_ms);
+    let recently_started = state.recent_starts.remember(started, now, cold.keep_ms());
     // While the count needed is not ready, replicas still starting are not cancelled: a
     // dip of one in the count needed would otherwise remove a hedged start a second after
     // it began and start it again the next (pod churn, and a cold start begun anew).
